@@ -1,0 +1,1 @@
+"""ml-connector pipelines: a Dagster code location for finance data between ERPs, a warehouse and Looker."""

@@ -1,0 +1,187 @@
+"""connector.yaml, validated. With no file the product runs against the local sandbox.
+
+The file's path comes from `MLCONNECTOR_CONFIG`. Secrets are never written in it: a secret
+field names an environment variable that holds the value.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .core.errors import ConfigError
+from .core.http import HttpPolicy
+
+CONFIG_ENV = "MLCONNECTOR_CONFIG"
+DATA_DIR_ENV = "MLCONNECTOR_DATA_DIR"
+SANDBOX_URL_ENV = "MLCONNECTOR_SANDBOX_URL"
+DEFAULT_SANDBOX_PORT = 47800
+
+# The sandbox's demo identity. Not a secret: it only opens the local simulator.
+SANDBOX_TENANT_ID = "8f3c6a2e-0d4b-4c1e-9a57-2b9e5d7c1a00"
+SANDBOX_CLIENT_ID = "5d2a9c1e-7b3f-4e8a-b6d0-91c4f2e8a7b3"
+SANDBOX_CLIENT_SECRET = "sandbox-client-secret"
+SANDBOX_ENVIRONMENT = "production"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Strict):
+    """Where a secret comes from. Only a reference lives in connector.yaml."""
+
+    env: str = Field(description="Name of the environment variable holding the secret.")
+    sandbox_default: str | None = Field(
+        None, exclude=True, description="Used only by the sandbox profile when the variable is unset."
+    )
+
+    def resolve(self, what: str) -> str:
+        value = os.environ.get(self.env) or self.sandbox_default
+        if not value:
+            raise ConfigError(f"{what}: environment variable {self.env} is not set")
+        return value
+
+
+class PartitionConfig(_Strict):
+    cadence: Literal["hourly", "daily", "weekly"] = Field("daily", description="Window length (UTC).")
+    start: date = Field(description="First window to offer in the UI (earliest lastModifiedDateTime to load).")
+    settle_lag_minutes: int = Field(
+        30, ge=0, le=24 * 60,
+        description="A closed window is loaded by the schedule this long after it ends, for late commits.",
+    )
+
+
+class EntraAppConfig(_Strict):
+    authority_host: str = Field("https://login.microsoftonline.com", description="Entra ID login host.")
+    tenant_id: str = Field(description="Directory (tenant) ID of the customer's Entra tenant.")
+    client_id: str = Field(description="Application (client) ID of the app registration.")
+    client_secret: SecretRef
+    ca_bundle: Path | None = Field(None, description="Extra CA bundle to trust for the login host.")
+
+
+class BusinessCentralConfig(_Strict):
+    enabled: bool = True
+    auth: EntraAppConfig
+    api_base_url: str = Field("https://api.businesscentral.dynamics.com", description="BC API host.")
+    environment: str = Field(description="BC environment name, part of every URL (e.g. production).")
+    scope: str = "https://api.businesscentral.dynamics.com/.default"
+    companies: list[str] = Field(
+        default_factory=list, description="Company names or ids to load; empty loads every company."
+    )
+    entities: list[str] | None = Field(None, description="Entity sets to load; default all supported.")
+    page_size: int = Field(5000, ge=1, le=20000, description="Prefer: odata.maxpagesize (BC allows 20,000).")
+    ca_bundle: Path | None = Field(None, description="Extra CA bundle to trust for the API host.")
+    http: HttpPolicy = HttpPolicy()
+    partitions: PartitionConfig
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// URL")
+        return value.rstrip("/")
+
+
+class WarehouseConfig(_Strict):
+    backend: Literal["duckdb"] = "duckdb"
+    duckdb_path: Path | None = Field(None, description="DuckDB file; default <data_dir>/warehouse.duckdb.")
+
+
+class ConnectorConfig(_Strict):
+    profile: Literal["sandbox", "custom"] = "custom"
+    data_dir: Path
+    warehouse: WarehouseConfig = WarehouseConfig()
+    business_central: BusinessCentralConfig | None = None
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> "ConnectorConfig":
+        if not self.data_dir.is_absolute():
+            object.__setattr__(self, "data_dir", self.data_dir.resolve())
+        return self
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.warehouse.duckdb_path or self.data_dir / "warehouse.duckdb"
+
+    @property
+    def sandbox_dir(self) -> Path:
+        return self.data_dir / "sandbox"
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get(DATA_DIR_ENV) or "data").resolve()
+
+
+def sandbox_url() -> str:
+    return os.environ.get(SANDBOX_URL_ENV) or f"https://127.0.0.1:{DEFAULT_SANDBOX_PORT}"
+
+
+def sandbox_profile(data_dir: Path | None = None, url: str | None = None) -> dict:
+    """The raw settings that point every system at `mlconnector sandbox`."""
+    data_dir = (data_dir or default_data_dir()).resolve()
+    url = (url or sandbox_url()).rstrip("/")
+    ca = data_dir / "sandbox" / "ca.pem"
+    return {
+        "profile": "sandbox",
+        "data_dir": str(data_dir),
+        "business_central": {
+            "auth": {
+                "authority_host": url,
+                "tenant_id": SANDBOX_TENANT_ID,
+                "client_id": SANDBOX_CLIENT_ID,
+                "client_secret": {"env": "MLCONNECTOR_BC_CLIENT_SECRET", "sandbox_default": SANDBOX_CLIENT_SECRET},
+                "ca_bundle": str(ca),
+            },
+            "api_base_url": url,
+            "environment": SANDBOX_ENVIRONMENT,
+            "ca_bundle": str(ca),
+            "partitions": {"cadence": "daily", "start": "2026-10-01", "settle_lag_minutes": 30},
+        },
+    }
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_config(raw: dict, *, source: str = "connector.yaml") -> ConnectorConfig:
+    """Validate raw settings; a `profile: sandbox` file overrides the sandbox defaults."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of settings")
+    if raw.get("profile") == "sandbox":
+        raw = _merge(sandbox_profile(Path(raw["data_dir"]) if raw.get("data_dir") else None), raw)
+    raw.setdefault("data_dir", str(default_data_dir()))
+    try:
+        return ConnectorConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{source} is invalid — {problems}") from None
+
+
+def load_config(path: str | Path | None = None) -> ConnectorConfig:
+    """Load `path`, else `$MLCONNECTOR_CONFIG`, else the sandbox profile."""
+    path = path or os.environ.get(CONFIG_ENV)
+    if not path:
+        return parse_config(sandbox_profile(), source="sandbox profile")
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{CONFIG_ENV} points at {path}, which does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_config(raw, source=str(path))

@@ -1,0 +1,1 @@
+"""Protocol-agnostic machinery shared by every external system."""

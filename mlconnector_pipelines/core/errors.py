@@ -1,0 +1,30 @@
+"""Errors a user can act on. Each names the system and says what to do; none carries a secret."""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Base of every error the product raises on purpose."""
+
+
+class ConfigError(ConnectorError):
+    """connector.yaml (or the environment) is wrong; the message names the key."""
+
+
+class ExternalSystemError(ConnectorError):
+    """An external system refused or failed a request."""
+
+    def __init__(self, system: str, message: str, *, status: int | None = None, code: str | None = None):
+        self.system = system
+        self.status = status
+        self.code = code
+        detail = f" (HTTP {status}{', ' + code if code else ''})" if status else ""
+        super().__init__(f"{system}: {message}{detail}")
+
+
+class AuthenticationError(ExternalSystemError):
+    """Credentials were rejected: retrying will not help, fixing configuration will."""
+
+
+class RequestFailedError(ExternalSystemError):
+    """A request failed for good: a non-retryable status, or retries ran out."""

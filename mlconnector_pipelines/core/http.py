@@ -1,0 +1,309 @@
+"""Throttled HTTP: the one retry, back-off, rate-limit and re-auth policy for every system.
+
+Retries (tenacity): 429, 502, 503, 504, connection errors and timeouts. `Retry-After` is
+honoured when the server sends it; otherwise exponential back-off with full jitter, capped.
+Other 4xx are never retried. A 401 triggers one re-authentication and one retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import httpx
+import orjson
+import tenacity
+from pyrate_limiter import Duration, Limiter, Rate, StateBucket, TokenBucket
+from pydantic import BaseModel, Field
+
+from .errors import AuthenticationError, RequestFailedError
+from .redact import redact
+
+log = logging.getLogger("mlconnector.http")
+
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+
+
+class HttpPolicy(BaseModel):
+    """Per-system HTTP behaviour; every field has a production-sensible default."""
+
+    timeout_seconds: float = Field(120.0, gt=0, description="Read/connect timeout for one request.")
+    max_attempts: int = Field(8, ge=1, le=50, description="Attempts per request, first included.")
+    backoff_base_seconds: float = Field(1.0, gt=0, description="First back-off step without Retry-After.")
+    backoff_cap_seconds: float = Field(60.0, gt=0, description="Longest back-off step without Retry-After.")
+    max_retry_after_seconds: float = Field(
+        300.0, gt=0, description="Longest wait accepted from a server's Retry-After before giving up on it."
+    )
+    requests_per_minute: int | None = Field(
+        None, gt=0, description="Client-side request-rate limit; None leaves pacing to the server."
+    )
+    requests_burst: int | None = Field(
+        None, gt=0, description="Requests allowed back to back before pacing starts; default a tenth of a minute's."
+    )
+
+
+@dataclass
+class RequestStats:
+    """What one client did; surfaced as materialization metadata."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    server_errors: int = 0
+    transport_errors: int = 0
+    reauthentications: int = 0
+    waited_seconds: float = 0.0
+
+    def as_metadata(self, prefix: str = "") -> dict[str, float | int]:
+        return {f"{prefix}{k}": v for k, v in self.__dict__.items()}
+
+
+class Authenticator(Protocol):
+    """Supplies auth headers and forgets cached credentials when the server says they expired."""
+
+    def auth_headers(self) -> Mapping[str, str]: ...
+
+    def invalidate(self) -> None: ...
+
+
+class _RetryableResponse(Exception):
+    def __init__(self, response: httpx.Response):
+        self.response = response
+        super().__init__(f"HTTP {response.status_code}")
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """Parse Retry-After as seconds or an HTTP date; None when absent or unparseable."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class _RetryAfterOrFullJitter(tenacity.wait.wait_base):
+    """Server's Retry-After when present, else uniform(0, min(cap, base * 2**n)) (full jitter)."""
+
+    def __init__(self, base: float, cap: float, retry_after_cap: float, rng: random.Random):
+        self.base, self.cap, self.retry_after_cap, self.rng = base, cap, retry_after_cap, rng
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, _RetryableResponse):
+            hinted = retry_after_seconds(exc.response)
+            if hinted is not None:
+                return min(hinted, self.retry_after_cap)
+        return self.rng.uniform(0, min(self.cap, self.base * 2 ** (retry_state.attempt_number - 1)))
+
+
+def _rate_limiter(policy: HttpPolicy) -> Limiter | None:
+    """A token bucket: smooth pacing at the configured rate, with a small burst allowance."""
+    if not policy.requests_per_minute:
+        return None
+    burst = policy.requests_burst or max(1, policy.requests_per_minute // 10)
+    rate = Rate(policy.requests_per_minute, Duration.MINUTE, burst=burst)
+    return Limiter(StateBucket([rate], algorithm=TokenBucket()))
+
+
+class ThrottledClient:
+    """An httpx client for one external system with the house retry/auth/rate policy.
+
+    `secrets` are masked out of every error this client raises and every line it logs.
+    """
+
+    def __init__(
+        self,
+        system: str,
+        *,
+        base_url: str = "",
+        policy: HttpPolicy | None = None,
+        auth: Authenticator | None = None,
+        verify: Any = True,
+        secrets: Iterable[str | None] = (),
+        headers: Mapping[str, str] | None = None,
+        error_message: Callable[[httpx.Response], tuple[str, str | None]] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ):
+        self.system = system
+        self.policy = policy or HttpPolicy()
+        self.auth = auth
+        self.stats = RequestStats()
+        self._secrets = [s for s in secrets if s]
+        self._error_message = error_message or _generic_error_message
+        self._limiter = _rate_limiter(self.policy)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._http = httpx.Client(
+            base_url=base_url,
+            verify=verify,
+            timeout=httpx.Timeout(self.policy.timeout_seconds),
+            headers=dict(headers or {}),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    # -- public ---------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send with retries; return a 2xx/3xx response or raise a clear, redacted error."""
+        response = self._send_with_retries(method, url, params=params, json=json, headers=headers)
+        if response.status_code == 401 and self.auth is not None:
+            # Tokens can expire or be revoked early: forget ours and try exactly once more.
+            self.stats.reauthentications += 1
+            log.info("%s answered 401; re-authenticating once", self.system)
+            self.auth.invalidate()
+            response = self._send_with_retries(method, url, params=params, json=json, headers=headers)
+            if response.status_code == 401:
+                message, code = self._error_message(response)
+                raise AuthenticationError(
+                    self.system, self._redact(f"credentials rejected after re-authentication: {message}"),
+                    status=401, code=code,
+                )
+        if response.status_code >= 400:
+            message, code = self._error_message(response)
+            raise RequestFailedError(
+                self.system,
+                self._redact(f"{method} {_path_of(response.request.url)} failed: {message}"),
+                status=response.status_code, code=code,
+            )
+        return response
+
+    def get_json(self, url: str, **kwargs: Any) -> Any:
+        response = self.request("GET", url, **kwargs)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise RequestFailedError(
+                self.system, self._redact(f"GET {_path_of(response.request.url)} returned malformed JSON: {exc}")
+            ) from None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "ThrottledClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _send_with_retries(self, method, url, *, params, json, headers) -> httpx.Response:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((_RetryableResponse, httpx.TransportError)),
+            wait=_RetryAfterOrFullJitter(self.policy.backoff_base_seconds, self.policy.backoff_cap_seconds,
+                                         self.policy.max_retry_after_seconds, self._rng),
+            stop=tenacity.stop_after_attempt(self.policy.max_attempts),
+            before_sleep=self._before_retry,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._send_once, method, url, params=params, json=json, headers=headers)
+        except _RetryableResponse as exc:
+            message, code = self._error_message(exc.response)
+            raise RequestFailedError(
+                self.system,
+                self._redact(
+                    f"{method} {_path_of(exc.response.request.url)} still failing after "
+                    f"{self.policy.max_attempts} attempts: {message}"
+                ),
+                status=exc.response.status_code, code=code,
+            ) from None
+        except httpx.TransportError as exc:
+            raise RequestFailedError(
+                self.system,
+                self._redact(
+                    f"{method} {url} could not be completed after {self.policy.max_attempts} attempts: "
+                    f"{type(exc).__name__}: {exc}{_tls_hint(exc)}"
+                ),
+            ) from None
+
+    def _send_once(self, method, url, *, params, json, headers) -> httpx.Response:
+        if self._limiter is not None:
+            self._limiter.try_acquire(self.system)
+        request_headers = dict(self.auth.auth_headers()) if self.auth is not None else {}
+        request_headers.update(headers or {})
+        self.stats.requests += 1
+        response = self._http.request(method, url, params=params, json=json, headers=request_headers)
+        if response.status_code in RETRYABLE_STATUSES:
+            raise _RetryableResponse(response)
+        return response
+
+    def _before_retry(self, retry_state: tenacity.RetryCallState) -> None:
+        self.stats.retries += 1
+        wait = retry_state.upcoming_sleep
+        self.stats.waited_seconds += wait
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, _RetryableResponse):
+            status = exc.response.status_code
+            if status == 429:
+                self.stats.throttled += 1
+            else:
+                self.stats.server_errors += 1
+            reason = f"HTTP {status}"
+        else:
+            self.stats.transport_errors += 1
+            reason = type(exc).__name__
+        log.warning(
+            "%s: %s, retry %d in %.1fs", self.system, reason, retry_state.attempt_number, wait
+        )
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+
+def _path_of(url: httpx.URL) -> str:
+    # The path identifies the call; the query may carry filters that are noise in an error.
+    return url.path
+
+
+def _tls_hint(exc: Exception) -> str:
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return (
+            " — the server's TLS certificate is not trusted: set `ca_bundle` for this system in "
+            "connector.yaml to the CA that signed it (verification stays on)"
+        )
+    return ""
+
+
+def _generic_error_message(response: httpx.Response) -> tuple[str, str | None]:
+    """Best-effort (message, code) from an OData-style or plain error body."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return (response.text[:300] or response.reason_phrase, None)
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            message = error.get("message")
+            if isinstance(message, dict):  # SAP B1 v1 wraps the text
+                message = message.get("value")
+            return (str(message or error), str(error.get("code")) if error.get("code") is not None else None)
+        if isinstance(error, str):
+            return (str(body.get("error_description") or error), error)
+        if "message" in body:
+            return (str(body["message"]), None)
+    return (response.text[:300], None)

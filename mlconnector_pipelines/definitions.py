@@ -1,0 +1,27 @@
+"""The code location: one Definitions object built from the validated connector config.
+
+Loading builds objects only; no external API is called here (Dagster reloads code often).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from .config import ConnectorConfig, load_config
+from .flows.business_central import build_business_central
+from .systems.business_central.resource import BusinessCentralResource
+from .warehouse.resource import WarehouseResource
+
+
+def build_definitions(cfg: ConnectorConfig | None = None) -> dg.Definitions:
+    cfg = cfg or load_config()
+    warehouse = WarehouseResource(backend=cfg.warehouse.backend, duckdb_path=str(cfg.duckdb_path))
+    parts = [dg.Definitions(resources={"warehouse": warehouse})]
+    if cfg.business_central is not None and cfg.business_central.enabled:
+        parts.append(build_business_central(cfg.business_central, warehouse.kind))
+        parts.append(dg.Definitions(resources={
+            "business_central": BusinessCentralResource.from_config(cfg.business_central)}))
+    return dg.Definitions.merge(*parts)
+
+
+defs = build_definitions()

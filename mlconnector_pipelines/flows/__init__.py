@@ -1,0 +1,1 @@
+"""Thin Dagster wiring per flow: assets, jobs, schedules, checks."""

@@ -1,0 +1,48 @@
+"""Time-window partitions and the schedule that loads each window once it has settled."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+
+from ..config import PartitionConfig
+from ..core.windows import TimeWindow
+
+_CRON = {"hourly": "{m} * * * *", "daily": "{m} {h} * * *", "weekly": "{m} {h} * * 1"}
+
+
+def partitions_def(cfg: PartitionConfig) -> dg.TimeWindowPartitionsDefinition:
+    """UTC windows from `start`; the still-open current window is offered too (end_offset=1)."""
+    start = cfg.start.isoformat()
+    if cfg.cadence == "hourly":
+        return dg.HourlyPartitionsDefinition(start_date=f"{start}-00:00", timezone="UTC", end_offset=1)
+    if cfg.cadence == "weekly":
+        return dg.WeeklyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1, day_offset=1)
+    return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1)
+
+
+def windows_for(context: dg.AssetExecutionContext) -> list[TimeWindow]:
+    """Every partition window the run covers (one, or many in a single-run backfill)."""
+    partitions = context.assets_def.partitions_def
+    keys = partitions.get_partition_keys_in_range(context.partition_key_range)
+    return [TimeWindow(w.start, w.end) for w in (partitions.time_window_for_partition_key(k) for k in keys)]
+
+
+def settled_window_schedule(job, cfg: PartitionConfig, partitions: dg.TimeWindowPartitionsDefinition,
+                            name: str) -> dg.ScheduleDefinition:
+    """Runs `settle_lag_minutes` after each window closes and loads that window."""
+    lag = timedelta(minutes=cfg.settle_lag_minutes)
+    minute, hour = cfg.settle_lag_minutes % 60, (cfg.settle_lag_minutes // 60) % 24
+    cron = _CRON[cfg.cadence].format(m=minute, h=hour)
+
+    @dg.schedule(name=name, cron_schedule=cron, job=job, execution_timezone="UTC",
+                 description=f"Loads each {cfg.cadence} window {cfg.settle_lag_minutes} min after it closes "
+                             "(late-committed rows settle first).")
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        closed_at = context.scheduled_execution_time - lag - timedelta(microseconds=1)
+        key = partitions.get_partition_key_for_timestamp(closed_at.timestamp())
+        # The window containing `closed_at` is the one that has just closed and settled.
+        return dg.RunRequest(run_key=key, partition_key=key)
+
+    return _schedule

@@ -1,0 +1,342 @@
+"""Business Central API v2.0 (api-notes §2): companies, company-scoped entity sets, paging, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import collections
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .bc_data import LINE_ENTITY, CompanyData, dimension_set_lines, iso_ms
+from .entra import EntraSimulator
+from .faults import FaultBook
+from .odata_filter import Comparison, FilterError, parse_filter
+
+RESOURCE = "https://api.businesscentral.dynamics.com"
+MAX_PAGE_SIZE = 20_000
+LMD = "lastModifiedDateTime"
+
+
+class EntityTable:
+    """One company's records of one entity set, kept sorted by (lastModifiedDateTime, id).
+
+    That order makes a window filter a bisect and makes the skip token a stable key, so a
+    record modified while a client pages moves behind the cursor instead of shifting pages.
+    """
+
+    def __init__(self, records: list[dict]):
+        records = sorted(records, key=lambda r: (r[LMD], r["id"]))
+        self.keys = [(r[LMD], r["id"]) for r in records]
+        self.records = records
+        self.by_id = {r["id"]: r for r in records}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def upsert(self, record: dict) -> None:
+        old = self.by_id.get(record["id"])
+        if old is not None:
+            index = bisect.bisect_left(self.keys, (old[LMD], old["id"]))
+            del self.keys[index], self.records[index]
+        key = (record[LMD], record["id"])
+        index = bisect.bisect_left(self.keys, key)
+        self.keys.insert(index, key)
+        self.records.insert(index, record)
+        self.by_id[record["id"]] = record
+
+    def delete(self, record_id: str) -> bool:
+        old = self.by_id.pop(record_id, None)
+        if old is None:
+            return False
+        index = bisect.bisect_left(self.keys, (old[LMD], old["id"]))
+        del self.keys[index], self.records[index]
+        return True
+
+    def scan(self, comparisons: list[Comparison], after: tuple[str, str] | None):
+        """Records matching every comparison, in key order, strictly after the skip-token key."""
+        lo, hi = 0, len(self.keys)
+        rest = []
+        for c in comparisons:
+            if c.field == LMD and c.kind == "datetime" and c.op in ("ge", "gt", "lt", "le"):
+                # ("~" sorts after every GUID, "" before): turn a timestamp bound into a key bound.
+                if c.op == "ge":
+                    lo = max(lo, bisect.bisect_left(self.keys, (c.value, "")))
+                elif c.op == "gt":
+                    lo = max(lo, bisect.bisect_right(self.keys, (c.value, "~")))
+                elif c.op == "lt":
+                    hi = min(hi, bisect.bisect_left(self.keys, (c.value, "")))
+                else:
+                    hi = min(hi, bisect.bisect_right(self.keys, (c.value, "~")))
+            else:
+                rest.append(c)
+        if after is not None:
+            lo = max(lo, bisect.bisect_right(self.keys, after))
+        for index in range(lo, hi):
+            record = self.records[index]
+            if all(c.matches(record) for c in rest):
+                yield record
+
+
+@dataclass
+class Company:
+    data: CompanyData
+    tables: dict[str, EntityTable] = field(default_factory=dict)
+
+    @classmethod
+    def from_data(cls, data: CompanyData) -> "Company":
+        return cls(data, {name: EntityTable(records) for name, records in data.entities.items()})
+
+
+@dataclass
+class BusinessCentralSimulator:
+    entra: EntraSimulator
+    faults: FaultBook
+    tenant_id: str
+    environment: str
+    companies: dict[str, Company]
+    field_types: dict[str, dict[str, str]]  # entity set -> field -> Edm type (from the spec)
+    rate_limit_requests: int = 6000
+    rate_limit_window_seconds: float = 300.0
+    retry_after_on_429: float | None = None
+    requests: collections.Counter = field(default_factory=collections.Counter)
+    _recent: dict[str, collections.deque] = field(default_factory=dict)
+
+    def routes(self) -> list[Route]:
+        return [Route("/v2.0/{tenant}/{environment}/api/{version}/{rest:path}", self.handle, methods=["GET"])]
+
+    # -- request pipeline ---------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        self.requests["total"] += 1
+        issued = self.entra.validate(request.headers.get("authorization"), RESOURCE)
+        if issued is None or issued.tenant_id != request.path_params["tenant"]:
+            self.requests["401"] += 1
+            return _error(401, "Authentication_InvalidCredentials",
+                          "The server has rejected the client credentials.",
+                          headers={"WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/{request.path_params["tenant"]}/oauth2/authorize"'})
+        if self._over_limit(issued.client_id):
+            self.requests["429"] += 1
+            headers = {"Retry-After": f"{self.retry_after_on_429:g}"} if self.retry_after_on_429 is not None else {}
+            return _error(429, "Application_TooManyRequests",
+                          f"Too many requests reached. Maximum ({self.rate_limit_requests}) per "
+                          f"{self.rate_limit_window_seconds:g} seconds.", headers=headers)
+        fault = self.faults.take(request.url.path)
+        if fault is not None:
+            if fault.kind == "status":
+                self.requests[str(fault.status)] += 1
+                headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+                code = {429: "Application_TooManyRequests", 503: "Internal_ServiceUnavailable",
+                        502: "Internal_BadGateway", 504: "Internal_GatewayTimeout"}.get(fault.status, "Internal_ServerError")
+                return _error(fault.status, code, "Injected by the sandbox.", headers=headers)
+            if fault.kind == "delay":
+                await asyncio.sleep(fault.delay_seconds)
+            if fault.kind == "expire_tokens":
+                self.entra.expire_all()
+        if request.path_params["environment"] != self.environment:
+            return _error(404, "BadRequest_NotFound",
+                          f"Environment '{request.path_params['environment']}' does not exist in tenant "
+                          f"'{request.path_params['tenant']}'. Check the environment name in the BC admin center.")
+        if request.path_params["version"] != "v2.0":
+            return _error(404, "BadRequest_NotFound",
+                          f"No HTTP resource was found that matches the request URI (API version "
+                          f"'{request.path_params['version']}' is not published; use v2.0).")
+        try:
+            response = self._route(request)
+        except FilterError as exc:
+            return _error(400, "BadRequest", str(exc))
+        if fault is not None and fault.kind == "drop":
+            return _dropped_midway(response)
+        return response
+
+    def _over_limit(self, client_id: str) -> bool:
+        now = time.monotonic()
+        recent = self._recent.setdefault(client_id, collections.deque())
+        while recent and recent[0] <= now - self.rate_limit_window_seconds:
+            recent.popleft()
+        if len(recent) >= self.rate_limit_requests:
+            return True
+        recent.append(now)
+        return False
+
+    def _route(self, request: Request) -> Response:
+        rest = request.path_params["rest"]
+        if rest == "companies":
+            return self._json(request, {"@odata.context": self._context(request, "companies"),
+                                        "value": [self._company_json(c) for c in self.companies.values()]})
+        match = re.fullmatch(r"companies\(([^)]+)\)/(\w+)(?:\(([^)]+)\))?(?:/(\$count|\w+))?", rest)
+        if not match:
+            return _error(404, "BadRequest_NotFound", f"No HTTP resource was found that matches the request URI '{rest}'.")
+        company_id, entity_set, record_id, tail = match.groups()
+        company = self.companies.get(company_id.strip("'"))
+        if company is None:
+            return _error(404, "BadRequest_NotFound", f"The company '{company_id}' does not exist.")
+        if entity_set in LINE_ENTITY.values():
+            return _error(400, "BadRequest",
+                          f"You must specify a document id to get the lines ({entity_set} is read through its parent).")
+        table = company.tables.get(entity_set)
+        if table is None:
+            return _error(404, "BadRequest_NotFound", f"Resource not found for the segment '{entity_set}'.")
+        self.requests[entity_set] += 1
+        if record_id is None and tail == "$count":
+            comparisons = self._filter(request, entity_set)
+            return PlainTextResponse(str(sum(1 for _ in table.scan(comparisons, None))))
+        if record_id is not None:
+            record = table.by_id.get(record_id)
+            if record is None:
+                return _error(404, "BadRequest_NotFound", f"The {entity_set} record '{record_id}' does not exist.")
+            if tail is None:
+                return self._json(request, self._render(company, entity_set, record, self._expand(request, entity_set)))
+            children = self._children(company, entity_set, record, tail)
+            if children is None:
+                return _error(404, "BadRequest_NotFound", f"Resource not found for the segment '{tail}'.")
+            return self._json(request, {"@odata.context": self._context(request, tail), "value": children})
+        return self._collection(request, company, entity_set, table)
+
+    def _collection(self, request: Request, company: Company, entity_set: str, table: EntityTable) -> Response:
+        params = request.query_params
+        comparisons = self._filter(request, entity_set)
+        expand = self._expand(request, entity_set)
+        page_size = MAX_PAGE_SIZE
+        applied = None
+        prefer = request.headers.get("prefer", "")
+        match = re.search(r"odata\.maxpagesize=(\d+)", prefer)
+        if match:
+            page_size = max(1, min(int(match.group(1)), MAX_PAGE_SIZE))
+            applied = f"odata.maxpagesize={page_size}"
+        top = int(params["$top"]) if "$top" in params else None
+        after = _decode_skiptoken(params["$skiptoken"]) if "$skiptoken" in params else None
+        already = int(params.get("$skipcount", "0"))  # rows served before, so $top holds across pages
+        limit = page_size if top is None else max(0, min(page_size, top - already))
+        page = []
+        matched = table.scan(comparisons, after)
+        for record in matched:
+            if len(page) == limit:
+                break
+            page.append(record)
+        more = len(page) == limit and limit > 0 and next(matched, None) is not None
+        body: dict[str, Any] = {"@odata.context": self._context(request, entity_set)}
+        if params.get("$count") == "true":
+            body["@odata.count"] = sum(1 for _ in table.scan(comparisons, None))
+        select = [s.strip() for s in params["$select"].split(",")] if "$select" in params else None
+        body["value"] = [self._render(company, entity_set, r, expand, select) for r in page]
+        if more and (top is None or already + len(page) < top):
+            last = page[-1]
+            query = {k: v for k, v in params.items() if k not in ("$skiptoken", "$skipcount")}
+            query["$skiptoken"] = _encode_skiptoken((last[LMD], last["id"]))
+            if top is not None:
+                query["$skipcount"] = str(already + len(page))
+            body["@odata.nextLink"] = f"{request.url.scheme}://{request.url.netloc}{request.url.path}?{urlencode(query)}"
+        self.requests["pages"] += 1
+        return self._json(request, body, {"Preference-Applied": applied} if applied else None)
+
+    def _filter(self, request: Request, entity_set: str) -> list[Comparison]:
+        text = request.query_params.get("$filter")
+        return parse_filter(text, self.field_types[entity_set]) if text else []
+
+    def _expand(self, request: Request, entity_set: str) -> list[str]:
+        expand = [e.strip() for e in request.query_params.get("$expand", "").split(",") if e.strip()]
+        allowed = {LINE_ENTITY.get(entity_set), "dimensionSetLines"}
+        for name in expand:
+            if name not in allowed or (name == "dimensionSetLines" and entity_set != "generalLedgerEntries"):
+                raise FilterError(f"Could not find a property named '{name}' on type 'Microsoft.NAV.{entity_set}'.")
+        return expand
+
+    def _children(self, company: Company, entity_set: str, record: dict, navigation: str) -> list[dict] | None:
+        if navigation == "dimensionSetLines" and entity_set == "generalLedgerEntries":
+            return dimension_set_lines(company.data, record["id"])
+        if navigation == LINE_ENTITY.get(entity_set):
+            return company.data.lines[entity_set].get(record["id"], [])
+        return None
+
+    def _render(self, company: Company, entity_set: str, record: dict, expand: list[str],
+                select: list[str] | None = None) -> dict:
+        rendered = {"@odata.etag": _etag(record)}
+        rendered.update(record if select is None else {k: record.get(k) for k in select})
+        for navigation in expand:
+            rendered[navigation] = self._children(company, entity_set, record, navigation)
+        return rendered
+
+    def _company_json(self, company: Company) -> dict:
+        d = company.data
+        return {"id": d.id, "systemVersion": "27.0.38460.41280", "timestamp": 42, "name": d.name,
+                "displayName": d.display_name, "businessProfileId": "", "systemCreatedAt": d.created_at,
+                "systemCreatedBy": "00000000-0000-0000-0000-000000000001", "systemModifiedAt": d.created_at,
+                "systemModifiedBy": "00000000-0000-0000-0000-000000000001"}
+
+    @staticmethod
+    def _context(request: Request, name: str) -> str:
+        base = request.url.path.split("/api/v2.0/")[0]
+        return f"{request.url.scheme}://{request.url.netloc}{base}/api/v2.0/$metadata#{name}"
+
+    @staticmethod
+    def _json(request: Request, body: Any, headers: dict | None = None) -> Response:
+        return Response(orjson.dumps(body), media_type="application/json; odata.metadata=minimal; odata.streaming=true",
+                        headers=headers)
+
+    # -- mutations (live mode and the admin API) -----------------------------------------------
+
+    def upsert(self, company_id: str, entity_set: str, changes: dict, lines: list[dict] | None = None,
+               modified_at: str | None = None) -> dict:
+        company = self.companies[company_id]
+        table = company.tables[entity_set]
+        stamp = modified_at or iso_ms_now()
+        existing = table.by_id.get(changes.get("id", ""))
+        record = dict(existing) if existing else {name: None for name in self.field_types[entity_set]}
+        record.update(changes)
+        record.setdefault("id", str(uuid.uuid4()))
+        if not record.get("id"):
+            record["id"] = str(uuid.uuid4())
+        record[LMD] = stamp
+        table.upsert(record)
+        if lines is not None and entity_set in LINE_ENTITY:
+            company.data.lines[entity_set][record["id"]] = [dict(l, documentId=record["id"]) for l in lines]
+        return record
+
+
+def iso_ms_now() -> str:
+    from datetime import datetime, timezone
+    return iso_ms(datetime.now(timezone.utc))
+
+
+def _etag(record: dict) -> str:
+    return 'W/"' + base64.b64encode(record[LMD].encode()).decode() + '"'
+
+
+def _encode_skiptoken(key: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(key)).decode()
+
+
+def _decode_skiptoken(token: str) -> tuple[str, str]:
+    try:
+        first, second = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        return (first, second)
+    except Exception:
+        raise FilterError("The $skiptoken is not valid.") from None
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
+    body = {"error": {"code": code, "message": f"{message}  CorrelationId:  {uuid.uuid4()}."}}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def _dropped_midway(response: Response) -> Response:
+    """Send half the body, then break the connection, as a proxy reset mid-download would."""
+    body = bytes(response.body)
+
+    async def half_then_fail():
+        yield body[: len(body) // 2]
+        raise ConnectionResetError("sandbox fault: connection dropped mid-page")
+
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return StreamingResponse(half_then_fail(), status_code=response.status_code, headers=headers)

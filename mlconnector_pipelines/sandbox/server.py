@@ -1,0 +1,79 @@
+"""Runs the sandbox over HTTPS on loopback, in the foreground (CLI) or a background thread (tests)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from .app import Sandbox, SandboxSettings
+from .tls import SandboxCertificates, ensure_certificates
+
+
+@dataclass
+class RunningSandbox:
+    url: str
+    certificates: SandboxCertificates
+    sandbox: Sandbox
+    _server: uvicorn.Server
+    _thread: threading.Thread | None
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server(sandbox: Sandbox, certs: SandboxCertificates) -> uvicorn.Server:
+    config = uvicorn.Config(
+        sandbox.asgi_app(), log_level="warning", access_log=False, lifespan="on",
+        ssl_certfile=str(certs.server_cert_pem), ssl_keyfile=str(certs.server_key_pem),
+        timeout_keep_alive=30,
+    )
+    return uvicorn.Server(config)
+
+
+def start_in_thread(data_dir: Path, settings: SandboxSettings | None = None, port: int = 0) -> RunningSandbox:
+    """Start on 127.0.0.1 (an ephemeral port by default) and return once it answers."""
+    certs = ensure_certificates(data_dir / "sandbox")
+    sandbox = Sandbox(settings or SandboxSettings())
+    sock = _bind("127.0.0.1", port)
+    server = _server(sandbox, certs)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="sandbox")
+    thread.start()
+    url = f"https://127.0.0.1:{sock.getsockname()[1]}"
+    _wait_until_up(url, certs.ca_pem)
+    return RunningSandbox(url, certs, sandbox, server, thread)
+
+
+def serve_forever(data_dir: Path, settings: SandboxSettings, host: str, port: int) -> None:
+    certs = ensure_certificates(data_dir / "sandbox")
+    sandbox = Sandbox(settings)
+    server = _server(sandbox, certs)
+    print(f"sandbox: https://{host}:{port}  (CA: {certs.ca_pem})", flush=True)
+    server.run(sockets=[_bind(host, port)])
+
+
+def _wait_until_up(url: str, ca: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(f"{url}/_sandbox/health", verify=str(ca), timeout=2).raise_for_status()
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -1,0 +1,1 @@
+"""One package per external system: its auth, client, Dagster resource and entity catalog."""

@@ -1,0 +1,75 @@
+"""Dagster resource wrapping the BC client with its Entra auth and throttling."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import dagster as dg
+from pydantic import Field
+
+from ...config import BusinessCentralConfig
+from ...core.http import HttpPolicy
+from ...core.tls import ssl_context
+from ..entra import EntraTokenProvider
+from .client import SYSTEM, BusinessCentralClient
+
+
+class BusinessCentralResource(dg.ConfigurableResource):
+    """A Business Central environment reached with an Entra app registration (client credentials)."""
+
+    api_base_url: str
+    environment: str
+    authority_host: str
+    tenant_id: str
+    client_id: str
+    client_secret: str = Field(description="Set from an environment variable (dagster.EnvVar); never shown.")
+    scope: str = "https://api.businesscentral.dynamics.com/.default"
+    companies: list[str] = []
+    page_size: int = 5000
+    ca_bundle: Optional[str] = None
+    authority_ca_bundle: Optional[str] = None
+    timeout_seconds: float = 120.0
+    max_attempts: int = 8
+    backoff_base_seconds: float = 1.0
+    backoff_cap_seconds: float = 60.0
+    max_retry_after_seconds: float = 300.0
+    requests_per_minute: Optional[int] = None
+    requests_burst: Optional[int] = None
+
+    @classmethod
+    def from_config(cls, cfg: BusinessCentralConfig) -> "BusinessCentralResource":
+        secret_ref = cfg.auth.client_secret
+        # A real secret stays an EnvVar so Dagster resolves it at run time and never displays it.
+        secret = (secret_ref.sandbox_default if secret_ref.sandbox_default and not os.environ.get(secret_ref.env)
+                  else dg.EnvVar(secret_ref.env))
+        return cls(
+            api_base_url=cfg.api_base_url, environment=cfg.environment, authority_host=cfg.auth.authority_host,
+            tenant_id=cfg.auth.tenant_id, client_id=cfg.auth.client_id, client_secret=secret, scope=cfg.scope,
+            companies=cfg.companies, page_size=cfg.page_size,
+            ca_bundle=str(cfg.ca_bundle) if cfg.ca_bundle else None,
+            authority_ca_bundle=str(cfg.auth.ca_bundle) if cfg.auth.ca_bundle else None,
+            timeout_seconds=cfg.http.timeout_seconds, max_attempts=cfg.http.max_attempts,
+            backoff_base_seconds=cfg.http.backoff_base_seconds, backoff_cap_seconds=cfg.http.backoff_cap_seconds,
+            max_retry_after_seconds=cfg.http.max_retry_after_seconds, requests_per_minute=cfg.http.requests_per_minute,
+            requests_burst=cfg.http.requests_burst,
+        )
+
+    def client(self) -> BusinessCentralClient:
+        """A new client (and token cache) for one step; close it when done."""
+        tokens = EntraTokenProvider(
+            system=SYSTEM, authority_host=self.authority_host, tenant_id=self.tenant_id,
+            client_id=self.client_id, client_secret=self.client_secret, scope=self.scope,
+            verify=ssl_context(self.authority_ca_bundle, what="business_central.auth"),
+        )
+        policy = HttpPolicy(
+            timeout_seconds=self.timeout_seconds, max_attempts=self.max_attempts,
+            backoff_base_seconds=self.backoff_base_seconds, backoff_cap_seconds=self.backoff_cap_seconds,
+            max_retry_after_seconds=self.max_retry_after_seconds, requests_per_minute=self.requests_per_minute,
+            requests_burst=self.requests_burst,
+        )
+        return BusinessCentralClient(
+            api_base_url=self.api_base_url, tenant_id=self.tenant_id, environment=self.environment,
+            tokens=tokens, page_size=self.page_size, policy=policy,
+            verify=ssl_context(self.ca_bundle, what="business_central"), secrets=(self.client_secret,),
+        )

@@ -1,0 +1,120 @@
+"""Microsoft Entra ID client-credentials tokens (msal), shared by BC, F&O and Dataverse.
+
+msal talks through an httpx adapter rather than its default requests session: requests lets
+the machine's REQUESTS_CA_BUNDLE silently override `verify=`, and the sandbox (or a customer's
+proxy) needs an explicit CA bundle to be honoured.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import msal
+
+from ..core.errors import AuthenticationError
+from ..core.redact import redact
+
+# What Entra's error codes mean for the person setting this up.
+_FIXES = {
+    "AADSTS7000215": "the client secret is wrong or expired: create a new secret in the app registration",
+    "AADSTS7000222": "the client secret has expired: create a new one in the app registration",
+    "AADSTS700016": "no app with this client id in the tenant: check client_id and tenant_id",
+    "AADSTS90002": "the tenant does not exist: check tenant_id (the Directory ID in Entra)",
+    "AADSTS500011": "the app has no permission for this API: add the application permission and grant admin consent",
+    "AADSTS1002012": "the scope is malformed: it must be the resource URL followed by /.default",
+}
+
+
+class _HttpxForMsal:
+    """msal's minimal HTTP interface (get/post returning response-like objects) over httpx."""
+
+    def __init__(self, client: httpx.Client):
+        self._client = client
+
+    def post(self, url, params=None, data=None, headers=None, **kwargs):
+        kwargs.pop("timeout", None)
+        if isinstance(data, (str, bytes)):
+            return self._client.post(url, params=params, content=data, headers=headers)
+        return self._client.post(url, params=params, data=data, headers=headers)
+
+    def get(self, url, params=None, headers=None, **kwargs):
+        kwargs.pop("timeout", None)
+        return self._client.get(url, params=params, headers=headers)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class EntraTokenProvider:
+    """One app registration's token for one scope, cached by msal and renewed before expiry.
+
+    Implements the `Authenticator` protocol of core.http.
+    """
+
+    def __init__(
+        self,
+        *,
+        system: str,
+        authority_host: str,
+        tenant_id: str,
+        client_id: str,
+        client_secret: str,
+        scope: str,
+        verify: Any = True,
+        timeout_seconds: float = 30.0,
+    ):
+        self.system = system
+        self.scope = scope
+        self._secret = client_secret
+        self._lock = threading.Lock()
+        self._http = _HttpxForMsal(httpx.Client(verify=verify, timeout=timeout_seconds))
+        self.tokens_acquired = 0
+        self._app = msal.ConfidentialClientApplication(
+            client_id,
+            client_credential=client_secret,
+            authority=f"{authority_host.rstrip('/')}/{tenant_id}",
+            http_client=self._http,
+            # Real Entra passes these checks anyway; a sandbox or sovereign host must skip them.
+            validate_authority=authority_host.rstrip("/") == "https://login.microsoftonline.com",
+            instance_discovery=False,
+        )
+
+    def access_token(self) -> str:
+        with self._lock:
+            try:
+                result = self._app.acquire_token_for_client(scopes=[self.scope])
+            except (httpx.HTTPError, ValueError) as exc:
+                raise AuthenticationError(
+                    self.system, redact(f"could not reach the Entra ID token endpoint: {exc}", [self._secret])
+                ) from None
+        if "access_token" not in result:
+            raise AuthenticationError(self.system, self._explain(result), code=result.get("error"))
+        if result.get("token_source") == "identity_provider":
+            self.tokens_acquired += 1
+        return result["access_token"]
+
+    def auth_headers(self) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {self.access_token()}"}
+
+    def invalidate(self) -> None:
+        """Forget cached tokens so the next call asks Entra again (the server said ours is dead)."""
+        with self._lock:
+            cache = self._app.token_cache
+            for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+                cache.remove_at(item)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _explain(self, result: Mapping[str, Any]) -> str:
+        description = str(result.get("error_description") or result.get("error") or "unknown error")
+        first_line = description.split(" Trace ID:")[0]
+        codes = [f"AADSTS{c}" for c in result.get("error_codes") or []]
+        fix = next((_FIXES[c] for c in codes if c in _FIXES), None)
+        message = f"Entra ID refused the token request for scope {self.scope}: {first_line}"
+        if fix:
+            message += f" — likely fix: {fix}"
+        return redact(message, [self._secret])

@@ -1,0 +1,1 @@
+"""One Warehouse interface; DuckDB is the embedded default."""

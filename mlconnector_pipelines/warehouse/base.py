@@ -1,0 +1,74 @@
+"""The warehouse interface every backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from .schema import TableSpec
+
+
+@dataclass(frozen=True)
+class ReplaceScope:
+    """Which rows a load replaces: these companies, windows starting in `[start, end)`."""
+
+    company_ids: tuple[str, ...]
+    start: datetime
+    end: datetime
+
+
+class WindowLoad(ABC):
+    """Receives batches for one replace; nothing is visible until the load commits."""
+
+    @abstractmethod
+    def write(self, table: TableSpec, batch: pd.DataFrame) -> None: ...
+
+    @property
+    @abstractmethod
+    def rows_written(self) -> dict[str, int]: ...
+
+
+class Warehouse(ABC):
+    @abstractmethod
+    def replace_windows(self, tables: Sequence[TableSpec], scope: ReplaceScope) -> AbstractContextManager[WindowLoad]:
+        """Stage batches, then atomically swap the scope's rows in every table and merge current state.
+
+        If the block raises, nothing changes: the old window stays as it was.
+        """
+
+    @abstractmethod
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]: ...
+
+    def table_exists(self, name: str) -> bool:
+        return bool(self.query(
+            "SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name]))
+
+    def duplicate_keys(self, table: TableSpec) -> int:
+        """Number of keys that occur more than once in the current-state table."""
+        if not self.table_exists(table.name):
+            return 0
+        keys = ", ".join(f'"{k}"' for k in table.key)
+        return self.query(
+            f'SELECT count(*) FROM (SELECT {keys} FROM "{table.name}" GROUP BY {keys} HAVING count(*) > 1)')[0][0]
+
+    def loaded_from(self, table: TableSpec, company_id: str) -> datetime | None:
+        """Start of the earliest window loaded for a company (None before its first load)."""
+        if not self.table_exists(table.changes_table):
+            return None
+        return self.query(f'SELECT min("_window_start") FROM "{table.changes_table}" WHERE "_company_id" = ?',
+                          [company_id])[0][0]
+
+    def current_count(self, table: TableSpec, company_id: str, modified_from: datetime, modified_before: datetime) -> int:
+        """Current-state rows of a company last modified in `[modified_from, modified_before)`."""
+        if not self.table_exists(table.name):
+            return 0
+        column = table.modified_column
+        return self.query(
+            f'SELECT count(*) FROM "{table.name}" WHERE "_company_id" = ? AND "{column}" >= ? AND "{column}" < ?',
+            [company_id, modified_from, modified_before])[0][0]

@@ -1,0 +1,96 @@
+"""Logical column types, naming, and the description of a change-log/current-state table pair."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+
+class ColumnType(str, Enum):
+    STRING = "string"
+    INTEGER = "integer"
+    DECIMAL = "decimal"  # money: exact, 38 digits with 9 after the point
+    DOUBLE = "double"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    TIMESTAMP = "timestamp"  # always UTC
+
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def column_name(source_field: str) -> str:
+    """Source field -> warehouse column: snake_case, restricted to safe identifier characters."""
+    name = _CAMEL.sub("_", source_field).lower()
+    name = re.sub(r"[^a-z0-9_]", "_", name)
+    if not name or name[0].isdigit():
+        name = f"f_{name}"
+    return name
+
+
+def validate_identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"unsafe warehouse identifier {name!r}")
+    return name
+
+
+def infer_type(value: Any) -> ColumnType:
+    """Type of a column the catalog does not know (e.g. a field the customer added)."""
+    if isinstance(value, bool):
+        return ColumnType.BOOLEAN
+    if isinstance(value, int):
+        return ColumnType.INTEGER
+    if isinstance(value, (float, Decimal)):
+        return ColumnType.DOUBLE
+    if isinstance(value, datetime):
+        return ColumnType.TIMESTAMP
+    if isinstance(value, date):
+        return ColumnType.DATE
+    return ColumnType.STRING
+
+
+# Columns every change-log row carries.
+COMPANY_ID = "_company_id"
+COMPANY_NAME = "_company_name"
+WINDOW_START = "_window_start"
+EXTRACTED_AT = "_extracted_at"
+RUN_ID = "_run_id"
+VERSION_ID = "_version_id"  # identifies one version of one record: "<id>@<modified>"
+PARENT_ID = "_parent_id"
+PARENT_VERSION_ID = "_parent_version_id"
+
+METADATA_TYPES = {
+    COMPANY_ID: ColumnType.STRING, COMPANY_NAME: ColumnType.STRING, WINDOW_START: ColumnType.TIMESTAMP,
+    EXTRACTED_AT: ColumnType.TIMESTAMP, RUN_ID: ColumnType.STRING, VERSION_ID: ColumnType.STRING,
+}
+CHILD_METADATA_TYPES = {**METADATA_TYPES, PARENT_ID: ColumnType.STRING, PARENT_VERSION_ID: ColumnType.STRING}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A `<name>_changes` table (every version, by window) and a `<name>` current-state table.
+
+    Current state of a top-level table: the latest version per key. Of a child table (lines):
+    the rows of the current version of their parent, so lines removed from a document vanish.
+    """
+
+    name: str
+    key: tuple[str, ...]
+    modified_column: str | None
+    types: dict[str, ColumnType] = field(default_factory=dict)
+    parent: "TableSpec | None" = None
+
+    def __post_init__(self) -> None:
+        validate_identifier(self.name)
+
+    @property
+    def changes_table(self) -> str:
+        return f"{self.name}_changes"
+
+    def all_types(self) -> dict[str, ColumnType]:
+        return {**(CHILD_METADATA_TYPES if self.parent else METADATA_TYPES), **self.types}

@@ -1,0 +1,126 @@
+"""Shared fixtures: a sandbox per test module over real HTTPS, and helpers to run the product."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import pytest
+
+from mlconnector_pipelines.config import ConnectorConfig, parse_config, sandbox_profile
+from mlconnector_pipelines.sandbox.app import SandboxSettings
+from mlconnector_pipelines.sandbox.bc_data import Volumes
+from mlconnector_pipelines.sandbox.server import RunningSandbox, start_in_thread
+
+HISTORY_START = datetime(2026, 3, 1, tzinfo=timezone.utc)
+HISTORY_END = datetime(2026, 3, 8, tzinfo=timezone.utc)
+SHARED_SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
+
+# A failing test must not wait minutes on production back-off settings.
+FAST_HTTP = {"backoff_base_seconds": 0.01, "backoff_cap_seconds": 0.05, "max_attempts": 6, "timeout_seconds": 20}
+
+
+class SandboxAdmin:
+    """The sandbox's own test API (`/_sandbox`): faults, tokens, stats and its records."""
+
+    def __init__(self, running: RunningSandbox):
+        self.running = running
+        self.url = running.url
+        self.http = httpx.Client(base_url=running.url, verify=str(running.certificates.ca_pem), timeout=30)
+
+    def faults(self, *rules: dict) -> None:
+        self.http.post("/_sandbox/faults", json={"rules": list(rules)}).raise_for_status()
+
+    def clear_faults(self) -> None:
+        self.http.delete("/_sandbox/faults").raise_for_status()
+
+    def expire_tokens(self) -> None:
+        self.http.post("/_sandbox/tokens/expire").raise_for_status()
+
+    def stats(self) -> dict:
+        return self.http.get("/_sandbox/stats").json()
+
+    def companies(self) -> list[dict]:
+        return self.http.get("/_sandbox/bc/companies").json()
+
+    def records(self, company_id: str, entity_set: str) -> list[dict]:
+        response = self.http.get(f"/_sandbox/bc/companies/{company_id}/{entity_set}")
+        response.raise_for_status()
+        return response.json()
+
+    def upsert(self, company_id: str, entity_set: str, record: dict, modified_at: str | None = None,
+               lines: list[dict] | None = None) -> dict:
+        body = {"record": record, "lastModifiedDateTime": modified_at}
+        if lines is not None:
+            body["lines"] = lines
+        response = self.http.post(f"/_sandbox/bc/companies/{company_id}/{entity_set}", json=body)
+        response.raise_for_status()
+        return response.json()
+
+
+def start_sandbox(tmp_path_factory, **settings) -> tuple[RunningSandbox, Path]:
+    data_dir = tmp_path_factory.mktemp("sandbox-data")
+    defaults = {"history_start": HISTORY_START, "history_end": HISTORY_END, "volumes": Volumes()}
+    running = start_in_thread(data_dir, SandboxSettings(**{**defaults, **settings}))
+    return running, data_dir
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    running, data_dir = start_sandbox(tmp_path_factory)
+    admin = SandboxAdmin(running)
+    admin.data_dir = data_dir
+    yield admin
+    running.stop()
+
+
+def make_config(admin: SandboxAdmin, data_dir: Path, **business_central) -> ConnectorConfig:
+    """The sandbox profile pointed at this module's sandbox, with a private warehouse."""
+    raw = sandbox_profile(admin.data_dir, admin.url)
+    raw["data_dir"] = str(data_dir)
+    bc = raw["business_central"]
+    bc["partitions"]["start"] = HISTORY_START.date().isoformat()
+    bc["http"] = dict(FAST_HTTP)
+    for key, value in business_central.items():
+        if isinstance(value, dict) and isinstance(bc.get(key), dict):
+            bc[key] = {**bc[key], **value}
+        else:
+            bc[key] = value
+    return parse_config(raw)
+
+
+def run_bc_job(cfg: ConnectorConfig, partition_key: str | None = None, partition_range: tuple[str, str] | None = None,
+               instance: dg.DagsterInstance | None = None, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    from mlconnector_pipelines.definitions import build_definitions
+    from mlconnector_pipelines.flows.business_central import JOB
+
+    job = build_definitions(cfg).resolve_job_def(JOB)
+    tags = {}
+    if partition_range:
+        tags = {"dagster/asset_partition_range_start": partition_range[0],
+                "dagster/asset_partition_range_end": partition_range[1]}
+    return job.execute_in_process(partition_key=partition_key, tags=tags or None,
+                                  instance=instance or dg.DagsterInstance.ephemeral(),
+                                  raise_on_error=raise_on_error)
+
+
+def materialization_metadata(result: dg.ExecuteInProcessResult, table: str) -> dict:
+    for event in result.get_asset_materialization_events():
+        if event.asset_key.path[-1] == table:
+            return {k: v.value for k, v in event.materialization.metadata.items()}
+    raise AssertionError(f"no materialization of {table}")
+
+
+def window_of(records: list[dict], start: datetime, end: datetime) -> list[dict]:
+    def moment(r):
+        return datetime.fromisoformat(r["lastModifiedDateTime"].replace("Z", "+00:00"))
+    return [r for r in records if start <= moment(r) < end]
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_config(monkeypatch):
+    monkeypatch.delenv("MLCONNECTOR_CONFIG", raising=False)
+    monkeypatch.delenv("MLCONNECTOR_BC_CLIENT_SECRET", raising=False)

@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from mlconnector_pipelines.config import load_config, parse_config
+from mlconnector_pipelines.core.errors import ConfigError
+
+
+def test_no_file_means_the_sandbox_profile(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLCONNECTOR_DATA_DIR", str(tmp_path))
+    cfg = load_config()
+    assert cfg.profile == "sandbox"
+    assert cfg.business_central.api_base_url.startswith("https://127.0.0.1:")
+    assert cfg.business_central.ca_bundle == tmp_path / "sandbox" / "ca.pem"
+    assert cfg.duckdb_path == tmp_path / "warehouse.duckdb"
+
+
+def test_invalid_file_names_the_key_and_the_problem(tmp_path, monkeypatch):
+    path = tmp_path / "connector.yaml"
+    path.write_text("profile: sandbox\nbusiness_central:\n  page_size: 50000\n")
+    monkeypatch.setenv("MLCONNECTOR_CONFIG", str(path))
+    with pytest.raises(ConfigError) as error:
+        load_config()
+    assert "business_central.page_size" in str(error.value)
+    assert "20000" in str(error.value)
+
+
+def test_unknown_key_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"business_central\.pagesize: Extra inputs are not permitted"):
+        parse_config({"profile": "sandbox", "business_central": {"pagesize": 10}})
+
+
+def test_missing_required_key_is_named():
+    with pytest.raises(ConfigError, match=r"business_central\.auth\.tenant_id: Field required"):
+        parse_config({"business_central": {"environment": "production", "partitions": {"start": "2026-01-01"},
+                                           "auth": {"client_id": "x", "client_secret": {"env": "S"}}}})
+
+
+def test_http_api_url_is_refused():
+    with pytest.raises(ConfigError, match=r"business_central\.api_base_url: Value error, must be an https:// URL"):
+        parse_config({"profile": "sandbox", "business_central": {"api_base_url": "http://bc.example"}})
+
+
+def test_broken_yaml_and_missing_file_are_clear(tmp_path, monkeypatch):
+    path = tmp_path / "connector.yaml"
+    path.write_text("business_central: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_the_shipped_example_is_valid(monkeypatch):
+    example = Path(__file__).resolve().parents[1] / "connector.example.yaml"
+    monkeypatch.setenv("BC_CLIENT_SECRET", "x")
+    cfg = load_config(example)
+    assert cfg.business_central.environment == "production"
+    assert cfg.business_central.auth.client_secret.env == "BC_CLIENT_SECRET"
+    # Secrets are referenced, never written in the file.
+    assert "secret:" not in example.read_text().replace("client_secret:", "")
+
+
+def test_unknown_entity_is_a_config_error():
+    from mlconnector_pipelines.systems.business_central.catalog import select
+    with pytest.raises(ConfigError, match="unknown entity set"):
+        select(["vendors", "salesInvoiceLine"])

@@ -1,0 +1,159 @@
+"""The retry/back-off/re-auth policy, with a scripted transport and a recorded clock.
+
+These are unit tests of core.http's decisions; the same behaviours are exercised over real
+HTTP against the sandbox in test_bc_flow.py.
+"""
+
+import random
+
+import httpx
+import pytest
+
+from mlconnector_pipelines.core.errors import AuthenticationError, RequestFailedError
+from mlconnector_pipelines.core.http import HttpPolicy, ThrottledClient
+from mlconnector_pipelines.core.odata import datetime_literal, half_open_window_filter
+
+
+def scripted(*responses):
+    """A transport that answers with the given (status, headers) in order and records requests."""
+    seen = []
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        item = queue.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        status, headers = item
+        return httpx.Response(status, headers=headers, json={"value": [], "error": {"code": "X", "message": "nope"}}
+                              if status >= 400 else {"value": [1]})
+
+    return httpx.MockTransport(handler), seen
+
+
+def client(transport, sleeps, **policy):
+    return ThrottledClient("Test", base_url="https://api.test", transport=transport, sleep=sleeps.append,
+                           policy=HttpPolicy(**{"backoff_base_seconds": 1.0, "backoff_cap_seconds": 8.0, **policy}),
+                           rng=random.Random(1))
+
+
+def test_retry_after_is_honoured_when_present():
+    transport, seen = scripted((429, {"Retry-After": "7"}), (503, {"Retry-After": "2"}), (200, {}))
+    sleeps = []
+    c = client(transport, sleeps)
+    assert c.get_json("/x") == {"value": [1]}
+    assert sleeps == [7.0, 2.0]
+    assert (c.stats.requests, c.stats.retries, c.stats.throttled, c.stats.server_errors) == (3, 2, 1, 1)
+
+
+def test_without_retry_after_backoff_is_full_jitter_and_capped():
+    transport, _ = scripted(*[(429, {})] * 6, (200, {}))
+    sleeps = []
+    c = client(transport, sleeps, max_attempts=8)
+    c.get_json("/x")
+    ceilings = [min(8.0, 1.0 * 2 ** n) for n in range(6)]
+    assert all(0 <= s <= ceiling for s, ceiling in zip(sleeps, ceilings))
+    assert len(set(sleeps)) == len(sleeps), "jittered waits differ"
+    assert max(sleeps) <= 8.0
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 422])
+def test_client_errors_are_not_retried(status):
+    transport, seen = scripted((status, {}))
+    with pytest.raises(RequestFailedError) as error:
+        client(transport, []).get_json("/companies")
+    assert len(seen) == 1
+    assert error.value.status == status and "Test: GET /companies failed: nope" in str(error.value)
+
+
+def test_connection_errors_and_timeouts_are_retried():
+    transport, seen = scripted(httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), (200, {}))
+    sleeps = []
+    c = client(transport, sleeps)
+    assert c.get_json("/x") == {"value": [1]}
+    assert c.stats.transport_errors == 2 and len(sleeps) == 2
+
+
+def test_retries_run_out_with_a_clear_error():
+    transport, seen = scripted(*[(503, {})] * 3)
+    with pytest.raises(RequestFailedError, match="still failing after 3 attempts"):
+        client(transport, [], max_attempts=3).get_json("/x")
+    assert len(seen) == 3
+
+
+class CountingAuth:
+    def __init__(self):
+        self.invalidations = 0
+
+    def auth_headers(self):
+        return {"Authorization": f"Bearer t{self.invalidations}"}
+
+    def invalidate(self):
+        self.invalidations += 1
+
+
+def test_401_reauthenticates_once_then_succeeds():
+    transport, seen = scripted((401, {}), (200, {}))
+    auth = CountingAuth()
+    c = ThrottledClient("Test", base_url="https://api.test", transport=transport, auth=auth, sleep=lambda s: None)
+    assert c.get_json("/x") == {"value": [1]}
+    assert auth.invalidations == 1
+    assert [r.headers["Authorization"] for r in seen] == ["Bearer t0", "Bearer t1"]
+
+
+def test_repeated_401_is_an_authentication_error():
+    transport, seen = scripted((401, {}), (401, {}))
+    c = ThrottledClient("Test", base_url="https://api.test", transport=transport, auth=CountingAuth())
+    with pytest.raises(AuthenticationError, match="Test: credentials rejected after re-authentication"):
+        c.get_json("/x")
+    assert len(seen) == 2
+
+
+def test_secrets_are_masked_in_errors():
+    def handler(request):
+        return httpx.Response(400, json={"error": {"code": "Bad", "message": "secret s3cr3t-value echoed"}})
+    c = ThrottledClient("Test", base_url="https://api.test", transport=httpx.MockTransport(handler),
+                        secrets=["s3cr3t-value"])
+    with pytest.raises(RequestFailedError) as error:
+        c.get_json("/x")
+    assert "s3cr3t-value" not in str(error.value) and "***" in str(error.value)
+
+
+def test_malformed_json_is_a_clear_error():
+    c = ThrottledClient("Test", base_url="https://api.test",
+                        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=b"{not json")))
+    with pytest.raises(RequestFailedError, match="malformed JSON"):
+        c.get_json("/x")
+
+
+def test_rate_limiter_paces_requests():
+    import time
+    transport, seen = scripted(*[(200, {})] * 6)
+    c = ThrottledClient("Test", base_url="https://api.test", transport=transport,
+                        policy=HttpPolicy(requests_per_minute=600, requests_burst=1))  # one per 100 ms
+    started = time.monotonic()
+    for _ in range(6):
+        c.get_json("/x")
+    elapsed = time.monotonic() - started
+    assert elapsed >= 0.45, f"6 requests at 10/s took only {elapsed:.2f}s"
+
+
+def test_no_rate_limit_means_no_pacing():
+    import time
+    transport, seen = scripted(*[(200, {})] * 6)
+    c = ThrottledClient("Test", base_url="https://api.test", transport=transport)
+    started = time.monotonic()
+    for _ in range(6):
+        c.get_json("/x")
+    assert time.monotonic() - started < 0.3
+
+
+def test_odata_literals_are_bc_style():
+    from datetime import datetime, timezone, timedelta
+    moment = datetime(2024, 8, 18, 22, 5, 51, 603000, tzinfo=timezone(timedelta(hours=2)))
+    assert datetime_literal(moment) == "2024-08-18T20:05:51.603Z"
+    start = datetime(2024, 8, 18, tzinfo=timezone.utc)
+    assert half_open_window_filter("lastModifiedDateTime", start, start + timedelta(days=1)) == (
+        "lastModifiedDateTime ge 2024-08-18T00:00:00.000Z and lastModifiedDateTime lt 2024-08-19T00:00:00.000Z")
+    with pytest.raises(ValueError):
+        datetime_literal(datetime(2024, 1, 1))
