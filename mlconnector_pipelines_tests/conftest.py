@@ -74,6 +74,7 @@ def sandbox(tmp_path_factory):
     admin = SandboxAdmin(running)
     admin.data_dir = data_dir
     yield admin
+    admin.http.close()
     running.stop()
 
 

@@ -41,7 +41,7 @@ def _server(sandbox: Sandbox, certs: SandboxCertificates) -> uvicorn.Server:
     config = uvicorn.Config(
         sandbox.asgi_app(), log_level="warning", access_log=False, lifespan="on",
         ssl_certfile=str(certs.server_cert_pem), ssl_keyfile=str(certs.server_key_pem),
-        timeout_keep_alive=30,
+        timeout_keep_alive=30, timeout_graceful_shutdown=1,
     )
     return uvicorn.Server(config)
 

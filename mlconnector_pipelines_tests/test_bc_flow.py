@@ -1,0 +1,284 @@
+"""Business Central → warehouse through Dagster, against the sandbox over HTTPS."""
+
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+import yaml
+
+from mlconnector_pipelines.definitions import build_definitions
+from mlconnector_pipelines.flows.business_central import JOB
+
+from .conftest import (SandboxAdmin, make_config, materialization_metadata, run_bc_job, start_sandbox,
+                       window_of)
+
+pytestmark = pytest.mark.slow
+UTC = timezone.utc
+RUN_COLUMNS = ("_extracted_at", "_run_id")
+
+
+def snapshot(cfg, table: str) -> list[tuple]:
+    """Current-state rows without the per-run columns, in a stable order."""
+    with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        columns = [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY column_name",
+            [table]).fetchall() if r[0] not in RUN_COLUMNS]
+        select = ", ".join(f'"{c}"' for c in columns)
+        return con.execute(f'SELECT {select} FROM "{table}" ORDER BY ALL').fetchall()
+
+
+def scalar(cfg, sql: str, *params):
+    with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
+        return con.execute(sql, list(params)).fetchone()[0]
+
+
+def checks(result) -> dict:
+    return {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def test_definitions_load_without_calling_any_api(sandbox, tmp_path):
+    before = sandbox.stats()
+    defs = build_definitions(make_config(sandbox, tmp_path))
+    defs.resolve_job_def(JOB)
+    defs.resolve_all_asset_specs()
+    assert sandbox.stats() == before
+    # and with the API unreachable, loading still succeeds
+    unreachable = make_config(sandbox, tmp_path, api_base_url="https://127.0.0.1:9", auth={"authority_host": "https://127.0.0.1:9"})
+    assert len(build_definitions(unreachable).resolve_all_asset_specs()) == 14
+
+
+def test_a_window_lands_exactly_as_the_sandbox_has_it(sandbox, tmp_path):
+    cfg = make_config(sandbox, tmp_path, page_size=40)
+    result = run_bc_job(cfg, partition_key="2026-03-03")
+    assert result.success
+    start, end = datetime(2026, 3, 3, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC)
+    for company in sandbox.companies():
+        own = window_of(sandbox.records(company["id"], "generalLedgerEntries"), start, end)
+        rows = {r[0]: r[1:] for r in duckdb.connect(str(cfg.duckdb_path), read_only=True).execute(
+            "SELECT id, entry_number, posting_date::VARCHAR, debit_amount::DOUBLE, credit_amount::DOUBLE, "
+            "strftime(last_modified_date_time, '%Y-%m-%dT%H:%M:%S.%gZ') FROM bc_general_ledger_entries "
+            "WHERE _company_id = ?", [company["id"]]).fetchall()}
+        assert rows == {r["id"]: (r["entryNumber"], r["postingDate"], r["debitAmount"], r["creditAmount"],
+                                  r["lastModifiedDateTime"]) for r in own}
+        dims = scalar(cfg, "SELECT count(*) FROM bc_general_ledger_entry_dimensions WHERE _company_id = ?", company["id"])
+        assert dims == sum(len(r["dimensionSetLines"]) for r in own)
+        invoices = window_of(sandbox.records(company["id"], "salesInvoices"), start, end)
+        lines = scalar(cfg, "SELECT count(*) FROM bc_sales_invoice_lines WHERE _company_id = ?", company["id"])
+        assert lines == sum(len(r["salesInvoiceLines"]) for r in invoices)
+        assert scalar(cfg, "SELECT count(*) FROM bc_sales_invoices WHERE _company_id = ?", company["id"]) == len(invoices)
+    meta = materialization_metadata(result, "bc_general_ledger_entries")
+    assert meta["dagster/row_count"] == sum(len(window_of(sandbox.records(c["id"], "generalLedgerEntries"), start, end))
+                                            for c in sandbox.companies())
+    assert meta["http_requests"] >= meta["pages"] > 2
+    assert meta["high_water_mark"] < "2026-03-04T00:00:00.000Z" and meta["high_water_mark"] >= "2026-03-03"
+    evaluations = checks(result)
+    assert len(evaluations) == 20 and all(e.passed for e in evaluations.values())
+    # amounts are exact decimals and timestamps are UTC
+    assert scalar(cfg, "SELECT typeof(debit_amount) FROM bc_general_ledger_entries LIMIT 1") == "DECIMAL(38,9)"
+    assert scalar(cfg, "SELECT typeof(last_modified_date_time) FROM bc_general_ledger_entries LIMIT 1") == "TIMESTAMP WITH TIME ZONE"
+
+
+def test_late_commit_is_picked_up_and_later_versions_win(sandbox, tmp_path):
+    cfg = make_config(sandbox, tmp_path, entities=["customers", "generalLedgerEntries"])
+    company = sandbox.companies()[0]
+    assert run_bc_job(cfg, partition_key="2026-03-05").success
+
+    late = sandbox.upsert(company["id"], "generalLedgerEntries", {
+        "entryNumber": 9_000_001, "postingDate": "2026-03-05", "documentNumber": "LATE0001", "documentType": "Invoice",
+        "accountId": "00000000-0000-0000-0000-000000000000", "accountNumber": "60100", "description": "committed late",
+        "debitAmount": 10.0, "creditAmount": 0.0, "additionalCurrencyDebitAmount": 0.0, "additionalCurrencyCreditAmount": 0.0,
+    }, modified_at="2026-03-05T10:00:00.000Z")
+    absent = "SELECT count(*) FROM bc_general_ledger_entries WHERE id = ?"
+    assert scalar(cfg, absent, late["id"]) == 0
+    assert run_bc_job(cfg, partition_key="2026-03-05").success
+    assert scalar(cfg, absent, late["id"]) == 1
+
+    customer = window_of(sandbox.records(company["id"], "customers"),
+                         datetime(2026, 3, 5, tzinfo=UTC), datetime(2026, 3, 6, tzinfo=UTC))[0]
+    sandbox.upsert(company["id"], "customers", {"id": customer["id"], "displayName": "Renamed Ltd."},
+                   modified_at="2026-03-06T08:00:00.000Z")
+    assert run_bc_job(cfg, partition_key="2026-03-06").success
+    assert scalar(cfg, "SELECT count(*) FROM bc_customers WHERE id = ?", customer["id"]) == 1
+    assert scalar(cfg, "SELECT display_name FROM bc_customers WHERE id = ?", customer["id"]) == "Renamed Ltd."
+    assert scalar(cfg, "SELECT count(*) FROM bc_customers_changes WHERE id = ?", customer["id"]) == 2
+    # re-loading the earlier window (where the old version no longer is) keeps the latest version
+    assert run_bc_job(cfg, partition_key="2026-03-05").success
+    assert scalar(cfg, "SELECT display_name FROM bc_customers WHERE id = ?", customer["id"]) == "Renamed Ltd."
+
+
+def test_new_source_field_becomes_a_nullable_column(sandbox, tmp_path):
+    cfg = make_config(sandbox, tmp_path, entities=["vendors"])
+    company = sandbox.companies()[1]
+    vendor = sandbox.records(company["id"], "vendors")[0]
+    sandbox.upsert(company["id"], "vendors", {"id": vendor["id"], "preferredBankCode": "BOFA-01"},
+                   modified_at="2026-03-07T09:00:00.000Z")
+    assert run_bc_job(cfg, partition_key="2026-03-07").success
+    assert scalar(cfg, "SELECT preferred_bank_code FROM bc_vendors WHERE id = ?", vendor["id"]) == "BOFA-01"
+    assert scalar(cfg, "SELECT count(*) FROM bc_vendors WHERE preferred_bank_code IS NULL") == \
+        scalar(cfg, "SELECT count(*) FROM bc_vendors") - 1
+    assert scalar(cfg, "SELECT is_nullable FROM information_schema.columns WHERE column_name = 'preferred_bank_code' "
+                       "AND table_name = 'bc_vendors'") == "YES"
+
+
+def test_single_run_backfill_loads_every_window_in_one_run(sandbox, tmp_path):
+    cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=500)
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_bc_job(cfg, partition_range=("2026-03-01", "2026-03-04"), instance=instance)
+    assert result.success
+    assert len(instance.get_runs()) == 1
+    start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC)
+    expected = sum(len(window_of(sandbox.records(c["id"], "generalLedgerEntries"), start, end)) for c in sandbox.companies())
+    assert scalar(cfg, "SELECT count(*) FROM bc_general_ledger_entries") == expected
+    assert scalar(cfg, "SELECT count(DISTINCT _window_start) FROM bc_general_ledger_entries_changes") == 4
+    assert materialization_metadata(result, "bc_general_ledger_entries")["windows"] == 4
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+
+
+def test_count_check_fails_when_a_window_in_the_range_is_missing(sandbox, tmp_path):
+    cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"])
+    assert run_bc_job(cfg, partition_key="2026-03-01").success
+    result = run_bc_job(cfg, partition_key="2026-03-03")
+    check = checks(result)[("bc_general_ledger_entries", "matches_source_count")]
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.ERROR
+    assert "missing from the warehouse" in check.description
+
+
+def test_schedule_loads_the_window_that_just_settled(sandbox, tmp_path):
+    defs = build_definitions(make_config(sandbox, tmp_path))
+    schedule = defs.resolve_schedule_def(f"{JOB}_schedule")
+    assert schedule.cron_schedule == "30 0 * * *"
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 5, 0, 30, tzinfo=UTC),
+                                        repository_def=defs.get_repository_def())
+    requests = schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in requests] == ["2026-03-04"]
+
+
+# -- faults: every one ends with the same warehouse content as a clean run ---------------------------
+
+FAULT_WINDOW = "2026-03-02"
+GL = "bc_general_ledger_entries"
+GL_DIMS = "bc_general_ledger_entry_dimensions"
+
+
+@pytest.fixture(scope="module")
+def clean_gl(sandbox, tmp_path_factory):
+    cfg = make_config(sandbox, tmp_path_factory.mktemp("clean"), entities=["generalLedgerEntries"], page_size=20)
+    assert run_bc_job(cfg, partition_key=FAULT_WINDOW).success
+    return snapshot(cfg, GL), snapshot(cfg, GL_DIMS)
+
+
+@pytest.mark.parametrize("rules, expect", [
+    pytest.param([{"kind": "status", "status": 429, "retry_after": 1, "count": 2, "skip": 2}],
+                 {"http_throttled": 2, "min_waited": 2.0}, id="429-with-retry-after"),
+    pytest.param([{"kind": "status", "status": 429, "retry_after": None, "count": 3, "skip": 1}],
+                 {"http_throttled": 3}, id="429-without-retry-after"),
+    pytest.param([{"kind": "status", "status": 503, "retry_after": None, "count": 2, "skip": 1},
+                  {"kind": "status", "status": 502, "count": 1, "skip": 4},
+                  {"kind": "status", "status": 504, "count": 1, "skip": 6}],
+                 {"http_server_errors": 4}, id="5xx-burst"),
+    pytest.param([{"kind": "drop", "count": 2, "skip": 3}], {"http_transport_errors": 2}, id="connection-dropped-mid-page"),
+    pytest.param([{"kind": "delay", "delay_seconds": 3, "count": 1, "skip": 2}], {"http_transport_errors": 1},
+                 id="slow-response-times-out"),
+    pytest.param([{"kind": "expire_tokens", "count": 1, "skip": 3}],
+                 {"http_reauthentications": 1, "tokens_acquired": 2}, id="token-expires-mid-run"),
+])
+def test_faults_end_with_clean_run_content(sandbox, tmp_path, clean_gl, rules, expect):
+    overrides = {"entities": ["generalLedgerEntries"], "page_size": 20}
+    if any(r["kind"] == "delay" for r in rules):
+        overrides["http"] = {"timeout_seconds": 1}
+    cfg = make_config(sandbox, tmp_path, **overrides)
+    for rule in rules:
+        rule["path_contains"] = "generalLedgerEntries"
+    sandbox.faults(*rules)
+    try:
+        result = run_bc_job(cfg, partition_key=FAULT_WINDOW)
+    finally:
+        fired = sandbox.stats()["faults_fired"]
+        sandbox.clear_faults()
+    assert result.success
+    assert (snapshot(cfg, GL), snapshot(cfg, GL_DIMS)) == clean_gl
+    meta = materialization_metadata(result, GL)
+    for key, value in expect.items():
+        if key == "min_waited":
+            assert meta["http_waited_seconds"] >= value
+        else:
+            assert meta[key] == value, (key, meta)
+    assert fired, "the fault actually fired"
+
+
+@pytest.fixture(scope="module")
+def strict_sandbox(tmp_path_factory):
+    """A sandbox whose own request limit is tiny: 12 requests per 2 s per client, no Retry-After."""
+    running, data_dir = start_sandbox(tmp_path_factory, rate_limit_requests=12, rate_limit_window_seconds=2.0)
+    admin = SandboxAdmin(running)
+    admin.data_dir = data_dir
+    yield admin
+    admin.http.close()
+    running.stop()
+
+
+def test_the_services_own_rate_limit_is_ridden_out(strict_sandbox, tmp_path):
+    cfg = make_config(strict_sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=10,
+                      http={"backoff_base_seconds": 0.25, "backoff_cap_seconds": 2.0, "max_attempts": 10})
+    result = run_bc_job(cfg, partition_key=FAULT_WINDOW)
+    assert result.success
+    meta = materialization_metadata(result, GL)
+    assert meta["http_throttled"] > 0
+    start, end = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)
+    expected = sum(len(window_of(strict_sandbox.records(c["id"], "generalLedgerEntries"), start, end))
+                   for c in strict_sandbox.companies())
+    assert scalar(cfg, f"SELECT count(*) FROM {GL}") == expected
+
+
+def test_persistent_failure_fails_the_run_and_keeps_the_old_window(sandbox, tmp_path):
+    cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=20,
+                      http={"max_attempts": 2})
+    assert run_bc_job(cfg, partition_key=FAULT_WINDOW).success
+    before = snapshot(cfg, GL)
+    sandbox.faults({"kind": "status", "status": 503, "count": 50, "skip": 3, "path_contains": "generalLedgerEntries"})
+    try:
+        result = run_bc_job(cfg, partition_key=FAULT_WINDOW, raise_on_error=False)
+    finally:
+        sandbox.clear_faults()
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "Business Central: GET" in failure.step_failure_data.error.to_string()
+    assert "still failing after 2 attempts" in failure.step_failure_data.error.to_string()
+    assert snapshot(cfg, GL) == before
+
+
+# -- the real executor: parallel step processes share the DuckDB file -------------------------------
+
+
+def _job_from_env():
+    from mlconnector_pipelines.config import load_config
+    return build_definitions(load_config()).resolve_job_def(JOB)
+
+
+def test_multiprocess_run_with_parallel_steps(sandbox, tmp_path, monkeypatch):
+    cfg = make_config(sandbox, tmp_path)
+    path = tmp_path / "connector.yaml"
+    raw = cfg.model_dump(mode="json")
+    raw["business_central"]["auth"]["client_secret"] = {"env": "MLCONNECTOR_BC_CLIENT_SECRET"}
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("MLCONNECTOR_CONFIG", str(path))
+    monkeypatch.setenv("MLCONNECTOR_BC_CLIENT_SECRET", "sandbox-client-secret")
+    (tmp_path / "dagster").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
+        result = dg.execute_job(dg.reconstructable(_job_from_env), instance=instance,
+                                tags={"dagster/partition": "2026-03-04"})
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+    start, end = datetime(2026, 3, 4, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC)
+    for entity_set, table in [("generalLedgerEntries", GL), ("customers", "bc_customers"),
+                              ("salesOrders", "bc_sales_orders"), ("items", "bc_items")]:
+        expected = sum(len(window_of(sandbox.records(c["id"], entity_set), start, end)) for c in sandbox.companies())
+        assert scalar(cfg, f"SELECT count(*) FROM {table}") == expected, table
+    assert scalar(cfg, "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'bc_%'") == 28

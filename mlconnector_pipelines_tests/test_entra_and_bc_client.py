@@ -1,0 +1,138 @@
+"""The Entra token provider (msal) and the BC client against the sandbox over HTTPS."""
+
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from mlconnector_pipelines.core.errors import AuthenticationError, ConfigError, RequestFailedError
+from mlconnector_pipelines.systems.business_central.catalog import BY_ENTITY_SET
+from mlconnector_pipelines.systems.business_central.resource import BusinessCentralResource
+
+from .conftest import HISTORY_END, HISTORY_START, make_config, window_of
+
+
+def resource(sandbox, tmp_path, **overrides) -> BusinessCentralResource:
+    cfg = make_config(sandbox, tmp_path, **overrides)
+    # Initialised as Dagster does for a run, which resolves EnvVar secrets.
+    return BusinessCentralResource.from_config(cfg.business_central).process_config_and_initialize()
+
+
+def test_token_comes_from_msal_talking_to_the_sandbox_entra(sandbox, tmp_path):
+    issued_before = sandbox.stats()["tokens_issued"]
+    client = resource(sandbox, tmp_path).client()
+    try:
+        companies = client.companies()
+        client.companies()
+        assert {c["name"] for c in companies} == {"CRONUS USA, Inc.", "CRONUS Canada, Inc."}
+        # msal asked the sandbox's token endpoint once and served the second call from its cache.
+        assert sandbox.stats()["tokens_issued"] == issued_before + 1
+        assert client.tokens.tokens_acquired == 1
+        assert client.tokens.access_token().startswith("sbx.")
+    finally:
+        client.close()
+
+
+def test_wrong_client_secret_names_the_system_and_the_fix(sandbox, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLCONNECTOR_BC_CLIENT_SECRET", "not-the-secret")
+    client = resource(sandbox, tmp_path).client()
+    with pytest.raises(AuthenticationError) as error:
+        client.companies()
+    message = str(error.value)
+    assert message.startswith("Business Central: Entra ID refused the token request")
+    assert "AADSTS7000215" in message and "client secret is wrong" in message
+    assert "not-the-secret" not in message
+
+
+def test_unknown_tenant_and_missing_permission_are_explained(sandbox, tmp_path):
+    bad_tenant = resource(sandbox, tmp_path, auth={"tenant_id": "11111111-2222-3333-4444-555555555555"}).client()
+    with pytest.raises(AuthenticationError, match="AADSTS90002.*check tenant_id"):
+        bad_tenant.companies()
+    no_permission = resource(sandbox, tmp_path, scope="https://graph.microsoft.com/.default").client()
+    with pytest.raises(AuthenticationError, match="AADSTS500011.*add the application permission"):
+        no_permission.companies()
+
+
+def test_unknown_environment_and_company_are_clear(sandbox, tmp_path):
+    wrong_env = resource(sandbox, tmp_path, environment="sandbox-typo").client()
+    with pytest.raises(RequestFailedError, match="Environment 'sandbox-typo' does not exist") as error:
+        wrong_env.companies()
+    assert error.value.status == 404
+    client = resource(sandbox, tmp_path).client()
+    with pytest.raises(ConfigError, match=r"\['CRONUS Mars'\] not found in this environment; available: 'CRONUS USA"):
+        client.resolve_companies(["CRONUS Mars"])
+    assert [c["name"] for c in client.resolve_companies(["CRONUS Canada, Inc."])] == ["CRONUS Canada, Inc."]
+
+
+def test_untrusted_certificate_is_refused_with_a_hint(sandbox, tmp_path):
+    """Without the sandbox CA the TLS handshake fails: verification is on."""
+    from mlconnector_pipelines.core.http import HttpPolicy, ThrottledClient
+    import ssl
+    client = ThrottledClient("Business Central", base_url=sandbox.url, verify=ssl.create_default_context(),
+                             policy=HttpPolicy(max_attempts=1))
+    with pytest.raises(RequestFailedError, match="not trusted: set `ca_bundle`"):
+        client.get_json("/_sandbox/health")
+
+
+def test_records_sharing_a_timestamp_across_pages_arrive_exactly_once(sandbox, tmp_path):
+    company = sandbox.companies()[0]
+    entity = BY_ENTITY_SET["generalLedgerEntries"]
+    expected = sandbox.records(company["id"], "generalLedgerEntries")
+    stamps = {}
+    for record in expected:
+        stamps.setdefault(record["lastModifiedDateTime"], []).append(record)
+    shared = [s for s, rs in stamps.items() if len(rs) >= 20]
+    assert shared, "the sandbox seeds large batches that share one timestamp"
+
+    client = resource(sandbox, tmp_path, page_size=7).client()
+    pages = list(client.pages(company["id"], entity, HISTORY_START, HISTORY_END))
+    ids = [r["id"] for page in pages for r in page]
+    assert len(pages) > len(expected) // 7
+    assert all(len(page) <= 7 for page in pages)
+    assert sorted(ids) == sorted(r["id"] for r in expected)
+    # a batch of >= 20 entries with one timestamp necessarily spans page boundaries at page size 7
+    assert len(stamps[shared[0]]) > 7
+
+
+def test_adjacent_half_open_windows_cover_every_record_once(sandbox, tmp_path):
+    company = sandbox.companies()[1]
+    entity = BY_ENTITY_SET["generalLedgerEntries"]
+    expected = sandbox.records(company["id"], "generalLedgerEntries")
+    midnight = datetime(2026, 3, 4, tzinfo=timezone.utc)
+    on_boundary = [r for r in expected if r["lastModifiedDateTime"] == "2026-03-04T00:00:00.000Z"]
+    assert on_boundary, "the sandbox posts a batch exactly at midnight"
+
+    client = resource(sandbox, tmp_path, page_size=50).client()
+    seen = []
+    day = HISTORY_START
+    while day < HISTORY_END:
+        for page in client.pages(company["id"], entity, day, day + timedelta(days=1)):
+            seen.extend((r["id"], day) for r in page)
+        day += timedelta(days=1)
+    assert sorted(i for i, _ in seen) == sorted(r["id"] for r in expected)
+    # the midnight batch belongs to the window it opens, not the one it closes
+    assert {d for i, d in seen if i in {r["id"] for r in on_boundary}} == {midnight}
+
+
+def test_lines_and_dimension_sets_come_with_their_parent(sandbox, tmp_path):
+    company = sandbox.companies()[0]
+    client = resource(sandbox, tmp_path).client()
+    invoices = [r for p in client.pages(company["id"], BY_ENTITY_SET["salesInvoices"], HISTORY_START, HISTORY_END)
+                for r in p]
+    own = {r["id"]: r for r in sandbox.records(company["id"], "salesInvoices")}
+    assert len(invoices) == len(own)
+    for invoice in invoices:
+        assert [l["id"] for l in invoice["salesInvoiceLines"]] == [l["id"] for l in own[invoice["id"]]["salesInvoiceLines"]]
+    entries = next(client.pages(company["id"], BY_ENTITY_SET["generalLedgerEntries"], HISTORY_START, HISTORY_END))
+    assert any(e["dimensionSetLines"] for e in entries)
+    assert all(l["parentId"] == e["id"] for e in entries for l in e["dimensionSetLines"])
+
+
+def test_count_matches_the_sandbox(sandbox, tmp_path):
+    company = sandbox.companies()[0]
+    client = resource(sandbox, tmp_path).client()
+    entity = BY_ENTITY_SET["customers"]
+    own = sandbox.records(company["id"], "customers")
+    assert client.count(company["id"], entity) == len(own)
+    start, end = datetime(2026, 3, 2, tzinfo=timezone.utc), datetime(2026, 3, 5, tzinfo=timezone.utc)
+    assert client.count(company["id"], entity, modified_from=start, modified_before=end) == len(window_of(own, start, end))
