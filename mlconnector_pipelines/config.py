@@ -91,6 +91,8 @@ class BusinessCentralConfig(_Strict):
 class WarehouseConfig(_Strict):
     backend: Literal["duckdb"] = "duckdb"
     duckdb_path: Path | None = Field(None, description="DuckDB file; default <data_dir>/warehouse.duckdb.")
+    duckdb_memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB)$",
+                                     description="DuckDB's memory budget per connection; beyond it DuckDB spills to disk.")
 
 
 class ConnectorConfig(_Strict):

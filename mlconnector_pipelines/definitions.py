@@ -15,7 +15,8 @@ from .warehouse.resource import WarehouseResource
 
 def build_definitions(cfg: ConnectorConfig | None = None) -> dg.Definitions:
     cfg = cfg or load_config()
-    warehouse = WarehouseResource(backend=cfg.warehouse.backend, duckdb_path=str(cfg.duckdb_path))
+    warehouse = WarehouseResource(backend=cfg.warehouse.backend, duckdb_path=str(cfg.duckdb_path),
+                                  duckdb_memory_limit=cfg.warehouse.duckdb_memory_limit)
     parts = [dg.Definitions(resources={"warehouse": warehouse})]
     if cfg.business_central is not None and cfg.business_central.enabled:
         parts.append(build_business_central(cfg.business_central, warehouse.kind))

@@ -68,7 +68,6 @@ def page_frames(entity: BcEntity, page: list[dict], *, company: dict, windows: l
         if rows:
             frame = pd.DataFrame.from_records(rows)
             frame[WINDOW_START] = assign_window_starts(frame[WINDOW_START], windows).values
-            frame[VERSION_ID] = frame[PARENT_VERSION_ID] + "/" + frame[child.key].astype(str)
             frames[child.table] = _finish(frame, company, run_id, extracted_at)
     return frames
 

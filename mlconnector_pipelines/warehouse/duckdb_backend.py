@@ -1,7 +1,7 @@
 """DuckDB backend: a file under the data folder, the embedded default.
 
 DuckDB lets one process write a file at a time, and Dagster runs steps in parallel processes.
-So a load stages its batches in a private DuckDB file and takes the warehouse file's lock only
+So a load stages its batches in a private folder and takes the warehouse file's lock only
 for the short atomic swap, retrying while another step holds it.
 """
 
@@ -17,6 +17,8 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import tenacity
 
 from ..core.errors import ConnectorError
@@ -42,9 +44,10 @@ def _is_lock_conflict(exc: BaseException) -> bool:
 
 
 class DuckDBWarehouse(Warehouse):
-    def __init__(self, path: Path, lock_timeout_seconds: float = 600.0):
+    def __init__(self, path: Path, lock_timeout_seconds: float = 600.0, memory_limit: str = "512MB"):
         self.path = Path(path)
         self.lock_timeout_seconds = lock_timeout_seconds
+        self.memory_limit = memory_limit
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
@@ -65,6 +68,8 @@ class DuckDBWarehouse(Warehouse):
                 f"(close other DuckDB sessions on it): {exc}") from None
         try:
             con.execute("SET TimeZone = 'UTC'")
+            # Past the limit DuckDB spills to disk, so a large window does not grow the step's memory.
+            con.execute(f"SET memory_limit = '{self.memory_limit}'")
             yield con
         finally:
             con.close()
@@ -82,13 +87,9 @@ class DuckDBWarehouse(Warehouse):
     def replace_windows(self, tables: Sequence[TableSpec], scope: ReplaceScope) -> Iterator[WindowLoad]:
         staging_dir = Path(tempfile.mkdtemp(prefix="mlconnector-stage-"))
         try:
-            load = _DuckDBLoad(staging_dir / "stage.duckdb", tables)
-            try:
-                yield load
-                load.close()
-                self._swap(load, tables, scope)
-            finally:
-                load.close()
+            load = _DuckDBLoad(staging_dir, tables)
+            yield load
+            self._swap(load, tables, scope)
         finally:
             shutil.rmtree(staging_dir, ignore_errors=True)
 
@@ -96,23 +97,22 @@ class DuckDBWarehouse(Warehouse):
 
     def _swap(self, load: "_DuckDBLoad", tables: Sequence[TableSpec], scope: ReplaceScope) -> None:
         with self.connect() as con:
-            con.execute(f"ATTACH '{load.path}' AS stg (READ_ONLY)")
+            # Row order inside a table carries no meaning here; dropping it lets DuckDB insert in parallel.
+            con.execute("SET preserve_insertion_order = false")
+            con.execute("BEGIN TRANSACTION")
             try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    for table in tables:  # parents before children: children join the parent's current state
-                        self._replace_table(con, table, load.columns[table.name], scope)
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-            finally:
-                con.execute("DETACH stg")
+                for table in tables:  # parents before children: children join the parent's current state
+                    con.execute(f"CREATE OR REPLACE TEMP VIEW {_q('_stage_' + table.name)} AS {load.relation(table)}")
+                    self._replace_table(con, table, load.columns[table.name], scope)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def _replace_table(self, con, table: TableSpec, staged: dict[str, ColumnType], scope: ReplaceScope) -> None:
         for name in (table.changes_table, table.name):
             self._ensure_columns(con, name, staged)
-        changes, current, stage = _q(table.changes_table), _q(table.name), f"stg.{_q(table.name)}"
+        changes, current, stage = _q(table.changes_table), _q(table.name), _q("_stage_" + table.name)
         in_scope = (f"{_q(COMPANY_ID)} IN ({', '.join('?' for _ in scope.company_ids)}) "
                     f"AND {_q(WINDOW_START)} >= ? AND {_q(WINDOW_START)} < ?")
         scope_params = [*scope.company_ids, scope.start, scope.end]
@@ -162,24 +162,27 @@ class DuckDBWarehouse(Warehouse):
 
 
 class _DuckDBLoad(WindowLoad):
-    """Batches staged in a private DuckDB file, typed on the way in."""
+    """Batches staged as Parquet files in a private folder, one file per batch and table.
 
-    def __init__(self, path: Path, tables: Sequence[TableSpec]):
-        self.path = path
-        self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(str(path))
-        self._con.execute("SET TimeZone = 'UTC'")
+    Writing Parquet happens in Arrow's C++ code without holding the GIL, so the next page is
+    fetched and parsed meanwhile; DuckDB reads and types all files at once during the swap.
+    """
+
+    def __init__(self, directory: Path, tables: Sequence[TableSpec]):
+        self.directory = directory
         self.columns: dict[str, dict[str, ColumnType]] = {}
         self._rows: dict[str, int] = {}
+        self._files: dict[str, int] = {}
         for table in tables:
             known = table.all_types()
             # Columns the swap relies on exist even when a window brings no rows.
             always = [*table.key, *([table.modified_column] if table.modified_column else [])]
             initial = {c: t for c, t in known.items() if c.startswith("_")}
             initial.update({c: known.get(c, ColumnType.STRING) for c in always})
-            self.columns[table.name] = dict(initial)
+            self.columns[table.name] = initial
             self._rows[table.name] = 0
-            definition = ", ".join(f"{_q(c)} {SQL_TYPES[t]}" for c, t in initial.items())
-            self._con.execute(f"CREATE TABLE {_q(table.name)} ({definition})")
+            self._files[table.name] = 0
+            (directory / table.name).mkdir(parents=True)
 
     @property
     def rows_written(self) -> dict[str, int]:
@@ -188,26 +191,25 @@ class _DuckDBLoad(WindowLoad):
     def write(self, table: TableSpec, batch: pd.DataFrame) -> None:
         if batch.empty:
             return
-        assert self._con is not None, "load already committed"
         columns = self.columns[table.name]
         known = table.all_types()
         for column in batch.columns:
             if column not in columns:
-                column_type = known.get(column) or _infer_column(batch[column])
-                columns[column] = column_type
-                self._con.execute(f"ALTER TABLE {_q(table.name)} ADD COLUMN {_q(column)} {SQL_TYPES[column_type]}")
-        select = ", ".join(f"CAST(batch.{_q(c)} AS {SQL_TYPES[columns[c]]}) AS {_q(c)}" for c in batch.columns)
-        self._con.register("batch", batch)
-        try:
-            self._con.execute(f"INSERT INTO {_q(table.name)} BY NAME SELECT {select} FROM batch")
-        finally:
-            self._con.unregister("batch")
+                columns[column] = known.get(column) or _infer_column(batch[column])
+        self._files[table.name] += 1
+        path = self.directory / table.name / f"{self._files[table.name]:06d}.parquet"
+        pq.write_table(pa.Table.from_pandas(batch, preserve_index=False), path, compression="snappy")
         self._rows[table.name] += len(batch)
 
-    def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+    def relation(self, table: TableSpec) -> str:
+        """SQL for the staged rows of a table, typed as the warehouse columns are."""
+        columns = self.columns[table.name]
+        if self._files[table.name] == 0:
+            select = ", ".join(f"CAST(NULL AS {SQL_TYPES[t]}) AS {_q(c)}" for c, t in columns.items())
+            return f"SELECT {select} WHERE false"
+        pattern = str(self.directory / table.name / "*.parquet").replace("'", "''")
+        select = ", ".join(f"CAST({_q(c)} AS {SQL_TYPES[t]}) AS {_q(c)}" for c, t in columns.items())
+        return f"SELECT {select} FROM read_parquet('{pattern}', union_by_name = true)"
 
 
 def _infer_column(series: pd.Series) -> ColumnType:

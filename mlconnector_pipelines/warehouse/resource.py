@@ -14,11 +14,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
     backend: str = "duckdb"
     duckdb_path: str = "data/warehouse.duckdb"
+    duckdb_memory_limit: str = "512MB"
 
     def open(self) -> Warehouse:
         if self.backend == "duckdb":
             from .duckdb_backend import DuckDBWarehouse
-            return DuckDBWarehouse(Path(self.duckdb_path))
+            return DuckDBWarehouse(Path(self.duckdb_path), memory_limit=self.duckdb_memory_limit)
         raise dg.DagsterInvariantViolationError(f"warehouse backend {self.backend!r} is not available")
 
     @property

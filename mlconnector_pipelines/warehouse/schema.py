@@ -64,11 +64,13 @@ VERSION_ID = "_version_id"  # identifies one version of one record: "<id>@<modif
 PARENT_ID = "_parent_id"
 PARENT_VERSION_ID = "_parent_version_id"
 
-METADATA_TYPES = {
+_COMMON_METADATA = {
     COMPANY_ID: ColumnType.STRING, COMPANY_NAME: ColumnType.STRING, WINDOW_START: ColumnType.TIMESTAMP,
-    EXTRACTED_AT: ColumnType.TIMESTAMP, RUN_ID: ColumnType.STRING, VERSION_ID: ColumnType.STRING,
+    EXTRACTED_AT: ColumnType.TIMESTAMP, RUN_ID: ColumnType.STRING,
 }
-CHILD_METADATA_TYPES = {**METADATA_TYPES, PARENT_ID: ColumnType.STRING, PARENT_VERSION_ID: ColumnType.STRING}
+METADATA_TYPES = {**_COMMON_METADATA, VERSION_ID: ColumnType.STRING}
+# A line is identified by its parent's version and its own key; it needs no version id of its own.
+CHILD_METADATA_TYPES = {**_COMMON_METADATA, PARENT_ID: ColumnType.STRING, PARENT_VERSION_ID: ColumnType.STRING}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,143 @@
+"""Business Central → DuckDB throughput and memory, side by side in one run.
+
+    .venv/bin/python bench/bc_throughput.py [--gl-entries-per-company 500000] [--page-size 10000]
+
+Starts `mlconnector sandbox` as its own process with 2 companies of G/L entries (1,000,000 by
+default), then measures, each in a fresh child process:
+  (a) product: the Dagster job's G/L asset (with dimension set lines) into DuckDB, one run over
+      the whole history (single-run backfill), and
+  (b) bare:    an httpx loop that pages through the same URLs and discards the rows.
+Prints records/s and peak RSS for both and the ratio a/b.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PORT = 47891
+HISTORY_DAYS = 28
+
+
+def history() -> tuple[datetime, datetime]:
+    end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return end - timedelta(days=HISTORY_DAYS), end
+
+
+def start_sandbox(data_dir: Path, per_company: int) -> subprocess.Popen:
+    import httpx
+    process = subprocess.Popen(
+        [str(ROOT / ".venv/bin/mlconnector"), "sandbox", "--port", str(PORT), "--data-dir", str(data_dir),
+         "--gl-entries", str(per_company), "--history-days", str(HISTORY_DAYS), "--no-live"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    started = time.monotonic()
+    while True:
+        try:
+            httpx.get(f"https://127.0.0.1:{PORT}/_sandbox/health", verify=str(data_dir / "sandbox/ca.pem"), timeout=2)
+            print(f"sandbox up in {time.monotonic() - started:.1f}s", flush=True)
+            return process
+        except (httpx.HTTPError, OSError):
+            if process.poll() is not None:
+                raise SystemExit(process.stderr.read().decode())
+            time.sleep(0.5)
+
+
+def run_product(data_dir: Path, page_size: int) -> dict:
+    import dagster as dg
+    from mlconnector_pipelines.config import parse_config, sandbox_profile
+    from mlconnector_pipelines.definitions import build_definitions
+    start, end = history()
+    raw = sandbox_profile(data_dir, f"https://127.0.0.1:{PORT}")
+    raw["data_dir"] = str(data_dir / "product")
+    raw["business_central"].update({"entities": ["generalLedgerEntries"], "page_size": page_size})
+    raw["warehouse"] = {"duckdb_memory_limit": os.environ.get("BENCH_DUCKDB_MEMORY", "512MB")}
+    raw["business_central"]["partitions"]["start"] = start.date().isoformat()
+    job = build_definitions(parse_config(raw)).resolve_job_def("business_central_to_warehouse")
+    began = time.monotonic()
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags={
+        "dagster/asset_partition_range_start": start.date().isoformat(),
+        "dagster/asset_partition_range_end": (end - timedelta(days=1)).date().isoformat()})
+    seconds = time.monotonic() - began
+    assert result.success
+    meta = next(e.materialization.metadata for e in result.get_asset_materialization_events()
+                if e.asset_key.path[-1] == "bc_general_ledger_entries")
+    return {"records": meta["rows"].value, "seconds": seconds, "requests": meta["http_requests"].value}
+
+
+def run_bare(data_dir: Path, page_size: int) -> dict:
+    import httpx
+    from mlconnector_pipelines.sandbox.app import CLIENT_ID, CLIENT_SECRET, TENANT_ID
+    start, end = history()
+    base = f"https://127.0.0.1:{PORT}"
+    ca = str(data_dir / "sandbox/ca.pem")
+    began = time.monotonic()
+    with httpx.Client(verify=ca, timeout=120) as http:
+        token = http.post(f"{base}/{TENANT_ID}/oauth2/v2.0/token", data={
+            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "grant_type": "client_credentials",
+            "scope": "https://api.businesscentral.dynamics.com/.default"}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}", "Prefer": f"odata.maxpagesize={page_size}"}
+        root = f"{base}/v2.0/{TENANT_ID}/production/api/v2.0"
+        records = requests = 0
+        for company in http.get(f"{root}/companies", headers=headers).json()["value"]:
+            url = f"{root}/companies({company['id']})/generalLedgerEntries"
+            params = {"$filter": f"lastModifiedDateTime ge {start:%Y-%m-%dT%H:%M:%S.000Z} and "
+                                 f"lastModifiedDateTime lt {end:%Y-%m-%dT%H:%M:%S.000Z}",
+                      "$expand": "dimensionSetLines"}
+            while url:
+                body = http.get(url, params=params, headers=headers).json()
+                requests += 1
+                records += len(body["value"])
+                url, params = body.get("@odata.nextLink"), None
+    return {"records": records, "seconds": time.monotonic() - began, "requests": requests}
+
+
+def child(path: str, data_dir: Path, page_size: int) -> None:
+    figures = (run_product if path == "product" else run_bare)(data_dir, page_size)
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(figures))
+
+
+def measure(path: str, data_dir: Path, page_size: int) -> dict:
+    output = subprocess.run([sys.executable, __file__, "--child", path, "--data-dir", str(data_dir),
+                             "--page-size", str(page_size)], capture_output=True, text=True, check=False)
+    if output.returncode:
+        raise SystemExit(output.stderr[-4000:])
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gl-entries-per-company", type=int, default=500_000)
+    parser.add_argument("--page-size", type=int, default=10_000)
+    parser.add_argument("--child")
+    parser.add_argument("--data-dir", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child, args.data_dir, args.page_size)
+    data_dir = Path(tempfile.mkdtemp(prefix="mlconnector-bench-"))
+    sandbox = start_sandbox(data_dir, args.gl_entries_per_company)
+    try:
+        bare = measure("bare", data_dir, args.page_size)
+        product = measure("product", data_dir, args.page_size)
+    finally:
+        sandbox.terminate()
+    print(f"\nBusiness Central G/L entries (+ dimension set lines), page size {args.page_size:,}, 2 companies")
+    print(f"{'path':<34}{'records':>11}{'seconds':>9}{'records/s':>11}{'requests':>10}{'peak RSS MB':>13}")
+    for name, f in (("(a) product asset → DuckDB", product), ("(b) bare httpx loop, discard", bare)):
+        print(f"{name:<34}{f['records']:>11,}{f['seconds']:>9.1f}{f['records'] / f['seconds']:>11,.0f}"
+              f"{f['requests']:>10,}{f['peak_rss_mb']:>13,.0f}")
+    ratio = (product["records"] / product["seconds"]) / (bare["records"] / bare["seconds"])
+    print(f"\nratio (a)/(b) records/s: {ratio:.2f}   (target ≥ 0.80; peak RSS of (a) target < 500 MB)")
+
+
+if __name__ == "__main__":
+    main()
