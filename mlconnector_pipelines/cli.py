@@ -46,6 +46,72 @@ def sandbox(host: str, port: int, data_dir: Path | None, companies: int, gl_entr
     serve_forever((data_dir or default_data_dir()).resolve(), settings, host, port)
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="connector.yaml (default: $MLCONNECTOR_CONFIG, else the sandbox profile).")
+def ping(config_path: Path | None) -> None:
+    """Check each configured system: authenticate, make one cheap read, print a table."""
+    from .config import load_config
+    from .core.ping import render_table
+    from .ping import run_pings
+
+    results = run_pings(load_config(config_path))
+    click.echo(render_table(results))
+    failed = [r for r in results if not r.ok]
+    click.echo(f"\n{len(results) - len(failed)} of {len(results)} system(s) OK")
+    sys.exit(1 if failed else 0)
+
+
+@main.group()
+def credentials() -> None:
+    """Secrets encrypted at rest in <data_dir>/credentials.json (key: $MLCONNECTOR_CREDENTIALS_KEY
+    or <data_dir>/credentials.key). Reference one in connector.yaml as `client_secret: {credential: NAME}`."""
+
+
+def _store():
+    from .config import load_config
+    from .core.credentials import CredentialStore
+    return CredentialStore(load_config().data_dir)
+
+
+@credentials.command("set")
+@click.argument("name")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the value from standard input.")
+def credentials_set(name: str, from_stdin: bool) -> None:
+    """Store (or replace) a secret. Prompts without echo unless --stdin."""
+    value = sys.stdin.readline().rstrip("\n") if from_stdin else click.prompt(
+        f"value for {name}", hide_input=True, confirmation_prompt=True)
+    _store().set(name, value)
+    click.echo(f"stored {name}")
+
+
+@credentials.command("list")
+def credentials_list() -> None:
+    """Names of stored secrets (never their values)."""
+    for name in _store().names():
+        click.echo(name)
+
+
+@credentials.command("delete")
+@click.argument("name")
+def credentials_delete(name: str) -> None:
+    if not _store().delete(name):
+        raise click.ClickException(f"no credential named {name!r}")
+    click.echo(f"deleted {name}")
+
+
+@credentials.command("rotate-key")
+def credentials_rotate_key() -> None:
+    """Re-encrypt every secret under a new key."""
+    import os
+
+    from .core.credentials import KEY_ENV
+    path = _store().rotate_key()
+    click.echo(f"re-encrypted every credential; new key in {path}")
+    if os.environ.get(KEY_ENV):
+        click.echo(f"${KEY_ENV} still holds the old key: set it to the content of {path}, or unset it")
+
+
 def run() -> None:
     try:
         main(standalone_mode=True)

@@ -34,18 +34,22 @@ class _Strict(BaseModel):
 
 
 class SecretRef(_Strict):
-    """Where a secret comes from. Only a reference lives in connector.yaml."""
+    """Where a secret comes from: an environment variable or the encrypted credential store.
 
-    env: str = Field(description="Name of the environment variable holding the secret.")
+    Only this reference lives in connector.yaml, never the value.
+    """
+
+    env: str | None = Field(None, description="Environment variable holding the secret.")
+    credential: str | None = Field(None, description="Name in the credential store (`mlconnector credentials`).")
     sandbox_default: str | None = Field(
         None, exclude=True, description="Used only by the sandbox profile when the variable is unset."
     )
 
-    def resolve(self, what: str) -> str:
-        value = os.environ.get(self.env) or self.sandbox_default
-        if not value:
-            raise ConfigError(f"{what}: environment variable {self.env} is not set")
-        return value
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> "SecretRef":
+        if (self.env is None) == (self.credential is None):
+            raise ValueError("give exactly one of `env` (an environment variable) or `credential` (a stored name)")
+        return self
 
 
 class PartitionConfig(_Strict):
@@ -148,10 +152,14 @@ def sandbox_profile(data_dir: Path | None = None, url: str | None = None) -> dic
     }
 
 
+# A secret reference names one source; merging would mix the default's source with the file's.
+_REPLACED_WHOLE = {"client_secret"}
+
+
 def _merge(base: dict, override: dict) -> dict:
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in _REPLACED_WHOLE:
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value

@@ -9,6 +9,7 @@ import dagster as dg
 
 from .config import ConnectorConfig, load_config
 from .flows.business_central import build_business_central
+from .flows.connectivity import build_connectivity
 from .systems.business_central.resource import BusinessCentralResource
 from .warehouse.resource import WarehouseResource
 
@@ -17,11 +18,11 @@ def build_definitions(cfg: ConnectorConfig | None = None) -> dg.Definitions:
     cfg = cfg or load_config()
     warehouse = WarehouseResource(backend=cfg.warehouse.backend, duckdb_path=str(cfg.duckdb_path),
                                   duckdb_memory_limit=cfg.warehouse.duckdb_memory_limit)
-    parts = [dg.Definitions(resources={"warehouse": warehouse})]
+    parts = [dg.Definitions(resources={"warehouse": warehouse}), build_connectivity(cfg)]
     if cfg.business_central is not None and cfg.business_central.enabled:
         parts.append(build_business_central(cfg.business_central, warehouse.kind))
         parts.append(dg.Definitions(resources={
-            "business_central": BusinessCentralResource.from_config(cfg.business_central)}))
+            "business_central": BusinessCentralResource.from_config(cfg.business_central, cfg.data_dir)}))
     return dg.Definitions.merge(*parts)
 
 

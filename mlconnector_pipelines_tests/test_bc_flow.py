@@ -12,6 +12,7 @@ import yaml
 from mlconnector_pipelines.definitions import build_definitions
 from mlconnector_pipelines.flows.business_central import JOB
 
+from .jobs import bc_job_from_env
 from .conftest import (SandboxAdmin, make_config, materialization_metadata, run_bc_job, start_sandbox,
                        window_of)
 
@@ -258,11 +259,6 @@ def test_persistent_failure_fails_the_run_and_keeps_the_old_window(sandbox, tmp_
 # -- the real executor: parallel step processes share the DuckDB file -------------------------------
 
 
-def _job_from_env():
-    from mlconnector_pipelines.config import load_config
-    return build_definitions(load_config()).resolve_job_def(JOB)
-
-
 def test_multiprocess_run_with_parallel_steps(sandbox, tmp_path, monkeypatch):
     cfg = make_config(sandbox, tmp_path)
     path = tmp_path / "connector.yaml"
@@ -273,7 +269,7 @@ def test_multiprocess_run_with_parallel_steps(sandbox, tmp_path, monkeypatch):
     monkeypatch.setenv("MLCONNECTOR_BC_CLIENT_SECRET", "sandbox-client-secret")
     (tmp_path / "dagster").mkdir()
     with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
-        result = dg.execute_job(dg.reconstructable(_job_from_env), instance=instance,
+        result = dg.execute_job(dg.reconstructable(bc_job_from_env), instance=instance,
                                 tags={"dagster/partition": "2026-03-04"})
         assert result.success, [e.message for e in result.all_events if e.is_failure]
     start, end = datetime(2026, 3, 4, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC)

@@ -15,7 +15,7 @@ from .conftest import HISTORY_END, HISTORY_START, make_config, window_of
 def resource(sandbox, tmp_path, **overrides) -> BusinessCentralResource:
     cfg = make_config(sandbox, tmp_path, **overrides)
     # Initialised as Dagster does for a run, which resolves EnvVar secrets.
-    return BusinessCentralResource.from_config(cfg.business_central).process_config_and_initialize()
+    return BusinessCentralResource.from_config(cfg.business_central, cfg.data_dir).process_config_and_initialize()
 
 
 def test_token_comes_from_msal_talking_to_the_sandbox_entra(sandbox, tmp_path):

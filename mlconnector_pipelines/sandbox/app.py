@@ -33,6 +33,7 @@ ENVIRONMENT = "production"
 
 class SandboxSettings(BaseModel):
     seed: int = 42
+    client_secret: str = Field(CLIENT_SECRET, description="The demo app registration's secret.")
     companies: int = Field(2, ge=1, le=10)
     history_start: datetime | None = Field(None, description="Default: 28 days before history_end.")
     history_end: datetime | None = Field(None, description="Default: today 00:00 UTC.")
@@ -68,7 +69,7 @@ class Sandbox:
     def __post_init__(self) -> None:
         s = self.settings
         self.entra = EntraSimulator(
-            apps={CLIENT_ID: AppRegistration(TENANT_ID, CLIENT_ID, CLIENT_SECRET,
+            apps={CLIENT_ID: AppRegistration(TENANT_ID, CLIENT_ID, s.client_secret,
                                              {"https://api.businesscentral.dynamics.com"})},
             token_lifetime_seconds=s.token_lifetime_seconds,
         )

@@ -72,23 +72,38 @@ class EntraTokenProvider:
         self._lock = threading.Lock()
         self._http = _HttpxForMsal(httpx.Client(verify=verify, timeout=timeout_seconds))
         self.tokens_acquired = 0
-        self._app = msal.ConfidentialClientApplication(
-            client_id,
-            client_credential=client_secret,
-            authority=f"{authority_host.rstrip('/')}/{tenant_id}",
-            http_client=self._http,
-            # Real Entra passes these checks anyway; a sandbox or sovereign host must skip them.
-            validate_authority=authority_host.rstrip("/") == "https://login.microsoftonline.com",
-            instance_discovery=False,
-        )
+        self._client_id = client_id
+        self._authority_host = authority_host.rstrip("/")
+        self._tenant_id = tenant_id
+        self._app: msal.ConfidentialClientApplication | None = None
+
+    def _application(self) -> msal.ConfidentialClientApplication:
+        # Built on first use: msal fetches the authority's OpenID configuration when constructed.
+        if self._app is None:
+            self._app = msal.ConfidentialClientApplication(
+                self._client_id,
+                client_credential=self._secret,
+                authority=f"{self._authority_host}/{self._tenant_id}",
+                http_client=self._http,
+                # Real Entra passes these checks anyway; a sandbox or sovereign host must skip them.
+                validate_authority=self._authority_host == "https://login.microsoftonline.com",
+                instance_discovery=False,
+            )
+        return self._app
 
     def access_token(self) -> str:
         with self._lock:
             try:
-                result = self._app.acquire_token_for_client(scopes=[self.scope])
+                result = self._application().acquire_token_for_client(scopes=[self.scope])
             except (httpx.HTTPError, ValueError) as exc:
+                hint = ""
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                    hint = (" — the login host's TLS certificate is not trusted: set `auth.ca_bundle` to the CA "
+                            "that signed it (verification stays on)")
                 raise AuthenticationError(
-                    self.system, redact(f"could not reach the Entra ID token endpoint: {exc}", [self._secret])
+                    self.system,
+                    redact(f"could not reach the Entra ID token endpoint: {type(exc).__name__}: {exc}{hint}",
+                           [self._secret]),
                 ) from None
         if "access_token" not in result:
             raise AuthenticationError(self.system, self._explain(result), code=result.get("error"))
@@ -102,6 +117,8 @@ class EntraTokenProvider:
     def invalidate(self) -> None:
         """Forget cached tokens so the next call asks Entra again (the server said ours is dead)."""
         with self._lock:
+            if self._app is None:
+                return
             cache = self._app.token_cache
             for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
                 cache.remove_at(item)

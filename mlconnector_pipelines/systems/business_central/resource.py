@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
 from ...config import BusinessCentralConfig
+from ...core.credentials import CredentialStore
+from ...core.errors import ConfigError
 from ...core.http import HttpPolicy
 from ...core.tls import ssl_context
 from ..entra import EntraTokenProvider
@@ -23,7 +26,11 @@ class BusinessCentralResource(dg.ConfigurableResource):
     authority_host: str
     tenant_id: str
     client_id: str
-    client_secret: str = Field(description="Set from an environment variable (dagster.EnvVar); never shown.")
+    client_secret: Optional[str] = Field(
+        None, description="From an environment variable (dagster.EnvVar), resolved at run time; never shown.")
+    client_secret_credential: Optional[str] = Field(
+        None, description="Name of the secret in the encrypted credential store, read at run time.")
+    credentials_dir: Optional[str] = None
     scope: str = "https://api.businesscentral.dynamics.com/.default"
     companies: list[str] = []
     page_size: int = 5000
@@ -38,14 +45,19 @@ class BusinessCentralResource(dg.ConfigurableResource):
     requests_burst: Optional[int] = None
 
     @classmethod
-    def from_config(cls, cfg: BusinessCentralConfig) -> "BusinessCentralResource":
-        secret_ref = cfg.auth.client_secret
-        # A real secret stays an EnvVar so Dagster resolves it at run time and never displays it.
-        secret = (secret_ref.sandbox_default if secret_ref.sandbox_default and not os.environ.get(secret_ref.env)
-                  else dg.EnvVar(secret_ref.env))
+    def from_config(cls, cfg: BusinessCentralConfig, credentials_dir: Path) -> "BusinessCentralResource":
+        ref = cfg.auth.client_secret
+        if ref.credential:
+            secret = None
+        elif ref.sandbox_default and not os.environ.get(ref.env):
+            secret = ref.sandbox_default  # the public demo secret of the local sandbox
+        else:
+            # An EnvVar: Dagster resolves it when a run starts and shows only the variable's name.
+            secret = dg.EnvVar(ref.env)
         return cls(
             api_base_url=cfg.api_base_url, environment=cfg.environment, authority_host=cfg.auth.authority_host,
-            tenant_id=cfg.auth.tenant_id, client_id=cfg.auth.client_id, client_secret=secret, scope=cfg.scope,
+            tenant_id=cfg.auth.tenant_id, client_id=cfg.auth.client_id, client_secret=secret,
+            client_secret_credential=ref.credential, credentials_dir=str(credentials_dir), scope=cfg.scope,
             companies=cfg.companies, page_size=cfg.page_size,
             ca_bundle=str(cfg.ca_bundle) if cfg.ca_bundle else None,
             authority_ca_bundle=str(cfg.auth.ca_bundle) if cfg.auth.ca_bundle else None,
@@ -55,11 +67,19 @@ class BusinessCentralResource(dg.ConfigurableResource):
             requests_burst=cfg.http.requests_burst,
         )
 
+    def _secret(self) -> str:
+        if self.client_secret_credential:
+            return CredentialStore(Path(self.credentials_dir or ".")).get(self.client_secret_credential)
+        if not self.client_secret:
+            raise ConfigError("business_central.auth.client_secret: no secret configured")
+        return self.client_secret
+
     def client(self) -> BusinessCentralClient:
         """A new client (and token cache) for one step; close it when done."""
+        secret = self._secret()
         tokens = EntraTokenProvider(
             system=SYSTEM, authority_host=self.authority_host, tenant_id=self.tenant_id,
-            client_id=self.client_id, client_secret=self.client_secret, scope=self.scope,
+            client_id=self.client_id, client_secret=secret, scope=self.scope,
             verify=ssl_context(self.authority_ca_bundle, what="business_central.auth"),
         )
         policy = HttpPolicy(
@@ -71,5 +91,5 @@ class BusinessCentralResource(dg.ConfigurableResource):
         return BusinessCentralClient(
             api_base_url=self.api_base_url, tenant_id=self.tenant_id, environment=self.environment,
             tokens=tokens, page_size=self.page_size, policy=policy,
-            verify=ssl_context(self.ca_bundle, what="business_central"), secrets=(self.client_secret,),
+            verify=ssl_context(self.ca_bundle, what="business_central"), secrets=(secret,),
         )

@@ -1,0 +1,60 @@
+"""Can we log in to this Business Central and read the configured companies?"""
+
+from __future__ import annotations
+
+import time
+
+from ...core.credentials import CredentialError
+from ...core.errors import AuthenticationError, ConfigError, ConnectorError, RequestFailedError
+from ...core.ping import PingResult
+from .client import SYSTEM
+from .resource import BusinessCentralResource
+
+
+def ping(resource: BusinessCentralResource) -> PingResult:
+    url = f"{resource.api_base_url}/v2.0/{resource.tenant_id}/{resource.environment}/api/v2.0"
+    started = time.monotonic()
+    result = PingResult(SYSTEM, url, auth_ok=None, read_ok=None, latency_ms=0.0)
+    client = None
+    try:
+        client = resource.client()
+        client.tokens.access_token()
+        result.auth_ok = True
+        companies = client.resolve_companies(resource.companies)
+        result.read_ok = True
+        result.detail = f"{len(companies)} compan{'y' if len(companies) == 1 else 'ies'}: " + \
+            ", ".join(c["name"] for c in companies)
+    except ConnectorError as exc:
+        if result.auth_ok is None and not isinstance(exc, ConfigError):
+            result.auth_ok = False
+        elif result.auth_ok:
+            result.read_ok = False
+        result.detail = str(exc)
+        result.fix = likely_fix(exc)
+    finally:
+        if client is not None:
+            client.close()
+        result.latency_ms = (time.monotonic() - started) * 1000
+    return result
+
+
+def likely_fix(exc: Exception) -> str:
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text or "not trusted" in text:
+        return "TLS not trusted: set business_central.ca_bundle (or auth.ca_bundle) to the CA that signed the server"
+    if "likely fix:" in text:
+        return text.split("likely fix:", 1)[1].strip()
+    if isinstance(exc, ConfigError) and "companies" in text:
+        return "set business_central.companies to names or ids from the list above"
+    if isinstance(exc, CredentialError):
+        return "store the secret with `mlconnector credentials set <name>` or fix the credentials key"
+    if isinstance(exc, ConfigError):
+        return "fix connector.yaml as the message says"
+    if isinstance(exc, RequestFailedError) and "Environment" in text:
+        return "business_central.environment must match the environment name in the BC admin center"
+    if isinstance(exc, (RequestFailedError, AuthenticationError)) and exc.status in (401, 403):
+        return ("register the app in Business Central (Microsoft Entra Applications), enable it and give it "
+                "permission sets, and grant the API permission with admin consent")
+    if "ConnectError" in text or "could not be completed" in text or "could not reach" in text:
+        return "the host is not reachable: check the URL, DNS, proxy and firewall (for the sandbox: is it running?)"
+    return "see the message; retry later if the service reported a temporary problem"
