@@ -12,7 +12,7 @@ import yaml
 from mlconnector_pipelines.definitions import build_definitions
 from mlconnector_pipelines.flows.business_central import JOB
 
-from .jobs import bc_job_from_env
+from .jobs import SPAWN, bc_job_from_env, fresh
 from .conftest import (SandboxAdmin, make_config, materialization_metadata, run_bc_job, start_sandbox,
                        window_of)
 
@@ -269,7 +269,7 @@ def test_multiprocess_run_with_parallel_steps(sandbox, tmp_path, monkeypatch):
     monkeypatch.setenv("MLCONNECTOR_BC_CLIENT_SECRET", "sandbox-client-secret")
     (tmp_path / "dagster").mkdir()
     with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
-        result = dg.execute_job(dg.reconstructable(bc_job_from_env), instance=instance,
+        result = dg.execute_job(fresh(bc_job_from_env), instance=instance, run_config=SPAWN,
                                 tags={"dagster/partition": "2026-03-04"})
         assert result.success, [e.message for e in result.all_events if e.is_failure]
     start, end = datetime(2026, 3, 4, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC)
