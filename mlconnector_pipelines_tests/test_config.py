@@ -52,10 +52,9 @@ def test_broken_yaml_and_missing_file_are_clear(tmp_path, monkeypatch):
 
 def test_the_shipped_example_is_valid(monkeypatch):
     example = Path(__file__).resolve().parents[1] / "connector.example.yaml"
-    monkeypatch.setenv("BC_CLIENT_SECRET", "x")
     cfg = load_config(example)
     assert cfg.business_central.environment == "production"
-    assert cfg.business_central.auth.client_secret.env == "BC_CLIENT_SECRET"
+    assert cfg.business_central.auth.client_secret.credential == "bc-client-secret"
     # Secrets are referenced, never written in the file.
     assert "secret:" not in example.read_text().replace("client_secret:", "")
 
@@ -64,3 +63,11 @@ def test_unknown_entity_is_a_config_error():
     from mlconnector_pipelines.systems.business_central.catalog import select
     with pytest.raises(ConfigError, match="unknown entity set"):
         select(["vendors", "salesInvoiceLine"])
+
+
+def test_a_secret_reference_names_exactly_one_source():
+    with pytest.raises(ConfigError, match=r"business_central\.auth\.client_secret: Value error, give exactly one"):
+        parse_config({"profile": "sandbox", "business_central": {"auth": {"client_secret": {
+            "env": "A", "credential": "b"}}}})
+    cfg = parse_config({"profile": "sandbox", "business_central": {"auth": {"client_secret": {"credential": "b"}}}})
+    assert cfg.business_central.auth.client_secret.env is None  # replaced whole, not merged with the default
