@@ -278,3 +278,33 @@ def test_multiprocess_run_with_parallel_steps(sandbox, tmp_path, monkeypatch):
         expected = sum(len(window_of(sandbox.records(c["id"], entity_set), start, end)) for c in sandbox.companies())
         assert scalar(cfg, f"SELECT count(*) FROM {table}") == expected, table
     assert scalar(cfg, "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'bc_%'") == 28
+
+
+def test_live_mode_creates_modifies_and_commits_late(tmp_path_factory):
+    """The sandbox's live mode gives incremental runs something real to find."""
+    import time
+    running, data_dir = start_sandbox(tmp_path_factory, live=True, live_interval_seconds=0.05,
+                                      history_end=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0))
+    admin = SandboxAdmin(running)
+    try:
+        started = datetime.now(UTC)
+        deadline = time.monotonic() + 20
+        while True:
+            company_ids = [c["id"] for c in admin.companies()]
+            entries = [r for cid in company_ids for r in admin.records(cid, "generalLedgerEntries")]
+            live = [r for r in entries if r["documentNumber"].startswith("LIVE")]
+            late = [r for r in live if r["description"].endswith("(committed late)")]
+            modified = [r for cid in company_ids for r in admin.records(cid, "customers")
+                        if "(rev " in r["displayName"]]
+            if late and modified and len(live) >= 6:
+                break
+            assert time.monotonic() < deadline, (len(live), len(late), len(modified))
+            time.sleep(0.2)
+        # late commits carry a timestamp from before they became visible
+        assert any(datetime.fromisoformat(r["lastModifiedDateTime"].replace("Z", "+00:00")) < started for r in late)
+        # a modification stamps the record with the time it happened
+        floor = (started - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
+        assert all(r["lastModifiedDateTime"] >= floor for r in modified)
+    finally:
+        admin.http.close()
+        running.stop()
