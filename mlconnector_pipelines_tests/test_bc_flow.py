@@ -1,8 +1,6 @@
 """Business Central → warehouse through Dagster, against the sandbox over HTTPS."""
 
-import os
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import dagster as dg
 import duckdb

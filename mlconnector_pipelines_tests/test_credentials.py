@@ -1,9 +1,10 @@
+import json
 import os
 import stat
 
 import pytest
 from click.testing import CliRunner
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 
 from mlconnector_pipelines.cli import main
 from mlconnector_pipelines.core.credentials import KEY_ENV, CredentialError, CredentialStore
@@ -34,8 +35,8 @@ def test_rotation_reencrypts_every_entry_and_loses_nothing(store):
     assert store.key_path.read_bytes() != old_key
     assert store.store_path.read_text() != old_tokens
     assert (store.get("a"), store.get("b")) == ("alpha-value", "beta-value")
-    with pytest.raises(Exception):  # the old key no longer opens the new tokens
-        Fernet(old_key).decrypt(__import__("json").loads(store.store_path.read_text())["a"].encode())
+    with pytest.raises(InvalidToken):  # the old key no longer opens the new tokens
+        Fernet(old_key).decrypt(json.loads(store.store_path.read_text())["a"].encode())
 
 
 def test_wrong_key_is_a_clear_error_and_rotation_refuses(store, monkeypatch):

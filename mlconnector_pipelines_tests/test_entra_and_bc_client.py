@@ -2,7 +2,6 @@
 
 from datetime import datetime, timedelta, timezone
 
-import httpx
 import pytest
 
 from mlconnector_pipelines.core.errors import AuthenticationError, ConfigError, RequestFailedError

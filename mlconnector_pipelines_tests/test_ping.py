@@ -1,6 +1,5 @@
 """`mlconnector ping` and the `ping` job against the sandbox, for success and each failure cause."""
 
-import dagster as dg
 import pytest
 import trustme
 import yaml

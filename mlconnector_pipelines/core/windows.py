@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -25,38 +24,12 @@ class TimeWindow:
         return self.start <= moment < self.end
 
 
-def parse_utc(value: str) -> datetime:
-    """Parse an ISO-8601 timestamp (with Z or offset) into an aware UTC datetime."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
-
-
-class WindowAssigner:
-    """Maps a timestamp to the start of the partition window containing it.
-
-    A single-run backfill covers many partitions at once; each row still belongs to exactly
-    one partition window, found by bisecting the window starts.
-    """
-
-    def __init__(self, windows: Sequence[TimeWindow]):
-        if not windows:
-            raise ValueError("at least one window is required")
-        self._starts = [w.start for w in windows]
-        self._end = windows[-1].end
-
-    def window_start(self, moment: datetime) -> datetime:
-        index = bisect.bisect_right(self._starts, moment) - 1
-        if index < 0 or moment >= self._end:
-            raise ValueError(f"{moment.isoformat()} is outside the windows being loaded")
-        return self._starts[index]
-
-
 def assign_window_starts(timestamps, windows: Sequence[TimeWindow]):
-    """Vectorised WindowAssigner for a pandas Series of ISO timestamps -> Series of window starts.
+    """The start of the window holding each ISO timestamp of a pandas Series.
 
-    Raises if any timestamp lies outside the windows: the server returned rows it was not asked for.
+    A single-run backfill covers many partitions at once; each row still belongs to exactly one
+    partition window, found by bisecting the window starts. Raises if a timestamp lies outside
+    the windows: the server returned rows it was not asked for.
     """
     import numpy as np
     import pandas as pd

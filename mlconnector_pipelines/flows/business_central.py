@@ -2,7 +2,6 @@
 
 
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from functools import lru_cache
 
@@ -89,6 +88,7 @@ def load_entity(context: dg.AssetExecutionContext, entity: BcEntity, client, war
     tables = [parent, *(spec for _, spec in children)]
     scope = ReplaceScope(tuple(c["id"] for c in companies), windows[0].start, windows[-1].end)
     extracted_at = datetime.now(timezone.utc)
+    by_name = {spec.name: spec for spec in tables}
     high_water: str | None = None
     pages = 0
     started = time.monotonic()
@@ -101,7 +101,6 @@ def load_entity(context: dg.AssetExecutionContext, entity: BcEntity, client, war
                     continue
                 page_max = max(r[MODIFIED] for r in page)
                 high_water = page_max if high_water is None or page_max > high_water else high_water
-                by_name = {spec.name: spec for spec in tables}
                 for table_name, frame in page_frames(entity, page, company=company, windows=windows,
                                                      run_id=context.run_id, extracted_at=extracted_at).items():
                     load.write(by_name[table_name], frame)

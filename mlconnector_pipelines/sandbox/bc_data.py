@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 BLANK = "_x0020_"  # schemaversion 2.0 encodes the blank enum member " " like this
 

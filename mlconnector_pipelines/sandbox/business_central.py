@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -294,8 +295,7 @@ class BusinessCentralSimulator:
         existing = table.by_id.get(changes.get("id", ""))
         record = dict(existing) if existing else {name: None for name in self.field_types[entity_set]}
         record.update(changes)
-        record.setdefault("id", str(uuid.uuid4()))
-        if not record.get("id"):
+        if not record.get("id"):  # a new record: the service assigns its id
             record["id"] = str(uuid.uuid4())
         record[LMD] = stamp
         table.upsert(record)
@@ -305,7 +305,6 @@ class BusinessCentralSimulator:
 
 
 def iso_ms_now() -> str:
-    from datetime import datetime, timezone
     return iso_ms(datetime.now(timezone.utc))
 
 

@@ -1,0 +1,31 @@
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from mlconnector_pipelines.core.windows import TimeWindow, assign_window_starts
+
+UTC = timezone.utc
+DAY1 = datetime(2026, 3, 1, tzinfo=UTC)
+WINDOWS = [TimeWindow(DAY1 + timedelta(days=i), DAY1 + timedelta(days=i + 1)) for i in range(3)]
+
+
+def test_each_timestamp_lands_in_the_window_that_holds_it():
+    stamps = pd.Series(["2026-03-01T00:00:00.000Z", "2026-03-01T23:59:59.999Z", "2026-03-02T00:00:00.000Z",
+                        "2026-03-03T12:00:00+02:00"])
+    starts = list(assign_window_starts(stamps, WINDOWS))
+    assert starts == [pd.Timestamp(DAY1), pd.Timestamp(DAY1), pd.Timestamp(DAY1 + timedelta(days=1)),
+                      pd.Timestamp(DAY1 + timedelta(days=2))]
+
+
+@pytest.mark.parametrize("stamp", ["2026-02-28T23:59:59.999Z", "2026-03-04T00:00:00.000Z"])
+def test_a_row_outside_the_windows_is_refused(stamp):
+    with pytest.raises(ValueError, match="outside the windows being loaded"):
+        assign_window_starts(pd.Series([stamp]), WINDOWS)
+
+
+def test_windows_are_aware_and_non_empty():
+    with pytest.raises(ValueError):
+        TimeWindow(datetime(2026, 3, 1), datetime(2026, 3, 2))
+    with pytest.raises(ValueError):
+        TimeWindow(DAY1, DAY1)
