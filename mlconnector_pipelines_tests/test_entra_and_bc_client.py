@@ -135,3 +135,26 @@ def test_count_matches_the_sandbox(sandbox, tmp_path):
     assert client.count(company["id"], entity) == len(own)
     start, end = datetime(2026, 3, 2, tzinfo=timezone.utc), datetime(2026, 3, 5, tzinfo=timezone.utc)
     assert client.count(company["id"], entity, modified_from=start, modified_before=end) == len(window_of(own, start, end))
+
+
+def test_token_is_renewed_before_it_expires(tmp_path_factory, tmp_path):
+    """msal treats a token with under five minutes left as due: it renews early, so no call sees a 401."""
+    import time
+
+    from .conftest import SandboxAdmin, start_sandbox
+    running, data_dir = start_sandbox(tmp_path_factory, token_lifetime_seconds=305)
+    admin = SandboxAdmin(running)
+    admin.data_dir = data_dir
+    try:
+        client = resource(admin, tmp_path).client()
+        first = client.tokens.access_token()
+        assert client.tokens.access_token() == first  # still more than 5 minutes left: cached
+        time.sleep(5.5)  # now under 300 s remain
+        client.companies()
+        stats = admin.stats()
+        assert client.tokens.access_token() != first
+        assert stats["tokens_issued"] == 2
+        assert stats["bc_requests"].get("401", 0) == 0 and client.http.stats.reauthentications == 0
+    finally:
+        admin.http.close()
+        running.stop()
