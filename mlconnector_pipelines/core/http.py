@@ -133,6 +133,7 @@ class ThrottledClient:
         secrets: Iterable[str | None] = (),
         headers: Mapping[str, str] | None = None,
         error_message: Callable[[httpx.Response], tuple[str, str | None]] | None = None,
+        reauthenticate_on: Callable[[httpx.Response], bool] | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -143,6 +144,8 @@ class ThrottledClient:
         self.stats = RequestStats()
         self._secrets = [s for s in secrets if s]
         self._error_message = error_message or _generic_error_message
+        # Which 401s mean "log in again" (all of them unless the system says otherwise).
+        self._reauthenticate_on = reauthenticate_on or (lambda response: True)
         self._limiter = _rate_limiter(self.policy)
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -168,7 +171,7 @@ class ThrottledClient:
     ) -> httpx.Response:
         """Send with retries; return a 2xx/3xx response or raise a clear, redacted error."""
         response = self._send_with_retries(method, url, params=params, json=json, headers=headers)
-        if response.status_code == 401 and self.auth is not None:
+        if response.status_code == 401 and self.auth is not None and self._reauthenticate_on(response):
             # Tokens can expire or be revoked early: forget ours and try exactly once more.
             self.stats.reauthentications += 1
             log.info("%s answered 401; re-authenticating once", self.system)

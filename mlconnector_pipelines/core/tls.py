@@ -17,3 +17,23 @@ def ssl_context(ca_bundle: str | Path | None, *, what: str) -> ssl.SSLContext:
             raise ConfigError(f"{what}.ca_bundle: {path} does not exist{hint}")
         context.load_verify_locations(cafile=str(path))
     return context
+
+
+def pinned_ssl_context(host: str, port: int, sha256: str, *, what: str) -> ssl.SSLContext:
+    """Trust exactly the certificate whose SHA-256 fingerprint the customer gave us.
+
+    The server's certificate is fetched once and compared with the pin; it then becomes the only
+    trust anchor, so every later connection is verified against it (hostname included).
+    """
+    import hashlib
+
+    expected = sha256.replace(":", "").lower()
+    try:
+        pem = ssl.get_server_certificate((host, port), timeout=30)
+    except OSError as exc:
+        raise ConfigError(f"{what}: could not fetch the certificate of {host}:{port} to check the pin: {exc}") from None
+    actual = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+    if actual != expected:
+        raise ConfigError(f"{what}.pinned_sha256: {host}:{port} presents a certificate with SHA-256 {actual}, "
+                          f"not the pinned {expected}; if the server's certificate was renewed, update the pin")
+    return ssl.create_default_context(cadata=pem)

@@ -37,9 +37,9 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(sandbox: Sandbox, certs: SandboxCertificates) -> uvicorn.Server:
+def _server(app, certs: SandboxCertificates) -> uvicorn.Server:
     config = uvicorn.Config(
-        sandbox.asgi_app(), log_level="warning", access_log=False, lifespan="on",
+        app, log_level="warning", access_log=False, lifespan="on",
         ssl_certfile=str(certs.server_cert_pem), ssl_keyfile=str(certs.server_key_pem),
         timeout_keep_alive=30, timeout_graceful_shutdown=1,
     )
@@ -51,7 +51,7 @@ def start_in_thread(data_dir: Path, settings: SandboxSettings | None = None, por
     certs = ensure_certificates(data_dir / "sandbox")
     sandbox = Sandbox(settings or SandboxSettings())
     sock = _bind("127.0.0.1", port)
-    server = _server(sandbox, certs)
+    server = _server(sandbox.asgi_app(), certs)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="sandbox")
     thread.start()
     url = f"https://127.0.0.1:{sock.getsockname()[1]}"
@@ -62,16 +62,46 @@ def start_in_thread(data_dir: Path, settings: SandboxSettings | None = None, por
 def serve_forever(data_dir: Path, settings: SandboxSettings, host: str, port: int) -> None:
     certs = ensure_certificates(data_dir / "sandbox")
     sandbox = Sandbox(settings)
-    server = _server(sandbox, certs)
+    server = _server(sandbox.asgi_app(), certs)
     print(f"sandbox: https://{host}:{port}  (CA: {certs.ca_pem})", flush=True)
     server.run(sockets=[_bind(host, port)])
 
 
-def _wait_until_up(url: str, ca: Path, timeout: float = 30.0) -> None:
+@dataclass
+class RunningServiceLayer:
+    """The SAP Business One Service Layer simulator, with its own self-signed certificate."""
+
+    url: str
+    certificate: Path  # the self-signed certificate: what a customer hands over as their CA bundle
+    simulator: "ServiceLayerSimulator"
+    _server: uvicorn.Server
+    _thread: threading.Thread
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+def start_service_layer_in_thread(data_dir: Path, settings=None, port: int = 0) -> RunningServiceLayer:
+    from .sap_b1 import SapSettings, ServiceLayerSimulator
+    from .tls import ensure_self_signed
+
+    certs = ensure_self_signed(data_dir / "sandbox", "sap-b1")
+    simulator = ServiceLayerSimulator(settings or SapSettings())
+    sock = _bind("127.0.0.1", port)
+    server = _server(simulator.asgi_app(), certs)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="sap-b1")
+    thread.start()
+    url = f"https://127.0.0.1:{sock.getsockname()[1]}"
+    _wait_until_up(url, certs.ca_pem, path="/_sandbox/sap/stats")
+    return RunningServiceLayer(url, certs.ca_pem, simulator, server, thread)
+
+
+def _wait_until_up(url: str, ca: Path, timeout: float = 30.0, path: str = "/_sandbox/health") -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            httpx.get(f"{url}/_sandbox/health", verify=str(ca), timeout=2).raise_for_status()
+            httpx.get(f"{url}{path}", verify=str(ca), timeout=2).raise_for_status()
             return
         except httpx.HTTPError:
             if time.monotonic() > deadline:

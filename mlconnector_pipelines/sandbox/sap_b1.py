@@ -1,0 +1,221 @@
+"""SAP Business One Service Layer (api-notes §4): sessions, OData v3 (/b1s/v1) and v4 (/b1s/v2)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
+
+import orjson
+from pydantic import BaseModel, Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .faults import FaultBook, FaultRule
+from .odata_filter import FilterError, parse_filter
+from .sap_b1_data import KEYS, SapVolumes, generate
+
+DEFAULT_PAGE_SIZE = 20
+
+
+class SapSettings(BaseModel):
+    seed: int = 7
+    company_db: str = "SBODEMOUS"
+    user: str = "manager"
+    password: str = "sandbox-b1-password"
+    session_timeout_minutes: float = 30.0
+    login_delay_seconds: float = Field(0.0, description="Real servers take seconds to log in.")
+    honour_maxpagesize: bool = Field(True, description="False: always 20 rows a page, as some servers do.")
+    history_start: datetime | None = None
+    history_end: datetime | None = None
+    volumes: SapVolumes = Field(default_factory=SapVolumes)
+
+    model_config = {"arbitrary_types_allowed": True}
+
+
+@dataclass
+class ServiceLayerSimulator:
+    settings: SapSettings
+    faults: FaultBook = field(default_factory=FaultBook)
+    sessions: dict[str, float] = field(default_factory=dict)  # session id -> last use (monotonic)
+    logins: int = 0
+    logouts: int = 0
+    requests: int = 0
+    invalid_session_answers: int = 0
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        end = s.history_end or datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        start = s.history_start or end - timedelta(days=28)
+        self.data = generate(s.company_db, seed=s.seed, start=start, end=end, volumes=s.volumes)
+        self.field_types = {name: _field_types(records) for name, records in self.data.entities.items()}
+
+    def asgi_app(self) -> Starlette:
+        return Starlette(routes=[
+            Route("/b1s/{version}/Login", self.login, methods=["POST"]),
+            Route("/b1s/{version}/Logout", self.logout, methods=["POST"]),
+            Route("/b1s/{version}/{entity}", self.collection, methods=["GET"]),
+            Route("/_sandbox/sap/stats", self.stats),
+            Route("/_sandbox/sap/sessions/expire", self.expire_sessions, methods=["POST"]),
+            Route("/_sandbox/sap/faults", self.set_faults, methods=["POST", "DELETE"]),
+            Route("/_sandbox/sap/records/{entity}", self.records, methods=["GET", "POST"]),
+        ])
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        version = request.path_params["version"]
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return _error(version, 400, -1000, "Invalid JSON in the request body.")
+        await asyncio.sleep(self.settings.login_delay_seconds)
+        if body.get("CompanyDB") != self.settings.company_db:
+            return _error(version, 401, -306, f"Company database '{body.get('CompanyDB')}' does not exist "
+                                              "or cannot be connected.")
+        if body.get("UserName") != self.settings.user or body.get("Password") != self.settings.password:
+            return _error(version, 401, -304, "Login failed: invalid user name or password.")
+        session = secrets.token_hex(16)
+        self.sessions[session] = time.monotonic()
+        self.logins += 1
+        payload = {"SessionId": session, "Version": "1000230", "SessionTimeout": int(self.settings.session_timeout_minutes)}
+        if version == "v1":
+            payload = {"odata.metadata": f"{_base(request)}/$metadata#B1Sessions/@Element", **payload}
+        else:
+            payload = {"@odata.context": f"{_base(request)}/$metadata#B1Sessions/$entity", **payload}
+        response = JSONResponse(payload)
+        response.set_cookie("B1SESSION", session, httponly=True, secure=True, path="/b1s", samesite="none")
+        response.set_cookie("ROUTEID", ".node1", secure=True, path="/b1s", samesite="none")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        if self.sessions.pop(request.cookies.get("B1SESSION", ""), None) is not None:
+            self.logouts += 1
+        return Response(status_code=204)
+
+    def _session_ok(self, request: Request) -> bool:
+        session = request.cookies.get("B1SESSION", "")
+        last = self.sessions.get(session)
+        now = time.monotonic()
+        if last is None or now - last > self.settings.session_timeout_minutes * 60:
+            self.sessions.pop(session, None)
+            return False
+        self.sessions[session] = now  # each call extends the inactivity timeout
+        return True
+
+    # -- data ---------------------------------------------------------------------------------
+
+    async def collection(self, request: Request) -> Response:
+        version, entity = request.path_params["version"], request.path_params["entity"]
+        self.requests += 1
+        fault = self.faults.take(request.url.path)
+        if fault is not None and fault.kind == "expire_tokens":
+            self.sessions.clear()
+        if not self._session_ok(request):
+            self.invalid_session_answers += 1
+            return _error(version, 401, 301, "Invalid session or session already timeout.")
+        if fault is not None and fault.kind == "status":
+            return _error(version, fault.status, -5002, "Injected by the sandbox.")
+        records = self.data.entities.get(entity)
+        if records is None:
+            return _error(version, 404, -2028, f"No matching records found (ODBC -2028): unknown entity '{entity}'.")
+        params = request.query_params
+        try:
+            comparisons = parse_filter(params["$filter"], self.field_types[entity]) if "$filter" in params else []
+        except FilterError as exc:
+            return _error(version, 400, 201, f"Invalid filter: {exc}")
+        matched = [r for r in records if all(c.matches(r) for c in comparisons)]
+        if "$orderby" in params:
+            field_name, _, direction = params["$orderby"].partition(" ")
+            if field_name not in self.field_types[entity]:
+                return _error(version, 400, 201, f"Property '{field_name}' of '{entity}' is invalid.")
+            matched.sort(key=lambda r: (r.get(field_name) is None, r.get(field_name)), reverse=direction == "desc")
+        skip = int(params.get("$skip", "0"))
+        page_size = DEFAULT_PAGE_SIZE
+        headers = {}
+        match = re.search(r"odata\.maxpagesize=(\d+)", request.headers.get("prefer", ""))
+        if match and self.settings.honour_maxpagesize:
+            page_size = int(match.group(1))
+            headers["Preference-Applied"] = f"odata.maxpagesize={page_size}"
+        page = matched[skip: skip + page_size]
+        if "$select" in params:
+            wanted = [f.strip() for f in params["$select"].split(",")]
+            page = [{k: r.get(k) for k in wanted} for r in page]
+        body: dict = {}
+        context_key, next_key = ("odata.metadata", "odata.nextLink") if version == "v1" else ("@odata.context", "@odata.nextLink")
+        body[context_key] = f"{_base(request)}/$metadata#{entity}"
+        body["value"] = page
+        if len(page) == page_size:  # a full page always links on, even when the next one is empty
+            query = {k: v for k, v in params.items() if k != "$skip"}
+            query["$skip"] = str(skip + page_size)
+            body[next_key] = f"{entity}?{urlencode(query)}"
+        return Response(orjson.dumps(body), media_type="application/json;odata=minimalmetadata;charset=utf-8",
+                        headers=headers)
+
+    # -- admin --------------------------------------------------------------------------------
+
+    async def stats(self, request: Request) -> JSONResponse:
+        return JSONResponse({"logins": self.logins, "logouts": self.logouts, "requests": self.requests,
+                             "open_sessions": len(self.sessions), "invalid_session_answers": self.invalid_session_answers})
+
+    async def expire_sessions(self, request: Request) -> JSONResponse:
+        expired = len(self.sessions)
+        self.sessions.clear()
+        return JSONResponse({"expired": expired})
+
+    async def set_faults(self, request: Request) -> JSONResponse:
+        if request.method == "DELETE":
+            self.faults.clear()
+        else:
+            self.faults.add([FaultRule.model_validate(r) for r in (await request.json()).get("rules", [])])
+        return JSONResponse({"rules": len(self.faults.rules)})
+
+    async def records(self, request: Request) -> JSONResponse:
+        entity = request.path_params["entity"]
+        records = self.data.entities.get(entity)
+        if records is None:
+            return JSONResponse({"error": "unknown entity"}, status_code=404)
+        if request.method == "POST":
+            body = await request.json()
+            key = KEYS[entity]
+            existing = next((r for r in records if r[key] == body["record"].get(key)), None)
+            if existing is None:
+                records.append(body["record"])
+            else:
+                existing.update(body["record"])
+            return JSONResponse(existing or body["record"])
+        return JSONResponse(records)
+
+
+def _field_types(records: list[dict]) -> dict[str, str]:
+    """Service Layer literal rules: dates and times are quoted strings, numbers bare."""
+    types: dict[str, str] = {}
+    for record in records[:50]:
+        for name, value in record.items():
+            if isinstance(value, bool):
+                types.setdefault(name, "Edm.Boolean")
+            elif isinstance(value, int):
+                types.setdefault(name, "Edm.Int32")
+            elif isinstance(value, float):
+                types.setdefault(name, "Edm.Double")
+            elif isinstance(value, str) or value is None:
+                types.setdefault(name, "Edm.String")
+    return types
+
+
+def _base(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}/b1s/{request.path_params['version']}"
+
+
+def _error(version: str, status: int, code: int, message: str) -> JSONResponse:
+    if version == "v1":
+        body = {"error": {"code": code, "message": {"lang": "en-us", "value": message}}}
+    else:
+        body = {"error": {"code": str(code), "message": message, "details": []}}
+    return JSONResponse(body, status_code=status)

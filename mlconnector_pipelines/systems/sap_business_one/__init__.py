@@ -1,0 +1,1 @@
+"""SAP Business One Service Layer: session, client and entity catalog."""

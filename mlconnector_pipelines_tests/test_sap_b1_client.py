@@ -1,0 +1,156 @@
+"""The Service Layer client against the sandbox's SAP B1 simulator over HTTPS (self-signed)."""
+
+import hashlib
+import ssl
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from mlconnector_pipelines.core.errors import AuthenticationError, ConfigError, RequestFailedError
+from mlconnector_pipelines.core.http import HttpPolicy
+from mlconnector_pipelines.sandbox.sap_b1 import SapSettings
+from mlconnector_pipelines.sandbox.server import start_service_layer_in_thread
+from mlconnector_pipelines.systems.sap_business_one.catalog import BY_ENTITY_SET
+from mlconnector_pipelines.systems.sap_business_one.client import MODIFIED_AT, ServiceLayerClient
+
+START = datetime(2026, 3, 1, tzinfo=timezone.utc)
+END = datetime(2026, 3, 8, tzinfo=timezone.utc)
+FAST = HttpPolicy(backoff_base_seconds=0.01, backoff_cap_seconds=0.05, max_attempts=4, timeout_seconds=20)
+
+
+class ServiceLayer:
+    def __init__(self, running):
+        self.running = running
+        self.url = running.url
+        self.admin = httpx.Client(base_url=running.url, verify=str(running.certificate), timeout=30)
+
+    def stats(self) -> dict:
+        return self.admin.get("/_sandbox/sap/stats").json()
+
+    def records(self, entity: str) -> list[dict]:
+        return self.admin.get(f"/_sandbox/sap/records/{entity}").json()
+
+    def faults(self, *rules):
+        self.admin.post("/_sandbox/sap/faults", json={"rules": list(rules)}).raise_for_status()
+
+    def stop(self):
+        self.admin.close()
+        self.running.stop()
+
+
+def start(tmp_path_factory, **settings) -> ServiceLayer:
+    defaults = {"history_start": START, "history_end": END, "login_delay_seconds": 0.3}
+    return ServiceLayer(start_service_layer_in_thread(tmp_path_factory.mktemp("sap"),
+                                                      SapSettings(**{**defaults, **settings})))
+
+
+@pytest.fixture(scope="module")
+def sap(tmp_path_factory):
+    service = start(tmp_path_factory)
+    yield service
+    service.stop()
+
+
+def client(sap: ServiceLayer, version: str = "v1", **overrides) -> ServiceLayerClient:
+    options = {"base_url": f"{sap.url}/b1s/{version}", "company_db": "SBODEMOUS", "username": "manager",
+               "password": "sandbox-b1-password", "ca_bundle": str(sap.running.certificate), "policy": FAST,
+               "page_size": 7}
+    return ServiceLayerClient(**{**options, **overrides})
+
+
+def in_window(records, start, end):
+    def moment(r):
+        return datetime.fromisoformat(f"{r['UpdateDate'][:10]}T{r['UpdateTime']}+00:00")
+    return [r for r in records if start <= moment(r) < end]
+
+
+def extract(c, entity_set, start=START, end=END):
+    return [r for page in c.pages(BY_ENTITY_SET[entity_set], start, end) for r in page]
+
+
+def test_one_session_serves_a_whole_extract_and_is_closed(sap):
+    before = sap.stats()
+    with client(sap) as c:
+        rows = extract(c, "Invoices") + extract(c, "JournalEntries") + extract(c, "BusinessPartners")
+        assert c.session.logins == 1
+    after = sap.stats()
+    assert after["logins"] - before["logins"] == 1
+    assert after["logouts"] - before["logouts"] == 1
+    assert after["requests"] - before["requests"] > 20  # many pages of 7
+    assert len(rows) == sum(len(sap.records(e)) for e in ("Invoices", "JournalEntries", "BusinessPartners"))
+
+
+def test_session_timeout_mid_extract_logs_in_once_more_and_loses_nothing(sap):
+    sap.faults({"kind": "expire_tokens", "count": 1, "skip": 3, "path_contains": "JournalEntries"})
+    with client(sap) as c:
+        rows = extract(c, "JournalEntries")
+        assert c.session.logins == 2 and c.http.stats.reauthentications == 1
+    expected = sap.records("JournalEntries")
+    assert sorted(r["JdtNum"] for r in rows) == sorted(r["JdtNum"] for r in expected)
+    assert all(len(r["JournalEntryLines"]) == 2 for r in rows)
+
+
+def test_wrong_password_and_unknown_company_are_clear(sap):
+    with pytest.raises(AuthenticationError, match="SAP Business One: login refused.*user name or password is wrong"):
+        extract(client(sap, password="nope-wrong"), "Items")
+    with pytest.raises(AuthenticationError, match="company database is unknown: check company_db") as error:
+        extract(client(sap, company_db="SBOMARS"), "Items")
+    assert error.value.code == "-306"
+
+
+def test_self_signed_certificate_needs_the_customers_trust_setting(sap):
+    with pytest.raises(RequestFailedError, match="not trusted: set `ca_bundle`"):
+        extract(client(sap, ca_bundle=None), "ProfitCenters")
+    assert len(extract(client(sap), "ProfitCenters")) == 3  # with the customer's CA bundle
+    der = ssl.PEM_cert_to_DER_cert(sap.running.certificate.read_text())
+    pin = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+    assert len(extract(client(sap, ca_bundle=None, pinned_sha256=pin), "ProfitCenters")) == 3
+    with pytest.raises(ConfigError, match="presents a certificate with SHA-256 .* not the pinned"):
+        client(sap, ca_bundle=None, pinned_sha256="00" * 32)
+
+
+def test_v1_and_v2_extract_the_same_rows(sap):
+    v1 = extract(client(sap, "v1"), "PurchaseInvoices")
+    v2 = extract(client(sap, "v2"), "PurchaseInvoices")
+    assert v1 == v2 and len(v1) == len(sap.records("PurchaseInvoices"))
+
+
+def test_half_day_windows_are_refined_on_update_time(sap):
+    c = client(sap, page_size=50)
+    seen = []
+    moment = START
+    while moment < END:
+        nxt = moment + timedelta(hours=12)
+        rows = extract(c, "Invoices", moment, nxt)
+        assert len(rows) == len(in_window(sap.records("Invoices"), moment, nxt))
+        assert all(moment.strftime("%Y-%m-%dT%H:%M") <= r[MODIFIED_AT] < nxt.strftime("%Y-%m-%dT%H:%M") for r in rows)
+        seen += [r["DocEntry"] for r in rows]
+        moment = nxt
+    assert sorted(seen) == sorted(r["DocEntry"] for r in sap.records("Invoices"))
+
+
+def test_unknown_entity_and_bad_url_are_clear(sap):
+    from mlconnector_pipelines.systems.sap_business_one.catalog import SapEntity
+    with pytest.raises(RequestFailedError, match="SAP Business One: GET /b1s/v1/Nope failed: .*-2028") as error:
+        list(client(sap).pages(SapEntity("Nope", "x", "DocEntry"), START, END))
+    assert error.value.status == 404
+    with pytest.raises(ConfigError, match="expected https://<host>:<port>/b1s/v1 or /b1s/v2"):
+        client(sap, base_url=f"{sap.url}/b1s/v3")
+
+
+@pytest.fixture(scope="module")
+def stubborn_sap(tmp_path_factory):
+    service = start(tmp_path_factory, honour_maxpagesize=False)
+    yield service
+    service.stop()
+
+
+def test_server_ignoring_maxpagesize_still_yields_every_row(stubborn_sap):
+    c = client(stubborn_sap, page_size=500)
+    before = stubborn_sap.stats()["requests"]
+    rows = extract(c, "Items")
+    expected = stubborn_sap.records("Items")
+    assert sorted(r["ItemCode"] for r in rows) == sorted(r["ItemCode"] for r in expected)
+    # 40 items at the default 20 a page: 2 full pages, then the empty page a full last page links to
+    assert stubborn_sap.stats()["requests"] - before == len(expected) // 20 + 1
