@@ -29,13 +29,18 @@ def main() -> None:
 @click.option("--live/--no-live", default=True, show_default=True,
               help="Create and modify records over time, some committed late.")
 @click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--sap-login-delay", default=2.0, show_default=True, type=float,
+              help="Seconds a Service Layer login takes (real servers are slow).")
 def sandbox(host: str, port: int, data_dir: Path | None, companies: int, gl_entries: int, history_days: int,
-            live: bool, seed: int) -> None:
-    """Serve the simulated Entra ID and Business Central over HTTPS on loopback."""
+            live: bool, seed: int, sap_login_delay: float) -> None:
+    """Serve simulated Entra ID and Business Central (on --port) and the SAP Business One Service
+    Layer (on --port + 50, with its own self-signed certificate) over HTTPS on loopback."""
     from datetime import timedelta
 
+    from .config import SANDBOX_SAP_PORT_OFFSET
     from .sandbox.app import SandboxSettings
     from .sandbox.bc_data import Volumes
+    from .sandbox.sap_b1 import SapSettings
     from .sandbox.server import serve_forever
 
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -43,7 +48,10 @@ def sandbox(host: str, port: int, data_dir: Path | None, companies: int, gl_entr
     end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     settings = SandboxSettings(seed=seed, companies=companies, history_start=end - timedelta(days=history_days),
                                history_end=end, volumes=Volumes(gl_entries=gl_entries), live=live)
-    serve_forever((data_dir or default_data_dir()).resolve(), settings, host, port)
+    sap_settings = SapSettings(seed=seed, history_start=end - timedelta(days=history_days), history_end=end,
+                               login_delay_seconds=sap_login_delay)
+    serve_forever((data_dir or default_data_dir()).resolve(), settings, host, port,
+                  sap_settings=sap_settings, sap_port=port + SANDBOX_SAP_PORT_OFFSET)
 
 
 @main.command()

@@ -27,6 +27,10 @@ SANDBOX_TENANT_ID = "8f3c6a2e-0d4b-4c1e-9a57-2b9e5d7c1a00"
 SANDBOX_CLIENT_ID = "5d2a9c1e-7b3f-4e8a-b6d0-91c4f2e8a7b3"
 SANDBOX_CLIENT_SECRET = "sandbox-client-secret"
 SANDBOX_ENVIRONMENT = "production"
+SANDBOX_SAP_COMPANY_DB = "SBODEMOUS"
+SANDBOX_SAP_USER = "manager"
+SANDBOX_SAP_PASSWORD = "sandbox-b1-password"
+SANDBOX_SAP_PORT_OFFSET = 50  # the Service Layer listens beside the other simulators, with its own certificate
 
 
 class _Strict(BaseModel):
@@ -44,6 +48,16 @@ class SecretRef(_Strict):
     sandbox_default: str | None = Field(
         None, exclude=True, description="Used only by the sandbox profile when the variable is unset."
     )
+
+    def resolve(self, data_dir: Path, what: str) -> str:
+        """The secret's value, read now (at run or ping time, never at definitions load)."""
+        if self.credential:
+            from .core.credentials import CredentialStore
+            return CredentialStore(data_dir).get(self.credential)
+        value = os.environ.get(self.env or "") or self.sandbox_default
+        if not value:
+            raise ConfigError(f"{what}: environment variable {self.env} is not set")
+        return value
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> "SecretRef":
@@ -92,6 +106,20 @@ class BusinessCentralConfig(_Strict):
         return value.rstrip("/")
 
 
+class SapBusinessOneConfig(_Strict):
+    enabled: bool = True
+    base_url: str = Field(description="Service Layer root, e.g. https://b1.example.com:50000/b1s/v1 (or /b1s/v2).")
+    company_db: str = Field(description="The company database (CompanyDB), e.g. SBODEMOUS.")
+    username: str
+    password: SecretRef
+    ca_bundle: Path | None = Field(None, description="The server's (self-signed) certificate or its CA.")
+    pinned_sha256: str | None = Field(None, pattern=r"^([0-9A-Fa-f]{2}:?){32}$",
+                                      description="Alternatively, the SHA-256 fingerprint of the server certificate.")
+    page_size: int = Field(500, ge=1, le=5000, description="Prefer: odata.maxpagesize (the server default is 20).")
+    server_timezone: str = Field("UTC", description="Time zone of UpdateDate/UpdateTime on the server.")
+    http: HttpPolicy = HttpPolicy()
+
+
 class WarehouseConfig(_Strict):
     backend: Literal["duckdb"] = "duckdb"
     duckdb_path: Path | None = Field(None, description="DuckDB file; default <data_dir>/warehouse.duckdb.")
@@ -104,6 +132,7 @@ class ConnectorConfig(_Strict):
     data_dir: Path
     warehouse: WarehouseConfig = WarehouseConfig()
     business_central: BusinessCentralConfig | None = None
+    sap_business_one: SapBusinessOneConfig | None = None
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> "ConnectorConfig":
@@ -128,7 +157,12 @@ def sandbox_url() -> str:
     return os.environ.get(SANDBOX_URL_ENV) or f"https://127.0.0.1:{DEFAULT_SANDBOX_PORT}"
 
 
-def sandbox_profile(data_dir: Path | None = None, url: str | None = None) -> dict:
+def _sap_url_beside(url: str) -> str:
+    host, _, port = url.rpartition(":")
+    return f"{host}:{int(port) + SANDBOX_SAP_PORT_OFFSET}" if port.isdigit() else url
+
+
+def sandbox_profile(data_dir: Path | None = None, url: str | None = None, sap_url: str | None = None) -> dict:
     """The raw settings that point every system at `mlconnector sandbox`."""
     data_dir = (data_dir or default_data_dir()).resolve()
     url = (url or sandbox_url()).rstrip("/")
@@ -148,6 +182,13 @@ def sandbox_profile(data_dir: Path | None = None, url: str | None = None) -> dic
             "environment": SANDBOX_ENVIRONMENT,
             "ca_bundle": str(ca),
             "partitions": {"cadence": "daily", "start": "2026-10-01", "settle_lag_minutes": 30},
+        },
+        "sap_business_one": {
+            "base_url": f"{sap_url or _sap_url_beside(url)}/b1s/v1",
+            "company_db": SANDBOX_SAP_COMPANY_DB,
+            "username": SANDBOX_SAP_USER,
+            "password": {"env": "MLCONNECTOR_SAP_PASSWORD", "sandbox_default": SANDBOX_SAP_PASSWORD},
+            "ca_bundle": str(data_dir / "sandbox" / "sap-b1.pem"),
         },
     }
 

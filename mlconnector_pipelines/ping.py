@@ -24,6 +24,9 @@ def run_pings(cfg: ConnectorConfig) -> list[PingResult]:
         else:
             resource = BusinessCentralResource.from_config(bc, cfg.data_dir)
             results.append(ping(resource.process_config_and_initialize()))
+    if cfg.sap_business_one is not None and cfg.sap_business_one.enabled:
+        from .systems.sap_business_one.ping import ping as ping_sap
+        results.append(ping_sap(cfg.sap_business_one, cfg.data_dir))
     return results
 
 

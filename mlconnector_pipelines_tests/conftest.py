@@ -77,10 +77,14 @@ def sandbox(tmp_path_factory):
     running.stop()
 
 
-def make_config(admin: SandboxAdmin, data_dir: Path, **business_central) -> ConnectorConfig:
-    """The sandbox profile pointed at this module's sandbox, with a private warehouse."""
+def make_config(admin: SandboxAdmin, data_dir: Path, sap: dict | None = None, **business_central) -> ConnectorConfig:
+    """The sandbox profile pointed at this module's sandbox, with a private warehouse.
+
+    SAP Business One is left out unless `sap` gives its settings (its simulator runs apart).
+    """
     raw = sandbox_profile(admin.data_dir, admin.url)
     raw["data_dir"] = str(data_dir)
+    raw["sap_business_one"] = sap
     bc = raw["business_central"]
     bc["partitions"]["start"] = HISTORY_START.date().isoformat()
     bc["http"] = dict(FAST_HTTP)

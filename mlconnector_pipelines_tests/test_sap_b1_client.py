@@ -154,3 +154,39 @@ def test_server_ignoring_maxpagesize_still_yields_every_row(stubborn_sap):
     assert sorted(r["ItemCode"] for r in rows) == sorted(r["ItemCode"] for r in expected)
     # 40 items at the default 20 a page: 2 full pages, then the empty page a full last page links to
     assert stubborn_sap.stats()["requests"] - before == len(expected) // 20 + 1
+
+
+# -- ping ---------------------------------------------------------------------------------------
+
+def sap_ping(sap, tmp_path, **overrides):
+    from mlconnector_pipelines.config import SapBusinessOneConfig
+    from mlconnector_pipelines.systems.sap_business_one.ping import ping
+    settings = {"base_url": f"{sap.url}/b1s/v2", "company_db": "SBODEMOUS", "username": "manager",
+                "password": {"env": "SAP_PASSWORD_UNDER_TEST"}, "ca_bundle": str(sap.running.certificate),
+                "http": FAST.model_dump()}
+    return ping(SapBusinessOneConfig.model_validate({**settings, **overrides}), tmp_path)
+
+
+def test_ping_logs_in_reads_and_reports_trust(sap, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAP_PASSWORD_UNDER_TEST", "sandbox-b1-password")
+    result = sap_ping(sap, tmp_path)
+    assert result.ok and "logged in to SBODEMOUS (Service Layer v2, TLS: CA bundle)" in result.detail
+
+
+@pytest.mark.parametrize("overrides, auth_ok, fix", [
+    ({"company_db": "SBOMARS"}, False, "company database is unknown"),
+    ({"ca_bundle": None}, False, "TLS not trusted: set sap_business_one.ca_bundle"),
+    ({"ca_bundle": None, "pinned_sha256": "AB" * 32}, False, "update sap_business_one.pinned_sha256"),
+])
+def test_ping_explains_sap_failures(sap, tmp_path, monkeypatch, overrides, auth_ok, fix):
+    monkeypatch.setenv("SAP_PASSWORD_UNDER_TEST", "sandbox-b1-password")
+    result = sap_ping(sap, tmp_path, **overrides)
+    assert result.auth_ok is auth_ok and not result.ok
+    assert fix in result.fix, result
+
+
+def test_ping_wrong_password_is_not_echoed(sap, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAP_PASSWORD_UNDER_TEST", "Hunter2-Wrong-Password")
+    result = sap_ping(sap, tmp_path)
+    assert result.auth_ok is False and "user name or password is wrong" in result.fix
+    assert "Hunter2-Wrong-Password" not in result.detail + result.fix

@@ -143,6 +143,8 @@ class ServiceLayerSimulator:
         if match and self.settings.honour_maxpagesize:
             page_size = int(match.group(1))
             headers["Preference-Applied"] = f"odata.maxpagesize={page_size}"
+        if "$top" in params:
+            matched = matched[: int(params["$top"])]
         page = matched[skip: skip + page_size]
         if "$select" in params:
             wanted = [f.strip() for f in params["$select"].split(",")]

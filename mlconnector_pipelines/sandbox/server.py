@@ -12,7 +12,8 @@ import httpx
 import uvicorn
 
 from .app import Sandbox, SandboxSettings
-from .tls import SandboxCertificates, ensure_certificates
+from .sap_b1 import SapSettings, ServiceLayerSimulator
+from .tls import SandboxCertificates, ensure_certificates, ensure_self_signed
 
 
 @dataclass
@@ -59,12 +60,25 @@ def start_in_thread(data_dir: Path, settings: SandboxSettings | None = None, por
     return RunningSandbox(url, certs, sandbox, server, thread)
 
 
-def serve_forever(data_dir: Path, settings: SandboxSettings, host: str, port: int) -> None:
+def serve_forever(data_dir: Path, settings: SandboxSettings, host: str, port: int,
+                  sap_settings: SapSettings | None = None, sap_port: int | None = None) -> None:
+    """Entra + Business Central on `port`; the SAP B1 Service Layer on `sap_port` with its own certificate."""
+    import asyncio
+
     certs = ensure_certificates(data_dir / "sandbox")
-    sandbox = Sandbox(settings)
-    server = _server(sandbox.asgi_app(), certs)
-    print(f"sandbox: https://{host}:{port}  (CA: {certs.ca_pem})", flush=True)
-    server.run(sockets=[_bind(host, port)])
+    servers = [(_server(Sandbox(settings).asgi_app(), certs), _bind(host, port))]
+    print(f"sandbox: Entra ID + Business Central on https://{host}:{port}  (CA: {certs.ca_pem})", flush=True)
+    if sap_port is not None:
+        sap_certs = ensure_self_signed(data_dir / "sandbox", "sap-b1")
+        servers.append((_server(ServiceLayerSimulator(sap_settings or SapSettings()).asgi_app(), sap_certs),
+                        _bind(host, sap_port)))
+        print(f"sandbox: SAP Business One Service Layer on https://{host}:{sap_port}/b1s/v1  "
+              f"(self-signed: {sap_certs.ca_pem})", flush=True)
+
+    async def serve_all() -> None:
+        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
+
+    asyncio.run(serve_all())
 
 
 @dataclass
@@ -73,7 +87,7 @@ class RunningServiceLayer:
 
     url: str
     certificate: Path  # the self-signed certificate: what a customer hands over as their CA bundle
-    simulator: "ServiceLayerSimulator"
+    simulator: ServiceLayerSimulator
     _server: uvicorn.Server
     _thread: threading.Thread
 
@@ -82,10 +96,8 @@ class RunningServiceLayer:
         self._thread.join(timeout=10)
 
 
-def start_service_layer_in_thread(data_dir: Path, settings=None, port: int = 0) -> RunningServiceLayer:
-    from .sap_b1 import SapSettings, ServiceLayerSimulator
-    from .tls import ensure_self_signed
-
+def start_service_layer_in_thread(data_dir: Path, settings: SapSettings | None = None,
+                                  port: int = 0) -> RunningServiceLayer:
     certs = ensure_self_signed(data_dir / "sandbox", "sap-b1")
     simulator = ServiceLayerSimulator(settings or SapSettings())
     sock = _bind("127.0.0.1", port)

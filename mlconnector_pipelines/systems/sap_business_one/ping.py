@@ -1,0 +1,63 @@
+"""Can we log in to this Service Layer (trusting its certificate) and read the chart of accounts?"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ...config import SapBusinessOneConfig
+from ...core.credentials import CredentialError
+from ...core.errors import AuthenticationError, ConfigError, ConnectorError, RequestFailedError
+from ...core.ping import PingResult
+from .client import ServiceLayerClient
+from .session import SYSTEM
+
+
+def ping(cfg: SapBusinessOneConfig, data_dir: Path) -> PingResult:
+    result = PingResult(SYSTEM, cfg.base_url, auth_ok=None, read_ok=None, latency_ms=0.0)
+    started = time.monotonic()
+    client = None
+    try:
+        client = ServiceLayerClient(
+            base_url=cfg.base_url, company_db=cfg.company_db, username=cfg.username,
+            password=cfg.password.resolve(data_dir, "sap_business_one.password"), page_size=cfg.page_size,
+            server_timezone=cfg.server_timezone, ca_bundle=str(cfg.ca_bundle) if cfg.ca_bundle else None,
+            pinned_sha256=cfg.pinned_sha256, policy=cfg.http,
+        )
+        client.session.auth_headers()  # logs in
+        result.auth_ok = True
+        accounts = client.http.get_json("ChartOfAccounts", params={"$select": "Code", "$top": "1"})["value"]
+        result.read_ok = True
+        trust = "pinned certificate" if cfg.pinned_sha256 else "CA bundle" if cfg.ca_bundle else "system CAs"
+        result.detail = (f"logged in to {cfg.company_db} (Service Layer {client.version}, TLS: {trust}); "
+                         "chart of accounts readable" + ("" if accounts else " (but empty)"))
+    except ConnectorError as exc:
+        if result.auth_ok:
+            result.read_ok = False
+        else:
+            result.auth_ok = False
+        result.detail = str(exc)
+        result.fix = likely_fix(exc)
+    finally:
+        if client is not None:
+            client.close()
+        result.latency_ms = (time.monotonic() - started) * 1000
+    return result
+
+
+def likely_fix(exc: Exception) -> str:
+    text = str(exc)
+    if "not trusted" in text or "CERTIFICATE_VERIFY_FAILED" in text:
+        return ("TLS not trusted: set sap_business_one.ca_bundle to the server's certificate (self-signed servers) "
+                "or sap_business_one.pinned_sha256 to its fingerprint")
+    if "pinned" in text:
+        return "update sap_business_one.pinned_sha256 if the certificate was renewed on purpose; otherwise investigate"
+    if "likely fix:" in text:
+        return text.split("likely fix:", 1)[1].strip()
+    if isinstance(exc, CredentialError):
+        return "store the password with `mlconnector credentials set <name>` or fix the credentials key"
+    if isinstance(exc, ConfigError):
+        return "fix connector.yaml as the message says"
+    if isinstance(exc, (RequestFailedError, AuthenticationError)) and exc.status in (401, 403):
+        return "the user lacks Service Layer access: check its licence and authorizations in SAP B1"
+    return "check the host and port (Service Layer listens on 50000 by default) and that the service is running"
