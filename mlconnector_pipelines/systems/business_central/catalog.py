@@ -6,31 +6,9 @@ page are not listed and arrive as new nullable columns typed from their values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from ...core.catalog import ChildEntity
+from ...core.catalog import SourceEntity as BcEntity
 from ...warehouse.schema import ColumnType as T
-
-
-@dataclass(frozen=True)
-class ChildEntity:
-    """A contained navigation read with its parent (`$expand`), stored in its own table."""
-
-    navigation: str
-    table: str
-    description: str
-    key: str = "id"  # unique within one parent (dimension set lines reuse the dimension id)
-    types: dict[str, T] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class BcEntity:
-    entity_set: str
-    table: str
-    description: str
-    types: dict[str, T]
-    children: tuple[ChildEntity, ...] = ()
-    key: str = "id"
-    modified_field: str = "lastModifiedDateTime"
 
 
 _LINE_TYPES = {

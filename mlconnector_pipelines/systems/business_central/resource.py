@@ -74,6 +74,9 @@ class BusinessCentralResource(dg.ConfigurableResource):
             raise ConfigError("business_central.auth.client_secret: no secret configured")
         return self.client_secret
 
+    def session(self) -> "BusinessCentralSession":
+        return BusinessCentralSession(self.client(), self.companies)
+
     def client(self) -> BusinessCentralClient:
         """A new client (and token cache) for one step; close it when done."""
         secret = self._secret()
@@ -93,3 +96,26 @@ class BusinessCentralResource(dg.ConfigurableResource):
             tokens=tokens, page_size=self.page_size, policy=policy,
             verify=ssl_context(self.ca_bundle, what="business_central"), secrets=(secret,),
         )
+
+
+class BusinessCentralSession:
+    """What the windowed flow needs from BC (flows/windowed.py's SourceSession)."""
+
+    def __init__(self, client: BusinessCentralClient, companies: list[str]):
+        self.client = client
+        self._wanted = companies
+
+    def companies(self) -> list[dict]:
+        return self.client.resolve_companies(self._wanted)
+
+    def pages(self, company_id, entity, start, end):
+        return self.client.pages(company_id, entity, start, end)
+
+    def count(self, company_id, entity, start, end) -> int:
+        return self.client.count(company_id, entity, modified_from=start, modified_before=end)
+
+    def run_metadata(self) -> dict:
+        return {**self.client.http.stats.as_metadata("http_"), "tokens_acquired": self.client.tokens.tokens_acquired}
+
+    def close(self) -> None:
+        self.client.close()
