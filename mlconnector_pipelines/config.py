@@ -49,16 +49,6 @@ class SecretRef(_Strict):
         None, exclude=True, description="Used only by the sandbox profile when the variable is unset."
     )
 
-    def resolve(self, data_dir: Path, what: str) -> str:
-        """The secret's value, read now (at run or ping time, never at definitions load)."""
-        if self.credential:
-            from .core.credentials import CredentialStore
-            return CredentialStore(data_dir).get(self.credential)
-        value = os.environ.get(self.env or "") or self.sandbox_default
-        if not value:
-            raise ConfigError(f"{what}: environment variable {self.env} is not set")
-        return value
-
     @model_validator(mode="after")
     def _exactly_one_source(self) -> "SecretRef":
         if (self.env is None) == (self.credential is None):
@@ -117,7 +107,9 @@ class SapBusinessOneConfig(_Strict):
                                       description="Alternatively, the SHA-256 fingerprint of the server certificate.")
     page_size: int = Field(500, ge=1, le=5000, description="Prefer: odata.maxpagesize (the server default is 20).")
     server_timezone: str = Field("UTC", description="Time zone of UpdateDate/UpdateTime on the server.")
+    entities: list[str] | None = Field(None, description="Entity sets to load; default all supported.")
     http: HttpPolicy = HttpPolicy()
+    partitions: PartitionConfig
 
 
 class WarehouseConfig(_Strict):
@@ -189,6 +181,7 @@ def sandbox_profile(data_dir: Path | None = None, url: str | None = None, sap_ur
             "username": SANDBOX_SAP_USER,
             "password": {"env": "MLCONNECTOR_SAP_PASSWORD", "sandbox_default": SANDBOX_SAP_PASSWORD},
             "ca_bundle": str(data_dir / "sandbox" / "sap-b1.pem"),
+            "partitions": {"cadence": "daily", "start": "2026-10-01", "settle_lag_minutes": 30},
         },
     }
 

@@ -10,7 +10,9 @@ import dagster as dg
 from .config import ConnectorConfig, load_config
 from .flows.business_central import build_business_central
 from .flows.connectivity import build_connectivity
+from .flows.sap_business_one import build_sap_business_one
 from .systems.business_central.resource import BusinessCentralResource
+from .systems.sap_business_one.resource import SapBusinessOneResource
 from .warehouse.resource import WarehouseResource
 
 
@@ -23,6 +25,10 @@ def build_definitions(cfg: ConnectorConfig | None = None) -> dg.Definitions:
         parts.append(build_business_central(cfg.business_central, warehouse.kind))
         parts.append(dg.Definitions(resources={
             "business_central": BusinessCentralResource.from_config(cfg.business_central, cfg.data_dir)}))
+    if cfg.sap_business_one is not None and cfg.sap_business_one.enabled:
+        parts.append(build_sap_business_one(cfg.sap_business_one, warehouse.kind))
+        parts.append(dg.Definitions(resources={
+            "sap_business_one": SapBusinessOneResource.from_config(cfg.sap_business_one, cfg.data_dir)}))
     return dg.Definitions.merge(*parts)
 
 

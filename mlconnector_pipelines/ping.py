@@ -10,27 +10,25 @@ from .core.ping import PingResult
 
 def run_pings(cfg: ConnectorConfig) -> list[PingResult]:
     results: list[PingResult] = []
-    if cfg.business_central is not None and cfg.business_central.enabled:
+    bc, sap = cfg.business_central, cfg.sap_business_one
+    if bc is not None and bc.enabled:
         from .systems.business_central.client import SYSTEM
         from .systems.business_central.ping import ping
         from .systems.business_central.resource import BusinessCentralResource
-        bc = cfg.business_central
-        missing = _missing_env(bc.auth.client_secret)
-        if missing:
-            results.append(PingResult(SYSTEM, bc.api_base_url, auth_ok=False, read_ok=None, latency_ms=0.0,
-                                      detail=f"environment variable {missing} (the client secret) is not set",
-                                      fix=f"export {missing}=<secret value>, or store it with "
-                                          "`mlconnector credentials set` and reference it as `credential:`"))
-        else:
-            resource = BusinessCentralResource.from_config(bc, cfg.data_dir)
-            results.append(ping(resource.process_config_and_initialize()))
-    if cfg.sap_business_one is not None and cfg.sap_business_one.enabled:
+        results.append(_unset_secret(SYSTEM, bc.api_base_url, bc.auth.client_secret, "the client secret") or
+                       ping(BusinessCentralResource.from_config(bc, cfg.data_dir).process_config_and_initialize()))
+    if sap is not None and sap.enabled:
         from .systems.sap_business_one.ping import ping as ping_sap
-        results.append(ping_sap(cfg.sap_business_one, cfg.data_dir))
+        from .systems.sap_business_one.session import SYSTEM as SAP
+        results.append(_unset_secret(SAP, sap.base_url, sap.password, "the password") or ping_sap(sap, cfg.data_dir))
     return results
 
 
-def _missing_env(ref: SecretRef) -> str | None:
+def _unset_secret(system: str, url: str, ref: SecretRef, what: str) -> PingResult | None:
+    """A failed result when the secret's environment variable is missing (Dagster would refuse to start)."""
     if ref.env and not os.environ.get(ref.env) and not ref.sandbox_default:
-        return ref.env
+        return PingResult(system, url, auth_ok=False, read_ok=None, latency_ms=0.0,
+                          detail=f"environment variable {ref.env} ({what}) is not set",
+                          fix=f"export {ref.env}=<value>, or store it with `mlconnector credentials set` "
+                              "and reference it as `credential:`")
     return None

@@ -131,9 +131,9 @@ def test_half_day_windows_are_refined_on_update_time(sap):
 
 
 def test_unknown_entity_and_bad_url_are_clear(sap):
-    from mlconnector_pipelines.systems.sap_business_one.catalog import SapEntity
+    from mlconnector_pipelines.core.catalog import SourceEntity
     with pytest.raises(RequestFailedError, match="SAP Business One: GET /b1s/v1/Nope failed: .*-2028") as error:
-        list(client(sap).pages(SapEntity("Nope", "x", "DocEntry"), START, END))
+        list(client(sap).pages(SourceEntity("Nope", "x", "", {}, key="DocEntry"), START, END))
     assert error.value.status == 404
     with pytest.raises(ConfigError, match="expected https://<host>:<port>/b1s/v1 or /b1s/v2"):
         client(sap, base_url=f"{sap.url}/b1s/v3")
@@ -163,7 +163,7 @@ def sap_ping(sap, tmp_path, **overrides):
     from mlconnector_pipelines.systems.sap_business_one.ping import ping
     settings = {"base_url": f"{sap.url}/b1s/v2", "company_db": "SBODEMOUS", "username": "manager",
                 "password": {"env": "SAP_PASSWORD_UNDER_TEST"}, "ca_bundle": str(sap.running.certificate),
-                "http": FAST.model_dump()}
+                "http": FAST.model_dump(), "partitions": {"start": START.date().isoformat()}}
     return ping(SapBusinessOneConfig.model_validate({**settings, **overrides}), tmp_path)
 
 

@@ -16,7 +16,7 @@ import dagster as dg
 import pandas as pd
 
 from ..config import PartitionConfig
-from ..core.catalog import ChildEntity, SourceEntity
+from ..core.catalog import SourceEntity
 from ..core.prefetch import prefetch
 from ..core.windows import TimeWindow, assign_window_starts
 from ..warehouse.base import ReplaceScope, Warehouse

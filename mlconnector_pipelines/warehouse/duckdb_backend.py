@@ -127,7 +127,8 @@ class DuckDBWarehouse(Warehouse):
         else:
             # Lines follow their document: recompute them for every document whose version may change.
             affected = _q(f"_affected_{table.parent.name}")
-            match = f"t.{_q(COMPANY_ID)} = a.{_q(COMPANY_ID)} AND t.{_q(PARENT_ID)} = a.\"id\""
+            parent_key = _q(table.parent.key[-1])  # the parent's own key; _parent_id holds it as text
+            match = f"t.{_q(COMPANY_ID)} = a.{_q(COMPANY_ID)} AND t.{_q(PARENT_ID)} = a.{parent_key}::VARCHAR"
         con.execute(f"DELETE FROM {changes} WHERE {in_scope}", scope_params)
         con.execute(f"INSERT INTO {changes} BY NAME SELECT * FROM {stage}")
         con.execute(f"DELETE FROM {current} AS t USING {affected} AS a WHERE {match}")

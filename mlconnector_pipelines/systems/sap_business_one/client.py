@@ -17,7 +17,7 @@ from ...core.errors import ConfigError
 from ...core.http import HttpPolicy, ThrottledClient
 from ...core.odata import iterate_pages, string_literal
 from ...core.tls import pinned_ssl_context, ssl_context
-from .catalog import SapEntity
+from ...core.catalog import SourceEntity
 from .session import SYSTEM, ServiceLayerSession, session_expired
 
 MODIFIED_AT = "UpdateDateTime"  # added by the client: UpdateDate + UpdateTime as a UTC timestamp
@@ -67,7 +67,7 @@ class ServiceLayerClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def pages(self, entity: SapEntity, start: datetime, end: datetime) -> Iterator[list[dict[str, Any]]]:
+    def pages(self, entity: SourceEntity, start: datetime, end: datetime) -> Iterator[list[dict[str, Any]]]:
         """Records updated in `[start, end)`, each with `UpdateDateTime` (UTC, ISO), once per key."""
         first_day = start.astimezone(self.timezone).date()
         last_day = (end - timedelta(microseconds=1)).astimezone(self.timezone).date()

@@ -9,7 +9,7 @@ from ...config import SapBusinessOneConfig
 from ...core.credentials import CredentialError
 from ...core.errors import AuthenticationError, ConfigError, ConnectorError, RequestFailedError
 from ...core.ping import PingResult
-from .client import ServiceLayerClient
+from .resource import SapBusinessOneResource
 from .session import SYSTEM
 
 
@@ -18,12 +18,7 @@ def ping(cfg: SapBusinessOneConfig, data_dir: Path) -> PingResult:
     started = time.monotonic()
     client = None
     try:
-        client = ServiceLayerClient(
-            base_url=cfg.base_url, company_db=cfg.company_db, username=cfg.username,
-            password=cfg.password.resolve(data_dir, "sap_business_one.password"), page_size=cfg.page_size,
-            server_timezone=cfg.server_timezone, ca_bundle=str(cfg.ca_bundle) if cfg.ca_bundle else None,
-            pinned_sha256=cfg.pinned_sha256, policy=cfg.http,
-        )
+        client = SapBusinessOneResource.from_config(cfg, data_dir).process_config_and_initialize().client()
         client.session.auth_headers()  # logs in
         result.auth_ok = True
         accounts = client.http.get_json("ChartOfAccounts", params={"$select": "Code", "$top": "1"})["value"]
