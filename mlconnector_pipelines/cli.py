@@ -31,8 +31,10 @@ def main() -> None:
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option("--sap-login-delay", default=2.0, show_default=True, type=float,
               help="Seconds a Service Layer login takes (real servers are slow).")
+@click.option("--sap-documents", default=60, show_default=True, type=int,
+              help="SAP B1 documents per document type, and journal entries.")
 def sandbox(host: str, port: int, data_dir: Path | None, companies: int, gl_entries: int, history_days: int,
-            live: bool, seed: int, sap_login_delay: float) -> None:
+            live: bool, seed: int, sap_login_delay: float, sap_documents: int) -> None:
     """Serve simulated Entra ID and Business Central (on --port) and the SAP Business One Service
     Layer (on --port + 50, with its own self-signed certificate) over HTTPS on loopback."""
     from datetime import timedelta
@@ -41,6 +43,7 @@ def sandbox(host: str, port: int, data_dir: Path | None, companies: int, gl_entr
     from .sandbox.app import SandboxSettings
     from .sandbox.bc_data import Volumes
     from .sandbox.sap_b1 import SapSettings
+    from .sandbox.sap_b1_data import SapVolumes
     from .sandbox.server import serve_forever
 
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -49,7 +52,8 @@ def sandbox(host: str, port: int, data_dir: Path | None, companies: int, gl_entr
     settings = SandboxSettings(seed=seed, companies=companies, history_start=end - timedelta(days=history_days),
                                history_end=end, volumes=Volumes(gl_entries=gl_entries), live=live)
     sap_settings = SapSettings(seed=seed, history_start=end - timedelta(days=history_days), history_end=end,
-                               login_delay_seconds=sap_login_delay)
+                               login_delay_seconds=sap_login_delay, live=live,
+                               volumes=SapVolumes(documents=sap_documents, journal_entries=sap_documents))
     serve_forever((data_dir or default_data_dir()).resolve(), settings, host, port,
                   sap_settings=sap_settings, sap_port=port + SANDBOX_SAP_PORT_OFFSET)
 

@@ -190,3 +190,40 @@ def test_ping_wrong_password_is_not_echoed(sap, tmp_path, monkeypatch):
     result = sap_ping(sap, tmp_path)
     assert result.auth_ok is False and "user name or password is wrong" in result.fix
     assert "Hunter2-Wrong-Password" not in result.detail + result.fix
+
+
+def test_an_idle_session_times_out_and_is_renewed_once(tmp_path_factory):
+    service = start(tmp_path_factory, session_timeout_minutes=0.02, login_delay_seconds=0)  # 1.2 s
+    try:
+        import time
+        with client(service) as c:
+            assert len(extract(c, "ProfitCenters")) == 3
+            time.sleep(1.5)
+            assert len(extract(c, "ProfitCenters")) == 3
+            assert c.session.logins == 2 and c.http.stats.reauthentications == 1
+        assert service.stats()["invalid_session_answers"] == 1
+    finally:
+        service.stop()
+
+
+def test_live_mode_changes_records_and_commits_some_late(tmp_path_factory):
+    import time
+    service = start(tmp_path_factory, live=True, live_interval_seconds=0.05,
+                    history_end=datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0))
+    try:
+        started = datetime.now(timezone.utc)
+        deadline = time.monotonic() + 20
+        while True:
+            live = [j for j in service.records("JournalEntries") if j["Memo"].startswith("Live")]
+            late = [j for j in live if j["Memo"].endswith("(committed late)")]
+            if late and len(live) >= 5:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        stamp = lambda r: datetime.fromisoformat(f"{r['UpdateDate']}T{r['UpdateTime']}+00:00")  # noqa: E731
+        assert all(stamp(j) < started for j in late)
+        changed = [r for e in ("Items", "BusinessPartners", "Invoices", "PurchaseOrders") for r in service.records(e)
+                   if stamp(r) >= started.replace(microsecond=0)]
+        assert changed
+    finally:
+        service.stop()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import re
 import secrets
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
@@ -22,6 +25,7 @@ from .odata_filter import FilterError, parse_filter
 from .sap_b1_data import KEYS, SapVolumes, generate
 
 DEFAULT_PAGE_SIZE = 20
+log = logging.getLogger("mlconnector.sandbox")
 
 
 class SapSettings(BaseModel):
@@ -35,6 +39,9 @@ class SapSettings(BaseModel):
     history_start: datetime | None = None
     history_end: datetime | None = None
     volumes: SapVolumes = Field(default_factory=SapVolumes)
+    live: bool = False
+    live_interval_seconds: float = 5.0
+    live_late_commit_max_minutes: float = 20.0
 
     model_config = {"arbitrary_types_allowed": True}
 
@@ -57,7 +64,14 @@ class ServiceLayerSimulator:
         self.field_types = {name: _field_types(records) for name, records in self.data.entities.items()}
 
     def asgi_app(self) -> Starlette:
-        return Starlette(routes=[
+        @asynccontextmanager
+        async def lifespan(app):
+            task = asyncio.create_task(self._live_loop()) if self.settings.live else None
+            yield
+            if task:
+                task.cancel()
+
+        return Starlette(lifespan=lifespan, routes=[
             Route("/b1s/{version}/Login", self.login, methods=["POST"]),
             Route("/b1s/{version}/Logout", self.logout, methods=["POST"]),
             Route("/b1s/{version}/{entity}", self.collection, methods=["GET"]),
@@ -66,6 +80,38 @@ class ServiceLayerSimulator:
             Route("/_sandbox/sap/faults", self.set_faults, methods=["POST", "DELETE"]),
             Route("/_sandbox/sap/records/{entity}", self.records, methods=["GET", "POST"]),
         ])
+
+    async def _live_loop(self) -> None:
+        """Change records over time; some journal entries are committed late with a past UpdateTime."""
+        rng = random.Random(self.settings.seed + 11)
+        while True:
+            await asyncio.sleep(self.settings.live_interval_seconds)
+            try:
+                now = datetime.now(timezone.utc)
+                for entity in rng.sample(["Items", "BusinessPartners", "Invoices", "PurchaseOrders"], 2):
+                    record = rng.choice(self.data.entities[entity])
+                    if "DocumentStatus" in record:
+                        record["DocumentStatus"] = rng.choice(["bost_Open", "bost_Close"])
+                    elif "QuantityOnStock" in record:
+                        record["QuantityOnStock"] = float(rng.randint(0, 900))
+                    else:
+                        record["CurrentAccountBalance"] = round(rng.uniform(0, 20000), 2)
+                    record["UpdateDate"], record["UpdateTime"] = now.strftime("%Y-%m-%d"), now.strftime("%H:%M:%S")
+                journals = self.data.entities["JournalEntries"]
+                late = rng.random() < 0.3
+                stamp = now - timedelta(minutes=rng.uniform(0.5, self.settings.live_late_commit_max_minutes)) if late else now
+                amount = round(rng.uniform(50, 5000), 2)
+                journals.append({
+                    "JdtNum": max(j["JdtNum"] for j in journals) + 1, "ReferenceDate": stamp.strftime("%Y-%m-%d"),
+                    "Memo": "Live journal" + (" (committed late)" if late else ""), "TransactionCode": "",
+                    "UpdateDate": stamp.strftime("%Y-%m-%d"), "UpdateTime": stamp.strftime("%H:%M:%S"),
+                    "JournalEntryLines": [
+                        {"Line_ID": 0, "AccountCode": "610000", "Debit": amount, "Credit": 0.0, "CostingCode": "NORTH",
+                         "LineMemo": "debit"},
+                        {"Line_ID": 1, "AccountCode": "110000", "Debit": 0.0, "Credit": amount, "CostingCode": "NORTH",
+                         "LineMemo": "credit"}]})
+            except Exception:  # keep the simulator alive; a bad tick is logged, not fatal
+                log.exception("SAP live mode tick failed")
 
     # -- sessions -----------------------------------------------------------------------------
 

@@ -1,0 +1,146 @@
+"""SAP Business One → DuckDB throughput and logins, side by side in one run.
+
+    .venv/bin/python bench/sap_throughput.py [--documents 20000] [--page-size 500]
+
+Starts `mlconnector sandbox` (the Service Layer is served on port + 50, logins take 2 s as on
+real servers), then measures, each in a fresh child process:
+  (a) product: the `sap_business_one_to_warehouse` job, one run over the whole history, and
+  (b) bare:    an httpx loop that logs in once and pages through the same entity sets.
+Prints records/s, logins and peak RSS for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PORT = 47893
+SAP_PORT = PORT + 50
+HISTORY_DAYS = 28
+ENTITY_SETS = ["Invoices", "PurchaseInvoices", "PurchaseOrders", "JournalEntries", "IncomingPayments",
+               "VendorPayments", "Items", "BusinessPartners", "ChartOfAccounts", "ProfitCenters"]
+
+
+def history() -> tuple[datetime, datetime]:
+    end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return end - timedelta(days=HISTORY_DAYS), end
+
+
+def start_sandbox(data_dir: Path, documents: int) -> subprocess.Popen:
+    import httpx
+    process = subprocess.Popen(
+        [str(ROOT / ".venv/bin/mlconnector"), "sandbox", "--port", str(PORT), "--data-dir", str(data_dir),
+         "--gl-entries", "10", "--sap-documents", str(documents), "--history-days", str(HISTORY_DAYS), "--no-live"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while True:
+        try:
+            httpx.get(f"https://127.0.0.1:{SAP_PORT}/_sandbox/sap/stats", verify=str(data_dir / "sandbox/sap-b1.pem"),
+                      timeout=2)
+            return process
+        except (httpx.HTTPError, OSError):
+            if process.poll() is not None:
+                raise SystemExit(process.stderr.read().decode())
+            time.sleep(0.5)
+
+
+def logins(data_dir: Path) -> int:
+    import httpx
+    return httpx.get(f"https://127.0.0.1:{SAP_PORT}/_sandbox/sap/stats",
+                     verify=str(data_dir / "sandbox/sap-b1.pem")).json()["logins"]
+
+
+def run_product(data_dir: Path, page_size: int) -> dict:
+    import dagster as dg
+    from mlconnector_pipelines.config import parse_config, sandbox_profile
+    from mlconnector_pipelines.definitions import build_definitions
+    start, end = history()
+    raw = sandbox_profile(data_dir, f"https://127.0.0.1:{PORT}")
+    raw["data_dir"] = str(data_dir / "product")
+    raw["business_central"] = None
+    raw["sap_business_one"].update({"page_size": page_size})
+    raw["sap_business_one"]["partitions"]["start"] = start.date().isoformat()
+    job = build_definitions(parse_config(raw)).resolve_job_def("sap_business_one_to_warehouse")
+    began = time.monotonic()
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags={
+        "dagster/asset_partition_range_start": start.date().isoformat(),
+        "dagster/asset_partition_range_end": (end - timedelta(days=1)).date().isoformat()})
+    seconds = time.monotonic() - began
+    assert result.success
+    # A single-run backfill records one materialization per partition, all with the run's row count.
+    rows = {e.asset_key: e.materialization.metadata["rows"].value for e in result.get_asset_materialization_events()
+            if not e.asset_key.path[-1].endswith("_lines")}
+    records = sum(rows.values())
+    return {"records": records, "seconds": seconds}
+
+
+def run_bare(data_dir: Path, page_size: int) -> dict:
+    import httpx
+    start, end = history()
+    base = f"https://127.0.0.1:{SAP_PORT}/b1s/v1/"
+    began = time.monotonic()
+    records = 0
+    with httpx.Client(base_url=base, verify=str(data_dir / "sandbox/sap-b1.pem"), timeout=120) as http:
+        http.post("Login", json={"CompanyDB": "SBODEMOUS", "UserName": "manager",
+                                 "Password": "sandbox-b1-password"}).raise_for_status()
+        for entity in ENTITY_SETS:
+            url, params = entity, {"$filter": f"UpdateDate ge '{start.date()}' and UpdateDate le "
+                                              f"'{(end - timedelta(days=1)).date()}'"}
+            while url:
+                body = http.get(url, params=params, headers={"Prefer": f"odata.maxpagesize={page_size}"}).json()
+                records += len(body["value"])
+                url, params = body.get("odata.nextLink"), None
+        http.post("Logout")
+    return {"records": records, "seconds": time.monotonic() - began}
+
+
+def child(path: str, data_dir: Path, page_size: int) -> None:
+    before = logins(data_dir)
+    figures = (run_product if path == "product" else run_bare)(data_dir, page_size)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    figures.update(peak_rss_mb=usage.ru_maxrss / 1024, cpu_seconds=usage.ru_utime + usage.ru_stime,
+                   logins=logins(data_dir) - before)
+    print(json.dumps(figures))
+
+
+def measure(path: str, data_dir: Path, page_size: int) -> dict:
+    output = subprocess.run([sys.executable, __file__, "--child", path, "--data-dir", str(data_dir),
+                             "--page-size", str(page_size)], capture_output=True, text=True, check=False)
+    if output.returncode:
+        raise SystemExit(output.stderr[-4000:])
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--documents", type=int, default=20_000, help="per document type, and journal entries")
+    parser.add_argument("--page-size", type=int, default=500)
+    parser.add_argument("--child")
+    parser.add_argument("--data-dir", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child, args.data_dir, args.page_size)
+    data_dir = Path(tempfile.mkdtemp(prefix="mlconnector-sap-bench-"))
+    sandbox = start_sandbox(data_dir, args.documents)
+    try:
+        bare = measure("bare", data_dir, args.page_size)
+        product = measure("product", data_dir, args.page_size)
+    finally:
+        sandbox.terminate()
+    print(f"\nSAP Business One Service Layer, all 10 entity sets, page size {args.page_size}, 2 s logins")
+    print(f"{'path':<34}{'records':>10}{'seconds':>9}{'records/s':>11}{'logins':>8}{'peak RSS MB':>13}{'CPU s':>8}")
+    for name, f in (("(a) product job → DuckDB", product), ("(b) bare httpx loop, discard", bare)):
+        print(f"{name:<34}{f['records']:>10,}{f['seconds']:>9.1f}{f['records'] / f['seconds']:>11,.0f}"
+              f"{f['logins']:>8}{f['peak_rss_mb']:>13,.0f}{f['cpu_seconds']:>8.1f}")
+    print(f"\nratio (a)/(b) records/s: {(product['records'] / product['seconds']) / (bare['records'] / bare['seconds']):.2f}")
+
+
+if __name__ == "__main__":
+    main()
