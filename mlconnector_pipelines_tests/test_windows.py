@@ -29,3 +29,13 @@ def test_windows_are_aware_and_non_empty():
         TimeWindow(datetime(2026, 3, 1), datetime(2026, 3, 2))
     with pytest.raises(ValueError):
         TimeWindow(DAY1, DAY1)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("14:23:05", (14, 23, 5)), ("14:23", (14, 23, 0)), (1423, (14, 23, 0)), ("142305", (14, 23, 5)),
+    (905, (9, 5, 0)), (None, (0, 0, 0)), ("", (0, 0, 0)),
+])
+def test_service_layer_update_time_formats(value, expected):
+    from mlconnector_pipelines.systems.sap_business_one.client import update_time
+    parsed = update_time(value)
+    assert (parsed.hour, parsed.minute, parsed.second) == expected

@@ -93,6 +93,16 @@ class ServiceLayerClient:
 
     def _modified_at(self, record: dict) -> datetime:
         day = datetime.strptime(str(record["UpdateDate"])[:10], "%Y-%m-%d").date()
-        clock = str(record.get("UpdateTime") or "00:00:00")
-        parsed = time.fromisoformat(clock if len(clock) > 5 else clock + ":00")
-        return datetime.combine(day, parsed, tzinfo=self.timezone).astimezone(timezone.utc)
+        return datetime.combine(day, update_time(record.get("UpdateTime")),
+                                tzinfo=self.timezone).astimezone(timezone.utc)
+
+
+def update_time(value: object) -> time:
+    """UpdateTime as sent: "14:23:05", "14:23", or (some versions and entities) a number like 1423 or 142305."""
+    if value is None or value == "":
+        return time(0, 0)
+    text = str(value).strip()
+    if text.isdigit():
+        digits = text.zfill(6) if len(text) > 4 else text.zfill(4) + "00"
+        return time(int(digits[:2]), int(digits[2:4]), int(digits[4:6]))
+    return time.fromisoformat(text if len(text) > 5 else text + ":00")
