@@ -144,7 +144,8 @@ class DuckDBWarehouse(Warehouse):
             con.execute(
                 f"INSERT INTO {current} BY NAME SELECT t.* FROM {changes} AS t "
                 f"SEMI JOIN {affected} AS a ON {match} "
-                f"SEMI JOIN {_q(table.parent.name)} AS p ON t.{_q(PARENT_VERSION_ID)} = p.{_q(VERSION_ID)}")
+                f"SEMI JOIN {_q(table.parent.name)} AS p ON t.{_q(PARENT_VERSION_ID)} = p.{_q(VERSION_ID)} "
+                f"AND t.{_q(COMPANY_ID)} = p.{_q(COMPANY_ID)}")  # keys repeat across companies (SAP DocEntry)
 
     @staticmethod
     def _ensure_columns(con, name: str, columns: dict[str, ColumnType]) -> None:
