@@ -13,17 +13,13 @@ Prints records/s and peak RSS for both and the ratio a/b.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import measure, ratio, report_child, start_sandbox
 PORT = 47891
 HISTORY_DAYS = 28
 
@@ -33,22 +29,10 @@ def history() -> tuple[datetime, datetime]:
     return end - timedelta(days=HISTORY_DAYS), end
 
 
-def start_sandbox(data_dir: Path, per_company: int) -> subprocess.Popen:
-    import httpx
-    process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/mlconnector"), "sandbox", "--port", str(PORT), "--data-dir", str(data_dir),
-         "--gl-entries", str(per_company), "--history-days", str(HISTORY_DAYS), "--no-live"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    started = time.monotonic()
-    while True:
-        try:
-            httpx.get(f"https://127.0.0.1:{PORT}/_sandbox/health", verify=str(data_dir / "sandbox/ca.pem"), timeout=2)
-            print(f"sandbox up in {time.monotonic() - started:.1f}s", flush=True)
-            return process
-        except (httpx.HTTPError, OSError):
-            if process.poll() is not None:
-                raise SystemExit(process.stderr.read().decode())
-            time.sleep(0.5)
+def start(data_dir: Path, per_company: int):
+    return start_sandbox(["--port", str(PORT), "--data-dir", str(data_dir), "--gl-entries", str(per_company),
+                          "--history-days", str(HISTORY_DAYS), "--no-live"],
+                         f"https://127.0.0.1:{PORT}/_sandbox/health", data_dir / "sandbox/ca.pem")
 
 
 def run_product(data_dir: Path, page_size: int) -> dict:
@@ -101,19 +85,7 @@ def run_bare(data_dir: Path, page_size: int) -> dict:
 
 
 def child(path: str, data_dir: Path, page_size: int) -> None:
-    figures = (run_product if path == "product" else run_bare)(data_dir, page_size)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    figures["peak_rss_mb"] = usage.ru_maxrss / 1024
-    figures["cpu_seconds"] = usage.ru_utime + usage.ru_stime
-    print(json.dumps(figures))
-
-
-def measure(path: str, data_dir: Path, page_size: int) -> dict:
-    output = subprocess.run([sys.executable, __file__, "--child", path, "--data-dir", str(data_dir),
-                             "--page-size", str(page_size)], capture_output=True, text=True, check=False)
-    if output.returncode:
-        raise SystemExit(output.stderr[-4000:])
-    return json.loads(output.stdout.strip().splitlines()[-1])
+    report_child((run_product if path == "product" else run_bare)(data_dir, page_size))
 
 
 def main() -> None:
@@ -126,10 +98,10 @@ def main() -> None:
     if args.child:
         return child(args.child, args.data_dir, args.page_size)
     data_dir = Path(tempfile.mkdtemp(prefix="mlconnector-bench-"))
-    sandbox = start_sandbox(data_dir, args.gl_entries_per_company)
+    sandbox = start(data_dir, args.gl_entries_per_company)
     try:
-        bare = measure("bare", data_dir, args.page_size)
-        product = measure("product", data_dir, args.page_size)
+        bare = measure(__file__, "bare", data_dir, args.page_size)
+        product = measure(__file__, "product", data_dir, args.page_size)
     finally:
         sandbox.terminate()
     print(f"\nBusiness Central G/L entries (+ dimension set lines), page size {args.page_size:,}, 2 companies")
@@ -138,8 +110,7 @@ def main() -> None:
     for name, f in (("(a) product asset → DuckDB", product), ("(b) bare httpx loop, discard", bare)):
         print(f"{name:<34}{f['records']:>11,}{f['seconds']:>9.1f}{f['records'] / f['seconds']:>11,.0f}"
               f"{f['requests']:>10,}{f['peak_rss_mb']:>13,.0f}{f['cpu_seconds']:>14.1f}")
-    ratio = (product["records"] / product["seconds"]) / (bare["records"] / bare["seconds"])
-    print(f"\nratio (a)/(b) records/s: {ratio:.2f}   (target ≥ 0.80; peak RSS of (a) target < 500 MB)")
+    print(f"\nratio (a)/(b) records/s: {ratio(product, bare):.2f}   (target ≥ 0.80; peak RSS of (a) target < 500 MB)")
 
 
 if __name__ == "__main__":

@@ -12,16 +12,12 @@ Prints records/s, logins and peak RSS for both.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import measure, ratio, report_child, start_sandbox
 PORT = 47893
 SAP_PORT = PORT + 50
 HISTORY_DAYS = 28
@@ -34,21 +30,10 @@ def history() -> tuple[datetime, datetime]:
     return end - timedelta(days=HISTORY_DAYS), end
 
 
-def start_sandbox(data_dir: Path, documents: int) -> subprocess.Popen:
-    import httpx
-    process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/mlconnector"), "sandbox", "--port", str(PORT), "--data-dir", str(data_dir),
-         "--gl-entries", "10", "--sap-documents", str(documents), "--history-days", str(HISTORY_DAYS), "--no-live"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    while True:
-        try:
-            httpx.get(f"https://127.0.0.1:{SAP_PORT}/_sandbox/sap/stats", verify=str(data_dir / "sandbox/sap-b1.pem"),
-                      timeout=2)
-            return process
-        except (httpx.HTTPError, OSError):
-            if process.poll() is not None:
-                raise SystemExit(process.stderr.read().decode())
-            time.sleep(0.5)
+def start(data_dir: Path, documents: int):
+    return start_sandbox(["--port", str(PORT), "--data-dir", str(data_dir), "--gl-entries", "10",
+                          "--sap-documents", str(documents), "--history-days", str(HISTORY_DAYS), "--no-live"],
+                         f"https://127.0.0.1:{SAP_PORT}/_sandbox/sap/stats", data_dir / "sandbox/sap-b1.pem")
 
 
 def logins(data_dir: Path) -> int:
@@ -104,18 +89,8 @@ def run_bare(data_dir: Path, page_size: int) -> dict:
 def child(path: str, data_dir: Path, page_size: int) -> None:
     before = logins(data_dir)
     figures = (run_product if path == "product" else run_bare)(data_dir, page_size)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    figures.update(peak_rss_mb=usage.ru_maxrss / 1024, cpu_seconds=usage.ru_utime + usage.ru_stime,
-                   logins=logins(data_dir) - before)
-    print(json.dumps(figures))
-
-
-def measure(path: str, data_dir: Path, page_size: int) -> dict:
-    output = subprocess.run([sys.executable, __file__, "--child", path, "--data-dir", str(data_dir),
-                             "--page-size", str(page_size)], capture_output=True, text=True, check=False)
-    if output.returncode:
-        raise SystemExit(output.stderr[-4000:])
-    return json.loads(output.stdout.strip().splitlines()[-1])
+    figures["logins"] = logins(data_dir) - before
+    report_child(figures)
 
 
 def main() -> None:
@@ -128,10 +103,10 @@ def main() -> None:
     if args.child:
         return child(args.child, args.data_dir, args.page_size)
     data_dir = Path(tempfile.mkdtemp(prefix="mlconnector-sap-bench-"))
-    sandbox = start_sandbox(data_dir, args.documents)
+    sandbox = start(data_dir, args.documents)
     try:
-        bare = measure("bare", data_dir, args.page_size)
-        product = measure("product", data_dir, args.page_size)
+        bare = measure(__file__, "bare", data_dir, args.page_size)
+        product = measure(__file__, "product", data_dir, args.page_size)
     finally:
         sandbox.terminate()
     print(f"\nSAP Business One Service Layer, all 10 entity sets, page size {args.page_size}, 2 s logins")
@@ -139,7 +114,7 @@ def main() -> None:
     for name, f in (("(a) product job → DuckDB", product), ("(b) bare httpx loop, discard", bare)):
         print(f"{name:<34}{f['records']:>10,}{f['seconds']:>9.1f}{f['records'] / f['seconds']:>11,.0f}"
               f"{f['logins']:>8}{f['peak_rss_mb']:>13,.0f}{f['cpu_seconds']:>8.1f}")
-    print(f"\nratio (a)/(b) records/s: {(product['records'] / product['seconds']) / (bare['records'] / bare['seconds']):.2f}")
+    print(f"\nratio (a)/(b) records/s: {ratio(product, bare):.2f}")
 
 
 if __name__ == "__main__":

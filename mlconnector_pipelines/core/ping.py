@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConnectorError
 
 from tabulate import tabulate
 
@@ -38,3 +43,29 @@ def render_markdown(results: list[PingResult]) -> str:
         cells = [r.system, r.url, _mark(r.auth_ok), _mark(r.read_ok), f"{r.latency_ms:,.0f} ms", r.detail, r.fix]
         lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines)
+
+
+def run_check(system: str, url: str, *, connect: Callable[[], Any], authenticate: Callable[[Any], None],
+              read: Callable[[Any], str], likely_fix: Callable[[Exception], str]) -> PingResult:
+    """connect → authenticate → read, timed; a ConnectorError marks the step that failed, with its fix."""
+    result = PingResult(system, url, auth_ok=None, read_ok=None, latency_ms=0.0)
+    started = time.monotonic()
+    client = None
+    try:
+        client = connect()
+        authenticate(client)
+        result.auth_ok = True
+        result.detail = read(client)
+        result.read_ok = True
+    except ConnectorError as exc:
+        if result.auth_ok:
+            result.read_ok = False
+        else:
+            result.auth_ok = False
+        result.detail = str(exc)
+        result.fix = likely_fix(exc)
+    finally:
+        if client is not None:
+            client.close()
+        result.latency_ms = (time.monotonic() - started) * 1000
+    return result

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import random
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from importlib import resources
@@ -21,6 +20,7 @@ from .bc_data import LINE_ENTITY, Volumes, dimension_set_lines, generate_company
 from .business_central import BusinessCentralSimulator, Company
 from .entra import AppRegistration, EntraSimulator
 from .faults import FaultBook, FaultRule
+from .live import live_lifespan
 
 log = logging.getLogger("mlconnector.sandbox")
 
@@ -86,13 +86,6 @@ class Sandbox:
         )
 
     def asgi_app(self) -> Starlette:
-        @asynccontextmanager
-        async def lifespan(app):
-            task = asyncio.create_task(self._live_loop()) if self.settings.live else None
-            yield
-            if task:
-                task.cancel()
-
         admin = [
             Route("/_sandbox/health", self._health),
             Route("/_sandbox/faults", self._faults, methods=["POST", "DELETE"]),
@@ -101,7 +94,8 @@ class Sandbox:
             Route("/_sandbox/bc/companies", self._bc_companies),
             Route("/_sandbox/bc/companies/{company}/{entity_set}", self._bc_records, methods=["GET", "POST"]),
         ]
-        return Starlette(routes=admin + self.entra.routes() + self.bc.routes(), lifespan=lifespan)
+        return Starlette(routes=admin + self.entra.routes() + self.bc.routes(),
+                         lifespan=live_lifespan(self.settings.live, self._live_loop))
 
     # -- admin endpoints ----------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ import random
 import re
 import secrets
 import time
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
@@ -21,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .faults import FaultBook, FaultRule
+from .live import live_lifespan
 from .odata_filter import FilterError, parse_filter
 from .sap_b1_data import KEYS, SapVolumes, generate
 
@@ -64,14 +64,7 @@ class ServiceLayerSimulator:
         self.field_types = {name: _field_types(records) for name, records in self.data.entities.items()}
 
     def asgi_app(self) -> Starlette:
-        @asynccontextmanager
-        async def lifespan(app):
-            task = asyncio.create_task(self._live_loop()) if self.settings.live else None
-            yield
-            if task:
-                task.cancel()
-
-        return Starlette(lifespan=lifespan, routes=[
+        return Starlette(lifespan=live_lifespan(self.settings.live, self._live_loop), routes=[
             Route("/b1s/{version}/Login", self.login, methods=["POST"]),
             Route("/b1s/{version}/Logout", self.logout, methods=["POST"]),
             Route("/b1s/{version}/{entity}", self.collection, methods=["GET"]),

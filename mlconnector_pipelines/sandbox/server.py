@@ -47,16 +47,22 @@ def _server(app, certs: SandboxCertificates) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-def start_in_thread(data_dir: Path, settings: SandboxSettings | None = None, port: int = 0) -> RunningSandbox:
-    """Start on 127.0.0.1 (an ephemeral port by default) and return once it answers."""
-    certs = ensure_certificates(data_dir / "sandbox")
-    sandbox = Sandbox(settings or SandboxSettings())
+def _serve_in_thread(app, certs: SandboxCertificates, port: int, health_path: str, name: str):
+    """Serve on 127.0.0.1 (an ephemeral port by default); return (url, server, thread) once it answers."""
     sock = _bind("127.0.0.1", port)
-    server = _server(sandbox.asgi_app(), certs)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="sandbox")
+    server = _server(app, certs)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=name)
     thread.start()
     url = f"https://127.0.0.1:{sock.getsockname()[1]}"
-    _wait_until_up(url, certs.ca_pem)
+    _wait_until_up(url, certs.ca_pem, path=health_path)
+    return url, server, thread
+
+
+def start_in_thread(data_dir: Path, settings: SandboxSettings | None = None, port: int = 0) -> RunningSandbox:
+    """Entra ID + Business Central, trusted through the sandbox CA."""
+    certs = ensure_certificates(data_dir / "sandbox")
+    sandbox = Sandbox(settings or SandboxSettings())
+    url, server, thread = _serve_in_thread(sandbox.asgi_app(), certs, port, "/_sandbox/health", "sandbox")
     return RunningSandbox(url, certs, sandbox, server, thread)
 
 
@@ -100,12 +106,7 @@ def start_service_layer_in_thread(data_dir: Path, settings: SapSettings | None =
                                   port: int = 0) -> RunningServiceLayer:
     certs = ensure_self_signed(data_dir / "sandbox", "sap-b1")
     simulator = ServiceLayerSimulator(settings or SapSettings())
-    sock = _bind("127.0.0.1", port)
-    server = _server(simulator.asgi_app(), certs)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="sap-b1")
-    thread.start()
-    url = f"https://127.0.0.1:{sock.getsockname()[1]}"
-    _wait_until_up(url, certs.ca_pem, path="/_sandbox/sap/stats")
+    url, server, thread = _serve_in_thread(simulator.asgi_app(), certs, port, "/_sandbox/sap/stats", "sap-b1")
     return RunningServiceLayer(url, certs.ca_pem, simulator, server, thread)
 
 

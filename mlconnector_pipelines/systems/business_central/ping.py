@@ -2,40 +2,22 @@
 
 from __future__ import annotations
 
-import time
-
 from ...core.credentials import CredentialError
-from ...core.errors import AuthenticationError, ConfigError, ConnectorError, RequestFailedError
-from ...core.ping import PingResult
+from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
+from ...core.ping import PingResult, run_check
 from .client import SYSTEM
 from .resource import BusinessCentralResource
 
 
 def ping(resource: BusinessCentralResource) -> PingResult:
-    url = f"{resource.api_base_url}/v2.0/{resource.tenant_id}/{resource.environment}/api/v2.0"
-    started = time.monotonic()
-    result = PingResult(SYSTEM, url, auth_ok=None, read_ok=None, latency_ms=0.0)
-    client = None
-    try:
-        client = resource.client()
-        client.tokens.access_token()
-        result.auth_ok = True
+    def read(client) -> str:
         companies = client.resolve_companies(resource.companies)
-        result.read_ok = True
-        result.detail = f"{len(companies)} compan{'y' if len(companies) == 1 else 'ies'}: " + \
+        return f"{len(companies)} compan{'y' if len(companies) == 1 else 'ies'}: " + \
             ", ".join(c["name"] for c in companies)
-    except ConnectorError as exc:
-        if result.auth_ok is None and not isinstance(exc, ConfigError):
-            result.auth_ok = False
-        elif result.auth_ok:
-            result.read_ok = False
-        result.detail = str(exc)
-        result.fix = likely_fix(exc)
-    finally:
-        if client is not None:
-            client.close()
-        result.latency_ms = (time.monotonic() - started) * 1000
-    return result
+
+    return run_check(SYSTEM, f"{resource.api_base_url}/v2.0/{resource.tenant_id}/{resource.environment}/api/v2.0",
+                     connect=resource.client, authenticate=lambda client: client.tokens.access_token(),
+                     read=read, likely_fix=likely_fix)
 
 
 def likely_fix(exc: Exception) -> str:

@@ -2,42 +2,28 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from ...config import SapBusinessOneConfig
 from ...core.credentials import CredentialError
-from ...core.errors import AuthenticationError, ConfigError, ConnectorError, RequestFailedError
-from ...core.ping import PingResult
+from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
+from ...core.ping import PingResult, run_check
 from .resource import SapBusinessOneResource
 from .session import SYSTEM
 
 
 def ping(cfg: SapBusinessOneConfig, data_dir: Path) -> PingResult:
-    result = PingResult(SYSTEM, cfg.base_url, auth_ok=None, read_ok=None, latency_ms=0.0)
-    started = time.monotonic()
-    client = None
-    try:
-        client = SapBusinessOneResource.from_config(cfg, data_dir).process_config_and_initialize().client()
-        client.session.auth_headers()  # logs in
-        result.auth_ok = True
+    def read(client) -> str:
         accounts = client.http.get_json("ChartOfAccounts", params={"$select": "Code", "$top": "1"})["value"]
-        result.read_ok = True
         trust = "pinned certificate" if cfg.pinned_sha256 else "CA bundle" if cfg.ca_bundle else "system CAs"
-        result.detail = (f"logged in to {cfg.company_db} (Service Layer {client.version}, TLS: {trust}); "
-                         "chart of accounts readable" + ("" if accounts else " (but empty)"))
-    except ConnectorError as exc:
-        if result.auth_ok:
-            result.read_ok = False
-        else:
-            result.auth_ok = False
-        result.detail = str(exc)
-        result.fix = likely_fix(exc)
-    finally:
-        if client is not None:
-            client.close()
-        result.latency_ms = (time.monotonic() - started) * 1000
-    return result
+        return (f"logged in to {cfg.company_db} (Service Layer {client.version}, TLS: {trust}); "
+                "chart of accounts readable" + ("" if accounts else " (but empty)"))
+
+    return run_check(SYSTEM, cfg.base_url,
+                     connect=lambda: SapBusinessOneResource.from_config(cfg, data_dir)
+                     .process_config_and_initialize().client(),
+                     authenticate=lambda client: client.session.auth_headers(),  # logs in
+                     read=read, likely_fix=likely_fix)
 
 
 def likely_fix(exc: Exception) -> str:
