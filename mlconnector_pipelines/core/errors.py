@@ -12,14 +12,20 @@ class ConfigError(ConnectorError):
 
 
 class ExternalSystemError(ConnectorError):
-    """An external system refused or failed a request."""
+    """An external system refused or failed a request.
 
-    def __init__(self, system: str, message: str, *, status: int | None = None, code: str | None = None):
+    `fix`, when the cause is known, is what the person setting this up should do; it ends the
+    message and `mlconnector ping` shows it in its own column.
+    """
+
+    def __init__(self, system: str, message: str, *, status: int | None = None, code: str | None = None,
+                 fix: str | None = None):
         self.system = system
         self.status = status
         self.code = code
+        self.fix = fix
         detail = f" (HTTP {status}{', ' + code if code else ''})" if status else ""
-        super().__init__(f"{system}: {message}{detail}")
+        super().__init__(f"{system}: {message}{detail}" + (f" — likely fix: {fix}" if fix else ""))
 
 
 class AuthenticationError(ExternalSystemError):

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from .errors import AuthenticationError, RequestFailedError
 from .redact import redact
+from .tls import untrusted_certificate
 
 log = logging.getLogger("mlconnector.http")
 
@@ -239,8 +240,9 @@ class ThrottledClient:
                 self.system,
                 self._redact(
                     f"{method} {url} could not be completed after {self.policy.max_attempts} attempts: "
-                    f"{type(exc).__name__}: {exc}{_tls_hint(exc)}"
+                    f"{type(exc).__name__}: {exc}"
                 ),
+                fix=_tls_fix(exc),
             ) from None
 
     def _send_once(self, method, url, *, params, json, headers) -> httpx.Response:
@@ -282,14 +284,11 @@ def _path_of(url: httpx.URL) -> str:
     return url.path
 
 
-def _tls_hint(exc: Exception) -> str:
-    text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        return (
-            " — the server's TLS certificate is not trusted: set `ca_bundle` for this system in "
-            "connector.yaml to the CA that signed it (verification stays on)"
-        )
-    return ""
+def _tls_fix(exc: Exception) -> str | None:
+    if untrusted_certificate(exc):
+        return ("the server's TLS certificate is not trusted: set `ca_bundle` for this system in connector.yaml "
+                "to the CA that signed it (verification stays on)")
+    return None
 
 
 def _generic_error_message(response: httpx.Response) -> tuple[str, str | None]:

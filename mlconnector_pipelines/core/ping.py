@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .credentials import CredentialError
 from .errors import ConnectorError
 
 from tabulate import tabulate
@@ -69,3 +70,16 @@ def run_check(system: str, url: str, *, connect: Callable[[], Any], authenticate
             client.close()
         result.latency_ms = (time.monotonic() - started) * 1000
     return result
+
+
+def known_fix(exc: Exception) -> str | None:
+    """The fix an error carries, or one that holds for every system; None leaves it to the system's check."""
+    fix = getattr(exc, "fix", None)
+    if fix:
+        return fix
+    if isinstance(exc, CredentialError):
+        return "store the secret with `mlconnector credentials set <name>` or fix the credentials key"
+    return None
+
+
+CONFIG_FIX = "fix connector.yaml as the message says"

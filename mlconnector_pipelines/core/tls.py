@@ -8,6 +8,12 @@ from pathlib import Path
 from .errors import ConfigError
 
 
+def untrusted_certificate(error: BaseException | str) -> bool:
+    """Whether a connection failed because the server's certificate chain is not trusted."""
+    text = str(error)
+    return "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text
+
+
 def ssl_context(ca_bundle: str | Path | None, *, what: str) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if ca_bundle:

@@ -16,6 +16,7 @@ import msal
 
 from ..core.errors import AuthenticationError
 from ..core.redact import redact
+from ..core.tls import untrusted_certificate
 
 # What Entra's error codes mean for the person setting this up.
 _FIXES = {
@@ -96,17 +97,16 @@ class EntraTokenProvider:
             try:
                 result = self._application().acquire_token_for_client(scopes=[self.scope])
             except (httpx.HTTPError, ValueError) as exc:
-                hint = ""
-                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                    hint = (" — the login host's TLS certificate is not trusted: set `auth.ca_bundle` to the CA "
-                            "that signed it (verification stays on)")
+                fix = ("the login host's TLS certificate is not trusted: set `auth.ca_bundle` to the CA that "
+                       "signed it (verification stays on)") if untrusted_certificate(exc) else None
                 raise AuthenticationError(
                     self.system,
-                    redact(f"could not reach the Entra ID token endpoint: {type(exc).__name__}: {exc}{hint}",
-                           [self._secret]),
+                    redact(f"could not reach the Entra ID token endpoint: {type(exc).__name__}: {exc}", [self._secret]),
+                    fix=fix,
                 ) from None
         if "access_token" not in result:
-            raise AuthenticationError(self.system, self._explain(result), code=result.get("error"))
+            message, fix = self._explain(result)
+            raise AuthenticationError(self.system, message, code=result.get("error"), fix=fix)
         if result.get("token_source") == "identity_provider":
             self.tokens_acquired += 1
         return result["access_token"]
@@ -126,12 +126,11 @@ class EntraTokenProvider:
     def close(self) -> None:
         self._http.close()
 
-    def _explain(self, result: Mapping[str, Any]) -> str:
+    def _explain(self, result: Mapping[str, Any]) -> tuple[str, str | None]:
+        """(message, likely fix) for Entra's error answer."""
         description = str(result.get("error_description") or result.get("error") or "unknown error")
         first_line = description.split(" Trace ID:")[0]
         codes = [f"AADSTS{c}" for c in result.get("error_codes") or []]
         fix = next((_FIXES[c] for c in codes if c in _FIXES), None)
         message = f"Entra ID refused the token request for scope {self.scope}: {first_line}"
-        if fix:
-            message += f" — likely fix: {fix}"
-        return redact(message, [self._secret])
+        return redact(message, [self._secret]), fix

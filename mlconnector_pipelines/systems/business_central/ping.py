@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ...core.credentials import CredentialError
 from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
-from ...core.ping import PingResult, run_check
+from ...core.ping import CONFIG_FIX, PingResult, known_fix, run_check
+from ...core.tls import untrusted_certificate
 from .client import SYSTEM
 from .resource import BusinessCentralResource
 
@@ -22,16 +22,14 @@ def ping(resource: BusinessCentralResource) -> PingResult:
 
 def likely_fix(exc: Exception) -> str:
     text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text or "not trusted" in text:
+    if untrusted_certificate(exc):
         return "TLS not trusted: set business_central.ca_bundle (or auth.ca_bundle) to the CA that signed the server"
-    if "likely fix:" in text:
-        return text.split("likely fix:", 1)[1].strip()
-    if isinstance(exc, ConfigError) and "companies" in text:
-        return "set business_central.companies to names or ids from the list above"
-    if isinstance(exc, CredentialError):
-        return "store the secret with `mlconnector credentials set <name>` or fix the credentials key"
+    fix = known_fix(exc)
+    if fix:
+        return fix
     if isinstance(exc, ConfigError):
-        return "fix connector.yaml as the message says"
+        return "set business_central.companies to names or ids from the list above" if "companies" in text \
+            else CONFIG_FIX
     if isinstance(exc, RequestFailedError) and "Environment" in text:
         return "business_central.environment must match the environment name in the BC admin center"
     if isinstance(exc, (RequestFailedError, AuthenticationError)) and exc.status in (401, 403):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...config import SapBusinessOneConfig
-from ...core.credentials import CredentialError
 from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
-from ...core.ping import PingResult, run_check
+from ...core.ping import CONFIG_FIX, PingResult, known_fix, run_check
+from ...core.tls import untrusted_certificate
 from .resource import SapBusinessOneResource
 from .session import SYSTEM
 
@@ -27,18 +27,16 @@ def ping(cfg: SapBusinessOneConfig, data_dir: Path) -> PingResult:
 
 
 def likely_fix(exc: Exception) -> str:
-    text = str(exc)
-    if "not trusted" in text or "CERTIFICATE_VERIFY_FAILED" in text:
+    if untrusted_certificate(exc):
         return ("TLS not trusted: set sap_business_one.ca_bundle to the server's certificate (self-signed servers) "
                 "or sap_business_one.pinned_sha256 to its fingerprint")
-    if "pinned" in text:
+    if isinstance(exc, ConfigError) and "pinned" in str(exc):
         return "update sap_business_one.pinned_sha256 if the certificate was renewed on purpose; otherwise investigate"
-    if "likely fix:" in text:
-        return text.split("likely fix:", 1)[1].strip()
-    if isinstance(exc, CredentialError):
-        return "store the password with `mlconnector credentials set <name>` or fix the credentials key"
+    fix = known_fix(exc)
+    if fix:
+        return fix
     if isinstance(exc, ConfigError):
-        return "fix connector.yaml as the message says"
+        return CONFIG_FIX
     if isinstance(exc, (RequestFailedError, AuthenticationError)) and exc.status in (401, 403):
         return "the user lacks Service Layer access: check its licence and authorizations in SAP B1"
     return "check the host and port (Service Layer listens on 50000 by default) and that the service is running"
