@@ -49,6 +49,18 @@ class SecretRef(_Strict):
         None, exclude=True, description="Used only by the sandbox profile when the variable is unset."
     )
 
+    def sandbox_value(self) -> str | None:
+        """The sandbox's public demo secret, used only while the environment variable is unset."""
+        if self.env and self.sandbox_default and not os.environ.get(self.env):
+            return self.sandbox_default
+        return None
+
+    def missing_env(self) -> str | None:
+        """The environment variable this secret needs but that is not set (no sandbox default either)."""
+        if self.env and not os.environ.get(self.env) and not self.sandbox_default:
+            return self.env
+        return None
+
     @model_validator(mode="after")
     def _exactly_one_source(self) -> "SecretRef":
         if (self.env is None) == (self.credential is None):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from .config import ConnectorConfig, SecretRef
 from .core.ping import PingResult
 
@@ -26,9 +24,10 @@ def run_pings(cfg: ConnectorConfig) -> list[PingResult]:
 
 def _unset_secret(system: str, url: str, ref: SecretRef, what: str) -> PingResult | None:
     """A failed result when the secret's environment variable is missing (Dagster would refuse to start)."""
-    if ref.env and not os.environ.get(ref.env) and not ref.sandbox_default:
-        return PingResult(system, url, auth_ok=False, read_ok=None, latency_ms=0.0,
-                          detail=f"environment variable {ref.env} ({what}) is not set",
-                          fix=f"export {ref.env}=<value>, or store it with `mlconnector credentials set` "
-                              "and reference it as `credential:`")
-    return None
+    variable = ref.missing_env()
+    if variable is None:
+        return None
+    return PingResult(system, url, auth_ok=False, read_ok=None, latency_ms=0.0,
+                      detail=f"environment variable {variable} ({what}) is not set",
+                      fix=f"export {variable}=<value>, or store it with `mlconnector credentials set` "
+                          "and reference it as `credential:`")

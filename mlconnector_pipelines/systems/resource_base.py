@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -34,10 +33,9 @@ class ThrottledSystemResource(dg.ConfigurableResource):
     def common_fields(secret: SecretRef, http: HttpPolicy, data_dir: Path) -> dict:
         if secret.credential:
             value = None
-        elif secret.sandbox_default and not os.environ.get(secret.env):
-            value = secret.sandbox_default  # the public demo secret of the local sandbox
         else:
-            value = dg.EnvVar(secret.env)  # resolved by Dagster when a run starts
+            # An EnvVar is resolved by Dagster when a run starts; the sandbox's demo secret is public.
+            value = secret.sandbox_value() or dg.EnvVar(secret.env)
         return {"secret": value, "secret_credential": secret.credential, "credentials_dir": str(data_dir),
                 **http.model_dump()}
 
