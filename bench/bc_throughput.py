@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from harness import measure, ratio, report_child, start_sandbox
+from harness import compare, ratio, report_child, start_sandbox
 PORT = 47891
 HISTORY_DAYS = 28
 
@@ -98,12 +98,7 @@ def main() -> None:
     if args.child:
         return child(args.child, args.data_dir, args.page_size)
     data_dir = Path(tempfile.mkdtemp(prefix="mlconnector-bench-"))
-    sandbox = start(data_dir, args.gl_entries_per_company)
-    try:
-        bare = measure(__file__, "bare", data_dir, args.page_size)
-        product = measure(__file__, "product", data_dir, args.page_size)
-    finally:
-        sandbox.terminate()
+    product, bare = compare(__file__, start(data_dir, args.gl_entries_per_company), data_dir, args.page_size)
     print(f"\nBusiness Central G/L entries (+ dimension set lines), page size {args.page_size:,}, 2 companies")
     print(f"{'path':<34}{'records':>11}{'seconds':>9}{'records/s':>11}{'requests':>10}{'peak RSS MB':>13}"
           f"{'client CPU s':>14}")

@@ -7,7 +7,6 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +45,15 @@ def measure(script: str, path: str, data_dir: Path, page_size: int) -> dict:
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
+def compare(script: str, sandbox: subprocess.Popen, data_dir: Path, page_size: int) -> tuple[dict, dict]:
+    """Measure the bare loop, then the product, against the same sandbox; stop the sandbox either way."""
+    try:
+        bare = measure(script, "bare", data_dir, page_size)
+        product = measure(script, "product", data_dir, page_size)
+    finally:
+        sandbox.terminate()
+    return product, bare
+
+
 def ratio(product: dict, bare: dict) -> float:
     return (product["records"] / product["seconds"]) / (bare["records"] / bare["seconds"])
-
-
-Runner = Callable[[Path, int], dict]

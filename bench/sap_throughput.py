@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from harness import measure, ratio, report_child, start_sandbox
+from harness import compare, ratio, report_child, start_sandbox
 PORT = 47893
 SAP_PORT = PORT + 50
 HISTORY_DAYS = 28
@@ -103,12 +103,7 @@ def main() -> None:
     if args.child:
         return child(args.child, args.data_dir, args.page_size)
     data_dir = Path(tempfile.mkdtemp(prefix="mlconnector-sap-bench-"))
-    sandbox = start(data_dir, args.documents)
-    try:
-        bare = measure(__file__, "bare", data_dir, args.page_size)
-        product = measure(__file__, "product", data_dir, args.page_size)
-    finally:
-        sandbox.terminate()
+    product, bare = compare(__file__, start(data_dir, args.documents), data_dir, args.page_size)
     print(f"\nSAP Business One Service Layer, all 10 entity sets, page size {args.page_size}, 2 s logins")
     print(f"{'path':<34}{'records':>10}{'seconds':>9}{'records/s':>11}{'logins':>8}{'peak RSS MB':>13}{'CPU s':>8}")
     for name, f in (("(a) product job → DuckDB", product), ("(b) bare httpx loop, discard", bare)):

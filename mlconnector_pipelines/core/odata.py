@@ -7,7 +7,7 @@ none builds client filters, and the rules needed here are a few lines.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from .http import ThrottledClient
@@ -19,10 +19,6 @@ def datetime_literal(value: datetime) -> str:
         raise ValueError("datetime literals must be timezone-aware")
     utc = value.astimezone(timezone.utc)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def date_literal(value: date) -> str:
-    return value.isoformat()
 
 
 def string_literal(value: str) -> str:

@@ -20,9 +20,6 @@ class TimeWindow:
         if not self.start < self.end:
             raise ValueError(f"empty window [{self.start}, {self.end})")
 
-    def contains(self, moment: datetime) -> bool:
-        return self.start <= moment < self.end
-
 
 def assign_window_starts(timestamps, windows: Sequence[TimeWindow]):
     """The start of the window holding each ISO timestamp of a pandas Series.
