@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..warehouse.schema import ColumnType
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -27,3 +29,15 @@ class SourceEntity:
     children: tuple[ChildEntity, ...] = ()
     key: str = "id"
     modified_field: str = "lastModifiedDateTime"  # an ISO timestamp in every record the client yields
+
+
+def select_entities(catalog: Sequence[SourceEntity], entity_sets: list[str] | None,
+                    config_key: str) -> tuple[SourceEntity, ...]:
+    """The configured subset of a catalog (all by default); an unknown name is a configuration error."""
+    if entity_sets is None:
+        return tuple(catalog)
+    by_name = {e.entity_set: e for e in catalog}
+    unknown = [name for name in entity_sets if name not in by_name]
+    if unknown:
+        raise ConfigError(f"{config_key}: unknown entity set(s) {unknown}; supported: {sorted(by_name)}")
+    return tuple(by_name[name] for name in entity_sets)

@@ -6,10 +6,9 @@ page are not listed and arrive as new nullable columns typed from their values.
 
 from __future__ import annotations
 
-from ...core.catalog import ChildEntity
+from ...core.catalog import ChildEntity, select_entities
 from ...core.catalog import SourceEntity as BcEntity
 from ...warehouse.schema import ColumnType as T
-
 
 _LINE_TYPES = {
     "sequence": T.INTEGER, "quantity": T.DECIMAL, "unitPrice": T.DECIMAL, "unitCost": T.DECIMAL,
@@ -69,13 +68,4 @@ BY_ENTITY_SET = {e.entity_set: e for e in ENTITIES}
 
 
 def select(entity_sets: list[str] | None) -> tuple[BcEntity, ...]:
-    """The configured subset (all by default); an unknown name is a configuration error."""
-    if entity_sets is None:
-        return ENTITIES
-    unknown = [name for name in entity_sets if name not in BY_ENTITY_SET]
-    if unknown:
-        from ...core.errors import ConfigError
-        raise ConfigError(
-            f"business_central.entities: unknown entity set(s) {unknown}; supported: {sorted(BY_ENTITY_SET)}"
-        )
-    return tuple(BY_ENTITY_SET[name] for name in entity_sets)
+    return select_entities(ENTITIES, entity_sets, "business_central.entities")

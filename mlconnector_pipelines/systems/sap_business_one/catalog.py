@@ -6,7 +6,7 @@ client (UpdateDate + UpdateTime in UTC), the field windows are cut on.
 
 from __future__ import annotations
 
-from ...core.catalog import ChildEntity, SourceEntity
+from ...core.catalog import ChildEntity, SourceEntity, select_entities
 from ...warehouse.schema import ColumnType as T
 from .client import MODIFIED_AT
 
@@ -61,11 +61,4 @@ BY_ENTITY_SET = {e.entity_set: e for e in ENTITIES}
 
 
 def select(entity_sets: list[str] | None) -> tuple[SourceEntity, ...]:
-    if entity_sets is None:
-        return ENTITIES
-    unknown = [name for name in entity_sets if name not in BY_ENTITY_SET]
-    if unknown:
-        from ...core.errors import ConfigError
-        raise ConfigError(
-            f"sap_business_one.entities: unknown entity set(s) {unknown}; supported: {sorted(BY_ENTITY_SET)}")
-    return tuple(BY_ENTITY_SET[name] for name in entity_sets)
+    return select_entities(ENTITIES, entity_sets, "sap_business_one.entities")
