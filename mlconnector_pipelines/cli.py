@@ -33,15 +33,21 @@ def main() -> None:
               help="Seconds a Service Layer login takes (real servers are slow).")
 @click.option("--sap-documents", default=60, show_default=True, type=int,
               help="SAP B1 documents per document type, and journal entries.")
+@click.option("--warehouse", type=click.Path(path_type=Path), default=None,
+              help="DuckDB file the Looker explores read (default: <data-dir>/warehouse.duckdb).")
+@click.option("--looker-task-seconds", default=2.0, show_default=True, type=float,
+              help="How long a Looker query task takes.")
 def sandbox(host: str, port: int, data_dir: Path | None, companies: int, gl_entries: int, history_days: int,
-            live: bool, seed: int, sap_login_delay: float, sap_documents: int) -> None:
-    """Serve simulated Entra ID and Business Central (on --port) and the SAP Business One Service
-    Layer (on --port + 50, with its own self-signed certificate) over HTTPS on loopback."""
+            live: bool, seed: int, sap_login_delay: float, sap_documents: int, warehouse: Path | None,
+            looker_task_seconds: float) -> None:
+    """Serve simulated Entra ID, Business Central and Looker (on --port) and the SAP Business One
+    Service Layer (on --port + 50, with its own self-signed certificate) over HTTPS on loopback."""
     from datetime import timedelta
 
     from .config import SANDBOX_SAP_PORT_OFFSET
     from .sandbox.app import SandboxSettings
     from .sandbox.bc_data import Volumes
+    from .sandbox.looker import LookerSettings
     from .sandbox.sap_b1 import SapSettings
     from .sandbox.sap_b1_data import SapVolumes
     from .sandbox.server import serve_forever
@@ -49,12 +55,15 @@ def sandbox(host: str, port: int, data_dir: Path | None, companies: int, gl_entr
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise click.UsageError("the sandbox only listens on loopback")
     end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    data_dir = (data_dir or default_data_dir()).resolve()
+    looker = LookerSettings(warehouse=(warehouse or data_dir / "warehouse.duckdb").resolve(),
+                            query_task_seconds=looker_task_seconds)
     settings = SandboxSettings(seed=seed, companies=companies, history_start=end - timedelta(days=history_days),
-                               history_end=end, volumes=Volumes(gl_entries=gl_entries), live=live)
+                               history_end=end, volumes=Volumes(gl_entries=gl_entries), live=live, looker=looker)
     sap_settings = SapSettings(seed=seed, history_start=end - timedelta(days=history_days), history_end=end,
                                login_delay_seconds=sap_login_delay, live=live,
                                volumes=SapVolumes(documents=sap_documents, journal_entries=sap_documents))
-    serve_forever((data_dir or default_data_dir()).resolve(), settings, host, port,
+    serve_forever(data_dir, settings, host, port,
                   sap_settings=sap_settings, sap_port=port + SANDBOX_SAP_PORT_OFFSET)
 
 
@@ -72,6 +81,36 @@ def ping(config_path: Path | None) -> None:
     failed = [r for r in results if not r.ok]
     click.echo(f"\n{len(results) - len(failed)} of {len(results)} system(s) OK")
     sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="connector.yaml (default: $MLCONNECTOR_CONFIG, else the sandbox profile).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (put a TLS-terminating proxy in front when Looker reaches it over the internet).")
+@click.option("--port", default=47900, show_default=True, type=int)
+@click.option("--ssl-certfile", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option("--ssl-keyfile", type=click.Path(exists=True, path_type=Path), default=None)
+def ingest(config_path: Path | None, host: str, port: int, ssl_certfile: Path | None, ssl_keyfile: Path | None) -> None:
+    """Receive Looker scheduled-plan deliveries at POST /looker/scheduled-plans/<secret> and store
+    them durably; the Dagster sensor `looker_scheduled_plan_deliveries` materializes them."""
+    import logging
+
+    import uvicorn
+
+    from .config import load_config
+    from .ingest.app import create_app
+
+    cfg = load_config(config_path)
+    app = create_app(cfg)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    click.echo(f"ingest: Looker deliveries at http{'s' if ssl_certfile else ''}://{host}:{port}"
+               "/looker/scheduled-plans/<secret>  (stored under "
+               f"{cfg.data_dir / 'ingest' / 'looker'})")
+    # access_log=False: the request line holds the URL secret.
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
+                ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
 
 
 @main.group()

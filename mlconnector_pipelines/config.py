@@ -31,6 +31,9 @@ SANDBOX_SAP_COMPANY_DB = "SBODEMOUS"
 SANDBOX_SAP_USER = "manager"
 SANDBOX_SAP_PASSWORD = "sandbox-b1-password"
 SANDBOX_SAP_PORT_OFFSET = 50  # the Service Layer listens beside the other simulators, with its own certificate
+SANDBOX_LOOKER_CLIENT_ID = "sandboxlookerclientid"
+SANDBOX_LOOKER_CLIENT_SECRET = "sandbox-looker-client-secret"
+SANDBOX_LOOKER_DELIVERY_SECRET = "sandbox-delivery-secret"
 
 
 class _Strict(BaseModel):
@@ -69,7 +72,7 @@ class SecretRef(_Strict):
 
 
 class PartitionConfig(_Strict):
-    cadence: Literal["hourly", "daily", "weekly"] = Field("daily", description="Window length (UTC).")
+    cadence: Literal["hourly", "daily", "weekly", "monthly"] = Field("daily", description="Window length (UTC).")
     start: date = Field(description="First window to offer in the UI (earliest lastModifiedDateTime to load).")
     settle_lag_minutes: int = Field(
         30, ge=0, le=24 * 60,
@@ -124,6 +127,72 @@ class SapBusinessOneConfig(_Strict):
     partitions: PartitionConfig
 
 
+class LookerPartitionConfig(PartitionConfig):
+    field: str = Field(description="The date field the window filters on, e.g. gl_entries.posting_date.")
+
+
+class LookerQueryConfig(_Strict):
+    """One Looker query or saved Look, materialized as the asset `looker/<name>` into table `looker_<name>`."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,55}$", description="Asset name; the table is looker_<name>.")
+    description: str = ""
+    look_id: str | None = Field(None, description="Run this saved Look (its model, explore and fields).")
+    model: str | None = Field(None, description="LookML model (for an inline query).")
+    explore: str | None = Field(None, description="Explore in that model.")
+    fields: list[str] = Field(default_factory=list, description="Fields as view.field, in result order.")
+    filters: dict[str, str] = Field(default_factory=dict, description="Looker filter expressions by field.")
+    sorts: list[str] = Field(default_factory=list, description='e.g. ["gl_entries.posting_date desc"].')
+    limit: int | None = Field(None, ge=1, description="Row limit; none loads every row (via a query task).")
+    partition: LookerPartitionConfig | None = Field(
+        None, description="Partition the asset by period; each window fills a date filter.")
+    upstream: list[str] = Field(default_factory=list,
+                                description="Asset keys the query reads (for lineage), e.g. business_central/bc_vendors.")
+    scheduled_plan_id: str | None = Field(
+        None, description="A Looker schedule delivering this query to `mlconnector ingest` materializes this asset.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "LookerQueryConfig":
+        inline = self.model or self.explore or self.fields
+        if bool(self.look_id) == bool(inline):
+            raise ValueError("give either look_id, or model + explore + fields")
+        if inline and not (self.model and self.explore and self.fields):
+            raise ValueError("an inline query needs model, explore and at least one field")
+        if self.partition is not None and self.scheduled_plan_id is not None:
+            raise ValueError("a delivery carries no period: give scheduled_plan_id only to an unpartitioned query")
+        return self
+
+
+class LookerConfig(_Strict):
+    enabled: bool = True
+    base_url: str = Field(description="The instance, e.g. https://acme.cloud.looker.com (the API is /api/4.0).")
+    client_id: str = Field(description="API3 client id of a user allowed to run these queries.")
+    client_secret: SecretRef
+    ca_bundle: Path | None = Field(None, description="Extra CA bundle to trust for the Looker host.")
+    http: HttpPolicy = HttpPolicy(requests_per_minute=60)
+    query_task_poll_seconds: float = Field(2.0, gt=0, description="How often to poll a running query task.")
+    query_task_timeout_seconds: float = Field(3600.0, gt=0, description="Longest a query task may run.")
+    delivery_secret: SecretRef | None = Field(
+        None, description="Secret in the scheduled-plan webhook URL (/looker/scheduled-plans/<secret>).")
+    queries: list[LookerQueryConfig] = Field(default_factory=list)
+
+    @field_validator("base_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// URL")
+        value = value.rstrip("/")
+        return value[: -len("/api/4.0")] if value.endswith("/api/4.0") else value
+
+    @model_validator(mode="after")
+    def _unique(self) -> "LookerConfig":
+        for what, values in (("name", [q.name for q in self.queries]),
+                             ("scheduled_plan_id", [q.scheduled_plan_id for q in self.queries if q.scheduled_plan_id])):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"queries: {what} {', '.join(repeated)} appears more than once")
+        return self
+
+
 class WarehouseConfig(_Strict):
     backend: Literal["duckdb"] = "duckdb"
     duckdb_path: Path | None = Field(None, description="DuckDB file; default <data_dir>/warehouse.duckdb.")
@@ -137,6 +206,7 @@ class ConnectorConfig(_Strict):
     warehouse: WarehouseConfig = WarehouseConfig()
     business_central: BusinessCentralConfig | None = None
     sap_business_one: SapBusinessOneConfig | None = None
+    looker: LookerConfig | None = None
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> "ConnectorConfig":
@@ -195,11 +265,33 @@ def sandbox_profile(data_dir: Path | None = None, url: str | None = None, sap_ur
             "ca_bundle": str(data_dir / "sandbox" / "sap-b1.pem"),
             "partitions": {"cadence": "daily", "start": "2026-10-01", "settle_lag_minutes": 30},
         },
+        "looker": {
+            "base_url": url,
+            "client_id": SANDBOX_LOOKER_CLIENT_ID,
+            "client_secret": {"env": "MLCONNECTOR_LOOKER_CLIENT_SECRET", "sandbox_default": SANDBOX_LOOKER_CLIENT_SECRET},
+            "ca_bundle": str(ca),
+            "delivery_secret": {"env": "MLCONNECTOR_LOOKER_DELIVERY_SECRET",
+                                "sandbox_default": SANDBOX_LOOKER_DELIVERY_SECRET},
+            "queries": [
+                {"name": "gl_daily_summary",
+                 "description": "Debits, credits and net movement per company, day and G/L account.",
+                 "model": "mlconnector_demo", "explore": "gl_entries",
+                 "fields": ["gl_entries.company_name", "gl_entries.posting_date", "gl_entries.account_number",
+                            "gl_entries.total_debit", "gl_entries.total_credit", "gl_entries.net_amount",
+                            "gl_entries.count"],
+                 "sorts": ["gl_entries.posting_date", "gl_entries.account_number"],
+                 "partition": {"field": "gl_entries.posting_date", "cadence": "daily", "start": "2026-10-01",
+                               "settle_lag_minutes": 90},
+                 "upstream": ["business_central/bc_general_ledger_entries"]},
+                {"name": "vendor_balances", "description": "The saved Look 'Vendor balances', every row.",
+                 "look_id": "1", "scheduled_plan_id": "101", "upstream": ["business_central/bc_vendors"]},
+            ],
+        },
     }
 
 
 # A secret reference names one source; merging would mix the default's source with the file's.
-_REPLACED_WHOLE = {"client_secret"}
+_REPLACED_WHOLE = {"client_secret", "password", "delivery_secret"}
 
 
 def _merge(base: dict, override: dict) -> dict:

@@ -19,6 +19,12 @@ def run_pings(cfg: ConnectorConfig) -> list[PingResult]:
         from .systems.sap_business_one.ping import ping as ping_sap
         from .systems.sap_business_one.session import SYSTEM as SAP
         results.append(_unset_secret(SAP, sap.base_url, sap.password, "the password") or ping_sap(sap, cfg.data_dir))
+    looker = cfg.looker
+    if looker is not None and looker.enabled:
+        from .systems.looker.ping import ping as ping_looker
+        from .systems.looker.session import SYSTEM as LOOKER
+        results.append(_unset_secret(LOOKER, looker.base_url, looker.client_secret, "the API3 client secret")
+                       or ping_looker(looker, cfg.data_dir))
     return results
 
 

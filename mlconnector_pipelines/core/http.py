@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -168,16 +169,37 @@ class ThrottledClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        authenticated: bool = True,
     ) -> httpx.Response:
-        """Send with retries; return a 2xx/3xx response or raise a clear, redacted error."""
-        response = self._send_with_retries(method, url, params=params, json=json, headers=headers)
-        if response.status_code == 401 and self.auth is not None and self._reauthenticate_on(response):
+        """Send with retries; return a 2xx/3xx response or raise a clear, redacted error.
+
+        `authenticated=False` sends no auth headers and skips re-authentication (a login call itself).
+        """
+        return self._checked(method, url, dict(params=params, json=json, data=data, headers=headers),
+                             authenticated=authenticated, stream=False)
+
+    @contextmanager
+    def stream(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
+               headers: Mapping[str, str] | None = None) -> Iterator[httpx.Response]:
+        """Like `request`, but the 2xx body is read as it arrives (`iter_bytes`); closed on exit."""
+        response = self._checked(method, url, dict(params=params, json=None, data=None, headers=headers),
+                                 authenticated=True, stream=True)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def _checked(self, method: str, url: str, kwargs: dict, *, authenticated: bool, stream: bool) -> httpx.Response:
+        auth = self.auth if authenticated else None
+        response = self._send_with_retries(method, url, auth, stream, **kwargs)
+        if response.status_code == 401 and auth is not None and self._reauthenticate_on(response):
             # Tokens can expire or be revoked early: forget ours and try exactly once more.
             self.stats.reauthentications += 1
             log.info("%s answered 401; re-authenticating once", self.system)
-            self.auth.invalidate()
-            response = self._send_with_retries(method, url, params=params, json=json, headers=headers)
+            auth.invalidate()
+            response = self._send_with_retries(method, url, auth, stream, **kwargs)
             if response.status_code == 401:
                 message, code = self._error_message(response)
                 raise AuthenticationError(
@@ -194,12 +216,18 @@ class ThrottledClient:
         return response
 
     def get_json(self, url: str, **kwargs: Any) -> Any:
-        response = self.request("GET", url, **kwargs)
+        return self._parsed(self.request("GET", url, **kwargs))
+
+    def post_json(self, url: str, **kwargs: Any) -> Any:
+        return self._parsed(self.request("POST", url, **kwargs))
+
+    def _parsed(self, response: httpx.Response) -> Any:
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
             raise RequestFailedError(
-                self.system, self._redact(f"GET {_path_of(response.request.url)} returned malformed JSON: {exc}")
+                self.system, self._redact(f"{response.request.method} {_path_of(response.request.url)} "
+                                          f"returned malformed JSON: {exc}")
             ) from None
 
     def close(self) -> None:
@@ -213,7 +241,7 @@ class ThrottledClient:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _send_with_retries(self, method, url, *, params, json, headers) -> httpx.Response:
+    def _send_with_retries(self, method, url, auth, stream, **kwargs) -> httpx.Response:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type((_RetryableResponse, httpx.TransportError)),
             wait=_RetryAfterOrFullJitter(self.policy.backoff_base_seconds, self.policy.backoff_cap_seconds,
@@ -224,7 +252,7 @@ class ThrottledClient:
             reraise=True,
         )
         try:
-            return retrying(self._send_once, method, url, params=params, json=json, headers=headers)
+            return retrying(self._send_once, method, url, auth, stream, **kwargs)
         except _RetryableResponse as exc:
             message, code = self._error_message(exc.response)
             raise RequestFailedError(
@@ -245,13 +273,17 @@ class ThrottledClient:
                 fix=_tls_fix(exc),
             ) from None
 
-    def _send_once(self, method, url, *, params, json, headers) -> httpx.Response:
+    def _send_once(self, method, url, auth, stream, *, params, json, data, headers) -> httpx.Response:
         if self._limiter is not None:
             self._limiter.try_acquire(self.system)
-        request_headers = dict(self.auth.auth_headers()) if self.auth is not None else {}
+        request_headers = dict(auth.auth_headers()) if auth is not None else {}
         request_headers.update(headers or {})
         self.stats.requests += 1
-        response = self._http.request(method, url, params=params, json=json, headers=request_headers)
+        request = self._http.build_request(method, url, params=params, json=json, data=data, headers=request_headers)
+        response = self._http.send(request, stream=stream)
+        if stream and response.status_code >= 300:
+            response.read()  # an error body is small and needed for the message; the stream ends here
+            response.close()
         if response.status_code in RETRYABLE_STATUSES:
             raise _RetryableResponse(response)
         return response

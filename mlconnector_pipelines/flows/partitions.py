@@ -9,7 +9,8 @@ import dagster as dg
 from ..config import PartitionConfig
 from ..core.windows import TimeWindow
 
-_CRON = {"hourly": "{m} * * * *", "daily": "{m} {h} * * *", "weekly": "{m} {h} * * 1"}
+_CRON = {"hourly": "{m} * * * *", "daily": "{m} {h} * * *", "weekly": "{m} {h} * * 1",
+         "monthly": "{m} {h} 1 * *"}
 
 
 def partitions_def(cfg: PartitionConfig) -> dg.TimeWindowPartitionsDefinition:
@@ -19,6 +20,8 @@ def partitions_def(cfg: PartitionConfig) -> dg.TimeWindowPartitionsDefinition:
         return dg.HourlyPartitionsDefinition(start_date=f"{start}-00:00", timezone="UTC", end_offset=1)
     if cfg.cadence == "weekly":
         return dg.WeeklyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1, day_offset=1)
+    if cfg.cadence == "monthly":
+        return dg.MonthlyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1)
     return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1)
 
 

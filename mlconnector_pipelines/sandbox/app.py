@@ -1,4 +1,4 @@
-"""Assembles the simulators into one ASGI app and exposes the test/admin API under /_sandbox."""
+"""Assembles the simulators (Entra ID, Business Central, Looker) into one ASGI app and exposes the test/admin API under /_sandbox."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from .business_central import BusinessCentralSimulator, Company
 from .entra import AppRegistration, EntraSimulator
 from .faults import FaultBook, FaultRule
 from .live import live_lifespan
+from .looker import LookerSettings, LookerSimulator
 
 log = logging.getLogger("mlconnector.sandbox")
 
@@ -45,6 +46,7 @@ class SandboxSettings(BaseModel):
     live: bool = False
     live_interval_seconds: float = 5.0
     live_late_commit_max_minutes: float = 20.0
+    looker: LookerSettings = Field(default_factory=LookerSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 
@@ -64,6 +66,7 @@ class Sandbox:
     settings: SandboxSettings
     entra: EntraSimulator = field(init=False)
     bc: BusinessCentralSimulator = field(init=False)
+    looker: LookerSimulator = field(init=False)
     faults: FaultBook = field(default_factory=FaultBook)
 
     def __post_init__(self) -> None:
@@ -84,6 +87,7 @@ class Sandbox:
             rate_limit_requests=s.rate_limit_requests, rate_limit_window_seconds=s.rate_limit_window_seconds,
             retry_after_on_429=s.retry_after_on_429,
         )
+        self.looker = LookerSimulator(s.looker, faults=self.faults)
 
     def asgi_app(self) -> Starlette:
         admin = [
@@ -94,7 +98,7 @@ class Sandbox:
             Route("/_sandbox/bc/companies", self._bc_companies),
             Route("/_sandbox/bc/companies/{company}/{entity_set}", self._bc_records, methods=["GET", "POST"]),
         ]
-        return Starlette(routes=admin + self.entra.routes() + self.bc.routes(),
+        return Starlette(routes=admin + self.entra.routes() + self.bc.routes() + self.looker.routes(),
                          lifespan=live_lifespan(self.settings.live, self._live_loop))
 
     # -- admin endpoints ----------------------------------------------------------------------

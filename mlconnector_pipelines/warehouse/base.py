@@ -43,7 +43,19 @@ class Warehouse(ABC):
         """
 
     @abstractmethod
+    def replace_snapshot(self, table: TableSpec, window_start: datetime | None) -> AbstractContextManager[WindowLoad]:
+        """Stage batches, then atomically replace the table's rows of this window (all rows when None).
+
+        For results that are recomputed whole (a Looker query): no change log, no current state.
+        If the block raises, nothing changes.
+        """
+
+    @abstractmethod
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]: ...
+
+    @abstractmethod
+    def frame(self, sql: str, parameters: Sequence[Any] = ()) -> pd.DataFrame:
+        """A query's result as a DataFrame (what downstream steps read)."""
 
     def table_exists(self, name: str) -> bool:
         return bool(self.query(

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,10 @@ class DuckDBWarehouse(Warehouse):
         with self.connect(read_only=True) as con:
             return con.execute(sql, list(parameters)).fetchall()
 
+    def frame(self, sql: str, parameters: Sequence[Any] = ()) -> pd.DataFrame:
+        with self.connect(read_only=True) as con:
+            return con.execute(sql, list(parameters)).df()
+
     def table_exists(self, name: str) -> bool:
         if not self.path.exists():
             return False
@@ -90,6 +95,28 @@ class DuckDBWarehouse(Warehouse):
             load = _DuckDBLoad(staging_dir, tables)
             yield load
             self._swap(load, tables, scope)
+        finally:
+            shutil.rmtree(staging_dir, ignore_errors=True)
+
+    @contextmanager
+    def replace_snapshot(self, table: TableSpec, window_start: datetime | None) -> Iterator[WindowLoad]:
+        staging_dir = Path(tempfile.mkdtemp(prefix="mlconnector-stage-"))
+        try:
+            load = _DuckDBLoad(staging_dir, [table])
+            yield load
+            with self.connect() as con:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    self._ensure_columns(con, table.name, load.columns[table.name])
+                    if window_start is None:
+                        con.execute(f"DELETE FROM {_q(table.name)}")
+                    else:
+                        con.execute(f"DELETE FROM {_q(table.name)} WHERE {_q(WINDOW_START)} = ?", [window_start])
+                    con.execute(f"INSERT INTO {_q(table.name)} BY NAME {load.relation(table)}")
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
         finally:
             shutil.rmtree(staging_dir, ignore_errors=True)
 
@@ -177,9 +204,9 @@ class _DuckDBLoad(WindowLoad):
         self._files: dict[str, int] = {}
         for table in tables:
             known = table.all_types()
-            # Columns the swap relies on exist even when a window brings no rows.
+            # Columns the swap relies on (a snapshot's: all it declares) exist even when a window brings no rows.
             always = [*table.key, *([table.modified_column] if table.modified_column else [])]
-            initial = {c: t for c, t in known.items() if c.startswith("_")}
+            initial = {c: t for c, t in known.items() if c.startswith("_") or table.snapshot}
             initial.update({c: known.get(c, ColumnType.STRING) for c in always})
             self.columns[table.name] = initial
             self._rows[table.name] = 0

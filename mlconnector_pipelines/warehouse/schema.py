@@ -63,6 +63,7 @@ RUN_ID = "_run_id"
 VERSION_ID = "_version_id"  # identifies one version of one record: "<id>@<modified>"
 PARENT_ID = "_parent_id"
 PARENT_VERSION_ID = "_parent_version_id"
+SOURCE = "_source"  # where a snapshot's rows came from: the API, or a delivery's id
 
 _COMMON_METADATA = {
     COMPANY_ID: ColumnType.STRING, COMPANY_NAME: ColumnType.STRING, WINDOW_START: ColumnType.TIMESTAMP,
@@ -71,6 +72,9 @@ _COMMON_METADATA = {
 METADATA_TYPES = {**_COMMON_METADATA, VERSION_ID: ColumnType.STRING}
 # A line is identified by its parent's version and its own key; it needs no version id of its own.
 CHILD_METADATA_TYPES = {**_COMMON_METADATA, PARENT_ID: ColumnType.STRING, PARENT_VERSION_ID: ColumnType.STRING}
+# A snapshot (a report's result) has no company or versions: its rows per window are replaced whole.
+SNAPSHOT_METADATA_TYPES = {WINDOW_START: ColumnType.TIMESTAMP, EXTRACTED_AT: ColumnType.TIMESTAMP,
+                           RUN_ID: ColumnType.STRING, SOURCE: ColumnType.STRING}
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class TableSpec:
     modified_column: str | None
     types: dict[str, ColumnType] = field(default_factory=dict)
     parent: "TableSpec | None" = None
+    snapshot: bool = False  # one table, rows replaced per window; no change log, no current state
 
     def __post_init__(self) -> None:
         validate_identifier(self.name)
@@ -95,4 +100,5 @@ class TableSpec:
         return f"{self.name}_changes"
 
     def all_types(self) -> dict[str, ColumnType]:
-        return {**(CHILD_METADATA_TYPES if self.parent else METADATA_TYPES), **self.types}
+        metadata = SNAPSHOT_METADATA_TYPES if self.snapshot else CHILD_METADATA_TYPES if self.parent else METADATA_TYPES
+        return {**metadata, **self.types}

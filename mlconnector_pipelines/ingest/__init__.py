@@ -1,0 +1,1 @@
+"""Webhook receivers: deliveries pushed to us, stored durably before they are acknowledged."""

@@ -1,0 +1,77 @@
+"""`mlconnector ingest`: the webhook receiver (Starlette + uvicorn).
+
+`POST /looker/scheduled-plans/{secret}` takes Looker's scheduled-plan payload. The secret is
+compared in constant time; a wrong one gets 404 and leaves no trace in any log (uvicorn's
+access log is off, and our own lines never carry the path). A delivery is fsynced to disk
+before the 2xx; the `looker_scheduled_plan_deliveries` sensor turns it into a run.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ..config import ConnectorConfig
+from ..core.errors import ConfigError
+from .looker import MAX_BODY_BYTES, DeliveryRejected, parse_delivery
+from .store import DeliveryStore
+
+log = logging.getLogger("mlconnector.ingest")
+
+
+def looker_delivery_secret(cfg: ConnectorConfig) -> str:
+    looker = cfg.looker
+    if looker is None or looker.delivery_secret is None:
+        raise ConfigError("looker.delivery_secret is not set: the receiver needs a secret for its URL")
+    ref = looker.delivery_secret
+    if ref.credential:
+        from ..core.credentials import CredentialStore
+        return CredentialStore(cfg.data_dir).get(ref.credential)
+    value = os.environ.get(ref.env or "") or ref.sandbox_value()
+    if not value:
+        raise ConfigError(f"looker.delivery_secret: environment variable {ref.env} is not set")
+    if len(value) < 16 and not ref.sandbox_value():
+        raise ConfigError("looker.delivery_secret: use at least 16 random characters (it is the only protection "
+                          "of the URL)")
+    return value
+
+
+def create_app(cfg: ConnectorConfig, store_dir: Path | None = None) -> Starlette:
+    from ..flows.looker import delivery_dir
+
+    secret = looker_delivery_secret(cfg).encode()
+    plans = {q.scheduled_plan_id: q for q in cfg.looker.queries if q.scheduled_plan_id}
+    store = DeliveryStore(store_dir) if store_dir else delivery_dir(cfg.data_dir)
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "scheduled_plans": sorted(plans)})
+
+    async def looker_delivery(request: Request) -> JSONResponse:
+        if not hmac.compare_digest(request.path_params["secret"].encode(), secret):
+            return JSONResponse({"error": "not found"}, status_code=404)
+        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+            return JSONResponse({"error": f"the body is larger than {MAX_BODY_BYTES:,} bytes"}, status_code=413)
+        body = await request.body()
+        try:
+            delivery = parse_delivery(body, plans)
+        except DeliveryRejected as exc:
+            log.warning("looker delivery rejected (%s): %s", exc.status, exc.reason)
+            return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        stored = await run_in_threadpool(store.put, delivery)
+        log.info("looker delivery %s for %s: %d rows, %s", delivery.id, delivery.target, len(delivery.rows),
+                 "stored" if stored else "already stored (repeated delivery)")
+        return JSONResponse({"delivery_id": delivery.id, "asset": f"looker/{delivery.target}",
+                             "rows": len(delivery.rows), "stored": stored}, status_code=200 if not stored else 202)
+
+    return Starlette(routes=[
+        Route("/health", health),
+        Route("/looker/scheduled-plans/{secret}", looker_delivery, methods=["POST"]),
+    ])

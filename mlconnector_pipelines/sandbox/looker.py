@@ -1,0 +1,374 @@
+"""Looker API 4.0 (api-notes §7): login tokens, inline queries, saved Looks, query tasks.
+
+Explores read the sandbox warehouse (a DuckDB file the ERP flows write) through a short
+read-only connection per query, so a Dagster run writing the file waits at most a moment.
+Nothing here writes data: Looker is read-only for the product, and so is its simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import logging
+import secrets
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import duckdb
+import orjson
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .faults import FaultBook
+from .looker_model import (EXPLORES, LOOKS, MODEL, QueryError, compile_query, effective_limit, explore_of,
+                           json_value)
+
+log = logging.getLogger("mlconnector.sandbox")
+
+API = "/api/4.0"
+DOCS = "https://cloud.google.com/looker/docs/r/api/"
+RESULT_FORMATS = ("json", "csv")
+
+
+class LookerSettings(BaseModel):
+    client_id: str = "sandboxlookerclientid"
+    client_secret: str = "sandbox-looker-client-secret"
+    token_lifetime_seconds: int = Field(3600, ge=1)
+    requests_per_minute: int = Field(600, ge=1, description="Past this, per client, the API answers 429.")
+    retry_after_on_429: float | None = Field(None, description="Looker's 429 may or may not say when to retry.")
+    query_task_seconds: float = Field(1.0, ge=0, description="How long an async query task takes to complete.")
+    query_task_ttl_seconds: float = Field(3600, gt=0, description="Results of a task expire after this.")
+    warehouse: Path | None = Field(None, description="The DuckDB file the explores read.")
+    lock_wait_seconds: float = 60.0
+
+
+@dataclass
+class QueryTask:
+    id: str
+    query_id: str
+    result_format: str
+    limit: int | None
+    created: float
+    status: str = "added"  # added → running → complete | error
+    body: bytes = b""
+    error: str = ""
+    runtime: float | None = None
+
+
+@dataclass
+class LookerSimulator:
+    settings: LookerSettings
+    faults: FaultBook = field(default_factory=FaultBook)
+    tokens: dict[str, float] = field(default_factory=dict)  # token -> expires at (monotonic)
+    queries: dict[str, dict] = field(default_factory=dict)
+    tasks: dict[str, QueryTask] = field(default_factory=dict)
+    stats: Counter = field(default_factory=Counter)
+    looks: dict[str, dict] = field(default_factory=dict)
+    _recent: deque = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        for look_id, look in LOOKS.items():  # a saved Look refers to a stored query
+            self.looks[look_id] = {**look, "query_id": self._store_query(look["query"])["id"]}
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(f"{API}/login", self.login, methods=["POST"]),
+            Route(f"{API}/logout", self.logout, methods=["DELETE"]),
+            Route(f"{API}/user", self._authorized(self.me)),
+            Route(f"{API}/lookml_models/{{model}}/explores/{{explore}}", self._authorized(self.explore)),
+            Route(f"{API}/queries", self._authorized(self.create_query), methods=["POST"]),
+            Route(f"{API}/queries/run/{{result_format}}", self._authorized(self.run_inline), methods=["POST"]),
+            Route(f"{API}/queries/{{query_id}}", self._authorized(self.get_query)),
+            Route(f"{API}/queries/{{query_id}}/run/{{result_format}}", self._authorized(self.run_query)),
+            Route(f"{API}/looks/{{look_id}}", self._authorized(self.get_look)),
+            Route(f"{API}/looks/{{look_id}}/run/{{result_format}}", self._authorized(self.run_look)),
+            Route(f"{API}/query_tasks", self._authorized(self.create_task), methods=["POST"]),
+            Route(f"{API}/query_tasks/{{task_id}}", self._authorized(self.get_task)),
+            Route(f"{API}/query_tasks/{{task_id}}/results", self._authorized(self.task_results)),
+            Route("/_sandbox/looker/tokens/expire", self.expire_tokens, methods=["POST"]),
+            Route("/_sandbox/looker/stats", self.get_stats),
+        ]
+
+    # -- auth and rate --------------------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        self.stats["requests"] += 1
+        form = dict(parse_qsl((await request.body()).decode()))  # x-www-form-urlencoded: the stdlib parses it
+        client_id = form.get("client_id") or request.query_params.get("client_id")
+        client_secret = form.get("client_secret") or request.query_params.get("client_secret")
+        if client_id != self.settings.client_id or not secrets.compare_digest(
+                str(client_secret or ""), self.settings.client_secret):
+            # Looker answers a failed login with 404, not 401.
+            return _error(404, "Not found")
+        self.stats["logins"] += 1
+        token = secrets.token_urlsafe(30)
+        self.tokens[token] = time.monotonic() + self.settings.token_lifetime_seconds
+        return JSONResponse({"access_token": token, "token_type": "Bearer",
+                             "expires_in": self.settings.token_lifetime_seconds, "refresh_token": None})
+
+    async def logout(self, request: Request) -> Response:
+        token = _token_of(request)
+        if token is None or self.tokens.pop(token, None) is None:
+            return _error(404, "Not found")
+        return Response(status_code=204)
+
+    def _authorized(self, handler):
+        async def guarded(request: Request) -> Response:
+            self.stats["requests"] += 1
+            token = _token_of(request)
+            expires = self.tokens.get(token or "")
+            if expires is None or expires < time.monotonic():
+                self.stats["401"] += 1
+                return _error(401, "Requires authentication.")
+            if self._over_rate():
+                self.stats["429"] += 1
+                headers = ({"Retry-After": f"{self.settings.retry_after_on_429:g}"}
+                           if self.settings.retry_after_on_429 is not None else {})
+                return _error(429, "Too Many Requests", headers=headers)
+            fault = self.faults.take(request.url.path)
+            if fault is not None:
+                if fault.kind == "status":
+                    self.stats[str(fault.status)] += 1
+                    headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+                    return _error(fault.status, "Injected by the sandbox.", headers=headers)
+                if fault.kind == "delay":
+                    await asyncio.sleep(fault.delay_seconds)
+                if fault.kind == "expire_tokens":
+                    self.tokens.clear()
+                    return _error(401, "Requires authentication.")
+            try:
+                return await handler(request)
+            except QueryError as exc:
+                return _query_error(exc)
+        return guarded
+
+    def _over_rate(self) -> bool:
+        now = time.monotonic()
+        while self._recent and self._recent[0] < now - 60:
+            self._recent.popleft()
+        if len(self._recent) >= self.settings.requests_per_minute:
+            return True
+        self._recent.append(now)
+        return False
+
+    # -- metadata ---------------------------------------------------------------------------------
+
+    async def me(self, request: Request) -> Response:
+        return JSONResponse({"id": "1", "email": "api@sandbox.looker.local", "display_name": "Sandbox API user",
+                             "first_name": "Sandbox", "last_name": "API"})
+
+    async def explore(self, request: Request) -> Response:
+        explore = explore_of(request.path_params["model"], request.path_params["explore"])
+
+        def describe(f):
+            view, _, short = f.name.partition(".")
+            return {"name": f.name, "label": f"{explore.label} {f.label}", "label_short": f.label,
+                    "category": f.category, "type": f.type, "is_numeric": f.is_numeric,
+                    "is_timeframe": f.is_date, "view": view, "sql": f.sql.replace("t.", "${TABLE}."),
+                    "field_group_label": None}
+        fields = list(explore.fields.values())
+        return JSONResponse({
+            "id": f"{MODEL}::{explore.name}", "name": explore.name, "label": explore.label,
+            "model_name": MODEL, "view_name": explore.name,
+            "fields": {"dimensions": [describe(f) for f in fields if f.category == "dimension"],
+                       "measures": [describe(f) for f in fields if f.category == "measure"],
+                       "filters": [], "parameters": []}})
+
+    # -- queries ------------------------------------------------------------------------------------
+
+    def _store_query(self, body: dict) -> dict:
+        query_id = str(len(self.queries) + 1)
+        query = {"id": query_id, "model": body.get("model"), "view": body.get("view"),
+                 "fields": list(body.get("fields") or []), "pivots": None, "fill_fields": None,
+                 "filters": dict(body.get("filters") or {}), "sorts": list(body.get("sorts") or []),
+                 "limit": None if body.get("limit") in (None, "") else str(body["limit"]),
+                 "query_timezone": body.get("query_timezone"), "total": None, "row_total": None,
+                 "slug": secrets.token_hex(4), "client_id": None}
+        self.queries[query_id] = query
+        return query
+
+    async def create_query(self, request: Request) -> Response:
+        body = await _json_body(request)
+        explore_of(body.get("model"), body.get("view"))
+        compile_query(body, limit=1)  # refuse unknown fields now, as Looker's validation does
+        return JSONResponse(self._store_query(body))
+
+    async def get_query(self, request: Request) -> Response:
+        return JSONResponse(self._query(request.path_params["query_id"]))
+
+    def _query(self, query_id: str) -> dict:
+        query = self.queries.get(query_id)
+        if query is None:
+            raise QueryError(404, f"Query {query_id} not found.")
+        return query
+
+    async def run_inline(self, request: Request) -> Response:
+        body = await _json_body(request)
+        self.stats["query_runs"] += 1
+        limit = effective_limit(body.get("limit"), request.query_params.get("limit"))
+        return await self._run(body, request.path_params["result_format"], limit)
+
+    async def run_query(self, request: Request) -> Response:
+        query = self._query(request.path_params["query_id"])
+        self.stats["query_runs"] += 1
+        limit = effective_limit(query.get("limit"), request.query_params.get("limit"))
+        return await self._run(query, request.path_params["result_format"], limit)
+
+    async def get_look(self, request: Request) -> Response:
+        look_id = request.path_params["look_id"]
+        look = self.looks.get(look_id)
+        if look is None:
+            raise QueryError(404, f"Look {look_id} not found.")
+        return JSONResponse({"id": look_id, "title": look["title"], "query_id": look["query_id"],
+                             "query": self.queries[look["query_id"]],
+                             "model": {"id": MODEL, "label": "ml-connector demo"}})
+
+    async def run_look(self, request: Request) -> Response:
+        look = self.looks.get(request.path_params["look_id"])
+        if look is None:
+            raise QueryError(404, f"Look {request.path_params['look_id']} not found.")
+        self.stats["query_runs"] += 1
+        query = self.queries[look["query_id"]]
+        limit = effective_limit(query.get("limit"), request.query_params.get("limit"))
+        return await self._run(query, request.path_params["result_format"], limit)
+
+    async def _run(self, query: dict, result_format: str, limit: int | None) -> Response:
+        _check_format(result_format)
+        body = await run_in_threadpool(self._execute, query, result_format, limit)
+        return Response(body, media_type="text/csv" if result_format == "csv" else "application/json")
+
+    def _execute(self, query: dict, result_format: str, limit: int | None) -> bytes:
+        sql, params, fields = compile_query(query, limit)
+        rows = self._read_warehouse(sql, params, explore_of(query["model"], query["view"]).table)
+        self.stats["rows_returned"] += len(rows)
+        names = [f.name for f in fields]
+        if result_format == "csv":
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow([f"{EXPLORES[query['view']].label} {f.label}" for f in fields])
+            writer.writerows([json_value(v) for v in row] for row in rows)
+            return out.getvalue().encode()
+        return orjson.dumps([{n: json_value(v) for n, v in zip(names, row)} for row in rows])
+
+    def _read_warehouse(self, sql: str, params: list, table: str) -> list[tuple]:
+        path = self.settings.warehouse
+        if path is None or not path.exists():
+            raise QueryError(400, f"The warehouse {path} does not exist yet: load Business Central into it first "
+                                  "(the sandbox's explores read its tables).")
+        deadline = time.monotonic() + self.settings.lock_wait_seconds
+        while True:
+            try:
+                con = duckdb.connect(str(path), read_only=True)
+                break
+            except duckdb.IOException as exc:  # a Dagster step holds the write lock for a moment
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise QueryError(400, f"The warehouse is busy: {exc}") from None
+                time.sleep(0.1)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            return con.execute(sql, params).fetchall()
+        except duckdb.CatalogException:
+            raise QueryError(400, f"Table {table} does not exist in the warehouse yet: materialize the Business "
+                                  "Central assets first.") from None
+        except duckdb.Error as exc:
+            raise QueryError(400, f"SQL error: {exc}") from None
+        finally:
+            con.close()
+
+    # -- query tasks ------------------------------------------------------------------------------
+
+    async def create_task(self, request: Request) -> Response:
+        body = await _json_body(request)
+        query = self._query(str(body.get("query_id")))
+        result_format = body.get("result_format") or ""
+        _check_format(result_format)
+        self.stats["query_tasks"] += 1
+        limit = effective_limit(query.get("limit"), request.query_params.get("limit"))
+        task = QueryTask(secrets.token_hex(16), query["id"], result_format, limit, time.monotonic())
+        self.tasks[task.id] = task
+        asyncio.get_running_loop().create_task(self._complete(task, query))
+        return JSONResponse(self._task_json(task))
+
+    async def _complete(self, task: QueryTask, query: dict) -> None:
+        await asyncio.sleep(self.settings.query_task_seconds / 2)
+        task.status = "running"
+        await asyncio.sleep(self.settings.query_task_seconds / 2)
+        try:
+            task.body = await run_in_threadpool(self._execute, query, task.result_format, task.limit)
+            task.status = "complete"
+        except QueryError as exc:
+            task.status, task.error = "error", exc.message
+        task.runtime = time.monotonic() - task.created
+
+    def _task(self, task_id: str) -> QueryTask:
+        task = self.tasks.get(task_id)
+        if task is None or time.monotonic() - task.created > self.settings.query_task_ttl_seconds:
+            raise QueryError(404, "The Query Task Id was not found or the results have expired.")
+        return task
+
+    def _task_json(self, task: QueryTask) -> dict:
+        return {"id": task.id, "query_id": task.query_id, "status": task.status,
+                "result_format": task.result_format, "runtime": task.runtime, "source": "api",
+                "look_id": None, "dashboard_id": None, "cache_key": None, "result_source": None}
+
+    async def get_task(self, request: Request) -> Response:
+        return JSONResponse(self._task_json(self._task(request.path_params["task_id"])))
+
+    async def task_results(self, request: Request) -> Response:
+        task = self._task(request.path_params["task_id"])
+        if task.status in ("added", "running"):
+            return Response(b"", status_code=202, media_type="text/plain")
+        if task.status == "error":
+            return _error(400, task.error)
+        return Response(task.body, media_type="text/csv" if task.result_format == "csv" else "application/json")
+
+    # -- admin --------------------------------------------------------------------------------------
+
+    async def expire_tokens(self, request: Request) -> Response:
+        expired = len(self.tokens)
+        self.tokens.clear()
+        return JSONResponse({"expired": expired})
+
+    async def get_stats(self, request: Request) -> Response:
+        return JSONResponse(dict(self.stats))
+
+
+def _token_of(request: Request) -> str | None:
+    # `token <t>` is the documented scheme; the official SDKs send `Bearer <t>`. Both are accepted.
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() in ("token", "bearer") and value.strip() else None
+
+
+async def _json_body(request: Request) -> dict:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise QueryError(400, f"Body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise QueryError(400, "Body must be a JSON object.")
+    return body
+
+
+def _check_format(result_format: str) -> None:
+    if result_format not in RESULT_FORMATS:
+        raise QueryError(400, f"Unsupported result format '{result_format}' (the sandbox serves "
+                              f"{', '.join(RESULT_FORMATS)}).")
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"message": message, "documentation_url": DOCS}, status_code=status, headers=headers)
+
+
+def _query_error(exc: QueryError) -> JSONResponse:
+    if exc.status == 422:
+        return JSONResponse({"message": "Validation Failed", "documentation_url": DOCS, "errors": [
+            {"field": exc.field, "code": "invalid", "message": exc.message, "documentation_url": DOCS}]},
+            status_code=422)
+    return _error(exc.status, exc.message)

@@ -1,0 +1,1 @@
+"""Looker API 4.0: read-only queries, Looks and query tasks."""

@@ -1,0 +1,237 @@
+"""Looker API 4.0 client: inline queries, saved Looks, and async query tasks for large results.
+
+Only reads. Results up to Looker's synchronous cap come from one run call; anything larger (or
+"every row") goes through a query task whose JSON result is parsed as it streams, so a large
+result never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+import httpx
+import ijson
+import orjson
+
+from ...core.errors import RequestFailedError
+from ...core.http import HttpPolicy, ThrottledClient
+from ...core.tls import ssl_context
+from ...warehouse.schema import ColumnType
+from .session import SYSTEM, LookerLogin
+
+# Looker returns at most this many rows unless a query says otherwise; past it we use a query task.
+SYNC_ROW_CAP = 5000
+_COUNT_TYPES = {"count", "count_distinct"}
+_EXACT_TYPES = {"number", "sum", "sum_distinct", "min", "max"}
+_MOMENT_TIMEFRAMES = {"date_time", "date_raw", "date_second", "date_minute", "date_millisecond",
+                      "date_microsecond", "date_hour"}
+
+
+@dataclass(frozen=True)
+class LookerField:
+    """A field of an explore, as `GET /lookml_models/{model}/explores/{explore}` describes it."""
+
+    name: str
+    type: str
+    category: str
+    is_numeric: bool
+    label: str = ""
+
+    @property
+    def column_type(self) -> ColumnType:
+        if self.type == "yesno":
+            return ColumnType.BOOLEAN
+        if self.type in ("date_date", "date"):
+            return ColumnType.DATE
+        if self.type in _MOMENT_TIMEFRAMES:
+            return ColumnType.TIMESTAMP
+        if self.type in _COUNT_TYPES:
+            return ColumnType.INTEGER
+        if self.is_numeric:  # money is summed and compared exactly; averages and ratios are not money
+            return ColumnType.DECIMAL if self.type in _EXACT_TYPES else ColumnType.DOUBLE
+        return ColumnType.STRING  # strings, tiers, and coarse timeframes such as "2026-11"
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """What to ask Looker: an explore's fields with filters and sorts; `limit=None` means every row."""
+
+    model: str
+    view: str  # the Explore
+    fields: tuple[str, ...]
+    filters: dict[str, str] = field(default_factory=dict)
+    sorts: tuple[str, ...] = ()
+    limit: int | None = None
+    query_timezone: str = "UTC"
+
+    def body(self) -> dict:
+        return {"model": self.model, "view": self.view, "fields": list(self.fields), "filters": dict(self.filters),
+                "sorts": list(self.sorts), "limit": "-1" if self.limit is None else str(self.limit),
+                "query_timezone": self.query_timezone}
+
+    @property
+    def fits_one_call(self) -> bool:
+        return self.limit is not None and self.limit <= SYNC_ROW_CAP
+
+
+class LookerClient:
+    """One Looker instance; counts every API call and, apart, the calls that run a query."""
+
+    def __init__(self, base_url: str, client_id: str, client_secret: str, *, ca_bundle: str | None = None,
+                 policy: HttpPolicy | None = None, poll_seconds: float = 1.0, task_timeout_seconds: float = 3600.0,
+                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
+        self.login = LookerLogin(client_id, client_secret)
+        self.http = ThrottledClient(
+            SYSTEM, base_url=f"{base_url.rstrip('/')}/api/4.0/", policy=policy, auth=self.login,
+            verify=ssl_context(ca_bundle, what="looker"), secrets=[client_secret], error_message=looker_error,
+            transport=transport, sleep=sleep, headers={"Accept": "application/json"},
+        )
+        self.login.http = self.http
+        self.poll_seconds = poll_seconds
+        self.task_timeout_seconds = task_timeout_seconds
+        self._sleep = sleep
+        self.query_calls = 0  # what monthly query quotas count
+        self.query_tasks = 0
+
+    # -- metadata ---------------------------------------------------------------------------------
+
+    def me(self) -> dict:
+        return self.http.get_json("user", params={"fields": "id,display_name,email"})
+
+    def explore_fields(self, model: str, explore: str) -> dict[str, LookerField]:
+        body = self.http.get_json(f"lookml_models/{model}/explores/{explore}", params={"fields": "fields"})
+        fieldset = body.get("fields") or {}
+        return {f["name"]: LookerField(f["name"], f.get("type") or "string", f.get("category") or "dimension",
+                                       bool(f.get("is_numeric")), f.get("label") or f["name"])
+                for group in ("dimensions", "measures") for f in (fieldset.get(group) or [])}
+
+    def look_query(self, look_id: str) -> QuerySpec:
+        """The query a saved Look runs, with the row limit its author saved."""
+        look = self.http.get_json(f"looks/{look_id}")
+        query = look.get("query") or {}
+        limit = query.get("limit")
+        return QuerySpec(model=query["model"], view=query["view"], fields=tuple(query.get("fields") or ()),
+                         filters=dict(query.get("filters") or {}), sorts=tuple(query.get("sorts") or ()),
+                         limit=None if limit in (None, "", "-1") else int(limit),
+                         query_timezone=query.get("query_timezone") or "UTC")
+
+    # -- results ------------------------------------------------------------------------------------
+
+    def rows(self, spec: QuerySpec, batch_rows: int = 10_000) -> Iterator[list[dict]]:
+        """Every row the query returns, in batches; never cut at Looker's synchronous cap."""
+        if spec.fits_one_call:
+            self.query_calls += 1
+            yield self._json_rows(self.http.request("POST", "queries/run/json", json=spec.body()).content)
+            return
+        query_id = str(self.http.post_json("queries", json=spec.body())["id"])
+        yield from self.query_task_rows(query_id, batch_rows)
+
+    def look_rows(self, look_id: str, limit: int) -> list[dict]:
+        """A saved Look run as saved, up to `limit` rows (at most Looker's synchronous cap)."""
+        if limit > SYNC_ROW_CAP:
+            raise ValueError(f"a Look runs synchronously up to {SYNC_ROW_CAP} rows; use rows() for more")
+        self.query_calls += 1
+        return self._json_rows(self.http.request("GET", f"looks/{look_id}/run/json",
+                                                 params={"limit": str(limit)}).content)
+
+    def query_task_rows(self, query_id: str, batch_rows: int = 10_000) -> Iterator[list[dict]]:
+        """Run a stored query as an async task, poll it, and stream its JSON rows in batches."""
+        self.query_calls += 1
+        self.query_tasks += 1
+        task = self.http.post_json("query_tasks", json={"query_id": query_id, "result_format": "json"})
+        task_id = task["id"]
+        deadline = time.monotonic() + self.task_timeout_seconds
+        while True:
+            status = self.http.get_json(f"query_tasks/{task_id}").get("status")
+            if status == "complete":
+                break
+            if status in ("error", "killed", "expired"):
+                break  # the results call carries Looker's own message
+            if time.monotonic() > deadline:
+                raise RequestFailedError(SYSTEM, f"query task {task_id} (query {query_id}) was still {status!r} "
+                                                 f"after {self.task_timeout_seconds:g}s")
+            self._sleep(self.poll_seconds)
+        while True:
+            with self.http.stream("GET", f"query_tasks/{task_id}/results") as response:
+                if response.status_code == 202:  # finished as a task but results not yet readable
+                    pass
+                else:
+                    yield from _stream_batches(response, batch_rows)
+                    return
+            if time.monotonic() > deadline:
+                raise RequestFailedError(SYSTEM, f"results of query task {task_id} never became ready")
+            self._sleep(self.poll_seconds)
+
+    def close(self) -> None:
+        self.http.close()
+
+    @staticmethod
+    def _json_rows(content: bytes) -> list[dict]:
+        try:
+            rows = orjson.loads(content)
+        except orjson.JSONDecodeError as exc:
+            raise RequestFailedError(SYSTEM, f"query results are not valid JSON: {exc}") from None
+        if isinstance(rows, dict) and "looker_error" in rows:
+            raise RequestFailedError(SYSTEM, f"the query failed in Looker: {rows['looker_error']}")
+        if not isinstance(rows, list):
+            raise RequestFailedError(SYSTEM, f"query results are a {type(rows).__name__}, not a list of rows")
+        return rows
+
+
+class _ChunkReader:
+    """A file-like view of an httpx byte stream, for ijson (which reads at most `size` bytes a call)."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._buffer = chunk
+        if size < 0:
+            size = len(self._buffer)
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+
+def _stream_batches(response: httpx.Response, batch_rows: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    try:
+        for row in ijson.items(_ChunkReader(response.iter_bytes()), "item", use_float=True):
+            if not isinstance(row, dict):
+                raise RequestFailedError(SYSTEM, f"query task results hold a {type(row).__name__}, not a row")
+            batch.append(row)
+            if len(batch) >= batch_rows:
+                yield batch
+                batch = []
+    except ijson.JSONError as exc:
+        raise RequestFailedError(SYSTEM, f"query task results are not valid JSON: {exc}") from None
+    except httpx.TransportError as exc:
+        raise RequestFailedError(SYSTEM, f"the connection dropped while reading query task results: {exc}") from None
+    if batch:
+        yield batch
+
+
+def looker_error(response: httpx.Response) -> tuple[str, str | None]:
+    """(message, code) from Looker's `{"message", "errors": [{field, code, message}]}`."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return (response.text[:300] or response.reason_phrase, None)
+    if not isinstance(body, dict):
+        return (response.text[:300], None)
+    message = str(body.get("message") or response.reason_phrase)
+    details = [f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message"))
+               for e in body.get("errors") or [] if isinstance(e, dict)]
+    code = next((str(e["code"]) for e in body.get("errors") or [] if isinstance(e, dict) and e.get("code")), None)
+    return (f"{message} ({'; '.join(details)})" if details else message, code)
+
+
+def with_filters(spec: QuerySpec, filters: dict[str, str], limit: int | None) -> QuerySpec:
+    """The query with more filters (the configuration's and a partition's) and the configured limit."""
+    return replace(spec, filters={**spec.filters, **filters}, limit=limit)
