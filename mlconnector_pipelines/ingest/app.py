@@ -2,7 +2,7 @@
 
 `POST /looker/scheduled-plans/{secret}` takes Looker's scheduled-plan payload. The secret is
 compared in constant time; a wrong one gets 404 and leaves no trace in any log (uvicorn's
-access log is off, and our own lines never carry the path). A delivery is fsynced to disk
+access log is off, and a filter masks the path segment should anything log it). A delivery is fsynced to disk
 before the 2xx; the `looker_scheduled_plan_deliveries` sensor turns it into a run.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -25,6 +26,27 @@ from .looker import MAX_BODY_BYTES, DeliveryRejected, parse_delivery
 from .store import DeliveryStore
 
 log = logging.getLogger("mlconnector.ingest")
+
+_SECRET_IN_PATH = re.compile(r"(/looker/scheduled-plans/)[^/\s\"?]+")
+
+
+class _HideUrlSecrets(logging.Filter):
+    """Masks the URL secret in any server log line (access logs included, whoever turns them on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_SECRET_IN_PATH.sub(r"\1<secret>", a) if isinstance(a, str) else a
+                                for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = _SECRET_IN_PATH.sub(r"\1<secret>", record.msg)
+        return True
+
+
+def _hide_url_secrets_in_server_logs() -> None:
+    for name in ("uvicorn.access", "uvicorn.error", "uvicorn"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _HideUrlSecrets) for f in logger.filters):
+            logger.addFilter(_HideUrlSecrets())
 
 
 def looker_delivery_secret(cfg: ConnectorConfig) -> str:
@@ -47,6 +69,7 @@ def looker_delivery_secret(cfg: ConnectorConfig) -> str:
 def create_app(cfg: ConnectorConfig, store_dir: Path | None = None) -> Starlette:
     from ..flows.looker import delivery_dir
 
+    _hide_url_secrets_in_server_logs()
     secret = looker_delivery_secret(cfg).encode()
     plans = {q.scheduled_plan_id: q for q in cfg.looker.queries if q.scheduled_plan_id}
     store = DeliveryStore(store_dir) if store_dir else delivery_dir(cfg.data_dir)

@@ -1,0 +1,162 @@
+"""Looker scheduled-plan deliveries: the receiver over real HTTP, durable storage, and the sensor's runs."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+import dagster as dg
+import httpx
+import orjson
+import pytest
+import uvicorn
+
+from mlconnector_pipelines.config import SANDBOX_LOOKER_DELIVERY_SECRET
+from mlconnector_pipelines.definitions import build_definitions
+from mlconnector_pipelines.flows.looker import DELIVERIES_JOB, DELIVERIES_SENSOR, delivery_dir
+from mlconnector_pipelines.ingest.app import create_app
+
+from .conftest import materialization_metadata
+from .test_looker import start_looker_env
+
+PLAN_ID = "101"  # the sandbox profile's vendor_balances takes this plan
+FIELDS = ["vendors.company_name", "vendors.number", "vendors.name", "vendors.total_balance"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    env = start_looker_env(tmp_path_factory, days=("2026-03-01", "2026-03-02"))
+    yield env
+    env.admin.http.close()
+    env.running.stop()
+
+
+@pytest.fixture(scope="module")
+def receiver(env):
+    """`mlconnector ingest`'s app served by uvicorn on an ephemeral loopback port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(env.cfg), access_log=False, log_level="info"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            httpx.get(f"{url}/health").raise_for_status()
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        yield http
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def payload(rows: list[dict], plan_id: str = PLAN_ID, **attachment) -> dict:
+    return {"type": "query",
+            "scheduled_plan": {"scheduled_plan_id": plan_id, "title": "Vendor balances", "type": "Look",
+                               "url": "https://looker.example/looks/1", "query_id": "1",
+                               "query": {"model": "mlconnector_demo", "view": "vendors", "fields": FIELDS}},
+            "attachment": {"data": orjson.dumps(rows).decode(), "mimetype": "application/json", "extension": "json",
+                           **attachment},
+            "data": None, "form_params": {}}
+
+
+def url(secret: str = SANDBOX_LOOKER_DELIVERY_SECRET) -> str:
+    return f"/looker/scheduled-plans/{secret}"
+
+
+def stored(env) -> list[str]:
+    return delivery_dir(env.cfg.data_dir).names_after(None)
+
+
+def evaluate_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):
+    sensor = defs.resolve_sensor_def(DELIVERIES_SENSOR)
+    return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+
+def test_a_delivery_starts_exactly_one_run_and_a_repeat_starts_none(env, receiver):
+    rows = [{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": f"V{n:05d}", "vendors.name": f"Vendor {n}",
+             "vendors.total_balance": 100.5 * n} for n in range(1, 8)]
+    body = payload(rows)
+    first = receiver.post(url(), json=body)
+    assert first.status_code == 202 and first.json()["stored"] is True and first.json()["rows"] == 7
+    delivery_id = first.json()["delivery_id"]
+
+    defs = build_definitions(env.cfg)
+    instance = dg.DagsterInstance.ephemeral()
+    tick = evaluate_sensor(defs, instance, cursor=None)
+    [request] = tick.run_requests
+    assert request.run_key == delivery_id  # the daemon starts no second run for a key it has seen
+
+    result = defs.resolve_job_def(DELIVERIES_JOB).execute_in_process(
+        run_config=request.run_config, asset_selection=request.asset_selection, tags=request.tags, instance=instance)
+    assert result.success
+    meta = materialization_metadata(result, "vendor_balances")
+    assert meta["rows"] == 7 and meta["source"] == f"delivery {delivery_id}"
+    assert meta["looker_query_calls"] == 0  # the delivered rows are used; no query quota spent
+    assert env.warehouse.query(
+        "SELECT count(*), sum(vendors_total_balance), min(_source) FROM looker_vendor_balances") == \
+        [(7, pytest.approx(sum(r["vendors.total_balance"] for r in rows)), f"delivery {delivery_id}")]
+
+    # Looker retries a delivery it thinks failed: same payload, nothing new stored, no new run request.
+    again = receiver.post(url(), json=body)
+    assert again.status_code == 200 and again.json() == {**first.json(), "stored": False}
+    assert len(stored(env)) == 1
+    assert evaluate_sensor(defs, instance, cursor=tick.cursor).run_requests == []
+
+
+def test_a_wrong_secret_is_404_stores_nothing_and_is_not_logged(env, receiver, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    before = stored(env)
+    guess = "guessed-secret-3141592653"
+    response = receiver.post(url(guess), json=payload([{"vendors.number": "V1"}]))
+    assert response.status_code == 404
+    assert stored(env) == before
+    out, err = capfd.readouterr()
+    # The test's own HTTP client logs the URL it calls; every line of the server side must not.
+    server_lines = [r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert not any(guess in line for line in server_lines)
+    assert guess not in out and guess not in err
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"not json", "not JSON"),
+    (orjson.dumps({"scheduled_plan": {"scheduled_plan_id": PLAN_ID}}), "attachment.data is missing"),
+    (orjson.dumps({"attachment": {"data": "[]", "mimetype": "application/json"}}), "scheduled_plan_id is missing"),
+    (orjson.dumps(payload([], mimetype="application/pdf;base64", extension="pdf")), "binary format"),
+    (orjson.dumps({**payload([]), "attachment": {"data": "{\"a\": 1}", "mimetype": "application/json"}}),
+     "list of rows"),
+    (orjson.dumps(payload([{"vendors.number": "V1", "vendors.secret_column": 1}])), "vendors.secret_column"),
+    (orjson.dumps({**payload([]), "attachment": {"data": "Company,Vendor No.\nA,V1\n", "mimetype": "text/csv",
+                                                 "extension": "csv"}}), "2 column(s) but the query selects 4"),
+    (orjson.dumps({**payload([]), "attachment": {"data": "a,b,c,d\n1,2,3\n", "mimetype": "text/csv"}}),
+     "csv line 2 has 3 value(s)"),
+])
+def test_malformed_payloads_are_400_and_store_nothing(env, receiver, body, reason):
+    before = stored(env)
+    response = receiver.post(url(), content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and reason in response.json()["error"]
+    assert stored(env) == before
+
+
+def test_a_plan_no_asset_takes_is_refused_and_nothing_stored(env, receiver):
+    before = stored(env)
+    response = receiver.post(url(), json=payload([], plan_id="999"))
+    assert response.status_code == 422 and "scheduled plan 999" in response.json()["error"]
+    assert stored(env) == before
+
+
+def test_a_csv_delivery_maps_columns_to_the_query_fields_in_order(env, receiver):
+    csv_text = "Vendors Company,Vendors Vendor No.,Vendors Vendor Name,Vendors Total Balance\n" \
+               "CRONUS USA, Inc.,V1,\"Fabrikam, Inc.\",12.5\n".replace("CRONUS USA, Inc.", "\"CRONUS USA, Inc.\"")
+    body = {**payload([]), "attachment": {"data": csv_text, "mimetype": "text/csv", "extension": "csv"}}
+    response = receiver.post(url(), json=body)
+    assert response.status_code == 202 and response.json()["rows"] == 1
+    delivery = delivery_dir(env.cfg.data_dir).get(response.json()["delivery_id"])
+    assert delivery.rows == [{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V1",
+                              "vendors.name": "Fabrikam, Inc.", "vendors.total_balance": "12.5"}]
