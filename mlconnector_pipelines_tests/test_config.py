@@ -55,8 +55,10 @@ def test_the_shipped_example_is_valid(monkeypatch):
     cfg = load_config(example)
     assert cfg.business_central.environment == "production"
     assert cfg.business_central.auth.client_secret.credential == "bc-client-secret"
-    # Secrets are referenced, never written in the file.
-    assert "secret:" not in example.read_text().replace("client_secret:", "")
+    assert cfg.looker.queries[1].look_id == "42" and cfg.looker.delivery_secret.credential == "looker-delivery-secret"
+    # Secrets are referenced, never written in the file: every `…secret:` key holds a reference.
+    text = example.read_text()
+    assert "secret:" not in text.replace("client_secret:", "").replace("delivery_secret:", "")
 
 
 def test_unknown_entity_is_a_config_error():
