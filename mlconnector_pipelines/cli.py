@@ -37,9 +37,11 @@ def main() -> None:
               help="DuckDB file the Looker explores read (default: <data-dir>/warehouse.duckdb).")
 @click.option("--looker-task-seconds", default=2.0, show_default=True, type=float,
               help="How long a Looker query task takes.")
+@click.option("--looker-token-lifetime", default=3600, show_default=True, type=int,
+              help="Seconds a Looker login token lives.")
 def sandbox(host: str, port: int, data_dir: Path | None, companies: int, gl_entries: int, history_days: int,
             live: bool, seed: int, sap_login_delay: float, sap_documents: int, warehouse: Path | None,
-            looker_task_seconds: float) -> None:
+            looker_task_seconds: float, looker_token_lifetime: int) -> None:
     """Serve simulated Entra ID, Business Central and Looker (on --port) and the SAP Business One
     Service Layer (on --port + 50, with its own self-signed certificate) over HTTPS on loopback."""
     from datetime import timedelta
@@ -57,7 +59,7 @@ def sandbox(host: str, port: int, data_dir: Path | None, companies: int, gl_entr
     end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     data_dir = (data_dir or default_data_dir()).resolve()
     looker = LookerSettings(warehouse=(warehouse or data_dir / "warehouse.duckdb").resolve(),
-                            query_task_seconds=looker_task_seconds)
+                            query_task_seconds=looker_task_seconds, token_lifetime_seconds=looker_token_lifetime)
     settings = SandboxSettings(seed=seed, companies=companies, history_start=end - timedelta(days=history_days),
                                history_end=end, volumes=Volumes(gl_entries=gl_entries), live=live, looker=looker)
     sap_settings = SapSettings(seed=seed, history_start=end - timedelta(days=history_days), history_end=end,

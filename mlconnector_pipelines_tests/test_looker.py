@@ -392,3 +392,23 @@ def test_every_endpoint_answers_as_the_openapi_spec_declares(env, looker_spec):
     served = {re.sub(r"\{[^}]+\}", "{}", r.path.removeprefix("/api/4.0"))
               for r in LookerSimulator(LookerSettings()).routes() if r.path.startswith("/api/4.0")}
     assert {re.sub(r"\{[^}]+\}", "{}", t) for t in exercised} == served
+
+
+def test_no_looker_secret_in_anything_a_run_writes(env, tmp_path, monkeypatch):
+    good_secret, wrong_secret = "sandbox-looker-client-secret", "Wrong-Looker-Secret-Okapi-7731"
+    monkeypatch.setenv("LOOKER_SECRET_UNDER_TEST", wrong_secret)
+    wrong = config_for(env, client_secret={"env": "LOOKER_SECRET_UNDER_TEST"})
+    (tmp_path / "dagster").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
+        ok = build_definitions(env.cfg).resolve_job_def("looker_vendor_balances").execute_in_process(instance=instance)
+        assert ok.success
+        failed = build_definitions(wrong).resolve_job_def("looker_vendor_balances").execute_in_process(
+            instance=instance, raise_on_error=False)
+        assert not failed.success
+        error = failed.get_step_failure_events()[0].event_specific_data.error
+        assert "login refused" in " ".join(e.message for e in (error, error.cause) if e is not None)
+    written = [tmp_path, env.cfg.duckdb_path]
+    for secret in (good_secret, wrong_secret):
+        leaks = [p for root in written for p in ([root] if root.is_file() else root.rglob("*"))
+                 if p.is_file() and secret.encode() in p.read_bytes()]
+        assert leaks == [], f"{secret} found in {leaks}"
