@@ -57,30 +57,22 @@ class Warehouse(ABC):
     def frame(self, sql: str, parameters: Sequence[Any] = ()) -> pd.DataFrame:
         """A query's result as a DataFrame (what downstream steps read)."""
 
-    def table_exists(self, name: str) -> bool:
-        return bool(self.query(
-            "SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name]))
+    @abstractmethod
+    def table_exists(self, name: str) -> bool: ...
 
+    @abstractmethod
+    def read_table(self, name: str, window: tuple[datetime, datetime] | None = None) -> pd.DataFrame:
+        """A table's rows (those of windows starting in `window`), columns in lower case."""
+
+    @abstractmethod
     def duplicate_keys(self, table: TableSpec) -> int:
         """Number of keys that occur more than once in the current-state table."""
-        if not self.table_exists(table.name):
-            return 0
-        keys = ", ".join(f'"{k}"' for k in table.key)
-        return self.query(
-            f'SELECT count(*) FROM (SELECT {keys} FROM "{table.name}" GROUP BY {keys} HAVING count(*) > 1)')[0][0]
 
+    @abstractmethod
     def loaded_from(self, table: TableSpec, company_id: str) -> datetime | None:
         """Start of the earliest window loaded for a company (None before its first load)."""
-        if not self.table_exists(table.changes_table):
-            return None
-        return self.query(f'SELECT min("_window_start") FROM "{table.changes_table}" WHERE "_company_id" = ?',
-                          [company_id])[0][0]
 
-    def current_count(self, table: TableSpec, company_id: str, modified_from: datetime, modified_before: datetime) -> int:
+    @abstractmethod
+    def current_count(self, table: TableSpec, company_id: str, modified_from: datetime,
+                      modified_before: datetime) -> int:
         """Current-state rows of a company last modified in `[modified_from, modified_before)`."""
-        if not self.table_exists(table.name):
-            return 0
-        column = table.modified_column
-        return self.query(
-            f'SELECT count(*) FROM "{table.name}" WHERE "_company_id" = ? AND "{column}" >= ? AND "{column}" < ?',
-            [company_id, modified_from, modified_before])[0][0]

@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from .resource import WarehouseResource
-from .schema import WINDOW_START, validate_identifier
+from .schema import validate_identifier
 
 TABLE_METADATA = "dagster/table_name"
 
@@ -32,11 +32,9 @@ class WarehouseTableIOManager(dg.ConfigurableIOManager):
         if not store.table_exists(table):
             raise dg.DagsterInvariantViolationError(
                 f"table {table} does not exist yet: materialize {context.asset_key.to_user_string()} first")
-        sql, params = f'SELECT * FROM "{table}"', []
+        window = None
         if context.has_asset_partitions:
-            window = context.asset_partitions_time_window
-            sql += f' WHERE "{WINDOW_START}" >= ? AND "{WINDOW_START}" < ?'
-            params = [window.start, window.end]
-        frame = store.frame(sql, params)
+            window = (context.asset_partitions_time_window.start, context.asset_partitions_time_window.end)
+        frame = store.read_table(table, window)
         # House bookkeeping columns stay in the warehouse; downstream code sees the data.
         return frame.drop(columns=[c for c in frame.columns if c.startswith("_")])

@@ -1,0 +1,231 @@
+"""The atomic window swap, written once for every SQL warehouse; backends supply dialect and plumbing.
+
+A load stages its batches (staging.py), then in one session: adds new columns and loads the
+stage (DDL, which Snowflake and BigQuery cannot run inside a transaction), computes the keys
+whose current version may change, and applies every delete and insert in one transaction. If
+anything fails before the commit, the old window and current state stay as they were.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .base import ReplaceScope, Warehouse, WindowLoad
+from .schema import (COMPANY_ID, PARENT_ID, PARENT_VERSION_ID, VERSION_ID, WINDOW_START, ColumnType, TableSpec,
+                     validate_identifier)
+from .staging import ParquetStaging
+
+
+class SqlDialect:
+    """How a warehouse spells things. Defaults are ANSI / DuckDB."""
+
+    types: dict[ColumnType, str] = {
+        ColumnType.STRING: "VARCHAR", ColumnType.INTEGER: "BIGINT", ColumnType.DECIMAL: "DECIMAL(38, 9)",
+        ColumnType.DOUBLE: "DOUBLE", ColumnType.BOOLEAN: "BOOLEAN", ColumnType.DATE: "DATE",
+        ColumnType.TIMESTAMP: "TIMESTAMPTZ",
+    }
+    union_distinct = "UNION"
+    text = "VARCHAR"
+
+    def column(self, name: str) -> str:
+        return '"' + validate_identifier(name) + '"'
+
+    def table(self, name: str) -> str:
+        return '"' + validate_identifier(name) + '"'
+
+    def temp_table(self, name: str, select: str) -> str:
+        return f"CREATE OR REPLACE TEMP TABLE {self.table(name)} AS {select}"
+
+    def string(self, value: str) -> str:
+        return "'" + str(value).replace("'", "''") + "'"
+
+    def timestamp(self, value: datetime) -> str:
+        utc = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return f"TIMESTAMP '{utc.isoformat(sep=' ')}'"
+
+
+def window_swap(d: SqlDialect, tables: Sequence[TableSpec], staged: dict[str, list[str]], stages: dict[str, str],
+                scope: ReplaceScope, token: str) -> tuple[list[str], list[str]]:
+    """(prepare, apply): statements that read only, then the ones that must commit together.
+
+    `staged` lists each table's staged columns; `stages` names the relation holding its batches.
+    """
+    prepare, apply = [], []
+    in_scope = (f"{d.column(COMPANY_ID)} IN ({', '.join(d.string(c) for c in scope.company_ids)}) "
+                f"AND {d.column(WINDOW_START)} >= {d.timestamp(scope.start)} "
+                f"AND {d.column(WINDOW_START)} < {d.timestamp(scope.end)}")
+    affected: dict[str, str] = {}
+    for table in tables:  # parents before children: children join the parent's current state
+        changes, current, stage = d.table(table.changes_table), d.table(table.name), stages[table.name]
+        columns = ", ".join(d.column(c) for c in staged[table.name])
+        t_columns = ", ".join(f"t.{d.column(c)}" for c in staged[table.name])
+        if table.parent is None:
+            # Keys whose latest version may change: in the old window rows or in the new ones.
+            name = affected[table.name] = f"_affected_{table.name}_{token}"
+            keys = ", ".join(d.column(k) for k in table.key)
+            prepare.append(d.temp_table(name, f"SELECT DISTINCT {keys} FROM {changes} WHERE {in_scope} "
+                                              f"{d.union_distinct} SELECT DISTINCT {keys} FROM {stage}"))
+            match = " AND ".join(f"t.{d.column(k)} = a.{d.column(k)}" for k in table.key)
+        else:
+            # Lines follow their document: recompute them for every document whose version may change.
+            name = affected[table.parent.name]
+            parent_key = d.column(table.parent.key[-1])  # the parent's own key; _parent_id holds it as text
+            match = (f"t.{d.column(COMPANY_ID)} = a.{d.column(COMPANY_ID)} "
+                     f"AND t.{d.column(PARENT_ID)} = CAST(a.{parent_key} AS {d.text})")
+        touched = f"EXISTS (SELECT 1 FROM {d.table(name)} AS a WHERE {match})"
+        apply += [f"DELETE FROM {changes} WHERE {in_scope}",
+                  f"INSERT INTO {changes} ({columns}) SELECT {columns} FROM {stage}",
+                  f"DELETE FROM {current} AS t WHERE {touched}"]
+        if table.parent is None:
+            order = f"t.{d.column(table.modified_column)} DESC, " if table.modified_column else ""
+            partition = ", ".join(f"t.{d.column(k)}" for k in table.key)
+            apply.append(
+                f"INSERT INTO {current} ({columns}) SELECT {columns} FROM ("
+                f"SELECT {t_columns}, row_number() OVER (PARTITION BY {partition} "
+                f"ORDER BY {order}t.{d.column('_extracted_at')} DESC) AS _rn "
+                f"FROM {changes} AS t WHERE {touched}) AS r WHERE _rn = 1")
+        else:
+            apply.append(
+                f"INSERT INTO {current} ({columns}) SELECT {t_columns} FROM {changes} AS t WHERE {touched} "
+                f"AND EXISTS (SELECT 1 FROM {d.table(table.parent.name)} AS p "
+                f"WHERE t.{d.column(PARENT_VERSION_ID)} = p.{d.column(VERSION_ID)} "
+                f"AND t.{d.column(COMPANY_ID)} = p.{d.column(COMPANY_ID)})")  # keys repeat across companies
+    return prepare, apply
+
+
+class SqlSession:
+    """One connection for one swap. `transaction()` groups statements that commit together."""
+
+    @abstractmethod
+    def execute(self, sql: str) -> None: ...
+
+    @abstractmethod
+    def existing_columns(self, table: str) -> set[str]: ...
+
+    @abstractmethod
+    def load_stage(self, table: TableSpec, staging: ParquetStaging, columns: dict[str, ColumnType], token: str) -> str:
+        """Make the staged batches queryable, typed as the warehouse columns; returns the relation's SQL."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+
+class SqlWarehouse(Warehouse):
+    dialect: SqlDialect
+
+    @abstractmethod
+    def session(self) -> Any:
+        """A context manager yielding a SqlSession."""
+
+    # -- loads ------------------------------------------------------------------------------------
+
+    @contextmanager
+    def replace_windows(self, tables: Sequence[TableSpec], scope: ReplaceScope) -> Iterator[WindowLoad]:
+        with self._staging(tables) as staging:
+            yield staging
+            token = uuid.uuid4().hex[:12]
+            with self.session() as s:
+                for table in tables:
+                    for name in (table.changes_table, table.name):
+                        self._ensure_columns(s, name, staging.columns[table.name])
+                stages = {t.name: s.load_stage(t, staging, staging.columns[t.name], token) for t in tables}
+                staged = {t.name: list(staging.columns[t.name]) for t in tables}
+                prepare, apply = window_swap(self.dialect, tables, staged, stages, scope, token)
+                for statement in prepare:
+                    s.execute(statement)
+                with s.transaction():
+                    for statement in apply:
+                        s.execute(statement)
+
+    @contextmanager
+    def replace_snapshot(self, table: TableSpec, window_start: datetime | None) -> Iterator[WindowLoad]:
+        d = self.dialect
+        with self._staging([table]) as staging:
+            yield staging
+            with self.session() as s:
+                self._ensure_columns(s, table.name, staging.columns[table.name])
+                stage = s.load_stage(table, staging, staging.columns[table.name], uuid.uuid4().hex[:12])
+                columns = ", ".join(d.column(c) for c in staging.columns[table.name])
+                where = "TRUE" if window_start is None else f"{d.column(WINDOW_START)} = {d.timestamp(window_start)}"
+                with s.transaction():
+                    s.execute(f"DELETE FROM {d.table(table.name)} WHERE {where}")
+                    s.execute(f"INSERT INTO {d.table(table.name)} ({columns}) SELECT {columns} FROM {stage}")
+
+    @contextmanager
+    def _staging(self, tables: Sequence[TableSpec]) -> Iterator[ParquetStaging]:
+        directory = Path(tempfile.mkdtemp(prefix="mlconnector-stage-"))
+        try:
+            yield ParquetStaging(directory, tables)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def _ensure_columns(self, s: SqlSession, name: str, columns: dict[str, ColumnType]) -> None:
+        d = self.dialect
+        existing = s.existing_columns(name)
+        if not existing:
+            definition = ", ".join(f"{d.column(c)} {d.types[t]}" for c, t in columns.items())
+            s.execute(f"CREATE TABLE IF NOT EXISTS {d.table(name)} ({definition})")
+            return
+        for column, column_type in columns.items():
+            if column not in existing:  # a field new in the source: a new nullable column
+                s.execute(f"ALTER TABLE {d.table(name)} ADD COLUMN {d.column(column)} {d.types[column_type]}")
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def read_table(self, name: str, window: tuple[datetime, datetime] | None = None) -> pd.DataFrame:
+        d = self.dialect
+        sql = f"SELECT * FROM {d.table(name)}"
+        if window is not None:
+            sql += (f" WHERE {d.column(WINDOW_START)} >= {d.timestamp(window[0])} "
+                    f"AND {d.column(WINDOW_START)} < {d.timestamp(window[1])}")
+        frame = self.frame(sql)
+        frame.columns = [str(c).lower() for c in frame.columns]
+        return frame
+
+    def duplicate_keys(self, table: TableSpec) -> int:
+        if not self.table_exists(table.name):
+            return 0
+        d = self.dialect
+        keys = ", ".join(d.column(k) for k in table.key)
+        return self.query(f"SELECT count(*) FROM (SELECT {keys} FROM {d.table(table.name)} "
+                          f"GROUP BY {keys} HAVING count(*) > 1) AS dup")[0][0]
+
+    def loaded_from(self, table: TableSpec, company_id: str) -> datetime | None:
+        if not self.table_exists(table.changes_table):
+            return None
+        d = self.dialect
+        value = self.query(f"SELECT min({d.column(WINDOW_START)}) FROM {d.table(table.changes_table)} "
+                           f"WHERE {d.column(COMPANY_ID)} = {d.string(company_id)}")[0][0]
+        return _utc(value)
+
+    def current_count(self, table: TableSpec, company_id: str, modified_from: datetime, modified_before: datetime) -> int:
+        if not self.table_exists(table.name):
+            return 0
+        d, column = self.dialect, self.dialect.column(table.modified_column)
+        return self.query(f"SELECT count(*) FROM {d.table(table.name)} WHERE {d.column(COMPANY_ID)} = "
+                          f"{d.string(company_id)} AND {column} >= {d.timestamp(modified_from)} "
+                          f"AND {column} < {d.timestamp(modified_before)}")[0][0]
+
+
+def _utc(value):
+    """Warehouses without a zoned timestamp type hand back naive UTC; make it explicit."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
