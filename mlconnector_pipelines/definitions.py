@@ -21,8 +21,7 @@ from .warehouse.resource import WarehouseResource
 
 def build_definitions(cfg: ConnectorConfig | None = None) -> dg.Definitions:
     cfg = cfg or load_config()
-    warehouse = WarehouseResource(backend=cfg.warehouse.backend, duckdb_path=str(cfg.duckdb_path),
-                                  duckdb_memory_limit=cfg.warehouse.duckdb_memory_limit)
+    warehouse = WarehouseResource.from_config(cfg)
     parts = [dg.Definitions(resources={"warehouse": warehouse,
                                        "warehouse_io": WarehouseTableIOManager(warehouse=warehouse)}),
              build_connectivity(cfg)]

@@ -1,0 +1,179 @@
+"""BigQuery backend (google-cloud-bigquery, the client under dagster-gcp).
+
+BigQuery runs a multi-statement transaction only inside one script, so a swap is sent as one
+script: the DDL first (new columns), then `BEGIN TRANSACTION … COMMIT TRANSACTION`. If any
+statement fails, BigQuery rolls the transaction back. Batches are loaded one staged file at a
+time into a stage table (load jobs, not streaming inserts: streamed rows cannot be changed by
+DML for a while). TIMESTAMP is always UTC in BigQuery; NUMERIC(38, 9) holds money exactly.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+import pandas as pd
+from google.api_core.exceptions import NotFound
+from google.cloud import bigquery
+
+from ..config import BigQueryConfig
+from .schema import ColumnType, TableSpec, validate_identifier
+from .sql_warehouse import SqlDialect, SqlSession, SqlWarehouse
+from .staging import ParquetStaging
+
+_PARAM_TYPES = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING"}
+
+
+class BigQueryDialect(SqlDialect):
+    types = {
+        ColumnType.STRING: "STRING", ColumnType.INTEGER: "INT64", ColumnType.DECIMAL: "NUMERIC(38, 9)",
+        ColumnType.DOUBLE: "FLOAT64", ColumnType.BOOLEAN: "BOOL", ColumnType.DATE: "DATE",
+        ColumnType.TIMESTAMP: "TIMESTAMP",
+    }
+    union_distinct = "UNION DISTINCT"
+    text = "STRING"
+
+    def __init__(self, dataset: str = ""):
+        self.dataset = dataset
+
+    def column(self, name: str) -> str:
+        return f"`{validate_identifier(name)}`"
+
+    def table(self, name: str) -> str:
+        if name.startswith("_affected_"):  # temporary tables live in the script, not the dataset
+            return f"`{validate_identifier(name)}`"
+        return f"`{self.dataset}.{validate_identifier(name)}`"
+
+    def temp_table(self, name: str, select: str) -> str:
+        return f"CREATE TEMP TABLE {self.table(name)} AS {select}"
+
+    def string(self, value: str) -> str:
+        return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def timestamp(self, value: datetime) -> str:
+        utc = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return f"TIMESTAMP '{utc.isoformat(sep=' ')}+00'"
+
+
+class BigQueryWarehouse(SqlWarehouse):
+    def __init__(self, cfg: BigQueryConfig, client: bigquery.Client | None = None):
+        self.cfg = cfg
+        self.dialect = BigQueryDialect(cfg.dataset)
+        self.client = client or _client(cfg)
+        self._dataset_ready = False
+
+    def _ensure_dataset(self) -> None:
+        if not self._dataset_ready:
+            dataset = bigquery.Dataset(f"{self.cfg.project}.{self.cfg.dataset}")
+            dataset.location = self.cfg.location
+            self.client.create_dataset(dataset, exists_ok=True)
+            self._dataset_ready = True
+
+    @contextmanager
+    def session(self) -> Iterator["_BigQuerySession"]:
+        self._ensure_dataset()
+        s = _BigQuerySession(self)
+        try:
+            yield s
+            s.flush()
+        finally:
+            s.drop_stages()
+
+    def run(self, sql: str, parameters: Sequence[Any] = ()):
+        config = bigquery.QueryJobConfig(query_parameters=[
+            bigquery.ScalarQueryParameter(None, _param_type(v), v) for v in parameters])
+        return self.client.query_and_wait(sql, job_config=config, location=self.cfg.location)
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
+        return [tuple(row.values()) for row in self.run(sql, parameters)]
+
+    def frame(self, sql: str, parameters: Sequence[Any] = ()) -> pd.DataFrame:
+        rows = self.run(sql, parameters)
+        return pd.DataFrame([dict(r.items()) for r in rows], columns=[f.name for f in rows.schema])
+
+    def table_exists(self, name: str) -> bool:
+        try:
+            self.client.get_table(f"{self.cfg.project}.{self.cfg.dataset}.{validate_identifier(name)}")
+            return True
+        except NotFound:
+            return False
+
+
+class _BigQuerySession(SqlSession):
+    """Collects the swap's statements and runs them as one script when the swap is complete."""
+
+    def __init__(self, warehouse: BigQueryWarehouse):
+        self.w = warehouse
+        self.script: list[str] = []
+        self.stages: list[str] = []
+
+    def execute(self, sql: str) -> None:
+        self.script.append(sql)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.execute("BEGIN TRANSACTION")
+        yield
+        self.execute("COMMIT TRANSACTION")
+
+    def flush(self) -> None:
+        if self.script:
+            self.w.run(";\n".join(self.script))
+            self.script = []
+
+    def existing_columns(self, table: str) -> set[str]:
+        try:
+            found = self.w.client.get_table(f"{self.w.cfg.project}.{self.w.cfg.dataset}.{validate_identifier(table)}")
+        except NotFound:
+            return set()
+        return {field.name for field in found.schema}
+
+    def load_stage(self, table: TableSpec, staging: ParquetStaging, columns: dict[str, ColumnType], token: str) -> str:
+        name = f"_stage_{table.name}_{token}"
+        destination = f"{self.w.cfg.project}.{self.w.cfg.dataset}.{name}"
+        self.stages.append(destination)
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+            schema=[bigquery.SchemaField(c, "STRING") for c in columns],
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+            create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED)
+        loaded = False
+        for batch in staging.text_batches(table):  # one staged file in memory at a time
+            body = b"\n".join(orjson.dumps(row) for row in batch.to_dict(orient="records"))
+            self.w.client.load_table_from_file(io.BytesIO(body), destination, job_config=config, size=len(body),
+                                               location=self.w.cfg.location).result()
+            loaded = True
+        if not loaded:
+            self.w.client.create_table(bigquery.Table(destination, schema=config.schema), exists_ok=True)
+        d = self.w.dialect
+        select = ", ".join(f"CAST({d.column(c)} AS {d.types[t]}) AS {d.column(c)}" for c, t in columns.items())
+        return f"(SELECT {select} FROM {d.table(name)})"
+
+    def drop_stages(self) -> None:
+        for stage in self.stages:
+            self.w.client.delete_table(stage, not_found_ok=True)
+
+
+def _param_type(value: Any) -> str:
+    if isinstance(value, datetime):
+        return "TIMESTAMP"
+    return _PARAM_TYPES.get(type(value), "STRING")
+
+
+def _client(cfg: BigQueryConfig) -> bigquery.Client:
+    from google.api_core.client_options import ClientOptions
+
+    options = ClientOptions(api_endpoint=cfg.api_endpoint) if cfg.api_endpoint else None
+    if cfg.api_endpoint:  # a local emulator or fake: no Google credentials exist or are wanted
+        from google.auth.credentials import AnonymousCredentials
+        return bigquery.Client(project=cfg.project, credentials=AnonymousCredentials(), client_options=options,
+                               location=cfg.location)
+    if cfg.credentials_file:
+        from google.oauth2 import service_account
+        credentials = service_account.Credentials.from_service_account_file(str(cfg.credentials_file))
+        return bigquery.Client(project=cfg.project, credentials=credentials, location=cfg.location)
+    return bigquery.Client(project=cfg.project, location=cfg.location)

@@ -1,0 +1,219 @@
+"""One behaviour suite for every warehouse backend: DuckDB, Snowflake (through fakesnow) and BigQuery
+(the official client against a local fake of its REST API).
+
+Each test runs against each backend: window replacement, a failed load leaving the old window
+intact, schema evolution, timezone handling, snapshots, and the Business Central flow end to end.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from mlconnector_pipelines.config import parse_config, sandbox_profile
+from mlconnector_pipelines.warehouse.base import ReplaceScope
+from mlconnector_pipelines.warehouse.resource import WarehouseResource
+from mlconnector_pipelines.warehouse.schema import ColumnType as T
+from mlconnector_pipelines.warehouse.schema import TableSpec
+
+from .conftest import FAST_HTTP, HISTORY_START, SandboxAdmin, run_bc_job, start_sandbox
+from .fakes.bigquery import running_fake_bigquery
+
+UTC = timezone.utc
+DAY = datetime(2026, 3, 1, tzinfo=UTC)
+NEXT = datetime(2026, 3, 2, tzinfo=UTC)
+AFTER = datetime(2026, 3, 3, tzinfo=UTC)
+PARENT = TableSpec("docs", ("_company_id", "doc_entry"), "modified",
+                   {"doc_entry": T.INTEGER, "modified": T.TIMESTAMP, "amount": T.DECIMAL, "posted": T.DATE})
+LINES = TableSpec("doc_lines", ("_company_id", "_parent_id", "line_num"), None, {"line_num": T.INTEGER}, parent=PARENT)
+BACKENDS = ["duckdb", "snowflake", "bigquery"]
+
+
+@pytest.fixture(scope="module")
+def fake_bigquery():
+    with running_fake_bigquery() as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_settings(request, tmp_path, monkeypatch, fake_bigquery):
+    """connector.yaml `warehouse:` settings for each backend, each with an empty warehouse."""
+    if request.param == "duckdb":
+        yield {"backend": "duckdb", "duckdb_path": str(tmp_path / "w.duckdb")}
+    elif request.param == "snowflake":
+        import fakesnow
+        monkeypatch.setenv("SNOWFLAKE_TEST_PASSWORD", "fake-password")
+        with fakesnow.patch():
+            yield {"backend": "snowflake", "snowflake": {
+                "account": "acme-test", "user": "LOADER", "password": {"env": "SNOWFLAKE_TEST_PASSWORD"},
+                "database": "ANALYTICS", "schema": "ERP", "warehouse": "LOAD_WH"}}
+    else:
+        yield {"backend": "bigquery", "bigquery": {"project": "acme-test", "dataset": f"erp_{tmp_path.name[-8:]}",
+                                                   "api_endpoint": fake_bigquery}}
+
+
+@pytest.fixture
+def warehouse(backend_settings, tmp_path):
+    cfg = parse_config({"profile": "sandbox", "data_dir": str(tmp_path), "warehouse": backend_settings})
+    return WarehouseResource.from_config(cfg).process_config_and_initialize().open()
+
+
+def docs(company, entries, modified="2026-03-01T10:00:00.000Z", window=DAY, **extra):
+    frame = pd.DataFrame({"doc_entry": entries, "modified": modified, "amount": [12.34] * len(entries),
+                          "posted": [date(2026, 3, 1)] * len(entries), **extra})
+    frame["_version_id"] = frame["doc_entry"].astype(str) + "@" + modified
+    return _meta(frame, company, window)
+
+
+def lines(company, parent, count, modified="2026-03-01T10:00:00.000Z", window=DAY):
+    frame = pd.DataFrame({"line_num": list(range(count))})
+    frame["_parent_id"] = str(parent)
+    frame["_parent_version_id"] = f"{parent}@{modified}"
+    return _meta(frame, company, window)
+
+
+def _meta(frame, company, window):
+    frame["_company_id"] = company
+    frame["_company_name"] = company
+    frame["_window_start"] = window
+    frame["_extracted_at"] = datetime.now(UTC)
+    frame["_run_id"] = "run"
+    return frame
+
+
+def table(warehouse, name: str) -> pd.DataFrame:
+    return warehouse.read_table(name)
+
+
+def counts(warehouse, name: str) -> dict:
+    frame = table(warehouse, name)
+    return frame.groupby("_company_id").size().to_dict() if len(frame) else {}
+
+
+def test_same_document_key_in_two_companies_keeps_each_companys_lines(warehouse):
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A", "B"), DAY, NEXT)) as load:
+        load.write(PARENT, pd.concat([docs("A", [5]), docs("B", [5])]))
+        load.write(LINES, pd.concat([lines("A", 5, 2), lines("B", 5, 3)]))
+    assert counts(warehouse, "doc_lines") == {"A": 2, "B": 3}
+    later = "2026-03-02T15:00:00.000Z"
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), NEXT, AFTER)) as load:
+        load.write(PARENT, docs("A", [5], modified=later, window=NEXT))
+        load.write(LINES, lines("A", 5, 1, modified=later, window=NEXT))
+    assert counts(warehouse, "doc_lines") == {"A": 1, "B": 3}
+    assert counts(warehouse, "docs_changes") == {"A": 2, "B": 1}  # every version kept
+    assert warehouse.duplicate_keys(PARENT) == 0
+
+
+def test_replacing_a_window_replaces_exactly_its_rows(warehouse):
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A", "B"), DAY, NEXT)) as load:
+        load.write(PARENT, pd.concat([docs("A", [1, 2]), docs("B", [1])]))
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
+        load.write(PARENT, docs("A", [3]))
+    current = table(warehouse, "docs").sort_values(["_company_id", "doc_entry"])
+    assert list(zip(current["_company_id"], current["doc_entry"].astype(int))) == [("A", 3), ("B", 1)]
+    assert warehouse.loaded_from(PARENT, "A") == DAY
+
+
+def test_a_failed_load_leaves_the_old_window_intact(warehouse):
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
+        load.write(PARENT, docs("A", [1, 2]))
+        load.write(LINES, lines("A", 1, 2))
+    with pytest.raises(RuntimeError, match="source went away"):
+        with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
+            load.write(PARENT, docs("A", [7]))
+            raise RuntimeError("source went away mid-window")
+    # A bad value fails the swap itself (the cast), before anything is committed.
+    with pytest.raises(Exception):
+        with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
+            load.write(PARENT, docs("A", [8], amount=["not a number"]))
+    assert sorted(table(warehouse, "docs")["doc_entry"].astype(int)) == [1, 2]
+    assert len(table(warehouse, "docs_changes")) == 2 and len(table(warehouse, "doc_lines")) == 2
+
+
+def test_a_new_source_field_becomes_a_new_column(warehouse):
+    with warehouse.replace_windows([PARENT], ReplaceScope(("A",), DAY, NEXT)) as load:
+        load.write(PARENT, docs("A", [1]))
+    with warehouse.replace_windows([PARENT], ReplaceScope(("A",), NEXT, AFTER)) as load:
+        load.write(PARENT, docs("A", [2], modified="2026-03-02T09:00:00.000Z", window=NEXT, region=["EU"]))
+    current = table(warehouse, "docs").sort_values("doc_entry")
+    assert "region" in current.columns
+    assert [None if pd.isna(v) else v for v in current["region"]] == [None, "EU"]
+
+
+def test_timestamps_are_stored_in_utc_without_shifting(warehouse):
+    # 01:30 at +02:00 is 23:30 UTC the day before: it belongs to the earlier UTC window.
+    with warehouse.replace_windows([PARENT], ReplaceScope(("A",), DAY - timedelta(days=1), NEXT)) as load:
+        load.write(PARENT, docs("A", [1], modified="2026-03-01T01:30:00.000+02:00", window=DAY - timedelta(days=1)))
+        load.write(PARENT, docs("A", [2], modified="2026-03-01T00:00:00.000Z"))
+    current = table(warehouse, "docs").sort_values("doc_entry")
+    moments = [pd.Timestamp(v).tz_localize(UTC) if pd.Timestamp(v).tzinfo is None else pd.Timestamp(v).tz_convert(UTC)
+               for v in current["modified"]]
+    assert moments == [pd.Timestamp("2026-02-28T23:30:00Z"), pd.Timestamp("2026-03-01T00:00:00Z")]
+    assert warehouse.current_count(PARENT, "A", DAY, NEXT) == 1  # the midnight row, exactly at the boundary
+    assert [Decimal(str(v)) for v in current["amount"]] == [Decimal("12.34"), Decimal("12.34")]
+    assert [pd.Timestamp(v).date() for v in current["posted"]] == [date(2026, 3, 1)] * 2
+
+
+def test_a_snapshot_window_is_replaced_whole(warehouse):
+    spec = TableSpec("looker_summary", (), None, {"account": T.STRING, "net": T.DECIMAL}, snapshot=True)
+
+    def rows(window, values):
+        return pd.DataFrame({"account": [a for a, _ in values], "net": [n for _, n in values], "_window_start": window,
+                             "_extracted_at": datetime.now(UTC), "_run_id": "r", "_source": "looker api"})
+
+    for window, values in ((DAY, [("1000", 5.0), ("2000", -5.0)]), (NEXT, [("1000", 1.0)]), (DAY, [("3000", 2.5)])):
+        with warehouse.replace_snapshot(spec, window) as load:
+            load.write(spec, rows(window, values))
+    snapshot = table(warehouse, "looker_summary").sort_values("account")
+    assert list(snapshot["account"]) == ["1000", "3000"]
+    assert len(warehouse.read_table("looker_summary", (DAY, NEXT))) == 1
+
+
+# -- the first flow, end to end, on each backend ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bc_sandbox(tmp_path_factory):
+    running, data_dir = start_sandbox(tmp_path_factory)
+    admin = SandboxAdmin(running)
+    admin.data_dir = data_dir
+    yield admin
+    admin.http.close()
+    running.stop()
+
+
+def test_business_central_flow_end_to_end(bc_sandbox, backend_settings, tmp_path):
+    raw = sandbox_profile(bc_sandbox.data_dir, bc_sandbox.url)
+    raw.update(data_dir=str(tmp_path), sap_business_one=None, looker=None, warehouse=backend_settings)
+    raw["business_central"]["partitions"]["start"] = HISTORY_START.date().isoformat()
+    raw["business_central"]["http"] = dict(FAST_HTTP)
+    raw["business_central"]["entities"] = ["vendors", "generalLedgerEntries", "salesInvoices"]
+    cfg = parse_config(raw)
+    result = run_bc_job(cfg, partition_range=("2026-03-01", "2026-03-03"), instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    checks = {(c.asset_key.path[-1], c.check_name): c.passed for c in result.get_asset_check_evaluations()}
+    assert checks and all(checks.values()), checks
+    warehouse = WarehouseResource.from_config(cfg).process_config_and_initialize().open()
+    companies = bc_sandbox.companies()
+    for entity_set, name in (("generalLedgerEntries", "bc_general_ledger_entries"), ("salesInvoices", "bc_sales_invoices")):
+        expected = sum(1 for c in companies for r in bc_sandbox.records(c["id"], entity_set)
+                       if "2026-03-01" <= r["lastModifiedDateTime"][:10] < "2026-03-04")
+        assert len(table(warehouse, name)) == expected > 0
+    lines = table(warehouse, "bc_sales_invoice_lines")
+    assert len(lines) > 0 and lines["_parent_version_id"].notna().all()
+
+
+def test_backend_libraries_are_imported_only_when_selected():
+    import subprocess
+    import sys
+
+    probe = ("import sys, mlconnector_pipelines.definitions as d; "
+             "d.defs.resolve_job_def('business_central_to_warehouse'); "
+             "print(sorted(m for m in sys.modules if m.startswith(('snowflake.connector', 'google.cloud.bigquery'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "MLCONNECTOR_CONFIG": ""}).stdout
+    assert out.strip() == "[]"
