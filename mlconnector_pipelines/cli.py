@@ -106,9 +106,9 @@ def ingest(config_path: Path | None, host: str, port: int, ssl_certfile: Path | 
     cfg = load_config(config_path)
     app = create_app(cfg)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    where = "the database at ingest.store_url" if cfg.ingest.store_url else cfg.data_dir / "ingest" / "looker"
     click.echo(f"ingest: Looker deliveries at http{'s' if ssl_certfile else ''}://{host}:{port}"
-               "/looker/scheduled-plans/<secret>  (stored under "
-               f"{cfg.data_dir / 'ingest' / 'looker'})")
+               f"/looker/scheduled-plans/<secret>  (stored in {where})")
     # access_log=False: the request line holds the URL secret.
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
                 ssl_certfile=str(ssl_certfile) if ssl_certfile else None,

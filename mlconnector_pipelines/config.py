@@ -58,6 +58,16 @@ class SecretRef(_Strict):
             return self.sandbox_default
         return None
 
+    def resolve(self, data_dir: Path) -> str:
+        """The secret's value, when it is needed (a run, a request), never at load time."""
+        if self.credential:
+            from .core.credentials import CredentialStore
+            return CredentialStore(data_dir).get(self.credential)
+        value = os.environ.get(self.env or "") or self.sandbox_value()
+        if not value:
+            raise ConfigError(f"environment variable {self.env} is not set")
+        return value
+
     def missing_env(self) -> str | None:
         """The environment variable this secret needs but that is not set (no sandbox default either)."""
         if self.env and not os.environ.get(self.env) and not self.sandbox_default:
@@ -237,6 +247,12 @@ class WarehouseConfig(_Strict):
         return self
 
 
+class IngestConfig(_Strict):
+    store_url: SecretRef | None = Field(
+        None, description="SQLAlchemy URL of a database for received deliveries (e.g. postgresql+psycopg2://…), "
+                          "for deployments where the receiver and Dagster share no disk; default: files in data_dir.")
+
+
 class ConnectorConfig(_Strict):
     profile: Literal["sandbox", "custom"] = "custom"
     data_dir: Path
@@ -244,6 +260,7 @@ class ConnectorConfig(_Strict):
     business_central: BusinessCentralConfig | None = None
     sap_business_one: SapBusinessOneConfig | None = None
     looker: LookerConfig | None = None
+    ingest: IngestConfig = IngestConfig()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> "ConnectorConfig":

@@ -34,7 +34,7 @@ def build_definitions(cfg: ConnectorConfig | None = None) -> dg.Definitions:
         parts.append(dg.Definitions(resources={
             "sap_business_one": SapBusinessOneResource.from_config(cfg.sap_business_one, cfg.data_dir)}))
     if cfg.looker is not None and cfg.looker.enabled:
-        parts.append(build_looker(cfg.looker, warehouse.kind, cfg.data_dir))
+        parts.append(build_looker(cfg.looker, warehouse.kind, cfg.data_dir, cfg.ingest))
         parts.append(dg.Definitions(resources={"looker": LookerResource.from_config(cfg.looker, cfg.data_dir)}))
     return dg.Definitions.merge(*parts)
 

@@ -15,7 +15,8 @@ import uvicorn
 
 from mlconnector_pipelines.config import SANDBOX_LOOKER_DELIVERY_SECRET
 from mlconnector_pipelines.definitions import build_definitions
-from mlconnector_pipelines.flows.looker import DELIVERIES_JOB, DELIVERIES_SENSOR, delivery_dir
+from mlconnector_pipelines.flows.looker import DELIVERIES_JOB, DELIVERIES_SENSOR
+from mlconnector_pipelines.ingest.store import open_delivery_store
 from mlconnector_pipelines.ingest.app import create_app
 
 from .conftest import materialization_metadata
@@ -71,7 +72,7 @@ def url(secret: str = SANDBOX_LOOKER_DELIVERY_SECRET) -> str:
 
 
 def stored(env) -> list[str]:
-    return delivery_dir(env.cfg.data_dir).names_after(None)
+    return [cursor for cursor, _ in open_delivery_store(env.cfg.ingest, env.cfg.data_dir, "looker").after(None)]
 
 
 def evaluate_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):
@@ -157,6 +158,6 @@ def test_a_csv_delivery_maps_columns_to_the_query_fields_in_order(env, receiver)
     body = {**payload([]), "attachment": {"data": csv_text, "mimetype": "text/csv", "extension": "csv"}}
     response = receiver.post(url(), json=body)
     assert response.status_code == 202 and response.json()["rows"] == 1
-    delivery = delivery_dir(env.cfg.data_dir).get(response.json()["delivery_id"])
+    delivery = open_delivery_store(env.cfg.ingest, env.cfg.data_dir, "looker").get(response.json()["delivery_id"])
     assert delivery.rows == [{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V1",
                               "vendors.name": "Fabrikam, Inc.", "vendors.total_balance": "12.5"}]

@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from mlconnector_pipelines.config import sandbox_profile
-from mlconnector_pipelines.flows.looker import DELIVERIES_SENSOR, delivery_dir
+from mlconnector_pipelines.flows.looker import DELIVERIES_SENSOR
+from mlconnector_pipelines.ingest.store import open_delivery_store
 from mlconnector_pipelines.ingest.looker import parse_delivery
 from mlconnector_pipelines.sandbox.looker import LookerSettings
 
@@ -51,8 +52,14 @@ def deployment(tmp_path_factory):
     raw["looker"]["http"] = {**FAST_HTTP, "requests_per_minute": 6000}
     raw["looker"]["query_task_poll_seconds"] = 0.1
     raw["looker"]["queries"][0]["partition"]["start"] = "2026-03-01"
+    # Deliveries in PostgreSQL too: the receiver and the daemon share no disk in a deployment.
+    raw["ingest"] = {"store_url": {"env": "MLCONNECTOR_DELIVERY_STORE_URL"}}
     config = data_dir / "connector.yaml"
     config.write_text(yaml.safe_dump(raw))
+    store_url = ("postgresql+psycopg2://{DAGSTER_PG_USERNAME}:{DAGSTER_PG_PASSWORD}@{DAGSTER_PG_HOST}:"
+                 "{DAGSTER_PG_PORT}/{DAGSTER_PG_DB}").format(**os.environ)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MLCONNECTOR_DELIVERY_STORE_URL", store_url)
     env = {**os.environ, "DAGSTER_HOME": str(home), "MLCONNECTOR_CONFIG": str(config)}
     daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=(home / "daemon.log").open("w"))
@@ -66,6 +73,7 @@ def deployment(tmp_path_factory):
             daemon.kill()
         admin.http.close()
         running.stop()
+        patch.undo()
 
 
 def instance(deployment) -> dg.DagsterInstance:
@@ -118,7 +126,10 @@ def test_a_delivery_becomes_one_run_through_the_sensor(deployment):
     from mlconnector_pipelines.config import load_config
     cfg = load_config(deployment["config"])
     delivery = parse_delivery(body, {q.scheduled_plan_id: q for q in cfg.looker.queries if q.scheduled_plan_id})
-    assert delivery_dir(cfg.data_dir).put(delivery)
+    store = open_delivery_store(cfg.ingest, cfg.data_dir, "looker")
+    assert type(store).__name__ == "SqlDeliveryStore"
+    assert store.put(delivery) and not store.put(delivery)  # a repeat is recognised, not stored twice
+    assert [d.id for _, d in store.after(None)] == [delivery.id]
     [run] = wait_for_runs(deployment, 1, tags={"mlconnector/delivery": delivery.id}, timeout=120)
     assert run.status == dg.DagsterRunStatus.SUCCESS
     ticks = instance(deployment).get_ticks(

@@ -5,6 +5,7 @@ the rest are replaced whole. A scheduled-plan delivery (received by `mlconnector
 materializes its asset from the delivered rows, through a sensor with one run per delivery.
 """
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -14,7 +15,7 @@ from pydantic import Field
 
 from ..config import LookerConfig, LookerQueryConfig
 from ..core.errors import ConfigError
-from ..ingest.store import DeliveryStore
+from ..ingest.store import DeliveryStore, open_delivery_store
 from ..systems.looker.client import LookerClient, LookerField, QuerySpec, with_filters
 from ..systems.looker.resource import LookerResource
 from ..warehouse.io_manager import TABLE_METADATA
@@ -27,10 +28,6 @@ DELIVERIES_JOB = "looker_deliveries"
 DELIVERIES_SENSOR = "looker_scheduled_plan_deliveries"
 # Looker's date filter grammar: "A to B" includes A and excludes B.
 _FILTER_FORMAT = {"hourly": "%Y/%m/%d %H:%M", "daily": "%Y/%m/%d", "weekly": "%Y/%m/%d", "monthly": "%Y/%m/%d"}
-
-
-def delivery_dir(data_dir) -> "DeliveryStore":
-    return DeliveryStore(data_dir / "ingest" / "looker")
 
 
 class LookerRunConfig(dg.Config):
@@ -79,7 +76,7 @@ def _field_types(query: LookerQueryConfig, spec: QuerySpec, described: dict[str,
     return {column_name(f): described[f].column_type for f in spec.fields}
 
 
-def _looker_asset(query: LookerQueryConfig, warehouse_kind: str, store: DeliveryStore):
+def _looker_asset(query: LookerQueryConfig, warehouse_kind: str, open_store: Callable[[], DeliveryStore]):
     partitions = partitions_def(query.partition) if query.partition else None
     table = table_name(query)
     source_text = f"Look {query.look_id}" if query.look_id else f"{query.model}/{query.explore}"
@@ -105,7 +102,7 @@ def _looker_asset(query: LookerQueryConfig, warehouse_kind: str, store: Delivery
                      warehouse: WarehouseResource):
         client = looker.client()
         try:
-            yield from _run(context, query, config, client, warehouse, store, table)
+            yield from _run(context, query, config, client, warehouse, open_store, table)
         finally:
             client.close()
 
@@ -113,7 +110,7 @@ def _looker_asset(query: LookerQueryConfig, warehouse_kind: str, store: Delivery
 
 
 def _run(context, query: LookerQueryConfig, config: LookerRunConfig, client: LookerClient,
-         warehouse: WarehouseResource, store: DeliveryStore, table: str):
+         warehouse: WarehouseResource, open_store: Callable[[], DeliveryStore], table: str):
     window = context.partition_time_window if query.partition else None
     filters = dict(query.filters)
     if window is not None:
@@ -124,7 +121,7 @@ def _run(context, query: LookerQueryConfig, config: LookerRunConfig, client: Loo
     types = _field_types(query, spec, client.explore_fields(spec.model, spec.view))
 
     if config.delivery_id:
-        delivery = store.get(config.delivery_id)
+        delivery = open_store().get(config.delivery_id)
         source = f"delivery {delivery.id}"
         batches = [delivery.rows]
         context.log.info(f"{query.name}: {len(delivery.rows):,} rows from scheduled-plan delivery {delivery.id} "
@@ -167,15 +164,15 @@ def _run(context, query: LookerQueryConfig, config: LookerRunConfig, client: Loo
         else f"{rows:,} rows.")
 
 
-def _deliveries_sensor(queries: dict[str, LookerQueryConfig], op_names: dict[str, str], job, store: DeliveryStore):
+def _deliveries_sensor(queries: dict[str, LookerQueryConfig], op_names: dict[str, str], job,
+                       open_store: Callable[[], DeliveryStore]):
     @dg.sensor(name=DELIVERIES_SENSOR, job=job, minimum_interval_seconds=15,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Turns each scheduled-plan delivery stored by `mlconnector ingest` into one run that "
                            "materializes its Looker asset from the delivered rows (run key = delivery id).")
     def _sensor(context: dg.SensorEvaluationContext):
-        names = store.names_after(context.cursor)
-        for name in names:
-            delivery = store.load_name(name)
+        entries = open_store().after(context.cursor)
+        for _, delivery in entries:
             query = queries.get(delivery.target)
             if query is None:
                 context.log.warning(f"delivery {delivery.id} is for {delivery.target!r}, which is no longer configured")
@@ -186,17 +183,19 @@ def _deliveries_sensor(queries: dict[str, LookerQueryConfig], op_names: dict[str
                 run_config=dg.RunConfig(ops={op_name: LookerRunConfig(delivery_id=delivery.id)}),
                 tags={"mlconnector/delivery": delivery.id,
                       "mlconnector/scheduled_plan": str(delivery.detail.get("scheduled_plan_id"))})
-        if names:
-            context.update_cursor(names[-1])
+        if entries:
+            context.update_cursor(entries[-1][0])
 
     return _sensor
 
 
-def build_looker(cfg: LookerConfig, warehouse_kind: str, data_dir) -> dg.Definitions:
-    store = delivery_dir(data_dir)
+def build_looker(cfg: LookerConfig, warehouse_kind: str, data_dir, ingest=None) -> dg.Definitions:
+    def open_store() -> DeliveryStore:  # opened when a sensor ticks or a run starts, not when code loads
+        return open_delivery_store(ingest, data_dir, "looker")
+
     assets, jobs, schedules, sensors, op_names = [], [], [], [], {}
     for query in cfg.queries:
-        asset = _looker_asset(query, warehouse_kind, store)
+        asset = _looker_asset(query, warehouse_kind, open_store)
         assets.append(asset)
         op_names[query.name] = asset.op.name
         job = dg.define_asset_job(f"looker_{query.name}", selection=[asset_key(query)],
@@ -211,5 +210,5 @@ def build_looker(cfg: LookerConfig, warehouse_kind: str, data_dir) -> dg.Definit
         job = dg.define_asset_job(DELIVERIES_JOB, selection=[asset_key(q) for q in delivered.values()],
                                   description="Materialize Looker assets from scheduled-plan deliveries.")
         jobs.append(job)
-        sensors.append(_deliveries_sensor(delivered, op_names, job, store))
+        sensors.append(_deliveries_sensor(delivered, op_names, job, open_store))
     return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, sensors=sensors)

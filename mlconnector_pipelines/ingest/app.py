@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import re
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -23,7 +21,7 @@ from starlette.routing import Route
 from ..config import ConnectorConfig
 from ..core.errors import ConfigError
 from .looker import MAX_BODY_BYTES, DeliveryRejected, parse_delivery
-from .store import DeliveryStore
+from .store import open_delivery_store
 
 log = logging.getLogger("mlconnector.ingest")
 
@@ -54,25 +52,18 @@ def looker_delivery_secret(cfg: ConnectorConfig) -> str:
     if looker is None or looker.delivery_secret is None:
         raise ConfigError("looker.delivery_secret is not set: the receiver needs a secret for its URL")
     ref = looker.delivery_secret
-    if ref.credential:
-        from ..core.credentials import CredentialStore
-        return CredentialStore(cfg.data_dir).get(ref.credential)
-    value = os.environ.get(ref.env or "") or ref.sandbox_value()
-    if not value:
-        raise ConfigError(f"looker.delivery_secret: environment variable {ref.env} is not set")
+    value = ref.resolve(cfg.data_dir)
     if len(value) < 16 and not ref.sandbox_value():
         raise ConfigError("looker.delivery_secret: use at least 16 random characters (it is the only protection "
                           "of the URL)")
     return value
 
 
-def create_app(cfg: ConnectorConfig, store_dir: Path | None = None) -> Starlette:
-    from ..flows.looker import delivery_dir
-
+def create_app(cfg: ConnectorConfig) -> Starlette:
     _hide_url_secrets_in_server_logs()
     secret = looker_delivery_secret(cfg).encode()
     plans = {q.scheduled_plan_id: q for q in cfg.looker.queries if q.scheduled_plan_id}
-    store = DeliveryStore(store_dir) if store_dir else delivery_dir(cfg.data_dir)
+    store = open_delivery_store(cfg.ingest, cfg.data_dir, "looker")
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "scheduled_plans": sorted(plans)})
