@@ -7,7 +7,9 @@ from .core.ping import PingResult
 
 
 def run_pings(cfg: ConnectorConfig) -> list[PingResult]:
-    results: list[PingResult] = []
+    from .warehouse.ping import ping as ping_warehouse
+
+    results: list[PingResult] = [ping_warehouse(cfg)]
     bc, sap = cfg.business_central, cfg.sap_business_one
     if bc is not None and bc.enabled:
         from .systems.business_central.client import SYSTEM

@@ -14,7 +14,9 @@ from .conftest import make_config
 
 
 def ping_one(cfg):
-    [result] = run_pings(cfg)
+    """The one ERP system configured (the warehouse is checked first, always)."""
+    warehouse, result = run_pings(cfg)
+    assert warehouse.system == "Warehouse (duckdb)" and warehouse.ok, warehouse.detail
     return result
 
 
@@ -83,7 +85,7 @@ def test_cli_ping_exit_codes(sandbox, tmp_path, monkeypatch):
     runner = CliRunner()
     ok = runner.invoke(main, ["ping", "--config", str(good)])
     assert ok.exit_code == 0, ok.output
-    assert "Business Central" in ok.output and "1 of 1 system(s) OK" in ok.output
+    assert "Business Central" in ok.output and "Warehouse (duckdb)" in ok.output and "2 of 2 system(s) OK" in ok.output
     failed = runner.invoke(main, ["ping", "--config", str(bad)])
     assert failed.exit_code == 1
     assert "Environment 'prod' does not exist" in failed.output and "fix:" in failed.output

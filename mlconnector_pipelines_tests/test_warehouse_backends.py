@@ -217,3 +217,11 @@ def test_backend_libraries_are_imported_only_when_selected():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, "MLCONNECTOR_CONFIG": ""}).stdout
     assert out.strip() == "[]"
+
+
+def test_ping_reaches_the_warehouse(backend_settings, tmp_path):
+    from mlconnector_pipelines.warehouse.ping import ping
+
+    cfg = parse_config({"profile": "sandbox", "data_dir": str(tmp_path), "warehouse": backend_settings})
+    result = ping(cfg)
+    assert result.ok and "queries run" in result.detail, result.detail
