@@ -22,22 +22,25 @@ class TimeWindow:
 
 
 def assign_window_starts(timestamps, windows: Sequence[TimeWindow]):
-    """The start of the window holding each ISO timestamp of a pandas Series.
+    """The start of the window holding each ISO timestamp, as an Arrow timestamp array (UTC).
 
     A single-run backfill covers many partitions at once; each row still belongs to exactly one
     partition window, found by bisecting the window starts. Raises if a timestamp lies outside
     the windows: the server returned rows it was not asked for.
     """
     import numpy as np
-    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    moments = pd.to_datetime(timestamps, utc=True, format="ISO8601")
-    starts = pd.DatetimeIndex([w.start for w in windows])
-    end = pd.Timestamp(windows[-1].end)
-    index = np.searchsorted(starts.values, moments.values, side="right") - 1
-    outside = (index < 0) | (moments.values >= end.to_datetime64())
+    moments = pc.cast(pa.array(timestamps) if not isinstance(timestamps, (pa.Array, pa.ChunkedArray)) else timestamps,
+                      pa.timestamp("us", tz="UTC"))
+    micros = np.asarray(pc.cast(moments, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+    starts = np.array([int(w.start.timestamp() * 1_000_000) for w in windows], dtype=np.int64)
+    end = int(windows[-1].end.timestamp() * 1_000_000)
+    index = np.searchsorted(starts, micros, side="right") - 1
+    outside = (index < 0) | (micros >= end)
     if outside.any():
-        first = moments[outside].iloc[0] if hasattr(moments, "iloc") else moments[outside][0]
+        first = moments[int(np.argmax(outside))].as_py()
         raise ValueError(f"{first.isoformat()} is outside the windows being loaded "
                          f"[{windows[0].start.isoformat()}, {windows[-1].end.isoformat()})")
-    return pd.Series(starts[index], index=getattr(timestamps, "index", None))
+    return pa.array(starts[index], type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))

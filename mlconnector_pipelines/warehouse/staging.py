@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .base import WindowLoad
-from .schema import ColumnType, TableSpec, infer_type
+from .schema import ColumnType, TableSpec
 
 
 class ParquetStaging(WindowLoad):
@@ -41,18 +41,21 @@ class ParquetStaging(WindowLoad):
     def rows_written(self) -> dict[str, int]:
         return dict(self._rows)
 
-    def write(self, table: TableSpec, batch: pd.DataFrame) -> None:
-        if batch.empty:
+    def write(self, table: TableSpec, batch: pd.DataFrame | pa.Table) -> None:
+        if isinstance(batch, pd.DataFrame):
+            batch = pa.Table.from_pandas(batch, preserve_index=False)
+        if batch.num_rows == 0:
             return
         columns = self.columns[table.name]
         known = table.all_types()
-        for column in batch.columns:
-            if column not in columns:  # a field new in the source: typed from its values
-                columns[column] = known.get(column) or _infer_column(batch[column])
+        for field in batch.schema:
+            if field.name not in columns:  # a field new in the source: typed from its values
+                columns[field.name] = known.get(field.name) or _column_type(field.type)
         self._files[table.name] += 1
         path = self.directory / table.name / f"{self._files[table.name]:06d}.parquet"
-        pq.write_table(pa.Table.from_pandas(batch, preserve_index=False), path, compression="snappy")
-        self._rows[table.name] += len(batch)
+        # LZ4: the files live for one load on local disk; speed matters more than size.
+        pq.write_table(batch, path, compression="lz4")
+        self._rows[table.name] += batch.num_rows
 
     def files(self, table: TableSpec) -> list[Path]:
         return sorted((self.directory / table.name).glob("*.parquet"))
@@ -70,9 +73,18 @@ class ParquetStaging(WindowLoad):
                                 for name, kind in columns.items()}, index=frame.index)
 
 
-def _infer_column(series: pd.Series) -> ColumnType:
-    non_null = series.dropna()
-    return infer_type(non_null.iloc[0]) if len(non_null) else ColumnType.STRING
+def _column_type(kind: pa.DataType) -> ColumnType:
+    if pa.types.is_boolean(kind):
+        return ColumnType.BOOLEAN
+    if pa.types.is_integer(kind):
+        return ColumnType.INTEGER
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return ColumnType.DOUBLE
+    if pa.types.is_timestamp(kind):
+        return ColumnType.TIMESTAMP
+    if pa.types.is_date(kind):
+        return ColumnType.DATE
+    return ColumnType.STRING  # text, and anything nested (kept as its JSON text)
 
 
 def _as_text(series: pd.Series, kind: ColumnType) -> pd.Series:
