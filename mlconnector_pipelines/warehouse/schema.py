@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
 from enum import Enum
-from typing import Any
 
 
 class ColumnType(str, Enum):
@@ -37,21 +34,6 @@ def validate_identifier(name: str) -> str:
     if not _IDENTIFIER.match(name):
         raise ValueError(f"unsafe warehouse identifier {name!r}")
     return name
-
-
-def infer_type(value: Any) -> ColumnType:
-    """Type of a column the catalog does not know (e.g. a field the customer added)."""
-    if isinstance(value, bool):
-        return ColumnType.BOOLEAN
-    if isinstance(value, int):
-        return ColumnType.INTEGER
-    if isinstance(value, (float, Decimal)):
-        return ColumnType.DOUBLE
-    if isinstance(value, datetime):
-        return ColumnType.TIMESTAMP
-    if isinstance(value, date):
-        return ColumnType.DATE
-    return ColumnType.STRING
 
 
 # Columns every change-log row carries.
