@@ -20,7 +20,7 @@ from mlconnector_pipelines.warehouse.resource import WarehouseResource
 from mlconnector_pipelines.warehouse.schema import ColumnType as T
 from mlconnector_pipelines.warehouse.schema import TableSpec
 
-from .conftest import FAST_HTTP, HISTORY_START, SandboxAdmin, run_bc_job, start_sandbox
+from .conftest import FAST_HTTP, HISTORY_START, run_bc_job
 from .fakes.bigquery import running_fake_bigquery
 
 UTC = timezone.utc
@@ -176,18 +176,8 @@ def test_a_snapshot_window_is_replaced_whole(warehouse):
 # -- the first flow, end to end, on each backend ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def bc_sandbox(tmp_path_factory):
-    running, data_dir = start_sandbox(tmp_path_factory)
-    admin = SandboxAdmin(running)
-    admin.data_dir = data_dir
-    yield admin
-    admin.http.close()
-    running.stop()
-
-
-def test_business_central_flow_end_to_end(bc_sandbox, backend_settings, tmp_path):
-    raw = sandbox_profile(bc_sandbox.data_dir, bc_sandbox.url)
+def test_business_central_flow_end_to_end(sandbox, backend_settings, tmp_path):
+    raw = sandbox_profile(sandbox.data_dir, sandbox.url)
     raw.update(data_dir=str(tmp_path), sap_business_one=None, looker=None, warehouse=backend_settings)
     raw["business_central"]["partitions"]["start"] = HISTORY_START.date().isoformat()
     raw["business_central"]["http"] = dict(FAST_HTTP)
@@ -198,9 +188,9 @@ def test_business_central_flow_end_to_end(bc_sandbox, backend_settings, tmp_path
     checks = {(c.asset_key.path[-1], c.check_name): c.passed for c in result.get_asset_check_evaluations()}
     assert checks and all(checks.values()), checks
     warehouse = WarehouseResource.from_config(cfg).process_config_and_initialize().open()
-    companies = bc_sandbox.companies()
+    companies = sandbox.companies()
     for entity_set, name in (("generalLedgerEntries", "bc_general_ledger_entries"), ("salesInvoices", "bc_sales_invoices")):
-        expected = sum(1 for c in companies for r in bc_sandbox.records(c["id"], entity_set)
+        expected = sum(1 for c in companies for r in sandbox.records(c["id"], entity_set)
                        if "2026-03-01" <= r["lastModifiedDateTime"][:10] < "2026-03-04")
         assert len(table(warehouse, name)) == expected > 0
     lines = table(warehouse, "bc_sales_invoice_lines")
