@@ -83,23 +83,28 @@ def window_swap(d: SqlDialect, tables: Sequence[TableSpec], staged: dict[str, li
             match = (f"t.{d.column(COMPANY_ID)} = a.{d.column(COMPANY_ID)} "
                      f"AND t.{d.column(PARENT_ID)} = CAST(a.{parent_key} AS {d.text})")
         touched = f"EXISTS (SELECT 1 FROM {d.table(name)} AS a WHERE {match})"
+        # Current state is computed from the new rows as staged plus the touched versions of other
+        # windows, before the new rows join the change log: reading the stage is cheaper than
+        # reading rows this transaction has just inserted.
+        candidates = (f"(SELECT {columns} FROM {stage} UNION ALL "
+                      f"SELECT {t_columns} FROM {changes} AS t WHERE {touched})")
         apply += [f"DELETE FROM {changes} WHERE {in_scope}",
-                  f"INSERT INTO {changes} ({columns}) SELECT {columns} FROM {stage}",
                   f"DELETE FROM {current} AS t WHERE {touched}"]
         if table.parent is None:
-            order = f"t.{d.column(table.modified_column)} DESC, " if table.modified_column else ""
-            partition = ", ".join(f"t.{d.column(k)}" for k in table.key)
+            order = f"c.{d.column(table.modified_column)} DESC, " if table.modified_column else ""
+            partition = ", ".join(f"c.{d.column(k)}" for k in table.key)
             apply.append(
                 f"INSERT INTO {current} ({columns}) SELECT {columns} FROM ("
-                f"SELECT {t_columns}, row_number() OVER (PARTITION BY {partition} "
-                f"ORDER BY {order}t.{d.column('_extracted_at')} DESC) AS _rn "
-                f"FROM {changes} AS t WHERE {touched}) AS r WHERE _rn = 1")
+                f"SELECT c.*, row_number() OVER (PARTITION BY {partition} "
+                f"ORDER BY {order}c.{d.column('_extracted_at')} DESC) AS _rn "
+                f"FROM {candidates} AS c) AS r WHERE _rn = 1")
         else:
             apply.append(
-                f"INSERT INTO {current} ({columns}) SELECT {t_columns} FROM {changes} AS t WHERE {touched} "
-                f"AND EXISTS (SELECT 1 FROM {d.table(table.parent.name)} AS p "
-                f"WHERE t.{d.column(PARENT_VERSION_ID)} = p.{d.column(VERSION_ID)} "
-                f"AND t.{d.column(COMPANY_ID)} = p.{d.column(COMPANY_ID)})")  # keys repeat across companies
+                f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {candidates} AS c "
+                f"WHERE EXISTS (SELECT 1 FROM {d.table(table.parent.name)} AS p "
+                f"WHERE c.{d.column(PARENT_VERSION_ID)} = p.{d.column(VERSION_ID)} "
+                f"AND c.{d.column(COMPANY_ID)} = p.{d.column(COMPANY_ID)})")  # keys repeat across companies
+        apply.append(f"INSERT INTO {changes} ({columns}) SELECT {columns} FROM {stage}")
     return prepare, apply
 
 
