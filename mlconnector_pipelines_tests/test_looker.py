@@ -214,6 +214,15 @@ def test_wrong_client_secret_is_refused_with_a_fix_and_no_secret(env):
     bad.close()
 
 
+def test_a_refused_query_says_which_field_and_why(env, client):
+    from mlconnector_pipelines.core.errors import RequestFailedError
+
+    with pytest.raises(RequestFailedError) as caught:
+        next(client.rows(QuerySpec(MODEL, "vendors", ("vendors.number", "vendors.nope"), limit=10)))
+    assert caught.value.status == 422 and caught.value.code == "invalid"
+    assert "fields: Unknown field 'vendors.nope' in explore 'vendors'" in str(caught.value)
+
+
 def test_429_backs_off_and_completes(env, client):
     env.admin.faults({"kind": "status", "status": 429, "path_contains": "/api/4.0/queries/run", "count": 2})
     [rows] = list(client.rows(QuerySpec(MODEL, "vendors", ("vendors.company_name", "vendors.count"), limit=10)))

@@ -324,7 +324,7 @@ def _tls_fix(exc: Exception) -> str | None:
 
 
 def _generic_error_message(response: httpx.Response) -> tuple[str, str | None]:
-    """Best-effort (message, code) from an OData-style or plain error body."""
+    """Best-effort (message, code) from an OData-style, `{"message", "errors": [...]}` (Looker) or plain error body."""
     try:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError:
@@ -339,5 +339,10 @@ def _generic_error_message(response: httpx.Response) -> tuple[str, str | None]:
         if isinstance(error, str):
             return (str(body.get("error_description") or error), error)
         if "message" in body:
-            return (str(body["message"]), None)
+            # Validation errors list what was wrong, field by field (Looker's 422).
+            errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+            message = str(body["message"] or response.reason_phrase)
+            details = [f"{e['field']}: {e.get('message')}" if e.get("field") else str(e.get("message")) for e in errors]
+            code = next((str(e["code"]) for e in errors if e.get("code")), None)
+            return (f"{message} ({'; '.join(details)})" if details else message, code)
     return (response.text[:300], None)

@@ -85,7 +85,7 @@ class LookerClient:
         self.login = LookerLogin(client_id, client_secret)
         self.http = ThrottledClient(
             SYSTEM, base_url=f"{base_url.rstrip('/')}/api/4.0/", policy=policy, auth=self.login,
-            verify=ssl_context(ca_bundle, what="looker"), secrets=[client_secret], error_message=looker_error,
+            verify=ssl_context(ca_bundle, what="looker"), secrets=[client_secret],
             transport=transport, sleep=sleep, headers={"Accept": "application/json"},
         )
         self.login.http = self.http
@@ -215,21 +215,6 @@ def _stream_batches(response: httpx.Response, batch_rows: int) -> Iterator[list[
         raise RequestFailedError(SYSTEM, f"the connection dropped while reading query task results: {exc}") from None
     if batch:
         yield batch
-
-
-def looker_error(response: httpx.Response) -> tuple[str, str | None]:
-    """(message, code) from Looker's `{"message", "errors": [{field, code, message}]}`."""
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return (response.text[:300] or response.reason_phrase, None)
-    if not isinstance(body, dict):
-        return (response.text[:300], None)
-    message = str(body.get("message") or response.reason_phrase)
-    details = [f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message"))
-               for e in body.get("errors") or [] if isinstance(e, dict)]
-    code = next((str(e["code"]) for e in body.get("errors") or [] if isinstance(e, dict) and e.get("code")), None)
-    return (f"{message} ({'; '.join(details)})" if details else message, code)
 
 
 def with_filters(spec: QuerySpec, filters: dict[str, str], limit: int | None) -> QuerySpec:
