@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
+from ..core.secret_resource import SecretResource
 from .base import Warehouse
 
 
-class WarehouseResource(dg.ConfigurableResource):
+class WarehouseResource(SecretResource):
     """Where extracted data lands: `duckdb` (a file under the data folder, the default), `snowflake` or `bigquery`."""
 
     backend: str = "duckdb"
     duckdb_path: str = "data/warehouse.duckdb"
     duckdb_memory_limit: str = "512MB"
     backend_settings: dict = Field(default_factory=dict, description="The backend's section of connector.yaml.")
-    secret: Optional[str] = Field(None, description="Snowflake password or key passphrase (an EnvVar); never shown.")
-    secret_credential: Optional[str] = Field(None, description="...or its name in the encrypted credential store.")
-    credentials_dir: Optional[str] = None
+    # `secret` (SecretResource): the Snowflake password or key passphrase.
 
     @classmethod
     def from_config(cls, cfg) -> "WarehouseResource":
@@ -28,23 +26,14 @@ class WarehouseResource(dg.ConfigurableResource):
         assert isinstance(cfg, ConnectorConfig)
         w = cfg.warehouse
         fields = {"backend": w.backend, "duckdb_path": str(cfg.duckdb_path), "duckdb_memory_limit": w.duckdb_memory_limit,
-                  "credentials_dir": str(cfg.data_dir)}
+                  **cls.secret_fields(None, cfg.data_dir)}
         if w.backend == "snowflake":
             # References to secrets (a variable's or credential's name) only; the value comes through `secret`.
             fields["backend_settings"] = w.snowflake.model_dump(mode="json", by_alias=True, exclude_none=True)
-            ref = w.snowflake.password or w.snowflake.private_key_passphrase
-            if ref is not None:
-                fields["secret_credential"] = ref.credential
-                fields["secret"] = None if ref.credential else dg.EnvVar(ref.env)
+            fields.update(cls.secret_fields(w.snowflake.password or w.snowflake.private_key_passphrase, cfg.data_dir))
         elif w.backend == "bigquery":
             fields["backend_settings"] = w.bigquery.model_dump(mode="json", exclude_none=True)
         return cls(**fields)
-
-    def _secret(self) -> str | None:
-        if self.secret_credential:
-            from ..core.credentials import CredentialStore
-            return CredentialStore(Path(self.credentials_dir or ".")).get(self.secret_credential)
-        return self.secret
 
     def open(self) -> Warehouse:
         if self.backend == "duckdb":
@@ -53,7 +42,7 @@ class WarehouseResource(dg.ConfigurableResource):
         if self.backend == "snowflake":
             from ..config import SnowflakeConfig
             from .snowflake_backend import SnowflakeWarehouse
-            return SnowflakeWarehouse(SnowflakeConfig.model_validate(self.backend_settings), secret=self._secret())
+            return SnowflakeWarehouse(SnowflakeConfig.model_validate(self.backend_settings), secret=self.optional_secret())
         if self.backend == "bigquery":
             from ..config import BigQueryConfig
             from .bigquery_backend import BigQueryWarehouse
