@@ -40,6 +40,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _https_url(value: str) -> str:
+    """An API root: https only (credentials travel over it), without a trailing slash."""
+    if not value.startswith("https://"):
+        raise ValueError("must be an https:// URL")
+    return value.rstrip("/")
+
+
 class SecretRef(_Strict):
     """Where a secret comes from: an environment variable or the encrypted credential store.
 
@@ -116,9 +123,7 @@ class BusinessCentralConfig(_Strict):
     @field_validator("api_base_url")
     @classmethod
     def _https(cls, value: str) -> str:
-        if not value.startswith("https://"):
-            raise ValueError("must be an https:// URL")
-        return value.rstrip("/")
+        return _https_url(value)
 
 
 class SapBusinessOneConfig(_Strict):
@@ -188,9 +193,7 @@ class LookerConfig(_Strict):
     @field_validator("base_url")
     @classmethod
     def _https(cls, value: str) -> str:
-        if not value.startswith("https://"):
-            raise ValueError("must be an https:// URL")
-        value = value.rstrip("/")
+        value = _https_url(value)
         return value[: -len("/api/4.0")] if value.endswith("/api/4.0") else value
 
     @model_validator(mode="after")

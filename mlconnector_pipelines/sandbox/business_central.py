@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from .bc_data import LINE_ENTITY, CompanyData, dimension_set_lines, iso_ms
 from .entra import EntraSimulator
-from .faults import FaultBook
+from .faults import FaultBook, retry_after_header
 from .odata_filter import Comparison, FilterError, parse_filter
 
 RESOURCE = "https://api.businesscentral.dynamics.com"
@@ -128,7 +128,7 @@ class BusinessCentralSimulator:
                           headers={"WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/{request.path_params["tenant"]}/oauth2/authorize"'})
         if self._over_limit(issued.client_id):
             self.requests["429"] += 1
-            headers = {"Retry-After": f"{self.retry_after_on_429:g}"} if self.retry_after_on_429 is not None else {}
+            headers = retry_after_header(self.retry_after_on_429)
             return _error(429, "Application_TooManyRequests",
                           f"Too many requests reached. Maximum ({self.rate_limit_requests}) per "
                           f"{self.rate_limit_window_seconds:g} seconds.", headers=headers)
@@ -136,7 +136,7 @@ class BusinessCentralSimulator:
         if fault is not None:
             if fault.kind == "status":
                 self.requests[str(fault.status)] += 1
-                headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+                headers = retry_after_header(fault.retry_after)
                 code = {429: "Application_TooManyRequests", 503: "Internal_ServiceUnavailable",
                         502: "Internal_BadGateway", 504: "Internal_GatewayTimeout"}.get(fault.status, "Internal_ServerError")
                 return _error(fault.status, code, "Injected by the sandbox.", headers=headers)

@@ -20,6 +20,11 @@ class FaultRule(BaseModel):
     path_contains: str = ""
 
 
+def retry_after_header(seconds: float | None) -> dict[str, str]:
+    """`Retry-After` when the simulated server says when to retry; some real 429s don't."""
+    return {"Retry-After": f"{seconds:g}"} if seconds is not None else {}
+
+
 @dataclass
 class FaultBook:
     rules: list[FaultRule] = field(default_factory=list)

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .faults import FaultBook
+from .faults import FaultBook, retry_after_header
 from .looker_model import (EXPLORES, LOOKS, MODEL, QueryError, compile_query, effective_limit, explore_of,
                            json_value)
 
@@ -129,15 +129,12 @@ class LookerSimulator:
                 return _error(401, "Requires authentication.")
             if self._over_rate():
                 self.stats["429"] += 1
-                headers = ({"Retry-After": f"{self.settings.retry_after_on_429:g}"}
-                           if self.settings.retry_after_on_429 is not None else {})
-                return _error(429, "Too Many Requests", headers=headers)
+                return _error(429, "Too Many Requests", headers=retry_after_header(self.settings.retry_after_on_429))
             fault = self.faults.take(request.url.path)
             if fault is not None:
                 if fault.kind == "status":
                     self.stats[str(fault.status)] += 1
-                    headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
-                    return _error(fault.status, "Injected by the sandbox.", headers=headers)
+                    return _error(fault.status, "Injected by the sandbox.", headers=retry_after_header(fault.retry_after))
                 if fault.kind == "delay":
                     await asyncio.sleep(fault.delay_seconds)
                 if fault.kind == "expire_tokens":
