@@ -12,21 +12,14 @@ Prints records/s and peak RSS for both and the ratio a/b.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from harness import compare, ratio, report_child, start_sandbox
+from harness import HISTORY_DAYS, compare, history, parser, print_results, report_child, run_job_over_history, start_sandbox
+
 PORT = 47891
-HISTORY_DAYS = 28
-
-
-def history() -> tuple[datetime, datetime]:
-    end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    return end - timedelta(days=HISTORY_DAYS), end
 
 
 def start(data_dir: Path, per_company: int):
@@ -36,22 +29,14 @@ def start(data_dir: Path, per_company: int):
 
 
 def run_product(data_dir: Path, page_size: int) -> dict:
-    import dagster as dg
-    from mlconnector_pipelines.config import parse_config, sandbox_profile
-    from mlconnector_pipelines.definitions import build_definitions
-    start, end = history()
+    from mlconnector_pipelines.config import sandbox_profile
+    start, _ = history()
     raw = sandbox_profile(data_dir, f"https://127.0.0.1:{PORT}")
     raw["data_dir"] = str(data_dir / "product")
     raw["business_central"].update({"entities": ["generalLedgerEntries"], "page_size": page_size})
     raw["warehouse"] = {"duckdb_memory_limit": os.environ.get("BENCH_DUCKDB_MEMORY", "512MB")}
     raw["business_central"]["partitions"]["start"] = start.date().isoformat()
-    job = build_definitions(parse_config(raw)).resolve_job_def("business_central_to_warehouse")
-    began = time.monotonic()
-    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags={
-        "dagster/asset_partition_range_start": start.date().isoformat(),
-        "dagster/asset_partition_range_end": (end - timedelta(days=1)).date().isoformat()})
-    seconds = time.monotonic() - began
-    assert result.success
+    result, seconds = run_job_over_history(raw, "business_central_to_warehouse")
     meta = next(e.materialization.metadata for e in result.get_asset_materialization_events()
                 if e.asset_key.path[-1] == "bc_general_ledger_entries")
     return {"records": meta["rows"].value, "seconds": seconds, "requests": meta["http_requests"].value}
@@ -89,23 +74,16 @@ def child(path: str, data_dir: Path, page_size: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--gl-entries-per-company", type=int, default=500_000)
-    parser.add_argument("--page-size", type=int, default=10_000)
-    parser.add_argument("--child")
-    parser.add_argument("--data-dir", type=Path)
-    args = parser.parse_args()
+    options = parser(page_size=10_000)
+    options.add_argument("--gl-entries-per-company", type=int, default=500_000)
+    args = options.parse_args()
     if args.child:
         return child(args.child, args.data_dir, args.page_size)
     data_dir = Path(tempfile.mkdtemp(prefix="mlconnector-bench-"))
     product, bare = compare(__file__, start(data_dir, args.gl_entries_per_company), data_dir, args.page_size)
-    print(f"\nBusiness Central G/L entries (+ dimension set lines), page size {args.page_size:,}, 2 companies")
-    print(f"{'path':<34}{'records':>11}{'seconds':>9}{'records/s':>11}{'requests':>10}{'peak RSS MB':>13}"
-          f"{'client CPU s':>14}")
-    for name, f in (("(a) product asset → DuckDB", product), ("(b) bare httpx loop, discard", bare)):
-        print(f"{name:<34}{f['records']:>11,}{f['seconds']:>9.1f}{f['records'] / f['seconds']:>11,.0f}"
-              f"{f['requests']:>10,}{f['peak_rss_mb']:>13,.0f}{f['cpu_seconds']:>14.1f}")
-    print(f"\nratio (a)/(b) records/s: {ratio(product, bare):.2f}   (target ≥ 0.80; peak RSS of (a) target < 500 MB)")
+    print_results(f"Business Central G/L entries (+ dimension set lines), page size {args.page_size:,}, 2 companies",
+                  ("(a) product asset → DuckDB", product), ("(b) bare httpx loop, discard", bare), "requests",
+                  target="target ≥ 0.80; peak RSS of (a) target < 500 MB")
 
 
 if __name__ == "__main__":

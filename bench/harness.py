@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+HISTORY_DAYS = 28  # what the sandbox generates, and what one single-run backfill loads
+
+
+def history() -> tuple[datetime, datetime]:
+    end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return end - timedelta(days=HISTORY_DAYS), end
+
+
+def parser(page_size: int) -> argparse.ArgumentParser:
+    """The options every benchmark takes; a benchmark adds its own volume option."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--page-size", type=int, default=page_size)
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    return p
+
+
+def run_job_over_history(raw_config: dict, job_name: str):
+    """Run the product's job once over the whole history (a single-run backfill); returns (result, seconds)."""
+    import dagster as dg
+    from mlconnector_pipelines.config import parse_config
+    from mlconnector_pipelines.definitions import build_definitions
+    start, end = history()
+    job = build_definitions(parse_config(raw_config)).resolve_job_def(job_name)
+    began = time.monotonic()
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags={
+        "dagster/asset_partition_range_start": start.date().isoformat(),
+        "dagster/asset_partition_range_end": (end - timedelta(days=1)).date().isoformat()})
+    seconds = time.monotonic() - began
+    assert result.success
+    return result, seconds
 
 
 def start_sandbox(args: list[str], health_url: str, ca: Path) -> subprocess.Popen:
@@ -57,3 +90,13 @@ def compare(script: str, sandbox: subprocess.Popen, data_dir: Path, page_size: i
 
 def ratio(product: dict, bare: dict) -> float:
     return (product["records"] / product["seconds"]) / (bare["records"] / bare["seconds"])
+
+
+def print_results(title: str, product: tuple[str, dict], bare: tuple[str, dict], extra: str, target: str = "") -> None:
+    """Both paths side by side; `extra` names one more figure each path reports (requests, logins)."""
+    print(f"\n{title}")
+    print(f"{'path':<34}{'records':>11}{'seconds':>9}{'records/s':>11}{extra:>10}{'peak RSS MB':>13}{'CPU s':>8}")
+    for name, f in (product, bare):
+        print(f"{name:<34}{f['records']:>11,}{f['seconds']:>9.1f}{f['records'] / f['seconds']:>11,.0f}"
+              f"{f[extra]:>10,}{f['peak_rss_mb']:>13,.0f}{f['cpu_seconds']:>8.1f}")
+    print(f"\nratio (a)/(b) records/s: {ratio(product[1], bare[1]):.2f}" + (f"   ({target})" if target else ""))

@@ -11,23 +11,17 @@ Prints records/s, logins and peak RSS for both.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
-from harness import compare, ratio, report_child, start_sandbox
+from harness import HISTORY_DAYS, compare, history, parser, print_results, report_child, run_job_over_history, start_sandbox
+
 PORT = 47893
 SAP_PORT = PORT + 50
-HISTORY_DAYS = 28
 ENTITY_SETS = ["Invoices", "PurchaseInvoices", "PurchaseOrders", "JournalEntries", "IncomingPayments",
                "VendorPayments", "Items", "BusinessPartners", "ChartOfAccounts", "ProfitCenters"]
-
-
-def history() -> tuple[datetime, datetime]:
-    end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    return end - timedelta(days=HISTORY_DAYS), end
 
 
 def start(data_dir: Path, documents: int):
@@ -43,22 +37,14 @@ def logins(data_dir: Path) -> int:
 
 
 def run_product(data_dir: Path, page_size: int) -> dict:
-    import dagster as dg
-    from mlconnector_pipelines.config import parse_config, sandbox_profile
-    from mlconnector_pipelines.definitions import build_definitions
-    start, end = history()
+    from mlconnector_pipelines.config import sandbox_profile
+    start, _ = history()
     raw = sandbox_profile(data_dir, f"https://127.0.0.1:{PORT}")
     raw["data_dir"] = str(data_dir / "product")
     raw["business_central"] = None
     raw["sap_business_one"].update({"page_size": page_size})
     raw["sap_business_one"]["partitions"]["start"] = start.date().isoformat()
-    job = build_definitions(parse_config(raw)).resolve_job_def("sap_business_one_to_warehouse")
-    began = time.monotonic()
-    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags={
-        "dagster/asset_partition_range_start": start.date().isoformat(),
-        "dagster/asset_partition_range_end": (end - timedelta(days=1)).date().isoformat()})
-    seconds = time.monotonic() - began
-    assert result.success
+    result, seconds = run_job_over_history(raw, "sap_business_one_to_warehouse")
     # A single-run backfill records one materialization per partition, all with the run's row count.
     rows = {e.asset_key: e.materialization.metadata["rows"].value for e in result.get_asset_materialization_events()
             if not e.asset_key.path[-1].endswith("_lines")}
@@ -94,22 +80,15 @@ def child(path: str, data_dir: Path, page_size: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--documents", type=int, default=20_000, help="per document type, and journal entries")
-    parser.add_argument("--page-size", type=int, default=500)
-    parser.add_argument("--child")
-    parser.add_argument("--data-dir", type=Path)
-    args = parser.parse_args()
+    options = parser(page_size=500)
+    options.add_argument("--documents", type=int, default=20_000, help="per document type, and journal entries")
+    args = options.parse_args()
     if args.child:
         return child(args.child, args.data_dir, args.page_size)
     data_dir = Path(tempfile.mkdtemp(prefix="mlconnector-sap-bench-"))
     product, bare = compare(__file__, start(data_dir, args.documents), data_dir, args.page_size)
-    print(f"\nSAP Business One Service Layer, all 10 entity sets, page size {args.page_size}, 2 s logins")
-    print(f"{'path':<34}{'records':>10}{'seconds':>9}{'records/s':>11}{'logins':>8}{'peak RSS MB':>13}{'CPU s':>8}")
-    for name, f in (("(a) product job → DuckDB", product), ("(b) bare httpx loop, discard", bare)):
-        print(f"{name:<34}{f['records']:>10,}{f['seconds']:>9.1f}{f['records'] / f['seconds']:>11,.0f}"
-              f"{f['logins']:>8}{f['peak_rss_mb']:>13,.0f}{f['cpu_seconds']:>8.1f}")
-    print(f"\nratio (a)/(b) records/s: {ratio(product, bare):.2f}")
+    print_results(f"SAP Business One Service Layer, all 10 entity sets, page size {args.page_size}, 2 s logins",
+                  ("(a) product job → DuckDB", product), ("(b) bare httpx loop, discard", bare), "logins")
 
 
 if __name__ == "__main__":
