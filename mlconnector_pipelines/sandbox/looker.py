@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 import duckdb
 import orjson
+import tenacity
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -259,15 +260,15 @@ class LookerSimulator:
         if path is None or not path.exists():
             raise QueryError(400, f"The warehouse {path} does not exist yet: load Business Central into it first "
                                   "(the sandbox's explores read its tables).")
-        deadline = time.monotonic() + self.settings.lock_wait_seconds
-        while True:
-            try:
-                con = duckdb.connect(str(path), read_only=True)
-                break
-            except duckdb.IOException as exc:  # a Dagster step holds the write lock for a moment
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise QueryError(400, f"The warehouse is busy: {exc}") from None
-                time.sleep(0.1)
+        # A Dagster step holds the file's write lock for a moment: wait for it, up to lock_wait_seconds.
+        opener = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, duckdb.IOException) and "lock" in str(e).lower()),
+            wait=tenacity.wait_fixed(0.1), stop=tenacity.stop_after_delay(self.settings.lock_wait_seconds),
+            reraise=True)
+        try:
+            con = opener(duckdb.connect, str(path), read_only=True)
+        except duckdb.IOException as exc:
+            raise QueryError(400, f"The warehouse is busy: {exc}") from None
         try:
             con.execute("SET TimeZone = 'UTC'")
             return con.execute(sql, params).fetchall()

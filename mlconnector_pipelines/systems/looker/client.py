@@ -155,9 +155,7 @@ class LookerClient:
             self._sleep(self.poll_seconds)
         while True:
             with self.http.stream("GET", f"query_tasks/{task_id}/results") as response:
-                if response.status_code == 202:  # finished as a task but results not yet readable
-                    pass
-                else:
+                if response.status_code != 202:  # 202: finished as a task, results not readable yet
                     yield from _stream_batches(response, batch_rows)
                     return
             if time.monotonic() > deadline:
