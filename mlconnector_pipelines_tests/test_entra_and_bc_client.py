@@ -84,7 +84,7 @@ def test_records_sharing_a_timestamp_across_pages_arrive_exactly_once(sandbox, t
     assert shared, "the sandbox seeds large batches that share one timestamp"
 
     client = resource(sandbox, tmp_path, page_size=7).client()
-    pages = list(client.pages(company["id"], entity, HISTORY_START, HISTORY_END))
+    pages = [page.to_pylist() for page in client.pages(company["id"], entity, HISTORY_START, HISTORY_END)]
     ids = [r["id"] for page in pages for r in page]
     assert len(pages) > len(expected) // 7
     assert all(len(page) <= 7 for page in pages)
@@ -106,7 +106,7 @@ def test_adjacent_half_open_windows_cover_every_record_once(sandbox, tmp_path):
     day = HISTORY_START
     while day < HISTORY_END:
         for page in client.pages(company["id"], entity, day, day + timedelta(days=1)):
-            seen.extend((r["id"], day) for r in page)
+            seen.extend((i, day) for i in page.column("id").to_pylist())
         day += timedelta(days=1)
     assert sorted(i for i, _ in seen) == sorted(r["id"] for r in expected)
     # the midnight batch belongs to the window it opens, not the one it closes
@@ -117,12 +117,13 @@ def test_lines_and_dimension_sets_come_with_their_parent(sandbox, tmp_path):
     company = sandbox.companies()[0]
     client = resource(sandbox, tmp_path).client()
     invoices = [r for p in client.pages(company["id"], BY_ENTITY_SET["salesInvoices"], HISTORY_START, HISTORY_END)
-                for r in p]
+                for r in p.to_pylist()]
     own = {r["id"]: r for r in sandbox.records(company["id"], "salesInvoices")}
     assert len(invoices) == len(own)
     for invoice in invoices:
         assert [l["id"] for l in invoice["salesInvoiceLines"]] == [l["id"] for l in own[invoice["id"]]["salesInvoiceLines"]]
-    entries = next(client.pages(company["id"], BY_ENTITY_SET["generalLedgerEntries"], HISTORY_START, HISTORY_END))
+    entries = next(client.pages(company["id"], BY_ENTITY_SET["generalLedgerEntries"], HISTORY_START,
+                                HISTORY_END)).to_pylist()
     assert any(e["dimensionSetLines"] for e in entries)
     assert all(l["parentId"] == e["id"] for e in entries for l in e["dimensionSetLines"])
 

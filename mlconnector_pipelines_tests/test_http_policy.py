@@ -11,7 +11,7 @@ import pytest
 
 from mlconnector_pipelines.core.errors import AuthenticationError, RequestFailedError
 from mlconnector_pipelines.core.http import HttpPolicy, ThrottledClient
-from mlconnector_pipelines.core.odata import datetime_literal, half_open_window_filter
+from mlconnector_pipelines.core.odata import datetime_literal, half_open_window_filter, iterate_record_tables
 
 
 def scripted(*responses):
@@ -124,6 +124,56 @@ def test_malformed_json_is_a_clear_error():
                         transport=httpx.MockTransport(lambda r: httpx.Response(200, content=b"{not json")))
     with pytest.raises(RequestFailedError, match="malformed JSON"):
         c.get_json("/x")
+
+
+def test_record_tables_follow_next_links_and_keep_modified_stamps_as_sent():
+    bodies = {
+        "/x": b'{"value":[{"id":"a","m":"2026-01-01T00:00:00Z","amount":1,"lines":[{"k":"1"}]}],'
+              b'"@odata.nextLink":"https://api.test/x?page=2"}',
+        "/x?page=2": b'{\n  "value": [\n    {"id": "b", "m": "2026-01-01T00:00:01.5Z", "amount": 2.5, "lines": []}\n  ]\n}',
+    }
+    seen = []
+
+    def handler(request):
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(200, content=bodies[request.url.raw_path.decode()])
+
+    c = ThrottledClient("Test", base_url="https://api.test", transport=httpx.MockTransport(handler))
+    pages = list(iterate_record_tables(c, "/x", text_fields=("m",)))
+    assert seen == ["/x", "/x?page=2"]
+    assert [p.to_pylist() for p in pages] == [
+        [{"m": "2026-01-01T00:00:00Z", "id": "a", "amount": 1, "lines": [{"k": "1"}]}],
+        [{"m": "2026-01-01T00:00:01.5Z", "id": "b", "amount": 2.5, "lines": []}],
+    ]
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    (b"{not json", "Missing a name for object member"),
+    (b'{"value":[{"amount":1},{"amount":"one"}]}', r"/value/\[\]/amount\) changed from number to string"),
+    (b'{"@odata.context":"x"}', '"value" is missing'),
+])
+def test_an_unreadable_page_names_the_system_the_request_and_the_problem(body, problem):
+    c = ThrottledClient("Test", base_url="https://api.test",
+                        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=body)))
+    with pytest.raises(RequestFailedError, match=f"Test: GET /entries returned a page it cannot read: .*{problem}"):
+        list(iterate_record_tables(c, "/entries"))
+
+
+def test_a_read_response_is_freed_as_soon_as_it_is_dropped():
+    """Page bodies must not pile up waiting for the cyclic GC (it seldom runs in an Arrow-heavy loop)."""
+    import gc
+    import weakref
+    c = ThrottledClient("Test", base_url="https://api.test",
+                        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=b'{"value":[]}')))
+    gc.disable()
+    try:
+        response = c.request("GET", "/x")
+        assert response.json() == {"value": []}
+        dropped = weakref.ref(response)
+        del response
+        assert dropped() is None
+    finally:
+        gc.enable()
 
 
 def test_rate_limiter_paces_requests():

@@ -225,10 +225,12 @@ class ThrottledClient:
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
-            raise RequestFailedError(
-                self.system, self._redact(f"{response.request.method} {_path_of(response.request.url)} "
-                                          f"returned malformed JSON: {exc}")
-            ) from None
+            raise self.malformed(response, f"malformed JSON: {exc}") from None
+
+    def malformed(self, response: httpx.Response, problem: str) -> RequestFailedError:
+        """The error for a 2xx body the client cannot use, naming the system and the request."""
+        return RequestFailedError(
+            self.system, self._redact(f"{response.request.method} {_path_of(response.request.url)} returned {problem}"))
 
     def close(self) -> None:
         self._http.close()
@@ -281,6 +283,11 @@ class ThrottledClient:
         self.stats.requests += 1
         request = self._http.build_request(method, url, params=params, json=json, data=data, headers=request_headers)
         response = self._http.send(request, stream=stream)
+        if not stream:
+            # httpx's stream wrapper points back at its response (to time it), so a read response
+            # would live until the cyclic GC runs; a loop of large pages that builds few Python
+            # objects runs it seldom, and every page body stayed in memory until then.
+            response.stream = httpx.ByteStream(response.content)
         if stream and response.status_code >= 300:
             response.read()  # an error body is small and needed for the message; the stream ends here
             response.close()

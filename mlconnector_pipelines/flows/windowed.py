@@ -31,7 +31,9 @@ class SourceSession(Protocol):
 
     def companies(self) -> list[dict]: ...  # [{"id": ..., "name": ...}], the configured ones
 
-    def pages(self, company_id: str, entity: SourceEntity, start: datetime, end: datetime) -> Iterator[list[dict]]: ...
+    # Records as an Arrow table (lines as list columns), or as parsed JSON objects.
+    def pages(self, company_id: str, entity: SourceEntity, start: datetime,
+              end: datetime) -> Iterator[pa.Table | list[dict]]: ...
 
     def count(self, company_id: str, entity: SourceEntity, start: datetime, end: datetime) -> int | None: ...
 
@@ -64,17 +66,22 @@ def table_specs(entity: SourceEntity) -> list[TableSpec]:
                       for child in entity.children)]
 
 
-def page_frames(entity: SourceEntity, page: list[dict], *, company: dict, windows: list[TimeWindow],
+def records_table(entity: SourceEntity, page: pa.Table | list[dict]) -> pa.Table:
+    """A page as an Arrow table; parsed JSON objects are converted in C++ (numeric types promoted)."""
+    if isinstance(page, pa.Table):
+        return page
+    try:
+        return pa.Table.from_struct_array(pa.array(page))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ValueError(f"{entity.entity_set}: a field holds values of different JSON types on one page: {exc}") from None
+
+
+def page_frames(entity: SourceEntity, records: pa.Table, *, company: dict, windows: list[TimeWindow],
                 run_id: str, extracted_at: datetime) -> dict[str, pa.Table]:
     """One page of records -> an Arrow table per table (records, and their lines), with the house metadata columns.
 
-    Arrow converts the parsed JSON in C++ (keys of every record, numeric types promoted), and
-    lines are unnested from their list column without a Python loop per line.
+    Lines are unnested from their list column without a Python loop per line.
     """
-    try:
-        records = pa.Table.from_struct_array(pa.array(page))
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ValueError(f"{entity.entity_set}: a field holds values of different JSON types on one page: {exc}") from None
     key = pc.cast(records.column(entity.key), pa.string())
     modified = records.column(entity.modified_field)
     version = pc.binary_join_element_wise(key, pc.cast(modified, pa.string()), "@")
@@ -104,7 +111,7 @@ def _finish(table: pa.Table, company: dict, run_id: str, extracted_at: datetime)
     n = table.num_rows
     for name, value, kind in ((COMPANY_ID, company["id"], pa.string()), (COMPANY_NAME, company["name"], pa.string()),
                               (EXTRACTED_AT, extracted_at, pa.timestamp("us", tz="UTC")), (RUN_ID, run_id, pa.string())):
-        table = table.append_column(name, pa.array([value] * n, type=kind))
+        table = table.append_column(name, pa.repeat(pa.scalar(value, type=kind), n))
     return table
 
 
@@ -123,14 +130,15 @@ def load_entity(context: dg.AssetExecutionContext, entity: SourceEntity, session
             company_rows = 0
             for page in prefetch(session.pages(company["id"], entity, scope.start, scope.end)):
                 pages += 1
-                if not page:
+                records = records_table(entity, page)
+                if records.num_rows == 0:
                     continue
-                page_max = max(str(r[entity.modified_field]) for r in page)
+                page_max = pc.max(pc.cast(records.column(entity.modified_field), pa.string())).as_py()
                 high_water = page_max if high_water is None or page_max > high_water else high_water
-                for table_name, frame in page_frames(entity, page, company=company, windows=windows,
+                for table_name, frame in page_frames(entity, records, company=company, windows=windows,
                                                      run_id=context.run_id, extracted_at=extracted_at).items():
                     load.write(by_name[table_name], frame)
-                company_rows += len(page)
+                company_rows += records.num_rows
                 if pages % 10 == 0:
                     context.log.info(f"{entity.entity_set}: {company['name']}: {company_rows:,} rows so far")
             context.log.info(f"{entity.entity_set}: {company['name']}: {company_rows:,} rows in "

@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+import pyarrow as pa
+
 from ...core.errors import ConfigError
 from ...core.http import HttpPolicy, ThrottledClient
-from ...core.odata import datetime_literal, half_open_window_filter, iterate_pages
+from ...core.odata import datetime_literal, half_open_window_filter, iterate_record_tables
 from ..entra import EntraTokenProvider
 from .catalog import BcEntity
 
@@ -62,14 +64,14 @@ class BusinessCentralClient:
 
     # -- extraction -------------------------------------------------------------------------------
 
-    def pages(self, company_id: str, entity: BcEntity, start: datetime, end: datetime) -> Iterator[list[dict]]:
-        """Pages of records modified in `[start, end)`, children expanded, in server order."""
+    def pages(self, company_id: str, entity: BcEntity, start: datetime, end: datetime) -> Iterator[pa.Table]:
+        """Pages of records modified in `[start, end)` as Arrow tables, children expanded (list columns)."""
         params = {"$filter": half_open_window_filter(entity.modified_field, start, end)}
         if entity.children:
             params["$expand"] = ",".join(child.navigation for child in entity.children)
-        yield from iterate_pages(
+        yield from iterate_record_tables(
             self.http, self._entity_path(company_id, entity), params=params,
-            headers={"Prefer": f"odata.maxpagesize={self.page_size}"},
+            headers={"Prefer": f"odata.maxpagesize={self.page_size}"}, text_fields=(entity.modified_field,),
         )
 
     def count(self, company_id: str, entity: BcEntity, *, modified_from: datetime | None = None,
