@@ -108,6 +108,35 @@ def test_same_document_key_in_two_companies_keeps_each_companys_lines(warehouse)
     assert warehouse.duplicate_keys(PARENT) == 0
 
 
+def test_current_state_keeps_the_latest_version_whichever_window_is_loaded_last(warehouse):
+    later, latest = "2026-03-02T15:00:00.000Z", "2026-03-03T09:00:00.000Z"
+    day = ReplaceScope(("A",), DAY, NEXT)
+    with warehouse.replace_windows([PARENT, LINES], day) as load:
+        load.write(PARENT, docs("A", [1, 2]))
+        load.write(LINES, pd.concat([lines("A", 1, 2), lines("A", 2, 1)]))
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), NEXT, AFTER)) as load:
+        load.write(PARENT, docs("A", [1], modified=later, window=NEXT))
+        load.write(LINES, lines("A", 1, 3, modified=later, window=NEXT))
+    # The first window again, still holding document 1's older version: the later one stays current.
+    with warehouse.replace_windows([PARENT, LINES], day) as load:
+        load.write(PARENT, docs("A", [1, 2]))
+        load.write(LINES, pd.concat([lines("A", 1, 2), lines("A", 2, 1)]))
+    current = table(warehouse, "docs").set_index(table(warehouse, "docs")["doc_entry"].astype(int))
+    assert current["_version_id"].to_dict() == {1: f"1@{later}", 2: "2@2026-03-01T10:00:00.000Z"}
+    assert table(warehouse, "doc_lines").groupby("_parent_id").size().to_dict() == {"1": 3, "2": 1}
+    # One window serving a document twice (changed while it was read): the newest version wins.
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), AFTER, AFTER + timedelta(days=1))) as load:
+        load.write(PARENT, pd.concat([docs("A", [2], modified=later, window=AFTER),
+                                      docs("A", [2], modified=latest, window=AFTER)]))
+        load.write(LINES, pd.concat([lines("A", 2, 1, modified=later, window=AFTER),
+                                     lines("A", 2, 4, modified=latest, window=AFTER)]))
+    current = table(warehouse, "docs")
+    assert sorted(current["_version_id"]) == [f"1@{later}", f"2@{latest}"]
+    assert table(warehouse, "doc_lines").groupby("_parent_id").size().to_dict() == {"1": 3, "2": 4}
+    assert warehouse.duplicate_keys(PARENT) == 0
+    assert len(table(warehouse, "docs_changes")) == 5  # every version kept
+
+
 def test_replacing_a_window_replaces_exactly_its_rows(warehouse):
     with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A", "B"), DAY, NEXT)) as load:
         load.write(PARENT, pd.concat([docs("A", [1, 2]), docs("B", [1])]))

@@ -44,7 +44,7 @@ class BigQueryDialect(SqlDialect):
         return f"`{validate_identifier(name)}`"
 
     def table(self, name: str) -> str:
-        if name.startswith("_affected_"):  # temporary tables live in the script, not the dataset
+        if name.startswith("_swap_"):  # temporary tables live in the script, not the dataset
             return f"`{validate_identifier(name)}`"
         return f"`{self.dataset}.{validate_identifier(name)}`"
 
@@ -53,6 +53,10 @@ class BigQueryDialect(SqlDialect):
 
     def string(self, value: str) -> str:
         return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def fingerprint(self, expressions: Sequence[str]) -> str:
+        parts = ", '\\x1f', ".join(f"COALESCE(CAST({e} AS STRING), '')" for e in expressions)
+        return f"MD5(CONCAT({parts}))"
 
     def timestamp(self, value: datetime) -> str:
         utc = value.astimezone(timezone.utc).replace(tzinfo=None)

@@ -39,6 +39,9 @@ class SnowflakeDialect(SqlDialect):
     def temp_table(self, name: str, select: str) -> str:
         return f"CREATE OR REPLACE TEMPORARY TABLE {self.table(name)} AS {select}"
 
+    def fingerprint(self, expressions: Sequence[str]) -> str:
+        return "MD5_BINARY(" + " || CHR(31) || ".join(f"COALESCE(CAST({e} AS VARCHAR), '')" for e in expressions) + ")"
+
     def timestamp(self, value: datetime) -> str:
         utc = value.astimezone(timezone.utc).replace(tzinfo=None)
         return f"CAST('{utc.isoformat(sep=' ')}' AS TIMESTAMP_NTZ)"

@@ -49,6 +49,14 @@ class SqlDialect:
     def string(self, value: str) -> str:
         return "'" + str(value).replace("'", "''") + "'"
 
+    def fingerprint(self, expressions: Sequence[str]) -> str:
+        """One 128-bit digest of several values, so a composite key is matched as one value.
+
+        Set lookups on it stay cheap where a join on the key columns would hash all their text;
+        two keys share a digest with odds far below one in 10^20 for any realistic load.
+        """
+        return "md5_number(" + " || chr(31) || ".join(f"COALESCE(CAST({e} AS VARCHAR), '')" for e in expressions) + ")"
+
     def timestamp(self, value: datetime) -> str:
         utc = value.astimezone(timezone.utc).replace(tzinfo=None)
         return f"TIMESTAMP '{utc.isoformat(sep=' ')}'"
@@ -59,51 +67,67 @@ def window_swap(d: SqlDialect, tables: Sequence[TableSpec], staged: dict[str, li
     """(prepare, apply): statements that read only, then the ones that must commit together.
 
     `staged` lists each table's staged columns; `stages` names the relation holding its batches.
+    Keys are matched by fingerprint (one value per composite key) in temp tables computed up
+    front, so no statement has to hold a whole window's rows to compare them; only keys with
+    more than one candidate version go through the sort that picks the latest.
     """
     prepare, apply = [], []
     in_scope = (f"{d.column(COMPANY_ID)} IN ({', '.join(d.string(c) for c in scope.company_ids)}) "
                 f"AND {d.column(WINDOW_START)} >= {d.timestamp(scope.start)} "
                 f"AND {d.column(WINDOW_START)} < {d.timestamp(scope.end)}")
     affected: dict[str, str] = {}
-    for table in tables:  # parents before children: children join the parent's current state
+
+    def fingerprint(alias: str, columns: Sequence[str]) -> str:
+        return d.fingerprint([f"{alias}{d.column(c)}" for c in columns])
+
+    for table in tables:  # parents before children: children follow the parent's current state
         changes, current, stage = d.table(table.changes_table), d.table(table.name), stages[table.name]
         columns = ", ".join(d.column(c) for c in staged[table.name])
         t_columns = ", ".join(f"t.{d.column(c)}" for c in staged[table.name])
         if table.parent is None:
             # Keys whose latest version may change: in the old window rows or in the new ones.
-            name = affected[table.name] = f"_affected_{table.name}_{token}"
-            keys = ", ".join(d.column(k) for k in table.key)
-            prepare.append(d.temp_table(name, f"SELECT DISTINCT {keys} FROM {changes} WHERE {in_scope} "
-                                              f"{d.union_distinct} SELECT DISTINCT {keys} FROM {stage}"))
-            match = " AND ".join(f"t.{d.column(k)} = a.{d.column(k)}" for k in table.key)
+            name = affected[table.name] = f"_swap_affected_{table.name}_{token}"
+            own_key = list(table.key)
         else:
-            # Lines follow their document: recompute them for every document whose version may change.
+            # Lines follow their document: recomputed for every document whose version may change.
             name = affected[table.parent.name]
-            parent_key = d.column(table.parent.key[-1])  # the parent's own key; _parent_id holds it as text
-            match = (f"t.{d.column(COMPANY_ID)} = a.{d.column(COMPANY_ID)} "
-                     f"AND t.{d.column(PARENT_ID)} = CAST(a.{parent_key} AS {d.text})")
-        touched = f"EXISTS (SELECT 1 FROM {d.table(name)} AS a WHERE {match})"
-        # Current state is computed from the new rows as staged plus the touched versions of other
-        # windows, before the new rows join the change log: reading the stage is cheaper than
-        # reading rows this transaction has just inserted.
+            own_key = [COMPANY_ID, PARENT_ID]  # _parent_id holds the parent's own key as text
+        touched = f"{fingerprint('t.', own_key)} IN (SELECT f FROM {d.table(name)})"
+        # Candidates are the new rows as staged plus the touched versions of other windows, read
+        # after this window's old rows left the change log and before the new ones join it.
         candidates = (f"(SELECT {columns} FROM {stage} UNION ALL "
                       f"SELECT {t_columns} FROM {changes} AS t WHERE {touched})")
         apply += [f"DELETE FROM {changes} WHERE {in_scope}",
                   f"DELETE FROM {current} AS t WHERE {touched}"]
         if table.parent is None:
+            repeated_name = f"_swap_repeated_{table.name}_{token}"
+            repeated = d.table(repeated_name)
+            key = fingerprint('', own_key)
+            prepare += [
+                d.temp_table(name, f"SELECT {key} AS f FROM {changes} WHERE {in_scope} "
+                                   f"{d.union_distinct} SELECT {key} AS f FROM {stage}"),
+                # Keys with more than one candidate version (the change log's are those outside the scope).
+                d.temp_table(repeated_name, f"SELECT f FROM (SELECT {key} AS f FROM {stage} UNION ALL "
+                                            f"SELECT {fingerprint('t.', own_key)} AS f FROM {changes} AS t "
+                                            f"WHERE {touched} AND NOT ({in_scope})) AS k GROUP BY f HAVING count(*) > 1"),
+            ]
             order = f"c.{d.column(table.modified_column)} DESC, " if table.modified_column else ""
             partition = ", ".join(f"c.{d.column(k)}" for k in table.key)
-            apply.append(
+            apply += [
+                f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {candidates} AS c "
+                f"WHERE {fingerprint('c.', own_key)} NOT IN (SELECT f FROM {repeated})",
                 f"INSERT INTO {current} ({columns}) SELECT {columns} FROM ("
                 f"SELECT c.*, row_number() OVER (PARTITION BY {partition} "
                 f"ORDER BY {order}c.{d.column('_extracted_at')} DESC) AS _rn "
-                f"FROM {candidates} AS c) AS r WHERE _rn = 1")
+                f"FROM {candidates} AS c WHERE {fingerprint('c.', own_key)} IN (SELECT f FROM {repeated})) AS r "
+                "WHERE _rn = 1",
+            ]
         else:
-            apply.append(
-                f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {candidates} AS c "
-                f"WHERE EXISTS (SELECT 1 FROM {d.table(table.parent.name)} AS p "
-                f"WHERE c.{d.column(PARENT_VERSION_ID)} = p.{d.column(VERSION_ID)} "
-                f"AND c.{d.column(COMPANY_ID)} = p.{d.column(COMPANY_ID)})")  # keys repeat across companies
+            parent = table.parent
+            current_versions = (f"SELECT {fingerprint('p.', [COMPANY_ID, VERSION_ID])} FROM {d.table(parent.name)} AS p "
+                                f"WHERE {fingerprint('p.', list(parent.key))} IN (SELECT f FROM {d.table(name)})")
+            apply.append(f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {candidates} AS c "
+                         f"WHERE {fingerprint('c.', [COMPANY_ID, PARENT_VERSION_ID])} IN ({current_versions})")
         apply.append(f"INSERT INTO {changes} ({columns}) SELECT {columns} FROM {stage}")
     return prepare, apply
 
