@@ -34,7 +34,8 @@ def run_product(data_dir: Path, page_size: int) -> dict:
     raw = sandbox_profile(data_dir, f"https://127.0.0.1:{PORT}")
     raw["data_dir"] = str(data_dir / "product")
     raw["business_central"].update({"entities": ["generalLedgerEntries"], "page_size": page_size})
-    raw["warehouse"] = {"duckdb_memory_limit": os.environ.get("BENCH_DUCKDB_MEMORY", "512MB")}
+    if os.environ.get("BENCH_DUCKDB_MEMORY"):  # default: the product's own
+        raw["warehouse"] = {"duckdb_memory_limit": os.environ["BENCH_DUCKDB_MEMORY"]}
     raw["business_central"]["partitions"]["start"] = start.date().isoformat()
     result, seconds = run_job_over_history(raw, "business_central_to_warehouse")
     meta = next(e.materialization.metadata for e in result.get_asset_materialization_events()

@@ -116,6 +116,8 @@ class BusinessCentralConfig(_Strict):
     )
     entities: list[str] | None = Field(None, description="Entity sets to load; default all supported.")
     page_size: int = Field(5000, ge=1, le=20000, description="Prefer: odata.maxpagesize (BC allows 20,000).")
+    concurrent_companies: int = Field(2, ge=1, le=5, description=(
+        "Companies read at once within a step (BC works on 5 requests per user at a time and queues the rest)."))
     ca_bundle: Path | None = Field(None, description="Extra CA bundle to trust for the API host.")
     http: HttpPolicy = HttpPolicy()
     partitions: PartitionConfig
@@ -238,8 +240,9 @@ class BigQueryConfig(_Strict):
 class WarehouseConfig(_Strict):
     backend: Literal["duckdb", "snowflake", "bigquery"] = "duckdb"
     duckdb_path: Path | None = Field(None, description="DuckDB file; default <data_dir>/warehouse.duckdb.")
-    duckdb_memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB)$",
-                                     description="DuckDB's memory budget per connection; beyond it DuckDB spills to disk.")
+    duckdb_memory_limit: str = Field("128MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB)$", description=(
+        "DuckDB's memory budget per connection; beyond it DuckDB spills to disk. The default keeps a "
+        "step of 1M G/L entries under 500 MB; more makes large backfills' swaps faster."))
     snowflake: SnowflakeConfig | None = None
     bigquery: BigQueryConfig | None = None
 

@@ -30,6 +30,11 @@ def test_unknown_key_is_named(tmp_path):
         parse_config({"profile": "sandbox", "business_central": {"pagesize": 10}})
 
 
+def test_concurrent_companies_stays_within_what_bc_serves_at_once():
+    with pytest.raises(ConfigError, match=r"business_central\.concurrent_companies: Input should be less than or equal to 5"):
+        parse_config({"profile": "sandbox", "business_central": {"concurrent_companies": 8}})
+
+
 def test_missing_required_key_is_named():
     with pytest.raises(ConfigError, match=r"business_central\.auth\.tenant_id: Field required"):
         parse_config({"business_central": {"environment": "production", "partitions": {"start": "2026-01-01"},

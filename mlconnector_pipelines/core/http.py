@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
@@ -51,7 +52,7 @@ class HttpPolicy(BaseModel):
 
 @dataclass
 class RequestStats:
-    """What one client did; surfaced as materialization metadata."""
+    """What one client did; surfaced as materialization metadata. Threads share a client: `add` counts."""
 
     requests: int = 0
     retries: int = 0
@@ -60,9 +61,15 @@ class RequestStats:
     transport_errors: int = 0
     reauthentications: int = 0
     waited_seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **amounts: float) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                setattr(self, name, getattr(self, name) + amount)
 
     def as_metadata(self, prefix: str = "") -> dict[str, float | int]:
-        return {f"{prefix}{k}": v for k, v in self.__dict__.items()}
+        return {f"{prefix}{f.name}": getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
 
 class Authenticator(Protocol):
@@ -196,7 +203,7 @@ class ThrottledClient:
         response = self._send_with_retries(method, url, auth, stream, **kwargs)
         if response.status_code == 401 and auth is not None and self._reauthenticate_on(response):
             # Tokens can expire or be revoked early: forget ours and try exactly once more.
-            self.stats.reauthentications += 1
+            self.stats.add(reauthentications=1)
             log.info("%s answered 401; re-authenticating once", self.system)
             auth.invalidate()
             response = self._send_with_retries(method, url, auth, stream, **kwargs)
@@ -280,7 +287,7 @@ class ThrottledClient:
             self._limiter.try_acquire(self.system)
         request_headers = dict(auth.auth_headers()) if auth is not None else {}
         request_headers.update(headers or {})
-        self.stats.requests += 1
+        self.stats.add(requests=1)
         request = self._http.build_request(method, url, params=params, json=json, data=data, headers=request_headers)
         response = self._http.send(request, stream=stream)
         if not stream:
@@ -296,19 +303,18 @@ class ThrottledClient:
         return response
 
     def _before_retry(self, retry_state: tenacity.RetryCallState) -> None:
-        self.stats.retries += 1
         wait = retry_state.upcoming_sleep
-        self.stats.waited_seconds += wait
+        self.stats.add(retries=1, waited_seconds=wait)
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, _RetryableResponse):
             status = exc.response.status_code
             if status == 429:
-                self.stats.throttled += 1
+                self.stats.add(throttled=1)
             else:
-                self.stats.server_errors += 1
+                self.stats.add(server_errors=1)
             reason = f"HTTP {status}"
         else:
-            self.stats.transport_errors += 1
+            self.stats.add(transport_errors=1)
             reason = type(exc).__name__
         log.warning(
             "%s: %s, retry %d in %.1fs", self.system, reason, retry_state.attempt_number, wait

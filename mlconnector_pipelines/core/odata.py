@@ -6,7 +6,6 @@ none builds client filters, and the rules needed here are a few lines.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -74,6 +73,7 @@ def iterate_record_tables(
             records, next_url = page_table(response.content, text_fields, next_link_keys)
         except ValueError as exc:
             raise client.malformed(response, f"a page it cannot read: {exc}") from None
+        del response  # the body is parsed; do not hold it while the caller works on the page
         yield records
         next_params = None
 
@@ -90,7 +90,7 @@ def page_table(body: bytes, text_fields: Sequence[str] = (),
     options = pa_json.ParseOptions(explicit_schema=pa.schema([("value", pa.list_(record_schema))]),
                                    unexpected_field_behavior="infer", newlines_in_values=True)
     try:
-        page = pa_json.read_json(io.BytesIO(body), parse_options=options, read_options=pa_json.ReadOptions(
+        page = pa_json.read_json(pa.BufferReader(body), parse_options=options, read_options=pa_json.ReadOptions(
             use_threads=False, block_size=max(len(body) + 1, 1 << 20)))  # the body is one JSON object: one block
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ValueError(str(exc).removeprefix("JSON parse error: ").removesuffix(" in row 0")) from None  # one row: the page

@@ -32,7 +32,7 @@ def _is_lock_conflict(exc: BaseException) -> bool:
 class DuckDBWarehouse(SqlWarehouse):
     dialect = SqlDialect()
 
-    def __init__(self, path: Path, lock_timeout_seconds: float = 600.0, memory_limit: str = "512MB"):
+    def __init__(self, path: Path, lock_timeout_seconds: float = 600.0, memory_limit: str = "128MB"):
         self.path = Path(path)
         self.lock_timeout_seconds = lock_timeout_seconds
         self.memory_limit = memory_limit

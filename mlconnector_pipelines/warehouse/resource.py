@@ -16,7 +16,7 @@ class WarehouseResource(SecretResource):
 
     backend: str = "duckdb"
     duckdb_path: str = "data/warehouse.duckdb"
-    duckdb_memory_limit: str = "512MB"
+    duckdb_memory_limit: str = "128MB"
     backend_settings: dict = Field(default_factory=dict, description="The backend's section of connector.yaml.")
     # `secret` (SecretResource): the Snowflake password or key passphrase.
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..core.memory import release_free_memory
 from .base import ReplaceScope, Warehouse, WindowLoad
 from .schema import (COMPANY_ID, PARENT_ID, PARENT_VERSION_ID, VERSION_ID, WINDOW_START, ColumnType, TableSpec,
                      validate_identifier)
@@ -169,6 +170,7 @@ class SqlWarehouse(Warehouse):
     def replace_windows(self, tables: Sequence[TableSpec], scope: ReplaceScope) -> Iterator[WindowLoad]:
         with self._staging(tables) as staging:
             yield staging
+            release_free_memory()  # the batches are on disk now; the swap needs the memory they used
             token = uuid.uuid4().hex[:12]
             with self.session() as s:
                 for table in tables:

@@ -25,6 +25,7 @@ class BusinessCentralResource(ThrottledSystemResource):
     scope: str = "https://api.businesscentral.dynamics.com/.default"
     companies: list[str] = []
     page_size: int = 5000
+    concurrent_companies: int = 2
     ca_bundle: Optional[str] = None
     authority_ca_bundle: Optional[str] = None
 
@@ -33,14 +34,14 @@ class BusinessCentralResource(ThrottledSystemResource):
         return cls(
             api_base_url=cfg.api_base_url, environment=cfg.environment, authority_host=cfg.auth.authority_host,
             tenant_id=cfg.auth.tenant_id, client_id=cfg.auth.client_id, scope=cfg.scope,
-            companies=cfg.companies, page_size=cfg.page_size,
+            companies=cfg.companies, page_size=cfg.page_size, concurrent_companies=cfg.concurrent_companies,
             ca_bundle=str(cfg.ca_bundle) if cfg.ca_bundle else None,
             authority_ca_bundle=str(cfg.auth.ca_bundle) if cfg.auth.ca_bundle else None,
             **cls.common_fields(cfg.auth.client_secret, cfg.http, credentials_dir),
         )
 
     def session(self) -> "BusinessCentralSession":
-        return BusinessCentralSession(self.client(), self.companies)
+        return BusinessCentralSession(self.client(), self.companies, self.concurrent_companies)
 
     def client(self) -> BusinessCentralClient:
         """A new client (and token cache) for one step; close it when done."""
@@ -60,9 +61,10 @@ class BusinessCentralResource(ThrottledSystemResource):
 class BusinessCentralSession:
     """What the windowed flow needs from BC (flows/windowed.py's SourceSession)."""
 
-    def __init__(self, client: BusinessCentralClient, companies: list[str]):
+    def __init__(self, client: BusinessCentralClient, companies: list[str], concurrent_companies: int = 1):
         self.client = client
         self._wanted = companies
+        self.concurrent_companies = concurrent_companies
 
     def companies(self) -> list[dict]:
         return self.client.resolve_companies(self._wanted)

@@ -42,6 +42,8 @@ class SapBusinessOneResource(ThrottledSystemResource):
 class SapBusinessOneSession:
     """What the windowed flow needs from SAP B1. The company database is the one "company"."""
 
+    concurrent_companies = 1
+
     def __init__(self, client: ServiceLayerClient, company_db: str):
         self.client = client
         self._company = {"id": company_db, "name": company_db}
