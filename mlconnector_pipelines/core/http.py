@@ -223,12 +223,13 @@ class ThrottledClient:
         return response
 
     def get_json(self, url: str, **kwargs: Any) -> Any:
-        return self._parsed(self.request("GET", url, **kwargs))
+        return self.parse_json(self.request("GET", url, **kwargs))
 
     def post_json(self, url: str, **kwargs: Any) -> Any:
-        return self._parsed(self.request("POST", url, **kwargs))
+        return self.parse_json(self.request("POST", url, **kwargs))
 
-    def _parsed(self, response: httpx.Response) -> Any:
+    def parse_json(self, response: httpx.Response) -> Any:
+        """A 2xx response's JSON body, or an error naming the system and the request."""
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:

@@ -6,14 +6,17 @@ none builds client filters, and the rules needed here are a few lines.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 import pyarrow as pa
 import pyarrow.json as pa_json
 
 from .http import ThrottledClient
+
+T = TypeVar("T")
 
 
 def datetime_literal(value: datetime) -> str:
@@ -41,14 +44,12 @@ def iterate_pages(
     headers: Mapping[str, str] | None = None,
     next_link_keys: tuple[str, ...] = ("@odata.nextLink",),
 ) -> Iterator[list[dict[str, Any]]]:
-    """Yield each page's `value` list, following the server's next link exactly as given."""
-    next_url: str | None = url
-    next_params = params
-    while next_url:
-        body = client.get_json(next_url, params=next_params, headers=headers)
-        yield body.get("value", [])
-        next_url = next((body[k] for k in next_link_keys if body.get(k)), None)
-        next_params = None  # the next link already carries the query
+    """Yield each page's `value` list."""
+    def read(response: httpx.Response) -> tuple[list[dict[str, Any]], str | None]:
+        body = client.parse_json(response)
+        return body.get("value", []), next((body[k] for k in next_link_keys if body.get(k)), None)
+
+    return _follow_next_links(client, url, params, headers, read)
 
 
 def iterate_record_tables(
@@ -65,17 +66,27 @@ def iterate_record_tables(
     Arrow's JSON reader parses the body in C++ without building a Python object per field,
     which is most of the client's CPU on large extracts and most of its memory per page.
     """
+    def read(response: httpx.Response) -> tuple[pa.Table, str | None]:
+        try:
+            return page_table(response.content, text_fields, next_link_keys)
+        except ValueError as exc:
+            raise client.malformed(response, f"a page it cannot read: {exc}") from None
+
+    return _follow_next_links(client, url, params, headers, read)
+
+
+def _follow_next_links(client: ThrottledClient, url: str, params: Mapping[str, Any] | None,
+                       headers: Mapping[str, str] | None,
+                       read: Callable[[httpx.Response], tuple[T, str | None]]) -> Iterator[T]:
+    """GET each page and yield what `read` makes of it, following the server's next link exactly as given."""
     next_url: str | None = url
     next_params = params
     while next_url:
         response = client.request("GET", next_url, params=next_params, headers=headers)
-        try:
-            records, next_url = page_table(response.content, text_fields, next_link_keys)
-        except ValueError as exc:
-            raise client.malformed(response, f"a page it cannot read: {exc}") from None
-        del response  # the body is parsed; do not hold it while the caller works on the page
-        yield records
-        next_params = None
+        page, next_url = read(response)
+        del response  # read; do not hold the body while the caller works on the page
+        yield page
+        next_params = None  # the next link already carries the query
 
 
 def page_table(body: bytes, text_fields: Sequence[str] = (),
@@ -89,17 +100,18 @@ def page_table(body: bytes, text_fields: Sequence[str] = (),
     record_schema = pa.struct([(name, pa.string()) for name in text_fields])
     options = pa_json.ParseOptions(explicit_schema=pa.schema([("value", pa.list_(record_schema))]),
                                    unexpected_field_behavior="infer", newlines_in_values=True)
+    # The body is one JSON object, so one block and one row; "in row 0" would only confuse.
+    read_options = pa_json.ReadOptions(use_threads=False, block_size=max(len(body) + 1, 1 << 20))
     try:
-        page = pa_json.read_json(pa.BufferReader(body), parse_options=options, read_options=pa_json.ReadOptions(
-            use_threads=False, block_size=max(len(body) + 1, 1 << 20)))  # the body is one JSON object: one block
+        page = pa_json.read_json(pa.BufferReader(body), parse_options=options, read_options=read_options)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ValueError(str(exc).removeprefix("JSON parse error: ").removesuffix(" in row 0")) from None  # one row: the page
+        raise ValueError(str(exc).removeprefix("JSON parse error: ").removesuffix(" in row 0")) from None
     if page.num_rows != 1:
         raise ValueError(f"expected one JSON object, found {page.num_rows}")
     values = page.column("value").combine_chunks()
-    records = pa.Table.from_struct_array(values.flatten()) if values.null_count == 0 else None
-    if records is None:
+    if values.null_count:
         raise ValueError('"value" is missing or null')
+    records = pa.Table.from_struct_array(values.flatten())
     next_link = next((page.column(k)[0].as_py() for k in next_link_keys
                       if k in page.column_names and page.column(k)[0].is_valid), None)
     return records, next_link

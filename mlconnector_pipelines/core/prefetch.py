@@ -16,11 +16,9 @@ def read_ahead(sources: Sequence[Iterator[T]], workers: int = 1) -> Iterator[tup
 
     Up to `workers` sources are read at once, each in its own thread and in its own order;
     items of different sources interleave. One item waits unconsumed at most, besides the one
-    each worker is reading, so memory stays bounded. The first error from any source is raised here, with its traceback;
-    leaving the loop early stops and closes every source.
+    each worker is reading, so memory stays bounded. The first error from any source is raised
+    here, with its traceback; leaving the loop early stops and closes every source.
     """
-    if not sources:
-        return
     buffer: queue.Queue = queue.Queue(maxsize=1)
     pending: queue.SimpleQueue = queue.SimpleQueue()
     for index in range(len(sources)):

@@ -88,11 +88,11 @@ def window_swap(d: SqlDialect, tables: Sequence[TableSpec], staged: dict[str, li
         if table.parent is None:
             # Keys whose latest version may change: in the old window rows or in the new ones.
             name = affected[table.name] = f"_swap_affected_{table.name}_{token}"
-            own_key = list(table.key)
+            own_key = table.key
         else:
             # Lines follow their document: recomputed for every document whose version may change.
             name = affected[table.parent.name]
-            own_key = [COMPANY_ID, PARENT_ID]  # _parent_id holds the parent's own key as text
+            own_key = (COMPANY_ID, PARENT_ID)  # _parent_id holds the parent's own key as text
         touched = f"{fingerprint('t.', own_key)} IN (SELECT f FROM {d.table(name)})"
         # Candidates are the new rows as staged plus the touched versions of other windows, read
         # after this window's old rows left the change log and before the new ones join it.
@@ -126,7 +126,7 @@ def window_swap(d: SqlDialect, tables: Sequence[TableSpec], staged: dict[str, li
         else:
             parent = table.parent
             current_versions = (f"SELECT {fingerprint('p.', [COMPANY_ID, VERSION_ID])} FROM {d.table(parent.name)} AS p "
-                                f"WHERE {fingerprint('p.', list(parent.key))} IN (SELECT f FROM {d.table(name)})")
+                                f"WHERE {fingerprint('p.', parent.key)} IN (SELECT f FROM {d.table(name)})")
             apply.append(f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {candidates} AS c "
                          f"WHERE {fingerprint('c.', [COMPANY_ID, PARENT_VERSION_ID])} IN ({current_versions})")
         apply.append(f"INSERT INTO {changes} ({columns}) SELECT {columns} FROM {stage}")

@@ -61,7 +61,7 @@ class BusinessCentralResource(ThrottledSystemResource):
 class BusinessCentralSession:
     """What the windowed flow needs from BC (flows/windowed.py's SourceSession)."""
 
-    def __init__(self, client: BusinessCentralClient, companies: list[str], concurrent_companies: int = 1):
+    def __init__(self, client: BusinessCentralClient, companies: list[str], concurrent_companies: int):
         self.client = client
         self._wanted = companies
         self.concurrent_companies = concurrent_companies
