@@ -23,3 +23,34 @@ def test_arrow_uses_the_system_allocator():
 @pytest.mark.skipif(sys.platform != "linux", reason="the bundled allocators differ by platform")
 def test_an_explicit_choice_wins():
     assert arrow_pool(ARROW_DEFAULT_MEMORY_POOL="mimalloc") == "mimalloc"
+
+
+class LibcCalls:
+    """Stands in for glibc: records which allocator functions were called with what."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, name):
+        return lambda *args: self.calls.append((name, *args))
+
+
+def test_large_blocks_go_back_to_the_os_unless_the_environment_says_otherwise(monkeypatch):
+    from mlconnector_pipelines.core import memory
+    libc = LibcCalls()
+    monkeypatch.setattr(memory, "_libc", libc)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    memory.configure_process_memory()
+    assert libc.calls == [("mallopt", -3, 4 << 20)]  # M_MMAP_THRESHOLD: fixed, so glibc does not raise it
+    libc.calls.clear()
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    memory.configure_process_memory()
+    assert libc.calls == []
+
+
+def test_freed_memory_is_trimmed(monkeypatch):
+    from mlconnector_pipelines.core import memory
+    libc = LibcCalls()
+    monkeypatch.setattr(memory, "_libc", libc)
+    memory.release_free_memory()
+    assert libc.calls == [("malloc_trim", 0)]

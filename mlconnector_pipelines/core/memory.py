@@ -9,7 +9,6 @@ step's peak from ~480 to ~440 MB and the resident memory before the swap from ~3
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import os
 from functools import lru_cache
@@ -20,9 +19,12 @@ _LARGE_BLOCK = 4 << 20
 
 @lru_cache(maxsize=None)
 def _libc(name: str):
-    """A glibc function, or None on other C libraries (macOS, musl), where these settings do not apply."""
+    """A glibc function, or None on other C libraries (macOS, musl), where these settings do not apply.
+
+    `CDLL(None)` is the process's own symbols, libc among them: nothing is searched or loaded.
+    """
     try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+        return getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
 
