@@ -32,6 +32,20 @@ def test_token_comes_from_msal_talking_to_the_sandbox_entra(sandbox, tmp_path):
         client.close()
 
 
+def test_a_refused_token_is_dropped_once_and_a_stale_refusal_keeps_its_successor(sandbox, tmp_path):
+    tokens = resource(sandbox, tmp_path).client().tokens
+    try:
+        first = tokens.access_token()
+        assert tokens.invalidate({"Authorization": f"Bearer {first}"}) is True
+        second = tokens.access_token()
+        assert second != first and tokens.tokens_acquired == 2
+        # A request refused with the old token, answered after the renewal, must not drop the new one.
+        assert tokens.invalidate({"Authorization": f"Bearer {first}"}) is False
+        assert tokens.access_token() == second and tokens.tokens_acquired == 2
+    finally:
+        tokens.close()
+
+
 def test_wrong_client_secret_names_the_system_and_the_fix(sandbox, tmp_path, monkeypatch):
     monkeypatch.setenv("MLCONNECTOR_BC_CLIENT_SECRET", "not-the-secret")
     client = resource(sandbox, tmp_path).client()

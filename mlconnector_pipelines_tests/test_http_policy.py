@@ -5,6 +5,8 @@ HTTP against the sandbox in test_bc_flow.py.
 """
 
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -82,14 +84,21 @@ def test_retries_run_out_with_a_clear_error():
 
 
 class CountingAuth:
+    """Hands out t0, t1, ...: each accepted invalidation of the current token moves to the next."""
+
     def __init__(self):
         self.invalidations = 0
+        self._lock = threading.Lock()
 
     def auth_headers(self):
         return {"Authorization": f"Bearer t{self.invalidations}"}
 
-    def invalidate(self):
-        self.invalidations += 1
+    def invalidate(self, rejected):
+        with self._lock:
+            if rejected["Authorization"] != f"Bearer t{self.invalidations}":
+                return False
+            self.invalidations += 1
+            return True
 
 
 def test_401_reauthenticates_once_then_succeeds():
@@ -107,6 +116,23 @@ def test_repeated_401_is_an_authentication_error():
     with pytest.raises(AuthenticationError, match="Test: credentials rejected after re-authentication"):
         c.get_json("/x")
     assert len(seen) == 2
+
+
+def test_requests_refused_together_renew_the_token_once_between_them():
+    both_sent = threading.Barrier(2, timeout=5)
+
+    def handler(request):
+        if request.headers["Authorization"] == "Bearer t0":
+            both_sent.wait()  # both requests carry t0 before either is refused
+            return httpx.Response(401, json={"error": {"code": "Expired", "message": "token expired"}})
+        return httpx.Response(200, json={"value": [request.headers["Authorization"]]})
+
+    auth = CountingAuth()
+    c = ThrottledClient("Test", base_url="https://api.test", transport=httpx.MockTransport(handler), auth=auth)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda path: c.get_json(path), ["/a", "/b"]))
+    assert answers == [{"value": ["Bearer t1"]}] * 2
+    assert auth.invalidations == 1 and c.stats.reauthentications == 1
 
 
 def test_secrets_are_masked_in_errors():

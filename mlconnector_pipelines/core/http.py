@@ -77,7 +77,13 @@ class Authenticator(Protocol):
 
     def auth_headers(self) -> Mapping[str, str]: ...
 
-    def invalidate(self) -> None: ...
+    def invalidate(self, rejected: Mapping[str, str]) -> bool:
+        """Forget the credential a refused request carried (`rejected` are its headers).
+
+        A no-op returning False when that credential was already replaced: requests in flight
+        together are refused together, and they must renew it once between them, not once each.
+        """
+        ...
 
 
 class _RetryableResponse(Exception):
@@ -203,9 +209,9 @@ class ThrottledClient:
         response = self._send_with_retries(method, url, auth, stream, **kwargs)
         if response.status_code == 401 and auth is not None and self._reauthenticate_on(response):
             # Tokens can expire or be revoked early: forget ours and try exactly once more.
-            self.stats.add(reauthentications=1)
-            log.info("%s answered 401; re-authenticating once", self.system)
-            auth.invalidate()
+            if auth.invalidate(response.request.headers):
+                self.stats.add(reauthentications=1)
+                log.info("%s answered 401; re-authenticating once", self.system)
             response = self._send_with_retries(method, url, auth, stream, **kwargs)
             if response.status_code == 401:
                 message, code = self._error_message(response)

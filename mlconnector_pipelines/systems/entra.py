@@ -114,14 +114,18 @@ class EntraTokenProvider:
     def auth_headers(self) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {self.access_token()}"}
 
-    def invalidate(self) -> None:
-        """Forget cached tokens so the next call asks Entra again (the server said ours is dead)."""
+    def invalidate(self, rejected: Mapping[str, str]) -> bool:
+        """Forget the refused token so the next call asks Entra again; False if it is already gone."""
+        token = (rejected.get("Authorization") or "").removeprefix("Bearer ")
         with self._lock:
             if self._app is None:
-                return
+                return False
             cache = self._app.token_cache
-            for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+            refused = [item for item in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)
+                       if item.get("secret") == token]
+            for item in refused:
                 cache.remove_at(item)
+            return bool(refused)
 
     def close(self) -> None:
         self._http.close()

@@ -37,9 +37,12 @@ class LookerLogin:
                 self._login()
             return {"Authorization": f"token {self._token}"}
 
-    def invalidate(self) -> None:
+    def invalidate(self, rejected: Mapping[str, str]) -> bool:
         with self._lock:
+            if self._token is None or rejected.get("Authorization") != f"token {self._token}":
+                return False
             self._token = None
+            return True
 
     def _login(self) -> None:
         assert self.http is not None

@@ -31,6 +31,10 @@ def session_expired(response: httpx.Response) -> bool:
         return False
 
 
+def _cookie_header(cookies: Mapping[str, str]) -> str:
+    return "; ".join(f"{name}={value}" for name, value in cookies.items())
+
+
 class ServiceLayerSession:
     """Implements core.http's Authenticator with the B1SESSION/ROUTEID cookies."""
 
@@ -45,11 +49,14 @@ class ServiceLayerSession:
         with self._lock:
             if self._cookies is None:
                 self._cookies = self._login()
-            return {"Cookie": "; ".join(f"{k}={v}" for k, v in self._cookies.items())}
+            return {"Cookie": _cookie_header(self._cookies)}
 
-    def invalidate(self) -> None:
+    def invalidate(self, rejected: Mapping[str, str]) -> bool:
         with self._lock:
+            if self._cookies is None or rejected.get("Cookie") != _cookie_header(self._cookies):
+                return False
             self._cookies = None
+            return True
 
     def logout(self) -> None:
         with self._lock:
@@ -57,7 +64,7 @@ class ServiceLayerSession:
                 return
             cookies, self._cookies = self._cookies, None
         try:
-            self._http.request("POST", "Logout", headers={"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())})
+            self._http.request("POST", "Logout", headers={"Cookie": _cookie_header(cookies)})
         except RequestFailedError:
             pass  # the session times out on its own; failing to log out must not fail the run
 
