@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .core.errors import ConfigError
 from .core.http import HttpPolicy
+from .warehouse import DUCKDB_DEFAULT_MEMORY_LIMIT
 
 CONFIG_ENV = "MLCONNECTOR_CONFIG"
 DATA_DIR_ENV = "MLCONNECTOR_DATA_DIR"
@@ -240,7 +241,7 @@ class BigQueryConfig(_Strict):
 class WarehouseConfig(_Strict):
     backend: Literal["duckdb", "snowflake", "bigquery"] = "duckdb"
     duckdb_path: Path | None = Field(None, description="DuckDB file; default <data_dir>/warehouse.duckdb.")
-    duckdb_memory_limit: str = Field("128MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB)$", description=(
+    duckdb_memory_limit: str = Field(DUCKDB_DEFAULT_MEMORY_LIMIT, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB)$", description=(
         "DuckDB's memory budget per connection; beyond it DuckDB spills to disk. The default keeps a "
         "step of 1M G/L entries under 500 MB; more makes large backfills' swaps faster."))
     snowflake: SnowflakeConfig | None = None

@@ -91,7 +91,6 @@ CHART = [
     ("60700", "Bank fees", "Expense", "Other Expenses", "Posting"),
     ("69990", "Total Expenses", "Expense", "", "End-Total"),
 ]
-POSTING_ACCOUNTS = [row for row in CHART if row[4] == "Posting"]
 
 DIMENSIONS = [
     ("DEPARTMENT", "Department", ["ADM", "PROD", "SALES", "FIN", "IT"]),

@@ -18,6 +18,7 @@ import pandas as pd
 import tenacity
 
 from ..core.errors import ConnectorError
+from . import DUCKDB_DEFAULT_MEMORY_LIMIT
 from .schema import ColumnType, TableSpec
 from .sql_warehouse import SqlDialect, SqlSession, SqlWarehouse
 from .staging import ParquetStaging
@@ -32,7 +33,7 @@ def _is_lock_conflict(exc: BaseException) -> bool:
 class DuckDBWarehouse(SqlWarehouse):
     dialect = SqlDialect()
 
-    def __init__(self, path: Path, lock_timeout_seconds: float = 600.0, memory_limit: str = "128MB"):
+    def __init__(self, path: Path, lock_timeout_seconds: float = 600.0, memory_limit: str = DUCKDB_DEFAULT_MEMORY_LIMIT):
         self.path = Path(path)
         self.lock_timeout_seconds = lock_timeout_seconds
         self.memory_limit = memory_limit

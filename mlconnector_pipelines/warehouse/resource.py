@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from ..core.secret_resource import SecretResource
+from . import DUCKDB_DEFAULT_MEMORY_LIMIT
 from .base import Warehouse
 
 
@@ -16,7 +17,7 @@ class WarehouseResource(SecretResource):
 
     backend: str = "duckdb"
     duckdb_path: str = "data/warehouse.duckdb"
-    duckdb_memory_limit: str = "128MB"
+    duckdb_memory_limit: str = DUCKDB_DEFAULT_MEMORY_LIMIT
     backend_settings: dict = Field(default_factory=dict, description="The backend's section of connector.yaml.")
     # `secret` (SecretResource): the Snowflake password or key passphrase.
 
