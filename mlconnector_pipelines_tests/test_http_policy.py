@@ -9,6 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pyarrow as pa
 import pytest
 
 from mlconnector_pipelines.core.errors import AuthenticationError, RequestFailedError
@@ -135,14 +136,94 @@ def test_requests_refused_together_renew_the_token_once_between_them():
     assert auth.invalidations == 1 and c.stats.reauthentications == 1
 
 
-def test_secrets_are_masked_in_errors():
+def test_a_token_revoked_again_after_another_request_renewed_it_is_renewed_again():
+    """Two revocations close together: A's refusal of t0 arrives after B renewed to t1 and t1 was revoked too."""
+    revoked = {"Bearer t0"}
+    a_in_flight, b_finished = threading.Event(), threading.Event()
+
     def handler(request):
-        return httpx.Response(400, json={"error": {"code": "Bad", "message": "secret s3cr3t-value echoed"}})
-    c = ThrottledClient("Test", base_url="https://api.test", transport=httpx.MockTransport(handler),
-                        secrets=["s3cr3t-value"])
+        token = request.headers["Authorization"]
+        if request.url.path == "/a" and token == "Bearer t0":
+            a_in_flight.set()
+            assert b_finished.wait(5)  # the answer to A reaches it only after both revocations
+            return httpx.Response(401, json={"error": {"code": "Expired", "message": "token revoked"}})
+        if token in revoked:
+            return httpx.Response(401, json={"error": {"code": "Expired", "message": "token revoked"}})
+        if request.url.path == "/b":
+            revoked.add(token)  # the second revocation, right after B's renewed token served it
+            b_finished.set()
+        return httpx.Response(200, json={"value": [token]})
+
+    auth = CountingAuth()
+    c = ThrottledClient("Test", base_url="https://api.test", transport=httpx.MockTransport(handler), auth=auth)
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(c.get_json, "/a")
+        assert a_in_flight.wait(5)
+        b = pool.submit(c.get_json, "/b")
+        assert b.result() == {"value": ["Bearer t1"]}
+        assert a.result() == {"value": ["Bearer t2"]}
+    assert auth.invalidations == 2 and c.stats.reauthentications == 2
+
+
+def test_a_401_the_system_does_not_call_expiry_is_raised_as_it_is():
+    transport, seen = scripted((401, {}))
+    auth = CountingAuth()
+    c = ThrottledClient("Test", base_url="https://api.test", transport=transport, auth=auth,
+                        reauthenticate_on=lambda response: False)
     with pytest.raises(RequestFailedError) as error:
         c.get_json("/x")
-    assert "s3cr3t-value" not in str(error.value) and "***" in str(error.value)
+    assert type(error.value) is RequestFailedError and error.value.status == 401
+    assert "Test: GET /x failed: nope" in str(error.value)
+    assert len(seen) == 1 and auth.invalidations == 0 and c.stats.reauthentications == 0
+
+
+def test_an_untrusted_certificate_fails_at_once_with_the_fix():
+    failure = httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed "
+                                 "certificate (_ssl.c:1006)")
+    transport, seen = scripted(failure, (200, {}))
+    sleeps = []
+    with pytest.raises(RequestFailedError) as error:
+        client(transport, sleeps).get_json("/x")
+    assert len(seen) == 1 and sleeps == []
+    assert "after 1 attempt:" in str(error.value) and "ca_bundle" in error.value.fix
+
+
+SECRET = "s3cr3t-value"
+
+
+def _echoing_secret(status):
+    return lambda request: httpx.Response(status, json={"error": {"code": "Bad", "message": f"secret {SECRET} echoed"}})
+
+
+@pytest.mark.parametrize("case", ["4xx", "retries exhausted", "transport error", "malformed body", "repeated 401"])
+def test_every_error_the_client_raises_masks_its_secrets(case):
+    """The secret is in the request URL and in what the server or the network said."""
+    handler = {
+        "4xx": _echoing_secret(400),
+        "retries exhausted": _echoing_secret(503),
+        "transport error": lambda request: (_ for _ in ()).throw(httpx.ConnectError(f"refused for {request.url}")),
+        "malformed body": lambda request: httpx.Response(200, content=f"<html>{SECRET}</html>".encode(),
+                                                         headers={"Content-Type": "text/html"}),
+        "repeated 401": _echoing_secret(401),
+    }[case]
+    c = ThrottledClient("Test", base_url="https://api.test", transport=httpx.MockTransport(handler),
+                        secrets=[SECRET], auth=CountingAuth(), sleep=lambda s: None,
+                        policy=HttpPolicy(max_attempts=2))
+    with pytest.raises(RequestFailedError if case != "repeated 401" else AuthenticationError) as error:
+        c.get_json(f"/x/{SECRET}?key={SECRET}")
+    assert SECRET not in str(error.value) and "***" in str(error.value)
+    assert SECRET not in repr(error.value.args) and SECRET not in (error.value.server_message or "")
+
+
+def test_an_html_page_answered_with_200_says_what_was_received():
+    page = b"<!DOCTYPE html><html><head><title>Sign in to your account</title></head></html>"
+    c = ThrottledClient("Test", base_url="https://api.test", transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, content=page, headers={"Content-Type": "text/html; charset=utf-8"})))
+    with pytest.raises(RequestFailedError) as error:
+        list(iterate_record_tables(c, "/entries"))
+    message = str(error.value)
+    assert "Test: GET /entries returned a page it cannot read" in message
+    assert "received text/html; charset=utf-8" in message and "<!DOCTYPE html>" in message
 
 
 def test_malformed_json_is_a_clear_error():
@@ -165,7 +246,7 @@ def test_record_tables_follow_next_links_and_keep_modified_stamps_as_sent():
         return httpx.Response(200, content=bodies[request.url.raw_path.decode()])
 
     c = ThrottledClient("Test", base_url="https://api.test", transport=httpx.MockTransport(handler))
-    pages = list(iterate_record_tables(c, "/x", text_fields=("m",)))
+    pages = list(iterate_record_tables(c, "/x", read_fields=[pa.field("m", pa.string())]))
     assert seen == ["/x", "/x?page=2"]
     assert [p.to_pylist() for p in pages] == [
         [{"m": "2026-01-01T00:00:00Z", "id": "a", "amount": 1, "lines": [{"k": "1"}]}],

@@ -19,11 +19,13 @@ class ExternalSystemError(ConnectorError):
     """
 
     def __init__(self, system: str, message: str, *, status: int | None = None, code: str | None = None,
-                 fix: str | None = None):
+                 fix: str | None = None, server_message: str | None = None):
         self.system = system
         self.status = status
         self.code = code
         self.fix = fix
+        # What the server itself said, without our context: for callers that re-word the error.
+        self.server_message = server_message if server_message is not None else message
         detail = f" (HTTP {status}{', ' + code if code else ''})" if status else ""
         super().__init__(f"{system}: {message}{detail}" + (f" — likely fix: {fix}" if fix else ""))
 
@@ -34,3 +36,7 @@ class AuthenticationError(ExternalSystemError):
 
 class RequestFailedError(ExternalSystemError):
     """A request failed for good: a non-retryable status, or retries ran out."""
+
+
+class RecordError(ConnectorError):
+    """A record the source sent cannot be stored as it is: the message names the record and the value."""

@@ -2,7 +2,9 @@
 
 Retries (tenacity): 429, 502, 503, 504, connection errors and timeouts. `Retry-After` is
 honoured when the server sends it; otherwise exponential back-off with full jitter, capped.
-Other 4xx are never retried. A 401 triggers one re-authentication and one retry.
+Other 4xx are never retried, nor is a server certificate that is not trusted (that is
+configuration, not a passing fault). A 401 renews the credential it was refused with and
+retries; a request fails only when a credential it renewed itself is refused again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from .tls import untrusted_certificate
 log = logging.getLogger("mlconnector.http")
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+# Refusals of a credential that another request had already replaced, tolerated per request before
+# giving up: each is followed by a retry with the newer credential, never by a renewal of our own.
+_MAX_STALE_REFUSALS = 3
 
 
 class HttpPolicy(BaseModel):
@@ -207,24 +212,31 @@ class ThrottledClient:
     def _checked(self, method: str, url: str, kwargs: dict, *, authenticated: bool, stream: bool) -> httpx.Response:
         auth = self.auth if authenticated else None
         response = self._send_with_retries(method, url, auth, stream, **kwargs)
-        if response.status_code == 401 and auth is not None and self._reauthenticate_on(response):
-            # Tokens can expire or be revoked early: forget ours and try exactly once more.
-            if auth.invalidate(response.request.headers):
-                self.stats.add(reauthentications=1)
-                log.info("%s answered 401; re-authenticating once", self.system)
-            response = self._send_with_retries(method, url, auth, stream, **kwargs)
-            if response.status_code == 401:
+        renewed_here = False
+        stale_refusals = 0
+        while response.status_code == 401 and auth is not None and self._reauthenticate_on(response):
+            # Tokens expire or are revoked early. Concurrent requests refused with one token renew it
+            # once between them; a token revoked again after another request renewed it is renewed
+            # again. Only a credential this request renewed itself, refused, means it is wrong.
+            if renewed_here or stale_refusals >= _MAX_STALE_REFUSALS:
                 message, code = self._error_message(response)
                 raise AuthenticationError(
                     self.system, self._redact(f"credentials rejected after re-authentication: {message}"),
                     status=401, code=code,
                 )
+            if auth.invalidate(response.request.headers):
+                renewed_here = True
+                self.stats.add(reauthentications=1)
+                log.info("%s answered 401; re-authenticating", self.system)
+            else:
+                stale_refusals += 1
+            response = self._send_with_retries(method, url, auth, stream, **kwargs)
         if response.status_code >= 400:
             message, code = self._error_message(response)
             raise RequestFailedError(
                 self.system,
                 self._redact(f"{method} {_path_of(response.request.url)} failed: {message}"),
-                status=response.status_code, code=code,
+                status=response.status_code, code=code, server_message=self._redact(message),
             )
         return response
 
@@ -242,9 +254,12 @@ class ThrottledClient:
             raise self.malformed(response, f"malformed JSON: {exc}") from None
 
     def malformed(self, response: httpx.Response, problem: str) -> RequestFailedError:
-        """The error for a 2xx body the client cannot use, naming the system and the request."""
-        return RequestFailedError(
-            self.system, self._redact(f"{response.request.method} {_path_of(response.request.url)} returned {problem}"))
+        """The error for a 2xx body the client cannot use: the system, the request, and what came back."""
+        received = response.headers.get("content-type") or "no Content-Type"
+        start = response.content[:120].decode("utf-8", "replace").strip()
+        return RequestFailedError(self.system, self._redact(
+            f"{response.request.method} {_path_of(response.request.url)} returned {problem} "
+            f"(received {received}, {len(response.content):,} bytes, starting {start!r})"))
 
     def close(self) -> None:
         self._http.close()
@@ -259,7 +274,7 @@ class ThrottledClient:
 
     def _send_with_retries(self, method, url, auth, stream, **kwargs) -> httpx.Response:
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type((_RetryableResponse, httpx.TransportError)),
+            retry=tenacity.retry_if_exception(_transient),
             wait=_RetryAfterOrFullJitter(self.policy.backoff_base_seconds, self.policy.backoff_cap_seconds,
                                          self.policy.max_retry_after_seconds, self._rng),
             stop=tenacity.stop_after_attempt(self.policy.max_attempts),
@@ -280,10 +295,11 @@ class ThrottledClient:
                 status=exc.response.status_code, code=code,
             ) from None
         except httpx.TransportError as exc:
+            attempts = retrying.statistics.get("attempt_number", self.policy.max_attempts)
             raise RequestFailedError(
                 self.system,
                 self._redact(
-                    f"{method} {url} could not be completed after {self.policy.max_attempts} attempts: "
+                    f"{method} {url} could not be completed after {attempts} attempt{'s' if attempts != 1 else ''}: "
                     f"{type(exc).__name__}: {exc}"
                 ),
                 fix=_tls_fix(exc),
@@ -329,6 +345,13 @@ class ThrottledClient:
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another attempt: a retryable status or a network fault, but not an untrusted certificate."""
+    if isinstance(exc, _RetryableResponse):
+        return True
+    return isinstance(exc, httpx.TransportError) and not untrusted_certificate(exc)
 
 
 def _path_of(url: httpx.URL) -> str:
