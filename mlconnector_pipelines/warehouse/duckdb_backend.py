@@ -8,6 +8,7 @@ for the short atomic swap, retrying while another step holds it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import tenacity
 
 from ..core.errors import ConnectorError
@@ -24,6 +26,11 @@ from .sql_warehouse import SqlDialect, SqlSession, SqlWarehouse
 from .staging import ParquetStaging
 
 log = logging.getLogger("mlconnector.warehouse")
+_LOCK_WAIT_REMINDER_SECONDS = 30.0
+
+# Integers and booleans stay integers and booleans when a column has NULLs (as DuckDB's .df() keeps them).
+_NULLABLE = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+             pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
 def _is_lock_conflict(exc: BaseException) -> bool:
@@ -46,6 +53,7 @@ class DuckDBWarehouse(SqlWarehouse):
             retry=tenacity.retry_if_exception(_is_lock_conflict),
             wait=tenacity.wait_random_exponential(multiplier=0.05, max=2.0),
             stop=tenacity.stop_after_delay(self.lock_timeout_seconds),
+            before_sleep=self._say_we_wait(read_only),
             reraise=True,
         )
         read_only = read_only and self.path.exists()
@@ -63,6 +71,22 @@ class DuckDBWarehouse(SqlWarehouse):
         finally:
             con.close()
 
+    def _say_we_wait(self, read_only: bool):
+        """A wait for the file lock shows in the run's log: at once, then every half minute."""
+        said_at: list[float] = []
+
+        def say(retry_state: tenacity.RetryCallState) -> None:
+            now = time.monotonic()
+            if said_at and now - said_at[-1] < _LOCK_WAIT_REMINDER_SECONDS:
+                return
+            said_at.append(now)
+            waited = retry_state.seconds_since_start or 0.0
+            log.warning("waiting for the DuckDB warehouse %s: another process holds its lock (DuckDB allows one "
+                        "writer process at a time; a Dagster step's swap, or a DuckDB session left open on the "
+                        "file); waited %.0fs, giving up after %gs", self.path, waited, self.lock_timeout_seconds)
+
+        return say
+
     @contextmanager
     def session(self) -> Iterator["_DuckDBSession"]:
         with self.connect() as con:
@@ -75,8 +99,10 @@ class DuckDBWarehouse(SqlWarehouse):
             return con.execute(sql, list(parameters)).fetchall()
 
     def frame(self, sql: str, parameters: Sequence[Any] = ()) -> pd.DataFrame:
+        """Through Arrow, so DECIMAL columns arrive as exact Decimals (DuckDB's own .df() makes them floats)."""
         with self.connect(read_only=True) as con:
-            return con.execute(sql, list(parameters)).df()
+            table = con.sql(sql, params=list(parameters) or None).to_arrow_table()
+        return table.to_pandas(types_mapper=_NULLABLE.get)
 
     def table_exists(self, name: str) -> bool:
         if not self.path.exists():

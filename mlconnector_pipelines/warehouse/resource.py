@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import dagster as dg
 from pydantic import Field
@@ -19,6 +20,7 @@ class WarehouseResource(SecretResource):
     duckdb_path: str = "data/warehouse.duckdb"
     duckdb_memory_limit: str = DUCKDB_DEFAULT_MEMORY_LIMIT
     backend_settings: dict = Field(default_factory=dict, description="The backend's section of connector.yaml.")
+    staging_dir: Optional[str] = Field(None, description="Where loads stage their batches: <data_dir>/staging.")
     # `secret` (SecretResource): the Snowflake password or key passphrase.
 
     @classmethod
@@ -27,6 +29,7 @@ class WarehouseResource(SecretResource):
         assert isinstance(cfg, ConnectorConfig)
         w = cfg.warehouse
         fields = {"backend": w.backend, "duckdb_path": str(cfg.duckdb_path), "duckdb_memory_limit": w.duckdb_memory_limit,
+                  "staging_dir": str(cfg.data_dir / "staging"),
                   **cls.secret_fields(None, cfg.data_dir)}
         if w.backend == "snowflake":
             # References to secrets (a variable's or credential's name) only; the value comes through `secret`.
@@ -37,6 +40,11 @@ class WarehouseResource(SecretResource):
         return cls(**fields)
 
     def open(self) -> Warehouse:
+        warehouse = self._backend()
+        warehouse.staging_root = Path(self.staging_dir) if self.staging_dir else None
+        return warehouse
+
+    def _backend(self):
         if self.backend == "duckdb":
             from .duckdb_backend import DuckDBWarehouse
             return DuckDBWarehouse(Path(self.duckdb_path), memory_limit=self.duckdb_memory_limit)

@@ -8,8 +8,6 @@ anything fails before the commit, the old window and current state stay as they 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
@@ -20,11 +18,12 @@ from typing import Any
 
 import pandas as pd
 
+from ..core.errors import ConnectorError, RecordError
 from ..core.memory import release_free_memory
 from .base import ReplaceScope, Warehouse, WindowLoad
 from .schema import (COMPANY_ID, PARENT_ID, PARENT_VERSION_ID, VERSION_ID, WINDOW_START, ColumnType, TableSpec,
                      validate_identifier)
-from .staging import ParquetStaging
+from .staging import ParquetStaging, staging_folder
 
 
 class SqlDialect:
@@ -159,6 +158,7 @@ class SqlSession:
 
 class SqlWarehouse(Warehouse):
     dialect: SqlDialect
+    staging_root: Path | None = None  # where loads stage their batches (<data_dir>/staging); a temp folder if unset
 
     @abstractmethod
     def session(self) -> Any:
@@ -172,7 +172,7 @@ class SqlWarehouse(Warehouse):
             yield staging
             release_free_memory()  # the batches are on disk now; the swap needs the memory they used
             token = uuid.uuid4().hex[:12]
-            with self.session() as s:
+            with self._explaining_cast_failures(staging), self.session() as s:
                 for table in tables:
                     for name in (table.changes_table, table.name):
                         self._ensure_columns(s, name, staging.columns[table.name])
@@ -190,7 +190,7 @@ class SqlWarehouse(Warehouse):
         d = self.dialect
         with self._staging([table]) as staging:
             yield staging
-            with self.session() as s:
+            with self._explaining_cast_failures(staging), self.session() as s:
                 self._ensure_columns(s, table.name, staging.columns[table.name])
                 stage = s.load_stage(table, staging, staging.columns[table.name], uuid.uuid4().hex[:12])
                 columns = ", ".join(d.column(c) for c in staging.columns[table.name])
@@ -201,11 +201,22 @@ class SqlWarehouse(Warehouse):
 
     @contextmanager
     def _staging(self, tables: Sequence[TableSpec]) -> Iterator[ParquetStaging]:
-        directory = Path(tempfile.mkdtemp(prefix="mlconnector-stage-"))
-        try:
+        with staging_folder(self.staging_root) as directory:
             yield ParquetStaging(directory, tables)
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
+
+    @contextmanager
+    def _explaining_cast_failures(self, staging: ParquetStaging) -> Iterator[None]:
+        """A load the warehouse refused because a value does not cast says which value, where."""
+        try:
+            yield
+        except Exception as exc:
+            if isinstance(exc, ConnectorError):
+                raise
+            problem = staging.first_uncastable(SqlDialect.types)
+            if problem is None:
+                raise
+            raise RecordError(f"the warehouse refused the load: {problem}; nothing was changed "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from exc
 
     def _ensure_columns(self, s: SqlSession, name: str, columns: dict[str, ColumnType]) -> None:
         d = self.dialect

@@ -8,7 +8,13 @@ fetched and parsed meanwhile.
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 
@@ -17,7 +23,58 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .base import WindowLoad
-from .schema import ColumnType, TableSpec
+from .schema import COMPANY_ID, WINDOW_START, ColumnType, TableSpec
+
+log = logging.getLogger("mlconnector.warehouse")
+
+_LOCK = ".in-use"
+# A folder this young may be one another process has just made and not yet locked.
+_STALE_AFTER_SECONDS = 60.0
+
+
+@contextmanager
+def staging_folder(root: Path | None) -> Iterator[Path]:
+    """A private folder for one load under `root` (the data folder's `staging/`), removed afterwards.
+
+    A process killed mid-load (out of memory, a lost node) cannot remove its folder; it holds an
+    exclusive lock on it while alive instead, so the next load finds unlocked folders and clears
+    them. Without a root (a warehouse used on its own) the folder is a system temporary one.
+    """
+    if root is None:
+        directory = Path(tempfile.mkdtemp(prefix="mlconnector-stage-"))
+        try:
+            yield directory
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    clear_stale_staging(root)
+    directory = Path(tempfile.mkdtemp(prefix="load-", dir=root))
+    with open(directory / _LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield directory
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def clear_stale_staging(root: Path, older_than_seconds: float = _STALE_AFTER_SECONDS) -> list[Path]:
+    """Remove the staging folders under `root` that no live process holds; returns them."""
+    removed = []
+    for directory in root.glob("load-*"):
+        try:
+            if time.time() - directory.stat().st_mtime < older_than_seconds:
+                continue
+            with open(directory / _LOCK, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # only a dead load's folder is free
+                shutil.rmtree(directory, ignore_errors=True)
+        except BlockingIOError:
+            continue  # a load in progress
+        except FileNotFoundError:
+            continue  # removed meanwhile by its own load
+        removed.append(directory)
+        log.info("removed %s, left behind by a load that did not finish (its process is gone)", directory)
+    return removed
 
 
 class ParquetStaging(WindowLoad):
@@ -26,6 +83,7 @@ class ParquetStaging(WindowLoad):
         self.columns: dict[str, dict[str, ColumnType]] = {}
         self._rows: dict[str, int] = {}
         self._files: dict[str, int] = {}
+        self._specs = {table.name: table for table in tables}
         for table in tables:
             known = table.all_types()
             # Columns the swap relies on (a snapshot's: all it declares) exist even when a window brings no rows.
@@ -59,6 +117,37 @@ class ParquetStaging(WindowLoad):
 
     def files(self, table: TableSpec) -> list[Path]:
         return sorted((self.directory / table.name).glob("*.parquet"))
+
+    def first_uncastable(self, types: dict[ColumnType, str]) -> str | None:
+        """Where a staged value does not cast to its column type (`types`: DuckDB's type names), or None.
+
+        Run after a load failed: DuckDB's TRY_CAST over the staged files names the table, column,
+        value, company, window and record key that the warehouse refused.
+        """
+        import duckdb
+
+        with duckdb.connect() as con:
+            con.execute("SET TimeZone = 'UTC'")
+            for name, columns in self.columns.items():
+                files = sorted((self.directory / name).glob("*.parquet"))
+                if not files:
+                    continue
+                spec = self._specs[name]
+                relation = con.read_parquet([str(f) for f in files], union_by_name=True)
+                present = set(relation.columns)
+                keys = [k for k in spec.key if k in present and k != COMPANY_ID]
+                for column, kind in columns.items():
+                    if kind is ColumnType.STRING or column not in present:
+                        continue
+                    row = relation.filter(f'"{column}" IS NOT NULL AND TRY_CAST("{column}" AS {types[kind]}) IS NULL') \
+                        .project(", ".join(f'"{c}"' for c in [column, COMPANY_ID, WINDOW_START, *keys]
+                                           if c in present)).limit(1).fetchone()
+                    if row is not None:
+                        value, company, window, *key = row
+                        where = ", ".join(f"{k} {v!r}" for k, v in zip(keys, key)) or "no key"
+                        return (f"{name}.{column}: {value!r} is not a valid {kind.value} ({types[kind]}) — record "
+                                f"{where} of company {company}, window starting {window}")
+        return None
 
     def text_batches(self, table: TableSpec) -> Iterator[pd.DataFrame]:
         """Each staged file as text columns in the table's column order (None for missing values).
