@@ -10,6 +10,7 @@ import os
 from datetime import date
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -39,6 +40,15 @@ SANDBOX_LOOKER_DELIVERY_SECRET = "sandbox-delivery-secret"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _time_zone(value: str) -> str:
+    """An IANA time zone name (Europe/Berlin, UTC)."""
+    try:
+        ZoneInfo(value)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin or UTC)") from None
+    return value
 
 
 def _https_url(value: str) -> str:
@@ -90,12 +100,19 @@ class SecretRef(_Strict):
 
 
 class PartitionConfig(_Strict):
-    cadence: Literal["hourly", "daily", "weekly", "monthly"] = Field("daily", description="Window length (UTC).")
+    cadence: Literal["hourly", "daily", "weekly", "monthly"] = Field("daily", description="Window length.")
     start: date = Field(description="First window to offer in the UI (earliest lastModifiedDateTime to load).")
     settle_lag_minutes: int = Field(
         30, ge=0, le=24 * 60,
         description="A closed window is loaded by the schedule this long after it ends, for late commits.",
     )
+    timezone: str = Field("UTC", description=(
+        "Where windows are cut: UTC days by default, or e.g. a server's own days (SAP B1 stamps in server time)."))
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _time_zone(value)
 
 
 class EntraAppConfig(_Strict):
@@ -132,7 +149,9 @@ class BusinessCentralConfig(_Strict):
 class SapBusinessOneConfig(_Strict):
     enabled: bool = True
     base_url: str = Field(description="Service Layer root, e.g. https://b1.example.com:50000/b1s/v1 (or /b1s/v2).")
-    company_db: str = Field(description="The company database (CompanyDB), e.g. SBODEMOUS.")
+    company_db: str | list[str] = Field(description=(
+        "The company database (CompanyDB), e.g. SBODEMOUS, or several: each is a company, with its own "
+        "session, loaded into the same tables with the database name as `_company_id`."))
     username: str
     password: SecretRef
     ca_bundle: Path | None = Field(None, description="The server's (self-signed) certificate or its CA.")
@@ -143,6 +162,23 @@ class SapBusinessOneConfig(_Strict):
     entities: list[str] | None = Field(None, description="Entity sets to load; default all supported.")
     http: HttpPolicy = HttpPolicy()
     partitions: PartitionConfig
+
+    @field_validator("server_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _time_zone(value)
+
+    @field_validator("company_db")
+    @classmethod
+    def _company_dbs(cls, value: str | list[str]) -> str | list[str]:
+        names = [value] if isinstance(value, str) else value
+        if not names or any(not n for n in names) or len(set(names)) != len(names):
+            raise ValueError("give one company database, or a list of distinct ones")
+        return value
+
+    @property
+    def company_dbs(self) -> list[str]:
+        return [self.company_db] if isinstance(self.company_db, str) else list(self.company_db)
 
 
 class LookerPartitionConfig(PartitionConfig):
@@ -258,6 +294,10 @@ class IngestConfig(_Strict):
     store_url: SecretRef | None = Field(
         None, description="SQLAlchemy URL of a database for received deliveries (e.g. postgresql+psycopg2://…), "
                           "for deployments where the receiver and Dagster share no disk; default: files in data_dir.")
+    max_body_mb: int = Field(200, ge=1, le=4096, description="Largest delivery body accepted (413 beyond it).")
+    retention_days: int = Field(30, ge=1, description="Stored deliveries older than this are removed.")
+    quota_mb: int = Field(2048, ge=1, description="Most space stored deliveries may take; a delivery past it is "
+                                                  "refused (507) until old ones age out.")
 
 
 class ConnectorConfig(_Strict):

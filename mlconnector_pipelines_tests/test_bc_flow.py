@@ -140,6 +140,49 @@ def test_single_run_backfill_loads_every_window_in_one_run(sandbox, tmp_path):
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
 
+def test_a_range_run_gives_each_partition_its_own_windows_figures(sandbox, tmp_path):
+    cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=500)
+    instance = dg.DagsterInstance.ephemeral()
+    # 2026-03-08 is past the sandbox's history: an empty window inside the range
+    result = run_bc_job(cfg, partition_range=("2026-03-06", "2026-03-08"), instance=instance)
+    assert result.success
+    figures = {table: {e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+                       for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == table}
+               for table in ("bc_general_ledger_entries", "bc_general_ledger_entry_dimensions")}
+    for day in ("2026-03-06", "2026-03-07", "2026-03-08"):
+        start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+        end = start + timedelta(days=1)
+        own = [r for c in sandbox.companies() for r in window_of(sandbox.records(c["id"], "generalLedgerEntries"),
+                                                                 start, end)]
+        entries, dimensions = figures["bc_general_ledger_entries"][day], figures["bc_general_ledger_entry_dimensions"][day]
+        assert entries["rows"] == entries["dagster/row_count"] == len(own), day
+        assert dimensions["rows"] == sum(len(r["dimensionSetLines"]) for r in own), day
+        assert (entries["window_start"], entries["window_end"]) == (start.isoformat(), end.isoformat())
+        latest = max((r["lastModifiedDateTime"] for r in own), default="none")
+        assert entries["high_water_mark"] == latest
+        assert "http_requests" not in entries and "pages" not in entries  # the run's figures, not this window's
+    assert figures["bc_general_ledger_entries"]["2026-03-08"]["rows"] == 0
+    tags = instance.get_run_by_id(result.run_id).tags
+    assert int(tags["mlconnector/http_requests"]) >= int(tags["mlconnector/pages"]) > 0
+
+
+def test_the_count_check_reports_its_own_requests_and_token_renewals(sandbox, tmp_path):
+    cfg = make_config(sandbox, tmp_path, entities=["vendors"])
+    # the token is revoked while the check counts: the second company's $count is refused once
+    sandbox.faults({"kind": "expire_tokens", "count": 1, "path_contains": "/vendors/$count"})
+    try:
+        result = run_bc_job(cfg, partition_key="2026-03-03")
+    finally:
+        sandbox.clear_faults()
+    assert result.success
+    check = checks(result)[("bc_vendors", "matches_source_count")]
+    figures = {k: v.value for k, v in check.metadata.items()}
+    assert check.passed
+    assert (figures["http_requests"], figures["http_reauthentications"], figures["tokens_acquired"]) == (3, 1, 1)
+    load = materialization_metadata(result, "bc_vendors")
+    assert load["http_reauthentications"] == 0 and load["tokens_acquired"] == 1
+
+
 def test_count_check_fails_when_a_window_in_the_range_is_missing(sandbox, tmp_path):
     cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"])
     assert run_bc_job(cfg, partition_key="2026-03-01").success
@@ -226,7 +269,7 @@ def strict_sandbox(tmp_path_factory):
 
 def test_the_services_own_rate_limit_is_ridden_out(strict_sandbox, tmp_path):
     cfg = make_config(strict_sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=10,
-                      http={"backoff_base_seconds": 0.25, "backoff_cap_seconds": 2.0, "max_attempts": 10})
+                      http={"backoff_base_seconds": 0.25, "backoff_cap_seconds": 2.0, "max_attempts": 25})
     result = run_bc_job(cfg, partition_key=FAULT_WINDOW)
     assert result.success
     meta = materialization_metadata(result, GL)

@@ -4,6 +4,7 @@ and the sandbox's responses checked against Looker's own OpenAPI spec."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import re
 import time
 from types import SimpleNamespace
@@ -247,7 +248,7 @@ def test_filters_sorts_and_limit_are_honoured(env, client):
         "WHERE _company_name LIKE 'CRONUS USA%' AND posting_date = DATE '2026-03-02' "
         "GROUP BY 1 ORDER BY 1 DESC LIMIT 3")
     assert [(r["gl_entries.account_number"], r["gl_entries.net_amount"]) for r in rows] == \
-        [(a, pytest.approx(float(n))) for a, n in expected]
+        [(a, n) for a, n in expected]  # exactly: both sides are decimals
 
 
 def test_the_simulator_answers_429_past_its_rate(tmp_path_factory):
@@ -286,6 +287,11 @@ def test_config_refuses_an_ambiguous_query():
     assert parse_config({"profile": "sandbox"}).looker.http.requests_per_minute == 60
 
 
+def exact_json(text):
+    """JSON as our client reads it: numbers exactly, as Decimal."""
+    return json.loads(text, parse_float=Decimal)
+
+
 # -- the official SDK ----------------------------------------------------------------------------------
 
 
@@ -301,12 +307,12 @@ def test_looker_sdk_logs_in_and_runs_a_query_a_look_and_a_query_task(env, client
     sdk = looker_sdk.init40()  # settings from the environment above
 
     assert sdk.me().display_name == "Sandbox API user"
-    inline = json.loads(sdk.run_inline_query("json", models.WriteQuery(
+    inline = exact_json(sdk.run_inline_query("json", models.WriteQuery(
         model=MODEL, view="vendors", fields=["vendors.company_name", "vendors.count"], limit="10")))
     [ours] = list(client.rows(QuerySpec(MODEL, "vendors", ("vendors.company_name", "vendors.count"), limit=10)))
     assert inline == ours
 
-    look = json.loads(sdk.run_look("1", "json"))
+    look = exact_json(sdk.run_look("1", "json"))
     assert look == client.look_rows("1", 500)
 
     query = sdk.create_query(models.WriteQuery(model=MODEL, view="gl_entries", fields=DETAIL_FIELDS, limit="-1"))
@@ -316,7 +322,7 @@ def test_looker_sdk_logs_in_and_runs_a_query_a_look_and_a_query_task(env, client
     while sdk.query_task(task.id).status != "complete":
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    rows = json.loads(sdk.query_task_results(task.id))
+    rows = exact_json(sdk.query_task_results(task.id))
     assert len(rows) == env.warehouse.query("SELECT count(*) FROM bc_general_ledger_entries")[0][0]
 
 

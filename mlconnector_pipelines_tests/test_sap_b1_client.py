@@ -66,7 +66,7 @@ def in_window(records, start, end):
 
 
 def extract(c, entity_set, start=START, end=END):
-    return [r for page in c.pages(BY_ENTITY_SET[entity_set], start, end) for r in page]
+    return [r for page in c.pages(BY_ENTITY_SET[entity_set], start, end) for r in page.to_pylist()]
 
 
 def test_one_session_serves_a_whole_extract_and_is_closed(sap):

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from mlconnector_pipelines.config import parse_config, sandbox_profile
+from mlconnector_pipelines.core.errors import RecordError
 from mlconnector_pipelines.warehouse.base import ReplaceScope
 from mlconnector_pipelines.warehouse.resource import WarehouseResource
 from mlconnector_pipelines.warehouse.schema import ColumnType as T
@@ -62,8 +63,13 @@ def warehouse(backend_settings, tmp_path):
     return WarehouseResource.from_config(cfg).process_config_and_initialize().open()
 
 
+# Amounts a double cannot hold: 20 and 18 significant digits, and the smallest step DECIMAL(38, 9) keeps.
+AMOUNTS = [Decimal("12345678901.234567891"), Decimal("1000000000000000.01"), Decimal("0.000000001")]
+
+
 def docs(company, entries, modified="2026-03-01T10:00:00.000Z", window=DAY, **extra):
-    frame = pd.DataFrame({"doc_entry": entries, "modified": modified, "amount": [12.34] * len(entries),
+    amounts = [AMOUNTS[i % len(AMOUNTS)] for i in range(len(entries))]
+    frame = pd.DataFrame({"doc_entry": entries, "modified": modified, "amount": amounts,
                           "posted": [date(2026, 3, 1)] * len(entries), **extra})
     frame["_version_id"] = frame["doc_entry"].astype(str) + "@" + modified
     return _meta(frame, company, window)
@@ -155,12 +161,39 @@ def test_a_failed_load_leaves_the_old_window_intact(warehouse):
         with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
             load.write(PARENT, docs("A", [7]))
             raise RuntimeError("source went away mid-window")
-    # A bad value fails the swap itself (the cast), before anything is committed.
-    with pytest.raises(Exception):
+    # A bad value fails the swap itself (the cast), before anything is committed, and is named.
+    with pytest.raises(RecordError, match=r"docs\.amount: 'not a number' is not a valid decimal .*doc_entry 8.* "
+                                          r"company A, window starting 2026-03-01"):
         with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
             load.write(PARENT, docs("A", [8], amount=["not a number"]))
     assert sorted(table(warehouse, "docs")["doc_entry"].astype(int)) == [1, 2]
     assert len(table(warehouse, "docs_changes")) == 2 and len(table(warehouse, "doc_lines")) == 2
+
+
+def test_amounts_a_double_cannot_hold_land_exactly_in_a_decimal_38_9_column(warehouse, backend_settings):
+    with warehouse.replace_windows([PARENT], ReplaceScope(("A",), DAY, NEXT)) as load:
+        load.write(PARENT, docs("A", [1, 2, 3]))
+    current = table(warehouse, "docs").sort_values("doc_entry")
+    assert [Decimal(str(v)) for v in current["amount"]] == AMOUNTS
+    assert all(isinstance(v, Decimal) for v in current["amount"])  # what downstream steps read is exact too
+    assert _amount_column_type(warehouse, backend_settings["backend"]) == {
+        "duckdb": "DECIMAL(38,9)", "snowflake": "NUMBER(38,9)", "bigquery": "NUMERIC(38,9)"}[backend_settings["backend"]]
+
+
+def _amount_column_type(warehouse, backend: str) -> str:
+    if backend == "bigquery":
+        field = next(f for f in warehouse.client.get_table(f"{warehouse.cfg.project}.{warehouse.cfg.dataset}.docs").schema
+                     if f.name == "amount")
+        # Plain NUMERIC is BigQuery's DECIMAL(38, 9), so the API reports no precision for it.
+        return f"{field.field_type}({field.precision or 38},{field.scale or 9})" if field.field_type == "NUMERIC" \
+            else field.field_type
+    if backend == "snowflake":
+        kind, precision, scale = warehouse.query(
+            "SELECT data_type, numeric_precision, numeric_scale FROM information_schema.columns "
+            "WHERE table_name = 'DOCS' AND column_name = 'AMOUNT'")[0]
+        return f"{kind}({precision},{scale})"
+    return warehouse.query("SELECT data_type FROM information_schema.columns WHERE table_name = 'docs' "
+                           "AND column_name = 'amount'")[0][0].replace(" ", "")
 
 
 def test_a_new_source_field_becomes_a_new_column(warehouse):
@@ -183,7 +216,7 @@ def test_timestamps_are_stored_in_utc_without_shifting(warehouse):
                for v in current["modified"]]
     assert moments == [pd.Timestamp("2026-02-28T23:30:00Z"), pd.Timestamp("2026-03-01T00:00:00Z")]
     assert warehouse.current_count(PARENT, "A", DAY, NEXT) == 1  # the midnight row, exactly at the boundary
-    assert [Decimal(str(v)) for v in current["amount"]] == [Decimal("12.34"), Decimal("12.34")]
+    assert [Decimal(str(v)) for v in current["amount"]] == [AMOUNTS[0], AMOUNTS[0]]
     assert [pd.Timestamp(v).date() for v in current["posted"]] == [date(2026, 3, 1)] * 2
 
 

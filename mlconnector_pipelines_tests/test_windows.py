@@ -32,9 +32,28 @@ def test_windows_are_aware_and_non_empty():
 
 @pytest.mark.parametrize("value, expected", [
     ("14:23:05", (14, 23, 5)), ("14:23", (14, 23, 0)), (1423, (14, 23, 0)), ("142305", (14, 23, 5)),
-    (905, (9, 5, 0)), (None, (0, 0, 0)), ("", (0, 0, 0)),
+    (905, (9, 5, 0)),
+    # No time of day: the end of the (server-local) day, so the record is never placed in a window
+    # that closed before it changed.
+    (None, (23, 59, 59)), ("", (23, 59, 59)),
 ])
 def test_service_layer_update_time_formats(value, expected):
     from mlconnector_pipelines.systems.sap_business_one.client import update_time
     parsed = update_time(value)
     assert (parsed.hour, parsed.minute, parsed.second) == expected
+
+
+def test_local_times_convert_to_utc_across_dst_changes_taking_the_later_reading():
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from mlconnector_pipelines.core.windows import local_to_utc_micros
+
+    epoch = datetime(1970, 1, 1)
+    walls = [datetime(2026, 3, 7, 12), datetime(2026, 3, 8, 1, 30), datetime(2026, 3, 8, 2, 30),  # 02:30 is skipped
+             datetime(2026, 3, 8, 3, 30), datetime(2026, 11, 1, 1, 30),  # 01:30 happens twice on Nov 1
+             datetime(2026, 3, 9, 0, 0)]
+    utc = local_to_utc_micros([(w - epoch) // timedelta(microseconds=1) for w in walls], ZoneInfo("America/New_York"))
+    assert [epoch + timedelta(microseconds=int(u)) for u in utc] == [
+        datetime(2026, 3, 7, 17), datetime(2026, 3, 8, 6, 30), datetime(2026, 3, 8, 7, 30),
+        datetime(2026, 3, 8, 7, 30), datetime(2026, 11, 1, 6, 30), datetime(2026, 3, 9, 4)]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..warehouse.schema import ColumnType
+import pyarrow as pa
+
 from .errors import ConfigError
+from .types import DECIMAL_READ_TYPE, ColumnType
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,22 @@ class SourceEntity:
     children: tuple[ChildEntity, ...] = ()
     key: str = "id"
     modified_field: str = "lastModifiedDateTime"  # an ISO timestamp in every record the client yields
+
+    def read_fields(self, text_fields: Sequence[str] = ()) -> list[pa.Field]:
+        """The fields a page reader must not leave to type inference: amounts (read exactly, see
+        core.types), the given text fields (kept as sent), and the amounts of nested lines."""
+        fields = [pa.field(name, pa.string()) for name in text_fields]
+        fields += _decimal_fields(self.types, skip=set(text_fields))
+        for child in self.children:
+            lines = _decimal_fields(child.types)
+            if lines:
+                fields.append(pa.field(child.navigation, pa.list_(pa.struct(lines))))
+        return fields
+
+
+def _decimal_fields(types: dict[str, ColumnType], skip: set[str] = frozenset()) -> list[pa.Field]:
+    return [pa.field(name, DECIMAL_READ_TYPE) for name, kind in types.items()
+            if kind is ColumnType.DECIMAL and name not in skip]
 
 
 def select_entities(catalog: Sequence[SourceEntity], entity_sets: list[str] | None,

@@ -6,8 +6,11 @@ none builds client filters, and the rules needed here are a few lines.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
@@ -58,21 +61,82 @@ def iterate_record_tables(
     *,
     params: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
-    text_fields: Sequence[str] = (),
+    read_fields: Sequence[pa.Field] = (),
     next_link_keys: tuple[str, ...] = ("@odata.nextLink",),
+    key: str | None = None,
 ) -> Iterator[pa.Table]:
     """Like `iterate_pages`, but each page's records come as an Arrow table (nested lines as list columns).
 
     Arrow's JSON reader parses the body in C++ without building a Python object per field,
     which is most of the client's CPU on large extracts and most of its memory per page.
+    `read_fields` are read with the types given (see `page_table`); the rest are inferred.
     """
     def read(response: httpx.Response) -> tuple[pa.Table, str | None]:
-        try:
-            return page_table(response.content, text_fields, next_link_keys)
-        except ValueError as exc:
-            raise client.malformed(response, f"a page it cannot read: {exc}") from None
+        return read_page_table(client, response, read_fields, next_link_keys, key)
 
     return _follow_next_links(client, url, params, headers, read)
+
+
+def read_page_table(client: ThrottledClient, response: httpx.Response, read_fields: Sequence[pa.Field] = (),
+                    next_link_keys: tuple[str, ...] = ("@odata.nextLink",),
+                    key: str | None = None) -> tuple[pa.Table, str | None]:
+    """`page_table` of a response, or an error naming the system, the request, the record and what came back."""
+    try:
+        return page_table(response.content, read_fields, next_link_keys)
+    except ValueError as exc:
+        where = offending_record(response.content, str(exc), key)
+        raise client.malformed(response, f"a page it cannot read: {exc}" + (f" — {where}" if where else "")) from None
+
+
+_MIXED_TYPES = re.compile(r"Column\(/value/\[\]/([^/)]+)\) changed from")
+_NOT_A_NUMBER = re.compile(r"The string '(.*)' is not a valid decimal")
+
+
+def offending_record(body: bytes, problem: str, key: str | None) -> str | None:
+    """Which record of a page Arrow refused, e.g. `record 17 (id 'ab12…'): debitAmount = '12,5'`.
+
+    Only called after a page failed to read, so its second, slower parse costs nothing otherwise.
+    """
+    try:
+        records = json.loads(body, parse_float=Decimal).get("value") or []
+    except (ValueError, AttributeError):
+        return None
+
+    def described(number: int, record: dict, field: str, value: Any) -> str:
+        named = f" ({key} {record.get(key)!r})" if key and isinstance(record, dict) and key in record else ""
+        return f"record {number}{named}: {field} = {value!r}"
+
+    mixed = _MIXED_TYPES.search(problem)
+    if mixed:
+        field, first_type = mixed.group(1), None
+        for number, record in enumerate(records, start=1):
+            value = record.get(field) if isinstance(record, dict) else None
+            if value is None:
+                continue
+            first_type = first_type or type(value)
+            if not isinstance(value, first_type):
+                return described(number, record, field, value)
+    text = _NOT_A_NUMBER.search(problem)
+    if text:
+        wanted = text.group(1)
+        for number, record in enumerate(records, start=1):
+            for field, value, line in _values(record):
+                if value == wanted:
+                    return described(number, record, field if line is None else f"line {line}: {field}", value)
+    return None
+
+
+def _values(record: Any) -> Iterator[tuple[str, Any, int | None]]:
+    """(field, value, line number or None) of a record and of its nested lines."""
+    if not isinstance(record, dict):
+        return
+    for field, value in record.items():
+        if isinstance(value, list):
+            for line, item in enumerate(value, start=1):
+                if isinstance(item, dict):
+                    yield from ((f, v, line) for f, v in item.items())
+        else:
+            yield field, value, None
 
 
 def _follow_next_links(client: ThrottledClient, url: str, params: Mapping[str, Any] | None,
@@ -89,16 +153,17 @@ def _follow_next_links(client: ThrottledClient, url: str, params: Mapping[str, A
         next_params = None  # the next link already carries the query
 
 
-def page_table(body: bytes, text_fields: Sequence[str] = (),
+def page_table(body: bytes, read_fields: Sequence[pa.Field] = (),
                next_link_keys: tuple[str, ...] = ("@odata.nextLink",)) -> tuple[pa.Table, str | None]:
     """An OData page body -> (its `value` records as a table, the next link or None).
 
-    `text_fields` stay text as sent: Arrow would otherwise read some ISO moments as timestamps,
-    and a record's modified stamp must keep its exact spelling (it identifies the version).
+    `read_fields` are read as declared, whatever their values look like: text fields stay text
+    as sent (Arrow would read some ISO moments as timestamps, and a record's modified stamp must
+    keep its exact spelling: it identifies the version), and amounts are read exactly (see
+    core.types), never as binary floats. Other fields are inferred.
     Raises ValueError for a body that is not an OData page or mixes JSON types in one field.
     """
-    record_schema = pa.struct([(name, pa.string()) for name in text_fields])
-    options = pa_json.ParseOptions(explicit_schema=pa.schema([("value", pa.list_(record_schema))]),
+    options = pa_json.ParseOptions(explicit_schema=pa.schema([("value", pa.list_(pa.struct(list(read_fields))))]),
                                    unexpected_field_behavior="infer", newlines_in_values=True)
     # The body is one JSON object, so one block and one row; "in row 0" would only confuse.
     read_options = pa_json.ReadOptions(use_threads=False, block_size=max(len(body) + 1, 1 << 20))
@@ -115,3 +180,42 @@ def page_table(body: bytes, text_fields: Sequence[str] = (),
     next_link = next((page.column(k)[0].as_py() for k in next_link_keys
                       if k in page.column_names and page.column(k)[0].is_valid), None)
     return records, next_link
+
+
+def key_literal(value: Any) -> str:
+    """A key value as an OData literal: numbers bare, text quoted."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"keyset paging needs an integer or text key, got {value!r}")
+    return str(value) if isinstance(value, int) else string_literal(value)
+
+
+def iterate_keyset_pages(
+    client: ThrottledClient,
+    url: str,
+    *,
+    key: str,
+    conjunction: str,
+    read: Callable[[httpx.Response], tuple[pa.Table, str | None]],
+    params: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Iterator[pa.Table]:
+    """Pages of records matching `conjunction` (comparisons joined by `and`), ordered by `key`.
+
+    For servers that page by offset (`$skip`): an offset counts rows of a filtered list that
+    changes while we read it, so a record leaving the filter makes the next page start one row
+    late and a record never read is skipped. Here each page is asked for as `key gt <last key
+    read>`, so records leaving or entering the set can never shift what is read next. The
+    server's next link only says whether more rows follow; its `$skip` is never used.
+    """
+    last = None
+    while True:
+        where = conjunction if last is None else f"{conjunction} and {key} gt {key_literal(last)}"
+        response = client.request("GET", url, params={**(params or {}), "$filter": where, "$orderby": key},
+                                  headers=headers)
+        page, next_link = read(response)
+        del response
+        if page.num_rows:
+            yield page
+        if not next_link or not page.num_rows:
+            return
+        last = page.column(key)[-1].as_py()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone, tzinfo
 
 
 @dataclass(frozen=True)
@@ -44,3 +44,37 @@ def assign_window_starts(timestamps, windows: Sequence[TimeWindow]):
         raise ValueError(f"{first.isoformat()} is outside the windows being loaded "
                          f"[{windows[0].start.isoformat()}, {windows[-1].end.isoformat()})")
     return pa.array(starts[index], type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+
+
+
+_DAY_MICROS = 86_400_000_000
+_EPOCH = datetime(1970, 1, 1)
+
+
+def local_to_utc_micros(local_micros, zone: tzinfo):
+    """Wall-clock moments of `zone` (naive microseconds since 1970-01-01 00:00) -> UTC microseconds.
+
+    A wall-clock time that a DST change makes ambiguous (it occurs twice) or skips takes the
+    later of its readings: a record placed later is loaded by a later window, never by one that
+    closed before it changed. Days without a change are converted with one offset each.
+    """
+    import numpy as np
+
+    local = np.asarray(local_micros, dtype=np.int64)
+    days = local // _DAY_MICROS
+    result = np.empty_like(local)
+    for day in np.unique(days):
+        on_day = days == day
+        midnight = _EPOCH + timedelta(microseconds=int(day) * _DAY_MICROS)
+        offsets = {(midnight + timedelta(hours=h)).replace(tzinfo=zone).utcoffset() for h in range(25)}
+        if len(offsets) == 1:
+            result[on_day] = local[on_day] - offsets.pop() // timedelta(microseconds=1)
+        else:  # the day of a DST change: moment by moment
+            result[on_day] = [_latest_utc(_EPOCH + timedelta(microseconds=int(m)), zone) for m in local[on_day]]
+    return result
+
+
+def _latest_utc(wall: datetime, zone: tzinfo) -> int:
+    """The later UTC reading of a wall-clock time, in microseconds since the epoch."""
+    readings = (wall.replace(fold=fold, tzinfo=zone).astimezone(timezone.utc).replace(tzinfo=None) for fold in (0, 1))
+    return (max(readings) - _EPOCH) // timedelta(microseconds=1)

@@ -6,6 +6,8 @@ materializes its asset from the delivered rows, through a sensor with one run pe
 """
 
 from collections.abc import Callable
+from dataclasses import replace
+from decimal import Decimal
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -59,12 +61,25 @@ def result_frame(rows: list[dict], fields: list[str], types: dict[str, ColumnTyp
     for column, column_type in types.items():
         if column_type is ColumnType.BOOLEAN and column in frame:  # yesno fields arrive as "Yes"/"No"
             frame[column] = frame[column].map({"Yes": True, "No": False, True: True, False: False})
+        elif column_type in (ColumnType.DECIMAL, ColumnType.DOUBLE) and column in frame:
+            frame[column] = frame[column].map(exact_text)  # the warehouse casts the text: no float on the way
     frame = frame.replace({"": None})  # an empty CSV cell is a missing value, not a zero-length number
     frame[WINDOW_START] = window_start
     frame[EXTRACTED_AT] = extracted_at
     frame[RUN_ID] = run_id
     frame[SOURCE] = source
     return frame
+
+
+def exact_text(value) -> str | None:
+    """A number as the text that states it exactly: Decimal and int as written, text as sent."""
+    if value is None or value == "" or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, float):
+        return repr(value)  # the shortest text that reads back as the same double
+    return str(value)
 
 
 def _field_types(query: LookerQueryConfig, spec: QuerySpec, described: dict[str, LookerField]) -> dict[str, ColumnType]:
@@ -118,6 +133,8 @@ def _run(context, query: LookerQueryConfig, config: LookerRunConfig, client: Loo
     base = client.look_query(query.look_id) if query.look_id else QuerySpec(
         model=query.model, view=query.explore, fields=tuple(query.fields), sorts=tuple(query.sorts))
     spec = with_filters(base, filters, query.limit)
+    if query.partition is not None:  # the window filter is written in the partitions' own zone
+        spec = replace(spec, query_timezone=query.partition.timezone)
     types = _field_types(query, spec, client.explore_fields(spec.model, spec.view))
 
     if config.delivery_id:

@@ -1,4 +1,4 @@
-"""Time-window partitions and the schedule that loads each window once it has settled."""
+"""Time-window partitions (UTC, or a configured zone) and the schedule that loads each window once it has settled."""
 
 from __future__ import annotations
 
@@ -14,22 +14,26 @@ _CRON = {"hourly": "{m} * * * *", "daily": "{m} {h} * * *", "weekly": "{m} {h} *
 
 
 def partitions_def(cfg: PartitionConfig) -> dg.TimeWindowPartitionsDefinition:
-    """UTC windows from `start`; the still-open current window is offered too (end_offset=1)."""
-    start = cfg.start.isoformat()
+    """Windows from `start` in the configured time zone; the still-open current window is offered too."""
+    start, zone = cfg.start.isoformat(), cfg.timezone
     if cfg.cadence == "hourly":
-        return dg.HourlyPartitionsDefinition(start_date=f"{start}-00:00", timezone="UTC", end_offset=1)
+        return dg.HourlyPartitionsDefinition(start_date=f"{start}-00:00", timezone=zone, end_offset=1)
     if cfg.cadence == "weekly":
-        return dg.WeeklyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1, day_offset=1)
+        return dg.WeeklyPartitionsDefinition(start_date=start, timezone=zone, end_offset=1, day_offset=1)
     if cfg.cadence == "monthly":
-        return dg.MonthlyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1)
-    return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1)
+        return dg.MonthlyPartitionsDefinition(start_date=start, timezone=zone, end_offset=1)
+    return dg.DailyPartitionsDefinition(start_date=start, timezone=zone, end_offset=1)
 
 
-def windows_for(context: dg.AssetExecutionContext) -> list[TimeWindow]:
-    """Every partition window the run covers (one, or many in a single-run backfill)."""
+def partition_windows(context: dg.AssetExecutionContext) -> dict[str, TimeWindow]:
+    """Every partition the run covers (one, or many in a single-run backfill) and its window, in order."""
     partitions = context.assets_def.partitions_def
     keys = partitions.get_partition_keys_in_range(context.partition_key_range)
-    return [TimeWindow(w.start, w.end) for w in (partitions.time_window_for_partition_key(k) for k in keys)]
+    windows = {}
+    for key in keys:
+        window = partitions.time_window_for_partition_key(key)
+        windows[key] = TimeWindow(window.start, window.end)
+    return windows
 
 
 def settled_window_schedule(job, cfg: PartitionConfig, partitions: dg.TimeWindowPartitionsDefinition,
@@ -39,7 +43,7 @@ def settled_window_schedule(job, cfg: PartitionConfig, partitions: dg.TimeWindow
     minute, hour = cfg.settle_lag_minutes % 60, (cfg.settle_lag_minutes // 60) % 24
     cron = _CRON[cfg.cadence].format(m=minute, h=hour)
 
-    @dg.schedule(name=name, cron_schedule=cron, job=job, execution_timezone="UTC",
+    @dg.schedule(name=name, cron_schedule=cron, job=job, execution_timezone=cfg.timezone,
                  description=f"Loads each {cfg.cadence} window {cfg.settle_lag_minutes} min after it closes "
                              "(late-committed rows settle first).")
     def _schedule(context: dg.ScheduleEvaluationContext):

@@ -6,7 +6,9 @@ multi-assets with change-log and current-state tables, checks, a job and a sched
 """
 
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -18,12 +20,14 @@ import pyarrow.compute as pc
 
 from ..config import PartitionConfig
 from ..core.catalog import SourceEntity
+from ..core.errors import ConnectorError, RecordError
 from ..core.prefetch import read_ahead
+from ..core.types import exact_decimals
 from ..core.windows import TimeWindow, assign_window_starts
 from ..warehouse.base import ReplaceScope, Warehouse
 from ..warehouse.schema import (COMPANY_ID, COMPANY_NAME, EXTRACTED_AT, PARENT_ID, PARENT_VERSION_ID, RUN_ID,
                                 VERSION_ID, WINDOW_START, TableSpec, column_name)
-from .partitions import partitions_def, settled_window_schedule, windows_for
+from .partitions import partition_windows, partitions_def, settled_window_schedule
 
 
 class SourceSession(Protocol):
@@ -109,6 +113,7 @@ def page_frames(entity: SourceEntity, records: pa.Table, *, company: dict, windo
 
 def _finish(table: pa.Table, company: dict, run_id: str, extracted_at: datetime) -> pa.Table:
     table = table.drop_columns([c for c in table.column_names if c.startswith("@odata") or c.startswith("odata.")])
+    table = exact_decimals(table)
     table = table.rename_columns([c if c.startswith("_") else _col(c) for c in table.column_names])
     n = table.num_rows
     for name, value, kind in ((COMPANY_ID, company["id"], pa.string()), (COMPANY_NAME, company["name"], pa.string()),
@@ -117,9 +122,44 @@ def _finish(table: pa.Table, company: dict, run_id: str, extracted_at: datetime)
     return table
 
 
-def load_entity(context: dg.AssetExecutionContext, entity: SourceEntity, session: SourceSession,
-                warehouse: Warehouse, companies: list[dict], windows: list[TimeWindow]) -> dict:
-    """Extract every company's window(s) page by page into one atomic replace; returns run figures.
+@dataclass
+class EntityLoad:
+    """What one entity's load wrote, per table and per partition window."""
+
+    tables: list[TableSpec]
+    scope: ReplaceScope
+    rows: dict[str, int]  # per table
+    rows_by_window: dict[str, Counter]  # table -> window start -> rows
+    high_water_by_window: dict[datetime, str]  # window start -> latest modified stamp (parent records)
+    pages: int
+    seconds: float
+
+    @property
+    def high_water(self) -> str | None:
+        return max(self.high_water_by_window.values(), default=None)
+
+
+@contextmanager
+def _noting(note: str) -> Iterator[None]:
+    try:
+        yield
+    except RecordError as exc:  # the warehouse names the table, value, company and window; add the source
+        exc.add_note(note)
+        raise
+
+
+def _naming(pages: Iterator, note: str) -> Iterator:
+    """The pages, with errors noting which system, entity, company and window they came from."""
+    try:
+        yield from pages
+    except ConnectorError as exc:
+        exc.add_note(note)
+        raise
+
+
+def load_entity(context: dg.AssetExecutionContext, system: str, entity: SourceEntity, session: SourceSession,
+                warehouse: Warehouse, companies: list[dict], windows: list[TimeWindow]) -> EntityLoad:
+    """Extract every company's window(s) page by page into one atomic replace.
 
     Companies are read concurrently up to the session's `concurrent_companies`; this thread
     writes every page as it arrives.
@@ -128,11 +168,16 @@ def load_entity(context: dg.AssetExecutionContext, entity: SourceEntity, session
     by_name = {spec.name: spec for spec in tables}
     scope = ReplaceScope(tuple(c["id"] for c in companies), windows[0].start, windows[-1].end)
     extracted_at = datetime.now(timezone.utc)
-    high_water: str | None = None
+    rows_by_window = {spec.name: Counter() for spec in tables}
+    high_water: dict[datetime, str] = {}
+    modified_column = _col(entity.modified_field)
     pages = 0
     started = time.monotonic()
-    with warehouse.replace_windows(tables, scope) as load:
-        streams = [session.pages(company["id"], entity, scope.start, scope.end) for company in companies]
+    with _noting(f"while loading {system} {entity.entity_set}"), warehouse.replace_windows(tables, scope) as load:
+        span = f"[{scope.start.isoformat()}, {scope.end.isoformat()})"
+        streams = [_naming(session.pages(company["id"], entity, scope.start, scope.end),
+                           f"while reading {system} {entity.entity_set} of company {company['name']} "
+                           f"({company['id']}), modified in {span}") for company in companies]
         company_rows = [0] * len(companies)
         for index, page in read_ahead(streams, workers=session.concurrent_companies):
             company = companies[index]
@@ -144,22 +189,35 @@ def load_entity(context: dg.AssetExecutionContext, entity: SourceEntity, session
             records = records_table(entity, page)
             if records.num_rows == 0:
                 continue
-            page_max = pc.max(pc.cast(records.column(entity.modified_field), pa.string())).as_py()
-            high_water = page_max if high_water is None or page_max > high_water else high_water
-            for table_name, frame in page_frames(entity, records, company=company, windows=windows,
-                                                 run_id=context.run_id, extracted_at=extracted_at).items():
+            try:
+                frames = page_frames(entity, records, company=company, windows=windows,
+                                     run_id=context.run_id, extracted_at=extracted_at)
+            except ValueError as exc:
+                raise RecordError(f"{system} {entity.entity_set} of company {company['name']} ({company['id']}), "
+                                  f"modified in {span}: {exc}") from None
+            for table_name, frame in frames.items():
                 load.write(by_name[table_name], frame)
+                for entry in pc.value_counts(frame.column(WINDOW_START)).to_pylist():
+                    rows_by_window[table_name][entry["values"]] += entry["counts"]
+            parent = frames[entity.table].select([WINDOW_START, modified_column])
+            for entry in parent.group_by(WINDOW_START).aggregate([(modified_column, "max")]).to_pylist():
+                window, latest = entry[WINDOW_START], entry[f"{modified_column}_max"]
+                high_water[window] = max(latest, high_water.get(window, latest))
             company_rows[index] += records.num_rows
             if pages % 10 == 0:
                 context.log.info(f"{entity.entity_set}: {sum(company_rows):,} rows so far")
         rows = load.rows_written
-    return {"rows": rows, "pages": pages, "high_water": high_water, "scope": scope,
-            "seconds": time.monotonic() - started, "tables": tables}
+    return EntityLoad(tables=tables, scope=scope, rows=rows, rows_by_window=rows_by_window,
+                      high_water_by_window=high_water, pages=pages, seconds=time.monotonic() - started)
 
 
 def _count_check(source: WindowedSource, entity: SourceEntity, parent: TableSpec, session: SourceSession,
                  warehouse: Warehouse, companies: list[dict], end: datetime) -> dg.AssetCheckResult:
-    """Current state vs the source's own count over the loaded range, per company."""
+    """Current state vs the source's own count over the loaded range, per company.
+
+    Its metadata counts the check's own requests and token renewals (its `$count` calls).
+    """
+    before = session.run_metadata()
     problems, details = [], {}
     severity = dg.AssetCheckSeverity.WARN
     for company in companies:
@@ -180,8 +238,13 @@ def _count_check(source: WindowedSource, entity: SourceEntity, parent: TableSpec
     return dg.AssetCheckResult(
         check_name="matches_source_count", asset_key=dg.AssetKey([source.group, entity.table]), passed=not problems,
         severity=severity, description="; ".join(problems) or "Current state matches the source's count.",
-        metadata={"per_company": dg.MetadataValue.json(details)},
+        metadata={"per_company": dg.MetadataValue.json(details), **_figures_since(before, session.run_metadata())},
     )
+
+
+def _figures_since(before: dict, after: dict) -> dict:
+    """The request figures added between two readings of a session's run figures."""
+    return {name: value - before.get(name, 0) for name, value in after.items() if isinstance(value, (int, float))}
 
 
 def _specs(source: WindowedSource, entity: SourceEntity, partitions, warehouse_kind: str, counts: bool):
@@ -221,7 +284,7 @@ def _windowed_multi_asset(source: WindowedSource, entities: Sequence[SourceEntit
     )
     def _load(context: dg.AssetExecutionContext):
         store = context.resources.warehouse.open()
-        windows = windows_for(context)
+        windows = partition_windows(context)
         selected = context.selected_asset_keys
         selected_checks = context.selected_asset_check_keys
         session: SourceSession = getattr(context.resources, source.resource_key).session()
@@ -231,34 +294,55 @@ def _windowed_multi_asset(source: WindowedSource, entities: Sequence[SourceEntit
                 keys = [dg.AssetKey([source.group, spec.name]) for spec in table_specs(entity)]
                 if not any(key in selected for key in keys):
                     continue
-                result = load_entity(context, entity, session, store, companies, windows)
-                figures = session.run_metadata()
-                for spec, key in zip(result["tables"], keys, strict=True):
-                    if key not in selected:
-                        continue
-                    yield dg.MaterializeResult(asset_key=key, metadata={
-                        "dagster/row_count": result["rows"].get(spec.name, 0),
-                        "rows": result["rows"].get(spec.name, 0),
-                        "companies": ", ".join(c["name"] for c in companies),
-                        "windows": len(windows),
-                        "window_start": result["scope"].start.isoformat(),
-                        "window_end": result["scope"].end.isoformat(),
-                        "high_water_mark": result["high_water"] or "none",
-                        "pages": result["pages"],
-                        **figures,
-                        "duration_seconds": round(result["seconds"], 2),
-                    })
-                parent = result["tables"][0]
+                loaded = load_entity(context, source.system, entity, session, store, companies, list(windows.values()))
+                run_figures = {"pages": loaded.pages, **session.run_metadata(),
+                               "duration_seconds": round(loaded.seconds, 2)}
+                for spec, key in zip(loaded.tables, keys, strict=True):
+                    if key in selected:
+                        yield _materialization(context, key, spec, loaded, windows, companies, run_figures)
+                if len(windows) > 1:
+                    _record_run_figures(context, entity, run_figures)
+                parent = loaded.tables[0]
                 if dg.AssetCheckKey(keys[0], "no_duplicate_keys") in selected_checks:
                     duplicates = store.duplicate_keys(parent)
                     yield dg.AssetCheckResult(check_name="no_duplicate_keys", asset_key=keys[0],
                                               passed=duplicates == 0, metadata={"duplicate_keys": duplicates})
                 if counts and dg.AssetCheckKey(keys[0], "matches_source_count") in selected_checks:
-                    yield _count_check(source, entity, parent, session, store, companies, result["scope"].end)
+                    yield _count_check(source, entity, parent, session, store, companies, loaded.scope.end)
         finally:
             session.close()
 
     return _load
+
+
+def _window_figures(spec: TableSpec, loaded: EntityLoad, window: TimeWindow) -> dict:
+    rows = loaded.rows_by_window[spec.name][window.start]
+    figures = {"dagster/row_count": rows, "rows": rows, "window_start": window.start.isoformat(),
+               "window_end": window.end.isoformat()}
+    if spec.parent is None:
+        figures["high_water_mark"] = loaded.high_water_by_window.get(window.start) or "none"
+    return figures
+
+
+def _materialization(context, key: dg.AssetKey, spec: TableSpec, loaded: EntityLoad, windows: dict[str, TimeWindow],
+                     companies: list[dict], run_figures: dict) -> dg.MaterializeResult:
+    """A run of one window carries that window's figures and the run's; a range run gives each
+    partition its own window's rows (the run's requests and pages are the run's: see its tags)."""
+    shared = {"companies": ", ".join(c["name"] for c in companies), "windows": len(windows)}
+    if len(windows) == 1:
+        (window,) = windows.values()
+        return dg.MaterializeResult(asset_key=key, metadata={**_window_figures(spec, loaded, window), **shared,
+                                                             **run_figures})
+    for partition_key, window in windows.items():
+        context.add_asset_metadata(_window_figures(spec, loaded, window), asset_key=key, partition_key=partition_key)
+    return dg.MaterializeResult(asset_key=key, metadata={**shared, "run_rows": loaded.rows.get(spec.name, 0)})
+
+
+def _record_run_figures(context, entity: SourceEntity, run_figures: dict) -> None:
+    """A range run's request figures belong to the run: its tags, and its log."""
+    context.log.info(f"{entity.entity_set}: " + ", ".join(f"{k} {v}" for k, v in run_figures.items()))
+    context.instance.add_run_tags(context.run_id, {f"mlconnector/{name}": str(value)
+                                                   for name, value in run_figures.items()})
 
 
 def build_windowed(source: WindowedSource, entities: Sequence[SourceEntity], partitions_cfg: PartitionConfig,

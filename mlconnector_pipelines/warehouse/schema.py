@@ -1,21 +1,11 @@
-"""Logical column types, naming, and the description of a change-log/current-state table pair."""
+"""Warehouse naming, and the description of a change-log/current-state table pair."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import Enum
 
-
-class ColumnType(str, Enum):
-    STRING = "string"
-    INTEGER = "integer"
-    DECIMAL = "decimal"  # money: exact, 38 digits with 9 after the point
-    DOUBLE = "double"
-    BOOLEAN = "boolean"
-    DATE = "date"
-    TIMESTAMP = "timestamp"  # always UTC
-
+from ..core.types import ColumnType
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")

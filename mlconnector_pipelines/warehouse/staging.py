@@ -132,21 +132,24 @@ class ParquetStaging(WindowLoad):
                 files = sorted((self.directory / name).glob("*.parquet"))
                 if not files:
                     continue
-                spec = self._specs[name]
-                relation = con.read_parquet([str(f) for f in files], union_by_name=True)
-                present = set(relation.columns)
-                keys = [k for k in spec.key if k in present and k != COMPANY_ID]
+                listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+                staged = f"read_parquet([{listed}], union_by_name = true)"
+                present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {staged}").fetchall()}
+                keys = [k for k in self._specs[name].key if k in present and k != COMPANY_ID]
+                shown = [c for c in (COMPANY_ID, WINDOW_START, *keys) if c in present]
                 for column, kind in columns.items():
                     if kind is ColumnType.STRING or column not in present:
                         continue
-                    row = relation.filter(f'"{column}" IS NOT NULL AND TRY_CAST("{column}" AS {types[kind]}) IS NULL') \
-                        .project(", ".join(f'"{c}"' for c in [column, COMPANY_ID, WINDOW_START, *keys]
-                                           if c in present)).limit(1).fetchone()
+                    row = con.execute(
+                        f'SELECT "{column}", ' + ", ".join(f'"{c}"' for c in shown) + f" FROM {staged} "
+                        f'WHERE "{column}" IS NOT NULL AND TRY_CAST("{column}" AS {types[kind]}) IS NULL LIMIT 1'
+                    ).fetchone()
                     if row is not None:
-                        value, company, window, *key = row
-                        where = ", ".join(f"{k} {v!r}" for k, v in zip(keys, key)) or "no key"
+                        value, *where = row
+                        facts = dict(zip(shown, where))
+                        key = ", ".join(f"{k} {facts[k]!r}" for k in keys) or "no key"
                         return (f"{name}.{column}: {value!r} is not a valid {kind.value} ({types[kind]}) — record "
-                                f"{where} of company {company}, window starting {window}")
+                                f"{key} of company {facts.get(COMPANY_ID)}, window starting {facts.get(WINDOW_START)}")
         return None
 
     def text_batches(self, table: TableSpec) -> Iterator[pd.DataFrame]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ...core.catalog import ChildEntity, select_entities
 from ...core.catalog import SourceEntity as BcEntity
-from ...warehouse.schema import ColumnType as T
+from ...core.types import ColumnType as T
 
 _LINE_TYPES = {
     "sequence": T.INTEGER, "quantity": T.DECIMAL, "unitPrice": T.DECIMAL, "unitCost": T.DECIMAL,

@@ -71,7 +71,8 @@ class BusinessCentralClient:
             params["$expand"] = ",".join(child.navigation for child in entity.children)
         yield from iterate_record_tables(
             self.http, self._entity_path(company_id, entity), params=params,
-            headers={"Prefer": f"odata.maxpagesize={self.page_size}"}, text_fields=(entity.modified_field,),
+            headers={"Prefer": f"odata.maxpagesize={self.page_size}"},
+            read_fields=entity.read_fields(text_fields=(entity.modified_field,)), key=entity.key,
         )
 
     def count(self, company_id: str, entity: BcEntity, *, modified_from: datetime | None = None,

@@ -11,14 +11,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
+import json
+from decimal import Decimal
+
 import httpx
 import ijson
-import orjson
 
 from ...core.errors import RequestFailedError
 from ...core.http import HttpPolicy, ThrottledClient
 from ...core.tls import ssl_context
-from ...warehouse.schema import ColumnType
+from ...core.types import ColumnType
 from .session import SYSTEM, LookerLogin
 
 # Looker returns at most this many rows unless a query says otherwise; past it we use a query task.
@@ -168,8 +170,9 @@ class LookerClient:
     @staticmethod
     def _json_rows(content: bytes) -> list[dict]:
         try:
-            rows = orjson.loads(content)
-        except orjson.JSONDecodeError as exc:
+            # Numbers exactly as Looker wrote them (Decimal), never binary floats: these are amounts.
+            rows = json.loads(content, parse_float=Decimal)
+        except ValueError as exc:
             raise RequestFailedError(SYSTEM, f"query results are not valid JSON: {exc}") from None
         if isinstance(rows, dict) and "looker_error" in rows:
             raise RequestFailedError(SYSTEM, f"the query failed in Looker: {rows['looker_error']}")
@@ -200,7 +203,8 @@ class _ChunkReader:
 def _stream_batches(response: httpx.Response, batch_rows: int) -> Iterator[list[dict]]:
     batch: list[dict] = []
     try:
-        for row in ijson.items(_ChunkReader(response.iter_bytes()), "item", use_float=True):
+        # use_float=False: non-integral numbers arrive as Decimal, exactly as written.
+        for row in ijson.items(_ChunkReader(response.iter_bytes()), "item", use_float=False):
             if not isinstance(row, dict):
                 raise RequestFailedError(SYSTEM, f"query task results hold a {type(row).__name__}, not a row")
             batch.append(row)

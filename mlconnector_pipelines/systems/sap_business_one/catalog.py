@@ -7,7 +7,7 @@ client (UpdateDate + UpdateTime in UTC), the field windows are cut on.
 from __future__ import annotations
 
 from ...core.catalog import ChildEntity, SourceEntity, select_entities
-from ...warehouse.schema import ColumnType as T
+from ...core.types import ColumnType as T
 from .client import MODIFIED_AT
 
 _DOCUMENT = {"DocEntry": T.INTEGER, "DocNum": T.INTEGER, "DocDate": T.DATE, "DocDueDate": T.DATE,

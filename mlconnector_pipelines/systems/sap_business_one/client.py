@@ -1,26 +1,34 @@
 """SAP Business One Service Layer client (/b1s/v1 OData v3 or /b1s/v2 OData v4).
 
-Incremental reads: documents carry UpdateDate (a date) and UpdateTime (time of day) apart. The
-server filters on the date (inclusive); the client refines on (date, time) to the half-open
-window and drops duplicates by key.
+Incremental reads: documents carry UpdateDate (a date) and UpdateTime (time of day, server
+local) apart. The server filters on the date (inclusive); the client refines on (date, time),
+converted to UTC, to the half-open window. Pages are read by key (`DocEntry gt <last>`), never
+by `$skip`: a record changing while we page must not shift what the next page holds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, time, timedelta, timezone
-from typing import Any
+from datetime import datetime, time, timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ...core.catalog import SourceEntity
 from ...core.errors import ConfigError
 from ...core.http import HttpPolicy, ThrottledClient
-from ...core.odata import iterate_pages, string_literal
+from ...core.odata import iterate_keyset_pages, read_page_table, string_literal
 from ...core.tls import pinned_ssl_context, ssl_context
-from ...core.catalog import SourceEntity
+from ...core.windows import local_to_utc_micros
 from .session import SYSTEM, ServiceLayerSession, session_expired
 
 MODIFIED_AT = "UpdateDateTime"  # added by the client: UpdateDate + UpdateTime as a UTC timestamp
+# A record updated on a day without a time of day (UpdateTime null) is placed at the end of that
+# day: the window holding that moment cannot have closed before the record changed.
+_END_OF_DAY = time(23, 59, 59)
 
 
 class ServiceLayerClient:
@@ -67,40 +75,58 @@ class ServiceLayerClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def pages(self, entity: SourceEntity, start: datetime, end: datetime) -> Iterator[list[dict[str, Any]]]:
-        """Records updated in `[start, end)`, each with `UpdateDateTime` (UTC, ISO), once per key."""
+    def pages(self, entity: SourceEntity, start: datetime, end: datetime) -> Iterator[pa.Table]:
+        """Records updated in `[start, end)` as Arrow tables, each with `UpdateDateTime` (UTC, ISO)."""
         first_day = start.astimezone(self.timezone).date()
         last_day = (end - timedelta(microseconds=1)).astimezone(self.timezone).date()
-        params = {
-            "$filter": f"UpdateDate ge {string_literal(first_day.isoformat())} and "
-                       f"UpdateDate le {string_literal(last_day.isoformat())}",
-            # Ordered by key, $skip paging stays stable while records change underneath.
-            "$orderby": entity.key,
-        }
-        seen: set[Any] = set()
-        for page in iterate_pages(self.http, entity.entity_set, params=params,
-                                  headers={"Prefer": f"odata.maxpagesize={self.page_size}"},
-                                  next_link_keys=self._next_link_keys):
-            kept = []
-            for record in page:
-                moment = self._modified_at(record)
-                if start <= moment < end and record[entity.key] not in seen:
-                    seen.add(record[entity.key])
-                    record[MODIFIED_AT] = moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
-                    kept.append(record)
-            if kept:
-                yield kept
+        days = (f"UpdateDate ge {string_literal(first_day.isoformat())} and "
+                f"UpdateDate le {string_literal(last_day.isoformat())}")
+        read_fields = entity.read_fields(text_fields=("UpdateDate",))
 
-    def _modified_at(self, record: dict) -> datetime:
-        day = datetime.strptime(str(record["UpdateDate"])[:10], "%Y-%m-%d").date()
-        return datetime.combine(day, update_time(record.get("UpdateTime")),
-                                tzinfo=self.timezone).astimezone(timezone.utc)
+        def read(response):
+            page, next_link = read_page_table(self.http, response, read_fields, self._next_link_keys, entity.key)
+            try:
+                moments = self._updated_at(page)
+            except ValueError as exc:
+                raise self.http.malformed(response, f"an UpdateDate or UpdateTime it cannot read: {exc}") from None
+            return page.append_column(MODIFIED_AT, moments), next_link
+
+        for page in iterate_keyset_pages(self.http, entity.entity_set, key=entity.key, conjunction=days, read=read,
+                                         headers={"Prefer": f"odata.maxpagesize={self.page_size}"}):
+            moments = page.column(MODIFIED_AT)
+            in_window = pc.and_(pc.greater_equal(moments, pa.scalar(start, moments.type)),
+                                pc.less(moments, pa.scalar(end, moments.type)))
+            kept = page.filter(in_window)
+            if kept.num_rows:
+                # Whole seconds (the Service Layer's precision); %S of a finer unit prints its fraction.
+                seconds = pc.cast(kept.column(MODIFIED_AT), pa.timestamp("s", tz="UTC"))
+                stamps = pc.strftime(seconds, "%Y-%m-%dT%H:%M:%S.000Z")
+                yield kept.set_column(kept.column_names.index(MODIFIED_AT), MODIFIED_AT, stamps)
+
+    def _updated_at(self, page: pa.Table) -> pa.Array:
+        """(UpdateDate, UpdateTime) in server-local time -> UTC timestamps."""
+        days = pc.cast(pc.utf8_slice_codeunits(page.column("UpdateDate"), 0, 10), pa.date32())
+        day_micros = pc.cast(pc.cast(days, pa.int32()), pa.int64()).to_numpy(zero_copy_only=False) * 86_400_000_000
+        seconds = seconds_of_day(page.column("UpdateTime") if "UpdateTime" in page.column_names
+                                 else pa.nulls(page.num_rows))
+        utc = local_to_utc_micros(day_micros + seconds * 1_000_000, self.timezone)
+        return pa.array(utc, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+
+
+def seconds_of_day(update_times: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """UpdateTime as sent ("14:23:05", "14:23", a number like 1423 or 142305, or null) -> seconds."""
+    values = update_times.to_pylist()
+    return np.fromiter((_seconds(update_time(v)) for v in values), dtype=np.int64, count=len(values))
+
+
+def _seconds(moment: time) -> int:
+    return moment.hour * 3600 + moment.minute * 60 + moment.second
 
 
 def update_time(value: object) -> time:
     """UpdateTime as sent: "14:23:05", "14:23", or (some versions and entities) a number like 1423 or 142305."""
     if value is None or value == "":
-        return time(0, 0)
+        return _END_OF_DAY
     text = str(value).strip()
     if text.isdigit():
         digits = text.zfill(6) if len(text) > 4 else text.zfill(4) + "00"

@@ -8,21 +8,27 @@ from ...config import SapBusinessOneConfig
 from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
 from ...core.ping import CONFIG_FIX, PingResult, known_fix, run_check
 from ...core.tls import untrusted_certificate
-from .resource import SapBusinessOneResource
+from .resource import SapBusinessOneResource, SapBusinessOneSession
 from .session import SYSTEM
 
 
 def ping(cfg: SapBusinessOneConfig, data_dir: Path) -> PingResult:
-    def read(client) -> str:
-        accounts = client.http.get_json("ChartOfAccounts", params={"$select": "Code", "$top": "1"})["value"]
-        trust = "pinned certificate" if cfg.pinned_sha256 else "CA bundle" if cfg.ca_bundle else "system CAs"
-        return (f"logged in to {cfg.company_db} (Service Layer {client.version}, TLS: {trust}); "
-                "chart of accounts readable" + ("" if accounts else " (but empty)"))
+    resource = SapBusinessOneResource.from_config(cfg, data_dir).process_config_and_initialize()
+    trust = "pinned certificate" if cfg.pinned_sha256 else "CA bundle" if cfg.ca_bundle else "system CAs"
 
-    return run_check(SYSTEM, cfg.base_url,
-                     connect=lambda: SapBusinessOneResource.from_config(cfg, data_dir)
-                     .process_config_and_initialize().client(),
-                     authenticate=lambda client: client.session.auth_headers(),  # logs in
+    def read(session: SapBusinessOneSession) -> str:
+        empty = []
+        for db in cfg.company_dbs:  # each database is its own login
+            accounts = session.client(db).http.get_json("ChartOfAccounts", params={"$select": "Code", "$top": "1"})
+            if not accounts["value"]:
+                empty.append(db)
+        version = session.client(cfg.company_dbs[0]).version
+        return (f"logged in to {', '.join(cfg.company_dbs)} (Service Layer {version}, TLS: {trust}); "
+                "chart of accounts readable" + (f" (but empty in {', '.join(empty)})" if empty else ""))
+
+    return run_check(SYSTEM, cfg.base_url, connect=resource.session,
+                     authenticate=lambda session: [session.client(db).session.auth_headers()  # logs in
+                                                   for db in cfg.company_dbs],
                      read=read, likely_fix=likely_fix)
 
 
