@@ -12,7 +12,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from mlconnector_pipelines.core.errors import AuthenticationError, RequestFailedError
+from mlconnector_pipelines.core.errors import AuthenticationError, OutcomeUnknown, RequestFailedError
 from mlconnector_pipelines.core.http import HttpPolicy, ThrottledClient
 from mlconnector_pipelines.core.odata import datetime_literal, half_open_window_filter, iterate_record_tables
 
@@ -314,3 +314,61 @@ def test_odata_literals_are_bc_style():
         "lastModifiedDateTime ge 2024-08-18T00:00:00.000Z and lastModifiedDateTime lt 2024-08-19T00:00:00.000Z")
     with pytest.raises(ValueError):
         datetime_literal(datetime(2024, 1, 1))
+
+
+# -- writes: never repeated when the server may have processed them -------------------------------
+
+
+@pytest.mark.parametrize("outcome", [
+    httpx.ReadTimeout("no answer"), httpx.RemoteProtocolError("peer closed connection without response"),
+    httpx.ReadError("connection reset"), (502, {}), (504, {}), (503, {}),
+], ids=["read timeout", "dropped response", "reset while reading", "502", "504", "503 without Retry-After"])
+def test_a_write_whose_outcome_is_unknown_is_not_sent_again(outcome):
+    transport, seen = scripted(outcome, (201, {}))
+    c = client(transport, [])
+    with pytest.raises(OutcomeUnknown) as error:
+        c.request("POST", "/journals", json={"description": "ML-2026-W09"})
+    assert len(seen) == 1
+    assert error.value.method == "POST" and "POST /journals: the server may or may not have processed it" in str(
+        error.value) and "natural key" in str(error.value)
+    assert c.stats.outcome_unknown == 1 and c.stats.retries == 0
+
+
+@pytest.mark.parametrize("refusal", [
+    (429, {}), (429, {"Retry-After": "1"}), (503, {"Retry-After": "2"}), httpx.ConnectError("connection refused"),
+    httpx.ConnectTimeout("no TCP handshake"),
+], ids=["429", "429 with Retry-After", "503 with Retry-After", "refused connection", "connect timeout"])
+def test_a_write_the_server_provably_did_not_process_is_sent_again(refusal):
+    transport, seen = scripted(refusal, (201, {}))
+    sleeps = []
+    c = client(transport, sleeps)
+    assert c.request("POST", "/journals", json={"description": "ML-2026-W09"}).status_code == 201
+    assert len(seen) == 2 and len(sleeps) == 1
+
+
+def test_a_write_refused_with_401_is_sent_again_after_re_authenticating():
+    transport, seen = scripted((401, {}), (201, {}))
+    auth = CountingAuth()
+    c = ThrottledClient("Test", base_url="https://api.test", transport=transport, auth=auth)
+    assert c.request("PATCH", "/customers(1)", json={"name": "x"}).status_code == 201
+    assert [r.headers["Authorization"] for r in seen] == ["Bearer t0", "Bearer t1"]
+
+
+def test_reads_and_key_matched_puts_are_repeated_after_a_timeout():
+    transport, seen = scripted(httpx.ReadTimeout("slow"), (200, {}), httpx.ReadTimeout("slow"), (200, {}))
+    c = client(transport, [])
+    assert c.request("GET", "/x").status_code == 200
+    assert c.request("PUT", "/Vendor", json={"VendorID": {"value": "V1"}}, idempotent=True).status_code == 200
+    assert len(seen) == 4
+
+
+def test_requests_are_counted_per_method():
+    transport, _ = scripted((200, {}), (200, {}), (201, {}), (204, {}))
+    c = client(transport, [])
+    c.get_json("/a")
+    c.get_json("/b")
+    c.request("POST", "/c", json={})
+    c.request("PATCH", "/d", json={})
+    figures = c.stats.as_metadata("http_")
+    assert (figures["http_requests"], figures["http_requests_get"], figures["http_requests_post"],
+            figures["http_requests_patch"]) == (4, 2, 1, 1)

@@ -38,5 +38,14 @@ class RequestFailedError(ExternalSystemError):
     """A request failed for good: a non-retryable status, or retries ran out."""
 
 
+class OutcomeUnknown(RequestFailedError):
+    """A write whose answer never came (a timeout, a dropped connection, 502/504): the server may have
+    committed it. It is never sent again blindly; look the record up by its natural key."""
+
+    def __init__(self, system: str, message: str, *, method: str, url: str):
+        super().__init__(system, message)
+        self.method, self.url = method, url
+
+
 class RecordError(ConnectorError):
     """A record the source sent cannot be stored as it is: the message names the record and the value."""

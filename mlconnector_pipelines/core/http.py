@@ -5,6 +5,14 @@ honoured when the server sends it; otherwise exponential back-off with full jitt
 Other 4xx are never retried, nor is a server certificate that is not trusted (that is
 configuration, not a passing fault). A 401 renews the credential it was refused with and
 retries; a request fails only when a credential it renewed itself is refused again.
+
+Writes are repeated only when the server provably did not process them: none of these ERPs
+has an idempotency key, so a repeated POST is a second journal or customer. GET, HEAD,
+OPTIONS and DELETE are safe to repeat, and so is a PUT the caller marks `idempotent` (one
+matched by key). A POST or PATCH is repeated after a refused connection, a 429, a 503 with
+`Retry-After`, or a 401 (before re-authenticating); after a timeout waiting for the answer, a
+dropped response, a 502, 504 or other 503, it raises `OutcomeUnknown` instead, and the caller
+finds out by looking the record up by its natural key.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from functools import partial
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
@@ -25,13 +34,16 @@ import tenacity
 from pyrate_limiter import Duration, Limiter, Rate, StateBucket, TokenBucket
 from pydantic import BaseModel, Field
 
-from .errors import AuthenticationError, RequestFailedError
+from .errors import AuthenticationError, OutcomeUnknown, RequestFailedError
 from .redact import redact
 from .tls import untrusted_certificate
 
 log = logging.getLogger("mlconnector.http")
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+SAFE_TO_REPEAT = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+# Failures that happen before a request leaves this process: the server cannot have processed it.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 # Refusals of a credential that another request had already replaced, tolerated per request before
 # giving up: each is followed by a retry with the newer credential, never by a renewal of our own.
 _MAX_STALE_REFUSALS = 3
@@ -65,7 +77,9 @@ class RequestStats:
     server_errors: int = 0
     transport_errors: int = 0
     reauthentications: int = 0
+    outcome_unknown: int = 0
     waited_seconds: float = 0.0
+    by_method: dict[str, int] = field(default_factory=dict)  # requests sent, per HTTP method
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **amounts: float) -> None:
@@ -73,8 +87,15 @@ class RequestStats:
             for name, amount in amounts.items():
                 setattr(self, name, getattr(self, name) + amount)
 
+    def sent(self, method: str) -> None:
+        with self._lock:
+            self.requests += 1
+            self.by_method[method] = self.by_method.get(method, 0) + 1
+
     def as_metadata(self, prefix: str = "") -> dict[str, float | int]:
-        return {f"{prefix}{f.name}": getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        figures = {f"{prefix}{f.name}": getattr(self, f.name) for f in fields(self)
+                   if not f.name.startswith("_") and f.name != "by_method"}
+        return {**figures, **{f"{prefix}requests_{method.lower()}": n for method, n in sorted(self.by_method.items())}}
 
 
 class Authenticator(Protocol):
@@ -190,28 +211,36 @@ class ThrottledClient:
         data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         authenticated: bool = True,
+        idempotent: bool | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
         """Send with retries; return a 2xx/3xx response or raise a clear, redacted error.
 
         `authenticated=False` sends no auth headers and skips re-authentication (a login call itself).
+        `idempotent` says whether sending it twice does no more than sending it once: by default
+        true for GET, HEAD, OPTIONS and DELETE; a PUT matched by key must say so. A request that
+        is not is never repeated when its outcome is unknown (see the module docstring).
         """
-        return self._checked(method, url, dict(params=params, json=json, data=data, headers=headers),
-                             authenticated=authenticated, stream=False)
+        repeatable = method.upper() in SAFE_TO_REPEAT if idempotent is None else idempotent
+        return self._checked(method, url, dict(params=params, json=json, data=data, headers=headers, content=content),
+                             authenticated=authenticated, stream=False, repeatable=repeatable)
 
     @contextmanager
     def stream(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
                headers: Mapping[str, str] | None = None) -> Iterator[httpx.Response]:
         """Like `request`, but the 2xx body is read as it arrives (`iter_bytes`); closed on exit."""
-        response = self._checked(method, url, dict(params=params, json=None, data=None, headers=headers),
-                                 authenticated=True, stream=True)
+        response = self._checked(method, url, dict(params=params, json=None, data=None, headers=headers, content=None),
+                                 authenticated=True, stream=True, repeatable=method.upper() in SAFE_TO_REPEAT)
         try:
             yield response
         finally:
             response.close()
 
-    def _checked(self, method: str, url: str, kwargs: dict, *, authenticated: bool, stream: bool) -> httpx.Response:
+    def _checked(self, method: str, url: str, kwargs: dict, *, authenticated: bool, stream: bool,
+                 repeatable: bool) -> httpx.Response:
         auth = self.auth if authenticated else None
-        response = self._send_with_retries(method, url, auth, stream, **kwargs)
+        send = partial(self._send_with_retries, method, url, auth, stream, repeatable, **kwargs)
+        response = send()
         renewed_here = False
         stale_refusals = 0
         while response.status_code == 401 and auth is not None and self._reauthenticate_on(response):
@@ -230,7 +259,7 @@ class ThrottledClient:
                 log.info("%s answered 401; re-authenticating", self.system)
             else:
                 stale_refusals += 1
-            response = self._send_with_retries(method, url, auth, stream, **kwargs)
+            response = send()
         if response.status_code >= 400:
             message, code = self._error_message(response)
             raise RequestFailedError(
@@ -272,9 +301,9 @@ class ThrottledClient:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _send_with_retries(self, method, url, auth, stream, **kwargs) -> httpx.Response:
+    def _send_with_retries(self, method, url, auth, stream, repeatable, **kwargs) -> httpx.Response:
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(_transient),
+            retry=tenacity.retry_if_exception(_transient if repeatable else _not_processed),
             wait=_RetryAfterOrFullJitter(self.policy.backoff_base_seconds, self.policy.backoff_cap_seconds,
                                          self.policy.max_retry_after_seconds, self._rng),
             stop=tenacity.stop_after_attempt(self.policy.max_attempts),
@@ -284,34 +313,44 @@ class ThrottledClient:
         )
         try:
             return retrying(self._send_once, method, url, auth, stream, **kwargs)
-        except _RetryableResponse as exc:
+        except (_RetryableResponse, httpx.TransportError) as exc:
+            if not repeatable and not _not_processed(exc):
+                raise self._outcome_unknown(method, url, exc) from None
+            raise self._failed(method, url, exc, retrying.statistics.get("attempt_number", 1)) from None
+
+    def _outcome_unknown(self, method: str, url: str, exc: Exception) -> OutcomeUnknown:
+        self.stats.add(outcome_unknown=1)
+        if isinstance(exc, _RetryableResponse):
+            what = f"HTTP {exc.response.status_code}: {self._error_message(exc.response)[0]}"
+        else:
+            what = f"{type(exc).__name__}: {exc}"
+        return OutcomeUnknown(self.system, self._redact(
+            f"{method} {url}: the server may or may not have processed it ({what}); it was not sent again. "
+            "Look the record up by its natural key before writing it again"), method=method, url=self._redact(url))
+
+    def _failed(self, method: str, url: str, exc: Exception, attempts: int) -> RequestFailedError:
+        if isinstance(exc, _RetryableResponse):
             message, code = self._error_message(exc.response)
-            raise RequestFailedError(
+            return RequestFailedError(
                 self.system,
                 self._redact(
                     f"{method} {_path_of(exc.response.request.url)} still failing after "
-                    f"{self.policy.max_attempts} attempts: {message}"
+                    f"{attempts} attempt{'s' if attempts != 1 else ''}: {message}"
                 ),
                 status=exc.response.status_code, code=code,
-            ) from None
-        except httpx.TransportError as exc:
-            attempts = retrying.statistics.get("attempt_number", self.policy.max_attempts)
-            raise RequestFailedError(
-                self.system,
-                self._redact(
-                    f"{method} {url} could not be completed after {attempts} attempt{'s' if attempts != 1 else ''}: "
-                    f"{type(exc).__name__}: {exc}"
-                ),
-                fix=_tls_fix(exc),
-            ) from None
+            )
+        message = (f"{method} {url} could not be completed after {attempts} "
+                   f"attempt{'s' if attempts != 1 else ''}: {type(exc).__name__}: {exc}")
+        return RequestFailedError(self.system, self._redact(message), fix=_tls_fix(exc))
 
-    def _send_once(self, method, url, auth, stream, *, params, json, data, headers) -> httpx.Response:
+    def _send_once(self, method, url, auth, stream, *, params, json, data, headers, content) -> httpx.Response:
         if self._limiter is not None:
             self._limiter.try_acquire(self.system)
         request_headers = dict(auth.auth_headers()) if auth is not None else {}
         request_headers.update(headers or {})
-        self.stats.add(requests=1)
-        request = self._http.build_request(method, url, params=params, json=json, data=data, headers=request_headers)
+        self.stats.sent(method.upper())
+        request = self._http.build_request(method, url, params=params, json=json, data=data, content=content,
+                                           headers=request_headers)
         response = self._http.send(request, stream=stream)
         if not stream:
             # httpx's stream wrapper points back at its response (to time it), so a read response
@@ -352,6 +391,14 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, _RetryableResponse):
         return True
     return isinstance(exc, httpx.TransportError) and not untrusted_certificate(exc)
+
+
+def _not_processed(exc: BaseException) -> bool:
+    """The server provably did not act on the request, so even a write may be sent again."""
+    if isinstance(exc, _RetryableResponse):
+        status = exc.response.status_code
+        return status == 429 or (status == 503 and exc.response.headers.get("Retry-After") is not None)
+    return isinstance(exc, _NOT_SENT) and not untrusted_certificate(exc)
 
 
 def _path_of(url: httpx.URL) -> str:
