@@ -125,9 +125,11 @@ class LookerClient:
         """Every row the query returns, in batches; never cut at Looker's synchronous cap."""
         if spec.fits_one_call:
             self.query_calls += 1
-            yield self._json_rows(self.http.request("POST", "queries/run/json", json=spec.body()).content)
+            yield self._json_rows(self.http.request("POST", "queries/run/json", json=spec.body(),
+                                                                idempotent=True).content)
             return
-        query_id = str(self.http.post_json("queries", json=spec.body())["id"])
+        # Looker writes nothing a reader sees: a query or task created twice is harmless, so these POSTs repeat.
+        query_id = str(self.http.post_json("queries", json=spec.body(), idempotent=True)["id"])
         yield from self.query_task_rows(query_id, batch_rows)
 
     def look_rows(self, look_id: str, limit: int) -> list[dict]:
@@ -142,7 +144,7 @@ class LookerClient:
         """Run a stored query as an async task, poll it, and stream its JSON rows in batches."""
         self.query_calls += 1
         self.query_tasks += 1
-        task = self.http.post_json("query_tasks", json={"query_id": query_id, "result_format": "json"})
+        task = self.http.post_json("query_tasks", json={"query_id": query_id, "result_format": "json"}, idempotent=True)
         task_id = task["id"]
         deadline = time.monotonic() + self.task_timeout_seconds
         while True:

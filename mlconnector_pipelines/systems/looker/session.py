@@ -47,7 +47,7 @@ class LookerLogin:
     def _login(self) -> None:
         assert self.http is not None
         try:
-            response = self.http.request("POST", "login", data=self._form, authenticated=False)
+            response = self.http.request("POST", "login", data=self._form, authenticated=False, idempotent=True)
         except RequestFailedError as exc:
             if exc.status in (401, 403, 404):  # Looker answers a wrong id or secret with 404
                 raise AuthenticationError(

@@ -64,13 +64,14 @@ class ServiceLayerSession:
                 return
             cookies, self._cookies = self._cookies, None
         try:
-            self._http.request("POST", "Logout", headers={"Cookie": _cookie_header(cookies)})
+            self._http.request("POST", "Logout", headers={"Cookie": _cookie_header(cookies)}, idempotent=True)
         except RequestFailedError:
             pass  # the session times out on its own; failing to log out must not fail the run
 
     def _login(self) -> dict[str, str]:
         try:
-            response = self._http.request("POST", "Login", json=self._credentials)
+            # A second login after an unknown outcome only opens another session: safe to repeat.
+            response = self._http.request("POST", "Login", json=self._credentials, idempotent=True)
         except RequestFailedError as exc:
             if exc.status == 401:
                 fix = _LOGIN_FIXES.get(exc.code or "", "check company_db, username and password")
