@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from decimal import Decimal
 
 import dagster as dg
 import httpx
@@ -34,12 +37,12 @@ def env(tmp_path_factory):
     env.running.stop()
 
 
-@pytest.fixture(scope="module")
-def receiver(env):
-    """`mlconnector ingest`'s app served by uvicorn on an ephemeral loopback port."""
+@contextlib.contextmanager
+def serve(app) -> Iterator[httpx.Client]:
+    """An app served by uvicorn on an ephemeral loopback port, and a client for it."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(env.cfg), access_log=False, log_level="info"))
+    server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="info"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -51,10 +54,19 @@ def receiver(env):
         except httpx.HTTPError:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-    with httpx.Client(base_url=url, timeout=30) as http:
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            yield http
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def receiver(env):
+    """`mlconnector ingest`'s app as configured by the sandbox profile."""
+    with serve(create_app(env.cfg)) as http:
         yield http
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def payload(rows: list[dict], plan_id: str = PLAN_ID, **attachment) -> dict:
@@ -123,6 +135,54 @@ def test_a_wrong_secret_is_404_stores_nothing_and_is_not_logged(env, receiver, c
     server_lines = [r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
     assert not any(guess in line for line in server_lines)
     assert guess not in out and guess not in err
+
+
+SECRET = SANDBOX_LOOKER_DELIVERY_SECRET
+
+
+@pytest.mark.parametrize("near_miss", [
+    SECRET + "x",
+    SECRET[:-1],
+    SECRET[:-1] + chr(ord(SECRET[-1]) + 1),
+    SECRET.upper(),
+    SECRET.capitalize(),
+    "guessed-secret-3141592653",
+], ids=["one-added", "one-removed", "last-changed", "upper-case", "first-upper-case", "unrelated"])
+def test_a_secret_that_is_almost_right_is_404_and_stores_nothing(env, receiver, near_miss):
+    assert near_miss != SECRET
+    rows = [{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V80001", "vendors.name": "Near miss",
+             "vendors.total_balance": 1}]  # a delivery the right secret would store
+    before = stored(env)
+    response = receiver.post(url(near_miss), json=payload(rows))
+    assert response.status_code == 404 and response.json() == {"error": "not found"}
+    assert stored(env) == before
+
+
+def test_exact_amounts_are_stored_and_reach_the_warehouse_digit_for_digit(env, receiver):
+    # 20 and 18 significant digits: a binary float keeps about 16.
+    data = ('[{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V90001", "vendors.name": "Exact A",'
+            ' "vendors.total_balance": 12345678901.234567891},'
+            ' {"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V90002", "vendors.name": "Exact B",'
+            ' "vendors.total_balance": 1000000000000000.01}]')
+    body = {**payload([]), "attachment": {"data": data, "mimetype": "application/json", "extension": "json"}}
+    response = receiver.post(url(), json=body)
+    assert response.status_code == 202, response.text
+    delivery_id = response.json()["delivery_id"]
+
+    delivery = open_delivery_store(env.cfg.ingest, env.cfg.data_dir, "looker").get(delivery_id)
+    balances = [row["vendors.total_balance"] for row in delivery.rows]
+    assert all(isinstance(b, Decimal) for b in balances)  # get() returns amounts as Decimal
+    assert [str(b) for b in balances] == ["12345678901.234567891", "1000000000000000.01"]
+
+    defs = build_definitions(env.cfg)
+    instance = dg.DagsterInstance.ephemeral()
+    [request] = [r for r in evaluate_sensor(defs, instance, cursor=None).run_requests if r.run_key == delivery_id]
+    result = defs.resolve_job_def(DELIVERIES_JOB).execute_in_process(
+        run_config=request.run_config, asset_selection=request.asset_selection, tags=request.tags, instance=instance)
+    assert result.success
+    assert env.warehouse.query(
+        "SELECT vendors_number, vendors_total_balance FROM looker_vendor_balances ORDER BY 1") == \
+        [("V90001", Decimal("12345678901.234567891")), ("V90002", Decimal("1000000000000000.01"))]
 
 
 @pytest.mark.parametrize("body, reason", [

@@ -4,6 +4,10 @@
 compared in constant time; a wrong one gets 404 and leaves no trace in any log (uvicorn's
 access log is off, and a filter masks the path segment should anything log it). A delivery is fsynced to disk
 before the 2xx; the `looker_scheduled_plan_deliveries` sensor turns it into a run.
+
+Answers: 202 stored, 200 already stored (a repeat), 400 malformed (nothing stored), 404 wrong
+secret, 413 past `ingest.max_body_mb`, 422 a plan no asset takes, 503 Looker could not be asked
+for a Look's fields (the sender retries), 507 the store's quota is full.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -20,8 +27,10 @@ from starlette.routing import Route
 
 from ..config import ConnectorConfig
 from ..core.errors import ConfigError
-from .looker import MAX_BODY_BYTES, DeliveryRejected, parse_delivery
-from .store import open_delivery_store
+from .body import BodyTooLarge, read_body
+from .look_fields import LookFields
+from .looker import DeliveryRejected, parse_delivery
+from .store import MB, StoreFull, open_delivery_store
 
 log = logging.getLogger("mlconnector.ingest")
 
@@ -59,11 +68,18 @@ def looker_delivery_secret(cfg: ConnectorConfig) -> str:
     return value
 
 
-def create_app(cfg: ConnectorConfig) -> Starlette:
+def create_app(cfg: ConnectorConfig, *, clock: Callable[[], float] = time.time) -> Starlette:
+    """The receiver. `clock` (seconds since the epoch) dates deliveries and drives the retention (tests move it)."""
     _hide_url_secrets_in_server_logs()
     secret = looker_delivery_secret(cfg).encode()
     plans = {q.scheduled_plan_id: q for q in cfg.looker.queries if q.scheduled_plan_id}
-    store = open_delivery_store(cfg.ingest, cfg.data_dir, "looker")
+    store = open_delivery_store(cfg.ingest, cfg.data_dir, "looker", clock=clock)
+    max_body = cfg.ingest.max_body_mb * MB
+    fields_of_look = LookFields.from_config(cfg)  # a Look's fields, cached a few minutes
+
+    def parse(body: bytearray):
+        return parse_delivery(body, plans, look_fields=fields_of_look,
+                              received_at=datetime.fromtimestamp(clock(), timezone.utc))
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "scheduled_plans": sorted(plans)})
@@ -71,15 +87,22 @@ def create_app(cfg: ConnectorConfig) -> Starlette:
     async def looker_delivery(request: Request) -> JSONResponse:
         if not hmac.compare_digest(request.path_params["secret"].encode(), secret):
             return JSONResponse({"error": "not found"}, status_code=404)
-        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-            return JSONResponse({"error": f"the body is larger than {MAX_BODY_BYTES:,} bytes"}, status_code=413)
-        body = await request.body()
         try:
-            delivery = parse_delivery(body, plans)
+            body = await read_body(request, max_body)
+        except BodyTooLarge as exc:
+            # Connection: close stops the server reading (and discarding) the rest of an upload it refused.
+            return JSONResponse({"error": str(exc)}, status_code=413, headers={"Connection": "close"})
+        try:
+            # In a worker thread: parsing a large body, or asking Looker for a Look's fields, would stall the loop.
+            delivery = await run_in_threadpool(parse, body)
+            del body  # the rows are parsed: let the raw body go before the store serialises them again
+            stored = await run_in_threadpool(store.put, delivery)
         except DeliveryRejected as exc:
             log.warning("looker delivery rejected (%s): %s", exc.status, exc.reason)
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
-        stored = await run_in_threadpool(store.put, delivery)
+        except StoreFull as exc:
+            log.error("looker delivery refused: %s", exc)
+            return JSONResponse({"error": str(exc)}, status_code=507)
         log.info("looker delivery %s for %s: %d rows, %s", delivery.id, delivery.target, len(delivery.rows),
                  "stored" if stored else "already stored (repeated delivery)")
         return JSONResponse({"delivery_id": delivery.id, "asset": f"looker/{delivery.target}",

@@ -1,21 +1,26 @@
 """Looker scheduled-plan deliveries (api-notes §7): validate the payload, turn its attachment into rows.
 
 Looker signs nothing; the receiver's URL carries a secret instead. A delivery is accepted only
-if it is well formed and names a scheduled plan that a configured Looker asset takes.
+if it is well formed, names a scheduled plan that a configured Looker asset takes, and carries
+only fields that asset selects (for a saved Look: the fields Looker says the Look has).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 import orjson
 
 from ..config import LookerQueryConfig
+from . import exact_json
+from .identity import delivery_id
+from .look_fields import LookerUnavailable
 from .store import Delivery
 
-MAX_BODY_BYTES = 200 * 1024 * 1024
+LookFieldsLookup = Callable[[str], Sequence[str]]
 
 
 class DeliveryRejected(Exception):
@@ -26,7 +31,13 @@ class DeliveryRejected(Exception):
         self.status, self.reason = status, reason
 
 
-def parse_delivery(body: bytes, plans: dict[str, LookerQueryConfig]) -> Delivery:
+def parse_delivery(body: bytes | bytearray, plans: dict[str, LookerQueryConfig], *,
+                   look_fields: LookFieldsLookup | None = None, received_at: datetime | None = None) -> Delivery:
+    """The delivery in `body`, or DeliveryRejected.
+
+    `look_fields(look_id)` gives a Look's fields (the receiver asks Looker; LookerUnavailable → 503);
+    without it a Look asset's delivery is checked only against the fields its payload names.
+    """
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -45,21 +56,26 @@ def parse_delivery(body: bytes, plans: dict[str, LookerQueryConfig]) -> Delivery
     if mimetype.endswith(";base64"):
         raise DeliveryRejected(400, f"attachment is {mimetype}: a binary format carries no rows; "
                                     "schedule csv or json")
+    is_csv = mimetype.startswith("text/csv") or attachment.get("extension") == "csv"
+    if not is_csv and not ("json" in mimetype or attachment.get("extension") in ("json", "json_detail")):
+        raise DeliveryRejected(400, f"attachment mimetype {mimetype or '(none)'} is neither text/csv nor "
+                                    "application/json")
     query = plans.get(plan_id)
     if query is None:
         raise DeliveryRejected(422, f"no Looker asset in connector.yaml takes scheduled plan {plan_id} "
                                     "(set scheduled_plan_id on one of looker.queries)")
     plan_query = plan.get("query") if isinstance(plan.get("query"), dict) else {}
-    fields = [str(f) for f in (plan_query.get("fields") or query.fields)]
-    if mimetype.startswith("text/csv") or attachment.get("extension") == "csv":
-        rows = _csv_rows(attachment["data"], fields)
-    elif "json" in mimetype or attachment.get("extension") in ("json", "json_detail"):
-        rows = _json_rows(attachment["data"], fields)
-    else:
-        raise DeliveryRejected(400, f"attachment mimetype {mimetype or '(none)'} is neither text/csv nor "
-                                    "application/json")
-    return Delivery(id=Delivery.id_of(body), source="looker", target=query.name,
-                    received_at=datetime.now(timezone.utc).isoformat(),
+    sent = [str(f) for f in plan_query["fields"]] if isinstance(plan_query.get("fields"), list) else []
+    # Only now, with everything cheap checked, may Looker be asked (once per Look per few minutes).
+    selected, selector = _selected_fields(query, look_fields)
+    extra = [f for f in sent if selected and f not in selected]
+    if extra:
+        raise DeliveryRejected(400, f"scheduled_plan.query.fields has field(s) {', '.join(extra)} that {selector} "
+                                    f"does not select ({', '.join(selected)})")
+    fields = sent or selected
+    rows = _csv_rows(attachment["data"], fields) if is_csv else _json_rows(attachment["data"], fields, selector)
+    return Delivery(id=delivery_id(query.name, plan_id, fields, rows), source="looker", target=query.name,
+                    received_at=(received_at or datetime.now(timezone.utc)).isoformat(timespec="microseconds"),
                     detail={"scheduled_plan_id": plan_id, "title": plan.get("title"), "type": payload.get("type"),
                             "mimetype": mimetype, "fields": fields},
                     rows=rows)
@@ -85,10 +101,23 @@ def _csv_rows(text: str, fields: list[str]) -> list[dict]:
     return rows
 
 
-def _json_rows(text: str, fields: list[str]) -> list[dict]:
+def _selected_fields(query: LookerQueryConfig, look_fields: LookFieldsLookup | None) -> tuple[list[str], str]:
+    """The fields the asset selects (none known: a Look without a lookup), and how to name it in an error."""
+    if query.look_id is None:
+        return list(query.fields), f"looker.queries[{query.name}]"
+    if look_fields is None:
+        return [], "the query"
     try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
+        return list(look_fields(query.look_id)), f"Look {query.look_id}"
+    except LookerUnavailable as exc:  # the sender retries a 503; nothing is stored meanwhile
+        raise DeliveryRejected(503, f"{exc}; the delivery cannot be checked now and was not stored: "
+                                    "send it again later") from None
+
+
+def _json_rows(text: str, fields: list[str], selector: str) -> list[dict]:
+    try:
+        data = exact_json.loads(text)  # amounts as Decimal, digit for digit
+    except (ValueError, RecursionError) as exc:
         raise DeliveryRejected(400, f"the json attachment is not JSON: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):  # json_detail: {field: {"value": ...}}
         data = [{k: (v.get("value") if isinstance(v, dict) else v) for k, v in row.items()}
@@ -99,6 +128,6 @@ def _json_rows(text: str, fields: list[str]) -> list[dict]:
         for number, row in enumerate(data, start=1):
             unknown = sorted(set(row) - set(fields))
             if unknown:
-                raise DeliveryRejected(400, f"row {number} has field(s) {', '.join(unknown)} the query does not "
-                                            f"select ({', '.join(fields)})")
+                raise DeliveryRejected(400, f"row {number} has field(s) {', '.join(unknown)} that {selector} does "
+                                            f"not select ({', '.join(fields)})")
     return data
