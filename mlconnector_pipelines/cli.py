@@ -132,9 +132,11 @@ def _store():
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the value from standard input.")
 def credentials_set(name: str, from_stdin: bool) -> None:
     """Store (or replace) a secret. Prompts without echo unless --stdin."""
+    store = _store()
+    store.writable()  # refuse before asking for a secret that could not be stored
     value = sys.stdin.readline().rstrip("\n") if from_stdin else click.prompt(
         f"value for {name}", hide_input=True, confirmation_prompt=True)
-    _store().set(name, value)
+    store.set(name, value)
     click.echo(f"stored {name}")
 
 

@@ -29,7 +29,7 @@ SANDBOX_TENANT_ID = "8f3c6a2e-0d4b-4c1e-9a57-2b9e5d7c1a00"
 SANDBOX_CLIENT_ID = "5d2a9c1e-7b3f-4e8a-b6d0-91c4f2e8a7b3"
 SANDBOX_CLIENT_SECRET = "sandbox-client-secret"
 SANDBOX_ENVIRONMENT = "production"
-SANDBOX_SAP_COMPANY_DB = "SBODEMOUS"
+SANDBOX_SAP_COMPANY_DBS = ("SBODEMOUS", "SBODEMOCA")
 SANDBOX_SAP_USER = "manager"
 SANDBOX_SAP_PASSWORD = "sandbox-b1-password"
 SANDBOX_SAP_PORT_OFFSET = 50  # the Service Layer listens beside the other simulators, with its own certificate
@@ -360,7 +360,7 @@ def sandbox_profile(data_dir: Path | None = None, url: str | None = None, sap_ur
         },
         "sap_business_one": {
             "base_url": f"{sap_url or _sap_url_beside(url)}/b1s/v1",
-            "company_db": SANDBOX_SAP_COMPANY_DB,
+            "company_db": list(SANDBOX_SAP_COMPANY_DBS),
             "username": SANDBOX_SAP_USER,
             "password": {"env": "MLCONNECTOR_SAP_PASSWORD", "sandbox_default": SANDBOX_SAP_PASSWORD},
             "ca_bundle": str(data_dir / "sandbox" / "sap-b1.pem"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -46,9 +48,10 @@ class SandboxAdmin:
         return self.http.get("/_sandbox/bc/companies").json()
 
     def records(self, company_id: str, entity_set: str) -> list[dict]:
+        """The sandbox's own records, amounts exactly as it holds them (Decimal)."""
         response = self.http.get(f"/_sandbox/bc/companies/{company_id}/{entity_set}")
         response.raise_for_status()
-        return response.json()
+        return json.loads(response.content, parse_float=Decimal)
 
     def upsert(self, company_id: str, entity_set: str, record: dict, modified_at: str | None = None,
                lines: list[dict] | None = None) -> dict:

@@ -1,6 +1,8 @@
 """Business Central → warehouse through Dagster, against the sandbox over HTTPS."""
 
+import re
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import dagster as dg
 import duckdb
@@ -61,7 +63,7 @@ def test_a_window_lands_exactly_as_the_sandbox_has_it(sandbox, tmp_path):
     for company in sandbox.companies():
         own = window_of(sandbox.records(company["id"], "generalLedgerEntries"), start, end)
         rows = {r[0]: r[1:] for r in duckdb.connect(str(cfg.duckdb_path), read_only=True).execute(
-            "SELECT id, entry_number, posting_date::VARCHAR, debit_amount::DOUBLE, credit_amount::DOUBLE, "
+            "SELECT id, entry_number, posting_date::VARCHAR, debit_amount, credit_amount, "
             "strftime(last_modified_date_time, '%Y-%m-%dT%H:%M:%S.%gZ') FROM bc_general_ledger_entries "
             "WHERE _company_id = ?", [company["id"]]).fetchall()}
         assert rows == {r["id"]: (r["entryNumber"], r["postingDate"], r["debitAmount"], r["creditAmount"],
@@ -349,3 +351,75 @@ def test_live_mode_creates_modifies_and_commits_late(tmp_path_factory):
     finally:
         admin.http.close()
         running.stop()
+
+
+# -- hard cases: the same id in two companies, values that do not cast, pages that are not JSON ----------
+
+
+def test_a_copied_companys_records_keep_their_ids_and_each_company_keeps_its_own(sandbox, tmp_path):
+    cfg = make_config(sandbox, tmp_path, entities=["vendors", "salesInvoices", "generalLedgerEntries"])
+    assert run_bc_job(cfg, partition_range=("2026-03-01", "2026-03-07")).success
+    first, second = sandbox.companies()
+    for entity_set, table, amount in (("vendors", "bc_vendors", "balance"),
+                                      ("salesInvoices", "bc_sales_invoices", "totalAmountExcludingTax"),
+                                      ("generalLedgerEntries", "bc_general_ledger_entries", "debitAmount")):
+        theirs = {r["id"]: r for r in sandbox.records(second["id"], entity_set)}
+        shared = [r for r in sandbox.records(first["id"], entity_set) if r["id"] in theirs]
+        assert shared, entity_set  # BC's Copy Company keeps record ids
+        for record in shared:
+            for company, own in ((first, record), (second, theirs[record["id"]])):
+                [(value,)] = duckdb.connect(str(cfg.duckdb_path), read_only=True).execute(
+                    f"SELECT {''.join('_' + c.lower() if c.isupper() else c for c in amount)} FROM {table} "
+                    "WHERE _company_id = ? AND id = ?", [company["id"], record["id"]]).fetchall()
+                assert value == own[amount], (entity_set, company["name"])
+    lines = scalar(cfg, "SELECT count(*) FROM bc_sales_invoice_lines")
+    assert lines == sum(len(r["salesInvoiceLines"]) for c in (first, second)
+                        for r in sandbox.records(c["id"], "salesInvoices")
+                        if "2026-03-01" <= r["lastModifiedDateTime"][:10] < "2026-03-08")
+
+
+def test_amounts_a_double_cannot_hold_land_exactly(sandbox, tmp_path):
+    cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries", "salesInvoices"])
+    assert run_bc_job(cfg, partition_range=("2026-03-01", "2026-03-07")).success
+    for company in sandbox.companies():
+        entries = {r["id"]: r for r in sandbox.records(company["id"], "generalLedgerEntries")
+                   if "2026-03-01" <= r["lastModifiedDateTime"][:10] < "2026-03-08"}
+        loaded = dict(duckdb.connect(str(cfg.duckdb_path), read_only=True).execute(
+            "SELECT id, debit_amount FROM bc_general_ledger_entries WHERE _company_id = ?", [company["id"]]).fetchall())
+        assert loaded == {i: r["debitAmount"] for i, r in entries.items()}
+        assert Decimal("12345678901.234567891") in loaded.values() and Decimal("0.000000001") in loaded.values()
+    prices = {r[0] for r in duckdb.connect(str(cfg.duckdb_path), read_only=True).execute(
+        "SELECT unit_price FROM bc_sales_invoice_lines").fetchall()}
+    assert Decimal("1234.567891") in prices
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("postingDate", "not-a-date", r"bc_general_ledger_entries\.posting_date: 'not-a-date' is not a valid date"),
+    ("debitAmount", "12,5", r"a page it cannot read: .*'12,5'.* record 1 \(id '[0-9a-f-]{36}'\): debitAmount = '12,5'"),
+])
+def test_a_value_that_does_not_cast_names_the_record_and_loses_nothing(sandbox, tmp_path, field, value, problem):
+    cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=1)
+    assert run_bc_job(cfg, partition_key=FAULT_WINDOW).success
+    before = snapshot(cfg, GL)
+    sandbox.faults({"kind": "corrupt", "field": field, "value": value, "skip": 1, "path_contains": "generalLedgerEntries"})
+    try:
+        result = run_bc_job(cfg, partition_key=FAULT_WINDOW, raise_on_error=False)
+    finally:
+        sandbox.clear_faults()
+    assert not result.success
+    error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.to_string()
+    assert re.search(problem, error), error
+    assert "Business Central" in error and "generalLedgerEntries" in error and FAULT_WINDOW in error
+    assert snapshot(cfg, GL) == before  # the window's previous content stays
+
+
+def test_an_html_page_answered_with_200_says_what_came_back(sandbox, tmp_path):
+    cfg = make_config(sandbox, tmp_path, entities=["vendors"])
+    sandbox.faults({"kind": "html", "count": 1, "path_contains": "/vendors"})
+    try:
+        result = run_bc_job(cfg, partition_key=FAULT_WINDOW, raise_on_error=False)
+    finally:
+        sandbox.clear_faults()
+    error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.to_string()
+    assert "returned a page it cannot read" in error and "received text/html" in error
+    assert "Sign in to your account" in error and "while reading Business Central vendors of company" in error

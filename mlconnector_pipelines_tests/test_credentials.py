@@ -133,6 +133,18 @@ def test_cli_set_under_a_different_key_exits_2_and_says_what_to_do(tmp_path, mon
     assert (tmp_path / "credentials.json").read_bytes() == before
 
 
+def test_cli_set_refuses_before_asking_for_the_secret(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLCONNECTOR_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    CredentialStore(tmp_path).set("a", "alpha-value")
+    monkeypatch.setenv(KEY_ENV, Fernet.generate_key().decode())
+    stdin = io.StringIO("beta-value\n")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    code, err = _run_cli(monkeypatch, capsys, "credentials", "set", "b", "--stdin")
+    assert code == 2 and "does not open the existing entries" in err
+    assert stdin.tell() == 0  # the secret was never read
+
+
 def test_set_with_entries_but_no_key_creates_no_key(store):
     store.set("a", "alpha-value")
     before = store.store_path.read_bytes()

@@ -1,6 +1,7 @@
 """The sandbox and the client catalog each follow shared/specs — checked against the spec itself."""
 
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_sandbox_records_have_exactly_the_spec_fields_and_types(sandbox):
     company = sandbox.companies()[0]
     edm_checks = {
         "Edm.String": lambda v: isinstance(v, str), "Edm.Guid": lambda v: isinstance(v, str) and len(v) == 36,
-        "Edm.Decimal": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "Edm.Decimal": lambda v: isinstance(v, (int, Decimal)) and not isinstance(v, bool),
         "Edm.Int32": lambda v: isinstance(v, int), "Edm.Int64": lambda v: isinstance(v, int),
         "Edm.Boolean": lambda v: isinstance(v, bool),
         "Edm.Date": lambda v: isinstance(v, str) and len(v) == 10,

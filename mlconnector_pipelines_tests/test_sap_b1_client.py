@@ -1,8 +1,10 @@
 """The Service Layer client against the sandbox's SAP B1 simulator over HTTPS (self-signed)."""
 
 import hashlib
+import json
 import ssl
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -28,8 +30,11 @@ class ServiceLayer:
     def stats(self) -> dict:
         return self.admin.get("/_sandbox/sap/stats").json()
 
-    def records(self, entity: str) -> list[dict]:
-        return self.admin.get(f"/_sandbox/sap/records/{entity}").json()
+    def records(self, entity: str, company: str = "SBODEMOUS") -> list[dict]:
+        """The simulator's own records of one company database, amounts exactly (Decimal)."""
+        response = self.admin.get(f"/_sandbox/sap/records/{entity}", params={"company": company})
+        response.raise_for_status()
+        return json.loads(response.content, parse_float=Decimal)
 
     def faults(self, *rules):
         self.admin.post("/_sandbox/sap/faults", json={"rules": list(rules)}).raise_for_status()
@@ -59,10 +64,16 @@ def client(sap: ServiceLayer, version: str = "v1", **overrides) -> ServiceLayerC
     return ServiceLayerClient(**{**options, **overrides})
 
 
-def in_window(records, start, end):
-    def moment(r):
-        return datetime.fromisoformat(f"{r['UpdateDate'][:10]}T{r['UpdateTime']}+00:00")
-    return [r for r in records if start <= moment(r) < end]
+def updated_at(record, zone="UTC"):
+    """When a record changed, as the product must read it: server-local date and time, in UTC; a record
+    without a time of day is placed at the end of its day (the window holding it cannot have closed before)."""
+    from zoneinfo import ZoneInfo
+    wall = datetime.fromisoformat(f"{record['UpdateDate'][:10]}T{record['UpdateTime'] or '23:59:59'}")
+    return max(wall.replace(fold=fold, tzinfo=ZoneInfo(zone)).astimezone(timezone.utc) for fold in (0, 1))
+
+
+def in_window(records, start, end, zone="UTC"):
+    return [r for r in records if start <= updated_at(r, zone) < end]
 
 
 def extract(c, entity_set, start=START, end=END):
@@ -88,7 +99,8 @@ def test_session_timeout_mid_extract_logs_in_once_more_and_loses_nothing(sap):
         assert c.session.logins == 2 and c.http.stats.reauthentications == 1
     expected = sap.records("JournalEntries")
     assert sorted(r["JdtNum"] for r in rows) == sorted(r["JdtNum"] for r in expected)
-    assert all(len(r["JournalEntryLines"]) == 2 for r in rows)
+    assert {r["JdtNum"]: len(r["JournalEntryLines"]) for r in rows} == \
+        {r["JdtNum"]: len(r["JournalEntryLines"]) for r in expected}
 
 
 def test_wrong_password_and_unknown_company_are_clear(sap):
@@ -214,16 +226,117 @@ def test_live_mode_changes_records_and_commits_some_late(tmp_path_factory):
         started = datetime.now(timezone.utc)
         deadline = time.monotonic() + 20
         while True:
-            live = [j for j in service.records("JournalEntries") if j["Memo"].startswith("Live")]
+            live = [j for db in ("SBODEMOUS", "SBODEMOCA") for j in service.records("JournalEntries", db)
+                    if j["Memo"].startswith("Live")]
             late = [j for j in live if j["Memo"].endswith("(committed late)")]
             if late and len(live) >= 5:
                 break
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        stamp = lambda r: datetime.fromisoformat(f"{r['UpdateDate']}T{r['UpdateTime']}+00:00")  # noqa: E731
-        assert all(stamp(j) < started for j in late)
-        changed = [r for e in ("Items", "BusinessPartners", "Invoices", "PurchaseOrders") for r in service.records(e)
-                   if stamp(r) >= started.replace(microsecond=0)]
+        assert all(updated_at(j) < started for j in late)
+        changed = [r for db in ("SBODEMOUS", "SBODEMOCA") for e in ("Items", "BusinessPartners", "Invoices",
+                                                                    "PurchaseOrders") for r in service.records(e, db)
+                   if r["UpdateTime"] and updated_at(r) >= started.replace(microsecond=0)]
         assert changed
     finally:
         service.stop()
+
+
+# -- the hard cases an independent Service Layer produced ------------------------------------------
+
+
+def test_records_leaving_and_entering_the_filter_between_pages_never_shift_what_is_read(tmp_path_factory):
+    service = start(tmp_path_factory, login_delay_seconds=0)
+    try:
+        start_, end_ = datetime(2026, 3, 2, tzinfo=timezone.utc), datetime(2026, 3, 5, tzinfo=timezone.utc)
+        before = in_window(service.records("Invoices"), start_, end_)
+        first_page = sorted(r["DocEntry"] for r in before)[:7]
+        leaver = first_page[0]  # served on page 1, then its update moves it past the window
+        outside = [r["DocEntry"] for r in service.records("Invoices") if r not in before]
+        joiner = max(outside)  # not in the window when the extract starts; enters it between pages
+        assert leaver < joiner
+        service.faults({"kind": "mutate", "path_contains": "/Invoices", "skip": 1, "mutations": [
+            {"entity": "Invoices", "key": leaver, "set": {"UpdateDate": "2026-03-20", "UpdateTime": "10:00:00"}},
+            {"entity": "Invoices", "key": joiner, "set": {"UpdateDate": "2026-03-03", "UpdateTime": "10:00:00"}}]})
+        with client(service, page_size=7) as c:
+            read = {r["DocEntry"] for r in extract(c, "Invoices", start_, end_)}
+        stayed = {r["DocEntry"] for r in before} - {leaver}
+        assert stayed <= read, f"never read: {sorted(stayed - read)}"  # $skip paging loses one of these
+        assert joiner in read and leaver in read  # the leaver's old version was read on page 1
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module", params=["Europe/Berlin", "America/New_York"])
+def zoned_sap(request, tmp_path_factory):
+    """A server outside UTC whose history spans its DST change (New York on March 8, Berlin on March 29)."""
+    service = start(tmp_path_factory, server_timezone=request.param, login_delay_seconds=0,
+                    history_start=datetime(2026, 3, 5, tzinfo=timezone.utc),
+                    history_end=datetime(2026, 3, 31, tzinfo=timezone.utc))
+    service.zone = request.param
+    yield service
+    service.stop()
+
+
+@pytest.mark.parametrize("entity_set, key", [("Invoices", "DocEntry"), ("JournalEntries", "JdtNum"),
+                                             ("Items", "ItemCode")])
+def test_a_server_outside_utc_lands_every_record_in_the_utc_window_of_its_moment(zoned_sap, entity_set, key):
+    records = zoned_sap.records(entity_set)
+    assert any(r["UpdateTime"] is None for r in records)  # records updated without a time of day
+    with client(zoned_sap, page_size=50, server_timezone=zoned_sap.zone) as c:
+        day, seen = datetime(2026, 3, 4, tzinfo=timezone.utc), []
+        while day < datetime(2026, 4, 1, tzinfo=timezone.utc):
+            rows = extract(c, entity_set, day, day + timedelta(days=1))
+            expected = in_window(records, day, day + timedelta(days=1), zoned_sap.zone)
+            assert sorted(r[key] for r in rows) == sorted(r[key] for r in expected), day
+            by_key = {r[key]: r for r in expected}
+            for row in rows:
+                assert row[MODIFIED_AT] == updated_at(by_key[row[key]], zoned_sap.zone).strftime(
+                    "%Y-%m-%dT%H:%M:%S.000Z")
+            seen += [r[key] for r in rows]
+            day += timedelta(days=1)
+    assert sorted(seen) == sorted(r[key] for r in records)  # each record exactly once
+
+
+def test_records_stamped_exactly_on_a_window_boundary_land_in_the_later_window(sap, zoned_sap):
+    """Local midnight on a UTC server, and the local time of UTC midnight on a server outside UTC."""
+    for service, zone in ((sap, "UTC"), (zoned_sap, zoned_sap.zone)):
+        records = service.records("Invoices")
+        on_boundary = [r for r in records if r["UpdateTime"] and updated_at(r, zone).time() == time(0, 0)]
+        assert on_boundary, "the simulator stamps records on UTC window boundaries"
+        with client(service, page_size=50, server_timezone=zone) as c:
+            for record in on_boundary:
+                moment = updated_at(record, zone)
+                before = {r["DocEntry"] for r in extract(c, "Invoices", moment - timedelta(days=1), moment)}
+                after = {r["DocEntry"] for r in extract(c, "Invoices", moment, moment + timedelta(days=1))}
+                assert record["DocEntry"] in after and record["DocEntry"] not in before, (zone, record)
+
+
+def test_a_401_that_is_not_an_expired_session_is_raised_not_relogged(sap):
+    sap.faults({"kind": "status", "status": 401, "error_code": -1103, "count": 1, "path_contains": "/ProfitCenters"})
+    with client(sap) as c:
+        with pytest.raises(RequestFailedError) as error:
+            extract(c, "ProfitCenters")
+        assert c.session.logins == 1 and c.http.stats.reauthentications == 0
+    assert type(error.value) is RequestFailedError and error.value.status == 401 and error.value.code == "-1103"
+
+
+def test_amounts_a_double_cannot_hold_arrive_exactly(sap):
+    with client(sap) as c:
+        rows = {r["DocEntry"]: r for r in extract(c, "Invoices")}
+        journals = {r["JdtNum"]: r for r in extract(c, "JournalEntries")}
+    for record in sap.records("Invoices"):
+        assert rows[record["DocEntry"]]["DocTotal"] == record["DocTotal"]
+        assert [line["Price"] for line in rows[record["DocEntry"]]["DocumentLines"]] == \
+            [line["Price"] for line in record["DocumentLines"]]
+    debits = [line["Debit"] for line in journals[1]["JournalEntryLines"]]
+    assert Decimal("12345678901.234567891") in debits and Decimal("0.000000001") in debits
+
+
+def test_each_company_database_is_its_own_session_and_its_own_records(sap):
+    with client(sap, company_db="SBODEMOCA") as c:
+        canada = extract(c, "Invoices")
+    assert {r["DocEntry"] for r in canada} == {r["DocEntry"] for r in sap.records("Invoices", "SBODEMOCA")}
+    us = {r["DocEntry"]: r["DocTotal"] for r in sap.records("Invoices")}
+    shared = [r for r in canada if r["DocEntry"] in us]
+    assert shared and any(us[r["DocEntry"]] != r["DocTotal"] for r in shared)  # same keys, other documents

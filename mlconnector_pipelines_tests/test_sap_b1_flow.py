@@ -44,23 +44,46 @@ def meta(result, table):
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
-def test_a_window_lands_with_one_login_for_the_whole_run(sap, tmp_path):  # noqa: F811
+COMPANIES = ("SBODEMOUS", "SBODEMOCA")  # the sandbox profile loads both company databases
+
+
+def test_a_window_lands_with_one_login_per_company_database_for_the_whole_run(sap, tmp_path):  # noqa: F811
     before = sap.stats()
     cfg = config(sap, tmp_path)
     result = run(cfg, "2026-03-03")
     assert result.success
     start, end = datetime(2026, 3, 3, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC)
     after = sap.stats()
-    assert after["logins"] - before["logins"] == 1 and after["logouts"] - before["logouts"] == 1
-    assert meta(result, "sap_invoices")["logins"] == 1
-    for entity, table, key in [("Invoices", "sap_invoices", "DocEntry"), ("JournalEntries", "sap_journal_entries", "JdtNum"),
-                               ("BusinessPartners", "sap_business_partners", "CardCode")]:
-        expected = in_window(sap.records(entity), start, end)
-        rows = query(cfg, f"SELECT {'doc_entry' if key == 'DocEntry' else 'jdt_num' if key == 'JdtNum' else 'card_code'} FROM {table}")
-        assert sorted(r[0] for r in rows) == sorted(r[key] for r in expected), table
-    invoices = in_window(sap.records("Invoices"), start, end)
-    assert query(cfg, "SELECT count(*) FROM sap_invoice_lines")[0][0] == sum(len(r["DocumentLines"]) for r in invoices)
+    assert after["logins"] - before["logins"] == 2 and after["logouts"] - before["logouts"] == 2
+    assert meta(result, "sap_invoices")["logins"] == 2
+    for entity, table, key, column in [("Invoices", "sap_invoices", "DocEntry", "doc_entry"),
+                                       ("JournalEntries", "sap_journal_entries", "JdtNum", "jdt_num"),
+                                       ("BusinessPartners", "sap_business_partners", "CardCode", "card_code")]:
+        for company in COMPANIES:
+            expected = in_window(sap.records(entity, company), start, end)
+            rows = query(cfg, f"SELECT {column} FROM {table} WHERE _company_id = ?", company)
+            assert sorted(r[0] for r in rows) == sorted(r[key] for r in expected), (table, company)
+    for company in COMPANIES:
+        invoices = in_window(sap.records("Invoices", company), start, end)
+        assert query(cfg, "SELECT count(*) FROM sap_invoice_lines WHERE _company_id = ?", company)[0][0] == \
+            sum(len(r["DocumentLines"]) for r in invoices)
     assert all(e.passed for e in result.get_asset_check_evaluations())
+
+
+def test_the_same_document_number_in_two_company_databases_lands_twice_with_its_own_lines(sap, tmp_path):  # noqa: F811
+    cfg = config(sap, tmp_path)
+    assert run(cfg, partition_range=("2026-03-01", "2026-03-07")).success
+    us, ca = ({r["DocEntry"]: r for r in sap.records("Invoices", db)} for db in COMPANIES)
+    shared = sorted(set(us) & set(ca))
+    assert shared  # DocEntry starts at 1 in every company database
+    for doc_entry in shared:
+        for company, record in (("SBODEMOUS", us[doc_entry]), ("SBODEMOCA", ca[doc_entry])):
+            [(total,)] = query(cfg, "SELECT doc_total FROM sap_invoices WHERE _company_id = ? AND doc_entry = ?",
+                               company, doc_entry)
+            assert total == record["DocTotal"]
+            lines = query(cfg, "SELECT count(*) FROM sap_invoice_lines WHERE _company_id = ? AND _parent_id = ?",
+                          company, str(doc_entry))[0][0]
+            assert lines == len(record["DocumentLines"])
 
 
 def test_lines_carry_account_and_cost_centre_keys_for_looker(sap, tmp_path):  # noqa: F811
@@ -68,23 +91,25 @@ def test_lines_carry_account_and_cost_centre_keys_for_looker(sap, tmp_path):  # 
     # Dimension tables are windowed like the rest: the whole history, in one run, gives all of them.
     result = run(cfg, partition_range=("2026-03-01", "2026-03-07"))
     assert result.success and meta(result, "sap_invoices")["windows"] == 7
-    assert query(cfg, "SELECT count(*) FROM sap_accounts")[0][0] == len(sap.records("ChartOfAccounts"))
+    assert query(cfg, "SELECT count(*) FROM sap_accounts")[0][0] == sum(len(sap.records("ChartOfAccounts", db))
+                                                                         for db in COMPANIES)
     # revenue by profit centre (region) and product line, joined on the dimension tables' keys
     rows = query(cfg, """
         SELECT p.center_name, l.u_product_line, a.name, sum(l.line_total)
         FROM sap_invoice_lines l
-        JOIN sap_invoices i ON i.doc_entry::VARCHAR = l._parent_id
-        JOIN sap_profit_centers p ON p.center_code = l.costing_code
-        JOIN sap_accounts a ON a.code = l.account_code
+        JOIN sap_invoices i ON i.doc_entry::VARCHAR = l._parent_id AND i._company_id = l._company_id
+        JOIN sap_profit_centers p ON p.center_code = l.costing_code AND p._company_id = l._company_id
+        JOIN sap_accounts a ON a.code = l.account_code AND a._company_id = l._company_id
         GROUP BY ALL""")
     assert {r[0] for r in rows} == {"North region", "South region", "West region"}
     assert {r[2] for r in rows} == {"Sales revenue"} and all(r[3] > 0 for r in rows)
     lines = query(cfg, "SELECT count(*) FROM sap_invoice_lines")[0][0]
     assert sum(query(cfg, "SELECT count(*) FROM sap_invoice_lines l JOIN sap_profit_centers p "
-                          "ON p.center_code = l.costing_code")[0]) == lines  # every line has its cost centre
-    # the account hierarchy: every postable account hangs under a root account
-    assert query(cfg, "SELECT count(*) FROM sap_accounts c JOIN sap_accounts f ON f.code = c.father_account_key")[0][0] \
-        == sum(1 for a in sap.records("ChartOfAccounts") if a["FatherAccountKey"])
+                          "ON p.center_code = l.costing_code AND p._company_id = l._company_id")[0]) == lines
+    # the account hierarchy: every postable account hangs under a root account of its company
+    assert query(cfg, "SELECT count(*) FROM sap_accounts c JOIN sap_accounts f ON f.code = c.father_account_key "
+                      "AND f._company_id = c._company_id")[0][0] \
+        == sum(1 for db in COMPANIES for a in sap.records("ChartOfAccounts", db) if a["FatherAccountKey"])
     assert query(cfg, "SELECT typeof(line_total) FROM sap_invoice_lines LIMIT 1")[0][0] == "DECIMAL(38,9)"
 
 
@@ -97,9 +122,10 @@ def test_session_timeout_mid_run_relogs_once_and_matches_a_clean_run(sap, tmp_pa
     sap.faults({"kind": "expire_tokens", "count": 1, "skip": 3, "path_contains": "/b1s/v1/"})
     result = run(faulted, "2026-03-05")
     assert result.success
-    assert sap.stats()["logins"] - before["logins"] == 2
-    assert meta(result, "sap_profit_centers")["logins"] == 2  # cumulative for the run's one session
-    assert meta(result, "sap_profit_centers")["http_reauthentications"] == 1
+    renewed = meta(result, "sap_profit_centers")["http_reauthentications"]
+    assert renewed >= 1  # both databases' sessions expired; each renews once, when next used
+    assert sap.stats()["logins"] - before["logins"] == 2 + renewed
+    assert meta(result, "sap_profit_centers")["logins"] == 2 + renewed  # cumulative for the run's sessions
     for table in ("sap_journal_entries", "sap_journal_entry_lines", "sap_invoices", "sap_invoice_lines"):
         columns = "* EXCLUDE (_extracted_at, _run_id)"
         assert query(clean, f"SELECT {columns} FROM {table} ORDER BY ALL") == \

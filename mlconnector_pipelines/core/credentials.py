@@ -134,17 +134,27 @@ class CredentialStore:
             raise CredentialError(f"credential names use letters, digits, '-', '_' and '.'; got {name!r}")
         if not value:
             raise CredentialError(f"credential {name!r}: empty value")
+        entries, key = self.writable()
+        if key is None:
+            key = Fernet.generate_key()
+            _write_private(self.key_path, key)
+        entries[name] = Fernet(key).encrypt(value.encode()).decode()
+        self._save(entries)
+
+    def writable(self) -> tuple[dict[str, str], bytes | None]:
+        """The entries and key a write would use, or the error it would meet (asked before prompting for a value).
+
+        The key is None only for an empty store, where `set` may create one.
+        """
         entries, key = self._open()
         if key is None:
             if entries:
                 raise self._no_key(entries)
-            key = Fernet.generate_key()
-            _write_private(self.key_path, key)
+            return entries, None
         if unreadable := _undecryptable(key, entries):
             raise self._wrong_key(unreadable, f"the current key does not open the existing entries of "
                                               f"{self.store_path}, so nothing was written")
-        entries[name] = Fernet(key).encrypt(value.encode()).decode()
-        self._save(entries)
+        return entries, key
 
     def get(self, name: str) -> str:
         entries, key = self._open()

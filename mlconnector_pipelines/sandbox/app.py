@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .bc_data import LINE_ENTITY, Volumes, dimension_set_lines, generate_company
+from .bc_data import LINE_ENTITY, Volumes, dimension_set_lines, generate_company, share_ids
+from .exact_json import json_response
 from .business_central import BusinessCentralSimulator, Company
 from .entra import AppRegistration, EntraSimulator
 from .faults import FaultBook, FaultRule
@@ -77,10 +78,11 @@ class Sandbox:
             token_lifetime_seconds=s.token_lifetime_seconds,
         )
         start, end = s.history()
-        companies = {}
-        for index in range(s.companies):
-            data = generate_company(index, seed=s.seed, start=start, end=end, volumes=s.volumes)
-            companies[data.id] = Company.from_data(data)
+        generated = [generate_company(index, seed=s.seed, start=start, end=end, volumes=s.volumes)
+                     for index in range(s.companies)]
+        if len(generated) > 1:
+            share_ids(generated[0], generated[1])  # the second company began as a copy of the first
+        companies = {data.id: Company.from_data(data) for data in generated}
         self.bc = BusinessCentralSimulator(
             entra=self.entra, faults=self.faults, tenant_id=TENANT_ID, environment=ENVIRONMENT,
             companies=companies, field_types=bc_field_types(),
@@ -134,8 +136,8 @@ class Sandbox:
             body = await request.json()
             record = self.bc.upsert(company.data.id, entity_set, body["record"], body.get("lines"),
                                     body.get("lastModifiedDateTime"))
-            return JSONResponse(record)
-        return JSONResponse([self._with_children(company, entity_set, r) for r in company.tables[entity_set].records])
+            return json_response(record)
+        return json_response([self._with_children(company, entity_set, r) for r in company.tables[entity_set].records])
 
     @staticmethod
     def _with_children(company: Company, entity_set: str, record: dict) -> dict:

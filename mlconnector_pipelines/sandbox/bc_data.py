@@ -11,8 +11,14 @@ import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 BLANK = "_x0020_"  # schemaversion 2.0 encodes the blank enum member " " like this
+# Amounts a binary double cannot hold (17+ significant digits, 9 decimals), posted as one balanced
+# document per company, so a client that parses amounts as floats loses digits on real data shapes.
+HARD_AMOUNTS = (Decimal("12345678901.234567891"), Decimal("1000000000000000.01"), Decimal("0.000000001"),
+                Decimal("1234.567891"))
+SIX_DECIMAL_PRICE = Decimal("1234.567891")
 
 
 def guid(rng: random.Random) -> str:
@@ -254,6 +260,9 @@ def _gl_entries(rng, clock: _Clock, count: int, accounts: list[dict], company: C
         lines = [(a, 0.0) for a in amounts]
         if size > 1:
             lines.append((0.0, round(sum(amounts), 2)))
+        if document == len(midnights) + 1:  # the first ordinary posting: the amounts no double holds
+            lines, size = [(a, Decimal(0)) for a in HARD_AMOUNTS] + [(Decimal(0), sum(HARD_AMOUNTS))], \
+                len(HARD_AMOUNTS) + 1
         for debit, credit in lines[:size]:
             number += 1
             account = accounts[rng.randrange(len(accounts))]
@@ -295,6 +304,10 @@ def _documents(rng, clock: _Clock, count: int, entity_set: str, parties: list[di
             price = item["unitPrice"] if item else 100.0
             net = round(qty * price, 2)
             tax = round(net * 0.08, 2)
+            if i == 0 and seq == 1:  # a six-decimal unit price, as BC allows: exact products, no rounding
+                qty, price = Decimal(3), SIX_DECIMAL_PRICE
+                net = qty * price
+                tax = net * Decimal("0.08")
             line = {"id": guid(rng), "documentId": doc_id, "sequence": seq * 10000,
                     "itemId": item["id"] if item else None, "accountId": "00000000-0000-0000-0000-000000000000",
                     "lineType": "Item", "lineObjectNumber": item["number"] if item else "",
@@ -320,8 +333,12 @@ def _documents(rng, clock: _Clock, count: int, entity_set: str, parties: list[di
                          "locationId": "00000000-0000-0000-0000-000000000000"})
             lines.append(line)
         lines_by_doc[doc_id] = lines
-        total_ex = round(sum(l["netAmount"] for l in lines), 2)
-        total_tax = round(sum(l["netTaxAmount"] for l in lines), 2)
+        if i == 0:  # the document with the exact line: exact totals too
+            total_ex = sum(Decimal(str(line["netAmount"])) for line in lines)
+            total_tax = sum(Decimal(str(line["netTaxAmount"])) for line in lines)
+        else:
+            total_ex = round(sum(line["netAmount"] for line in lines), 2)
+            total_tax = round(sum(line["netTaxAmount"] for line in lines), 2)
         headers.append(_document_header(entity_set, rng, i, prefix, doc_id, doc_date, party, currency,
                                         total_ex, total_tax, iso_ms(moment)))
     return headers, lines_by_doc
@@ -396,3 +413,21 @@ def dimension_set_lines(company: CompanyData, entry_id: str) -> list[dict]:
                        "valueId": value["id"], "valueCode": value["code"], "valueConsolidationCode": "",
                        "valueDisplayName": value["displayName"]})
     return result
+
+
+def share_ids(source: CompanyData, target: CompanyData, per_entity: int = 3) -> None:
+    """BC's Copy Company keeps record ids: give some of `target`'s records the ids of `source`'s.
+
+    Their contents stay the target's own, so a warehouse keyed without the company merges them.
+    """
+    for entity_set in ("vendors", "salesInvoices", "generalLedgerEntries"):
+        for own, theirs in zip(target.entities[entity_set][:per_entity], source.entities[entity_set][:per_entity]):
+            old, new = own["id"], theirs["id"]
+            own["id"] = new
+            if entity_set in target.lines:
+                lines = target.lines[entity_set].pop(old, [])
+                for line in lines:
+                    line["documentId"] = new
+                target.lines[entity_set][new] = lines
+            if old in target.gl_dimension_sets:
+                target.gl_dimension_sets[new] = target.gl_dimension_sets.pop(old)

@@ -21,7 +21,8 @@ from starlette.routing import Route
 
 from .bc_data import LINE_ENTITY, CompanyData, dimension_set_lines, iso_ms
 from .entra import EntraSimulator
-from .faults import FaultBook, retry_after_header
+from .exact_json import dumps
+from .faults import HTML_PAGE, FaultBook, retry_after_header
 from .odata_filter import Comparison, FilterError, parse_filter
 
 RESOURCE = "https://api.businesscentral.dynamics.com"
@@ -144,6 +145,8 @@ class BusinessCentralSimulator:
                 await asyncio.sleep(fault.delay_seconds)
             if fault.kind == "expire_tokens":
                 self.entra.expire_all()
+            if fault.kind == "html":
+                return Response(HTML_PAGE, media_type="text/html; charset=utf-8")
         if request.path_params["environment"] != self.environment:
             return _error(404, "BadRequest_NotFound",
                           f"Environment '{request.path_params['environment']}' does not exist in tenant "
@@ -153,7 +156,7 @@ class BusinessCentralSimulator:
                           f"No HTTP resource was found that matches the request URI (API version "
                           f"'{request.path_params['version']}' is not published; use v2.0).")
         try:
-            response = self._route(request)
+            response = self._route(request, corrupt=fault if fault is not None and fault.kind == "corrupt" else None)
         except FilterError as exc:
             return _error(400, "BadRequest", str(exc))
         if fault is not None and fault.kind == "drop":
@@ -170,7 +173,7 @@ class BusinessCentralSimulator:
         recent.append(now)
         return False
 
-    def _route(self, request: Request) -> Response:
+    def _route(self, request: Request, corrupt=None) -> Response:
         rest = request.path_params["rest"]
         if rest == "companies":
             return self._json(request, {"@odata.context": self._context(request, "companies"),
@@ -202,9 +205,10 @@ class BusinessCentralSimulator:
             if children is None:
                 return _error(404, "BadRequest_NotFound", f"Resource not found for the segment '{tail}'.")
             return self._json(request, {"@odata.context": self._context(request, tail), "value": children})
-        return self._collection(request, company, entity_set, table)
+        return self._collection(request, company, entity_set, table, corrupt)
 
-    def _collection(self, request: Request, company: Company, entity_set: str, table: EntityTable) -> Response:
+    def _collection(self, request: Request, company: Company, entity_set: str, table: EntityTable,
+                    corrupt=None) -> Response:
         params = request.query_params
         comparisons = self._filter(request, entity_set)
         expand = self._expand(request, entity_set)
@@ -231,6 +235,8 @@ class BusinessCentralSimulator:
             body["@odata.count"] = sum(1 for _ in table.scan(comparisons, None))
         select = [s.strip() for s in params["$select"].split(",")] if "$select" in params else None
         body["value"] = [self._render(company, entity_set, r, expand, select) for r in page]
+        if corrupt is not None and body["value"]:  # a value that does not cast, as a bad extension writes one
+            body["value"][0][corrupt.field] = corrupt.value
         if more and (top is None or already + len(page) < top):
             last = page[-1]
             query = {k: v for k, v in params.items() if k not in ("$skiptoken", "$skipcount")}
@@ -282,7 +288,7 @@ class BusinessCentralSimulator:
 
     @staticmethod
     def _json(request: Request, body: Any, headers: dict | None = None) -> Response:
-        return Response(orjson.dumps(body), media_type="application/json; odata.metadata=minimal; odata.streaming=true",
+        return Response(dumps(body), media_type="application/json; odata.metadata=minimal; odata.streaming=true",
                         headers=headers)
 
     # -- mutations (live mode and the admin API) -----------------------------------------------

@@ -3,21 +3,45 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 
-class FaultRule(BaseModel):
-    """Applies to the next `count` requests whose path contains `path_contains`, after `skip` of them pass."""
+class Mutation(BaseModel):
+    """A change a `mutate` fault applies to the service's records before it serves the request."""
 
-    kind: Literal["status", "drop", "delay", "expire_tokens"]
+    entity: str
+    key: Any
+    company: str | None = None  # default: the service's first company
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+class FaultRule(BaseModel):
+    """Applies to the next `count` requests whose path contains `path_contains`, after `skip` of them pass.
+
+    Kinds: `status` (answer `status`, with `retry_after` and, for SAP, `error_code`), `drop` (half
+    the body, then a broken connection), `delay`, `expire_tokens` (sessions or tokens end now),
+    `html` (200 with an HTML page, as a proxy's login page), `corrupt` (`field` of the page's first
+    record becomes `value`), `mutate` (apply `mutations`, then serve: records leave or enter a
+    filter between two pages).
+    """
+
+    kind: Literal["status", "drop", "delay", "expire_tokens", "html", "corrupt", "mutate"]
     status: int = 429
     retry_after: float | None = Field(None, description="Seconds in Retry-After; None sends no header.")
+    error_code: int | None = Field(None, description="The service's own error code in the error body.")
     delay_seconds: float = 0.0
+    field: str | None = None
+    value: Any = None
+    mutations: list[Mutation] = Field(default_factory=list)
     count: int = 1
     skip: int = 0
     path_contains: str = ""
+
+
+HTML_PAGE = (b"<!DOCTYPE html><html><head><title>Sign in to your account</title></head>"
+             b"<body><form method='post' action='/login'>Session expired: sign in again.</form></body></html>")
 
 
 def retry_after_header(seconds: float | None) -> dict[str, str]:

@@ -15,6 +15,7 @@ import secrets
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import exact_json
 from .faults import FaultBook, retry_after_header
 from .looker_model import (EXPLORES, LOOKS, MODEL, QueryError, compile_query, effective_limit, explore_of,
                            json_value)
@@ -251,9 +253,9 @@ class LookerSimulator:
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow([f"{EXPLORES[query['view']].label} {f.label}" for f in fields])
-            writer.writerows([json_value(v) for v in row] for row in rows)
+            writer.writerows([csv_value(json_value(v)) for v in row] for row in rows)
             return out.getvalue().encode()
-        return orjson.dumps([{n: json_value(v) for n, v in zip(names, row)} for row in rows])
+        return exact_json.dumps([{n: json_value(v) for n, v in zip(names, row)} for row in rows])
 
     def _read_warehouse(self, sql: str, params: list, table: str) -> list[tuple]:
         path = self.settings.warehouse
@@ -370,3 +372,8 @@ def _query_error(exc: QueryError) -> JSONResponse:
             {"field": exc.field, "code": "invalid", "message": exc.message, "documentation_url": DOCS}]},
             status_code=422)
     return _error(exc.status, exc.message)
+
+
+def csv_value(value):
+    """A CSV cell: amounts in plain digits (str(Decimal) may write 1E-9)."""
+    return format(value, "f") if isinstance(value, Decimal) else value

@@ -286,6 +286,4 @@ def json_value(value):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, date):
         return value.isoformat()
-    if hasattr(value, "is_finite"):  # Decimal
-        return float(value)
-    return value
+    return value  # numbers as they are: a Decimal is written with all its digits (exact_json)

@@ -10,7 +10,9 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import orjson
 from pydantic import BaseModel, Field
@@ -19,10 +21,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .faults import FaultBook, FaultRule
+from .exact_json import dumps, json_response
+from .faults import FaultBook, FaultRule, retry_after_header
 from .live import live_lifespan
 from .odata_filter import FilterError, parse_filter
-from .sap_b1_data import KEYS, SapVolumes, generate
+from .sap_b1_data import KEYS, SapVolumes, generate, stamp
 
 DEFAULT_PAGE_SIZE = 20
 log = logging.getLogger("mlconnector.sandbox")
@@ -30,7 +33,9 @@ log = logging.getLogger("mlconnector.sandbox")
 
 class SapSettings(BaseModel):
     seed: int = 7
-    company_db: str = "SBODEMOUS"
+    company_dbs: list[str] = Field(["SBODEMOUS", "SBODEMOCA"], min_length=1, description=(
+        "Company databases; each has its own data, and DocEntry/JdtNum start at 1 in each, as in B1."))
+    server_timezone: str = Field("UTC", description="The server's zone: UpdateDate/UpdateTime are local time.")
     user: str = "manager"
     password: str = "sandbox-b1-password"
     session_timeout_minutes: float = 30.0
@@ -51,6 +56,7 @@ class ServiceLayerSimulator:
     settings: SapSettings
     faults: FaultBook = field(default_factory=FaultBook)
     sessions: dict[str, float] = field(default_factory=dict)  # session id -> last use (monotonic)
+    session_company: dict[str, str] = field(default_factory=dict)  # session id -> its company database
     logins: int = 0
     logouts: int = 0
     requests: int = 0
@@ -60,8 +66,17 @@ class ServiceLayerSimulator:
         s = self.settings
         end = s.history_end or datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
         start = s.history_start or end - timedelta(days=28)
-        self.data = generate(s.company_db, seed=s.seed, start=start, end=end, volumes=s.volumes)
-        self.field_types = {name: _field_types(records) for name, records in self.data.entities.items()}
+        self.companies = {db: generate(db, seed=s.seed + n, start=start, end=end, volumes=s.volumes,
+                                       server_timezone=s.server_timezone)
+                          for n, db in enumerate(s.company_dbs)}
+        self.zone = ZoneInfo(s.server_timezone)
+        first = self.companies[s.company_dbs[0]]
+        self.field_types = {name: _field_types(records) for name, records in first.entities.items()}
+
+    @property
+    def data(self):
+        """The first company database's data (the one a single-company test reads)."""
+        return self.companies[self.settings.company_dbs[0]]
 
     def asgi_app(self) -> Starlette:
         return Starlette(lifespan=live_lifespan(self.settings.live, self._live_loop), routes=[
@@ -81,23 +96,25 @@ class ServiceLayerSimulator:
             await asyncio.sleep(self.settings.live_interval_seconds)
             try:
                 now = datetime.now(timezone.utc)
+                data = self.companies[rng.choice(self.settings.company_dbs)]
                 for entity in rng.sample(["Items", "BusinessPartners", "Invoices", "PurchaseOrders"], 2):
-                    record = rng.choice(self.data.entities[entity])
+                    record = rng.choice(data.entities[entity])
                     if "DocumentStatus" in record:
                         record["DocumentStatus"] = rng.choice(["bost_Open", "bost_Close"])
                     elif "QuantityOnStock" in record:
                         record["QuantityOnStock"] = float(rng.randint(0, 900))
                     else:
                         record["CurrentAccountBalance"] = round(rng.uniform(0, 20000), 2)
-                    record["UpdateDate"], record["UpdateTime"] = now.strftime("%Y-%m-%d"), now.strftime("%H:%M:%S")
-                journals = self.data.entities["JournalEntries"]
+                    record["UpdateDate"], record["UpdateTime"] = stamp(now, self.zone)
+                journals = data.entities["JournalEntries"]
                 late = rng.random() < 0.3
-                stamp = now - timedelta(minutes=rng.uniform(0.5, self.settings.live_late_commit_max_minutes)) if late else now
+                moment = now - timedelta(minutes=rng.uniform(0.5, self.settings.live_late_commit_max_minutes)) if late else now
                 amount = round(rng.uniform(50, 5000), 2)
+                day, time_of_day = stamp(moment, self.zone)
                 journals.append({
-                    "JdtNum": max(j["JdtNum"] for j in journals) + 1, "ReferenceDate": stamp.strftime("%Y-%m-%d"),
+                    "JdtNum": max(j["JdtNum"] for j in journals) + 1, "ReferenceDate": day,
                     "Memo": "Live journal" + (" (committed late)" if late else ""), "TransactionCode": "",
-                    "UpdateDate": stamp.strftime("%Y-%m-%d"), "UpdateTime": stamp.strftime("%H:%M:%S"),
+                    "UpdateDate": day, "UpdateTime": time_of_day,
                     "JournalEntryLines": [
                         {"Line_ID": 0, "AccountCode": "610000", "Debit": amount, "Credit": 0.0, "CostingCode": "NORTH",
                          "LineMemo": "debit"},
@@ -115,13 +132,14 @@ class ServiceLayerSimulator:
         except orjson.JSONDecodeError:
             return _error(version, 400, -1000, "Invalid JSON in the request body.")
         await asyncio.sleep(self.settings.login_delay_seconds)
-        if body.get("CompanyDB") != self.settings.company_db:
+        if body.get("CompanyDB") not in self.companies:
             return _error(version, 401, -306, f"Company database '{body.get('CompanyDB')}' does not exist "
                                               "or cannot be connected.")
         if body.get("UserName") != self.settings.user or body.get("Password") != self.settings.password:
             return _error(version, 401, -304, "Login failed: invalid user name or password.")
         session = secrets.token_hex(16)
         self.sessions[session] = time.monotonic()
+        self.session_company[session] = body["CompanyDB"]
         self.logins += 1
         payload = {"SessionId": session, "Version": "1000230", "SessionTimeout": int(self.settings.session_timeout_minutes)}
         if version == "v1":
@@ -160,8 +178,12 @@ class ServiceLayerSimulator:
             self.invalid_session_answers += 1
             return _error(version, 401, 301, "Invalid session or session already timeout.")
         if fault is not None and fault.kind == "status":
-            return _error(version, fault.status, -5002, "Injected by the sandbox.")
-        records = self.data.entities.get(entity)
+            code = fault.error_code if fault.error_code is not None else -5002
+            return _error(version, fault.status, code, "Injected by the sandbox.", fault.retry_after)
+        if fault is not None and fault.kind == "mutate":
+            self._apply(fault.mutations)
+        data = self.companies[self.session_company[request.cookies.get("B1SESSION", "")]]
+        records = data.entities.get(entity)
         if records is None:
             return _error(version, 404, -2028, f"No matching records found (ODBC -2028): unknown entity '{entity}'.")
         params = request.query_params
@@ -196,8 +218,16 @@ class ServiceLayerSimulator:
             query = {k: v for k, v in params.items() if k != "$skip"}
             query["$skip"] = str(skip + page_size)
             body[next_key] = f"{entity}?{urlencode(query)}"
-        return Response(orjson.dumps(body), media_type="application/json;odata=minimalmetadata;charset=utf-8",
+        return Response(dumps(body), media_type="application/json;odata=minimalmetadata;charset=utf-8",
                         headers=headers)
+
+    def _apply(self, mutations) -> None:
+        """A `mutate` fault: records change between two requests of a client's extract."""
+        for mutation in mutations:
+            data = self.companies[mutation.company or self.settings.company_dbs[0]]
+            key = KEYS[mutation.entity]
+            record = next(r for r in data.entities[mutation.entity] if r[key] == mutation.key)
+            record.update(mutation.set)
 
     # -- admin --------------------------------------------------------------------------------
 
@@ -217,9 +247,12 @@ class ServiceLayerSimulator:
             self.faults.add([FaultRule.model_validate(r) for r in (await request.json()).get("rules", [])])
         return JSONResponse({"rules": len(self.faults.rules)})
 
-    async def records(self, request: Request) -> JSONResponse:
+    async def records(self, request: Request) -> Response:
         entity = request.path_params["entity"]
-        records = self.data.entities.get(entity)
+        company = request.query_params.get("company", self.settings.company_dbs[0])
+        if company not in self.companies:
+            return JSONResponse({"error": f"unknown company database {company}"}, status_code=404)
+        records = self.companies[company].entities.get(entity)
         if records is None:
             return JSONResponse({"error": "unknown entity"}, status_code=404)
         if request.method == "POST":
@@ -230,8 +263,8 @@ class ServiceLayerSimulator:
                 records.append(body["record"])
             else:
                 existing.update(body["record"])
-            return JSONResponse(existing or body["record"])
-        return JSONResponse(records)
+            return json_response(existing or body["record"])
+        return json_response(records)
 
 
 def _field_types(records: list[dict]) -> dict[str, str]:
@@ -243,7 +276,7 @@ def _field_types(records: list[dict]) -> dict[str, str]:
                 types.setdefault(name, "Edm.Boolean")
             elif isinstance(value, int):
                 types.setdefault(name, "Edm.Int32")
-            elif isinstance(value, float):
+            elif isinstance(value, (float, Decimal)):
                 types.setdefault(name, "Edm.Double")
             elif isinstance(value, str) or value is None:
                 types.setdefault(name, "Edm.String")
@@ -254,9 +287,9 @@ def _base(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}/b1s/{request.path_params['version']}"
 
 
-def _error(version: str, status: int, code: int, message: str) -> JSONResponse:
+def _error(version: str, status: int, code: int, message: str, retry_after: float | None = None) -> JSONResponse:
     if version == "v1":
         body = {"error": {"code": code, "message": {"lang": "en-us", "value": message}}}
     else:
         body = {"error": {"code": str(code), "message": message, "details": []}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=retry_after_header(retry_after))

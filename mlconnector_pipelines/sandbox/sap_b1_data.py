@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 REGIONS = [("NORTH", "North region", "WH-N"), ("SOUTH", "South region", "WH-S"), ("WEST", "West region", "WH-W")]
 PRODUCT_LINES = ["PUMPS", "VALVES", "FITTINGS", "HOSES"]
@@ -48,14 +50,27 @@ class SapCompanyData:
     entities: dict[str, list[dict]] = field(default_factory=dict)
 
 
-def _stamp(moment: datetime) -> tuple[str, str]:
-    return moment.strftime("%Y-%m-%d"), moment.strftime("%H:%M:%S")
+# Amounts no double holds (17+ significant digits, 9 decimals) and a six-decimal price, on one
+# document and one journal entry per company.
+HARD_PRICE = Decimal("1234.567891")
+HARD_AMOUNTS = (Decimal("12345678901.234567891"), Decimal("1000000000000000.01"), Decimal("0.000000001"))
 
 
-def generate(company_db: str, *, seed: int, start: datetime, end: datetime, volumes: SapVolumes) -> SapCompanyData:
+def stamp(moment: datetime, zone: ZoneInfo) -> tuple[str, str]:
+    """UpdateDate and UpdateTime as the server writes them: its own local time."""
+    local = moment.astimezone(zone)
+    return local.strftime("%Y-%m-%d"), local.strftime("%H:%M:%S")
+
+
+def generate(company_db: str, *, seed: int, start: datetime, end: datetime, volumes: SapVolumes,
+             server_timezone: str = "UTC") -> SapCompanyData:
     rng = random.Random(seed)
+    zone = ZoneInfo(server_timezone)
     span = int((end - start).total_seconds())
     data = SapCompanyData(company_db)
+
+    def _stamp(moment: datetime) -> tuple[str, str]:
+        return stamp(moment, zone)
 
     def moment() -> datetime:
         return start + timedelta(seconds=rng.randrange(span))
@@ -107,8 +122,13 @@ def generate(company_db: str, *, seed: int, start: datetime, end: datetime, volu
                               "Quantity": qty, "Price": price, "LineTotal": round(qty * price, 2),
                               "WarehouseCode": region[2], "AccountCode": account, "CostingCode": region[0],
                               "U_ProductLine": item["U_ProductLine"]})
+            if not docs:  # the first document: a six-decimal price and a total no double holds
+                lines[0].update(Quantity=Decimal(3), Price=HARD_PRICE, LineTotal=3 * HARD_PRICE)
+                lines.append({**lines[0], "LineNum": len(lines), "Quantity": Decimal(1), "Price": HARD_AMOUNTS[0],
+                              "LineTotal": HARD_AMOUNTS[0]})
             date, time = _stamp(when)
-            total = round(sum(l["LineTotal"] for l in lines), 2)
+            total = sum(Decimal(str(line["LineTotal"])) for line in lines) if not docs else \
+                round(sum(line["LineTotal"] for line in lines), 2)
             docs.append({"DocEntry": doc_entry, "DocNum": 100000 + doc_entry, "DocDate": (when - timedelta(days=1)).strftime("%Y-%m-%d"),
                          "DocDueDate": (when + timedelta(days=30)).strftime("%Y-%m-%d"), "CardCode": party["CardCode"],
                          "CardName": party["CardName"], "DocTotal": total, "DocCurrency": "USD",
@@ -125,8 +145,8 @@ def generate(company_db: str, *, seed: int, start: datetime, end: datetime, volu
                              "TransferSum": round(rng.uniform(100, 9000), 2), "CashSum": 0.0, "DocCurrency": "USD",
                              "Cancelled": "tNO", **updated()})
         data.entities[entity_set] = payments
-    journals = []
-    for jdt in range(1, volumes.journal_entries + 1):
+    journals = [_hard_journal(_stamp(start + timedelta(hours=13)))]
+    for jdt in range(2, volumes.journal_entries + 1):
         when = moment()
         amount = round(rng.uniform(50, 8000), 2)
         region = rng.choice(REGIONS)
@@ -139,4 +159,42 @@ def generate(company_db: str, *, seed: int, start: datetime, end: datetime, volu
                              {"Line_ID": 1, "AccountCode": credit_account, "Debit": 0.0, "Credit": amount,
                               "CostingCode": region[0], "LineMemo": "credit"}]})
     data.entities["JournalEntries"] = journals
+    _shape_stamps(data, start, end, zone)
     return data
+
+
+def _hard_journal(stamped: tuple[str, str]) -> dict:
+    date, time = stamped
+    lines = [{"Line_ID": n, "AccountCode": "610000", "Debit": amount, "Credit": Decimal(0), "CostingCode": "NORTH",
+              "LineMemo": "debit"} for n, amount in enumerate(HARD_AMOUNTS)]
+    lines.append({"Line_ID": len(lines), "AccountCode": "110000", "Debit": Decimal(0), "Credit": sum(HARD_AMOUNTS),
+                  "CostingCode": "NORTH", "LineMemo": "credit"})
+    return {"JdtNum": 1, "ReferenceDate": date, "Memo": "Journal 1 (large amounts)", "TransactionCode": "",
+            "UpdateDate": date, "UpdateTime": time, "JournalEntryLines": lines}
+
+
+def _shape_stamps(data: SapCompanyData, start: datetime, end: datetime, zone: ZoneInfo) -> None:
+    """Stamps that sit on window boundaries, and some with no time of day, in every entity.
+
+    Each day one record is stamped at local midnight and, when the server is not on UTC, one at
+    the local time of UTC midnight (the boundary of UTC windows); every 11th record has a null
+    UpdateTime, as records changed by some B1 processes do.
+    """
+    days = []
+    day = start.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    while day < end:
+        days.append(day)
+        day += timedelta(days=1)
+    for records in data.entities.values():
+        if len(records) < 3:
+            continue
+        for n, utc_midnight in enumerate(days):
+            local_midnight = datetime.combine(utc_midnight.date(), datetime.min.time(), zone)
+            picks = [(local_midnight, 2 * n)] + ([] if zone.utcoffset(utc_midnight) == timedelta(0)
+                                                   else [(utc_midnight, 2 * n + 1)])
+            for moment, index in picks:
+                if start <= moment < end:
+                    record = records[index % len(records)]
+                    record["UpdateDate"], record["UpdateTime"] = stamp(moment, zone)
+        for index in range(5, len(records), 11):
+            records[index]["UpdateTime"] = None
