@@ -46,6 +46,48 @@ def test_a_refused_token_is_dropped_once_and_a_stale_refusal_keeps_its_successor
         tokens.close()
 
 
+def test_two_revocations_close_together_renew_twice_and_lose_no_request(sandbox, tmp_path):
+    """Over HTTPS with real msal: A's refusal of t0 reaches it only after B renewed to t1 and t1 was
+    revoked too; A must renew again (t2), not give up with "credentials rejected"."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from mlconnector_pipelines.core.http import ThrottledClient
+
+    tokens = resource(sandbox, tmp_path).client().tokens
+    held_for_a, b_done = threading.Event(), threading.Event()
+    real = httpx.HTTPTransport(verify=str(sandbox.running.certificates.ca_pem))
+
+    class HoldAsRefusal(httpx.BaseTransport):
+        """The network as it is, except that A's first refusal arrives late."""
+
+        def handle_request(self, request):
+            response = real.handle_request(request)
+            if request.headers.get("X-Caller") == "A" and response.status_code == 401 and not held_for_a.is_set():
+                held_for_a.set()
+                assert b_done.wait(10)
+            return response
+
+    http = ThrottledClient("Business Central", base_url=sandbox.url, auth=tokens, transport=HoldAsRefusal())
+    path = "/v2.0/8f3c6a2e-0d4b-4c1e-9a57-2b9e5d7c1a00/production/api/v2.0/companies"
+    try:
+        http.get_json(path)  # t0
+        sandbox.expire_tokens()  # first revocation
+        with ThreadPoolExecutor(2) as pool:
+            a = pool.submit(http.get_json, path, headers={"X-Caller": "A"})
+            assert held_for_a.wait(10)
+            assert len(http.get_json(path, headers={"X-Caller": "B"})["value"]) == 2  # B renews: t1
+            sandbox.expire_tokens()  # second revocation, before A hears of the first
+            b_done.set()
+            assert len(a.result()["value"]) == 2
+        assert http.stats.reauthentications == 2 and tokens.tokens_acquired == 3
+    finally:
+        http.close()
+        tokens.close()
+
+
 def test_wrong_client_secret_names_the_system_and_the_fix(sandbox, tmp_path, monkeypatch):
     monkeypatch.setenv("MLCONNECTOR_BC_CLIENT_SECRET", "not-the-secret")
     client = resource(sandbox, tmp_path).client()

@@ -4,6 +4,7 @@ and the sandbox's responses checked against Looker's own OpenAPI spec."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from decimal import Decimal
 import re
 import time
@@ -21,7 +22,7 @@ from mlconnector_pipelines.sandbox.looker import LookerSettings, LookerSimulator
 from mlconnector_pipelines.systems.looker.client import SYNC_ROW_CAP, LookerClient, QuerySpec
 from mlconnector_pipelines.warehouse.duckdb_backend import DuckDBWarehouse
 
-from .conftest import FAST_HTTP, SHARED_SPECS, SandboxAdmin, materialization_metadata, run_bc_job, start_sandbox
+from .conftest import FAST_HTTP, SandboxAdmin, materialization_metadata, run_bc_job, start_sandbox
 
 MODEL = "mlconnector_demo"
 DETAIL_FIELDS = ["gl_entries.company_name", "gl_entries.entry_number", "gl_entries.posting_date",
@@ -331,7 +332,8 @@ def test_looker_sdk_logs_in_and_runs_a_query_a_look_and_a_query_task(env, client
 
 @pytest.fixture(scope="module")
 def looker_spec():
-    return json.loads((SHARED_SPECS / "looker-api-4.0.oas.json").read_text())
+    # A copy of shared/specs' Looker OpenAPI spec (MIT, looker-open-source/sdk-codegen) lives with the tests.
+    return json.loads((Path(__file__).parent / "specs" / "looker-api-4.0.oas.json").read_text())
 
 
 def _templates(spec: dict) -> list[tuple[str, re.Pattern]]:
