@@ -27,13 +27,13 @@ ENTITY_SETS = ["Invoices", "PurchaseInvoices", "PurchaseOrders", "JournalEntries
 def start(data_dir: Path, documents: int):
     return start_sandbox(["--port", str(PORT), "--data-dir", str(data_dir), "--gl-entries", "10",
                           "--sap-documents", str(documents), "--history-days", str(HISTORY_DAYS), "--no-live"],
-                         f"https://127.0.0.1:{SAP_PORT}/_sandbox/sap/stats", data_dir / "sandbox/sap-b1.pem")
+                         f"https://127.0.0.1:{SAP_PORT}/_sandbox/health", data_dir / "sandbox/sap_business_one.pem")
 
 
 def logins(data_dir: Path) -> int:
     import httpx
-    return httpx.get(f"https://127.0.0.1:{SAP_PORT}/_sandbox/sap/stats",
-                     verify=str(data_dir / "sandbox/sap-b1.pem")).json()["logins"]
+    return httpx.get(f"https://127.0.0.1:{SAP_PORT}/_sandbox/sap_business_one/state",
+                     verify=str(data_dir / "sandbox/sap_business_one.pem")).json()["logins"]
 
 
 def run_product(data_dir: Path, page_size: int) -> dict:
@@ -58,7 +58,7 @@ def run_bare(data_dir: Path, page_size: int) -> dict:
     base = f"https://127.0.0.1:{SAP_PORT}/b1s/v1/"
     began = time.monotonic()
     records = 0
-    with httpx.Client(base_url=base, verify=str(data_dir / "sandbox/sap-b1.pem"), timeout=120) as http:
+    with httpx.Client(base_url=base, verify=str(data_dir / "sandbox/sap_business_one.pem"), timeout=120) as http:
         http.post("Login", json={"CompanyDB": "SBODEMOUS", "UserName": "manager",
                                  "Password": "sandbox-b1-password"}).raise_for_status()
         for entity in ENTITY_SETS:

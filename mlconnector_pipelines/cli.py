@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .config import DEFAULT_SANDBOX_PORT, default_data_dir
+from .config import default_data_dir
 from .core.errors import ConnectorError
 
 
@@ -17,56 +17,68 @@ def main() -> None:
     """ml-connector pipelines command line."""
 
 
+def _sandbox_options(command):
+    """One option per setting a registered sandbox service offers (its default is the settings model's)."""
+    from .sandbox.registry import SERVICES
+
+    for service in reversed(SERVICES):
+        for option in reversed(service.cli):
+            default = _setting(service.settings(), option.paths[0])
+            command = click.option(f"--{option.name}", f"{service.key}__{option.paths[0].replace('.', '__')}",
+                                   type=option.type, default=None,
+                                   help=option.help if default is None else f"{option.help} [default: {default}]")(command)
+    return command
+
+
+def _setting(model, path: str):
+    for part in path.split("."):
+        model = getattr(model, part)
+    return model
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on.")
-@click.option("--port", default=DEFAULT_SANDBOX_PORT, show_default=True, type=int)
+@click.option("--port", default=None, type=int, help="The shared port (default 47800); services with their own "
+              "certificate listen at fixed offsets from it.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Where the sandbox CA lives (default: $MLCONNECTOR_DATA_DIR or ./data).")
-@click.option("--companies", default=2, show_default=True, type=int)
-@click.option("--gl-entries", default=1500, show_default=True, type=int, help="G/L entries per company.")
 @click.option("--history-days", default=28, show_default=True, type=int,
               help="Days of history before today (UTC) the seed data spans.")
 @click.option("--live/--no-live", default=True, show_default=True,
               help="Create and modify records over time, some committed late.")
-@click.option("--seed", default=42, show_default=True, type=int)
-@click.option("--sap-login-delay", default=2.0, show_default=True, type=float,
-              help="Seconds a Service Layer login takes (real servers are slow).")
-@click.option("--sap-documents", default=60, show_default=True, type=int,
-              help="SAP B1 documents per document type, and journal entries.")
-@click.option("--warehouse", type=click.Path(path_type=Path), default=None,
-              help="DuckDB file the Looker explores read (default: <data-dir>/warehouse.duckdb).")
-@click.option("--looker-task-seconds", default=2.0, show_default=True, type=float,
-              help="How long a Looker query task takes.")
-@click.option("--looker-token-lifetime", default=3600, show_default=True, type=int,
-              help="Seconds a Looker login token lives.")
-def sandbox(host: str, port: int, data_dir: Path | None, companies: int, gl_entries: int, history_days: int,
-            live: bool, seed: int, sap_login_delay: float, sap_documents: int, warehouse: Path | None,
-            looker_task_seconds: float, looker_token_lifetime: int) -> None:
-    """Serve simulated Entra ID, Business Central and Looker (on --port) and the SAP Business One
-    Service Layer (on --port + 50, with its own self-signed certificate) over HTTPS on loopback."""
+@click.option("--seed", default=None, type=int, help="Seed of the generated data (default: each service's own).")
+@_sandbox_options
+def sandbox(host: str, port: int | None, data_dir: Path | None, history_days: int, live: bool, seed: int | None,
+            **service_options) -> None:
+    """Serve every simulated service (Entra ID, the ERPs, Looker) over HTTPS on loopback."""
     from datetime import timedelta
 
-    from .config import SANDBOX_SAP_PORT_OFFSET
-    from .sandbox.app import SandboxSettings
-    from .sandbox.bc_data import Volumes
-    from .sandbox.looker import LookerSettings
-    from .sandbox.sap_b1 import SapSettings
-    from .sandbox.sap_b1_data import SapVolumes
-    from .sandbox.server import serve_forever
+    from .sandbox.registry import DEFAULT_PORT, SERVICES
+    from .sandbox.server import SandboxSettings, serve_forever
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise click.UsageError("the sandbox only listens on loopback")
     end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     data_dir = (data_dir or default_data_dir()).resolve()
-    looker = LookerSettings(warehouse=(warehouse or data_dir / "warehouse.duckdb").resolve(),
-                            query_task_seconds=looker_task_seconds, token_lifetime_seconds=looker_token_lifetime)
-    settings = SandboxSettings(seed=seed, companies=companies, history_start=end - timedelta(days=history_days),
-                               history_end=end, volumes=Volumes(gl_entries=gl_entries), live=live, looker=looker)
-    sap_settings = SapSettings(seed=seed, history_start=end - timedelta(days=history_days), history_end=end,
-                               login_delay_seconds=sap_login_delay, live=live,
-                               volumes=SapVolumes(documents=sap_documents, journal_entries=sap_documents))
-    serve_forever(data_dir, settings, host, port,
-                  sap_settings=sap_settings, sap_port=port + SANDBOX_SAP_PORT_OFFSET)
+    shared = {"seed": seed, "history_start": end - timedelta(days=history_days), "history_end": end, "live": live}
+    sections = {}
+    for service in SERVICES:
+        raw = service.settings().model_dump()
+        raw.update({name: value for name, value in shared.items() if name in service.shared and value is not None})
+        for option in service.cli:
+            value = service_options[f"{service.key}__{option.paths[0].replace('.', '__')}"]
+            if value is not None:
+                for path in option.paths:
+                    _assign(raw, path, value)
+        sections[service.key] = service.settings.model_validate(raw)
+    serve_forever(data_dir, SandboxSettings(**sections), host, port or DEFAULT_PORT)
+
+
+def _assign(raw: dict, path: str, value) -> None:
+    *parents, name = path.split(".")
+    for part in parents:
+        raw = raw[part]
+    raw[name] = value
 
 
 @main.command()
@@ -89,7 +101,7 @@ def ping(config_path: Path | None) -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="connector.yaml (default: $MLCONNECTOR_CONFIG, else the sandbox profile).")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (put a TLS-terminating proxy in front when Looker reaches it over the internet).")
+              help="Address to listen on (put a TLS-terminating proxy in front when a sender reaches it over the internet).")
 @click.option("--port", default=47900, show_default=True, type=int)
 @click.option("--ssl-certfile", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--ssl-keyfile", type=click.Path(exists=True, path_type=Path), default=None)
@@ -106,9 +118,9 @@ def ingest(config_path: Path | None, host: str, port: int, ssl_certfile: Path | 
     cfg = load_config(config_path)
     app = create_app(cfg)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    where = "the database at ingest.store_url" if cfg.ingest.store_url else cfg.data_dir / "ingest" / "looker"
-    click.echo(f"ingest: Looker deliveries at http{'s' if ssl_certfile else ''}://{host}:{port}"
-               f"/looker/scheduled-plans/<secret>  (stored in {where})")
+    where = "the database at ingest.store_url" if cfg.ingest.store_url else cfg.data_dir / "ingest"
+    click.echo(f"ingest: receiving deliveries at http{'s' if ssl_certfile else ''}://{host}:{port}"
+               f"{', '.join(sorted(route.path for route in app.routes if '{' in route.path))}  (stored in {where})")
     # access_log=False: the request line holds the URL secret.
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
                 ssl_certfile=str(ssl_certfile) if ssl_certfile else None,

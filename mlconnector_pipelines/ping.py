@@ -2,36 +2,25 @@
 
 from __future__ import annotations
 
-from .config import ConnectorConfig, SecretRef
+from .config import ConnectorConfig
 from .core.ping import PingResult
+from .core.settings import SecretRef
+from .systems.registry import enabled_sections
 
 
 def run_pings(cfg: ConnectorConfig) -> list[PingResult]:
     from .warehouse.ping import ping as ping_warehouse
 
     results: list[PingResult] = [ping_warehouse(cfg)]
-    bc, sap = cfg.business_central, cfg.sap_business_one
-    if bc is not None and bc.enabled:
-        from .systems.business_central.client import SYSTEM
-        from .systems.business_central.ping import ping
-        from .systems.business_central.resource import BusinessCentralResource
-        results.append(_unset_secret(SYSTEM, bc.api_base_url, bc.auth.client_secret, "the client secret") or
-                       ping(BusinessCentralResource.from_config(bc, cfg.data_dir).process_config_and_initialize()))
-    if sap is not None and sap.enabled:
-        from .systems.sap_business_one.ping import ping as ping_sap
-        from .systems.sap_business_one.session import SYSTEM as SAP
-        results.append(_unset_secret(SAP, sap.base_url, sap.password, "the password") or ping_sap(sap, cfg.data_dir))
-    looker = cfg.looker
-    if looker is not None and looker.enabled:
-        from .systems.looker.ping import ping as ping_looker
-        from .systems.looker.session import SYSTEM as LOOKER
-        results.append(_unset_secret(LOOKER, looker.base_url, looker.client_secret, "the API3 client secret")
-                       or ping_looker(looker, cfg.data_dir))
+    for spec, section in enabled_sections(cfg):
+        unset = next((r for r in (_unset_secret(spec.title, spec.url(section), ref, what)
+                                  for ref, what in spec.secrets(section)) if r is not None), None)
+        results.append(unset or spec.ping(section, cfg.data_dir))
     return results
 
 
 def _unset_secret(system: str, url: str, ref: SecretRef, what: str) -> PingResult | None:
-    """A failed result when the secret's environment variable is missing (Dagster would refuse to start)."""
+    """A failed result when the secret's environment variable is missing."""
     variable = ref.missing_env()
     if variable is None:
         return None

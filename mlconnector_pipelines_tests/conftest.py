@@ -12,9 +12,11 @@ import httpx
 import pytest
 
 from mlconnector_pipelines.config import ConnectorConfig, parse_config, sandbox_profile
-from mlconnector_pipelines.sandbox.app import SandboxSettings
-from mlconnector_pipelines.sandbox.bc_data import Volumes
-from mlconnector_pipelines.sandbox.server import RunningSandbox, start_in_thread
+from mlconnector_pipelines.sandbox.business_central import BusinessCentralSettings
+from mlconnector_pipelines.sandbox.business_central.seed import Volumes
+from mlconnector_pipelines.sandbox.entra import EntraSettings
+from mlconnector_pipelines.sandbox.looker import LookerSettings
+from mlconnector_pipelines.sandbox.server import RunningSandbox, SandboxSettings, start_in_thread
 
 HISTORY_START = datetime(2026, 3, 1, tzinfo=timezone.utc)
 HISTORY_END = datetime(2026, 3, 8, tzinfo=timezone.utc)
@@ -25,31 +27,42 @@ FAST_HTTP = {"backoff_base_seconds": 0.01, "backoff_cap_seconds": 0.05, "max_att
 
 
 class SandboxAdmin:
-    """The sandbox's own test API (`/_sandbox`): faults, tokens, stats and its records."""
+    """The sandbox's own test API (`/_sandbox/<service>/…`): faults, tokens, state and BC's records."""
 
     def __init__(self, running: RunningSandbox):
         self.running = running
         self.url = running.url
         self.http = httpx.Client(base_url=running.url, verify=str(running.certificates.ca_pem), timeout=30)
 
-    def faults(self, *rules: dict) -> None:
-        self.http.post("/_sandbox/faults", json={"rules": list(rules)}).raise_for_status()
+    def faults(self, *rules: dict, service: str = "business_central") -> None:
+        self.http.post(f"/_sandbox/{service}/faults", json={"rules": list(rules)}).raise_for_status()
 
     def clear_faults(self) -> None:
-        self.http.delete("/_sandbox/faults").raise_for_status()
+        for service in self.running.services:
+            self.http.delete(f"/_sandbox/{service}/faults").raise_for_status()
+
+    def reset(self) -> None:
+        for service in self.running.services:
+            self.http.post(f"/_sandbox/{service}/reset").raise_for_status()
 
     def expire_tokens(self) -> None:
-        self.http.post("/_sandbox/tokens/expire").raise_for_status()
+        self.http.post("/_sandbox/entra/tokens/expire").raise_for_status()
+
+    def state(self, service: str) -> dict:
+        return self.http.get(f"/_sandbox/{service}/state").json()
 
     def stats(self) -> dict:
-        return self.http.get("/_sandbox/stats").json()
+        """Entra's tokens issued, BC's requests and the faults fired at BC."""
+        bc = self.state("business_central")
+        return {"tokens_issued": self.state("entra")["tokens_issued"], "bc_requests": bc["requests"],
+                "faults_fired": bc["faults_fired"]}
 
     def companies(self) -> list[dict]:
-        return self.http.get("/_sandbox/bc/companies").json()
+        return self.http.get("/_sandbox/business_central/companies").json()
 
     def records(self, company_id: str, entity_set: str) -> list[dict]:
         """The sandbox's own records, amounts exactly as it holds them (Decimal)."""
-        response = self.http.get(f"/_sandbox/bc/companies/{company_id}/{entity_set}")
+        response = self.http.get(f"/_sandbox/business_central/companies/{company_id}/{entity_set}")
         response.raise_for_status()
         return json.loads(response.content, parse_float=Decimal)
 
@@ -58,15 +71,19 @@ class SandboxAdmin:
         body = {"record": record, "lastModifiedDateTime": modified_at}
         if lines is not None:
             body["lines"] = lines
-        response = self.http.post(f"/_sandbox/bc/companies/{company_id}/{entity_set}", json=body)
+        response = self.http.post(f"/_sandbox/business_central/companies/{company_id}/{entity_set}", json=body)
         response.raise_for_status()
         return response.json()
 
 
-def start_sandbox(tmp_path_factory, **settings) -> tuple[RunningSandbox, Path]:
+def start_sandbox(tmp_path_factory, entra: dict | None = None, looker: LookerSettings | None = None,
+                  **business_central) -> tuple[RunningSandbox, Path]:
+    """Entra ID, Business Central (seeded with a week of history unless told) and Looker on one port."""
     data_dir = tmp_path_factory.mktemp("sandbox-data")
-    defaults = {"history_start": HISTORY_START, "history_end": HISTORY_END, "volumes": Volumes()}
-    running = start_in_thread(data_dir, SandboxSettings(**{**defaults, **settings}))
+    bc = {"history_start": HISTORY_START, "history_end": HISTORY_END, "volumes": Volumes(), **business_central}
+    settings = SandboxSettings(entra=EntraSettings(**(entra or {})), business_central=BusinessCentralSettings(**bc),
+                               looker=looker or LookerSettings())
+    running = start_in_thread(data_dir, settings)
     return running, data_dir
 
 

@@ -14,7 +14,7 @@ from .conftest import HISTORY_END, HISTORY_START, make_config, window_of
 def resource(sandbox, tmp_path, **overrides) -> BusinessCentralResource:
     cfg = make_config(sandbox, tmp_path, **overrides)
     # Initialised as Dagster does for a run, which resolves EnvVar secrets.
-    return BusinessCentralResource.from_config(cfg.business_central, cfg.data_dir).process_config_and_initialize()
+    return BusinessCentralResource.from_section(cfg.business_central, cfg.data_dir)
 
 
 def test_token_comes_from_msal_talking_to_the_sandbox_entra(sandbox, tmp_path):
@@ -199,7 +199,7 @@ def test_token_is_renewed_before_it_expires(tmp_path_factory, tmp_path):
     import time
 
     from .conftest import SandboxAdmin, start_sandbox
-    running, data_dir = start_sandbox(tmp_path_factory, token_lifetime_seconds=305)
+    running, data_dir = start_sandbox(tmp_path_factory, entra={"token_lifetime_seconds": 305})
     admin = SandboxAdmin(running)
     admin.data_dir = data_dir
     try:

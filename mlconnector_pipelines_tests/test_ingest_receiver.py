@@ -8,7 +8,9 @@ import socket
 import orjson
 import pytest
 
-from mlconnector_pipelines.config import SANDBOX_LOOKER_CLIENT_SECRET, ConnectorConfig, IngestConfig
+from mlconnector_pipelines.config import ConnectorConfig
+from mlconnector_pipelines.sandbox.looker import CLIENT_SECRET as SANDBOX_LOOKER_CLIENT_SECRET
+from mlconnector_pipelines.ingest.config import IngestConfig
 from mlconnector_pipelines.ingest.app import create_app
 from mlconnector_pipelines.ingest.store import open_delivery_store
 
@@ -212,7 +214,7 @@ def test_a_failing_looker_is_503_and_the_retried_delivery_is_accepted(env, tmp_p
     monkeypatch.setenv("MLCONNECTOR_LOOKER_CLIENT_SECRET", SANDBOX_LOOKER_CLIENT_SECRET)
     cfg = receiver_config(env, tmp_path)
     body = payload(vendors(2))
-    env.admin.faults({"kind": "status", "status": 503, "path_contains": "/api/4.0/looks/", "count": 1000})
+    env.admin.faults({"kind": "status", "status": 503, "path_contains": "/api/4.0/looks/", "count": 1000}, service="looker")
     try:
         with serve(create_app(cfg)) as http:
             failed = http.post(url(), json=body)

@@ -17,8 +17,9 @@ import pytest
 from mlconnector_pipelines.config import ConnectorConfig, parse_config, sandbox_profile
 from mlconnector_pipelines.core.errors import AuthenticationError, ConfigError
 from mlconnector_pipelines.definitions import build_definitions
-from mlconnector_pipelines.sandbox.bc_data import Volumes
-from mlconnector_pipelines.sandbox.looker import LookerSettings, LookerSimulator
+from mlconnector_pipelines.sandbox.business_central.seed import Volumes
+from mlconnector_pipelines.sandbox.looker import LookerSettings
+from mlconnector_pipelines.sandbox.looker.simulator import LookerSimulator
 from mlconnector_pipelines.systems.looker.client import SYNC_ROW_CAP, LookerClient, QuerySpec
 from mlconnector_pipelines.warehouse.duckdb_backend import DuckDBWarehouse
 
@@ -76,15 +77,15 @@ def env(tmp_path_factory):
 @pytest.fixture
 def client(env):
     looker = env.cfg.looker
-    c = LookerClient(looker.base_url, looker.client_id, "sandbox-looker-client-secret", ca_bundle=str(looker.ca_bundle),
-                     policy=looker.http, poll_seconds=0.05)
+    c = LookerClient(looker.model_copy(update={"query_task_poll_seconds": 0.05}),
+                     client_secret="sandbox-looker-client-secret")
     yield c
     c.close()
     env.admin.clear_faults()
 
 
 def looker_stats(env) -> dict:
-    return env.admin.http.get("/_sandbox/looker/stats").json()
+    return env.admin.http.get("/_sandbox/looker/state").json()
 
 
 def run_job(env, name: str, partition_key: str | None = None) -> dg.ExecuteInProcessResult:
@@ -184,7 +185,7 @@ def detail_query() -> QuerySpec:
 def test_token_expiry_mid_run_means_one_relogin_and_complete_results(env, client):
     total = env.warehouse.query("SELECT count(*) FROM bc_general_ledger_entries")[0][0]
     # The sandbox drops every token at the first poll of the query task, answering 401.
-    env.admin.faults({"kind": "expire_tokens", "path_contains": "/api/4.0/query_tasks/", "count": 1})
+    env.admin.faults({"kind": "expire_tokens", "path_contains": "/api/4.0/query_tasks/", "count": 1}, service="looker")
     rows = [row for batch in client.rows(detail_query(), batch_rows=4000) for row in batch]
     assert len(rows) == total
     assert client.login.logins == 2 and client.http.stats.reauthentications == 1
@@ -200,7 +201,7 @@ def test_a_token_past_its_lifetime_is_renewed_before_use(env, client):
 
 
 def test_a_repeated_401_is_a_clear_error_after_one_retry(env, client):
-    env.admin.faults({"kind": "status", "status": 401, "path_contains": "/api/4.0/queries/run", "count": 5})
+    env.admin.faults({"kind": "status", "status": 401, "path_contains": "/api/4.0/queries/run", "count": 5}, service="looker")
     with pytest.raises(AuthenticationError, match="rejected after re-authentication"):
         next(client.rows(QuerySpec(MODEL, "vendors", ("vendors.number",), limit=10)))
     assert client.login.logins == 2 and client.http.stats.reauthentications == 1
@@ -208,8 +209,7 @@ def test_a_repeated_401_is_a_clear_error_after_one_retry(env, client):
 
 def test_wrong_client_secret_is_refused_with_a_fix_and_no_secret(env):
     looker = env.cfg.looker
-    bad = LookerClient(looker.base_url, looker.client_id, "not-the-secret-xyz", ca_bundle=str(looker.ca_bundle),
-                       policy=looker.http)
+    bad = LookerClient(looker, client_secret="not-the-secret-xyz")
     with pytest.raises(AuthenticationError) as caught:
         bad.me()
     assert "API3" in str(caught.value) and "not-the-secret-xyz" not in str(caught.value)
@@ -226,7 +226,7 @@ def test_a_refused_query_says_which_field_and_why(env, client):
 
 
 def test_429_backs_off_and_completes(env, client):
-    env.admin.faults({"kind": "status", "status": 429, "path_contains": "/api/4.0/queries/run", "count": 2})
+    env.admin.faults({"kind": "status", "status": 429, "path_contains": "/api/4.0/queries/run", "count": 2}, service="looker")
     [rows] = list(client.rows(QuerySpec(MODEL, "vendors", ("vendors.company_name", "vendors.count"), limit=10)))
     assert len(rows) == 2 and client.http.stats.throttled == 2
 
@@ -254,7 +254,7 @@ def test_filters_sorts_and_limit_are_honoured(env, client):
 
 def test_the_simulator_answers_429_past_its_rate(tmp_path_factory):
     running, _ = start_sandbox(tmp_path_factory, looker=LookerSettings(requests_per_minute=3, retry_after_on_429=7))
-    simulator = running.sandbox.looker
+    simulator = running.services["looker"]
     try:
         with httpx.Client(base_url=f"{running.url}/api/4.0", verify=str(running.certificates.ca_pem)) as http:
             token = http.post("/login", data={"client_id": simulator.settings.client_id,
@@ -400,7 +400,7 @@ def test_every_endpoint_answers_as_the_openapi_spec_declares(env, looker_spec):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert http.get("/query_tasks/unknown/results").status_code == 404
-    env.admin.faults({"kind": "status", "status": 429, "path_contains": "/api/4.0/user", "count": 1})
+    env.admin.faults({"kind": "status", "status": 429, "path_contains": "/api/4.0/user", "count": 1}, service="looker")
     assert http.get("/user").status_code == 429
     assert http.delete("/logout").status_code == 204
     http.close()

@@ -16,7 +16,7 @@ import orjson
 import pytest
 import uvicorn
 
-from mlconnector_pipelines.config import SANDBOX_LOOKER_DELIVERY_SECRET
+from mlconnector_pipelines.sandbox.looker import DELIVERY_SECRET as SANDBOX_LOOKER_DELIVERY_SECRET
 from mlconnector_pipelines.definitions import build_definitions
 from mlconnector_pipelines.flows.looker import DELIVERIES_JOB, DELIVERIES_SENSOR
 from mlconnector_pipelines.ingest.store import open_delivery_store

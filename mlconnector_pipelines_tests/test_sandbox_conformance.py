@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from mlconnector_pipelines.sandbox.app import bc_field_types
+from mlconnector_pipelines.sandbox.business_central.simulator import bc_field_types
 from mlconnector_pipelines.systems.business_central.catalog import ENTITIES
 from mlconnector_pipelines.warehouse.schema import ColumnType
 
@@ -15,7 +15,7 @@ from .conftest import SHARED_SPECS
 # The sandbox ships its copy of shared/specs' BC spec; the tests check against that copy, so they
 # run (and fail loudly) on any checkout. Whether the copy still equals shared/specs is checked
 # where the steering repo is beside this one.
-PACKAGED_SPEC = Path(__file__).resolve().parents[1] / "mlconnector_pipelines" / "sandbox" / "specs" / \
+PACKAGED_SPEC = Path(__file__).resolve().parents[1] / "mlconnector_pipelines" / "sandbox" / "business_central" / "specs" / \
     "business-central-api-v2.0.entities.json"
 SHARED_SPEC = SHARED_SPECS / "business-central-api-v2.0.entities.json"
 

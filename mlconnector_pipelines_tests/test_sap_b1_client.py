@@ -11,10 +11,11 @@ import pytest
 
 from mlconnector_pipelines.core.errors import AuthenticationError, ConfigError, RequestFailedError
 from mlconnector_pipelines.core.http import HttpPolicy
-from mlconnector_pipelines.sandbox.sap_b1 import SapSettings
-from mlconnector_pipelines.sandbox.server import start_service_layer_in_thread
+from mlconnector_pipelines.sandbox.sap_business_one import SapSettings
+from mlconnector_pipelines.sandbox.server import SandboxSettings, start_in_thread
 from mlconnector_pipelines.systems.sap_business_one.catalog import BY_ENTITY_SET
 from mlconnector_pipelines.systems.sap_business_one.client import MODIFIED_AT, ServiceLayerClient
+from mlconnector_pipelines.systems.sap_business_one.config import SapBusinessOneConfig
 
 START = datetime(2026, 3, 1, tzinfo=timezone.utc)
 END = datetime(2026, 3, 8, tzinfo=timezone.utc)
@@ -25,19 +26,19 @@ class ServiceLayer:
     def __init__(self, running):
         self.running = running
         self.url = running.url
-        self.admin = httpx.Client(base_url=running.url, verify=str(running.certificate), timeout=30)
+        self.admin = httpx.Client(base_url=running.url, verify=str(running.certificates.ca_pem), timeout=30)
 
     def stats(self) -> dict:
-        return self.admin.get("/_sandbox/sap/stats").json()
+        return self.admin.get("/_sandbox/sap_business_one/state").json()
 
     def records(self, entity: str, company: str = "SBODEMOUS") -> list[dict]:
         """The simulator's own records of one company database, amounts exactly (Decimal)."""
-        response = self.admin.get(f"/_sandbox/sap/records/{entity}", params={"company": company})
+        response = self.admin.get(f"/_sandbox/sap_business_one/records/{entity}", params={"company": company})
         response.raise_for_status()
         return json.loads(response.content, parse_float=Decimal)
 
     def faults(self, *rules):
-        self.admin.post("/_sandbox/sap/faults", json={"rules": list(rules)}).raise_for_status()
+        self.admin.post("/_sandbox/sap_business_one/faults", json={"rules": list(rules)}).raise_for_status()
 
     def stop(self):
         self.admin.close()
@@ -46,8 +47,8 @@ class ServiceLayer:
 
 def start(tmp_path_factory, **settings) -> ServiceLayer:
     defaults = {"history_start": START, "history_end": END, "login_delay_seconds": 0.3}
-    return ServiceLayer(start_service_layer_in_thread(tmp_path_factory.mktemp("sap"),
-                                                      SapSettings(**{**defaults, **settings})))
+    settings = SandboxSettings(sap_business_one=SapSettings(**{**defaults, **settings}))
+    return ServiceLayer(start_in_thread(tmp_path_factory.mktemp("sap"), settings, services=["sap_business_one"]))
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +58,14 @@ def sap(tmp_path_factory):
     service.stop()
 
 
-def client(sap: ServiceLayer, version: str = "v1", **overrides) -> ServiceLayerClient:
-    options = {"base_url": f"{sap.url}/b1s/{version}", "company_db": "SBODEMOUS", "username": "manager",
-               "password": "sandbox-b1-password", "ca_bundle": str(sap.running.certificate), "policy": FAST,
-               "page_size": 7}
-    return ServiceLayerClient(**{**options, **overrides})
+def client(sap: ServiceLayer, version: str = "v1", *, company_db: str = "SBODEMOUS",
+           password: str = "sandbox-b1-password", **overrides) -> ServiceLayerClient:
+    """A client from the section a customer would write; `overrides` replace settings unvalidated (bad ones too)."""
+    cfg = SapBusinessOneConfig.model_validate({
+        "base_url": f"{sap.url}/b1s/{version}", "company_db": [company_db], "username": "manager",
+        "password": {"env": "UNUSED_IN_THESE_TESTS"}, "ca_bundle": str(sap.running.certificates.ca_pem), "http": FAST,
+        "page_size": 7, "partitions": {"start": "2026-03-01"}})
+    return ServiceLayerClient(cfg.model_copy(update=overrides), company_db=company_db, password=password)
 
 
 def updated_at(record, zone="UTC"):
@@ -115,7 +119,7 @@ def test_self_signed_certificate_needs_the_customers_trust_setting(sap):
     with pytest.raises(RequestFailedError, match="not trusted: set `ca_bundle`"):
         extract(client(sap, ca_bundle=None), "ProfitCenters")
     assert len(extract(client(sap), "ProfitCenters")) == 3  # with the customer's CA bundle
-    der = ssl.PEM_cert_to_DER_cert(sap.running.certificate.read_text())
+    der = ssl.PEM_cert_to_DER_cert(sap.running.certificates.ca_pem.read_text())
     pin = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
     assert len(extract(client(sap, ca_bundle=None, pinned_sha256=pin), "ProfitCenters")) == 3
     with pytest.raises(ConfigError, match="presents a certificate with SHA-256 .* not the pinned"):
@@ -171,10 +175,9 @@ def test_server_ignoring_maxpagesize_still_yields_every_row(stubborn_sap):
 # -- ping ---------------------------------------------------------------------------------------
 
 def sap_ping(sap, tmp_path, **overrides):
-    from mlconnector_pipelines.config import SapBusinessOneConfig
     from mlconnector_pipelines.systems.sap_business_one.ping import ping
     settings = {"base_url": f"{sap.url}/b1s/v2", "company_db": "SBODEMOUS", "username": "manager",
-                "password": {"env": "SAP_PASSWORD_UNDER_TEST"}, "ca_bundle": str(sap.running.certificate),
+                "password": {"env": "SAP_PASSWORD_UNDER_TEST"}, "ca_bundle": str(sap.running.certificates.ca_pem),
                 "http": FAST.model_dump(), "partitions": {"start": START.date().isoformat()}}
     return ping(SapBusinessOneConfig.model_validate({**settings, **overrides}), tmp_path)
 

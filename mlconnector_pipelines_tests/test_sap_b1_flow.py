@@ -19,7 +19,7 @@ UTC = timezone.utc
 def config(sap, tmp_path, **overrides):  # noqa: F811
     return parse_config({
         "profile": "sandbox", "data_dir": str(tmp_path), "business_central": None,
-        "sap_business_one": {"base_url": f"{sap.url}/b1s/v1", "ca_bundle": str(sap.running.certificate),
+        "sap_business_one": {"base_url": f"{sap.url}/b1s/v1", "ca_bundle": str(sap.running.certificates.ca_pem),
                              "page_size": 15, "partitions": {"start": START.date().isoformat()},
                              "http": {"backoff_base_seconds": 0.01, "backoff_cap_seconds": 0.05}, **overrides},
     })

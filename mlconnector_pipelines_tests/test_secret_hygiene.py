@@ -18,7 +18,7 @@ WRONG_SECRET = "Wrong-Secret-Kangaroo-5521"
 
 @pytest.fixture(scope="module")
 def secret_sandbox(tmp_path_factory):
-    running, data_dir = start_sandbox(tmp_path_factory, client_secret=GOOD_SECRET)
+    running, data_dir = start_sandbox(tmp_path_factory, entra={"client_secret": GOOD_SECRET})
     admin = SandboxAdmin(running)
     admin.data_dir = data_dir
     yield admin

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ..config import BusinessCentralConfig
+from ..systems.business_central.config import BusinessCentralConfig
 from ..systems.business_central import catalog
 from .windowed import WindowedSource, build_windowed
 

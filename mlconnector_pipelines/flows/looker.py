@@ -15,7 +15,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from ..config import LookerConfig, LookerQueryConfig
+from ..systems.looker.config import LookerConfig, LookerQueryConfig
 from ..core.errors import ConfigError
 from ..ingest.store import DeliveryStore, open_delivery_store
 from ..systems.looker.client import LookerClient, LookerField, QuerySpec, with_filters

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from ..config import PartitionConfig
+from ..core.settings import PartitionConfig
 from ..core.windows import TimeWindow
 
 _CRON = {"hourly": "{m} * * * *", "daily": "{m} {h} * * *", "weekly": "{m} {h} * * 1",

@@ -5,7 +5,7 @@ One step means one Service Layer session per run: logins are slow and sessions u
 
 import dagster as dg
 
-from ..config import SapBusinessOneConfig
+from ..systems.sap_business_one.config import SapBusinessOneConfig
 from ..systems.sap_business_one import catalog
 from .windowed import WindowedSource, build_windowed
 

@@ -12,40 +12,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Protocol
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import PartitionConfig
 from ..core.catalog import SourceEntity
 from ..core.errors import ConnectorError, RecordError
 from ..core.prefetch import read_ahead
+from ..core.settings import PartitionConfig
+from ..core.source import SourceSession
 from ..core.types import exact_decimals
 from ..core.windows import TimeWindow, assign_window_starts
 from ..warehouse.base import ReplaceScope, Warehouse
 from ..warehouse.schema import (COMPANY_ID, COMPANY_NAME, EXTRACTED_AT, PARENT_ID, PARENT_VERSION_ID, RUN_ID,
                                 VERSION_ID, WINDOW_START, TableSpec, column_name)
 from .partitions import partition_windows, partitions_def, settled_window_schedule
-
-
-class SourceSession(Protocol):
-    """One step's connection to a source system."""
-
-    concurrent_companies: int  # how many companies' pages may be read at once
-
-    def companies(self) -> list[dict]: ...  # [{"id": ..., "name": ...}], the configured ones
-
-    # Records as an Arrow table (lines as list columns), or as parsed JSON objects.
-    def pages(self, company_id: str, entity: SourceEntity, start: datetime,
-              end: datetime) -> Iterator[pa.Table | list[dict]]: ...
-
-    def count(self, company_id: str, entity: SourceEntity, start: datetime, end: datetime) -> int | None: ...
-
-    def run_metadata(self) -> dict: ...  # request counts, logins, tokens...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)

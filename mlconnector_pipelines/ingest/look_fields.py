@@ -64,8 +64,7 @@ class LookFields:
 
         def read(look_id: str) -> tuple[str, ...]:
             # Built per read (rare, thanks to the cache) so a secret rotated in the environment is picked up.
-            # process_config_and_initialize() resolves an EnvVar secret, which outside a run Dagster will not.
-            client = LookerResource.from_config(looker, cfg.data_dir).process_config_and_initialize().client()
+            client = LookerResource.from_section(looker, cfg.data_dir).client()
             try:
                 return tuple(client.look_query(look_id).fields)
             finally:

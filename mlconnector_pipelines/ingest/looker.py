@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import orjson
 
-from ..config import LookerQueryConfig
+from ..systems.looker.config import LookerQueryConfig
 from . import exact_json
 from .identity import delivery_id
 from .look_fields import LookerUnavailable

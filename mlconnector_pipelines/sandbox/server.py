@@ -1,26 +1,48 @@
-"""Runs the sandbox over HTTPS on loopback, in the foreground (CLI) or a background thread (tests)."""
+"""Serves the registered simulators over HTTPS on loopback, in the foreground (CLI) or a thread (tests).
+
+Services on the shared port share one app and a certificate from the sandbox CA; a service with
+a port offset gets its own listener and its own self-signed certificate. Nothing here names a
+service: it iterates the registry.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import threading
 import time
+from collections.abc import Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
+from pydantic import Field, create_model
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-from .app import Sandbox, SandboxSettings
-from .sap_b1 import SapSettings, ServiceLayerSimulator
-from .tls import SandboxCertificates, ensure_certificates, ensure_self_signed
+from .core.service import Simulator, admin_routes
+from .core.tls import SandboxCertificates, ensure_certificates, ensure_self_signed
+from .registry import SERVICES, BuildContext, SandboxService, certificate_name
+
+log = logging.getLogger("mlconnector.sandbox")
+
+SandboxSettings = create_model(
+    "SandboxSettings", __doc__="Every simulated service's settings, by service key.",
+    **{s.key: (s.settings, Field(default_factory=s.settings)) for s in SERVICES},
+)
 
 
 @dataclass
 class RunningSandbox:
     url: str
-    certificates: SandboxCertificates
-    sandbox: Sandbox
+    certificates: SandboxCertificates  # ca_pem: what a client trusts for these services
+    services: dict[str, Any]  # the simulators, by key
     _server: uvicorn.Server
     _thread: threading.Thread | None
 
@@ -28,6 +50,45 @@ class RunningSandbox:
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+def listeners(services: Iterable[SandboxService] = SERVICES) -> dict[int, list[SandboxService]]:
+    """Services by port offset: each offset is one listener."""
+    groups: dict[int, list[SandboxService]] = {}
+    for service in services:
+        groups.setdefault(service.port_offset, []).append(service)
+    return groups
+
+
+def build_app(services: list[SandboxService], settings, data_dir: Path) -> tuple[Starlette, dict[str, Simulator]]:
+    context = BuildContext(data_dir=data_dir, services={})
+    for service in services:
+        context.services[service.key] = service.build(getattr(settings, service.key), context)
+    simulators = context.services
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "services": list(simulators)})
+
+    routes = [Route("/_sandbox/health", health)]
+    for key, simulator in simulators.items():
+        routes += admin_routes(key, simulator) + simulator.routes()
+    live = [s for key, s in simulators.items()
+            if getattr(getattr(settings, key), "live", False) and hasattr(s, "live_loop")]
+
+    @asynccontextmanager
+    async def lifespan(app):
+        tasks = [asyncio.create_task(s.live_loop()) for s in live]
+        yield
+        for task in tasks:
+            task.cancel()
+
+    return Starlette(routes=routes, lifespan=lifespan), simulators
+
+
+def _certificates(services: list[SandboxService], data_dir: Path) -> SandboxCertificates:
+    own = certificate_name(services[0])
+    directory = data_dir / "sandbox"
+    return ensure_self_signed(directory, own) if own else ensure_certificates(directory)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -47,39 +108,36 @@ def _server(app, certs: SandboxCertificates) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-def _serve_in_thread(app, certs: SandboxCertificates, port: int, health_path: str, name: str):
-    """Serve on 127.0.0.1 (an ephemeral port by default); return (url, server, thread) once it answers."""
+def start_in_thread(data_dir: Path, settings=None, port: int = 0,
+                    services: Iterable[str] | None = None) -> RunningSandbox:
+    """One listener on 127.0.0.1 (an ephemeral port by default), once it answers.
+
+    `services`: keys of services that share a listener; default every service on the shared port."""
+    chosen = [s for s in SERVICES if s.key in set(services)] if services is not None else listeners()[0]
+    if len({s.port_offset for s in chosen}) != 1:
+        raise ValueError("services on different listeners are started one listener at a time")
+    certs = _certificates(chosen, data_dir)
+    app, simulators = build_app(chosen, settings or SandboxSettings(), data_dir)
     sock = _bind("127.0.0.1", port)
     server = _server(app, certs)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=name)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
+                              name="sandbox-" + "-".join(simulators))
     thread.start()
     url = f"https://127.0.0.1:{sock.getsockname()[1]}"
-    _wait_until_up(url, certs.ca_pem, path=health_path)
-    return url, server, thread
+    _wait_until_up(url, certs.ca_pem)
+    return RunningSandbox(url, certs, simulators, server, thread)
 
 
-def start_in_thread(data_dir: Path, settings: SandboxSettings | None = None, port: int = 0) -> RunningSandbox:
-    """Entra ID + Business Central, trusted through the sandbox CA."""
-    certs = ensure_certificates(data_dir / "sandbox")
-    sandbox = Sandbox(settings or SandboxSettings())
-    url, server, thread = _serve_in_thread(sandbox.asgi_app(), certs, port, "/_sandbox/health", "sandbox")
-    return RunningSandbox(url, certs, sandbox, server, thread)
-
-
-def serve_forever(data_dir: Path, settings: SandboxSettings, host: str, port: int,
-                  sap_settings: SapSettings | None = None, sap_port: int | None = None) -> None:
-    """Entra + Business Central on `port`; the SAP B1 Service Layer on `sap_port` with its own certificate."""
-    import asyncio
-
-    certs = ensure_certificates(data_dir / "sandbox")
-    servers = [(_server(Sandbox(settings).asgi_app(), certs), _bind(host, port))]
-    print(f"sandbox: Entra ID + Business Central on https://{host}:{port}  (CA: {certs.ca_pem})", flush=True)
-    if sap_port is not None:
-        sap_certs = ensure_self_signed(data_dir / "sandbox", "sap-b1")
-        servers.append((_server(ServiceLayerSimulator(sap_settings or SapSettings()).asgi_app(), sap_certs),
-                        _bind(host, sap_port)))
-        print(f"sandbox: SAP Business One Service Layer on https://{host}:{sap_port}/b1s/v1  "
-              f"(self-signed: {sap_certs.ca_pem})", flush=True)
+def serve_forever(data_dir: Path, settings, host: str, port: int) -> None:
+    """Every registered service: the shared port, and each offset listener beside it."""
+    servers = []
+    for offset, group in sorted(listeners().items()):
+        certs = _certificates(group, data_dir)
+        app, _ = build_app(group, settings, data_dir)
+        servers.append((_server(app, certs), _bind(host, port + offset)))
+        trust = f"CA: {certs.ca_pem}" if offset == 0 else f"self-signed: {certs.ca_pem}"
+        print(f"sandbox: {', '.join(s.title for s in group)} on https://{host}:{port + offset}  ({trust})",
+              flush=True)
 
     async def serve_all() -> None:
         await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
@@ -87,34 +145,11 @@ def serve_forever(data_dir: Path, settings: SandboxSettings, host: str, port: in
     asyncio.run(serve_all())
 
 
-@dataclass
-class RunningServiceLayer:
-    """The SAP Business One Service Layer simulator, with its own self-signed certificate."""
-
-    url: str
-    certificate: Path  # the self-signed certificate: what a customer hands over as their CA bundle
-    simulator: ServiceLayerSimulator
-    _server: uvicorn.Server
-    _thread: threading.Thread
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-
-
-def start_service_layer_in_thread(data_dir: Path, settings: SapSettings | None = None,
-                                  port: int = 0) -> RunningServiceLayer:
-    certs = ensure_self_signed(data_dir / "sandbox", "sap-b1")
-    simulator = ServiceLayerSimulator(settings or SapSettings())
-    url, server, thread = _serve_in_thread(simulator.asgi_app(), certs, port, "/_sandbox/sap/stats", "sap-b1")
-    return RunningServiceLayer(url, certs.ca_pem, simulator, server, thread)
-
-
-def _wait_until_up(url: str, ca: Path, timeout: float = 30.0, path: str = "/_sandbox/health") -> None:
+def _wait_until_up(url: str, ca: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            httpx.get(f"{url}{path}", verify=str(ca), timeout=2).raise_for_status()
+            httpx.get(f"{url}/_sandbox/health", verify=str(ca), timeout=2).raise_for_status()
             return
         except httpx.HTTPError:
             if time.monotonic() > deadline:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
 import msal
+from pydantic import Field
 
 from ..core.errors import AuthenticationError
 from ..core.redact import redact
-from ..core.tls import untrusted_certificate
+from ..core.settings import SecretRef, Strict
+from ..core.tls import ssl_context, untrusted_certificate
 
 # What Entra's error codes mean for the person setting this up.
 _FIXES = {
@@ -27,6 +30,16 @@ _FIXES = {
     "AADSTS500011": "the app has no permission for this API: add the application permission and grant admin consent",
     "AADSTS1002012": "the scope is malformed: it must be the resource URL followed by /.default",
 }
+
+
+class EntraAppConfig(Strict):
+    """An Entra app registration (client credentials), as the `auth:` of every Microsoft system."""
+
+    authority_host: str = Field("https://login.microsoftonline.com", description="Entra ID login host.")
+    tenant_id: str = Field(description="Directory (tenant) ID of the customer's Entra tenant.")
+    client_id: str = Field(description="Application (client) ID of the app registration.")
+    client_secret: SecretRef
+    ca_bundle: Path | None = Field(None, description="Extra CA bundle to trust for the login host.")
 
 
 class _HttpxForMsal:
@@ -55,27 +68,19 @@ class EntraTokenProvider:
     Implements the `Authenticator` protocol of core.http.
     """
 
-    def __init__(
-        self,
-        *,
-        system: str,
-        authority_host: str,
-        tenant_id: str,
-        client_id: str,
-        client_secret: str,
-        scope: str,
-        verify: Any = True,
-        timeout_seconds: float = 30.0,
-    ):
+    def __init__(self, app: EntraAppConfig, *, system: str, client_secret: str, scope: str, what: str,
+                 timeout_seconds: float = 30.0):
+        """`what` names the config section (e.g. business_central.auth) in trust errors."""
         self.system = system
         self.scope = scope
         self._secret = client_secret
         self._lock = threading.Lock()
+        verify = ssl_context(str(app.ca_bundle) if app.ca_bundle else None, what=what)
         self._http = _HttpxForMsal(httpx.Client(verify=verify, timeout=timeout_seconds))
         self.tokens_acquired = 0
-        self._client_id = client_id
-        self._authority_host = authority_host.rstrip("/")
-        self._tenant_id = tenant_id
+        self._client_id = app.client_id
+        self._authority_host = app.authority_host.rstrip("/")
+        self._tenant_id = app.tenant_id
         self._app: msal.ConfidentialClientApplication | None = None
 
     def _application(self) -> msal.ConfidentialClientApplication:

@@ -20,7 +20,7 @@ import pandas as pd
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
-from ..config import BigQueryConfig
+from .config import BigQueryConfig
 from .schema import ColumnType, TableSpec, validate_identifier
 from .sql_warehouse import SqlDialect, SqlSession, SqlWarehouse
 from .staging import ParquetStaging

@@ -3,61 +3,54 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
-from ..core.secret_resource import SecretResource
-from . import DUCKDB_DEFAULT_MEMORY_LIMIT
 from .base import Warehouse
+from .config import WarehouseConfig
 
 
-class WarehouseResource(SecretResource):
-    """Where extracted data lands: `duckdb` (a file under the data folder, the default), `snowflake` or `bigquery`."""
+class WarehouseResource(dg.ConfigurableResource):
+    """Where extracted data lands: `duckdb` (a file under the data folder, the default), `snowflake` or `bigquery`.
 
-    backend: str = "duckdb"
-    duckdb_path: str = "data/warehouse.duckdb"
-    duckdb_memory_limit: str = DUCKDB_DEFAULT_MEMORY_LIMIT
-    backend_settings: dict = Field(default_factory=dict, description="The backend's section of connector.yaml.")
-    staging_dir: Optional[str] = Field(None, description="Where loads stage their batches: <data_dir>/staging.")
-    # `secret` (SecretResource): the Snowflake password or key passphrase.
+    Holds connector.yaml's `warehouse:` section (JSON; every setting is declared in its model) and the data folder."""
+
+    settings: str = Field(description="connector.yaml's warehouse section as JSON, validated by WarehouseConfig.")
+    data_dir: str = Field(description="The data folder: the DuckDB file by default, staging, the credential store.")
 
     @classmethod
     def from_config(cls, cfg) -> "WarehouseResource":
-        from ..config import ConnectorConfig
-        assert isinstance(cfg, ConnectorConfig)
-        w = cfg.warehouse
-        fields = {"backend": w.backend, "duckdb_path": str(cfg.duckdb_path), "duckdb_memory_limit": w.duckdb_memory_limit,
-                  "staging_dir": str(cfg.data_dir / "staging"),
-                  **cls.secret_fields(None, cfg.data_dir)}
-        if w.backend == "snowflake":
-            # References to secrets (a variable's or credential's name) only; the value comes through `secret`.
-            fields["backend_settings"] = w.snowflake.model_dump(mode="json", by_alias=True, exclude_none=True)
-            fields.update(cls.secret_fields(w.snowflake.password or w.snowflake.private_key_passphrase, cfg.data_dir))
-        elif w.backend == "bigquery":
-            fields["backend_settings"] = w.bigquery.model_dump(mode="json", exclude_none=True)
-        return cls(**fields)
+        return cls(settings=cfg.warehouse.model_dump_json(by_alias=True), data_dir=str(cfg.data_dir))
+
+    @property
+    def section(self) -> WarehouseConfig:
+        return WarehouseConfig.model_validate_json(self.settings)
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.section.duckdb_path or Path(self.data_dir) / "warehouse.duckdb"
 
     def open(self) -> Warehouse:
         warehouse = self._backend()
-        warehouse.staging_root = Path(self.staging_dir) if self.staging_dir else None
+        warehouse.staging_root = Path(self.data_dir) / "staging"
         return warehouse
 
     def _backend(self):
-        if self.backend == "duckdb":
+        cfg = self.section
+        if cfg.backend == "duckdb":
             from .duckdb_backend import DuckDBWarehouse
-            return DuckDBWarehouse(Path(self.duckdb_path), memory_limit=self.duckdb_memory_limit)
-        if self.backend == "snowflake":
-            from ..config import SnowflakeConfig
+            return DuckDBWarehouse(self.duckdb_path, memory_limit=cfg.duckdb_memory_limit)
+        if cfg.backend == "snowflake":
             from .snowflake_backend import SnowflakeWarehouse
-            return SnowflakeWarehouse(SnowflakeConfig.model_validate(self.backend_settings), secret=self.optional_secret())
-        if self.backend == "bigquery":
-            from ..config import BigQueryConfig
+            ref = cfg.snowflake.password or cfg.snowflake.private_key_passphrase
+            secret = ref.resolve(Path(self.data_dir), "warehouse.snowflake's secret") if ref else None
+            return SnowflakeWarehouse(cfg.snowflake, secret=secret)
+        if cfg.backend == "bigquery":
             from .bigquery_backend import BigQueryWarehouse
-            return BigQueryWarehouse(BigQueryConfig.model_validate(self.backend_settings))
-        raise dg.DagsterInvariantViolationError(f"warehouse backend {self.backend!r} is not available")
+            return BigQueryWarehouse(cfg.bigquery)
+        raise dg.DagsterInvariantViolationError(f"warehouse backend {cfg.backend!r} is not available")
 
     @property
     def kind(self) -> str:
-        return self.backend
+        return self.section.backend

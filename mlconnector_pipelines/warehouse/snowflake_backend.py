@@ -16,7 +16,7 @@ import pandas as pd
 import snowflake.connector
 from snowflake.connector.pandas_tools import write_pandas
 
-from ..config import SnowflakeConfig
+from .config import SnowflakeConfig
 from ..core.errors import ConfigError
 from .schema import ColumnType, TableSpec, validate_identifier
 from .sql_warehouse import SqlDialect, SqlSession, SqlWarehouse

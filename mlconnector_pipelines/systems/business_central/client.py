@@ -4,44 +4,49 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
 
 from ...core.errors import ConfigError
-from ...core.http import HttpPolicy, ThrottledClient
-from ...core.odata import datetime_literal, half_open_window_filter, iterate_record_tables
+from ...core.http import ThrottledClient
+from ...core.odata import datetime_literal, half_open_window_filter, iterate_record_tables, string_literal
+from ...core.tls import ssl_context
 from ..entra import EntraTokenProvider
 from .catalog import BcEntity
+from .config import BusinessCentralConfig
 
 SYSTEM = "Business Central"
 
 
 class BusinessCentralClient:
-    def __init__(
-        self,
-        *,
-        api_base_url: str,
-        tenant_id: str,
-        environment: str,
-        tokens: EntraTokenProvider,
-        page_size: int = 5000,
-        policy: HttpPolicy | None = None,
-        verify: Any = True,
-        secrets: tuple[str, ...] = (),
-    ):
-        self.base_path = f"/v2.0/{tenant_id}/{quote(environment)}/api/v2.0"
-        self.page_size = page_size
-        self.tokens = tokens
+    """One BC environment, reached with an Entra app's token for BC's API scope."""
+
+    def __init__(self, cfg: BusinessCentralConfig, *, client_secret: str):
+        self.base_path = f"/v2.0/{cfg.auth.tenant_id}/{quote(cfg.environment)}/api/v2.0"
+        self.page_size = cfg.page_size
+        self.tokens = EntraTokenProvider(cfg.auth, system=SYSTEM, client_secret=client_secret, scope=cfg.scope,
+                                         what="business_central.auth")
         self.http = ThrottledClient(
-            SYSTEM, base_url=api_base_url.rstrip("/"), policy=policy, auth=tokens, verify=verify, secrets=secrets,
+            SYSTEM, base_url=cfg.api_base_url, policy=cfg.http, auth=self.tokens,
+            verify=ssl_context(cfg.ca_bundle, what="business_central"), secrets=(client_secret,),
             headers={"Accept": "application/json"},
         )
 
     def close(self) -> None:
         self.http.close()
         self.tokens.close()
+
+    # -- writes (no idempotency header: never repeated when the outcome is unknown) -------------
+
+    def create(self, company_id: str, entity_set: str, record: dict) -> dict:
+        """POST a new record. Raises OutcomeUnknown when BC may have created it: find it by its key first."""
+        return self.http.post_json(f"{self.base_path}/companies({company_id})/{entity_set}", json=record)
+
+    def find(self, company_id: str, entity_set: str, field: str, value: str) -> list[dict]:
+        """Records whose `field` equals `value` (a natural key: a number, an externalDocumentNumber)."""
+        return self.http.get_json(f"{self.base_path}/companies({company_id})/{entity_set}",
+                                  params={"$filter": f"{field} eq {string_literal(value)}"})["value"]
 
     # -- companies ------------------------------------------------------------------------------
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
 from ...core.ping import CONFIG_FIX, PingResult, known_fix, run_check
 from ...core.tls import untrusted_certificate
 from .client import SYSTEM
+from .config import BusinessCentralConfig
 from .resource import BusinessCentralResource
 
 
-def ping(resource: BusinessCentralResource) -> PingResult:
+def ping(cfg: BusinessCentralConfig, data_dir: Path) -> PingResult:
+    resource = BusinessCentralResource.from_section(cfg, data_dir)
+
     def read(client) -> str:
-        companies = client.resolve_companies(resource.companies)
+        companies = client.resolve_companies(cfg.companies)
         return f"{len(companies)} compan{'y' if len(companies) == 1 else 'ies'}: " + \
             ", ".join(c["name"] for c in companies)
 
-    return run_check(SYSTEM, f"{resource.api_base_url}/v2.0/{resource.tenant_id}/{resource.environment}/api/v2.0",
+    return run_check(SYSTEM, f"{cfg.api_base_url}/v2.0/{cfg.auth.tenant_id}/{cfg.environment}/api/v2.0",
                      connect=resource.client, authenticate=lambda client: client.tokens.access_token(),
                      read=read, likely_fix=likely_fix)
 

@@ -18,9 +18,10 @@ import httpx
 import ijson
 
 from ...core.errors import RequestFailedError
-from ...core.http import HttpPolicy, ThrottledClient
+from ...core.http import ThrottledClient
 from ...core.tls import ssl_context
 from ...core.types import ColumnType
+from .config import LookerConfig
 from .session import SYSTEM, LookerLogin
 
 # Looker returns at most this many rows unless a query says otherwise; past it we use a query task.
@@ -81,18 +82,17 @@ class QuerySpec:
 class LookerClient:
     """One Looker instance; counts every API call and, apart, the calls that run a query."""
 
-    def __init__(self, base_url: str, client_id: str, client_secret: str, *, ca_bundle: str | None = None,
-                 policy: HttpPolicy | None = None, poll_seconds: float = 1.0, task_timeout_seconds: float = 3600.0,
-                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
-        self.login = LookerLogin(client_id, client_secret)
+    def __init__(self, cfg: LookerConfig, *, client_secret: str, transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.login = LookerLogin(cfg.client_id, client_secret)
         self.http = ThrottledClient(
-            SYSTEM, base_url=f"{base_url.rstrip('/')}/api/4.0/", policy=policy, auth=self.login,
-            verify=ssl_context(ca_bundle, what="looker"), secrets=[client_secret],
+            SYSTEM, base_url=f"{cfg.base_url}/api/4.0/", policy=cfg.http, auth=self.login,
+            verify=ssl_context(cfg.ca_bundle, what="looker"), secrets=[client_secret],
             transport=transport, sleep=sleep, headers={"Accept": "application/json"},
         )
         self.login.http = self.http
-        self.poll_seconds = poll_seconds
-        self.task_timeout_seconds = task_timeout_seconds
+        self.poll_seconds = cfg.query_task_poll_seconds
+        self.task_timeout_seconds = cfg.query_task_timeout_seconds
         self._sleep = sleep
         self.query_calls = 0  # what monthly query quotas count
         self.query_tasks = 0

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...config import LookerConfig
 from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
 from ...core.ping import CONFIG_FIX, PingResult, known_fix, run_check
 from ...core.tls import untrusted_certificate
+from .config import LookerConfig
 from .resource import LookerResource
 from .session import SYSTEM
 
@@ -38,7 +38,7 @@ def ping(cfg: LookerConfig, data_dir: Path) -> PingResult:
                 f"{len(cfg.queries)} configured quer{'y' if len(cfg.queries) == 1 else 'ies'} match the LookML")
 
     return run_check(SYSTEM, f"{cfg.base_url}/api/4.0",
-                     connect=lambda: LookerResource.from_config(cfg, data_dir).process_config_and_initialize().client(),
+                     connect=lambda: LookerResource.from_section(cfg, data_dir).client(),
                      authenticate=lambda client: client.login.auth_headers(),  # logs in
                      read=read, likely_fix=likely_fix)
 

@@ -19,10 +19,11 @@ import pyarrow.compute as pc
 
 from ...core.catalog import SourceEntity
 from ...core.errors import ConfigError
-from ...core.http import HttpPolicy, ThrottledClient
+from ...core.http import ThrottledClient
 from ...core.odata import iterate_keyset_pages, read_page_table, string_literal
 from ...core.tls import pinned_ssl_context, ssl_context
 from ...core.windows import local_to_utc_micros
+from .config import SapBusinessOneConfig
 from .session import SYSTEM, ServiceLayerSession, session_expired
 
 MODIFIED_AT = "UpdateDateTime"  # added by the client: UpdateDate + UpdateTime as a UTC timestamp
@@ -32,35 +33,26 @@ _END_OF_DAY = time(23, 59, 59)
 
 
 class ServiceLayerClient:
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        company_db: str,
-        username: str,
-        password: str,
-        page_size: int = 500,
-        server_timezone: str = "UTC",
-        ca_bundle: str | None = None,
-        pinned_sha256: str | None = None,
-        policy: HttpPolicy | None = None,
-    ):
-        parts = urlsplit(base_url.rstrip("/"))
+    """One company database of a Service Layer, logged in on first use."""
+
+    def __init__(self, cfg: SapBusinessOneConfig, *, company_db: str, password: str):
+        base_url = cfg.base_url.rstrip("/")
+        parts = urlsplit(base_url)
         self.version = parts.path.rsplit("/", 1)[-1]
         if parts.scheme != "https" or self.version not in ("v1", "v2") or "/b1s/" not in parts.path + "/":
             raise ConfigError("sap_business_one.base_url: expected https://<host>:<port>/b1s/v1 or /b1s/v2, "
-                              f"got {base_url!r}")
-        if pinned_sha256:
-            verify = pinned_ssl_context(parts.hostname, parts.port or 443, pinned_sha256, what="sap_business_one")
+                              f"got {cfg.base_url!r}")
+        if cfg.pinned_sha256:
+            verify = pinned_ssl_context(parts.hostname, parts.port or 443, cfg.pinned_sha256, what="sap_business_one")
         else:
-            verify = ssl_context(ca_bundle, what="sap_business_one")
-        self.page_size = page_size
-        self.timezone = ZoneInfo(server_timezone)
-        base = base_url.rstrip("/") + "/"
-        login_http = ThrottledClient(SYSTEM, base_url=base, policy=policy, verify=verify, secrets=(password,))
-        self.session = ServiceLayerSession(login_http, company_db=company_db, username=username, password=password)
+            verify = ssl_context(cfg.ca_bundle, what="sap_business_one")
+        self.page_size = cfg.page_size
+        self.timezone = ZoneInfo(cfg.server_timezone)
+        base = base_url + "/"
+        login_http = ThrottledClient(SYSTEM, base_url=base, policy=cfg.http, verify=verify, secrets=(password,))
+        self.session = ServiceLayerSession(login_http, company_db=company_db, username=cfg.username, password=password)
         self._login_http = login_http
-        self.http = ThrottledClient(SYSTEM, base_url=base, policy=policy, verify=verify, auth=self.session,
+        self.http = ThrottledClient(SYSTEM, base_url=base, policy=cfg.http, verify=verify, auth=self.session,
                                     secrets=(password,), reauthenticate_on=session_expired)
         self._next_link_keys = ("odata.nextLink",) if self.version == "v1" else ("@odata.nextLink",)
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...config import SapBusinessOneConfig
 from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
 from ...core.ping import CONFIG_FIX, PingResult, known_fix, run_check
 from ...core.tls import untrusted_certificate
+from .config import SapBusinessOneConfig
 from .resource import SapBusinessOneResource, SapBusinessOneSession
 from .session import SYSTEM
 
 
 def ping(cfg: SapBusinessOneConfig, data_dir: Path) -> PingResult:
-    resource = SapBusinessOneResource.from_config(cfg, data_dir).process_config_and_initialize()
+    resource = SapBusinessOneResource.from_section(cfg, data_dir)
     trust = "pinned certificate" if cfg.pinned_sha256 else "CA bundle" if cfg.ca_bundle else "system CAs"
 
     def read(session: SapBusinessOneSession) -> str:

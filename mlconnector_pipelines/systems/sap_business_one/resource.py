@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
-
-from ...config import SapBusinessOneConfig
-from ..resource_base import ThrottledSystemResource
+from ..resource_base import SystemResource
 from .client import ServiceLayerClient
+from .config import SapBusinessOneConfig
 
 
-class SapBusinessOneResource(ThrottledSystemResource):
-    """A Service Layer (`/b1s/v1` or `/b1s/v2`) and its company databases. `secret` is the password."""
+class SapBusinessOneResource(SystemResource):
+    """A Service Layer (`/b1s/v1` or `/b1s/v2`) and its company databases."""
 
-    base_url: str
-    company_dbs: list[str]
-    username: str
-    page_size: int = 500
-    server_timezone: str = "UTC"
-    ca_bundle: Optional[str] = None
-    pinned_sha256: Optional[str] = None
-
-    @classmethod
-    def from_config(cls, cfg: SapBusinessOneConfig, credentials_dir: Path) -> "SapBusinessOneResource":
-        return cls(base_url=cfg.base_url, company_dbs=cfg.company_dbs, username=cfg.username,
-                   page_size=cfg.page_size, server_timezone=cfg.server_timezone,
-                   ca_bundle=str(cfg.ca_bundle) if cfg.ca_bundle else None, pinned_sha256=cfg.pinned_sha256,
-                   **cls.common_fields(cfg.password, cfg.http, credentials_dir))
+    config_model = SapBusinessOneConfig
 
     def client(self, company_db: str | None = None) -> ServiceLayerClient:
         """A client logged into one company database (the first configured by default) on first use."""
-        return ServiceLayerClient(
-            base_url=self.base_url, company_db=company_db or self.company_dbs[0], username=self.username,
-            password=self.resolved_secret("sap_business_one.password"), page_size=self.page_size,
-            server_timezone=self.server_timezone, ca_bundle=self.ca_bundle, pinned_sha256=self.pinned_sha256,
-            policy=self.policy())
+        cfg = self.section
+        return ServiceLayerClient(cfg, company_db=company_db or cfg.company_dbs[0],
+                                  password=self.secret(cfg.password, "sap_business_one.password"))
 
     def session(self) -> "SapBusinessOneSession":
         return SapBusinessOneSession(self)
@@ -51,10 +33,11 @@ class SapBusinessOneSession:
 
     def __init__(self, resource: SapBusinessOneResource):
         self._resource = resource
+        self._company_dbs = resource.section.company_dbs
         self._clients: dict[str, ServiceLayerClient] = {}
 
     def companies(self) -> list[dict]:
-        return [{"id": db, "name": db} for db in self._resource.company_dbs]
+        return [{"id": db, "name": db} for db in self._company_dbs]
 
     def client(self, company_db: str) -> ServiceLayerClient:
         if company_db not in self._clients:

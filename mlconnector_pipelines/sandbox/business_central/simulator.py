@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import logging
+import random
 import bisect
 import collections
 import re
-import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,13 +22,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .bc_data import LINE_ENTITY, CompanyData, dimension_set_lines, iso_ms
-from .entra import EntraSimulator
-from .exact_json import dumps
-from .faults import HTML_PAGE, FaultBook, retry_after_header
-from .odata_filter import Comparison, FilterError, parse_filter
+from ..core.exact_json import dumps, json_response
+from ..core.faults import HTML_PAGE, FaultBook, retry_after_header
+from ..core.odata_filter import Comparison, FilterError, parse_filter
+from ..core.service import RateWindow, after_commit
+from ..entra.simulator import EntraSimulator
+from . import ENVIRONMENT, RESOURCE, BusinessCentralSettings
+from .seed import LINE_ENTITY, CompanyData, dimension_set_lines, generate_company, iso_ms, share_ids
 
-RESOURCE = "https://api.businesscentral.dynamics.com"
+ADMIN = "/_sandbox/business_central"
+log = logging.getLogger("mlconnector.sandbox")
 MAX_PAGE_SIZE = 20_000
 LMD = "lastModifiedDateTime"
 
@@ -100,22 +106,47 @@ class Company:
         return cls(data, {name: EntityTable(records) for name, records in data.entities.items()})
 
 
+def bc_field_types() -> dict[str, dict[str, str]]:
+    """entity set -> field -> Edm type, from the packaged copy of shared/specs' BC spec."""
+    spec = json.loads(resources.files(__package__).joinpath("specs/business-central-api-v2.0.entities.json").read_text())
+    return {e["entitySet"]: {f["name"]: f["type"] for f in e["fields"]} for e in spec["entities"]}
+
+
+def seed_companies(settings: BusinessCentralSettings) -> dict[str, Company]:
+    start, end = settings.history()
+    generated = [generate_company(index, seed=settings.seed, start=start, end=end, volumes=settings.volumes)
+                 for index in range(settings.companies)]
+    if len(generated) > 1:
+        share_ids(generated[0], generated[1])  # the second company began as a copy of the first
+    return {data.id: Company.from_data(data) for data in generated}
+
+
 @dataclass
 class BusinessCentralSimulator:
+    settings: BusinessCentralSettings
     entra: EntraSimulator
-    faults: FaultBook
     tenant_id: str
-    environment: str
-    companies: dict[str, Company]
     field_types: dict[str, dict[str, str]]  # entity set -> field -> Edm type (from the spec)
-    rate_limit_requests: int = 6000
-    rate_limit_window_seconds: float = 300.0
-    retry_after_on_429: float | None = None
+    environment: str = ENVIRONMENT
+    faults: FaultBook = field(default_factory=FaultBook)
     requests: collections.Counter = field(default_factory=collections.Counter)
-    _recent: dict[str, collections.deque] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.companies = seed_companies(self.settings)
+        self.rate = RateWindow(self.settings.rate_limit_requests, self.settings.rate_limit_window_seconds)
 
     def routes(self) -> list[Route]:
-        return [Route("/v2.0/{tenant}/{environment}/api/{version}/{rest:path}", self.handle, methods=["GET"])]
+        return [Route("/v2.0/{tenant}/{environment}/api/{version}/{rest:path}", self.handle, methods=["GET", "POST"]),
+                Route(f"{ADMIN}/companies", self._admin_companies),
+                Route(f"{ADMIN}/companies/{{company}}/{{entity_set}}", self._admin_records, methods=["GET", "POST"])]
+
+    def state(self) -> dict:
+        return {"requests": dict(self.requests), "companies": [c.data.name for c in self.companies.values()]}
+
+    def reset(self) -> None:
+        self.companies = seed_companies(self.settings)
+        self.requests.clear()
+        self.rate.clear()
 
     # -- request pipeline ---------------------------------------------------------------------
 
@@ -127,13 +158,13 @@ class BusinessCentralSimulator:
             return _error(401, "Authentication_InvalidCredentials",
                           "The server has rejected the client credentials.",
                           headers={"WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/{request.path_params["tenant"]}/oauth2/authorize"'})
-        if self._over_limit(issued.client_id):
+        if self.rate.over(issued.client_id):
             self.requests["429"] += 1
-            headers = retry_after_header(self.retry_after_on_429)
+            headers = retry_after_header(self.settings.retry_after_on_429)
             return _error(429, "Application_TooManyRequests",
-                          f"Too many requests reached. Maximum ({self.rate_limit_requests}) per "
-                          f"{self.rate_limit_window_seconds:g} seconds.", headers=headers)
-        fault = self.faults.take(request.url.path)
+                          f"Too many requests reached. Maximum ({self.rate.limit}) per "
+                          f"{self.rate.window_seconds:g} seconds.", headers=headers)
+        fault = self.faults.take(request.url.path, request.method)
         if fault is not None:
             if fault.kind == "status":
                 self.requests[str(fault.status)] += 1
@@ -155,6 +186,8 @@ class BusinessCentralSimulator:
             return _error(404, "BadRequest_NotFound",
                           f"No HTTP resource was found that matches the request URI (API version "
                           f"'{request.path_params['version']}' is not published; use v2.0).")
+        if request.method == "POST":
+            return after_commit(fault, await self._create(request))
         try:
             response = self._route(request, corrupt=fault if fault is not None and fault.kind == "corrupt" else None)
         except FilterError as exc:
@@ -162,16 +195,6 @@ class BusinessCentralSimulator:
         if fault is not None and fault.kind == "drop":
             return _dropped_midway(response)
         return response
-
-    def _over_limit(self, client_id: str) -> bool:
-        now = time.monotonic()
-        recent = self._recent.setdefault(client_id, collections.deque())
-        while recent and recent[0] <= now - self.rate_limit_window_seconds:
-            recent.popleft()
-        if len(recent) >= self.rate_limit_requests:
-            return True
-        recent.append(now)
-        return False
 
     def _route(self, request: Request, corrupt=None) -> Response:
         rest = request.path_params["rest"]
@@ -291,6 +314,96 @@ class BusinessCentralSimulator:
         return Response(dumps(body), media_type="application/json; odata.metadata=minimal; odata.streaming=true",
                         headers=headers)
 
+    # -- admin: the simulator's own records ---------------------------------------------------
+
+    async def _admin_companies(self, request: Request) -> Response:
+        return json_response([{"id": c.data.id, "name": c.data.name} for c in self.companies.values()])
+
+    async def _admin_records(self, request: Request) -> Response:
+        company = self.companies.get(request.path_params["company"])
+        entity_set = request.path_params["entity_set"]
+        if company is None or entity_set not in company.tables:
+            return _error(404, "BadRequest_NotFound", "unknown company or entity set")
+        if request.method == "POST":
+            body = await request.json()
+            return json_response(self.upsert(company.data.id, entity_set, body["record"], body.get("lines"),
+                                             body.get("lastModifiedDateTime")))
+        return json_response([self._with_children(company, entity_set, r) for r in company.tables[entity_set].records])
+
+    @staticmethod
+    def _with_children(company: Company, entity_set: str, record: dict) -> dict:
+        result = dict(record)
+        if entity_set in LINE_ENTITY:
+            result[LINE_ENTITY[entity_set]] = company.data.lines[entity_set].get(record["id"], [])
+        if entity_set == "generalLedgerEntries":
+            result["dimensionSetLines"] = dimension_set_lines(company.data, record["id"])
+        return result
+
+    # -- live mode ----------------------------------------------------------------------------
+
+    async def live_loop(self) -> None:
+        """Create and modify records over time, some committed late with a past timestamp."""
+        rng = random.Random(self.settings.seed + 7)
+        while True:
+            await asyncio.sleep(self.settings.live_interval_seconds)
+            try:
+                company = rng.choice(list(self.companies.values()))
+                now = datetime.now(timezone.utc)
+                for _ in range(rng.randint(1, 3)):
+                    entity_set = rng.choice(["customers", "vendors", "items", "salesInvoices", "salesOrders"])
+                    records = company.tables[entity_set].records
+                    if records:
+                        victim = rng.choice(records)
+                        change = {"id": victim["id"]}
+                        if "displayName" in victim:
+                            change["displayName"] = victim["displayName"].split(" (rev")[0] + f" (rev {rng.randint(2, 99)})"
+                        if "status" in victim:
+                            change["status"] = rng.choice(["Open", "Paid", "Released"])
+                        self.upsert(company.data.id, entity_set, change)
+                late = rng.random() < 0.3
+                stamp = now - timedelta(minutes=rng.uniform(0.5, self.settings.live_late_commit_max_minutes)) if late else now
+                template = rng.choice(company.tables["generalLedgerEntries"].records)
+                for offset, (debit, credit) in enumerate(((125.0, 0.0), (0.0, 125.0))):
+                    self.upsert(company.data.id, "generalLedgerEntries", {
+                        **{k: template[k] for k in ("accountId", "accountNumber", "documentType")},
+                        "id": "", "entryNumber": 10_000_000 + rng.randint(0, 9_999_999) + offset,
+                        "postingDate": stamp.date().isoformat(), "documentNumber": f"LIVE{rng.randint(0, 99999):05d}",
+                        "description": "Live posting" + (" (committed late)" if late else ""),
+                        "debitAmount": debit, "creditAmount": credit, "additionalCurrencyDebitAmount": 0.0,
+                        "additionalCurrencyCreditAmount": 0.0,
+                    }, modified_at=iso_ms(stamp))
+            except Exception:  # keep the simulator alive; a bad tick is logged, not fatal
+                log.exception("live mode tick failed")
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    async def _create(self, request: Request) -> Response:
+        """POST companies({id})/customers: a new customer, numbered from the series when no number is given."""
+        match = re.fullmatch(r"companies\(([^)]+)\)/(\w+)", request.path_params["rest"])
+        company = self.companies.get(match.group(1).strip("'")) if match else None
+        if match is None or company is None or match.group(2) != "customers":
+            return _error(405, "BadRequest_MethodNotAllowed", "'POST' requests for this resource are not supported.")
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return _error(400, "BadRequest", "Invalid Request Body")
+        fields = self.field_types["customers"]
+        unknown = sorted(set(body) - set(fields))
+        if unknown:
+            return _error(400, "BadRequest", f"The property '{unknown[0]}' does not exist on type "
+                          "'Microsoft.NAV.customer'. Make sure to only use property names that are defined by the type.")
+        table = company.tables["customers"]
+        number = body.get("number") or _next_number([r.get("number") for r in table.records])
+        if any(r.get("number") == number for r in table.records):
+            return _error(400, "Internal_EntityWithSameKeyExists", "The record in table Customer already exists. "
+                          f"Identification fields and values: No.='{number}'")
+        record = self.upsert(company.data.id, "customers", {**body, "id": "", "number": number})
+        self.requests["created"] += 1
+        location = f"{request.url.scheme}://{request.url.netloc}{request.url.path}({record['id']})"
+        return Response(dumps({"@odata.context": self._context(request, "customers/$entity"),
+                               "@odata.etag": _etag(record), **record}), status_code=201,
+                        media_type="application/json; odata.metadata=minimal", headers={"Location": location})
+
     # -- mutations (live mode and the admin API) -----------------------------------------------
 
     def upsert(self, company_id: str, entity_set: str, changes: dict, lines: list[dict] | None = None,
@@ -308,6 +421,12 @@ class BusinessCentralSimulator:
         if lines is not None and entity_set in LINE_ENTITY:
             company.data.lines[entity_set][record["id"]] = [dict(l, documentId=record["id"]) for l in lines]
         return record
+
+
+def _next_number(numbers: list) -> str:
+    """The customer number series: the highest numeric No. plus 10, as BC's default series steps."""
+    numeric = [int(n) for n in numbers if isinstance(n, str) and n.isdigit()]
+    return str(max(numeric, default=10000) + 10)
 
 
 def iso_ms_now() -> str:
@@ -345,3 +464,10 @@ def _dropped_midway(response: Response) -> Response:
 
     headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
     return StreamingResponse(half_then_fail(), status_code=response.status_code, headers=headers)
+
+
+def build(settings: BusinessCentralSettings, context) -> BusinessCentralSimulator:
+    entra = context.services["entra"]
+    entra.register_resource(RESOURCE)
+    tenant_id = next(iter(entra.apps.values())).tenant_id
+    return BusinessCentralSimulator(settings, entra=entra, tenant_id=tenant_id, field_types=bc_field_types())

@@ -16,21 +16,20 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from urllib.parse import parse_qsl
 
 import duckdb
 import orjson
 import tenacity
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import exact_json
-from .faults import FaultBook, retry_after_header
-from .looker_model import (EXPLORES, LOOKS, MODEL, QueryError, compile_query, effective_limit, explore_of,
+from ..core import exact_json
+from ..core.faults import FaultBook, retry_after_header
+from . import LookerSettings
+from .models import (EXPLORES, LOOKS, MODEL, QueryError, compile_query, effective_limit, explore_of,
                            json_value)
 
 log = logging.getLogger("mlconnector.sandbox")
@@ -38,18 +37,6 @@ log = logging.getLogger("mlconnector.sandbox")
 API = "/api/4.0"
 DOCS = "https://cloud.google.com/looker/docs/r/api/"
 RESULT_FORMATS = ("json", "csv")
-
-
-class LookerSettings(BaseModel):
-    client_id: str = "sandboxlookerclientid"
-    client_secret: str = "sandbox-looker-client-secret"
-    token_lifetime_seconds: int = Field(3600, ge=1)
-    requests_per_minute: int = Field(600, ge=1, description="Past this, per client, the API answers 429.")
-    retry_after_on_429: float | None = Field(None, description="Looker's 429 may or may not say when to retry.")
-    query_task_seconds: float = Field(1.0, ge=0, description="How long an async query task takes to complete.")
-    query_task_ttl_seconds: float = Field(3600, gt=0, description="Results of a task expire after this.")
-    warehouse: Path | None = Field(None, description="The DuckDB file the explores read.")
-    lock_wait_seconds: float = 60.0
 
 
 @dataclass
@@ -80,6 +67,14 @@ class LookerSimulator:
         for look_id, look in LOOKS.items():  # a saved Look refers to a stored query
             self.looks[look_id] = {**look, "query_id": self._store_query(look["query"])["id"]}
 
+    def state(self) -> dict:
+        return dict(self.stats)
+
+    def reset(self) -> None:
+        for held in (self.tokens, self.queries, self.tasks, self.stats, self.looks, self._recent):
+            held.clear()
+        self.__post_init__()
+
     def routes(self) -> list[Route]:
         return [
             Route(f"{API}/login", self.login, methods=["POST"]),
@@ -96,7 +91,7 @@ class LookerSimulator:
             Route(f"{API}/query_tasks/{{task_id}}", self._authorized(self.get_task)),
             Route(f"{API}/query_tasks/{{task_id}}/results", self._authorized(self.task_results)),
             Route("/_sandbox/looker/tokens/expire", self.expire_tokens, methods=["POST"]),
-            Route("/_sandbox/looker/stats", self.get_stats),
+
         ]
 
     # -- auth and rate --------------------------------------------------------------------------
@@ -336,9 +331,6 @@ class LookerSimulator:
         self.tokens.clear()
         return JSONResponse({"expired": expired})
 
-    async def get_stats(self, request: Request) -> Response:
-        return JSONResponse(dict(self.stats))
-
 
 def _token_of(request: Request) -> str | None:
     # `token <t>` is the documented scheme; the official SDKs send `Bearer <t>`. Both are accepted.
@@ -377,3 +369,9 @@ def _query_error(exc: QueryError) -> JSONResponse:
 def csv_value(value):
     """A CSV cell: amounts in plain digits (str(Decimal) may write 1E-9)."""
     return format(value, "f") if isinstance(value, Decimal) else value
+
+
+def build(settings: LookerSettings, context) -> LookerSimulator:
+    if settings.warehouse is None:
+        settings = settings.model_copy(update={"warehouse": context.data_dir / "warehouse.duckdb"})
+    return LookerSimulator(settings)

@@ -15,40 +15,19 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import orjson
-from pydantic import BaseModel, Field
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .exact_json import dumps, json_response
-from .faults import FaultBook, FaultRule, retry_after_header
-from .live import live_lifespan
-from .odata_filter import FilterError, parse_filter
-from .sap_b1_data import KEYS, SapVolumes, generate, stamp
+from ..core.exact_json import dumps, json_response
+from ..core.faults import FaultBook, retry_after_header
+from ..core.odata_filter import FilterError, parse_filter
+from . import SapSettings
+from .seed import KEYS, generate, stamp
 
 DEFAULT_PAGE_SIZE = 20
+ADMIN = "/_sandbox/sap_business_one"
 log = logging.getLogger("mlconnector.sandbox")
-
-
-class SapSettings(BaseModel):
-    seed: int = 7
-    company_dbs: list[str] = Field(["SBODEMOUS", "SBODEMOCA"], min_length=1, description=(
-        "Company databases; each has its own data, and DocEntry/JdtNum start at 1 in each, as in B1."))
-    server_timezone: str = Field("UTC", description="The server's zone: UpdateDate/UpdateTime are local time.")
-    user: str = "manager"
-    password: str = "sandbox-b1-password"
-    session_timeout_minutes: float = 30.0
-    login_delay_seconds: float = Field(0.0, description="Real servers take seconds to log in.")
-    honour_maxpagesize: bool = Field(True, description="False: always 20 rows a page, as some servers do.")
-    history_start: datetime | None = None
-    history_end: datetime | None = None
-    volumes: SapVolumes = Field(default_factory=SapVolumes)
-    live: bool = False
-    live_interval_seconds: float = 5.0
-    live_late_commit_max_minutes: float = 20.0
-
-    model_config = {"arbitrary_types_allowed": True}
 
 
 @dataclass
@@ -63,6 +42,9 @@ class ServiceLayerSimulator:
     invalid_session_answers: int = 0
 
     def __post_init__(self) -> None:
+        self._seed_data()
+
+    def _seed_data(self) -> None:
         s = self.settings
         end = s.history_end or datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
         start = s.history_start or end - timedelta(days=28)
@@ -78,18 +60,26 @@ class ServiceLayerSimulator:
         """The first company database's data (the one a single-company test reads)."""
         return self.companies[self.settings.company_dbs[0]]
 
-    def asgi_app(self) -> Starlette:
-        return Starlette(lifespan=live_lifespan(self.settings.live, self._live_loop), routes=[
+    def routes(self) -> list[Route]:
+        return [
             Route("/b1s/{version}/Login", self.login, methods=["POST"]),
             Route("/b1s/{version}/Logout", self.logout, methods=["POST"]),
             Route("/b1s/{version}/{entity}", self.collection, methods=["GET"]),
-            Route("/_sandbox/sap/stats", self.stats),
-            Route("/_sandbox/sap/sessions/expire", self.expire_sessions, methods=["POST"]),
-            Route("/_sandbox/sap/faults", self.set_faults, methods=["POST", "DELETE"]),
-            Route("/_sandbox/sap/records/{entity}", self.records, methods=["GET", "POST"]),
-        ])
+            Route(f"{ADMIN}/sessions/expire", self.expire_sessions, methods=["POST"]),
+            Route(f"{ADMIN}/records/{{entity}}", self.records, methods=["GET", "POST"]),
+        ]
 
-    async def _live_loop(self) -> None:
+    def state(self) -> dict:
+        return {"logins": self.logins, "logouts": self.logouts, "requests": self.requests,
+                "open_sessions": len(self.sessions), "invalid_session_answers": self.invalid_session_answers}
+
+    def reset(self) -> None:
+        self._seed_data()
+        self.sessions.clear()
+        self.session_company.clear()
+        self.logins = self.logouts = self.requests = self.invalid_session_answers = 0
+
+    async def live_loop(self) -> None:
         """Change records over time; some journal entries are committed late with a past UpdateTime."""
         rng = random.Random(self.settings.seed + 11)
         while True:
@@ -231,21 +221,10 @@ class ServiceLayerSimulator:
 
     # -- admin --------------------------------------------------------------------------------
 
-    async def stats(self, request: Request) -> JSONResponse:
-        return JSONResponse({"logins": self.logins, "logouts": self.logouts, "requests": self.requests,
-                             "open_sessions": len(self.sessions), "invalid_session_answers": self.invalid_session_answers})
-
     async def expire_sessions(self, request: Request) -> JSONResponse:
         expired = len(self.sessions)
         self.sessions.clear()
         return JSONResponse({"expired": expired})
-
-    async def set_faults(self, request: Request) -> JSONResponse:
-        if request.method == "DELETE":
-            self.faults.clear()
-        else:
-            self.faults.add([FaultRule.model_validate(r) for r in (await request.json()).get("rules", [])])
-        return JSONResponse({"rules": len(self.faults.rules)})
 
     async def records(self, request: Request) -> Response:
         entity = request.path_params["entity"]
@@ -293,3 +272,7 @@ def _error(version: str, status: int, code: int, message: str, retry_after: floa
     else:
         body = {"error": {"code": str(code), "message": message, "details": []}}
     return JSONResponse(body, status_code=status, headers=retry_after_header(retry_after))
+
+
+def build(settings: SapSettings, context) -> ServiceLayerSimulator:
+    return ServiceLayerSimulator(settings)

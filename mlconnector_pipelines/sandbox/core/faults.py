@@ -24,10 +24,13 @@ class FaultRule(BaseModel):
     the body, then a broken connection), `delay`, `expire_tokens` (sessions or tokens end now),
     `html` (200 with an HTML page, as a proxy's login page), `corrupt` (`field` of the page's first
     record becomes `value`), `mutate` (apply `mutations`, then serve: records leave or enter a
-    filter between two pages).
+    filter between two pages). After a write is committed: `commit_then_drop` (the connection
+    breaks before the answer's body) and `commit_then_504` (a gateway's timeout answer): the write
+    happened, the client cannot know.
     """
 
-    kind: Literal["status", "drop", "delay", "expire_tokens", "html", "corrupt", "mutate"]
+    kind: Literal["status", "drop", "delay", "expire_tokens", "html", "corrupt", "mutate",
+                  "commit_then_drop", "commit_then_504"]
     status: int = 429
     retry_after: float | None = Field(None, description="Seconds in Retry-After; None sends no header.")
     error_code: int | None = Field(None, description="The service's own error code in the error body.")
@@ -49,6 +52,10 @@ def retry_after_header(seconds: float | None) -> dict[str, str]:
     return {"Retry-After": f"{seconds:g}"} if seconds is not None else {}
 
 
+AFTER_COMMIT = ("commit_then_drop", "commit_then_504")
+GATEWAY_TIMEOUT_PAGE = b"<html><body><h1>504 Gateway Time-out</h1>The upstream server did not answer in time.</body></html>"
+
+
 @dataclass
 class FaultBook:
     rules: list[FaultRule] = field(default_factory=list)
@@ -60,11 +67,15 @@ class FaultBook:
     def clear(self) -> None:
         self.rules.clear()
 
-    def take(self, path: str) -> FaultRule | None:
-        """The first rule that fires for this request; every matching rule counts the request."""
+    def take(self, path: str, method: str = "GET") -> FaultRule | None:
+        """The first rule that fires for this request; every matching rule counts the request.
+
+        After-commit rules only match writes (they fire once the write is committed)."""
         chosen = None
         for rule in self.rules:
             if rule.path_contains not in path or rule.count <= 0:
+                continue
+            if rule.kind in AFTER_COMMIT and method in ("GET", "HEAD"):
                 continue
             if rule.skip > 0:
                 rule.skip -= 1

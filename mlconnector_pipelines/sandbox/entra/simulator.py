@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ..core.faults import FaultBook
+
 
 @dataclass
 class AppRegistration:
@@ -35,12 +37,30 @@ class EntraSimulator:
     token_lifetime_seconds: int = 3599
     tokens: dict[str, IssuedToken] = field(default_factory=dict)
     tokens_issued: int = 0
+    faults: FaultBook = field(default_factory=FaultBook)
+
+    def register_resource(self, resource: str) -> None:
+        """A simulated service that takes Entra tokens: every demo app holds permissions for it."""
+        for app in self.apps.values():
+            app.resources.add(resource)
+
+    def state(self) -> dict:
+        return {"tokens_issued": self.tokens_issued, "tokens_valid": sum(
+            1 for t in self.tokens.values() if t.expires_at > time.time())}
+
+    def reset(self) -> None:
+        self.tokens.clear()
+        self.tokens_issued = 0
 
     def routes(self) -> list[Route]:
         return [
             Route("/{tenant}/v2.0/.well-known/openid-configuration", self.openid_configuration),
             Route("/{tenant}/oauth2/v2.0/token", self.token, methods=["POST"]),
+            Route("/_sandbox/entra/tokens/expire", self._expire, methods=["POST"]),
         ]
+
+    async def _expire(self, request: Request) -> JSONResponse:
+        return JSONResponse({"expired": self.expire_all()})
 
     # -- token checks used by the resource servers ------------------------------------------
 
@@ -110,3 +130,8 @@ def _error(status: int, error: str, code: str, description: str) -> JSONResponse
         "error_codes": [number], "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
         "trace_id": trace, "correlation_id": correlation,
     })
+
+
+def build(settings, context) -> EntraSimulator:
+    app = AppRegistration(settings.tenant_id, settings.client_id, settings.client_secret, set(settings.extra_resources))
+    return EntraSimulator(apps={settings.client_id: app}, token_lifetime_seconds=settings.token_lifetime_seconds)

@@ -1,0 +1,95 @@
+"""The building blocks of every connector.yaml section: strict models, secret references, windows.
+
+Each system's section model lives in its own folder (`systems/<system>/config.py`) and is built
+from these; `config.py` only assembles the sections the registry declares.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import ConfigError
+
+
+class Strict(BaseModel):
+    """A settings model: unknown keys are errors (a typo must not silently fall back to a default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def time_zone(value: str) -> str:
+    """An IANA time zone name (Europe/Berlin, UTC)."""
+    try:
+        ZoneInfo(value)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin or UTC)") from None
+    return value
+
+
+def https_url(value: str) -> str:
+    """An API root: https only (credentials travel over it), without a trailing slash."""
+    if not value.startswith("https://"):
+        raise ValueError("must be an https:// URL")
+    return value.rstrip("/")
+
+
+class SecretRef(Strict):
+    """Where a secret comes from: an environment variable or the encrypted credential store.
+
+    Only this reference lives in connector.yaml, never the value.
+    """
+
+    env: str | None = Field(None, description="Environment variable holding the secret.")
+    credential: str | None = Field(None, description="Name in the credential store (`mlconnector credentials`).")
+    sandbox_default: str | None = Field(
+        None, description="The sandbox's public demo value, used only by the sandbox profile while `env` is unset.")
+
+    def sandbox_value(self) -> str | None:
+        """The sandbox's public demo secret, used only while the environment variable is unset."""
+        if self.env and self.sandbox_default and not os.environ.get(self.env):
+            return self.sandbox_default
+        return None
+
+    def resolve(self, data_dir: Path, what: str = "the secret") -> str:
+        """The secret's value, when it is needed (a run, a request), never at load time."""
+        if self.credential:
+            from .credentials import CredentialStore
+            return CredentialStore(data_dir).get(self.credential)
+        value = os.environ.get(self.env or "") or self.sandbox_value()
+        if not value:
+            raise ConfigError(f"{what}: environment variable {self.env} is not set")
+        return value
+
+    def missing_env(self) -> str | None:
+        """The environment variable this secret needs but that is not set (no sandbox default either)."""
+        if self.env and not os.environ.get(self.env) and not self.sandbox_default:
+            return self.env
+        return None
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> "SecretRef":
+        if (self.env is None) == (self.credential is None):
+            raise ValueError("give exactly one of `env` (an environment variable) or `credential` (a stored name)")
+        return self
+
+
+class PartitionConfig(Strict):
+    cadence: Literal["hourly", "daily", "weekly", "monthly"] = Field("daily", description="Window length.")
+    start: date = Field(description="First window to offer in the UI (earliest lastModifiedDateTime to load).")
+    settle_lag_minutes: int = Field(
+        30, ge=0, le=24 * 60,
+        description="A closed window is loaded by the schedule this long after it ends, for late commits.",
+    )
+    timezone: str = Field("UTC", description=(
+        "Where windows are cut: UTC days by default, or e.g. a server's own days (SAP B1 stamps in server time)."))
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return time_zone(value)

@@ -1,0 +1,29 @@
+"""What a windowed read needs from a source system, whatever its protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Protocol
+
+import pyarrow as pa
+
+from .catalog import SourceEntity
+
+
+class SourceSession(Protocol):
+    """One step's connection to a source system."""
+
+    concurrent_companies: int  # how many companies' pages may be read at once
+
+    def companies(self) -> list[dict]: ...  # [{"id": ..., "name": ...}], the configured ones
+
+    # Records as an Arrow table (lines as list columns), or as parsed JSON objects.
+    def pages(self, company_id: str, entity: SourceEntity, start: datetime,
+              end: datetime) -> Iterator[pa.Table | list[dict]]: ...
+
+    def count(self, company_id: str, entity: SourceEntity, start: datetime, end: datetime) -> int | None: ...
+
+    def run_metadata(self) -> dict: ...  # request counts, logins, tokens...
+
+    def close(self) -> None: ...

@@ -1,0 +1,54 @@
+"""Business Central API v2.0 (api-notes §2), behind the Entra ID simulator's tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from pydantic import BaseModel, Field
+
+from ..entra import authority
+from ..core.declaration import CliOption, Endpoint, SandboxService
+from .seed import Volumes
+
+ENVIRONMENT = "production"
+RESOURCE = "https://api.businesscentral.dynamics.com"  # the token audience BC accepts
+
+
+class BusinessCentralSettings(BaseModel):
+    seed: int = 42
+    companies: int = Field(2, ge=1, le=10, description="The second company is a Copy Company of the first (same ids).")
+    history_start: datetime | None = Field(None, description="Default: 28 days before history_end.")
+    history_end: datetime | None = Field(None, description="Default: today 00:00 UTC.")
+    volumes: Volumes = Field(default_factory=Volumes)
+    rate_limit_requests: int = 6000
+    rate_limit_window_seconds: float = 300.0
+    retry_after_on_429: float | None = None
+    live: bool = False
+    live_interval_seconds: float = 5.0
+    live_late_commit_max_minutes: float = 20.0
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    def history(self) -> tuple[datetime, datetime]:
+        end = self.history_end or datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        start = self.history_start or end - timedelta(days=28)
+        return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+def profile(endpoint: Endpoint) -> dict[str, dict]:
+    return {"business_central": {
+        "auth": authority(endpoint.url, str(endpoint.ca_bundle), "MLCONNECTOR_BC_CLIENT_SECRET"),
+        "api_base_url": endpoint.url,
+        "environment": ENVIRONMENT,
+        "ca_bundle": str(endpoint.ca_bundle),
+        "partitions": {"cadence": "daily", "start": "2026-10-01", "settle_lag_minutes": 30},
+    }}
+
+
+SERVICE = SandboxService(
+    key="business_central", title="Business Central", settings=BusinessCentralSettings,
+    simulator=f"{__package__}.simulator", profile=profile,
+    cli=(CliOption("companies", ("companies",), "Companies (the second is a copy of the first)."),
+         CliOption("gl-entries", ("volumes.gl_entries",), "G/L entries per company.")),
+    shared=("seed", "history_start", "history_end", "live"),
+)

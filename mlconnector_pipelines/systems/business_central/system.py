@@ -1,0 +1,31 @@
+"""Business Central, as the registry knows it. Flows and ping load when first used."""
+
+from __future__ import annotations
+
+from ..spec import FlowContext, SystemSpec
+from .client import SYSTEM
+from .config import BusinessCentralConfig
+
+
+def _definitions(cfg: BusinessCentralConfig, ctx: FlowContext):
+    import dagster as dg
+
+    from ...flows.business_central import build_business_central
+    from .resource import BusinessCentralResource
+
+    return dg.Definitions.merge(
+        build_business_central(cfg, ctx.warehouse_kind),
+        dg.Definitions(resources={SPEC.key: BusinessCentralResource.from_section(cfg, ctx.data_dir)}))
+
+
+def _ping(cfg: BusinessCentralConfig, data_dir):
+    from .ping import ping
+    return ping(cfg, data_dir)
+
+
+SPEC = SystemSpec(
+    key="business_central", title=SYSTEM, config_model=BusinessCentralConfig,
+    definitions=_definitions, ping=_ping,
+    secrets=lambda cfg: [(cfg.auth.client_secret, "the client secret")],
+    url=lambda cfg: cfg.api_base_url,
+)

@@ -1,0 +1,43 @@
+"""What a system declares about itself (see systems/registry.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from ..core.settings import SecretRef
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from ..core.ping import PingResult
+    from ..ingest.config import IngestConfig
+
+
+@dataclass(frozen=True)
+class FlowContext:
+    """What a system's flows need beyond their own section."""
+
+    warehouse_kind: str
+    data_dir: Path
+    ingest: "IngestConfig"
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    key: str  # connector.yaml section, Dagster resource key, asset group and concurrency pool
+    title: str  # as users name it, e.g. "Business Central"
+    config_model: type[BaseModel]  # the section; must have `enabled: bool`
+    # The section's assets, jobs, schedules, sensors and checks, with its resource under `key`.
+    definitions: Callable[[Any, FlowContext], "dg.Definitions"]
+    ping: Callable[[Any, Path], "PingResult"]  # one cheap authenticated read
+    secrets: Callable[[Any], Iterable[tuple[SecretRef, str]]]  # (reference, what it is) a ping needs set
+    url: Callable[[Any], str]  # where the system is, as ping shows it
+
+    @property
+    def pool(self) -> str:
+        return self.key
