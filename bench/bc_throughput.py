@@ -17,7 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import HISTORY_DAYS, compare, history, parser, print_results, report_child, run_job_over_history, start_sandbox
+from harness import (
+    HISTORY_DAYS,
+    compare,
+    history,
+    parser,
+    print_results,
+    report_child,
+    run_job_over_history,
+    start_sandbox,
+)
 
 PORT = 47891
 

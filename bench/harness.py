@@ -8,7 +8,7 @@ import resource
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +16,7 @@ HISTORY_DAYS = 28  # what the sandbox generates, and what one single-run backfil
 
 
 def history() -> tuple[datetime, datetime]:
-    end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return end - timedelta(days=HISTORY_DAYS), end
 
 
@@ -32,6 +32,7 @@ def parser(page_size: int) -> argparse.ArgumentParser:
 def run_job_over_history(raw_config: dict, job_name: str):
     """Run the product's job once over the whole history (a single-run backfill); returns (result, seconds)."""
     import dagster as dg
+
     from mlconnector_pipelines.config import parse_config
     from mlconnector_pipelines.definitions import build_definitions
     start, end = history()
@@ -58,7 +59,7 @@ def start_sandbox(args: list[str], health_url: str, ca: Path) -> subprocess.Pope
             return process
         except (httpx.HTTPError, OSError):
             if process.poll() is not None:
-                raise SystemExit(process.stderr.read().decode())
+                raise SystemExit(process.stderr.read().decode()) from None
             time.sleep(0.5)
 
 

@@ -16,7 +16,16 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from harness import HISTORY_DAYS, compare, history, parser, print_results, report_child, run_job_over_history, start_sandbox
+from harness import (
+    HISTORY_DAYS,
+    compare,
+    history,
+    parser,
+    print_results,
+    report_child,
+    run_job_over_history,
+    start_sandbox,
+)
 
 PORT = 47893
 SAP_PORT = PORT + 50

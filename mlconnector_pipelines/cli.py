@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -58,7 +58,7 @@ def sandbox(host: str, port: int | None, data_dir: Path | None, history_days: in
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise click.UsageError("the sandbox only listens on loopback")
-    end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     data_dir = (data_dir or default_data_dir()).resolve()
     shared = {"seed": seed, "history_start": end - timedelta(days=history_days), "history_end": end, "live": live}
     sections = {}

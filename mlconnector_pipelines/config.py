@@ -33,7 +33,7 @@ class _ConnectorBase(Strict):
     ingest: IngestConfig = IngestConfig()
 
     @model_validator(mode="after")
-    def _absolute_paths(self) -> "ConnectorConfig":
+    def _absolute_paths(self) -> ConnectorConfig:
         if not self.data_dir.is_absolute():
             object.__setattr__(self, "data_dir", self.data_dir.resolve())
         return self

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,8 +18,8 @@ from mlconnector_pipelines.sandbox.entra import EntraSettings
 from mlconnector_pipelines.sandbox.looker import LookerSettings
 from mlconnector_pipelines.sandbox.server import RunningSandbox, SandboxSettings, start_in_thread
 
-HISTORY_START = datetime(2026, 3, 1, tzinfo=timezone.utc)
-HISTORY_END = datetime(2026, 3, 8, tzinfo=timezone.utc)
+HISTORY_START = datetime(2026, 3, 1, tzinfo=UTC)
+HISTORY_END = datetime(2026, 3, 8, tzinfo=UTC)
 SHARED_SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
 
 # A failing test must not wait minutes on production back-off settings.

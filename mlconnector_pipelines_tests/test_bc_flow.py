@@ -1,7 +1,7 @@
 """Business Central → warehouse through Dagster, against the sandbox over HTTPS."""
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import dagster as dg
@@ -12,12 +12,11 @@ import yaml
 from mlconnector_pipelines.definitions import build_definitions
 from mlconnector_pipelines.flows.business_central import JOB
 
+from .conftest import SandboxAdmin, make_config, materialization_metadata, run_bc_job, start_sandbox, window_of
 from .jobs import SPAWN, bc_job_from_env, fresh
-from .conftest import (SandboxAdmin, make_config, materialization_metadata, run_bc_job, start_sandbox,
-                       window_of)
 
 pytestmark = pytest.mark.slow
-UTC = timezone.utc
+UTC = UTC
 RUN_COLUMNS = ("_extracted_at", "_run_id")
 
 

@@ -1,6 +1,6 @@
 """The Entra token provider (msal) and the BC client against the sandbox over HTTPS."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -121,8 +121,9 @@ def test_unknown_environment_and_company_are_clear(sandbox, tmp_path):
 
 def test_untrusted_certificate_is_refused_with_a_hint(sandbox, tmp_path):
     """Without the sandbox CA the TLS handshake fails: verification is on."""
-    from mlconnector_pipelines.core.http import HttpPolicy, ThrottledClient
     import ssl
+
+    from mlconnector_pipelines.core.http import HttpPolicy, ThrottledClient
     client = ThrottledClient("Business Central", base_url=sandbox.url, verify=ssl.create_default_context(),
                              policy=HttpPolicy(max_attempts=1))
     with pytest.raises(RequestFailedError, match="not trusted: set `ca_bundle`"):
@@ -153,7 +154,7 @@ def test_adjacent_half_open_windows_cover_every_record_once(sandbox, tmp_path):
     company = sandbox.companies()[1]
     entity = BY_ENTITY_SET["generalLedgerEntries"]
     expected = sandbox.records(company["id"], "generalLedgerEntries")
-    midnight = datetime(2026, 3, 4, tzinfo=timezone.utc)
+    midnight = datetime(2026, 3, 4, tzinfo=UTC)
     on_boundary = [r for r in expected if r["lastModifiedDateTime"] == "2026-03-04T00:00:00.000Z"]
     assert on_boundary, "the sandbox posts a batch exactly at midnight"
 
@@ -190,7 +191,7 @@ def test_count_matches_the_sandbox(sandbox, tmp_path):
     entity = BY_ENTITY_SET["customers"]
     own = sandbox.records(company["id"], "customers")
     assert client.count(company["id"], entity) == len(own)
-    start, end = datetime(2026, 3, 2, tzinfo=timezone.utc), datetime(2026, 3, 5, tzinfo=timezone.utc)
+    start, end = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC)
     assert client.count(company["id"], entity, modified_from=start, modified_before=end) == len(window_of(own, start, end))
 
 

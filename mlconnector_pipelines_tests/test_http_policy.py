@@ -7,6 +7,7 @@ HTTP against the sandbox in test_bc_flow.py.
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 
 import httpx
 import pyarrow as pa
@@ -55,7 +56,7 @@ def test_without_retry_after_backoff_is_full_jitter_and_capped():
     c = client(transport, sleeps, max_attempts=8)
     c.get_json("/x")
     ceilings = [min(8.0, 1.0 * 2 ** n) for n in range(6)]
-    assert all(0 <= s <= ceiling for s, ceiling in zip(sleeps, ceilings))
+    assert all(0 <= s <= ceiling for s, ceiling in zip(sleeps, ceilings, strict=True))
     assert len(set(sleeps)) == len(sleeps), "jittered waits differ"
     assert max(sleeps) <= 8.0
 
@@ -306,10 +307,10 @@ def test_no_rate_limit_means_no_pacing():
 
 
 def test_odata_literals_are_bc_style():
-    from datetime import datetime, timezone, timedelta
+    from datetime import datetime, timedelta, timezone
     moment = datetime(2024, 8, 18, 22, 5, 51, 603000, tzinfo=timezone(timedelta(hours=2)))
     assert datetime_literal(moment) == "2024-08-18T20:05:51.603Z"
-    start = datetime(2024, 8, 18, tzinfo=timezone.utc)
+    start = datetime(2024, 8, 18, tzinfo=UTC)
     assert half_open_window_filter("lastModifiedDateTime", start, start + timedelta(days=1)) == (
         "lastModifiedDateTime ge 2024-08-18T00:00:00.000Z and lastModifiedDateTime lt 2024-08-19T00:00:00.000Z")
     with pytest.raises(ValueError):

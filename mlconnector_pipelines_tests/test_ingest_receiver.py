@@ -9,10 +9,10 @@ import orjson
 import pytest
 
 from mlconnector_pipelines.config import ConnectorConfig
-from mlconnector_pipelines.sandbox.looker import CLIENT_SECRET as SANDBOX_LOOKER_CLIENT_SECRET
-from mlconnector_pipelines.ingest.config import IngestConfig
 from mlconnector_pipelines.ingest.app import create_app
+from mlconnector_pipelines.ingest.config import IngestConfig
 from mlconnector_pipelines.ingest.store import open_delivery_store
+from mlconnector_pipelines.sandbox.looker import CLIENT_SECRET as SANDBOX_LOOKER_CLIENT_SECRET
 
 from .test_looker import start_looker_env
 from .test_looker_deliveries import FIELDS, payload, serve, url
@@ -192,7 +192,7 @@ def test_a_look_delivery_without_fields_is_checked_against_the_look_and_stored(e
         as_csv = http.post(url(), json=csv_body)  # its columns are named by the Look's fields, from Looker
     assert as_json.status_code == 202 and as_csv.status_code == 202, (as_json.text, as_csv.text)
     store = open_delivery_store(cfg.ingest, cfg.data_dir, "looker")
-    assert store.get(as_csv.json()["delivery_id"]).rows == [dict(zip(FIELDS, ["CRONUS USA", "V1", "Fabrikam", "12.5"]))]
+    assert store.get(as_csv.json()["delivery_id"]).rows == [dict(zip(FIELDS, ["CRONUS USA", "V1", "Fabrikam", "12.5"], strict=True))]
 
 
 def test_looker_unreachable_is_503_and_nothing_is_stored(env, tmp_path):

@@ -4,10 +4,10 @@ and the sandbox's responses checked against Looker's own OpenAPI spec."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from decimal import Decimal
 import re
 import time
+from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg

@@ -16,11 +16,11 @@ import orjson
 import pytest
 import uvicorn
 
-from mlconnector_pipelines.sandbox.looker import DELIVERY_SECRET as SANDBOX_LOOKER_DELIVERY_SECRET
 from mlconnector_pipelines.definitions import build_definitions
 from mlconnector_pipelines.flows.looker import DELIVERIES_JOB, DELIVERIES_SENSOR
-from mlconnector_pipelines.ingest.store import open_delivery_store
 from mlconnector_pipelines.ingest.app import create_app
+from mlconnector_pipelines.ingest.store import open_delivery_store
+from mlconnector_pipelines.sandbox.looker import DELIVERY_SECRET as SANDBOX_LOOKER_DELIVERY_SECRET
 
 from .conftest import materialization_metadata
 from .test_looker import start_looker_env

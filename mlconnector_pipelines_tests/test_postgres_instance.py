@@ -22,8 +22,8 @@ import yaml
 
 from mlconnector_pipelines.config import sandbox_profile
 from mlconnector_pipelines.flows.looker import DELIVERIES_SENSOR
-from mlconnector_pipelines.ingest.store import open_delivery_store
 from mlconnector_pipelines.ingest.looker import parse_delivery
+from mlconnector_pipelines.ingest.store import open_delivery_store
 from mlconnector_pipelines.sandbox.looker import LookerSettings
 
 from .conftest import FAST_HTTP, SandboxAdmin, start_sandbox

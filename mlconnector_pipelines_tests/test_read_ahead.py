@@ -63,6 +63,6 @@ def test_an_error_in_one_source_is_raised_and_every_source_is_closed():
 
 def test_leaving_early_closes_the_sources():
     source = Source([f"a{n}" for n in range(1000)])
-    for index, item in read_ahead([iter(source)], workers=1):
+    for _ in read_ahead([iter(source)], workers=1):
         break
     assert source.closed

@@ -1,8 +1,8 @@
 """The sandbox and the client catalog each follow shared/specs — checked against the spec itself."""
 
 import json
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 

@@ -3,7 +3,7 @@
 import hashlib
 import json
 import ssl
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import httpx
@@ -17,8 +17,8 @@ from mlconnector_pipelines.systems.sap_business_one.catalog import BY_ENTITY_SET
 from mlconnector_pipelines.systems.sap_business_one.client import MODIFIED_AT, ServiceLayerClient
 from mlconnector_pipelines.systems.sap_business_one.config import SapBusinessOneConfig
 
-START = datetime(2026, 3, 1, tzinfo=timezone.utc)
-END = datetime(2026, 3, 8, tzinfo=timezone.utc)
+START = datetime(2026, 3, 1, tzinfo=UTC)
+END = datetime(2026, 3, 8, tzinfo=UTC)
 FAST = HttpPolicy(backoff_base_seconds=0.01, backoff_cap_seconds=0.05, max_attempts=4, timeout_seconds=20)
 
 
@@ -73,7 +73,7 @@ def updated_at(record, zone="UTC"):
     without a time of day is placed at the end of its day (the window holding it cannot have closed before)."""
     from zoneinfo import ZoneInfo
     wall = datetime.fromisoformat(f"{record['UpdateDate'][:10]}T{record['UpdateTime'] or '23:59:59'}")
-    return max(wall.replace(fold=fold, tzinfo=ZoneInfo(zone)).astimezone(timezone.utc) for fold in (0, 1))
+    return max(wall.replace(fold=fold, tzinfo=ZoneInfo(zone)).astimezone(UTC) for fold in (0, 1))
 
 
 def in_window(records, start, end, zone="UTC"):
@@ -224,9 +224,9 @@ def test_an_idle_session_times_out_and_is_renewed_once(tmp_path_factory):
 def test_live_mode_changes_records_and_commits_some_late(tmp_path_factory):
     import time
     service = start(tmp_path_factory, live=True, live_interval_seconds=0.05,
-                    history_end=datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0))
+                    history_end=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0))
     try:
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         deadline = time.monotonic() + 20
         while True:
             live = [j for db in ("SBODEMOUS", "SBODEMOCA") for j in service.records("JournalEntries", db)
@@ -251,7 +251,7 @@ def test_live_mode_changes_records_and_commits_some_late(tmp_path_factory):
 def test_records_leaving_and_entering_the_filter_between_pages_never_shift_what_is_read(tmp_path_factory):
     service = start(tmp_path_factory, login_delay_seconds=0)
     try:
-        start_, end_ = datetime(2026, 3, 2, tzinfo=timezone.utc), datetime(2026, 3, 5, tzinfo=timezone.utc)
+        start_, end_ = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC)
         before = in_window(service.records("Invoices"), start_, end_)
         first_page = sorted(r["DocEntry"] for r in before)[:7]
         leaver = first_page[0]  # served on page 1, then its update moves it past the window
@@ -274,8 +274,8 @@ def test_records_leaving_and_entering_the_filter_between_pages_never_shift_what_
 def zoned_sap(request, tmp_path_factory):
     """A server outside UTC whose history spans its DST change (New York on March 8, Berlin on March 29)."""
     service = start(tmp_path_factory, server_timezone=request.param, login_delay_seconds=0,
-                    history_start=datetime(2026, 3, 5, tzinfo=timezone.utc),
-                    history_end=datetime(2026, 3, 31, tzinfo=timezone.utc))
+                    history_start=datetime(2026, 3, 5, tzinfo=UTC),
+                    history_end=datetime(2026, 3, 31, tzinfo=UTC))
     service.zone = request.param
     yield service
     service.stop()
@@ -287,8 +287,8 @@ def test_a_server_outside_utc_lands_every_record_in_the_utc_window_of_its_moment
     records = zoned_sap.records(entity_set)
     assert any(r["UpdateTime"] is None for r in records)  # records updated without a time of day
     with client(zoned_sap, page_size=50, server_timezone=zoned_sap.zone) as c:
-        day, seen = datetime(2026, 3, 4, tzinfo=timezone.utc), []
-        while day < datetime(2026, 4, 1, tzinfo=timezone.utc):
+        day, seen = datetime(2026, 3, 4, tzinfo=UTC), []
+        while day < datetime(2026, 4, 1, tzinfo=UTC):
             rows = extract(c, entity_set, day, day + timedelta(days=1))
             expected = in_window(records, day, day + timedelta(days=1), zoned_sap.zone)
             assert sorted(r[key] for r in rows) == sorted(r[key] for r in expected), day

@@ -1,6 +1,6 @@
 """SAP Business One → warehouse through Dagster, against the Service Layer simulator."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import duckdb
@@ -13,7 +13,7 @@ from mlconnector_pipelines.flows.sap_business_one import JOB
 from .test_sap_b1_client import END, START, in_window, sap  # noqa: F401  (the module's simulator fixture)
 
 pytestmark = pytest.mark.slow
-UTC = timezone.utc
+UTC = UTC
 
 
 def config(sap, tmp_path, **overrides):  # noqa: F811

@@ -7,7 +7,7 @@ intact, schema evolution, timezone handling, snapshots, and the Business Central
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import dagster as dg
@@ -24,7 +24,7 @@ from mlconnector_pipelines.warehouse.schema import TableSpec
 from .conftest import FAST_HTTP, HISTORY_START, run_bc_job
 from .fakes.bigquery import running_fake_bigquery
 
-UTC = timezone.utc
+UTC = UTC
 DAY = datetime(2026, 3, 1, tzinfo=UTC)
 NEXT = datetime(2026, 3, 2, tzinfo=UTC)
 AFTER = datetime(2026, 3, 3, tzinfo=UTC)
@@ -149,7 +149,7 @@ def test_replacing_a_window_replaces_exactly_its_rows(warehouse):
     with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
         load.write(PARENT, docs("A", [3]))
     current = table(warehouse, "docs").sort_values(["_company_id", "doc_entry"])
-    assert list(zip(current["_company_id"], current["doc_entry"].astype(int))) == [("A", 3), ("B", 1)]
+    assert list(zip(current["_company_id"], current["doc_entry"].astype(int), strict=True)) == [("A", 3), ("B", 1)]
     assert warehouse.loaded_from(PARENT, "A") == DAY
 
 

@@ -1,11 +1,11 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
 
 from mlconnector_pipelines.core.windows import TimeWindow, assign_window_starts
 
-UTC = timezone.utc
+UTC = UTC
 DAY1 = datetime(2026, 3, 1, tzinfo=UTC)
 WINDOWS = [TimeWindow(DAY1 + timedelta(days=i), DAY1 + timedelta(days=i + 1)) for i in range(3)]
 

@@ -6,7 +6,7 @@ is in the warehouse, the Looker figures computed from it are materialized too.
 
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from dagster import DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient
@@ -22,7 +22,7 @@ def launch(client: DagsterGraphQLClient, job: str, partition: str | None = None)
 
 def main(port: int) -> int:
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).date().isoformat()
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     bc_run = launch(client, "business_central_to_warehouse", yesterday)
     launch(client, "sap_business_one_to_warehouse", yesterday)
     deadline = time.monotonic() + 600

@@ -24,15 +24,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from functools import partial
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, Protocol
 
 import httpx
 import orjson
 import tenacity
-from pyrate_limiter import Duration, Limiter, Rate, StateBucket, TokenBucket
 from pydantic import BaseModel, Field
+from pyrate_limiter import Duration, Limiter, Rate, StateBucket, TokenBucket
 
 from .errors import AuthenticationError, OutcomeUnknown, RequestFailedError
 from .redact import redact
@@ -293,7 +293,7 @@ class ThrottledClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "ThrottledClient":
+    def __enter__(self) -> ThrottledClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
-from functools import lru_cache
+from functools import cache
 
 _M_MMAP_THRESHOLD = -3  # mallopt parameter, <malloc.h>
 _LARGE_BLOCK = 4 << 20
 
 
-@lru_cache(maxsize=None)
+@cache
 def _libc(name: str):
     """A glibc function, or None on other C libraries (macOS, musl), where these settings do not apply.
 

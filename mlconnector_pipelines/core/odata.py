@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ def datetime_literal(value: datetime) -> str:
     """An unquoted Edm.DateTimeOffset literal in UTC with milliseconds, e.g. 2024-08-18T20:05:51.603Z."""
     if value.tzinfo is None:
         raise ValueError("datetime literals must be timezone-aware")
-    utc = value.astimezone(timezone.utc)
+    utc = value.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 

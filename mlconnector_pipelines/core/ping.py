@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tabulate import tabulate
+
 from .credentials import CredentialError
 from .errors import ConnectorError
-
-from tabulate import tabulate
 
 
 @dataclass

@@ -11,7 +11,9 @@ T = TypeVar("T")
 _END = object()
 
 
-def read_ahead(sources: Sequence[Iterator[T]], workers: int = 1) -> Iterator[tuple[int, T | None]]:
+# One generator keeps the workers, the queue and the early-exit clean-up in view together; split, the
+# protocol between them would be spread over several functions.
+def read_ahead(sources: Sequence[Iterator[T]], workers: int = 1) -> Iterator[tuple[int, T | None]]:  # noqa: C901
     """Yield `(index, item)` from every source, then `(index, None)` when that source is done.
 
     Up to `workers` sources are read at once, each in its own thread and in its own order;

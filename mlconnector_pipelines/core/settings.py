@@ -73,7 +73,7 @@ class SecretRef(Strict):
         return None
 
     @model_validator(mode="after")
-    def _exactly_one_source(self) -> "SecretRef":
+    def _exactly_one_source(self) -> SecretRef:
         if (self.env is None) == (self.credential is None):
             raise ValueError("give exactly one of `env` (an environment variable) or `credential` (a stored name)")
         return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 
 @dataclass(frozen=True)
@@ -76,5 +76,5 @@ def local_to_utc_micros(local_micros, zone: tzinfo):
 
 def _latest_utc(wall: datetime, zone: tzinfo) -> int:
     """The later UTC reading of a wall-clock time, in microseconds since the epoch."""
-    readings = (wall.replace(fold=fold, tzinfo=zone).astimezone(timezone.utc).replace(tzinfo=None) for fold in (0, 1))
+    readings = (wall.replace(fold=fold, tzinfo=zone).astimezone(UTC).replace(tzinfo=None) for fold in (0, 1))
     return (max(readings) - _EPOCH) // timedelta(microseconds=1)

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from ..systems.business_central.config import BusinessCentralConfig
 from ..systems.business_central import catalog
+from ..systems.business_central.config import BusinessCentralConfig
 from .windowed import WindowedSource, build_windowed
 
 SOURCE = WindowedSource(system="Business Central", group="business_central", resource_key="business_central",

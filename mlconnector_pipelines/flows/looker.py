@@ -7,18 +7,17 @@ materializes its asset from the delivered rows, through a sensor with one run pe
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
-from datetime import datetime, timezone
-from typing import Optional
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from ..systems.looker.config import LookerConfig, LookerQueryConfig
 from ..core.errors import ConfigError
 from ..ingest.store import DeliveryStore, open_delivery_store
 from ..systems.looker.client import LookerClient, LookerField, QuerySpec, with_filters
+from ..systems.looker.config import LookerConfig, LookerQueryConfig
 from ..systems.looker.resource import LookerResource
 from ..warehouse.io_manager import TABLE_METADATA
 from ..warehouse.resource import WarehouseResource
@@ -33,7 +32,7 @@ _FILTER_FORMAT = {"hourly": "%Y/%m/%d %H:%M", "daily": "%Y/%m/%d", "weekly": "%Y
 
 
 class LookerRunConfig(dg.Config):
-    delivery_id: Optional[str] = Field(
+    delivery_id: str | None = Field(
         None, description="Materialize from this stored scheduled-plan delivery instead of querying Looker.")
 
 
@@ -149,7 +148,7 @@ def _run(context, query: LookerQueryConfig, config: LookerRunConfig, client: Loo
         source, batches = "looker api", client.rows(spec)
 
     spec_table = TableSpec(name=table, key=(), modified_column=None, types=types, snapshot=True)
-    extracted_at = datetime.now(timezone.utc)
+    extracted_at = datetime.now(UTC)
     window_start = window.start if window is not None else None
     rows = 0
     with warehouse.open().replace_snapshot(spec_table, window_start) as load:

@@ -5,8 +5,8 @@ One step means one Service Layer session per run: logins are slow and sessions u
 
 import dagster as dg
 
-from ..systems.sap_business_one.config import SapBusinessOneConfig
 from ..systems.sap_business_one import catalog
+from ..systems.sap_business_one.config import SapBusinessOneConfig
 from .windowed import WindowedSource, build_windowed
 
 SOURCE = WindowedSource(system="SAP Business One", group="sap_business_one", resource_key="sap_business_one",

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import dagster as dg
@@ -25,8 +25,18 @@ from ..core.source import SourceSession
 from ..core.types import exact_decimals
 from ..core.windows import TimeWindow, assign_window_starts
 from ..warehouse.base import ReplaceScope, Warehouse
-from ..warehouse.schema import (COMPANY_ID, COMPANY_NAME, EXTRACTED_AT, PARENT_ID, PARENT_VERSION_ID, RUN_ID,
-                                VERSION_ID, WINDOW_START, TableSpec, column_name)
+from ..warehouse.schema import (
+    COMPANY_ID,
+    COMPANY_NAME,
+    EXTRACTED_AT,
+    PARENT_ID,
+    PARENT_VERSION_ID,
+    RUN_ID,
+    VERSION_ID,
+    WINDOW_START,
+    TableSpec,
+    column_name,
+)
 from .partitions import partition_windows, partitions_def, settled_window_schedule
 
 
@@ -149,7 +159,7 @@ def load_entity(context: dg.AssetExecutionContext, system: str, entity: SourceEn
     tables = table_specs(entity)
     by_name = {spec.name: spec for spec in tables}
     scope = ReplaceScope(tuple(c["id"] for c in companies), windows[0].start, windows[-1].end)
-    extracted_at = datetime.now(timezone.utc)
+    extracted_at = datetime.now(UTC)
     rows_by_window = {spec.name: Counter() for spec in tables}
     high_water: dict[datetime, str] = {}
     modified_column = _col(entity.modified_field)

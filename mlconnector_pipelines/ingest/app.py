@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -79,7 +79,7 @@ def create_app(cfg: ConnectorConfig, *, clock: Callable[[], float] = time.time) 
 
     def parse(body: bytearray):
         return parse_delivery(body, plans, look_fields=fields_of_look,
-                              received_at=datetime.fromtimestamp(clock(), timezone.utc))
+                              received_at=datetime.fromtimestamp(clock(), UTC))
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "scheduled_plans": sorted(plans)})

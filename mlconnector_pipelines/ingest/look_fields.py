@@ -58,7 +58,7 @@ class LookFields:
         return fields
 
     @classmethod
-    def from_config(cls, cfg: ConnectorConfig) -> "LookFields":
+    def from_config(cls, cfg: ConnectorConfig) -> LookFields:
         looker = cfg.looker.model_copy(update={"http": cfg.looker.http.model_copy(update={
             name: min(getattr(cfg.looker.http, name), bound) for name, bound in _RECEIVER_HTTP.items()})})
 

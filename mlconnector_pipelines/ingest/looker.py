@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -75,7 +75,7 @@ def parse_delivery(body: bytes | bytearray, plans: dict[str, LookerQueryConfig],
     fields = sent or selected
     rows = _csv_rows(attachment["data"], fields) if is_csv else _json_rows(attachment["data"], fields, selector)
     return Delivery(id=delivery_id(query.name, plan_id, fields, rows), source="looker", target=query.name,
-                    received_at=(received_at or datetime.now(timezone.utc)).isoformat(timespec="microseconds"),
+                    received_at=(received_at or datetime.now(UTC)).isoformat(timespec="microseconds"),
                     detail={"scheduled_plan_id": plan_id, "title": plan.get("title"), "type": payload.get("type"),
                             "mimetype": mimetype, "fields": fields},
                     rows=rows)
@@ -97,7 +97,7 @@ def _csv_rows(text: str, fields: list[str]) -> list[dict]:
     for number, values in enumerate(reader, start=2):
         if len(values) != len(fields):
             raise DeliveryRejected(400, f"csv line {number} has {len(values)} value(s), expected {len(fields)}")
-        rows.append({f: (v if v != "" else None) for f, v in zip(fields, values)})
+        rows.append({f: (v if v != "" else None) for f, v in zip(fields, values, strict=True)})
     return rows
 
 

@@ -25,7 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import exact_json
@@ -239,7 +239,7 @@ class SqlDeliveryStore(DeliveryStore):
 
 
 def _iso(epoch_seconds: float) -> str:
-    return datetime.fromtimestamp(epoch_seconds, timezone.utc).isoformat(timespec="microseconds")
+    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="microseconds")
 
 
 def open_delivery_store(ingest, data_dir: Path, source: str, clock: Callable[[], float] = time.time) -> DeliveryStore:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from ..core.settings import SecretRef
 
+
 class SystemResource(dg.ConfigurableResource):
     settings: str = Field(description="The system's connector.yaml section as JSON, validated by its model.")
     data_dir: str = Field(description="The data folder: the credential store lives here.")

@@ -24,7 +24,7 @@ class FlowContext:
 
     warehouse_kind: str
     data_dir: Path
-    ingest: "IngestConfig"
+    ingest: IngestConfig
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class SystemSpec:
     title: str  # as users name it, e.g. "Business Central"
     config_model: type[BaseModel]  # the section; must have `enabled: bool`
     # The section's assets, jobs, schedules, sensors and checks, with its resource under `key`.
-    definitions: Callable[[Any, FlowContext], "dg.Definitions"]
-    ping: Callable[[Any, Path], "PingResult"]  # one cheap authenticated read
+    definitions: Callable[[Any, FlowContext], dg.Definitions]
+    ping: Callable[[Any, Path], PingResult]  # one cheap authenticated read
     secrets: Callable[[Any], Iterable[tuple[SecretRef, str]]]  # (reference, what it is) a ping needs set
     url: Callable[[Any], str]  # where the system is, as ping shows it
 

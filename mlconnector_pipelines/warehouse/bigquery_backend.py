@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -59,7 +59,7 @@ class BigQueryDialect(SqlDialect):
         return f"MD5(CONCAT({parts}))"
 
     def timestamp(self, value: datetime) -> str:
-        utc = value.astimezone(timezone.utc).replace(tzinfo=None)
+        utc = value.astimezone(UTC).replace(tzinfo=None)
         return f"TIMESTAMP '{utc.isoformat(sep=' ')}+00'"
 
 
@@ -78,7 +78,7 @@ class BigQueryWarehouse(SqlWarehouse):
             self._dataset_ready = True
 
     @contextmanager
-    def session(self) -> Iterator["_BigQuerySession"]:
+    def session(self) -> Iterator[_BigQuerySession]:
         self._ensure_dataset()
         s = _BigQuerySession(self)
         try:

@@ -25,7 +25,7 @@ class SnowflakeConfig(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
-    def _one_auth(self) -> "SnowflakeConfig":
+    def _one_auth(self) -> SnowflakeConfig:
         if (self.password is None) == (self.private_key_file is None):
             raise ValueError("give exactly one of password or private_key_file")
         return self
@@ -50,7 +50,7 @@ class WarehouseConfig(Strict):
     bigquery: BigQueryConfig | None = None
 
     @model_validator(mode="after")
-    def _backend_settings(self) -> "WarehouseConfig":
+    def _backend_settings(self) -> WarehouseConfig:
         if self.backend in ("snowflake", "bigquery") and getattr(self, self.backend) is None:
             raise ValueError(f"backend {self.backend} needs a `{self.backend}:` section")
         return self

@@ -88,7 +88,7 @@ class DuckDBWarehouse(SqlWarehouse):
         return say
 
     @contextmanager
-    def session(self) -> Iterator["_DuckDBSession"]:
+    def session(self) -> Iterator[_DuckDBSession]:
         with self.connect() as con:
             # Row order inside a table carries no meaning here; dropping it lets DuckDB insert in parallel.
             con.execute("SET preserve_insertion_order = false")

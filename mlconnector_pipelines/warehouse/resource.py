@@ -20,7 +20,7 @@ class WarehouseResource(dg.ConfigurableResource):
     data_dir: str = Field(description="The data folder: the DuckDB file by default, staging, the credential store.")
 
     @classmethod
-    def from_config(cls, cfg) -> "WarehouseResource":
+    def from_config(cls, cfg) -> WarehouseResource:
         return cls(settings=cfg.warehouse.model_dump_json(by_alias=True), data_dir=str(cfg.data_dir))
 
     @property

@@ -61,7 +61,7 @@ class TableSpec:
     key: tuple[str, ...]
     modified_column: str | None
     types: dict[str, ColumnType] = field(default_factory=dict)
-    parent: "TableSpec | None" = None
+    parent: TableSpec | None = None
     snapshot: bool = False  # one table, rows replaced per window; no change log, no current state
 
     def __post_init__(self) -> None:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 import snowflake.connector
 from snowflake.connector.pandas_tools import write_pandas
 
-from .config import SnowflakeConfig
 from ..core.errors import ConfigError
+from .config import SnowflakeConfig
 from .schema import ColumnType, TableSpec, validate_identifier
 from .sql_warehouse import SqlDialect, SqlSession, SqlWarehouse
 from .staging import ParquetStaging
@@ -43,7 +43,7 @@ class SnowflakeDialect(SqlDialect):
         return "MD5_BINARY(" + " || CHR(31) || ".join(f"COALESCE(CAST({e} AS VARCHAR), '')" for e in expressions) + ")"
 
     def timestamp(self, value: datetime) -> str:
-        utc = value.astimezone(timezone.utc).replace(tzinfo=None)
+        utc = value.astimezone(UTC).replace(tzinfo=None)
         return f"CAST('{utc.isoformat(sep=' ')}' AS TIMESTAMP_NTZ)"
 
 
@@ -78,7 +78,7 @@ class SnowflakeWarehouse(SqlWarehouse):
             raise ConfigError(f"Snowflake: could not connect to account {c.account} as {c.user}: {message}") from None
 
     @contextmanager
-    def session(self) -> Iterator["_SnowflakeSession"]:
+    def session(self) -> Iterator[_SnowflakeSession]:
         con = self._connect()
         try:
             yield _SnowflakeSession(con, self.dialect)

@@ -12,7 +12,7 @@ import uuid
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,16 @@ import pandas as pd
 from ..core.errors import ConnectorError, RecordError
 from ..core.memory import release_free_memory
 from .base import ReplaceScope, Warehouse, WindowLoad
-from .schema import (COMPANY_ID, PARENT_ID, PARENT_VERSION_ID, VERSION_ID, WINDOW_START, ColumnType, TableSpec,
-                     validate_identifier)
+from .schema import (
+    COMPANY_ID,
+    PARENT_ID,
+    PARENT_VERSION_ID,
+    VERSION_ID,
+    WINDOW_START,
+    ColumnType,
+    TableSpec,
+    validate_identifier,
+)
 from .staging import ParquetStaging, staging_folder
 
 
@@ -58,7 +66,7 @@ class SqlDialect:
         return "md5_number(" + " || chr(31) || ".join(f"COALESCE(CAST({e} AS VARCHAR), '')" for e in expressions) + ")"
 
     def timestamp(self, value: datetime) -> str:
-        utc = value.astimezone(timezone.utc).replace(tzinfo=None)
+        utc = value.astimezone(UTC).replace(tzinfo=None)
         return f"TIMESTAMP '{utc.isoformat(sep=' ')}'"
 
 
@@ -269,5 +277,5 @@ class SqlWarehouse(Warehouse):
 def _utc(value):
     """Warehouses without a zoned timestamp type hand back naive UTC; make it explicit."""
     if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value

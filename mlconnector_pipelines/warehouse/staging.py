@@ -146,7 +146,7 @@ class ParquetStaging(WindowLoad):
                     ).fetchone()
                     if row is not None:
                         value, *where = row
-                        facts = dict(zip(shown, where))
+                        facts = dict(zip(shown, where, strict=True))
                         key = ", ".join(f"{k} {facts[k]!r}" for k in keys) or "no key"
                         return (f"{name}.{column}: {value!r} is not a valid {kind.value} ({types[kind]}) — record "
                                 f"{key} of company {facts.get(COMPANY_ID)}, window starting {facts.get(WINDOW_START)}")

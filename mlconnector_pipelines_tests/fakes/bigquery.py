@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -53,8 +53,8 @@ def _cell(value, int64_timestamps: bool):
     if value is None:
         return None
     if isinstance(value, datetime):
-        micros = int(value.astimezone(timezone.utc).timestamp() * 1_000_000) if value.tzinfo else \
-            int(value.replace(tzinfo=timezone.utc).timestamp() * 1_000_000)
+        micros = int(value.astimezone(UTC).timestamp() * 1_000_000) if value.tzinfo else \
+            int(value.replace(tzinfo=UTC).timestamp() * 1_000_000)
         return str(micros) if int64_timestamps else repr(micros / 1_000_000)
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
-from ..entra import authority
 from ..core.declaration import CliOption, Endpoint, SandboxService
+from ..entra import authority
 from .seed import Volumes
 
 ENVIRONMENT = "production"
@@ -30,9 +30,9 @@ class BusinessCentralSettings(BaseModel):
     model_config = {"arbitrary_types_allowed": True}
 
     def history(self) -> tuple[datetime, datetime]:
-        end = self.history_end or datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        end = self.history_end or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         start = self.history_start or end - timedelta(days=28)
-        return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+        return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def profile(endpoint: Endpoint) -> dict[str, dict]:

@@ -421,7 +421,7 @@ def share_ids(source: CompanyData, target: CompanyData, per_entity: int = 3) -> 
     Their contents stay the target's own, so a warehouse keyed without the company merges them.
     """
     for entity_set in ("vendors", "salesInvoices", "generalLedgerEntries"):
-        for own, theirs in zip(target.entities[entity_set][:per_entity], source.entities[entity_set][:per_entity]):
+        for own, theirs in zip(target.entities[entity_set][:per_entity], source.entities[entity_set][:per_entity], strict=False):
             old, new = own["id"], theirs["id"]
             own["id"] = new
             if entity_set in target.lines:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
+import collections
 import json
 import logging
 import random
-import bisect
-import collections
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
@@ -102,7 +102,7 @@ class Company:
     tables: dict[str, EntityTable] = field(default_factory=dict)
 
     @classmethod
-    def from_data(cls, data: CompanyData) -> "Company":
+    def from_data(cls, data: CompanyData) -> Company:
         return cls(data, {name: EntityTable(records) for name, records in data.entities.items()})
 
 
@@ -348,7 +348,7 @@ class BusinessCentralSimulator:
             await asyncio.sleep(self.settings.live_interval_seconds)
             try:
                 company = rng.choice(list(self.companies.values()))
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 for _ in range(rng.randint(1, 3)):
                     entity_set = rng.choice(["customers", "vendors", "items", "salesInvoices", "salesOrders"])
                     records = company.tables[entity_set].records
@@ -430,7 +430,7 @@ def _next_number(numbers: list) -> str:
 
 
 def iso_ms_now() -> str:
-    return iso_ms(datetime.now(timezone.utc))
+    return iso_ms(datetime.now(UTC))
 
 
 def _etag(record: dict) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where a service listens, as the product's settings must name it."""
@@ -49,9 +50,9 @@ class SandboxService:
     # The product's connector.yaml sections that point it at this service (none for Entra ID).
     profile: Callable[[Endpoint], dict[str, dict]] = lambda endpoint: {}
     # Settings `mlconnector sandbox` offers as options of its own.
-    cli: tuple["CliOption", ...] = ()
+    cli: tuple[CliOption, ...] = ()
     # Settings every service shares (seed, history, live mode) that this service takes.
     shared: tuple[str, ...] = ()
 
-    def build(self, settings: BaseModel, context: "BuildContext"):
+    def build(self, settings: BaseModel, context: BuildContext):
         return import_module(self.simulator).build(settings, context)

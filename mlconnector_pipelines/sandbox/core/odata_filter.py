@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 OPERATORS = {"eq", "ne", "gt", "ge", "lt", "le"}
@@ -46,7 +46,7 @@ def _compare(a: Any, op: str, b: Any) -> bool:
 
 def normalize_datetime(text: str) -> str:
     """Canonical `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC, which sorts as time does."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

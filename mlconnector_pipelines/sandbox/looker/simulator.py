@@ -29,8 +29,7 @@ from starlette.routing import Route
 from ..core import exact_json
 from ..core.faults import FaultBook, retry_after_header
 from . import LookerSettings
-from .models import (EXPLORES, LOOKS, MODEL, QueryError, compile_query, effective_limit, explore_of,
-                           json_value)
+from .models import EXPLORES, LOOKS, MODEL, QueryError, compile_query, effective_limit, explore_of, json_value
 
 log = logging.getLogger("mlconnector.sandbox")
 
@@ -250,7 +249,7 @@ class LookerSimulator:
             writer.writerow([f"{EXPLORES[query['view']].label} {f.label}" for f in fields])
             writer.writerows([csv_value(json_value(v)) for v in row] for row in rows)
             return out.getvalue().encode()
-        return exact_json.dumps([{n: json_value(v) for n, v in zip(names, row)} for row in rows])
+        return exact_json.dumps([{n: json_value(v) for n, v in zip(names, row, strict=True)} for row in rows])
 
     def _read_warehouse(self, sql: str, params: list, table: str) -> list[tuple]:
         path = self.settings.warehouse

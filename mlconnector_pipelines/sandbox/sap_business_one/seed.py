@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -181,7 +181,7 @@ def _shape_stamps(data: SapCompanyData, start: datetime, end: datetime, zone: Zo
     UpdateTime, as records changed by some B1 processes do.
     """
     days = []
-    day = start.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     while day < end:
         days.append(day)
         day += timedelta(days=1)

@@ -9,7 +9,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -46,7 +46,7 @@ class ServiceLayerSimulator:
 
     def _seed_data(self) -> None:
         s = self.settings
-        end = s.history_end or datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        end = s.history_end or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         start = s.history_start or end - timedelta(days=28)
         self.companies = {db: generate(db, seed=s.seed + n, start=start, end=end, volumes=s.volumes,
                                        server_timezone=s.server_timezone)
@@ -85,7 +85,7 @@ class ServiceLayerSimulator:
         while True:
             await asyncio.sleep(self.settings.live_interval_seconds)
             try:
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 data = self.companies[rng.choice(self.settings.company_dbs)]
                 for entity in rng.sample(["Items", "BusinessPartners", "Invoices", "PurchaseOrders"], 2):
                     record = rng.choice(data.entities[entity])

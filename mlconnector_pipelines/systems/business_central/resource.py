@@ -12,7 +12,7 @@ class BusinessCentralResource(SystemResource):
 
     config_model = BusinessCentralConfig
 
-    def session(self) -> "BusinessCentralSession":
+    def session(self) -> BusinessCentralSession:
         cfg = self.section
         return BusinessCentralSession(self.client(), cfg.companies, cfg.concurrent_companies)
 

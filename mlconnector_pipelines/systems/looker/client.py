@@ -7,11 +7,10 @@ result never sits in memory whole.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-
-import json
 from decimal import Decimal
 
 import httpx

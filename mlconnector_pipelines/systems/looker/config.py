@@ -34,7 +34,7 @@ class LookerQueryConfig(Strict):
         None, description="A Looker schedule delivering this query to `mlconnector ingest` materializes this asset.")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "LookerQueryConfig":
+    def _one_source(self) -> LookerQueryConfig:
         inline = self.model or self.explore or self.fields
         if bool(self.look_id) == bool(inline):
             raise ValueError("give either look_id, or model + explore + fields")
@@ -65,7 +65,7 @@ class LookerConfig(Strict):
         return value[: -len("/api/4.0")] if value.endswith("/api/4.0") else value
 
     @model_validator(mode="after")
-    def _unique(self) -> "LookerConfig":
+    def _unique(self) -> LookerConfig:
         for what, values in (("name", [q.name for q in self.queries]),
                              ("scheduled_plan_id", [q.scheduled_plan_id for q in self.queries if q.scheduled_plan_id])):
             repeated = sorted({v for v in values if values.count(v) > 1})

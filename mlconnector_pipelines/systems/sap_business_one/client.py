@@ -61,7 +61,7 @@ class ServiceLayerClient:
         self.http.close()
         self._login_http.close()
 
-    def __enter__(self) -> "ServiceLayerClient":
+    def __enter__(self) -> ServiceLayerClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -18,7 +18,7 @@ class SapBusinessOneResource(SystemResource):
         return ServiceLayerClient(cfg, company_db=company_db or cfg.company_dbs[0],
                                   password=self.secret(cfg.password, "sap_business_one.password"))
 
-    def session(self) -> "SapBusinessOneSession":
+    def session(self) -> SapBusinessOneSession:
         return SapBusinessOneSession(self)
 
 
