@@ -32,13 +32,26 @@ PORT = 47891
 
 
 def start(data_dir: Path, per_company: int):
-    return start_sandbox(["--port", str(PORT), "--data-dir", str(data_dir), "--gl-entries", str(per_company),
-                          "--history-days", str(HISTORY_DAYS), "--no-live"],
-                         f"https://127.0.0.1:{PORT}/_sandbox/health", data_dir / "sandbox/ca.pem")
+    return start_sandbox(
+        [
+            "--port",
+            str(PORT),
+            "--data-dir",
+            str(data_dir),
+            "--gl-entries",
+            str(per_company),
+            "--history-days",
+            str(HISTORY_DAYS),
+            "--no-live",
+        ],
+        f"https://127.0.0.1:{PORT}/_sandbox/health",
+        data_dir / "sandbox/ca.pem",
+    )
 
 
 def run_product(data_dir: Path, page_size: int) -> dict:
     from mlconnector_pipelines.config import sandbox_profile
+
     start, _ = history()
     raw = sandbox_profile(data_dir, f"https://127.0.0.1:{PORT}")
     raw["data_dir"] = str(data_dir / "product")
@@ -47,30 +60,42 @@ def run_product(data_dir: Path, page_size: int) -> dict:
         raw["warehouse"] = {"duckdb_memory_limit": os.environ["BENCH_DUCKDB_MEMORY"]}
     raw["business_central"]["partitions"]["start"] = start.date().isoformat()
     result, seconds = run_job_over_history(raw, "business_central_to_warehouse")
-    meta = next(e.materialization.metadata for e in result.get_asset_materialization_events()
-                if e.asset_key.path[-1] == "bc_general_ledger_entries")
+    meta = next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[-1] == "bc_general_ledger_entries"
+    )
     return {"records": meta["rows"].value, "seconds": seconds, "requests": meta["http_requests"].value}
 
 
 def run_bare(data_dir: Path, page_size: int) -> dict:
     import httpx
     from mlconnector_pipelines.sandbox.app import CLIENT_ID, CLIENT_SECRET, TENANT_ID
+
     start, end = history()
     base = f"https://127.0.0.1:{PORT}"
     ca = str(data_dir / "sandbox/ca.pem")
     began = time.monotonic()
     with httpx.Client(verify=ca, timeout=120) as http:
-        token = http.post(f"{base}/{TENANT_ID}/oauth2/v2.0/token", data={
-            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "grant_type": "client_credentials",
-            "scope": "https://api.businesscentral.dynamics.com/.default"}).json()["access_token"]
+        token = http.post(
+            f"{base}/{TENANT_ID}/oauth2/v2.0/token",
+            data={
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "grant_type": "client_credentials",
+                "scope": "https://api.businesscentral.dynamics.com/.default",
+            },
+        ).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}", "Prefer": f"odata.maxpagesize={page_size}"}
         root = f"{base}/v2.0/{TENANT_ID}/production/api/v2.0"
         records = requests = 0
         for company in http.get(f"{root}/companies", headers=headers).json()["value"]:
             url = f"{root}/companies({company['id']})/generalLedgerEntries"
-            params = {"$filter": f"lastModifiedDateTime ge {start:%Y-%m-%dT%H:%M:%S.000Z} and "
-                                 f"lastModifiedDateTime lt {end:%Y-%m-%dT%H:%M:%S.000Z}",
-                      "$expand": "dimensionSetLines"}
+            params = {
+                "$filter": f"lastModifiedDateTime ge {start:%Y-%m-%dT%H:%M:%S.000Z} and "
+                f"lastModifiedDateTime lt {end:%Y-%m-%dT%H:%M:%S.000Z}",
+                "$expand": "dimensionSetLines",
+            }
             while url:
                 body = http.get(url, params=params, headers=headers).json()
                 requests += 1
@@ -91,9 +116,13 @@ def main() -> None:
         return child(args.child, args.data_dir, args.page_size)
     data_dir = Path(tempfile.mkdtemp(prefix="mlconnector-bench-"))
     product, bare = compare(__file__, start(data_dir, args.gl_entries_per_company), data_dir, args.page_size)
-    print_results(f"Business Central G/L entries (+ dimension set lines), page size {args.page_size:,}, 2 companies",
-                  ("(a) product asset → DuckDB", product), ("(b) bare httpx loop, discard", bare), "requests",
-                  target="target ≥ 0.80; peak RSS of (a) target < 500 MB")
+    print_results(
+        f"Business Central G/L entries (+ dimension set lines), page size {args.page_size:,}, 2 companies",
+        ("(a) product asset → DuckDB", product),
+        ("(b) bare httpx loop, discard", bare),
+        "requests",
+        target="target ≥ 0.80; peak RSS of (a) target < 500 MB",
+    )
 
 
 if __name__ == "__main__":

@@ -35,12 +35,17 @@ def run_job_over_history(raw_config: dict, job_name: str):
 
     from mlconnector_pipelines.config import parse_config
     from mlconnector_pipelines.definitions import build_definitions
+
     start, end = history()
     job = build_definitions(parse_config(raw_config)).resolve_job_def(job_name)
     began = time.monotonic()
-    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags={
-        "dagster/asset_partition_range_start": start.date().isoformat(),
-        "dagster/asset_partition_range_end": (end - timedelta(days=1)).date().isoformat()})
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": start.date().isoformat(),
+            "dagster/asset_partition_range_end": (end - timedelta(days=1)).date().isoformat(),
+        },
+    )
     seconds = time.monotonic() - began
     assert result.success
     return result, seconds
@@ -49,8 +54,10 @@ def run_job_over_history(raw_config: dict, job_name: str):
 def start_sandbox(args: list[str], health_url: str, ca: Path) -> subprocess.Popen:
     """`mlconnector sandbox ARGS` in the background, returned once `health_url` answers."""
     import httpx
-    process = subprocess.Popen([str(ROOT / ".venv/bin/mlconnector"), "sandbox", *args],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    process = subprocess.Popen(
+        [str(ROOT / ".venv/bin/mlconnector"), "sandbox", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     started = time.monotonic()
     while True:
         try:
@@ -72,8 +79,12 @@ def report_child(figures: dict) -> None:
 
 def measure(script: str, path: str, data_dir: Path, page_size: int) -> dict:
     """Run `script --child PATH` in a fresh process (so peak RSS is that path's own) and read its figures."""
-    output = subprocess.run([sys.executable, script, "--child", path, "--data-dir", str(data_dir),
-                             "--page-size", str(page_size)], capture_output=True, text=True, check=False)
+    output = subprocess.run(
+        [sys.executable, script, "--child", path, "--data-dir", str(data_dir), "--page-size", str(page_size)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if output.returncode:
         raise SystemExit(output.stderr[-4000:])
     return json.loads(output.stdout.strip().splitlines()[-1])
@@ -98,6 +109,8 @@ def print_results(title: str, product: tuple[str, dict], bare: tuple[str, dict],
     print(f"\n{title}")
     print(f"{'path':<34}{'records':>11}{'seconds':>9}{'records/s':>11}{extra:>10}{'peak RSS MB':>13}{'CPU s':>8}")
     for name, f in (product, bare):
-        print(f"{name:<34}{f['records']:>11,}{f['seconds']:>9.1f}{f['records'] / f['seconds']:>11,.0f}"
-              f"{f[extra]:>10,}{f['peak_rss_mb']:>13,.0f}{f['cpu_seconds']:>8.1f}")
+        print(
+            f"{name:<34}{f['records']:>11,}{f['seconds']:>9.1f}{f['records'] / f['seconds']:>11,.0f}"
+            f"{f[extra]:>10,}{f['peak_rss_mb']:>13,.0f}{f['cpu_seconds']:>8.1f}"
+        )
     print(f"\nratio (a)/(b) records/s: {ratio(product[1], bare[1]):.2f}" + (f"   ({target})" if target else ""))

@@ -24,9 +24,13 @@ def _sandbox_options(command):
     for service in reversed(SERVICES):
         for option in reversed(service.cli):
             default = _setting(service.settings(), option.paths[0])
-            command = click.option(f"--{option.name}", f"{service.key}__{option.paths[0].replace('.', '__')}",
-                                   type=option.type, default=None,
-                                   help=option.help if default is None else f"{option.help} [default: {default}]")(command)
+            command = click.option(
+                f"--{option.name}",
+                f"{service.key}__{option.paths[0].replace('.', '__')}",
+                type=option.type,
+                default=None,
+                help=option.help if default is None else f"{option.help} [default: {default}]",
+            )(command)
     return command
 
 
@@ -38,18 +42,42 @@ def _setting(model, path: str):
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on.")
-@click.option("--port", default=None, type=int, help="The shared port (default 47800); services with their own "
-              "certificate listen at fixed offsets from it.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Where the sandbox CA lives (default: $MLCONNECTOR_DATA_DIR or ./data).")
-@click.option("--history-days", default=28, show_default=True, type=int,
-              help="Days of history before today (UTC) the seed data spans.")
-@click.option("--live/--no-live", default=True, show_default=True,
-              help="Create and modify records over time, some committed late.")
+@click.option(
+    "--port",
+    default=None,
+    type=int,
+    help="The shared port (default 47800); services with their own certificate listen at fixed offsets from it.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the sandbox CA lives (default: $MLCONNECTOR_DATA_DIR or ./data).",
+)
+@click.option(
+    "--history-days",
+    default=28,
+    show_default=True,
+    type=int,
+    help="Days of history before today (UTC) the seed data spans.",
+)
+@click.option(
+    "--live/--no-live",
+    default=True,
+    show_default=True,
+    help="Create and modify records over time, some committed late.",
+)
 @click.option("--seed", default=None, type=int, help="Seed of the generated data (default: each service's own).")
 @_sandbox_options
-def sandbox(host: str, port: int | None, data_dir: Path | None, history_days: int, live: bool, seed: int | None,
-            **service_options) -> None:
+def sandbox(
+    host: str,
+    port: int | None,
+    data_dir: Path | None,
+    history_days: int,
+    live: bool,
+    seed: int | None,
+    **service_options,
+) -> None:
     """Serve every simulated service (Entra ID, the ERPs, Looker) over HTTPS on loopback."""
     from datetime import timedelta
 
@@ -82,8 +110,13 @@ def _assign(raw: dict, path: str, value) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="connector.yaml (default: $MLCONNECTOR_CONFIG, else the sandbox profile).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="connector.yaml (default: $MLCONNECTOR_CONFIG, else the sandbox profile).",
+)
 def ping(config_path: Path | None) -> None:
     """Check each configured system: authenticate, make one cheap read, print a table."""
     from .config import load_config
@@ -98,10 +131,19 @@ def ping(config_path: Path | None) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="connector.yaml (default: $MLCONNECTOR_CONFIG, else the sandbox profile).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (put a TLS-terminating proxy in front when a sender reaches it over the internet).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="connector.yaml (default: $MLCONNECTOR_CONFIG, else the sandbox profile).",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (put a TLS-terminating proxy in front when a sender reaches it over the internet).",
+)
 @click.option("--port", default=47900, show_default=True, type=int)
 @click.option("--ssl-certfile", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--ssl-keyfile", type=click.Path(exists=True, path_type=Path), default=None)
@@ -119,12 +161,20 @@ def ingest(config_path: Path | None, host: str, port: int, ssl_certfile: Path | 
     app = create_app(cfg)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     where = "the database at ingest.store_url" if cfg.ingest.store_url else cfg.data_dir / "ingest"
-    click.echo(f"ingest: receiving deliveries at http{'s' if ssl_certfile else ''}://{host}:{port}"
-               f"{', '.join(sorted(route.path for route in app.routes if '{' in route.path))}  (stored in {where})")
+    click.echo(
+        f"ingest: receiving deliveries at http{'s' if ssl_certfile else ''}://{host}:{port}"
+        f"{', '.join(sorted(route.path for route in app.routes if '{' in route.path))}  (stored in {where})"
+    )
     # access_log=False: the request line holds the URL secret.
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
-                ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-                ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="info",
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+    )
 
 
 @main.group()
@@ -136,6 +186,7 @@ def credentials() -> None:
 def _store():
     from .config import load_config
     from .core.credentials import CredentialStore
+
     return CredentialStore(load_config().data_dir)
 
 
@@ -146,8 +197,11 @@ def credentials_set(name: str, from_stdin: bool) -> None:
     """Store (or replace) a secret. Prompts without echo unless --stdin."""
     store = _store()
     store.writable()  # refuse before asking for a secret that could not be stored
-    value = sys.stdin.readline().rstrip("\n") if from_stdin else click.prompt(
-        f"value for {name}", hide_input=True, confirmation_prompt=True)
+    value = (
+        sys.stdin.readline().rstrip("\n")
+        if from_stdin
+        else click.prompt(f"value for {name}", hide_input=True, confirmation_prompt=True)
+    )
     store.set(name, value)
     click.echo(f"stored {name}")
 
@@ -173,6 +227,7 @@ def credentials_rotate_key() -> None:
     import os
 
     from .core.credentials import KEY_ENV
+
     path = _store().rotate_key()
     click.echo(f"re-encrypted every credential; new key in {path}")
     if os.environ.get(KEY_ENV):

@@ -48,8 +48,9 @@ class _ConnectorBase(Strict):
 
 
 ConnectorConfig = create_model(
-    "ConnectorConfig", __base__=_ConnectorBase, __doc__="connector.yaml: data_dir, warehouse, ingest, one section "
-                                                        "per registered system (absent: not used).",
+    "ConnectorConfig",
+    __base__=_ConnectorBase,
+    __doc__="connector.yaml: data_dir, warehouse, ingest, one section per registered system (absent: not used).",
     **{spec.key: (spec.config_model | None, None) for spec in SYSTEMS},
 )
 
@@ -60,6 +61,7 @@ def default_data_dir() -> Path:
 
 def sandbox_url() -> str:
     from .sandbox.registry import DEFAULT_PORT
+
     return os.environ.get(SANDBOX_URL_ENV) or f"https://127.0.0.1:{DEFAULT_PORT}"
 
 
@@ -68,8 +70,11 @@ def sandbox_profile(data_dir: Path | None = None, url: str | None = None) -> dic
     from .sandbox.registry import sandbox_profile as service_sections
 
     data_dir = (data_dir or default_data_dir()).resolve()
-    return {"profile": "sandbox", "data_dir": str(data_dir),
-            **service_sections(data_dir, (url or sandbox_url()).rstrip("/"))}
+    return {
+        "profile": "sandbox",
+        "data_dir": str(data_dir),
+        **service_sections(data_dir, (url or sandbox_url()).rstrip("/")),
+    }
 
 
 def _is_secret_ref(value: dict) -> bool:

@@ -18,9 +18,12 @@ def build_definitions(cfg: ConnectorConfig | None = None) -> dg.Definitions:
     cfg = cfg or load_config()
     warehouse = WarehouseResource.from_config(cfg)
     ctx = FlowContext(warehouse_kind=warehouse.kind, data_dir=cfg.data_dir, ingest=cfg.ingest)
-    parts = [dg.Definitions(resources={"warehouse": warehouse,
-                                       "warehouse_io": WarehouseTableIOManager(warehouse=warehouse)}),
-             build_connectivity(cfg)]
+    parts = [
+        dg.Definitions(
+            resources={"warehouse": warehouse, "warehouse_io": WarehouseTableIOManager(warehouse=warehouse)}
+        ),
+        build_connectivity(cfg),
+    ]
     parts.extend(spec.definitions(section, ctx) for spec, section in enabled_sections(cfg))
     return dg.Definitions.merge(*parts)
 

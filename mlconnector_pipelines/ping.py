@@ -13,8 +13,16 @@ def run_pings(cfg: ConnectorConfig) -> list[PingResult]:
 
     results: list[PingResult] = [ping_warehouse(cfg)]
     for spec, section in enabled_sections(cfg):
-        unset = next((r for r in (_unset_secret(spec.title, spec.url(section), ref, what)
-                                  for ref, what in spec.secrets(section)) if r is not None), None)
+        unset = next(
+            (
+                r
+                for r in (
+                    _unset_secret(spec.title, spec.url(section), ref, what) for ref, what in spec.secrets(section)
+                )
+                if r is not None
+            ),
+            None,
+        )
         results.append(unset or spec.ping(section, cfg.data_dir))
     return results
 
@@ -24,7 +32,13 @@ def _unset_secret(system: str, url: str, ref: SecretRef, what: str) -> PingResul
     variable = ref.missing_env()
     if variable is None:
         return None
-    return PingResult(system, url, auth_ok=False, read_ok=None, latency_ms=0.0,
-                      detail=f"environment variable {variable} ({what}) is not set",
-                      fix=f"export {variable}=<value>, or store it with `mlconnector credentials set` "
-                          "and reference it as `credential:`")
+    return PingResult(
+        system,
+        url,
+        auth_ok=False,
+        read_ok=None,
+        latency_ms=0.0,
+        detail=f"environment variable {variable} ({what}) is not set",
+        fix=f"export {variable}=<value>, or store it with `mlconnector credentials set` "
+        "and reference it as `credential:`",
+    )

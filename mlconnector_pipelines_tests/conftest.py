@@ -54,8 +54,11 @@ class SandboxAdmin:
     def stats(self) -> dict:
         """Entra's tokens issued, BC's requests and the faults fired at BC."""
         bc = self.state("business_central")
-        return {"tokens_issued": self.state("entra")["tokens_issued"], "bc_requests": bc["requests"],
-                "faults_fired": bc["faults_fired"]}
+        return {
+            "tokens_issued": self.state("entra")["tokens_issued"],
+            "bc_requests": bc["requests"],
+            "faults_fired": bc["faults_fired"],
+        }
 
     def companies(self) -> list[dict]:
         return self.http.get("/_sandbox/business_central/companies").json()
@@ -66,8 +69,14 @@ class SandboxAdmin:
         response.raise_for_status()
         return json.loads(response.content, parse_float=Decimal)
 
-    def upsert(self, company_id: str, entity_set: str, record: dict, modified_at: str | None = None,
-               lines: list[dict] | None = None) -> dict:
+    def upsert(
+        self,
+        company_id: str,
+        entity_set: str,
+        record: dict,
+        modified_at: str | None = None,
+        lines: list[dict] | None = None,
+    ) -> dict:
         body = {"record": record, "lastModifiedDateTime": modified_at}
         if lines is not None:
             body["lines"] = lines
@@ -76,13 +85,17 @@ class SandboxAdmin:
         return response.json()
 
 
-def start_sandbox(tmp_path_factory, entra: dict | None = None, looker: LookerSettings | None = None,
-                  **business_central) -> tuple[RunningSandbox, Path]:
+def start_sandbox(
+    tmp_path_factory, entra: dict | None = None, looker: LookerSettings | None = None, **business_central
+) -> tuple[RunningSandbox, Path]:
     """Entra ID, Business Central (seeded with a week of history unless told) and Looker on one port."""
     data_dir = tmp_path_factory.mktemp("sandbox-data")
     bc = {"history_start": HISTORY_START, "history_end": HISTORY_END, "volumes": Volumes(), **business_central}
-    settings = SandboxSettings(entra=EntraSettings(**(entra or {})), business_central=BusinessCentralSettings(**bc),
-                               looker=looker or LookerSettings())
+    settings = SandboxSettings(
+        entra=EntraSettings(**(entra or {})),
+        business_central=BusinessCentralSettings(**bc),
+        looker=looker or LookerSettings(),
+    )
     running = start_in_thread(data_dir, settings)
     return running, data_dir
 
@@ -97,8 +110,9 @@ def sandbox(tmp_path_factory):
     running.stop()
 
 
-def make_config(admin: SandboxAdmin, data_dir: Path, sap: dict | None = None, looker: dict | None = None,
-                **business_central) -> ConnectorConfig:
+def make_config(
+    admin: SandboxAdmin, data_dir: Path, sap: dict | None = None, looker: dict | None = None, **business_central
+) -> ConnectorConfig:
     """The sandbox profile pointed at this module's sandbox, with a private warehouse.
 
     SAP Business One (its simulator runs apart) and Looker are left out unless given their settings.
@@ -118,19 +132,29 @@ def make_config(admin: SandboxAdmin, data_dir: Path, sap: dict | None = None, lo
     return parse_config(raw)
 
 
-def run_bc_job(cfg: ConnectorConfig, partition_key: str | None = None, partition_range: tuple[str, str] | None = None,
-               instance: dg.DagsterInstance | None = None, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+def run_bc_job(
+    cfg: ConnectorConfig,
+    partition_key: str | None = None,
+    partition_range: tuple[str, str] | None = None,
+    instance: dg.DagsterInstance | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
     from mlconnector_pipelines.definitions import build_definitions
     from mlconnector_pipelines.flows.business_central import JOB
 
     job = build_definitions(cfg).resolve_job_def(JOB)
     tags = {}
     if partition_range:
-        tags = {"dagster/asset_partition_range_start": partition_range[0],
-                "dagster/asset_partition_range_end": partition_range[1]}
-    return job.execute_in_process(partition_key=partition_key, tags=tags or None,
-                                  instance=instance or dg.DagsterInstance.ephemeral(),
-                                  raise_on_error=raise_on_error)
+        tags = {
+            "dagster/asset_partition_range_start": partition_range[0],
+            "dagster/asset_partition_range_end": partition_range[1],
+        }
+    return job.execute_in_process(
+        partition_key=partition_key,
+        tags=tags or None,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=raise_on_error,
+    )
 
 
 def materialization_metadata(result: dg.ExecuteInProcessResult, table: str) -> dict:
@@ -143,6 +167,7 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, table: str) -> d
 def window_of(records: list[dict], start: datetime, end: datetime) -> list[dict]:
     def moment(r):
         return datetime.fromisoformat(r["lastModifiedDateTime"].replace("Z", "+00:00"))
+
     return [r for r in records if start <= moment(r) < end]
 
 

@@ -24,9 +24,13 @@ def snapshot(cfg, table: str) -> list[tuple]:
     """Current-state rows without the per-run columns, in a stable order."""
     with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
-        columns = [r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY column_name",
-            [table]).fetchall() if r[0] not in RUN_COLUMNS]
+        columns = [
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY column_name", [table]
+            ).fetchall()
+            if r[0] not in RUN_COLUMNS
+        ]
         select = ", ".join(f'"{c}"' for c in columns)
         return con.execute(f'SELECT {select} FROM "{table}" ORDER BY ALL').fetchall()
 
@@ -50,7 +54,9 @@ def test_definitions_load_without_calling_any_api(sandbox, tmp_path):
     defs.resolve_all_asset_specs()
     assert sandbox.stats() == before
     # and with the API unreachable, loading still succeeds
-    unreachable = make_config(sandbox, tmp_path, api_base_url="https://127.0.0.1:9", auth={"authority_host": "https://127.0.0.1:9"})
+    unreachable = make_config(
+        sandbox, tmp_path, api_base_url="https://127.0.0.1:9", auth={"authority_host": "https://127.0.0.1:9"}
+    )
     assert len(build_definitions(unreachable).resolve_all_asset_specs()) == 14
 
 
@@ -61,28 +67,51 @@ def test_a_window_lands_exactly_as_the_sandbox_has_it(sandbox, tmp_path):
     start, end = datetime(2026, 3, 3, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC)
     for company in sandbox.companies():
         own = window_of(sandbox.records(company["id"], "generalLedgerEntries"), start, end)
-        rows = {r[0]: r[1:] for r in duckdb.connect(str(cfg.duckdb_path), read_only=True).execute(
-            "SELECT id, entry_number, posting_date::VARCHAR, debit_amount, credit_amount, "
-            "strftime(last_modified_date_time, '%Y-%m-%dT%H:%M:%S.%gZ') FROM bc_general_ledger_entries "
-            "WHERE _company_id = ?", [company["id"]]).fetchall()}
-        assert rows == {r["id"]: (r["entryNumber"], r["postingDate"], r["debitAmount"], r["creditAmount"],
-                                  r["lastModifiedDateTime"]) for r in own}
-        dims = scalar(cfg, "SELECT count(*) FROM bc_general_ledger_entry_dimensions WHERE _company_id = ?", company["id"])
+        rows = {
+            r[0]: r[1:]
+            for r in duckdb.connect(str(cfg.duckdb_path), read_only=True)
+            .execute(
+                "SELECT id, entry_number, posting_date::VARCHAR, debit_amount, credit_amount, "
+                "strftime(last_modified_date_time, '%Y-%m-%dT%H:%M:%S.%gZ') FROM bc_general_ledger_entries "
+                "WHERE _company_id = ?",
+                [company["id"]],
+            )
+            .fetchall()
+        }
+        assert rows == {
+            r["id"]: (
+                r["entryNumber"],
+                r["postingDate"],
+                r["debitAmount"],
+                r["creditAmount"],
+                r["lastModifiedDateTime"],
+            )
+            for r in own
+        }
+        dims = scalar(
+            cfg, "SELECT count(*) FROM bc_general_ledger_entry_dimensions WHERE _company_id = ?", company["id"]
+        )
         assert dims == sum(len(r["dimensionSetLines"]) for r in own)
         invoices = window_of(sandbox.records(company["id"], "salesInvoices"), start, end)
         lines = scalar(cfg, "SELECT count(*) FROM bc_sales_invoice_lines WHERE _company_id = ?", company["id"])
         assert lines == sum(len(r["salesInvoiceLines"]) for r in invoices)
-        assert scalar(cfg, "SELECT count(*) FROM bc_sales_invoices WHERE _company_id = ?", company["id"]) == len(invoices)
+        assert scalar(cfg, "SELECT count(*) FROM bc_sales_invoices WHERE _company_id = ?", company["id"]) == len(
+            invoices
+        )
     meta = materialization_metadata(result, "bc_general_ledger_entries")
-    assert meta["dagster/row_count"] == sum(len(window_of(sandbox.records(c["id"], "generalLedgerEntries"), start, end))
-                                            for c in sandbox.companies())
+    assert meta["dagster/row_count"] == sum(
+        len(window_of(sandbox.records(c["id"], "generalLedgerEntries"), start, end)) for c in sandbox.companies()
+    )
     assert meta["http_requests"] >= meta["pages"] > 2
     assert meta["high_water_mark"] < "2026-03-04T00:00:00.000Z" and meta["high_water_mark"] >= "2026-03-03"
     evaluations = checks(result)
     assert len(evaluations) == 20 and all(e.passed for e in evaluations.values())
     # amounts are exact decimals and timestamps are UTC
     assert scalar(cfg, "SELECT typeof(debit_amount) FROM bc_general_ledger_entries LIMIT 1") == "DECIMAL(38,9)"
-    assert scalar(cfg, "SELECT typeof(last_modified_date_time) FROM bc_general_ledger_entries LIMIT 1") == "TIMESTAMP WITH TIME ZONE"
+    assert (
+        scalar(cfg, "SELECT typeof(last_modified_date_time) FROM bc_general_ledger_entries LIMIT 1")
+        == "TIMESTAMP WITH TIME ZONE"
+    )
 
 
 def test_late_commit_is_picked_up_and_later_versions_win(sandbox, tmp_path):
@@ -90,20 +119,38 @@ def test_late_commit_is_picked_up_and_later_versions_win(sandbox, tmp_path):
     company = sandbox.companies()[0]
     assert run_bc_job(cfg, partition_key="2026-03-05").success
 
-    late = sandbox.upsert(company["id"], "generalLedgerEntries", {
-        "entryNumber": 9_000_001, "postingDate": "2026-03-05", "documentNumber": "LATE0001", "documentType": "Invoice",
-        "accountId": "00000000-0000-0000-0000-000000000000", "accountNumber": "60100", "description": "committed late",
-        "debitAmount": 10.0, "creditAmount": 0.0, "additionalCurrencyDebitAmount": 0.0, "additionalCurrencyCreditAmount": 0.0,
-    }, modified_at="2026-03-05T10:00:00.000Z")
+    late = sandbox.upsert(
+        company["id"],
+        "generalLedgerEntries",
+        {
+            "entryNumber": 9_000_001,
+            "postingDate": "2026-03-05",
+            "documentNumber": "LATE0001",
+            "documentType": "Invoice",
+            "accountId": "00000000-0000-0000-0000-000000000000",
+            "accountNumber": "60100",
+            "description": "committed late",
+            "debitAmount": 10.0,
+            "creditAmount": 0.0,
+            "additionalCurrencyDebitAmount": 0.0,
+            "additionalCurrencyCreditAmount": 0.0,
+        },
+        modified_at="2026-03-05T10:00:00.000Z",
+    )
     absent = "SELECT count(*) FROM bc_general_ledger_entries WHERE id = ?"
     assert scalar(cfg, absent, late["id"]) == 0
     assert run_bc_job(cfg, partition_key="2026-03-05").success
     assert scalar(cfg, absent, late["id"]) == 1
 
-    customer = window_of(sandbox.records(company["id"], "customers"),
-                         datetime(2026, 3, 5, tzinfo=UTC), datetime(2026, 3, 6, tzinfo=UTC))[0]
-    sandbox.upsert(company["id"], "customers", {"id": customer["id"], "displayName": "Renamed Ltd."},
-                   modified_at="2026-03-06T08:00:00.000Z")
+    customer = window_of(
+        sandbox.records(company["id"], "customers"), datetime(2026, 3, 5, tzinfo=UTC), datetime(2026, 3, 6, tzinfo=UTC)
+    )[0]
+    sandbox.upsert(
+        company["id"],
+        "customers",
+        {"id": customer["id"], "displayName": "Renamed Ltd."},
+        modified_at="2026-03-06T08:00:00.000Z",
+    )
     assert run_bc_job(cfg, partition_key="2026-03-06").success
     assert scalar(cfg, "SELECT count(*) FROM bc_customers WHERE id = ?", customer["id"]) == 1
     assert scalar(cfg, "SELECT display_name FROM bc_customers WHERE id = ?", customer["id"]) == "Renamed Ltd."
@@ -117,14 +164,26 @@ def test_new_source_field_becomes_a_nullable_column(sandbox, tmp_path):
     cfg = make_config(sandbox, tmp_path, entities=["vendors"])
     company = sandbox.companies()[1]
     vendor = sandbox.records(company["id"], "vendors")[0]
-    sandbox.upsert(company["id"], "vendors", {"id": vendor["id"], "preferredBankCode": "BOFA-01"},
-                   modified_at="2026-03-07T09:00:00.000Z")
+    sandbox.upsert(
+        company["id"],
+        "vendors",
+        {"id": vendor["id"], "preferredBankCode": "BOFA-01"},
+        modified_at="2026-03-07T09:00:00.000Z",
+    )
     assert run_bc_job(cfg, partition_key="2026-03-07").success
     assert scalar(cfg, "SELECT preferred_bank_code FROM bc_vendors WHERE id = ?", vendor["id"]) == "BOFA-01"
-    assert scalar(cfg, "SELECT count(*) FROM bc_vendors WHERE preferred_bank_code IS NULL") == \
-        scalar(cfg, "SELECT count(*) FROM bc_vendors") - 1
-    assert scalar(cfg, "SELECT is_nullable FROM information_schema.columns WHERE column_name = 'preferred_bank_code' "
-                       "AND table_name = 'bc_vendors'") == "YES"
+    assert (
+        scalar(cfg, "SELECT count(*) FROM bc_vendors WHERE preferred_bank_code IS NULL")
+        == scalar(cfg, "SELECT count(*) FROM bc_vendors") - 1
+    )
+    assert (
+        scalar(
+            cfg,
+            "SELECT is_nullable FROM information_schema.columns WHERE column_name = 'preferred_bank_code' "
+            "AND table_name = 'bc_vendors'",
+        )
+        == "YES"
+    )
 
 
 def test_single_run_backfill_loads_every_window_in_one_run(sandbox, tmp_path):
@@ -134,7 +193,9 @@ def test_single_run_backfill_loads_every_window_in_one_run(sandbox, tmp_path):
     assert result.success
     assert len(instance.get_runs()) == 1
     start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC)
-    expected = sum(len(window_of(sandbox.records(c["id"], "generalLedgerEntries"), start, end)) for c in sandbox.companies())
+    expected = sum(
+        len(window_of(sandbox.records(c["id"], "generalLedgerEntries"), start, end)) for c in sandbox.companies()
+    )
     assert scalar(cfg, "SELECT count(*) FROM bc_general_ledger_entries") == expected
     assert scalar(cfg, "SELECT count(DISTINCT _window_start) FROM bc_general_ledger_entries_changes") == 4
     assert materialization_metadata(result, "bc_general_ledger_entries")["windows"] == 4
@@ -147,15 +208,26 @@ def test_a_range_run_gives_each_partition_its_own_windows_figures(sandbox, tmp_p
     # 2026-03-08 is past the sandbox's history: an empty window inside the range
     result = run_bc_job(cfg, partition_range=("2026-03-06", "2026-03-08"), instance=instance)
     assert result.success
-    figures = {table: {e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
-                       for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == table}
-               for table in ("bc_general_ledger_entries", "bc_general_ledger_entry_dimensions")}
+    figures = {
+        table: {
+            e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()
+            if e.asset_key.path[-1] == table
+        }
+        for table in ("bc_general_ledger_entries", "bc_general_ledger_entry_dimensions")
+    }
     for day in ("2026-03-06", "2026-03-07", "2026-03-08"):
         start = datetime.fromisoformat(day).replace(tzinfo=UTC)
         end = start + timedelta(days=1)
-        own = [r for c in sandbox.companies() for r in window_of(sandbox.records(c["id"], "generalLedgerEntries"),
-                                                                 start, end)]
-        entries, dimensions = figures["bc_general_ledger_entries"][day], figures["bc_general_ledger_entry_dimensions"][day]
+        own = [
+            r
+            for c in sandbox.companies()
+            for r in window_of(sandbox.records(c["id"], "generalLedgerEntries"), start, end)
+        ]
+        entries, dimensions = (
+            figures["bc_general_ledger_entries"][day],
+            figures["bc_general_ledger_entry_dimensions"][day],
+        )
         assert entries["rows"] == entries["dagster/row_count"] == len(own), day
         assert dimensions["rows"] == sum(len(r["dimensionSetLines"]) for r in own), day
         assert (entries["window_start"], entries["window_end"]) == (start.isoformat(), end.isoformat())
@@ -198,8 +270,9 @@ def test_schedule_loads_the_window_that_just_settled(sandbox, tmp_path):
     defs = build_definitions(make_config(sandbox, tmp_path))
     schedule = defs.resolve_schedule_def(f"{JOB}_schedule")
     assert schedule.cron_schedule == "30 0 * * *"
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 5, 0, 30, tzinfo=UTC),
-                                        repository_def=defs.get_repository_def())
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 3, 5, 0, 30, tzinfo=UTC), repository_def=defs.get_repository_def()
+    )
     requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2026-03-04"]
 
@@ -218,21 +291,43 @@ def clean_gl(sandbox, tmp_path_factory):
     return snapshot(cfg, GL), snapshot(cfg, GL_DIMS)
 
 
-@pytest.mark.parametrize("rules, expect", [
-    pytest.param([{"kind": "status", "status": 429, "retry_after": 1, "count": 2, "skip": 2}],
-                 {"http_throttled": 2, "min_waited": 2.0}, id="429-with-retry-after"),
-    pytest.param([{"kind": "status", "status": 429, "retry_after": None, "count": 3, "skip": 1}],
-                 {"http_throttled": 3}, id="429-without-retry-after"),
-    pytest.param([{"kind": "status", "status": 503, "retry_after": None, "count": 2, "skip": 1},
-                  {"kind": "status", "status": 502, "count": 1, "skip": 4},
-                  {"kind": "status", "status": 504, "count": 1, "skip": 6}],
-                 {"http_server_errors": 4}, id="5xx-burst"),
-    pytest.param([{"kind": "drop", "count": 2, "skip": 3}], {"http_transport_errors": 2}, id="connection-dropped-mid-page"),
-    pytest.param([{"kind": "delay", "delay_seconds": 3, "count": 1, "skip": 2}], {"http_transport_errors": 1},
-                 id="slow-response-times-out"),
-    pytest.param([{"kind": "expire_tokens", "count": 1, "skip": 3}],
-                 {"http_reauthentications": 1, "tokens_acquired": 2}, id="token-expires-mid-run"),
-])
+@pytest.mark.parametrize(
+    "rules, expect",
+    [
+        pytest.param(
+            [{"kind": "status", "status": 429, "retry_after": 1, "count": 2, "skip": 2}],
+            {"http_throttled": 2, "min_waited": 2.0},
+            id="429-with-retry-after",
+        ),
+        pytest.param(
+            [{"kind": "status", "status": 429, "retry_after": None, "count": 3, "skip": 1}],
+            {"http_throttled": 3},
+            id="429-without-retry-after",
+        ),
+        pytest.param(
+            [
+                {"kind": "status", "status": 503, "retry_after": None, "count": 2, "skip": 1},
+                {"kind": "status", "status": 502, "count": 1, "skip": 4},
+                {"kind": "status", "status": 504, "count": 1, "skip": 6},
+            ],
+            {"http_server_errors": 4},
+            id="5xx-burst",
+        ),
+        pytest.param(
+            [{"kind": "drop", "count": 2, "skip": 3}], {"http_transport_errors": 2}, id="connection-dropped-mid-page"
+        ),
+        pytest.param(
+            [{"kind": "delay", "delay_seconds": 3, "count": 1, "skip": 2}],
+            {"http_transport_errors": 1},
+            id="slow-response-times-out",
+        ),
+        pytest.param(
+            [{"kind": "expire_tokens", "count": 1, "skip": 3}],
+            {"http_reauthentications": 1, "tokens_acquired": 2},
+            id="token-expires-mid-run",
+        ),
+    ],
+)
 def test_faults_end_with_clean_run_content(sandbox, tmp_path, clean_gl, rules, expect):
     overrides = {"entities": ["generalLedgerEntries"], "page_size": 20}
     if any(r["kind"] == "delay" for r in rules):
@@ -269,21 +364,27 @@ def strict_sandbox(tmp_path_factory):
 
 
 def test_the_services_own_rate_limit_is_ridden_out(strict_sandbox, tmp_path):
-    cfg = make_config(strict_sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=10,
-                      http={"backoff_base_seconds": 0.25, "backoff_cap_seconds": 2.0, "max_attempts": 25})
+    cfg = make_config(
+        strict_sandbox,
+        tmp_path,
+        entities=["generalLedgerEntries"],
+        page_size=10,
+        http={"backoff_base_seconds": 0.25, "backoff_cap_seconds": 2.0, "max_attempts": 25},
+    )
     result = run_bc_job(cfg, partition_key=FAULT_WINDOW)
     assert result.success
     meta = materialization_metadata(result, GL)
     assert meta["http_throttled"] > 0
     start, end = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)
-    expected = sum(len(window_of(strict_sandbox.records(c["id"], "generalLedgerEntries"), start, end))
-                   for c in strict_sandbox.companies())
+    expected = sum(
+        len(window_of(strict_sandbox.records(c["id"], "generalLedgerEntries"), start, end))
+        for c in strict_sandbox.companies()
+    )
     assert scalar(cfg, f"SELECT count(*) FROM {GL}") == expected
 
 
 def test_persistent_failure_fails_the_run_and_keeps_the_old_window(sandbox, tmp_path):
-    cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=20,
-                      http={"max_attempts": 2})
+    cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=20, http={"max_attempts": 2})
     assert run_bc_job(cfg, partition_key=FAULT_WINDOW).success
     before = snapshot(cfg, GL)
     sandbox.faults({"kind": "status", "status": 503, "count": 50, "skip": 3, "path_contains": "generalLedgerEntries"})
@@ -311,12 +412,17 @@ def test_multiprocess_run_with_parallel_steps(sandbox, tmp_path, monkeypatch):
     monkeypatch.setenv("MLCONNECTOR_BC_CLIENT_SECRET", "sandbox-client-secret")
     (tmp_path / "dagster").mkdir()
     with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
-        result = dg.execute_job(fresh(bc_job_from_env), instance=instance, run_config=SPAWN,
-                                tags={"dagster/partition": "2026-03-04"})
+        result = dg.execute_job(
+            fresh(bc_job_from_env), instance=instance, run_config=SPAWN, tags={"dagster/partition": "2026-03-04"}
+        )
         assert result.success, [e.message for e in result.all_events if e.is_failure]
     start, end = datetime(2026, 3, 4, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC)
-    for entity_set, table in [("generalLedgerEntries", GL), ("customers", "bc_customers"),
-                              ("salesOrders", "bc_sales_orders"), ("items", "bc_items")]:
+    for entity_set, table in [
+        ("generalLedgerEntries", GL),
+        ("customers", "bc_customers"),
+        ("salesOrders", "bc_sales_orders"),
+        ("items", "bc_items"),
+    ]:
         expected = sum(len(window_of(sandbox.records(c["id"], entity_set), start, end)) for c in sandbox.companies())
         assert scalar(cfg, f"SELECT count(*) FROM {table}") == expected, table
     assert scalar(cfg, "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'bc_%'") == 28
@@ -325,8 +431,13 @@ def test_multiprocess_run_with_parallel_steps(sandbox, tmp_path, monkeypatch):
 def test_live_mode_creates_modifies_and_commits_late(tmp_path_factory):
     """The sandbox's live mode gives incremental runs something real to find."""
     import time
-    running, data_dir = start_sandbox(tmp_path_factory, live=True, live_interval_seconds=0.05,
-                                      history_end=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0))
+
+    running, data_dir = start_sandbox(
+        tmp_path_factory,
+        live=True,
+        live_interval_seconds=0.05,
+        history_end=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
+    )
     admin = SandboxAdmin(running)
     try:
         started = datetime.now(UTC)
@@ -336,8 +447,9 @@ def test_live_mode_creates_modifies_and_commits_late(tmp_path_factory):
             entries = [r for cid in company_ids for r in admin.records(cid, "generalLedgerEntries")]
             live = [r for r in entries if r["documentNumber"].startswith("LIVE")]
             late = [r for r in live if r["description"].endswith("(committed late)")]
-            modified = [r for cid in company_ids for r in admin.records(cid, "customers")
-                        if "(rev " in r["displayName"]]
+            modified = [
+                r for cid in company_ids for r in admin.records(cid, "customers") if "(rev " in r["displayName"]
+            ]
             if late and modified and len(live) >= 6:
                 break
             assert time.monotonic() < deadline, (len(live), len(late), len(modified))
@@ -359,48 +471,78 @@ def test_a_copied_companys_records_keep_their_ids_and_each_company_keeps_its_own
     cfg = make_config(sandbox, tmp_path, entities=["vendors", "salesInvoices", "generalLedgerEntries"])
     assert run_bc_job(cfg, partition_range=("2026-03-01", "2026-03-07")).success
     first, second = sandbox.companies()
-    for entity_set, table, amount in (("vendors", "bc_vendors", "balance"),
-                                      ("salesInvoices", "bc_sales_invoices", "totalAmountExcludingTax"),
-                                      ("generalLedgerEntries", "bc_general_ledger_entries", "debitAmount")):
+    for entity_set, table, amount in (
+        ("vendors", "bc_vendors", "balance"),
+        ("salesInvoices", "bc_sales_invoices", "totalAmountExcludingTax"),
+        ("generalLedgerEntries", "bc_general_ledger_entries", "debitAmount"),
+    ):
         theirs = {r["id"]: r for r in sandbox.records(second["id"], entity_set)}
         shared = [r for r in sandbox.records(first["id"], entity_set) if r["id"] in theirs]
         assert shared, entity_set  # BC's Copy Company keeps record ids
         for record in shared:
             for company, own in ((first, record), (second, theirs[record["id"]])):
-                [(value,)] = duckdb.connect(str(cfg.duckdb_path), read_only=True).execute(
-                    f"SELECT {''.join('_' + c.lower() if c.isupper() else c for c in amount)} FROM {table} "
-                    "WHERE _company_id = ? AND id = ?", [company["id"], record["id"]]).fetchall()
+                [(value,)] = (
+                    duckdb.connect(str(cfg.duckdb_path), read_only=True)
+                    .execute(
+                        f"SELECT {''.join('_' + c.lower() if c.isupper() else c for c in amount)} FROM {table} "
+                        "WHERE _company_id = ? AND id = ?",
+                        [company["id"], record["id"]],
+                    )
+                    .fetchall()
+                )
                 assert value == own[amount], (entity_set, company["name"])
     lines = scalar(cfg, "SELECT count(*) FROM bc_sales_invoice_lines")
-    assert lines == sum(len(r["salesInvoiceLines"]) for c in (first, second)
-                        for r in sandbox.records(c["id"], "salesInvoices")
-                        if "2026-03-01" <= r["lastModifiedDateTime"][:10] < "2026-03-08")
+    assert lines == sum(
+        len(r["salesInvoiceLines"])
+        for c in (first, second)
+        for r in sandbox.records(c["id"], "salesInvoices")
+        if "2026-03-01" <= r["lastModifiedDateTime"][:10] < "2026-03-08"
+    )
 
 
 def test_amounts_a_double_cannot_hold_land_exactly(sandbox, tmp_path):
     cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries", "salesInvoices"])
     assert run_bc_job(cfg, partition_range=("2026-03-01", "2026-03-07")).success
     for company in sandbox.companies():
-        entries = {r["id"]: r for r in sandbox.records(company["id"], "generalLedgerEntries")
-                   if "2026-03-01" <= r["lastModifiedDateTime"][:10] < "2026-03-08"}
-        loaded = dict(duckdb.connect(str(cfg.duckdb_path), read_only=True).execute(
-            "SELECT id, debit_amount FROM bc_general_ledger_entries WHERE _company_id = ?", [company["id"]]).fetchall())
+        entries = {
+            r["id"]: r
+            for r in sandbox.records(company["id"], "generalLedgerEntries")
+            if "2026-03-01" <= r["lastModifiedDateTime"][:10] < "2026-03-08"
+        }
+        loaded = dict(
+            duckdb.connect(str(cfg.duckdb_path), read_only=True)
+            .execute("SELECT id, debit_amount FROM bc_general_ledger_entries WHERE _company_id = ?", [company["id"]])
+            .fetchall()
+        )
         assert loaded == {i: r["debitAmount"] for i, r in entries.items()}
         assert Decimal("12345678901.234567891") in loaded.values() and Decimal("0.000000001") in loaded.values()
-    prices = {r[0] for r in duckdb.connect(str(cfg.duckdb_path), read_only=True).execute(
-        "SELECT unit_price FROM bc_sales_invoice_lines").fetchall()}
+    prices = {
+        r[0]
+        for r in duckdb.connect(str(cfg.duckdb_path), read_only=True)
+        .execute("SELECT unit_price FROM bc_sales_invoice_lines")
+        .fetchall()
+    }
     assert Decimal("1234.567891") in prices
 
 
-@pytest.mark.parametrize("field, value, problem", [
-    ("postingDate", "not-a-date", r"bc_general_ledger_entries\.posting_date: 'not-a-date' is not a valid date"),
-    ("debitAmount", "12,5", r"a page it cannot read: .*'12,5'.* record 1 \(id '[0-9a-f-]{36}'\): debitAmount = '12,5'"),
-])
+@pytest.mark.parametrize(
+    "field, value, problem",
+    [
+        ("postingDate", "not-a-date", r"bc_general_ledger_entries\.posting_date: 'not-a-date' is not a valid date"),
+        (
+            "debitAmount",
+            "12,5",
+            r"a page it cannot read: .*'12,5'.* record 1 \(id '[0-9a-f-]{36}'\): debitAmount = '12,5'",
+        ),
+    ],
+)
 def test_a_value_that_does_not_cast_names_the_record_and_loses_nothing(sandbox, tmp_path, field, value, problem):
     cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=1)
     assert run_bc_job(cfg, partition_key=FAULT_WINDOW).success
     before = snapshot(cfg, GL)
-    sandbox.faults({"kind": "corrupt", "field": field, "value": value, "skip": 1, "path_contains": "generalLedgerEntries"})
+    sandbox.faults(
+        {"kind": "corrupt", "field": field, "value": value, "skip": 1, "path_contains": "generalLedgerEntries"}
+    )
     try:
         result = run_bc_job(cfg, partition_key=FAULT_WINDOW, raise_on_error=False)
     finally:

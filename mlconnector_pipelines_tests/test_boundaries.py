@@ -17,7 +17,7 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             # resolve relative imports against the file's package
             if node.level:
-                parts = path.relative_to(PACKAGE.parent).with_suffix("").parts[:-node.level]
+                parts = path.relative_to(PACKAGE.parent).with_suffix("").parts[: -node.level]
                 names.add(".".join([*parts, node.module] if node.module else parts))
             else:
                 names.add(node.module or "")
@@ -26,13 +26,19 @@ def imported_modules(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", sorted((PACKAGE / "sandbox").rglob("*.py")), ids=lambda p: p.name)
 def test_sandbox_imports_nothing_of_the_product(path):
-    product = {m for m in imported_modules(path)
-               if m.startswith("mlconnector_pipelines") and not m.startswith("mlconnector_pipelines.sandbox")}
+    product = {
+        m
+        for m in imported_modules(path)
+        if m.startswith("mlconnector_pipelines") and not m.startswith("mlconnector_pipelines.sandbox")
+    }
     assert not product, f"{path.name} imports {product}: the sandbox must follow the specs on its own"
 
 
-@pytest.mark.parametrize("path", sorted(p for sub in ("systems", "core", "flows", "warehouse")
-                                        for p in (PACKAGE / sub).rglob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for sub in ("systems", "core", "flows", "warehouse") for p in (PACKAGE / sub).rglob("*.py")),
+    ids=lambda p: p.name,
+)
 def test_product_never_imports_the_sandbox(path):
     assert not {m for m in imported_modules(path) if m.startswith("mlconnector_pipelines.sandbox")}
 

@@ -31,14 +31,23 @@ def test_unknown_key_is_named(tmp_path):
 
 
 def test_concurrent_companies_stays_within_what_bc_serves_at_once():
-    with pytest.raises(ConfigError, match=r"business_central\.concurrent_companies: Input should be less than or equal to 5"):
+    with pytest.raises(
+        ConfigError, match=r"business_central\.concurrent_companies: Input should be less than or equal to 5"
+    ):
         parse_config({"profile": "sandbox", "business_central": {"concurrent_companies": 8}})
 
 
 def test_missing_required_key_is_named():
     with pytest.raises(ConfigError, match=r"business_central\.auth\.tenant_id: Field required"):
-        parse_config({"business_central": {"environment": "production", "partitions": {"start": "2026-01-01"},
-                                           "auth": {"client_id": "x", "client_secret": {"env": "S"}}}})
+        parse_config(
+            {
+                "business_central": {
+                    "environment": "production",
+                    "partitions": {"start": "2026-01-01"},
+                    "auth": {"client_id": "x", "client_secret": {"env": "S"}},
+                }
+            }
+        )
 
 
 def test_http_api_url_is_refused():
@@ -68,13 +77,15 @@ def test_the_shipped_example_is_valid(monkeypatch):
 
 def test_unknown_entity_is_a_config_error():
     from mlconnector_pipelines.systems.business_central.catalog import select
+
     with pytest.raises(ConfigError, match="unknown entity set"):
         select(["vendors", "salesInvoiceLine"])
 
 
 def test_a_secret_reference_names_exactly_one_source():
     with pytest.raises(ConfigError, match=r"business_central\.auth\.client_secret: Value error, give exactly one"):
-        parse_config({"profile": "sandbox", "business_central": {"auth": {"client_secret": {
-            "env": "A", "credential": "b"}}}})
+        parse_config(
+            {"profile": "sandbox", "business_central": {"auth": {"client_secret": {"env": "A", "credential": "b"}}}}
+        )
     cfg = parse_config({"profile": "sandbox", "business_central": {"auth": {"client_secret": {"credential": "b"}}}})
     assert cfg.business_central.auth.client_secret.env is None  # replaced whole, not merged with the default

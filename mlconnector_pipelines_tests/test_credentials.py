@@ -46,7 +46,9 @@ def test_wrong_key_is_a_clear_error_and_rotation_refuses(store, monkeypatch):
     store.set("a", "alpha-value")
     before = store.store_path.read_text()
     monkeypatch.setenv(KEY_ENV, Fernet.generate_key().decode())
-    with pytest.raises(CredentialError, match=r"'a' cannot be decrypted with the current key \(\$MLCONNECTOR_CREDENTIALS_KEY\)"):
+    with pytest.raises(
+        CredentialError, match=r"'a' cannot be decrypted with the current key \(\$MLCONNECTOR_CREDENTIALS_KEY\)"
+    ):
         store.get("a")
     with pytest.raises(CredentialError, match="nothing was rotated"):
         store.rotate_key()
@@ -87,6 +89,7 @@ def test_cli_set_list_delete_never_print_values(tmp_path, monkeypatch):
 def _run_cli(monkeypatch, capsys, *args):
     """The installed `mlconnector` entry point, in process: (exit code, stderr)."""
     from mlconnector_pipelines.cli import run
+
     monkeypatch.setattr(sys, "argv", ["mlconnector", *args])
     with pytest.raises(SystemExit) as exited:
         run()
@@ -114,8 +117,11 @@ def test_set_under_a_different_key_is_refused_and_writes_nothing(store, monkeypa
     else:
         _replace_key_file(store)
         source = str(store.key_path)
-    with pytest.raises(CredentialError, match=rf"'a' cannot be decrypted with the current key \({source}\): the current "
-                                              r"key does not open the existing entries .* nothing was written"):
+    with pytest.raises(
+        CredentialError,
+        match=rf"'a' cannot be decrypted with the current key \({source}\): the current "
+        r"key does not open the existing entries .* nothing was written",
+    ):
         store.set("b", "beta-value")
     assert store.store_path.read_bytes() == before
 
@@ -170,8 +176,13 @@ def test_corrupt_store_is_a_clear_error_and_never_replaced(store, kind):
     content = CORRUPT[kind] or store.store_path.read_bytes()[: len(store.store_path.read_bytes()) // 2]
     store.store_path.write_bytes(content)
     expected = "is not valid JSON" if kind in ("truncated", "not text") else "is not a mapping of credential name"
-    operations = {"get": lambda: store.get("a"), "names": store.names, "set": lambda: store.set("a", "new-value"),
-                  "delete": lambda: store.delete("a"), "rotate": store.rotate_key}
+    operations = {
+        "get": lambda: store.get("a"),
+        "names": store.names,
+        "set": lambda: store.set("a", "new-value"),
+        "delete": lambda: store.delete("a"),
+        "rotate": store.rotate_key,
+    }
     for operation in operations.values():
         with pytest.raises(CredentialError, match=rf"{store.store_path}.*{expected}.*probably truncated"):
             operation()
@@ -223,8 +234,13 @@ def test_rotation_crash_before_the_key_moves_is_recovered_on_any_access(store, m
     with pytest.raises(InvalidToken):  # the old key alone no longer opens the store
         Fernet(store.key_path.read_bytes()).decrypt(json.loads(store.store_path.read_text())["a"].encode())
     reopened = CredentialStore(store.directory)
-    {"get": lambda: reopened.get("b"), "names": reopened.names, "set": lambda: reopened.set("c", "gamma-value"),
-     "delete": lambda: reopened.delete("b"), "rotate": reopened.rotate_key}[operation]()
+    {
+        "get": lambda: reopened.get("b"),
+        "names": reopened.names,
+        "set": lambda: reopened.set("c", "gamma-value"),
+        "delete": lambda: reopened.delete("b"),
+        "rotate": reopened.rotate_key,
+    }[operation]()
     assert not _pending(reopened).exists()
     if operation != "rotate":
         assert reopened.key_path.read_bytes() == new_key
@@ -232,8 +248,7 @@ def test_rotation_crash_before_the_key_moves_is_recovered_on_any_access(store, m
     assert reopened.get("a") == "alpha-value"
 
 
-def test_rotation_crash_with_the_key_in_env_adopts_the_pending_key_and_says_to_update_env(
-        store, monkeypatch, caplog):
+def test_rotation_crash_with_the_key_in_env_adopts_the_pending_key_and_says_to_update_env(store, monkeypatch, caplog):
     old_key = Fernet.generate_key().decode()
     monkeypatch.setenv(KEY_ENV, old_key)
     store.set("a", "alpha-value")
@@ -243,8 +258,11 @@ def test_rotation_crash_with_the_key_in_env_adopts_the_pending_key_and_says_to_u
     assert store.key_path.read_bytes() == new_key and not _pending(store).exists()
     assert f"${KEY_ENV} still holds the old key: set it to the content of {store.key_path}" in caplog.text
     assert old_key not in caplog.text and new_key.decode() not in caplog.text
-    with pytest.raises(CredentialError, match=rf"after `mlconnector credentials rotate-key` that is the content of "
-                                              rf"{store.key_path}"):
+    with pytest.raises(
+        CredentialError,
+        match=rf"after `mlconnector credentials rotate-key` that is the content of "
+        rf"{store.key_path}",
+    ):
         store.get("a")  # the env var still wins, and still holds the old key
     monkeypatch.setenv(KEY_ENV, new_key.decode())
     assert store.get("a") == "alpha-value"

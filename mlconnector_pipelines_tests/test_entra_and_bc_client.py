@@ -124,8 +124,10 @@ def test_untrusted_certificate_is_refused_with_a_hint(sandbox, tmp_path):
     import ssl
 
     from mlconnector_pipelines.core.http import HttpPolicy, ThrottledClient
-    client = ThrottledClient("Business Central", base_url=sandbox.url, verify=ssl.create_default_context(),
-                             policy=HttpPolicy(max_attempts=1))
+
+    client = ThrottledClient(
+        "Business Central", base_url=sandbox.url, verify=ssl.create_default_context(), policy=HttpPolicy(max_attempts=1)
+    )
     with pytest.raises(RequestFailedError, match="not trusted: set `ca_bundle`"):
         client.get_json("/_sandbox/health")
 
@@ -173,14 +175,20 @@ def test_adjacent_half_open_windows_cover_every_record_once(sandbox, tmp_path):
 def test_lines_and_dimension_sets_come_with_their_parent(sandbox, tmp_path):
     company = sandbox.companies()[0]
     client = resource(sandbox, tmp_path).client()
-    invoices = [r for p in client.pages(company["id"], BY_ENTITY_SET["salesInvoices"], HISTORY_START, HISTORY_END)
-                for r in p.to_pylist()]
+    invoices = [
+        r
+        for p in client.pages(company["id"], BY_ENTITY_SET["salesInvoices"], HISTORY_START, HISTORY_END)
+        for r in p.to_pylist()
+    ]
     own = {r["id"]: r for r in sandbox.records(company["id"], "salesInvoices")}
     assert len(invoices) == len(own)
     for invoice in invoices:
-        assert [l["id"] for l in invoice["salesInvoiceLines"]] == [l["id"] for l in own[invoice["id"]]["salesInvoiceLines"]]
-    entries = next(client.pages(company["id"], BY_ENTITY_SET["generalLedgerEntries"], HISTORY_START,
-                                HISTORY_END)).to_pylist()
+        assert [l["id"] for l in invoice["salesInvoiceLines"]] == [
+            l["id"] for l in own[invoice["id"]]["salesInvoiceLines"]
+        ]
+    entries = next(
+        client.pages(company["id"], BY_ENTITY_SET["generalLedgerEntries"], HISTORY_START, HISTORY_END)
+    ).to_pylist()
     assert any(e["dimensionSetLines"] for e in entries)
     assert all(l["parentId"] == e["id"] for e in entries for l in e["dimensionSetLines"])
 
@@ -192,7 +200,9 @@ def test_count_matches_the_sandbox(sandbox, tmp_path):
     own = sandbox.records(company["id"], "customers")
     assert client.count(company["id"], entity) == len(own)
     start, end = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC)
-    assert client.count(company["id"], entity, modified_from=start, modified_before=end) == len(window_of(own, start, end))
+    assert client.count(company["id"], entity, modified_from=start, modified_before=end) == len(
+        window_of(own, start, end)
+    )
 
 
 def test_token_is_renewed_before_it_expires(tmp_path_factory, tmp_path):
@@ -200,6 +210,7 @@ def test_token_is_renewed_before_it_expires(tmp_path_factory, tmp_path):
     import time
 
     from .conftest import SandboxAdmin, start_sandbox
+
     running, data_dir = start_sandbox(tmp_path_factory, entra={"token_lifetime_seconds": 305})
     admin = SandboxAdmin(running)
     admin.data_dir = data_dir

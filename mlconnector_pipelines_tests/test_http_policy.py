@@ -29,16 +29,24 @@ def scripted(*responses):
         if isinstance(item, Exception):
             raise item
         status, headers = item
-        return httpx.Response(status, headers=headers, json={"value": [], "error": {"code": "X", "message": "nope"}}
-                              if status >= 400 else {"value": [1]})
+        return httpx.Response(
+            status,
+            headers=headers,
+            json={"value": [], "error": {"code": "X", "message": "nope"}} if status >= 400 else {"value": [1]},
+        )
 
     return httpx.MockTransport(handler), seen
 
 
 def client(transport, sleeps, **policy):
-    return ThrottledClient("Test", base_url="https://api.test", transport=transport, sleep=sleeps.append,
-                           policy=HttpPolicy(**{"backoff_base_seconds": 1.0, "backoff_cap_seconds": 8.0, **policy}),
-                           rng=random.Random(1))
+    return ThrottledClient(
+        "Test",
+        base_url="https://api.test",
+        transport=transport,
+        sleep=sleeps.append,
+        policy=HttpPolicy(**{"backoff_base_seconds": 1.0, "backoff_cap_seconds": 8.0, **policy}),
+        rng=random.Random(1),
+    )
 
 
 def test_retry_after_is_honoured_when_present():
@@ -55,7 +63,7 @@ def test_without_retry_after_backoff_is_full_jitter_and_capped():
     sleeps = []
     c = client(transport, sleeps, max_attempts=8)
     c.get_json("/x")
-    ceilings = [min(8.0, 1.0 * 2 ** n) for n in range(6)]
+    ceilings = [min(8.0, 1.0 * 2**n) for n in range(6)]
     assert all(0 <= s <= ceiling for s, ceiling in zip(sleeps, ceilings, strict=True))
     assert len(set(sleeps)) == len(sleeps), "jittered waits differ"
     assert max(sleeps) <= 8.0
@@ -169,8 +177,9 @@ def test_a_token_revoked_again_after_another_request_renewed_it_is_renewed_again
 def test_a_401_the_system_does_not_call_expiry_is_raised_as_it_is():
     transport, seen = scripted((401, {}))
     auth = CountingAuth()
-    c = ThrottledClient("Test", base_url="https://api.test", transport=transport, auth=auth,
-                        reauthenticate_on=lambda response: False)
+    c = ThrottledClient(
+        "Test", base_url="https://api.test", transport=transport, auth=auth, reauthenticate_on=lambda response: False
+    )
     with pytest.raises(RequestFailedError) as error:
         c.get_json("/x")
     assert type(error.value) is RequestFailedError and error.value.status == 401
@@ -179,8 +188,9 @@ def test_a_401_the_system_does_not_call_expiry_is_raised_as_it_is():
 
 
 def test_an_untrusted_certificate_fails_at_once_with_the_fix():
-    failure = httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed "
-                                 "certificate (_ssl.c:1006)")
+    failure = httpx.ConnectError(
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c:1006)"
+    )
     transport, seen = scripted(failure, (200, {}))
     sleeps = []
     with pytest.raises(RequestFailedError) as error:
@@ -203,13 +213,20 @@ def test_every_error_the_client_raises_masks_its_secrets(case):
         "4xx": _echoing_secret(400),
         "retries exhausted": _echoing_secret(503),
         "transport error": lambda request: (_ for _ in ()).throw(httpx.ConnectError(f"refused for {request.url}")),
-        "malformed body": lambda request: httpx.Response(200, content=f"<html>{SECRET}</html>".encode(),
-                                                         headers={"Content-Type": "text/html"}),
+        "malformed body": lambda request: httpx.Response(
+            200, content=f"<html>{SECRET}</html>".encode(), headers={"Content-Type": "text/html"}
+        ),
         "repeated 401": _echoing_secret(401),
     }[case]
-    c = ThrottledClient("Test", base_url="https://api.test", transport=httpx.MockTransport(handler),
-                        secrets=[SECRET], auth=CountingAuth(), sleep=lambda s: None,
-                        policy=HttpPolicy(max_attempts=2))
+    c = ThrottledClient(
+        "Test",
+        base_url="https://api.test",
+        transport=httpx.MockTransport(handler),
+        secrets=[SECRET],
+        auth=CountingAuth(),
+        sleep=lambda s: None,
+        policy=HttpPolicy(max_attempts=2),
+    )
     with pytest.raises(RequestFailedError if case != "repeated 401" else AuthenticationError) as error:
         c.get_json(f"/x/{SECRET}?key={SECRET}")
     assert SECRET not in str(error.value) and "***" in str(error.value)
@@ -218,8 +235,13 @@ def test_every_error_the_client_raises_masks_its_secrets(case):
 
 def test_an_html_page_answered_with_200_says_what_was_received():
     page = b"<!DOCTYPE html><html><head><title>Sign in to your account</title></head></html>"
-    c = ThrottledClient("Test", base_url="https://api.test", transport=httpx.MockTransport(
-        lambda r: httpx.Response(200, content=page, headers={"Content-Type": "text/html; charset=utf-8"})))
+    c = ThrottledClient(
+        "Test",
+        base_url="https://api.test",
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(200, content=page, headers={"Content-Type": "text/html; charset=utf-8"})
+        ),
+    )
     with pytest.raises(RequestFailedError) as error:
         list(iterate_record_tables(c, "/entries"))
     message = str(error.value)
@@ -228,8 +250,11 @@ def test_an_html_page_answered_with_200_says_what_was_received():
 
 
 def test_malformed_json_is_a_clear_error():
-    c = ThrottledClient("Test", base_url="https://api.test",
-                        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=b"{not json")))
+    c = ThrottledClient(
+        "Test",
+        base_url="https://api.test",
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=b"{not json")),
+    )
     with pytest.raises(RequestFailedError, match="malformed JSON"):
         c.get_json("/x")
 
@@ -237,7 +262,7 @@ def test_malformed_json_is_a_clear_error():
 def test_record_tables_follow_next_links_and_keep_modified_stamps_as_sent():
     bodies = {
         "/x": b'{"value":[{"id":"a","m":"2026-01-01T00:00:00Z","amount":1,"lines":[{"k":"1"}]}],'
-              b'"@odata.nextLink":"https://api.test/x?page=2"}',
+        b'"@odata.nextLink":"https://api.test/x?page=2"}',
         "/x?page=2": b'{\n  "value": [\n    {"id": "b", "m": "2026-01-01T00:00:01.5Z", "amount": 2.5, "lines": []}\n  ]\n}',
     }
     seen = []
@@ -255,14 +280,18 @@ def test_record_tables_follow_next_links_and_keep_modified_stamps_as_sent():
     ]
 
 
-@pytest.mark.parametrize(("body", "problem"), [
-    (b"{not json", "Missing a name for object member"),
-    (b'{"value":[{"amount":1},{"amount":"one"}]}', r"/value/\[\]/amount\) changed from number to string"),
-    (b'{"@odata.context":"x"}', '"value" is missing'),
-])
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"{not json", "Missing a name for object member"),
+        (b'{"value":[{"amount":1},{"amount":"one"}]}', r"/value/\[\]/amount\) changed from number to string"),
+        (b'{"@odata.context":"x"}', '"value" is missing'),
+    ],
+)
 def test_an_unreadable_page_names_the_system_the_request_and_the_problem(body, problem):
-    c = ThrottledClient("Test", base_url="https://api.test",
-                        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=body)))
+    c = ThrottledClient(
+        "Test", base_url="https://api.test", transport=httpx.MockTransport(lambda r: httpx.Response(200, content=body))
+    )
     with pytest.raises(RequestFailedError, match=f"Test: GET /entries returned a page it cannot read: .*{problem}"):
         list(iterate_record_tables(c, "/entries"))
 
@@ -271,8 +300,12 @@ def test_a_read_response_is_freed_as_soon_as_it_is_dropped():
     """Page bodies must not pile up waiting for the cyclic GC (it seldom runs in an Arrow-heavy loop)."""
     import gc
     import weakref
-    c = ThrottledClient("Test", base_url="https://api.test",
-                        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=b'{"value":[]}')))
+
+    c = ThrottledClient(
+        "Test",
+        base_url="https://api.test",
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=b'{"value":[]}')),
+    )
     gc.disable()
     try:
         response = c.request("GET", "/x")
@@ -286,9 +319,14 @@ def test_a_read_response_is_freed_as_soon_as_it_is_dropped():
 
 def test_rate_limiter_paces_requests():
     import time
+
     transport, seen = scripted(*[(200, {})] * 6)
-    c = ThrottledClient("Test", base_url="https://api.test", transport=transport,
-                        policy=HttpPolicy(requests_per_minute=600, requests_burst=1))  # one per 100 ms
+    c = ThrottledClient(
+        "Test",
+        base_url="https://api.test",
+        transport=transport,
+        policy=HttpPolicy(requests_per_minute=600, requests_burst=1),
+    )  # one per 100 ms
     started = time.monotonic()
     for _ in range(6):
         c.get_json("/x")
@@ -298,6 +336,7 @@ def test_rate_limiter_paces_requests():
 
 def test_no_rate_limit_means_no_pacing():
     import time
+
     transport, seen = scripted(*[(200, {})] * 6)
     c = ThrottledClient("Test", base_url="https://api.test", transport=transport)
     started = time.monotonic()
@@ -308,11 +347,13 @@ def test_no_rate_limit_means_no_pacing():
 
 def test_odata_literals_are_bc_style():
     from datetime import datetime, timedelta, timezone
+
     moment = datetime(2024, 8, 18, 22, 5, 51, 603000, tzinfo=timezone(timedelta(hours=2)))
     assert datetime_literal(moment) == "2024-08-18T20:05:51.603Z"
     start = datetime(2024, 8, 18, tzinfo=UTC)
     assert half_open_window_filter("lastModifiedDateTime", start, start + timedelta(days=1)) == (
-        "lastModifiedDateTime ge 2024-08-18T00:00:00.000Z and lastModifiedDateTime lt 2024-08-19T00:00:00.000Z")
+        "lastModifiedDateTime ge 2024-08-18T00:00:00.000Z and lastModifiedDateTime lt 2024-08-19T00:00:00.000Z"
+    )
     with pytest.raises(ValueError):
         datetime_literal(datetime(2024, 1, 1))
 
@@ -320,25 +361,43 @@ def test_odata_literals_are_bc_style():
 # -- writes: never repeated when the server may have processed them -------------------------------
 
 
-@pytest.mark.parametrize("outcome", [
-    httpx.ReadTimeout("no answer"), httpx.RemoteProtocolError("peer closed connection without response"),
-    httpx.ReadError("connection reset"), (502, {}), (504, {}), (503, {}),
-], ids=["read timeout", "dropped response", "reset while reading", "502", "504", "503 without Retry-After"])
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        httpx.ReadTimeout("no answer"),
+        httpx.RemoteProtocolError("peer closed connection without response"),
+        httpx.ReadError("connection reset"),
+        (502, {}),
+        (504, {}),
+        (503, {}),
+    ],
+    ids=["read timeout", "dropped response", "reset while reading", "502", "504", "503 without Retry-After"],
+)
 def test_a_write_whose_outcome_is_unknown_is_not_sent_again(outcome):
     transport, seen = scripted(outcome, (201, {}))
     c = client(transport, [])
     with pytest.raises(OutcomeUnknown) as error:
         c.request("POST", "/journals", json={"description": "ML-2026-W09"})
     assert len(seen) == 1
-    assert error.value.method == "POST" and "POST /journals: the server may or may not have processed it" in str(
-        error.value) and "natural key" in str(error.value)
+    assert (
+        error.value.method == "POST"
+        and "POST /journals: the server may or may not have processed it" in str(error.value)
+        and "natural key" in str(error.value)
+    )
     assert c.stats.outcome_unknown == 1 and c.stats.retries == 0
 
 
-@pytest.mark.parametrize("refusal", [
-    (429, {}), (429, {"Retry-After": "1"}), (503, {"Retry-After": "2"}), httpx.ConnectError("connection refused"),
-    httpx.ConnectTimeout("no TCP handshake"),
-], ids=["429", "429 with Retry-After", "503 with Retry-After", "refused connection", "connect timeout"])
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        (429, {}),
+        (429, {"Retry-After": "1"}),
+        (503, {"Retry-After": "2"}),
+        httpx.ConnectError("connection refused"),
+        httpx.ConnectTimeout("no TCP handshake"),
+    ],
+    ids=["429", "429 with Retry-After", "503 with Retry-After", "refused connection", "connect timeout"],
+)
 def test_a_write_the_server_provably_did_not_process_is_sent_again(refusal):
     transport, seen = scripted(refusal, (201, {}))
     sleeps = []
@@ -371,5 +430,9 @@ def test_requests_are_counted_per_method():
     c.request("POST", "/c", json={})
     c.request("PATCH", "/d", json={})
     figures = c.stats.as_metadata("http_")
-    assert (figures["http_requests"], figures["http_requests_get"], figures["http_requests_post"],
-            figures["http_requests_patch"]) == (4, 2, 1, 1)
+    assert (
+        figures["http_requests"],
+        figures["http_requests_get"],
+        figures["http_requests_post"],
+        figures["http_requests_patch"],
+    ) == (4, 2, 1, 1)

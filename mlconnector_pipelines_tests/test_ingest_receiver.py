@@ -52,8 +52,15 @@ def stored(cfg: ConnectorConfig) -> list[str]:
 
 
 def vendors(count: int, name: str = "Vendor", balance: float = 10.25) -> list[dict]:
-    return [{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": f"V{n:06d}", "vendors.name": f"{name} {n}",
-             "vendors.total_balance": balance * n} for n in range(1, count + 1)]
+    return [
+        {
+            "vendors.company_name": "CRONUS USA, Inc.",
+            "vendors.number": f"V{n:06d}",
+            "vendors.name": f"{name} {n}",
+            "vendors.total_balance": balance * n,
+        }
+        for n in range(1, count + 1)
+    ]
 
 
 class Clock:
@@ -95,7 +102,7 @@ def test_a_chunked_delivery_within_the_limit_is_stored(env, tmp_path):
 
     def chunks():
         for start in range(0, len(body), 1000):
-            yield body[start:start + 1000]
+            yield body[start : start + 1000]
 
     with serve(create_app(cfg)) as http:
         response = http.post(url(), content=chunks(), headers={"content-type": "application/json"})
@@ -163,8 +170,7 @@ def without_payload_fields(body: dict) -> dict:
 
 
 @pytest.mark.parametrize("payload_names_fields", [False, True], ids=["fields-from-looker", "fields-in-payload"])
-def test_rows_with_fields_the_look_does_not_select_are_400_naming_row_and_fields(env, tmp_path,
-                                                                                  payload_names_fields):
+def test_rows_with_fields_the_look_does_not_select_are_400_naming_row_and_fields(env, tmp_path, payload_names_fields):
     cfg = receiver_config(env, tmp_path)
     rows = vendors(3)
     rows[1] = {**rows[1], "vendors.phone_number": "555-0100"}
@@ -186,13 +192,16 @@ def test_a_look_delivery_without_fields_is_checked_against_the_look_and_stored(e
     cfg = receiver_config(env, tmp_path)
     csv_text = "Company,Vendor No.,Vendor Name,Total Balance\nCRONUS USA,V1,Fabrikam,12.5\n"
     csv_body = without_payload_fields(
-        {**payload([]), "attachment": {"data": csv_text, "mimetype": "text/csv", "extension": "csv"}})
+        {**payload([]), "attachment": {"data": csv_text, "mimetype": "text/csv", "extension": "csv"}}
+    )
     with serve(create_app(cfg)) as http:
         as_json = http.post(url(), json=without_payload_fields(payload(vendors(2))))
         as_csv = http.post(url(), json=csv_body)  # its columns are named by the Look's fields, from Looker
     assert as_json.status_code == 202 and as_csv.status_code == 202, (as_json.text, as_csv.text)
     store = open_delivery_store(cfg.ingest, cfg.data_dir, "looker")
-    assert store.get(as_csv.json()["delivery_id"]).rows == [dict(zip(FIELDS, ["CRONUS USA", "V1", "Fabrikam", "12.5"], strict=True))]
+    assert store.get(as_csv.json()["delivery_id"]).rows == [
+        dict(zip(FIELDS, ["CRONUS USA", "V1", "Fabrikam", "12.5"], strict=True))
+    ]
 
 
 def test_looker_unreachable_is_503_and_nothing_is_stored(env, tmp_path):
@@ -214,7 +223,9 @@ def test_a_failing_looker_is_503_and_the_retried_delivery_is_accepted(env, tmp_p
     monkeypatch.setenv("MLCONNECTOR_LOOKER_CLIENT_SECRET", SANDBOX_LOOKER_CLIENT_SECRET)
     cfg = receiver_config(env, tmp_path)
     body = payload(vendors(2))
-    env.admin.faults({"kind": "status", "status": 503, "path_contains": "/api/4.0/looks/", "count": 1000}, service="looker")
+    env.admin.faults(
+        {"kind": "status", "status": 503, "path_contains": "/api/4.0/looks/", "count": 1000}, service="looker"
+    )
     try:
         with serve(create_app(cfg)) as http:
             failed = http.post(url(), json=body)
@@ -228,12 +239,16 @@ def test_a_failing_looker_is_503_and_the_retried_delivery_is_accepted(env, tmp_p
 
 # -- 4. deduplication by what a delivery means ----------------------------------------------------------
 
-ROWS_AS_SENT = ('[{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V1", "vendors.name": "Fabrikam",'
-                ' "vendors.total_balance": 1.50}, {"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V2",'
-                ' "vendors.name": "Contoso", "vendors.total_balance": 100}]')
-ROWS_RESERIALISED = ('[{"vendors.total_balance":1.5,"vendors.name":"Fabrikam","vendors.number":"V1",'
-                     '"vendors.company_name":"CRONUS USA, Inc."},\n  {"vendors.name":"Contoso",'
-                     '"vendors.total_balance":1E+2,"vendors.company_name":"CRONUS USA, Inc.","vendors.number":"V2"}]')
+ROWS_AS_SENT = (
+    '[{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V1", "vendors.name": "Fabrikam",'
+    ' "vendors.total_balance": 1.50}, {"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V2",'
+    ' "vendors.name": "Contoso", "vendors.total_balance": 100}]'
+)
+ROWS_RESERIALISED = (
+    '[{"vendors.total_balance":1.5,"vendors.name":"Fabrikam","vendors.number":"V1",'
+    '"vendors.company_name":"CRONUS USA, Inc."},\n  {"vendors.name":"Contoso",'
+    '"vendors.total_balance":1E+2,"vendors.company_name":"CRONUS USA, Inc.","vendors.number":"V2"}]'
+)
 
 
 def json_delivery(data: str) -> dict:

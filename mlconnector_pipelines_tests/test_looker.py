@@ -26,8 +26,13 @@ from mlconnector_pipelines.warehouse.duckdb_backend import DuckDBWarehouse
 from .conftest import FAST_HTTP, SandboxAdmin, materialization_metadata, run_bc_job, start_sandbox
 
 MODEL = "mlconnector_demo"
-DETAIL_FIELDS = ["gl_entries.company_name", "gl_entries.entry_number", "gl_entries.posting_date",
-                 "gl_entries.debit_amount", "gl_entries.credit_amount"]
+DETAIL_FIELDS = [
+    "gl_entries.company_name",
+    "gl_entries.entry_number",
+    "gl_entries.posting_date",
+    "gl_entries.debit_amount",
+    "gl_entries.credit_amount",
+]
 
 
 def looker_settings(admin: SandboxAdmin, **overrides) -> dict:
@@ -36,8 +41,15 @@ def looker_settings(admin: SandboxAdmin, **overrides) -> dict:
     raw["http"] = {**FAST_HTTP, "requests_per_minute": 6000}
     raw["query_task_poll_seconds"] = 0.05
     raw["queries"][0]["partition"]["start"] = "2026-03-01"
-    raw["queries"].append({"name": "gl_entry_detail", "model": MODEL, "explore": "gl_entries",
-                           "fields": DETAIL_FIELDS, "description": "Every G/L entry (no limit)."})
+    raw["queries"].append(
+        {
+            "name": "gl_entry_detail",
+            "model": MODEL,
+            "explore": "gl_entries",
+            "fields": DETAIL_FIELDS,
+            "description": "Every G/L entry (no limit).",
+        }
+    )
     raw.update(overrides)
     return raw
 
@@ -54,8 +66,10 @@ def start_looker_env(tmp_path_factory, gl_entries: int = 1500, days: tuple[str, 
     """A sandbox whose Looker reads a fresh warehouse, loaded with BC data for `days` by the product's own job."""
     data_dir = tmp_path_factory.mktemp("looker-warehouse")
     running, sandbox_dir = start_sandbox(
-        tmp_path_factory, volumes=Volumes(gl_entries=gl_entries),
-        looker=LookerSettings(warehouse=data_dir / "warehouse.duckdb", query_task_seconds=0.3))
+        tmp_path_factory,
+        volumes=Volumes(gl_entries=gl_entries),
+        looker=LookerSettings(warehouse=data_dir / "warehouse.duckdb", query_task_seconds=0.3),
+    )
     admin = SandboxAdmin(running)
     admin.data_dir = sandbox_dir
     env = SimpleNamespace(admin=admin, data_dir=data_dir, running=running)
@@ -77,8 +91,9 @@ def env(tmp_path_factory):
 @pytest.fixture
 def client(env):
     looker = env.cfg.looker
-    c = LookerClient(looker.model_copy(update={"query_task_poll_seconds": 0.05}),
-                     client_secret="sandbox-looker-client-secret")
+    c = LookerClient(
+        looker.model_copy(update={"query_task_poll_seconds": 0.05}), client_secret="sandbox-looker-client-secret"
+    )
     yield c
     c.close()
     env.admin.clear_faults()
@@ -107,15 +122,21 @@ def test_gl_summary_partition_is_computed_from_the_bc_data_and_typed(env):
 
     loaded = env.warehouse.query(
         "SELECT gl_entries_company_name, gl_entries_account_number, gl_entries_total_debit, gl_entries_total_credit, "
-        "gl_entries_count FROM looker_gl_daily_summary WHERE gl_entries_posting_date = DATE '2026-03-03' ORDER BY 1, 2")
+        "gl_entries_count FROM looker_gl_daily_summary WHERE gl_entries_posting_date = DATE '2026-03-03' ORDER BY 1, 2"
+    )
     expected = env.warehouse.query(
         "SELECT _company_name, account_number, sum(debit_amount), sum(credit_amount), count(*) "
-        "FROM bc_general_ledger_entries WHERE posting_date = DATE '2026-03-03' GROUP BY ALL ORDER BY 1, 2")
+        "FROM bc_general_ledger_entries WHERE posting_date = DATE '2026-03-03' GROUP BY ALL ORDER BY 1, 2"
+    )
     assert loaded == expected and len(loaded) > 10
-    assert {r[0] for r in env.warehouse.query("SELECT DISTINCT gl_entries_posting_date FROM looker_gl_daily_summary")} \
-        == {__import__("datetime").date(2026, 3, 3)}
-    types = dict(env.warehouse.query(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'looker_gl_daily_summary'"))
+    assert {
+        r[0] for r in env.warehouse.query("SELECT DISTINCT gl_entries_posting_date FROM looker_gl_daily_summary")
+    } == {__import__("datetime").date(2026, 3, 3)}
+    types = dict(
+        env.warehouse.query(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'looker_gl_daily_summary'"
+        )
+    )
     assert types["gl_entries_posting_date"] == "DATE"
     assert types["gl_entries_total_debit"].startswith("DECIMAL")
     assert types["gl_entries_count"] == "BIGINT"
@@ -125,8 +146,9 @@ def test_gl_summary_partition_is_computed_from_the_bc_data_and_typed(env):
     # Materializing the next window keeps this one; materializing this one again replaces it.
     assert run_job(env, "looker_gl_daily_summary", "2026-03-04").success
     assert run_job(env, "looker_gl_daily_summary", "2026-03-03").success
-    per_day = dict(env.warehouse.query(
-        "SELECT gl_entries_posting_date::VARCHAR, count(*) FROM looker_gl_daily_summary GROUP BY 1"))
+    per_day = dict(
+        env.warehouse.query("SELECT gl_entries_posting_date::VARCHAR, count(*) FROM looker_gl_daily_summary GROUP BY 1")
+    )
     assert per_day["2026-03-03"] == len(expected) and set(per_day) == {"2026-03-03", "2026-03-04"}
 
 
@@ -141,7 +163,8 @@ def test_every_row_arrives_through_a_query_task_past_the_sync_cap(env):
     assert looker_stats(env)["query_tasks"] == before.get("query_tasks", 0) + 1
     loaded = env.warehouse.query(
         "SELECT count(*), count(DISTINCT (gl_entries_company_name, gl_entries_entry_number)), "
-        "sum(gl_entries_debit_amount) FROM looker_gl_entry_detail")[0]
+        "sum(gl_entries_debit_amount) FROM looker_gl_entry_detail"
+    )[0]
     expected = env.warehouse.query("SELECT count(*), count(*), sum(debit_amount) FROM bc_general_ledger_entries")[0]
     assert loaded == expected
 
@@ -149,10 +172,15 @@ def test_every_row_arrives_through_a_query_task_past_the_sync_cap(env):
 def test_a_saved_look_is_an_asset_and_feeds_a_downstream_op(env):
     @dg.asset(ins={"balances": dg.AssetIn(key=dg.AssetKey(["looker", "vendor_balances"]))})
     def vendor_review(context, balances) -> dg.MaterializeResult:
-        assert list(balances.columns) == ["vendors_company_name", "vendors_number", "vendors_name",
-                                          "vendors_total_balance"]
-        return dg.MaterializeResult(metadata={"vendors": len(balances),
-                                              "total": float(balances["vendors_total_balance"].sum())})
+        assert list(balances.columns) == [
+            "vendors_company_name",
+            "vendors_number",
+            "vendors_name",
+            "vendors_total_balance",
+        ]
+        return dg.MaterializeResult(
+            metadata={"vendors": len(balances), "total": float(balances["vendors_total_balance"].sum())}
+        )
 
     defs = dg.Definitions.merge(build_definitions(env.cfg), dg.Definitions(assets=[vendor_review]))
     job = dg.define_asset_job("review", selection=[dg.AssetKey(["looker", "vendor_balances"]), vendor_review.key])
@@ -165,10 +193,22 @@ def test_a_saved_look_is_an_asset_and_feeds_a_downstream_op(env):
 
 
 def test_unknown_field_is_a_clear_error_naming_the_query(env):
-    cfg = config_for(env, queries=[{"name": "broken", "model": MODEL, "explore": "gl_entries",
-                                    "fields": ["gl_entries.account_number", "gl_entries.no_such_field"]}])
-    result = build_definitions(cfg).resolve_job_def("looker_broken").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    cfg = config_for(
+        env,
+        queries=[
+            {
+                "name": "broken",
+                "model": MODEL,
+                "explore": "gl_entries",
+                "fields": ["gl_entries.account_number", "gl_entries.no_such_field"],
+            }
+        ],
+    )
+    result = (
+        build_definitions(cfg)
+        .resolve_job_def("looker_broken")
+        .execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    )
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error
     error = " ".join(e.message for e in (error, error.cause) if e is not None)
@@ -201,7 +241,9 @@ def test_a_token_past_its_lifetime_is_renewed_before_use(env, client):
 
 
 def test_a_repeated_401_is_a_clear_error_after_one_retry(env, client):
-    env.admin.faults({"kind": "status", "status": 401, "path_contains": "/api/4.0/queries/run", "count": 5}, service="looker")
+    env.admin.faults(
+        {"kind": "status", "status": 401, "path_contains": "/api/4.0/queries/run", "count": 5}, service="looker"
+    )
     with pytest.raises(AuthenticationError, match="rejected after re-authentication"):
         next(client.rows(QuerySpec(MODEL, "vendors", ("vendors.number",), limit=10)))
     assert client.login.logins == 2 and client.http.stats.reauthentications == 1
@@ -226,7 +268,9 @@ def test_a_refused_query_says_which_field_and_why(env, client):
 
 
 def test_429_backs_off_and_completes(env, client):
-    env.admin.faults({"kind": "status", "status": 429, "path_contains": "/api/4.0/queries/run", "count": 2}, service="looker")
+    env.admin.faults(
+        {"kind": "status", "status": 429, "path_contains": "/api/4.0/queries/run", "count": 2}, service="looker"
+    )
     [rows] = list(client.rows(QuerySpec(MODEL, "vendors", ("vendors.company_name", "vendors.count"), limit=10)))
     assert len(rows) == 2 and client.http.stats.throttled == 2
 
@@ -240,16 +284,23 @@ def test_the_sync_cap_and_minus_one(env, client):
 
 
 def test_filters_sorts_and_limit_are_honoured(env, client):
-    spec = QuerySpec(MODEL, "gl_entries", ("gl_entries.account_number", "gl_entries.net_amount"),
-                     filters={"gl_entries.company_name": "CRONUS USA%", "gl_entries.posting_date": "2026/03/02"},
-                     sorts=("gl_entries.account_number desc",), limit=3)
+    spec = QuerySpec(
+        MODEL,
+        "gl_entries",
+        ("gl_entries.account_number", "gl_entries.net_amount"),
+        filters={"gl_entries.company_name": "CRONUS USA%", "gl_entries.posting_date": "2026/03/02"},
+        sorts=("gl_entries.account_number desc",),
+        limit=3,
+    )
     [rows] = list(client.rows(spec))
     expected = env.warehouse.query(
         "SELECT account_number, sum(debit_amount - credit_amount) FROM bc_general_ledger_entries "
         "WHERE _company_name LIKE 'CRONUS USA%' AND posting_date = DATE '2026-03-02' "
-        "GROUP BY 1 ORDER BY 1 DESC LIMIT 3")
-    assert [(r["gl_entries.account_number"], r["gl_entries.net_amount"]) for r in rows] == \
-        [(a, n) for a, n in expected]  # exactly: both sides are decimals
+        "GROUP BY 1 ORDER BY 1 DESC LIMIT 3"
+    )
+    assert [(r["gl_entries.account_number"], r["gl_entries.net_amount"]) for r in rows] == [
+        (a, n) for a, n in expected
+    ]  # exactly: both sides are decimals
 
 
 def test_the_simulator_answers_429_past_its_rate(tmp_path_factory):
@@ -257,8 +308,10 @@ def test_the_simulator_answers_429_past_its_rate(tmp_path_factory):
     simulator = running.services["looker"]
     try:
         with httpx.Client(base_url=f"{running.url}/api/4.0", verify=str(running.certificates.ca_pem)) as http:
-            token = http.post("/login", data={"client_id": simulator.settings.client_id,
-                                              "client_secret": simulator.settings.client_secret}).json()
+            token = http.post(
+                "/login",
+                data={"client_id": simulator.settings.client_id, "client_secret": simulator.settings.client_secret},
+            ).json()
             http.headers["Authorization"] = f"token {token['access_token']}"
             answers = [http.get("/user") for _ in range(4)]
     finally:
@@ -308,8 +361,14 @@ def test_looker_sdk_logs_in_and_runs_a_query_a_look_and_a_query_task(env, client
     sdk = looker_sdk.init40()  # settings from the environment above
 
     assert sdk.me().display_name == "Sandbox API user"
-    inline = exact_json(sdk.run_inline_query("json", models.WriteQuery(
-        model=MODEL, view="vendors", fields=["vendors.company_name", "vendors.count"], limit="10")))
+    inline = exact_json(
+        sdk.run_inline_query(
+            "json",
+            models.WriteQuery(
+                model=MODEL, view="vendors", fields=["vendors.company_name", "vendors.count"], limit="10"
+            ),
+        )
+    )
     [ours] = list(client.rows(QuerySpec(MODEL, "vendors", ("vendors.company_name", "vendors.count"), limit=10)))
     assert inline == ours
 
@@ -317,8 +376,7 @@ def test_looker_sdk_logs_in_and_runs_a_query_a_look_and_a_query_task(env, client
     assert look == client.look_rows("1", 500)
 
     query = sdk.create_query(models.WriteQuery(model=MODEL, view="gl_entries", fields=DETAIL_FIELDS, limit="-1"))
-    task = sdk.create_query_task(models.WriteCreateQueryTask(query_id=query.id,
-                                                             result_format=models.ResultFormat.json))
+    task = sdk.create_query_task(models.WriteCreateQueryTask(query_id=query.id, result_format=models.ResultFormat.json))
     deadline = time.monotonic() + 30
     while sdk.query_task(task.id).status != "complete":
         assert time.monotonic() < deadline
@@ -370,8 +428,12 @@ def validate_response(spec: dict, response: httpx.Response) -> str:
 
 def test_every_endpoint_answers_as_the_openapi_spec_declares(env, looker_spec):
     responses: list[httpx.Response] = []
-    http = httpx.Client(base_url=f"{env.admin.url}/api/4.0", verify=str(env.cfg.looker.ca_bundle), timeout=30,
-                        event_hooks={"response": [lambda r: (r.read(), responses.append(r))]})
+    http = httpx.Client(
+        base_url=f"{env.admin.url}/api/4.0",
+        verify=str(env.cfg.looker.ca_bundle),
+        timeout=30,
+        event_hooks={"response": [lambda r: (r.read(), responses.append(r))]},
+    )
     secret = "sandbox-looker-client-secret"
     assert http.post("/login", data={"client_id": "nobody", "client_secret": "x"}).status_code == 404
     token = http.post("/login", data={"client_id": env.cfg.looker.client_id, "client_secret": secret}).json()
@@ -406,8 +468,11 @@ def test_every_endpoint_answers_as_the_openapi_spec_declares(env, looker_spec):
     http.close()
 
     exercised = {validate_response(looker_spec, r) for r in responses}
-    served = {re.sub(r"\{[^}]+\}", "{}", r.path.removeprefix("/api/4.0"))
-              for r in LookerSimulator(LookerSettings()).routes() if r.path.startswith("/api/4.0")}
+    served = {
+        re.sub(r"\{[^}]+\}", "{}", r.path.removeprefix("/api/4.0"))
+        for r in LookerSimulator(LookerSettings()).routes()
+        if r.path.startswith("/api/4.0")
+    }
     assert {re.sub(r"\{[^}]+\}", "{}", t) for t in exercised} == served
 
 
@@ -419,13 +484,20 @@ def test_no_looker_secret_in_anything_a_run_writes(env, tmp_path, monkeypatch):
     with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
         ok = build_definitions(env.cfg).resolve_job_def("looker_vendor_balances").execute_in_process(instance=instance)
         assert ok.success
-        failed = build_definitions(wrong).resolve_job_def("looker_vendor_balances").execute_in_process(
-            instance=instance, raise_on_error=False)
+        failed = (
+            build_definitions(wrong)
+            .resolve_job_def("looker_vendor_balances")
+            .execute_in_process(instance=instance, raise_on_error=False)
+        )
         assert not failed.success
         error = failed.get_step_failure_events()[0].event_specific_data.error
         assert "login refused" in " ".join(e.message for e in (error, error.cause) if e is not None)
     written = [tmp_path, env.cfg.duckdb_path]
     for secret in (good_secret, wrong_secret):
-        leaks = [p for root in written for p in ([root] if root.is_file() else root.rglob("*"))
-                 if p.is_file() and secret.encode() in p.read_bytes()]
+        leaks = [
+            p
+            for root in written
+            for p in ([root] if root.is_file() else root.rglob("*"))
+            if p.is_file() and secret.encode() in p.read_bytes()
+        ]
         assert leaks == [], f"{secret} found in {leaks}"

@@ -70,13 +70,25 @@ def receiver(env):
 
 
 def payload(rows: list[dict], plan_id: str = PLAN_ID, **attachment) -> dict:
-    return {"type": "query",
-            "scheduled_plan": {"scheduled_plan_id": plan_id, "title": "Vendor balances", "type": "Look",
-                               "url": "https://looker.example/looks/1", "query_id": "1",
-                               "query": {"model": "mlconnector_demo", "view": "vendors", "fields": FIELDS}},
-            "attachment": {"data": orjson.dumps(rows).decode(), "mimetype": "application/json", "extension": "json",
-                           **attachment},
-            "data": None, "form_params": {}}
+    return {
+        "type": "query",
+        "scheduled_plan": {
+            "scheduled_plan_id": plan_id,
+            "title": "Vendor balances",
+            "type": "Look",
+            "url": "https://looker.example/looks/1",
+            "query_id": "1",
+            "query": {"model": "mlconnector_demo", "view": "vendors", "fields": FIELDS},
+        },
+        "attachment": {
+            "data": orjson.dumps(rows).decode(),
+            "mimetype": "application/json",
+            "extension": "json",
+            **attachment,
+        },
+        "data": None,
+        "form_params": {},
+    }
 
 
 def url(secret: str = SANDBOX_LOOKER_DELIVERY_SECRET) -> str:
@@ -93,8 +105,15 @@ def evaluate_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: 
 
 
 def test_a_delivery_starts_exactly_one_run_and_a_repeat_starts_none(env, receiver):
-    rows = [{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": f"V{n:05d}", "vendors.name": f"Vendor {n}",
-             "vendors.total_balance": 100.5 * n} for n in range(1, 8)]
+    rows = [
+        {
+            "vendors.company_name": "CRONUS USA, Inc.",
+            "vendors.number": f"V{n:05d}",
+            "vendors.name": f"Vendor {n}",
+            "vendors.total_balance": 100.5 * n,
+        }
+        for n in range(1, 8)
+    ]
     body = payload(rows)
     first = receiver.post(url(), json=body)
     assert first.status_code == 202 and first.json()["stored"] is True and first.json()["rows"] == 7
@@ -107,14 +126,15 @@ def test_a_delivery_starts_exactly_one_run_and_a_repeat_starts_none(env, receive
     assert request.run_key == delivery_id  # the daemon starts no second run for a key it has seen
 
     result = defs.resolve_job_def(DELIVERIES_JOB).execute_in_process(
-        run_config=request.run_config, asset_selection=request.asset_selection, tags=request.tags, instance=instance)
+        run_config=request.run_config, asset_selection=request.asset_selection, tags=request.tags, instance=instance
+    )
     assert result.success
     meta = materialization_metadata(result, "vendor_balances")
     assert meta["rows"] == 7 and meta["source"] == f"delivery {delivery_id}"
     assert meta["looker_query_calls"] == 0  # the delivered rows are used; no query quota spent
     assert env.warehouse.query(
-        "SELECT count(*), sum(vendors_total_balance), min(_source) FROM looker_vendor_balances") == \
-        [(7, pytest.approx(sum(r["vendors.total_balance"] for r in rows)), f"delivery {delivery_id}")]
+        "SELECT count(*), sum(vendors_total_balance), min(_source) FROM looker_vendor_balances"
+    ) == [(7, pytest.approx(sum(r["vendors.total_balance"] for r in rows)), f"delivery {delivery_id}")]
 
     # Looker retries a delivery it thinks failed: same payload, nothing new stored, no new run request.
     again = receiver.post(url(), json=body)
@@ -140,18 +160,28 @@ def test_a_wrong_secret_is_404_stores_nothing_and_is_not_logged(env, receiver, c
 SECRET = SANDBOX_LOOKER_DELIVERY_SECRET
 
 
-@pytest.mark.parametrize("near_miss", [
-    SECRET + "x",
-    SECRET[:-1],
-    SECRET[:-1] + chr(ord(SECRET[-1]) + 1),
-    SECRET.upper(),
-    SECRET.capitalize(),
-    "guessed-secret-3141592653",
-], ids=["one-added", "one-removed", "last-changed", "upper-case", "first-upper-case", "unrelated"])
+@pytest.mark.parametrize(
+    "near_miss",
+    [
+        SECRET + "x",
+        SECRET[:-1],
+        SECRET[:-1] + chr(ord(SECRET[-1]) + 1),
+        SECRET.upper(),
+        SECRET.capitalize(),
+        "guessed-secret-3141592653",
+    ],
+    ids=["one-added", "one-removed", "last-changed", "upper-case", "first-upper-case", "unrelated"],
+)
 def test_a_secret_that_is_almost_right_is_404_and_stores_nothing(env, receiver, near_miss):
     assert near_miss != SECRET
-    rows = [{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V80001", "vendors.name": "Near miss",
-             "vendors.total_balance": 1}]  # a delivery the right secret would store
+    rows = [
+        {
+            "vendors.company_name": "CRONUS USA, Inc.",
+            "vendors.number": "V80001",
+            "vendors.name": "Near miss",
+            "vendors.total_balance": 1,
+        }
+    ]  # a delivery the right secret would store
     before = stored(env)
     response = receiver.post(url(near_miss), json=payload(rows))
     assert response.status_code == 404 and response.json() == {"error": "not found"}
@@ -160,10 +190,12 @@ def test_a_secret_that_is_almost_right_is_404_and_stores_nothing(env, receiver, 
 
 def test_exact_amounts_are_stored_and_reach_the_warehouse_digit_for_digit(env, receiver):
     # 20 and 18 significant digits: a binary float keeps about 16.
-    data = ('[{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V90001", "vendors.name": "Exact A",'
-            ' "vendors.total_balance": 12345678901.234567891},'
-            ' {"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V90002", "vendors.name": "Exact B",'
-            ' "vendors.total_balance": 1000000000000000.01}]')
+    data = (
+        '[{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V90001", "vendors.name": "Exact A",'
+        ' "vendors.total_balance": 12345678901.234567891},'
+        ' {"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V90002", "vendors.name": "Exact B",'
+        ' "vendors.total_balance": 1000000000000000.01}]'
+    )
     body = {**payload([]), "attachment": {"data": data, "mimetype": "application/json", "extension": "json"}}
     response = receiver.post(url(), json=body)
     assert response.status_code == 202, response.text
@@ -178,26 +210,41 @@ def test_exact_amounts_are_stored_and_reach_the_warehouse_digit_for_digit(env, r
     instance = dg.DagsterInstance.ephemeral()
     [request] = [r for r in evaluate_sensor(defs, instance, cursor=None).run_requests if r.run_key == delivery_id]
     result = defs.resolve_job_def(DELIVERIES_JOB).execute_in_process(
-        run_config=request.run_config, asset_selection=request.asset_selection, tags=request.tags, instance=instance)
+        run_config=request.run_config, asset_selection=request.asset_selection, tags=request.tags, instance=instance
+    )
     assert result.success
     assert env.warehouse.query(
-        "SELECT vendors_number, vendors_total_balance FROM looker_vendor_balances ORDER BY 1") == \
-        [("V90001", Decimal("12345678901.234567891")), ("V90002", Decimal("1000000000000000.01"))]
+        "SELECT vendors_number, vendors_total_balance FROM looker_vendor_balances ORDER BY 1"
+    ) == [("V90001", Decimal("12345678901.234567891")), ("V90002", Decimal("1000000000000000.01"))]
 
 
-@pytest.mark.parametrize("body, reason", [
-    (b"not json", "not JSON"),
-    (orjson.dumps({"scheduled_plan": {"scheduled_plan_id": PLAN_ID}}), "attachment.data is missing"),
-    (orjson.dumps({"attachment": {"data": "[]", "mimetype": "application/json"}}), "scheduled_plan_id is missing"),
-    (orjson.dumps(payload([], mimetype="application/pdf;base64", extension="pdf")), "binary format"),
-    (orjson.dumps({**payload([]), "attachment": {"data": "{\"a\": 1}", "mimetype": "application/json"}}),
-     "list of rows"),
-    (orjson.dumps(payload([{"vendors.number": "V1", "vendors.secret_column": 1}])), "vendors.secret_column"),
-    (orjson.dumps({**payload([]), "attachment": {"data": "Company,Vendor No.\nA,V1\n", "mimetype": "text/csv",
-                                                 "extension": "csv"}}), "2 column(s) but the query selects 4"),
-    (orjson.dumps({**payload([]), "attachment": {"data": "a,b,c,d\n1,2,3\n", "mimetype": "text/csv"}}),
-     "csv line 2 has 3 value(s)"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b"not json", "not JSON"),
+        (orjson.dumps({"scheduled_plan": {"scheduled_plan_id": PLAN_ID}}), "attachment.data is missing"),
+        (orjson.dumps({"attachment": {"data": "[]", "mimetype": "application/json"}}), "scheduled_plan_id is missing"),
+        (orjson.dumps(payload([], mimetype="application/pdf;base64", extension="pdf")), "binary format"),
+        (
+            orjson.dumps({**payload([]), "attachment": {"data": '{"a": 1}', "mimetype": "application/json"}}),
+            "list of rows",
+        ),
+        (orjson.dumps(payload([{"vendors.number": "V1", "vendors.secret_column": 1}])), "vendors.secret_column"),
+        (
+            orjson.dumps(
+                {
+                    **payload([]),
+                    "attachment": {"data": "Company,Vendor No.\nA,V1\n", "mimetype": "text/csv", "extension": "csv"},
+                }
+            ),
+            "2 column(s) but the query selects 4",
+        ),
+        (
+            orjson.dumps({**payload([]), "attachment": {"data": "a,b,c,d\n1,2,3\n", "mimetype": "text/csv"}}),
+            "csv line 2 has 3 value(s)",
+        ),
+    ],
+)
 def test_malformed_payloads_are_400_and_store_nothing(env, receiver, body, reason):
     before = stored(env)
     response = receiver.post(url(), content=body, headers={"content-type": "application/json"})
@@ -213,11 +260,19 @@ def test_a_plan_no_asset_takes_is_refused_and_nothing_stored(env, receiver):
 
 
 def test_a_csv_delivery_maps_columns_to_the_query_fields_in_order(env, receiver):
-    csv_text = "Vendors Company,Vendors Vendor No.,Vendors Vendor Name,Vendors Total Balance\n" \
-               "CRONUS USA, Inc.,V1,\"Fabrikam, Inc.\",12.5\n".replace("CRONUS USA, Inc.", "\"CRONUS USA, Inc.\"")
+    csv_text = (
+        "Vendors Company,Vendors Vendor No.,Vendors Vendor Name,Vendors Total Balance\n"
+        'CRONUS USA, Inc.,V1,"Fabrikam, Inc.",12.5\n'.replace("CRONUS USA, Inc.", '"CRONUS USA, Inc."')
+    )
     body = {**payload([]), "attachment": {"data": csv_text, "mimetype": "text/csv", "extension": "csv"}}
     response = receiver.post(url(), json=body)
     assert response.status_code == 202 and response.json()["rows"] == 1
     delivery = open_delivery_store(env.cfg.ingest, env.cfg.data_dir, "looker").get(response.json()["delivery_id"])
-    assert delivery.rows == [{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V1",
-                              "vendors.name": "Fabrikam, Inc.", "vendors.total_balance": "12.5"}]
+    assert delivery.rows == [
+        {
+            "vendors.company_name": "CRONUS USA, Inc.",
+            "vendors.number": "V1",
+            "vendors.name": "Fabrikam, Inc.",
+            "vendors.total_balance": "12.5",
+        }
+    ]

@@ -27,15 +27,29 @@ def test_ping_succeeds_against_the_sandbox(sandbox, tmp_path):
     assert result.latency_ms > 0 and result.url.endswith("/production/api/v2.0")
 
 
-@pytest.mark.parametrize("overrides, auth_ok, read_ok, fix", [
-    pytest.param({"auth": {"tenant_id": "11111111-2222-3333-4444-555555555555"}}, False, None, "check tenant_id",
-                 id="wrong-tenant"),
-    pytest.param({"scope": "https://graph.microsoft.com/.default"}, False, None, "add the application permission",
-                 id="missing-api-permission"),
-    pytest.param({"environment": "prod"}, True, False, "must match the environment name", id="unknown-environment"),
-    pytest.param({"companies": ["CRONUS Atlantis"]}, True, False, "set business_central.companies",
-                 id="unknown-company"),
-])
+@pytest.mark.parametrize(
+    "overrides, auth_ok, read_ok, fix",
+    [
+        pytest.param(
+            {"auth": {"tenant_id": "11111111-2222-3333-4444-555555555555"}},
+            False,
+            None,
+            "check tenant_id",
+            id="wrong-tenant",
+        ),
+        pytest.param(
+            {"scope": "https://graph.microsoft.com/.default"},
+            False,
+            None,
+            "add the application permission",
+            id="missing-api-permission",
+        ),
+        pytest.param({"environment": "prod"}, True, False, "must match the environment name", id="unknown-environment"),
+        pytest.param(
+            {"companies": ["CRONUS Atlantis"]}, True, False, "set business_central.companies", id="unknown-company"
+        ),
+    ],
+)
 def test_ping_explains_each_failure(sandbox, tmp_path, overrides, auth_ok, read_ok, fix):
     result = ping_one(make_config(sandbox, tmp_path, **overrides))
     assert (result.auth_ok, result.read_ok, result.ok) == (auth_ok, read_ok, False)

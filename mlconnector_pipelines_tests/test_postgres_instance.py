@@ -29,9 +29,12 @@ from mlconnector_pipelines.sandbox.looker import LookerSettings
 from .conftest import FAST_HTTP, SandboxAdmin, start_sandbox
 
 pytestmark = [
-    pytest.mark.postgres, pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("DAGSTER_PG_HOST"),
-                       reason="needs PostgreSQL: run `scripts/with-postgres scripts/test -m postgres` (.ci/run does)"),
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not os.environ.get("DAGSTER_PG_HOST"),
+        reason="needs PostgreSQL: run `scripts/with-postgres scripts/test -m postgres` (.ci/run does)",
+    ),
 ]
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -43,7 +46,9 @@ def deployment(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster-home")
     shutil.copy(REPO / "deploy" / "dagster-postgres.yaml", home / "dagster.yaml")
     data_dir = tmp_path_factory.mktemp("data")
-    running, sandbox_dir = start_sandbox(tmp_path_factory, looker=LookerSettings(warehouse=data_dir / "warehouse.duckdb"))
+    running, sandbox_dir = start_sandbox(
+        tmp_path_factory, looker=LookerSettings(warehouse=data_dir / "warehouse.duckdb")
+    )
     admin = SandboxAdmin(running)
     raw = sandbox_profile(sandbox_dir, running.url)
     raw.update(data_dir=str(data_dir), sap_business_one=None)
@@ -56,13 +61,20 @@ def deployment(tmp_path_factory):
     raw["ingest"] = {"store_url": {"env": "MLCONNECTOR_DELIVERY_STORE_URL"}}
     config = data_dir / "connector.yaml"
     config.write_text(yaml.safe_dump(raw))
-    store_url = ("postgresql+psycopg2://{DAGSTER_PG_USERNAME}:{DAGSTER_PG_PASSWORD}@{DAGSTER_PG_HOST}:"
-                 "{DAGSTER_PG_PORT}/{DAGSTER_PG_DB}").format(**os.environ)
+    store_url = (
+        "postgresql+psycopg2://{DAGSTER_PG_USERNAME}:{DAGSTER_PG_PASSWORD}@{DAGSTER_PG_HOST}:"
+        "{DAGSTER_PG_PORT}/{DAGSTER_PG_DB}"
+    ).format(**os.environ)
     patch = pytest.MonkeyPatch()
     patch.setenv("MLCONNECTOR_DELIVERY_STORE_URL", store_url)
     env = {**os.environ, "DAGSTER_HOME": str(home), "MLCONNECTOR_CONFIG": str(config)}
-    daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
-                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=(home / "daemon.log").open("w"))
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(home / "daemon.log").open("w"),
+    )
     try:
         yield {"home": home, "env": env, "data_dir": data_dir, "config": config, "admin": admin}
     finally:
@@ -79,12 +91,19 @@ def deployment(tmp_path_factory):
 def instance(deployment) -> dg.DagsterInstance:
     """A fresh handle on the shared instance: whatever it sees was read from PostgreSQL."""
     from dagster._core.instance.ref import InstanceRef
+
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(deployment["home"])))
 
 
 def cli(deployment, *args: str) -> str:
-    done = subprocess.run([str(BIN / "dagster"), *args, "-w", str(REPO / "workspace.yaml")], cwd=REPO,
-                          env=deployment["env"], capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [str(BIN / "dagster"), *args, "-w", str(REPO / "workspace.yaml")],
+        cwd=REPO,
+        env=deployment["env"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -109,8 +128,18 @@ def test_the_instance_stores_everything_in_postgres(deployment):
 
 
 def test_a_backfill_runs_through_the_daemon(deployment):
-    cli(deployment, "job", "backfill", "-j", "business_central_to_warehouse", "--from", "2026-03-01",
-        "--to", "2026-03-02", "--noprompt")
+    cli(
+        deployment,
+        "job",
+        "backfill",
+        "-j",
+        "business_central_to_warehouse",
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-03-02",
+        "--noprompt",
+    )
     assert len(instance(deployment).get_backfills()) == 1
     runs = wait_for_runs(deployment, 2, tags={"dagster/backfill": instance(deployment).get_backfills()[0].backfill_id})
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
@@ -119,11 +148,27 @@ def test_a_backfill_runs_through_the_daemon(deployment):
 
 
 def test_a_delivery_becomes_one_run_through_the_sensor(deployment):
-    body = orjson.dumps({"type": "query", "scheduled_plan": {"scheduled_plan_id": "101", "title": "Vendor balances"},
-                         "attachment": {"mimetype": "application/json", "data": orjson.dumps([
-                             {"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": "V1",
-                              "vendors.name": "A", "vendors.total_balance": 5.5}]).decode()}})
+    body = orjson.dumps(
+        {
+            "type": "query",
+            "scheduled_plan": {"scheduled_plan_id": "101", "title": "Vendor balances"},
+            "attachment": {
+                "mimetype": "application/json",
+                "data": orjson.dumps(
+                    [
+                        {
+                            "vendors.company_name": "CRONUS USA, Inc.",
+                            "vendors.number": "V1",
+                            "vendors.name": "A",
+                            "vendors.total_balance": 5.5,
+                        }
+                    ]
+                ).decode(),
+            },
+        }
+    )
     from mlconnector_pipelines.config import load_config
+
     cfg = load_config(deployment["config"])
     delivery = parse_delivery(body, {q.scheduled_plan_id: q for q in cfg.looker.queries if q.scheduled_plan_id})
     store = open_delivery_store(cfg.ingest, cfg.data_dir, "looker")
@@ -133,8 +178,11 @@ def test_a_delivery_becomes_one_run_through_the_sensor(deployment):
     [run] = wait_for_runs(deployment, 1, tags={"mlconnector/delivery": delivery.id}, timeout=120)
     assert run.status == dg.DagsterRunStatus.SUCCESS
     ticks = instance(deployment).get_ticks(
-        next(s.instigator_origin_id for s in instance(deployment).all_instigator_state() if s.name == DELIVERIES_SENSOR),
-        next(s.selector_id for s in instance(deployment).all_instigator_state() if s.name == DELIVERIES_SENSOR))
+        next(
+            s.instigator_origin_id for s in instance(deployment).all_instigator_state() if s.name == DELIVERIES_SENSOR
+        ),
+        next(s.selector_id for s in instance(deployment).all_instigator_state() if s.name == DELIVERIES_SENSOR),
+    )
     assert any(delivery.id in (t.run_keys or []) for t in ticks)
 
 

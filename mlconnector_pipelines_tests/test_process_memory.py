@@ -6,14 +6,17 @@ import sys
 
 import pytest
 
-PROBE = ("import mlconnector_pipelines, pyarrow as pa; from mlconnector_pipelines.core.memory import release_free_memory; "
-         "release_free_memory(); print(pa.default_memory_pool().backend_name)")
+PROBE = (
+    "import mlconnector_pipelines, pyarrow as pa; from mlconnector_pipelines.core.memory import release_free_memory; "
+    "release_free_memory(); print(pa.default_memory_pool().backend_name)"
+)
 
 
 def arrow_pool(**env) -> str:
     clean = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    return subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_arrow_uses_the_system_allocator():
@@ -37,6 +40,7 @@ class LibcCalls:
 
 def test_large_blocks_go_back_to_the_os_unless_the_environment_says_otherwise(monkeypatch):
     from mlconnector_pipelines.core import memory
+
     libc = LibcCalls()
     monkeypatch.setattr(memory, "_libc", libc)
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
@@ -50,6 +54,7 @@ def test_large_blocks_go_back_to_the_os_unless_the_environment_says_otherwise(mo
 
 def test_freed_memory_is_trimmed(monkeypatch):
     from mlconnector_pipelines.core import memory
+
     libc = LibcCalls()
     monkeypatch.setattr(memory, "_libc", libc)
     memory.release_free_memory()

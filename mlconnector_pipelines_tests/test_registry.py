@@ -13,8 +13,17 @@ from mlconnector_pipelines.systems.resource_base import SystemResource
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mlconnector_pipelines"
 # The registries themselves list the folders (one name each); everything central iterates them.
-CENTRAL = ["definitions.py", "ping.py", "cli.py", "config.py", "sandbox/server.py",
-           "sandbox/core/service.py", "sandbox/core/declaration.py", "flows/connectivity.py", "warehouse/ping.py"]
+CENTRAL = [
+    "definitions.py",
+    "ping.py",
+    "cli.py",
+    "config.py",
+    "sandbox/server.py",
+    "sandbox/core/service.py",
+    "sandbox/core/declaration.py",
+    "flows/connectivity.py",
+    "warehouse/ping.py",
+]
 
 
 def names_of_systems() -> set[str]:
@@ -29,8 +38,13 @@ def code_of(path: Path) -> str:
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
-                isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(getattr(body[0], "value", None), ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             body[0] = ast.Pass()
     return ast.unparse(tree)
 
@@ -38,15 +52,19 @@ def code_of(path: Path) -> str:
 @pytest.mark.parametrize("module", CENTRAL)
 def test_central_modules_name_no_system(module):
     code = code_of(PACKAGE / module)
-    found = sorted(name for name in names_of_systems()
-                   if re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", code, re.IGNORECASE))
+    found = sorted(
+        name
+        for name in names_of_systems()
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", code, re.IGNORECASE)
+    )
     assert not found, f"{module} names {found}: iterate the registry instead"
 
 
 def test_the_check_would_see_a_system_named_in_code():
     code = code_of(PACKAGE / "systems" / "business_central" / "system.py")
-    assert any(re.search(rf"(?<![A-Za-z0-9]){re.escape(n)}(?![A-Za-z0-9])", code, re.IGNORECASE)
-               for n in names_of_systems())
+    assert any(
+        re.search(rf"(?<![A-Za-z0-9]){re.escape(n)}(?![A-Za-z0-9])", code, re.IGNORECASE) for n in names_of_systems()
+    )
 
 
 @pytest.mark.parametrize("spec", SYSTEMS, ids=lambda s: s.key)
@@ -65,6 +83,7 @@ def test_a_systems_resource_holds_its_section_and_nothing_else(spec, tmp_path):
 def _context(tmp_path):
     from mlconnector_pipelines.ingest.config import IngestConfig
     from mlconnector_pipelines.systems.registry import FlowContext
+
     return FlowContext(warehouse_kind="duckdb", data_dir=tmp_path, ingest=IngestConfig())
 
 
@@ -88,11 +107,17 @@ def test_defaults_are_written_once_in_the_section_model():
 
     for client in (BusinessCentralClient, LookerClient, ServiceLayerClient):
         parameters = inspect.signature(client.__init__).parameters
-        settings = [p for p in parameters.values() if p.name not in ("self", "cfg") and
-                    p.default is not inspect.Parameter.empty and isinstance(p.default, (int, float, str))]
+        settings = [
+            p
+            for p in parameters.values()
+            if p.name not in ("self", "cfg")
+            and p.default is not inspect.Parameter.empty
+            and isinstance(p.default, (int, float, str))
+        ]
         assert not settings, f"{client.__name__} declares settings {[p.name for p in settings]}: take them from cfg"
-        assert issubclass(parameters["cfg"].annotation if isinstance(parameters["cfg"].annotation, type)
-                          else BaseModel, BaseModel)
+        assert issubclass(
+            parameters["cfg"].annotation if isinstance(parameters["cfg"].annotation, type) else BaseModel, BaseModel
+        )
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.key)

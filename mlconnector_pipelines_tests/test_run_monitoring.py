@@ -29,10 +29,17 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 JOB = "business_central_to_warehouse"
-INSTANCE_FILES = [pytest.param("dagster.yaml", id="sqlite"),
-                  pytest.param("deploy/dagster-postgres.yaml", id="postgres", marks=[
-                      pytest.mark.postgres,
-                      pytest.mark.skipif(not os.environ.get("DAGSTER_PG_HOST"), reason="needs PostgreSQL (.ci/run)")])]
+INSTANCE_FILES = [
+    pytest.param("dagster.yaml", id="sqlite"),
+    pytest.param(
+        "deploy/dagster-postgres.yaml",
+        id="postgres",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(not os.environ.get("DAGSTER_PG_HOST"), reason="needs PostgreSQL (.ci/run)"),
+        ],
+    ),
+]
 
 
 def _instance_yaml(shipped: Path) -> dict:
@@ -52,6 +59,7 @@ RUN = uuid.uuid4().hex  # PostgreSQL instance storage is shared with other test 
 def _runs(home: Path) -> list[dg.DagsterRun]:
     """This test's runs, oldest first."""
     from dagster._core.instance.ref import InstanceRef
+
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         return list(reversed(instance.get_runs(filters=dg.RunsFilter(tags={TEST_TAG: RUN}))))
 
@@ -64,8 +72,10 @@ def _wait(what, predicate, home: Path, timeout: float = 150.0):
             return value
         if time.monotonic() > deadline:
             log = (home / "daemon.log").read_text()[-4000:]
-            pytest.fail(f"{what} not reached after {timeout:g}s: {[(r.run_id[:8], r.status) for r in _runs(home)]}"
-                        f"\ndaemon log:\n{log}")
+            pytest.fail(
+                f"{what} not reached after {timeout:g}s: {[(r.run_id[:8], r.status) for r in _runs(home)]}"
+                f"\ndaemon log:\n{log}"
+            )
         time.sleep(0.5)
 
 
@@ -86,22 +96,38 @@ def test_three_killed_runs_do_not_block_the_fourth(instance_file, tmp_path_facto
     # Every vendors page hangs for minutes: the three runs hold the pool's three slots meanwhile.
     admin.faults({"kind": "delay", "delay_seconds": 240, "count": 100, "path_contains": "/vendors"})
     assert _runs(home) == []  # creates the instance's storage before two processes race to
-    daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
-                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=(home / "daemon.log").open("w"))
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(home / "daemon.log").open("w"),
+    )
     try:
         for _ in range(4):
             _launch(env)
         # each run reads both sandbox companies at once: two hanging requests a run
-        _wait("three runs in their step and a fourth waiting for the pool", lambda: len(_runs(home)) == 4 and all(
-            r.status == dg.DagsterRunStatus.STARTED for r in _runs(home)) and admin.stats()["faults_fired"].get(
-            "delay", 0) >= 6 and _says_it_waits_for_the_pool(home, _runs(home)[3]), home)
+        _wait(
+            "three runs in their step and a fourth waiting for the pool",
+            lambda: (
+                len(_runs(home)) == 4
+                and all(r.status == dg.DagsterRunStatus.STARTED for r in _runs(home))
+                and admin.stats()["faults_fired"].get("delay", 0) >= 6
+                and _says_it_waits_for_the_pool(home, _runs(home)[3])
+            ),
+            home,
+        )
         holders = _runs(home)[:3]
         _kill(home, holders)
-        _wait("the killed runs marked failed", lambda: [r.status for r in _runs(home)[:3]] ==
-              [dg.DagsterRunStatus.FAILURE] * 3, home)
+        _wait(
+            "the killed runs marked failed",
+            lambda: [r.status for r in _runs(home)[:3]] == [dg.DagsterRunStatus.FAILURE] * 3,
+            home,
+        )
         admin.clear_faults()
-        fourth = _wait("the fourth run finished", lambda: next((r for r in _runs(home)[3:] if r.is_finished), None),
-                       home)
+        fourth = _wait(
+            "the fourth run finished", lambda: next((r for r in _runs(home)[3:] if r.is_finished), None), home
+        )
         assert fourth.status == dg.DagsterRunStatus.SUCCESS
     finally:
         daemon.terminate()
@@ -114,14 +140,30 @@ def test_three_killed_runs_do_not_block_the_fourth(instance_file, tmp_path_facto
 
 
 def _launch(env: dict) -> None:
-    done = subprocess.run([str(BIN / "dagster"), "job", "launch", "-j", JOB, "-w", str(REPO / "workspace.yaml"),
-                           "--tags", json.dumps({"dagster/partition": "2026-03-03", TEST_TAG: RUN})], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [
+            str(BIN / "dagster"),
+            "job",
+            "launch",
+            "-j",
+            JOB,
+            "-w",
+            str(REPO / "workspace.yaml"),
+            "--tags",
+            json.dumps({"dagster/partition": "2026-03-03", TEST_TAG: RUN}),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 
 def _events(home: Path, run: dg.DagsterRun):
     from dagster._core.instance.ref import InstanceRef
+
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         return [e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event is not None]
 
@@ -132,8 +174,12 @@ def _says_it_waits_for_the_pool(home: Path, run: dg.DagsterRun) -> bool:
 
 def _kill(home: Path, runs: list[dg.DagsterRun]) -> None:
     """kill -9 each run's processes (its run worker and step processes, by the pids its events name)."""
-    pids = {int(e.engine_event_data.metadata["pid"].value) for run in runs for e in _events(home, run)
-            if e.is_engine_event and e.engine_event_data and "pid" in (e.engine_event_data.metadata or {})}
+    pids = {
+        int(e.engine_event_data.metadata["pid"].value)
+        for run in runs
+        for e in _events(home, run)
+        if e.is_engine_event and e.engine_event_data and "pid" in (e.engine_event_data.metadata or {})
+    }
     victims = [psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)]
     assert len(victims) >= 3, pids
     for process in victims:

@@ -15,8 +15,14 @@ from .conftest import SHARED_SPECS
 # The sandbox ships its copy of shared/specs' BC spec; the tests check against that copy, so they
 # run (and fail loudly) on any checkout. Whether the copy still equals shared/specs is checked
 # where the steering repo is beside this one.
-PACKAGED_SPEC = Path(__file__).resolve().parents[1] / "mlconnector_pipelines" / "sandbox" / "business_central" / "specs" / \
-    "business-central-api-v2.0.entities.json"
+PACKAGED_SPEC = (
+    Path(__file__).resolve().parents[1]
+    / "mlconnector_pipelines"
+    / "sandbox"
+    / "business_central"
+    / "specs"
+    / "business-central-api-v2.0.entities.json"
+)
 SHARED_SPEC = SHARED_SPECS / "business-central-api-v2.0.entities.json"
 
 
@@ -39,15 +45,21 @@ def test_sandbox_records_have_exactly_the_spec_fields_and_types(sandbox):
     spec = spec_entities()
     company = sandbox.companies()[0]
     edm_checks = {
-        "Edm.String": lambda v: isinstance(v, str), "Edm.Guid": lambda v: isinstance(v, str) and len(v) == 36,
+        "Edm.String": lambda v: isinstance(v, str),
+        "Edm.Guid": lambda v: isinstance(v, str) and len(v) == 36,
         "Edm.Decimal": lambda v: isinstance(v, (int, Decimal)) and not isinstance(v, bool),
-        "Edm.Int32": lambda v: isinstance(v, int), "Edm.Int64": lambda v: isinstance(v, int),
+        "Edm.Int32": lambda v: isinstance(v, int),
+        "Edm.Int64": lambda v: isinstance(v, int),
         "Edm.Boolean": lambda v: isinstance(v, bool),
         "Edm.Date": lambda v: isinstance(v, str) and len(v) == 10,
         "Edm.DateTimeOffset": lambda v: isinstance(v, str) and v.endswith("Z"),
     }
-    nav = {"salesInvoices": "salesInvoiceLines", "purchaseInvoices": "purchaseInvoiceLines",
-           "salesOrders": "salesOrderLines", "generalLedgerEntries": "dimensionSetLines"}
+    nav = {
+        "salesInvoices": "salesInvoiceLines",
+        "purchaseInvoices": "purchaseInvoiceLines",
+        "salesOrders": "salesOrderLines",
+        "generalLedgerEntries": "dimensionSetLines",
+    }
     for entity in ENTITIES:
         records = sandbox.records(company["id"], entity.entity_set)
         assert records, entity.entity_set
@@ -67,9 +79,14 @@ def test_sandbox_records_have_exactly_the_spec_fields_and_types(sandbox):
 
 def test_client_catalog_types_agree_with_the_spec():
     spec = spec_entities()
-    expected = {"Edm.Decimal": ColumnType.DECIMAL, "Edm.Int32": ColumnType.INTEGER, "Edm.Int64": ColumnType.INTEGER,
-                "Edm.Boolean": ColumnType.BOOLEAN, "Edm.Date": ColumnType.DATE,
-                "Edm.DateTimeOffset": ColumnType.TIMESTAMP}
+    expected = {
+        "Edm.Decimal": ColumnType.DECIMAL,
+        "Edm.Int32": ColumnType.INTEGER,
+        "Edm.Int64": ColumnType.INTEGER,
+        "Edm.Boolean": ColumnType.BOOLEAN,
+        "Edm.Date": ColumnType.DATE,
+        "Edm.DateTimeOffset": ColumnType.TIMESTAMP,
+    }
     for entity in ENTITIES:
         assert spec[entity.entity_set]["hasLastModifiedDateTime"], entity.entity_set
         for owner, types in [(entity.entity_set, entity.types), *[(c.navigation, c.types) for c in entity.children]]:
@@ -83,8 +100,10 @@ def test_client_catalog_types_agree_with_the_spec():
         assert entity.entity_set in spec
 
 
-@pytest.mark.skipif(not (SHARED_SPECS / "looker-api-4.0.oas.json").exists(),
-                    reason="the steering repo's shared/specs is not beside this checkout")
+@pytest.mark.skipif(
+    not (SHARED_SPECS / "looker-api-4.0.oas.json").exists(),
+    reason="the steering repo's shared/specs is not beside this checkout",
+)
 def test_the_tests_copy_of_the_looker_spec_is_shared_specs_unchanged():
     copy = Path(__file__).parent / "specs" / "looker-api-4.0.oas.json"
     assert copy.read_bytes() == (SHARED_SPECS / "looker-api-4.0.oas.json").read_bytes()

@@ -58,13 +58,27 @@ def sap(tmp_path_factory):
     service.stop()
 
 
-def client(sap: ServiceLayer, version: str = "v1", *, company_db: str = "SBODEMOUS",
-           password: str = "sandbox-b1-password", **overrides) -> ServiceLayerClient:
+def client(
+    sap: ServiceLayer,
+    version: str = "v1",
+    *,
+    company_db: str = "SBODEMOUS",
+    password: str = "sandbox-b1-password",
+    **overrides,
+) -> ServiceLayerClient:
     """A client from the section a customer would write; `overrides` replace settings unvalidated (bad ones too)."""
-    cfg = SapBusinessOneConfig.model_validate({
-        "base_url": f"{sap.url}/b1s/{version}", "company_db": [company_db], "username": "manager",
-        "password": {"env": "UNUSED_IN_THESE_TESTS"}, "ca_bundle": str(sap.running.certificates.ca_pem), "http": FAST,
-        "page_size": 7, "partitions": {"start": "2026-03-01"}})
+    cfg = SapBusinessOneConfig.model_validate(
+        {
+            "base_url": f"{sap.url}/b1s/{version}",
+            "company_db": [company_db],
+            "username": "manager",
+            "password": {"env": "UNUSED_IN_THESE_TESTS"},
+            "ca_bundle": str(sap.running.certificates.ca_pem),
+            "http": FAST,
+            "page_size": 7,
+            "partitions": {"start": "2026-03-01"},
+        }
+    )
     return ServiceLayerClient(cfg.model_copy(update=overrides), company_db=company_db, password=password)
 
 
@@ -72,6 +86,7 @@ def updated_at(record, zone="UTC"):
     """When a record changed, as the product must read it: server-local date and time, in UTC; a record
     without a time of day is placed at the end of its day (the window holding it cannot have closed before)."""
     from zoneinfo import ZoneInfo
+
     wall = datetime.fromisoformat(f"{record['UpdateDate'][:10]}T{record['UpdateTime'] or '23:59:59'}")
     return max(wall.replace(fold=fold, tzinfo=ZoneInfo(zone)).astimezone(UTC) for fold in (0, 1))
 
@@ -103,8 +118,9 @@ def test_session_timeout_mid_extract_logs_in_once_more_and_loses_nothing(sap):
         assert c.session.logins == 2 and c.http.stats.reauthentications == 1
     expected = sap.records("JournalEntries")
     assert sorted(r["JdtNum"] for r in rows) == sorted(r["JdtNum"] for r in expected)
-    assert {r["JdtNum"]: len(r["JournalEntryLines"]) for r in rows} == \
-        {r["JdtNum"]: len(r["JournalEntryLines"]) for r in expected}
+    assert {r["JdtNum"]: len(r["JournalEntryLines"]) for r in rows} == {
+        r["JdtNum"]: len(r["JournalEntryLines"]) for r in expected
+    }
 
 
 def test_wrong_password_and_unknown_company_are_clear(sap):
@@ -148,6 +164,7 @@ def test_half_day_windows_are_refined_on_update_time(sap):
 
 def test_unknown_entity_and_bad_url_are_clear(sap):
     from mlconnector_pipelines.core.catalog import SourceEntity
+
     with pytest.raises(RequestFailedError, match="SAP Business One: GET /b1s/v1/Nope failed: .*-2028") as error:
         list(client(sap).pages(SourceEntity("Nope", "x", "", {}, key="DocEntry"), START, END))
     assert error.value.status == 404
@@ -174,11 +191,19 @@ def test_server_ignoring_maxpagesize_still_yields_every_row(stubborn_sap):
 
 # -- ping ---------------------------------------------------------------------------------------
 
+
 def sap_ping(sap, tmp_path, **overrides):
     from mlconnector_pipelines.systems.sap_business_one.ping import ping
-    settings = {"base_url": f"{sap.url}/b1s/v2", "company_db": "SBODEMOUS", "username": "manager",
-                "password": {"env": "SAP_PASSWORD_UNDER_TEST"}, "ca_bundle": str(sap.running.certificates.ca_pem),
-                "http": FAST.model_dump(), "partitions": {"start": START.date().isoformat()}}
+
+    settings = {
+        "base_url": f"{sap.url}/b1s/v2",
+        "company_db": "SBODEMOUS",
+        "username": "manager",
+        "password": {"env": "SAP_PASSWORD_UNDER_TEST"},
+        "ca_bundle": str(sap.running.certificates.ca_pem),
+        "http": FAST.model_dump(),
+        "partitions": {"start": START.date().isoformat()},
+    }
     return ping(SapBusinessOneConfig.model_validate({**settings, **overrides}), tmp_path)
 
 
@@ -188,11 +213,14 @@ def test_ping_logs_in_reads_and_reports_trust(sap, tmp_path, monkeypatch):
     assert result.ok and "logged in to SBODEMOUS (Service Layer v2, TLS: CA bundle)" in result.detail
 
 
-@pytest.mark.parametrize("overrides, auth_ok, fix", [
-    ({"company_db": "SBOMARS"}, False, "company database is unknown"),
-    ({"ca_bundle": None}, False, "TLS not trusted: set sap_business_one.ca_bundle"),
-    ({"ca_bundle": None, "pinned_sha256": "AB" * 32}, False, "update sap_business_one.pinned_sha256"),
-])
+@pytest.mark.parametrize(
+    "overrides, auth_ok, fix",
+    [
+        ({"company_db": "SBOMARS"}, False, "company database is unknown"),
+        ({"ca_bundle": None}, False, "TLS not trusted: set sap_business_one.ca_bundle"),
+        ({"ca_bundle": None, "pinned_sha256": "AB" * 32}, False, "update sap_business_one.pinned_sha256"),
+    ],
+)
 def test_ping_explains_sap_failures(sap, tmp_path, monkeypatch, overrides, auth_ok, fix):
     monkeypatch.setenv("SAP_PASSWORD_UNDER_TEST", "sandbox-b1-password")
     result = sap_ping(sap, tmp_path, **overrides)
@@ -211,6 +239,7 @@ def test_an_idle_session_times_out_and_is_renewed_once(tmp_path_factory):
     service = start(tmp_path_factory, session_timeout_minutes=0.02, login_delay_seconds=0)  # 1.2 s
     try:
         import time
+
         with client(service) as c:
             assert len(extract(c, "ProfitCenters")) == 3
             time.sleep(1.5)
@@ -223,23 +252,36 @@ def test_an_idle_session_times_out_and_is_renewed_once(tmp_path_factory):
 
 def test_live_mode_changes_records_and_commits_some_late(tmp_path_factory):
     import time
-    service = start(tmp_path_factory, live=True, live_interval_seconds=0.05,
-                    history_end=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0))
+
+    service = start(
+        tmp_path_factory,
+        live=True,
+        live_interval_seconds=0.05,
+        history_end=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
+    )
     try:
         started = datetime.now(UTC)
         deadline = time.monotonic() + 20
         while True:
-            live = [j for db in ("SBODEMOUS", "SBODEMOCA") for j in service.records("JournalEntries", db)
-                    if j["Memo"].startswith("Live")]
+            live = [
+                j
+                for db in ("SBODEMOUS", "SBODEMOCA")
+                for j in service.records("JournalEntries", db)
+                if j["Memo"].startswith("Live")
+            ]
             late = [j for j in live if j["Memo"].endswith("(committed late)")]
             if late and len(live) >= 5:
                 break
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert all(updated_at(j) < started for j in late)
-        changed = [r for db in ("SBODEMOUS", "SBODEMOCA") for e in ("Items", "BusinessPartners", "Invoices",
-                                                                    "PurchaseOrders") for r in service.records(e, db)
-                   if r["UpdateTime"] and updated_at(r) >= started.replace(microsecond=0)]
+        changed = [
+            r
+            for db in ("SBODEMOUS", "SBODEMOCA")
+            for e in ("Items", "BusinessPartners", "Invoices", "PurchaseOrders")
+            for r in service.records(e, db)
+            if r["UpdateTime"] and updated_at(r) >= started.replace(microsecond=0)
+        ]
         assert changed
     finally:
         service.stop()
@@ -258,9 +300,25 @@ def test_records_leaving_and_entering_the_filter_between_pages_never_shift_what_
         outside = [r["DocEntry"] for r in service.records("Invoices") if r not in before]
         joiner = max(outside)  # not in the window when the extract starts; enters it between pages
         assert leaver < joiner
-        service.faults({"kind": "mutate", "path_contains": "/Invoices", "skip": 1, "mutations": [
-            {"entity": "Invoices", "key": leaver, "set": {"UpdateDate": "2026-03-20", "UpdateTime": "10:00:00"}},
-            {"entity": "Invoices", "key": joiner, "set": {"UpdateDate": "2026-03-03", "UpdateTime": "10:00:00"}}]})
+        service.faults(
+            {
+                "kind": "mutate",
+                "path_contains": "/Invoices",
+                "skip": 1,
+                "mutations": [
+                    {
+                        "entity": "Invoices",
+                        "key": leaver,
+                        "set": {"UpdateDate": "2026-03-20", "UpdateTime": "10:00:00"},
+                    },
+                    {
+                        "entity": "Invoices",
+                        "key": joiner,
+                        "set": {"UpdateDate": "2026-03-03", "UpdateTime": "10:00:00"},
+                    },
+                ],
+            }
+        )
         with client(service, page_size=7) as c:
             read = {r["DocEntry"] for r in extract(c, "Invoices", start_, end_)}
         stayed = {r["DocEntry"] for r in before} - {leaver}
@@ -273,16 +331,21 @@ def test_records_leaving_and_entering_the_filter_between_pages_never_shift_what_
 @pytest.fixture(scope="module", params=["Europe/Berlin", "America/New_York"])
 def zoned_sap(request, tmp_path_factory):
     """A server outside UTC whose history spans its DST change (New York on March 8, Berlin on March 29)."""
-    service = start(tmp_path_factory, server_timezone=request.param, login_delay_seconds=0,
-                    history_start=datetime(2026, 3, 5, tzinfo=UTC),
-                    history_end=datetime(2026, 3, 31, tzinfo=UTC))
+    service = start(
+        tmp_path_factory,
+        server_timezone=request.param,
+        login_delay_seconds=0,
+        history_start=datetime(2026, 3, 5, tzinfo=UTC),
+        history_end=datetime(2026, 3, 31, tzinfo=UTC),
+    )
     service.zone = request.param
     yield service
     service.stop()
 
 
-@pytest.mark.parametrize("entity_set, key", [("Invoices", "DocEntry"), ("JournalEntries", "JdtNum"),
-                                             ("Items", "ItemCode")])
+@pytest.mark.parametrize(
+    "entity_set, key", [("Invoices", "DocEntry"), ("JournalEntries", "JdtNum"), ("Items", "ItemCode")]
+)
 def test_a_server_outside_utc_lands_every_record_in_the_utc_window_of_its_moment(zoned_sap, entity_set, key):
     records = zoned_sap.records(entity_set)
     assert any(r["UpdateTime"] is None for r in records)  # records updated without a time of day
@@ -295,7 +358,8 @@ def test_a_server_outside_utc_lands_every_record_in_the_utc_window_of_its_moment
             by_key = {r[key]: r for r in expected}
             for row in rows:
                 assert row[MODIFIED_AT] == updated_at(by_key[row[key]], zoned_sap.zone).strftime(
-                    "%Y-%m-%dT%H:%M:%S.000Z")
+                    "%Y-%m-%dT%H:%M:%S.000Z"
+                )
             seen += [r[key] for r in rows]
             day += timedelta(days=1)
     assert sorted(seen) == sorted(r[key] for r in records)  # each record exactly once
@@ -330,8 +394,9 @@ def test_amounts_a_double_cannot_hold_arrive_exactly(sap):
         journals = {r["JdtNum"]: r for r in extract(c, "JournalEntries")}
     for record in sap.records("Invoices"):
         assert rows[record["DocEntry"]]["DocTotal"] == record["DocTotal"]
-        assert [line["Price"] for line in rows[record["DocEntry"]]["DocumentLines"]] == \
-            [line["Price"] for line in record["DocumentLines"]]
+        assert [line["Price"] for line in rows[record["DocEntry"]]["DocumentLines"]] == [
+            line["Price"] for line in record["DocumentLines"]
+        ]
     debits = [line["Debit"] for line in journals[1]["JournalEntryLines"]]
     assert Decimal("12345678901.234567891") in debits and Decimal("0.000000001") in debits
 

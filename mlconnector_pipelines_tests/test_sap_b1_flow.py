@@ -17,21 +17,35 @@ UTC = UTC
 
 
 def config(sap, tmp_path, **overrides):  # noqa: F811
-    return parse_config({
-        "profile": "sandbox", "data_dir": str(tmp_path), "business_central": None,
-        "sap_business_one": {"base_url": f"{sap.url}/b1s/v1", "ca_bundle": str(sap.running.certificates.ca_pem),
-                             "page_size": 15, "partitions": {"start": START.date().isoformat()},
-                             "http": {"backoff_base_seconds": 0.01, "backoff_cap_seconds": 0.05}, **overrides},
-    })
+    return parse_config(
+        {
+            "profile": "sandbox",
+            "data_dir": str(tmp_path),
+            "business_central": None,
+            "sap_business_one": {
+                "base_url": f"{sap.url}/b1s/v1",
+                "ca_bundle": str(sap.running.certificates.ca_pem),
+                "page_size": 15,
+                "partitions": {"start": START.date().isoformat()},
+                "http": {"backoff_base_seconds": 0.01, "backoff_cap_seconds": 0.05},
+                **overrides,
+            },
+        }
+    )
 
 
 def run(cfg, partition_key=None, partition_range=None):
     tags = None
     if partition_range:
-        tags = {"dagster/asset_partition_range_start": partition_range[0],
-                "dagster/asset_partition_range_end": partition_range[1]}
-    return build_definitions(cfg).resolve_job_def(JOB).execute_in_process(
-        partition_key=partition_key, tags=tags, instance=dg.DagsterInstance.ephemeral())
+        tags = {
+            "dagster/asset_partition_range_start": partition_range[0],
+            "dagster/asset_partition_range_end": partition_range[1],
+        }
+    return (
+        build_definitions(cfg)
+        .resolve_job_def(JOB)
+        .execute_in_process(partition_key=partition_key, tags=tags, instance=dg.DagsterInstance.ephemeral())
+    )
 
 
 def query(cfg, sql, *params):
@@ -56,17 +70,20 @@ def test_a_window_lands_with_one_login_per_company_database_for_the_whole_run(sa
     after = sap.stats()
     assert after["logins"] - before["logins"] == 2 and after["logouts"] - before["logouts"] == 2
     assert meta(result, "sap_invoices")["logins"] == 2
-    for entity, table, key, column in [("Invoices", "sap_invoices", "DocEntry", "doc_entry"),
-                                       ("JournalEntries", "sap_journal_entries", "JdtNum", "jdt_num"),
-                                       ("BusinessPartners", "sap_business_partners", "CardCode", "card_code")]:
+    for entity, table, key, column in [
+        ("Invoices", "sap_invoices", "DocEntry", "doc_entry"),
+        ("JournalEntries", "sap_journal_entries", "JdtNum", "jdt_num"),
+        ("BusinessPartners", "sap_business_partners", "CardCode", "card_code"),
+    ]:
         for company in COMPANIES:
             expected = in_window(sap.records(entity, company), start, end)
             rows = query(cfg, f"SELECT {column} FROM {table} WHERE _company_id = ?", company)
             assert sorted(r[0] for r in rows) == sorted(r[key] for r in expected), (table, company)
     for company in COMPANIES:
         invoices = in_window(sap.records("Invoices", company), start, end)
-        assert query(cfg, "SELECT count(*) FROM sap_invoice_lines WHERE _company_id = ?", company)[0][0] == \
-            sum(len(r["DocumentLines"]) for r in invoices)
+        assert query(cfg, "SELECT count(*) FROM sap_invoice_lines WHERE _company_id = ?", company)[0][0] == sum(
+            len(r["DocumentLines"]) for r in invoices
+        )
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
 
@@ -78,11 +95,16 @@ def test_the_same_document_number_in_two_company_databases_lands_twice_with_its_
     assert shared  # DocEntry starts at 1 in every company database
     for doc_entry in shared:
         for company, record in (("SBODEMOUS", us[doc_entry]), ("SBODEMOCA", ca[doc_entry])):
-            [(total,)] = query(cfg, "SELECT doc_total FROM sap_invoices WHERE _company_id = ? AND doc_entry = ?",
-                               company, doc_entry)
+            [(total,)] = query(
+                cfg, "SELECT doc_total FROM sap_invoices WHERE _company_id = ? AND doc_entry = ?", company, doc_entry
+            )
             assert total == record["DocTotal"]
-            lines = query(cfg, "SELECT count(*) FROM sap_invoice_lines WHERE _company_id = ? AND _parent_id = ?",
-                          company, str(doc_entry))[0][0]
+            lines = query(
+                cfg,
+                "SELECT count(*) FROM sap_invoice_lines WHERE _company_id = ? AND _parent_id = ?",
+                company,
+                str(doc_entry),
+            )[0][0]
             assert lines == len(record["DocumentLines"])
 
 
@@ -91,25 +113,39 @@ def test_lines_carry_account_and_cost_centre_keys_for_looker(sap, tmp_path):  # 
     # Dimension tables are windowed like the rest: the whole history, in one run, gives all of them.
     result = run(cfg, partition_range=("2026-03-01", "2026-03-07"))
     assert result.success and meta(result, "sap_invoices")["windows"] == 7
-    assert query(cfg, "SELECT count(*) FROM sap_accounts")[0][0] == sum(len(sap.records("ChartOfAccounts", db))
-                                                                         for db in COMPANIES)
+    assert query(cfg, "SELECT count(*) FROM sap_accounts")[0][0] == sum(
+        len(sap.records("ChartOfAccounts", db)) for db in COMPANIES
+    )
     # revenue by profit centre (region) and product line, joined on the dimension tables' keys
-    rows = query(cfg, """
+    rows = query(
+        cfg,
+        """
         SELECT p.center_name, l.u_product_line, a.name, sum(l.line_total)
         FROM sap_invoice_lines l
         JOIN sap_invoices i ON i.doc_entry::VARCHAR = l._parent_id AND i._company_id = l._company_id
         JOIN sap_profit_centers p ON p.center_code = l.costing_code AND p._company_id = l._company_id
         JOIN sap_accounts a ON a.code = l.account_code AND a._company_id = l._company_id
-        GROUP BY ALL""")
+        GROUP BY ALL""",
+    )
     assert {r[0] for r in rows} == {"North region", "South region", "West region"}
     assert {r[2] for r in rows} == {"Sales revenue"} and all(r[3] > 0 for r in rows)
     lines = query(cfg, "SELECT count(*) FROM sap_invoice_lines")[0][0]
-    assert sum(query(cfg, "SELECT count(*) FROM sap_invoice_lines l JOIN sap_profit_centers p "
-                          "ON p.center_code = l.costing_code AND p._company_id = l._company_id")[0]) == lines
+    assert (
+        sum(
+            query(
+                cfg,
+                "SELECT count(*) FROM sap_invoice_lines l JOIN sap_profit_centers p "
+                "ON p.center_code = l.costing_code AND p._company_id = l._company_id",
+            )[0]
+        )
+        == lines
+    )
     # the account hierarchy: every postable account hangs under a root account of its company
-    assert query(cfg, "SELECT count(*) FROM sap_accounts c JOIN sap_accounts f ON f.code = c.father_account_key "
-                      "AND f._company_id = c._company_id")[0][0] \
-        == sum(1 for db in COMPANIES for a in sap.records("ChartOfAccounts", db) if a["FatherAccountKey"])
+    assert query(
+        cfg,
+        "SELECT count(*) FROM sap_accounts c JOIN sap_accounts f ON f.code = c.father_account_key "
+        "AND f._company_id = c._company_id",
+    )[0][0] == sum(1 for db in COMPANIES for a in sap.records("ChartOfAccounts", db) if a["FatherAccountKey"])
     assert query(cfg, "SELECT typeof(line_total) FROM sap_invoice_lines LIMIT 1")[0][0] == "DECIMAL(38,9)"
 
 
@@ -128,5 +164,6 @@ def test_session_timeout_mid_run_relogs_once_and_matches_a_clean_run(sap, tmp_pa
     assert meta(result, "sap_profit_centers")["logins"] == 2 + renewed  # cumulative for the run's sessions
     for table in ("sap_journal_entries", "sap_journal_entry_lines", "sap_invoices", "sap_invoice_lines"):
         columns = "* EXCLUDE (_extracted_at, _run_id)"
-        assert query(clean, f"SELECT {columns} FROM {table} ORDER BY ALL") == \
-            query(faulted, f"SELECT {columns} FROM {table} ORDER BY ALL"), table
+        assert query(clean, f"SELECT {columns} FROM {table} ORDER BY ALL") == query(
+            faulted, f"SELECT {columns} FROM {table} ORDER BY ALL"
+        ), table

@@ -47,17 +47,22 @@ def test_no_secret_in_anything_a_run_writes(secret_sandbox, tmp_path, monkeypatc
     (tmp_path / "dagster").mkdir()
     with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
         monkeypatch.setenv("MLCONNECTOR_CONFIG", str(good))
-        ok = dg.execute_job(fresh(bc_job_from_env), instance=instance, run_config=SPAWN,
-                            tags={"dagster/partition": "2026-03-02"})
+        ok = dg.execute_job(
+            fresh(bc_job_from_env), instance=instance, run_config=SPAWN, tags={"dagster/partition": "2026-03-02"}
+        )
         assert ok.success
         monkeypatch.setenv("MLCONNECTOR_CONFIG", str(wrong))
-        failed = dg.execute_job(fresh(bc_job_from_env), instance=instance, run_config=SPAWN,
-                                tags={"dagster/partition": "2026-03-02"}, raise_on_error=False)
+        failed = dg.execute_job(
+            fresh(bc_job_from_env),
+            instance=instance,
+            run_config=SPAWN,
+            tags={"dagster/partition": "2026-03-02"},
+            raise_on_error=False,
+        )
         assert not failed.success
         failures = [e.step_failure_data.error.to_string() for e in failed.all_events if e.is_step_failure]
         assert failures and all("AADSTS7000215" in f for f in failures)
-        pinged = dg.execute_job(fresh(ping_job_from_env), instance=instance, run_config=SPAWN,
-                                 raise_on_error=False)
+        pinged = dg.execute_job(fresh(ping_job_from_env), instance=instance, run_config=SPAWN, raise_on_error=False)
         assert not pinged.success
 
     # The scan sees what the runs wrote: the event log and compute logs name the run's content...

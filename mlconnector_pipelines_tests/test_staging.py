@@ -21,7 +21,9 @@ HOLD_A_STAGING_FOLDER = textwrap.dedent("""
 
 
 def _hold(root):
-    process = subprocess.Popen([sys.executable, "-c", HOLD_A_STAGING_FOLDER, str(root)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_STAGING_FOLDER, str(root)], stdout=subprocess.PIPE, text=True
+    )
     return process, process.stdout.readline().strip()
 
 
@@ -65,6 +67,7 @@ def test_the_warehouse_resource_stages_under_the_data_folder(sandbox, tmp_path):
     from mlconnector_pipelines.warehouse.resource import WarehouseResource
 
     from .conftest import make_config
+
     cfg = make_config(sandbox, tmp_path)
     warehouse = WarehouseResource.from_config(cfg).open()
     assert warehouse.staging_root == tmp_path / "staging"
@@ -84,8 +87,9 @@ def test_a_wait_for_the_duckdb_lock_is_logged_with_what_it_waits_for(tmp_path, c
     from mlconnector_pipelines.warehouse.duckdb_backend import DuckDBWarehouse
 
     path = tmp_path / "warehouse.duckdb"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_WAREHOUSE_LOCK, str(path), "1.5"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_WAREHOUSE_LOCK, str(path), "1.5"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with caplog.at_level(logging.WARNING, logger="mlconnector.warehouse"):

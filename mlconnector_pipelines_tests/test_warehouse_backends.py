@@ -28,8 +28,12 @@ UTC = UTC
 DAY = datetime(2026, 3, 1, tzinfo=UTC)
 NEXT = datetime(2026, 3, 2, tzinfo=UTC)
 AFTER = datetime(2026, 3, 3, tzinfo=UTC)
-PARENT = TableSpec("docs", ("_company_id", "doc_entry"), "modified",
-                   {"doc_entry": T.INTEGER, "modified": T.TIMESTAMP, "amount": T.DECIMAL, "posted": T.DATE})
+PARENT = TableSpec(
+    "docs",
+    ("_company_id", "doc_entry"),
+    "modified",
+    {"doc_entry": T.INTEGER, "modified": T.TIMESTAMP, "amount": T.DECIMAL, "posted": T.DATE},
+)
 LINES = TableSpec("doc_lines", ("_company_id", "_parent_id", "line_num"), None, {"line_num": T.INTEGER}, parent=PARENT)
 BACKENDS = ["duckdb", "snowflake", "bigquery"]
 
@@ -47,14 +51,25 @@ def backend_settings(request, tmp_path, monkeypatch, fake_bigquery):
         yield {"backend": "duckdb", "duckdb_path": str(tmp_path / "w.duckdb")}
     elif request.param == "snowflake":
         import fakesnow
+
         monkeypatch.setenv("SNOWFLAKE_TEST_PASSWORD", "fake-password")
         with fakesnow.patch():
-            yield {"backend": "snowflake", "snowflake": {
-                "account": "acme-test", "user": "LOADER", "password": {"env": "SNOWFLAKE_TEST_PASSWORD"},
-                "database": "ANALYTICS", "schema": "ERP", "warehouse": "LOAD_WH"}}
+            yield {
+                "backend": "snowflake",
+                "snowflake": {
+                    "account": "acme-test",
+                    "user": "LOADER",
+                    "password": {"env": "SNOWFLAKE_TEST_PASSWORD"},
+                    "database": "ANALYTICS",
+                    "schema": "ERP",
+                    "warehouse": "LOAD_WH",
+                },
+            }
     else:
-        yield {"backend": "bigquery", "bigquery": {"project": "acme-test", "dataset": f"erp_{tmp_path.name[-8:]}",
-                                                   "api_endpoint": fake_bigquery}}
+        yield {
+            "backend": "bigquery",
+            "bigquery": {"project": "acme-test", "dataset": f"erp_{tmp_path.name[-8:]}", "api_endpoint": fake_bigquery},
+        }
 
 
 @pytest.fixture
@@ -69,8 +84,15 @@ AMOUNTS = [Decimal("12345678901.234567891"), Decimal("1000000000000000.01"), Dec
 
 def docs(company, entries, modified="2026-03-01T10:00:00.000Z", window=DAY, **extra):
     amounts = [AMOUNTS[i % len(AMOUNTS)] for i in range(len(entries))]
-    frame = pd.DataFrame({"doc_entry": entries, "modified": modified, "amount": amounts,
-                          "posted": [date(2026, 3, 1)] * len(entries), **extra})
+    frame = pd.DataFrame(
+        {
+            "doc_entry": entries,
+            "modified": modified,
+            "amount": amounts,
+            "posted": [date(2026, 3, 1)] * len(entries),
+            **extra,
+        }
+    )
     frame["_version_id"] = frame["doc_entry"].astype(str) + "@" + modified
     return _meta(frame, company, window)
 
@@ -132,10 +154,16 @@ def test_current_state_keeps_the_latest_version_whichever_window_is_loaded_last(
     assert table(warehouse, "doc_lines").groupby("_parent_id").size().to_dict() == {"1": 3, "2": 1}
     # One window serving a document twice (changed while it was read): the newest version wins.
     with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), AFTER, AFTER + timedelta(days=1))) as load:
-        load.write(PARENT, pd.concat([docs("A", [2], modified=later, window=AFTER),
-                                      docs("A", [2], modified=latest, window=AFTER)]))
-        load.write(LINES, pd.concat([lines("A", 2, 1, modified=later, window=AFTER),
-                                     lines("A", 2, 4, modified=latest, window=AFTER)]))
+        load.write(
+            PARENT,
+            pd.concat([docs("A", [2], modified=later, window=AFTER), docs("A", [2], modified=latest, window=AFTER)]),
+        )
+        load.write(
+            LINES,
+            pd.concat(
+                [lines("A", 2, 1, modified=later, window=AFTER), lines("A", 2, 4, modified=latest, window=AFTER)]
+            ),
+        )
     current = table(warehouse, "docs")
     assert sorted(current["_version_id"]) == [f"1@{later}", f"2@{latest}"]
     assert table(warehouse, "doc_lines").groupby("_parent_id").size().to_dict() == {"1": 3, "2": 4}
@@ -162,8 +190,11 @@ def test_a_failed_load_leaves_the_old_window_intact(warehouse):
             load.write(PARENT, docs("A", [7]))
             raise RuntimeError("source went away mid-window")
     # A bad value fails the swap itself (the cast), before anything is committed, and is named.
-    with pytest.raises(RecordError, match=r"docs\.amount: 'not a number' is not a valid decimal .*doc_entry 8.* "
-                                          r"company A, window starting 2026-03-01"):
+    with pytest.raises(
+        RecordError,
+        match=r"docs\.amount: 'not a number' is not a valid decimal .*doc_entry 8.* "
+        r"company A, window starting 2026-03-01",
+    ):
         with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
             load.write(PARENT, docs("A", [8], amount=["not a number"]))
     assert sorted(table(warehouse, "docs")["doc_entry"].astype(int)) == [1, 2]
@@ -176,24 +207,36 @@ def test_amounts_a_double_cannot_hold_land_exactly_in_a_decimal_38_9_column(ware
     current = table(warehouse, "docs").sort_values("doc_entry")
     assert [Decimal(str(v)) for v in current["amount"]] == AMOUNTS
     assert all(isinstance(v, Decimal) for v in current["amount"])  # what downstream steps read is exact too
-    assert _amount_column_type(warehouse, backend_settings["backend"]) == {
-        "duckdb": "DECIMAL(38,9)", "snowflake": "NUMBER(38,9)", "bigquery": "NUMERIC(38,9)"}[backend_settings["backend"]]
+    assert (
+        _amount_column_type(warehouse, backend_settings["backend"])
+        == {"duckdb": "DECIMAL(38,9)", "snowflake": "NUMBER(38,9)", "bigquery": "NUMERIC(38,9)"}[
+            backend_settings["backend"]
+        ]
+    )
 
 
 def _amount_column_type(warehouse, backend: str) -> str:
     if backend == "bigquery":
-        field = next(f for f in warehouse.client.get_table(f"{warehouse.cfg.project}.{warehouse.cfg.dataset}.docs").schema
-                     if f.name == "amount")
+        field = next(
+            f
+            for f in warehouse.client.get_table(f"{warehouse.cfg.project}.{warehouse.cfg.dataset}.docs").schema
+            if f.name == "amount"
+        )
         # Plain NUMERIC is BigQuery's DECIMAL(38, 9), so the API reports no precision for it.
-        return f"{field.field_type}({field.precision or 38},{field.scale or 9})" if field.field_type == "NUMERIC" \
+        return (
+            f"{field.field_type}({field.precision or 38},{field.scale or 9})"
+            if field.field_type == "NUMERIC"
             else field.field_type
+        )
     if backend == "snowflake":
         kind, precision, scale = warehouse.query(
             "SELECT data_type, numeric_precision, numeric_scale FROM information_schema.columns "
-            "WHERE table_name = 'DOCS' AND column_name = 'AMOUNT'")[0]
+            "WHERE table_name = 'DOCS' AND column_name = 'AMOUNT'"
+        )[0]
         return f"{kind}({precision},{scale})"
-    return warehouse.query("SELECT data_type FROM information_schema.columns WHERE table_name = 'docs' "
-                           "AND column_name = 'amount'")[0][0].replace(" ", "")
+    return warehouse.query(
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'docs' AND column_name = 'amount'"
+    )[0][0].replace(" ", "")
 
 
 def test_a_new_source_field_becomes_a_new_column(warehouse):
@@ -212,8 +255,10 @@ def test_timestamps_are_stored_in_utc_without_shifting(warehouse):
         load.write(PARENT, docs("A", [1], modified="2026-03-01T01:30:00.000+02:00", window=DAY - timedelta(days=1)))
         load.write(PARENT, docs("A", [2], modified="2026-03-01T00:00:00.000Z"))
     current = table(warehouse, "docs").sort_values("doc_entry")
-    moments = [pd.Timestamp(v).tz_localize(UTC) if pd.Timestamp(v).tzinfo is None else pd.Timestamp(v).tz_convert(UTC)
-               for v in current["modified"]]
+    moments = [
+        pd.Timestamp(v).tz_localize(UTC) if pd.Timestamp(v).tzinfo is None else pd.Timestamp(v).tz_convert(UTC)
+        for v in current["modified"]
+    ]
     assert moments == [pd.Timestamp("2026-02-28T23:30:00Z"), pd.Timestamp("2026-03-01T00:00:00Z")]
     assert warehouse.current_count(PARENT, "A", DAY, NEXT) == 1  # the midnight row, exactly at the boundary
     assert [Decimal(str(v)) for v in current["amount"]] == [AMOUNTS[0], AMOUNTS[0]]
@@ -224,8 +269,16 @@ def test_a_snapshot_window_is_replaced_whole(warehouse):
     spec = TableSpec("looker_summary", (), None, {"account": T.STRING, "net": T.DECIMAL}, snapshot=True)
 
     def rows(window, values):
-        return pd.DataFrame({"account": [a for a, _ in values], "net": [n for _, n in values], "_window_start": window,
-                             "_extracted_at": datetime.now(UTC), "_run_id": "r", "_source": "looker api"})
+        return pd.DataFrame(
+            {
+                "account": [a for a, _ in values],
+                "net": [n for _, n in values],
+                "_window_start": window,
+                "_extracted_at": datetime.now(UTC),
+                "_run_id": "r",
+                "_source": "looker api",
+            }
+        )
 
     for window, values in ((DAY, [("1000", 5.0), ("2000", -5.0)]), (NEXT, [("1000", 1.0)]), (DAY, [("3000", 2.5)])):
         with warehouse.replace_snapshot(spec, window) as load:
@@ -251,9 +304,16 @@ def test_business_central_flow_end_to_end(sandbox, backend_settings, tmp_path):
     assert checks and all(checks.values()), checks
     warehouse = WarehouseResource.from_config(cfg).process_config_and_initialize().open()
     companies = sandbox.companies()
-    for entity_set, name in (("generalLedgerEntries", "bc_general_ledger_entries"), ("salesInvoices", "bc_sales_invoices")):
-        expected = sum(1 for c in companies for r in sandbox.records(c["id"], entity_set)
-                       if "2026-03-01" <= r["lastModifiedDateTime"][:10] < "2026-03-04")
+    for entity_set, name in (
+        ("generalLedgerEntries", "bc_general_ledger_entries"),
+        ("salesInvoices", "bc_sales_invoices"),
+    ):
+        expected = sum(
+            1
+            for c in companies
+            for r in sandbox.records(c["id"], entity_set)
+            if "2026-03-01" <= r["lastModifiedDateTime"][:10] < "2026-03-04"
+        )
         assert len(table(warehouse, name)) == expected > 0
     lines = table(warehouse, "bc_sales_invoice_lines")
     assert len(lines) > 0 and lines["_parent_version_id"].notna().all()
@@ -263,11 +323,18 @@ def test_backend_libraries_are_imported_only_when_selected():
     import subprocess
     import sys
 
-    probe = ("import sys, mlconnector_pipelines.definitions as d; "
-             "d.defs.resolve_job_def('business_central_to_warehouse'); "
-             "print(sorted(m for m in sys.modules if m.startswith(('snowflake.connector', 'google.cloud.bigquery'))))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, "MLCONNECTOR_CONFIG": ""}).stdout
+    probe = (
+        "import sys, mlconnector_pipelines.definitions as d; "
+        "d.defs.resolve_job_def('business_central_to_warehouse'); "
+        "print(sorted(m for m in sys.modules if m.startswith(('snowflake.connector', 'google.cloud.bigquery'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, "MLCONNECTOR_CONFIG": ""},
+    ).stdout
     assert out.strip() == "[]"
 
 

@@ -71,18 +71,23 @@ def test_a_token_for_another_resource_is_refused(sandbox_with_second_resource, t
     form = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
     tokens = {}
     for resource in ("https://api.businesscentral.dynamics.com", OTHER_RESOURCE):
-        answer = httpx.post(f"{admin.url}/{TENANT_ID}/oauth2/v2.0/token", data={**form, "scope": f"{resource}/.default"},
-                            verify=ca)
+        answer = httpx.post(
+            f"{admin.url}/{TENANT_ID}/oauth2/v2.0/token", data={**form, "scope": f"{resource}/.default"}, verify=ca
+        )
         assert answer.status_code == 200, answer.text
         tokens[resource] = answer.json()["access_token"]
     companies = f"{admin.url}/v2.0/{TENANT_ID}/production/api/v2.0/companies"
-    ok = httpx.get(companies, headers={"Authorization": f"Bearer {tokens['https://api.businesscentral.dynamics.com']}"},
-                   verify=ca)
+    ok = httpx.get(
+        companies, headers={"Authorization": f"Bearer {tokens['https://api.businesscentral.dynamics.com']}"}, verify=ca
+    )
     refused = httpx.get(companies, headers={"Authorization": f"Bearer {tokens[OTHER_RESOURCE]}"}, verify=ca)
     assert ok.status_code == 200 and refused.status_code == 401
     assert refused.json()["error"]["code"] == "Authentication_InvalidCredentials"
-    unregistered = httpx.post(f"{admin.url}/{TENANT_ID}/oauth2/v2.0/token",
-                              data={**form, "scope": "https://nobody.example.com/.default"}, verify=ca)
+    unregistered = httpx.post(
+        f"{admin.url}/{TENANT_ID}/oauth2/v2.0/token",
+        data={**form, "scope": "https://nobody.example.com/.default"},
+        verify=ca,
+    )
     assert unregistered.status_code == 400 and "AADSTS500011" in unregistered.text
 
 

@@ -16,7 +16,9 @@ FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus
 
 def launch(client: DagsterGraphQLClient, job: str, partition: str | None = None) -> str:
     run_id = client.submit_job_execution(job, tags={"dagster/partition": partition} if partition else None)
-    print(f"launched {job}{' for ' + partition if partition else ''}: run {run_id[:8]} (see Runs in the UI)", flush=True)
+    print(
+        f"launched {job}{' for ' + partition if partition else ''}: run {run_id[:8]} (see Runs in the UI)", flush=True
+    )
     return run_id
 
 

@@ -20,8 +20,14 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-COPIED = ("mlconnector_pipelines", "mlconnector_pipelines_tests", "pyproject.toml", "workspace.yaml", "dagster.yaml",
-          "deploy")
+COPIED = (
+    "mlconnector_pipelines",
+    "mlconnector_pipelines_tests",
+    "pyproject.toml",
+    "workspace.yaml",
+    "dagster.yaml",
+    "deploy",
+)
 
 
 def main() -> int:
@@ -63,8 +69,13 @@ def run_one(mutation: dict, tree: Path) -> tuple[str, str]:
     target.write_text(text.replace(mutation["find"], mutation["replace"]))
     env = {**os.environ, "PYTHONPATH": str(tree)}
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                           *mutation["tests"]], cwd=tree, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation["tests"]],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.monotonic() - started
     summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
     if done.returncode == 1:

@@ -45,12 +45,16 @@ class SourceEntity:
 
 
 def _decimal_fields(types: dict[str, ColumnType], skip: set[str] = frozenset()) -> list[pa.Field]:
-    return [pa.field(name, DECIMAL_READ_TYPE) for name, kind in types.items()
-            if kind is ColumnType.DECIMAL and name not in skip]
+    return [
+        pa.field(name, DECIMAL_READ_TYPE)
+        for name, kind in types.items()
+        if kind is ColumnType.DECIMAL and name not in skip
+    ]
 
 
-def select_entities(catalog: Sequence[SourceEntity], entity_sets: list[str] | None,
-                    config_key: str) -> tuple[SourceEntity, ...]:
+def select_entities(
+    catalog: Sequence[SourceEntity], entity_sets: list[str] | None, config_key: str
+) -> tuple[SourceEntity, ...]:
     """The configured subset of a catalog (all by default); an unknown name is a configuration error."""
     if entity_sets is None:
         return tuple(catalog)

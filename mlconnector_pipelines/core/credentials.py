@@ -78,9 +78,13 @@ class CredentialStore:
             return entries, current  # not left by our rotation of this store: it is not ours to remove
         pending.replace(self.key_path)
         if os.environ.get(KEY_ENV):
-            log.warning("finished an interrupted `rotate-key`: the credentials are now encrypted with the key "
-                        "in %s, and $%s still holds the old key: set it to the content of %s, or unset it",
-                        self.key_path, KEY_ENV, self.key_path)
+            log.warning(
+                "finished an interrupted `rotate-key`: the credentials are now encrypted with the key "
+                "in %s, and $%s still holds the old key: set it to the content of %s, or unset it",
+                self.key_path,
+                KEY_ENV,
+                self.key_path,
+            )
         else:
             log.warning("finished an interrupted `rotate-key`: moved %s to %s", pending, self.key_path)
         return entries, adopted
@@ -88,22 +92,27 @@ class CredentialStore:
     def _no_key(self, entries: dict[str, str]) -> CredentialError:
         if not entries:
             return CredentialError(
-                f"no credentials key: set ${KEY_ENV} or create one with `mlconnector credentials set`")
+                f"no credentials key: set ${KEY_ENV} or create one with `mlconnector credentials set`"
+            )
         return CredentialError(
             f"the credentials key is missing: {self.store_path} holds {len(entries)} credential(s), but ${KEY_ENV} "
             f"is not set and {self.key_path} does not exist. Restore {self.key_path} (or set ${KEY_ENV}) with the key "
-            "they were encrypted with; no new key was created, since it could not open them")
+            "they were encrypted with; no new key was created, since it could not open them"
+        )
 
     def _wrong_key(self, names: list[str], why: str) -> CredentialError:
         if os.environ.get(KEY_ENV):
-            fix = (f"Set ${KEY_ENV} to the key they were encrypted with (after `mlconnector credentials rotate-key` "
-                   f"that is the content of {self.key_path}), or unset it to use {self.key_path}")
+            fix = (
+                f"Set ${KEY_ENV} to the key they were encrypted with (after `mlconnector credentials rotate-key` "
+                f"that is the content of {self.key_path}), or unset it to use {self.key_path}"
+            )
         else:
-            fix = (f"Restore {self.key_path} with the key they were encrypted with, "
-                   f"or set ${KEY_ENV} to that key")
+            fix = f"Restore {self.key_path} with the key they were encrypted with, or set ${KEY_ENV} to that key"
         label = "credential" if len(names) == 1 else "credentials"
-        return CredentialError(f"{label} {', '.join(map(repr, names))} cannot be decrypted with the current key "
-                               f"({self._key_source()}): {why}. {fix}")
+        return CredentialError(
+            f"{label} {', '.join(map(repr, names))} cannot be decrypted with the current key "
+            f"({self._key_source()}): {why}. {fix}"
+        )
 
     def _key_source(self) -> str:
         return f"${KEY_ENV}" if os.environ.get(KEY_ENV) else str(self.key_path)
@@ -113,8 +122,10 @@ class CredentialStore:
     def _entries(self) -> dict[str, str]:
         if not self.store_path.exists():
             return {}
-        cause = ("it was probably truncated (disk full, interrupted copy) or edited by hand. Nothing was changed: "
-                 "restore it from a backup; only if its secrets are lost, move it aside to start an empty store")
+        cause = (
+            "it was probably truncated (disk full, interrupted copy) or edited by hand. Nothing was changed: "
+            "restore it from a backup; only if its secrets are lost, move it aside to start an empty store"
+        )
         try:
             entries = json.loads(self.store_path.read_bytes())
         except ValueError as exc:  # JSONDecodeError, or bytes that are not text at all
@@ -152,16 +163,20 @@ class CredentialStore:
                 raise self._no_key(entries)
             return entries, None
         if unreadable := _undecryptable(key, entries):
-            raise self._wrong_key(unreadable, f"the current key does not open the existing entries of "
-                                              f"{self.store_path}, so nothing was written")
+            raise self._wrong_key(
+                unreadable,
+                f"the current key does not open the existing entries of {self.store_path}, so nothing was written",
+            )
         return entries, key
 
     def get(self, name: str) -> str:
         entries, key = self._open()
         if name not in entries:
             known = ", ".join(sorted(entries)) or "none"
-            raise CredentialError(f"credential {name!r} is not in {self.store_path} (stored: {known}); "
-                                  f"add it with `mlconnector credentials set {name}`")
+            raise CredentialError(
+                f"credential {name!r} is not in {self.store_path} (stored: {known}); "
+                f"add it with `mlconnector credentials set {name}`"
+            )
         if key is None:
             raise self._no_key(entries)
         try:
@@ -186,8 +201,10 @@ class CredentialStore:
         if key is None:
             raise self._no_key(entries)
         if unreadable := _undecryptable(key, entries):
-            raise self._wrong_key(unreadable, f"the current key does not open the existing entries of "
-                                              f"{self.store_path}, so nothing was rotated")
+            raise self._wrong_key(
+                unreadable,
+                f"the current key does not open the existing entries of {self.store_path}, so nothing was rotated",
+            )
         new_key = Fernet.generate_key()
         rotator = MultiFernet([Fernet(new_key), Fernet(key)])
         rotated = {name: rotator.rotate(token.encode()).decode() for name, token in entries.items()}

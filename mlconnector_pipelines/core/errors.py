@@ -18,8 +18,16 @@ class ExternalSystemError(ConnectorError):
     message and `mlconnector ping` shows it in its own column.
     """
 
-    def __init__(self, system: str, message: str, *, status: int | None = None, code: str | None = None,
-                 fix: str | None = None, server_message: str | None = None):
+    def __init__(
+        self,
+        system: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        fix: str | None = None,
+        server_message: str | None = None,
+    ):
         self.system = system
         self.status = status
         self.code = code

@@ -93,8 +93,11 @@ class RequestStats:
             self.by_method[method] = self.by_method.get(method, 0) + 1
 
     def as_metadata(self, prefix: str = "") -> dict[str, float | int]:
-        figures = {f"{prefix}{f.name}": getattr(self, f.name) for f in fields(self)
-                   if not f.name.startswith("_") and f.name != "by_method"}
+        figures = {
+            f"{prefix}{f.name}": getattr(self, f.name)
+            for f in fields(self)
+            if not f.name.startswith("_") and f.name != "by_method"
+        }
         return {**figures, **{f"{prefix}requests_{method.lower()}": n for method, n in sorted(self.by_method.items())}}
 
 
@@ -222,22 +225,41 @@ class ThrottledClient:
         is not is never repeated when its outcome is unknown (see the module docstring).
         """
         repeatable = method.upper() in SAFE_TO_REPEAT if idempotent is None else idempotent
-        return self._checked(method, url, dict(params=params, json=json, data=data, headers=headers, content=content),
-                             authenticated=authenticated, stream=False, repeatable=repeatable)
+        return self._checked(
+            method,
+            url,
+            dict(params=params, json=json, data=data, headers=headers, content=content),
+            authenticated=authenticated,
+            stream=False,
+            repeatable=repeatable,
+        )
 
     @contextmanager
-    def stream(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
-               headers: Mapping[str, str] | None = None) -> Iterator[httpx.Response]:
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[httpx.Response]:
         """Like `request`, but the 2xx body is read as it arrives (`iter_bytes`); closed on exit."""
-        response = self._checked(method, url, dict(params=params, json=None, data=None, headers=headers, content=None),
-                                 authenticated=True, stream=True, repeatable=method.upper() in SAFE_TO_REPEAT)
+        response = self._checked(
+            method,
+            url,
+            dict(params=params, json=None, data=None, headers=headers, content=None),
+            authenticated=True,
+            stream=True,
+            repeatable=method.upper() in SAFE_TO_REPEAT,
+        )
         try:
             yield response
         finally:
             response.close()
 
-    def _checked(self, method: str, url: str, kwargs: dict, *, authenticated: bool, stream: bool,
-                 repeatable: bool) -> httpx.Response:
+    def _checked(
+        self, method: str, url: str, kwargs: dict, *, authenticated: bool, stream: bool, repeatable: bool
+    ) -> httpx.Response:
         auth = self.auth if authenticated else None
         send = partial(self._send_with_retries, method, url, auth, stream, repeatable, **kwargs)
         response = send()
@@ -250,8 +272,10 @@ class ThrottledClient:
             if renewed_here or stale_refusals >= _MAX_STALE_REFUSALS:
                 message, code = self._error_message(response)
                 raise AuthenticationError(
-                    self.system, self._redact(f"credentials rejected after re-authentication: {message}"),
-                    status=401, code=code,
+                    self.system,
+                    self._redact(f"credentials rejected after re-authentication: {message}"),
+                    status=401,
+                    code=code,
                 )
             if auth.invalidate(response.request.headers):
                 renewed_here = True
@@ -265,7 +289,9 @@ class ThrottledClient:
             raise RequestFailedError(
                 self.system,
                 self._redact(f"{method} {_path_of(response.request.url)} failed: {message}"),
-                status=response.status_code, code=code, server_message=self._redact(message),
+                status=response.status_code,
+                code=code,
+                server_message=self._redact(message),
             )
         return response
 
@@ -286,9 +312,13 @@ class ThrottledClient:
         """The error for a 2xx body the client cannot use: the system, the request, and what came back."""
         received = response.headers.get("content-type") or "no Content-Type"
         start = response.content[:120].decode("utf-8", "replace").strip()
-        return RequestFailedError(self.system, self._redact(
-            f"{response.request.method} {_path_of(response.request.url)} returned {problem} "
-            f"(received {received}, {len(response.content):,} bytes, starting {start!r})"))
+        return RequestFailedError(
+            self.system,
+            self._redact(
+                f"{response.request.method} {_path_of(response.request.url)} returned {problem} "
+                f"(received {received}, {len(response.content):,} bytes, starting {start!r})"
+            ),
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -304,8 +334,12 @@ class ThrottledClient:
     def _send_with_retries(self, method, url, auth, stream, repeatable, **kwargs) -> httpx.Response:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_transient if repeatable else _not_processed),
-            wait=_RetryAfterOrFullJitter(self.policy.backoff_base_seconds, self.policy.backoff_cap_seconds,
-                                         self.policy.max_retry_after_seconds, self._rng),
+            wait=_RetryAfterOrFullJitter(
+                self.policy.backoff_base_seconds,
+                self.policy.backoff_cap_seconds,
+                self.policy.max_retry_after_seconds,
+                self._rng,
+            ),
             stop=tenacity.stop_after_attempt(self.policy.max_attempts),
             before_sleep=self._before_retry,
             sleep=self._sleep,
@@ -324,9 +358,15 @@ class ThrottledClient:
             what = f"HTTP {exc.response.status_code}: {self._error_message(exc.response)[0]}"
         else:
             what = f"{type(exc).__name__}: {exc}"
-        return OutcomeUnknown(self.system, self._redact(
-            f"{method} {url}: the server may or may not have processed it ({what}); it was not sent again. "
-            "Look the record up by its natural key before writing it again"), method=method, url=self._redact(url))
+        return OutcomeUnknown(
+            self.system,
+            self._redact(
+                f"{method} {url}: the server may or may not have processed it ({what}); it was not sent again. "
+                "Look the record up by its natural key before writing it again"
+            ),
+            method=method,
+            url=self._redact(url),
+        )
 
     def _failed(self, method: str, url: str, exc: Exception, attempts: int) -> RequestFailedError:
         if isinstance(exc, _RetryableResponse):
@@ -337,10 +377,13 @@ class ThrottledClient:
                     f"{method} {_path_of(exc.response.request.url)} still failing after "
                     f"{attempts} attempt{'s' if attempts != 1 else ''}: {message}"
                 ),
-                status=exc.response.status_code, code=code,
+                status=exc.response.status_code,
+                code=code,
             )
-        message = (f"{method} {url} could not be completed after {attempts} "
-                   f"attempt{'s' if attempts != 1 else ''}: {type(exc).__name__}: {exc}")
+        message = (
+            f"{method} {url} could not be completed after {attempts} "
+            f"attempt{'s' if attempts != 1 else ''}: {type(exc).__name__}: {exc}"
+        )
         return RequestFailedError(self.system, self._redact(message), fix=_tls_fix(exc))
 
     def _send_once(self, method, url, auth, stream, *, params, json, data, headers, content) -> httpx.Response:
@@ -349,8 +392,9 @@ class ThrottledClient:
         request_headers = dict(auth.auth_headers()) if auth is not None else {}
         request_headers.update(headers or {})
         self.stats.sent(method.upper())
-        request = self._http.build_request(method, url, params=params, json=json, data=data, content=content,
-                                           headers=request_headers)
+        request = self._http.build_request(
+            method, url, params=params, json=json, data=data, content=content, headers=request_headers
+        )
         response = self._http.send(request, stream=stream)
         if not stream:
             # httpx's stream wrapper points back at its response (to time it), so a read response
@@ -378,9 +422,7 @@ class ThrottledClient:
         else:
             self.stats.add(transport_errors=1)
             reason = type(exc).__name__
-        log.warning(
-            "%s: %s, retry %d in %.1fs", self.system, reason, retry_state.attempt_number, wait
-        )
+        log.warning("%s: %s, retry %d in %.1fs", self.system, reason, retry_state.attempt_number, wait)
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)
@@ -408,8 +450,10 @@ def _path_of(url: httpx.URL) -> str:
 
 def _tls_fix(exc: Exception) -> str | None:
     if untrusted_certificate(exc):
-        return ("the server's TLS certificate is not trusted: set `ca_bundle` for this system in connector.yaml "
-                "to the CA that signed it (verification stays on)")
+        return (
+            "the server's TLS certificate is not trusted: set `ca_bundle` for this system in connector.yaml "
+            "to the CA that signed it (verification stays on)"
+        )
     return None
 
 

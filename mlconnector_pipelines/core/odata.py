@@ -48,6 +48,7 @@ def iterate_pages(
     next_link_keys: tuple[str, ...] = ("@odata.nextLink",),
 ) -> Iterator[list[dict[str, Any]]]:
     """Yield each page's `value` list."""
+
     def read(response: httpx.Response) -> tuple[list[dict[str, Any]], str | None]:
         body = client.parse_json(response)
         return body.get("value", []), next((body[k] for k in next_link_keys if body.get(k)), None)
@@ -71,15 +72,20 @@ def iterate_record_tables(
     which is most of the client's CPU on large extracts and most of its memory per page.
     `read_fields` are read with the types given (see `page_table`); the rest are inferred.
     """
+
     def read(response: httpx.Response) -> tuple[pa.Table, str | None]:
         return read_page_table(client, response, read_fields, next_link_keys, key)
 
     return _follow_next_links(client, url, params, headers, read)
 
 
-def read_page_table(client: ThrottledClient, response: httpx.Response, read_fields: Sequence[pa.Field] = (),
-                    next_link_keys: tuple[str, ...] = ("@odata.nextLink",),
-                    key: str | None = None) -> tuple[pa.Table, str | None]:
+def read_page_table(
+    client: ThrottledClient,
+    response: httpx.Response,
+    read_fields: Sequence[pa.Field] = (),
+    next_link_keys: tuple[str, ...] = ("@odata.nextLink",),
+    key: str | None = None,
+) -> tuple[pa.Table, str | None]:
     """`page_table` of a response, or an error naming the system, the request, the record and what came back."""
     try:
         return page_table(response.content, read_fields, next_link_keys)
@@ -139,9 +145,13 @@ def _values(record: Any) -> Iterator[tuple[str, Any, int | None]]:
             yield field, value, None
 
 
-def _follow_next_links(client: ThrottledClient, url: str, params: Mapping[str, Any] | None,
-                       headers: Mapping[str, str] | None,
-                       read: Callable[[httpx.Response], tuple[T, str | None]]) -> Iterator[T]:
+def _follow_next_links(
+    client: ThrottledClient,
+    url: str,
+    params: Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None,
+    read: Callable[[httpx.Response], tuple[T, str | None]],
+) -> Iterator[T]:
     """GET each page and yield what `read` makes of it, following the server's next link exactly as given."""
     next_url: str | None = url
     next_params = params
@@ -153,8 +163,9 @@ def _follow_next_links(client: ThrottledClient, url: str, params: Mapping[str, A
         next_params = None  # the next link already carries the query
 
 
-def page_table(body: bytes, read_fields: Sequence[pa.Field] = (),
-               next_link_keys: tuple[str, ...] = ("@odata.nextLink",)) -> tuple[pa.Table, str | None]:
+def page_table(
+    body: bytes, read_fields: Sequence[pa.Field] = (), next_link_keys: tuple[str, ...] = ("@odata.nextLink",)
+) -> tuple[pa.Table, str | None]:
     """An OData page body -> (its `value` records as a table, the next link or None).
 
     `read_fields` are read as declared, whatever their values look like: text fields stay text
@@ -163,8 +174,11 @@ def page_table(body: bytes, read_fields: Sequence[pa.Field] = (),
     core.types), never as binary floats. Other fields are inferred.
     Raises ValueError for a body that is not an OData page or mixes JSON types in one field.
     """
-    options = pa_json.ParseOptions(explicit_schema=pa.schema([("value", pa.list_(pa.struct(list(read_fields))))]),
-                                   unexpected_field_behavior="infer", newlines_in_values=True)
+    options = pa_json.ParseOptions(
+        explicit_schema=pa.schema([("value", pa.list_(pa.struct(list(read_fields))))]),
+        unexpected_field_behavior="infer",
+        newlines_in_values=True,
+    )
     # The body is one JSON object, so one block and one row; "in row 0" would only confuse.
     read_options = pa_json.ReadOptions(use_threads=False, block_size=max(len(body) + 1, 1 << 20))
     try:
@@ -177,8 +191,10 @@ def page_table(body: bytes, read_fields: Sequence[pa.Field] = (),
     if values.null_count:
         raise ValueError('"value" is missing or null')
     records = pa.Table.from_struct_array(values.flatten())
-    next_link = next((page.column(k)[0].as_py() for k in next_link_keys
-                      if k in page.column_names and page.column(k)[0].is_valid), None)
+    next_link = next(
+        (page.column(k)[0].as_py() for k in next_link_keys if k in page.column_names and page.column(k)[0].is_valid),
+        None,
+    )
     return records, next_link
 
 
@@ -210,8 +226,9 @@ def iterate_keyset_pages(
     last = None
     while True:
         where = conjunction if last is None else f"{conjunction} and {key} gt {key_literal(last)}"
-        response = client.request("GET", url, params={**(params or {}), "$filter": where, "$orderby": key},
-                                  headers=headers)
+        response = client.request(
+            "GET", url, params={**(params or {}), "$filter": where, "$orderby": key}, headers=headers
+        )
         page, next_link = read(response)
         del response
         if page.num_rows:

@@ -33,8 +33,17 @@ def _mark(value: bool | None) -> str:
 
 
 def render_table(results: list[PingResult]) -> str:
-    rows = [[r.system, r.url, _mark(r.auth_ok), _mark(r.read_ok), f"{r.latency_ms:,.0f} ms",
-             r.detail if r.ok else f"{r.detail}\nfix: {r.fix}" if r.fix else r.detail] for r in results]
+    rows = [
+        [
+            r.system,
+            r.url,
+            _mark(r.auth_ok),
+            _mark(r.read_ok),
+            f"{r.latency_ms:,.0f} ms",
+            r.detail if r.ok else f"{r.detail}\nfix: {r.fix}" if r.fix else r.detail,
+        ]
+        for r in results
+    ]
     return tabulate(rows, headers=["system", "url", "auth", "read", "latency", "result"], tablefmt="simple")
 
 
@@ -46,8 +55,15 @@ def render_markdown(results: list[PingResult]) -> str:
     return "\n".join(lines)
 
 
-def run_check(system: str, url: str, *, connect: Callable[[], Any], authenticate: Callable[[Any], None],
-              read: Callable[[Any], str], likely_fix: Callable[[Exception], str]) -> PingResult:
+def run_check(
+    system: str,
+    url: str,
+    *,
+    connect: Callable[[], Any],
+    authenticate: Callable[[Any], None],
+    read: Callable[[Any], str],
+    likely_fix: Callable[[Exception], str],
+) -> PingResult:
     """connect → authenticate → read, timed; a ConnectorError marks the step that failed, with its fix."""
     result = PingResult(system, url, auth_ok=None, read_ok=None, latency_ms=0.0)
     started = time.monotonic()

@@ -57,8 +57,10 @@ def read_ahead(sources: Sequence[Iterator[T]], workers: int = 1) -> Iterator[tup
                 if close is not None:
                     close()
 
-    threads = [threading.Thread(target=work, daemon=True, name=f"read-ahead-{n}")
-               for n in range(min(max(1, workers), len(sources)))]
+    threads = [
+        threading.Thread(target=work, daemon=True, name=f"read-ahead-{n}")
+        for n in range(min(max(1, workers), len(sources)))
+    ]
     for thread in threads:
         thread.start()
     remaining = len(sources)

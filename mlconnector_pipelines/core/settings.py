@@ -48,7 +48,8 @@ class SecretRef(Strict):
     env: str | None = Field(None, description="Environment variable holding the secret.")
     credential: str | None = Field(None, description="Name in the credential store (`mlconnector credentials`).")
     sandbox_default: str | None = Field(
-        None, description="The sandbox's public demo value, used only by the sandbox profile while `env` is unset.")
+        None, description="The sandbox's public demo value, used only by the sandbox profile while `env` is unset."
+    )
 
     def sandbox_value(self) -> str | None:
         """The sandbox's public demo secret, used only while the environment variable is unset."""
@@ -60,6 +61,7 @@ class SecretRef(Strict):
         """The secret's value, when it is needed (a run, a request), never at load time."""
         if self.credential:
             from .credentials import CredentialStore
+
             return CredentialStore(data_dir).get(self.credential)
         value = os.environ.get(self.env or "") or self.sandbox_value()
         if not value:
@@ -83,11 +85,17 @@ class PartitionConfig(Strict):
     cadence: Literal["hourly", "daily", "weekly", "monthly"] = Field("daily", description="Window length.")
     start: date = Field(description="First window to offer in the UI (earliest lastModifiedDateTime to load).")
     settle_lag_minutes: int = Field(
-        30, ge=0, le=24 * 60,
+        30,
+        ge=0,
+        le=24 * 60,
         description="A closed window is loaded by the schedule this long after it ends, for late commits.",
     )
-    timezone: str = Field("UTC", description=(
-        "Where windows are cut: UTC days by default, or e.g. a server's own days (SAP B1 stamps in server time)."))
+    timezone: str = Field(
+        "UTC",
+        description=(
+            "Where windows are cut: UTC days by default, or e.g. a server's own days (SAP B1 stamps in server time)."
+        ),
+    )
 
     @field_validator("timezone")
     @classmethod

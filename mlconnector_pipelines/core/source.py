@@ -19,8 +19,9 @@ class SourceSession(Protocol):
     def companies(self) -> list[dict]: ...  # [{"id": ..., "name": ...}], the configured ones
 
     # Records as an Arrow table (lines as list columns), or as parsed JSON objects.
-    def pages(self, company_id: str, entity: SourceEntity, start: datetime,
-              end: datetime) -> Iterator[pa.Table | list[dict]]: ...
+    def pages(
+        self, company_id: str, entity: SourceEntity, start: datetime, end: datetime
+    ) -> Iterator[pa.Table | list[dict]]: ...
 
     def count(self, company_id: str, entity: SourceEntity, start: datetime, end: datetime) -> int | None: ...
 

@@ -40,6 +40,8 @@ def pinned_ssl_context(host: str, port: int, sha256: str, *, what: str) -> ssl.S
         raise ConfigError(f"{what}: could not fetch the certificate of {host}:{port} to check the pin: {exc}") from None
     actual = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
     if actual != expected:
-        raise ConfigError(f"{what}.pinned_sha256: {host}:{port} presents a certificate with SHA-256 {actual}, "
-                          f"not the pinned {expected}; if the server's certificate was renewed, update the pin")
+        raise ConfigError(
+            f"{what}.pinned_sha256: {host}:{port} presents a certificate with SHA-256 {actual}, "
+            f"not the pinned {expected}; if the server's certificate was renewed, update the pin"
+        )
     return ssl.create_default_context(cadata=pem)

@@ -32,8 +32,10 @@ def assign_window_starts(timestamps, windows: Sequence[TimeWindow]):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    moments = pc.cast(pa.array(timestamps) if not isinstance(timestamps, (pa.Array, pa.ChunkedArray)) else timestamps,
-                      pa.timestamp("us", tz="UTC"))
+    moments = pc.cast(
+        pa.array(timestamps) if not isinstance(timestamps, (pa.Array, pa.ChunkedArray)) else timestamps,
+        pa.timestamp("us", tz="UTC"),
+    )
     micros = np.asarray(pc.cast(moments, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
     starts = np.array([int(w.start.timestamp() * 1_000_000) for w in windows], dtype=np.int64)
     end = int(windows[-1].end.timestamp() * 1_000_000)
@@ -41,10 +43,11 @@ def assign_window_starts(timestamps, windows: Sequence[TimeWindow]):
     outside = (index < 0) | (micros >= end)
     if outside.any():
         first = moments[int(np.argmax(outside))].as_py()
-        raise ValueError(f"{first.isoformat()} is outside the windows being loaded "
-                         f"[{windows[0].start.isoformat()}, {windows[-1].end.isoformat()})")
+        raise ValueError(
+            f"{first.isoformat()} is outside the windows being loaded "
+            f"[{windows[0].start.isoformat()}, {windows[-1].end.isoformat()})"
+        )
     return pa.array(starts[index], type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-
 
 
 _DAY_MICROS = 86_400_000_000

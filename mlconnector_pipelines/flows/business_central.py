@@ -6,8 +6,13 @@ from ..systems.business_central import catalog
 from ..systems.business_central.config import BusinessCentralConfig
 from .windowed import WindowedSource, build_windowed
 
-SOURCE = WindowedSource(system="Business Central", group="business_central", resource_key="business_central",
-                        kind="businesscentral", job_name="business_central_to_warehouse")
+SOURCE = WindowedSource(
+    system="Business Central",
+    group="business_central",
+    resource_key="business_central",
+    kind="businesscentral",
+    job_name="business_central_to_warehouse",
+)
 JOB = SOURCE.job_name
 
 

@@ -15,12 +15,16 @@ def build_connectivity(cfg: ConnectorConfig) -> dg.Definitions:
         table = dg.MetadataValue.md(render_markdown(results))
         failed = [r.system for r in results if not r.ok]
         if failed:
-            raise dg.Failure(description=f"not reachable or not authorised: {', '.join(failed)}",
-                             metadata={"results": table})
+            raise dg.Failure(
+                description=f"not reachable or not authorised: {', '.join(failed)}", metadata={"results": table}
+            )
         yield dg.Output(None, metadata={"results": table, "systems": len(results)})
 
-    @dg.job(name="ping", description="Check credentials and connectivity of every configured system.",
-            tags={"kind": "connectivity"})
+    @dg.job(
+        name="ping",
+        description="Check credentials and connectivity of every configured system.",
+        tags={"kind": "connectivity"},
+    )
     def ping():
         ping_systems()
 

@@ -33,7 +33,8 @@ _FILTER_FORMAT = {"hourly": "%Y/%m/%d %H:%M", "daily": "%Y/%m/%d", "weekly": "%Y
 
 class LookerRunConfig(dg.Config):
     delivery_id: str | None = Field(
-        None, description="Materialize from this stored scheduled-plan delivery instead of querying Looker.")
+        None, description="Materialize from this stored scheduled-plan delivery instead of querying Looker."
+    )
 
 
 def asset_key(query: LookerQueryConfig) -> dg.AssetKey:
@@ -49,8 +50,16 @@ def window_filter(cadence: str, start: datetime, end: datetime) -> str:
     return f"{start.strftime(fmt)} to {end.strftime(fmt)}"
 
 
-def result_frame(rows: list[dict], fields: list[str], types: dict[str, ColumnType], *, window_start: datetime | None,
-                 extracted_at: datetime, run_id: str, source: str) -> pd.DataFrame:
+def result_frame(
+    rows: list[dict],
+    fields: list[str],
+    types: dict[str, ColumnType],
+    *,
+    window_start: datetime | None,
+    extracted_at: datetime,
+    run_id: str,
+    source: str,
+) -> pd.DataFrame:
     """Rows keyed by Looker field name → a frame with warehouse column names and house metadata."""
     unknown = sorted({key for row in rows for key in row} - set(fields))
     if unknown:
@@ -86,7 +95,8 @@ def _field_types(query: LookerQueryConfig, spec: QuerySpec, described: dict[str,
     if missing:
         raise ConfigError(
             f"looker.queries[{query.name}]: field(s) {', '.join(missing)} are not in explore {spec.model}/{spec.view} "
-            f"(it has: {', '.join(sorted(described)[:40])})")
+            f"(it has: {', '.join(sorted(described)[:40])})"
+        )
     return {column_name(f): described[f].column_type for f in spec.fields}
 
 
@@ -95,25 +105,42 @@ def _looker_asset(query: LookerQueryConfig, warehouse_kind: str, open_store: Cal
     table = table_name(query)
     source_text = f"Look {query.look_id}" if query.look_id else f"{query.model}/{query.explore}"
     checks = [
-        dg.AssetCheckSpec("not_truncated", asset=asset_key(query),
-                          description="The result did not stop at the configured row limit."),
-        dg.AssetCheckSpec("has_rows", asset=asset_key(query),
-                          description="The query returned rows (none usually means filters or upstream data are off)."),
+        dg.AssetCheckSpec(
+            "not_truncated", asset=asset_key(query), description="The result did not stop at the configured row limit."
+        ),
+        dg.AssetCheckSpec(
+            "has_rows",
+            asset=asset_key(query),
+            description="The query returned rows (none usually means filters or upstream data are off).",
+        ),
     ]
 
     @dg.asset(
-        key=asset_key(query), group_name=GROUP, kinds={"looker", warehouse_kind}, partitions_def=partitions,
-        deps=[dg.AssetKey.from_user_string(u) for u in query.upstream], pool=GROUP, check_specs=checks,
+        key=asset_key(query),
+        group_name=GROUP,
+        kinds={"looker", warehouse_kind},
+        partitions_def=partitions,
+        deps=[dg.AssetKey.from_user_string(u) for u in query.upstream],
+        pool=GROUP,
+        check_specs=checks,
         io_manager_key="warehouse_io",
-        description=(query.description or f"Looker {source_text}.") + f" Rows in `{table}`"
-                    + (f", replaced per {query.partition.cadence} window of {query.partition.field}." if query.partition
-                       else ", replaced whole on each materialization."),
-        metadata={TABLE_METADATA: table, "looker_source": source_text,
-                  **({"looker_fields": ", ".join(query.fields)} if query.fields else {}),
-                  **({"scheduled_plan_id": query.scheduled_plan_id} if query.scheduled_plan_id else {})},
+        description=(query.description or f"Looker {source_text}.")
+        + f" Rows in `{table}`"
+        + (
+            f", replaced per {query.partition.cadence} window of {query.partition.field}."
+            if query.partition
+            else ", replaced whole on each materialization."
+        ),
+        metadata={
+            TABLE_METADATA: table,
+            "looker_source": source_text,
+            **({"looker_fields": ", ".join(query.fields)} if query.fields else {}),
+            **({"scheduled_plan_id": query.scheduled_plan_id} if query.scheduled_plan_id else {}),
+        },
     )
-    def _materialize(context: dg.AssetExecutionContext, config: LookerRunConfig, looker: LookerResource,
-                     warehouse: WarehouseResource):
+    def _materialize(
+        context: dg.AssetExecutionContext, config: LookerRunConfig, looker: LookerResource, warehouse: WarehouseResource
+    ):
         client = looker.client()
         try:
             yield from _run(context, query, config, client, warehouse, open_store, table)
@@ -123,14 +150,24 @@ def _looker_asset(query: LookerQueryConfig, warehouse_kind: str, open_store: Cal
     return _materialize
 
 
-def _run(context, query: LookerQueryConfig, config: LookerRunConfig, client: LookerClient,
-         warehouse: WarehouseResource, open_store: Callable[[], DeliveryStore], table: str):
+def _run(
+    context,
+    query: LookerQueryConfig,
+    config: LookerRunConfig,
+    client: LookerClient,
+    warehouse: WarehouseResource,
+    open_store: Callable[[], DeliveryStore],
+    table: str,
+):
     window = context.partition_time_window if query.partition else None
     filters = dict(query.filters)
     if window is not None:
         filters[query.partition.field] = window_filter(query.partition.cadence, window.start, window.end)
-    base = client.look_query(query.look_id) if query.look_id else QuerySpec(
-        model=query.model, view=query.explore, fields=tuple(query.fields), sorts=tuple(query.sorts))
+    base = (
+        client.look_query(query.look_id)
+        if query.look_id
+        else QuerySpec(model=query.model, view=query.explore, fields=tuple(query.fields), sorts=tuple(query.sorts))
+    )
     spec = with_filters(base, filters, query.limit)
     if query.partition is not None:  # the window filter is written in the partitions' own zone
         spec = replace(spec, query_timezone=query.partition.timezone)
@@ -140,8 +177,10 @@ def _run(context, query: LookerQueryConfig, config: LookerRunConfig, client: Loo
         delivery = open_store().get(config.delivery_id)
         source = f"delivery {delivery.id}"
         batches = [delivery.rows]
-        context.log.info(f"{query.name}: {len(delivery.rows):,} rows from scheduled-plan delivery {delivery.id} "
-                         f"received {delivery.received_at}")
+        context.log.info(
+            f"{query.name}: {len(delivery.rows):,} rows from scheduled-plan delivery {delivery.id} "
+            f"received {delivery.received_at}"
+        )
     elif query.look_id and not filters and spec.fits_one_call:
         source, batches = "looker api", [client.look_rows(query.look_id, spec.limit)]
     else:
@@ -153,39 +192,81 @@ def _run(context, query: LookerQueryConfig, config: LookerRunConfig, client: Loo
     rows = 0
     with warehouse.open().replace_snapshot(spec_table, window_start) as load:
         for batch in batches:
-            load.write(spec_table, result_frame(batch, list(spec.fields), types, window_start=window_start,
-                                                extracted_at=extracted_at, run_id=context.run_id, source=source))
+            load.write(
+                spec_table,
+                result_frame(
+                    batch,
+                    list(spec.fields),
+                    types,
+                    window_start=window_start,
+                    extracted_at=extracted_at,
+                    run_id=context.run_id,
+                    source=source,
+                ),
+            )
             rows += len(batch)
             context.log.info(f"{query.name}: {rows:,} rows so far")
 
-    yield dg.MaterializeResult(metadata={
-        "dagster/row_count": rows, "rows": rows, "source": source,
-        "looker_api_calls": client.http.stats.requests, "looker_query_calls": client.query_calls,
-        "looker_query_tasks": client.query_tasks, "looker_logins": client.login.logins,
-        **client.http.stats.as_metadata("http_"),
-        **({"window_start": window.start.isoformat(), "window_end": window.end.isoformat(),
-            "filter": filters[query.partition.field]} if window is not None else {}),
-        "dagster/column_schema": dg.TableSchema(columns=[
-            dg.TableColumn(column_name(f), types[column_name(f)].value, description=f) for f in spec.fields]),
-    })
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "rows": rows,
+            "source": source,
+            "looker_api_calls": client.http.stats.requests,
+            "looker_query_calls": client.query_calls,
+            "looker_query_tasks": client.query_tasks,
+            "looker_logins": client.login.logins,
+            **client.http.stats.as_metadata("http_"),
+            **(
+                {
+                    "window_start": window.start.isoformat(),
+                    "window_end": window.end.isoformat(),
+                    "filter": filters[query.partition.field],
+                }
+                if window is not None
+                else {}
+            ),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[
+                    dg.TableColumn(column_name(f), types[column_name(f)].value, description=f) for f in spec.fields
+                ]
+            ),
+        }
+    )
     truncated = query.limit is not None and rows >= query.limit
     yield dg.AssetCheckResult(
-        check_name="not_truncated", passed=not truncated, severity=dg.AssetCheckSeverity.WARN,
-        description=(f"The result reached the configured limit of {query.limit:,} rows; rows past it were not "
-                     "loaded. Raise `limit` or remove it." if truncated else "The whole result was loaded."),
-        metadata={"rows": rows, "limit": query.limit or "none"})
+        check_name="not_truncated",
+        passed=not truncated,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"The result reached the configured limit of {query.limit:,} rows; rows past it were not "
+            "loaded. Raise `limit` or remove it."
+            if truncated
+            else "The whole result was loaded."
+        ),
+        metadata={"rows": rows, "limit": query.limit or "none"},
+    )
     yield dg.AssetCheckResult(
-        check_name="has_rows", passed=rows > 0, severity=dg.AssetCheckSeverity.WARN,
-        description="No rows: check the filters, and that the data the explore reads is loaded." if rows == 0
-        else f"{rows:,} rows.")
+        check_name="has_rows",
+        passed=rows > 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="No rows: check the filters, and that the data the explore reads is loaded."
+        if rows == 0
+        else f"{rows:,} rows.",
+    )
 
 
-def _deliveries_sensor(queries: dict[str, LookerQueryConfig], op_names: dict[str, str], job,
-                       open_store: Callable[[], DeliveryStore]):
-    @dg.sensor(name=DELIVERIES_SENSOR, job=job, minimum_interval_seconds=15,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Turns each scheduled-plan delivery stored by `mlconnector ingest` into one run that "
-                           "materializes its Looker asset from the delivered rows (run key = delivery id).")
+def _deliveries_sensor(
+    queries: dict[str, LookerQueryConfig], op_names: dict[str, str], job, open_store: Callable[[], DeliveryStore]
+):
+    @dg.sensor(
+        name=DELIVERIES_SENSOR,
+        job=job,
+        minimum_interval_seconds=15,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Turns each scheduled-plan delivery stored by `mlconnector ingest` into one run that "
+        "materializes its Looker asset from the delivered rows (run key = delivery id).",
+    )
     def _sensor(context: dg.SensorEvaluationContext):
         entries = open_store().after(context.cursor)
         for _, delivery in entries:
@@ -195,10 +276,14 @@ def _deliveries_sensor(queries: dict[str, LookerQueryConfig], op_names: dict[str
                 continue
             op_name = op_names[query.name]
             yield dg.RunRequest(
-                run_key=delivery.id, asset_selection=[asset_key(query)],
+                run_key=delivery.id,
+                asset_selection=[asset_key(query)],
                 run_config=dg.RunConfig(ops={op_name: LookerRunConfig(delivery_id=delivery.id)}),
-                tags={"mlconnector/delivery": delivery.id,
-                      "mlconnector/scheduled_plan": str(delivery.detail.get("scheduled_plan_id"))})
+                tags={
+                    "mlconnector/delivery": delivery.id,
+                    "mlconnector/scheduled_plan": str(delivery.detail.get("scheduled_plan_id")),
+                },
+            )
         if entries:
             context.update_cursor(entries[-1][0])
 
@@ -214,17 +299,26 @@ def build_looker(cfg: LookerConfig, warehouse_kind: str, data_dir, ingest=None) 
         asset = _looker_asset(query, warehouse_kind, open_store)
         assets.append(asset)
         op_names[query.name] = asset.op.name
-        job = dg.define_asset_job(f"looker_{query.name}", selection=[asset_key(query)],
-                                  partitions_def=asset.partitions_def,
-                                  description=f"Materialize looker/{query.name} from the Looker API.")
+        job = dg.define_asset_job(
+            f"looker_{query.name}",
+            selection=[asset_key(query)],
+            partitions_def=asset.partitions_def,
+            description=f"Materialize looker/{query.name} from the Looker API.",
+        )
         jobs.append(job)
         if query.partition is not None:
-            schedules.append(settled_window_schedule(job, query.partition, asset.partitions_def,
-                                                     name=f"looker_{query.name}_schedule"))
+            schedules.append(
+                settled_window_schedule(
+                    job, query.partition, asset.partitions_def, name=f"looker_{query.name}_schedule"
+                )
+            )
     delivered = {q.name: q for q in cfg.queries if q.scheduled_plan_id}
     if delivered:
-        job = dg.define_asset_job(DELIVERIES_JOB, selection=[asset_key(q) for q in delivered.values()],
-                                  description="Materialize Looker assets from scheduled-plan deliveries.")
+        job = dg.define_asset_job(
+            DELIVERIES_JOB,
+            selection=[asset_key(q) for q in delivered.values()],
+            description="Materialize Looker assets from scheduled-plan deliveries.",
+        )
         jobs.append(job)
         sensors.append(_deliveries_sensor(delivered, op_names, job, open_store))
     return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, sensors=sensors)

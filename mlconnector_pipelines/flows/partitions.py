@@ -9,8 +9,7 @@ import dagster as dg
 from ..core.settings import PartitionConfig
 from ..core.windows import TimeWindow
 
-_CRON = {"hourly": "{m} * * * *", "daily": "{m} {h} * * *", "weekly": "{m} {h} * * 1",
-         "monthly": "{m} {h} 1 * *"}
+_CRON = {"hourly": "{m} * * * *", "daily": "{m} {h} * * *", "weekly": "{m} {h} * * 1", "monthly": "{m} {h} 1 * *"}
 
 
 def partitions_def(cfg: PartitionConfig) -> dg.TimeWindowPartitionsDefinition:
@@ -36,16 +35,22 @@ def partition_windows(context: dg.AssetExecutionContext) -> dict[str, TimeWindow
     return windows
 
 
-def settled_window_schedule(job, cfg: PartitionConfig, partitions: dg.TimeWindowPartitionsDefinition,
-                            name: str) -> dg.ScheduleDefinition:
+def settled_window_schedule(
+    job, cfg: PartitionConfig, partitions: dg.TimeWindowPartitionsDefinition, name: str
+) -> dg.ScheduleDefinition:
     """Runs `settle_lag_minutes` after each window closes and loads that window."""
     lag = timedelta(minutes=cfg.settle_lag_minutes)
     minute, hour = cfg.settle_lag_minutes % 60, (cfg.settle_lag_minutes // 60) % 24
     cron = _CRON[cfg.cadence].format(m=minute, h=hour)
 
-    @dg.schedule(name=name, cron_schedule=cron, job=job, execution_timezone=cfg.timezone,
-                 description=f"Loads each {cfg.cadence} window {cfg.settle_lag_minutes} min after it closes "
-                             "(late-committed rows settle first).")
+    @dg.schedule(
+        name=name,
+        cron_schedule=cron,
+        job=job,
+        execution_timezone=cfg.timezone,
+        description=f"Loads each {cfg.cadence} window {cfg.settle_lag_minutes} min after it closes "
+        "(late-committed rows settle first).",
+    )
     def _schedule(context: dg.ScheduleEvaluationContext):
         closed_at = context.scheduled_execution_time - lag - timedelta(microseconds=1)
         key = partitions.get_partition_key_for_timestamp(closed_at.timestamp())

@@ -9,8 +9,14 @@ from ..systems.sap_business_one import catalog
 from ..systems.sap_business_one.config import SapBusinessOneConfig
 from .windowed import WindowedSource, build_windowed
 
-SOURCE = WindowedSource(system="SAP Business One", group="sap_business_one", resource_key="sap_business_one",
-                        kind="sap", job_name="sap_business_one_to_warehouse", one_step=True)
+SOURCE = WindowedSource(
+    system="SAP Business One",
+    group="sap_business_one",
+    resource_key="sap_business_one",
+    kind="sap",
+    job_name="sap_business_one_to_warehouse",
+    one_step=True,
+)
 JOB = SOURCE.job_name
 
 

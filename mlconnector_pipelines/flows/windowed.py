@@ -57,11 +57,25 @@ def _col(source_field: str) -> str:
 
 def table_specs(entity: SourceEntity) -> list[TableSpec]:
     """The entity's table, then one per kind of line (lines follow their parent)."""
-    parent = TableSpec(name=entity.table, key=(COMPANY_ID, _col(entity.key)), modified_column=_col(entity.modified_field),
-                       types={_col(f): t for f, t in entity.types.items()})
-    return [parent, *(TableSpec(name=child.table, key=(COMPANY_ID, PARENT_ID, _col(child.key)), modified_column=None,
-                                types={_col(f): t for f, t in child.types.items()}, parent=parent)
-                      for child in entity.children)]
+    parent = TableSpec(
+        name=entity.table,
+        key=(COMPANY_ID, _col(entity.key)),
+        modified_column=_col(entity.modified_field),
+        types={_col(f): t for f, t in entity.types.items()},
+    )
+    return [
+        parent,
+        *(
+            TableSpec(
+                name=child.table,
+                key=(COMPANY_ID, PARENT_ID, _col(child.key)),
+                modified_column=None,
+                types={_col(f): t for f, t in child.types.items()},
+                parent=parent,
+            )
+            for child in entity.children
+        ),
+    ]
 
 
 def records_table(entity: SourceEntity, page: pa.Table | list[dict]) -> pa.Table:
@@ -71,11 +85,20 @@ def records_table(entity: SourceEntity, page: pa.Table | list[dict]) -> pa.Table
     try:
         return pa.Table.from_struct_array(pa.array(page))
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ValueError(f"{entity.entity_set}: a field holds values of different JSON types on one page: {exc}") from None
+        raise ValueError(
+            f"{entity.entity_set}: a field holds values of different JSON types on one page: {exc}"
+        ) from None
 
 
-def page_frames(entity: SourceEntity, records: pa.Table, *, company: dict, windows: list[TimeWindow],
-                run_id: str, extracted_at: datetime) -> dict[str, pa.Table]:
+def page_frames(
+    entity: SourceEntity,
+    records: pa.Table,
+    *,
+    company: dict,
+    windows: list[TimeWindow],
+    run_id: str,
+    extracted_at: datetime,
+) -> dict[str, pa.Table]:
     """One page of records -> an Arrow table per table (records, and their lines), with the house metadata columns.
 
     Lines are unnested from their list column without a Python loop per line.
@@ -108,8 +131,12 @@ def _finish(table: pa.Table, company: dict, run_id: str, extracted_at: datetime)
     table = exact_decimals(table)
     table = table.rename_columns([c if c.startswith("_") else _col(c) for c in table.column_names])
     n = table.num_rows
-    for name, value, kind in ((COMPANY_ID, company["id"], pa.string()), (COMPANY_NAME, company["name"], pa.string()),
-                              (EXTRACTED_AT, extracted_at, pa.timestamp("us", tz="UTC")), (RUN_ID, run_id, pa.string())):
+    for name, value, kind in (
+        (COMPANY_ID, company["id"], pa.string()),
+        (COMPANY_NAME, company["name"], pa.string()),
+        (EXTRACTED_AT, extracted_at, pa.timestamp("us", tz="UTC")),
+        (RUN_ID, run_id, pa.string()),
+    ):
         table = table.append_column(name, pa.repeat(pa.scalar(value, type=kind), n))
     return table
 
@@ -149,8 +176,15 @@ def _naming(pages: Iterator, note: str) -> Iterator:
         raise
 
 
-def load_entity(context: dg.AssetExecutionContext, system: str, entity: SourceEntity, session: SourceSession,
-                warehouse: Warehouse, companies: list[dict], windows: list[TimeWindow]) -> EntityLoad:
+def load_entity(
+    context: dg.AssetExecutionContext,
+    system: str,
+    entity: SourceEntity,
+    session: SourceSession,
+    warehouse: Warehouse,
+    companies: list[dict],
+    windows: list[TimeWindow],
+) -> EntityLoad:
     """Extract every company's window(s) page by page into one atomic replace.
 
     Companies are read concurrently up to the session's `concurrent_companies`; this thread
@@ -167,26 +201,36 @@ def load_entity(context: dg.AssetExecutionContext, system: str, entity: SourceEn
     started = time.monotonic()
     with _noting(f"while loading {system} {entity.entity_set}"), warehouse.replace_windows(tables, scope) as load:
         span = f"[{scope.start.isoformat()}, {scope.end.isoformat()})"
-        streams = [_naming(session.pages(company["id"], entity, scope.start, scope.end),
-                           f"while reading {system} {entity.entity_set} of company {company['name']} "
-                           f"({company['id']}), modified in {span}") for company in companies]
+        streams = [
+            _naming(
+                session.pages(company["id"], entity, scope.start, scope.end),
+                f"while reading {system} {entity.entity_set} of company {company['name']} "
+                f"({company['id']}), modified in {span}",
+            )
+            for company in companies
+        ]
         company_rows = [0] * len(companies)
         for index, page in read_ahead(streams, workers=session.concurrent_companies):
             company = companies[index]
             if page is None:  # this company's pages are all in
-                context.log.info(f"{entity.entity_set}: {company['name']}: {company_rows[index]:,} rows in "
-                                 f"[{scope.start.isoformat()}, {scope.end.isoformat()})")
+                context.log.info(
+                    f"{entity.entity_set}: {company['name']}: {company_rows[index]:,} rows in "
+                    f"[{scope.start.isoformat()}, {scope.end.isoformat()})"
+                )
                 continue
             pages += 1
             records = records_table(entity, page)
             if records.num_rows == 0:
                 continue
             try:
-                frames = page_frames(entity, records, company=company, windows=windows,
-                                     run_id=context.run_id, extracted_at=extracted_at)
+                frames = page_frames(
+                    entity, records, company=company, windows=windows, run_id=context.run_id, extracted_at=extracted_at
+                )
             except ValueError as exc:
-                raise RecordError(f"{system} {entity.entity_set} of company {company['name']} ({company['id']}), "
-                                  f"modified in {span}: {exc}") from None
+                raise RecordError(
+                    f"{system} {entity.entity_set} of company {company['name']} ({company['id']}), "
+                    f"modified in {span}: {exc}"
+                ) from None
             for table_name, frame in frames.items():
                 load.write(by_name[table_name], frame)
                 for entry in pc.value_counts(frame.column(WINDOW_START)).to_pylist():
@@ -199,12 +243,26 @@ def load_entity(context: dg.AssetExecutionContext, system: str, entity: SourceEn
             if pages % 10 == 0:
                 context.log.info(f"{entity.entity_set}: {sum(company_rows):,} rows so far")
         rows = load.rows_written
-    return EntityLoad(tables=tables, scope=scope, rows=rows, rows_by_window=rows_by_window,
-                      high_water_by_window=high_water, pages=pages, seconds=time.monotonic() - started)
+    return EntityLoad(
+        tables=tables,
+        scope=scope,
+        rows=rows,
+        rows_by_window=rows_by_window,
+        high_water_by_window=high_water,
+        pages=pages,
+        seconds=time.monotonic() - started,
+    )
 
 
-def _count_check(source: WindowedSource, entity: SourceEntity, parent: TableSpec, session: SourceSession,
-                 warehouse: Warehouse, companies: list[dict], end: datetime) -> dg.AssetCheckResult:
+def _count_check(
+    source: WindowedSource,
+    entity: SourceEntity,
+    parent: TableSpec,
+    session: SourceSession,
+    warehouse: Warehouse,
+    companies: list[dict],
+    end: datetime,
+) -> dg.AssetCheckResult:
     """Current state vs the source's own count over the loaded range, per company.
 
     Its metadata counts the check's own requests and token renewals (its `$count` calls).
@@ -221,15 +279,22 @@ def _count_check(source: WindowedSource, entity: SourceEntity, parent: TableSpec
         details[company["name"]] = {"source": source_count, "warehouse": current}
         if current < source_count:
             severity = dg.AssetCheckSeverity.ERROR
-            problems.append(f"{company['name']}: {source_count - current} record(s) modified in "
-                            f"[{loaded_from.isoformat()}, {end.isoformat()}) are missing from the warehouse "
-                            "(a window in that range is not loaded, or rows were lost)")
+            problems.append(
+                f"{company['name']}: {source_count - current} record(s) modified in "
+                f"[{loaded_from.isoformat()}, {end.isoformat()}) are missing from the warehouse "
+                "(a window in that range is not loaded, or rows were lost)"
+            )
         elif current > source_count:
-            problems.append(f"{company['name']}: the warehouse has {current - source_count} more record(s) than the "
-                            "source in that range (changed or deleted since): load the later windows")
+            problems.append(
+                f"{company['name']}: the warehouse has {current - source_count} more record(s) than the "
+                "source in that range (changed or deleted since): load the later windows"
+            )
     return dg.AssetCheckResult(
-        check_name="matches_source_count", asset_key=dg.AssetKey([source.group, entity.table]), passed=not problems,
-        severity=severity, description="; ".join(problems) or "Current state matches the source's count.",
+        check_name="matches_source_count",
+        asset_key=dg.AssetKey([source.group, entity.table]),
+        passed=not problems,
+        severity=severity,
+        description="; ".join(problems) or "Current state matches the source's count.",
         metadata={"per_company": dg.MetadataValue.json(details), **_figures_since(before, session.run_metadata())},
     )
 
@@ -241,28 +306,59 @@ def _figures_since(before: dict, after: dict) -> dict:
 
 def _specs(source: WindowedSource, entity: SourceEntity, partitions, warehouse_kind: str, counts: bool):
     parent_key = dg.AssetKey([source.group, entity.table])
-    specs = [dg.AssetSpec(parent_key, description=f"{entity.description} Current state (latest version per "
-                          f"company and key); every version is in `{entity.table}_changes`.",
-                          group_name=source.group, kinds={source.kind, warehouse_kind},
-                          metadata={"source": f"{source.system} {entity.entity_set}", "dagster/table_name": entity.table},
-                          partitions_def=partitions)]
+    specs = [
+        dg.AssetSpec(
+            parent_key,
+            description=f"{entity.description} Current state (latest version per "
+            f"company and key); every version is in `{entity.table}_changes`.",
+            group_name=source.group,
+            kinds={source.kind, warehouse_kind},
+            metadata={"source": f"{source.system} {entity.entity_set}", "dagster/table_name": entity.table},
+            partitions_def=partitions,
+        )
+    ]
     for child in entity.children:
-        specs.append(dg.AssetSpec(dg.AssetKey([source.group, child.table]), description=child.description,
-                                  group_name=source.group, kinds={source.kind, warehouse_kind}, deps=[parent_key],
-                                  metadata={"source": f"{source.system} {entity.entity_set}.{child.navigation}",
-                                            "dagster/table_name": child.table},
-                                  partitions_def=partitions))
-    checks = [dg.AssetCheckSpec("no_duplicate_keys", asset=parent_key,
-                                description="No company + key appears twice in the current-state table.")]
+        specs.append(
+            dg.AssetSpec(
+                dg.AssetKey([source.group, child.table]),
+                description=child.description,
+                group_name=source.group,
+                kinds={source.kind, warehouse_kind},
+                deps=[parent_key],
+                metadata={
+                    "source": f"{source.system} {entity.entity_set}.{child.navigation}",
+                    "dagster/table_name": child.table,
+                },
+                partitions_def=partitions,
+            )
+        )
+    checks = [
+        dg.AssetCheckSpec(
+            "no_duplicate_keys",
+            asset=parent_key,
+            description="No company + key appears twice in the current-state table.",
+        )
+    ]
     if counts:
-        checks.append(dg.AssetCheckSpec(
-            "matches_source_count", asset=parent_key,
-            description="Per company, current-state rows equal the source's count over the loaded windows."))
+        checks.append(
+            dg.AssetCheckSpec(
+                "matches_source_count",
+                asset=parent_key,
+                description="Per company, current-state rows equal the source's count over the loaded windows.",
+            )
+        )
     return specs, checks
 
 
-def _windowed_multi_asset(source: WindowedSource, entities: Sequence[SourceEntity], partitions, warehouse_kind: str,
-                          counts: bool, name: str, description: str):
+def _windowed_multi_asset(
+    source: WindowedSource,
+    entities: Sequence[SourceEntity],
+    partitions,
+    warehouse_kind: str,
+    counts: bool,
+    name: str,
+    description: str,
+):
     specs, checks = [], []
     for entity in entities:
         entity_specs, entity_checks = _specs(source, entity, partitions, warehouse_kind, counts)
@@ -270,8 +366,14 @@ def _windowed_multi_asset(source: WindowedSource, entities: Sequence[SourceEntit
         checks += entity_checks
 
     @dg.multi_asset(
-        name=name, specs=specs, check_specs=checks, partitions_def=partitions, description=description,
-        backfill_policy=dg.BackfillPolicy.single_run(), pool=source.group, can_subset=len(entities) > 1,
+        name=name,
+        specs=specs,
+        check_specs=checks,
+        partitions_def=partitions,
+        description=description,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=source.group,
+        can_subset=len(entities) > 1,
         required_resource_keys={source.resource_key, "warehouse"},
     )
     def _load(context: dg.AssetExecutionContext):
@@ -287,8 +389,11 @@ def _windowed_multi_asset(source: WindowedSource, entities: Sequence[SourceEntit
                 if not any(key in selected for key in keys):
                     continue
                 loaded = load_entity(context, source.system, entity, session, store, companies, list(windows.values()))
-                run_figures = {"pages": loaded.pages, **session.run_metadata(),
-                               "duration_seconds": round(loaded.seconds, 2)}
+                run_figures = {
+                    "pages": loaded.pages,
+                    **session.run_metadata(),
+                    "duration_seconds": round(loaded.seconds, 2),
+                }
                 for spec, key in zip(loaded.tables, keys, strict=True):
                     if key in selected:
                         yield _materialization(context, key, spec, loaded, windows, companies, run_figures)
@@ -297,8 +402,12 @@ def _windowed_multi_asset(source: WindowedSource, entities: Sequence[SourceEntit
                 parent = loaded.tables[0]
                 if dg.AssetCheckKey(keys[0], "no_duplicate_keys") in selected_checks:
                     duplicates = store.duplicate_keys(parent)
-                    yield dg.AssetCheckResult(check_name="no_duplicate_keys", asset_key=keys[0],
-                                              passed=duplicates == 0, metadata={"duplicate_keys": duplicates})
+                    yield dg.AssetCheckResult(
+                        check_name="no_duplicate_keys",
+                        asset_key=keys[0],
+                        passed=duplicates == 0,
+                        metadata={"duplicate_keys": duplicates},
+                    )
                 if counts and dg.AssetCheckKey(keys[0], "matches_source_count") in selected_checks:
                     yield _count_check(source, entity, parent, session, store, companies, loaded.scope.end)
         finally:
@@ -309,22 +418,34 @@ def _windowed_multi_asset(source: WindowedSource, entities: Sequence[SourceEntit
 
 def _window_figures(spec: TableSpec, loaded: EntityLoad, window: TimeWindow) -> dict:
     rows = loaded.rows_by_window[spec.name][window.start]
-    figures = {"dagster/row_count": rows, "rows": rows, "window_start": window.start.isoformat(),
-               "window_end": window.end.isoformat()}
+    figures = {
+        "dagster/row_count": rows,
+        "rows": rows,
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+    }
     if spec.parent is None:
         figures["high_water_mark"] = loaded.high_water_by_window.get(window.start) or "none"
     return figures
 
 
-def _materialization(context, key: dg.AssetKey, spec: TableSpec, loaded: EntityLoad, windows: dict[str, TimeWindow],
-                     companies: list[dict], run_figures: dict) -> dg.MaterializeResult:
+def _materialization(
+    context,
+    key: dg.AssetKey,
+    spec: TableSpec,
+    loaded: EntityLoad,
+    windows: dict[str, TimeWindow],
+    companies: list[dict],
+    run_figures: dict,
+) -> dg.MaterializeResult:
     """A run of one window carries that window's figures and the run's; a range run gives each
     partition its own window's rows (the run's requests and pages are the run's: see its tags)."""
     shared = {"companies": ", ".join(c["name"] for c in companies), "windows": len(windows)}
     if len(windows) == 1:
         (window,) = windows.values()
-        return dg.MaterializeResult(asset_key=key, metadata={**_window_figures(spec, loaded, window), **shared,
-                                                             **run_figures})
+        return dg.MaterializeResult(
+            asset_key=key, metadata={**_window_figures(spec, loaded, window), **shared, **run_figures}
+        )
     for partition_key, window in windows.items():
         context.add_asset_metadata(_window_figures(spec, loaded, window), asset_key=key, partition_key=partition_key)
     return dg.MaterializeResult(asset_key=key, metadata={**shared, "run_rows": loaded.rows.get(spec.name, 0)})
@@ -333,25 +454,50 @@ def _materialization(context, key: dg.AssetKey, spec: TableSpec, loaded: EntityL
 def _record_run_figures(context, entity: SourceEntity, run_figures: dict) -> None:
     """A range run's request figures belong to the run: its tags, and its log."""
     context.log.info(f"{entity.entity_set}: " + ", ".join(f"{k} {v}" for k, v in run_figures.items()))
-    context.instance.add_run_tags(context.run_id, {f"mlconnector/{name}": str(value)
-                                                   for name, value in run_figures.items()})
+    context.instance.add_run_tags(
+        context.run_id, {f"mlconnector/{name}": str(value) for name, value in run_figures.items()}
+    )
 
 
-def build_windowed(source: WindowedSource, entities: Sequence[SourceEntity], partitions_cfg: PartitionConfig,
-                   warehouse_kind: str, counts: bool = True) -> dg.Definitions:
+def build_windowed(
+    source: WindowedSource,
+    entities: Sequence[SourceEntity],
+    partitions_cfg: PartitionConfig,
+    warehouse_kind: str,
+    counts: bool = True,
+) -> dg.Definitions:
     partitions = partitions_def(partitions_cfg)
     if source.one_step:
-        assets = [_windowed_multi_asset(
-            source, entities, partitions, warehouse_kind, counts, name=f"{source.group}_entities",
-            description=f"{source.system} entities modified in the partition window(s), loaded in one step "
-                        "so one session serves the whole run.")]
+        assets = [
+            _windowed_multi_asset(
+                source,
+                entities,
+                partitions,
+                warehouse_kind,
+                counts,
+                name=f"{source.group}_entities",
+                description=f"{source.system} entities modified in the partition window(s), loaded in one step "
+                "so one session serves the whole run.",
+            )
+        ]
     else:
-        assets = [_windowed_multi_asset(
-            source, [entity], partitions, warehouse_kind, counts, name=f"{source.group}_{entity.table}",
-            description=f"{source.system} {entity.entity_set} modified in the partition window(s), all companies.")
-            for entity in entities]
-    job = dg.define_asset_job(source.job_name, selection=dg.AssetSelection.groups(source.group),
-                              partitions_def=partitions,
-                              description=f"Load every {source.system} entity for a window into the warehouse.")
+        assets = [
+            _windowed_multi_asset(
+                source,
+                [entity],
+                partitions,
+                warehouse_kind,
+                counts,
+                name=f"{source.group}_{entity.table}",
+                description=f"{source.system} {entity.entity_set} modified in the partition window(s), all companies.",
+            )
+            for entity in entities
+        ]
+    job = dg.define_asset_job(
+        source.job_name,
+        selection=dg.AssetSelection.groups(source.group),
+        partitions_def=partitions,
+        description=f"Load every {source.system} entity for a window into the warehouse.",
+    )
     schedule = settled_window_schedule(job, partitions_cfg, partitions, name=f"{source.job_name}_schedule")
     return dg.Definitions(assets=assets, jobs=[job], schedules=[schedule])

@@ -42,8 +42,7 @@ class _HideUrlSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(_SECRET_IN_PATH.sub(r"\1<secret>", a) if isinstance(a, str) else a
-                                for a in record.args)
+            record.args = tuple(_SECRET_IN_PATH.sub(r"\1<secret>", a) if isinstance(a, str) else a for a in record.args)
         if isinstance(record.msg, str):
             record.msg = _SECRET_IN_PATH.sub(r"\1<secret>", record.msg)
         return True
@@ -63,8 +62,9 @@ def looker_delivery_secret(cfg: ConnectorConfig) -> str:
     ref = looker.delivery_secret
     value = ref.resolve(cfg.data_dir)
     if len(value) < 16 and not ref.sandbox_value():
-        raise ConfigError("looker.delivery_secret: use at least 16 random characters (it is the only protection "
-                          "of the URL)")
+        raise ConfigError(
+            "looker.delivery_secret: use at least 16 random characters (it is the only protection of the URL)"
+        )
     return value
 
 
@@ -78,8 +78,7 @@ def create_app(cfg: ConnectorConfig, *, clock: Callable[[], float] = time.time) 
     fields_of_look = LookFields.from_config(cfg)  # a Look's fields, cached a few minutes
 
     def parse(body: bytearray):
-        return parse_delivery(body, plans, look_fields=fields_of_look,
-                              received_at=datetime.fromtimestamp(clock(), UTC))
+        return parse_delivery(body, plans, look_fields=fields_of_look, received_at=datetime.fromtimestamp(clock(), UTC))
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "scheduled_plans": sorted(plans)})
@@ -103,12 +102,26 @@ def create_app(cfg: ConnectorConfig, *, clock: Callable[[], float] = time.time) 
         except StoreFull as exc:
             log.error("looker delivery refused: %s", exc)
             return JSONResponse({"error": str(exc)}, status_code=507)
-        log.info("looker delivery %s for %s: %d rows, %s", delivery.id, delivery.target, len(delivery.rows),
-                 "stored" if stored else "already stored (repeated delivery)")
-        return JSONResponse({"delivery_id": delivery.id, "asset": f"looker/{delivery.target}",
-                             "rows": len(delivery.rows), "stored": stored}, status_code=200 if not stored else 202)
+        log.info(
+            "looker delivery %s for %s: %d rows, %s",
+            delivery.id,
+            delivery.target,
+            len(delivery.rows),
+            "stored" if stored else "already stored (repeated delivery)",
+        )
+        return JSONResponse(
+            {
+                "delivery_id": delivery.id,
+                "asset": f"looker/{delivery.target}",
+                "rows": len(delivery.rows),
+                "stored": stored,
+            },
+            status_code=200 if not stored else 202,
+        )
 
-    return Starlette(routes=[
-        Route("/health", health),
-        Route("/looker/scheduled-plans/{secret}", looker_delivery, methods=["POST"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/looker/scheduled-plans/{secret}", looker_delivery, methods=["POST"]),
+        ]
+    )

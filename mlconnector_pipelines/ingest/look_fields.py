@@ -34,8 +34,13 @@ class LookerUnavailable(Exception):
 class LookFields:
     """Called with a Look's id: its fields, from the cache or from Looker; LookerUnavailable on any failure."""
 
-    def __init__(self, read: Callable[[str], tuple[str, ...]], *, cache_seconds: float = CACHE_SECONDS,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        read: Callable[[str], tuple[str, ...]],
+        *,
+        cache_seconds: float = CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._read, self._cache_seconds, self._clock = read, cache_seconds, clock
         self._cache: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
@@ -51,16 +56,20 @@ class LookFields:
         except (ConnectorError, dg.DagsterError, httpx.HTTPError, KeyError, ValueError) as exc:
             # Not cached: the sender's retry asks Looker again.
             log.warning("could not read the fields of Look %s from Looker: %s", look_id, exc)
-            raise LookerUnavailable(f"could not read the fields of Look {look_id} from Looker: {_brief(exc)}") \
-                from None
+            raise LookerUnavailable(f"could not read the fields of Look {look_id} from Looker: {_brief(exc)}") from None
         with self._lock:
             self._cache[look_id] = (now, fields)
         return fields
 
     @classmethod
     def from_config(cls, cfg: ConnectorConfig) -> LookFields:
-        looker = cfg.looker.model_copy(update={"http": cfg.looker.http.model_copy(update={
-            name: min(getattr(cfg.looker.http, name), bound) for name, bound in _RECEIVER_HTTP.items()})})
+        looker = cfg.looker.model_copy(
+            update={
+                "http": cfg.looker.http.model_copy(
+                    update={name: min(getattr(cfg.looker.http, name), bound) for name, bound in _RECEIVER_HTTP.items()}
+                )
+            }
+        )
 
         def read(look_id: str) -> tuple[str, ...]:
             # Built per read (rare, thanks to the cache) so a secret rotated in the environment is picked up.

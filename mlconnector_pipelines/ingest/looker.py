@@ -31,8 +31,13 @@ class DeliveryRejected(Exception):
         self.status, self.reason = status, reason
 
 
-def parse_delivery(body: bytes | bytearray, plans: dict[str, LookerQueryConfig], *,
-                   look_fields: LookFieldsLookup | None = None, received_at: datetime | None = None) -> Delivery:
+def parse_delivery(
+    body: bytes | bytearray,
+    plans: dict[str, LookerQueryConfig],
+    *,
+    look_fields: LookFieldsLookup | None = None,
+    received_at: datetime | None = None,
+) -> Delivery:
     """The delivery in `body`, or DeliveryRejected.
 
     `look_fields(look_id)` gives a Look's fields (the receiver asks Looker; LookerUnavailable → 503);
@@ -50,49 +55,72 @@ def parse_delivery(body: bytes | bytearray, plans: dict[str, LookerQueryConfig],
     plan_id = str(plan["scheduled_plan_id"])
     attachment = payload.get("attachment")
     if not isinstance(attachment, dict) or not isinstance(attachment.get("data"), str):
-        raise DeliveryRejected(400, "attachment.data is missing: schedule the delivery with the csv or json format "
-                                    "(Looker sends the data inline)")
+        raise DeliveryRejected(
+            400,
+            "attachment.data is missing: schedule the delivery with the csv or json format "
+            "(Looker sends the data inline)",
+        )
     mimetype = str(attachment.get("mimetype") or "").lower()
     if mimetype.endswith(";base64"):
-        raise DeliveryRejected(400, f"attachment is {mimetype}: a binary format carries no rows; "
-                                    "schedule csv or json")
+        raise DeliveryRejected(400, f"attachment is {mimetype}: a binary format carries no rows; schedule csv or json")
     is_csv = mimetype.startswith("text/csv") or attachment.get("extension") == "csv"
     if not is_csv and not ("json" in mimetype or attachment.get("extension") in ("json", "json_detail")):
-        raise DeliveryRejected(400, f"attachment mimetype {mimetype or '(none)'} is neither text/csv nor "
-                                    "application/json")
+        raise DeliveryRejected(
+            400, f"attachment mimetype {mimetype or '(none)'} is neither text/csv nor application/json"
+        )
     query = plans.get(plan_id)
     if query is None:
-        raise DeliveryRejected(422, f"no Looker asset in connector.yaml takes scheduled plan {plan_id} "
-                                    "(set scheduled_plan_id on one of looker.queries)")
+        raise DeliveryRejected(
+            422,
+            f"no Looker asset in connector.yaml takes scheduled plan {plan_id} "
+            "(set scheduled_plan_id on one of looker.queries)",
+        )
     plan_query = plan.get("query") if isinstance(plan.get("query"), dict) else {}
     sent = [str(f) for f in plan_query["fields"]] if isinstance(plan_query.get("fields"), list) else []
     # Only now, with everything cheap checked, may Looker be asked (once per Look per few minutes).
     selected, selector = _selected_fields(query, look_fields)
     extra = [f for f in sent if selected and f not in selected]
     if extra:
-        raise DeliveryRejected(400, f"scheduled_plan.query.fields has field(s) {', '.join(extra)} that {selector} "
-                                    f"does not select ({', '.join(selected)})")
+        raise DeliveryRejected(
+            400,
+            f"scheduled_plan.query.fields has field(s) {', '.join(extra)} that {selector} "
+            f"does not select ({', '.join(selected)})",
+        )
     fields = sent or selected
     rows = _csv_rows(attachment["data"], fields) if is_csv else _json_rows(attachment["data"], fields, selector)
-    return Delivery(id=delivery_id(query.name, plan_id, fields, rows), source="looker", target=query.name,
-                    received_at=(received_at or datetime.now(UTC)).isoformat(timespec="microseconds"),
-                    detail={"scheduled_plan_id": plan_id, "title": plan.get("title"), "type": payload.get("type"),
-                            "mimetype": mimetype, "fields": fields},
-                    rows=rows)
+    return Delivery(
+        id=delivery_id(query.name, plan_id, fields, rows),
+        source="looker",
+        target=query.name,
+        received_at=(received_at or datetime.now(UTC)).isoformat(timespec="microseconds"),
+        detail={
+            "scheduled_plan_id": plan_id,
+            "title": plan.get("title"),
+            "type": payload.get("type"),
+            "mimetype": mimetype,
+            "fields": fields,
+        },
+        rows=rows,
+    )
 
 
 def _csv_rows(text: str, fields: list[str]) -> list[dict]:
     """Looker's csv header holds labels, not field names: columns map to the query's fields in order."""
     if not fields:
-        raise DeliveryRejected(400, "a csv delivery needs the query's fields to name its columns: the payload has "
-                                    "no scheduled_plan.query.fields and the asset configures none")
+        raise DeliveryRejected(
+            400,
+            "a csv delivery needs the query's fields to name its columns: the payload has "
+            "no scheduled_plan.query.fields and the asset configures none",
+        )
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None:
         raise DeliveryRejected(400, "the csv attachment is empty (not even a header row)")
     if len(header) != len(fields):
-        raise DeliveryRejected(400, f"the csv has {len(header)} column(s) but the query selects {len(fields)} "
-                                    f"field(s) ({', '.join(fields)})")
+        raise DeliveryRejected(
+            400,
+            f"the csv has {len(header)} column(s) but the query selects {len(fields)} field(s) ({', '.join(fields)})",
+        )
     rows = []
     for number, values in enumerate(reader, start=2):
         if len(values) != len(fields):
@@ -110,8 +138,9 @@ def _selected_fields(query: LookerQueryConfig, look_fields: LookFieldsLookup | N
     try:
         return list(look_fields(query.look_id)), f"Look {query.look_id}"
     except LookerUnavailable as exc:  # the sender retries a 503; nothing is stored meanwhile
-        raise DeliveryRejected(503, f"{exc}; the delivery cannot be checked now and was not stored: "
-                                    "send it again later") from None
+        raise DeliveryRejected(
+            503, f"{exc}; the delivery cannot be checked now and was not stored: send it again later"
+        ) from None
 
 
 def _json_rows(text: str, fields: list[str], selector: str) -> list[dict]:
@@ -120,14 +149,20 @@ def _json_rows(text: str, fields: list[str], selector: str) -> list[dict]:
     except (ValueError, RecursionError) as exc:
         raise DeliveryRejected(400, f"the json attachment is not JSON: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):  # json_detail: {field: {"value": ...}}
-        data = [{k: (v.get("value") if isinstance(v, dict) else v) for k, v in row.items()}
-                for row in data["data"] if isinstance(row, dict)]
+        data = [
+            {k: (v.get("value") if isinstance(v, dict) else v) for k, v in row.items()}
+            for row in data["data"]
+            if isinstance(row, dict)
+        ]
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise DeliveryRejected(400, "the json attachment must be a list of rows (objects keyed by field name)")
     if fields:
         for number, row in enumerate(data, start=1):
             unknown = sorted(set(row) - set(fields))
             if unknown:
-                raise DeliveryRejected(400, f"row {number} has field(s) {', '.join(unknown)} that {selector} does "
-                                            f"not select ({', '.join(fields)})")
+                raise DeliveryRejected(
+                    400,
+                    f"row {number} has field(s) {', '.join(unknown)} that {selector} does "
+                    f"not select ({', '.join(fields)})",
+                )
     return data

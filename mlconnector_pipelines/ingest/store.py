@@ -63,7 +63,8 @@ class Bounds:
                 f"the delivery store is full: this delivery takes {new_bytes / MB:.1f} MB and stored deliveries "
                 f"{stored_bytes / MB:.1f} MB of ingest.quota_mb = {self.quota_bytes / MB:g} MB. Nothing was stored. "
                 f"Deliveries are removed {self.retention_days} day(s) after they arrive (ingest.retention_days); "
-                "raise the quota or shorten the retention, then send it again")
+                "raise the quota or shorten the retention, then send it again"
+            )
 
 
 class DeliveryStore(ABC):
@@ -192,9 +193,11 @@ class SqlDeliveryStore(DeliveryStore):
         self.engine = sa.create_engine(url, pool_pre_ping=True)
         metadata = sa.MetaData()
         self.table = sa.Table(
-            "mlconnector_deliveries", metadata,
-            sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-                      autoincrement=True),
+            "mlconnector_deliveries",
+            metadata,
+            sa.Column(
+                "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+            ),
             sa.Column("id", sa.String(64), nullable=False, unique=True),
             sa.Column("source", sa.String(64), nullable=False),
             sa.Column("target", sa.String(128), nullable=False),
@@ -216,8 +219,15 @@ class SqlDeliveryStore(DeliveryStore):
                     return False
                 stored = con.execute(sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(t.c.body)), 0))).scalar()
                 self.bounds.check_room(int(stored), len(record))
-                con.execute(t.insert().values(id=delivery.id, source=delivery.source, target=delivery.target,
-                                              received_at=_iso(now), body=record))
+                con.execute(
+                    t.insert().values(
+                        id=delivery.id,
+                        source=delivery.source,
+                        target=delivery.target,
+                        received_at=_iso(now),
+                        body=record,
+                    )
+                )
         except sa.exc.IntegrityError:  # the same delivery, stored meanwhile by another receiver
             return False
         return True

@@ -33,7 +33,8 @@ from .registry import SERVICES, BuildContext, SandboxService, certificate_name
 log = logging.getLogger("mlconnector.sandbox")
 
 SandboxSettings = create_model(
-    "SandboxSettings", __doc__="Every simulated service's settings, by service key.",
+    "SandboxSettings",
+    __doc__="Every simulated service's settings, by service key.",
     **{s.key: (s.settings, Field(default_factory=s.settings)) for s in SERVICES},
 )
 
@@ -72,8 +73,9 @@ def build_app(services: list[SandboxService], settings, data_dir: Path) -> tuple
     routes = [Route("/_sandbox/health", health)]
     for key, simulator in simulators.items():
         routes += admin_routes(key, simulator) + simulator.routes()
-    live = [s for key, s in simulators.items()
-            if getattr(getattr(settings, key), "live", False) and hasattr(s, "live_loop")]
+    live = [
+        s for key, s in simulators.items() if getattr(getattr(settings, key), "live", False) and hasattr(s, "live_loop")
+    ]
 
     @asynccontextmanager
     async def lifespan(app):
@@ -101,15 +103,21 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _server(app, certs: SandboxCertificates) -> uvicorn.Server:
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on",
-        ssl_certfile=str(certs.server_cert_pem), ssl_keyfile=str(certs.server_key_pem),
-        timeout_keep_alive=30, timeout_graceful_shutdown=1,
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ssl_certfile=str(certs.server_cert_pem),
+        ssl_keyfile=str(certs.server_key_pem),
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=1,
     )
     return uvicorn.Server(config)
 
 
-def start_in_thread(data_dir: Path, settings=None, port: int = 0,
-                    services: Iterable[str] | None = None) -> RunningSandbox:
+def start_in_thread(
+    data_dir: Path, settings=None, port: int = 0, services: Iterable[str] | None = None
+) -> RunningSandbox:
     """One listener on 127.0.0.1 (an ephemeral port by default), once it answers.
 
     `services`: keys of services that share a listener; default every service on the shared port."""
@@ -120,8 +128,9 @@ def start_in_thread(data_dir: Path, settings=None, port: int = 0,
     app, simulators = build_app(chosen, settings or SandboxSettings(), data_dir)
     sock = _bind("127.0.0.1", port)
     server = _server(app, certs)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                              name="sandbox-" + "-".join(simulators))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="sandbox-" + "-".join(simulators)
+    )
     thread.start()
     url = f"https://127.0.0.1:{sock.getsockname()[1]}"
     _wait_until_up(url, certs.ca_pem)
@@ -136,8 +145,7 @@ def serve_forever(data_dir: Path, settings, host: str, port: int) -> None:
         app, _ = build_app(group, settings, data_dir)
         servers.append((_server(app, certs), _bind(host, port + offset)))
         trust = f"CA: {certs.ca_pem}" if offset == 0 else f"self-signed: {certs.ca_pem}"
-        print(f"sandbox: {', '.join(s.title for s in group)} on https://{host}:{port + offset}  ({trust})",
-              flush=True)
+        print(f"sandbox: {', '.join(s.title for s in group)} on https://{host}:{port + offset}  ({trust})", flush=True)
 
     async def serve_all() -> None:
         await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))

@@ -68,8 +68,16 @@ class EntraTokenProvider:
     Implements the `Authenticator` protocol of core.http.
     """
 
-    def __init__(self, app: EntraAppConfig, *, system: str, client_secret: str, scope: str, what: str,
-                 timeout_seconds: float = 30.0):
+    def __init__(
+        self,
+        app: EntraAppConfig,
+        *,
+        system: str,
+        client_secret: str,
+        scope: str,
+        what: str,
+        timeout_seconds: float = 30.0,
+    ):
         """`what` names the config section (e.g. business_central.auth) in trust errors."""
         self.system = system
         self.scope = scope
@@ -102,8 +110,14 @@ class EntraTokenProvider:
             try:
                 result = self._application().acquire_token_for_client(scopes=[self.scope])
             except (httpx.HTTPError, ValueError) as exc:
-                fix = ("the login host's TLS certificate is not trusted: set `auth.ca_bundle` to the CA that "
-                       "signed it (verification stays on)") if untrusted_certificate(exc) else None
+                fix = (
+                    (
+                        "the login host's TLS certificate is not trusted: set `auth.ca_bundle` to the CA that "
+                        "signed it (verification stays on)"
+                    )
+                    if untrusted_certificate(exc)
+                    else None
+                )
                 raise AuthenticationError(
                     self.system,
                     redact(f"could not reach the Entra ID token endpoint: {type(exc).__name__}: {exc}", [self._secret]),
@@ -126,8 +140,11 @@ class EntraTokenProvider:
             if self._app is None:
                 return False
             cache = self._app.token_cache
-            refused = [item for item in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)
-                       if item.get("secret") == token]
+            refused = [
+                item
+                for item in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)
+                if item.get("secret") == token
+            ]
             for item in refused:
                 cache.remove_at(item)
             return bool(refused)

@@ -73,6 +73,7 @@ class Warehouse(ABC):
         """Start of the earliest window loaded for a company (None before its first load)."""
 
     @abstractmethod
-    def current_count(self, table: TableSpec, company_id: str, modified_from: datetime,
-                      modified_before: datetime) -> int:
+    def current_count(
+        self, table: TableSpec, company_id: str, modified_from: datetime, modified_before: datetime
+    ) -> int:
         """Current-state rows of a company last modified in `[modified_from, modified_before)`."""

@@ -30,8 +30,12 @@ _PARAM_TYPES = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING"}
 
 class BigQueryDialect(SqlDialect):
     types = {
-        ColumnType.STRING: "STRING", ColumnType.INTEGER: "INT64", ColumnType.DECIMAL: "NUMERIC(38, 9)",
-        ColumnType.DOUBLE: "FLOAT64", ColumnType.BOOLEAN: "BOOL", ColumnType.DATE: "DATE",
+        ColumnType.STRING: "STRING",
+        ColumnType.INTEGER: "INT64",
+        ColumnType.DECIMAL: "NUMERIC(38, 9)",
+        ColumnType.DOUBLE: "FLOAT64",
+        ColumnType.BOOLEAN: "BOOL",
+        ColumnType.DATE: "DATE",
         ColumnType.TIMESTAMP: "TIMESTAMP",
     }
     union_distinct = "UNION DISTINCT"
@@ -88,8 +92,9 @@ class BigQueryWarehouse(SqlWarehouse):
             s.drop_stages()
 
     def run(self, sql: str, parameters: Sequence[Any] = ()):
-        config = bigquery.QueryJobConfig(query_parameters=[
-            bigquery.ScalarQueryParameter(None, _param_type(v), v) for v in parameters])
+        config = bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter(None, _param_type(v), v) for v in parameters]
+        )
         return self.client.query_and_wait(sql, job_config=config, location=self.cfg.location)
 
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
@@ -144,12 +149,14 @@ class _BigQuerySession(SqlSession):
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
             schema=[bigquery.SchemaField(c, "STRING") for c in columns],
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-            create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED)
+            create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
+        )
         loaded = False
         for batch in staging.text_batches(table):  # one staged file in memory at a time
             body = b"\n".join(orjson.dumps(row) for row in batch.to_dict(orient="records"))
-            self.w.client.load_table_from_file(io.BytesIO(body), destination, job_config=config, size=len(body),
-                                               location=self.w.cfg.location).result()
+            self.w.client.load_table_from_file(
+                io.BytesIO(body), destination, job_config=config, size=len(body), location=self.w.cfg.location
+            ).result()
             loaded = True
         if not loaded:
             self.w.client.create_table(bigquery.Table(destination, schema=config.schema), exists_ok=True)
@@ -174,10 +181,13 @@ def _client(cfg: BigQueryConfig) -> bigquery.Client:
     options = ClientOptions(api_endpoint=cfg.api_endpoint) if cfg.api_endpoint else None
     if cfg.api_endpoint:  # a local emulator or fake: no Google credentials exist or are wanted
         from google.auth.credentials import AnonymousCredentials
-        return bigquery.Client(project=cfg.project, credentials=AnonymousCredentials(), client_options=options,
-                               location=cfg.location)
+
+        return bigquery.Client(
+            project=cfg.project, credentials=AnonymousCredentials(), client_options=options, location=cfg.location
+        )
     if cfg.credentials_file:
         from google.oauth2 import service_account
+
         credentials = service_account.Credentials.from_service_account_file(str(cfg.credentials_file))
         return bigquery.Client(project=cfg.project, credentials=credentials, location=cfg.location)
     return bigquery.Client(project=cfg.project, location=cfg.location)

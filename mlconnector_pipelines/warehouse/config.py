@@ -36,16 +36,22 @@ class BigQueryConfig(Strict):
     dataset: str = Field(pattern=r"^[A-Za-z0-9_]{1,1024}$", description="Dataset the tables are created in.")
     location: str = Field("US", description="Dataset location, e.g. EU or europe-west3.")
     credentials_file: Path | None = Field(
-        None, description="Service-account key file; default: Application Default Credentials.")
+        None, description="Service-account key file; default: Application Default Credentials."
+    )
     api_endpoint: str | None = Field(None, description="Only for a local emulator or fake of the BigQuery API.")
 
 
 class WarehouseConfig(Strict):
     backend: Literal["duckdb", "snowflake", "bigquery"] = "duckdb"
     duckdb_path: Path | None = Field(None, description="DuckDB file; default <data_dir>/warehouse.duckdb.")
-    duckdb_memory_limit: str = Field(DUCKDB_DEFAULT_MEMORY_LIMIT, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB)$", description=(
-        "DuckDB's memory budget per connection; beyond it DuckDB spills to disk. The default keeps a "
-        "step of 1M G/L entries under 500 MB; more makes large backfills' swaps faster."))
+    duckdb_memory_limit: str = Field(
+        DUCKDB_DEFAULT_MEMORY_LIMIT,
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB)$",
+        description=(
+            "DuckDB's memory budget per connection; beyond it DuckDB spills to disk. The default keeps a "
+            "step of 1M G/L entries under 500 MB; more makes large backfills' swaps faster."
+        ),
+    )
     snowflake: SnowflakeConfig | None = None
     bigquery: BigQueryConfig | None = None
 

@@ -29,8 +29,13 @@ log = logging.getLogger("mlconnector.warehouse")
 _LOCK_WAIT_REMINDER_SECONDS = 30.0
 
 # Integers and booleans stay integers and booleans when a column has NULLs (as DuckDB's .df() keeps them).
-_NULLABLE = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
-             pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+_NULLABLE = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
 
 
 def _is_lock_conflict(exc: BaseException) -> bool:
@@ -40,7 +45,9 @@ def _is_lock_conflict(exc: BaseException) -> bool:
 class DuckDBWarehouse(SqlWarehouse):
     dialect = SqlDialect()
 
-    def __init__(self, path: Path, lock_timeout_seconds: float = 600.0, memory_limit: str = DUCKDB_DEFAULT_MEMORY_LIMIT):
+    def __init__(
+        self, path: Path, lock_timeout_seconds: float = 600.0, memory_limit: str = DUCKDB_DEFAULT_MEMORY_LIMIT
+    ):
         self.path = Path(path)
         self.lock_timeout_seconds = lock_timeout_seconds
         self.memory_limit = memory_limit
@@ -62,7 +69,8 @@ class DuckDBWarehouse(SqlWarehouse):
         except duckdb.IOException as exc:
             raise ConnectorError(
                 f"warehouse {self.path} stayed locked by another process for {self.lock_timeout_seconds:g}s "
-                f"(close other DuckDB sessions on it): {exc}") from None
+                f"(close other DuckDB sessions on it): {exc}"
+            ) from None
         try:
             con.execute("SET TimeZone = 'UTC'")
             # Past the limit DuckDB spills to disk, so a large window does not grow the step's memory.
@@ -81,9 +89,14 @@ class DuckDBWarehouse(SqlWarehouse):
                 return
             said_at.append(now)
             waited = retry_state.seconds_since_start or 0.0
-            log.warning("waiting for the DuckDB warehouse %s: another process holds its lock (DuckDB allows one "
-                        "writer process at a time; a Dagster step's swap, or a DuckDB session left open on the "
-                        "file); waited %.0fs, giving up after %gs", self.path, waited, self.lock_timeout_seconds)
+            log.warning(
+                "waiting for the DuckDB warehouse %s: another process holds its lock (DuckDB allows one "
+                "writer process at a time; a Dagster step's swap, or a DuckDB session left open on the "
+                "file); waited %.0fs, giving up after %gs",
+                self.path,
+                waited,
+                self.lock_timeout_seconds,
+            )
 
         return say
 
@@ -118,9 +131,14 @@ class _DuckDBSession(SqlSession):
         self.con.execute(sql)
 
     def existing_columns(self, table: str) -> set[str]:
-        return {r[0] for r in self.con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
-            "AND table_schema = 'main' AND table_name = ?", [table]).fetchall()}
+        return {
+            r[0]
+            for r in self.con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
+                "AND table_schema = 'main' AND table_name = ?",
+                [table],
+            ).fetchall()
+        }
 
     def load_stage(self, table: TableSpec, staging: ParquetStaging, columns: dict[str, ColumnType], token: str) -> str:
         """A temporary view over the Parquet files, cast to the warehouse types; DuckDB reads them in the swap."""
@@ -132,6 +150,8 @@ class _DuckDBSession(SqlSession):
             return name
         pattern = str(staging.directory / table.name / "*.parquet").replace("'", "''")
         select = ", ".join(f"CAST({d.column(c)} AS {d.types[t]}) AS {d.column(c)}" for c, t in columns.items())
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS "
-                         f"SELECT {select} FROM read_parquet('{pattern}', union_by_name = true)")
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {name} AS "
+            f"SELECT {select} FROM read_parquet('{pattern}', union_by_name = true)"
+        )
         return name

@@ -19,19 +19,22 @@ class WarehouseTableIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         if obj is not None:
             raise dg.DagsterInvariantViolationError(
-                f"{context.asset_key.to_user_string()} returned a value; its table is written by the asset itself")
+                f"{context.asset_key.to_user_string()} returned a value; its table is written by the asset itself"
+            )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         upstream = context.upstream_output
         table = (upstream.definition_metadata or {}).get(TABLE_METADATA) if upstream is not None else None
         if table is None:
             raise dg.DagsterInvariantViolationError(
-                f"{context.asset_key.to_user_string()} names no warehouse table ({TABLE_METADATA} metadata)")
+                f"{context.asset_key.to_user_string()} names no warehouse table ({TABLE_METADATA} metadata)"
+            )
         table = validate_identifier(str(table))
         store = self.warehouse.open()
         if not store.table_exists(table):
             raise dg.DagsterInvariantViolationError(
-                f"table {table} does not exist yet: materialize {context.asset_key.to_user_string()} first")
+                f"table {table} does not exist yet: materialize {context.asset_key.to_user_string()} first"
+            )
         window = None
         if context.has_asset_partitions:
             window = (context.asset_partitions_time_window.start, context.asset_partitions_time_window.end)

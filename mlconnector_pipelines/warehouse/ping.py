@@ -20,17 +20,23 @@ class _Opened:
 
 def ping(cfg) -> PingResult:
     w = cfg.warehouse
-    where = {"duckdb": str(cfg.duckdb_path),
-             "snowflake": w.snowflake and f"{w.snowflake.account}/{w.snowflake.database}.{w.snowflake.schema_name}",
-             "bigquery": w.bigquery and f"{w.bigquery.project}.{w.bigquery.dataset}"}[w.backend]
+    where = {
+        "duckdb": str(cfg.duckdb_path),
+        "snowflake": w.snowflake and f"{w.snowflake.account}/{w.snowflake.database}.{w.snowflake.schema_name}",
+        "bigquery": w.bigquery and f"{w.bigquery.project}.{w.bigquery.dataset}",
+    }[w.backend]
 
     def read(opened: _Opened) -> str:
         return f"{w.backend}: queries run"
 
-    return run_check(f"{SYSTEM} ({w.backend})", where,
-                     connect=lambda: _Opened(WarehouseResource.from_config(cfg)),
-                     authenticate=lambda opened: opened.warehouse.query("SELECT 1"),
-                     read=read, likely_fix=likely_fix)
+    return run_check(
+        f"{SYSTEM} ({w.backend})",
+        where,
+        connect=lambda: _Opened(WarehouseResource.from_config(cfg)),
+        authenticate=lambda opened: opened.warehouse.query("SELECT 1"),
+        read=read,
+        likely_fix=likely_fix,
+    )
 
 
 def likely_fix(exc: Exception) -> str:

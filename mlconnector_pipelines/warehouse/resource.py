@@ -40,14 +40,17 @@ class WarehouseResource(dg.ConfigurableResource):
         cfg = self.section
         if cfg.backend == "duckdb":
             from .duckdb_backend import DuckDBWarehouse
+
             return DuckDBWarehouse(self.duckdb_path, memory_limit=cfg.duckdb_memory_limit)
         if cfg.backend == "snowflake":
             from .snowflake_backend import SnowflakeWarehouse
+
             ref = cfg.snowflake.password or cfg.snowflake.private_key_passphrase
             secret = ref.resolve(Path(self.data_dir), "warehouse.snowflake's secret") if ref else None
             return SnowflakeWarehouse(cfg.snowflake, secret=secret)
         if cfg.backend == "bigquery":
             from .bigquery_backend import BigQueryWarehouse
+
             return BigQueryWarehouse(cfg.bigquery)
         raise dg.DagsterInvariantViolationError(f"warehouse backend {cfg.backend!r} is not available")
 

@@ -38,15 +38,22 @@ PARENT_VERSION_ID = "_parent_version_id"
 SOURCE = "_source"  # where a snapshot's rows came from: the API, or a delivery's id
 
 _COMMON_METADATA = {
-    COMPANY_ID: ColumnType.STRING, COMPANY_NAME: ColumnType.STRING, WINDOW_START: ColumnType.TIMESTAMP,
-    EXTRACTED_AT: ColumnType.TIMESTAMP, RUN_ID: ColumnType.STRING,
+    COMPANY_ID: ColumnType.STRING,
+    COMPANY_NAME: ColumnType.STRING,
+    WINDOW_START: ColumnType.TIMESTAMP,
+    EXTRACTED_AT: ColumnType.TIMESTAMP,
+    RUN_ID: ColumnType.STRING,
 }
 METADATA_TYPES = {**_COMMON_METADATA, VERSION_ID: ColumnType.STRING}
 # A line is identified by its parent's version and its own key; it needs no version id of its own.
 CHILD_METADATA_TYPES = {**_COMMON_METADATA, PARENT_ID: ColumnType.STRING, PARENT_VERSION_ID: ColumnType.STRING}
 # A snapshot (a report's result) has no company or versions: its rows per window are replaced whole.
-SNAPSHOT_METADATA_TYPES = {WINDOW_START: ColumnType.TIMESTAMP, EXTRACTED_AT: ColumnType.TIMESTAMP,
-                           RUN_ID: ColumnType.STRING, SOURCE: ColumnType.STRING}
+SNAPSHOT_METADATA_TYPES = {
+    WINDOW_START: ColumnType.TIMESTAMP,
+    EXTRACTED_AT: ColumnType.TIMESTAMP,
+    RUN_ID: ColumnType.STRING,
+    SOURCE: ColumnType.STRING,
+}
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,12 @@ from .staging import ParquetStaging
 
 class SnowflakeDialect(SqlDialect):
     types = {
-        ColumnType.STRING: "VARCHAR", ColumnType.INTEGER: "NUMBER(38, 0)", ColumnType.DECIMAL: "NUMBER(38, 9)",
-        ColumnType.DOUBLE: "FLOAT", ColumnType.BOOLEAN: "BOOLEAN", ColumnType.DATE: "DATE",
+        ColumnType.STRING: "VARCHAR",
+        ColumnType.INTEGER: "NUMBER(38, 0)",
+        ColumnType.DECIMAL: "NUMBER(38, 9)",
+        ColumnType.DOUBLE: "FLOAT",
+        ColumnType.BOOLEAN: "BOOLEAN",
+        ColumnType.DATE: "DATE",
         ColumnType.TIMESTAMP: "TIMESTAMP_NTZ",
     }
 
@@ -56,9 +60,15 @@ class SnowflakeWarehouse(SqlWarehouse):
 
     def _connect(self):
         c = self.cfg
-        options: dict[str, Any] = {"account": c.account, "user": c.user, "database": c.database,
-                                   "schema": c.schema_name, "session_parameters": {"TIMEZONE": "UTC"},
-                                   "application": "ml-connector", "paramstyle": "qmark"}
+        options: dict[str, Any] = {
+            "account": c.account,
+            "user": c.user,
+            "database": c.database,
+            "schema": c.schema_name,
+            "session_parameters": {"TIMEZONE": "UTC"},
+            "application": "ml-connector",
+            "paramstyle": "qmark",
+        }
         if c.role:
             options["role"] = c.role
         if c.warehouse:
@@ -101,8 +111,12 @@ class SnowflakeWarehouse(SqlWarehouse):
             con.close()
 
     def table_exists(self, name: str) -> bool:
-        return bool(self.query("SELECT 1 FROM information_schema.tables WHERE table_schema = CURRENT_SCHEMA() "
-                               "AND table_name = ?", [validate_identifier(name).upper()]))
+        return bool(
+            self.query(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = CURRENT_SCHEMA() AND table_name = ?",
+                [validate_identifier(name).upper()],
+            )
+        )
 
 
 class _SnowflakeSession(SqlSession):
@@ -115,14 +129,18 @@ class _SnowflakeSession(SqlSession):
     def existing_columns(self, table: str) -> set[str]:
         rows = self.cursor.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = CURRENT_SCHEMA() "
-            "AND table_name = ?", [validate_identifier(table).upper()]).fetchall()
+            "AND table_name = ?",
+            [validate_identifier(table).upper()],
+        ).fetchall()
         return {r[0].lower() for r in rows}
 
     def load_stage(self, table: TableSpec, staging: ParquetStaging, columns: dict[str, ColumnType], token: str) -> str:
         name = f"_stage_{table.name}_{token}"
         d = self.d
-        self.execute(f"CREATE OR REPLACE TEMPORARY TABLE {d.table(name)} "
-                     f"({', '.join(f'{d.column(c)} VARCHAR' for c in columns)})")
+        self.execute(
+            f"CREATE OR REPLACE TEMPORARY TABLE {d.table(name)} "
+            f"({', '.join(f'{d.column(c)} VARCHAR' for c in columns)})"
+        )
         for batch in staging.text_batches(table):  # one staged file in memory at a time
             batch.columns = [c.upper() for c in batch.columns]
             write_pandas(self.con, batch, name.upper(), quote_identifiers=True, auto_create_table=False)

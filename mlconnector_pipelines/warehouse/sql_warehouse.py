@@ -38,8 +38,12 @@ class SqlDialect:
     """How a warehouse spells things. Defaults are ANSI / DuckDB."""
 
     types: dict[ColumnType, str] = {
-        ColumnType.STRING: "VARCHAR", ColumnType.INTEGER: "BIGINT", ColumnType.DECIMAL: "DECIMAL(38, 9)",
-        ColumnType.DOUBLE: "DOUBLE", ColumnType.BOOLEAN: "BOOLEAN", ColumnType.DATE: "DATE",
+        ColumnType.STRING: "VARCHAR",
+        ColumnType.INTEGER: "BIGINT",
+        ColumnType.DECIMAL: "DECIMAL(38, 9)",
+        ColumnType.DOUBLE: "DOUBLE",
+        ColumnType.BOOLEAN: "BOOLEAN",
+        ColumnType.DATE: "DATE",
         ColumnType.TIMESTAMP: "TIMESTAMPTZ",
     }
     union_distinct = "UNION"
@@ -70,8 +74,14 @@ class SqlDialect:
         return f"TIMESTAMP '{utc.isoformat(sep=' ')}'"
 
 
-def window_swap(d: SqlDialect, tables: Sequence[TableSpec], staged: dict[str, list[str]], stages: dict[str, str],
-                scope: ReplaceScope, token: str) -> tuple[list[str], list[str]]:
+def window_swap(
+    d: SqlDialect,
+    tables: Sequence[TableSpec],
+    staged: dict[str, list[str]],
+    stages: dict[str, str],
+    scope: ReplaceScope,
+    token: str,
+) -> tuple[list[str], list[str]]:
     """(prepare, apply): statements that read only, then the ones that must commit together.
 
     `staged` lists each table's staged columns; `stages` names the relation holding its batches.
@@ -80,9 +90,11 @@ def window_swap(d: SqlDialect, tables: Sequence[TableSpec], staged: dict[str, li
     more than one candidate version go through the sort that picks the latest.
     """
     prepare, apply = [], []
-    in_scope = (f"{d.column(COMPANY_ID)} IN ({', '.join(d.string(c) for c in scope.company_ids)}) "
-                f"AND {d.column(WINDOW_START)} >= {d.timestamp(scope.start)} "
-                f"AND {d.column(WINDOW_START)} < {d.timestamp(scope.end)}")
+    in_scope = (
+        f"{d.column(COMPANY_ID)} IN ({', '.join(d.string(c) for c in scope.company_ids)}) "
+        f"AND {d.column(WINDOW_START)} >= {d.timestamp(scope.start)} "
+        f"AND {d.column(WINDOW_START)} < {d.timestamp(scope.end)}"
+    )
     affected: dict[str, str] = {}
 
     def fingerprint(alias: str, columns: Sequence[str]) -> str:
@@ -103,21 +115,25 @@ def window_swap(d: SqlDialect, tables: Sequence[TableSpec], staged: dict[str, li
         touched = f"{fingerprint('t.', own_key)} IN (SELECT f FROM {d.table(name)})"
         # Candidates are the new rows as staged plus the touched versions of other windows, read
         # after this window's old rows left the change log and before the new ones join it.
-        candidates = (f"(SELECT {columns} FROM {stage} UNION ALL "
-                      f"SELECT {t_columns} FROM {changes} AS t WHERE {touched})")
-        apply += [f"DELETE FROM {changes} WHERE {in_scope}",
-                  f"DELETE FROM {current} AS t WHERE {touched}"]
+        candidates = f"(SELECT {columns} FROM {stage} UNION ALL SELECT {t_columns} FROM {changes} AS t WHERE {touched})"
+        apply += [f"DELETE FROM {changes} WHERE {in_scope}", f"DELETE FROM {current} AS t WHERE {touched}"]
         if table.parent is None:
             repeated_name = f"_swap_repeated_{table.name}_{token}"
             repeated = d.table(repeated_name)
-            key = fingerprint('', own_key)
+            key = fingerprint("", own_key)
             prepare += [
-                d.temp_table(name, f"SELECT {key} AS f FROM {changes} WHERE {in_scope} "
-                                   f"{d.union_distinct} SELECT {key} AS f FROM {stage}"),
+                d.temp_table(
+                    name,
+                    f"SELECT {key} AS f FROM {changes} WHERE {in_scope} "
+                    f"{d.union_distinct} SELECT {key} AS f FROM {stage}",
+                ),
                 # Keys with more than one candidate version (the change log's are those outside the scope).
-                d.temp_table(repeated_name, f"SELECT f FROM (SELECT {key} AS f FROM {stage} UNION ALL "
-                                            f"SELECT {fingerprint('t.', own_key)} AS f FROM {changes} AS t "
-                                            f"WHERE {touched} AND NOT ({in_scope})) AS k GROUP BY f HAVING count(*) > 1"),
+                d.temp_table(
+                    repeated_name,
+                    f"SELECT f FROM (SELECT {key} AS f FROM {stage} UNION ALL "
+                    f"SELECT {fingerprint('t.', own_key)} AS f FROM {changes} AS t "
+                    f"WHERE {touched} AND NOT ({in_scope})) AS k GROUP BY f HAVING count(*) > 1",
+                ),
             ]
             order = f"c.{d.column(table.modified_column)} DESC, " if table.modified_column else ""
             partition = ", ".join(f"c.{d.column(k)}" for k in table.key)
@@ -132,10 +148,14 @@ def window_swap(d: SqlDialect, tables: Sequence[TableSpec], staged: dict[str, li
             ]
         else:
             parent = table.parent
-            current_versions = (f"SELECT {fingerprint('p.', [COMPANY_ID, VERSION_ID])} FROM {d.table(parent.name)} AS p "
-                                f"WHERE {fingerprint('p.', parent.key)} IN (SELECT f FROM {d.table(name)})")
-            apply.append(f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {candidates} AS c "
-                         f"WHERE {fingerprint('c.', [COMPANY_ID, PARENT_VERSION_ID])} IN ({current_versions})")
+            current_versions = (
+                f"SELECT {fingerprint('p.', [COMPANY_ID, VERSION_ID])} FROM {d.table(parent.name)} AS p "
+                f"WHERE {fingerprint('p.', parent.key)} IN (SELECT f FROM {d.table(name)})"
+            )
+            apply.append(
+                f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {candidates} AS c "
+                f"WHERE {fingerprint('c.', [COMPANY_ID, PARENT_VERSION_ID])} IN ({current_versions})"
+            )
         apply.append(f"INSERT INTO {changes} ({columns}) SELECT {columns} FROM {stage}")
     return prepare, apply
 
@@ -223,8 +243,10 @@ class SqlWarehouse(Warehouse):
             problem = staging.first_uncastable(SqlDialect.types)
             if problem is None:
                 raise
-            raise RecordError(f"the warehouse refused the load: {problem}; nothing was changed "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from exc
+            raise RecordError(
+                f"the warehouse refused the load: {problem}; nothing was changed "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
+            ) from exc
 
     def _ensure_columns(self, s: SqlSession, name: str, columns: dict[str, ColumnType]) -> None:
         d = self.dialect
@@ -243,8 +265,10 @@ class SqlWarehouse(Warehouse):
         d = self.dialect
         sql = f"SELECT * FROM {d.table(name)}"
         if window is not None:
-            sql += (f" WHERE {d.column(WINDOW_START)} >= {d.timestamp(window[0])} "
-                    f"AND {d.column(WINDOW_START)} < {d.timestamp(window[1])}")
+            sql += (
+                f" WHERE {d.column(WINDOW_START)} >= {d.timestamp(window[0])} "
+                f"AND {d.column(WINDOW_START)} < {d.timestamp(window[1])}"
+            )
         frame = self.frame(sql)
         frame.columns = [str(c).lower() for c in frame.columns]
         return frame
@@ -254,24 +278,32 @@ class SqlWarehouse(Warehouse):
             return 0
         d = self.dialect
         keys = ", ".join(d.column(k) for k in table.key)
-        return self.query(f"SELECT count(*) FROM (SELECT {keys} FROM {d.table(table.name)} "
-                          f"GROUP BY {keys} HAVING count(*) > 1) AS dup")[0][0]
+        return self.query(
+            f"SELECT count(*) FROM (SELECT {keys} FROM {d.table(table.name)} "
+            f"GROUP BY {keys} HAVING count(*) > 1) AS dup"
+        )[0][0]
 
     def loaded_from(self, table: TableSpec, company_id: str) -> datetime | None:
         if not self.table_exists(table.changes_table):
             return None
         d = self.dialect
-        value = self.query(f"SELECT min({d.column(WINDOW_START)}) FROM {d.table(table.changes_table)} "
-                           f"WHERE {d.column(COMPANY_ID)} = {d.string(company_id)}")[0][0]
+        value = self.query(
+            f"SELECT min({d.column(WINDOW_START)}) FROM {d.table(table.changes_table)} "
+            f"WHERE {d.column(COMPANY_ID)} = {d.string(company_id)}"
+        )[0][0]
         return _utc(value)
 
-    def current_count(self, table: TableSpec, company_id: str, modified_from: datetime, modified_before: datetime) -> int:
+    def current_count(
+        self, table: TableSpec, company_id: str, modified_from: datetime, modified_before: datetime
+    ) -> int:
         if not self.table_exists(table.name):
             return 0
         d, column = self.dialect, self.dialect.column(table.modified_column)
-        return self.query(f"SELECT count(*) FROM {d.table(table.name)} WHERE {d.column(COMPANY_ID)} = "
-                          f"{d.string(company_id)} AND {column} >= {d.timestamp(modified_from)} "
-                          f"AND {column} < {d.timestamp(modified_before)}")[0][0]
+        return self.query(
+            f"SELECT count(*) FROM {d.table(table.name)} WHERE {d.column(COMPANY_ID)} = "
+            f"{d.string(company_id)} AND {column} >= {d.timestamp(modified_from)} "
+            f"AND {column} < {d.timestamp(modified_before)}"
+        )[0][0]
 
 
 def _utc(value):

@@ -148,8 +148,10 @@ class ParquetStaging(WindowLoad):
                         value, *where = row
                         facts = dict(zip(shown, where, strict=True))
                         key = ", ".join(f"{k} {facts[k]!r}" for k in keys) or "no key"
-                        return (f"{name}.{column}: {value!r} is not a valid {kind.value} ({types[kind]}) — record "
-                                f"{key} of company {facts.get(COMPANY_ID)}, window starting {facts.get(WINDOW_START)}")
+                        return (
+                            f"{name}.{column}: {value!r} is not a valid {kind.value} ({types[kind]}) — record "
+                            f"{key} of company {facts.get(COMPANY_ID)}, window starting {facts.get(WINDOW_START)}"
+                        )
         return None
 
     def text_batches(self, table: TableSpec) -> Iterator[pd.DataFrame]:
@@ -161,8 +163,10 @@ class ParquetStaging(WindowLoad):
         columns = self.columns[table.name]
         for path in self.files(table):
             frame = pq.read_table(path).to_pandas()
-            yield pd.DataFrame({name: _as_text(frame[name], kind) if name in frame else None
-                                for name, kind in columns.items()}, index=frame.index)
+            yield pd.DataFrame(
+                {name: _as_text(frame[name], kind) if name in frame else None for name, kind in columns.items()},
+                index=frame.index,
+            )
 
 
 def _column_type(kind: pa.DataType) -> ColumnType:
@@ -184,11 +188,25 @@ def _as_text(series: pd.Series, kind: ColumnType) -> pd.Series:
         moments = pd.to_datetime(series, utc=True, format="ISO8601")
         return moments.dt.strftime("%Y-%m-%d %H:%M:%S.%f").where(moments.notna(), None)
     if kind is ColumnType.DATE:
-        return series.map(lambda v: None if v is None or v is pd.NaT or (isinstance(v, float) and v != v)
-                          else v.isoformat()[:10] if isinstance(v, (date, datetime, pd.Timestamp)) else str(v)[:10])
+        return series.map(
+            lambda v: (
+                None
+                if v is None or v is pd.NaT or (isinstance(v, float) and v != v)
+                else v.isoformat()[:10]
+                if isinstance(v, (date, datetime, pd.Timestamp))
+                else str(v)[:10]
+            )
+        )
     if kind is ColumnType.BOOLEAN:
-        return series.map(lambda v: None if v is None or (isinstance(v, float) and v != v)
-                          else "true" if v in (True, "true", "True", 1) else "false")
+        return series.map(
+            lambda v: (
+                None
+                if v is None or (isinstance(v, float) and v != v)
+                else "true"
+                if v in (True, "true", "True", 1)
+                else "false"
+            )
+        )
     return series.map(_text)
 
 
@@ -199,5 +217,6 @@ def _text(value) -> str | None:
         return repr(value)  # the shortest text that reads back as the same number
     if isinstance(value, (dict, list)):
         import orjson
+
         return orjson.dumps(value).decode()
     return str(value)

@@ -30,17 +30,39 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 API = "/bigquery/v2/projects/{project}"
-_BQ_TYPES = {"VARCHAR": "STRING", "BIGINT": "INTEGER", "INTEGER": "INTEGER", "DOUBLE": "FLOAT", "BOOLEAN": "BOOLEAN",
-             "DATE": "DATE", "TIMESTAMP WITH TIME ZONE": "TIMESTAMP", "TIMESTAMP": "DATETIME", "HUGEINT": "INTEGER"}
-_PARAM_CASTS = {"INT64": int, "FLOAT64": float, "BOOL": lambda v: v == "true", "STRING": str,
-                "TIMESTAMP": lambda v: datetime.fromisoformat(v.replace(" UTC", "+00:00"))}
+_BQ_TYPES = {
+    "VARCHAR": "STRING",
+    "BIGINT": "INTEGER",
+    "INTEGER": "INTEGER",
+    "DOUBLE": "FLOAT",
+    "BOOLEAN": "BOOLEAN",
+    "DATE": "DATE",
+    "TIMESTAMP WITH TIME ZONE": "TIMESTAMP",
+    "TIMESTAMP": "DATETIME",
+    "HUGEINT": "INTEGER",
+}
+_PARAM_CASTS = {
+    "INT64": int,
+    "FLOAT64": float,
+    "BOOL": lambda v: v == "true",
+    "STRING": str,
+    "TIMESTAMP": lambda v: datetime.fromisoformat(v.replace(" UTC", "+00:00")),
+}
 
 
 def _error(status: int, reason: str, message: str) -> JSONResponse:
     names = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS"}
-    return JSONResponse({"error": {"code": status, "message": message, "status": names.get(status, "UNKNOWN"),
-                                   "errors": [{"reason": reason, "message": message, "domain": "global"}]}},
-                        status_code=status)
+    return JSONResponse(
+        {
+            "error": {
+                "code": status,
+                "message": message,
+                "status": names.get(status, "UNKNOWN"),
+                "errors": [{"reason": reason, "message": message, "domain": "global"}],
+            }
+        },
+        status_code=status,
+    )
 
 
 def _bq_type(duck_type: str) -> str:
@@ -53,8 +75,11 @@ def _cell(value, int64_timestamps: bool):
     if value is None:
         return None
     if isinstance(value, datetime):
-        micros = int(value.astimezone(UTC).timestamp() * 1_000_000) if value.tzinfo else \
-            int(value.replace(tzinfo=UTC).timestamp() * 1_000_000)
+        micros = (
+            int(value.astimezone(UTC).timestamp() * 1_000_000)
+            if value.tzinfo
+            else int(value.replace(tzinfo=UTC).timestamp() * 1_000_000)
+        )
         return str(micros) if int64_timestamps else repr(micros / 1_000_000)
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -76,17 +101,19 @@ class FakeBigQuery:
         self.scripts_run = 0
 
     def app(self) -> Starlette:
-        return Starlette(routes=[
-            Route(f"{API}/datasets", self.create_dataset, methods=["POST"]),
-            Route(f"{API}/datasets/{{dataset}}", self.get_dataset, methods=["GET"]),
-            Route(f"{API}/datasets/{{dataset}}/tables", self.create_table, methods=["POST"]),
-            Route(f"{API}/datasets/{{dataset}}/tables/{{table}}", self.table, methods=["GET", "DELETE"]),
-            Route(f"{API}/queries", self.query, methods=["POST"]),
-            Route(f"{API}/queries/{{job_id}}", self.query_results, methods=["GET"]),
-            Route(f"{API}/jobs/{{job_id}}", self.get_job, methods=["GET"]),
-            Route("/upload/bigquery/v2/projects/{project}/jobs", self.upload, methods=["POST", "PUT"]),
-            Route("/upload/sessions/{upload_id}", self.resumable_chunk, methods=["PUT"]),
-        ])
+        return Starlette(
+            routes=[
+                Route(f"{API}/datasets", self.create_dataset, methods=["POST"]),
+                Route(f"{API}/datasets/{{dataset}}", self.get_dataset, methods=["GET"]),
+                Route(f"{API}/datasets/{{dataset}}/tables", self.create_table, methods=["POST"]),
+                Route(f"{API}/datasets/{{dataset}}/tables/{{table}}", self.table, methods=["GET", "DELETE"]),
+                Route(f"{API}/queries", self.query, methods=["POST"]),
+                Route(f"{API}/queries/{{job_id}}", self.query_results, methods=["GET"]),
+                Route(f"{API}/jobs/{{job_id}}", self.get_job, methods=["GET"]),
+                Route("/upload/bigquery/v2/projects/{project}/jobs", self.upload, methods=["POST", "PUT"]),
+                Route("/upload/sessions/{upload_id}", self.resumable_chunk, methods=["PUT"]),
+            ]
+        )
 
     # -- datasets and tables ------------------------------------------------------------------------
 
@@ -94,8 +121,11 @@ class FakeBigQuery:
         return {r[0] for r in self.db.execute("SELECT schema_name FROM information_schema.schemata").fetchall()}
 
     def _columns(self, dataset: str, table: str) -> list[tuple[str, str]]:
-        return self.db.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
-                               "AND table_name = ? ORDER BY ordinal_position", [dataset, table]).fetchall()
+        return self.db.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
+            "AND table_name = ? ORDER BY ordinal_position",
+            [dataset, table],
+        ).fetchall()
 
     async def create_dataset(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
@@ -104,24 +134,35 @@ class FakeBigQuery:
             if ref["datasetId"] in self._schemas():
                 return _error(409, "duplicate", f"Already Exists: Dataset {ref['projectId']}:{ref['datasetId']}")
             self.db.execute(f'CREATE SCHEMA "{ref["datasetId"]}"')
-        return JSONResponse({**body, "id": f"{ref['projectId']}:{ref['datasetId']}", "location": body.get("location", "US")})
+        return JSONResponse(
+            {**body, "id": f"{ref['projectId']}:{ref['datasetId']}", "location": body.get("location", "US")}
+        )
 
     async def get_dataset(self, request: Request) -> Response:
         project, dataset = request.path_params["project"], request.path_params["dataset"]
         with self.lock:
             if dataset not in self._schemas():
                 return _error(404, "notFound", f"Not found: Dataset {project}:{dataset}")
-        return JSONResponse({"datasetReference": {"projectId": project, "datasetId": dataset},
-                             "id": f"{project}:{dataset}", "location": "US"})
+        return JSONResponse(
+            {
+                "datasetReference": {"projectId": project, "datasetId": dataset},
+                "id": f"{project}:{dataset}",
+                "location": "US",
+            }
+        )
 
     def _table_json(self, project: str, dataset: str, table: str) -> dict | None:
         columns = self._columns(dataset, table)
         if not columns:
             return None
         rows = self.db.execute(f'SELECT count(*) FROM "{dataset}"."{table}"').fetchone()[0]
-        return {"tableReference": {"projectId": project, "datasetId": dataset, "tableId": table},
-                "schema": {"fields": [{"name": n, "type": _bq_type(t), "mode": "NULLABLE"} for n, t in columns]},
-                "numRows": str(rows), "type": "TABLE", "id": f"{project}:{dataset}.{table}"}
+        return {
+            "tableReference": {"projectId": project, "datasetId": dataset, "tableId": table},
+            "schema": {"fields": [{"name": n, "type": _bq_type(t), "mode": "NULLABLE"} for n, t in columns]},
+            "numRows": str(rows),
+            "type": "TABLE",
+            "id": f"{project}:{dataset}.{table}",
+        }
 
     async def create_table(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
@@ -133,8 +174,9 @@ class FakeBigQuery:
             return JSONResponse(self._table_json(ref["projectId"], ref["datasetId"], ref["tableId"]))
 
     def _create(self, dataset: str, table: str, fields: list[dict]) -> None:
-        columns = ", ".join(f'"{f["name"]}" {sqlglot.transpile(f["type"], read="bigquery", write="duckdb")[0]}'
-                            for f in fields)
+        columns = ", ".join(
+            f'"{f["name"]}" {sqlglot.transpile(f["type"], read="bigquery", write="duckdb")[0]}' for f in fields
+        )
         self.db.execute(f'CREATE TABLE IF NOT EXISTS "{dataset}"."{table}" ({columns})')
 
     async def table(self, request: Request) -> Response:
@@ -153,8 +195,10 @@ class FakeBigQuery:
     async def query(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
         project = request.path_params["project"]
-        params = [_PARAM_CASTS.get(p["parameterType"]["type"], str)(p["parameterValue"]["value"])
-                  for p in body.get("queryParameters") or []]
+        params = [
+            _PARAM_CASTS.get(p["parameterType"]["type"], str)(p["parameterValue"]["value"])
+            for p in body.get("queryParameters") or []
+        ]
         int64 = bool((body.get("formatOptions") or {}).get("useInt64Timestamp"))
         job_id = f"job_{uuid.uuid4().hex}"
         with self.lock:
@@ -163,15 +207,21 @@ class FakeBigQuery:
             except (duckdb.Error, sqlglot.errors.SqlglotError) as exc:
                 return _error(400, "invalidQuery", str(exc).splitlines()[0])
         result = {
-            "kind": "bigquery#queryResponse", "jobComplete": True, "cacheHit": False,
+            "kind": "bigquery#queryResponse",
+            "jobComplete": True,
+            "cacheHit": False,
             "jobReference": {"projectId": project, "jobId": job_id, "location": body.get("location", "US")},
             "schema": {"fields": [{"name": n, "type": _bq_type(t), "mode": "NULLABLE"} for n, t in columns]},
             "totalRows": str(len(rows)),
             "rows": [{"f": [{"v": _cell(v, int64)} for v in row]} for row in rows],
         }
         self.results[job_id] = result
-        self.jobs[job_id] = {"jobReference": result["jobReference"], "status": {"state": "DONE"},
-                             "configuration": {"query": {"query": body["query"]}}, "statistics": {}}
+        self.jobs[job_id] = {
+            "jobReference": result["jobReference"],
+            "status": {"state": "DONE"},
+            "configuration": {"query": {"query": body["query"]}},
+            "statistics": {},
+        }
         return JSONResponse(result)
 
     def _run_script(self, script: str, params: list) -> tuple[list[tuple[str, str]], list[tuple]]:
@@ -215,14 +265,21 @@ class FakeBigQuery:
         body = await request.body()
         if kind == "multipart":
             message = email.parser.BytesParser().parsebytes(
-                b"Content-Type: " + request.headers["content-type"].encode() + b"\r\n\r\n" + body)
+                b"Content-Type: " + request.headers["content-type"].encode() + b"\r\n\r\n" + body
+            )
             metadata, data = message.get_payload()
-            return self._load(request.path_params["project"], orjson.loads(metadata.get_payload(decode=True)),
-                              data.get_payload(decode=True))
+            return self._load(
+                request.path_params["project"],
+                orjson.loads(metadata.get_payload(decode=True)),
+                data.get_payload(decode=True),
+            )
         if kind == "resumable":
             upload_id = uuid.uuid4().hex
-            self.uploads[upload_id] = {"job": orjson.loads(body), "data": bytearray(),
-                                       "project": request.path_params["project"]}
+            self.uploads[upload_id] = {
+                "job": orjson.loads(body),
+                "data": bytearray(),
+                "project": request.path_params["project"],
+            }
             location = f"{request.url.scheme}://{request.url.netloc}/upload/sessions/{upload_id}"
             return Response(status_code=200, headers={"Location": location})
         return _error(400, "invalid", f"unsupported uploadType {kind}")
@@ -253,17 +310,24 @@ class FakeBigQuery:
                 with tempfile.NamedTemporaryFile(suffix=".data", delete=False) as f:
                     f.write(data)
                 columns = "{" + ", ".join(f"'{f['name']}': 'VARCHAR'" for f in fields) + "}"
-                reader = (f"read_csv('{f.name}', header = true, columns = {columns})"
-                          if load.get("sourceFormat") == "CSV" else
-                          f"read_json('{f.name}', format = 'newline_delimited', columns = {columns})")
+                reader = (
+                    f"read_csv('{f.name}', header = true, columns = {columns})"
+                    if load.get("sourceFormat") == "CSV"
+                    else f"read_json('{f.name}', format = 'newline_delimited', columns = {columns})"
+                )
                 if data.strip():
-                    self.db.execute(f'INSERT INTO "{ref["datasetId"]}"."{ref["tableId"]}" BY NAME SELECT * FROM {reader}')
+                    self.db.execute(
+                        f'INSERT INTO "{ref["datasetId"]}"."{ref["tableId"]}" BY NAME SELECT * FROM {reader}'
+                    )
                 Path(f.name).unlink()
             except duckdb.Error as exc:
                 status["errorResult"] = {"reason": "invalid", "message": str(exc).splitlines()[0]}
-        resource = {"jobReference": {"projectId": project, "jobId": job_id, "location": load.get("location", "US")},
-                    "configuration": job["configuration"], "status": status,
-                    "statistics": {"creationTime": str(int(time.time() * 1000))}}
+        resource = {
+            "jobReference": {"projectId": project, "jobId": job_id, "location": load.get("location", "US")},
+            "configuration": job["configuration"],
+            "status": status,
+            "statistics": {"creationTime": str(int(time.time() * 1000))},
+        }
         self.jobs[job_id] = resource
         return JSONResponse(resource)
 

@@ -36,19 +36,26 @@ class BusinessCentralSettings(BaseModel):
 
 
 def profile(endpoint: Endpoint) -> dict[str, dict]:
-    return {"business_central": {
-        "auth": authority(endpoint.url, str(endpoint.ca_bundle), "MLCONNECTOR_BC_CLIENT_SECRET"),
-        "api_base_url": endpoint.url,
-        "environment": ENVIRONMENT,
-        "ca_bundle": str(endpoint.ca_bundle),
-        "partitions": {"cadence": "daily", "start": "2026-10-01", "settle_lag_minutes": 30},
-    }}
+    return {
+        "business_central": {
+            "auth": authority(endpoint.url, str(endpoint.ca_bundle), "MLCONNECTOR_BC_CLIENT_SECRET"),
+            "api_base_url": endpoint.url,
+            "environment": ENVIRONMENT,
+            "ca_bundle": str(endpoint.ca_bundle),
+            "partitions": {"cadence": "daily", "start": "2026-10-01", "settle_lag_minutes": 30},
+        }
+    }
 
 
 SERVICE = SandboxService(
-    key="business_central", title="Business Central", settings=BusinessCentralSettings,
-    simulator=f"{__package__}.simulator", profile=profile,
-    cli=(CliOption("companies", ("companies",), "Companies (the second is a copy of the first)."),
-         CliOption("gl-entries", ("volumes.gl_entries",), "G/L entries per company.")),
+    key="business_central",
+    title="Business Central",
+    settings=BusinessCentralSettings,
+    simulator=f"{__package__}.simulator",
+    profile=profile,
+    cli=(
+        CliOption("companies", ("companies",), "Companies (the second is a copy of the first)."),
+        CliOption("gl-entries", ("volumes.gl_entries",), "G/L entries per company."),
+    ),
     shared=("seed", "history_start", "history_end", "live"),
 )

@@ -16,8 +16,12 @@ from decimal import Decimal
 BLANK = "_x0020_"  # schemaversion 2.0 encodes the blank enum member " " like this
 # Amounts a binary double cannot hold (17+ significant digits, 9 decimals), posted as one balanced
 # document per company, so a client that parses amounts as floats loses digits on real data shapes.
-HARD_AMOUNTS = (Decimal("12345678901.234567891"), Decimal("1000000000000000.01"), Decimal("0.000000001"),
-                Decimal("1234.567891"))
+HARD_AMOUNTS = (
+    Decimal("12345678901.234567891"),
+    Decimal("1000000000000000.01"),
+    Decimal("0.000000001"),
+    Decimal("1234.567891"),
+)
 SIX_DECIMAL_PRICE = Decimal("1234.567891")
 
 
@@ -104,14 +108,47 @@ DIMENSIONS = [
     ("AREA", "Area", ["NORTH", "SOUTH", "EAST", "WEST", "EXPORT"]),
 ]
 
-CITIES = [("Atlanta", "GA", "30301", "US"), ("Chicago", "IL", "60601", "US"), ("Miami", "FL", "33101", "US"),
-          ("Seattle", "WA", "98101", "US"), ("Toronto", "ON", "M5H 2N2", "CA"), ("Vancouver", "BC", "V5K 0A1", "CA"),
-          ("Denver", "CO", "80201", "US"), ("Boston", "MA", "02101", "US")]
-NAMES = ["Adatum", "Trey Research", "Alpine Ski House", "Relecloud", "Coho Winery", "Fabrikam", "Litware",
-         "Wide World Importers", "Northwind Traders", "Contoso", "Tailspin Toys", "Woodgrove Bank",
-         "Proseware", "Lucerne Publishing", "Graphic Design Institute", "School of Fine Art", "Margie's Travel"]
-PRODUCTS = ["ATHENS Desk", "PARIS Guest Chair", "ROME Guest Chair", "TOKYO Guest Chair", "MEXICO Swivel Chair",
-            "MUNICH Swivel Chair", "AMSTERDAM Lamp", "BERLIN Guest Chair", "LONDON Swivel Chair", "SYDNEY Swivel Chair"]
+CITIES = [
+    ("Atlanta", "GA", "30301", "US"),
+    ("Chicago", "IL", "60601", "US"),
+    ("Miami", "FL", "33101", "US"),
+    ("Seattle", "WA", "98101", "US"),
+    ("Toronto", "ON", "M5H 2N2", "CA"),
+    ("Vancouver", "BC", "V5K 0A1", "CA"),
+    ("Denver", "CO", "80201", "US"),
+    ("Boston", "MA", "02101", "US"),
+]
+NAMES = [
+    "Adatum",
+    "Trey Research",
+    "Alpine Ski House",
+    "Relecloud",
+    "Coho Winery",
+    "Fabrikam",
+    "Litware",
+    "Wide World Importers",
+    "Northwind Traders",
+    "Contoso",
+    "Tailspin Toys",
+    "Woodgrove Bank",
+    "Proseware",
+    "Lucerne Publishing",
+    "Graphic Design Institute",
+    "School of Fine Art",
+    "Margie's Travel",
+]
+PRODUCTS = [
+    "ATHENS Desk",
+    "PARIS Guest Chair",
+    "ROME Guest Chair",
+    "TOKYO Guest Chair",
+    "MEXICO Swivel Chair",
+    "MUNICH Swivel Chair",
+    "AMSTERDAM Lamp",
+    "BERLIN Guest Chair",
+    "LONDON Swivel Chair",
+    "SYDNEY Swivel Chair",
+]
 
 
 class _Clock:
@@ -138,64 +175,116 @@ class _Clock:
 def generate_company(index: int, *, seed: int, start: datetime, end: datetime, volumes: Volumes) -> CompanyData:
     rng = random.Random(seed * 1000 + index)
     clock = _Clock(rng, start, end)
-    names = [("CRONUS USA, Inc.", "CRONUS USA, Inc."), ("CRONUS Canada, Inc.", "CRONUS Canada, Inc."),
-             ("CRONUS UK Ltd.", "CRONUS UK Ltd.")]
+    names = [
+        ("CRONUS USA, Inc.", "CRONUS USA, Inc."),
+        ("CRONUS Canada, Inc.", "CRONUS Canada, Inc."),
+        ("CRONUS UK Ltd.", "CRONUS UK Ltd."),
+    ]
     name, display = names[index % len(names)] if index < len(names) else (f"CRONUS {index}", f"CRONUS {index}")
     company = CompanyData(id=guid(rng), name=name, display_name=display, created_at=iso_ms(start - timedelta(days=400)))
     currency = "CAD" if "Canada" in name else "USD"
 
     accounts = []
     for number, account_name, category, sub, kind in CHART:
-        accounts.append({
-            "id": guid(rng), "number": number, "displayName": account_name, "category": category,
-            "subCategory": sub, "blocked": False, "accountType": kind, "directPosting": kind == "Posting",
-            "netChange": 0.0, "consolidationTranslationMethod": "Average Rate (Manual)" if kind == "Posting" else "",
-            "consolidationDebitAccount": "", "consolidationCreditAccount": "", "excludeFromConsolidation": False,
-            "lastModifiedDateTime": iso_ms(clock.random_moment()),
-        })
+        accounts.append(
+            {
+                "id": guid(rng),
+                "number": number,
+                "displayName": account_name,
+                "category": category,
+                "subCategory": sub,
+                "blocked": False,
+                "accountType": kind,
+                "directPosting": kind == "Posting",
+                "netChange": 0.0,
+                "consolidationTranslationMethod": "Average Rate (Manual)" if kind == "Posting" else "",
+                "consolidationDebitAccount": "",
+                "consolidationCreditAccount": "",
+                "excludeFromConsolidation": False,
+                "lastModifiedDateTime": iso_ms(clock.random_moment()),
+            }
+        )
     posting_accounts = [a for a in accounts if a["accountType"] == "Posting"]
     company.entities["accounts"] = accounts
 
     dimensions, dimension_values = [], []
     for code, display_name, values in DIMENSIONS:
-        dim = {"id": guid(rng), "code": code, "displayName": display_name, "consolidationCode": "",
-               "lastModifiedDateTime": iso_ms(clock.random_moment())}
+        dim = {
+            "id": guid(rng),
+            "code": code,
+            "displayName": display_name,
+            "consolidationCode": "",
+            "lastModifiedDateTime": iso_ms(clock.random_moment()),
+        }
         dimensions.append(dim)
         for value in values:
-            dimension_values.append({"id": guid(rng), "code": value, "dimensionId": dim["id"],
-                                     "displayName": value.title(), "consolidationCode": "",
-                                     "lastModifiedDateTime": iso_ms(clock.random_moment())})
+            dimension_values.append(
+                {
+                    "id": guid(rng),
+                    "code": value,
+                    "dimensionId": dim["id"],
+                    "displayName": value.title(),
+                    "consolidationCode": "",
+                    "lastModifiedDateTime": iso_ms(clock.random_moment()),
+                }
+            )
     company.entities["dimensions"] = dimensions
     company.entities["dimensionValues"] = dimension_values
 
     def party(number_prefix: str, i: int) -> dict:
         city, state, postal, country = rng.choice(CITIES)
         base = rng.choice(NAMES)
-        return {"id": guid(rng), "number": f"{number_prefix}{10000 + i * 10}",
-                "displayName": f"{base} {['Corp', 'Ltd.', 'Inc.', 'LLC', 'Group'][i % 5]} {i}",
-                "addressLine1": f"{rng.randint(1, 999)} {rng.choice(['Main', 'Oak', 'Pine', 'Lake'])} Street",
-                "addressLine2": "", "city": city, "state": state, "country": country, "postalCode": postal,
-                "phoneNumber": f"+1 555 {rng.randint(100, 999)} {rng.randint(1000, 9999)}",
-                "email": f"ap{i}@{base.lower().replace(' ', '').replace(chr(39), '')}.example",
-                "website": "", "taxRegistrationNumber": "", "currencyId": "00000000-0000-0000-0000-000000000000",
-                "currencyCode": currency, "paymentTermsId": guid(rng), "paymentMethodId": guid(rng),
-                "taxLiable": rng.random() < 0.6}
+        return {
+            "id": guid(rng),
+            "number": f"{number_prefix}{10000 + i * 10}",
+            "displayName": f"{base} {['Corp', 'Ltd.', 'Inc.', 'LLC', 'Group'][i % 5]} {i}",
+            "addressLine1": f"{rng.randint(1, 999)} {rng.choice(['Main', 'Oak', 'Pine', 'Lake'])} Street",
+            "addressLine2": "",
+            "city": city,
+            "state": state,
+            "country": country,
+            "postalCode": postal,
+            "phoneNumber": f"+1 555 {rng.randint(100, 999)} {rng.randint(1000, 9999)}",
+            "email": f"ap{i}@{base.lower().replace(' ', '').replace(chr(39), '')}.example",
+            "website": "",
+            "taxRegistrationNumber": "",
+            "currencyId": "00000000-0000-0000-0000-000000000000",
+            "currencyCode": currency,
+            "paymentTermsId": guid(rng),
+            "paymentMethodId": guid(rng),
+            "taxLiable": rng.random() < 0.6,
+        }
 
     vendors = []
     for i in range(volumes.vendors):
         v = party("V", i)
-        v.update({"irs1099Code": "", "blocked": BLANK, "balance": round(rng.uniform(0, 50000), 2),
-                  "lastModifiedDateTime": iso_ms(clock.random_moment())})
+        v.update(
+            {
+                "irs1099Code": "",
+                "blocked": BLANK,
+                "balance": round(rng.uniform(0, 50000), 2),
+                "lastModifiedDateTime": iso_ms(clock.random_moment()),
+            }
+        )
         vendors.append(v)
     company.entities["vendors"] = vendors
 
     customers = []
     for i in range(volumes.customers):
         c = party("C", i)
-        c.update({"type": "Company" if i % 7 else "Person", "salespersonCode": rng.choice(["JO", "PS", "BD"]),
-                  "balanceDue": round(rng.uniform(0, 80000), 2), "creditLimit": float(rng.choice([0, 10000, 50000])),
-                  "taxAreaId": guid(rng), "taxAreaDisplayName": "", "shipmentMethodId": guid(rng),
-                  "blocked": BLANK, "lastModifiedDateTime": iso_ms(clock.random_moment())})
+        c.update(
+            {
+                "type": "Company" if i % 7 else "Person",
+                "salespersonCode": rng.choice(["JO", "PS", "BD"]),
+                "balanceDue": round(rng.uniform(0, 80000), 2),
+                "creditLimit": float(rng.choice([0, 10000, 50000])),
+                "taxAreaId": guid(rng),
+                "taxAreaDisplayName": "",
+                "shipmentMethodId": guid(rng),
+                "blocked": BLANK,
+                "lastModifiedDateTime": iso_ms(clock.random_moment()),
+            }
+        )
         # field order as in the spec
         customers.append({k: c[k] for k in CUSTOMER_FIELDS})
     company.entities["customers"] = customers
@@ -203,34 +292,77 @@ def generate_company(index: int, *, seed: int, start: datetime, end: datetime, v
     items = []
     for i in range(volumes.items):
         cost = round(rng.uniform(5, 900), 2)
-        items.append({
-            "id": guid(rng), "number": f"{1000 + i}-S", "displayName": f"{rng.choice(PRODUCTS)} {i}",
-            "displayName2": "", "type": "Inventory" if i % 5 else "Service", "itemCategoryId": guid(rng),
-            "itemCategoryCode": rng.choice(["CHAIR", "DESK", "LAMP"]), "blocked": False, "gtin": "",
-            "inventory": float(rng.randint(0, 500)), "unitPrice": round(cost * 1.4, 2), "priceIncludesTax": False,
-            "unitCost": cost, "taxGroupId": guid(rng), "taxGroupCode": "FURNITURE", "baseUnitOfMeasureId": guid(rng),
-            "baseUnitOfMeasureCode": "PCS", "generalProductPostingGroupId": guid(rng),
-            "generalProductPostingGroupCode": "RETAIL", "inventoryPostingGroupId": guid(rng),
-            "inventoryPostingGroupCode": "RESALE", "lastModifiedDateTime": iso_ms(clock.random_moment()),
-        })
+        items.append(
+            {
+                "id": guid(rng),
+                "number": f"{1000 + i}-S",
+                "displayName": f"{rng.choice(PRODUCTS)} {i}",
+                "displayName2": "",
+                "type": "Inventory" if i % 5 else "Service",
+                "itemCategoryId": guid(rng),
+                "itemCategoryCode": rng.choice(["CHAIR", "DESK", "LAMP"]),
+                "blocked": False,
+                "gtin": "",
+                "inventory": float(rng.randint(0, 500)),
+                "unitPrice": round(cost * 1.4, 2),
+                "priceIncludesTax": False,
+                "unitCost": cost,
+                "taxGroupId": guid(rng),
+                "taxGroupCode": "FURNITURE",
+                "baseUnitOfMeasureId": guid(rng),
+                "baseUnitOfMeasureCode": "PCS",
+                "generalProductPostingGroupId": guid(rng),
+                "generalProductPostingGroupCode": "RETAIL",
+                "inventoryPostingGroupId": guid(rng),
+                "inventoryPostingGroupCode": "RESALE",
+                "lastModifiedDateTime": iso_ms(clock.random_moment()),
+            }
+        )
     company.entities["items"] = items
 
     company.entities["generalLedgerEntries"] = _gl_entries(rng, clock, volumes.gl_entries, posting_accounts, company)
 
     company.entities["purchaseInvoices"], company.lines["purchaseInvoices"] = _documents(
-        rng, clock, volumes.purchase_invoices, "purchaseInvoices", vendors, items, posting_accounts, currency)
+        rng, clock, volumes.purchase_invoices, "purchaseInvoices", vendors, items, posting_accounts, currency
+    )
     company.entities["salesInvoices"], company.lines["salesInvoices"] = _documents(
-        rng, clock, volumes.sales_invoices, "salesInvoices", customers, items, posting_accounts, currency)
+        rng, clock, volumes.sales_invoices, "salesInvoices", customers, items, posting_accounts, currency
+    )
     company.entities["salesOrders"], company.lines["salesOrders"] = _documents(
-        rng, clock, volumes.sales_orders, "salesOrders", customers, items, posting_accounts, currency)
+        rng, clock, volumes.sales_orders, "salesOrders", customers, items, posting_accounts, currency
+    )
     return company
 
 
-CUSTOMER_FIELDS = ["id", "number", "displayName", "type", "addressLine1", "addressLine2", "city", "state", "country",
-                   "postalCode", "phoneNumber", "email", "website", "salespersonCode", "balanceDue", "creditLimit",
-                   "taxLiable", "taxAreaId", "taxAreaDisplayName", "taxRegistrationNumber", "currencyId",
-                   "currencyCode", "paymentTermsId", "shipmentMethodId", "paymentMethodId", "blocked",
-                   "lastModifiedDateTime"]
+CUSTOMER_FIELDS = [
+    "id",
+    "number",
+    "displayName",
+    "type",
+    "addressLine1",
+    "addressLine2",
+    "city",
+    "state",
+    "country",
+    "postalCode",
+    "phoneNumber",
+    "email",
+    "website",
+    "salespersonCode",
+    "balanceDue",
+    "creditLimit",
+    "taxLiable",
+    "taxAreaId",
+    "taxAreaDisplayName",
+    "taxRegistrationNumber",
+    "currencyId",
+    "currencyCode",
+    "paymentTermsId",
+    "shipmentMethodId",
+    "paymentMethodId",
+    "blocked",
+    "lastModifiedDateTime",
+]
 
 
 def _gl_entries(rng, clock: _Clock, count: int, accounts: list[dict], company: CompanyData) -> list[dict]:
@@ -261,34 +393,61 @@ def _gl_entries(rng, clock: _Clock, count: int, accounts: list[dict], company: C
         if size > 1:
             lines.append((0.0, round(sum(amounts), 2)))
         if document == len(midnights) + 1:  # the first ordinary posting: the amounts no double holds
-            lines, size = [(a, Decimal(0)) for a in HARD_AMOUNTS] + [(Decimal(0), sum(HARD_AMOUNTS))], \
-                len(HARD_AMOUNTS) + 1
+            lines, size = (
+                [(a, Decimal(0)) for a in HARD_AMOUNTS] + [(Decimal(0), sum(HARD_AMOUNTS))],
+                len(HARD_AMOUNTS) + 1,
+            )
         for debit, credit in lines[:size]:
             number += 1
             account = accounts[rng.randrange(len(accounts))]
             entry_id = guid(rng)
-            entries.append({
-                "id": entry_id, "entryNumber": number, "postingDate": posting_date, "documentNumber": doc_no,
-                "documentType": doc_type, "accountId": account["id"], "accountNumber": account["number"],
-                "description": f"{DOCUMENT_TYPE_TEXT[doc_type]} {doc_no}", "debitAmount": debit,
-                "creditAmount": credit, "additionalCurrencyDebitAmount": 0.0, "additionalCurrencyCreditAmount": 0.0,
-                "lastModifiedDateTime": stamp,
-            })
+            entries.append(
+                {
+                    "id": entry_id,
+                    "entryNumber": number,
+                    "postingDate": posting_date,
+                    "documentNumber": doc_no,
+                    "documentType": doc_type,
+                    "accountId": account["id"],
+                    "accountNumber": account["number"],
+                    "description": f"{DOCUMENT_TYPE_TEXT[doc_type]} {doc_no}",
+                    "debitAmount": debit,
+                    "creditAmount": credit,
+                    "additionalCurrencyDebitAmount": 0.0,
+                    "additionalCurrencyCreditAmount": 0.0,
+                    "lastModifiedDateTime": stamp,
+                }
+            )
             company.gl_dimension_sets[entry_id] = tuple(
                 (d, (number * (d + 3)) % value_counts[d]) for d in range(len(DIMENSIONS)) if (number + d) % 4
             )
     return entries
 
 
-DOCUMENT_TYPE_TEXT = {"Invoice": "Invoice", "Payment": "Payment", BLANK: "General journal",
-                      "Credit_x0020_Memo": "Credit memo"}
+DOCUMENT_TYPE_TEXT = {
+    "Invoice": "Invoice",
+    "Payment": "Payment",
+    BLANK: "General journal",
+    "Credit_x0020_Memo": "Credit memo",
+}
 
-LINE_ENTITY = {"purchaseInvoices": "purchaseInvoiceLines", "salesInvoices": "salesInvoiceLines",
-               "salesOrders": "salesOrderLines"}
+LINE_ENTITY = {
+    "purchaseInvoices": "purchaseInvoiceLines",
+    "salesInvoices": "salesInvoiceLines",
+    "salesOrders": "salesOrderLines",
+}
 
 
-def _documents(rng, clock: _Clock, count: int, entity_set: str, parties: list[dict], items: list[dict],
-               accounts: list[dict], currency: str) -> tuple[list[dict], dict[str, list[dict]]]:
+def _documents(
+    rng,
+    clock: _Clock,
+    count: int,
+    entity_set: str,
+    parties: list[dict],
+    items: list[dict],
+    accounts: list[dict],
+    currency: str,
+) -> tuple[list[dict], dict[str, list[dict]]]:
     headers: list[dict] = []
     lines_by_doc: dict[str, list[dict]] = {}
     prefix = {"purchaseInvoices": "PI", "salesInvoices": "SI", "salesOrders": "SO"}[entity_set]
@@ -308,29 +467,53 @@ def _documents(rng, clock: _Clock, count: int, entity_set: str, parties: list[di
                 qty, price = Decimal(3), SIX_DECIMAL_PRICE
                 net = qty * price
                 tax = net * Decimal("0.08")
-            line = {"id": guid(rng), "documentId": doc_id, "sequence": seq * 10000,
-                    "itemId": item["id"] if item else None, "accountId": "00000000-0000-0000-0000-000000000000",
-                    "lineType": "Item", "lineObjectNumber": item["number"] if item else "",
-                    "description": item["displayName"] if item else "Service", "description2": "",
-                    "unitOfMeasureId": guid(rng), "unitOfMeasureCode": "PCS"}
+            line = {
+                "id": guid(rng),
+                "documentId": doc_id,
+                "sequence": seq * 10000,
+                "itemId": item["id"] if item else None,
+                "accountId": "00000000-0000-0000-0000-000000000000",
+                "lineType": "Item",
+                "lineObjectNumber": item["number"] if item else "",
+                "description": item["displayName"] if item else "Service",
+                "description2": "",
+                "unitOfMeasureId": guid(rng),
+                "unitOfMeasureCode": "PCS",
+            }
             if entity_set == "purchaseInvoices":
                 line.update({"unitCost": item["unitCost"] if item else 80.0, "quantity": qty})
             else:
                 line.update({"quantity": qty, "unitPrice": price})
-            line.update({"discountAmount": 0.0, "discountPercent": 0.0, "discountAppliedBeforeTax": False,
-                         "amountExcludingTax": net, "taxCode": "FURNITURE", "taxPercent": 8.0,
-                         "totalTaxAmount": tax, "amountIncludingTax": round(net + tax, 2),
-                         "invoiceDiscountAllocation": 0.0, "netAmount": net, "netTaxAmount": tax,
-                         "netAmountIncludingTax": round(net + tax, 2)})
+            line.update(
+                {
+                    "discountAmount": 0.0,
+                    "discountPercent": 0.0,
+                    "discountAppliedBeforeTax": False,
+                    "amountExcludingTax": net,
+                    "taxCode": "FURNITURE",
+                    "taxPercent": 8.0,
+                    "totalTaxAmount": tax,
+                    "amountIncludingTax": round(net + tax, 2),
+                    "invoiceDiscountAllocation": 0.0,
+                    "netAmount": net,
+                    "netTaxAmount": tax,
+                    "netAmountIncludingTax": round(net + tax, 2),
+                }
+            )
             if entity_set == "purchaseInvoices":
                 line["expectedReceiptDate"] = (doc_date + timedelta(days=7)).isoformat()
             else:
                 line["shipmentDate"] = (doc_date + timedelta(days=3)).isoformat()
             if entity_set == "salesOrders":
-                line.update({"shippedQuantity": 0.0, "invoicedQuantity": 0.0, "invoiceQuantity": qty,
-                             "shipQuantity": qty})
-            line.update({"itemVariantId": "00000000-0000-0000-0000-000000000000",
-                         "locationId": "00000000-0000-0000-0000-000000000000"})
+                line.update(
+                    {"shippedQuantity": 0.0, "invoicedQuantity": 0.0, "invoiceQuantity": qty, "shipQuantity": qty}
+                )
+            line.update(
+                {
+                    "itemVariantId": "00000000-0000-0000-0000-000000000000",
+                    "locationId": "00000000-0000-0000-0000-000000000000",
+                }
+            )
             lines.append(line)
         lines_by_doc[doc_id] = lines
         if i == 0:  # the document with the exact line: exact totals too
@@ -339,66 +522,146 @@ def _documents(rng, clock: _Clock, count: int, entity_set: str, parties: list[di
         else:
             total_ex = round(sum(line["netAmount"] for line in lines), 2)
             total_tax = round(sum(line["netTaxAmount"] for line in lines), 2)
-        headers.append(_document_header(entity_set, rng, i, prefix, doc_id, doc_date, party, currency,
-                                        total_ex, total_tax, iso_ms(moment)))
+        headers.append(
+            _document_header(
+                entity_set, rng, i, prefix, doc_id, doc_date, party, currency, total_ex, total_tax, iso_ms(moment)
+            )
+        )
     return headers, lines_by_doc
 
 
 def _document_header(entity_set, rng, i, prefix, doc_id, doc_date: date, party, currency, total_ex, total_tax, stamp):
     p = party or {}
-    addr = {"AddressLine1": p.get("addressLine1", ""), "AddressLine2": "", "City": p.get("city", ""),
-            "Country": p.get("country", ""), "State": p.get("state", ""), "PostCode": p.get("postalCode", "")}
+    addr = {
+        "AddressLine1": p.get("addressLine1", ""),
+        "AddressLine2": "",
+        "City": p.get("city", ""),
+        "Country": p.get("country", ""),
+        "State": p.get("state", ""),
+        "PostCode": p.get("postalCode", ""),
+    }
     due = (doc_date + timedelta(days=30)).isoformat()
     if entity_set == "purchaseInvoices":
-        record = {"id": doc_id, "number": f"{prefix}{100000 + i}", "postingDate": doc_date.isoformat(),
-                  "invoiceDate": doc_date.isoformat(), "dueDate": due, "vendorInvoiceNumber": f"VINV-{rng.randint(1000, 99999)}",
-                  "vendorId": p.get("id"), "vendorNumber": p.get("number"), "vendorName": p.get("displayName"),
-                  "payToName": p.get("displayName"), "payToContact": "", "payToVendorId": p.get("id"),
-                  "payToVendorNumber": p.get("number"), "shipToName": "", "shipToContact": ""}
+        record = {
+            "id": doc_id,
+            "number": f"{prefix}{100000 + i}",
+            "postingDate": doc_date.isoformat(),
+            "invoiceDate": doc_date.isoformat(),
+            "dueDate": due,
+            "vendorInvoiceNumber": f"VINV-{rng.randint(1000, 99999)}",
+            "vendorId": p.get("id"),
+            "vendorNumber": p.get("number"),
+            "vendorName": p.get("displayName"),
+            "payToName": p.get("displayName"),
+            "payToContact": "",
+            "payToVendorId": p.get("id"),
+            "payToVendorNumber": p.get("number"),
+            "shipToName": "",
+            "shipToContact": "",
+        }
         for role in ("buyFrom", "shipTo", "payTo"):
             for suffix, value in addr.items():
                 record[f"{role}{suffix}"] = value if role != "shipTo" else ""
-        record.update({"shortcutDimension1Code": rng.choice(["ADM", "PROD", "SALES"]), "shortcutDimension2Code": "",
-                       "currencyId": "00000000-0000-0000-0000-000000000000", "currencyCode": currency,
-                       "orderId": None, "orderNumber": "", "purchaser": "", "pricesIncludeTax": False,
-                       "discountAmount": 0.0, "discountAppliedBeforeTax": False,
-                       "totalAmountExcludingTax": total_ex, "totalTaxAmount": total_tax,
-                       "totalAmountIncludingTax": round(total_ex + total_tax, 2),
-                       "status": rng.choice(["Draft", "Open", "Paid"]), "lastModifiedDateTime": stamp})
+        record.update(
+            {
+                "shortcutDimension1Code": rng.choice(["ADM", "PROD", "SALES"]),
+                "shortcutDimension2Code": "",
+                "currencyId": "00000000-0000-0000-0000-000000000000",
+                "currencyCode": currency,
+                "orderId": None,
+                "orderNumber": "",
+                "purchaser": "",
+                "pricesIncludeTax": False,
+                "discountAmount": 0.0,
+                "discountAppliedBeforeTax": False,
+                "totalAmountExcludingTax": total_ex,
+                "totalTaxAmount": total_tax,
+                "totalAmountIncludingTax": round(total_ex + total_tax, 2),
+                "status": rng.choice(["Draft", "Open", "Paid"]),
+                "lastModifiedDateTime": stamp,
+            }
+        )
         return record
     record = {"id": doc_id, "number": f"{prefix}{100000 + i}", "externalDocumentNumber": ""}
     if entity_set == "salesInvoices":
-        record.update({"invoiceDate": doc_date.isoformat(), "postingDate": doc_date.isoformat(), "dueDate": due,
-                       "promisedPayDate": None, "customerPurchaseOrderReference": ""})
+        record.update(
+            {
+                "invoiceDate": doc_date.isoformat(),
+                "postingDate": doc_date.isoformat(),
+                "dueDate": due,
+                "promisedPayDate": None,
+                "customerPurchaseOrderReference": "",
+            }
+        )
     else:
         record.update({"orderDate": doc_date.isoformat(), "postingDate": doc_date.isoformat()})
-    record.update({"customerId": p.get("id"), "customerNumber": p.get("number"), "customerName": p.get("displayName"),
-                   "billToName": p.get("displayName"), "billToCustomerId": p.get("id"),
-                   "billToCustomerNumber": p.get("number"), "shipToName": p.get("displayName"), "shipToContact": ""})
+    record.update(
+        {
+            "customerId": p.get("id"),
+            "customerNumber": p.get("number"),
+            "customerName": p.get("displayName"),
+            "billToName": p.get("displayName"),
+            "billToCustomerId": p.get("id"),
+            "billToCustomerNumber": p.get("number"),
+            "shipToName": p.get("displayName"),
+            "shipToContact": "",
+        }
+    )
     for role in ("sellTo", "billTo", "shipTo"):
         for suffix, value in addr.items():
             record[f"{role}{suffix}"] = value
     if entity_set == "salesInvoices":
-        record.update({"currencyId": "00000000-0000-0000-0000-000000000000",
-                       "shortcutDimension1Code": rng.choice(["SALES", "ADM"]), "shortcutDimension2Code": "",
-                       "currencyCode": currency, "orderId": None, "orderNumber": "", "paymentTermsId": None,
-                       "shipmentMethodId": None, "salesperson": rng.choice(["JO", "PS", "BD"]),
-                       "disputeStatusId": None, "disputeStatus": "", "pricesIncludeTax": False,
-                       "remainingAmount": round(total_ex + total_tax, 2), "discountAmount": 0.0,
-                       "discountAppliedBeforeTax": False, "totalAmountExcludingTax": total_ex,
-                       "totalTaxAmount": total_tax, "totalAmountIncludingTax": round(total_ex + total_tax, 2),
-                       "status": rng.choice(["Draft", "Open", "Paid"]), "lastModifiedDateTime": stamp,
-                       "phoneNumber": p.get("phoneNumber", ""), "email": p.get("email", "")})
+        record.update(
+            {
+                "currencyId": "00000000-0000-0000-0000-000000000000",
+                "shortcutDimension1Code": rng.choice(["SALES", "ADM"]),
+                "shortcutDimension2Code": "",
+                "currencyCode": currency,
+                "orderId": None,
+                "orderNumber": "",
+                "paymentTermsId": None,
+                "shipmentMethodId": None,
+                "salesperson": rng.choice(["JO", "PS", "BD"]),
+                "disputeStatusId": None,
+                "disputeStatus": "",
+                "pricesIncludeTax": False,
+                "remainingAmount": round(total_ex + total_tax, 2),
+                "discountAmount": 0.0,
+                "discountAppliedBeforeTax": False,
+                "totalAmountExcludingTax": total_ex,
+                "totalTaxAmount": total_tax,
+                "totalAmountIncludingTax": round(total_ex + total_tax, 2),
+                "status": rng.choice(["Draft", "Open", "Paid"]),
+                "lastModifiedDateTime": stamp,
+                "phoneNumber": p.get("phoneNumber", ""),
+                "email": p.get("email", ""),
+            }
+        )
     else:
-        record.update({"shortcutDimension1Code": rng.choice(["SALES", "ADM"]), "shortcutDimension2Code": "",
-                       "currencyId": "00000000-0000-0000-0000-000000000000", "currencyCode": currency,
-                       "pricesIncludeTax": False, "paymentTermsId": None, "shipmentMethodId": None,
-                       "salesperson": rng.choice(["JO", "PS", "BD"]), "partialShipping": True,
-                       "requestedDeliveryDate": None, "discountAmount": 0.0, "discountAppliedBeforeTax": False,
-                       "totalAmountExcludingTax": total_ex, "totalTaxAmount": total_tax,
-                       "totalAmountIncludingTax": round(total_ex + total_tax, 2), "fullyShipped": False,
-                       "status": rng.choice(["Draft", "Open", "Released"]), "lastModifiedDateTime": stamp,
-                       "phoneNumber": p.get("phoneNumber", ""), "email": p.get("email", "")})
+        record.update(
+            {
+                "shortcutDimension1Code": rng.choice(["SALES", "ADM"]),
+                "shortcutDimension2Code": "",
+                "currencyId": "00000000-0000-0000-0000-000000000000",
+                "currencyCode": currency,
+                "pricesIncludeTax": False,
+                "paymentTermsId": None,
+                "shipmentMethodId": None,
+                "salesperson": rng.choice(["JO", "PS", "BD"]),
+                "partialShipping": True,
+                "requestedDeliveryDate": None,
+                "discountAmount": 0.0,
+                "discountAppliedBeforeTax": False,
+                "totalAmountExcludingTax": total_ex,
+                "totalTaxAmount": total_tax,
+                "totalAmountIncludingTax": round(total_ex + total_tax, 2),
+                "fullyShipped": False,
+                "status": rng.choice(["Draft", "Open", "Released"]),
+                "lastModifiedDateTime": stamp,
+                "phoneNumber": p.get("phoneNumber", ""),
+                "email": p.get("email", ""),
+            }
+        )
     return record
 
 
@@ -408,10 +671,20 @@ def dimension_set_lines(company: CompanyData, entry_id: str) -> list[dict]:
     result = []
     for dim_index, value_index in company.gl_dimension_sets.get(entry_id, ()):
         dim, value = lookup[dim_index][value_index]
-        result.append({"id": dim["id"], "code": dim["code"], "consolidationCode": "", "parentId": entry_id,
-                       "parentType": "General_x0020_Ledger_x0020_Entry", "displayName": dim["displayName"],
-                       "valueId": value["id"], "valueCode": value["code"], "valueConsolidationCode": "",
-                       "valueDisplayName": value["displayName"]})
+        result.append(
+            {
+                "id": dim["id"],
+                "code": dim["code"],
+                "consolidationCode": "",
+                "parentId": entry_id,
+                "parentType": "General_x0020_Ledger_x0020_Entry",
+                "displayName": dim["displayName"],
+                "valueId": value["id"],
+                "valueCode": value["code"],
+                "valueConsolidationCode": "",
+                "valueDisplayName": value["displayName"],
+            }
+        )
     return result
 
 
@@ -421,7 +694,9 @@ def share_ids(source: CompanyData, target: CompanyData, per_entity: int = 3) -> 
     Their contents stay the target's own, so a warehouse keyed without the company merges them.
     """
     for entity_set in ("vendors", "salesInvoices", "generalLedgerEntries"):
-        for own, theirs in zip(target.entities[entity_set][:per_entity], source.entities[entity_set][:per_entity], strict=False):
+        for own, theirs in zip(
+            target.entities[entity_set][:per_entity], source.entities[entity_set][:per_entity], strict=False
+        ):
             old, new = own["id"], theirs["id"]
             own["id"] = new
             if entity_set in target.lines:

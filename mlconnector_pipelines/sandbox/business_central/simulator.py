@@ -108,14 +108,18 @@ class Company:
 
 def bc_field_types() -> dict[str, dict[str, str]]:
     """entity set -> field -> Edm type, from the packaged copy of shared/specs' BC spec."""
-    spec = json.loads(resources.files(__package__).joinpath("specs/business-central-api-v2.0.entities.json").read_text())
+    spec = json.loads(
+        resources.files(__package__).joinpath("specs/business-central-api-v2.0.entities.json").read_text()
+    )
     return {e["entitySet"]: {f["name"]: f["type"] for f in e["fields"]} for e in spec["entities"]}
 
 
 def seed_companies(settings: BusinessCentralSettings) -> dict[str, Company]:
     start, end = settings.history()
-    generated = [generate_company(index, seed=settings.seed, start=start, end=end, volumes=settings.volumes)
-                 for index in range(settings.companies)]
+    generated = [
+        generate_company(index, seed=settings.seed, start=start, end=end, volumes=settings.volumes)
+        for index in range(settings.companies)
+    ]
     if len(generated) > 1:
         share_ids(generated[0], generated[1])  # the second company began as a copy of the first
     return {data.id: Company.from_data(data) for data in generated}
@@ -136,9 +140,11 @@ class BusinessCentralSimulator:
         self.rate = RateWindow(self.settings.rate_limit_requests, self.settings.rate_limit_window_seconds)
 
     def routes(self) -> list[Route]:
-        return [Route("/v2.0/{tenant}/{environment}/api/{version}/{rest:path}", self.handle, methods=["GET", "POST"]),
-                Route(f"{ADMIN}/companies", self._admin_companies),
-                Route(f"{ADMIN}/companies/{{company}}/{{entity_set}}", self._admin_records, methods=["GET", "POST"])]
+        return [
+            Route("/v2.0/{tenant}/{environment}/api/{version}/{rest:path}", self.handle, methods=["GET", "POST"]),
+            Route(f"{ADMIN}/companies", self._admin_companies),
+            Route(f"{ADMIN}/companies/{{company}}/{{entity_set}}", self._admin_records, methods=["GET", "POST"]),
+        ]
 
     def state(self) -> dict:
         return {"requests": dict(self.requests), "companies": [c.data.name for c in self.companies.values()]}
@@ -155,22 +161,34 @@ class BusinessCentralSimulator:
         issued = self.entra.validate(request.headers.get("authorization"), RESOURCE)
         if issued is None or issued.tenant_id != request.path_params["tenant"]:
             self.requests["401"] += 1
-            return _error(401, "Authentication_InvalidCredentials",
-                          "The server has rejected the client credentials.",
-                          headers={"WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/{request.path_params["tenant"]}/oauth2/authorize"'})
+            return _error(
+                401,
+                "Authentication_InvalidCredentials",
+                "The server has rejected the client credentials.",
+                headers={
+                    "WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/{request.path_params["tenant"]}/oauth2/authorize"'
+                },
+            )
         if self.rate.over(issued.client_id):
             self.requests["429"] += 1
             headers = retry_after_header(self.settings.retry_after_on_429)
-            return _error(429, "Application_TooManyRequests",
-                          f"Too many requests reached. Maximum ({self.rate.limit}) per "
-                          f"{self.rate.window_seconds:g} seconds.", headers=headers)
+            return _error(
+                429,
+                "Application_TooManyRequests",
+                f"Too many requests reached. Maximum ({self.rate.limit}) per {self.rate.window_seconds:g} seconds.",
+                headers=headers,
+            )
         fault = self.faults.take(request.url.path, request.method)
         if fault is not None:
             if fault.kind == "status":
                 self.requests[str(fault.status)] += 1
                 headers = retry_after_header(fault.retry_after)
-                code = {429: "Application_TooManyRequests", 503: "Internal_ServiceUnavailable",
-                        502: "Internal_BadGateway", 504: "Internal_GatewayTimeout"}.get(fault.status, "Internal_ServerError")
+                code = {
+                    429: "Application_TooManyRequests",
+                    503: "Internal_ServiceUnavailable",
+                    502: "Internal_BadGateway",
+                    504: "Internal_GatewayTimeout",
+                }.get(fault.status, "Internal_ServerError")
                 return _error(fault.status, code, "Injected by the sandbox.", headers=headers)
             if fault.kind == "delay":
                 await asyncio.sleep(fault.delay_seconds)
@@ -179,13 +197,19 @@ class BusinessCentralSimulator:
             if fault.kind == "html":
                 return Response(HTML_PAGE, media_type="text/html; charset=utf-8")
         if request.path_params["environment"] != self.environment:
-            return _error(404, "BadRequest_NotFound",
-                          f"Environment '{request.path_params['environment']}' does not exist in tenant "
-                          f"'{request.path_params['tenant']}'. Check the environment name in the BC admin center.")
+            return _error(
+                404,
+                "BadRequest_NotFound",
+                f"Environment '{request.path_params['environment']}' does not exist in tenant "
+                f"'{request.path_params['tenant']}'. Check the environment name in the BC admin center.",
+            )
         if request.path_params["version"] != "v2.0":
-            return _error(404, "BadRequest_NotFound",
-                          f"No HTTP resource was found that matches the request URI (API version "
-                          f"'{request.path_params['version']}' is not published; use v2.0).")
+            return _error(
+                404,
+                "BadRequest_NotFound",
+                f"No HTTP resource was found that matches the request URI (API version "
+                f"'{request.path_params['version']}' is not published; use v2.0).",
+            )
         if request.method == "POST":
             return after_commit(fault, await self._create(request))
         try:
@@ -199,18 +223,28 @@ class BusinessCentralSimulator:
     def _route(self, request: Request, corrupt=None) -> Response:
         rest = request.path_params["rest"]
         if rest == "companies":
-            return self._json(request, {"@odata.context": self._context(request, "companies"),
-                                        "value": [self._company_json(c) for c in self.companies.values()]})
+            return self._json(
+                request,
+                {
+                    "@odata.context": self._context(request, "companies"),
+                    "value": [self._company_json(c) for c in self.companies.values()],
+                },
+            )
         match = re.fullmatch(r"companies\(([^)]+)\)/(\w+)(?:\(([^)]+)\))?(?:/(\$count|\w+))?", rest)
         if not match:
-            return _error(404, "BadRequest_NotFound", f"No HTTP resource was found that matches the request URI '{rest}'.")
+            return _error(
+                404, "BadRequest_NotFound", f"No HTTP resource was found that matches the request URI '{rest}'."
+            )
         company_id, entity_set, record_id, tail = match.groups()
         company = self.companies.get(company_id.strip("'"))
         if company is None:
             return _error(404, "BadRequest_NotFound", f"The company '{company_id}' does not exist.")
         if entity_set in LINE_ENTITY.values():
-            return _error(400, "BadRequest",
-                          f"You must specify a document id to get the lines ({entity_set} is read through its parent).")
+            return _error(
+                400,
+                "BadRequest",
+                f"You must specify a document id to get the lines ({entity_set} is read through its parent).",
+            )
         table = company.tables.get(entity_set)
         if table is None:
             return _error(404, "BadRequest_NotFound", f"Resource not found for the segment '{entity_set}'.")
@@ -230,8 +264,9 @@ class BusinessCentralSimulator:
             return self._json(request, {"@odata.context": self._context(request, tail), "value": children})
         return self._collection(request, company, entity_set, table, corrupt)
 
-    def _collection(self, request: Request, company: Company, entity_set: str, table: EntityTable,
-                    corrupt=None) -> Response:
+    def _collection(
+        self, request: Request, company: Company, entity_set: str, table: EntityTable, corrupt=None
+    ) -> Response:
         params = request.query_params
         comparisons = self._filter(request, entity_set)
         expand = self._expand(request, entity_set)
@@ -266,7 +301,9 @@ class BusinessCentralSimulator:
             query["$skiptoken"] = _encode_skiptoken((last[LMD], last["id"]))
             if top is not None:
                 query["$skipcount"] = str(already + len(page))
-            body["@odata.nextLink"] = f"{request.url.scheme}://{request.url.netloc}{request.url.path}?{urlencode(query)}"
+            body["@odata.nextLink"] = (
+                f"{request.url.scheme}://{request.url.netloc}{request.url.path}?{urlencode(query)}"
+            )
         self.requests["pages"] += 1
         return self._json(request, body, {"Preference-Applied": applied} if applied else None)
 
@@ -289,8 +326,9 @@ class BusinessCentralSimulator:
             return company.data.lines[entity_set].get(record["id"], [])
         return None
 
-    def _render(self, company: Company, entity_set: str, record: dict, expand: list[str],
-                select: list[str] | None = None) -> dict:
+    def _render(
+        self, company: Company, entity_set: str, record: dict, expand: list[str], select: list[str] | None = None
+    ) -> dict:
         rendered = {"@odata.etag": _etag(record)}
         rendered.update(record if select is None else {k: record.get(k) for k in select})
         for navigation in expand:
@@ -299,10 +337,18 @@ class BusinessCentralSimulator:
 
     def _company_json(self, company: Company) -> dict:
         d = company.data
-        return {"id": d.id, "systemVersion": "27.0.38460.41280", "timestamp": 42, "name": d.name,
-                "displayName": d.display_name, "businessProfileId": "", "systemCreatedAt": d.created_at,
-                "systemCreatedBy": "00000000-0000-0000-0000-000000000001", "systemModifiedAt": d.created_at,
-                "systemModifiedBy": "00000000-0000-0000-0000-000000000001"}
+        return {
+            "id": d.id,
+            "systemVersion": "27.0.38460.41280",
+            "timestamp": 42,
+            "name": d.name,
+            "displayName": d.display_name,
+            "businessProfileId": "",
+            "systemCreatedAt": d.created_at,
+            "systemCreatedBy": "00000000-0000-0000-0000-000000000001",
+            "systemModifiedAt": d.created_at,
+            "systemModifiedBy": "00000000-0000-0000-0000-000000000001",
+        }
 
     @staticmethod
     def _context(request: Request, name: str) -> str:
@@ -311,8 +357,9 @@ class BusinessCentralSimulator:
 
     @staticmethod
     def _json(request: Request, body: Any, headers: dict | None = None) -> Response:
-        return Response(dumps(body), media_type="application/json; odata.metadata=minimal; odata.streaming=true",
-                        headers=headers)
+        return Response(
+            dumps(body), media_type="application/json; odata.metadata=minimal; odata.streaming=true", headers=headers
+        )
 
     # -- admin: the simulator's own records ---------------------------------------------------
 
@@ -326,8 +373,11 @@ class BusinessCentralSimulator:
             return _error(404, "BadRequest_NotFound", "unknown company or entity set")
         if request.method == "POST":
             body = await request.json()
-            return json_response(self.upsert(company.data.id, entity_set, body["record"], body.get("lines"),
-                                             body.get("lastModifiedDateTime")))
+            return json_response(
+                self.upsert(
+                    company.data.id, entity_set, body["record"], body.get("lines"), body.get("lastModifiedDateTime")
+                )
+            )
         return json_response([self._with_children(company, entity_set, r) for r in company.tables[entity_set].records])
 
     @staticmethod
@@ -356,22 +406,37 @@ class BusinessCentralSimulator:
                         victim = rng.choice(records)
                         change = {"id": victim["id"]}
                         if "displayName" in victim:
-                            change["displayName"] = victim["displayName"].split(" (rev")[0] + f" (rev {rng.randint(2, 99)})"
+                            change["displayName"] = (
+                                victim["displayName"].split(" (rev")[0] + f" (rev {rng.randint(2, 99)})"
+                            )
                         if "status" in victim:
                             change["status"] = rng.choice(["Open", "Paid", "Released"])
                         self.upsert(company.data.id, entity_set, change)
                 late = rng.random() < 0.3
-                stamp = now - timedelta(minutes=rng.uniform(0.5, self.settings.live_late_commit_max_minutes)) if late else now
+                stamp = (
+                    now - timedelta(minutes=rng.uniform(0.5, self.settings.live_late_commit_max_minutes))
+                    if late
+                    else now
+                )
                 template = rng.choice(company.tables["generalLedgerEntries"].records)
                 for offset, (debit, credit) in enumerate(((125.0, 0.0), (0.0, 125.0))):
-                    self.upsert(company.data.id, "generalLedgerEntries", {
-                        **{k: template[k] for k in ("accountId", "accountNumber", "documentType")},
-                        "id": "", "entryNumber": 10_000_000 + rng.randint(0, 9_999_999) + offset,
-                        "postingDate": stamp.date().isoformat(), "documentNumber": f"LIVE{rng.randint(0, 99999):05d}",
-                        "description": "Live posting" + (" (committed late)" if late else ""),
-                        "debitAmount": debit, "creditAmount": credit, "additionalCurrencyDebitAmount": 0.0,
-                        "additionalCurrencyCreditAmount": 0.0,
-                    }, modified_at=iso_ms(stamp))
+                    self.upsert(
+                        company.data.id,
+                        "generalLedgerEntries",
+                        {
+                            **{k: template[k] for k in ("accountId", "accountNumber", "documentType")},
+                            "id": "",
+                            "entryNumber": 10_000_000 + rng.randint(0, 9_999_999) + offset,
+                            "postingDate": stamp.date().isoformat(),
+                            "documentNumber": f"LIVE{rng.randint(0, 99999):05d}",
+                            "description": "Live posting" + (" (committed late)" if late else ""),
+                            "debitAmount": debit,
+                            "creditAmount": credit,
+                            "additionalCurrencyDebitAmount": 0.0,
+                            "additionalCurrencyCreditAmount": 0.0,
+                        },
+                        modified_at=iso_ms(stamp),
+                    )
             except Exception:  # keep the simulator alive; a bad tick is logged, not fatal
                 log.exception("live mode tick failed")
 
@@ -390,24 +455,42 @@ class BusinessCentralSimulator:
         fields = self.field_types["customers"]
         unknown = sorted(set(body) - set(fields))
         if unknown:
-            return _error(400, "BadRequest", f"The property '{unknown[0]}' does not exist on type "
-                          "'Microsoft.NAV.customer'. Make sure to only use property names that are defined by the type.")
+            return _error(
+                400,
+                "BadRequest",
+                f"The property '{unknown[0]}' does not exist on type "
+                "'Microsoft.NAV.customer'. Make sure to only use property names that are defined by the type.",
+            )
         table = company.tables["customers"]
         number = body.get("number") or _next_number([r.get("number") for r in table.records])
         if any(r.get("number") == number for r in table.records):
-            return _error(400, "Internal_EntityWithSameKeyExists", "The record in table Customer already exists. "
-                          f"Identification fields and values: No.='{number}'")
+            return _error(
+                400,
+                "Internal_EntityWithSameKeyExists",
+                f"The record in table Customer already exists. Identification fields and values: No.='{number}'",
+            )
         record = self.upsert(company.data.id, "customers", {**body, "id": "", "number": number})
         self.requests["created"] += 1
         location = f"{request.url.scheme}://{request.url.netloc}{request.url.path}({record['id']})"
-        return Response(dumps({"@odata.context": self._context(request, "customers/$entity"),
-                               "@odata.etag": _etag(record), **record}), status_code=201,
-                        media_type="application/json; odata.metadata=minimal", headers={"Location": location})
+        return Response(
+            dumps(
+                {"@odata.context": self._context(request, "customers/$entity"), "@odata.etag": _etag(record), **record}
+            ),
+            status_code=201,
+            media_type="application/json; odata.metadata=minimal",
+            headers={"Location": location},
+        )
 
     # -- mutations (live mode and the admin API) -----------------------------------------------
 
-    def upsert(self, company_id: str, entity_set: str, changes: dict, lines: list[dict] | None = None,
-               modified_at: str | None = None) -> dict:
+    def upsert(
+        self,
+        company_id: str,
+        entity_set: str,
+        changes: dict,
+        lines: list[dict] | None = None,
+        modified_at: str | None = None,
+    ) -> dict:
         company = self.companies[company_id]
         table = company.tables[entity_set]
         stamp = modified_at or iso_ms_now()

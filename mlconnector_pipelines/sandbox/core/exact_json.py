@@ -24,6 +24,7 @@ def dumps(body: Any) -> bytes:
     return orjson.dumps(body, default=_number)
 
 
-def json_response(body: Any, status_code: int = 200, media_type: str = "application/json",
-                  headers: dict | None = None) -> Response:
+def json_response(
+    body: Any, status_code: int = 200, media_type: str = "application/json", headers: dict | None = None
+) -> Response:
     return Response(dumps(body), status_code=status_code, media_type=media_type, headers=headers)

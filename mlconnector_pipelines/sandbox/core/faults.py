@@ -29,8 +29,9 @@ class FaultRule(BaseModel):
     happened, the client cannot know.
     """
 
-    kind: Literal["status", "drop", "delay", "expire_tokens", "html", "corrupt", "mutate",
-                  "commit_then_drop", "commit_then_504"]
+    kind: Literal[
+        "status", "drop", "delay", "expire_tokens", "html", "corrupt", "mutate", "commit_then_drop", "commit_then_504"
+    ]
     status: int = 429
     retry_after: float | None = Field(None, description="Seconds in Retry-After; None sends no header.")
     error_code: int | None = Field(None, description="The service's own error code in the error body.")
@@ -43,8 +44,10 @@ class FaultRule(BaseModel):
     path_contains: str = ""
 
 
-HTML_PAGE = (b"<!DOCTYPE html><html><head><title>Sign in to your account</title></head>"
-             b"<body><form method='post' action='/login'>Session expired: sign in again.</form></body></html>")
+HTML_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Sign in to your account</title></head>"
+    b"<body><form method='post' action='/login'>Session expired: sign in again.</form></body></html>"
+)
 
 
 def retry_after_header(seconds: float | None) -> dict[str, str]:
@@ -53,7 +56,9 @@ def retry_after_header(seconds: float | None) -> dict[str, str]:
 
 
 AFTER_COMMIT = ("commit_then_drop", "commit_then_504")
-GATEWAY_TIMEOUT_PAGE = b"<html><body><h1>504 Gateway Time-out</h1>The upstream server did not answer in time.</body></html>"
+GATEWAY_TIMEOUT_PAGE = (
+    b"<html><body><h1>504 Gateway Time-out</h1>The upstream server did not answer in time.</body></html>"
+)
 
 
 @dataclass

@@ -60,7 +60,7 @@ def parse_filter(text: str, field_types: dict[str, str]) -> list[Comparison]:
     while True:
         if position + 3 > len(tokens):
             raise FilterError(f"Syntax error at position {len(' '.join(tokens[:position]))} in '{text}'.")
-        field, op, literal = tokens[position:position + 3]
+        field, op, literal = tokens[position : position + 3]
         op = op.lower()
         if field not in field_types:
             raise FilterError(f"Could not find a property named '{field}' on type 'Microsoft.NAV.entity'.")
@@ -102,7 +102,9 @@ def _comparison(field: str, op: str, literal: str, edm_type: str) -> Comparison:
             raise FilterError(f"The literal '{literal}' is not a valid Edm.Guid.")
         return Comparison(field, op, "guid", literal.lower())
     if not (literal.startswith("'") and literal.endswith("'")):
-        raise FilterError(f"A binary operator with incompatible types was detected: '{literal}' is not a string literal.")
+        raise FilterError(
+            f"A binary operator with incompatible types was detected: '{literal}' is not a string literal."
+        )
     return Comparison(field, op, "string", literal[1:-1].replace("''", "'"))
 
 

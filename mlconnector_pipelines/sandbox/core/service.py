@@ -46,8 +46,10 @@ def admin_routes(key: str, simulator: Simulator) -> list[Route]:
         return JSONResponse({"rules": len(simulator.faults.rules)})
 
     async def state(request: Request) -> Response:
-        return Response(orjson.dumps({**simulator.state(), "faults_fired": dict(simulator.faults.fired)},
-                                     default=str), media_type="application/json")
+        return Response(
+            orjson.dumps({**simulator.state(), "faults_fired": dict(simulator.faults.fired)}, default=str),
+            media_type="application/json",
+        )
 
     async def reset(request: Request) -> JSONResponse:
         simulator.reset()
@@ -55,8 +57,11 @@ def admin_routes(key: str, simulator: Simulator) -> list[Route]:
         simulator.faults.fired.clear()
         return JSONResponse({"reset": key})
 
-    return [Route(f"{base}/faults", faults, methods=["POST", "DELETE"]), Route(f"{base}/state", state),
-            Route(f"{base}/reset", reset, methods=["POST"])]
+    return [
+        Route(f"{base}/faults", faults, methods=["POST", "DELETE"]),
+        Route(f"{base}/state", state),
+        Route(f"{base}/reset", reset, methods=["POST"]),
+    ]
 
 
 @dataclass
@@ -96,4 +101,3 @@ def after_commit(fault: FaultRule | None, committed: Response) -> Response:
     headers = {k: v for k, v in committed.headers.items() if k.lower() != "content-length"}
     headers["content-length"] = str(len(body))
     return StreamingResponse(nothing_then_fail(), status_code=committed.status_code, headers=headers)
-

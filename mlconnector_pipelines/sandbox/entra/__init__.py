@@ -17,18 +17,30 @@ class EntraSettings(BaseModel):
     client_id: str = CLIENT_ID
     client_secret: str = Field(CLIENT_SECRET, description="The demo app registration's secret.")
     token_lifetime_seconds: int = 3599
-    extra_resources: list[str] = Field(default_factory=list, description=(
-        "Resources the app may get tokens for besides the simulated services' own (e.g. to test that a "
-        "token for one resource is refused by another)."))
+    extra_resources: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Resources the app may get tokens for besides the simulated services' own (e.g. to test that a "
+            "token for one resource is refused by another)."
+        ),
+    )
 
 
 def authority(url: str, ca_bundle: str, secret_env: str) -> dict:
     """The `auth:` settings of a Microsoft system whose app registration lives in this simulator."""
-    return {"authority_host": url, "tenant_id": TENANT_ID, "client_id": CLIENT_ID, "ca_bundle": ca_bundle,
-            "client_secret": {"env": secret_env, "sandbox_default": CLIENT_SECRET}}
+    return {
+        "authority_host": url,
+        "tenant_id": TENANT_ID,
+        "client_id": CLIENT_ID,
+        "ca_bundle": ca_bundle,
+        "client_secret": {"env": secret_env, "sandbox_default": CLIENT_SECRET},
+    }
 
 
 SERVICE = SandboxService(
-    key="entra", title="Microsoft Entra ID", settings=EntraSettings, simulator=f"{__package__}.simulator",
+    key="entra",
+    title="Microsoft Entra ID",
+    settings=EntraSettings,
+    simulator=f"{__package__}.simulator",
     cli=(CliOption("entra-token-lifetime", ("token_lifetime_seconds",), "Seconds an Entra access token lives."),),
 )

@@ -45,8 +45,10 @@ class EntraSimulator:
             app.resources.add(resource)
 
     def state(self) -> dict:
-        return {"tokens_issued": self.tokens_issued, "tokens_valid": sum(
-            1 for t in self.tokens.values() if t.expires_at > time.time())}
+        return {
+            "tokens_issued": self.tokens_issued,
+            "tokens_valid": sum(1 for t in self.tokens.values() if t.expires_at > time.time()),
+        }
 
     def reset(self) -> None:
         self.tokens.clear()
@@ -67,7 +69,7 @@ class EntraSimulator:
     def validate(self, authorization: str | None, resource: str) -> IssuedToken | None:
         if not authorization or not authorization.startswith("Bearer "):
             return None
-        issued = self.tokens.get(authorization[len("Bearer "):])
+        issued = self.tokens.get(authorization[len("Bearer ") :])
         if issued is None or issued.resource != resource or issued.expires_at <= time.time():
             return None
         return issued
@@ -83,14 +85,20 @@ class EntraSimulator:
     async def openid_configuration(self, request: Request) -> JSONResponse:
         tenant = request.path_params["tenant"]
         base = f"{request.url.scheme}://{request.url.netloc}/{tenant}"
-        return JSONResponse({
-            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-            "token_endpoint": f"{base}/oauth2/v2.0/token",
-            "issuer": f"{base}/v2.0",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "tenant_region_scope": "EU",
-        })
+        return JSONResponse(
+            {
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "issuer": f"{base}/v2.0",
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                "tenant_region_scope": "EU",
+            }
+        )
 
     async def token(self, request: Request) -> JSONResponse:
         tenant = request.path_params["tenant"]
@@ -100,36 +108,72 @@ class EntraSimulator:
         if form.get("grant_type") != "client_credentials":
             return _error(400, "unsupported_grant_type", "AADSTS70003", "The app requested an unsupported grant type.")
         if tenant not in {a.tenant_id for a in self.apps.values()}:
-            return _error(400, "invalid_request", "AADSTS90002", f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID.")
+            return _error(
+                400,
+                "invalid_request",
+                "AADSTS90002",
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID.",
+            )
         app = self.apps.get(client_id)
         if app is None or app.tenant_id != tenant:
-            return _error(400, "unauthorized_client", "AADSTS700016", f"Application with identifier '{client_id}' was not found in the directory '{tenant}'.")
+            return _error(
+                400,
+                "unauthorized_client",
+                "AADSTS700016",
+                f"Application with identifier '{client_id}' was not found in the directory '{tenant}'.",
+            )
         if not secrets.compare_digest(str(form.get("client_secret") or ""), app.client_secret):
-            return _error(401, "invalid_client", "AADSTS7000215", "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")
+            return _error(
+                401,
+                "invalid_client",
+                "AADSTS7000215",
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+            )
         scope = str(form.get("scope") or "")
         scopes = scope.split()
         if len(scopes) != 1 or not scopes[0].endswith("/.default"):
-            return _error(400, "invalid_scope", "AADSTS1002012", f"The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.")
+            return _error(
+                400,
+                "invalid_scope",
+                "AADSTS1002012",
+                f"The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.",
+            )
         resource = scopes[0][: -len("/.default")]
         if resource not in app.resources:
             host = urlsplit(resource).netloc or resource
-            return _error(400, "invalid_scope", "AADSTS500011", f"The resource principal named {host} was not found in the tenant named {tenant}. The app needs API permissions for it and admin consent.")
+            return _error(
+                400,
+                "invalid_scope",
+                "AADSTS500011",
+                f"The resource principal named {host} was not found in the tenant named {tenant}. The app needs API permissions for it and admin consent.",
+            )
         token = "sbx." + secrets.token_urlsafe(32)
         self.tokens[token] = IssuedToken(tenant, client_id, resource, time.time() + self.token_lifetime_seconds)
         self.tokens_issued += 1
-        return JSONResponse({"token_type": "Bearer", "expires_in": self.token_lifetime_seconds,
-                             "ext_expires_in": self.token_lifetime_seconds, "access_token": token})
+        return JSONResponse(
+            {
+                "token_type": "Bearer",
+                "expires_in": self.token_lifetime_seconds,
+                "ext_expires_in": self.token_lifetime_seconds,
+                "access_token": token,
+            }
+        )
 
 
 def _error(status: int, error: str, code: str, description: str) -> JSONResponse:
     number = int(code.removeprefix("AADSTS"))
     trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
-    return JSONResponse(status_code=status, content={
-        "error": error,
-        "error_description": f"{code}: {description} Trace ID: {trace} Correlation ID: {correlation} Timestamp: {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}",
-        "error_codes": [number], "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
-        "trace_id": trace, "correlation_id": correlation,
-    })
+    return JSONResponse(
+        status_code=status,
+        content={
+            "error": error,
+            "error_description": f"{code}: {description} Trace ID: {trace} Correlation ID: {correlation} Timestamp: {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}",
+            "error_codes": [number],
+            "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+            "trace_id": trace,
+            "correlation_id": correlation,
+        },
+    )
 
 
 def build(settings, context) -> EntraSimulator:

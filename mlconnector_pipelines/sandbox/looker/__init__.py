@@ -21,38 +21,70 @@ class LookerSettings(BaseModel):
     retry_after_on_429: float | None = Field(None, description="Looker's 429 may or may not say when to retry.")
     query_task_seconds: float = Field(1.0, ge=0, description="How long an async query task takes to complete.")
     query_task_ttl_seconds: float = Field(3600, gt=0, description="Results of a task expire after this.")
-    warehouse: Path | None = Field(None, description="The DuckDB file the explores read; default <data_dir>/warehouse.duckdb.")
+    warehouse: Path | None = Field(
+        None, description="The DuckDB file the explores read; default <data_dir>/warehouse.duckdb."
+    )
     lock_wait_seconds: float = 60.0
 
 
 def profile(endpoint: Endpoint) -> dict[str, dict]:
-    return {"looker": {
-        "base_url": endpoint.url,
-        "client_id": CLIENT_ID,
-        "client_secret": {"env": "MLCONNECTOR_LOOKER_CLIENT_SECRET", "sandbox_default": CLIENT_SECRET},
-        "ca_bundle": str(endpoint.ca_bundle),
-        "delivery_secret": {"env": "MLCONNECTOR_LOOKER_DELIVERY_SECRET", "sandbox_default": DELIVERY_SECRET},
-        "queries": [
-            {"name": "gl_daily_summary",
-             "description": "Debits, credits and net movement per company, day and G/L account.",
-             "model": "mlconnector_demo", "explore": "gl_entries",
-             "fields": ["gl_entries.company_name", "gl_entries.posting_date", "gl_entries.account_number",
-                        "gl_entries.total_debit", "gl_entries.total_credit", "gl_entries.net_amount",
-                        "gl_entries.count"],
-             "sorts": ["gl_entries.posting_date", "gl_entries.account_number"],
-             "partition": {"field": "gl_entries.posting_date", "cadence": "daily", "start": "2026-10-01",
-                           "settle_lag_minutes": 90},
-             "upstream": ["business_central/bc_general_ledger_entries"]},
-            {"name": "vendor_balances", "description": "The saved Look 'Vendor balances', every row.",
-             "look_id": "1", "scheduled_plan_id": "101", "upstream": ["business_central/bc_vendors"]},
-        ],
-    }}
+    return {
+        "looker": {
+            "base_url": endpoint.url,
+            "client_id": CLIENT_ID,
+            "client_secret": {"env": "MLCONNECTOR_LOOKER_CLIENT_SECRET", "sandbox_default": CLIENT_SECRET},
+            "ca_bundle": str(endpoint.ca_bundle),
+            "delivery_secret": {"env": "MLCONNECTOR_LOOKER_DELIVERY_SECRET", "sandbox_default": DELIVERY_SECRET},
+            "queries": [
+                {
+                    "name": "gl_daily_summary",
+                    "description": "Debits, credits and net movement per company, day and G/L account.",
+                    "model": "mlconnector_demo",
+                    "explore": "gl_entries",
+                    "fields": [
+                        "gl_entries.company_name",
+                        "gl_entries.posting_date",
+                        "gl_entries.account_number",
+                        "gl_entries.total_debit",
+                        "gl_entries.total_credit",
+                        "gl_entries.net_amount",
+                        "gl_entries.count",
+                    ],
+                    "sorts": ["gl_entries.posting_date", "gl_entries.account_number"],
+                    "partition": {
+                        "field": "gl_entries.posting_date",
+                        "cadence": "daily",
+                        "start": "2026-10-01",
+                        "settle_lag_minutes": 90,
+                    },
+                    "upstream": ["business_central/bc_general_ledger_entries"],
+                },
+                {
+                    "name": "vendor_balances",
+                    "description": "The saved Look 'Vendor balances', every row.",
+                    "look_id": "1",
+                    "scheduled_plan_id": "101",
+                    "upstream": ["business_central/bc_vendors"],
+                },
+            ],
+        }
+    }
 
 
 SERVICE = SandboxService(
-    key="looker", title="Looker", settings=LookerSettings, simulator=f"{__package__}.simulator", profile=profile,
-    cli=(CliOption("looker-task-seconds", ("query_task_seconds",), "How long a Looker query task takes.", float),
-         CliOption("looker-token-lifetime", ("token_lifetime_seconds",), "Seconds a Looker login token lives."),
-         CliOption("warehouse", ("warehouse",), "DuckDB file the Looker explores read "
-                   "(default: <data-dir>/warehouse.duckdb).", Path)),
+    key="looker",
+    title="Looker",
+    settings=LookerSettings,
+    simulator=f"{__package__}.simulator",
+    profile=profile,
+    cli=(
+        CliOption("looker-task-seconds", ("query_task_seconds",), "How long a Looker query task takes.", float),
+        CliOption("looker-token-lifetime", ("token_lifetime_seconds",), "Seconds a Looker login token lives."),
+        CliOption(
+            "warehouse",
+            ("warehouse",),
+            "DuckDB file the Looker explores read (default: <data-dir>/warehouse.duckdb).",
+            Path,
+        ),
+    ),
 )

@@ -49,63 +49,110 @@ class Explore:
 
 
 def _explore(name: str, label: str, table: str, fields: list[tuple]) -> Explore:
-    return Explore(name, label, table, {
-        f"{name}.{spec[0]}": Field(f"{name}.{spec[0]}", *spec[1:]) for spec in fields})
+    return Explore(name, label, table, {f"{name}.{spec[0]}": Field(f"{name}.{spec[0]}", *spec[1:]) for spec in fields})
 
 
 _COMPANY = ("company_name", "Company", "dimension", "string", "t._company_name")
 
-EXPLORES: dict[str, Explore] = {e.name: e for e in (
-    _explore("gl_entries", "G/L Entries", "bc_general_ledger_entries", [
-        _COMPANY,
-        ("entry_number", "Entry No.", "dimension", "number", "t.entry_number"),
-        ("posting_date", "Posting Date", "dimension", "date_date", "t.posting_date"),
-        ("posting_month", "Posting Month", "dimension", "date_month", "strftime(t.posting_date, '%Y-%m')",
-         "t.posting_date"),
-        ("account_number", "Account No.", "dimension", "string", "t.account_number"),
-        ("document_type", "Document Type", "dimension", "string", "t.document_type"),
-        ("document_number", "Document No.", "dimension", "string", "t.document_number"),
-        ("description", "Description", "dimension", "string", "t.description"),
-        ("debit_amount", "Debit Amount", "dimension", "number", "t.debit_amount"),
-        ("credit_amount", "Credit Amount", "dimension", "number", "t.credit_amount"),
-        ("total_debit", "Total Debit", "measure", "sum", "sum(t.debit_amount)"),
-        ("total_credit", "Total Credit", "measure", "sum", "sum(t.credit_amount)"),
-        ("net_amount", "Net Amount", "measure", "sum", "sum(t.debit_amount - t.credit_amount)"),
-        ("count", "Count", "measure", "count", "count(*)"),
-    ]),
-    _explore("vendors", "Vendors", "bc_vendors", [
-        _COMPANY,
-        ("number", "Vendor No.", "dimension", "string", "t.number"),
-        ("name", "Vendor Name", "dimension", "string", "t.display_name"),
-        ("balance", "Balance", "dimension", "number", "t.balance"),
-        ("total_balance", "Total Balance", "measure", "sum", "sum(t.balance)"),
-        ("count", "Count", "measure", "count", "count(*)"),
-    ]),
-    _explore("purchase_invoices", "Purchase Invoices", "bc_purchase_invoices", [
-        _COMPANY,
-        ("number", "Invoice No.", "dimension", "string", "t.number"),
-        ("vendor_number", "Vendor No.", "dimension", "string", "t.vendor_number"),
-        ("vendor_name", "Vendor Name", "dimension", "string", "t.vendor_name"),
-        ("invoice_date", "Invoice Date", "dimension", "date_date", "t.invoice_date"),
-        ("invoice_month", "Invoice Month", "dimension", "date_month", "strftime(t.invoice_date, '%Y-%m')",
-         "t.invoice_date"),
-        ("status", "Status", "dimension", "string", "t.status"),
-        ("total_amount", "Total Amount Incl. Tax", "measure", "sum", "sum(t.total_amount_including_tax)"),
-        ("count", "Count", "measure", "count", "count(*)"),
-    ]),
-)}
+EXPLORES: dict[str, Explore] = {
+    e.name: e
+    for e in (
+        _explore(
+            "gl_entries",
+            "G/L Entries",
+            "bc_general_ledger_entries",
+            [
+                _COMPANY,
+                ("entry_number", "Entry No.", "dimension", "number", "t.entry_number"),
+                ("posting_date", "Posting Date", "dimension", "date_date", "t.posting_date"),
+                (
+                    "posting_month",
+                    "Posting Month",
+                    "dimension",
+                    "date_month",
+                    "strftime(t.posting_date, '%Y-%m')",
+                    "t.posting_date",
+                ),
+                ("account_number", "Account No.", "dimension", "string", "t.account_number"),
+                ("document_type", "Document Type", "dimension", "string", "t.document_type"),
+                ("document_number", "Document No.", "dimension", "string", "t.document_number"),
+                ("description", "Description", "dimension", "string", "t.description"),
+                ("debit_amount", "Debit Amount", "dimension", "number", "t.debit_amount"),
+                ("credit_amount", "Credit Amount", "dimension", "number", "t.credit_amount"),
+                ("total_debit", "Total Debit", "measure", "sum", "sum(t.debit_amount)"),
+                ("total_credit", "Total Credit", "measure", "sum", "sum(t.credit_amount)"),
+                ("net_amount", "Net Amount", "measure", "sum", "sum(t.debit_amount - t.credit_amount)"),
+                ("count", "Count", "measure", "count", "count(*)"),
+            ],
+        ),
+        _explore(
+            "vendors",
+            "Vendors",
+            "bc_vendors",
+            [
+                _COMPANY,
+                ("number", "Vendor No.", "dimension", "string", "t.number"),
+                ("name", "Vendor Name", "dimension", "string", "t.display_name"),
+                ("balance", "Balance", "dimension", "number", "t.balance"),
+                ("total_balance", "Total Balance", "measure", "sum", "sum(t.balance)"),
+                ("count", "Count", "measure", "count", "count(*)"),
+            ],
+        ),
+        _explore(
+            "purchase_invoices",
+            "Purchase Invoices",
+            "bc_purchase_invoices",
+            [
+                _COMPANY,
+                ("number", "Invoice No.", "dimension", "string", "t.number"),
+                ("vendor_number", "Vendor No.", "dimension", "string", "t.vendor_number"),
+                ("vendor_name", "Vendor Name", "dimension", "string", "t.vendor_name"),
+                ("invoice_date", "Invoice Date", "dimension", "date_date", "t.invoice_date"),
+                (
+                    "invoice_month",
+                    "Invoice Month",
+                    "dimension",
+                    "date_month",
+                    "strftime(t.invoice_date, '%Y-%m')",
+                    "t.invoice_date",
+                ),
+                ("status", "Status", "dimension", "string", "t.status"),
+                ("total_amount", "Total Amount Incl. Tax", "measure", "sum", "sum(t.total_amount_including_tax)"),
+                ("count", "Count", "measure", "count", "count(*)"),
+            ],
+        ),
+    )
+}
 
 # Saved Looks: (id, title, query). Their limits are what their authors saved.
 LOOKS: dict[str, dict] = {
-    "1": {"title": "Vendor balances", "query": {
-        "model": MODEL, "view": "vendors",
-        "fields": ["vendors.company_name", "vendors.number", "vendors.name", "vendors.total_balance"],
-        "filters": {}, "sorts": ["vendors.total_balance desc"], "limit": "500"}},
-    "2": {"title": "Net G/L movement by month and account", "query": {
-        "model": MODEL, "view": "gl_entries",
-        "fields": ["gl_entries.company_name", "gl_entries.posting_month", "gl_entries.account_number",
-                   "gl_entries.net_amount"],
-        "filters": {}, "sorts": ["gl_entries.posting_month", "gl_entries.account_number"], "limit": "5000"}},
+    "1": {
+        "title": "Vendor balances",
+        "query": {
+            "model": MODEL,
+            "view": "vendors",
+            "fields": ["vendors.company_name", "vendors.number", "vendors.name", "vendors.total_balance"],
+            "filters": {},
+            "sorts": ["vendors.total_balance desc"],
+            "limit": "500",
+        },
+    },
+    "2": {
+        "title": "Net G/L movement by month and account",
+        "query": {
+            "model": MODEL,
+            "view": "gl_entries",
+            "fields": [
+                "gl_entries.company_name",
+                "gl_entries.posting_month",
+                "gl_entries.account_number",
+                "gl_entries.net_amount",
+            ],
+            "filters": {},
+            "sorts": ["gl_entries.posting_month", "gl_entries.account_number"],
+            "limit": "5000",
+        },
+    },
 }
 
 DEFAULT_LIMIT = 5000
@@ -116,8 +163,9 @@ def explore_of(model: str | None, view: str | None) -> Explore:
         raise QueryError(404, f"Model '{model}' not found (the sandbox has '{MODEL}').", "model")
     explore = EXPLORES.get(view or "")
     if explore is None:
-        raise QueryError(404, f"Explore '{view}' not found in model '{model}' "
-                              f"(it has: {', '.join(sorted(EXPLORES))}).", "view")
+        raise QueryError(
+            404, f"Explore '{view}' not found in model '{model}' (it has: {', '.join(sorted(EXPLORES))}).", "view"
+        )
     return explore
 
 
@@ -156,8 +204,11 @@ def compile_query(query: dict, limit: int | None) -> tuple[str, list, list[Field
     text = f'SELECT {select} FROM "{explore.table}" AS t'
     if where:
         text += " WHERE " + " AND ".join(where)
-    text += " GROUP BY ALL" if any(f.category == "dimension" for f in fields) and any(
-        f.category == "measure" for f in fields) else ""
+    text += (
+        " GROUP BY ALL"
+        if any(f.category == "dimension" for f in fields) and any(f.category == "measure" for f in fields)
+        else ""
+    )
     if not any(f.category == "measure" for f in fields):
         text = text.replace("SELECT ", "SELECT DISTINCT ", 1)
     if having:
@@ -177,8 +228,11 @@ def _order(explore: Explore, fields: list[Field], sorts: list[str]) -> list[str]
             raise QueryError(422, f"Sort field '{name}' is not among the query's fields.", "sorts")
         terms.append(f'"{name}" {"DESC" if direction.strip().lower() == "desc" else "ASC"} NULLS LAST')
     if not terms:  # Looker's default: the first date dimension descending, else the first measure descending
-        first = next((f for f in fields if f.is_date), None) or next(
-            (f for f in fields if f.category == "measure"), None) or fields[0]
+        first = (
+            next((f for f in fields if f.is_date), None)
+            or next((f for f in fields if f.category == "measure"), None)
+            or fields[0]
+        )
         terms.append(f'"{first.name}" {"ASC" if first.category == "dimension" and not first.is_date else "DESC"}')
     # Ties broken by every field so equal queries return equal rows in equal order.
     terms += [f'"{f.name}" ASC NULLS LAST' for f in fields]
@@ -275,9 +329,12 @@ def _date_filter(field: Field, expression: str) -> tuple[str, list]:
             return f"{column} = ?", [moment]
         return f"({column} >= ? AND {column} < ?)", [moment, following]
     except ValueError:
-        raise QueryError(400, f"Invalid date filter '{expression}' for {field.name} (the sandbox understands "
-                              "'YYYY/MM/DD to YYYY/MM/DD', 'after …', 'before …', a day or a month).",
-                         "filters") from None
+        raise QueryError(
+            400,
+            f"Invalid date filter '{expression}' for {field.name} (the sandbox understands "
+            "'YYYY/MM/DD to YYYY/MM/DD', 'after …', 'before …', a day or a month).",
+            "filters",
+        ) from None
 
 
 def json_value(value):

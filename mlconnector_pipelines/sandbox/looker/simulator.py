@@ -90,7 +90,6 @@ class LookerSimulator:
             Route(f"{API}/query_tasks/{{task_id}}", self._authorized(self.get_task)),
             Route(f"{API}/query_tasks/{{task_id}}/results", self._authorized(self.task_results)),
             Route("/_sandbox/looker/tokens/expire", self.expire_tokens, methods=["POST"]),
-
         ]
 
     # -- auth and rate --------------------------------------------------------------------------
@@ -101,14 +100,21 @@ class LookerSimulator:
         client_id = form.get("client_id") or request.query_params.get("client_id")
         client_secret = form.get("client_secret") or request.query_params.get("client_secret")
         if client_id != self.settings.client_id or not secrets.compare_digest(
-                str(client_secret or ""), self.settings.client_secret):
+            str(client_secret or ""), self.settings.client_secret
+        ):
             # Looker answers a failed login with 404, not 401.
             return _error(404, "Not found")
         self.stats["logins"] += 1
         token = secrets.token_urlsafe(30)
         self.tokens[token] = time.monotonic() + self.settings.token_lifetime_seconds
-        return JSONResponse({"access_token": token, "token_type": "Bearer",
-                             "expires_in": self.settings.token_lifetime_seconds, "refresh_token": None})
+        return JSONResponse(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": self.settings.token_lifetime_seconds,
+                "refresh_token": None,
+            }
+        )
 
     async def logout(self, request: Request) -> Response:
         token = _token_of(request)
@@ -131,7 +137,9 @@ class LookerSimulator:
             if fault is not None:
                 if fault.kind == "status":
                     self.stats[str(fault.status)] += 1
-                    return _error(fault.status, "Injected by the sandbox.", headers=retry_after_header(fault.retry_after))
+                    return _error(
+                        fault.status, "Injected by the sandbox.", headers=retry_after_header(fault.retry_after)
+                    )
                 if fault.kind == "delay":
                     await asyncio.sleep(fault.delay_seconds)
                 if fault.kind == "expire_tokens":
@@ -141,6 +149,7 @@ class LookerSimulator:
                 return await handler(request)
             except QueryError as exc:
                 return _query_error(exc)
+
         return guarded
 
     def _over_rate(self) -> bool:
@@ -155,36 +164,71 @@ class LookerSimulator:
     # -- metadata ---------------------------------------------------------------------------------
 
     async def me(self, request: Request) -> Response:
-        return JSONResponse({"id": "1", "email": "api@sandbox.looker.local", "display_name": "Sandbox API user",
-                             "first_name": "Sandbox", "last_name": "API"})
+        return JSONResponse(
+            {
+                "id": "1",
+                "email": "api@sandbox.looker.local",
+                "display_name": "Sandbox API user",
+                "first_name": "Sandbox",
+                "last_name": "API",
+            }
+        )
 
     async def explore(self, request: Request) -> Response:
         explore = explore_of(request.path_params["model"], request.path_params["explore"])
 
         def describe(f):
             view, _, short = f.name.partition(".")
-            return {"name": f.name, "label": f"{explore.label} {f.label}", "label_short": f.label,
-                    "category": f.category, "type": f.type, "is_numeric": f.is_numeric,
-                    "is_timeframe": f.is_date, "view": view, "sql": f.sql.replace("t.", "${TABLE}."),
-                    "field_group_label": None}
+            return {
+                "name": f.name,
+                "label": f"{explore.label} {f.label}",
+                "label_short": f.label,
+                "category": f.category,
+                "type": f.type,
+                "is_numeric": f.is_numeric,
+                "is_timeframe": f.is_date,
+                "view": view,
+                "sql": f.sql.replace("t.", "${TABLE}."),
+                "field_group_label": None,
+            }
+
         fields = list(explore.fields.values())
-        return JSONResponse({
-            "id": f"{MODEL}::{explore.name}", "name": explore.name, "label": explore.label,
-            "model_name": MODEL, "view_name": explore.name,
-            "fields": {"dimensions": [describe(f) for f in fields if f.category == "dimension"],
-                       "measures": [describe(f) for f in fields if f.category == "measure"],
-                       "filters": [], "parameters": []}})
+        return JSONResponse(
+            {
+                "id": f"{MODEL}::{explore.name}",
+                "name": explore.name,
+                "label": explore.label,
+                "model_name": MODEL,
+                "view_name": explore.name,
+                "fields": {
+                    "dimensions": [describe(f) for f in fields if f.category == "dimension"],
+                    "measures": [describe(f) for f in fields if f.category == "measure"],
+                    "filters": [],
+                    "parameters": [],
+                },
+            }
+        )
 
     # -- queries ------------------------------------------------------------------------------------
 
     def _store_query(self, body: dict) -> dict:
         query_id = str(len(self.queries) + 1)
-        query = {"id": query_id, "model": body.get("model"), "view": body.get("view"),
-                 "fields": list(body.get("fields") or []), "pivots": None, "fill_fields": None,
-                 "filters": dict(body.get("filters") or {}), "sorts": list(body.get("sorts") or []),
-                 "limit": None if body.get("limit") in (None, "") else str(body["limit"]),
-                 "query_timezone": body.get("query_timezone"), "total": None, "row_total": None,
-                 "slug": secrets.token_hex(4), "client_id": None}
+        query = {
+            "id": query_id,
+            "model": body.get("model"),
+            "view": body.get("view"),
+            "fields": list(body.get("fields") or []),
+            "pivots": None,
+            "fill_fields": None,
+            "filters": dict(body.get("filters") or {}),
+            "sorts": list(body.get("sorts") or []),
+            "limit": None if body.get("limit") in (None, "") else str(body["limit"]),
+            "query_timezone": body.get("query_timezone"),
+            "total": None,
+            "row_total": None,
+            "slug": secrets.token_hex(4),
+            "client_id": None,
+        }
         self.queries[query_id] = query
         return query
 
@@ -220,9 +264,15 @@ class LookerSimulator:
         look = self.looks.get(look_id)
         if look is None:
             raise QueryError(404, f"Look {look_id} not found.")
-        return JSONResponse({"id": look_id, "title": look["title"], "query_id": look["query_id"],
-                             "query": self.queries[look["query_id"]],
-                             "model": {"id": MODEL, "label": "ml-connector demo"}})
+        return JSONResponse(
+            {
+                "id": look_id,
+                "title": look["title"],
+                "query_id": look["query_id"],
+                "query": self.queries[look["query_id"]],
+                "model": {"id": MODEL, "label": "ml-connector demo"},
+            }
+        )
 
     async def run_look(self, request: Request) -> Response:
         look = self.looks.get(request.path_params["look_id"])
@@ -254,13 +304,18 @@ class LookerSimulator:
     def _read_warehouse(self, sql: str, params: list, table: str) -> list[tuple]:
         path = self.settings.warehouse
         if path is None or not path.exists():
-            raise QueryError(400, f"The warehouse {path} does not exist yet: load Business Central into it first "
-                                  "(the sandbox's explores read its tables).")
+            raise QueryError(
+                400,
+                f"The warehouse {path} does not exist yet: load Business Central into it first "
+                "(the sandbox's explores read its tables).",
+            )
         # A Dagster step holds the file's write lock for a moment: wait for it, up to lock_wait_seconds.
         opener = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda e: isinstance(e, duckdb.IOException) and "lock" in str(e).lower()),
-            wait=tenacity.wait_fixed(0.1), stop=tenacity.stop_after_delay(self.settings.lock_wait_seconds),
-            reraise=True)
+            wait=tenacity.wait_fixed(0.1),
+            stop=tenacity.stop_after_delay(self.settings.lock_wait_seconds),
+            reraise=True,
+        )
         try:
             con = opener(duckdb.connect, str(path), read_only=True)
         except duckdb.IOException as exc:
@@ -269,8 +324,10 @@ class LookerSimulator:
             con.execute("SET TimeZone = 'UTC'")
             return con.execute(sql, params).fetchall()
         except duckdb.CatalogException:
-            raise QueryError(400, f"Table {table} does not exist in the warehouse yet: materialize the Business "
-                                  "Central assets first.") from None
+            raise QueryError(
+                400,
+                f"Table {table} does not exist in the warehouse yet: materialize the Business Central assets first.",
+            ) from None
         except duckdb.Error as exc:
             raise QueryError(400, f"SQL error: {exc}") from None
         finally:
@@ -308,9 +365,18 @@ class LookerSimulator:
         return task
 
     def _task_json(self, task: QueryTask) -> dict:
-        return {"id": task.id, "query_id": task.query_id, "status": task.status,
-                "result_format": task.result_format, "runtime": task.runtime, "source": "api",
-                "look_id": None, "dashboard_id": None, "cache_key": None, "result_source": None}
+        return {
+            "id": task.id,
+            "query_id": task.query_id,
+            "status": task.status,
+            "result_format": task.result_format,
+            "runtime": task.runtime,
+            "source": "api",
+            "look_id": None,
+            "dashboard_id": None,
+            "cache_key": None,
+            "result_source": None,
+        }
 
     async def get_task(self, request: Request) -> Response:
         return JSONResponse(self._task_json(self._task(request.path_params["task_id"])))
@@ -349,8 +415,9 @@ async def _json_body(request: Request) -> dict:
 
 def _check_format(result_format: str) -> None:
     if result_format not in RESULT_FORMATS:
-        raise QueryError(400, f"Unsupported result format '{result_format}' (the sandbox serves "
-                              f"{', '.join(RESULT_FORMATS)}).")
+        raise QueryError(
+            400, f"Unsupported result format '{result_format}' (the sandbox serves {', '.join(RESULT_FORMATS)})."
+        )
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -359,9 +426,14 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
 
 def _query_error(exc: QueryError) -> JSONResponse:
     if exc.status == 422:
-        return JSONResponse({"message": "Validation Failed", "documentation_url": DOCS, "errors": [
-            {"field": exc.field, "code": "invalid", "message": exc.message, "documentation_url": DOCS}]},
-            status_code=422)
+        return JSONResponse(
+            {
+                "message": "Validation Failed",
+                "documentation_url": DOCS,
+                "errors": [{"field": exc.field, "code": "invalid", "message": exc.message, "documentation_url": DOCS}],
+            },
+            status_code=422,
+        )
     return _error(exc.status, exc.message)
 
 

@@ -16,8 +16,11 @@ PASSWORD = "sandbox-b1-password"  # not a secret: it only opens the local simula
 
 class SapSettings(BaseModel):
     seed: int = 7
-    company_dbs: list[str] = Field(COMPANY_DBS, min_length=1, description=(
-        "Company databases; each has its own data, and DocEntry/JdtNum start at 1 in each, as in B1."))
+    company_dbs: list[str] = Field(
+        COMPANY_DBS,
+        min_length=1,
+        description=("Company databases; each has its own data, and DocEntry/JdtNum start at 1 in each, as in B1."),
+    )
     server_timezone: str = Field("UTC", description="The server's zone: UpdateDate/UpdateTime are local time.")
     user: str = USER
     password: str = PASSWORD
@@ -34,24 +37,38 @@ class SapSettings(BaseModel):
     model_config = {"arbitrary_types_allowed": True}
 
 
-
 def profile(endpoint: Endpoint) -> dict[str, dict]:
-    return {"sap_business_one": {
-        "base_url": f"{endpoint.url}/b1s/v1",
-        "company_db": list(COMPANY_DBS),
-        "username": USER,
-        "password": {"env": "MLCONNECTOR_SAP_PASSWORD", "sandbox_default": PASSWORD},
-        "ca_bundle": str(endpoint.ca_bundle),
-        "partitions": {"cadence": "daily", "start": "2026-10-01", "settle_lag_minutes": 30},
-    }}
+    return {
+        "sap_business_one": {
+            "base_url": f"{endpoint.url}/b1s/v1",
+            "company_db": list(COMPANY_DBS),
+            "username": USER,
+            "password": {"env": "MLCONNECTOR_SAP_PASSWORD", "sandbox_default": PASSWORD},
+            "ca_bundle": str(endpoint.ca_bundle),
+            "partitions": {"cadence": "daily", "start": "2026-10-01", "settle_lag_minutes": 30},
+        }
+    }
 
 
 SERVICE = SandboxService(
-    key="sap_business_one", title="SAP Business One Service Layer", settings=SapSettings,
-    simulator=f"{__package__}.simulator", port_offset=50, profile=profile,
-    cli=(CliOption("sap-login-delay", ("login_delay_seconds",), "Seconds a Service Layer login takes (real servers "
-                   "are slow).", float),
-         CliOption("sap-documents", ("volumes.documents", "volumes.journal_entries"),
-                   "SAP B1 documents per document type, and journal entries.")),
+    key="sap_business_one",
+    title="SAP Business One Service Layer",
+    settings=SapSettings,
+    simulator=f"{__package__}.simulator",
+    port_offset=50,
+    profile=profile,
+    cli=(
+        CliOption(
+            "sap-login-delay",
+            ("login_delay_seconds",),
+            "Seconds a Service Layer login takes (real servers are slow).",
+            float,
+        ),
+        CliOption(
+            "sap-documents",
+            ("volumes.documents", "volumes.journal_entries"),
+            "SAP B1 documents per document type, and journal entries.",
+        ),
+    ),
     shared=("seed", "history_start", "history_end", "live"),
 )

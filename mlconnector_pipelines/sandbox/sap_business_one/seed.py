@@ -31,9 +31,18 @@ ACCOUNTS = [
 ]
 DOCUMENT_SETS = {"Invoices": ("C", "410000"), "PurchaseInvoices": ("V", "510000"), "PurchaseOrders": ("V", "510000")}
 PAYMENT_SETS = {"IncomingPayments": "C", "VendorPayments": "V"}
-KEYS = {"Invoices": "DocEntry", "PurchaseInvoices": "DocEntry", "PurchaseOrders": "DocEntry",
-        "IncomingPayments": "DocEntry", "VendorPayments": "DocEntry", "JournalEntries": "JdtNum",
-        "Items": "ItemCode", "BusinessPartners": "CardCode", "ChartOfAccounts": "Code", "ProfitCenters": "CenterCode"}
+KEYS = {
+    "Invoices": "DocEntry",
+    "PurchaseInvoices": "DocEntry",
+    "PurchaseOrders": "DocEntry",
+    "IncomingPayments": "DocEntry",
+    "VendorPayments": "DocEntry",
+    "JournalEntries": "JdtNum",
+    "Items": "ItemCode",
+    "BusinessPartners": "CardCode",
+    "ChartOfAccounts": "Code",
+    "ProfitCenters": "CenterCode",
+}
 
 
 @dataclass
@@ -62,8 +71,9 @@ def stamp(moment: datetime, zone: ZoneInfo) -> tuple[str, str]:
     return local.strftime("%Y-%m-%d"), local.strftime("%H:%M:%S")
 
 
-def generate(company_db: str, *, seed: int, start: datetime, end: datetime, volumes: SapVolumes,
-             server_timezone: str = "UTC") -> SapCompanyData:
+def generate(
+    company_db: str, *, seed: int, start: datetime, end: datetime, volumes: SapVolumes, server_timezone: str = "UTC"
+) -> SapCompanyData:
     rng = random.Random(seed)
     zone = ZoneInfo(server_timezone)
     span = int((end - start).total_seconds())
@@ -80,30 +90,67 @@ def generate(company_db: str, *, seed: int, start: datetime, end: datetime, volu
         return {"UpdateDate": date, "UpdateTime": time}
 
     data.entities["ProfitCenters"] = [
-        {"CenterCode": code, "CenterName": name, "GroupCode": "REGION", "InWhichDimension": 1, "Active": "tYES",
-         "EffectiveFrom": "2024-01-01", **updated()} for code, name, _ in REGIONS]
+        {
+            "CenterCode": code,
+            "CenterName": name,
+            "GroupCode": "REGION",
+            "InWhichDimension": 1,
+            "Active": "tYES",
+            "EffectiveFrom": "2024-01-01",
+            **updated(),
+        }
+        for code, name, _ in REGIONS
+    ]
     data.entities["ChartOfAccounts"] = [
-        {"Code": code, "Name": name, "FatherAccountKey": father, "ActiveAccount": active, "AccountType": kind,
-         "AcctCurrency": "##", "Balance": 0.0, "Levels": 1 if father is None else 2, **updated()}
-        for code, name, father, active, kind in ACCOUNTS]
+        {
+            "Code": code,
+            "Name": name,
+            "FatherAccountKey": father,
+            "ActiveAccount": active,
+            "AccountType": kind,
+            "AcctCurrency": "##",
+            "Balance": 0.0,
+            "Levels": 1 if father is None else 2,
+            **updated(),
+        }
+        for code, name, father, active, kind in ACCOUNTS
+    ]
     partners = []
     for i in range(volumes.business_partners):
         kind = "C" if i % 3 else "V"
         region = REGIONS[i % len(REGIONS)]
-        partners.append({"CardCode": f"{kind}{20000 + i}", "CardName": f"{['Acme', 'Globex', 'Initech', 'Umbrella'][i % 4]} {i}",
-                         "CardType": "cCustomer" if kind == "C" else "cSupplier", "Territory": i % len(REGIONS) + 1,
-                         "Currency": "USD", "CurrentAccountBalance": round(rng.uniform(0, 20000), 2),
-                         "U_Region": region[0], **updated()})
+        partners.append(
+            {
+                "CardCode": f"{kind}{20000 + i}",
+                "CardName": f"{['Acme', 'Globex', 'Initech', 'Umbrella'][i % 4]} {i}",
+                "CardType": "cCustomer" if kind == "C" else "cSupplier",
+                "Territory": i % len(REGIONS) + 1,
+                "Currency": "USD",
+                "CurrentAccountBalance": round(rng.uniform(0, 20000), 2),
+                "U_Region": region[0],
+                **updated(),
+            }
+        )
     data.entities["BusinessPartners"] = partners
     items = []
     for i in range(volumes.items):
-        items.append({"ItemCode": f"A{1000 + i}", "ItemName": f"{PRODUCT_LINES[i % 4].title()} model {i}",
-                      "ItemsGroupCode": 100 + i % 4, "U_ProductLine": PRODUCT_LINES[i % 4],
-                      "InventoryItem": "tYES", "SalesItem": "tYES", "PurchaseItem": "tYES",
-                      "QuantityOnStock": float(rng.randint(0, 900)), "AvgStdPrice": round(rng.uniform(5, 400), 2),
-                      "ItemWarehouseInfoCollection": [
-                          {"WarehouseCode": wh, "InStock": float(rng.randint(0, 300))} for _, _, wh in REGIONS],
-                      **updated()})
+        items.append(
+            {
+                "ItemCode": f"A{1000 + i}",
+                "ItemName": f"{PRODUCT_LINES[i % 4].title()} model {i}",
+                "ItemsGroupCode": 100 + i % 4,
+                "U_ProductLine": PRODUCT_LINES[i % 4],
+                "InventoryItem": "tYES",
+                "SalesItem": "tYES",
+                "PurchaseItem": "tYES",
+                "QuantityOnStock": float(rng.randint(0, 900)),
+                "AvgStdPrice": round(rng.uniform(5, 400), 2),
+                "ItemWarehouseInfoCollection": [
+                    {"WarehouseCode": wh, "InStock": float(rng.randint(0, 300))} for _, _, wh in REGIONS
+                ],
+                **updated(),
+            }
+        )
     data.entities["Items"] = items
     doc_entry = 0
     for entity_set, (party_kind, account) in DOCUMENT_SETS.items():
@@ -118,32 +165,74 @@ def generate(company_db: str, *, seed: int, start: datetime, end: datetime, volu
                 region = rng.choice(REGIONS)
                 qty = float(rng.randint(1, 30))
                 price = round(item["AvgStdPrice"] * (1.35 if party_kind == "C" else 1.0), 2)
-                lines.append({"LineNum": line_num, "ItemCode": item["ItemCode"], "ItemDescription": item["ItemName"],
-                              "Quantity": qty, "Price": price, "LineTotal": round(qty * price, 2),
-                              "WarehouseCode": region[2], "AccountCode": account, "CostingCode": region[0],
-                              "U_ProductLine": item["U_ProductLine"]})
+                lines.append(
+                    {
+                        "LineNum": line_num,
+                        "ItemCode": item["ItemCode"],
+                        "ItemDescription": item["ItemName"],
+                        "Quantity": qty,
+                        "Price": price,
+                        "LineTotal": round(qty * price, 2),
+                        "WarehouseCode": region[2],
+                        "AccountCode": account,
+                        "CostingCode": region[0],
+                        "U_ProductLine": item["U_ProductLine"],
+                    }
+                )
             if not docs:  # the first document: a six-decimal price and a total no double holds
                 lines[0].update(Quantity=Decimal(3), Price=HARD_PRICE, LineTotal=3 * HARD_PRICE)
-                lines.append({**lines[0], "LineNum": len(lines), "Quantity": Decimal(1), "Price": HARD_AMOUNTS[0],
-                              "LineTotal": HARD_AMOUNTS[0]})
+                lines.append(
+                    {
+                        **lines[0],
+                        "LineNum": len(lines),
+                        "Quantity": Decimal(1),
+                        "Price": HARD_AMOUNTS[0],
+                        "LineTotal": HARD_AMOUNTS[0],
+                    }
+                )
             date, time = _stamp(when)
-            total = sum(Decimal(str(line["LineTotal"])) for line in lines) if not docs else \
-                round(sum(line["LineTotal"] for line in lines), 2)
-            docs.append({"DocEntry": doc_entry, "DocNum": 100000 + doc_entry, "DocDate": (when - timedelta(days=1)).strftime("%Y-%m-%d"),
-                         "DocDueDate": (when + timedelta(days=30)).strftime("%Y-%m-%d"), "CardCode": party["CardCode"],
-                         "CardName": party["CardName"], "DocTotal": total, "DocCurrency": "USD",
-                         "DocumentStatus": rng.choice(["bost_Open", "bost_Close"]), "Cancelled": "tNO",
-                         "UpdateDate": date, "UpdateTime": time, "DocumentLines": lines})
+            total = (
+                sum(Decimal(str(line["LineTotal"])) for line in lines)
+                if not docs
+                else round(sum(line["LineTotal"] for line in lines), 2)
+            )
+            docs.append(
+                {
+                    "DocEntry": doc_entry,
+                    "DocNum": 100000 + doc_entry,
+                    "DocDate": (when - timedelta(days=1)).strftime("%Y-%m-%d"),
+                    "DocDueDate": (when + timedelta(days=30)).strftime("%Y-%m-%d"),
+                    "CardCode": party["CardCode"],
+                    "CardName": party["CardName"],
+                    "DocTotal": total,
+                    "DocCurrency": "USD",
+                    "DocumentStatus": rng.choice(["bost_Open", "bost_Close"]),
+                    "Cancelled": "tNO",
+                    "UpdateDate": date,
+                    "UpdateTime": time,
+                    "DocumentLines": lines,
+                }
+            )
         data.entities[entity_set] = docs
     for entity_set, party_kind in PAYMENT_SETS.items():
         payments = []
         for _ in range(volumes.documents // 2):
             doc_entry += 1
             party = rng.choice([p for p in partners if p["CardCode"].startswith(party_kind)])
-            payments.append({"DocEntry": doc_entry, "DocNum": 200000 + doc_entry, "DocDate": moment().strftime("%Y-%m-%d"),
-                             "CardCode": party["CardCode"], "CardName": party["CardName"],
-                             "TransferSum": round(rng.uniform(100, 9000), 2), "CashSum": 0.0, "DocCurrency": "USD",
-                             "Cancelled": "tNO", **updated()})
+            payments.append(
+                {
+                    "DocEntry": doc_entry,
+                    "DocNum": 200000 + doc_entry,
+                    "DocDate": moment().strftime("%Y-%m-%d"),
+                    "CardCode": party["CardCode"],
+                    "CardName": party["CardName"],
+                    "TransferSum": round(rng.uniform(100, 9000), 2),
+                    "CashSum": 0.0,
+                    "DocCurrency": "USD",
+                    "Cancelled": "tNO",
+                    **updated(),
+                }
+            )
         data.entities[entity_set] = payments
     journals = [_hard_journal(_stamp(start + timedelta(hours=13)))]
     for jdt in range(2, volumes.journal_entries + 1):
@@ -152,12 +241,34 @@ def generate(company_db: str, *, seed: int, start: datetime, end: datetime, volu
         region = rng.choice(REGIONS)
         debit_account, credit_account = rng.choice([("510000", "140000"), ("610000", "110000"), ("120000", "410000")])
         date, time = _stamp(when)
-        journals.append({"JdtNum": jdt, "ReferenceDate": date, "Memo": f"Journal {jdt}", "TransactionCode": "",
-                         "UpdateDate": date, "UpdateTime": time, "JournalEntryLines": [
-                             {"Line_ID": 0, "AccountCode": debit_account, "Debit": amount, "Credit": 0.0,
-                              "CostingCode": region[0], "LineMemo": "debit"},
-                             {"Line_ID": 1, "AccountCode": credit_account, "Debit": 0.0, "Credit": amount,
-                              "CostingCode": region[0], "LineMemo": "credit"}]})
+        journals.append(
+            {
+                "JdtNum": jdt,
+                "ReferenceDate": date,
+                "Memo": f"Journal {jdt}",
+                "TransactionCode": "",
+                "UpdateDate": date,
+                "UpdateTime": time,
+                "JournalEntryLines": [
+                    {
+                        "Line_ID": 0,
+                        "AccountCode": debit_account,
+                        "Debit": amount,
+                        "Credit": 0.0,
+                        "CostingCode": region[0],
+                        "LineMemo": "debit",
+                    },
+                    {
+                        "Line_ID": 1,
+                        "AccountCode": credit_account,
+                        "Debit": 0.0,
+                        "Credit": amount,
+                        "CostingCode": region[0],
+                        "LineMemo": "credit",
+                    },
+                ],
+            }
+        )
     data.entities["JournalEntries"] = journals
     _shape_stamps(data, start, end, zone)
     return data
@@ -165,12 +276,36 @@ def generate(company_db: str, *, seed: int, start: datetime, end: datetime, volu
 
 def _hard_journal(stamped: tuple[str, str]) -> dict:
     date, time = stamped
-    lines = [{"Line_ID": n, "AccountCode": "610000", "Debit": amount, "Credit": Decimal(0), "CostingCode": "NORTH",
-              "LineMemo": "debit"} for n, amount in enumerate(HARD_AMOUNTS)]
-    lines.append({"Line_ID": len(lines), "AccountCode": "110000", "Debit": Decimal(0), "Credit": sum(HARD_AMOUNTS),
-                  "CostingCode": "NORTH", "LineMemo": "credit"})
-    return {"JdtNum": 1, "ReferenceDate": date, "Memo": "Journal 1 (large amounts)", "TransactionCode": "",
-            "UpdateDate": date, "UpdateTime": time, "JournalEntryLines": lines}
+    lines = [
+        {
+            "Line_ID": n,
+            "AccountCode": "610000",
+            "Debit": amount,
+            "Credit": Decimal(0),
+            "CostingCode": "NORTH",
+            "LineMemo": "debit",
+        }
+        for n, amount in enumerate(HARD_AMOUNTS)
+    ]
+    lines.append(
+        {
+            "Line_ID": len(lines),
+            "AccountCode": "110000",
+            "Debit": Decimal(0),
+            "Credit": sum(HARD_AMOUNTS),
+            "CostingCode": "NORTH",
+            "LineMemo": "credit",
+        }
+    )
+    return {
+        "JdtNum": 1,
+        "ReferenceDate": date,
+        "Memo": "Journal 1 (large amounts)",
+        "TransactionCode": "",
+        "UpdateDate": date,
+        "UpdateTime": time,
+        "JournalEntryLines": lines,
+    }
 
 
 def _shape_stamps(data: SapCompanyData, start: datetime, end: datetime, zone: ZoneInfo) -> None:
@@ -190,8 +325,9 @@ def _shape_stamps(data: SapCompanyData, start: datetime, end: datetime, zone: Zo
             continue
         for n, utc_midnight in enumerate(days):
             local_midnight = datetime.combine(utc_midnight.date(), datetime.min.time(), zone)
-            picks = [(local_midnight, 2 * n)] + ([] if zone.utcoffset(utc_midnight) == timedelta(0)
-                                                   else [(utc_midnight, 2 * n + 1)])
+            picks = [(local_midnight, 2 * n)] + (
+                [] if zone.utcoffset(utc_midnight) == timedelta(0) else [(utc_midnight, 2 * n + 1)]
+            )
             for moment, index in picks:
                 if start <= moment < end:
                     record = records[index % len(records)]

@@ -48,9 +48,12 @@ class ServiceLayerSimulator:
         s = self.settings
         end = s.history_end or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         start = s.history_start or end - timedelta(days=28)
-        self.companies = {db: generate(db, seed=s.seed + n, start=start, end=end, volumes=s.volumes,
-                                       server_timezone=s.server_timezone)
-                          for n, db in enumerate(s.company_dbs)}
+        self.companies = {
+            db: generate(
+                db, seed=s.seed + n, start=start, end=end, volumes=s.volumes, server_timezone=s.server_timezone
+            )
+            for n, db in enumerate(s.company_dbs)
+        }
         self.zone = ZoneInfo(s.server_timezone)
         first = self.companies[s.company_dbs[0]]
         self.field_types = {name: _field_types(records) for name, records in first.entities.items()}
@@ -70,8 +73,13 @@ class ServiceLayerSimulator:
         ]
 
     def state(self) -> dict:
-        return {"logins": self.logins, "logouts": self.logouts, "requests": self.requests,
-                "open_sessions": len(self.sessions), "invalid_session_answers": self.invalid_session_answers}
+        return {
+            "logins": self.logins,
+            "logouts": self.logouts,
+            "requests": self.requests,
+            "open_sessions": len(self.sessions),
+            "invalid_session_answers": self.invalid_session_answers,
+        }
 
     def reset(self) -> None:
         self._seed_data()
@@ -98,18 +106,41 @@ class ServiceLayerSimulator:
                     record["UpdateDate"], record["UpdateTime"] = stamp(now, self.zone)
                 journals = data.entities["JournalEntries"]
                 late = rng.random() < 0.3
-                moment = now - timedelta(minutes=rng.uniform(0.5, self.settings.live_late_commit_max_minutes)) if late else now
+                moment = (
+                    now - timedelta(minutes=rng.uniform(0.5, self.settings.live_late_commit_max_minutes))
+                    if late
+                    else now
+                )
                 amount = round(rng.uniform(50, 5000), 2)
                 day, time_of_day = stamp(moment, self.zone)
-                journals.append({
-                    "JdtNum": max(j["JdtNum"] for j in journals) + 1, "ReferenceDate": day,
-                    "Memo": "Live journal" + (" (committed late)" if late else ""), "TransactionCode": "",
-                    "UpdateDate": day, "UpdateTime": time_of_day,
-                    "JournalEntryLines": [
-                        {"Line_ID": 0, "AccountCode": "610000", "Debit": amount, "Credit": 0.0, "CostingCode": "NORTH",
-                         "LineMemo": "debit"},
-                        {"Line_ID": 1, "AccountCode": "110000", "Debit": 0.0, "Credit": amount, "CostingCode": "NORTH",
-                         "LineMemo": "credit"}]})
+                journals.append(
+                    {
+                        "JdtNum": max(j["JdtNum"] for j in journals) + 1,
+                        "ReferenceDate": day,
+                        "Memo": "Live journal" + (" (committed late)" if late else ""),
+                        "TransactionCode": "",
+                        "UpdateDate": day,
+                        "UpdateTime": time_of_day,
+                        "JournalEntryLines": [
+                            {
+                                "Line_ID": 0,
+                                "AccountCode": "610000",
+                                "Debit": amount,
+                                "Credit": 0.0,
+                                "CostingCode": "NORTH",
+                                "LineMemo": "debit",
+                            },
+                            {
+                                "Line_ID": 1,
+                                "AccountCode": "110000",
+                                "Debit": 0.0,
+                                "Credit": amount,
+                                "CostingCode": "NORTH",
+                                "LineMemo": "credit",
+                            },
+                        ],
+                    }
+                )
             except Exception:  # keep the simulator alive; a bad tick is logged, not fatal
                 log.exception("SAP live mode tick failed")
 
@@ -123,15 +154,20 @@ class ServiceLayerSimulator:
             return _error(version, 400, -1000, "Invalid JSON in the request body.")
         await asyncio.sleep(self.settings.login_delay_seconds)
         if body.get("CompanyDB") not in self.companies:
-            return _error(version, 401, -306, f"Company database '{body.get('CompanyDB')}' does not exist "
-                                              "or cannot be connected.")
+            return _error(
+                version, 401, -306, f"Company database '{body.get('CompanyDB')}' does not exist or cannot be connected."
+            )
         if body.get("UserName") != self.settings.user or body.get("Password") != self.settings.password:
             return _error(version, 401, -304, "Login failed: invalid user name or password.")
         session = secrets.token_hex(16)
         self.sessions[session] = time.monotonic()
         self.session_company[session] = body["CompanyDB"]
         self.logins += 1
-        payload = {"SessionId": session, "Version": "1000230", "SessionTimeout": int(self.settings.session_timeout_minutes)}
+        payload = {
+            "SessionId": session,
+            "Version": "1000230",
+            "SessionTimeout": int(self.settings.session_timeout_minutes),
+        }
         if version == "v1":
             payload = {"odata.metadata": f"{_base(request)}/$metadata#B1Sessions/@Element", **payload}
         else:
@@ -196,20 +232,21 @@ class ServiceLayerSimulator:
             headers["Preference-Applied"] = f"odata.maxpagesize={page_size}"
         if "$top" in params:
             matched = matched[: int(params["$top"])]
-        page = matched[skip: skip + page_size]
+        page = matched[skip : skip + page_size]
         if "$select" in params:
             wanted = [f.strip() for f in params["$select"].split(",")]
             page = [{k: r.get(k) for k in wanted} for r in page]
         body: dict = {}
-        context_key, next_key = ("odata.metadata", "odata.nextLink") if version == "v1" else ("@odata.context", "@odata.nextLink")
+        context_key, next_key = (
+            ("odata.metadata", "odata.nextLink") if version == "v1" else ("@odata.context", "@odata.nextLink")
+        )
         body[context_key] = f"{_base(request)}/$metadata#{entity}"
         body["value"] = page
         if len(page) == page_size:  # a full page always links on, even when the next one is empty
             query = {k: v for k, v in params.items() if k != "$skip"}
             query["$skip"] = str(skip + page_size)
             body[next_key] = f"{entity}?{urlencode(query)}"
-        return Response(dumps(body), media_type="application/json;odata=minimalmetadata;charset=utf-8",
-                        headers=headers)
+        return Response(dumps(body), media_type="application/json;odata=minimalmetadata;charset=utf-8", headers=headers)
 
     def _apply(self, mutations) -> None:
         """A `mutate` fault: records change between two requests of a client's extract."""

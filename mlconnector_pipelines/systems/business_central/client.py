@@ -25,11 +25,16 @@ class BusinessCentralClient:
     def __init__(self, cfg: BusinessCentralConfig, *, client_secret: str):
         self.base_path = f"/v2.0/{cfg.auth.tenant_id}/{quote(cfg.environment)}/api/v2.0"
         self.page_size = cfg.page_size
-        self.tokens = EntraTokenProvider(cfg.auth, system=SYSTEM, client_secret=client_secret, scope=cfg.scope,
-                                         what="business_central.auth")
+        self.tokens = EntraTokenProvider(
+            cfg.auth, system=SYSTEM, client_secret=client_secret, scope=cfg.scope, what="business_central.auth"
+        )
         self.http = ThrottledClient(
-            SYSTEM, base_url=cfg.api_base_url, policy=cfg.http, auth=self.tokens,
-            verify=ssl_context(cfg.ca_bundle, what="business_central"), secrets=(client_secret,),
+            SYSTEM,
+            base_url=cfg.api_base_url,
+            policy=cfg.http,
+            auth=self.tokens,
+            verify=ssl_context(cfg.ca_bundle, what="business_central"),
+            secrets=(client_secret,),
             headers={"Accept": "application/json"},
         )
 
@@ -45,8 +50,10 @@ class BusinessCentralClient:
 
     def find(self, company_id: str, entity_set: str, field: str, value: str) -> list[dict]:
         """Records whose `field` equals `value` (a natural key: a number, an externalDocumentNumber)."""
-        return self.http.get_json(f"{self.base_path}/companies({company_id})/{entity_set}",
-                                  params={"$filter": f"{field} eq {string_literal(value)}"})["value"]
+        return self.http.get_json(
+            f"{self.base_path}/companies({company_id})/{entity_set}",
+            params={"$filter": f"{field} eq {string_literal(value)}"},
+        )["value"]
 
     # -- companies ------------------------------------------------------------------------------
 
@@ -75,13 +82,22 @@ class BusinessCentralClient:
         if entity.children:
             params["$expand"] = ",".join(child.navigation for child in entity.children)
         yield from iterate_record_tables(
-            self.http, self._entity_path(company_id, entity), params=params,
+            self.http,
+            self._entity_path(company_id, entity),
+            params=params,
             headers={"Prefer": f"odata.maxpagesize={self.page_size}"},
-            read_fields=entity.read_fields(text_fields=(entity.modified_field,)), key=entity.key,
+            read_fields=entity.read_fields(text_fields=(entity.modified_field,)),
+            key=entity.key,
         )
 
-    def count(self, company_id: str, entity: BcEntity, *, modified_from: datetime | None = None,
-              modified_before: datetime | None = None) -> int:
+    def count(
+        self,
+        company_id: str,
+        entity: BcEntity,
+        *,
+        modified_from: datetime | None = None,
+        modified_before: datetime | None = None,
+    ) -> int:
         """The server's `$count` of records last modified in `[modified_from, modified_before)`."""
         field = entity.modified_field
         bounds = [f"{field} ge {datetime_literal(modified_from)}"] if modified_from else []

@@ -22,8 +22,14 @@ class BusinessCentralConfig(Strict):
     )
     entities: list[str] | None = Field(None, description="Entity sets to load; default all supported.")
     page_size: int = Field(5000, ge=1, le=20000, description="Prefer: odata.maxpagesize (BC allows 20,000).")
-    concurrent_companies: int = Field(2, ge=1, le=5, description=(
-        "Companies read at once within a step (BC works on 5 requests per user at a time and queues the rest)."))
+    concurrent_companies: int = Field(
+        2,
+        ge=1,
+        le=5,
+        description=(
+            "Companies read at once within a step (BC works on 5 requests per user at a time and queues the rest)."
+        ),
+    )
     ca_bundle: Path | None = Field(None, description="Extra CA bundle to trust for the API host.")
     http: HttpPolicy = HttpPolicy()
     partitions: PartitionConfig

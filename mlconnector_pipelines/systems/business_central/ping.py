@@ -17,12 +17,18 @@ def ping(cfg: BusinessCentralConfig, data_dir: Path) -> PingResult:
 
     def read(client) -> str:
         companies = client.resolve_companies(cfg.companies)
-        return f"{len(companies)} compan{'y' if len(companies) == 1 else 'ies'}: " + \
-            ", ".join(c["name"] for c in companies)
+        return f"{len(companies)} compan{'y' if len(companies) == 1 else 'ies'}: " + ", ".join(
+            c["name"] for c in companies
+        )
 
-    return run_check(SYSTEM, f"{cfg.api_base_url}/v2.0/{cfg.auth.tenant_id}/{cfg.environment}/api/v2.0",
-                     connect=resource.client, authenticate=lambda client: client.tokens.access_token(),
-                     read=read, likely_fix=likely_fix)
+    return run_check(
+        SYSTEM,
+        f"{cfg.api_base_url}/v2.0/{cfg.auth.tenant_id}/{cfg.environment}/api/v2.0",
+        connect=resource.client,
+        authenticate=lambda client: client.tokens.access_token(),
+        read=read,
+        likely_fix=likely_fix,
+    )
 
 
 def likely_fix(exc: Exception) -> str:
@@ -33,13 +39,16 @@ def likely_fix(exc: Exception) -> str:
     if fix:
         return fix
     if isinstance(exc, ConfigError):
-        return "set business_central.companies to names or ids from the list above" if "companies" in text \
-            else CONFIG_FIX
+        return (
+            "set business_central.companies to names or ids from the list above" if "companies" in text else CONFIG_FIX
+        )
     if isinstance(exc, RequestFailedError) and "Environment" in text:
         return "business_central.environment must match the environment name in the BC admin center"
     if isinstance(exc, (RequestFailedError, AuthenticationError)) and exc.status in (401, 403):
-        return ("register the app in Business Central (Microsoft Entra Applications), enable it and give it "
-                "permission sets, and grant the API permission with admin consent")
+        return (
+            "register the app in Business Central (Microsoft Entra Applications), enable it and give it "
+            "permission sets, and grant the API permission with admin consent"
+        )
     if "ConnectError" in text or "could not be completed" in text or "could not reach" in text:
         return "the host is not reachable: check the URL, DNS, proxy and firewall (for the sandbox: is it running?)"
     return "see the message; retry later if the service reported a temporary problem"

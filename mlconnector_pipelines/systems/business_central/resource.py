@@ -19,8 +19,9 @@ class BusinessCentralResource(SystemResource):
     def client(self) -> BusinessCentralClient:
         """A new client (and token cache) for one step; close it when done."""
         cfg = self.section
-        return BusinessCentralClient(cfg, client_secret=self.secret(cfg.auth.client_secret,
-                                                                     "business_central.auth.client_secret"))
+        return BusinessCentralClient(
+            cfg, client_secret=self.secret(cfg.auth.client_secret, "business_central.auth.client_secret")
+        )
 
 
 class BusinessCentralSession:

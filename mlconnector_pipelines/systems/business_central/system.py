@@ -15,17 +15,22 @@ def _definitions(cfg: BusinessCentralConfig, ctx: FlowContext):
 
     return dg.Definitions.merge(
         build_business_central(cfg, ctx.warehouse_kind),
-        dg.Definitions(resources={SPEC.key: BusinessCentralResource.from_section(cfg, ctx.data_dir)}))
+        dg.Definitions(resources={SPEC.key: BusinessCentralResource.from_section(cfg, ctx.data_dir)}),
+    )
 
 
 def _ping(cfg: BusinessCentralConfig, data_dir):
     from .ping import ping
+
     return ping(cfg, data_dir)
 
 
 SPEC = SystemSpec(
-    key="business_central", title=SYSTEM, config_model=BusinessCentralConfig,
-    definitions=_definitions, ping=_ping,
+    key="business_central",
+    title=SYSTEM,
+    config_model=BusinessCentralConfig,
+    definitions=_definitions,
+    ping=_ping,
     secrets=lambda cfg: [(cfg.auth.client_secret, "the client secret")],
     url=lambda cfg: cfg.api_base_url,
 )

@@ -27,8 +27,15 @@ from .session import SYSTEM, LookerLogin
 SYNC_ROW_CAP = 5000
 _COUNT_TYPES = {"count", "count_distinct"}
 _EXACT_TYPES = {"number", "sum", "sum_distinct", "min", "max"}
-_MOMENT_TIMEFRAMES = {"date_time", "date_raw", "date_second", "date_minute", "date_millisecond",
-                      "date_microsecond", "date_hour"}
+_MOMENT_TIMEFRAMES = {
+    "date_time",
+    "date_raw",
+    "date_second",
+    "date_minute",
+    "date_millisecond",
+    "date_microsecond",
+    "date_hour",
+}
 
 
 @dataclass(frozen=True)
@@ -69,9 +76,15 @@ class QuerySpec:
     query_timezone: str = "UTC"
 
     def body(self) -> dict:
-        return {"model": self.model, "view": self.view, "fields": list(self.fields), "filters": dict(self.filters),
-                "sorts": list(self.sorts), "limit": "-1" if self.limit is None else str(self.limit),
-                "query_timezone": self.query_timezone}
+        return {
+            "model": self.model,
+            "view": self.view,
+            "fields": list(self.fields),
+            "filters": dict(self.filters),
+            "sorts": list(self.sorts),
+            "limit": "-1" if self.limit is None else str(self.limit),
+            "query_timezone": self.query_timezone,
+        }
 
     @property
     def fits_one_call(self) -> bool:
@@ -81,13 +94,25 @@ class QuerySpec:
 class LookerClient:
     """One Looker instance; counts every API call and, apart, the calls that run a query."""
 
-    def __init__(self, cfg: LookerConfig, *, client_secret: str, transport: httpx.BaseTransport | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        cfg: LookerConfig,
+        *,
+        client_secret: str,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.login = LookerLogin(cfg.client_id, client_secret)
         self.http = ThrottledClient(
-            SYSTEM, base_url=f"{cfg.base_url}/api/4.0/", policy=cfg.http, auth=self.login,
-            verify=ssl_context(cfg.ca_bundle, what="looker"), secrets=[client_secret],
-            transport=transport, sleep=sleep, headers={"Accept": "application/json"},
+            SYSTEM,
+            base_url=f"{cfg.base_url}/api/4.0/",
+            policy=cfg.http,
+            auth=self.login,
+            verify=ssl_context(cfg.ca_bundle, what="looker"),
+            secrets=[client_secret],
+            transport=transport,
+            sleep=sleep,
+            headers={"Accept": "application/json"},
         )
         self.login.http = self.http
         self.poll_seconds = cfg.query_task_poll_seconds
@@ -104,19 +129,32 @@ class LookerClient:
     def explore_fields(self, model: str, explore: str) -> dict[str, LookerField]:
         body = self.http.get_json(f"lookml_models/{model}/explores/{explore}", params={"fields": "fields"})
         fieldset = body.get("fields") or {}
-        return {f["name"]: LookerField(f["name"], f.get("type") or "string", f.get("category") or "dimension",
-                                       bool(f.get("is_numeric")), f.get("label") or f["name"])
-                for group in ("dimensions", "measures") for f in (fieldset.get(group) or [])}
+        return {
+            f["name"]: LookerField(
+                f["name"],
+                f.get("type") or "string",
+                f.get("category") or "dimension",
+                bool(f.get("is_numeric")),
+                f.get("label") or f["name"],
+            )
+            for group in ("dimensions", "measures")
+            for f in (fieldset.get(group) or [])
+        }
 
     def look_query(self, look_id: str) -> QuerySpec:
         """The query a saved Look runs, with the row limit its author saved."""
         look = self.http.get_json(f"looks/{look_id}")
         query = look.get("query") or {}
         limit = query.get("limit")
-        return QuerySpec(model=query["model"], view=query["view"], fields=tuple(query.get("fields") or ()),
-                         filters=dict(query.get("filters") or {}), sorts=tuple(query.get("sorts") or ()),
-                         limit=None if limit in (None, "", "-1") else int(limit),
-                         query_timezone=query.get("query_timezone") or "UTC")
+        return QuerySpec(
+            model=query["model"],
+            view=query["view"],
+            fields=tuple(query.get("fields") or ()),
+            filters=dict(query.get("filters") or {}),
+            sorts=tuple(query.get("sorts") or ()),
+            limit=None if limit in (None, "", "-1") else int(limit),
+            query_timezone=query.get("query_timezone") or "UTC",
+        )
 
     # -- results ------------------------------------------------------------------------------------
 
@@ -124,8 +162,9 @@ class LookerClient:
         """Every row the query returns, in batches; never cut at Looker's synchronous cap."""
         if spec.fits_one_call:
             self.query_calls += 1
-            yield self._json_rows(self.http.request("POST", "queries/run/json", json=spec.body(),
-                                                                idempotent=True).content)
+            yield self._json_rows(
+                self.http.request("POST", "queries/run/json", json=spec.body(), idempotent=True).content
+            )
             return
         # Looker writes nothing a reader sees: a query or task created twice is harmless, so these POSTs repeat.
         query_id = str(self.http.post_json("queries", json=spec.body(), idempotent=True)["id"])
@@ -136,8 +175,9 @@ class LookerClient:
         if limit > SYNC_ROW_CAP:
             raise ValueError(f"a Look runs synchronously up to {SYNC_ROW_CAP} rows; use rows() for more")
         self.query_calls += 1
-        return self._json_rows(self.http.request("GET", f"looks/{look_id}/run/json",
-                                                 params={"limit": str(limit)}).content)
+        return self._json_rows(
+            self.http.request("GET", f"looks/{look_id}/run/json", params={"limit": str(limit)}).content
+        )
 
     def query_task_rows(self, query_id: str, batch_rows: int = 10_000) -> Iterator[list[dict]]:
         """Run a stored query as an async task, poll it, and stream its JSON rows in batches."""
@@ -153,8 +193,11 @@ class LookerClient:
             if status in ("error", "killed", "expired"):
                 break  # the results call carries Looker's own message
             if time.monotonic() > deadline:
-                raise RequestFailedError(SYSTEM, f"query task {task_id} (query {query_id}) was still {status!r} "
-                                                 f"after {self.task_timeout_seconds:g}s")
+                raise RequestFailedError(
+                    SYSTEM,
+                    f"query task {task_id} (query {query_id}) was still {status!r} "
+                    f"after {self.task_timeout_seconds:g}s",
+                )
             self._sleep(self.poll_seconds)
         while True:
             with self.http.stream("GET", f"query_tasks/{task_id}/results") as response:

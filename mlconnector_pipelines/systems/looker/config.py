@@ -27,11 +27,14 @@ class LookerQueryConfig(Strict):
     sorts: list[str] = Field(default_factory=list, description='e.g. ["gl_entries.posting_date desc"].')
     limit: int | None = Field(None, ge=1, description="Row limit; none loads every row (via a query task).")
     partition: LookerPartitionConfig | None = Field(
-        None, description="Partition the asset by period; each window fills a date filter.")
-    upstream: list[str] = Field(default_factory=list,
-                                description="Asset keys the query reads (for lineage), e.g. business_central/bc_vendors.")
+        None, description="Partition the asset by period; each window fills a date filter."
+    )
+    upstream: list[str] = Field(
+        default_factory=list, description="Asset keys the query reads (for lineage), e.g. business_central/bc_vendors."
+    )
     scheduled_plan_id: str | None = Field(
-        None, description="A Looker schedule delivering this query to `mlconnector ingest` materializes this asset.")
+        None, description="A Looker schedule delivering this query to `mlconnector ingest` materializes this asset."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> LookerQueryConfig:
@@ -55,7 +58,8 @@ class LookerConfig(Strict):
     query_task_poll_seconds: float = Field(2.0, gt=0, description="How often to poll a running query task.")
     query_task_timeout_seconds: float = Field(3600.0, gt=0, description="Longest a query task may run.")
     delivery_secret: SecretRef | None = Field(
-        None, description="Secret in the scheduled-plan webhook URL (/looker/scheduled-plans/<secret>).")
+        None, description="Secret in the scheduled-plan webhook URL (/looker/scheduled-plans/<secret>)."
+    )
     queries: list[LookerQueryConfig] = Field(default_factory=list)
 
     @field_validator("base_url")
@@ -66,8 +70,10 @@ class LookerConfig(Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> LookerConfig:
-        for what, values in (("name", [q.name for q in self.queries]),
-                             ("scheduled_plan_id", [q.scheduled_plan_id for q in self.queries if q.scheduled_plan_id])):
+        for what, values in (
+            ("name", [q.name for q in self.queries]),
+            ("scheduled_plan_id", [q.scheduled_plan_id for q in self.queries if q.scheduled_plan_id]),
+        ):
             repeated = sorted({v for v in values if values.count(v) > 1})
             if repeated:
                 raise ValueError(f"queries: {what} {', '.join(repeated)} appears more than once")

@@ -23,8 +23,11 @@ def ping(cfg: LookerConfig, data_dir: Path) -> PingResult:
             try:
                 spec = client.look_query(query.look_id) if query.look_id else None
                 model, explore = (spec.model, spec.view) if spec else (query.model, query.explore)
-                wanted = list(spec.fields if spec else query.fields) + list(query.filters) + \
-                    ([query.partition.field] if query.partition else [])
+                wanted = (
+                    list(spec.fields if spec else query.fields)
+                    + list(query.filters)
+                    + ([query.partition.field] if query.partition else [])
+                )
                 available = client.explore_fields(model, explore)
             except RequestFailedError as exc:
                 problems.append(f"{query.name}: {exc}")
@@ -34,13 +37,19 @@ def ping(cfg: LookerConfig, data_dir: Path) -> PingResult:
                 problems.append(f"{query.name}: {', '.join(missing)} not in {model}/{explore}")
         if problems:
             raise ConfigError("logged in, but " + "; ".join(problems))
-        return (f"logged in as {user.get('display_name') or user.get('email') or user.get('id')}; "
-                f"{len(cfg.queries)} configured quer{'y' if len(cfg.queries) == 1 else 'ies'} match the LookML")
+        return (
+            f"logged in as {user.get('display_name') or user.get('email') or user.get('id')}; "
+            f"{len(cfg.queries)} configured quer{'y' if len(cfg.queries) == 1 else 'ies'} match the LookML"
+        )
 
-    return run_check(SYSTEM, f"{cfg.base_url}/api/4.0",
-                     connect=lambda: LookerResource.from_section(cfg, data_dir).client(),
-                     authenticate=lambda client: client.login.auth_headers(),  # logs in
-                     read=read, likely_fix=likely_fix)
+    return run_check(
+        SYSTEM,
+        f"{cfg.base_url}/api/4.0",
+        connect=lambda: LookerResource.from_section(cfg, data_dir).client(),
+        authenticate=lambda client: client.login.auth_headers(),  # logs in
+        read=read,
+        likely_fix=likely_fix,
+    )
 
 
 def likely_fix(exc: Exception) -> str:
@@ -50,8 +59,10 @@ def likely_fix(exc: Exception) -> str:
     if fix:
         return fix
     if isinstance(exc, ConfigError) and "logged in, but" in str(exc):
-        return ("model, explore and field names come from your LookML: correct looker.queries, or give the API "
-                "user access to that model")
+        return (
+            "model, explore and field names come from your LookML: correct looker.queries, or give the API "
+            "user access to that model"
+        )
     if isinstance(exc, ConfigError):
         return CONFIG_FIX
     if isinstance(exc, (RequestFailedError, AuthenticationError)) and exc.status in (401, 403):

@@ -51,10 +51,12 @@ class LookerLogin:
         except RequestFailedError as exc:
             if exc.status in (401, 403, 404):  # Looker answers a wrong id or secret with 404
                 raise AuthenticationError(
-                    SYSTEM, "login refused: the API client id or secret is wrong, or the API user is disabled",
+                    SYSTEM,
+                    "login refused: the API client id or secret is wrong, or the API user is disabled",
                     status=exc.status,
                     fix="create API3 credentials under Admin > Users > Edit Keys and set looker.client_id and "
-                        "the secret it references") from None
+                    "the secret it references",
+                ) from None
             raise
         body = response.json()
         lifetime = float(body.get("expires_in") or 3600)

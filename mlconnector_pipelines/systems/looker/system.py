@@ -15,17 +15,22 @@ def _definitions(cfg: LookerConfig, ctx: FlowContext):
 
     return dg.Definitions.merge(
         build_looker(cfg, ctx.warehouse_kind, ctx.data_dir, ctx.ingest),
-        dg.Definitions(resources={SPEC.key: LookerResource.from_section(cfg, ctx.data_dir)}))
+        dg.Definitions(resources={SPEC.key: LookerResource.from_section(cfg, ctx.data_dir)}),
+    )
 
 
 def _ping(cfg: LookerConfig, data_dir):
     from .ping import ping
+
     return ping(cfg, data_dir)
 
 
 SPEC = SystemSpec(
-    key="looker", title=SYSTEM, config_model=LookerConfig,
-    definitions=_definitions, ping=_ping,
+    key="looker",
+    title=SYSTEM,
+    config_model=LookerConfig,
+    definitions=_definitions,
+    ping=_ping,
     secrets=lambda cfg: [(cfg.client_secret, "the API3 client secret")],
     url=lambda cfg: f"{cfg.base_url}/api/4.0",
 )

@@ -40,8 +40,9 @@ class ServiceLayerClient:
         parts = urlsplit(base_url)
         self.version = parts.path.rsplit("/", 1)[-1]
         if parts.scheme != "https" or self.version not in ("v1", "v2") or "/b1s/" not in parts.path + "/":
-            raise ConfigError("sap_business_one.base_url: expected https://<host>:<port>/b1s/v1 or /b1s/v2, "
-                              f"got {cfg.base_url!r}")
+            raise ConfigError(
+                f"sap_business_one.base_url: expected https://<host>:<port>/b1s/v1 or /b1s/v2, got {cfg.base_url!r}"
+            )
         if cfg.pinned_sha256:
             verify = pinned_ssl_context(parts.hostname, parts.port or 443, cfg.pinned_sha256, what="sap_business_one")
         else:
@@ -52,8 +53,15 @@ class ServiceLayerClient:
         login_http = ThrottledClient(SYSTEM, base_url=base, policy=cfg.http, verify=verify, secrets=(password,))
         self.session = ServiceLayerSession(login_http, company_db=company_db, username=cfg.username, password=password)
         self._login_http = login_http
-        self.http = ThrottledClient(SYSTEM, base_url=base, policy=cfg.http, verify=verify, auth=self.session,
-                                    secrets=(password,), reauthenticate_on=session_expired)
+        self.http = ThrottledClient(
+            SYSTEM,
+            base_url=base,
+            policy=cfg.http,
+            verify=verify,
+            auth=self.session,
+            secrets=(password,),
+            reauthenticate_on=session_expired,
+        )
         self._next_link_keys = ("odata.nextLink",) if self.version == "v1" else ("@odata.nextLink",)
 
     def close(self) -> None:
@@ -71,8 +79,10 @@ class ServiceLayerClient:
         """Records updated in `[start, end)` as Arrow tables, each with `UpdateDateTime` (UTC, ISO)."""
         first_day = start.astimezone(self.timezone).date()
         last_day = (end - timedelta(microseconds=1)).astimezone(self.timezone).date()
-        days = (f"UpdateDate ge {string_literal(first_day.isoformat())} and "
-                f"UpdateDate le {string_literal(last_day.isoformat())}")
+        days = (
+            f"UpdateDate ge {string_literal(first_day.isoformat())} and "
+            f"UpdateDate le {string_literal(last_day.isoformat())}"
+        )
         read_fields = entity.read_fields(text_fields=("UpdateDate",))
 
         def read(response):
@@ -83,11 +93,19 @@ class ServiceLayerClient:
                 raise self.http.malformed(response, f"an UpdateDate or UpdateTime it cannot read: {exc}") from None
             return page.append_column(MODIFIED_AT, moments), next_link
 
-        for page in iterate_keyset_pages(self.http, entity.entity_set, key=entity.key, conjunction=days, read=read,
-                                         headers={"Prefer": f"odata.maxpagesize={self.page_size}"}):
+        for page in iterate_keyset_pages(
+            self.http,
+            entity.entity_set,
+            key=entity.key,
+            conjunction=days,
+            read=read,
+            headers={"Prefer": f"odata.maxpagesize={self.page_size}"},
+        ):
             moments = page.column(MODIFIED_AT)
-            in_window = pc.and_(pc.greater_equal(moments, pa.scalar(start, moments.type)),
-                                pc.less(moments, pa.scalar(end, moments.type)))
+            in_window = pc.and_(
+                pc.greater_equal(moments, pa.scalar(start, moments.type)),
+                pc.less(moments, pa.scalar(end, moments.type)),
+            )
             kept = page.filter(in_window)
             if kept.num_rows:
                 # Whole seconds (the Service Layer's precision); %S of a finer unit prints its fraction.
@@ -99,8 +117,9 @@ class ServiceLayerClient:
         """(UpdateDate, UpdateTime) in server-local time -> UTC timestamps."""
         days = pc.cast(pc.utf8_slice_codeunits(page.column("UpdateDate"), 0, 10), pa.date32())
         day_micros = pc.cast(pc.cast(days, pa.int32()), pa.int64()).to_numpy(zero_copy_only=False) * 86_400_000_000
-        seconds = seconds_of_day(page.column("UpdateTime") if "UpdateTime" in page.column_names
-                                 else pa.nulls(page.num_rows))
+        seconds = seconds_of_day(
+            page.column("UpdateTime") if "UpdateTime" in page.column_names else pa.nulls(page.num_rows)
+        )
         utc = local_to_utc_micros(day_micros + seconds * 1_000_000, self.timezone)
         return pa.array(utc, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
 

@@ -13,14 +13,20 @@ from ...core.settings import PartitionConfig, SecretRef, Strict, time_zone
 class SapBusinessOneConfig(Strict):
     enabled: bool = True
     base_url: str = Field(description="Service Layer root, e.g. https://b1.example.com:50000/b1s/v1 (or /b1s/v2).")
-    company_db: str | list[str] = Field(description=(
-        "The company database (CompanyDB), e.g. SBODEMOUS, or several: each is a company, with its own "
-        "session, loaded into the same tables with the database name as `_company_id`."))
+    company_db: str | list[str] = Field(
+        description=(
+            "The company database (CompanyDB), e.g. SBODEMOUS, or several: each is a company, with its own "
+            "session, loaded into the same tables with the database name as `_company_id`."
+        )
+    )
     username: str
     password: SecretRef
     ca_bundle: Path | None = Field(None, description="The server's (self-signed) certificate or its CA.")
-    pinned_sha256: str | None = Field(None, pattern=r"^([0-9A-Fa-f]{2}:?){32}$",
-                                      description="Alternatively, the SHA-256 fingerprint of the server certificate.")
+    pinned_sha256: str | None = Field(
+        None,
+        pattern=r"^([0-9A-Fa-f]{2}:?){32}$",
+        description="Alternatively, the SHA-256 fingerprint of the server certificate.",
+    )
     page_size: int = Field(500, ge=1, le=5000, description="Prefer: odata.maxpagesize (the server default is 20).")
     server_timezone: str = Field("UTC", description="Time zone of UpdateDate/UpdateTime on the server.")
     entities: list[str] | None = Field(None, description="Entity sets to load; default all supported.")

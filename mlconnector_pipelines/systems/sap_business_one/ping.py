@@ -23,19 +23,30 @@ def ping(cfg: SapBusinessOneConfig, data_dir: Path) -> PingResult:
             if not accounts["value"]:
                 empty.append(db)
         version = session.client(cfg.company_dbs[0]).version
-        return (f"logged in to {', '.join(cfg.company_dbs)} (Service Layer {version}, TLS: {trust}); "
-                "chart of accounts readable" + (f" (but empty in {', '.join(empty)})" if empty else ""))
+        return (
+            f"logged in to {', '.join(cfg.company_dbs)} (Service Layer {version}, TLS: {trust}); "
+            "chart of accounts readable" + (f" (but empty in {', '.join(empty)})" if empty else "")
+        )
 
-    return run_check(SYSTEM, cfg.base_url, connect=resource.session,
-                     authenticate=lambda session: [session.client(db).session.auth_headers()  # logs in
-                                                   for db in cfg.company_dbs],
-                     read=read, likely_fix=likely_fix)
+    return run_check(
+        SYSTEM,
+        cfg.base_url,
+        connect=resource.session,
+        authenticate=lambda session: [
+            session.client(db).session.auth_headers()  # logs in
+            for db in cfg.company_dbs
+        ],
+        read=read,
+        likely_fix=likely_fix,
+    )
 
 
 def likely_fix(exc: Exception) -> str:
     if untrusted_certificate(exc):
-        return ("TLS not trusted: set sap_business_one.ca_bundle to the server's certificate (self-signed servers) "
-                "or sap_business_one.pinned_sha256 to its fingerprint")
+        return (
+            "TLS not trusted: set sap_business_one.ca_bundle to the server's certificate (self-signed servers) "
+            "or sap_business_one.pinned_sha256 to its fingerprint"
+        )
     if isinstance(exc, ConfigError) and "pinned" in str(exc):
         return "update sap_business_one.pinned_sha256 if the certificate was renewed on purpose; otherwise investigate"
     fix = known_fix(exc)

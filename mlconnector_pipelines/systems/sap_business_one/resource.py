@@ -15,8 +15,11 @@ class SapBusinessOneResource(SystemResource):
     def client(self, company_db: str | None = None) -> ServiceLayerClient:
         """A client logged into one company database (the first configured by default) on first use."""
         cfg = self.section
-        return ServiceLayerClient(cfg, company_db=company_db or cfg.company_dbs[0],
-                                  password=self.secret(cfg.password, "sap_business_one.password"))
+        return ServiceLayerClient(
+            cfg,
+            company_db=company_db or cfg.company_dbs[0],
+            password=self.secret(cfg.password, "sap_business_one.password"),
+        )
 
     def session(self) -> SapBusinessOneSession:
         return SapBusinessOneSession(self)

@@ -75,8 +75,9 @@ class ServiceLayerSession:
         except RequestFailedError as exc:
             if exc.status == 401:
                 fix = _LOGIN_FIXES.get(exc.code or "", "check company_db, username and password")
-                raise AuthenticationError(SYSTEM, f"login refused: {exc.server_message}",
-                                          status=401, code=exc.code, fix=fix) from None
+                raise AuthenticationError(
+                    SYSTEM, f"login refused: {exc.server_message}", status=401, code=exc.code, fix=fix
+                ) from None
             raise
         cookies = {name: response.cookies[name] for name in ("B1SESSION", "ROUTEID") if name in response.cookies}
         if "B1SESSION" not in cookies:

@@ -15,17 +15,22 @@ def _definitions(cfg: SapBusinessOneConfig, ctx: FlowContext):
 
     return dg.Definitions.merge(
         build_sap_business_one(cfg, ctx.warehouse_kind),
-        dg.Definitions(resources={SPEC.key: SapBusinessOneResource.from_section(cfg, ctx.data_dir)}))
+        dg.Definitions(resources={SPEC.key: SapBusinessOneResource.from_section(cfg, ctx.data_dir)}),
+    )
 
 
 def _ping(cfg: SapBusinessOneConfig, data_dir):
     from .ping import ping
+
     return ping(cfg, data_dir)
 
 
 SPEC = SystemSpec(
-    key="sap_business_one", title=SYSTEM, config_model=SapBusinessOneConfig,
-    definitions=_definitions, ping=_ping,
+    key="sap_business_one",
+    title=SYSTEM,
+    config_model=SapBusinessOneConfig,
+    definitions=_definitions,
+    ping=_ping,
     secrets=lambda cfg: [(cfg.password, "the password")],
     url=lambda cfg: cfg.base_url,
 )
