@@ -4,198 +4,118 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import bisect
 import collections
-import json
 import logging
 import random
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..core.exact_json import dumps, json_response
-from ..core.faults import HTML_PAGE, FaultBook, retry_after_header
+from ..core.faults import FaultBook, FaultRule, retry_after_header
 from ..core.odata_filter import Comparison, FilterError, parse_filter
-from ..core.service import RateWindow, after_commit
+from ..core.service import RateWindow, SimulatedService
 from ..entra.simulator import EntraSimulator
 from . import ENVIRONMENT, RESOURCE, BusinessCentralSettings
-from .seed import LINE_ENTITY, CompanyData, dimension_set_lines, generate_company, iso_ms, share_ids
+from .models import LMD, BusinessCentralModel, Company, EntityTable, KeyExists
+from .seed import LINE_ENTITY, dimension_set_lines, iso_ms
 
 ADMIN = "/_sandbox/business_central"
 log = logging.getLogger("mlconnector.sandbox")
 MAX_PAGE_SIZE = 20_000
-LMD = "lastModifiedDateTime"
-
-
-class EntityTable:
-    """One company's records of one entity set, kept sorted by (lastModifiedDateTime, id).
-
-    That order makes a window filter a bisect and makes the skip token a stable key, so a
-    record modified while a client pages moves behind the cursor instead of shifting pages.
-    """
-
-    def __init__(self, records: list[dict]):
-        records = sorted(records, key=lambda r: (r[LMD], r["id"]))
-        self.keys = [(r[LMD], r["id"]) for r in records]
-        self.records = records
-        self.by_id = {r["id"]: r for r in records}
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def upsert(self, record: dict) -> None:
-        old = self.by_id.get(record["id"])
-        if old is not None:
-            index = bisect.bisect_left(self.keys, (old[LMD], old["id"]))
-            del self.keys[index], self.records[index]
-        key = (record[LMD], record["id"])
-        index = bisect.bisect_left(self.keys, key)
-        self.keys.insert(index, key)
-        self.records.insert(index, record)
-        self.by_id[record["id"]] = record
-
-    def delete(self, record_id: str) -> bool:
-        old = self.by_id.pop(record_id, None)
-        if old is None:
-            return False
-        index = bisect.bisect_left(self.keys, (old[LMD], old["id"]))
-        del self.keys[index], self.records[index]
-        return True
-
-    def scan(self, comparisons: list[Comparison], after: tuple[str, str] | None):
-        """Records matching every comparison, in key order, strictly after the skip-token key."""
-        lo, hi = 0, len(self.keys)
-        rest = []
-        for c in comparisons:
-            if c.field == LMD and c.kind == "datetime" and c.op in ("ge", "gt", "lt", "le"):
-                # ("~" sorts after every GUID, "" before): turn a timestamp bound into a key bound.
-                if c.op == "ge":
-                    lo = max(lo, bisect.bisect_left(self.keys, (c.value, "")))
-                elif c.op == "gt":
-                    lo = max(lo, bisect.bisect_right(self.keys, (c.value, "~")))
-                elif c.op == "lt":
-                    hi = min(hi, bisect.bisect_left(self.keys, (c.value, "")))
-                else:
-                    hi = min(hi, bisect.bisect_right(self.keys, (c.value, "~")))
-            else:
-                rest.append(c)
-        if after is not None:
-            lo = max(lo, bisect.bisect_right(self.keys, after))
-        for index in range(lo, hi):
-            record = self.records[index]
-            if all(c.matches(record) for c in rest):
-                yield record
+_FAILURE_CODES = {
+    429: "Application_TooManyRequests",
+    503: "Internal_ServiceUnavailable",
+    502: "Internal_BadGateway",
+    504: "Internal_GatewayTimeout",
+}
 
 
 @dataclass
-class Company:
-    data: CompanyData
-    tables: dict[str, EntityTable] = field(default_factory=dict)
-
-    @classmethod
-    def from_data(cls, data: CompanyData) -> Company:
-        return cls(data, {name: EntityTable(records) for name, records in data.entities.items()})
-
-
-def bc_field_types() -> dict[str, dict[str, str]]:
-    """entity set -> field -> Edm type, from the packaged copy of shared/specs' BC spec."""
-    spec = json.loads(
-        resources.files(__package__).joinpath("specs/business-central-api-v2.0.entities.json").read_text()
-    )
-    return {e["entitySet"]: {f["name"]: f["type"] for f in e["fields"]} for e in spec["entities"]}
-
-
-def seed_companies(settings: BusinessCentralSettings) -> dict[str, Company]:
-    start, end = settings.history()
-    generated = [
-        generate_company(index, seed=settings.seed, start=start, end=end, volumes=settings.volumes)
-        for index in range(settings.companies)
-    ]
-    if len(generated) > 1:
-        share_ids(generated[0], generated[1])  # the second company began as a copy of the first
-    return {data.id: Company.from_data(data) for data in generated}
-
-
-@dataclass
-class BusinessCentralSimulator:
+class BusinessCentralSimulator(SimulatedService):
     settings: BusinessCentralSettings
     entra: EntraSimulator
     tenant_id: str
-    field_types: dict[str, dict[str, str]]  # entity set -> field -> Edm type (from the spec)
     environment: str = ENVIRONMENT
     faults: FaultBook = field(default_factory=FaultBook)
-    requests: collections.Counter = field(default_factory=collections.Counter)
+    counts: collections.Counter = field(default_factory=collections.Counter)
 
     def __post_init__(self) -> None:
-        self.companies = seed_companies(self.settings)
+        self.model = BusinessCentralModel(self.settings)
         self.rate = RateWindow(self.settings.rate_limit_requests, self.settings.rate_limit_window_seconds)
+
+    @property
+    def companies(self) -> dict[str, Company]:
+        return self.model.companies
+
+    @property
+    def field_types(self) -> dict[str, dict[str, str]]:
+        return self.model.field_types
 
     def routes(self) -> list[Route]:
         return [
-            Route("/v2.0/{tenant}/{environment}/api/{version}/{rest:path}", self.handle, methods=["GET", "POST"]),
+            Route(
+                "/v2.0/{tenant}/{environment}/api/{version}/{rest:path}",
+                self.guarded(self.handle),
+                methods=["GET", "POST"],
+            ),
             Route(f"{ADMIN}/companies", self._admin_companies),
             Route(f"{ADMIN}/companies/{{company}}/{{entity_set}}", self._admin_records, methods=["GET", "POST"]),
         ]
 
     def state(self) -> dict:
-        return {"requests": dict(self.requests), "companies": [c.data.name for c in self.companies.values()]}
+        return {"requests": dict(self.counts), "companies": [c.data.name for c in self.companies.values()]}
 
     def reset(self) -> None:
-        self.companies = seed_companies(self.settings)
-        self.requests.clear()
+        self.model.reset()
+        self.counts.clear()
         self.rate.clear()
 
-    # -- request pipeline ---------------------------------------------------------------------
+    # -- the pipeline's hooks, in BC's words ------------------------------------------------------
 
-    async def handle(self, request: Request) -> Response:
-        self.requests["total"] += 1
+    def caller(self, request: Request) -> str | None:
         issued = self.entra.validate(request.headers.get("authorization"), RESOURCE)
         if issued is None or issued.tenant_id != request.path_params["tenant"]:
-            self.requests["401"] += 1
-            return _error(
-                401,
-                "Authentication_InvalidCredentials",
-                "The server has rejected the client credentials.",
-                headers={
-                    "WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/{request.path_params["tenant"]}/oauth2/authorize"'
-                },
-            )
-        if self.rate.over(issued.client_id):
-            self.requests["429"] += 1
-            headers = retry_after_header(self.settings.retry_after_on_429)
-            return _error(
-                429,
-                "Application_TooManyRequests",
-                f"Too many requests reached. Maximum ({self.rate.limit}) per {self.rate.window_seconds:g} seconds.",
-                headers=headers,
-            )
-        fault = self.faults.take(request.url.path, request.method)
-        if fault is not None:
-            if fault.kind == "status":
-                self.requests[str(fault.status)] += 1
-                headers = retry_after_header(fault.retry_after)
-                code = {
-                    429: "Application_TooManyRequests",
-                    503: "Internal_ServiceUnavailable",
-                    502: "Internal_BadGateway",
-                    504: "Internal_GatewayTimeout",
-                }.get(fault.status, "Internal_ServerError")
-                return _error(fault.status, code, "Injected by the sandbox.", headers=headers)
-            if fault.kind == "delay":
-                await asyncio.sleep(fault.delay_seconds)
-            if fault.kind == "expire_tokens":
-                self.entra.expire_all()
-            if fault.kind == "html":
-                return Response(HTML_PAGE, media_type="text/html; charset=utf-8")
+            return None
+        return issued.client_id
+
+    def unauthorized(self, request: Request) -> Response:
+        tenant = request.path_params["tenant"]
+        return _error(
+            401,
+            "Authentication_InvalidCredentials",
+            "The server has rejected the client credentials.",
+            headers={
+                "WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/{tenant}/oauth2/authorize"'
+            },
+        )
+
+    def throttled(self, request: Request) -> Response:
+        return _error(
+            429,
+            "Application_TooManyRequests",
+            f"Too many requests reached. Maximum ({self.rate.limit}) per {self.rate.window_seconds:g} seconds.",
+            headers=retry_after_header(self.settings.retry_after_on_429),
+        )
+
+    def failure(self, request: Request, fault: FaultRule) -> Response:
+        code = _FAILURE_CODES.get(fault.status, "Internal_ServerError")
+        return _error(fault.status, code, "Injected by the sandbox.", headers=retry_after_header(fault.retry_after))
+
+    def expire_credentials(self) -> None:
+        self.entra.expire_all()
+
+    # -- the API ----------------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
         if request.path_params["environment"] != self.environment:
             return _error(
                 404,
@@ -211,14 +131,12 @@ class BusinessCentralSimulator:
                 f"'{request.path_params['version']}' is not published; use v2.0).",
             )
         if request.method == "POST":
-            return after_commit(fault, await self._create(request))
+            return await self._create(request)
+        fault = request.state.fault
         try:
-            response = self._route(request, corrupt=fault if fault is not None and fault.kind == "corrupt" else None)
+            return self._route(request, corrupt=fault if fault is not None and fault.kind == "corrupt" else None)
         except FilterError as exc:
             return _error(400, "BadRequest", str(exc))
-        if fault is not None and fault.kind == "drop":
-            return _dropped_midway(response)
-        return response
 
     def _route(self, request: Request, corrupt=None) -> Response:
         rest = request.path_params["rest"]
@@ -248,7 +166,7 @@ class BusinessCentralSimulator:
         table = company.tables.get(entity_set)
         if table is None:
             return _error(404, "BadRequest_NotFound", f"Resource not found for the segment '{entity_set}'.")
-        self.requests[entity_set] += 1
+        self.counts[entity_set] += 1
         if record_id is None and tail == "$count":
             comparisons = self._filter(request, entity_set)
             return PlainTextResponse(str(sum(1 for _ in table.scan(comparisons, None))))
@@ -304,7 +222,7 @@ class BusinessCentralSimulator:
             body["@odata.nextLink"] = (
                 f"{request.url.scheme}://{request.url.netloc}{request.url.path}?{urlencode(query)}"
             )
-        self.requests["pages"] += 1
+        self.counts["pages"] += 1
         return self._json(request, body, {"Preference-Applied": applied} if applied else None)
 
     def _filter(self, request: Request, entity_set: str) -> list[Comparison]:
@@ -374,7 +292,7 @@ class BusinessCentralSimulator:
         if request.method == "POST":
             body = await request.json()
             return json_response(
-                self.upsert(
+                self.model.upsert(
                     company.data.id, entity_set, body["record"], body.get("lines"), body.get("lastModifiedDateTime")
                 )
             )
@@ -411,7 +329,7 @@ class BusinessCentralSimulator:
                             )
                         if "status" in victim:
                             change["status"] = rng.choice(["Open", "Paid", "Released"])
-                        self.upsert(company.data.id, entity_set, change)
+                        self.model.upsert(company.data.id, entity_set, change)
                 late = rng.random() < 0.3
                 stamp = (
                     now - timedelta(minutes=rng.uniform(0.5, self.settings.live_late_commit_max_minutes))
@@ -420,7 +338,7 @@ class BusinessCentralSimulator:
                 )
                 template = rng.choice(company.tables["generalLedgerEntries"].records)
                 for offset, (debit, credit) in enumerate(((125.0, 0.0), (0.0, 125.0))):
-                    self.upsert(
+                    self.model.upsert(
                         company.data.id,
                         "generalLedgerEntries",
                         {
@@ -461,16 +379,11 @@ class BusinessCentralSimulator:
                 f"The property '{unknown[0]}' does not exist on type "
                 "'Microsoft.NAV.customer'. Make sure to only use property names that are defined by the type.",
             )
-        table = company.tables["customers"]
-        number = body.get("number") or _next_number([r.get("number") for r in table.records])
-        if any(r.get("number") == number for r in table.records):
-            return _error(
-                400,
-                "Internal_EntityWithSameKeyExists",
-                f"The record in table Customer already exists. Identification fields and values: No.='{number}'",
-            )
-        record = self.upsert(company.data.id, "customers", {**body, "id": "", "number": number})
-        self.requests["created"] += 1
+        try:
+            record = self.model.create_customer(company.data.id, body)
+        except KeyExists as exc:
+            return _error(400, "Internal_EntityWithSameKeyExists", str(exc))
+        self.counts["created"] += 1
         location = f"{request.url.scheme}://{request.url.netloc}{request.url.path}({record['id']})"
         return Response(
             dumps(
@@ -480,40 +393,6 @@ class BusinessCentralSimulator:
             media_type="application/json; odata.metadata=minimal",
             headers={"Location": location},
         )
-
-    # -- mutations (live mode and the admin API) -----------------------------------------------
-
-    def upsert(
-        self,
-        company_id: str,
-        entity_set: str,
-        changes: dict,
-        lines: list[dict] | None = None,
-        modified_at: str | None = None,
-    ) -> dict:
-        company = self.companies[company_id]
-        table = company.tables[entity_set]
-        stamp = modified_at or iso_ms_now()
-        existing = table.by_id.get(changes.get("id", ""))
-        record = dict(existing) if existing else {name: None for name in self.field_types[entity_set]}
-        record.update(changes)
-        if not record.get("id"):  # a new record: the service assigns its id
-            record["id"] = str(uuid.uuid4())
-        record[LMD] = stamp
-        table.upsert(record)
-        if lines is not None and entity_set in LINE_ENTITY:
-            company.data.lines[entity_set][record["id"]] = [dict(l, documentId=record["id"]) for l in lines]
-        return record
-
-
-def _next_number(numbers: list) -> str:
-    """The customer number series: the highest numeric No. plus 10, as BC's default series steps."""
-    numeric = [int(n) for n in numbers if isinstance(n, str) and n.isdigit()]
-    return str(max(numeric, default=10000) + 10)
-
-
-def iso_ms_now() -> str:
-    return iso_ms(datetime.now(UTC))
 
 
 def _etag(record: dict) -> str:
@@ -537,20 +416,8 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def _dropped_midway(response: Response) -> Response:
-    """Send half the body, then break the connection, as a proxy reset mid-download would."""
-    body = bytes(response.body)
-
-    async def half_then_fail():
-        yield body[: len(body) // 2]
-        raise ConnectionResetError("sandbox fault: connection dropped mid-page")
-
-    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-    return StreamingResponse(half_then_fail(), status_code=response.status_code, headers=headers)
-
-
 def build(settings: BusinessCentralSettings, context) -> BusinessCentralSimulator:
     entra = context.services["entra"]
     entra.register_resource(RESOURCE)
     tenant_id = next(iter(entra.apps.values())).tenant_id
-    return BusinessCentralSimulator(settings, entra=entra, tenant_id=tenant_id, field_types=bc_field_types())
+    return BusinessCentralSimulator(settings, entra=entra, tenant_id=tenant_id)

@@ -1,15 +1,21 @@
-"""The simulator base: what every simulated service offers, and the admin API built from it.
+"""The simulator base: the request pipeline every simulated service runs, and one admin API shape.
 
-Each service keeps its state and rules in a models module and its HTTP answers apart, and
-exposes the same admin shape under `/_sandbox/<service>/`: `faults` (POST rules, DELETE all),
-`state` (what a test inspects) and `reset` (back to the seed, faults cleared), so tests reset
-a shared server between cases instead of starting one per test.
+Each service keeps its state and rules in a models module and its HTTP answers apart. Its API
+endpoints are wrapped by `SimulatedService.guarded`, which applies in one order what a real
+service does before and after a handler: credential check → rate window → the faults a test has
+set → the handler → the faults that lose an answer (a page cut mid-body; a write committed whose
+answer never arrives). The service only says, in its own words, who the caller is and how it
+refuses. Every service exposes the same admin shape under `/_sandbox/<service>/`: `faults` (POST
+rules, DELETE all), `state` (what a test inspects) and `reset` (back to the seed, faults
+cleared), so tests reset a shared server between cases instead of starting one per test.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,7 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .faults import GATEWAY_TIMEOUT_PAGE, FaultBook, FaultRule
+from .faults import AFTER_COMMIT, GATEWAY_TIMEOUT_PAGE, HTML_PAGE, FaultBook, FaultRule
+
+Handler = Callable[[Request], Awaitable[Response]]
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Simulator(Protocol):
@@ -86,9 +95,95 @@ class RateWindow:
         self._recent.clear()
 
 
+class SimulatedService:
+    """The HTTP side of a simulator: `guarded(handler)` wraps each endpoint of the service's own API.
+
+    A subclass sets `faults` (FaultBook), `counts` (a Counter: `requests`, `401`, `429`, and a
+    failed status's code, beside its own) and, if the service throttles, `rate` (RateWindow), and
+    answers the hooks below in the service's own error shapes. A handler finds the fault that
+    fired for its request, if any, in `request.state.fault` (for kinds only the service can apply:
+    `corrupt`, `mutate`).
+    """
+
+    faults: FaultBook
+    counts: collections.Counter
+    rate: RateWindow | None = None
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def caller(self, request: Request) -> str | None:
+        """Who is calling (the key of its rate window); None when its credential is refused."""
+        raise NotImplementedError
+
+    def unauthorized(self, request: Request) -> Response:
+        """The service's answer to a missing, wrong or expired credential."""
+        raise NotImplementedError
+
+    def throttled(self, request: Request) -> Response:
+        """The service's 429 past its rate window."""
+        raise NotImplementedError
+
+    def failure(self, request: Request, fault: FaultRule) -> Response:
+        """A `status` fault's answer (`fault.status`, `fault.retry_after`) in the service's error shape."""
+        raise NotImplementedError
+
+    def expire_credentials(self) -> None:
+        """Every token or session the service has issued ends now (the `expire_tokens` fault)."""
+        raise NotImplementedError
+
+    # -- the pipeline --------------------------------------------------------------------------
+
+    def guarded(self, handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            self.counts["requests"] += 1
+            caller = self.caller(request)
+            if caller is None:
+                return self._refused(request)
+            if self.rate is not None and self.rate.over(caller):
+                self.counts["429"] += 1
+                return self.throttled(request)
+            fault = self.faults.take(request.url.path, request.method)
+            request.state.fault = fault
+            if fault is not None:
+                if fault.kind == "status":
+                    self.counts[str(fault.status)] += 1
+                    return self.failure(request, fault)
+                if fault.kind == "expire_tokens":
+                    self.expire_credentials()
+                    return self._refused(request)
+                if fault.kind == "html":  # a proxy's sign-in page, answered 200
+                    return Response(HTML_PAGE, media_type="text/html; charset=utf-8")
+                if fault.kind == "delay":
+                    await asyncio.sleep(fault.delay_seconds)
+            response = await handler(request)
+            if fault is not None and fault.kind == "drop":
+                return dropped_midway(response)
+            if request.method in WRITES and response.status_code < 300:
+                return after_commit(fault, response)
+            return response
+
+        return endpoint
+
+    def _refused(self, request: Request) -> Response:
+        self.counts["401"] += 1
+        return self.unauthorized(request)
+
+
+def dropped_midway(response: Response) -> Response:
+    """Send half the body, then break the connection, as a proxy reset mid-download would."""
+    body = bytes(response.body)
+
+    async def half_then_fail():
+        yield body[: len(body) // 2]
+        raise ConnectionResetError("sandbox fault: connection dropped mid-page")
+
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return StreamingResponse(half_then_fail(), status_code=response.status_code, headers=headers)
+
+
 def after_commit(fault: FaultRule | None, committed: Response) -> Response:
     """The answer to a write the model has already committed, unless a fault loses it on the way."""
-    if fault is None or fault.kind not in ("commit_then_drop", "commit_then_504"):
+    if fault is None or fault.kind not in AFTER_COMMIT:
         return committed
     if fault.kind == "commit_then_504":
         return Response(GATEWAY_TIMEOUT_PAGE, status_code=504, media_type="text/html")

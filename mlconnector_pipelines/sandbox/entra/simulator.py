@@ -5,14 +5,16 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..core.faults import FaultBook
+from ..core.faults import FaultBook, FaultRule, retry_after_header
+from ..core.service import SimulatedService
 
 
 @dataclass
@@ -32,12 +34,13 @@ class IssuedToken:
 
 
 @dataclass
-class EntraSimulator:
+class EntraSimulator(SimulatedService):
     apps: dict[str, AppRegistration]
     token_lifetime_seconds: int = 3599
     tokens: dict[str, IssuedToken] = field(default_factory=dict)
     tokens_issued: int = 0
     faults: FaultBook = field(default_factory=FaultBook)
+    counts: Counter = field(default_factory=Counter)
 
     def register_resource(self, resource: str) -> None:
         """A simulated service that takes Entra tokens: every demo app holds permissions for it."""
@@ -46,23 +49,38 @@ class EntraSimulator:
 
     def state(self) -> dict:
         return {
+            "requests": dict(self.counts),
             "tokens_issued": self.tokens_issued,
             "tokens_valid": sum(1 for t in self.tokens.values() if t.expires_at > time.time()),
         }
 
     def reset(self) -> None:
         self.tokens.clear()
+        self.counts.clear()
         self.tokens_issued = 0
 
     def routes(self) -> list[Route]:
         return [
             Route("/{tenant}/v2.0/.well-known/openid-configuration", self.openid_configuration),
-            Route("/{tenant}/oauth2/v2.0/token", self.token, methods=["POST"]),
+            Route("/{tenant}/oauth2/v2.0/token", self.guarded(self.token), methods=["POST"]),
             Route("/_sandbox/entra/tokens/expire", self._expire, methods=["POST"]),
         ]
 
     async def _expire(self, request: Request) -> JSONResponse:
         return JSONResponse({"expired": self.expire_all()})
+
+    # -- the pipeline's hooks: the token endpoint authenticates in its body, and never throttles here ----
+
+    def caller(self, request: Request) -> str | None:
+        return "token endpoint"
+
+    def failure(self, request: Request, fault: FaultRule) -> Response:
+        return _error(
+            fault.status, "temporarily_unavailable", "AADSTS50196", "Injected by the sandbox.", fault.retry_after
+        )
+
+    def expire_credentials(self) -> None:
+        self.expire_all()
 
     # -- token checks used by the resource servers ------------------------------------------
 
@@ -160,11 +178,12 @@ class EntraSimulator:
         )
 
 
-def _error(status: int, error: str, code: str, description: str) -> JSONResponse:
+def _error(status: int, error: str, code: str, description: str, retry_after: float | None = None) -> JSONResponse:
     number = int(code.removeprefix("AADSTS"))
     trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
     return JSONResponse(
         status_code=status,
+        headers=retry_after_header(retry_after),
         content={
             "error": error,
             "error_description": f"{code}: {description} Trace ID: {trace} Correlation ID: {correlation} Timestamp: {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}",

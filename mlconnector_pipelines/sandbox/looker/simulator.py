@@ -13,7 +13,7 @@ import io
 import logging
 import secrets
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import parse_qsl
@@ -27,7 +27,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..core import exact_json
-from ..core.faults import FaultBook, retry_after_header
+from ..core.faults import FaultBook, FaultRule, retry_after_header
+from ..core.service import RateWindow, SimulatedService
 from . import LookerSettings
 from .models import EXPLORES, LOOKS, MODEL, QueryError, compile_query, effective_limit, explore_of, json_value
 
@@ -52,27 +53,31 @@ class QueryTask:
 
 
 @dataclass
-class LookerSimulator:
+class LookerSimulator(SimulatedService):
     settings: LookerSettings
     faults: FaultBook = field(default_factory=FaultBook)
     tokens: dict[str, float] = field(default_factory=dict)  # token -> expires at (monotonic)
     queries: dict[str, dict] = field(default_factory=dict)
     tasks: dict[str, QueryTask] = field(default_factory=dict)
-    stats: Counter = field(default_factory=Counter)
+    counts: Counter = field(default_factory=Counter)
     looks: dict[str, dict] = field(default_factory=dict)
-    _recent: deque = field(default_factory=deque)
 
     def __post_init__(self) -> None:
+        self.rate = RateWindow(self.settings.requests_per_minute, 60.0)
+        self._seed()
+
+    def _seed(self) -> None:
         for look_id, look in LOOKS.items():  # a saved Look refers to a stored query
             self.looks[look_id] = {**look, "query_id": self._store_query(look["query"])["id"]}
 
     def state(self) -> dict:
-        return dict(self.stats)
+        return dict(self.counts)
 
     def reset(self) -> None:
-        for held in (self.tokens, self.queries, self.tasks, self.stats, self.looks, self._recent):
+        for held in (self.tokens, self.queries, self.tasks, self.counts, self.looks):
             held.clear()
-        self.__post_init__()
+        self.rate.clear()
+        self._seed()
 
     def routes(self) -> list[Route]:
         return [
@@ -95,7 +100,7 @@ class LookerSimulator:
     # -- auth and rate --------------------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
-        self.stats["requests"] += 1
+        self.counts["requests"] += 1
         form = dict(parse_qsl((await request.body()).decode()))  # x-www-form-urlencoded: the stdlib parses it
         client_id = form.get("client_id") or request.query_params.get("client_id")
         client_secret = form.get("client_secret") or request.query_params.get("client_secret")
@@ -104,7 +109,7 @@ class LookerSimulator:
         ):
             # Looker answers a failed login with 404, not 401.
             return _error(404, "Not found")
-        self.stats["logins"] += 1
+        self.counts["logins"] += 1
         token = secrets.token_urlsafe(30)
         self.tokens[token] = time.monotonic() + self.settings.token_lifetime_seconds
         return JSONResponse(
@@ -122,44 +127,33 @@ class LookerSimulator:
             return _error(404, "Not found")
         return Response(status_code=204)
 
+    # -- the pipeline's hooks, in Looker's words ---------------------------------------------------
+
+    def caller(self, request: Request) -> str | None:
+        expires = self.tokens.get(_token_of(request) or "")
+        # One API user: its rate window outlives any one login token.
+        return self.settings.client_id if expires is not None and expires >= time.monotonic() else None
+
+    def unauthorized(self, request: Request) -> Response:
+        return _error(401, "Requires authentication.")
+
+    def throttled(self, request: Request) -> Response:
+        return _error(429, "Too Many Requests", headers=retry_after_header(self.settings.retry_after_on_429))
+
+    def failure(self, request: Request, fault: FaultRule) -> Response:
+        return _error(fault.status, "Injected by the sandbox.", headers=retry_after_header(fault.retry_after))
+
+    def expire_credentials(self) -> None:
+        self.tokens.clear()
+
     def _authorized(self, handler):
-        async def guarded(request: Request) -> Response:
-            self.stats["requests"] += 1
-            token = _token_of(request)
-            expires = self.tokens.get(token or "")
-            if expires is None or expires < time.monotonic():
-                self.stats["401"] += 1
-                return _error(401, "Requires authentication.")
-            if self._over_rate():
-                self.stats["429"] += 1
-                return _error(429, "Too Many Requests", headers=retry_after_header(self.settings.retry_after_on_429))
-            fault = self.faults.take(request.url.path)
-            if fault is not None:
-                if fault.kind == "status":
-                    self.stats[str(fault.status)] += 1
-                    return _error(
-                        fault.status, "Injected by the sandbox.", headers=retry_after_header(fault.retry_after)
-                    )
-                if fault.kind == "delay":
-                    await asyncio.sleep(fault.delay_seconds)
-                if fault.kind == "expire_tokens":
-                    self.tokens.clear()
-                    return _error(401, "Requires authentication.")
+        async def answer(request: Request) -> Response:
             try:
                 return await handler(request)
             except QueryError as exc:
                 return _query_error(exc)
 
-        return guarded
-
-    def _over_rate(self) -> bool:
-        now = time.monotonic()
-        while self._recent and self._recent[0] < now - 60:
-            self._recent.popleft()
-        if len(self._recent) >= self.settings.requests_per_minute:
-            return True
-        self._recent.append(now)
-        return False
+        return self.guarded(answer)
 
     # -- metadata ---------------------------------------------------------------------------------
 
@@ -249,13 +243,13 @@ class LookerSimulator:
 
     async def run_inline(self, request: Request) -> Response:
         body = await _json_body(request)
-        self.stats["query_runs"] += 1
+        self.counts["query_runs"] += 1
         limit = effective_limit(body.get("limit"), request.query_params.get("limit"))
         return await self._run(body, request.path_params["result_format"], limit)
 
     async def run_query(self, request: Request) -> Response:
         query = self._query(request.path_params["query_id"])
-        self.stats["query_runs"] += 1
+        self.counts["query_runs"] += 1
         limit = effective_limit(query.get("limit"), request.query_params.get("limit"))
         return await self._run(query, request.path_params["result_format"], limit)
 
@@ -278,7 +272,7 @@ class LookerSimulator:
         look = self.looks.get(request.path_params["look_id"])
         if look is None:
             raise QueryError(404, f"Look {request.path_params['look_id']} not found.")
-        self.stats["query_runs"] += 1
+        self.counts["query_runs"] += 1
         query = self.queries[look["query_id"]]
         limit = effective_limit(query.get("limit"), request.query_params.get("limit"))
         return await self._run(query, request.path_params["result_format"], limit)
@@ -291,7 +285,7 @@ class LookerSimulator:
     def _execute(self, query: dict, result_format: str, limit: int | None) -> bytes:
         sql, params, fields = compile_query(query, limit)
         rows = self._read_warehouse(sql, params, explore_of(query["model"], query["view"]).table)
-        self.stats["rows_returned"] += len(rows)
+        self.counts["rows_returned"] += len(rows)
         names = [f.name for f in fields]
         if result_format == "csv":
             out = io.StringIO()
@@ -340,7 +334,7 @@ class LookerSimulator:
         query = self._query(str(body.get("query_id")))
         result_format = body.get("result_format") or ""
         _check_format(result_format)
-        self.stats["query_tasks"] += 1
+        self.counts["query_tasks"] += 1
         limit = effective_limit(query.get("limit"), request.query_params.get("limit"))
         task = QueryTask(secrets.token_hex(16), query["id"], result_format, limit, time.monotonic())
         self.tasks[task.id] = task

@@ -8,11 +8,10 @@ import random
 import re
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 import orjson
 from starlette.requests import Request
@@ -20,10 +19,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..core.exact_json import dumps, json_response
-from ..core.faults import FaultBook, retry_after_header
+from ..core.faults import FaultBook, FaultRule, retry_after_header
 from ..core.odata_filter import FilterError, parse_filter
+from ..core.service import SimulatedService
 from . import SapSettings
-from .seed import KEYS, generate, stamp
+from .models import ServiceLayerModel
+from .seed import SapCompanyData, stamp
 
 DEFAULT_PAGE_SIZE = 20
 ADMIN = "/_sandbox/sap_business_one"
@@ -31,35 +32,24 @@ log = logging.getLogger("mlconnector.sandbox")
 
 
 @dataclass
-class ServiceLayerSimulator:
+class ServiceLayerSimulator(SimulatedService):
     settings: SapSettings
     faults: FaultBook = field(default_factory=FaultBook)
+    counts: Counter = field(default_factory=Counter)
     sessions: dict[str, float] = field(default_factory=dict)  # session id -> last use (monotonic)
     session_company: dict[str, str] = field(default_factory=dict)  # session id -> its company database
     logins: int = 0
     logouts: int = 0
-    requests: int = 0
-    invalid_session_answers: int = 0
 
     def __post_init__(self) -> None:
-        self._seed_data()
-
-    def _seed_data(self) -> None:
-        s = self.settings
-        end = s.history_end or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        start = s.history_start or end - timedelta(days=28)
-        self.companies = {
-            db: generate(
-                db, seed=s.seed + n, start=start, end=end, volumes=s.volumes, server_timezone=s.server_timezone
-            )
-            for n, db in enumerate(s.company_dbs)
-        }
-        self.zone = ZoneInfo(s.server_timezone)
-        first = self.companies[s.company_dbs[0]]
-        self.field_types = {name: _field_types(records) for name, records in first.entities.items()}
+        self.model = ServiceLayerModel(self.settings)
 
     @property
-    def data(self):
+    def companies(self) -> dict[str, SapCompanyData]:
+        return self.model.companies
+
+    @property
+    def data(self) -> SapCompanyData:
         """The first company database's data (the one a single-company test reads)."""
         return self.companies[self.settings.company_dbs[0]]
 
@@ -67,7 +57,7 @@ class ServiceLayerSimulator:
         return [
             Route("/b1s/{version}/Login", self.login, methods=["POST"]),
             Route("/b1s/{version}/Logout", self.logout, methods=["POST"]),
-            Route("/b1s/{version}/{entity}", self.collection, methods=["GET"]),
+            Route("/b1s/{version}/{entity}", self.guarded(self.collection), methods=["GET"]),
             Route(f"{ADMIN}/sessions/expire", self.expire_sessions, methods=["POST"]),
             Route(f"{ADMIN}/records/{{entity}}", self.records, methods=["GET", "POST"]),
         ]
@@ -76,16 +66,17 @@ class ServiceLayerSimulator:
         return {
             "logins": self.logins,
             "logouts": self.logouts,
-            "requests": self.requests,
+            "requests": self.counts["requests"],
             "open_sessions": len(self.sessions),
-            "invalid_session_answers": self.invalid_session_answers,
+            "invalid_session_answers": self.counts["401"],
         }
 
     def reset(self) -> None:
-        self._seed_data()
+        self.model.reset()
         self.sessions.clear()
         self.session_company.clear()
-        self.logins = self.logouts = self.requests = self.invalid_session_answers = 0
+        self.counts.clear()
+        self.logins = self.logouts = 0
 
     async def live_loop(self) -> None:
         """Change records over time; some journal entries are committed late with a past UpdateTime."""
@@ -103,7 +94,7 @@ class ServiceLayerSimulator:
                         record["QuantityOnStock"] = float(rng.randint(0, 900))
                     else:
                         record["CurrentAccountBalance"] = round(rng.uniform(0, 20000), 2)
-                    record["UpdateDate"], record["UpdateTime"] = stamp(now, self.zone)
+                    record["UpdateDate"], record["UpdateTime"] = stamp(now, self.model.zone)
                 journals = data.entities["JournalEntries"]
                 late = rng.random() < 0.3
                 moment = (
@@ -112,7 +103,7 @@ class ServiceLayerSimulator:
                     else now
                 )
                 amount = round(rng.uniform(50, 5000), 2)
-                day, time_of_day = stamp(moment, self.zone)
+                day, time_of_day = stamp(moment, self.model.zone)
                 journals.append(
                     {
                         "JdtNum": max(j["JdtNum"] for j in journals) + 1,
@@ -182,45 +173,48 @@ class ServiceLayerSimulator:
             self.logouts += 1
         return Response(status_code=204)
 
-    def _session_ok(self, request: Request) -> bool:
+    # -- the pipeline's hooks, in the Service Layer's words -----------------------------------------
+
+    def caller(self, request: Request) -> str | None:
         session = request.cookies.get("B1SESSION", "")
         last = self.sessions.get(session)
         now = time.monotonic()
         if last is None or now - last > self.settings.session_timeout_minutes * 60:
             self.sessions.pop(session, None)
-            return False
+            return None
         self.sessions[session] = now  # each call extends the inactivity timeout
-        return True
+        return session
+
+    def unauthorized(self, request: Request) -> Response:
+        return _error(request.path_params["version"], 401, 301, "Invalid session or session already timeout.")
+
+    def failure(self, request: Request, fault: FaultRule) -> Response:
+        code = fault.error_code if fault.error_code is not None else -5002
+        return _error(request.path_params["version"], fault.status, code, "Injected by the sandbox.", fault.retry_after)
+
+    def expire_credentials(self) -> None:
+        self.sessions.clear()
 
     # -- data ---------------------------------------------------------------------------------
 
     async def collection(self, request: Request) -> Response:
         version, entity = request.path_params["version"], request.path_params["entity"]
-        self.requests += 1
-        fault = self.faults.take(request.url.path)
-        if fault is not None and fault.kind == "expire_tokens":
-            self.sessions.clear()
-        if not self._session_ok(request):
-            self.invalid_session_answers += 1
-            return _error(version, 401, 301, "Invalid session or session already timeout.")
-        if fault is not None and fault.kind == "status":
-            code = fault.error_code if fault.error_code is not None else -5002
-            return _error(version, fault.status, code, "Injected by the sandbox.", fault.retry_after)
+        fault = request.state.fault
         if fault is not None and fault.kind == "mutate":
-            self._apply(fault.mutations)
+            self.model.apply(fault.mutations)
         data = self.companies[self.session_company[request.cookies.get("B1SESSION", "")]]
         records = data.entities.get(entity)
         if records is None:
             return _error(version, 404, -2028, f"No matching records found (ODBC -2028): unknown entity '{entity}'.")
         params = request.query_params
         try:
-            comparisons = parse_filter(params["$filter"], self.field_types[entity]) if "$filter" in params else []
+            comparisons = parse_filter(params["$filter"], self.model.field_types[entity]) if "$filter" in params else []
         except FilterError as exc:
             return _error(version, 400, 201, f"Invalid filter: {exc}")
         matched = [r for r in records if all(c.matches(r) for c in comparisons)]
         if "$orderby" in params:
             field_name, _, direction = params["$orderby"].partition(" ")
-            if field_name not in self.field_types[entity]:
+            if field_name not in self.model.field_types[entity]:
                 return _error(version, 400, 201, f"Property '{field_name}' of '{entity}' is invalid.")
             matched.sort(key=lambda r: (r.get(field_name) is None, r.get(field_name)), reverse=direction == "desc")
         skip = int(params.get("$skip", "0"))
@@ -248,14 +242,6 @@ class ServiceLayerSimulator:
             body[next_key] = f"{entity}?{urlencode(query)}"
         return Response(dumps(body), media_type="application/json;odata=minimalmetadata;charset=utf-8", headers=headers)
 
-    def _apply(self, mutations) -> None:
-        """A `mutate` fault: records change between two requests of a client's extract."""
-        for mutation in mutations:
-            data = self.companies[mutation.company or self.settings.company_dbs[0]]
-            key = KEYS[mutation.entity]
-            record = next(r for r in data.entities[mutation.entity] if r[key] == mutation.key)
-            record.update(mutation.set)
-
     # -- admin --------------------------------------------------------------------------------
 
     async def expire_sessions(self, request: Request) -> JSONResponse:
@@ -272,31 +258,8 @@ class ServiceLayerSimulator:
         if records is None:
             return JSONResponse({"error": "unknown entity"}, status_code=404)
         if request.method == "POST":
-            body = await request.json()
-            key = KEYS[entity]
-            existing = next((r for r in records if r[key] == body["record"].get(key)), None)
-            if existing is None:
-                records.append(body["record"])
-            else:
-                existing.update(body["record"])
-            return json_response(existing or body["record"])
+            return json_response(self.model.upsert(company, entity, (await request.json())["record"]))
         return json_response(records)
-
-
-def _field_types(records: list[dict]) -> dict[str, str]:
-    """Service Layer literal rules: dates and times are quoted strings, numbers bare."""
-    types: dict[str, str] = {}
-    for record in records[:50]:
-        for name, value in record.items():
-            if isinstance(value, bool):
-                types.setdefault(name, "Edm.Boolean")
-            elif isinstance(value, int):
-                types.setdefault(name, "Edm.Int32")
-            elif isinstance(value, (float, Decimal)):
-                types.setdefault(name, "Edm.Double")
-            elif isinstance(value, str) or value is None:
-                types.setdefault(name, "Edm.String")
-    return types
 
 
 def _base(request: Request) -> str:
