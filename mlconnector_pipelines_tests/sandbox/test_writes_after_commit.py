@@ -10,7 +10,7 @@ import pytest
 from mlconnector_pipelines.core.errors import OutcomeUnknown, RequestFailedError
 from mlconnector_pipelines.systems.business_central.resource import BusinessCentralResource
 
-from .conftest import make_config
+from ..conftest import make_config
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ OTHER_RESOURCE = "https://contoso.operations.dynamics.com"
 
 @pytest.fixture(scope="module")
 def sandbox_with_second_resource(tmp_path_factory):
-    from .conftest import SandboxAdmin, start_sandbox
+    from ..conftest import SandboxAdmin, start_sandbox
 
     running, data_dir = start_sandbox(tmp_path_factory, entra={"extra_resources": [OTHER_RESOURCE]})
     admin = SandboxAdmin(running)

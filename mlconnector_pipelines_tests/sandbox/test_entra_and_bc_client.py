@@ -8,7 +8,7 @@ from mlconnector_pipelines.core.errors import AuthenticationError, ConfigError, 
 from mlconnector_pipelines.systems.business_central.catalog import BY_ENTITY_SET
 from mlconnector_pipelines.systems.business_central.resource import BusinessCentralResource
 
-from .conftest import HISTORY_END, HISTORY_START, make_config, window_of
+from ..conftest import HISTORY_END, HISTORY_START, make_config, window_of
 
 
 def resource(sandbox, tmp_path, **overrides) -> BusinessCentralResource:
@@ -209,7 +209,7 @@ def test_token_is_renewed_before_it_expires(tmp_path_factory, tmp_path):
     """msal treats a token with under five minutes left as due: it renews early, so no call sees a 401."""
     import time
 
-    from .conftest import SandboxAdmin, start_sandbox
+    from ..conftest import SandboxAdmin, start_sandbox
 
     running, data_dir = start_sandbox(tmp_path_factory, entra={"token_lifetime_seconds": 305})
     admin = SandboxAdmin(running)

@@ -65,7 +65,7 @@ def test_broken_yaml_and_missing_file_are_clear(tmp_path, monkeypatch):
 
 
 def test_the_shipped_example_is_valid(monkeypatch):
-    example = Path(__file__).resolve().parents[1] / "connector.example.yaml"
+    example = Path(__file__).resolve().parents[2] / "connector.example.yaml"
     cfg = load_config(example)
     assert cfg.business_central.environment == "production"
     assert cfg.business_central.auth.client_secret.credential == "bc-client-secret"

@@ -22,7 +22,7 @@ from mlconnector_pipelines.ingest.app import create_app
 from mlconnector_pipelines.ingest.store import open_delivery_store
 from mlconnector_pipelines.sandbox.looker import DELIVERY_SECRET as SANDBOX_LOOKER_DELIVERY_SECRET
 
-from .conftest import materialization_metadata
+from ..conftest import materialization_metadata
 from .test_looker import start_looker_env
 
 PLAN_ID = "101"  # the sandbox profile's vendor_balances takes this plan

@@ -26,7 +26,7 @@ from mlconnector_pipelines.ingest.looker import parse_delivery
 from mlconnector_pipelines.ingest.store import open_delivery_store
 from mlconnector_pipelines.sandbox.looker import LookerSettings
 
-from .conftest import FAST_HTTP, SandboxAdmin, start_sandbox
+from ..conftest import FAST_HTTP, SandboxAdmin, start_sandbox
 
 pytestmark = [
     pytest.mark.postgres,
@@ -36,7 +36,7 @@ pytestmark = [
         reason="needs PostgreSQL: run `scripts/with-postgres scripts/test -m postgres` (.ci/run does)",
     ),
 ]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 

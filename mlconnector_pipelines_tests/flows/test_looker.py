@@ -23,7 +23,7 @@ from mlconnector_pipelines.sandbox.looker.simulator import LookerSimulator
 from mlconnector_pipelines.systems.looker.client import SYNC_ROW_CAP, LookerClient, QuerySpec
 from mlconnector_pipelines.warehouse.duckdb_backend import DuckDBWarehouse
 
-from .conftest import FAST_HTTP, SandboxAdmin, materialization_metadata, run_bc_job, start_sandbox
+from ..conftest import FAST_HTTP, SandboxAdmin, materialization_metadata, run_bc_job, start_sandbox
 
 MODEL = "mlconnector_demo"
 DETAIL_FIELDS = [
@@ -391,7 +391,7 @@ def test_looker_sdk_logs_in_and_runs_a_query_a_look_and_a_query_task(env, client
 @pytest.fixture(scope="module")
 def looker_spec():
     # A copy of shared/specs' Looker OpenAPI spec (MIT, looker-open-source/sdk-codegen) lives with the tests.
-    return json.loads((Path(__file__).parent / "specs" / "looker-api-4.0.oas.json").read_text())
+    return json.loads((Path(__file__).parents[1] / "specs" / "looker-api-4.0.oas.json").read_text())
 
 
 def _templates(spec: dict) -> list[tuple[str, re.Pattern]]:

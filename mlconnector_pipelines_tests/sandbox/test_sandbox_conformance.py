@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from mlconnector_pipelines.sandbox.business_central.simulator import bc_field_types
+from mlconnector_pipelines.sandbox.business_central.models import bc_field_types
 from mlconnector_pipelines.systems.business_central.catalog import ENTITIES
 from mlconnector_pipelines.warehouse.schema import ColumnType
 
-from .conftest import SHARED_SPECS
+from ..conftest import SHARED_SPECS
 
 # The sandbox ships its copy of shared/specs' BC spec; the tests check against that copy, so they
 # run (and fail loudly) on any checkout. Whether the copy still equals shared/specs is checked
 # where the steering repo is beside this one.
 PACKAGED_SPEC = (
-    Path(__file__).resolve().parents[1]
+    Path(__file__).resolve().parents[2]
     / "mlconnector_pipelines"
     / "sandbox"
     / "business_central"
@@ -105,5 +105,5 @@ def test_client_catalog_types_agree_with_the_spec():
     reason="the steering repo's shared/specs is not beside this checkout",
 )
 def test_the_tests_copy_of_the_looker_spec_is_shared_specs_unchanged():
-    copy = Path(__file__).parent / "specs" / "looker-api-4.0.oas.json"
+    copy = Path(__file__).parents[1] / "specs" / "looker-api-4.0.oas.json"
     assert copy.read_bytes() == (SHARED_SPECS / "looker-api-4.0.oas.json").read_bytes()

@@ -12,8 +12,8 @@ import yaml
 from mlconnector_pipelines.definitions import build_definitions
 from mlconnector_pipelines.flows.business_central import JOB
 
-from .conftest import SandboxAdmin, make_config, materialization_metadata, run_bc_job, start_sandbox, window_of
-from .jobs import SPAWN, bc_job_from_env, fresh
+from ..conftest import SandboxAdmin, make_config, materialization_metadata, run_bc_job, start_sandbox, window_of
+from ..jobs import SPAWN, bc_job_from_env, fresh
 
 pytestmark = pytest.mark.slow
 UTC = UTC

@@ -10,7 +10,7 @@ from mlconnector_pipelines.core.credentials import CredentialStore
 from mlconnector_pipelines.definitions import build_definitions
 from mlconnector_pipelines.ping import run_pings
 
-from .conftest import make_config
+from ..conftest import make_config
 
 
 def ping_one(cfg):

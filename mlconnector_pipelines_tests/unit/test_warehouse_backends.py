@@ -21,8 +21,8 @@ from mlconnector_pipelines.warehouse.resource import WarehouseResource
 from mlconnector_pipelines.warehouse.schema import ColumnType as T
 from mlconnector_pipelines.warehouse.schema import TableSpec
 
-from .conftest import FAST_HTTP, HISTORY_START, run_bc_job
-from .fakes.bigquery import running_fake_bigquery
+from ..conftest import FAST_HTTP, HISTORY_START, run_bc_job
+from ..fakes.bigquery import running_fake_bigquery
 
 UTC = UTC
 DAY = datetime(2026, 3, 1, tzinfo=UTC)

@@ -23,10 +23,10 @@ import yaml
 
 from mlconnector_pipelines.config import sandbox_profile
 
-from .conftest import FAST_HTTP, SandboxAdmin, start_sandbox
+from ..conftest import FAST_HTTP, SandboxAdmin, start_sandbox
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 JOB = "business_central_to_warehouse"
 INSTANCE_FILES = [

@@ -10,7 +10,7 @@ from mlconnector_pipelines.config import parse_config
 from mlconnector_pipelines.definitions import build_definitions
 from mlconnector_pipelines.flows.sap_business_one import JOB
 
-from .test_sap_b1_client import END, START, in_window, sap  # noqa: F401  (the module's simulator fixture)
+from ..sandbox.test_sap_b1_client import END, START, in_window, sap  # noqa: F401  (the module's simulator fixture)
 
 pytestmark = pytest.mark.slow
 UTC = UTC

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "mlconnector_pipelines"
+PACKAGE = Path(__file__).resolve().parents[2] / "mlconnector_pipelines"
 
 
 def imported_modules(path: Path) -> set[str]:

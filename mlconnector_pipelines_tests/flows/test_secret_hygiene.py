@@ -8,8 +8,8 @@ import yaml
 
 from mlconnector_pipelines.core.credentials import CredentialStore
 
-from .conftest import SandboxAdmin, make_config, start_sandbox
-from .jobs import SPAWN, bc_job_from_env, fresh, ping_job_from_env
+from ..conftest import SandboxAdmin, make_config, start_sandbox
+from ..jobs import SPAWN, bc_job_from_env, fresh, ping_job_from_env
 
 pytestmark = pytest.mark.slow
 GOOD_SECRET = "Zebra-Sandbox-Secret-8472"

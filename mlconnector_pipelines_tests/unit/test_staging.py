@@ -66,7 +66,7 @@ def test_a_folder_just_made_is_not_taken_for_a_dead_one(tmp_path):
 def test_the_warehouse_resource_stages_under_the_data_folder(sandbox, tmp_path):
     from mlconnector_pipelines.warehouse.resource import WarehouseResource
 
-    from .conftest import make_config
+    from ..conftest import make_config
 
     cfg = make_config(sandbox, tmp_path)
     warehouse = WarehouseResource.from_config(cfg).open()
