@@ -21,6 +21,7 @@ DEFAULT_PORT = 47800
 FOLDERS = (
     "entra",
     "business_central",
+    "finance_operations",
     "looker",
     "sap_business_one",
 )

@@ -1,5 +1,8 @@
-"""The subset of OData $filter that BC accepts and the connector uses: comparisons joined by `and`.
+"""OData $filter for the simulators.
 
+`parse_filter` is the subset BC accepts and the connector uses: comparisons joined by `and`, as a
+flat list a table can turn into key bounds. `parse_expression` is the full boolean grammar F&O
+accepts (`or`, `not`, parentheses, enum literals, `*` wildcards), as a tree.
 Literals follow BC: DateTimeOffset and Date unquoted, strings single-quoted, GUIDs bare.
 """
 
@@ -8,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 OPERATORS = {"eq", "ne", "gt", "ge", "lt", "le"}
@@ -114,3 +118,185 @@ def _literal_type(literal: str) -> str:
     if _DATE.match(literal):
         return "Edm.Date"
     return "Edm.Unknown"
+
+
+# -- the full boolean grammar (F&O): or, and, not, parentheses; enum literals; `*` wildcards -------------
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """`field eq '*text*'`: F&O's wildcard; `*` stands for any run of characters."""
+
+    field: str
+    op: str  # eq | ne
+    regex: re.Pattern
+
+    def matches(self, record: dict) -> bool:
+        actual = record.get(self.field)
+        hit = isinstance(actual, str) and self.regex.fullmatch(actual) is not None
+        return hit if self.op == "eq" else not hit
+
+
+@dataclass(frozen=True)
+class Folded:
+    """A string comparison under a case-insensitive collation (SQL Server's default, which F&O runs on)."""
+
+    inner: Comparison
+
+    def matches(self, record: dict) -> bool:
+        actual = record.get(self.inner.field)
+        return self.inner.matches({self.inner.field: actual.casefold()} if isinstance(actual, str) else record)
+
+
+@dataclass(frozen=True)
+class Junction:
+    op: str  # and | or
+    parts: tuple
+
+    def matches(self, record: dict) -> bool:
+        if self.op == "and":
+            return all(p.matches(record) for p in self.parts)
+        return any(p.matches(record) for p in self.parts)
+
+
+@dataclass(frozen=True)
+class Negation:
+    inner: Any
+
+    def matches(self, record: dict) -> bool:
+        return not self.inner.matches(record)
+
+
+_EXPR_TOKEN = re.compile(r"\s*([A-Za-z_][\w.]*'(?:[^']|'')*'|'(?:[^']|'')*'|\(|\)|[^\s()']+)")
+_OP_NAMES = {"eq": "Equal", "ne": "NotEqual", "gt": "GreaterThan", "ge": "GreaterThanOrEqual"}
+_OP_NAMES |= {"lt": "LessThan", "le": "LessThanOrEqual"}
+
+
+@dataclass
+class Dialect:
+    """What a service's $filter accepts beyond BC's subset."""
+
+    type_name: str = "entity"  # the entity type named in errors
+    fold_case: bool = False  # string comparisons ignore case
+    wildcards: bool = False  # `eq '*x*'` matches as a pattern
+    exact_numbers: bool = False  # numeric literals compare as Decimal
+
+
+def parse_expression(text: str, field_types: dict[str, str], dialect: Dialect | None = None):
+    """Parse a boolean $filter into a tree whose `.matches(record)` answers it.
+
+    Field types that do not start with `Edm.` are enum types: their literals are written
+    `Namespace.EnumType'Member'` and compare with eq/ne only."""
+    tokens = _tokens(text)
+    parser = _Parser(tokens, field_types, dialect or Dialect(), text)
+    tree = parser.disjunction()
+    if parser.position != len(tokens):
+        raise FilterError(f"Syntax error at position {parser.offset()} in '{text}'.")
+    return tree
+
+
+def _tokens(text: str) -> list[str]:
+    tokens, position = [], 0
+    while position < len(text):
+        match = _EXPR_TOKEN.match(text, position)
+        if match is None:
+            if text[position:].strip():
+                raise FilterError(f"Syntax error at position {position} in '{text}'.")
+            break
+        tokens.append(match.group(1))
+        position = match.end()
+    if not tokens:
+        raise FilterError("The $filter expression is empty.")
+    return tokens
+
+
+class _Parser:
+    def __init__(self, tokens: list[str], field_types: dict[str, str], dialect: Dialect, text: str):
+        self.tokens, self.field_types, self.dialect, self.text = tokens, field_types, dialect, text
+        self.position = 0
+
+    def offset(self) -> int:
+        return len(" ".join(self.tokens[: self.position]))
+
+    def peek(self) -> str | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def take(self) -> str:
+        token = self.peek()
+        if token is None:
+            raise FilterError(f"Syntax error: the expression ends early in '{self.text}'.")
+        self.position += 1
+        return token
+
+    def disjunction(self):
+        parts = [self.conjunction()]
+        while (self.peek() or "").lower() == "or":
+            self.position += 1
+            parts.append(self.conjunction())
+        return parts[0] if len(parts) == 1 else Junction("or", tuple(parts))
+
+    def conjunction(self):
+        parts = [self.unary()]
+        while (self.peek() or "").lower() == "and":
+            self.position += 1
+            parts.append(self.unary())
+        return parts[0] if len(parts) == 1 else Junction("and", tuple(parts))
+
+    def unary(self):
+        token = self.take()
+        if token.lower() == "not":
+            return Negation(self.unary())
+        if token == "(":
+            inner = self.disjunction()
+            if self.take() != ")":
+                raise FilterError(f"Syntax error: ')' expected at position {self.offset()} in '{self.text}'.")
+            return inner
+        return self.comparison(token)
+
+    def comparison(self, field: str):
+        if self.peek() == "(":
+            raise FilterError(f"Unknown function '{field}'.")
+        op, literal = self.take().lower(), self.take()
+        if field not in self.field_types:
+            raise FilterError(f"Could not find a property named '{field}' on type '{self.dialect.type_name}'.")
+        if op not in OPERATORS:
+            raise FilterError(f"Syntax error: '{op}' is not a supported operator in '{self.text}'.")
+        edm_type = self.field_types[field]
+        if not edm_type.startswith("Edm."):
+            return _enum_comparison(field, op, literal, edm_type)
+        if edm_type == "Edm.String" and literal.startswith("'"):
+            return self.string_comparison(field, op, literal)
+        if self.dialect.exact_numbers and edm_type in ("Edm.Decimal", "Edm.Int32", "Edm.Int64") and literal != "null":
+            if not _NUMBER.match(literal):
+                raise FilterError(f"The literal '{literal}' is not a valid number.")
+            return Comparison(field, op, "number", Decimal(literal))
+        return _comparison(field, op, literal, edm_type)
+
+    def string_comparison(self, field: str, op: str, literal: str):
+        if not literal.endswith("'") or len(literal) < 2:
+            raise FilterError(f"Syntax error: unterminated string literal {literal} in '{self.text}'.")
+        value = literal[1:-1].replace("''", "'")
+        if self.dialect.wildcards and "*" in value and op in ("eq", "ne"):
+            flags = re.IGNORECASE if self.dialect.fold_case else 0
+            regex = re.compile(".*".join(re.escape(part) for part in value.split("*")), flags | re.DOTALL)
+            return Pattern(field, op, regex)
+        if self.dialect.fold_case:
+            return Folded(Comparison(field, op, "string", value.casefold()))
+        return Comparison(field, op, "string", value)
+
+
+def _enum_comparison(field: str, op: str, literal: str, enum_type: str) -> Comparison:
+    if literal == "null":
+        return Comparison(field, op, "null", None)
+    prefix, _, rest = literal.partition("'")
+    if not rest.endswith("'") or not prefix:
+        found = "Edm.String" if literal.startswith("'") else _literal_type(literal)
+        raise FilterError(
+            "A binary operator with incompatible types was detected. Found operand types "
+            f"'{enum_type}' and '{found}' for operator kind '{_OP_NAMES.get(op, op)}'."
+        )
+    if prefix != enum_type:
+        raise FilterError(f"The enum type '{prefix}' does not match the type '{enum_type}' of property '{field}'.")
+    if op not in ("eq", "ne"):
+        raise FilterError(f"Only eq and ne compare enum values; found '{op}' on '{field}'.")
+    return Comparison(field, op, "string", rest[:-1].replace("''", "'"))

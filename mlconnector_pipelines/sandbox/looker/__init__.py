@@ -60,6 +60,26 @@ def profile(endpoint: Endpoint) -> dict[str, dict]:
                     "upstream": ["business_central/bc_general_ledger_entries"],
                 },
                 {
+                    "name": "fee_allocation",
+                    "description": "Weekly marketplace fees (2.5% of sales) per sales area of CRONUS USA: what the "
+                    "F&O fee journal posts.",
+                    "model": "mlconnector_demo",
+                    "explore": "fee_allocation",
+                    "fields": ["fee_allocation.area", "fee_allocation.sales", "fee_allocation.fee_amount"],
+                    "filters": {"fee_allocation.company_name": "CRONUS USA^, Inc."},  # ^, : a comma in a Looker filter
+                    "sorts": ["fee_allocation.area"],
+                    "partition": {
+                        "field": "fee_allocation.posting_date",
+                        "cadence": "weekly",
+                        "start": "2026-10-05",
+                        "settle_lag_minutes": 120,
+                    },
+                    "upstream": [
+                        "business_central/bc_general_ledger_entries",
+                        "business_central/bc_general_ledger_entry_dimensions",
+                    ],
+                },
+                {
                     "name": "vendor_balances",
                     "description": "The saved Look 'Vendor balances', every row.",
                     "look_id": "1",

@@ -44,8 +44,12 @@ class Field:
 class Explore:
     name: str
     label: str
-    table: str
+    table: str  # a warehouse table, or a derived table: a parenthesized SELECT (LookML's derived_table)
     fields: dict[str, Field]
+
+    @property
+    def from_clause(self) -> str:
+        return f"{self.table} AS t" if self.table.startswith("(") else f'"{self.table}" AS t'
 
 
 def _explore(name: str, label: str, table: str, fields: list[tuple]) -> Explore:
@@ -53,6 +57,18 @@ def _explore(name: str, label: str, table: str, fields: list[tuple]) -> Explore:
 
 
 _COMPANY = ("company_name", "Company", "dimension", "string", "t._company_name")
+
+# Sales per G/L entry with the entry's AREA dimension: what the weekly marketplace-fee allocation
+# spreads over cost centres (a derived table, as a LookML view with derived_table: sql would be).
+_SALES_BY_AREA = """(
+    SELECT g._company_name, g.posting_date, coalesce(d.value_code, 'NONE') AS area,
+           g.credit_amount - g.debit_amount AS sales
+    FROM bc_general_ledger_entries g
+    LEFT JOIN bc_general_ledger_entry_dimensions d
+      ON d._company_id = g._company_id AND d._parent_id = g.id AND d.code = 'AREA'
+    WHERE g.account_number IN ('40100', '40200')
+)"""
+FEE_RATE = "0.025"  # the marketplace's fee on sales
 
 EXPLORES: dict[str, Explore] = {
     e.name: e
@@ -83,6 +99,18 @@ EXPLORES: dict[str, Explore] = {
                 ("total_credit", "Total Credit", "measure", "sum", "sum(t.credit_amount)"),
                 ("net_amount", "Net Amount", "measure", "sum", "sum(t.debit_amount - t.credit_amount)"),
                 ("count", "Count", "measure", "count", "count(*)"),
+            ],
+        ),
+        _explore(
+            "fee_allocation",
+            "Marketplace fee allocation",
+            _SALES_BY_AREA,
+            [
+                _COMPANY,
+                ("posting_date", "Posting Date", "dimension", "date_date", "t.posting_date"),
+                ("area", "Area", "dimension", "string", "t.area"),
+                ("sales", "Sales", "measure", "sum", "sum(t.sales)"),
+                ("fee_amount", "Marketplace Fee", "measure", "sum", f"sum(t.sales) * {FEE_RATE}"),
             ],
         ),
         _explore(
@@ -201,7 +229,7 @@ def compile_query(query: dict, limit: int | None) -> tuple[str, list, list[Field
         (having if field.category == "measure" else where).append(sql)
         (having_params if field.category == "measure" else params).extend(values)
     select = ", ".join(f'{f.sql} AS "{f.name}"' for f in fields)
-    text = f'SELECT {select} FROM "{explore.table}" AS t'
+    text = f"SELECT {select} FROM {explore.from_clause}"
     if where:
         text += " WHERE " + " AND ".join(where)
     text += (
