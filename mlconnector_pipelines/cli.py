@@ -1,4 +1,4 @@
-"""`mlconnector`: run the sandbox, and (as issues land) ping, credentials, replay, lookml."""
+"""`mlconnector`: sandbox, ping, ingest, credentials, replay and trace (lookml as its issue lands)."""
 
 from __future__ import annotations
 
@@ -175,6 +175,53 @@ def ingest(config_path: Path | None, host: str, port: int, ssl_certfile: Path | 
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
+
+
+_CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="connector.yaml (default: $MLCONNECTOR_CONFIG, else the sandbox profile).",
+)
+
+
+@main.command()
+@_CONFIG_OPTION
+@click.option(
+    "--flow", default=None, help="Only this flow's documents (the journal's asset key, as the audit store and the UI show it)."
+)
+@click.option("--dry-run", is_flag=True, help="Say what each unfinished document needs; write nothing.")
+def replay(config_path: Path | None, flow: str | None, dry_run: bool) -> None:
+    """Finish every journal the audit store has not seen verified (crashed runs, lost answers, refusals
+    whose reference data is now fixed), through the same engine: each document is found by its natural
+    key first, and only what is missing is written."""
+    from .config import load_config
+    from .replay import replay as run_replay
+
+    outcomes = run_replay(load_config(config_path), flow=flow, dry_run=dry_run)
+    if not outcomes:
+        click.echo("nothing to replay: every recorded document is verified")
+    for outcome in outcomes:
+        d = outcome.document
+        click.echo(
+            f"{'ok  ' if outcome.ok else 'FAIL'} {d.flow} {d.partition or '-'} {d.document_key}: {outcome.action}"
+        )
+    sys.exit(0 if all(o.ok for o in outcomes) else 1)
+
+
+@main.command()
+@_CONFIG_OPTION
+@click.argument("reference")
+def trace(config_path: Path | None, reference: str) -> None:
+    """Walk a posted document or line back to its Looker row and the warehouse tables Looker read.
+
+    REFERENCE: a document number (00601), company/number (usrt/00601) or company/number/line (usrt/00601/3)."""
+    from .config import load_config
+    from .replay import trace as run_trace
+
+    for line in run_trace(load_config(config_path), reference):
+        click.echo(line)
 
 
 @main.group()

@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import ValidationError, create_model, model_validator
 
+from .audit.config import AuditConfig
 from .core.errors import ConfigError
 from .core.settings import Strict
 from .ingest.config import IngestConfig
@@ -31,6 +32,7 @@ class _ConnectorBase(Strict):
     data_dir: Path
     warehouse: WarehouseConfig = WarehouseConfig()
     ingest: IngestConfig = IngestConfig()
+    audit: AuditConfig = AuditConfig()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> ConnectorConfig:
@@ -50,7 +52,7 @@ class _ConnectorBase(Strict):
 ConnectorConfig = create_model(
     "ConnectorConfig",
     __base__=_ConnectorBase,
-    __doc__="connector.yaml: data_dir, warehouse, ingest, one section per registered system (absent: not used).",
+    __doc__="connector.yaml: data_dir, warehouse, ingest, audit, one section per registered system (absent: not used).",
     **{spec.key: (spec.config_model | None, None) for spec in SYSTEMS},
 )
 

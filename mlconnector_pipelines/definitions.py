@@ -17,7 +17,7 @@ from .warehouse.resource import WarehouseResource
 def build_definitions(cfg: ConnectorConfig | None = None) -> dg.Definitions:
     cfg = cfg or load_config()
     warehouse = WarehouseResource.from_config(cfg)
-    ctx = FlowContext(warehouse_kind=warehouse.kind, data_dir=cfg.data_dir, ingest=cfg.ingest)
+    ctx = FlowContext(warehouse_kind=warehouse.kind, data_dir=cfg.data_dir, ingest=cfg.ingest, config=cfg)
     parts = [
         dg.Definitions(
             resources={"warehouse": warehouse, "warehouse_io": WarehouseTableIOManager(warehouse=warehouse)}

@@ -21,7 +21,16 @@ from ..systems.looker.config import LookerConfig, LookerQueryConfig
 from ..systems.looker.resource import LookerResource
 from ..warehouse.io_manager import TABLE_METADATA
 from ..warehouse.resource import WarehouseResource
-from ..warehouse.schema import EXTRACTED_AT, RUN_ID, SOURCE, WINDOW_START, ColumnType, TableSpec, column_name
+from ..warehouse.schema import (
+    EXTRACTED_AT,
+    ROW_NUMBER,
+    RUN_ID,
+    SOURCE,
+    WINDOW_START,
+    ColumnType,
+    TableSpec,
+    column_name,
+)
 from .partitions import partitions_def, settled_window_schedule
 
 GROUP = "looker"
@@ -59,6 +68,7 @@ def result_frame(
     extracted_at: datetime,
     run_id: str,
     source: str,
+    first_row: int = 1,
 ) -> pd.DataFrame:
     """Rows keyed by Looker field name → a frame with warehouse column names and house metadata."""
     unknown = sorted({key for row in rows for key in row} - set(fields))
@@ -76,6 +86,7 @@ def result_frame(
     frame[EXTRACTED_AT] = extracted_at
     frame[RUN_ID] = run_id
     frame[SOURCE] = source
+    frame[ROW_NUMBER] = pd.Series(range(first_row, first_row + len(frame)), index=frame.index, dtype="int64")
     return frame
 
 
@@ -186,7 +197,9 @@ def _run(
     else:
         source, batches = "looker api", client.rows(spec)
 
-    spec_table = TableSpec(name=table, key=(), modified_column=None, types=types, snapshot=True)
+    spec_table = TableSpec(
+        name=table, key=(), modified_column=None, types={**types, ROW_NUMBER: ColumnType.INTEGER}, snapshot=True
+    )
     extracted_at = datetime.now(UTC)
     window_start = window.start if window is not None else None
     rows = 0
@@ -202,6 +215,7 @@ def _run(
                     extracted_at=extracted_at,
                     run_id=context.run_id,
                     source=source,
+                    first_row=rows + 1,
                 ),
             )
             rows += len(batch)

@@ -21,6 +21,7 @@ FOLDERS = (
     "business_central",
     "sap_business_one",
     "looker",
+    "finance_operations",
 )
 
 SYSTEMS: tuple[SystemSpec, ...] = tuple(import_module(f"{__package__}.{folder}.system").SPEC for folder in FOLDERS)

@@ -25,6 +25,7 @@ class FlowContext:
     warehouse_kind: str
     data_dir: Path
     ingest: IngestConfig
+    config: Any = None  # the whole ConnectorConfig: a flow that joins two systems reads the other's section
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class SystemSpec:
     ping: Callable[[Any, Path], PingResult]  # one cheap authenticated read
     secrets: Callable[[Any], Iterable[tuple[SecretRef, str]]]  # (reference, what it is) a ping needs set
     url: Callable[[Any], str]  # where the system is, as ping shows it
+    # Systems the product writes documents into: a PostingTarget for replay (section, data_dir).
+    posting_target: Callable[[Any, Path], Any] | None = None
 
     @property
     def pool(self) -> str:

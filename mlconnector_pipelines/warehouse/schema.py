@@ -36,6 +36,7 @@ VERSION_ID = "_version_id"  # identifies one version of one record: "<id>@<modif
 PARENT_ID = "_parent_id"
 PARENT_VERSION_ID = "_parent_version_id"
 SOURCE = "_source"  # where a snapshot's rows came from: the API, or a delivery's id
+ROW_NUMBER = "_row_number"  # a snapshot row's place in the result (1-based): what a journal line traces to
 
 _COMMON_METADATA = {
     COMPANY_ID: ColumnType.STRING,

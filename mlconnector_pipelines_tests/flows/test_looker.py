@@ -56,7 +56,12 @@ def looker_settings(admin: SandboxAdmin, **overrides) -> dict:
 
 def config_for(env, **looker) -> ConnectorConfig:
     raw = sandbox_profile(env.admin.data_dir, env.admin.url)
-    raw.update(data_dir=str(env.data_dir), sap_business_one=None, looker=looker_settings(env.admin, **looker))
+    raw.update(
+        data_dir=str(env.data_dir),
+        sap_business_one=None,
+        finance_operations=None,
+        looker=looker_settings(env.admin, **looker),
+    )
     raw["business_central"]["partitions"]["start"] = "2026-03-01"
     raw["business_central"]["http"] = dict(FAST_HTTP)
     return parse_config(raw)
@@ -326,7 +331,7 @@ def test_ping_checks_login_and_every_configured_field(env):
     cfg = config_for(env)
     [looker] = [r for r in run_pings(cfg) if r.system == "Looker"]
     assert looker.ok, looker.detail
-    assert "3 configured queries match" in looker.detail
+    assert "4 configured queries match" in looker.detail
     calls = looker_stats(env).get("query_runs", 0)
     broken = config_for(env, queries=[{"name": "x", "model": MODEL, "explore": "vendors", "fields": ["vendors.nope"]}])
     [looker] = [r for r in run_pings(broken) if r.system == "Looker"]

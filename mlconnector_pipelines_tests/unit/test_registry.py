@@ -84,7 +84,9 @@ def _context(tmp_path):
     from mlconnector_pipelines.ingest.config import IngestConfig
     from mlconnector_pipelines.systems.registry import FlowContext
 
-    return FlowContext(warehouse_kind="duckdb", data_dir=tmp_path, ingest=IngestConfig())
+    from mlconnector_pipelines.config import load_config
+
+    return FlowContext(warehouse_kind="duckdb", data_dir=tmp_path, ingest=IngestConfig(), config=load_config())
 
 
 def test_every_connector_section_is_a_registered_systems_model():

@@ -1,0 +1,78 @@
+"""The audit store's tables. Changing them means a new migration under migrations/versions/.
+
+Amounts are stored as their decimal text: SQLite has no exact decimal type, and an audit trail
+that rounds what it records is no trail.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# One planned document (a journal, a batch, a record) per flow, partition and natural key.
+documents = sa.Table(
+    "audit_documents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("flow", sa.String(200), nullable=False),  # the asset, e.g. finance_operations/fee_allocation_journal
+    sa.Column("partition", sa.String(100), nullable=False),  # "" when unpartitioned
+    sa.Column("document_key", sa.String(200), nullable=False),  # the natural key written into the target
+    sa.Column("system", sa.String(100), nullable=False),
+    sa.Column("company", sa.String(100), nullable=False),  # legal entity / company / branch written to
+    sa.Column("header", sa.Text, nullable=False),  # JSON: what the document's header carries (name, date, …)
+    sa.Column("digest", sa.String(64), nullable=False),  # of the planned lines
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("document_number", sa.String(100)),  # the number the target assigned
+    sa.Column("adjusts", sa.Integer, sa.ForeignKey("audit_documents.id")),  # a difference document's original
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text),
+    sa.Column("first_run_id", sa.String(64)),
+    sa.Column("last_run_id", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("flow", "partition", "document_key", name="uq_audit_documents_key"),
+)
+
+# One row per planned line: where it came from, where it went, and how far it got.
+lines = sa.Table(
+    "audit_lines",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("document_id", sa.Integer, sa.ForeignKey("audit_documents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("line_number", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # row | offset | rounding | adjustment
+    sa.Column("account", sa.String(100), nullable=False),
+    sa.Column("dimensions", sa.Text, nullable=False),  # JSON [[name, value], ...] in the target's order
+    sa.Column("debit", sa.String(60), nullable=False),
+    sa.Column("credit", sa.String(60), nullable=False),
+    sa.Column("currency", sa.String(10), nullable=False),
+    sa.Column("text", sa.String(200), nullable=False),
+    sa.Column("source_query", sa.String(200)),  # the Looker asset the row came from
+    sa.Column("source_origin", sa.String(200)),  # "looker api" or "delivery <id>"
+    sa.Column("source_run_id", sa.String(64)),  # the run that materialized the Looker rows
+    sa.Column("source_window_start", sa.String(40)),
+    sa.Column("source_row_number", sa.Integer),
+    sa.Column("source_row_digest", sa.String(64)),
+    sa.Column("source_values", sa.Text),  # JSON of the row's Looker values, amounts as exact text
+    sa.Column("target_line", sa.String(100)),  # the line's reference in the target (its line number)
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("document_id", "line_number", name="uq_audit_lines_number"),
+)
+sa.Index("ix_audit_lines_target", lines.c.document_id, lines.c.target_line)
+
+# What happened, when, in which run: the history a person reads when a document went wrong.
+events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("document_id", sa.Integer, sa.ForeignKey("audit_documents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("detail", sa.Text),
+)
+sa.Index("ix_audit_documents_number", documents.c.system, documents.c.document_number)

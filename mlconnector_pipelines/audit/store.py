@@ -1,0 +1,425 @@
+"""The audit store: every planned document and line, its state, attempts and evidence.
+
+SQL through SQLAlchemy: a SQLite file under the data folder by default, `audit.store_url` for
+PostgreSQL in deployments (several processes and machines share it). The schema is versioned and
+migrated with Alembic when a store is opened.
+
+States of a document: planned → validated → writing → verified, or refused (validation failed,
+nothing written), unknown (a write whose outcome could not be resolved), failed (an error after
+writing began). Lines: planned → validated → created → verified, or refused / failed. A stored
+document is also the plan itself: replay rebuilds the plan from these rows, so it needs neither
+Looker nor the warehouse to finish what a crashed run began.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from ..core.posting import Plan, PlannedLine, SourceRow, canonical_json
+from .schema import documents, events, lines
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "mlconnector_audit_version"
+FINISHED = ("verified",)
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    id: int
+    flow: str
+    partition: str
+    document_key: str
+    system: str
+    company: str
+    header: dict[str, Any]
+    digest: str
+    state: str
+    document_number: str | None
+    adjusts: int | None
+    attempts: int
+    error: str | None
+    first_run_id: str | None
+    last_run_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class LineRecord:
+    document_id: int
+    line: PlannedLine
+    target_line: str | None
+    state: str
+    attempts: int
+    error: str | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; every one stored here is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _json(value: Any) -> str:
+    return canonical_json(value).decode()
+
+
+class AuditStore:
+    def __init__(self, url: str):
+        self.url = url
+        connect_args = {"timeout": 60} if url.startswith("sqlite") else {}
+        self.engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        if url.startswith("sqlite"):
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._migrate()
+
+    @classmethod
+    def sqlite(cls, path: Path) -> AuditStore:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{path}")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Bring the schema to the newest version (once per process and database)."""
+        with _migrate_lock:
+            if self.url in _migrated:
+                return
+            config = AlembicConfig()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+            _migrated.add(self.url)
+
+    def schema_version(self) -> str | None:
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+    @staticmethod
+    def newest_version() -> str:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        return ScriptDirectory.from_config(config).get_current_head()
+
+    # -- writing the record --------------------------------------------------------------------
+
+    def save_plan(self, plan: Plan, run_id: str, adjusts: int | None = None) -> DocumentRecord:
+        """Record a plan (a new document, or a new plan for one not yet written); return its record.
+
+        A document already verified keeps its lines: a different plan for it is the engine's to judge.
+        """
+        now = _now()
+        with self.engine.begin() as c:
+            row = c.execute(
+                sa.select(documents).where(
+                    documents.c.flow == plan.flow,
+                    documents.c.partition == plan.partition,
+                    documents.c.document_key == plan.document_key,
+                )
+            ).first()
+            if row is None:
+                document_id = c.execute(
+                    documents.insert().values(
+                        flow=plan.flow,
+                        partition=plan.partition,
+                        document_key=plan.document_key,
+                        system=plan.system,
+                        company=plan.company,
+                        header=_json(plan.header),
+                        digest=plan.digest,
+                        state="planned",
+                        adjusts=adjusts,
+                        first_run_id=run_id,
+                        last_run_id=run_id,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                ).inserted_primary_key[0]
+                self._insert_lines(c, document_id, plan.lines, now)
+                self._event(c, document_id, run_id, "planned", f"{len(plan.lines)} lines, digest {plan.digest[:12]}")
+            else:
+                document_id = row.id
+                if row.digest != plan.digest and row.state not in FINISHED and row.document_number is None:
+                    c.execute(lines.delete().where(lines.c.document_id == document_id))
+                    self._insert_lines(c, document_id, plan.lines, now)
+                    c.execute(
+                        documents.update()
+                        .where(documents.c.id == document_id)
+                        .values(header=_json(plan.header), digest=plan.digest, state="planned", error=None)
+                    )
+                    self._event(c, document_id, run_id, "replanned", f"digest {row.digest[:12]} → {plan.digest[:12]}")
+                c.execute(
+                    documents.update().where(documents.c.id == document_id).values(last_run_id=run_id, updated_at=now)
+                )
+        return self.document(document_id)
+
+    def _insert_lines(self, c, document_id: int, planned: Sequence[PlannedLine], now: datetime) -> None:
+        if not planned:
+            return
+        c.execute(
+            lines.insert(),
+            [
+                {
+                    "document_id": document_id,
+                    "line_number": line.number,
+                    "kind": line.kind,
+                    "account": line.account,
+                    "dimensions": _json([list(d) for d in line.dimensions]),
+                    "debit": format(line.debit, "f"),
+                    "credit": format(line.credit, "f"),
+                    "currency": line.currency,
+                    "text": line.text,
+                    "source_query": line.source.query if line.source else None,
+                    "source_origin": line.source.origin if line.source else None,
+                    "source_run_id": line.source.run_id if line.source else None,
+                    "source_window_start": line.source.window_start if line.source else None,
+                    "source_row_number": line.source.row_number if line.source else None,
+                    "source_row_digest": line.source.digest if line.source else None,
+                    "source_values": _json(line.source.values) if line.source else None,
+                    "state": "planned",
+                    "updated_at": now,
+                }
+                for line in planned
+            ],
+        )
+
+    def set_state(
+        self,
+        document_id: int,
+        state: str,
+        *,
+        run_id: str | None = None,
+        event: str | None = None,
+        detail: str | None = None,
+        error: str | None = None,
+        document_number: str | None = None,
+        line_state: str | None = None,
+        count_attempt: bool = False,
+    ) -> None:
+        """Move a document (and, with `line_state`, all its lines) to a state, with an event for the history."""
+        now = _now()
+        values: dict[str, Any] = {"state": state, "updated_at": now, "error": error}
+        if document_number is not None:
+            values["document_number"] = document_number
+        if count_attempt:
+            values["attempts"] = documents.c.attempts + 1
+        with self.engine.begin() as c:
+            c.execute(documents.update().where(documents.c.id == document_id).values(**values))
+            if line_state is not None:
+                c.execute(
+                    lines.update()
+                    .where(lines.c.document_id == document_id)
+                    .values(
+                        state=line_state, updated_at=now, error=error if line_state in ("refused", "failed") else None
+                    )
+                )
+            self._event(c, document_id, run_id, event or state, detail or error)
+
+    def lines_written(self, document_id: int, numbers: Iterable[int], state: str, *, attempt: bool = True) -> None:
+        """Lines the target now holds (`created`) or has been checked to hold as planned (`verified`)."""
+        numbers = list(numbers)
+        if not numbers:
+            return
+        now = _now()
+        with self.engine.begin() as c:
+            for chunk in _chunks(numbers, 900):  # SQLite's limit on bound parameters
+                values: dict[str, Any] = {
+                    "state": state,
+                    "updated_at": now,
+                    "error": None,
+                    "target_line": sa.cast(lines.c.line_number, sa.String),
+                }
+                if attempt:
+                    values["attempts"] = lines.c.attempts + 1
+                c.execute(
+                    lines.update()
+                    .where(lines.c.document_id == document_id, lines.c.line_number.in_(chunk))
+                    .values(**values)
+                )
+
+    def refuse_lines(self, document_id: int, reasons: dict[int, str]) -> None:
+        now = _now()
+        with self.engine.begin() as c:
+            for number, reason in reasons.items():
+                c.execute(
+                    lines.update()
+                    .where(lines.c.document_id == document_id, lines.c.line_number == number)
+                    .values(state="refused", error=reason, updated_at=now)
+                )
+
+    def event(self, document_id: int, run_id: str | None, event: str, detail: str | None = None) -> None:
+        with self.engine.begin() as c:
+            self._event(c, document_id, run_id, event, detail)
+
+    @staticmethod
+    def _event(c, document_id: int, run_id: str | None, event: str, detail: str | None) -> None:
+        c.execute(events.insert().values(document_id=document_id, at=_now(), run_id=run_id, event=event, detail=detail))
+
+    # -- reading it ----------------------------------------------------------------------------
+
+    def document(self, document_id: int) -> DocumentRecord:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(documents).where(documents.c.id == document_id)).one()
+        return _document(row)
+
+    def find_document(self, flow: str, partition: str, document_key: str) -> DocumentRecord | None:
+        with self.engine.connect() as c:
+            row = c.execute(
+                sa.select(documents).where(
+                    documents.c.flow == flow,
+                    documents.c.partition == partition,
+                    documents.c.document_key == document_key,
+                )
+            ).first()
+        return _document(row) if row is not None else None
+
+    def documents_for(self, flow: str, partition: str) -> list[DocumentRecord]:
+        """Every document of a flow's partition (the original and its difference documents), oldest first."""
+        with self.engine.connect() as c:
+            rows = c.execute(
+                sa.select(documents)
+                .where(documents.c.flow == flow, documents.c.partition == partition)
+                .order_by(documents.c.id)
+            ).all()
+        return [_document(r) for r in rows]
+
+    def unfinished(self, flow: str | None = None) -> list[DocumentRecord]:
+        """Documents not verified: what replay finishes (refused ones too: their reference data may be fixed)."""
+        query = sa.select(documents).where(documents.c.state.not_in(FINISHED)).order_by(documents.c.id)
+        if flow:
+            query = query.where(documents.c.flow == flow)
+        with self.engine.connect() as c:
+            return [_document(r) for r in c.execute(query).all()]
+
+    def by_number(self, document_number: str, company: str | None = None) -> list[DocumentRecord]:
+        query = sa.select(documents).where(documents.c.document_number == document_number)
+        if company:
+            query = query.where(sa.func.lower(documents.c.company) == company.lower())
+        with self.engine.connect() as c:
+            return [_document(r) for r in c.execute(query.order_by(documents.c.id)).all()]
+
+    def line_records(self, document_id: int, numbers: Sequence[int] | None = None) -> list[LineRecord]:
+        query = sa.select(lines).where(lines.c.document_id == document_id).order_by(lines.c.line_number)
+        if numbers is not None:
+            query = query.where(lines.c.line_number.in_(list(numbers)))
+        with self.engine.connect() as c:
+            return [_line(r) for r in c.execute(query).all()]
+
+    def plan(self, record: DocumentRecord) -> Plan:
+        """The stored plan, as it was recorded (what replay writes)."""
+        adjusts = self.document(record.adjusts).document_key if record.adjusts else None
+        return Plan(
+            flow=record.flow,
+            partition=record.partition,
+            document_key=record.document_key,
+            system=record.system,
+            company=record.company,
+            header=record.header,
+            lines=tuple(r.line for r in self.line_records(record.id)),
+            adjusts=adjusts,
+        )
+
+    def history(self, document_id: int) -> list[dict]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(events).where(events.c.document_id == document_id).order_by(events.c.id)).all()
+        return [{"at": _utc(r.at), "run_id": r.run_id, "event": r.event, "detail": r.detail} for r in rows]
+
+    @contextmanager
+    def connection(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as c:
+            yield c
+
+
+def _document(row) -> DocumentRecord:
+    return DocumentRecord(
+        id=row.id,
+        flow=row.flow,
+        partition=row.partition,
+        document_key=row.document_key,
+        system=row.system,
+        company=row.company,
+        header=orjson.loads(row.header),
+        digest=row.digest,
+        state=row.state,
+        document_number=row.document_number,
+        adjusts=row.adjusts,
+        attempts=row.attempts,
+        error=row.error,
+        first_run_id=row.first_run_id,
+        last_run_id=row.last_run_id,
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
+    )
+
+
+def _line(row) -> LineRecord:
+    source = None
+    if row.source_query is not None:
+        source = SourceRow(
+            query=row.source_query,
+            origin=row.source_origin or "",
+            run_id=row.source_run_id or "",
+            window_start=row.source_window_start,
+            row_number=row.source_row_number,
+            values=_exact_values(row.source_values),
+        )
+    line = PlannedLine(
+        number=row.line_number,
+        account=row.account,
+        dimensions=tuple((name, value) for name, value in orjson.loads(row.dimensions)),
+        debit=Decimal(row.debit),
+        credit=Decimal(row.credit),
+        currency=row.currency,
+        text=row.text,
+        kind=row.kind,
+        source=source,
+    )
+    return LineRecord(row.document_id, line, row.target_line, row.state, row.attempts, row.error)
+
+
+def _exact_values(text: str | None) -> dict[str, Any]:
+    """Source values as recorded: amounts were written as exact text and stay text (never floats)."""
+    return orjson.loads(text) if text else {}
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _sqlite_pragmas(connection, record) -> None:
+    # WAL lets the UI and trace read while a run writes; foreign keys are off by default in SQLite.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def open_audit_store(cfg, data_dir: Path) -> AuditStore:
+    """The store `audit:` configures (a SQLite file under data_dir by default)."""
+    if cfg.store_url is not None:
+        return AuditStore(cfg.store_url.resolve(data_dir, "audit.store_url"))
+    return AuditStore.sqlite(Path(data_dir) / "audit.sqlite")

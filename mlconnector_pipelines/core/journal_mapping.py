@@ -1,0 +1,306 @@
+"""How Looker rows become journal lines: the mapping every journal target shares (F&O, Acumatica).
+
+Each configured journal names the Looker query it posts and, for every line, where its account,
+dimensions, amount, currency and text come from: a Looker field, a constant, or a table mapping
+Looker values to the target's values. A row that cannot be mapped (an unmapped value, an amount
+that is not a number) is a problem naming the row; nothing is posted while any row has one.
+Amounts stay Decimal from Looker's JSON to the request body, rounded once to the currency's
+precision, half away from zero; the rounding difference is shown and booked, never dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .posting import ZERO, PlannedLine, Problem, SourceRow, round_to
+from .settings import Strict
+
+# ISO 4217 minor units of the currencies whose precision is not 2; `currency_precision` overrides.
+_MINOR_UNITS = {
+    "BHD": 3, "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0, "KMF": 0,
+    "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0, "RWF": 0, "TND": 3, "UGX": 0, "UYI": 0, "VND": 0,
+    "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+}  # fmt: skip
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+
+def currency_places(currency: str, overrides: Mapping[str, int]) -> int:
+    code = currency.upper()
+    return overrides.get(code, _MINOR_UNITS.get(code, 2))
+
+
+class ValueSource(Strict):
+    """A line value: a Looker field's value, a constant, or a Looker field's value through a table."""
+
+    column: str | None = Field(None, description="Looker field, e.g. fee_allocation.cost_center.")
+    constant: str | None = Field(None, description="The same value on every line.")
+    map: dict[str, str] | None = Field(None, description="Looker value → target value (with `column`).")
+    default: str | None = Field(None, description="With `map`: the value for a Looker value the table lacks.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ValueSource:
+        if (self.column is None) == (self.constant is None):
+            raise ValueError("give exactly one of `column` or `constant`")
+        if (self.map is not None or self.default is not None) and self.column is None:
+            raise ValueError("`map` and `default` translate a `column`")
+        return self
+
+    def fields(self) -> list[str]:
+        return [self.column] if self.column else []
+
+    def value(self, row: Mapping[str, Any]) -> str:
+        """The value for this row; raises ValueError naming what is missing."""
+        if self.constant is not None:
+            return self.constant
+        raw = row.get(self.column)
+        text = "" if raw is None else _text(raw)
+        if self.map is None:
+            if text == "":
+                raise ValueError(f"{self.column} is empty")
+            return text
+        if text in self.map:
+            return self.map[text]
+        if self.default is not None:
+            return self.default
+        raise ValueError(f"{self.column} = {text!r} has no entry in the mapping table (and no default)")
+
+
+class AmountMapping(Strict):
+    """One signed field (positive = debit), or a debit field and a credit field."""
+
+    column: str | None = Field(None, description="Signed amount: positive is a debit, negative a credit.")
+    debit_column: str | None = None
+    credit_column: str | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> AmountMapping:
+        split = self.debit_column is not None or self.credit_column is not None
+        if (self.column is not None) == split:
+            raise ValueError("give `column` (signed), or `debit_column` and `credit_column`")
+        if split and (self.debit_column is None or self.credit_column is None):
+            raise ValueError("give both `debit_column` and `credit_column`")
+        return self
+
+    def fields(self) -> list[str]:
+        return [f for f in (self.column, self.debit_column, self.credit_column) if f]
+
+    def signed(self, row: Mapping[str, Any]) -> Decimal:
+        if self.column is not None:
+            return _decimal(row, self.column)
+        return _decimal(row, self.debit_column) - _decimal(row, self.credit_column)
+
+
+class BalancingConfig(Strict):
+    mode: Literal["rows_balance", "offset"] = Field(
+        "rows_balance",
+        description="rows_balance: the rows' debits must equal their credits. offset: one line on the offset "
+        "account takes the difference.",
+    )
+    account: str | None = Field(None, description="The offset account (mode: offset).")
+    dimensions: dict[str, str] = Field(default_factory=dict, description="Dimension values of the offset line.")
+    text: str = Field("Offset {journal} {partition}", description="Text of the offset line (a template).")
+
+    @model_validator(mode="after")
+    def _account_for_offset(self) -> BalancingConfig:
+        if self.mode == "offset" and not self.account:
+            raise ValueError("mode: offset needs `account`")
+        return self
+
+
+class JournalMapping(Strict):
+    """What every journal posted from Looker declares, whatever the target."""
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,29}$",
+        description="The journal's name: its asset is <system>/<name>_journal; it is part of the natural key.",
+    )
+    description: str = ""
+    looker_query: str = Field(description="The `looker.queries[]` entry whose rows this journal posts.")
+    posting_date_column: str | None = Field(
+        None, description="Looker date field of each line's date; default: the last day of the partition."
+    )
+    account: ValueSource
+    amount: AmountMapping
+    currency: ValueSource
+    text: str = Field(
+        "{journal} {partition} row {row}",
+        description="Line text (≤ 60 characters): {<looker field>}, {journal}, {partition} and {row} are filled in.",
+    )
+    balancing: BalancingConfig = BalancingConfig()
+    rounding_account: str | None = Field(
+        None,
+        description="Account of the line that books the rounding difference; default the offset account. Without "
+        "either, a journal whose rounded lines do not balance is refused.",
+    )
+    skip_zero_lines: bool = Field(True, description="Rows whose amount rounds to zero make no line.")
+    on_change: Literal["fail", "adjust"] = Field(
+        "fail",
+        description="A period already posted with other figures: fail (name the differences), or adjust (post a "
+        "difference journal; posted entries are never edited).",
+    )
+    approval: Literal["automatic", "required"] = Field(
+        "automatic",
+        description="required: new Looker figures only preview the plan; a person materializes the journal.",
+    )
+    currency_precision: dict[str, int] = Field(default_factory=dict, description="Decimal places per currency code.")
+
+    def looker_fields(self) -> list[str]:
+        fields = self.account.fields() + self.amount.fields() + self.currency.fields()
+        fields += [self.posting_date_column] if self.posting_date_column else []
+        fields += [f for f in _PLACEHOLDER.findall(self.text) if "." in f]
+        return fields
+
+
+def render(template: str, row: Mapping[str, Any], context: Mapping[str, Any]) -> str:
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        value = context.get(name, row.get(name, match.group(0)))
+        return "" if value is None else _text(value)
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
+def row_amount(mapping: JournalMapping, row: Mapping[str, Any]) -> Decimal:
+    return mapping.amount.signed(row)
+
+
+def lines_from_rows(
+    mapping: JournalMapping,
+    rows: Sequence[tuple[SourceRow, Mapping[str, Any]]],
+    *,
+    dimensions: Sequence[tuple[str, ValueSource]],
+    partition: str,
+    text_limit: int = 60,
+) -> tuple[list[PlannedLine], list[Problem], Decimal]:
+    """Lines in row order, the rows that cannot be mapped, and the rounding difference.
+
+    Then a balancing line (mode: offset) and a rounding line, when needed.
+    """
+    lines: list[PlannedLine] = []
+    problems: list[Problem] = []
+    rounding = ZERO
+    context = {"journal": mapping.name, "partition": partition}
+    for source, row in rows:
+        try:
+            exact = row_amount(mapping, row)
+            currency = mapping.currency.value(row)
+            amount = round_to(exact, currency_places(currency, mapping.currency_precision))
+            account = mapping.account.value(row)
+            dims = tuple((name, value) for name, source_of in dimensions if (value := source_of.value(row)))
+        except ValueError as exc:
+            placeholder = PlannedLine(len(lines) + 1, "?", (), ZERO, ZERO, "", "", source=source)
+            problems.append(Problem(placeholder, str(exc)))
+            continue
+        rounding += amount - exact
+        if amount == ZERO and mapping.skip_zero_lines:
+            continue
+        text = render(mapping.text, row, {**context, "row": source.row_number})
+        if len(text) > text_limit:
+            text = text[:text_limit]
+        lines.append(
+            PlannedLine(
+                number=len(lines) + 1,
+                account=account,
+                dimensions=dims,
+                debit=amount if amount > 0 else ZERO,
+                credit=-amount if amount < 0 else ZERO,
+                currency=currency,
+                text=text,
+                source=source,
+            )
+        )
+    return lines, problems, rounding
+
+
+def closing_lines(
+    mapping: JournalMapping, lines: list[PlannedLine], rounding: Decimal, *, partition: str, dimension_order: list[str]
+) -> list[PlannedLine]:
+    """The offset line (mode: offset) or the rounding line that makes the journal balance, if any."""
+    if not lines:
+        return []
+    balance = sum((line.amount for line in lines), ZERO)
+    currency = lines[0].currency
+    context = {"journal": mapping.name, "partition": partition}
+    extra: list[PlannedLine] = []
+    if mapping.balancing.mode == "offset" and balance != ZERO:
+        dims = tuple(
+            (name, mapping.balancing.dimensions[name])
+            for name in dimension_order
+            if mapping.balancing.dimensions.get(name)
+        )
+        extra.append(
+            _line(
+                len(lines) + 1,
+                mapping.balancing.account,
+                dims,
+                -balance,
+                currency,
+                render(mapping.balancing.text, {}, context)[:60],
+                "offset",
+            )
+        )
+    elif balance != ZERO and balance == rounding and mapping.rounding_account:
+        # The rows balanced before rounding: book the difference rounding made, on its own line.
+        extra.append(
+            _line(
+                len(lines) + 1,
+                mapping.rounding_account,
+                (),
+                -balance,
+                currency,
+                f"Rounding {mapping.name} {partition}"[:60],
+                "rounding",
+            )
+        )
+    return extra
+
+
+def _line(number: int, account: str, dims, amount: Decimal, currency: str, text: str, kind) -> PlannedLine:
+    return PlannedLine(
+        number=number,
+        account=account,
+        dimensions=dims,
+        debit=amount if amount > 0 else ZERO,
+        credit=-amount if amount < 0 else ZERO,
+        currency=currency,
+        text=text,
+        kind=kind,
+    )
+
+
+def posting_date(mapping: JournalMapping, row: Mapping[str, Any], partition_last_day: date | None) -> date:
+    if mapping.posting_date_column is None:
+        if partition_last_day is None:
+            raise ValueError("an unpartitioned journal needs posting_date_column")
+        return partition_last_day
+    raw = row.get(mapping.posting_date_column)
+    if raw is None or raw == "":
+        raise ValueError(f"{mapping.posting_date_column} is empty")
+    try:
+        return date.fromisoformat(str(raw)[:10])
+    except ValueError:
+        raise ValueError(f"{mapping.posting_date_column} = {raw!r} is not a date") from None
+
+
+def _decimal(row: Mapping[str, Any], column: str) -> Decimal:
+    raw = row.get(column)
+    if raw is None or raw == "":
+        return ZERO
+    if isinstance(raw, float):
+        raise ValueError(f"{column} = {raw!r} arrived as a binary float; amounts must stay exact")
+    try:
+        return Decimal(str(raw))
+    except InvalidOperation:
+        raise ValueError(f"{column} = {raw!r} is not a number") from None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)

@@ -1,0 +1,220 @@
+"""What a write into an ERP is before it is written: a plan of lines, and the target that writes it.
+
+A plan is deterministic: the same Looker rows and the same mapping give the same lines in the
+same order, the same amounts (exact decimals), and so the same digest. Every line names the
+Looker row it came from; balancing and rounding lines say what they are. The posting engine
+(engine/post.py) validates a plan against its target, finds it there by its natural key, writes
+what is missing, reads it back and records every step in the audit store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Literal, Protocol
+
+import orjson
+
+LineKind = Literal["row", "offset", "rounding", "adjustment"]
+ZERO = Decimal(0)
+
+
+def canonical_json(value: Any) -> bytes:
+    """JSON that is the same bytes for the same value: sorted keys, decimals as exact text."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=_exact)
+
+
+def _exact(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def digest_of(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """The Looker row a planned line came from."""
+
+    query: str  # the Looker asset, e.g. looker/fee_allocation
+    origin: str  # "looker api" or "delivery <id>"
+    run_id: str  # the run that materialized the rows
+    window_start: str | None  # the Looker partition's window, ISO
+    row_number: int  # 1-based, in Looker's result order
+    values: dict[str, Any]  # the row as Looker returned it (by Looker field name)
+
+    @property
+    def digest(self) -> str:
+        return digest_of(self.values)
+
+
+@dataclass(frozen=True)
+class PlannedLine:
+    number: int  # 1-based; also the line's number in the target where the target takes one
+    account: str  # the main account / account
+    dimensions: tuple[tuple[str, str], ...]  # (name, value) in the target's order; blank values omitted
+    debit: Decimal
+    credit: Decimal
+    currency: str
+    text: str
+    kind: LineKind = "row"
+    source: SourceRow | None = None
+
+    @property
+    def amount(self) -> Decimal:
+        """Signed: positive is a debit."""
+        return self.debit - self.credit
+
+    def content(self) -> dict:
+        """What the target must hold for this line (compared on read-back; feeds the digest)."""
+        return {
+            "number": self.number,
+            "account": self.account,
+            "dimensions": [list(d) for d in self.dimensions],
+            "debit": self.debit,
+            "credit": self.credit,
+            "currency": self.currency,
+            "text": self.text,
+        }
+
+    def describe(self) -> str:
+        dims = ", ".join(f"{n}={v}" for n, v in self.dimensions)
+        side = f"debit {self.debit}" if self.debit else f"credit {self.credit}"
+        return f"line {self.number}: {self.account}{' [' + dims + ']' if dims else ''} {side} {self.currency}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One document to write: a journal with its lines, and where it comes from."""
+
+    flow: str  # the asset that posts it
+    partition: str  # its partition key ("" when unpartitioned)
+    document_key: str  # the natural key written into the target, found there before every create
+    system: str  # the target system's name
+    company: str  # legal entity / company / branch
+    header: dict[str, Any]  # what the target's header carries: journal name, posting date, description, …
+    lines: tuple[PlannedLine, ...]
+    rounding_difference: Decimal = ZERO  # sum of rounded amounts minus sum of unrounded, per the mapping
+    adjusts: str | None = None  # a difference document: the natural key of the document it corrects
+
+    @property
+    def digest(self) -> str:
+        return digest_of({"header": self.header, "lines": [line.content() for line in self.lines]})
+
+    @property
+    def total_debit(self) -> Decimal:
+        return sum((line.debit for line in self.lines), ZERO)
+
+    @property
+    def total_credit(self) -> Decimal:
+        return sum((line.credit for line in self.lines), ZERO)
+
+    @property
+    def balance(self) -> Decimal:
+        return self.total_debit - self.total_credit
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a plan cannot be written, naming the line and (where it has one) the Looker row."""
+
+    line: PlannedLine | None
+    reason: str
+
+    def describe(self) -> str:
+        if self.line is None:
+            return self.reason
+        row = self.line.source
+        where = f"Looker row {row.row_number} {_short(row.values)}" if row else f"{self.line.kind} line"
+        return f"{where} → {self.line.describe()}: {self.reason}"
+
+
+def _short(values: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}: {_exact(v) if isinstance(v, Decimal) else v}" for k, v in values.items()) + "}"
+
+
+class LinesRefused(Exception):
+    """The target refused an atomic write of lines (none of them was stored); `line` is the one it named."""
+
+    def __init__(self, line: PlannedLine | None, reason: str):
+        self.line, self.reason = line, reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class WrittenLine:
+    """A line as the target holds it, read back."""
+
+    number: int
+    account: str
+    dimensions: tuple[tuple[str, str], ...]
+    debit: Decimal
+    credit: Decimal
+    currency: str
+    text: str
+
+    def content(self) -> dict:
+        return {
+            "number": self.number,
+            "account": self.account,
+            "dimensions": [list(d) for d in self.dimensions],
+            "debit": self.debit,
+            "credit": self.credit,
+            "currency": self.currency,
+            "text": self.text,
+        }
+
+
+@dataclass
+class WrittenDocument:
+    """A document found in the target by its natural key."""
+
+    number: str  # the number the target assigned
+    lines: list[WrittenLine] = field(default_factory=list)
+    posted: bool = False  # posted documents are read-only
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class PostingTarget(Protocol):
+    """What the engine needs from a system it writes documents into (one implementation per system)."""
+
+    system: str
+    max_lines_per_write: int  # lines written atomically by one create_lines call
+
+    def validate(self, plan: Plan) -> list[Problem]:
+        """Every reason the target would refuse the plan (accounts, dimensions, period), read without writing."""
+        ...
+
+    def find(self, plan: Plan) -> WrittenDocument | None:
+        """The document carrying the plan's natural key, with its lines; None if there is none."""
+        ...
+
+    def create_document(self, plan: Plan) -> str:
+        """Write the header; return its number. May raise OutcomeUnknown: then `find` decides."""
+        ...
+
+    def create_lines(self, plan: Plan, number: str, lines: Sequence[PlannedLine]) -> None:
+        """Write these lines atomically (all or none). May raise OutcomeUnknown (then `find` decides) or
+        LinesRefused (the target's own validation refused one: none was stored)."""
+        ...
+
+    def read_lines(self, plan: Plan, number: str) -> list[WrittenLine]: ...
+
+    def discard(self, plan: Plan, number: str) -> None:
+        """Delete an unposted document: what the engine does when the target refuses its lines."""
+        ...
+
+    def metadata(self) -> dict[str, Any]:
+        """Request counts and the like, for the run's metadata."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def round_to(amount: Decimal, places: int) -> Decimal:
+    """Half away from zero, as ledgers round (Python's default would round half to even)."""
+    return amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)

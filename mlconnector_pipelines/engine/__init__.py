@@ -1,0 +1,1 @@
+"""Dagster-free engines: posting plans into ERPs (post.py)."""

@@ -1,0 +1,253 @@
+"""Looker rows → a journal plan, and which document a run writes for a period (Dagster-free).
+
+A period has one journal. Its natural key names the journal and the partition; a rerun with the
+same figures finds it and writes nothing. Late data that moves the figures is either refused
+(`on_change: fail`, naming the differences) or posted as a difference journal with its own key
+(`on_change: adjust`): posted entries are never edited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+from ..core.errors import ConfigError
+from ..core.journal_mapping import JournalMapping, ValueSource, closing_lines, lines_from_rows, posting_date
+from ..core.posting import ZERO, Plan, PostingTarget, Problem, SourceRow, WrittenDocument, WrittenLine
+from ..warehouse.schema import ROW_NUMBER, RUN_ID, SOURCE, WINDOW_START, column_name
+from .post import PlanChanged, PostingEngine, difference_lines
+
+
+@dataclass(frozen=True)
+class JournalSpec:
+    """What a target system brings to a journal posted from Looker."""
+
+    system: str
+    company: Callable[[JournalMapping], str]
+    header: Callable[[JournalMapping, date], dict[str, Any]]  # the header fields the target writes
+    document_key: Callable[[str, str, int], str]  # (journal name, partition, adjustment number) → key
+    # The line dimensions in the target's order (may read the target, e.g. F&O's integration format).
+    dimensions: Callable[[JournalMapping, PostingTarget], list[tuple[str, ValueSource]]]
+    text_limit: int = 60
+
+
+@dataclass(frozen=True)
+class LookerRows:
+    """A Looker asset's rows for one period, as the warehouse holds them."""
+
+    query: str  # the asset, e.g. looker/fee_allocation
+    rows: list[tuple[SourceRow, dict[str, Any]]]
+
+
+def looker_rows(query: str, frame: pd.DataFrame, field_names: Sequence[str]) -> LookerRows:
+    """Rows in Looker's result order; each keyed by warehouse column and by Looker field name."""
+    if ROW_NUMBER in frame.columns:
+        frame = frame.sort_values(ROW_NUMBER, kind="stable")
+    by_column = {column_name(f): f for f in field_names}
+    data_columns = [c for c in frame.columns if not c.startswith("_")]
+    result = []
+    for position, record in enumerate(frame.to_dict("records"), start=1):
+        values = {by_column.get(c, c): _plain(record[c]) for c in data_columns}
+        window = record.get(WINDOW_START)
+        source = SourceRow(
+            query=query,
+            origin=str(record.get(SOURCE) or ""),
+            run_id=str(record.get(RUN_ID) or ""),
+            window_start=window.isoformat() if window is not None and not pd.isna(window) else None,
+            row_number=int(record[ROW_NUMBER])
+            if ROW_NUMBER in record and not pd.isna(record[ROW_NUMBER])
+            else position,
+            values=values,
+        )
+        result.append((source, {**values, **{c: _plain(record[c]) for c in data_columns}}))
+    return LookerRows(query, result)
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (not isinstance(value, (str, Decimal)) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "item") and not isinstance(value, Decimal):  # numpy scalars
+        return value.item()
+    return value
+
+
+def referenced(mapping: JournalMapping, dimensions: Sequence[tuple[str, ValueSource]]) -> list[str]:
+    return mapping.looker_fields() + [f for _, source in dimensions for f in source.fields()]
+
+
+def build_plan(
+    spec: JournalSpec,
+    mapping: JournalMapping,
+    rows: LookerRows,
+    *,
+    flow: str,
+    partition: str,
+    partition_last_day: date | None,
+    dimensions: list[tuple[str, ValueSource]],
+) -> tuple[Plan, list[Problem]]:
+    """The journal for these rows, and the rows that cannot be mapped (named, with their values)."""
+    missing = sorted(
+        {
+            f
+            for f in referenced(mapping, dimensions)
+            if rows.rows and f not in rows.rows[0][1] and column_name(f) not in rows.rows[0][1]
+        }
+    )
+    if missing:
+        have = ", ".join(sorted(k for k in rows.rows[0][1] if "." in k) or sorted(rows.rows[0][1]))
+        raise ConfigError(
+            f"journal {mapping.name}: Looker field(s) {', '.join(missing)} are not in {rows.query} (have: {have})"
+        )
+    mapped = [(source, _with_fields(values, mapping, dimensions)) for source, values in rows.rows]
+    lines, problems, rounding = lines_from_rows(
+        mapping, mapped, dimensions=dimensions, partition=partition, text_limit=spec.text_limit
+    )
+    dates = set()
+    for source, values in mapped:
+        try:
+            dates.add(posting_date(mapping, values, partition_last_day))
+        except ValueError as exc:
+            problems.append(Problem(None, f"Looker row {source.row_number}: {exc}"))
+    if len(dates) > 1:
+        problems.append(
+            Problem(
+                None,
+                f"the rows carry {len(dates)} posting dates ({', '.join(sorted(map(str, dates))[:5])}); a journal has one",
+            )
+        )
+    when = min(dates) if dates else partition_last_day or date.today()
+    lines += closing_lines(mapping, lines, rounding, partition=partition, dimension_order=[n for n, _ in dimensions])
+    balance = sum((line.amount for line in lines), ZERO)
+    if balance != ZERO and balance == rounding and mapping.balancing.mode == "rows_balance":
+        problems.append(
+            Problem(
+                None,
+                f"the rows balance, but rounding each line to its currency's precision leaves {balance}: set "
+                "rounding_account (where that difference is booked) or balancing.mode: offset",
+            )
+        )
+    plan = Plan(
+        flow=flow,
+        partition=partition,
+        document_key=spec.document_key(mapping.name, partition, 0),
+        system=spec.system,
+        company=spec.company(mapping),
+        header={**spec.header(mapping, when), "posting_date": when.isoformat()},
+        lines=tuple(lines),
+        rounding_difference=rounding,
+    )
+    return plan, problems
+
+
+def _with_fields(values: dict[str, Any], mapping: JournalMapping, dimensions) -> dict[str, Any]:
+    row = dict(values)
+    for field in referenced(mapping, dimensions):
+        if field not in row:
+            row[field] = values.get(column_name(field))
+    return row
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What this run writes for the period."""
+
+    plan: Plan  # the document to write (or to verify again)
+    outcome: str  # new | unchanged | adjustment | no_change
+    note: str
+    adjusts_key: str | None = None
+    existing: WrittenDocument | None = None
+
+
+def choose_document(engine: PostingEngine, spec: JournalSpec, mapping: JournalMapping, plan: Plan) -> Decision:
+    """The original journal if nothing is posted yet or it holds these figures; else refuse or adjust."""
+    existing = engine.target.find(plan)
+    engine.lookups += 1
+    if existing is None:
+        return Decision(plan, "new", f"no journal {plan.document_key} yet: it will be created")
+    try:
+        engine._check_same_plan(plan, existing)
+    except PlanChanged as changed:
+        if mapping.on_change == "fail":
+            raise
+        return _adjustment(engine, spec, mapping, plan, existing, changed)
+    return Decision(
+        plan, "unchanged", f"{plan.document_key} exists as {existing.number} with these figures", existing=existing
+    )
+
+
+def _adjustment(engine, spec, mapping, plan: Plan, original: WrittenDocument, changed: PlanChanged) -> Decision:
+    posted: list[list[WrittenLine]] = [original.lines]
+    number = 1
+    while True:
+        key = spec.document_key(mapping.name, plan.partition, number)
+        probe = replace(plan, document_key=key)
+        found = engine.target.find(probe)
+        engine.lookups += 1
+        if found is None:
+            break
+        record = engine.audit.find_document(plan.flow, plan.partition, key)
+        if record is not None and record.state != "verified":
+            stored = engine.audit.plan(record)
+            return Decision(
+                stored, "adjustment", f"finishing difference journal {key} ({found.number})", plan.document_key, found
+            )
+        posted.append(found.lines)
+        number += 1
+    deltas = difference_lines(plan, posted)
+    if not deltas:
+        return Decision(
+            plan, "no_change", f"{plan.document_key} and its difference journals already add up to these figures"
+        )
+    difference = replace(
+        plan, document_key=key, lines=tuple(deltas), adjusts=plan.document_key, rounding_difference=ZERO
+    )
+    return Decision(
+        difference,
+        "adjustment",
+        f"{plan.document_key} ({original.number}) holds other figures: difference journal {key} with "
+        f"{len(deltas)} line(s)",
+        plan.document_key,
+        original,
+    )
+
+
+def plan_preview(plan: Plan, problems: Sequence[Problem], limit: int = 40) -> dict[str, str]:
+    """Markdown for the UI: the lines, totals per account and per dimension value, the balance."""
+    lines = [
+        "| # | account | dimensions | debit | credit | text | Looker row |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for line in plan.lines[:limit]:
+        dims = ", ".join(f"{n}={v}" for n, v in line.dimensions)
+        row = str(line.source.row_number) if line.source else line.kind
+        lines.append(
+            f"| {line.number} | {line.account} | {dims} | {line.debit} | {line.credit} | {line.text} | {row} |"
+        )
+    if len(plan.lines) > limit:
+        lines.append(f"| … | {len(plan.lines) - limit} more lines | | | | | |")
+    by_account: dict[str, Decimal] = {}
+    by_dimension: dict[str, Decimal] = {}
+    for line in plan.lines:
+        by_account[line.account] = by_account.get(line.account, ZERO) + line.amount
+        for name, value in line.dimensions:
+            key = f"{name}={value}"
+            by_dimension[key] = by_dimension.get(key, ZERO) + line.amount
+    totals = ["| account | net (debit − credit) |", "|---|---|"] + [
+        f"| {a} | {n} |" for a, n in sorted(by_account.items())
+    ]
+    dims = ["| dimension value | net |", "|---|---|"] + [f"| {d} | {n} |" for d, n in sorted(by_dimension.items())]
+    preview = {
+        "lines": "\n".join(lines),
+        "totals_by_account": "\n".join(totals),
+        "totals_by_dimension": "\n".join(dims),
+    }
+    if problems:
+        preview["problems"] = "\n".join(f"- {p.describe()}" for p in problems[:100])
+    return preview

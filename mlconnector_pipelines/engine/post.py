@@ -1,0 +1,397 @@
+"""The posting engine: plan → validate → find → create → read back → record, for every target.
+
+No ERP here has an idempotency key, so exactly-once rests on the natural key: the document is
+looked up by it before every create, and it is what settles a write whose answer was lost
+(OutcomeUnknown). Lines carry their planned number into the target where it takes one (F&O's
+LineNumber is part of its key), so a line sent twice is refused by the server as a duplicate key
+instead of landing twice, and the lines a document already holds tell which remain to write. A
+crash at any point leaves the audit store and the target in a state the next run (or replay)
+finishes: it finds the document, writes only what is missing, and verifies the whole.
+
+Validation happens before the first write. A plan that fails it writes nothing, and the error
+names every bad line with its Looker row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ..audit.store import AuditStore, DocumentRecord
+from ..core.errors import ConnectorError, OutcomeUnknown
+from ..core.posting import (
+    ZERO,
+    LinesRefused,
+    Plan,
+    PlannedLine,
+    PostingTarget,
+    Problem,
+    WrittenDocument,
+    WrittenLine,
+)
+
+log = logging.getLogger("mlconnector.post")
+
+# Named points of the engine a test can stop a run at (see `checkpoint`): a crash there must be
+# finished by the next run or by replay without a duplicate.
+CHECKPOINTS = ("before_header", "after_header", "mid_lines", "after_lines", "before_record")
+
+
+class PostingRefused(ConnectorError):
+    """The plan fails validation (or the target holds a different document under its key); nothing was written."""
+
+    def __init__(self, summary: str, problems: list[str]):
+        self.problems = problems
+        shown = problems[:50]
+        more = f"\n  … and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+        super().__init__(summary + ("\n  " + "\n  ".join(shown) if shown else "") + more)
+
+
+class PlanChanged(PostingRefused):
+    """A document for this period is already in the target with other figures."""
+
+    def __init__(self, summary: str, problems: list[str], existing: WrittenDocument):
+        super().__init__(summary, problems)
+        self.existing = existing
+
+
+class VerificationFailed(ConnectorError):
+    """What the target holds after writing differs from the plan."""
+
+
+@dataclass
+class PostingResult:
+    document_key: str
+    number: str
+    outcome: str  # posted | resumed | already_posted
+    lines_written: int
+    lines_total: int
+    document: DocumentRecord
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        if self.outcome == "already_posted":
+            return f"already posted as {self.number} ({self.lines_total} lines); nothing written"
+        verb = "finished" if self.outcome == "resumed" else "posted"
+        return f"{verb} as {self.number}: {self.lines_written} of {self.lines_total} lines written now"
+
+
+def plan_problems(plan: Plan) -> list[Problem]:
+    """What is wrong with a plan whatever its target: empty, unbalanced, a line with no amount or both sides."""
+    problems: list[Problem] = []
+    if not plan.lines:
+        problems.append(Problem(None, "the journal has no lines (the Looker result was empty for this period)"))
+    for line in plan.lines:
+        if line.debit < ZERO or line.credit < ZERO:
+            problems.append(Problem(line, "debit and credit must not be negative"))
+        elif line.debit and line.credit:
+            problems.append(Problem(line, "a line is either a debit or a credit, not both"))
+    if plan.balance != ZERO:
+        problems.append(
+            Problem(
+                None,
+                f"debits {plan.total_debit} and credits {plan.total_credit} differ by {plan.balance}: the "
+                "journal does not balance (configure an offset account, or fix the Looker figures)",
+            )
+        )
+    return problems
+
+
+class PostingEngine:
+    def __init__(
+        self,
+        target: PostingTarget,
+        audit: AuditStore,
+        *,
+        run_id: str,
+        checkpoint: Callable[[str], None] = lambda name: None,
+        progress: Callable[[str], None] = log.info,
+    ):
+        self.target = target
+        self.audit = audit
+        self.run_id = run_id
+        self.checkpoint = checkpoint
+        self.progress = progress
+        self.lookups = 0
+
+    # -- the steps, each usable alone (the Dagster ops call them one by one) ------------------------
+
+    def record(self, plan: Plan, adjusts: int | None = None) -> DocumentRecord:
+        return self.audit.save_plan(plan, self.run_id, adjusts=adjusts)
+
+    def validate(self, plan: Plan, record: DocumentRecord) -> None:
+        """Raise PostingRefused naming every bad line; nothing is written either way."""
+        problems = plan_problems(plan) + self.target.validate(plan)
+        if problems:
+            reasons = {p.line.number: p.reason for p in problems if p.line is not None}
+            self.audit.refuse_lines(record.id, reasons)
+            text = [p.describe() for p in problems]
+            self.audit.set_state(
+                record.id,
+                "refused",
+                run_id=self.run_id,
+                error="\n".join(text[:200]),
+                event="validation_failed",
+                detail=f"{len(problems)} problem(s)",
+            )
+            raise PostingRefused(
+                f"{plan.system}: {plan.document_key} was not posted: {len(problems)} problem(s); nothing was written",
+                text,
+            )
+        if record.state in ("planned", "refused"):
+            self.audit.set_state(record.id, "validated", run_id=self.run_id, line_state="validated")
+
+    def post(self, plan: Plan, record: DocumentRecord) -> PostingResult:
+        """Find the document by its key; write what is missing. Validation must have passed."""
+        existing = self._find(plan)
+        resumed = existing is not None
+        if existing is None:
+            self.checkpoint("before_header")
+            number = self._create_document(plan, record)
+            if number is None:  # the lost create did happen: the lookup found it
+                existing = self._find(plan)
+        if existing is not None:
+            number = existing.number
+            self._check_same_plan(plan, existing)
+            if existing.posted and len(existing.lines) < len(plan.lines):
+                raise VerificationFailed(
+                    f"{plan.system}: {plan.document_key} is posted as {number} with {len(existing.lines)} of "
+                    f"{len(plan.lines)} lines; a posted journal cannot take more lines. Reverse it in "
+                    f"{plan.system} and post a correction"
+                )
+            if record.document_number is None:
+                self.audit.set_state(
+                    record.id, "writing", run_id=self.run_id, document_number=number, event="found_in_target"
+                )
+            self.audit.lines_written(record.id, [line.number for line in existing.lines], "created", attempt=False)
+        self.checkpoint("after_header")
+        present = {line.number for line in existing.lines} if existing is not None else set()
+        missing = [line for line in plan.lines if line.number not in present]
+        written = self._write_lines(plan, record, number, missing)
+        self.checkpoint("after_lines")
+        outcome = ("already_posted" if not written else "resumed") if resumed else "posted"
+        self.audit.event(record.id, self.run_id, "written", f"{outcome}: {written} of {len(plan.lines)} lines written")
+        return PostingResult(
+            plan.document_key, number, outcome, written, len(plan.lines), self.audit.document(record.id)
+        )
+
+    def verify(self, plan: Plan, record: DocumentRecord, result: PostingResult | None = None) -> PostingResult:
+        """Read the document back and compare every line with the plan; record it verified."""
+        number = result.number if result is not None else record.document_number
+        if number is None:
+            raise VerificationFailed(f"{plan.system}: {plan.document_key} has not been written yet")
+        self._verify(plan, number, self.target.read_lines(plan, number))
+        self.checkpoint("before_record")
+        self.audit.lines_written(record.id, [line.number for line in plan.lines], "verified", attempt=False)
+        if result is None:  # verified in a step of its own: what this run's post step did is in the history
+            result = self._written_in_run(plan, record, number)
+        written, outcome = result.lines_written, result.outcome
+        self.audit.set_state(
+            record.id,
+            "verified",
+            run_id=self.run_id,
+            document_number=number,
+            event=outcome,
+            detail=f"{number}: {len(plan.lines)} lines verified, {written} written in this run",
+        )
+        return PostingResult(
+            plan.document_key, number, outcome, written, len(plan.lines), self.audit.document(record.id)
+        )
+
+    def run(self, plan: Plan, adjusts: int | None = None) -> PostingResult:
+        """Every step in one call (replay, and the tests of the engine alone)."""
+        record = self.record(plan, adjusts)
+        if record.state == "verified" and record.digest == plan.digest:
+            return self.verify(plan, record, self.post(plan, record))
+        self.validate(plan, record)
+        record = self.audit.document(record.id)
+        return self.verify(plan, record, self.post(plan, record))
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _written_in_run(self, plan: Plan, record: DocumentRecord, number: str) -> PostingResult:
+        mine = [e for e in self.audit.history(record.id) if e["run_id"] == self.run_id and e["event"] == "written"]
+        outcome, written = "already_posted", 0
+        if mine:
+            outcome, _, rest = str(mine[-1]["detail"]).partition(": ")
+            written = int(rest.split(" ", 1)[0])
+        return PostingResult(plan.document_key, number, outcome, written, len(plan.lines), record)
+
+    def _find(self, plan: Plan) -> WrittenDocument | None:
+        self.lookups += 1
+        return self.target.find(plan)
+
+    def _create_document(self, plan: Plan, record: DocumentRecord) -> str | None:
+        """The header's number; None when the create's outcome was lost but the lookup found it."""
+        self.audit.set_state(record.id, "writing", run_id=self.run_id, event="creating_header", count_attempt=True)
+        try:
+            number = self.target.create_document(plan)
+        except OutcomeUnknown as exc:
+            self.audit.event(record.id, self.run_id, "outcome_unknown", str(exc))
+            if self._find(plan) is not None:
+                return None
+            self.audit.set_state(record.id, "unknown", run_id=self.run_id, error=str(exc))
+            raise
+        self.audit.set_state(record.id, "writing", run_id=self.run_id, document_number=number, event="header_created")
+        self.progress(f"{plan.document_key}: header created as {number}")
+        return number
+
+    def _write_lines(self, plan: Plan, record: DocumentRecord, number: str, missing: list[PlannedLine]) -> int:
+        size = self.target.max_lines_per_write
+        written = 0
+        for start in range(0, len(missing), size):
+            chunk = missing[start : start + size]
+            try:
+                self.target.create_lines(plan, number, chunk)
+            except OutcomeUnknown as exc:
+                # Did the changeset land? It is atomic: its lines are all there or none are.
+                self.audit.event(record.id, self.run_id, "outcome_unknown", str(exc))
+                held = {line.number for line in self.target.read_lines(plan, number)}
+                if not all(line.number in held for line in chunk):
+                    if any(line.number in held for line in chunk):
+                        raise VerificationFailed(
+                            f"{plan.system}: {number} holds part of an atomic write; see the journal in {plan.system}"
+                        ) from exc
+                    # Not processed: send it again. Should the first copy commit after all, the lines'
+                    # numbers are keys in the target and the second copy is refused as a duplicate.
+                    self.target.create_lines(plan, number, chunk)
+            except LinesRefused as exc:
+                self._discard(plan, record, number, exc)
+            except Exception as exc:
+                self.audit.set_state(record.id, "failed", run_id=self.run_id, error=str(exc), event="lines_failed")
+                raise
+            self.audit.lines_written(record.id, [line.number for line in chunk], "created")
+            written += len(chunk)
+            self.progress(
+                f"{plan.document_key} ({number}): {written + len(plan.lines) - len(missing)} "
+                f"of {len(plan.lines)} lines written"
+            )
+            if start + size < len(missing):
+                self.checkpoint("mid_lines")
+        return written
+
+    def _discard(self, plan: Plan, record: DocumentRecord, number: str, refusal: LinesRefused) -> None:
+        """The target refused a line validation could not foresee: remove the unposted document, so that
+        none of it stays (never half a journal), and name the line."""
+        problem = Problem(refusal.line, f"{plan.system} refused it: {refusal.reason}")
+        try:
+            self.target.discard(plan, number)
+        except Exception as exc:
+            message = (
+                f"{plan.system} refused a line of {number} ({problem.describe()}), and deleting the unposted "
+                f"journal failed ({exc}): delete journal {number} in {plan.company} by hand before posting again"
+            )
+            self.audit.set_state(record.id, "failed", run_id=self.run_id, error=message, event="discard_failed")
+            raise PostingRefused(message, [problem.describe()]) from exc
+        if refusal.line is not None:
+            self.audit.refuse_lines(record.id, {refusal.line.number: problem.reason})
+        self.audit.set_state(
+            record.id,
+            "refused",
+            run_id=self.run_id,
+            error=problem.describe(),
+            event="refused_by_target",
+            detail=f"{number} deleted: no part of it stays",
+        )
+        raise PostingRefused(
+            f"{plan.system}: {plan.document_key} was refused while writing; journal {number} was deleted, nothing "
+            "of it stays",
+            [problem.describe()],
+        )
+
+    def _check_same_plan(self, plan: Plan, existing: WrittenDocument) -> None:
+        """The lines the target holds are the plan's (a prefix of them, when a run stopped midway)."""
+        planned = {line.number: line for line in plan.lines}
+        differences = [
+            _difference(planned.get(line.number), line)
+            for line in existing.lines
+            if planned.get(line.number) is None or not same_line(planned[line.number], line)
+        ]
+        if differences:
+            raise PlanChanged(
+                f"{plan.system}: a journal for {plan.partition or 'this document'} already exists as "
+                f"{existing.number} ({plan.document_key}) with other figures; nothing was written. Post the "
+                "difference with `on_change: adjust`, or reverse it in the ERP first",
+                differences,
+                existing,
+            )
+
+    def _verify(self, plan: Plan, number: str, held: list[WrittenLine]) -> None:
+        by_number = {line.number: line for line in held}
+        problems = [
+            f"line {line.number}: planned {line.describe()}, the target holds {_describe(by_number.get(line.number))}"
+            for line in plan.lines
+            if line.number not in by_number or not same_line(line, by_number[line.number])
+        ]
+        extra = sorted(set(by_number) - {line.number for line in plan.lines})
+        if extra:
+            problems.append(f"lines the plan does not have: {extra[:20]}")
+        if problems:
+            raise VerificationFailed(
+                f"{plan.system}: {number} differs from the plan after writing:\n  " + "\n  ".join(problems[:50])
+            )
+
+
+def same_line(planned: PlannedLine, written: WrittenLine) -> bool:
+    return (
+        planned.account == written.account
+        and tuple(planned.dimensions) == tuple(written.dimensions)
+        and planned.debit == written.debit
+        and planned.credit == written.credit
+        and planned.currency.upper() == written.currency.upper()
+        and planned.text == written.text
+    )
+
+
+def _describe(line: WrittenLine | None) -> str:
+    if line is None:
+        return "nothing"
+    dims = ", ".join(f"{n}={v}" for n, v in line.dimensions)
+    return f"{line.account}{' [' + dims + ']' if dims else ''} debit {line.debit} credit {line.credit} {line.currency}"
+
+
+def _difference(planned: PlannedLine | None, written: WrittenLine) -> str:
+    if planned is None:
+        return f"line {written.number}: in the target ({_describe(written)}), not in the new plan"
+    return f"line {written.number}: the target holds {_describe(written)}, the new plan {planned.describe()}"
+
+
+def difference_lines(plan: Plan, posted: list[list[WrittenLine]]) -> list[PlannedLine]:
+    """What must be posted so that everything posted for the period adds up to the plan: deltas per
+    (account, dimensions, currency), each a line of its own, in a stable order."""
+    totals: dict[tuple, Decimal] = {}
+    texts: dict[tuple, str] = {}
+    for line in plan.lines:
+        key = (line.account, tuple(line.dimensions), line.currency.upper())
+        totals[key] = totals.get(key, ZERO) + line.amount
+        texts.setdefault(key, line.text)
+    for document in posted:
+        for line in document:
+            key = (line.account, tuple(line.dimensions), line.currency.upper())
+            totals[key] = totals.get(key, ZERO) - (line.debit - line.credit)
+            texts.setdefault(key, line.text)
+    deltas = []
+    for number, (key, amount) in enumerate(
+        sorted(((k, a) for k, a in totals.items() if a != ZERO), key=lambda item: repr(item[0])), start=1
+    ):
+        account, dimensions, currency = key
+        deltas.append(
+            PlannedLine(
+                number=number,
+                account=account,
+                dimensions=dimensions,
+                debit=amount if amount > 0 else ZERO,
+                credit=-amount if amount < 0 else ZERO,
+                currency=currency,
+                text=_adjustment_text(texts[key]),
+                kind="adjustment",
+            )
+        )
+    return deltas
+
+
+def _adjustment_text(text: str) -> str:
+    return ("Adj: " + text)[:60]

@@ -1,0 +1,127 @@
+"""`mlconnector replay` and `mlconnector trace`: finish what runs left unfinished; walk a posted line back.
+
+Replay takes every document the audit store has not seen verified (a crashed run, an outcome that
+was never resolved, a refusal whose reference data has since been fixed) and runs its stored plan
+through the same engine: found by its natural key, only what is missing written, then verified.
+Nothing here names a system: each document's system is found in the registry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from .audit.store import AuditStore, DocumentRecord, open_audit_store
+from .core.errors import ConfigError, ConnectorError
+from .engine.post import PostingEngine
+from .systems.registry import enabled_sections
+
+
+@dataclass
+class ReplayOutcome:
+    document: DocumentRecord
+    action: str  # what was done, or would be with --dry-run
+    ok: bool
+
+
+def _targets(cfg) -> dict[str, tuple[Any, Any]]:
+    """(spec, section) by system title, for the systems that take documents."""
+    return {spec.title: (spec, section) for spec, section in enabled_sections(cfg) if spec.posting_target}
+
+
+def replay(cfg, *, flow: str | None = None, dry_run: bool = False, run_id: str | None = None) -> list[ReplayOutcome]:
+    run_id = run_id or f"replay-{uuid.uuid4()}"
+    audit = open_audit_store(cfg.audit, cfg.data_dir)
+    targets = _targets(cfg)
+    outcomes = []
+    try:
+        for record in audit.unfinished(flow):
+            if record.system not in targets:
+                outcomes.append(ReplayOutcome(record, f"{record.system} is not configured: skipped", False))
+                continue
+            spec, section = targets[record.system]
+            target = spec.posting_target(section, cfg.data_dir)
+            try:
+                outcomes.append(_replay_one(audit, target, record, dry_run, run_id))
+            finally:
+                target.close()
+    finally:
+        audit.close()
+    return outcomes
+
+
+def _replay_one(audit: AuditStore, target, record: DocumentRecord, dry_run: bool, run_id: str) -> ReplayOutcome:
+    plan = audit.plan(record)
+    if dry_run:
+        found = target.find(plan)
+        where = (
+            f"in {record.system} as {found.number} with {len(found.lines)} of {len(plan.lines)} lines"
+            if found
+            else f"not in {record.system} yet"
+        )
+        return ReplayOutcome(record, f"would finish ({record.state}; {where})", True)
+    engine = PostingEngine(target, audit, run_id=run_id)
+    try:
+        result = engine.run(plan, adjusts=record.adjusts)
+    except ConnectorError as exc:
+        return ReplayOutcome(audit.document(record.id), f"failed: {exc}", False)
+    return ReplayOutcome(result.document, result.summary(), True)
+
+
+def parse_reference(reference: str) -> tuple[str | None, str, int | None]:
+    """`00601`, `usrt/00601` or `usrt/00601/3` (company / document number / line)."""
+    parts = [p for p in reference.strip().split("/") if p]
+    if not parts or len(parts) > 3:
+        raise ConfigError(f"{reference!r}: give a document number, company/number, or company/number/line")
+    if len(parts) == 1:
+        return None, parts[0], None
+    line = None
+    if len(parts) == 3:
+        if not parts[2].isdigit():
+            raise ConfigError(f"{reference!r}: the line must be a number")
+        line = int(parts[2])
+    return parts[0], parts[1], line
+
+
+def trace(cfg, reference: str) -> list[str]:
+    """The chain from an ERP line back to the Looker row and the warehouse tables Looker read."""
+    company, number, line_number = parse_reference(reference)
+    audit = open_audit_store(cfg.audit, cfg.data_dir)
+    try:
+        records = audit.by_number(number, company)
+        if not records:
+            raise ConfigError(f"no document numbered {number}{' in ' + company if company else ''} in the audit store")
+        out: list[str] = []
+        for record in records:
+            out += _trace_document(cfg, audit, record, line_number)
+        return out
+    finally:
+        audit.close()
+
+
+def _trace_document(cfg, audit: AuditStore, record: DocumentRecord, line_number: int | None) -> list[str]:
+    out = [
+        f"{record.system} {record.company} {record.document_number}: {record.document_key} ({record.state})",
+        f"  posted by {record.flow}, partition {record.partition or '(none)'}, runs {record.first_run_id} … "
+        f"{record.last_run_id}, {record.attempts} attempt(s)",
+    ]
+    queries = {q.name: q for q in getattr(getattr(cfg, "looker", None), "queries", [])}
+    lines = audit.line_records(record.id, [line_number] if line_number is not None else None)
+    if line_number is not None and not lines:
+        out.append(f"  no line {line_number} in this document")
+    for entry in lines:
+        line = entry.line
+        out.append(f"  line {entry.target_line or line.number} ({entry.state}): {line.describe()} “{line.text}”")
+        if line.source is None:
+            out.append(f"    {line.kind} line: computed by the mapping, from no single Looker row")
+            continue
+        source = line.source
+        out.append(
+            f"    ← Looker row {source.row_number} of {source.query} ({source.origin}, run {source.run_id}"
+            f"{', window ' + source.window_start if source.window_start else ''}): {source.values}"
+        )
+        query = queries.get(source.query.split("/")[-1])
+        if query is not None and query.upstream:
+            out.append(f"    ← which read the warehouse tables of {', '.join(query.upstream)}")
+    return out

@@ -1,0 +1,1 @@
+"""Dynamics 365 Finance & Operations: OData data entities, general journals posted from Looker."""

@@ -1,0 +1,261 @@
+"""Finance & Operations OData client: entity sets under /data/, exact decimals, atomic $batch changesets.
+
+A token per environment scope (msal, renewed before expiry, renewed once on a 401). Amounts are
+Decimal both ways: request bodies carry them as exact JSON numbers, answers are parsed with
+Decimal. A changeset in `$batch` is atomic (all its requests or none); F&O answers the batch 200
+and puts a failed changeset's error in its part, which this client raises naming the request.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+from requests_toolbelt.multipart.decoder import MultipartDecoder
+
+from ...core.errors import RequestFailedError
+from ...core.http import ThrottledClient
+from ...core.tls import ssl_context
+from ..entra import EntraTokenProvider
+from .config import FinanceOperationsConfig
+
+SYSTEM = "Finance and Operations"
+_JSON = "application/json"
+
+
+def fo_error_message(response: httpx.Response) -> tuple[str, str | None]:
+    """(message, code) of an F&O error: the Infolog text in `innererror` says what was wrong; the outer
+    message is usually only "An error has occurred."."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        text = response.text.strip()
+        return (text[:400] or response.reason_phrase, None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        inner = error.get("innererror") if isinstance(error.get("innererror"), dict) else {}
+        message = inner.get("message") or error.get("message") or response.reason_phrase
+        return (str(message), str(error.get("code")) if error.get("code") else None)
+    if isinstance(body, dict) and body.get("Message"):  # the web API's own shape (e.g. an unregistered app)
+        return (str(body["Message"]), None)
+    return (response.text[:400], None)
+
+
+def literal(value: str) -> str:
+    """An OData string literal: single quotes, a quote doubled."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def key_segment(**parts: Any) -> str:
+    """`(dataAreaId='usmf',JournalBatchNumber='00601')`: strings quoted, numbers bare."""
+    inner = ",".join(f"{name}={literal(v) if isinstance(v, str) else v}" for name, v in parts.items())
+    return "(" + quote(inner, safe=",=()'") + ")"
+
+
+def json_body(record: Mapping[str, Any]) -> bytes:
+    """JSON with every Decimal written as the exact number it is (never through a binary float)."""
+    return orjson.dumps(record, default=_exact)
+
+
+def _exact(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(format(value, "f"))
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    method: str  # POST | PATCH | DELETE
+    path: str  # entity set (and key), relative to /data/
+    body: Mapping[str, Any] | None = None
+
+
+class ChangesetFailed(RequestFailedError):
+    """A changeset of a $batch was refused: none of its requests was applied. `index` is the failing request's."""
+
+    def __init__(self, message: str, *, status: int, code: str | None, index: int | None, server_message: str):
+        super().__init__(SYSTEM, message, status=status, code=code, server_message=server_message)
+        self.index = index
+
+
+class FinanceOperationsClient:
+    def __init__(self, cfg: FinanceOperationsConfig, *, client_secret: str):
+        self.cfg = cfg
+        self.tokens = EntraTokenProvider(
+            cfg.auth, system=SYSTEM, client_secret=client_secret, scope=cfg.scope, what="finance_operations.auth"
+        )
+        self.http = ThrottledClient(
+            SYSTEM,
+            base_url=f"{cfg.api_url}/data",
+            policy=cfg.http,
+            auth=self.tokens,
+            verify=ssl_context(cfg.ca_bundle, what="finance_operations"),
+            secrets=(client_secret,),
+            headers={"Accept": _JSON, "OData-Version": "4.0", "OData-MaxVersion": "4.0"},
+            error_message=fo_error_message,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+        self.tokens.close()
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def parse(self, response: httpx.Response) -> Any:
+        """A JSON answer with its numbers as Decimal (amounts exact, digit for digit)."""
+        try:
+            return json.loads(response.content, parse_float=Decimal)
+        except ValueError as exc:
+            raise self.http.malformed(response, f"malformed JSON: {exc}") from None
+
+    def pages(
+        self,
+        entity_set: str,
+        *,
+        filter: str | None = None,
+        select: Sequence[str] | None = None,
+        orderby: str | None = None,
+        cross_company: bool = False,
+        top: int | None = None,
+    ) -> Iterator[list[dict]]:
+        """Pages of an entity set, following @odata.nextLink as given (it is opaque)."""
+        params: dict[str, str] = {}
+        if filter:
+            params["$filter"] = filter
+        if select:
+            params["$select"] = ",".join(select)
+        if orderby:
+            params["$orderby"] = orderby
+        if cross_company:
+            params["cross-company"] = "true"
+        if top is not None:
+            params["$top"] = str(top)
+        headers = {"Prefer": f"odata.maxpagesize={self.cfg.page_size}"}
+        url: str | None = f"/{entity_set}"
+        while url is not None:
+            body = self.parse(self.http.request("GET", url, params=params or None, headers=headers))
+            yield body.get("value", [])
+            url, params = body.get("@odata.nextLink"), None
+
+    def collection(self, entity_set: str, **query: Any) -> list[dict]:
+        return [record for page in self.pages(entity_set, **query) for record in page]
+
+    def first(self, entity_set: str, **query: Any) -> dict | None:
+        page = next(self.pages(entity_set, top=1, **query), [])
+        return page[0] if page else None
+
+    # -- writes (no idempotency key: never repeated when the outcome is unknown) ---------------------
+
+    def create(self, entity_set: str, record: Mapping[str, Any]) -> dict:
+        """POST one record; the server's version of it. OutcomeUnknown when F&O may have created it."""
+        response = self.http.request(
+            "POST", f"/{entity_set}", content=json_body(record), headers={"Content-Type": _JSON}
+        )
+        return self.parse(response)
+
+    def delete(self, path: str) -> None:
+        self.http.request("DELETE", f"/{path}")
+
+    def changeset(self, requests: Sequence[BatchRequest]) -> list[dict | None]:
+        """Send `requests` as one atomic changeset in a $batch; the answers' bodies in order.
+
+        Raises ChangesetFailed (nothing applied) naming the request F&O refused, OutcomeUnknown when the
+        answer was lost (the changeset may or may not have been applied)."""
+        batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
+        content = _multipart(batch, changeset, f"{self.cfg.api_url}/data", requests)
+        response = self.http.request(
+            "POST",
+            "/$batch",
+            content=content,
+            headers={"Content-Type": f"multipart/mixed; boundary={batch}", "Accept": "multipart/mixed"},
+        )
+        return self._changeset_answers(response, len(requests))
+
+    def _changeset_answers(self, response: httpx.Response, expected: int) -> list[dict | None]:
+        parts = _http_parts(response)
+        failed = [p for p in parts if p.status >= 400]
+        if failed:
+            part = failed[0]
+            message, code = fo_error_message(httpx.Response(part.status, content=part.body))
+            index = int(part.content_id) - 1 if part.content_id and part.content_id.isdigit() else None
+            which = f"request {index + 1} of {expected}" if index is not None else "a request"
+            raise ChangesetFailed(
+                f"$batch changeset refused at {which}, nothing of it applied: {message}",
+                status=part.status,
+                code=code,
+                index=index,
+                server_message=message,
+            )
+        if len(parts) != expected:
+            raise self.http.malformed(response, f"{len(parts)} answers to a changeset of {expected} requests")
+        return [json.loads(p.body, parse_float=Decimal) if p.body.strip() else None for p in parts]
+
+
+@dataclass(frozen=True)
+class _Part:
+    status: int
+    content_id: str | None
+    body: bytes
+
+
+def _multipart(batch: str, changeset: str, service_root: str, requests: Sequence[BatchRequest]) -> bytes:
+    """An OData 4.0 multipart $batch holding one changeset; parts address resources by absolute URL."""
+    out = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n".encode()]
+    for content_id, request in enumerate(requests, start=1):
+        body = json_body(request.body) if request.body is not None else b""
+        out.append(
+            (
+                f"--{changeset}\r\n"
+                "Content-Type: application/http\r\n"
+                "Content-Transfer-Encoding: binary\r\n"
+                f"Content-ID: {content_id}\r\n\r\n"
+                f"{request.method} {service_root}/{request.path} HTTP/1.1\r\n"
+                "Content-Type: application/json; odata.metadata=minimal\r\n"
+                "Accept: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+            + b"\r\n"
+        )
+    out.append(f"--{changeset}--\r\n--{batch}--\r\n".encode())
+    return b"".join(out)
+
+
+def _http_parts(response: httpx.Response) -> list[_Part]:
+    """Every application/http answer in a $batch response, changesets opened, in order."""
+    content_type = response.headers.get("content-type", "")
+    if not content_type.startswith("multipart/"):
+        raise RequestFailedError(SYSTEM, f"$batch answered {content_type or 'no Content-Type'}, not multipart")
+    parts: list[_Part] = []
+    for part in MultipartDecoder(response.content, content_type).parts:
+        inner_type = (part.headers.get(b"Content-Type") or b"").decode()
+        if inner_type.startswith("multipart/"):
+            for inner in MultipartDecoder(part.content, inner_type).parts:
+                parts.append(_http_answer(inner.content, _header(inner, b"Content-ID")))
+        else:
+            parts.append(_http_answer(part.content, _header(part, b"Content-ID")))
+    return parts
+
+
+def _header(part, name: bytes) -> str | None:
+    value = part.headers.get(name)
+    return value.decode().strip() if value else None
+
+
+def _http_answer(content: bytes, content_id: str | None) -> _Part:
+    head, _, body = content.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.split(b"\r\n")
+    fields = status_line.split(b" ", 2)
+    status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 500
+    for line in header_lines:  # the answer may carry the request's Content-ID inside the HTTP part
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-id" and content_id is None:
+            content_id = value.decode().strip()
+    return _Part(status, content_id, body)

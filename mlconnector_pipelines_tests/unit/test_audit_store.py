@@ -1,0 +1,138 @@
+"""The audit store on SQLite (the default) and on a real PostgreSQL server (deployments; .ci/run starts one)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from mlconnector_pipelines.audit.schema import metadata
+from mlconnector_pipelines.audit.store import AuditStore
+from mlconnector_pipelines.core.posting import Plan, PlannedLine, SourceRow
+
+HARD = Decimal("12345678901.234567891")  # 20 significant digits: no double holds it
+
+
+def _postgres_url() -> str | None:
+    if not os.environ.get("DAGSTER_PG_HOST"):
+        return None
+    return (
+        f"postgresql+psycopg2://{os.environ['DAGSTER_PG_USERNAME']}:{os.environ['DAGSTER_PG_PASSWORD']}"
+        f"@{os.environ['DAGSTER_PG_HOST']}:{os.environ['DAGSTER_PG_PORT']}/{os.environ['DAGSTER_PG_DB']}"
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        audit = AuditStore.sqlite(tmp_path / "audit.sqlite")
+        yield audit
+        audit.close()
+        return
+    base = _postgres_url()
+    if base is None:
+        pytest.skip("needs PostgreSQL: run through scripts/with-postgres (.ci/run does)")
+    name = f"audit_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    audit = AuditStore(base.rsplit("/", 1)[0] + f"/{name}")
+    yield audit
+    audit.close()
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE "{name}"'))
+    admin.dispose()
+
+
+def plan(key: str = "MLC fees 2026-11-23", amount: Decimal = HARD, partition: str = "2026-11-23") -> Plan:
+    row = SourceRow(
+        "looker/fees",
+        "looker api",
+        "run-1",
+        "2026-11-23T00:00:00+00:00",
+        1,
+        {"fees.area": "NORTH", "fees.amount": amount},
+    )
+    return Plan(
+        flow="finance_operations/fees_journal",
+        partition=partition,
+        document_key=key,
+        system="Finance and Operations",
+        company="usrt",
+        header={"journal_name": "Alloc", "posting_date": "2026-11-29"},
+        lines=(
+            PlannedLine(1, "618200", (("CostCenter", "001"),), amount, Decimal(0), "USD", "fees NORTH", source=row),
+            PlannedLine(2, "220500", (), Decimal(0), amount, "USD", "offset", kind="offset"),
+        ),
+    )
+
+
+def test_the_schema_is_at_the_newest_migration_and_matches_the_tables_the_code_declares(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    assert store.schema_version() == AuditStore.newest_version() == "0001"
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": "mlconnector_audit_version"})
+        differences = [d for d in compare_metadata(context, metadata) if d[0] != "remove_table"]
+    assert differences == []
+
+
+def test_a_plan_is_stored_exactly_and_rebuilds_to_the_same_plan(store):
+    planned = plan()
+    record = store.save_plan(planned, "run-1")
+    assert record.state == "planned" and record.digest == planned.digest
+    stored = store.plan(record)
+    assert stored.digest == planned.digest
+    assert stored.lines[0].debit == HARD and str(stored.lines[0].debit) == "12345678901.234567891"
+    assert stored.lines[0].source.values == {"fees.area": "NORTH", "fees.amount": "12345678901.234567891"}
+    assert stored.lines[0].source.digest == planned.lines[0].source.digest  # the row's digest survives storage
+    assert stored.lines[1].source is None and stored.lines[1].kind == "offset"
+
+
+def test_a_new_plan_replaces_one_never_written_but_never_a_written_one(store):
+    first = store.save_plan(plan(amount=Decimal("10.00")), "run-1")
+    second = store.save_plan(plan(amount=Decimal("12.00")), "run-2")
+    assert second.id == first.id and store.plan(second).lines[0].debit == Decimal("12.00")
+    store.set_state(second.id, "writing", document_number="00601")
+    third = store.save_plan(plan(amount=Decimal("99.00")), "run-3")
+    assert store.plan(third).lines[0].debit == Decimal("12.00")  # what went to the ERP stays the record
+    assert third.last_run_id == "run-3" and third.first_run_id == "run-1"
+
+
+def test_states_lines_and_the_queries_replay_and_trace_use(store):
+    record = store.save_plan(plan(), "run-1")
+    other = store.save_plan(plan(key="MLC fees 2026-11-30", partition="2026-11-30"), "run-1")
+    store.set_state(record.id, "writing", document_number="00601", count_attempt=True)
+    store.lines_written(record.id, [1, 2], "created")
+    store.set_state(record.id, "verified", line_state=None)
+    assert [d.id for d in store.unfinished()] == [other.id]
+    assert [d.id for d in store.unfinished("finance_operations/other")] == []
+    found = store.by_number("00601", "USRT")  # companies compare without case
+    assert [d.id for d in found] == [record.id] and found[0].attempts == 1
+    lines = store.line_records(record.id)
+    assert [(r.state, r.target_line, r.attempts) for r in lines] == [("created", "1", 1), ("created", "2", 1)]
+    events = [e["event"] for e in store.history(record.id)]
+    assert events[0] == "planned" and events[-1] == "verified"
+    assert all(isinstance(e["at"], datetime) for e in store.history(record.id))
+
+
+def test_refused_lines_keep_their_reason(store):
+    record = store.save_plan(plan(), "run-1")
+    store.refuse_lines(record.id, {1: "main account 618200 is suspended"})
+    store.set_state(record.id, "refused", error="1 problem")
+    lines = {r.line.number: r for r in store.line_records(record.id)}
+    assert lines[1].state == "refused" and lines[1].error == "main account 618200 is suspended"
+    assert lines[2].state == "planned"
+    assert store.document(record.id).state == "refused" and store.document(record.id).updated_at <= datetime.now(UTC)
+
+
+def test_opening_a_store_again_migrates_nothing_and_loses_nothing(store):
+    record = store.save_plan(plan(), "run-1")
+    again = AuditStore(store.url)
+    assert again.document(record.id).digest == record.digest
+    again.close()

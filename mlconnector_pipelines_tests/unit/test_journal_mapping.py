@@ -1,0 +1,142 @@
+"""Looker rows → journal lines: exact amounts, rounding shown and booked, rows that cannot be mapped named."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from mlconnector_pipelines.core.errors import ConfigError
+from mlconnector_pipelines.core.journal_mapping import JournalMapping, ValueSource
+from mlconnector_pipelines.core.posting import SourceRow
+from mlconnector_pipelines.engine.journal import JournalSpec, LookerRows, build_plan
+from mlconnector_pipelines.engine.post import plan_problems
+
+SPEC = JournalSpec(
+    system="Test ERP",
+    company=lambda m: "usrt",
+    header=lambda m, when: {"journal_name": "Alloc"},
+    document_key=lambda name, partition, n: f"MLC {name} {partition}" + (f" adj{n}" if n else ""),
+    dimensions=lambda m, t: [],
+)
+DIMENSIONS = [
+    (
+        "CostCenter",
+        ValueSource(column="fees.area", map={"NORTH": "001", "SOUTH": "002"}),
+    )
+]
+
+
+def mapping(**overrides) -> JournalMapping:
+    raw = {
+        "name": "fees",
+        "looker_query": "fees",
+        "account": {"constant": "618200"},
+        "amount": {"column": "fees.amount"},
+        "currency": {"constant": "USD"},
+        "text": "Fees {fees.area} {partition}",
+        "balancing": {"mode": "offset", "account": "220500", "text": "Accrued fees {partition}"},
+    }
+    raw.update(overrides)
+    return JournalMapping.model_validate(raw)
+
+
+def rows(*values: tuple[str, str]) -> LookerRows:
+    result = []
+    for number, (area, amount) in enumerate(values, start=1):
+        row = {"fees.area": area, "fees.amount": Decimal(amount) if amount is not None else None}
+        result.append((SourceRow("looker/fees", "looker api", "run-1", None, number, row), row))
+    return LookerRows("looker/fees", result)
+
+
+def build(m: JournalMapping, looker: LookerRows, dims=DIMENSIONS):
+    return build_plan(
+        SPEC,
+        m,
+        looker,
+        flow="erp/fees_journal",
+        partition="2026-11-23",
+        partition_last_day=date(2026, 11, 29),
+        dimensions=dims,
+    )
+
+
+def test_lines_keep_exact_amounts_and_an_offset_line_balances_the_journal():
+    plan, problems = build(mapping(), rows(("NORTH", "12345678901.234567891"), ("SOUTH", "-0.004")))
+    assert problems == []
+    first, offset = plan.lines  # -0.004 rounds to zero: it makes no line
+    assert (first.account, first.dimensions, first.debit, first.text) == (
+        "618200",
+        (("CostCenter", "001"),),
+        Decimal("12345678901.23"),
+        "Fees NORTH 2026-11-23",
+    )
+    assert offset.kind == "offset" and offset.account == "220500" and offset.credit == Decimal("12345678901.23")
+    assert plan.balance == 0 and plan_problems(plan) == []
+    # Rounding is shown, never dropped: 12345678901.234567891 → .23 and -0.004 → 0.00.
+    assert plan.rounding_difference == Decimal("-0.004567891") + Decimal("0.004") == Decimal("-0.000567891")
+    assert plan.header == {"journal_name": "Alloc", "posting_date": "2026-11-29"}
+    assert plan.document_key == "MLC fees 2026-11-23"
+
+
+def test_zero_lines_are_skipped_only_when_asked():
+    plan, _ = build(mapping(skip_zero_lines=False), rows(("NORTH", "10"), ("SOUTH", "0.001")))
+    assert [line.amount for line in plan.lines] == [Decimal("10.00"), Decimal("0.00"), Decimal("-10.00")]
+
+
+def test_rounding_each_line_can_unbalance_rows_that_balance_and_the_difference_is_booked_or_refused():
+    looker = rows(("NORTH", "0.005"), ("NORTH", "0.005"), ("SOUTH", "-0.01"))  # balances exactly; rounds to .01+.01-.01
+    refused, problems = build(mapping(balancing={"mode": "rows_balance"}), looker)
+    assert any("rounding_account" in p.reason for p in problems)
+    booked, problems = build(mapping(balancing={"mode": "rows_balance"}, rounding_account="999000"), looker)
+    assert problems == [] and booked.balance == 0
+    assert booked.lines[-1].kind == "rounding" and booked.lines[-1].credit == Decimal("0.01")
+    assert booked.rounding_difference == Decimal("0.010")
+
+
+def test_half_cents_round_away_from_zero_and_currencies_keep_their_own_precision():
+    plan, _ = build(mapping(currency={"constant": "JPY"}), rows(("NORTH", "2.5"), ("SOUTH", "-2.5")))
+    assert [line.amount for line in plan.lines[:2]] == [Decimal("3"), Decimal("-3")]
+    plan, _ = build(mapping(), rows(("NORTH", "0.125"), ("SOUTH", "-0.125")))
+    assert [line.amount for line in plan.lines[:2]] == [Decimal("0.13"), Decimal("-0.13")]
+
+
+def test_an_unmapped_value_and_a_binary_float_name_their_rows_and_make_no_lines():
+    looker = rows(("NORTH", "5"), ("EAST", "7"))
+    looker.rows.append(
+        (
+            SourceRow("looker/fees", "looker api", "run-1", None, 3, {"fees.area": "SOUTH", "fees.amount": 1.1}),
+            {"fees.area": "SOUTH", "fees.amount": 1.1},
+        )
+    )
+    plan, problems = build(mapping(), looker)
+    described = [p.describe() for p in problems]
+    assert len(described) == 2
+    assert "Looker row 2" in described[0] and "fees.area = 'EAST' has no entry in the mapping table" in described[0]
+    assert "Looker row 3" in described[1] and "binary float" in described[1]
+    assert [line.source.row_number for line in plan.lines if line.source] == [1]
+
+
+def test_debit_and_credit_columns_and_a_field_missing_from_the_query():
+    m = mapping(
+        amount={"debit_column": "fees.debit", "credit_column": "fees.credit"}, balancing={"mode": "rows_balance"}
+    )
+    data = [
+        {"fees.area": "NORTH", "fees.debit": Decimal("4"), "fees.credit": None},
+        {"fees.area": "SOUTH", "fees.debit": None, "fees.credit": Decimal("4")},
+    ]
+    looker = LookerRows(
+        "looker/fees", [(SourceRow("looker/fees", "api", "r", None, i + 1, d), d) for i, d in enumerate(data)]
+    )
+    plan, problems = build(m, looker)
+    assert problems == [] and [line.amount for line in plan.lines] == [Decimal("4.00"), Decimal("-4.00")]
+    with pytest.raises(ConfigError, match="fees.amount"):
+        build(mapping(), looker)
+
+
+def test_an_unbalanced_plan_and_an_empty_one_are_refused_by_the_engine_before_any_write():
+    plan, _ = build(mapping(balancing={"mode": "rows_balance"}), rows(("NORTH", "5"), ("SOUTH", "-4")))
+    assert any("does not balance" in p.reason and "1.00" in p.reason for p in plan_problems(plan))
+    empty, _ = build(mapping(), rows())
+    assert any("no lines" in p.reason for p in plan_problems(empty))
