@@ -189,7 +189,9 @@ _CONFIG_OPTION = click.option(
 @main.command()
 @_CONFIG_OPTION
 @click.option(
-    "--flow", default=None, help="Only this flow's documents (the journal's asset key, as the audit store and the UI show it)."
+    "--flow",
+    default=None,
+    help="Only this flow's documents (the journal's asset key, as the audit store and the UI show it).",
 )
 @click.option("--dry-run", is_flag=True, help="Say what each unfinished document needs; write nothing.")
 def replay(config_path: Path | None, flow: str | None, dry_run: bool) -> None:

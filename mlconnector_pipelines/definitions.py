@@ -9,6 +9,7 @@ import dagster as dg
 
 from .config import ConnectorConfig, load_config
 from .flows.connectivity import build_connectivity
+from .flows.replay import build_replay
 from .systems.registry import FlowContext, enabled_sections
 from .warehouse.io_manager import WarehouseTableIOManager
 from .warehouse.resource import WarehouseResource
@@ -23,6 +24,7 @@ def build_definitions(cfg: ConnectorConfig | None = None) -> dg.Definitions:
             resources={"warehouse": warehouse, "warehouse_io": WarehouseTableIOManager(warehouse=warehouse)}
         ),
         build_connectivity(cfg),
+        build_replay(cfg),
     ]
     parts.extend(spec.definitions(section, ctx) for spec, section in enabled_sections(cfg))
     return dg.Definitions.merge(*parts)

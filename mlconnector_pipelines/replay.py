@@ -100,13 +100,23 @@ def trace(cfg, reference: str) -> list[str]:
         audit.close()
 
 
+def upstream_of(cfg, asset: str) -> list[str]:
+    """The assets an asset reads, from the code location's own lineage (e.g. the ERP tables a Looker query reads)."""
+    from dagster import AssetKey
+
+    from .definitions import build_definitions
+
+    graph = build_definitions(cfg).resolve_asset_graph()
+    key = AssetKey.from_user_string(asset)
+    return sorted(k.to_user_string() for k in graph.get(key).parent_keys) if graph.has(key) else []
+
+
 def _trace_document(cfg, audit: AuditStore, record: DocumentRecord, line_number: int | None) -> list[str]:
     out = [
         f"{record.system} {record.company} {record.document_number}: {record.document_key} ({record.state})",
         f"  posted by {record.flow}, partition {record.partition or '(none)'}, runs {record.first_run_id} … "
         f"{record.last_run_id}, {record.attempts} attempt(s)",
     ]
-    queries = {q.name: q for q in getattr(getattr(cfg, "looker", None), "queries", [])}
     lines = audit.line_records(record.id, [line_number] if line_number is not None else None)
     if line_number is not None and not lines:
         out.append(f"  no line {line_number} in this document")
@@ -114,14 +124,14 @@ def _trace_document(cfg, audit: AuditStore, record: DocumentRecord, line_number:
         line = entry.line
         out.append(f"  line {entry.target_line or line.number} ({entry.state}): {line.describe()} “{line.text}”")
         if line.source is None:
-            out.append(f"    {line.kind} line: computed by the mapping, from no single Looker row")
+            out.append(f"    {line.kind} line: computed by the mapping, from no single source row")
             continue
         source = line.source
         out.append(
-            f"    ← Looker row {source.row_number} of {source.query} ({source.origin}, run {source.run_id}"
+            f"    ← row {source.row_number} of {source.query} ({source.origin}, run {source.run_id}"
             f"{', window ' + source.window_start if source.window_start else ''}): {source.values}"
         )
-        query = queries.get(source.query.split("/")[-1])
-        if query is not None and query.upstream:
-            out.append(f"    ← which read the warehouse tables of {', '.join(query.upstream)}")
+        upstream = upstream_of(cfg, source.query)
+        if upstream:
+            out.append(f"    ← which read the warehouse tables of {', '.join(upstream)}")
     return out

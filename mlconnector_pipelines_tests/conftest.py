@@ -15,6 +15,7 @@ from mlconnector_pipelines.config import ConnectorConfig, parse_config, sandbox_
 from mlconnector_pipelines.sandbox.business_central import BusinessCentralSettings
 from mlconnector_pipelines.sandbox.business_central.seed import Volumes
 from mlconnector_pipelines.sandbox.entra import EntraSettings
+from mlconnector_pipelines.sandbox.finance_operations import FinanceOperationsSettings
 from mlconnector_pipelines.sandbox.looker import LookerSettings
 from mlconnector_pipelines.sandbox.server import RunningSandbox, SandboxSettings, start_in_thread
 
@@ -86,15 +87,20 @@ class SandboxAdmin:
 
 
 def start_sandbox(
-    tmp_path_factory, entra: dict | None = None, looker: LookerSettings | None = None, **business_central
+    tmp_path_factory,
+    entra: dict | None = None,
+    looker: LookerSettings | None = None,
+    finance_operations: dict | None = None,
+    **business_central,
 ) -> tuple[RunningSandbox, Path]:
-    """Entra ID, Business Central (seeded with a week of history unless told) and Looker on one port."""
+    """Every shared-port service: Entra ID, Business Central (a week of history unless told), Looker, F&O."""
     data_dir = tmp_path_factory.mktemp("sandbox-data")
     bc = {"history_start": HISTORY_START, "history_end": HISTORY_END, "volumes": Volumes(), **business_central}
     settings = SandboxSettings(
         entra=EntraSettings(**(entra or {})),
         business_central=BusinessCentralSettings(**bc),
         looker=looker or LookerSettings(),
+        finance_operations=FinanceOperationsSettings(**(finance_operations or {})),
     )
     running = start_in_thread(data_dir, settings)
     return running, data_dir

@@ -8,7 +8,7 @@ States of a document: planned → validated → writing → verified, or refused
 nothing written), unknown (a write whose outcome could not be resolved), failed (an error after
 writing began). Lines: planned → validated → created → verified, or refused / failed. A stored
 document is also the plan itself: replay rebuilds the plan from these rows, so it needs neither
-Looker nor the warehouse to finish what a crashed run began.
+the source system nor the warehouse to finish what a crashed run began.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """What a write into an ERP is before it is written: a plan of lines, and the target that writes it.
 
-A plan is deterministic: the same Looker rows and the same mapping give the same lines in the
-same order, the same amounts (exact decimals), and so the same digest. Every line names the
-Looker row it came from; balancing and rounding lines say what they are. The posting engine
+A plan is deterministic: the same source rows (Looker's, for journals) and the same mapping give
+the same lines in the same order, the same amounts (exact decimals), and so the same digest.
+Every line names the row it came from; balancing and rounding lines say what they are. The posting engine
 (engine/post.py) validates a plan against its target, finds it there by its natural key, writes
 what is missing, reads it back and records every step in the audit store.
 """
@@ -38,14 +38,14 @@ def digest_of(value: Any) -> str:
 
 @dataclass(frozen=True)
 class SourceRow:
-    """The Looker row a planned line came from."""
+    """The row a planned line came from (a Looker result row, for the journals posted from Looker)."""
 
-    query: str  # the Looker asset, e.g. looker/fee_allocation
-    origin: str  # "looker api" or "delivery <id>"
+    query: str  # the asset whose row it is, e.g. looker/fee_allocation
+    origin: str  # how the asset got it, e.g. "looker api" or "delivery <id>"
     run_id: str  # the run that materialized the rows
-    window_start: str | None  # the Looker partition's window, ISO
-    row_number: int  # 1-based, in Looker's result order
-    values: dict[str, Any]  # the row as Looker returned it (by Looker field name)
+    window_start: str | None  # the asset partition's window, ISO
+    row_number: int  # 1-based, in the result's order
+    values: dict[str, Any]  # the row as the source gave it (by its field names)
 
     @property
     def digest(self) -> str:
@@ -129,7 +129,7 @@ class Problem:
         if self.line is None:
             return self.reason
         row = self.line.source
-        where = f"Looker row {row.row_number} {_short(row.values)}" if row else f"{self.line.kind} line"
+        where = f"{row.query} row {row.row_number} {_short(row.values)}" if row else f"{self.line.kind} line"
         return f"{where} → {self.line.describe()}: {self.reason}"
 
 

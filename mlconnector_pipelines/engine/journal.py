@@ -114,7 +114,7 @@ def build_plan(
         try:
             dates.add(posting_date(mapping, values, partition_last_day))
         except ValueError as exc:
-            problems.append(Problem(None, f"Looker row {source.row_number}: {exc}"))
+            problems.append(Problem(None, f"{source.query} row {source.row_number}: {exc}"))
     if len(dates) > 1:
         problems.append(
             Problem(

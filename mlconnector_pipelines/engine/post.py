@@ -9,7 +9,7 @@ crash at any point leaves the audit store and the target in a state the next run
 finishes: it finds the document, writes only what is missing, and verifies the whole.
 
 Validation happens before the first write. A plan that fails it writes nothing, and the error
-names every bad line with its Looker row.
+names every bad line with the source row it came from.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def plan_problems(plan: Plan) -> list[Problem]:
     """What is wrong with a plan whatever its target: empty, unbalanced, a line with no amount or both sides."""
     problems: list[Problem] = []
     if not plan.lines:
-        problems.append(Problem(None, "the journal has no lines (the Looker result was empty for this period)"))
+        problems.append(Problem(None, "the journal has no lines (the source result was empty for this period)"))
     for line in plan.lines:
         if line.debit < ZERO or line.credit < ZERO:
             problems.append(Problem(line, "debit and credit must not be negative"))
@@ -94,7 +94,7 @@ def plan_problems(plan: Plan) -> list[Problem]:
             Problem(
                 None,
                 f"debits {plan.total_debit} and credits {plan.total_credit} differ by {plan.balance}: the "
-                "journal does not balance (configure an offset account, or fix the Looker figures)",
+                "journal does not balance (configure an offset account, or fix the source figures)",
             )
         )
     return problems
@@ -255,9 +255,13 @@ class PostingEngine:
                         raise VerificationFailed(
                             f"{plan.system}: {number} holds part of an atomic write; see the journal in {plan.system}"
                         ) from exc
-                    # Not processed: send it again. Should the first copy commit after all, the lines'
+                    # Not processed: send it once more. Should the first copy commit after all, the lines'
                     # numbers are keys in the target and the second copy is refused as a duplicate.
-                    self.target.create_lines(plan, number, chunk)
+                    try:
+                        self.target.create_lines(plan, number, chunk)
+                    except OutcomeUnknown as again:
+                        self.audit.set_state(record.id, "unknown", run_id=self.run_id, error=str(again))
+                        raise
             except LinesRefused as exc:
                 self._discard(plan, record, number, exc)
             except Exception as exc:

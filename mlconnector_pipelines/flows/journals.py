@@ -330,8 +330,13 @@ def _journal_asset(journal: _Journal) -> dg.AssetsDefinition:
     return journal_asset
 
 
+def preview_config(key: dg.AssetKey) -> dict:
+    """Run config that makes a journal run only plan and preview (its ops sit inside the asset's graph)."""
+    graph = "__".join(key.path)
+    return {"ops": {graph: {"ops": {f"{graph}__plan": {"config": {"preview": True}}}}}}
+
+
 def _sensor(journal: _Journal, job) -> dg.SensorDefinition:
-    plan_op = f"{journal.flow.group}__{journal.mapping.name}_journal__plan"
     preview = journal.mapping.approval == "required"
     upstream = looker_asset_key(journal.query)
 
@@ -351,9 +356,9 @@ def _sensor(journal: _Journal, job) -> dg.SensorDefinition:
     def _on_new_figures(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
         partition = asset_event.dagster_event.partition if asset_event.dagster_event else None
         yield dg.RunRequest(
-            run_key=str(asset_event.storage_id),
+            run_key=f"{asset_event.run_id}:{partition or ''}",  # once per Looker materialization
             partition_key=partition,
-            run_config=dg.RunConfig(ops={plan_op: JournalRunConfig(preview=True)}) if preview else {},
+            run_config=preview_config(journal.key) if preview else {},
             tags={"mlconnector/journal": journal.mapping.name, "mlconnector/preview": str(preview).lower()},
         )
 

@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from mlconnector_pipelines.config import sandbox_profile
 from mlconnector_pipelines.core.credentials import CredentialStore
 
 from ..conftest import SandboxAdmin, make_config, start_sandbox
@@ -27,8 +28,13 @@ def secret_sandbox(tmp_path_factory):
 
 
 def write_config(admin, tmp_path: Path, name: str, secret_ref: dict) -> Path:
-    raw = make_config(admin, tmp_path, entities=["vendors", "generalLedgerEntries"]).model_dump(mode="json")
+    fo = sandbox_profile(admin.data_dir, admin.url)["finance_operations"]
+    fo["journals"] = []  # F&O is pinged (its token and errors) with the same secret reference
+    raw = make_config(admin, tmp_path, finance_operations=fo, entities=["vendors", "generalLedgerEntries"]).model_dump(
+        mode="json"
+    )
     raw["business_central"]["auth"]["client_secret"] = secret_ref
+    raw["finance_operations"]["auth"]["client_secret"] = secret_ref
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -64,6 +70,8 @@ def test_no_secret_in_anything_a_run_writes(secret_sandbox, tmp_path, monkeypatc
         assert failures and all("AADSTS7000215" in f for f in failures)
         pinged = dg.execute_job(fresh(ping_job_from_env), instance=instance, run_config=SPAWN, raise_on_error=False)
         assert not pinged.success
+        ping_failure = next(e for e in pinged.all_events if e.is_step_failure).step_failure_data.error.to_string()
+        assert "Business Central" in ping_failure and "Finance and Operations" in ping_failure
 
     # The scan sees what the runs wrote: the event log and compute logs name the run's content...
     assert files_containing(tmp_path / "dagster", b"AADSTS7000215")

@@ -113,8 +113,10 @@ def test_an_unmapped_value_and_a_binary_float_name_their_rows_and_make_no_lines(
     plan, problems = build(mapping(), looker)
     described = [p.describe() for p in problems]
     assert len(described) == 2
-    assert "Looker row 2" in described[0] and "fees.area = 'EAST' has no entry in the mapping table" in described[0]
-    assert "Looker row 3" in described[1] and "binary float" in described[1]
+    assert (
+        "looker/fees row 2 {" in described[0] and "fees.area = 'EAST' has no entry in the mapping table" in described[0]
+    )
+    assert "looker/fees row 3 {" in described[1] and "binary float" in described[1]
     assert [line.source.row_number for line in plan.lines if line.source] == [1]
 
 

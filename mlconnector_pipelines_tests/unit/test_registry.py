@@ -22,7 +22,12 @@ CENTRAL = [
     "sandbox/core/service.py",
     "sandbox/core/declaration.py",
     "flows/connectivity.py",
+    "flows/replay.py",
     "warehouse/ping.py",
+    "replay.py",
+    "engine/post.py",
+    "audit/store.py",
+    "core/posting.py",
 ]
 
 
@@ -81,10 +86,9 @@ def test_a_systems_resource_holds_its_section_and_nothing_else(spec, tmp_path):
 
 
 def _context(tmp_path):
+    from mlconnector_pipelines.config import load_config
     from mlconnector_pipelines.ingest.config import IngestConfig
     from mlconnector_pipelines.systems.registry import FlowContext
-
-    from mlconnector_pipelines.config import load_config
 
     return FlowContext(warehouse_kind="duckdb", data_dir=tmp_path, ingest=IngestConfig(), config=load_config())
 

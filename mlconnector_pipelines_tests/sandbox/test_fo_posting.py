@@ -1,0 +1,361 @@
+"""Journals into F&O, exactly once: the posting engine and the F&O target over HTTPS against the sandbox.
+
+Every case ends by comparing with the sandbox's own journals: one header per natural key, each
+planned line once, amounts digit for digit. Crashes are simulated at the engine's checkpoints (a
+BaseException the engine does not catch, as a killed process would not run its handlers either);
+lost answers are the sandbox committing a write and then dropping the connection or answering 504.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from mlconnector_pipelines.audit.store import AuditStore
+from mlconnector_pipelines.core.errors import OutcomeUnknown
+from mlconnector_pipelines.core.posting import SourceRow
+from mlconnector_pipelines.engine.journal import LookerRows, build_plan, choose_document
+from mlconnector_pipelines.engine.post import CHECKPOINTS, PlanChanged, PostingEngine, PostingRefused
+from mlconnector_pipelines.flows.finance_operations import SPEC
+from mlconnector_pipelines.systems.finance_operations.config import FinanceOperationsJournal
+from mlconnector_pipelines.systems.finance_operations.resource import FinanceOperationsResource
+
+from ..conftest import FAST_HTTP, make_config
+
+HARD = "12345678901.234567891"  # a fee no double holds: it must land digit for digit
+WEEK = "2026-11-23"
+SUNDAY = date(2026, 11, 29)
+
+
+class SimulatedCrash(BaseException):
+    """The process dies here: nothing after this point runs, no handler cleans up."""
+
+
+@pytest.fixture
+def fo(sandbox, tmp_path):
+    sandbox.reset()
+    raw = make_config(sandbox, tmp_path).model_dump(mode="json")
+    from mlconnector_pipelines.config import parse_config, sandbox_profile
+
+    section = sandbox_profile(sandbox.data_dir, sandbox.url)["finance_operations"]
+    section["http"] = dict(FAST_HTTP)
+    section["lines_per_batch"] = 4  # several changesets per journal: mid-lines crash points exist
+    section["journals"] = []
+    raw["finance_operations"] = section
+    cfg = parse_config(raw)
+    yield cfg
+    sandbox.clear_faults()
+
+
+def mapping(**overrides) -> FinanceOperationsJournal:
+    raw = {
+        "name": "fees",
+        "looker_query": "fees",
+        "legal_entity": "usrt",
+        "journal_name": "Alloc",
+        "account": {"column": "fees.account"},
+        "dimensions": {
+            "CostCenter": {"column": "fees.cost_center"},
+            "BusinessUnit": {"constant": "002"},
+        },
+        "amount": {"column": "fees.amount"},
+        "currency": {"constant": "USD"},
+        "text": "Fees {fees.cost_center} wk {partition}",
+        "balancing": {"mode": "offset", "account": "220500", "dimensions": {"BusinessUnit": "002"}},
+    }
+    raw.update(overrides)
+    return FinanceOperationsJournal.model_validate(raw)
+
+
+def looker(*rows: tuple[str, str, str]) -> LookerRows:
+    result = []
+    for number, (account, cost_center, amount) in enumerate(rows, start=1):
+        values = {"fees.account": account, "fees.cost_center": cost_center, "fees.amount": Decimal(amount)}
+        result.append((SourceRow("looker/fees", "looker api", "run-looker", WEEK, number, values), values))
+    return LookerRows("looker/fees", result)
+
+
+DEFAULT_ROWS = [
+    ("618200", "001", HARD),
+    ("618200", "002", "250.10"),
+    ("618100", "003", "99.99"),
+    ("618200", "004", "-12.34"),
+    ("618100", "005", "1000"),
+    ("618200", "006", "0.01"),
+    ("618100", "007", "75.5"),
+    ("618200", "008", "3.333"),
+    ("618200", "009", "8"),
+]
+
+
+def plan_for(target, m=None, rows=DEFAULT_ROWS, partition=WEEK, last_day=SUNDAY):
+    m = m or mapping()
+    built, problems = build_plan(
+        SPEC,
+        m,
+        looker(*rows),
+        flow="finance_operations/fees_journal",
+        partition=partition,
+        partition_last_day=last_day,
+        dimensions=SPEC.dimensions(m, target),
+    )
+    return built, problems
+
+
+@pytest.fixture
+def posting(fo, tmp_path):
+    audit = AuditStore.sqlite(tmp_path / "audit.sqlite")
+    targets = []
+
+    def engine(run_id: str = "run-1", checkpoint=lambda name: None) -> PostingEngine:
+        target = FinanceOperationsResource.from_section(fo.finance_operations, fo.data_dir).journal_target()
+        targets.append(target)
+        return PostingEngine(target, audit, run_id=run_id, checkpoint=checkpoint)
+
+    yield engine
+    for target in targets:
+        target.close()
+    audit.close()
+
+
+def journals(sandbox) -> list[dict]:
+    return sandbox.http.get("/_sandbox/finance_operations/journals").json()
+
+
+def assert_posted_once(sandbox, plan) -> dict:
+    """One journal carries the plan's key, with each planned line exactly once and exactly as planned."""
+    mine = [j for j in journals(sandbox) if j["Description"] == plan.document_key]
+    assert len(mine) == 1, [j["JournalBatchNumber"] for j in mine]
+    lines = mine[0]["lines"]
+    assert sorted(int(Decimal(str(line["LineNumber"]))) for line in lines) == [line.number for line in plan.lines]
+    by_number = {int(Decimal(str(line["LineNumber"]))): line for line in lines}
+    for planned in plan.lines:
+        held = by_number[planned.number]
+        assert (
+            Decimal(str(held["DebitAmount"])) == planned.debit and Decimal(str(held["CreditAmount"])) == planned.credit
+        )
+    return mine[0]
+
+
+def test_a_journal_lands_once_with_exact_amounts_and_is_recorded_verified(sandbox, posting):
+    engine = posting()
+    plan, problems = plan_for(engine.target)
+    assert problems == []
+    result = engine.run(plan)
+    assert result.outcome == "posted" and result.lines_written == len(plan.lines) == 10  # 9 rows and the offset
+    journal = assert_posted_once(sandbox, plan)
+    first = journal["lines"][0]
+    assert str(first["DebitAmount"]) == "12345678901.23"  # the hard amount, rounded once to cents, nothing lost
+    assert first["AccountDisplayValue"] == "618200-002-001"  # MainAccount-BusinessUnit-CostCenter(-Department blank)
+    assert journal["JournalName"] == "Alloc" and journal["dataAreaId"] == "usrt"
+    record = result.document
+    assert record.state == "verified" and record.document_number == journal["JournalBatchNumber"]
+    assert engine.target.metadata()["tokens_acquired"] == 1  # one msal token for the environment's scope
+    # The writes: the header, then three changesets (10 lines, 4 per changeset).
+    assert engine.target.client.http.stats.by_method["POST"] == 1 + 3
+
+
+def test_an_identical_rerun_finds_the_journal_and_writes_nothing(sandbox, posting):
+    plan, _ = plan_for(posting().target)
+    posting().run(plan)
+    again = posting("run-2")
+    result = again.run(plan)
+    assert result.outcome == "already_posted" and result.lines_written == 0
+    assert again.target.client.http.stats.by_method.get("POST", 0) == 0
+    assert_posted_once(sandbox, plan)
+
+
+@pytest.mark.parametrize("crash_at", CHECKPOINTS)
+def test_a_run_killed_at_any_point_is_finished_by_the_next_without_a_duplicate(sandbox, posting, crash_at):
+    seen = []
+
+    def crash(name):
+        seen.append(name)
+        if name == crash_at:
+            raise SimulatedCrash(name)
+
+    plan, _ = plan_for(posting().target)
+    with pytest.raises(SimulatedCrash):
+        posting("run-crashed", checkpoint=crash).run(plan)
+    assert seen[-1] == crash_at
+    result = posting("run-after").run(plan)
+    assert result.document.state == "verified"
+    assert_posted_once(sandbox, plan)
+
+
+@pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504"])
+@pytest.mark.parametrize("where", ["/data/LedgerJournalHeaders", "/data/$batch"])
+def test_a_write_committed_but_answered_with_a_lost_connection_or_504_is_not_written_twice(
+    sandbox, posting, fault, where
+):
+    plan, _ = plan_for(posting().target)
+    sandbox.faults({"kind": fault, "path_contains": where, "count": 1}, service="finance_operations")
+    engine = posting()
+    result = engine.run(plan)
+    assert engine.target.client.http.stats.outcome_unknown == 1
+    assert sandbox.state("finance_operations")["faults_fired"] == {fault: 1}
+    assert result.document.state == "verified"
+    assert_posted_once(sandbox, plan)
+
+
+def test_a_batch_throttled_with_retry_after_is_sent_again_and_lands_once(sandbox, posting):
+    plan, _ = plan_for(posting().target)
+    sandbox.faults(
+        {"kind": "status", "status": 429, "retry_after": 0.01, "path_contains": "/data/$batch", "count": 2},
+        service="finance_operations",
+    )
+    engine = posting()
+    engine.run(plan)
+    assert engine.target.client.http.stats.throttled == 2
+    assert_posted_once(sandbox, plan)
+
+
+def test_an_outage_leaves_the_journal_unfinished_and_replay_finishes_it_once(sandbox, posting, fo):
+    from mlconnector_pipelines.replay import replay
+
+    plan, _ = plan_for(posting().target)
+    # 503 without Retry-After on a write: F&O may have processed it, so the client does not repeat it.
+    sandbox.faults(
+        {"kind": "status", "status": 503, "path_contains": "/data/$batch", "count": 50}, service="finance_operations"
+    )
+    engine = posting()
+    with pytest.raises(OutcomeUnknown):
+        engine.run(plan)
+    assert len(journals(sandbox)) == 1 and journals(sandbox)[0]["lines"] == []  # the header, no lines
+    sandbox.clear_faults()  # the outage ends
+    [dry] = replay(fo, dry_run=True)  # the engine's audit store is the configured one (<data_dir>/audit.sqlite)
+    assert dry.action.startswith("would finish (unknown; in Finance and Operations as 00601 with 0 of 10 lines")
+    [outcome] = replay(fo)
+    assert outcome.ok and outcome.action == "finished as 00601: 10 of 10 lines written now"
+    assert replay(fo) == []  # nothing left to replay
+    assert_posted_once(sandbox, plan)
+
+
+@pytest.mark.parametrize(
+    ("rows", "day", "reason"),
+    [
+        ([("618200", "001", "10"), ("618200", "002", "-7")], SUNDAY, "does not balance"),
+        ([("777777", "001", "10")], SUNDAY, "main account 777777 does not exist"),
+        ([("999999", "001", "10")], SUNDAY, "is suspended"),
+        ([("606200", "001", "10")], SUNDAY, "is not active on 2026-11-29"),
+        ([("618200", "013", "10")], SUNDAY, "CostCenter 013 belongs to legal entity GBRT"),
+        ([("618200", "099", "10")], SUNDAY, "CostCenter 099 is suspended"),
+        ([("618200", "001", "10")], date(2025, 6, 30), "which is Closed for legal entity usrt"),
+        ([("618200", "001", "10")], date(2026, 1, 31), "which is OnHold for legal entity usrt"),
+    ],
+    ids=["unbalanced", "unknown-account", "inactive-account", "expired-account", "other-entity-value",
+         "suspended-value", "closed-period", "on-hold-period"],
+)  # fmt: skip
+def test_a_plan_that_fails_validation_writes_nothing_and_names_the_row(sandbox, posting, rows, day, reason):
+    m = mapping(balancing={"mode": "rows_balance"}) if reason == "does not balance" else mapping()
+    engine = posting()
+    plan, problems = plan_for(engine.target, m, rows, last_day=day)
+    assert problems == []
+    with pytest.raises(PostingRefused) as refused:
+        engine.run(plan)
+    assert reason in str(refused.value)
+    if "account" in reason or "CostCenter" in reason or "active" in reason:  # a row's problem, not the journal's
+        assert "looker/fees row 1 {fees.account:" in str(refused.value)  # the row, with its Looker values
+    assert journals(sandbox) == []
+    record = engine.audit.find_document(plan.flow, plan.partition, plan.document_key)
+    assert record.state == "refused" and record.document_number is None
+
+
+def test_a_suspension_for_one_legal_entity_is_refused_there_only(sandbox, posting):
+    engine = posting()
+    gb, _ = plan_for(engine.target, mapping(legal_entity="gbrt"), [("618300", "013", "5")])
+    with pytest.raises(PostingRefused, match="618300 .* is suspended for legal entity gbrt"):
+        engine.run(gb)
+    us, _ = plan_for(engine.target, mapping(), [("618300", "001", "5")])
+    assert engine.run(us).outcome == "posted"
+
+
+def test_lines_refused_by_f_and_o_after_the_header_leave_no_part_of_the_journal(sandbox, posting):
+    """Validation passed, then the period closed before the lines went in: F&O refuses them; the header goes."""
+    engine = posting()
+    plan, _ = plan_for(engine.target)
+    record = engine.record(plan)
+    engine.validate(plan, record)
+    sandbox.http.post(
+        "/_sandbox/finance_operations/periods",
+        json={"legal_entity": "usrt", "year": "2026", "period": "Period 11", "status": "Closed"},
+    ).raise_for_status()
+    with pytest.raises(PostingRefused) as refused:
+        engine.post(plan, engine.audit.document(record.id))
+    assert "was deleted, nothing of it stays" in str(refused.value) and "looker/fees row 1" in str(refused.value)
+    assert journals(sandbox) == []
+    assert engine.audit.document(record.id).state == "refused"
+
+
+def test_a_changed_plan_is_refused_by_default_and_adjust_posts_only_the_difference(sandbox, posting):
+    engine = posting()
+    original, _ = plan_for(engine.target)
+    engine.run(original)
+    late = [*DEFAULT_ROWS[:-1], ("618200", "009", "10"), ("618100", "010", "5")]  # 8 → 10, and a new row
+    changed, _ = plan_for(engine.target, rows=late)
+    with pytest.raises(PlanChanged) as refusal:
+        choose_document(posting("run-2"), SPEC, mapping(), changed)
+    message = str(refusal.value)
+    assert original.document_key in message and journals(sandbox)[0]["JournalBatchNumber"] in message
+    assert "line 9: the target holds 618200 [BusinessUnit=002, CostCenter=009] debit 8.00" in message  # 8 → 10
+    adjust = mapping(on_change="adjust")
+    decision = choose_document(posting("run-2"), SPEC, adjust, changed)
+    assert decision.outcome == "adjustment" and decision.plan.document_key == f"{original.document_key} adj1"
+    posting("run-2").run(decision.plan)
+    difference = assert_posted_once(sandbox, decision.plan)
+    amounts = sorted(
+        (line["AccountDisplayValue"], Decimal(str(line["DebitAmount"])), Decimal(str(line["CreditAmount"])))
+        for line in difference["lines"]
+    )
+    assert amounts == [
+        ("220500-002", 0, Decimal("7")),  # the offset moves by the total of the differences
+        ("618100-002-010", Decimal("5"), 0),
+        ("618200-002-009", Decimal("2"), 0),
+    ]
+    # Posted entries were never edited: the original is as it was.
+    assert_posted_once(sandbox, original)
+    again = choose_document(posting("run-3"), SPEC, adjust, changed)
+    assert again.outcome == "no_change"
+
+
+def test_the_same_batch_number_in_two_legal_entities_stays_apart(sandbox, posting):
+    engine = posting()
+    us, _ = plan_for(engine.target)
+    gb, _ = plan_for(
+        engine.target, mapping(legal_entity="gbrt", currency={"constant": "GBP"}), [("618200", "013", "5")]
+    )
+    a, b = engine.run(us), engine.run(gb)
+    assert a.number == b.number == "00601"  # each company's own number sequence
+    assert engine.run(us).outcome == engine.run(gb).outcome == "already_posted"
+    assert len(journals(sandbox)) == 2
+
+
+def test_ping_names_the_likely_fix_when_the_app_is_not_registered_in_f_and_o(tmp_path_factory, tmp_path):
+    """A valid Entra token of an app missing from F&O's 'Microsoft Entra applications' page: 401 at the first read."""
+    from mlconnector_pipelines.config import parse_config, sandbox_profile
+    from mlconnector_pipelines.systems.finance_operations.ping import ping
+
+    from ..conftest import start_sandbox
+
+    running, sandbox_dir = start_sandbox(tmp_path_factory, finance_operations={"registered_client_ids": []})
+    try:
+        raw = sandbox_profile(sandbox_dir, running.url)
+        raw.update(data_dir=str(tmp_path), sap_business_one=None, looker=None)
+        raw["finance_operations"].update(journals=[], http=dict(FAST_HTTP))
+        result = ping(parse_config(raw).finance_operations, tmp_path)
+    finally:
+        running.stop()
+    assert result.auth_ok is True and result.read_ok is False  # the token was issued; F&O refused it
+    assert "Authentication failed" in result.detail
+    assert "System administration > Setup > Microsoft Entra applications" in result.fix
+
+
+def test_ping_says_which_legal_entity_is_missing(sandbox, fo, tmp_path):
+    from mlconnector_pipelines.systems.finance_operations.ping import ping
+
+    section = fo.finance_operations.model_copy(update={"journals": [mapping(legal_entity="demf")]})
+    result = ping(section, tmp_path)
+    assert result.auth_ok and result.read_ok is False
+    assert "legal entity demf not found (have: gbrt, usrt)" in result.detail
