@@ -122,7 +122,7 @@ def _trace_document(cfg, audit: AuditStore, record: DocumentRecord, line_number:
         out.append(f"  no line {line_number} in this document")
     for entry in lines:
         line = entry.line
-        out.append(f"  line {entry.target_line or line.number} ({entry.state}): {line.describe()} “{line.text}”")
+        out.append(f"  {line.describe()} “{line.text}” ({entry.state}, {entry.attempts} attempt(s))")
         if line.source is None:
             out.append(f"    {line.kind} line: computed by the mapping, from no single source row")
             continue

@@ -1,7 +1,8 @@
 """Launches the demo's first runs through the running Dagster UI (scripts/dev calls this).
 
-Yesterday's window is loaded from Business Central and SAP Business One; once Business Central
-is in the warehouse, the Looker figures computed from it are materialized too.
+The last two weeks are loaded from Business Central (one run for the range) and yesterday from
+SAP Business One; once Business Central is in the warehouse, the Looker figures computed from it
+are materialized, and last week's marketplace fees are posted as a journal into the F&O sandbox.
 """
 
 import sys
@@ -14,30 +15,48 @@ from dagster_graphql import DagsterGraphQLClient
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
-def launch(client: DagsterGraphQLClient, job: str, partition: str | None = None) -> str:
-    run_id = client.submit_job_execution(job, tags={"dagster/partition": partition} if partition else None)
-    print(
-        f"launched {job}{' for ' + partition if partition else ''}: run {run_id[:8]} (see Runs in the UI)", flush=True
-    )
+def launch(client: DagsterGraphQLClient, job: str, partition: str | None = None, until: str | None = None) -> str:
+    if until:  # a range in one run, as a single-run backfill launches it
+        tags = {"dagster/asset_partition_range_start": partition, "dagster/asset_partition_range_end": until}
+    else:
+        tags = {"dagster/partition": partition} if partition else None
+    run_id = client.submit_job_execution(job, tags=tags)
+    span = f" for {partition}{' … ' + until if until else ''}" if partition else ""
+    print(f"launched {job}{span}: run {run_id[:8]} (see Runs in the UI)", flush=True)
     return run_id
+
+
+def wait(client: DagsterGraphQLClient, run_id: str, what: str) -> bool:
+    deadline = time.monotonic() + 600
+    while (status := client.get_run_status(run_id)) not in FINISHED:
+        if time.monotonic() > deadline:
+            print(f"{what} is still running; carry on from the UI later", flush=True)
+            return False
+        time.sleep(2)
+    if status is not DagsterRunStatus.SUCCESS:
+        print(f"{what} ended {status.value}: open it in the UI to see why", flush=True)
+        return False
+    return True
 
 
 def main(port: int) -> int:
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
-    bc_run = launch(client, "business_central_to_warehouse", yesterday)
+    today = datetime.now(UTC).date()
+    yesterday = (today - timedelta(days=1)).isoformat()
+    last_monday = today - timedelta(days=today.weekday() + 7)  # the last week that has ended
+    bc_run = launch(client, "business_central_to_warehouse", (today - timedelta(days=14)).isoformat(), yesterday)
     launch(client, "sap_business_one_to_warehouse", yesterday)
-    deadline = time.monotonic() + 600
-    while (status := client.get_run_status(bc_run)) not in FINISHED:
-        if time.monotonic() > deadline:
-            print("Business Central is still loading; materialize the Looker assets from the UI later", flush=True)
-            return 0
-        time.sleep(2)
-    if status is not DagsterRunStatus.SUCCESS:
-        print(f"the Business Central run ended {status.value}: open it in the UI to see why", flush=True)
-        return 1
+    if not wait(client, bc_run, "the Business Central load"):
+        return 0
     launch(client, "looker_gl_daily_summary", yesterday)
     launch(client, "looker_vendor_balances")
+    fees = launch(client, "looker_fee_allocation", last_monday.isoformat())
+    if not wait(client, fees, "the Looker fee allocation"):
+        return 0
+    # The sensor would post it within a minute; launched here so the demo ends with it.
+    journal = launch(client, "finance_operations_fee_allocation_journal", last_monday.isoformat())
+    if wait(client, journal, "the F&O fee journal"):
+        print("journal posted into the F&O sandbox: Assets → finance_operations → fee_allocation_journal", flush=True)
     return 0
 
 

@@ -76,3 +76,14 @@ events = sa.Table(
     sa.Column("detail", sa.Text),
 )
 sa.Index("ix_audit_documents_number", documents.c.system, documents.c.document_number)
+sa.Index("ix_audit_events_run", events.c.run_id)
+
+# Who is writing a flow's partition now: a run holds the lease while it writes and renews it as it goes;
+# a crashed run's lease runs out and the next run takes it over.
+leases = sa.Table(
+    "audit_leases",
+    metadata,
+    sa.Column("name", sa.String(400), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)

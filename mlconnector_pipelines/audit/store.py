@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from ..core.posting import Plan, PlannedLine, SourceRow, canonical_json
-from .schema import documents, events, lines
+from .schema import documents, events, leases, lines
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "mlconnector_audit_version"
@@ -131,6 +131,12 @@ class AuditStore:
 
         A document already verified keeps its lines: a different plan for it is the engine's to judge.
         """
+        try:
+            return self._save_plan(plan, run_id, adjusts)
+        except sa.exc.IntegrityError:  # another run recorded the same document a moment ago: plan it again
+            return self._save_plan(plan, run_id, adjusts)
+
+    def _save_plan(self, plan: Plan, run_id: str, adjusts: int | None) -> DocumentRecord:
         now = _now()
         with self.engine.begin() as c:
             row = c.execute(
@@ -162,6 +168,7 @@ class AuditStore:
                 self._event(c, document_id, run_id, "planned", f"{len(plan.lines)} lines, digest {plan.digest[:12]}")
             else:
                 document_id = row.id
+                self._event(c, document_id, run_id, "planned_again", f"digest {plan.digest[:12]}")
                 if row.digest != plan.digest and row.state not in FINISHED and row.document_number is None:
                     c.execute(lines.delete().where(lines.c.document_id == document_id))
                     self._insert_lines(c, document_id, plan.lines, now)
@@ -306,6 +313,20 @@ class AuditStore:
             ).all()
         return [_document(r) for r in rows]
 
+    def documents_of_run(self, flow: str, partition: str, run_id: str) -> list[DocumentRecord]:
+        """The documents a run planned for a flow's partition, oldest first (runs share a partition's
+        documents: a rerun plans the same one again)."""
+        planned_here = sa.select(events.c.document_id).where(
+            events.c.run_id == run_id, events.c.event.in_(("planned", "planned_again"))
+        )
+        with self.engine.connect() as c:
+            rows = c.execute(
+                sa.select(documents)
+                .where(documents.c.flow == flow, documents.c.partition == partition, documents.c.id.in_(planned_here))
+                .order_by(documents.c.id)
+            ).all()
+        return [_document(r) for r in rows]
+
     def unfinished(self, flow: str | None = None) -> list[DocumentRecord]:
         """Documents not verified: what replay finishes (refused ones too: their reference data may be fixed)."""
         query = sa.select(documents).where(documents.c.state.not_in(FINISHED)).order_by(documents.c.id)
@@ -347,10 +368,49 @@ class AuditStore:
             rows = c.execute(sa.select(events).where(events.c.document_id == document_id).order_by(events.c.id)).all()
         return [{"at": _utc(r.at), "run_id": r.run_id, "event": r.event, "detail": r.detail} for r in rows]
 
+    # -- leases ------------------------------------------------------------------------------------
+
+    def take_lease(self, name: str, owner: str, seconds: float) -> None:
+        """Hold `name` until `seconds` from now; raise LeaseHeld if another owner holds it unexpired."""
+        now = _now()
+        until = now + timedelta(seconds=seconds)
+        with self.engine.begin() as c:  # renew our own, or take over one that ran out
+            taken = c.execute(
+                leases.update()
+                .where(leases.c.name == name, sa.or_(leases.c.owner == owner, leases.c.expires_at < now))
+                .values(owner=owner, expires_at=until)
+            ).rowcount
+        if taken:
+            return
+        try:  # nobody holds it: the primary key lets only one of several runs insert it
+            with self.engine.begin() as c:
+                c.execute(leases.insert().values(name=name, owner=owner, expires_at=until))
+            return
+        except sa.exc.IntegrityError:
+            pass
+        with self.engine.connect() as c:
+            holder = c.execute(sa.select(leases).where(leases.c.name == name)).one()
+        raise LeaseHeld(name, holder.owner, _utc(holder.expires_at))
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(leases.delete().where(leases.c.name == name, leases.c.owner == owner))
+
     @contextmanager
     def connection(self) -> Iterator[sa.Connection]:
         with self.engine.connect() as c:
             yield c
+
+
+class LeaseHeld(Exception):
+    """Another run is writing this flow's partition now."""
+
+    def __init__(self, name: str, owner: str, expires_at: datetime):
+        self.name, self.owner, self.expires_at = name, owner, expires_at
+        super().__init__(
+            f"run {owner} is writing {name} now (its lease runs to {expires_at:%Y-%m-%d %H:%M:%S} UTC): it finishes "
+            "the document; run again after it ends, and this run finds it written"
+        )
 
 
 def _document(row) -> DocumentRecord:

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ..audit.store import AuditStore, DocumentRecord
+import tenacity
+
+from ..audit.store import AuditStore, DocumentRecord, LeaseHeld
 from ..core.errors import ConnectorError, OutcomeUnknown
 from ..core.posting import (
     ZERO,
@@ -38,6 +40,8 @@ log = logging.getLogger("mlconnector.post")
 # Named points of the engine a test can stop a run at (see `checkpoint`): a crash there must be
 # finished by the next run or by replay without a duplicate.
 CHECKPOINTS = ("before_header", "after_header", "mid_lines", "after_lines", "before_record")
+# How long a run holds its partition between two writes; a killed run's lease runs out after this.
+LEASE_SECONDS = 300.0
 
 
 class PostingRefused(ConnectorError):
@@ -145,7 +149,34 @@ class PostingEngine:
             self.audit.set_state(record.id, "validated", run_id=self.run_id, line_state="validated")
 
     def post(self, plan: Plan, record: DocumentRecord) -> PostingResult:
-        """Find the document by its key; write what is missing. Validation must have passed."""
+        """Find the document by its key; write what is missing. Validation must have passed.
+
+        One run at a time writes a flow's partition: two runs that both found nothing would both create it.
+        """
+        lease = f"{plan.flow} {plan.partition}"
+        self._wait_for_lease(lease)
+        try:
+            return self._post(plan, record)
+        finally:
+            self.audit.release_lease(lease, self.run_id)
+
+    def _wait_for_lease(self, lease: str) -> None:
+        """Another run writing this partition finishes first; then this one finds what it wrote."""
+
+        def say(state: tenacity.RetryCallState) -> None:
+            self.progress(f"waiting: {state.outcome.exception()}")
+
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(LeaseHeld),
+            wait=tenacity.wait_fixed(1.0),
+            stop=tenacity.stop_after_delay(LEASE_SECONDS + 30),
+            before_sleep=say,
+            reraise=True,
+        ):
+            with attempt:
+                self.audit.take_lease(lease, self.run_id, LEASE_SECONDS)
+
+    def _post(self, plan: Plan, record: DocumentRecord) -> PostingResult:
         existing = self._find(plan)
         resumed = existing is not None
         if existing is None:
@@ -268,6 +299,7 @@ class PostingEngine:
                 self.audit.set_state(record.id, "failed", run_id=self.run_id, error=str(exc), event="lines_failed")
                 raise
             self.audit.lines_written(record.id, [line.number for line in chunk], "created")
+            self.audit.take_lease(f"{plan.flow} {plan.partition}", self.run_id, LEASE_SECONDS)  # still writing
             written += len(chunk)
             self.progress(
                 f"{plan.document_key} ({number}): {written + len(plan.lines) - len(missing)} "

@@ -80,7 +80,7 @@ class _Journal:
     def record_of_run(self, audit: AuditStore, context) -> DocumentRecord:
         """The document this run's plan step recorded (steps share no memory, only the audit store)."""
         partition, _ = _partition(context)
-        mine = [r for r in audit.documents_for(self.name, partition) if r.last_run_id == context.run_id]
+        mine = audit.documents_of_run(self.name, partition, context.run_id)
         if not mine:
             raise dg.Failure(f"the plan step of run {context.run_id} recorded no document for {self.name} {partition}")
         return mine[-1]

@@ -359,3 +359,24 @@ def test_ping_says_which_legal_entity_is_missing(sandbox, fo, tmp_path):
     result = ping(section, tmp_path)
     assert result.auth_ok and result.read_ok is False
     assert "legal entity demf not found (have: gbrt, usrt)" in result.detail
+
+
+def test_two_runs_posting_the_same_period_at_once_make_one_journal(sandbox, fo, tmp_path):
+    """A sensor's run and a person's run of the same partition: the second waits for the first, then finds it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    plan, _ = plan_for(FinanceOperationsResource.from_section(fo.finance_operations, fo.data_dir).journal_target())
+
+    def post(run_id: str) -> str:
+        audit = AuditStore.sqlite(tmp_path / "audit.sqlite")
+        target = FinanceOperationsResource.from_section(fo.finance_operations, fo.data_dir).journal_target()
+        try:
+            return PostingEngine(target, audit, run_id=run_id).run(plan).outcome
+        finally:
+            target.close()
+            audit.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(post, ["run-sensor", "run-person"]))
+    assert outcomes == ["already_posted", "posted"]
+    assert_posted_once(sandbox, plan)

@@ -75,7 +75,7 @@ def test_the_schema_is_at_the_newest_migration_and_matches_the_tables_the_code_d
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    assert store.schema_version() == AuditStore.newest_version() == "0001"
+    assert store.schema_version() == AuditStore.newest_version() == "0002"
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": "mlconnector_audit_version"})
         differences = [d for d in compare_metadata(context, metadata) if d[0] != "remove_table"]
@@ -136,3 +136,29 @@ def test_opening_a_store_again_migrates_nothing_and_loses_nothing(store):
     again = AuditStore(store.url)
     assert again.document(record.id).digest == record.digest
     again.close()
+
+
+def test_a_lease_keeps_a_second_run_out_until_it_is_released_or_runs_out(store):
+    from mlconnector_pipelines.audit.store import LeaseHeld
+
+    store.take_lease("flow 2026-11-23", "run-a", 60)
+    store.take_lease("flow 2026-11-23", "run-a", 60)  # renewing one's own
+    with pytest.raises(LeaseHeld, match="run run-a is writing flow 2026-11-23 now"):
+        store.take_lease("flow 2026-11-23", "run-b", 60)
+    store.take_lease("flow 2026-11-30", "run-b", 60)  # another partition is free
+    store.release_lease("flow 2026-11-23", "run-a")
+    store.take_lease("flow 2026-11-23", "run-b", 0.05)
+    import time
+
+    time.sleep(0.1)  # run-b was killed: its lease runs out and the next run takes it over
+    store.take_lease("flow 2026-11-23", "run-c", 60)
+    with pytest.raises(LeaseHeld, match="run-c"):
+        store.take_lease("flow 2026-11-23", "run-b", 60)
+
+
+def test_documents_of_a_run_are_what_it_planned_even_when_a_later_run_plans_the_same(store):
+    first = store.save_plan(plan(), "run-a")
+    store.save_plan(plan(), "run-b")  # a concurrent rerun of the same period
+    assert [d.id for d in store.documents_of_run(first.flow, first.partition, "run-a")] == [first.id]
+    assert [d.id for d in store.documents_of_run(first.flow, first.partition, "run-b")] == [first.id]
+    assert store.documents_of_run(first.flow, first.partition, "run-c") == []
