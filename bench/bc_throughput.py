@@ -70,7 +70,7 @@ def run_product(data_dir: Path, page_size: int) -> dict:
 
 def run_bare(data_dir: Path, page_size: int) -> dict:
     import httpx
-    from mlconnector_pipelines.sandbox.app import CLIENT_ID, CLIENT_SECRET, TENANT_ID
+    from mlconnector_pipelines.sandbox.entra import CLIENT_ID, CLIENT_SECRET, TENANT_ID
 
     start, end = history()
     base = f"https://127.0.0.1:{PORT}"

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 from typing import Any, Literal, Protocol
 
 import orjson
@@ -101,7 +102,7 @@ class Plan:
     rounding_difference: Decimal = ZERO  # sum of rounded amounts minus sum of unrounded, per the mapping
     adjusts: str | None = None  # a difference document: the natural key of the document it corrects
 
-    @property
+    @cached_property  # a plan never changes; its digest is asked for at every step
     def digest(self) -> str:
         return digest_of({"header": self.header, "lines": [line.content() for line in self.lines]})
 
@@ -184,6 +185,7 @@ class PostingTarget(Protocol):
 
     system: str
     max_lines_per_write: int  # lines written atomically by one create_lines call
+    writes_in_flight: int  # create_lines calls the engine may have under way at once (thread-safe target)
 
     def validate(self, plan: Plan) -> list[Problem]:
         """Every reason the target would refuse the plan (accounts, dimensions, period), read without writing."""

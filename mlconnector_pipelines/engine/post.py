@@ -15,7 +15,9 @@ names every bad line with the source row it came from.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -126,9 +128,13 @@ class PostingEngine:
     def record(self, plan: Plan, adjusts: int | None = None) -> DocumentRecord:
         return self.audit.save_plan(plan, self.run_id, adjusts=adjusts)
 
-    def validate(self, plan: Plan, record: DocumentRecord) -> None:
+    def problems(self, plan: Plan) -> list[Problem]:
+        """Every reason the plan cannot be written: its own (balance, empty) and the target's (reads only)."""
+        return plan_problems(plan) + self.target.validate(plan)
+
+    def validate(self, plan: Plan, record: DocumentRecord, problems: list[Problem] | None = None) -> None:
         """Raise PostingRefused naming every bad line; nothing is written either way."""
-        problems = plan_problems(plan) + self.target.validate(plan)
+        problems = self.problems(plan) if problems is None else problems
         if problems:
             reasons = {p.line.number: p.reason for p in problems if p.line is not None}
             self.audit.refuse_lines(record.id, reasons)
@@ -234,10 +240,14 @@ class PostingEngine:
 
     def run(self, plan: Plan, adjusts: int | None = None) -> PostingResult:
         """Every step in one call (replay, and the tests of the engine alone)."""
-        record = self.record(plan, adjusts)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate") as pool:
+            # The target's reference reads and the audit store's record of the plan need nothing of each other.
+            checked = pool.submit(self.problems, plan)
+            record = self.record(plan, adjusts)
+            problems = checked.result()
         if record.state == "verified" and record.digest == plan.digest:
             return self.verify(plan, record, self.post(plan, record))
-        self.validate(plan, record)
+        self.validate(plan, record, problems)
         record = self.audit.document(record.id)
         return self.verify(plan, record, self.post(plan, record))
 
@@ -271,43 +281,70 @@ class PostingEngine:
         return number
 
     def _write_lines(self, plan: Plan, record: DocumentRecord, number: str, missing: list[PlannedLine]) -> int:
+        """Missing lines in atomic chunks, up to `writes_in_flight` at once (the next is sent while the
+        target still works on the last); each chunk is settled, recorded and checkpointed in order."""
         size = self.target.max_lines_per_write
+        chunks = [missing[start : start + size] for start in range(0, len(missing), size)]
+        in_flight = max(1, getattr(self.target, "writes_in_flight", 1))
+        pending: deque = deque()
         written = 0
-        for start in range(0, len(missing), size):
-            chunk = missing[start : start + size]
+        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="post") as pool:
+            queued = iter(chunks)
+
+            def send_more() -> None:
+                for chunk in queued:
+                    pending.append((chunk, pool.submit(self.target.create_lines, plan, number, chunk)))
+                    if len(pending) >= in_flight:
+                        return
+
+            send_more()
+            while pending:
+                chunk, sent = pending.popleft()
+                try:
+                    self._settle(plan, record, number, chunk, sent)
+                except BaseException:
+                    for _, other in pending:  # what is already sent lands or not; nothing more is sent
+                        other.cancel()
+                    wait([other for _, other in pending])
+                    raise
+                self.audit.lines_written(record.id, [line.number for line in chunk], "created")
+                self.audit.take_lease(f"{plan.flow} {plan.partition}", self.run_id, LEASE_SECONDS)  # still writing
+                written += len(chunk)
+                self.progress(
+                    f"{plan.document_key} ({number}): {written + len(plan.lines) - len(missing)} "
+                    f"of {len(plan.lines)} lines written"
+                )
+                if written < len(missing):
+                    self.checkpoint("mid_lines")
+                send_more()
+        return written
+
+    def _settle(self, plan: Plan, record: DocumentRecord, number: str, chunk: list[PlannedLine], sent: Future) -> None:
+        """The outcome of one chunk's write: done, resolved by a lookup, refused (the document goes), or failed."""
+        try:
+            sent.result()
+        except OutcomeUnknown as exc:
+            # Did the changeset land? It is atomic: its lines are all there or none are.
+            self.audit.event(record.id, self.run_id, "outcome_unknown", str(exc))
+            held = {line.number for line in self.target.read_lines(plan, number)}
+            if all(line.number in held for line in chunk):
+                return
+            if any(line.number in held for line in chunk):
+                raise VerificationFailed(
+                    f"{plan.system}: {number} holds part of an atomic write; see the journal in {plan.system}"
+                ) from exc
+            # Not processed: send it once more. Should the first copy commit after all, the lines'
+            # numbers are keys in the target and the second copy is refused as a duplicate.
             try:
                 self.target.create_lines(plan, number, chunk)
-            except OutcomeUnknown as exc:
-                # Did the changeset land? It is atomic: its lines are all there or none are.
-                self.audit.event(record.id, self.run_id, "outcome_unknown", str(exc))
-                held = {line.number for line in self.target.read_lines(plan, number)}
-                if not all(line.number in held for line in chunk):
-                    if any(line.number in held for line in chunk):
-                        raise VerificationFailed(
-                            f"{plan.system}: {number} holds part of an atomic write; see the journal in {plan.system}"
-                        ) from exc
-                    # Not processed: send it once more. Should the first copy commit after all, the lines'
-                    # numbers are keys in the target and the second copy is refused as a duplicate.
-                    try:
-                        self.target.create_lines(plan, number, chunk)
-                    except OutcomeUnknown as again:
-                        self.audit.set_state(record.id, "unknown", run_id=self.run_id, error=str(again))
-                        raise
-            except LinesRefused as exc:
-                self._discard(plan, record, number, exc)
-            except Exception as exc:
-                self.audit.set_state(record.id, "failed", run_id=self.run_id, error=str(exc), event="lines_failed")
+            except OutcomeUnknown as again:
+                self.audit.set_state(record.id, "unknown", run_id=self.run_id, error=str(again))
                 raise
-            self.audit.lines_written(record.id, [line.number for line in chunk], "created")
-            self.audit.take_lease(f"{plan.flow} {plan.partition}", self.run_id, LEASE_SECONDS)  # still writing
-            written += len(chunk)
-            self.progress(
-                f"{plan.document_key} ({number}): {written + len(plan.lines) - len(missing)} "
-                f"of {len(plan.lines)} lines written"
-            )
-            if start + size < len(missing):
-                self.checkpoint("mid_lines")
-        return written
+        except LinesRefused as exc:
+            self._discard(plan, record, number, exc)
+        except Exception as exc:
+            self.audit.set_state(record.id, "failed", run_id=self.run_id, error=str(exc), event="lines_failed")
+            raise
 
     def _discard(self, plan: Plan, record: DocumentRecord, number: str, refusal: LinesRefused) -> None:
         """The target refused a line validation could not foresee: remove the unposted document, so that

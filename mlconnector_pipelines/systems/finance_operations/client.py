@@ -9,6 +9,7 @@ and puts a failed changeset's error in its part, which this client raises naming
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -163,8 +164,8 @@ class FinanceOperationsClient:
     def delete(self, path: str) -> None:
         self.http.request("DELETE", f"/{path}")
 
-    def changeset(self, requests: Sequence[BatchRequest]) -> list[dict | None]:
-        """Send `requests` as one atomic changeset in a $batch; the answers' bodies in order.
+    def changeset(self, requests: Sequence[BatchRequest]) -> None:
+        """Send `requests` as one atomic changeset in a $batch.
 
         Raises ChangesetFailed (nothing applied) naming the request F&O refused, OutcomeUnknown when the
         answer was lost (the changeset may or may not have been applied)."""
@@ -176,26 +177,31 @@ class FinanceOperationsClient:
             content=content,
             headers={"Content-Type": f"multipart/mixed; boundary={batch}", "Accept": "multipart/mixed"},
         )
-        return self._changeset_answers(response, len(requests))
+        statuses = [int(s) for s in _STATUS_LINE.findall(response.content)]
+        if len(statuses) == len(requests) and all(200 <= s < 300 for s in statuses):
+            return  # every request applied; the entities it echoes are not needed
+        self._raise_for_changeset(response, len(requests))
 
-    def _changeset_answers(self, response: httpx.Response, expected: int) -> list[dict | None]:
+    def _raise_for_changeset(self, response: httpx.Response, expected: int) -> None:
         parts = _http_parts(response)
         failed = [p for p in parts if p.status >= 400]
-        if failed:
-            part = failed[0]
-            message, code = fo_error_message(httpx.Response(part.status, content=part.body))
-            index = int(part.content_id) - 1 if part.content_id and part.content_id.isdigit() else None
-            which = f"request {index + 1} of {expected}" if index is not None else "a request"
-            raise ChangesetFailed(
-                f"$batch changeset refused at {which}, nothing of it applied: {message}",
-                status=part.status,
-                code=code,
-                index=index,
-                server_message=message,
-            )
-        if len(parts) != expected:
+        if not failed:
             raise self.http.malformed(response, f"{len(parts)} answers to a changeset of {expected} requests")
-        return [json.loads(p.body, parse_float=Decimal) if p.body.strip() else None for p in parts]
+        part = failed[0]
+        message, code = fo_error_message(httpx.Response(part.status, content=part.body))
+        index = int(part.content_id) - 1 if part.content_id and part.content_id.isdigit() else None
+        which = f"request {index + 1} of {expected}" if index is not None else "a request"
+        raise ChangesetFailed(
+            f"$batch changeset refused at {which}, nothing of it applied: {message}",
+            status=part.status,
+            code=code,
+            index=index,
+            server_message=message,
+        )
+
+
+# An answer's status line starts a line of the multipart body; a JSON body cannot (it escapes newlines).
+_STATUS_LINE = re.compile(rb"(?m)^HTTP/1\.1 (\d{3}) ")
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,13 @@ class FinanceOperationsConfig(Strict):
     lines_per_batch: int = Field(
         1000, ge=1, le=5000, description="Journal lines per atomic $batch changeset (F&O takes 5,000 per batch)."
     )
+    batches_in_flight: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Line changesets under way at once: the next is sent while F&O works on the last "
+        "(F&O serves 52 concurrent requests per user).",
+    )
     ledger_dimension_format: list[str] | None = Field(
         None,
         description="The segments of a ledger account display value in order, e.g. [MainAccount, Department, "

@@ -15,6 +15,7 @@ dates), and the period's status for the legal entity. Reference data is read onc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -28,6 +29,8 @@ from .config import FinanceOperationsConfig
 MAIN_ACCOUNT = "MainAccount"
 LEDGER_FORMAT_TYPE = "DataEntityLedgerDimensionFormat"
 _UNSET_DATES = ("1900-01-01", "")  # how F&O writes an empty date
+# What a read-back compares; nothing else of a line is fetched.
+_LINE_FIELDS = ("LineNumber", "AccountDisplayValue", "DebitAmount", "CreditAmount", "CurrencyCode", "Text")
 # Newer environments publish the ledger calendar periods as V2; older ones under the first name.
 FISCAL_PERIOD_ENTITIES = ("LedgerFiscalPeriodsV2", "LedgerFiscalPeriods")
 
@@ -81,6 +84,7 @@ class FinanceOperationsJournalTarget:
         self.client = client
         self.cfg = cfg
         self.max_lines_per_write = cfg.lines_per_batch
+        self.writes_in_flight = cfg.batches_in_flight
         self._format: list[str] | None = cfg.ledger_dimension_format
         self._delimiter: str | None = cfg.segment_delimiter
         self._ref = _Reference()
@@ -164,6 +168,7 @@ class FinanceOperationsJournalTarget:
         if ledger is None:
             known = ", ".join(sorted(self._ref.ledgers)) or "none"
             return [Problem(None, f"legal entity {legal_entity!r} has no ledger in this environment (have: {known})")]
+        self._prefetch(plan, ledger)
         problems: list[Problem] = []
         journal_name = plan.header["journal_name"]
         if journal_name not in self._journal_names(legal_entity):
@@ -190,6 +195,24 @@ class FinanceOperationsJournalTarget:
                 if reason:
                     problems.append(Problem(line, reason))
         return problems
+
+    def _prefetch(self, plan: Plan, ledger: Ledger) -> None:
+        """Read the reference data validation needs at once (each is one small request; none waits for another)."""
+        posting = date.fromisoformat(plan.header["posting_date"])
+        reads = [
+            lambda: self._journal_names(ledger.legal_entity),
+            lambda: self._accounts(ledger.chart_of_accounts),
+            lambda: self._overrides(ledger.chart_of_accounts),
+            lambda: self._period_problems(ledger, posting),
+            self.ledger_format,
+            *(
+                lambda name=name: self._dimension_values(name)
+                for name in {n for line in plan.lines for n, _ in line.dimensions}
+            ),
+        ]
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="fo-reference") as pool:
+            for read in [pool.submit(read) for read in reads]:
+                read.result()
 
     def _ledger(self, legal_entity: str) -> Ledger | None:
         if not self._ref.ledgers:
@@ -405,6 +428,7 @@ class FinanceOperationsJournalTarget:
         rows = self.client.collection(
             "LedgerJournalLines",
             filter=f"dataAreaId eq {literal(plan.company)} and JournalBatchNumber eq {literal(number)}",
+            select=_LINE_FIELDS,
             cross_company=True,
         )
         written = []
