@@ -146,7 +146,7 @@ def test_a_journal_lands_once_with_exact_amounts_and_is_recorded_verified(sandbo
     result = engine.run(plan)
     assert result.outcome == "posted" and result.lines_written == len(plan.lines) == 10  # 9 rows and the offset
     journal = assert_posted_once(sandbox, plan)
-    first = journal["lines"][0]
+    first = next(line for line in journal["lines"] if Decimal(str(line["LineNumber"])) == 1)
     assert str(first["DebitAmount"]) == "12345678901.23"  # the hard amount, rounded once to cents, nothing lost
     assert first["AccountDisplayValue"] == "618200-002-001"  # MainAccount-BusinessUnit-CostCenter(-Department blank)
     assert journal["JournalName"] == "Alloc" and journal["dataAreaId"] == "usrt"
