@@ -7,6 +7,7 @@ Looker rows and with the sandbox's own journals; `mlconnector trace` walks a lin
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import dagster as dg
@@ -74,7 +75,7 @@ def run(cfg, job: str, partition: str = WEEK, instance=None, run_config=None) ->
 
 
 def journals(env, key: str | None = None) -> list[dict]:
-    found = env.admin.http.get("/_sandbox/finance_operations/journals").json()
+    found = json.loads(env.admin.http.get("/_sandbox/finance_operations/journals").content, parse_float=Decimal)
     return [j for j in found if key is None or j["Description"] == key]
 
 

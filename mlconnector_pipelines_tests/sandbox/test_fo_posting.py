@@ -8,6 +8,7 @@ lost answers are the sandbox committing a write and then dropping the connection
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 
@@ -24,7 +25,7 @@ from mlconnector_pipelines.systems.finance_operations.resource import FinanceOpe
 
 from ..conftest import FAST_HTTP, make_config
 
-HARD = "12345678901.234567891"  # a fee no double holds: it must land digit for digit
+HARD = "123456789012345.678"  # rounds to 123456789012345.68: 17 digits, which no double holds
 WEEK = "2026-11-23"
 SUNDAY = date(2026, 11, 29)
 
@@ -121,7 +122,8 @@ def posting(fo, tmp_path):
 
 
 def journals(sandbox) -> list[dict]:
-    return sandbox.http.get("/_sandbox/finance_operations/journals").json()
+    # Exactly as the sandbox holds them: a float would round what the test compares.
+    return json.loads(sandbox.http.get("/_sandbox/finance_operations/journals").content, parse_float=Decimal)
 
 
 def assert_posted_once(sandbox, plan) -> dict:
@@ -147,7 +149,7 @@ def test_a_journal_lands_once_with_exact_amounts_and_is_recorded_verified(sandbo
     assert result.outcome == "posted" and result.lines_written == len(plan.lines) == 10  # 9 rows and the offset
     journal = assert_posted_once(sandbox, plan)
     first = next(line for line in journal["lines"] if Decimal(str(line["LineNumber"])) == 1)
-    assert str(first["DebitAmount"]) == "12345678901.23"  # the hard amount, rounded once to cents, nothing lost
+    assert str(first["DebitAmount"]) == "123456789012345.68"  # rounded once to cents; a float would say .69
     assert first["AccountDisplayValue"] == "618200-002-001"  # MainAccount-BusinessUnit-CostCenter(-Department blank)
     assert journal["JournalName"] == "Alloc" and journal["dataAreaId"] == "usrt"
     record = result.document
