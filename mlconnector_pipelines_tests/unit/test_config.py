@@ -70,6 +70,10 @@ def test_the_shipped_example_is_valid(monkeypatch):
     assert cfg.business_central.environment == "production"
     assert cfg.business_central.auth.client_secret.credential == "bc-client-secret"
     assert cfg.looker.queries[1].look_id == "42" and cfg.looker.delivery_secret.credential == "looker-delivery-secret"
+    # The journal posts a query the file declares: the code location builds from it.
+    from mlconnector_pipelines.definitions import build_definitions
+
+    assert build_definitions(cfg).resolve_job_def("finance_operations_fee_allocation_journal")
     # Secrets are referenced, never written in the file: every `…secret:` key holds a reference.
     text = example.read_text()
     assert "secret:" not in text.replace("client_secret:", "").replace("delivery_secret:", "")
