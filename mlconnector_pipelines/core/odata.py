@@ -1,4 +1,4 @@
-"""OData request building and server-driven paging.
+"""OData request building and page reading (the paging itself is core/paginate.py).
 
 Literal formatting is hand-written: the OData libraries on PyPI parse filters (server side);
 none builds client filters, and the rules needed here are a few lines.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from .http import ThrottledClient
+from .paginate import NextLinkPages
 
 T = TypeVar("T")
 
@@ -53,7 +54,7 @@ def iterate_pages(
         body = client.parse_json(response)
         return body.get("value", []), next((body[k] for k in next_link_keys if body.get(k)), None)
 
-    return _follow_next_links(client, url, params, headers, read)
+    return NextLinkPages(client, url, read, params, headers)
 
 
 def iterate_record_tables(
@@ -76,7 +77,7 @@ def iterate_record_tables(
     def read(response: httpx.Response) -> tuple[pa.Table, str | None]:
         return read_page_table(client, response, read_fields, next_link_keys, key)
 
-    return _follow_next_links(client, url, params, headers, read)
+    return NextLinkPages(client, url, read, params, headers)
 
 
 def read_page_table(
@@ -145,24 +146,6 @@ def _values(record: Any) -> Iterator[tuple[str, Any, int | None]]:
             yield field, value, None
 
 
-def _follow_next_links(
-    client: ThrottledClient,
-    url: str,
-    params: Mapping[str, Any] | None,
-    headers: Mapping[str, str] | None,
-    read: Callable[[httpx.Response], tuple[T, str | None]],
-) -> Iterator[T]:
-    """GET each page and yield what `read` makes of it, following the server's next link exactly as given."""
-    next_url: str | None = url
-    next_params = params
-    while next_url:
-        response = client.request("GET", next_url, params=next_params, headers=headers)
-        page, next_url = read(response)
-        del response  # read; do not hold the body while the caller works on the page
-        yield page
-        next_params = None  # the next link already carries the query
-
-
 def page_table(
     body: bytes, read_fields: Sequence[pa.Field] = (), next_link_keys: tuple[str, ...] = ("@odata.nextLink",)
 ) -> tuple[pa.Table, str | None]:
@@ -196,43 +179,3 @@ def page_table(
         None,
     )
     return records, next_link
-
-
-def key_literal(value: Any) -> str:
-    """A key value as an OData literal: numbers bare, text quoted."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError(f"keyset paging needs an integer or text key, got {value!r}")
-    return str(value) if isinstance(value, int) else string_literal(value)
-
-
-def iterate_keyset_pages(
-    client: ThrottledClient,
-    url: str,
-    *,
-    key: str,
-    conjunction: str,
-    read: Callable[[httpx.Response], tuple[pa.Table, str | None]],
-    params: Mapping[str, Any] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Iterator[pa.Table]:
-    """Pages of records matching `conjunction` (comparisons joined by `and`), ordered by `key`.
-
-    For servers that page by offset (`$skip`): an offset counts rows of a filtered list that
-    changes while we read it, so a record leaving the filter makes the next page start one row
-    late and a record never read is skipped. Here each page is asked for as `key gt <last key
-    read>`, so records leaving or entering the set can never shift what is read next. The
-    server's next link only says whether more rows follow; its `$skip` is never used.
-    """
-    last = None
-    while True:
-        where = conjunction if last is None else f"{conjunction} and {key} gt {key_literal(last)}"
-        response = client.request(
-            "GET", url, params={**(params or {}), "$filter": where, "$orderby": key}, headers=headers
-        )
-        page, next_link = read(response)
-        del response
-        if page.num_rows:
-            yield page
-        if not next_link or not page.num_rows:
-            return
-        last = page.column(key)[-1].as_py()

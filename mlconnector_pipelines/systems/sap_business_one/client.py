@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 from ...core.catalog import SourceEntity
 from ...core.errors import ConfigError
 from ...core.http import ThrottledClient
-from ...core.odata import iterate_keyset_pages, read_page_table, string_literal
+from ...core.odata import read_page_table, string_literal
+from ...core.paginate import KeysetPages
 from ...core.tls import pinned_ssl_context, ssl_context
 from ...core.windows import local_to_utc_micros
 from .config import SapBusinessOneConfig
@@ -93,7 +94,7 @@ class ServiceLayerClient:
                 raise self.http.malformed(response, f"an UpdateDate or UpdateTime it cannot read: {exc}") from None
             return page.append_column(MODIFIED_AT, moments), next_link
 
-        for page in iterate_keyset_pages(
+        for page in KeysetPages(
             self.http,
             entity.entity_set,
             key=entity.key,

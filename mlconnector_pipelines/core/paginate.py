@@ -1,0 +1,154 @@
+"""Paging, whatever the server offers: one protocol, one implementation per kind.
+
+- `NextLinkPages`: the server links each page to the next (BC, F&O, Dataverse, SAP B1 v2).
+- `KeysetPages`: the server pages by `$skip` over a list that may change while it is read; we
+  ask for `key gt <last key read>` instead, ordered by the key (SAP B1, which sorts on request).
+- `SlicedWindowPages`: the server offers `$top`/`$skip` and documents no ordering (Acumatica's
+  contract API). A light read of every record's (modified, key) in the window cuts it into slices
+  of at most a page each, at distinct modified moments; each slice is then read whole. No offset
+  is ever used, so records changing or leaving the window between two requests cannot shift what
+  is read; a record read twice (it changed between two slices) comes back only in its newer version.
+- `DeltaLinkPages`: change tracking (Dataverse), as its issue lands.
+
+A paginator is an iterable of pages; a page is whatever its `read` makes of a response (an Arrow
+table, or a list of records).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+import httpx
+import pyarrow as pa
+
+from .http import ThrottledClient
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Paginator(Protocol[T_co]):
+    def __iter__(self) -> Iterator[T_co]: ...
+
+
+@dataclass
+class NextLinkPages(Generic[T]):
+    """GET each page and yield what `read` makes of it, following the server's next link exactly as given."""
+
+    client: ThrottledClient
+    url: str
+    read: Callable[[httpx.Response], tuple[T, str | None]]
+    params: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] | None = None
+
+    def __iter__(self) -> Iterator[T]:
+        next_url: str | None = self.url
+        next_params = self.params
+        while next_url:
+            response = self.client.request("GET", next_url, params=next_params, headers=self.headers)
+            page, next_url = self.read(response)
+            del response  # read; do not hold the body while the caller works on the page
+            yield page
+            next_params = None  # the next link already carries the query
+
+
+def key_literal(value: Any) -> str:
+    """A key value as an OData literal: numbers bare, text quoted."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"keyset paging needs an integer or text key, got {value!r}")
+    return str(value) if isinstance(value, int) else "'" + value.replace("'", "''") + "'"
+
+
+@dataclass
+class KeysetPages:
+    """Pages of records matching `conjunction` (comparisons joined by `and`), ordered by `key`.
+
+    For servers that page by offset (`$skip`): an offset counts rows of a filtered list that
+    changes while we read it, so a record leaving the filter makes the next page start one row
+    late and a record never read is skipped. Here each page is asked for as `key gt <last key
+    read>`, so records leaving or entering the set can never shift what is read next. The
+    server's next link only says whether more rows follow; its `$skip` is never used.
+    """
+
+    client: ThrottledClient
+    url: str
+    key: str
+    conjunction: str
+    read: Callable[[httpx.Response], tuple[pa.Table, str | None]]
+    params: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] | None = None
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        last = None
+        while True:
+            where = self.conjunction if last is None else f"{self.conjunction} and {self.key} gt {key_literal(last)}"
+            response = self.client.request(
+                "GET",
+                self.url,
+                params={**(self.params or {}), "$filter": where, "$orderby": self.key},
+                headers=self.headers,
+            )
+            page, next_link = self.read(response)
+            del response
+            if page.num_rows:
+                yield page
+            if not next_link or not page.num_rows:
+                return
+            last = page.column(self.key)[-1].as_py()
+
+
+def slices(stamps: Sequence[tuple[datetime, str]], page_size: int) -> list[tuple[int, int]]:
+    """Index ranges of sorted (modified, key) stamps, each at most `page_size` long, cut only where the
+    modified moment changes (a slice is asked for by time, so records of one moment go together)."""
+    cuts: list[tuple[int, int]] = []
+    start = 0
+    while start < len(stamps):
+        end = min(start + page_size, len(stamps))
+        while end < len(stamps) and stamps[end][0] == stamps[end - 1][0]:
+            end -= 1  # step back to the moment's first record...
+            if end == start:  # ...unless one moment alone is more than a page: it is read whole
+                end = start + 1
+                while end < len(stamps) and stamps[end][0] == stamps[start][0]:
+                    end += 1
+                break
+        cuts.append((start, end))
+        start = end
+    return cuts
+
+
+@dataclass
+class SlicedWindowPages:
+    """A time window read in slices of at most a page, for servers without server-driven paging or ordering.
+
+    `scan()` returns every record's (modified, key) in the window (one light request: `$select` of two
+    fields); `fetch(lower, upper)` returns the records modified in `[lower, upper)` (None: the window's
+    own bound). `moment_of(record)` and `key_of(record)` read a fetched record. Adjacent slices share
+    their boundary, so together they cover the window whatever precision the server keeps.
+    """
+
+    scan: Callable[[], Sequence[tuple[datetime, str]]]
+    fetch: Callable[[datetime | None, datetime | None], list[dict]]
+    moment_of: Callable[[dict], datetime]
+    key_of: Callable[[dict], str]
+    page_size: int
+
+    def __iter__(self) -> Iterator[list[dict]]:
+        stamps = sorted(self.scan())
+        seen: dict[str, datetime] = {}
+        bounds = [
+            (stamps[first][0] if first else None, stamps[last][0] if last < len(stamps) else None)
+            for first, last in slices(stamps, self.page_size)
+        ] or [(None, None)]  # an empty scan may have raced a record in: one read of the window settles it
+        for lower, upper in bounds:
+            page = []
+            for record in self.fetch(lower, upper):
+                key, moment = self.key_of(record), self.moment_of(record)
+                if key in seen and seen[key] >= moment:
+                    continue  # already read in this version (it changed between two slices)
+                seen[key] = moment
+                page.append(record)
+            if page:
+                yield page

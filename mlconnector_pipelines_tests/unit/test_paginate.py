@@ -1,0 +1,89 @@
+"""Slicing a window for a server with $top/$skip and no documented order: every record once, whatever it does."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from mlconnector_pipelines.core.paginate import SlicedWindowPages, slices
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+class Server:
+    """Records (key → modified) answered in a shuffled order, as a server that promises none might."""
+
+    def __init__(self, records: dict[str, datetime], seed: int = 1):
+        self.records = dict(records)
+        self.rng = random.Random(seed)
+        self.fetches: list[tuple] = []
+        self.on_fetch = lambda n: None
+
+    def scan(self):
+        return [(moment, key) for key, moment in self.records.items()]
+
+    def fetch(self, lower, upper):
+        self.fetches.append((lower, upper))
+        self.on_fetch(len(self.fetches))
+        found = [
+            {"key": k, "modified": m}
+            for k, m in self.records.items()
+            if (lower is None or m >= lower) and (upper is None or m < upper)
+        ]
+        self.rng.shuffle(found)
+        return found
+
+
+def pages(server: Server, size: int) -> list[list[dict]]:
+    return list(
+        SlicedWindowPages(
+            scan=server.scan,
+            fetch=server.fetch,
+            moment_of=lambda r: r["modified"],
+            key_of=lambda r: r["key"],
+            page_size=size,
+        )
+    )
+
+
+def test_slices_hold_at_most_a_page_and_never_split_one_moment():
+    stamps = sorted([(T0 + timedelta(seconds=s // 3), f"k{s:03d}") for s in range(30)])  # 3 records per second
+    cut = slices(stamps, 7)
+    assert [end - start for start, end in cut] == [6, 6, 6, 6, 6]  # 7 would split a second's three
+    assert all(stamps[end - 1][0] != stamps[end][0] for _, end in cut[:-1])
+    big = sorted([(T0, f"k{n}") for n in range(10)] + [(T0 + timedelta(seconds=1), "z")])
+    assert slices(big, 4) == [(0, 10), (10, 11)]  # one moment of ten: read whole, not split
+
+
+def test_every_record_once_in_shuffled_pages_with_ties_on_slice_boundaries():
+    records = {f"k{n:04d}": T0 + timedelta(milliseconds=(n // 5) * 250) for n in range(500)}  # ties of five
+    server = Server(records)
+    read = [r["key"] for page in pages(server, 40) for r in page]
+    assert sorted(read) == sorted(records) and len(read) == len(set(read))
+    assert all(len(page) <= 40 for page in pages(Server(records), 40))
+    assert server.fetches[0][0] is None and server.fetches[-1][1] is None  # the window's own bounds at its ends
+
+
+def test_a_record_changed_between_two_slices_comes_back_in_its_newer_version_and_none_is_lost():
+    records = {f"k{n:03d}": T0 + timedelta(seconds=n) for n in range(100)}
+    server = Server(records)
+
+    def change(fetch_number: int) -> None:
+        if fetch_number == 2:  # after the first slice was read, k005 (read) and k050 (not yet) change
+            server.records["k005"] = T0 + timedelta(seconds=95, milliseconds=500)
+            server.records["k050"] = T0 + timedelta(seconds=99, milliseconds=500)
+            del server.records["k060"]  # and k060 leaves the window (deleted, or moved past its end)
+
+    server.on_fetch = change
+    read = [(r["key"], r["modified"]) for page in pages(server, 20) for r in page]
+    keys = [k for k, _ in read]
+    assert set(keys) == set(records) - {"k060"}
+    assert keys.count("k005") == 2  # its old version, then its new one: current state takes the newer
+    assert [m for k, m in read if k == "k005"][-1] == T0 + timedelta(seconds=95, milliseconds=500)
+    assert keys.count("k050") == 1
+
+
+def test_an_empty_scan_still_reads_the_window_once():
+    server = Server({})
+    server.on_fetch = lambda n: server.records.update({"late": T0})  # a record commits between scan and read
+    assert [[r["key"] for r in page] for page in pages(server, 10)] == [["late"]]
