@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from mlconnector_pipelines.config import ConnectorConfig, parse_config, sandbox_profile
+from mlconnector_pipelines.sandbox.acumatica import AcumaticaSettings
 from mlconnector_pipelines.sandbox.business_central import BusinessCentralSettings
 from mlconnector_pipelines.sandbox.business_central.seed import Volumes
 from mlconnector_pipelines.sandbox.entra import EntraSettings
@@ -91,6 +92,7 @@ def start_sandbox(
     entra: dict | None = None,
     looker: LookerSettings | None = None,
     finance_operations: dict | None = None,
+    acumatica: dict | None = None,
     **business_central,
 ) -> tuple[RunningSandbox, Path]:
     """Every shared-port service: Entra ID, Business Central (a week of history unless told), Looker, F&O."""
@@ -101,6 +103,7 @@ def start_sandbox(
         business_central=BusinessCentralSettings(**bc),
         looker=looker or LookerSettings(),
         finance_operations=FinanceOperationsSettings(**(finance_operations or {})),
+        acumatica=AcumaticaSettings(**(acumatica or {})),
     )
     running = start_in_thread(data_dir, settings)
     return running, data_dir

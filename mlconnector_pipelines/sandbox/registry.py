@@ -24,6 +24,7 @@ FOLDERS = (
     "finance_operations",
     "looker",
     "sap_business_one",
+    "acumatica",
 )
 
 SERVICES: tuple[SandboxService, ...] = tuple(import_module(f"{__package__}.{folder}").SERVICE for folder in FOLDERS)

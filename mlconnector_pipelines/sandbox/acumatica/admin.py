@@ -1,0 +1,66 @@
+"""The admin API beside the base's faults/state/reset: raw records (exact decimals, details included), a raw
+upsert with explicit stamps, opening and closing financial periods, and ending every token and session."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from datetime import date, datetime
+from decimal import Decimal
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .ledger import period_id
+from .models import NotFound
+from .seed import now_stamp
+from .wire import format_stamp, json
+
+ADMIN = "/_sandbox/acumatica"
+
+
+def plain(value):
+    """A record as tests read it: stamps as ISO text, amounts as exact numbers."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime):
+        return format_stamp(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def admin_routes(simulator) -> list[Route]:
+    model = simulator.model
+
+    async def records(request: Request) -> Response:
+        name = request.path_params["entity"]
+        if name not in model.tables:
+            return json({"error": f"no entity {name}; known: {sorted(model.tables)}"}, 404)
+        model.settle()
+        if request.method == "GET":
+            return json([plain(row) for row in model.rows(name)])
+        body = jsonlib.loads(await request.body() or b"{}", parse_float=Decimal)
+        raw = body.get("record", body)
+        return json(plain(model.put_raw(name, raw, now_stamp())))
+
+    async def periods(request: Request) -> Response:
+        body = await request.json()
+        pid = period_id(body.get("period"))
+        try:
+            row = model.set_period(pid or "", bool(body.get("closed")), now_stamp())
+        except NotFound:
+            return json({"error": f"no financial period {body.get('period')}"}, 404)
+        return json(plain(row))
+
+    async def expire(request: Request) -> Response:
+        simulator.licence.expire_all()
+        return json({"expired": True})
+
+    return [
+        Route(f"{ADMIN}/records/{{entity}}", records, methods=["GET", "POST"]),
+        Route(f"{ADMIN}/periods", periods, methods=["POST"]),
+        Route(f"{ADMIN}/tokens/expire", expire, methods=["POST"]),
+    ]
