@@ -15,6 +15,7 @@ from typing import Any
 from .audit.store import AuditStore, DocumentRecord, open_audit_store
 from .core.errors import ConfigError, ConnectorError
 from .engine.post import PostingEngine
+from .engine.records import RecordSync
 from .systems.registry import enabled_sections
 
 
@@ -41,7 +42,7 @@ def replay(cfg, *, flow: str | None = None, dry_run: bool = False, run_id: str |
                 outcomes.append(ReplayOutcome(record, f"{record.system} is not configured: skipped", False))
                 continue
             spec, section = targets[record.system]
-            target = spec.posting_target(section, cfg.data_dir)
+            target = spec.posting_target(section, cfg.data_dir, record.flow)
             try:
                 outcomes.append(_replay_one(audit, target, record, dry_run, run_id))
             finally:
@@ -53,6 +54,9 @@ def replay(cfg, *, flow: str | None = None, dry_run: bool = False, run_id: str |
 
 def _replay_one(audit: AuditStore, target, record: DocumentRecord, dry_run: bool, run_id: str) -> ReplayOutcome:
     plan = audit.plan(record)
+    if dry_run and hasattr(target, "upsert"):
+        pending = sum(1 for r in audit.line_records(record.id) if r.state != "verified")
+        return ReplayOutcome(record, f"would sync {pending} of {len(plan.lines)} records ({record.state})", True)
     if dry_run:
         found = target.find(plan)
         where = (
@@ -61,9 +65,11 @@ def _replay_one(audit: AuditStore, target, record: DocumentRecord, dry_run: bool
             else f"not in {record.system} yet"
         )
         return ReplayOutcome(record, f"would finish ({record.state}; {where})", True)
-    engine = PostingEngine(target, audit, run_id=run_id)
     try:
-        result = engine.run(plan, adjusts=record.adjusts)
+        if hasattr(target, "upsert"):  # records kept equal by key, each on its own
+            synced = RecordSync(target, audit, run_id=run_id).run(plan)
+            return ReplayOutcome(synced.document, synced.summary(), True)
+        result = PostingEngine(target, audit, run_id=run_id).run(plan, adjusts=record.adjusts)
     except ConnectorError as exc:
         return ReplayOutcome(audit.document(record.id), f"failed: {exc}", False)
     return ReplayOutcome(result.document, result.summary(), True)

@@ -125,17 +125,19 @@ def make_config(
     sap: dict | None = None,
     looker: dict | None = None,
     finance_operations: dict | None = None,
+    acumatica: dict | None = None,
     **business_central,
 ) -> ConnectorConfig:
     """The sandbox profile pointed at this module's sandbox, with a private warehouse.
 
-    SAP Business One (its simulator runs apart), Looker and F&O are left out unless given their settings.
+    SAP Business One (its simulator runs apart), Looker, F&O and Acumatica are left out unless given their settings.
     """
     raw = sandbox_profile(admin.data_dir, admin.url)
     raw["data_dir"] = str(data_dir)
     raw["sap_business_one"] = sap
     raw["looker"] = looker
     raw["finance_operations"] = finance_operations
+    raw["acumatica"] = acumatica
     bc = raw["business_central"]
     bc["partitions"]["start"] = HISTORY_START.date().isoformat()
     bc["http"] = dict(FAST_HTTP)

@@ -57,3 +57,11 @@ class OutcomeUnknown(RequestFailedError):
 
 class RecordError(ConnectorError):
     """A record the source sent cannot be stored as it is: the message names the record and the value."""
+
+
+class RecordRefused(ConnectorError):
+    """An ERP refused a record it was sent: `errors` are its fields' messages (`Field: message` each)."""
+
+    def __init__(self, system: str, entity: str, key: str, errors: list[str]):
+        self.system, self.entity, self.key, self.errors = system, entity, key, errors
+        super().__init__(f"{system} refused {entity} {key}: " + "; ".join(errors or ["(no field named)"]))

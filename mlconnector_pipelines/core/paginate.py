@@ -124,31 +124,34 @@ class SlicedWindowPages:
     """A time window read in slices of at most a page, for servers without server-driven paging or ordering.
 
     `scan()` returns every record's (modified, key) in the window (one light request: `$select` of two
-    fields); `fetch(lower, upper)` returns the records modified in `[lower, upper)` (None: the window's
-    own bound). `moment_of(record)` and `key_of(record)` read a fetched record. Adjacent slices share
-    their boundary, so together they cover the window whatever precision the server keeps.
+    fields); `fetch(lower, upper)` returns the records modified in `[lower, upper)` as a table (None:
+    the window's own bound), with columns `key` and `modified` (the stamp as the server wrote it).
+    Adjacent slices share their boundary, so together they cover the window whatever precision the
+    server keeps. A record that changed between two slices is read in both versions (the newer one
+    second); a version already read is not yielded again.
     """
 
     scan: Callable[[], Sequence[tuple[datetime, str]]]
-    fetch: Callable[[datetime | None, datetime | None], list[dict]]
-    moment_of: Callable[[dict], datetime]
-    key_of: Callable[[dict], str]
+    fetch: Callable[[datetime | None, datetime | None], pa.Table]
+    key: str
+    modified: str
     page_size: int
 
-    def __iter__(self) -> Iterator[list[dict]]:
+    def __iter__(self) -> Iterator[pa.Table]:
         stamps = sorted(self.scan())
-        seen: dict[str, datetime] = {}
+        seen: set[tuple[str, str]] = set()
         bounds = [
             (stamps[first][0] if first else None, stamps[last][0] if last < len(stamps) else None)
             for first, last in slices(stamps, self.page_size)
         ] or [(None, None)]  # an empty scan may have raced a record in: one read of the window settles it
         for lower, upper in bounds:
-            page = []
-            for record in self.fetch(lower, upper):
-                key, moment = self.key_of(record), self.moment_of(record)
-                if key in seen and seen[key] >= moment:
-                    continue  # already read in this version (it changed between two slices)
-                seen[key] = moment
-                page.append(record)
-            if page:
+            page = self.fetch(lower, upper)
+            if page.num_rows == 0:  # (an empty answer has no columns to read)
+                continue
+            versions = list(zip(page.column(self.key).to_pylist(), page.column(self.modified).to_pylist(), strict=True))
+            fresh = [version not in seen for version in versions]
+            seen.update(versions)
+            if not all(fresh):
+                page = page.filter(pa.array(fresh))
+            if page.num_rows:
                 yield page

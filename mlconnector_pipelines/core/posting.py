@@ -186,6 +186,9 @@ class PostingTarget(Protocol):
     system: str
     max_lines_per_write: int  # lines written atomically by one create_lines call
     writes_in_flight: int  # create_lines calls the engine may have under way at once (thread-safe target)
+    # Optional: `lines_with_header = True` for a target that saves a document and its lines in one atomic
+    # write (create_document takes them all; create_lines is never called), and `finish(plan, number)`
+    # for a step after verification (Acumatica's release), returning what it did or None.
 
     def validate(self, plan: Plan) -> list[Problem]:
         """Every reason the target would refuse the plan (accounts, dimensions, period), read without writing."""

@@ -185,11 +185,15 @@ class PostingEngine:
     def _post(self, plan: Plan, record: DocumentRecord) -> PostingResult:
         existing = self._find(plan)
         resumed = existing is not None
+        carried = 0  # lines written with the header, by a target that saves a document whole
         if existing is None:
             self.checkpoint("before_header")
             number = self._create_document(plan, record)
             if number is None:  # the lost create did happen: the lookup found it
                 existing = self._find(plan)
+            elif getattr(self.target, "lines_with_header", False):
+                self.audit.lines_written(record.id, [line.number for line in plan.lines], "created")
+                carried = len(plan.lines)
         if existing is not None:
             number = existing.number
             self._check_same_plan(plan, existing)
@@ -206,8 +210,8 @@ class PostingEngine:
             self.audit.lines_written(record.id, [line.number for line in existing.lines], "created", attempt=False)
         self.checkpoint("after_header")
         present = {line.number for line in existing.lines} if existing is not None else set()
-        missing = [line for line in plan.lines if line.number not in present]
-        written = self._write_lines(plan, record, number, missing)
+        missing = [] if carried else [line for line in plan.lines if line.number not in present]
+        written = carried + self._write_lines(plan, record, number, missing)
         self.checkpoint("after_lines")
         outcome = ("already_posted" if not written else "resumed") if resumed else "posted"
         self.audit.event(record.id, self.run_id, "written", f"{outcome}: {written} of {len(plan.lines)} lines written")
@@ -226,6 +230,11 @@ class PostingEngine:
         if result is None:  # verified in a step of its own: what this run's post step did is in the history
             result = self._written_in_run(plan, record, number)
         written, outcome = result.lines_written, result.outcome
+        finishing = getattr(self.target, "finish", None)
+        finished = finishing(plan, number) if finishing is not None else None
+        if finished:
+            self.audit.event(record.id, self.run_id, "finished", finished)
+            self.progress(f"{plan.document_key} ({number}): {finished}")
         self.audit.set_state(
             record.id,
             "verified",
@@ -270,6 +279,16 @@ class PostingEngine:
         self.audit.set_state(record.id, "writing", run_id=self.run_id, event="creating_header", count_attempt=True)
         try:
             number = self.target.create_document(plan)
+        except LinesRefused as refused:  # refused whole: nothing was saved
+            problem = Problem(refused.line, f"{plan.system} refused it: {refused.reason}")
+            if refused.line is not None:
+                self.audit.refuse_lines(record.id, {refused.line.number: problem.reason})
+            self.audit.set_state(
+                record.id, "refused", run_id=self.run_id, error=problem.describe(), event="refused_by_target"
+            )
+            raise PostingRefused(
+                f"{plan.system}: {plan.document_key} was refused; nothing was saved", [problem.describe()]
+            ) from None
         except OutcomeUnknown as exc:
             self.audit.event(record.id, self.run_id, "outcome_unknown", str(exc))
             if self._find(plan) is not None:

@@ -22,6 +22,7 @@ FOLDERS = (
     "sap_business_one",
     "looker",
     "finance_operations",
+    "acumatica",
 )
 
 SYSTEMS: tuple[SystemSpec, ...] = tuple(import_module(f"{__package__}.{folder}.system").SPEC for folder in FOLDERS)

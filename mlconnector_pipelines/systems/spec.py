@@ -38,8 +38,9 @@ class SystemSpec:
     ping: Callable[[Any, Path], PingResult]  # one cheap authenticated read
     secrets: Callable[[Any], Iterable[tuple[SecretRef, str]]]  # (reference, what it is) a ping needs set
     url: Callable[[Any], str]  # where the system is, as ping shows it
-    # Systems the product writes documents into: a PostingTarget for replay (section, data_dir).
-    posting_target: Callable[[Any, Path], Any] | None = None
+    # Systems the product writes documents into: the target of a flow's documents, for replay
+    # (section, data_dir, flow): a PostingTarget, or a RecordTarget (engine/records.py).
+    posting_target: Callable[[Any, Path, str], Any] | None = None
 
     @property
     def pool(self) -> str:

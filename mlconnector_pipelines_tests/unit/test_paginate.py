@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
+
 from mlconnector_pipelines.core.paginate import SlicedWindowPages, slices
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -26,24 +28,21 @@ class Server:
         self.fetches.append((lower, upper))
         self.on_fetch(len(self.fetches))
         found = [
-            {"key": k, "modified": m}
+            {"key": k, "modified": m.isoformat()}
             for k, m in self.records.items()
             if (lower is None or m >= lower) and (upper is None or m < upper)
         ]
         self.rng.shuffle(found)
-        return found
+        return pa.Table.from_pylist(found, schema=pa.schema([("key", pa.string()), ("modified", pa.string())]))
 
 
 def pages(server: Server, size: int) -> list[list[dict]]:
-    return list(
-        SlicedWindowPages(
-            scan=server.scan,
-            fetch=server.fetch,
-            moment_of=lambda r: r["modified"],
-            key_of=lambda r: r["key"],
-            page_size=size,
+    return [
+        page.to_pylist()
+        for page in SlicedWindowPages(
+            scan=server.scan, fetch=server.fetch, key="key", modified="modified", page_size=size
         )
-    )
+    ]
 
 
 def test_slices_hold_at_most_a_page_and_never_split_one_moment():
@@ -79,7 +78,7 @@ def test_a_record_changed_between_two_slices_comes_back_in_its_newer_version_and
     keys = [k for k, _ in read]
     assert set(keys) == set(records) - {"k060"}
     assert keys.count("k005") == 2  # its old version, then its new one: current state takes the newer
-    assert [m for k, m in read if k == "k005"][-1] == T0 + timedelta(seconds=95, milliseconds=500)
+    assert [m for k, m in read if k == "k005"][-1] == (T0 + timedelta(seconds=95, milliseconds=500)).isoformat()
     assert keys.count("k050") == 1
 
 

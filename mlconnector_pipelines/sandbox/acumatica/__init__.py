@@ -95,13 +95,11 @@ def profile(endpoint: Endpoint) -> dict[str, dict]:
     }
 
 
-# `profile` is not wired yet: ConnectorConfig refuses a section no registered system declares, so
-# wiring it before the product's acumatica system is registered breaks every load of the sandbox
-# profile. The lead sets `profile=profile` when the client's config model lands.
 SERVICE = SandboxService(
     key="acumatica",
     title="Acumatica",
     settings=AcumaticaSettings,
     simulator=f"{__package__}.simulator",
+    profile=profile,
     shared=("seed", "history_start", "history_end", "live"),
 )

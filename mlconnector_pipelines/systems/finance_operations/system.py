@@ -25,7 +25,7 @@ def _ping(cfg: FinanceOperationsConfig, data_dir):
     return ping(cfg, data_dir)
 
 
-def _posting_target(cfg: FinanceOperationsConfig, data_dir):
+def _posting_target(cfg: FinanceOperationsConfig, data_dir, flow: str):
     from .resource import FinanceOperationsResource
 
     return FinanceOperationsResource.from_section(cfg, data_dir).journal_target()

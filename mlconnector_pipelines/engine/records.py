@@ -1,0 +1,162 @@
+"""Reference records kept equal to a Looker result: each record inserted or updated by its key, once.
+
+Unlike a journal, records stand alone: one Acumatica refuses (a vendor class that does not exist)
+is named with its field and reason, and the others still land. Each record is read by its key
+first, and only the fields that differ are sent (a PUT matched by key: sending it again does what
+sending it once did). Every record is a line of one audit document per run's partition, so a
+refused one is replayed from the audit store once its data or the ERP is fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from ..audit.store import AuditStore, DocumentRecord
+from ..core.errors import ConnectorError, RecordRefused
+from ..core.posting import ZERO, Plan, PlannedLine, SourceRow
+
+
+class RecordTarget(Protocol):
+    system: str
+    entity: str
+    key: str
+
+    def current(self, key: str) -> dict | None:
+        """The record as the ERP holds it, or None."""
+        ...
+
+    def upsert(self, record: dict) -> dict:
+        """Insert or update by key (only the fields given); raises RecordRefused naming fields."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class SyncResult:
+    inserted: list[str] = field(default_factory=list)
+    updated: dict[str, list[str]] = field(default_factory=dict)  # key → fields changed
+    unchanged: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # key → reason
+    document: DocumentRecord | None = None
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.inserted)} inserted, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
+            f"{len(self.refused)} refused"
+        )
+
+
+class RecordsRefused(ConnectorError):
+    def __init__(self, result: SyncResult, entity: str):
+        self.result = result
+        super().__init__(
+            f"{len(result.refused)} {entity} record(s) refused ({result.summary()}); the rest landed. "
+            + "; ".join(f"{key}: {reason}" for key, reason in list(result.refused.items())[:20])
+            + " — fix them and replay (`mlconnector replay`)"
+        )
+
+
+def records_plan(
+    *,
+    flow: str,
+    partition: str,
+    system: str,
+    company: str,
+    entity: str,
+    key: str,
+    rows: Sequence[tuple[SourceRow, dict]],
+) -> Plan:
+    """Desired records as plan lines: `account` the key value, `dimensions` the record's (field, value) pairs."""
+    lines = []
+    for number, (source, record) in enumerate(rows, start=1):
+        values = tuple((name, _text(value)) for name, value in record.items() if value is not None)
+        lines.append(
+            PlannedLine(number, str(record[key]), values, ZERO, ZERO, "", f"{entity} {record[key]}", source=source)
+        )
+    return Plan(
+        flow=flow,
+        partition=partition,
+        document_key=f"MLC {flow} {partition}".strip(),
+        system=system,
+        company=company,
+        header={"entity": entity, "key": key},
+        lines=tuple(lines),
+    )
+
+
+def _text(value: Any) -> str:
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+def _same(held: Any, wanted: str) -> bool:
+    """Whether the ERP's value is the wanted one (text from Looker): numbers by value, yes/no by truth."""
+    if held is None:
+        return wanted == ""
+    if isinstance(held, bool):
+        return held == (wanted.strip().lower() in ("true", "yes", "1"))
+    if isinstance(held, (int, Decimal)):
+        try:
+            return Decimal(held) == Decimal(wanted)
+        except ArithmeticError:
+            return False
+    return str(held) == wanted
+
+
+class RecordSync:
+    def __init__(
+        self, target: RecordTarget, audit: AuditStore, *, run_id: str, progress: Callable[[str], None] = print
+    ):
+        self.target, self.audit, self.run_id, self.progress = target, audit, run_id, progress
+
+    def run(self, plan: Plan) -> SyncResult:
+        record = self.audit.save_plan(plan, self.run_id)
+        result = SyncResult()
+        done = {r.line.number for r in self.audit.line_records(record.id) if r.state == "verified"}
+        for line in plan.lines:
+            if line.number in done:
+                result.unchanged.append(line.account)
+                continue
+            self._sync(record, line, result)
+        state = "verified" if not result.refused else "failed"
+        self.audit.set_state(record.id, state, run_id=self.run_id, event="synced", detail=result.summary(),
+                             error="; ".join(f"{k}: {v}" for k, v in result.refused.items()) or None)  # fmt: skip
+        result.document = self.audit.document(record.id)
+        if result.refused:
+            raise RecordsRefused(result, self.target.entity)
+        return result
+
+    def _sync(self, record: DocumentRecord, line: PlannedLine, result: SyncResult) -> None:
+        wanted: Mapping[str, str] = dict(line.dimensions)
+        key = line.account
+        held = self.target.current(key)
+        changed = [f for f, value in wanted.items() if held is None or not _same(held.get(f), value)]
+        if held is not None and not changed:
+            result.unchanged.append(key)
+            self.audit.lines_written(record.id, [line.number], "verified", attempt=False)
+            return
+        send = {self.target.key: key, **{f: wanted[f] for f in changed if f != self.target.key}}
+        try:
+            saved = self.target.upsert(send)
+        except RecordRefused as refused:
+            reason = "; ".join(refused.errors)
+            result.refused[key] = reason
+            self.audit.refuse_lines(record.id, {line.number: reason})
+            self.progress(f"{self.target.entity} {key} refused: {reason}")
+            return
+        differs = [f for f in changed if not _same(saved.get(f), wanted[f])]
+        if differs:
+            result.refused[key] = f"saved, but {', '.join(differs)} differ from what was sent"
+            self.audit.refuse_lines(record.id, {line.number: result.refused[key]})
+            return
+        if held is None:
+            result.inserted.append(key)
+        else:
+            result.updated[key] = changed
+        self.audit.lines_written(record.id, [line.number], "verified")
+        self.audit.event(
+            record.id, self.run_id, "inserted" if held is None else "updated", f"{key}: {', '.join(changed)}"
+        )

@@ -1,0 +1,193 @@
+"""Acumatica ↔ Looker: Acumatica's finance records into the warehouse; Looker figures into GL journal
+transactions (flows/journals.py) and into reference records (a Looker result kept in an entity).
+
+Entities are read in one step per run (one licence seat, signed out at the end even when the run
+fails), daily windows on their modified stamp. Subaccounts carry no stamp and are loaded whole.
+"""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from ..audit.config import AuditConfig
+from ..audit.store import open_audit_store
+from ..core.errors import ConfigError
+from ..engine.journal import JournalSpec, looker_rows
+from ..engine.records import RecordsRefused, RecordSync, records_plan
+from ..systems.acumatica import catalog
+from ..systems.acumatica.auth import SYSTEM
+from ..systems.acumatica.config import AcumaticaConfig, AcumaticaJournal, ReferenceRecords
+from ..systems.acumatica.resource import snapshot_table
+from ..systems.acumatica.target import BRANCH, SUBACCOUNT, document_key
+from ..systems.spec import FlowContext
+from ..warehouse.schema import EXTRACTED_AT, RUN_ID, WINDOW_START, TableSpec, column_name
+from ..warehouse.schema import SOURCE as SOURCE_COLUMN
+from .journals import JournalFlow, build_journals
+from .looker import asset_key as looker_asset_key
+from .looker import table_name as looker_table
+from .partitions import partitions_def
+from .windowed import WindowedSource, build_windowed
+
+GROUP = "acumatica"
+SOURCE = WindowedSource(
+    system=SYSTEM,
+    group=GROUP,
+    resource_key=GROUP,
+    kind="acumatica",
+    job_name="acumatica_to_warehouse",
+    one_step=True,
+)
+JOB = SOURCE.job_name
+SUBACCOUNTS = "acumatica_subaccounts"
+
+
+def journal_flow(cfg: AcumaticaConfig) -> JournalFlow:
+    def dimensions(mapping: AcumaticaJournal, target) -> list:
+        return [(SUBACCOUNT, mapping.subaccount), (BRANCH, mapping.branch)]
+
+    spec = JournalSpec(
+        system=SYSTEM,
+        company=lambda mapping: cfg.tenant,
+        header=lambda mapping, when: {
+            "ledger": mapping.ledger,
+            "release": mapping.release,
+            **({"branch": mapping.header_branch} if mapping.header_branch else {}),
+        },
+        document_key=document_key,
+        dimensions=dimensions,
+        text_limit=256,
+    )
+    return JournalFlow(spec=spec, group=GROUP, kind="acumatica", open_target=lambda resource: resource.journal_target())
+
+
+def _subaccounts_asset(warehouse_kind: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=[GROUP, SUBACCOUNTS],
+        group_name=GROUP,
+        kinds={"acumatica", warehouse_kind},
+        pool=GROUP,
+        required_resource_keys={GROUP, "warehouse"},
+        description="Subaccounts (GL203000), replaced whole on each materialization: the entity carries no "
+        "modified stamp to window it by.",
+        metadata={"dagster/table_name": SUBACCOUNTS},
+    )
+    def subaccounts(context: dg.AssetExecutionContext):
+        client = getattr(context.resources, GROUP).client()
+        try:
+            client.check_version()
+            table = snapshot_table(client, "Subaccount")
+            figures = client.http.stats.as_metadata("http_")
+        finally:
+            client.close()
+        frame = table.to_pandas()
+        frame.columns = [column_name(c) if not c.startswith("_") else c for c in frame.columns]
+        frame[WINDOW_START] = None
+        frame[EXTRACTED_AT] = datetime.now(UTC)
+        frame[RUN_ID] = context.run_id
+        frame[SOURCE_COLUMN] = "acumatica api"
+        spec = TableSpec(name=SUBACCOUNTS, key=(), modified_column=None, types={}, snapshot=True)
+        with context.resources.warehouse.open().replace_snapshot(spec, None) as load:
+            load.write(spec, frame)
+        return dg.MaterializeResult(metadata={"dagster/row_count": len(frame), "rows": len(frame), **figures})
+
+    return subaccounts
+
+
+def _records_asset(records: ReferenceRecords, query, data_dir, audit_cfg) -> dg.AssetsDefinition:
+    key = dg.AssetKey([GROUP, records.name])
+
+    @dg.asset(
+        key=key,
+        group_name=GROUP,
+        kinds={"acumatica", "looker"},
+        partitions_def=partitions_def(query.partition) if query.partition else None,
+        deps=[looker_asset_key(query)],
+        pool=GROUP,
+        required_resource_keys={GROUP, "warehouse"},
+        description=(records.description or f"{records.entity} records kept equal to Looker {query.name}.")
+        + f" Inserted or updated by {records.key}, only the fields that differ; a record Acumatica refuses is "
+        "named and replayable, the others still land.",
+        metadata={"looker_query": query.name, "entity": records.entity},
+    )
+    def reference_records(context: dg.AssetExecutionContext):
+        partition = context.partition_key if context.has_partition_key else ""
+        window = (context.partition_time_window.start, context.partition_time_window.end) if partition else None
+        store = context.resources.warehouse.open()
+        if not store.table_exists(looker_table(query)):
+            raise dg.Failure(
+                f"{looker_table(query)} does not exist yet: materialize {looker_asset_key(query).to_user_string()}"
+            )
+        rows = looker_rows(
+            looker_asset_key(query).to_user_string(), store.read_table(looker_table(query), window), query.fields
+        )
+        wanted = []
+        for source, values in rows.rows:
+            missing = [f for f in records.fields.values() if f not in values and column_name(f) not in values]
+            if missing:
+                raise ConfigError(
+                    f"acumatica.reference_records[{records.name}]: Looker field(s) {missing} not in {query.name}"
+                )
+            wanted.append((source, {field: _value(values, looker) for field, looker in records.fields.items()}))
+        plan = records_plan(
+            flow=key.to_user_string(), partition=partition, system=SYSTEM, company=records.entity,
+            entity=records.entity, key=records.key, rows=wanted,
+        )  # fmt: skip
+        target = getattr(context.resources, GROUP).record_target(records.entity, records.key)
+        audit = open_audit_store(audit_cfg, data_dir)
+        try:
+            result = RecordSync(target, audit, run_id=context.run_id, progress=context.log.info).run(plan)
+        except RecordsRefused as refused:
+            raise dg.Failure(
+                description=str(refused),
+                metadata={
+                    "refused": dg.MetadataValue.json(refused.result.refused),
+                    "inserted": len(refused.result.inserted),
+                    "updated": len(refused.result.updated),
+                },
+            ) from None
+        finally:
+            figures = target.metadata()
+            target.close()
+            audit.close()
+        return dg.MaterializeResult(
+            metadata={
+                "outcome": result.summary(),
+                "inserted": dg.MetadataValue.json(result.inserted),
+                "updated": dg.MetadataValue.json(result.updated),
+                "unchanged": len(result.unchanged),
+                **figures,
+            }
+        )
+
+    return reference_records
+
+
+def _value(values: dict, looker_field: str):
+    value = values.get(looker_field, values.get(column_name(looker_field)))
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
+
+
+def build_acumatica(cfg: AcumaticaConfig, ctx: FlowContext) -> dg.Definitions:
+    parts = [
+        build_windowed(SOURCE, catalog.select(cfg.entities), cfg.partitions, ctx.warehouse_kind),
+        dg.Definitions(assets=[_subaccounts_asset(ctx.warehouse_kind)]),
+    ]
+    looker = getattr(ctx.config, "looker", None) if ctx.config is not None else None
+    audit = ctx.config.audit if ctx.config is not None else AuditConfig()
+    if cfg.journals:
+        parts.append(build_journals(journal_flow(cfg), list(cfg.journals), looker, ctx.data_dir, audit))
+    if cfg.reference_records:
+        if looker is None or not looker.enabled:
+            raise ConfigError("acumatica.reference_records come from Looker queries: configure the looker section")
+        queries = {q.name: q for q in looker.queries}
+        assets = []
+        for records in cfg.reference_records:
+            if records.looker_query not in queries:
+                raise ConfigError(
+                    f"acumatica.reference_records[{records.name}].looker_query {records.looker_query!r} is not in "
+                    f"looker.queries (have: {', '.join(queries) or 'none'})"
+                )
+            assets.append(_records_asset(records, queries[records.looker_query], ctx.data_dir, audit))
+        parts.append(dg.Definitions(assets=assets))
+    return dg.Definitions.merge(*parts)

@@ -1,0 +1,306 @@
+"""Acumatica contract-based REST client: the configured endpoint version, wrapped values, windows in slices.
+
+The endpoint version is part of every URL and must be one the site publishes: a wrong one is a
+configuration error naming the version asked and the versions the site lists (`GET /entity`),
+never retried. Reads come back as JSON arrays (no server-driven paging, no documented order, no
+count): a window is read in slices (core.paginate.SlicedWindowPages) after a light scan of each
+record's (modified, id). Writes are `PUT` (insert or update matched by key); a field Acumatica
+refuses comes back with an `error` on it, which RecordRefused names.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ...core.errors import ConfigError, RecordRefused, RequestFailedError
+from ...core.http import ThrottledClient
+from ...core.odata import page_table
+from ...core.paginate import SlicedWindowPages
+from ...core.tls import ssl_context
+from .auth import SYSTEM, CookieSession, OAuthTokens
+from .config import AcumaticaConfig
+from .values import field_errors, unwrap, unwrap_table, wrap
+
+ID = "id"
+
+
+def acumatica_error_message(response: httpx.Response) -> tuple[str, str | None]:
+    """(message, code) of an Acumatica answer: the HttpError's exceptionMessage says what went wrong."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return (response.text[:300] or response.reason_phrase, None)
+    if isinstance(body, dict):
+        if body.get("modelState"):
+            details = "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in body["modelState"].items())
+            return (f"{body.get('message') or 'The request is invalid.'} {details}", None)
+        errors = field_errors(body)
+        if errors:
+            return ("; ".join(errors), None)
+        message = (
+            body.get("exceptionMessage") or body.get("message") or body.get("error_description") or body.get("error")
+        )
+        return (str(message or response.text[:300]), str(body.get("exceptionType") or "") or None)
+    return (response.text[:300], None)
+
+
+def datetimeoffset(moment: datetime) -> str:
+    """A `datetimeoffset'…'` literal in UTC (Acumatica's $filter takes OData v3 literals)."""
+    if moment.tzinfo is None:
+        raise ValueError("datetime literals must be timezone-aware")
+    return f"datetimeoffset'{moment.astimezone(UTC).isoformat(timespec='microseconds')}'"
+
+
+def text_literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class AcumaticaClient:
+    def __init__(self, cfg: AcumaticaConfig, *, password: str, client_secret: str | None = None):
+        self.cfg = cfg
+        verify = ssl_context(cfg.ca_bundle, what="acumatica")
+        self._auth_http = httpx.Client(verify=verify, timeout=httpx.Timeout(cfg.http.timeout_seconds))
+        if cfg.auth.mode == "oauth":
+            self.auth: OAuthTokens | CookieSession = OAuthTokens(
+                self._auth_http, cfg.base_url, cfg.auth, client_secret=client_secret or "", password=password
+            )
+        else:
+            self.auth = CookieSession(self._auth_http, cfg.base_url, cfg.auth, tenant=cfg.tenant, password=password)
+        self.http = ThrottledClient(
+            SYSTEM,
+            base_url=cfg.endpoint_url,
+            policy=cfg.http,
+            auth=self.auth,
+            verify=verify,
+            secrets=(password, client_secret),
+            headers={"Accept": "application/json"},
+            error_message=acumatica_error_message,
+        )
+        self._version_checked = False
+
+    def close(self) -> None:
+        """Signs out first: a seat of the licence is held until then."""
+        try:
+            self.auth.close()
+        finally:
+            self.http.close()
+            self._auth_http.close()
+
+    def __enter__(self) -> AcumaticaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the endpoint version ---------------------------------------------------------------------
+
+    def published_versions(self) -> list[str] | None:
+        """The versions of the configured endpoint the site lists at `GET /entity`; None if it lists none."""
+        try:
+            response = self._auth_http.get(f"{self.cfg.base_url}/entity", headers={"Accept": "application/json"})
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            endpoints = orjson.loads(response.content).get("endpoints") or []
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        return sorted({e.get("version") for e in endpoints if e.get("name") == self.cfg.endpoint and e.get("version")})
+
+    def check_version(self) -> None:
+        """Raise ConfigError (never retried) when the site does not publish the configured endpoint version."""
+        if self._version_checked:
+            return
+        published = self.published_versions()
+        if published is not None and self.cfg.version not in published:
+            raise self._wrong_version(published)
+        self._version_checked = published is not None
+
+    def _wrong_version(self, published: list[str] | None) -> ConfigError:
+        listed = f"; the site publishes {', '.join(published)}" if published else ""
+        return ConfigError(
+            f"acumatica.version: the site has no {self.cfg.endpoint}/{self.cfg.version} endpoint{listed}. Set "
+            "acumatica.version to the endpoint version of the customer's release (Web Service Endpoints, SM207060)"
+        )
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.http.request(method, path, **kwargs)
+        except RequestFailedError as exc:
+            if exc.status == 404 and not self._version_checked:
+                # A 404 for an endpoint or entity is how a wrong version answers: say so, with the versions.
+                published = self.published_versions()
+                if published is None or self.cfg.version not in published:
+                    raise self._wrong_version(published) from None
+            raise
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def records(
+        self,
+        entity: str,
+        *,
+        filter: str | None = None,
+        select: Sequence[str] | None = None,
+        expand: Sequence[str] = (),
+        top: int | None = None,
+    ) -> list[dict]:
+        """Records as plain values (amounts as Decimal)."""
+        response = self._request("GET", f"/{entity}", params=_params(filter, select, expand, top))
+        return [unwrap(r) for r in self._json(response)]
+
+    def record(self, entity: str, keys: Sequence[str], *, expand: Sequence[str] = ()) -> dict | None:
+        """One record by its key values; None when there is none."""
+        path = "/".join(quote(str(k), safe="") for k in keys)
+        try:
+            response = self._request("GET", f"/{entity}/{path}", params=_params(None, None, expand, None))
+        except RequestFailedError as exc:
+            if exc.status == 500 and "No entity satisfies" in str(exc):
+                return None
+            raise
+        return unwrap(self._json(response))
+
+    def table(
+        self, entity: str, *, filter: str | None, expand: Sequence[str], read_fields: Sequence[pa.Field]
+    ) -> pa.Table:
+        """Records as an Arrow table read in C++ (wrapped values unwrapped column by column)."""
+        response = self._request("GET", f"/{entity}", params=_params(filter, None, expand, None))
+        try:
+            records, _ = page_table(b'{"value":' + response.content + b"}", read_fields)
+        except ValueError as exc:
+            raise self.http.malformed(response, f"records it cannot read: {exc}") from None
+        return unwrap_table(records)
+
+    def window(
+        self,
+        entity: str,
+        modified_field: str,
+        start: datetime,
+        end: datetime,
+        *,
+        expand: Sequence[str],
+        read_fields: Sequence[pa.Field],
+    ) -> Iterator[pa.Table]:
+        """The records modified in `[start, end)`, in slices of at most `page_size`."""
+
+        def bounded(lower: datetime | None, upper: datetime | None) -> str:
+            return (
+                f"{modified_field} ge {datetimeoffset(lower or start)} and "
+                f"{modified_field} lt {datetimeoffset(upper or end)}"
+            )
+
+        def scan() -> list[tuple[datetime, str]]:
+            found = self.records(entity, filter=bounded(None, None), select=[modified_field])
+            return [(_moment(r[modified_field]), r[ID]) for r in found if r.get(modified_field)]
+
+        return iter(
+            SlicedWindowPages(
+                scan=scan,
+                fetch=lambda lower, upper: self.table(
+                    entity, filter=bounded(lower, upper), expand=expand, read_fields=read_fields
+                ),
+                key=ID,
+                modified=modified_field,
+                page_size=self.cfg.page_size,
+            )
+        )
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        return json.loads(response.content, parse_float=Decimal)
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def put(
+        self, entity: str, record: dict, *, expand: Sequence[str] = (), key: str = "", by_key: bool = False
+    ) -> dict:
+        """Insert or update `record` (plain values; wrapped here). `by_key`: the record is matched by its key
+        fields, so sending it twice does what sending it once does (a lost answer may be sent again)."""
+        try:
+            response = self._request(
+                "PUT",
+                f"/{entity}",
+                params=_params(None, None, expand, None),
+                content=orjson.dumps(wrap(record), default=_exact),
+                headers={"Content-Type": "application/json"},
+                idempotent=by_key,
+            )
+        except RequestFailedError as exc:
+            if exc.status == 422:
+                raise RecordRefused(SYSTEM, entity, key, str(exc.server_message).split("; ")) from None
+            raise
+        return unwrap(self._json(response))
+
+    def action(self, entity: str, action: str, keys: dict, *, wait_seconds: float = 600.0) -> None:
+        """Run an action (e.g. ReleaseJournalTransaction) and wait until Acumatica says it is done.
+
+        The POST is a write: a lost answer raises OutcomeUnknown (the caller checks the record's state)."""
+        response = self._request(
+            "POST",
+            f"/{entity}/{action}",
+            content=orjson.dumps({"entity": wrap(keys)}, default=_exact),
+            headers={"Content-Type": "application/json"},
+        )
+        location = response.headers.get("Location")
+        deadline = time.monotonic() + wait_seconds
+        delay = 0.1
+        while response.status_code == 202 and location:
+            if time.monotonic() > deadline:
+                raise RequestFailedError(SYSTEM, f"{action} still running after {wait_seconds:.0f} s ({location})")
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            url = location if location.startswith("http") else _site_relative(self.cfg.base_url, location)
+            response = self.http.request("GET", url)
+
+
+def _site_relative(base_url: str, location: str) -> str:
+    """A Location the site gives relative to its root or to itself (…/entity/…)."""
+    if location.startswith("/"):
+        origin = "/".join(base_url.split("/")[:3])
+        site = base_url[len(origin) :]
+        return origin + (location if location.startswith(site + "/") or not site else site + location)
+    return f"{base_url}/{location}"
+
+
+def _params(filter: str | None, select: Sequence[str] | None, expand: Sequence[str], top: int | None) -> dict | None:
+    params: dict[str, str] = {}
+    if filter:
+        params["$filter"] = filter
+    if select:
+        params["$select"] = ",".join(select)
+    if expand:
+        params["$expand"] = ",".join(expand)
+    if top is not None:
+        params["$top"] = str(top)
+    return params or None
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _exact(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(format(value, "f"))
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def utc_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Stamps as Acumatica wrote them (any offset) → canonical UTC text, which sorts and windows as time."""
+    moments = pc.cast(column, pa.timestamp("us", tz="UTC"))
+    return pc.strftime(moments, format="%Y-%m-%dT%H:%M:%SZ")  # %S of a microsecond unit prints its fraction

@@ -1,0 +1,273 @@
+"""GL journal transactions in Acumatica as a posting target.
+
+A batch and all its lines go in one PUT (atomic: Acumatica saves the document whole or refuses
+it with errors on its fields). The batch number is Acumatica's own (auto-numbered: a number sent
+is not kept), so the natural key is the batch Description (`MLC <journal> <partition>`), found
+with an exact filter before every create; each line's ReferenceNbr carries its planned number,
+which maps read-back lines to planned ones. Validation reads accounts, subaccounts, branches (the
+CompaniesStructure inquiry: the Default endpoint has no Branch entity) and the financial period.
+Release (`release: true`) runs ReleaseJournalTransaction after the batch is verified; a release
+whose answer was lost is settled by reading the batch's status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from ...core.errors import OutcomeUnknown, RecordRefused, RequestFailedError
+from ...core.posting import LinesRefused, Plan, PlannedLine, Problem, WrittenDocument, WrittenLine
+from .auth import SYSTEM
+from .client import AcumaticaClient, text_literal
+from .config import AcumaticaConfig
+
+SUBACCOUNT, BRANCH = "Subaccount", "Branch"
+RELEASED = ("Posted", "Unposted", "Released")
+_LINE_REF = "MLC"  # a line's ReferenceNbr: MLC<planned line number>
+
+
+def document_key(journal: str, partition: str, adjustment: int = 0) -> str:
+    return f"MLC {journal} {partition}".strip() + (f" adj{adjustment}" if adjustment else "")
+
+
+def _day(value: Any) -> str:
+    return str(value or "")[:10]
+
+
+class AcumaticaJournalTarget:
+    system = SYSTEM
+    max_lines_per_write = 1_000_000  # the lines travel with the batch, in one request
+    lines_with_header = True
+    writes_in_flight = 1
+
+    def __init__(self, client: AcumaticaClient, cfg: AcumaticaConfig):
+        self.client = client
+        self.cfg = cfg
+        self._accounts: dict[str, dict] | None = None
+        self._subaccounts: dict[str, dict] | None = None
+        self._branches: set[str] | None = None
+        self._periods: dict[int, list[dict]] = {}
+
+    def close(self) -> None:
+        self.client.close()
+
+    def metadata(self) -> dict[str, Any]:
+        auth = self.client.auth
+        figures = {k: getattr(auth, k) for k in ("grants", "refreshes", "logins", "logouts") if hasattr(auth, k)}
+        return {**self.client.http.stats.as_metadata("http_"), **figures}
+
+    # -- validation ----------------------------------------------------------------------------------
+
+    def validate(self, plan: Plan) -> list[Problem]:
+        self.client.check_version()
+        posting = date.fromisoformat(plan.header["posting_date"])
+        problems = self._period_problems(posting)
+        accounts, subaccounts, branches = self._reference()
+        for line in plan.lines:
+            dims = dict(line.dimensions)
+            account = accounts.get(line.account.upper())
+            if account is None:
+                problems.append(Problem(line, f"account {line.account} does not exist"))
+            elif account.get("Active") is False:
+                problems.append(Problem(line, f"account {line.account} ({account.get('Description', '')}) is inactive"))
+            sub = dims.get(SUBACCOUNT)
+            record = subaccounts.get(_segmentless(sub)) if sub else None
+            if sub and record is None:
+                problems.append(Problem(line, f"subaccount {sub} does not exist"))
+            elif record is not None and record.get("Active") is False:
+                problems.append(Problem(line, f"subaccount {sub} is inactive"))
+            branch = dims.get(BRANCH)
+            if branch and branches and branch.upper() not in branches:
+                problems.append(Problem(line, f"branch {branch} does not exist (have: {', '.join(sorted(branches))})"))
+        return problems
+
+    def _reference(self) -> tuple[dict[str, dict], dict[str, dict], set[str]]:
+        if self._accounts is None:
+            self._accounts = {str(a["AccountCD"]).upper(): a for a in self.client.records("Account")}
+            self._subaccounts = {_segmentless(s["SubaccountCD"]): s for s in self.client.records("Subaccount")}
+            self._branches = self._branch_ids()
+        return self._accounts, self._subaccounts, self._branches
+
+    def _branch_ids(self) -> set[str]:
+        """Branches from the CompaniesStructure inquiry (an inquiry is read with a PUT that changes nothing)."""
+        try:
+            answer = self.client.put("CompaniesStructure", {}, expand=["Results"], by_key=True)
+        except (RequestFailedError, RecordRefused):
+            return set()  # a site without the inquiry: Acumatica itself checks the branch on save
+        return {str(r.get("BranchID")).upper() for r in answer.get("Results", []) if r.get("BranchID")}
+
+    def _period_problems(self, posting: date) -> list[Problem]:
+        year = posting.year
+        if year not in self._periods:
+            found = self.client.record("FinancialPeriod", [str(year)], expand=["Details"])
+            self._periods[year] = list((found or {}).get("Details", []))
+        day = posting.isoformat()
+        covering = [p for p in self._periods[year] if _day(p.get("StartDate")) <= day <= _day(p.get("EndDate"))]
+        covering = [p for p in covering if _day(p.get("EndDate")) != day] or covering  # an exclusive end date
+        if not covering:
+            return [Problem(None, f"no financial period of {year} covers the posting date {day}")]
+        period = covering[0]
+        status = str(period.get("Status") or "")
+        if status != "Open":
+            name = period.get("FinancialPeriodID") or period.get("PeriodNbr")
+            return [
+                Problem(
+                    None,
+                    f"the posting date {day} is in financial period {name}, which is {status or 'not open'} in General "
+                    "Ledger: open it (Master Financial Calendar, GL201000) or post to an open period",
+                )
+            ]
+        return []
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def find(self, plan: Plan) -> WrittenDocument | None:
+        found = self.client.records(
+            "JournalTransaction",
+            filter=f"Module eq 'GL' and Description eq {text_literal(plan.document_key)}",
+            expand=["Details"],
+        )
+        if not found:
+            return None
+        if len(found) > 1:
+            numbers = ", ".join(str(b.get("BatchNbr")) for b in found)
+            raise RequestFailedError(
+                SYSTEM, f"batches {numbers} all carry the key {plan.document_key!r}; delete all but one before posting"
+            )
+        batch = found[0]
+        return WrittenDocument(
+            number=str(batch["BatchNbr"]),
+            lines=self._written(batch),
+            posted=str(batch.get("Status")) in RELEASED,
+            detail={"status": batch.get("Status")},
+        )
+
+    def create_document(self, plan: Plan) -> str:
+        """The batch with all its lines, in one PUT. A refusal names the line it fell on (nothing saved)."""
+        header = plan.header
+        branches = [dict(line.dimensions).get(BRANCH) for line in plan.lines]
+        batch = {
+            "Module": "GL",
+            "LedgerID": header.get("ledger", "ACTUAL"),
+            "BranchID": header.get("branch") or next((b for b in branches if b), None),
+            "TransactionDate": f"{header['posting_date']}T00:00:00+00:00",
+            "Description": plan.document_key,
+            "CurrencyID": plan.lines[0].currency if plan.lines else None,
+            "Hold": False,
+            "Details": [self._line(line) for line in plan.lines],
+        }
+        try:
+            saved = self.client.put("JournalTransaction", {k: v for k, v in batch.items() if v is not None})
+        except RecordRefused as refused:
+            raise LinesRefused(_refused_line(plan, refused.errors), "; ".join(refused.errors)) from None
+        return str(saved["BatchNbr"])
+
+    @staticmethod
+    def _line(line: PlannedLine) -> dict:
+        dims = dict(line.dimensions)
+        return {
+            "BranchID": dims.get(BRANCH),
+            "Account": line.account,
+            "Subaccount": dims.get(SUBACCOUNT),
+            "DebitAmount": line.debit,
+            "CreditAmount": line.credit,
+            "TransactionDescription": line.text,
+            "ReferenceNbr": f"{_LINE_REF}{line.number}",
+        }
+
+    def create_lines(self, plan: Plan, number: str, lines: Sequence[PlannedLine]) -> None:
+        raise NotImplementedError("the lines travel with the batch (lines_with_header)")
+
+    def read_lines(self, plan: Plan, number: str) -> list[WrittenLine]:
+        batch = self.client.record("JournalTransaction", ["GL", number], expand=["Details"])
+        return self._written(batch) if batch else []
+
+    def _written(self, batch: dict) -> list[WrittenLine]:
+        currency = str(batch.get("CurrencyID") or "")
+        written = []
+        for position, line in enumerate(batch.get("Details", []), start=1):
+            reference = str(line.get("ReferenceNbr") or "")
+            number = (
+                int(reference[len(_LINE_REF) :])
+                if reference.startswith(_LINE_REF) and reference[3:].isdigit()
+                else -position
+            )
+            dims = tuple(
+                (name, str(value))
+                for name, value in ((SUBACCOUNT, line.get("Subaccount")), (BRANCH, line.get("BranchID")))
+                if value
+            )
+            written.append(
+                WrittenLine(
+                    number=number,
+                    account=str(line.get("Account") or ""),
+                    dimensions=dims,
+                    debit=Decimal(str(line.get("DebitAmount") or 0)),
+                    credit=Decimal(str(line.get("CreditAmount") or 0)),
+                    currency=currency,
+                    text=str(line.get("TransactionDescription") or ""),
+                )
+            )
+        return sorted(written, key=lambda line: line.number)
+
+    def discard(self, plan: Plan, number: str) -> None:
+        raise NotImplementedError("a batch is saved whole or not at all: there is never a partial one to discard")
+
+    def finish(self, plan: Plan, number: str) -> str | None:
+        """Release the verified batch when the journal asks for it; the batch's status settles a lost answer."""
+        if not plan.header.get("release"):
+            return None
+        if self._status(number) in RELEASED:
+            return "already released"
+        try:
+            self.client.action("JournalTransaction", "ReleaseJournalTransaction", {"Module": "GL", "BatchNbr": number})
+        except OutcomeUnknown:
+            if self._status(number) in RELEASED:
+                return "released (its answer was lost; the batch's status says so)"
+            self.client.action("JournalTransaction", "ReleaseJournalTransaction", {"Module": "GL", "BatchNbr": number})
+        status = self._status(number)
+        if status not in RELEASED:
+            raise RequestFailedError(SYSTEM, f"batch {number} is {status} after ReleaseJournalTransaction")
+        return f"released ({status})"
+
+    def _status(self, number: str) -> str:
+        batch = self.client.record("JournalTransaction", ["GL", number])
+        return str((batch or {}).get("Status") or "")
+
+
+def _segmentless(value: Any) -> str:
+    """A subaccount as Acumatica compares it: its segments without separators (`100-000` = `100000`)."""
+    return "".join(ch for ch in str(value or "") if ch.isalnum()).upper()
+
+
+def _refused_line(plan: Plan, errors: list[str]) -> PlannedLine | None:
+    """The line a refusal names (`Details[3].Subaccount: …`), if it names one."""
+    for error in errors:
+        if error.startswith("Details[") and "]" in error:
+            index = error[len("Details[") : error.index("]")]
+            if index.isdigit() and 0 < int(index) <= len(plan.lines):
+                return plan.lines[int(index) - 1]
+    return None
+
+
+class AcumaticaRecordTarget:
+    """Records of one entity (e.g. Vendor) inserted or updated by their key (engine/records.py)."""
+
+    system = SYSTEM
+
+    def __init__(self, client: AcumaticaClient, entity: str, key: str):
+        self.client, self.entity, self.key = client, entity, key
+
+    def current(self, key: str) -> dict | None:
+        return self.client.record(self.entity, [key])
+
+    def upsert(self, record: dict) -> dict:
+        return self.client.put(self.entity, record, key=str(record.get(self.key)), by_key=True)
+
+    def metadata(self) -> dict[str, Any]:
+        return self.client.http.stats.as_metadata("http_")
+
+    def close(self) -> None:
+        self.client.close()
