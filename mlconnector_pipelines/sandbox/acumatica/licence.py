@@ -118,6 +118,7 @@ class Licence:
                 self.refresh[refresh_token] = grant  # refused before it was used
                 raise
             session.closed = False
+            self.sessions[session.id] = session  # counting seats pruned it: its refresh token was already taken
         self.counts["refreshes"] += 1
         return self._tokens(session, grant.scope, grant.chain_expires)
 

@@ -12,6 +12,7 @@ whose answer was lost is settled by reading the batch's status.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
@@ -25,6 +26,8 @@ from .config import AcumaticaConfig
 
 SUBACCOUNT, BRANCH = "Subaccount", "Branch"
 RELEASED = ("Posted", "Unposted", "Released")
+# How long a release whose answer was lost may still be running before it is asked for again.
+RELEASE_SETTLE_SECONDS = 10.0
 _LINE_REF = "MLC"  # a line's ReferenceNbr: MLC<planned line number>
 
 
@@ -74,7 +77,9 @@ class AcumaticaJournalTarget:
                 problems.append(Problem(line, f"account {line.account} ({account.get('Description', '')}) is inactive"))
             sub = dims.get(SUBACCOUNT)
             record = subaccounts.get(_segmentless(sub)) if sub else None
-            if sub and record is None:
+            if not sub:
+                problems.append(Problem(line, "the line has no subaccount (Acumatica requires one on every GL line)"))
+            elif record is None:
                 problems.append(Problem(line, f"subaccount {sub} does not exist"))
             elif record is not None and record.get("Active") is False:
                 problems.append(Problem(line, f"subaccount {sub} is inactive"))
@@ -222,19 +227,33 @@ class AcumaticaJournalTarget:
         if self._status(number) in RELEASED:
             return "already released"
         try:
-            self.client.action("JournalTransaction", "ReleaseJournalTransaction", {"Module": "GL", "BatchNbr": number})
+            self._release(number)
         except OutcomeUnknown:
-            if self._status(number) in RELEASED:
-                return "released (its answer was lost; the batch's status says so)"
-            self.client.action("JournalTransaction", "ReleaseJournalTransaction", {"Module": "GL", "BatchNbr": number})
+            # The release may have started before the answer was lost: let it finish, then look.
+            if self._status(number, settle_seconds=RELEASE_SETTLE_SECONDS) in RELEASED:
+                return f"released {number} (its answer was lost; the batch's status says so)"
+            try:
+                self._release(number)
+            except RequestFailedError:
+                if self._status(number, settle_seconds=RELEASE_SETTLE_SECONDS) not in RELEASED:
+                    raise
         status = self._status(number)
         if status not in RELEASED:
             raise RequestFailedError(SYSTEM, f"batch {number} is {status} after ReleaseJournalTransaction")
-        return f"released ({status})"
+        return f"released {number} ({status})"
 
-    def _status(self, number: str) -> str:
-        batch = self.client.record("JournalTransaction", ["GL", number])
-        return str((batch or {}).get("Status") or "")
+    def _release(self, number: str) -> None:
+        self.client.action("JournalTransaction", "ReleaseJournalTransaction", {"Module": "GL", "BatchNbr": number})
+
+    def _status(self, number: str, settle_seconds: float = 0.0) -> str:
+        """The batch's status; with `settle_seconds`, asked again until it is released or the time is up."""
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            batch = self.client.record("JournalTransaction", ["GL", number])
+            status = str((batch or {}).get("Status") or "")
+            if status in RELEASED or time.monotonic() >= deadline:
+                return status
+            time.sleep(0.5)
 
 
 def _segmentless(value: Any) -> str:

@@ -1,0 +1,366 @@
+"""Looker figures into Acumatica, exactly once: GL journal transactions and reference records, over HTTPS.
+
+Every case ends by comparing with the sandbox's own records: one batch per natural key, each planned
+line once, amounts digit for digit; a refused record named with its field, the others landed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from mlconnector_pipelines.audit.store import AuditStore
+from mlconnector_pipelines.config import parse_config, sandbox_profile
+from mlconnector_pipelines.core.errors import ConfigError, RequestFailedError
+from mlconnector_pipelines.core.posting import SourceRow
+from mlconnector_pipelines.engine.journal import LookerRows, build_plan, choose_document
+from mlconnector_pipelines.engine.post import CHECKPOINTS, PlanChanged, PostingEngine, PostingRefused
+from mlconnector_pipelines.engine.records import RecordsRefused, RecordSync, records_plan
+from mlconnector_pipelines.flows.acumatica import journal_flow
+from mlconnector_pipelines.systems.acumatica.catalog import ENTITIES
+from mlconnector_pipelines.systems.acumatica.config import AcumaticaJournal
+from mlconnector_pipelines.systems.acumatica.resource import AcumaticaResource
+
+from ..conftest import FAST_HTTP
+
+WEEK = "2026-11-23"
+SUNDAY = date(2026, 11, 29)
+VENDORS = next(e for e in ENTITIES if e.entity_set == "Vendor")
+HARD = "123456789012345.678"  # rounds to 123456789012345.68: 17 digits, which no double holds
+
+
+class SimulatedCrash(BaseException):
+    pass
+
+
+@pytest.fixture
+def cfg(sandbox, tmp_path):
+    sandbox.reset()
+    raw = sandbox_profile(sandbox.data_dir, sandbox.url)
+    raw.update(data_dir=str(tmp_path), sap_business_one=None, looker=None, finance_operations=None)
+    raw["acumatica"]["http"] = dict(FAST_HTTP)
+    yield parse_config(raw)
+    sandbox.clear_faults()
+
+
+@pytest.fixture
+def resource(cfg):
+    return AcumaticaResource.from_section(cfg.acumatica, cfg.data_dir)
+
+
+@pytest.fixture
+def posting(cfg, resource, tmp_path):
+    """Engines of successive runs; they share one client (one of the licence's three seats)."""
+    audit = AuditStore.sqlite(tmp_path / "audit.sqlite")
+    target = resource.journal_target()
+
+    def engine(run_id: str = "run-1", checkpoint=lambda name: None) -> PostingEngine:
+        return PostingEngine(target, audit, run_id=run_id, checkpoint=checkpoint)
+
+    yield engine
+    target.close()
+    audit.close()
+
+
+def mapping(**overrides) -> AcumaticaJournal:
+    raw = {
+        "name": "alloc",
+        "looker_query": "alloc",
+        "account": {"column": "a.account"},
+        "subaccount": {"column": "a.sub"},
+        "branch": {"constant": "HQ"},
+        "amount": {"column": "a.amount"},
+        "currency": {"constant": "USD"},
+        "text": "Allocation {a.sub} {partition}",
+        "balancing": {
+            "mode": "offset",
+            "account": "20100",
+            "dimensions": {"Subaccount": "000-000", "Branch": "HQ"},
+            "text": "Accrued allocation {partition}",
+        },
+    }
+    raw.update(overrides)
+    return AcumaticaJournal.model_validate(raw)
+
+
+ROWS = [
+    ("61000", "100-000", HARD),
+    ("61100", "100-100", "250.10"),
+    ("63000", "000-000", "-12.34"),
+    ("64000", "100-000", "3.333"),
+]
+
+
+def plan_for(cfg, m=None, rows=ROWS, last_day=SUNDAY, partition=WEEK):
+    m = m or mapping()
+    spec = journal_flow(cfg.acumatica).spec
+    looker = LookerRows("looker/alloc", [])
+    for number, (account, sub, amount) in enumerate(rows, start=1):
+        values = {"a.account": account, "a.sub": sub, "a.amount": Decimal(amount)}
+        looker.rows.append((SourceRow("looker/alloc", "looker api", "run-l", None, number, values), values))
+    built, problems = build_plan(
+        spec, m, looker, flow="acumatica/alloc_journal", partition=partition, partition_last_day=last_day,
+        dimensions=spec.dimensions(m, None),
+    )  # fmt: skip
+    assert problems == []
+    return built
+
+
+def batches(sandbox, key: str | None = None) -> list[dict]:
+    found = json.loads(sandbox.http.get("/_sandbox/acumatica/records/JournalTransaction").content, parse_float=Decimal)
+    return [b for b in found if key is None or b.get("Description") == key]
+
+
+def assert_posted_once(sandbox, plan) -> dict:
+    [batch] = batches(sandbox, plan.document_key)
+    held = sorted(
+        (
+            line["ReferenceNbr"],
+            Decimal(str(line["DebitAmount"])),
+            Decimal(str(line["CreditAmount"])),
+            line["Subaccount"],
+        )
+        for line in batch["Details"]
+    )
+    planned = sorted(
+        (f"MLC{line.number}", line.debit, line.credit, dict(line.dimensions)["Subaccount"]) for line in plan.lines
+    )
+    assert held == planned
+    return batch
+
+
+def test_a_batch_lands_once_with_its_lines_in_one_write_and_exact_amounts(sandbox, cfg, posting):
+    plan = plan_for(cfg)
+    engine = posting()
+    result = engine.run(plan)
+    assert result.outcome == "posted" and result.lines_written == 5
+    batch = assert_posted_once(sandbox, plan)
+    first = next(line for line in batch["Details"] if line["ReferenceNbr"] == "MLC1")
+    assert str(first["DebitAmount"]) == "123456789012345.68"
+    assert batch["Status"] == "Balanced" and result.number == batch["BatchNbr"]
+    assert engine.target.client.http.stats.by_method["PUT"] == 2  # the batch, and the branches inquiry (a read)
+    assert posting("run-2").run(plan).outcome == "already_posted"
+    assert len(batches(sandbox, plan.document_key)) == 1
+
+
+@pytest.mark.parametrize("crash_at", [c for c in CHECKPOINTS if c not in ("mid_lines", "after_lines")])
+def test_a_run_killed_at_any_point_is_finished_without_a_duplicate(sandbox, cfg, posting, crash_at):
+    def crash(name):
+        if name == crash_at:
+            raise SimulatedCrash(name)
+
+    plan = plan_for(cfg)
+    with pytest.raises(SimulatedCrash):
+        posting("run-killed", checkpoint=crash).run(plan)
+    assert posting("run-next").run(plan).document.state == "verified"
+    assert_posted_once(sandbox, plan)
+
+
+@pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504"])
+def test_a_committed_batch_whose_answer_is_lost_is_not_saved_twice(sandbox, cfg, posting, fault):
+    plan = plan_for(cfg)
+    sandbox.faults({"kind": fault, "path_contains": "/JournalTransaction", "count": 1}, service="acumatica")
+    engine = posting()
+    assert engine.run(plan).document.state == "verified"
+    assert engine.target.client.http.stats.outcome_unknown == 1
+    assert_posted_once(sandbox, plan)
+
+
+@pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504"])
+def test_a_release_whose_answer_is_lost_is_settled_by_the_batchs_status(sandbox, cfg, posting, fault):
+    plan = plan_for(cfg, mapping(release=True))
+    sandbox.faults({"kind": fault, "path_contains": "/ReleaseJournalTransaction", "count": 1}, service="acumatica")
+    engine = posting()
+    result = engine.run(plan)
+    batch = assert_posted_once(sandbox, plan)
+    assert batch["Status"] in ("Posted", "Unposted")
+    events = [e["event"] for e in engine.audit.history(result.document.id)]
+    assert "finished" in events
+    assert sandbox.state("acumatica")["faults_fired"] == {fault: 1}
+
+
+@pytest.mark.parametrize(
+    ("rows", "day", "reason"),
+    [
+        ([("61000", "100-000", "10"), ("61100", "100-000", "-7")], SUNDAY, "does not balance"),
+        ([("61000", "100-000", "10")], date(2026, 1, 15), "which is Closed in General Ledger"),
+        ([("61000", "555-555", "10")], SUNDAY, "subaccount 555-555 does not exist"),
+        ([("61000", "999-999", "10")], SUNDAY, "subaccount 999-999 is inactive"),
+        ([("19900", "000-000", "10")], SUNDAY, "account 19900 (Obsolete Clearing) is inactive"),
+        ([("77777", "000-000", "10")], SUNDAY, "account 77777 does not exist"),
+    ],
+    ids=[
+        "unbalanced",
+        "closed-period",
+        "unknown-subaccount",
+        "inactive-subaccount",
+        "inactive-account",
+        "unknown-account",
+    ],
+)
+def test_a_plan_that_fails_validation_saves_nothing_and_names_the_row(sandbox, cfg, posting, rows, day, reason):
+    m = mapping(balancing={"mode": "rows_balance"}) if reason == "does not balance" else mapping()
+    engine = posting()
+    with pytest.raises(PostingRefused) as refused:
+        engine.run(plan_for(cfg, m, rows, last_day=day))
+    assert reason in str(refused.value)
+    if "account" in reason:
+        assert "looker/alloc row 1 {a.account:" in str(refused.value)
+    assert batches(sandbox, f"MLC alloc {WEEK}") == []
+
+
+def test_a_changed_plan_is_refused_and_adjust_posts_a_difference_batch(sandbox, cfg, posting):
+    original = plan_for(cfg)
+    posting().run(original)
+    changed = plan_for(cfg, rows=[*ROWS[:-1], ("64000", "100-000", "10")])
+    with pytest.raises(PlanChanged, match="line 4"):
+        choose_document(posting("run-2"), journal_flow(cfg.acumatica).spec, mapping(), changed)
+    decision = choose_document(posting("run-2"), journal_flow(cfg.acumatica).spec, mapping(on_change="adjust"), changed)
+    posting("run-2").run(decision.plan)
+    difference = assert_posted_once(sandbox, decision.plan)
+    assert sorted(Decimal(str(l["DebitAmount"])) - Decimal(str(l["CreditAmount"])) for l in difference["Details"]) == [
+        Decimal("-6.67"),
+        Decimal("6.67"),
+    ]  # 3.33 → 10.00 on 64000 and its offset
+    assert_posted_once(sandbox, original)  # never edited
+
+
+def test_a_wrong_endpoint_version_is_a_configuration_error_naming_the_versions_published(sandbox, cfg, tmp_path):
+    from mlconnector_pipelines.systems.acumatica.ping import ping
+
+    wrong = cfg.acumatica.model_copy(update={"version": "25.100.001"})
+    result = ping(wrong, tmp_path)
+    assert not result.ok and "acumatica.version: the site has no Default/25.100.001 endpoint" in result.detail
+    assert "the site publishes 23.200.001, 24.200.001" in result.detail
+    with pytest.raises(ConfigError, match="25.100.001"):
+        AcumaticaResource.from_section(wrong, tmp_path).session()
+    client = AcumaticaResource.from_section(wrong, tmp_path).client()
+    with pytest.raises(ConfigError, match="the site publishes"):
+        client.records("Account")  # a 404 at run time says the same, and is not retried
+    assert client.http.stats.retries == 0
+    client.close()
+
+
+def test_a_token_that_expires_mid_run_is_refreshed_once(tmp_path_factory, tmp_path):
+    import time
+
+    from ..conftest import start_sandbox
+
+    running, sandbox_dir = start_sandbox(tmp_path_factory, acumatica={"token_lifetime_seconds": 1})
+    try:
+        raw = sandbox_profile(sandbox_dir, running.url)
+        raw.update(data_dir=str(tmp_path), sap_business_one=None, looker=None, finance_operations=None)
+        raw["acumatica"]["http"] = dict(FAST_HTTP)
+        client = AcumaticaResource.from_section(parse_config(raw).acumatica, tmp_path).client()
+        assert client.records("Account", top=1)
+        time.sleep(1.2)  # the access token has expired; its refresh token has not
+        assert client.records("Account", top=1)
+        assert (client.auth.grants, client.auth.refreshes, client.http.stats.reauthentications) == (1, 1, 1)
+        client.close()
+        admin = running.services["acumatica"].state()
+        assert admin["open_sessions"] == 0 and admin["refreshes"] == 1
+    finally:
+        running.stop()
+
+
+def test_a_revoked_grant_is_granted_again(sandbox, resource):
+    client = resource.client()
+    try:
+        assert client.records("Account", top=1)
+        sandbox.http.post("/_sandbox/acumatica/tokens/expire").raise_for_status()  # tokens and refresh tokens end
+        assert client.records("Account", top=1)
+        assert (client.auth.grants, client.auth.refreshes) == (2, 0)
+    finally:
+        client.close()
+    assert sandbox.state("acumatica")["open_sessions"] == 0
+
+
+def test_a_failed_run_still_signs_its_legacy_session_out(sandbox, cfg, tmp_path):
+    legacy = cfg.acumatica.model_copy(update={"auth": cfg.acumatica.auth.model_copy(update={"mode": "legacy"})})
+    session = AcumaticaResource.from_section(legacy, tmp_path).session()
+    sandbox.faults({"kind": "status", "status": 500, "path_contains": "/Vendor", "count": 50}, service="acumatica")
+    try:
+        assert session.companies()
+        with pytest.raises(RequestFailedError):
+            list(session.pages("MLC", VENDORS, datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)))
+        assert sandbox.state("acumatica")["sessions"]["legacy"] == 1
+    finally:
+        session.close()
+    assert sandbox.state("acumatica")["sessions"]["legacy"] == 0 and session.client.auth.logouts == 1
+
+
+def test_an_unwrapped_value_never_leaves_the_client():
+    from mlconnector_pipelines.systems.acumatica.values import unwrap, wrap
+
+    sent = wrap(
+        {"VendorID": "V1", "Hold": False, "Amount": Decimal("1.10"), "Details": [{"Account": "61000"}], "id": "x"}
+    )
+    assert sent == {
+        "VendorID": {"value": "V1"},
+        "Hold": {"value": False},
+        "Amount": {"value": Decimal("1.10")},
+        "Details": [{"Account": {"value": "61000"}}],
+        "id": "x",
+    }
+    with pytest.raises(TypeError):
+        wrap({"MainContact": {"Email": "a@b"}})  # an object is not a value: it is never sent half-wrapped
+    assert unwrap({"VendorID": {"value": "V1"}, "Status": {"value": "X", "error": "bad"}, "Empty": {}}) == {
+        "VendorID": "V1",
+        "Status": "X",
+        "Status.error": "bad",
+        "Empty": None,
+    }
+
+
+def test_reference_records_land_by_key_and_a_refused_one_is_named_and_replayed(sandbox, cfg, resource, tmp_path):
+    rows = [
+        ("V00001", "Renamed Supplier One", "SERVICES"),  # an update of one field
+        ("V90001", "New Supplier", "LOCAL"),  # an insert
+        ("V90002", "Wrong Class Supplier", "NOSUCHCLASS"),  # refused: the class does not exist
+        ("V00002", None, None),  # unchanged: nothing sent
+    ]
+    held = {v["VendorID"]: v for v in json.loads(sandbox.http.get("/_sandbox/acumatica/records/Vendor").content)}
+    wanted = []
+    for number, (vendor, name, klass) in enumerate(rows, start=1):
+        record = {
+            "VendorID": vendor,
+            "VendorName": name or held[vendor]["VendorName"],
+            "VendorClass": klass or held[vendor]["VendorClass"],
+        }
+        wanted.append((SourceRow("looker/vendors", "looker api", "r", None, number, record), record))
+    plan = records_plan(
+        flow="acumatica/approved_vendors",
+        partition="",
+        system="Acumatica",
+        company="Vendor",
+        entity="Vendor",
+        key="VendorID",
+        rows=wanted,
+    )
+    audit = AuditStore.sqlite(tmp_path / "audit.sqlite")
+    target = resource.record_target("Vendor", "VendorID")
+    with pytest.raises(RecordsRefused) as refused:
+        RecordSync(target, audit, run_id="run-1").run(plan)
+    result = refused.value.result
+    assert result.inserted == ["V90001"] and result.updated == {"V00001": ["VendorName"]}
+    assert result.unchanged == ["V00002"] and list(result.refused) == ["V90002"]
+    assert "VendorClass" in result.refused["V90002"] and "cannot be found" in result.refused["V90002"]
+    assert target.client.http.stats.by_method["PUT"] == 3  # the unchanged vendor was not sent
+    now = {v["VendorID"]: v for v in json.loads(sandbox.http.get("/_sandbox/acumatica/records/Vendor").content)}
+    assert now["V00001"]["VendorName"] == "Renamed Supplier One" and now["V90001"]["VendorClass"] == "LOCAL"
+    assert "V90002" not in now
+    lines = {r.line.account: r for r in audit.line_records(result.document.id)}
+    assert lines["V90002"].state == "refused" and "VendorClass" in lines["V90002"].error
+    # The class is created in Acumatica; replay sends only what is still missing.
+    sandbox.http.post(
+        "/_sandbox/acumatica/records/VendorClass", json={"record": {"ClassID": "NOSUCHCLASS", "Description": "x"}}
+    ).raise_for_status()
+    again = RecordSync(resource.record_target("Vendor", "VendorID"), audit, run_id="run-2").run(
+        audit.plan(audit.document(result.document.id))
+    )
+    assert again.inserted == ["V90002"] and sorted(again.unchanged) == ["V00001", "V00002", "V90001"]
+    target.close()
+    audit.close()
