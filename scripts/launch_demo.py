@@ -1,8 +1,9 @@
 """Launches the demo's first runs through the running Dagster UI (scripts/dev calls this).
 
 The last two weeks are loaded from Business Central (one run for the range) and yesterday from
-SAP Business One; once Business Central is in the warehouse, the Looker figures computed from it
-are materialized, and last week's marketplace fees are posted as a journal into the F&O sandbox.
+SAP Business One and Acumatica; once Business Central is in the warehouse, the Looker figures
+computed from it are materialized, and last week's marketplace fees are posted as a journal into
+the F&O sandbox and as a released GL batch into the Acumatica sandbox.
 """
 
 import sys
@@ -46,6 +47,7 @@ def main(port: int) -> int:
     last_monday = today - timedelta(days=today.weekday() + 7)  # the last week that has ended
     bc_run = launch(client, "business_central_to_warehouse", (today - timedelta(days=14)).isoformat(), yesterday)
     launch(client, "sap_business_one_to_warehouse", yesterday)
+    launch(client, "acumatica_to_warehouse", yesterday)
     if not wait(client, bc_run, "the Business Central load"):
         return 0
     launch(client, "looker_gl_daily_summary", yesterday)
@@ -53,10 +55,14 @@ def main(port: int) -> int:
     fees = launch(client, "looker_fee_allocation", last_monday.isoformat())
     if not wait(client, fees, "the Looker fee allocation"):
         return 0
-    # The sensor would post it within a minute; launched here so the demo ends with it.
-    journal = launch(client, "finance_operations_fee_allocation_journal", last_monday.isoformat())
-    if wait(client, journal, "the F&O fee journal"):
-        print("journal posted into the F&O sandbox: Assets → finance_operations → fee_allocation_journal", flush=True)
+    # The sensors would post them within a minute; launched here so the demo ends with them.
+    journals = {
+        "F&O": launch(client, "finance_operations_fee_allocation_journal", last_monday.isoformat()),
+        "Acumatica": launch(client, "acumatica_fee_allocation_journal", last_monday.isoformat()),
+    }
+    for system, run in journals.items():
+        if wait(client, run, f"the {system} fee journal"):
+            print(f"journal posted into the {system} sandbox (Assets → … → fee_allocation_journal)", flush=True)
     return 0
 
 

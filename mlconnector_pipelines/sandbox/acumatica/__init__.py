@@ -91,8 +91,35 @@ def profile(endpoint: Endpoint) -> dict[str, dict]:
             },
             "ca_bundle": str(endpoint.ca_bundle),
             "partitions": {"cadence": "daily", "start": "2026-10-01", "settle_lag_minutes": 30},
+            "journals": [FEE_JOURNAL],
         }
     }
+
+
+# The demo: Looker's weekly marketplace fees per BC sales area (looker.queries fee_allocation), allocated
+# to sales subaccounts as bank charges, offset to accrued liabilities, and released.
+FEE_JOURNAL = {
+    "name": "fee_allocation",
+    "description": "Weekly marketplace fees (2.5% of BC sales, from Looker) allocated to sales subaccounts, released.",
+    "looker_query": "fee_allocation",
+    "account": {"constant": "65000"},
+    "subaccount": {
+        "column": "fee_allocation.area",
+        "map": {"NORTH": "100-000", "EAST": "100-000", "SOUTH": "200-000", "WEST": "200-000", "EXPORT": "300-000"},
+        "default": "000-000",
+    },
+    "branch": {"constant": "HQ"},
+    "amount": {"column": "fee_allocation.fee_amount"},
+    "currency": {"constant": "USD"},
+    "text": "Marketplace fees {fee_allocation.area} wk {partition}",
+    "balancing": {
+        "mode": "offset",
+        "account": "20100",
+        "dimensions": {"Subaccount": "000-000", "Branch": "HQ"},
+        "text": "Accrued marketplace fees wk {partition}",
+    },
+    "release": True,
+}
 
 
 SERVICE = SandboxService(

@@ -277,3 +277,39 @@ def test_the_replay_job_finishes_a_journal_a_crashed_run_left_half_written(env):
     assert result.success
     [done] = journals(env, plan.document_key)
     assert done["JournalBatchNumber"] == half["JournalBatchNumber"] and len(done["lines"]) == 4  # 3 rows, offset
+
+
+def test_the_same_figures_post_and_release_into_acumatica_once(env):
+    from mlconnector_pipelines.sandbox.acumatica import FEE_JOURNAL as ACUMATICA_FEES
+
+    cfg = env.config()
+    assert run(cfg, "looker_fee_allocation").success
+    result = run(cfg, "acumatica_fee_allocation_journal")
+    assert result.success, [e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure]
+    found = json.loads(
+        env.admin.http.get("/_sandbox/acumatica/records/JournalTransaction").content, parse_float=Decimal
+    )
+    [batch] = [b for b in found if b.get("Description") == KEY]
+    assert batch["Status"] in ("Posted", "Unposted")  # released (release: true)
+    fees = looker_fees(env)
+    subaccounts = ACUMATICA_FEES["subaccount"]
+    for area, fee in fees.items():
+        sub = subaccounts["map"].get(area, subaccounts["default"])
+        [line] = [
+            line for line in batch["Details"] if line["TransactionDescription"].startswith(f"Marketplace fees {area} ")
+        ]
+        assert (line["Account"], line["Subaccount"]) == ("65000", sub)
+        assert Decimal(str(line["DebitAmount"])) - Decimal(str(line["CreditAmount"])) == fee.quantize(Decimal("0.01"))
+    assert metadata(result)["outcome"].startswith(f"posted as {batch['BatchNbr']}")
+    again = run(cfg, "acumatica_fee_allocation_journal")
+    assert again.success and metadata(again)["outcome"].startswith("already posted")
+    assert (
+        len(
+            [
+                b
+                for b in json.loads(env.admin.http.get("/_sandbox/acumatica/records/JournalTransaction").content)
+                if b.get("Description") == KEY
+            ]
+        )
+        == 1
+    )
