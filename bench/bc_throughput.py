@@ -24,6 +24,7 @@ from harness import (
     parser,
     print_results,
     report_child,
+    rows_loaded,
     run_job_over_history,
     start_sandbox,
 )
@@ -60,16 +61,16 @@ def run_product(data_dir: Path, page_size: int) -> dict:
         raw["warehouse"] = {"duckdb_memory_limit": os.environ["BENCH_DUCKDB_MEMORY"]}
     raw["business_central"]["partitions"]["start"] = start.date().isoformat()
     result, seconds = run_job_over_history(raw, "business_central_to_warehouse")
-    meta = next(
-        e.materialization.metadata
-        for e in result.get_asset_materialization_events()
-        if e.asset_key.path[-1] == "bc_general_ledger_entries"
-    )
-    return {"records": meta["rows"].value, "seconds": seconds, "requests": meta["http_requests"].value}
+    return {
+        "records": rows_loaded(result, "bc_general_ledger_entries"),
+        "seconds": seconds,
+        "requests": int(result.run_figures["http_requests"]),
+    }
 
 
 def run_bare(data_dir: Path, page_size: int) -> dict:
     import httpx
+
     from mlconnector_pipelines.sandbox.entra import CLIENT_ID, CLIENT_SECRET, TENANT_ID
 
     start, end = history()

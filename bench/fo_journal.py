@@ -21,7 +21,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-from harness import compare, report_child, start_sandbox
+from harness import report_child, start_sandbox
 
 PORT = 47893
 WEEK, SUNDAY = "2026-11-23", date(2026, 11, 29)
@@ -93,6 +93,7 @@ def run_product(data_dir: Path, lines: int, per_batch: int) -> dict:
 def run_bare(data_dir: Path, lines: int, per_batch: int) -> dict:
     import httpx
     import orjson
+
     from mlconnector_pipelines.sandbox.entra import CLIENT_ID, CLIENT_SECRET, TENANT_ID
     from mlconnector_pipelines.sandbox.finance_operations import ENVIRONMENT_URL
 
@@ -125,23 +126,39 @@ def run_bare(data_dir: Path, lines: int, per_batch: int) -> dict:
         for start in range(0, len(bodies), per_batch):
             parts = []
             for content_id, line in enumerate(bodies[start : start + per_batch], start=1):
-                body = orjson.dumps(
-                    {"dataAreaId": "usrt", "JournalBatchNumber": number, "AccountType": "Ledger",
-                     "CurrencyCode": "USD", "TransDate": "2026-11-29T12:00:00Z", **line}
-                ).replace(b'"DebitAmount":"', b'"DebitAmount":').replace(b'","CreditAmount":"', b',"CreditAmount":')
+                body = (
+                    orjson.dumps(
+                        {
+                            "dataAreaId": "usrt",
+                            "JournalBatchNumber": number,
+                            "AccountType": "Ledger",
+                            "CurrencyCode": "USD",
+                            "TransDate": "2026-11-29T12:00:00Z",
+                            **line,
+                        }
+                    )
+                    .replace(b'"DebitAmount":"', b'"DebitAmount":')
+                    .replace(b'","CreditAmount":"', b',"CreditAmount":')
+                )
                 body = body.replace(b'","Text"', b',"Text"')  # amounts as JSON numbers
                 parts.append(
                     b"--cs\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
                     + f"Content-ID: {content_id}\r\n\r\nPOST {base}/data/LedgerJournalLines HTTP/1.1\r\n".encode()
                     + b"Content-Type: application/json\r\n\r\n" + body + b"\r\n"
                 )  # fmt: skip
-            payload = b"--b\r\nContent-Type: multipart/mixed; boundary=cs\r\n\r\n" + b"".join(parts) + b"--cs--\r\n--b--\r\n"
+            payload = (
+                b"--b\r\nContent-Type: multipart/mixed; boundary=cs\r\n\r\n" + b"".join(parts) + b"--cs--\r\n--b--\r\n"
+            )
             answer = http.post(
                 f"{base}/data/$batch", content=payload,
                 headers={**headers, "Content-Type": "multipart/mixed; boundary=b"},
             )  # fmt: skip
             requests += 1
-            assert answer.status_code == 200 and b"HTTP/1.1 201" in answer.content and b"HTTP/1.1 400" not in answer.content
+            assert (
+                answer.status_code == 200
+                and b"HTTP/1.1 201" in answer.content
+                and b"HTTP/1.1 400" not in answer.content
+            )
     return {"records": lines, "seconds": time.monotonic() - began, "requests": requests, "writes": requests}
 
 

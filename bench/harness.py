@@ -39,8 +39,9 @@ def run_job_over_history(raw_config: dict, job_name: str):
     start, end = history()
     job = build_definitions(parse_config(raw_config)).resolve_job_def(job_name)
     began = time.monotonic()
+    instance = dg.DagsterInstance.ephemeral()
     result = job.execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance,
         tags={
             "dagster/asset_partition_range_start": start.date().isoformat(),
             "dagster/asset_partition_range_end": (end - timedelta(days=1)).date().isoformat(),
@@ -48,7 +49,21 @@ def run_job_over_history(raw_config: dict, job_name: str):
     )
     seconds = time.monotonic() - began
     assert result.success
+    result.run_figures = {  # a range run's request figures are the run's tags (flows/windowed.py)
+        k.removeprefix("mlconnector/"): v
+        for k, v in instance.get_run_by_id(result.run_id).tags.items()
+        if k.startswith("mlconnector/")
+    }
     return result, seconds
+
+
+def rows_loaded(result, table: str) -> int:
+    """Rows of `table` a range run loaded: each partition's materialization carries its own window's rows."""
+    return sum(
+        e.materialization.metadata["rows"].value
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[-1] == table
+    )
 
 
 def start_sandbox(args: list[str], health_url: str, ca: Path) -> subprocess.Popen:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
-from ..core.declaration import Endpoint, SandboxService
+from ..core.declaration import CliOption, Endpoint, SandboxService
 
 # The demo identity. Not secrets: they only open the local simulator.
 TENANT = "MLC"
@@ -128,5 +128,6 @@ SERVICE = SandboxService(
     settings=AcumaticaSettings,
     simulator=f"{__package__}.simulator",
     profile=profile,
+    cli=(CliOption("acumatica-bills", ("volumes.bills",), "Acumatica AP bills (with 1-4 lines each)."),),
     shared=("seed", "history_start", "history_end", "live"),
 )
