@@ -169,9 +169,26 @@ def _value(values: dict, looker_field: str):
 
 
 def build_acumatica(cfg: AcumaticaConfig, ctx: FlowContext) -> dg.Definitions:
+    subaccounts = _subaccounts_asset(ctx.warehouse_kind)
+    reload_subaccounts = dg.define_asset_job(
+        "acumatica_subaccounts",
+        selection=dg.AssetSelection.assets(subaccounts),
+        description="Reload subaccounts whole.",
+    )
     parts = [
         build_windowed(SOURCE, catalog.select(cfg.entities), cfg.partitions, ctx.warehouse_kind),
-        dg.Definitions(assets=[_subaccounts_asset(ctx.warehouse_kind)]),
+        dg.Definitions(
+            assets=[subaccounts],
+            jobs=[reload_subaccounts],
+            schedules=[
+                dg.ScheduleDefinition(
+                    name="acumatica_subaccounts_daily",
+                    job=reload_subaccounts,
+                    cron_schedule="15 0 * * *",
+                    description="Subaccounts carry no modified stamp: reloaded whole once a day.",
+                )
+            ],
+        ),
     ]
     looker = getattr(ctx.config, "looker", None) if ctx.config is not None else None
     audit = ctx.config.audit if ctx.config is not None else AuditConfig()

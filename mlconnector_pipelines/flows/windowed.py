@@ -495,7 +495,8 @@ def build_windowed(
         ]
     job = dg.define_asset_job(
         source.job_name,
-        selection=dg.AssetSelection.groups(source.group),
+        # Its own assets only: the group may hold others partitioned otherwise (a journal posted from Looker).
+        selection=dg.AssetSelection.assets(*assets),
         partitions_def=partitions,
         description=f"Load every {source.system} entity for a window into the warehouse.",
     )

@@ -60,6 +60,7 @@ def config_for(env, **looker) -> ConnectorConfig:
         data_dir=str(env.data_dir),
         sap_business_one=None,
         finance_operations=None,
+        acumatica=None,
         looker=looker_settings(env.admin, **looker),
     )
     raw["business_central"]["partitions"]["start"] = "2026-03-01"

@@ -87,7 +87,7 @@ def test_three_killed_runs_do_not_block_the_fourth(instance_file, tmp_path_facto
     admin = SandboxAdmin(running)
     data_dir = tmp_path_factory.mktemp("data")
     raw = sandbox_profile(sandbox_dir, running.url)
-    raw.update(data_dir=str(data_dir), sap_business_one=None, looker=None, finance_operations=None)
+    raw.update(data_dir=str(data_dir), sap_business_one=None, looker=None, finance_operations=None, acumatica=None)
     raw["business_central"].update(http=dict(FAST_HTTP, timeout_seconds=300), entities=["vendors"])
     raw["business_central"]["partitions"]["start"] = "2026-03-01"
     config = data_dir / "connector.yaml"

@@ -149,3 +149,14 @@ def test_every_simulator_runs_the_shared_request_pipeline(tmp_path):
         assert overridden == {"caller", "unauthorized", "failure", "expire_credentials"} - (
             {"unauthorized"} if service.key == "entra" else set()
         ), service.key
+
+
+def test_the_sandbox_profiles_code_location_loads_with_every_job_resolved():
+    """What `dagster dev` loads: a job selecting assets partitioned otherwise would fail here, not in the UI."""
+    from mlconnector_pipelines.config import load_config
+    from mlconnector_pipelines.definitions import build_definitions
+
+    definitions = build_definitions(load_config())
+    jobs = {job.name for job in definitions.resolve_all_job_defs()}
+    assert {"acumatica_to_warehouse", "acumatica_fee_allocation_journal", "finance_operations_fee_allocation_journal"} <= jobs
+    assert definitions.resolve_asset_graph().get_all_asset_keys()

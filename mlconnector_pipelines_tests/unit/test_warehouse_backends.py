@@ -294,7 +294,12 @@ def test_a_snapshot_window_is_replaced_whole(warehouse):
 def test_business_central_flow_end_to_end(sandbox, backend_settings, tmp_path):
     raw = sandbox_profile(sandbox.data_dir, sandbox.url)
     raw.update(
-        data_dir=str(tmp_path), sap_business_one=None, looker=None, finance_operations=None, warehouse=backend_settings
+        data_dir=str(tmp_path),
+        sap_business_one=None,
+        looker=None,
+        finance_operations=None,
+        acumatica=None,
+        warehouse=backend_settings,
     )
     raw["business_central"]["partitions"]["start"] = HISTORY_START.date().isoformat()
     raw["business_central"]["http"] = dict(FAST_HTTP)
