@@ -50,6 +50,17 @@ class SyncResult:
         )
 
 
+class ConflictingRecords(ConnectorError):
+    """The source asks for one record twice with different values: nothing is written until it decides."""
+
+    def __init__(self, entity: str, conflicts: list[str]):
+        self.conflicts = conflicts
+        super().__init__(
+            f"{len(conflicts)} {entity} record(s) appear more than once with different values; nothing was written: "
+            + "; ".join(conflicts[:20])
+        )
+
+
 class RecordsRefused(ConnectorError):
     def __init__(self, result: SyncResult, entity: str):
         self.result = result
@@ -71,12 +82,25 @@ def records_plan(
     rows: Sequence[tuple[SourceRow, dict]],
 ) -> Plan:
     """Desired records as plan lines: `account` the key value, `dimensions` the record's (field, value) pairs."""
-    lines = []
-    for number, (source, record) in enumerate(rows, start=1):
+    lines: list[PlannedLine] = []
+    first_row: dict[str, PlannedLine] = {}
+    conflicts = []
+    for source, record in rows:
         values = tuple((name, _text(value)) for name, value in record.items() if value is not None)
-        lines.append(
-            PlannedLine(number, str(record[key]), values, ZERO, ZERO, "", f"{entity} {record[key]}", source=source)
+        line = PlannedLine(
+            len(lines) + 1, str(record[key]), values, ZERO, ZERO, "", f"{entity} {record[key]}", source=source
         )
+        earlier = first_row.get(line.account)
+        if earlier is None:
+            first_row[line.account] = line
+            lines.append(line)
+        elif earlier.dimensions != line.dimensions:  # the same record asked for twice, differently
+            conflicts.append(
+                f"{key} {line.account}: {source.query} rows {earlier.source.row_number} and {source.row_number} differ "
+                f"({dict(earlier.dimensions)} / {dict(values)})"
+            )
+    if conflicts:
+        raise ConflictingRecords(entity, conflicts)
     return Plan(
         flow=flow,
         partition=partition,
@@ -128,6 +152,17 @@ class RecordSync:
         if result.refused:
             raise RecordsRefused(result, self.target.entity)
         return result
+
+    def preview(self, plan: Plan) -> list[tuple[str, str, list[str]]]:
+        """(key, insert | update | unchanged, fields that differ) per record, read without writing anything."""
+        changes = []
+        for line in plan.lines:
+            held = self.target.current(line.account)
+            wanted = dict(line.dimensions)
+            changed = [f for f, value in wanted.items() if held is None or not _same(held.get(f), value)]
+            action = "insert" if held is None else "update" if changed else "unchanged"
+            changes.append((line.account, action, changed if held is not None else sorted(wanted)))
+        return changes
 
     def _sync(self, record: DocumentRecord, line: PlannedLine, result: SyncResult) -> None:
         wanted: Mapping[str, str] = dict(line.dimensions)

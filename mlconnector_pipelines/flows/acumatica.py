@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from ..audit.config import AuditConfig
 from ..audit.store import open_audit_store
@@ -94,23 +95,39 @@ def _subaccounts_asset(warehouse_kind: str) -> dg.AssetsDefinition:
     return subaccounts
 
 
+class RecordsRunConfig(dg.Config):
+    preview: bool = Field(False, description="Show what would change (inserts, updates, fields); write nothing.")
+
+
 def _records_asset(records: ReferenceRecords, query, data_dir, audit_cfg) -> dg.AssetsDefinition:
     key = dg.AssetKey([GROUP, records.name])
 
-    @dg.asset(
-        key=key,
-        group_name=GROUP,
-        kinds={"acumatica", "looker"},
+    @dg.multi_asset(
+        name=f"{GROUP}__{records.name}",
+        specs=[
+            dg.AssetSpec(
+                key,
+                group_name=GROUP,
+                kinds={"acumatica", "looker"},
+                deps=[looker_asset_key(query)],
+                description=(records.description or f"{records.entity} records kept equal to Looker {query.name}.")
+                + f" Inserted or updated by {records.key}, only the fields that differ; a record Acumatica refuses "
+                "is named and replayable, the others still land.",
+                metadata={"looker_query": query.name, "entity": records.entity, "approval": records.approval},
+                skippable=True,  # a preview writes nothing and materializes nothing
+            )
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                "all_records_accepted", asset=key, description=f"Acumatica accepted every {records.entity} record."
+            )
+        ],
         partitions_def=partitions_def(query.partition) if query.partition else None,
-        deps=[looker_asset_key(query)],
         pool=GROUP,
         required_resource_keys={GROUP, "warehouse"},
-        description=(records.description or f"{records.entity} records kept equal to Looker {query.name}.")
-        + f" Inserted or updated by {records.key}, only the fields that differ; a record Acumatica refuses is "
-        "named and replayable, the others still land.",
-        metadata={"looker_query": query.name, "entity": records.entity},
+        can_subset=True,
     )
-    def reference_records(context: dg.AssetExecutionContext):
+    def reference_records(context: dg.AssetExecutionContext, config: RecordsRunConfig):
         partition = context.partition_key if context.has_partition_key else ""
         window = (context.partition_time_window.start, context.partition_time_window.end) if partition else None
         store = context.resources.warehouse.open()
@@ -135,9 +152,22 @@ def _records_asset(records: ReferenceRecords, query, data_dir, audit_cfg) -> dg.
         )  # fmt: skip
         target = getattr(context.resources, GROUP).record_target(records.entity, records.key)
         audit = open_audit_store(audit_cfg, data_dir)
+        sync = RecordSync(target, audit, run_id=context.run_id, progress=context.log.info)
         try:
-            result = RecordSync(target, audit, run_id=context.run_id, progress=context.log.info).run(plan)
+            if config.preview:
+                changes = sync.preview(plan)
+                context.log_event(
+                    dg.AssetObservation(asset_key=key, partition=partition or None, metadata=_preview(changes))
+                )
+                return
+            result = sync.run(plan)
         except RecordsRefused as refused:
+            yield dg.AssetCheckResult(
+                asset_key=key,
+                check_name="all_records_accepted",
+                passed=False,
+                metadata={"refused": dg.MetadataValue.json(refused.result.refused)},
+            )
             raise dg.Failure(
                 description=str(refused),
                 metadata={
@@ -150,17 +180,51 @@ def _records_asset(records: ReferenceRecords, query, data_dir, audit_cfg) -> dg.
             figures = target.metadata()
             target.close()
             audit.close()
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
+            asset_key=key,
             metadata={
                 "outcome": result.summary(),
                 "inserted": dg.MetadataValue.json(result.inserted),
                 "updated": dg.MetadataValue.json(result.updated),
                 "unchanged": len(result.unchanged),
                 **figures,
-            }
+            },
         )
+        yield dg.AssetCheckResult(asset_key=key, check_name="all_records_accepted", passed=True)
 
     return reference_records
+
+
+def _preview(changes: list[tuple[str, str, list[str]]]) -> dict:
+    rows = ["| key | change | fields |", "|---|---|---|"] + [
+        f"| {key} | {action} | {', '.join(fields)} |" for key, action, fields in changes if action != "unchanged"
+    ]
+    counts = {action: sum(1 for _, a, _ in changes if a == action) for action in ("insert", "update", "unchanged")}
+    return {"plan": "preview", **counts, "changes": dg.MetadataValue.md("\n".join(rows))}
+
+
+def _records_sensor(records: ReferenceRecords, query, job) -> dg.SensorDefinition:
+    preview = records.approval == "required"
+
+    @dg.asset_sensor(
+        name=f"acumatica_{records.name}_on_new_figures",
+        asset_key=looker_asset_key(query),
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"New figures in {looker_asset_key(query).to_user_string()} "
+        + ("preview the changes (approval: required)." if preview else f"update the {records.entity} records."),
+    )
+    def _on_new_figures(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+        partition = asset_event.dagster_event.partition if asset_event.dagster_event else None
+        op = "__".join([GROUP, records.name])
+        yield dg.RunRequest(
+            run_key=f"{asset_event.run_id}:{partition or ''}",
+            partition_key=partition,
+            run_config={"ops": {op: {"config": {"preview": True}}}} if preview else {},
+        )
+
+    return _on_new_figures
 
 
 def _value(values: dict, looker_field: str):
@@ -198,13 +262,22 @@ def build_acumatica(cfg: AcumaticaConfig, ctx: FlowContext) -> dg.Definitions:
         if looker is None or not looker.enabled:
             raise ConfigError("acumatica.reference_records come from Looker queries: configure the looker section")
         queries = {q.name: q for q in looker.queries}
-        assets = []
+        assets, jobs, sensors = [], [], []
         for records in cfg.reference_records:
             if records.looker_query not in queries:
                 raise ConfigError(
                     f"acumatica.reference_records[{records.name}].looker_query {records.looker_query!r} is not in "
                     f"looker.queries (have: {', '.join(queries) or 'none'})"
                 )
-            assets.append(_records_asset(records, queries[records.looker_query], ctx.data_dir, audit))
-        parts.append(dg.Definitions(assets=assets))
+            asset = _records_asset(records, queries[records.looker_query], ctx.data_dir, audit)
+            job = dg.define_asset_job(
+                f"acumatica_{records.name}",
+                selection=dg.AssetSelection.assets(asset),
+                partitions_def=asset.partitions_def,
+                description=f"Keep the {records.entity} records equal to Looker {records.looker_query}.",
+            )
+            assets.append(asset)
+            jobs.append(job)
+            sensors.append(_records_sensor(records, queries[records.looker_query], job))
+        parts.append(dg.Definitions(assets=assets, jobs=jobs, sensors=sensors))
     return dg.Definitions.merge(*parts)

@@ -313,3 +313,46 @@ def test_the_same_figures_post_and_release_into_acumatica_once(env):
         )
         == 1
     )
+
+
+def test_looker_vendors_are_kept_in_acumatica_by_key_after_an_approved_preview(env):
+    records = {
+        "name": "us_vendors",
+        "looker_query": "us_vendors",
+        "entity": "Vendor",
+        "key": "VendorID",
+        "fields": {"VendorID": "vendors.number", "VendorName": "vendors.name"},
+        "approval": "required",
+    }
+    raw = env.config().model_dump(mode="json")
+    raw["looker"]["queries"].append(
+        {
+            "name": "us_vendors",
+            "model": "mlconnector_demo",
+            "explore": "vendors",
+            "fields": ["vendors.number", "vendors.name"],
+            "filters": {"vendors.company_name": "CRONUS USA^, Inc."},
+            "upstream": ["business_central/bc_vendors"],
+        }
+    )
+    raw["acumatica"]["reference_records"] = [records]
+    cfg = parse_config(raw)
+    assert run(cfg, "looker_us_vendors", partition=None).success
+    before = json.loads(env.admin.http.get("/_sandbox/acumatica/records/Vendor").content)
+    preview = run(
+        cfg,
+        "acumatica_us_vendors",
+        partition=None,
+        run_config={"ops": {"acumatica__us_vendors": {"config": {"preview": True}}}},
+    )
+    assert preview.success and preview.get_asset_materialization_events() == []
+    [observation] = [e for e in preview.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    shown = observation.event_specific_data.asset_observation.metadata
+    assert shown["insert"].value > 10 and "| insert | VendorID, VendorName |" in shown["changes"].value
+    assert json.loads(env.admin.http.get("/_sandbox/acumatica/records/Vendor").content) == before  # nothing written
+    approved = run(cfg, "acumatica_us_vendors", partition=None)
+    assert approved.success and checks(approved) == {"all_records_accepted": True}
+    after = json.loads(env.admin.http.get("/_sandbox/acumatica/records/Vendor").content)
+    assert len(after) == len(before) + shown["insert"].value
+    again = run(cfg, "acumatica_us_vendors", partition=None)
+    assert again.success and metadata(again)["outcome"].startswith("0 inserted, 0 updated")

@@ -364,3 +364,18 @@ def test_reference_records_land_by_key_and_a_refused_one_is_named_and_replayed(s
     assert again.inserted == ["V90002"] and sorted(again.unchanged) == ["V00001", "V00002", "V90001"]
     target.close()
     audit.close()
+
+
+def test_one_record_asked_for_twice_differently_writes_nothing_and_names_both_rows():
+    from mlconnector_pipelines.engine.records import ConflictingRecords
+
+    def row(number, name):
+        record = {"VendorID": "V1", "VendorName": name}
+        return SourceRow("looker/vendors", "looker api", "r", None, number, record), record
+
+    same = records_plan(flow="f", partition="", system="Acumatica", company="Vendor", entity="Vendor", key="VendorID",
+                        rows=[row(1, "Acme"), row(2, "Acme")])  # fmt: skip
+    assert [line.account for line in same.lines] == ["V1"]  # the same record twice is one record
+    with pytest.raises(ConflictingRecords, match="rows 1 and 3 differ"):
+        records_plan(flow="f", partition="", system="Acumatica", company="Vendor", entity="Vendor", key="VendorID",
+                     rows=[row(1, "Acme"), row(2, "Acme"), row(3, "Acme Ltd")])  # fmt: skip

@@ -158,5 +158,9 @@ def test_the_sandbox_profiles_code_location_loads_with_every_job_resolved():
 
     definitions = build_definitions(load_config())
     jobs = {job.name for job in definitions.resolve_all_job_defs()}
-    assert {"acumatica_to_warehouse", "acumatica_fee_allocation_journal", "finance_operations_fee_allocation_journal"} <= jobs
+    assert {
+        "acumatica_to_warehouse",
+        "acumatica_fee_allocation_journal",
+        "finance_operations_fee_allocation_journal",
+    } <= jobs
     assert definitions.resolve_asset_graph().get_all_asset_keys()

@@ -57,6 +57,9 @@ class ReferenceRecords(Strict):
     entity: str = Field(description="The Acumatica entity, e.g. Vendor.")
     key: str = Field(description="The entity's key field, matched to update a record (e.g. VendorID).")
     fields: dict[str, str] = Field(description="Acumatica field → Looker field, e.g. {VendorName: vendors.name}.")
+    approval: Literal["automatic", "required"] = Field(
+        "automatic", description="required: new Looker figures only preview the changes; a person materializes."
+    )
 
     @model_validator(mode="after")
     def _key_is_mapped(self) -> ReferenceRecords:
