@@ -53,6 +53,20 @@ class SourceRow:
         return digest_of(self.values)
 
 
+def line_content(line: "PlannedLine | WrittenLine") -> dict:
+    """The fields a planned line and its read-back must agree on: one definition, so the
+    comparison in verify cannot drift from what the digest covers."""
+    return {
+        "number": line.number,
+        "account": line.account,
+        "dimensions": [list(d) for d in line.dimensions],
+        "debit": line.debit,
+        "credit": line.credit,
+        "currency": line.currency,
+        "text": line.text,
+    }
+
+
 @dataclass(frozen=True)
 class PlannedLine:
     number: int  # 1-based; also the line's number in the target where the target takes one
@@ -72,15 +86,7 @@ class PlannedLine:
 
     def content(self) -> dict:
         """What the target must hold for this line (compared on read-back; feeds the digest)."""
-        return {
-            "number": self.number,
-            "account": self.account,
-            "dimensions": [list(d) for d in self.dimensions],
-            "debit": self.debit,
-            "credit": self.credit,
-            "currency": self.currency,
-            "text": self.text,
-        }
+        return line_content(self)
 
     def describe(self) -> str:
         dims = ", ".join(f"{n}={v}" for n, v in self.dimensions)
@@ -159,15 +165,7 @@ class WrittenLine:
     text: str
 
     def content(self) -> dict:
-        return {
-            "number": self.number,
-            "account": self.account,
-            "dimensions": [list(d) for d in self.dimensions],
-            "debit": self.debit,
-            "credit": self.credit,
-            "currency": self.currency,
-            "text": self.text,
-        }
+        return line_content(self)
 
 
 @dataclass
