@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 import pyarrow as pa
 import pyarrow.json as pa_json
 
@@ -21,6 +22,19 @@ from .http import ThrottledClient
 from .paginate import NextLinkPages
 
 T = TypeVar("T")
+
+
+def json_body(record: Any) -> bytes:
+    """A request body with every Decimal written as the exact number it is (never through a binary float)."""
+    return orjson.dumps(record, default=_exact)
+
+
+def _exact(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(format(value, "f"))
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def datetime_literal(value: datetime) -> str:

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from ...core.errors import ConfigError, RecordRefused, RequestFailedError
 from ...core.http import ThrottledClient
-from ...core.odata import page_table
+from ...core.odata import json_body, page_table
 from ...core.paginate import SlicedWindowPages
 from ...core.tls import ssl_context
 from .auth import SYSTEM, CookieSession, OAuthTokens
@@ -233,7 +233,7 @@ class AcumaticaClient:
                 "PUT",
                 f"/{entity}",
                 params=_params(None, None, expand, None),
-                content=orjson.dumps(wrap(record), default=_exact),
+                content=json_body(wrap(record)),
                 headers={"Content-Type": "application/json"},
                 idempotent=by_key,
             )
@@ -250,7 +250,7 @@ class AcumaticaClient:
         response = self._request(
             "POST",
             f"/{entity}/{action}",
-            content=orjson.dumps({"entity": wrap(keys)}, default=_exact),
+            content=json_body({"entity": wrap(keys)}),
             headers={"Content-Type": "application/json"},
         )
         location = response.headers.get("Location")
@@ -290,14 +290,6 @@ def _params(filter: str | None, select: Sequence[str] | None, expand: Sequence[s
 def _moment(text: str) -> datetime:
     moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _exact(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return orjson.Fragment(format(value, "f"))
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def utc_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:

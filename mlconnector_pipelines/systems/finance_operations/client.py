@@ -18,11 +18,11 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import orjson
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 
 from ...core.errors import RequestFailedError
 from ...core.http import ThrottledClient
+from ...core.odata import json_body
 from ...core.tls import ssl_context
 from ..entra import EntraTokenProvider
 from .config import FinanceOperationsConfig
@@ -58,17 +58,6 @@ def key_segment(**parts: Any) -> str:
     """`(dataAreaId='usmf',JournalBatchNumber='00601')`: strings quoted, numbers bare."""
     inner = ",".join(f"{name}={literal(v) if isinstance(v, str) else v}" for name, v in parts.items())
     return "(" + quote(inner, safe=",=()'") + ")"
-
-
-def json_body(record: Mapping[str, Any]) -> bytes:
-    """JSON with every Decimal written as the exact number it is (never through a binary float)."""
-    return orjson.dumps(record, default=_exact)
-
-
-def _exact(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return orjson.Fragment(format(value, "f"))
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 @dataclass(frozen=True)
