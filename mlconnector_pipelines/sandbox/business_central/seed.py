@@ -331,7 +331,47 @@ def generate_company(index: int, *, seed: int, start: datetime, end: datetime, v
     company.entities["salesOrders"], company.lines["salesOrders"] = _documents(
         rng, clock, volumes.sales_orders, "salesOrders", customers, items, posting_accounts, currency
     )
+    # After every draw of `rng`, from a generator of their own: adding payment terms left every other
+    # seeded value as it was before they existed.
+    terms = payment_terms(random.Random(f"{seed}-{index}-paymentTerms"), start)
+    company.entities["paymentTerms"] = terms
+    for i, party_record in enumerate(customers + vendors):
+        party_record["paymentTermsId"] = terms[TERMS_BY_PARTY[i % len(TERMS_BY_PARTY)]]["id"]
     return company
+
+
+# CRONUS's payment terms (code, name, due date formula, discount date formula, discount %). The docs'
+# example of GET paymentTerms shows "10 DAYS" / "Net 10 days" / "10D"; the others follow CRONUS.
+PAYMENT_TERMS = (
+    ("10 DAYS", "Net 10 days", "10D", "", 0),
+    ("14 DAYS", "Net 14 days", "14D", "", 0),
+    ("1M(8D)", "1 Month/2% 8 days", "1M", "8D", 2),
+    ("21 DAYS", "Net 21 days", "21D", "", 0),
+    ("30 DAYS", "Net 30 days", "30D", "", 0),
+    ("60 DAYS", "Net 60 days", "60D", "", 0),
+    ("7 DAYS", "Net 7 days", "7D", "", 0),
+    ("CM", "Current Month", "CM", "", 0),
+    ("COD", "Cash on delivery", "0D", "", 0),
+)
+# Which terms the n-th customer (then vendor) gets: mostly 30 DAYS, as CRONUS's customers have.
+TERMS_BY_PARTY = (4, 4, 1, 7, 4, 2, 0, 4, 8, 5)
+
+
+def payment_terms(rng: random.Random, start: datetime) -> list[dict]:
+    stamp = iso_ms(start - timedelta(days=365))  # set up with the company, long before the history
+    return [
+        {
+            "id": guid(rng),
+            "code": code,
+            "displayName": name,
+            "dueDateCalculation": due,
+            "discountDateCalculation": discount_date,
+            "discountPercent": Decimal(percent),
+            "calculateDiscountOnCreditMemos": False,
+            "lastModifiedDateTime": stamp,
+        }
+        for code, name, due, discount_date, percent in PAYMENT_TERMS
+    ]
 
 
 CUSTOMER_FIELDS = [

@@ -1,16 +1,24 @@
-"""Business Central API v2.0 (api-notes §2): companies, company-scoped entity sets, paging, limits."""
+"""Business Central API v2.0 (api-notes §2): companies, company-scoped entity sets, paging, limits, writes.
+
+Reads: entity sets by lastModifiedDateTime windows, $filter, $expand of document lines, paging.
+Writes (rules in models.py): POST customers, salesOrders and salesInvoices (with their lines as a
+deep insert) and lines under a document; PATCH behind If-Match; the bound actions
+salesInvoices({id})/Microsoft.NAV.post and salesOrders({id})/Microsoft.NAV.shipAndInvoice (204).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import collections
+import json
 import logging
 import random
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,7 +33,7 @@ from ..core.odata_filter import Comparison, FilterError, parse_filter
 from ..core.service import RateWindow, SimulatedService
 from ..entra.simulator import EntraSimulator
 from . import ENVIRONMENT, RESOURCE, BusinessCentralSettings
-from .models import LMD, BusinessCentralModel, Company, EntityTable, KeyExists
+from .models import DOCUMENTS, LINE_PARENT, LMD, ApiError, BusinessCentralModel, Company, EntityTable, bad_request
 from .seed import LINE_ENTITY, dimension_set_lines, iso_ms
 
 ADMIN = "/_sandbox/business_central"
@@ -47,6 +55,9 @@ class BusinessCentralSimulator(SimulatedService):
     environment: str = ENVIRONMENT
     faults: FaultBook = field(default_factory=FaultBook)
     counts: collections.Counter = field(default_factory=collections.Counter)
+    # committed writes by "METHOD target" ("POST salesOrders", "POST salesInvoices/Microsoft.NAV.post"):
+    # counted when the model commits, so a write whose answer a fault lost still counts once
+    writes: collections.Counter = field(default_factory=collections.Counter)
 
     def __post_init__(self) -> None:
         self.model = BusinessCentralModel(self.settings)
@@ -65,18 +76,23 @@ class BusinessCentralSimulator(SimulatedService):
             Route(
                 "/v2.0/{tenant}/{environment}/api/{version}/{rest:path}",
                 self.guarded(self.handle),
-                methods=["GET", "POST"],
+                methods=["GET", "POST", "PATCH"],
             ),
             Route(f"{ADMIN}/companies", self._admin_companies),
             Route(f"{ADMIN}/companies/{{company}}/{{entity_set}}", self._admin_records, methods=["GET", "POST"]),
         ]
 
     def state(self) -> dict:
-        return {"requests": dict(self.counts), "companies": [c.data.name for c in self.companies.values()]}
+        return {
+            "requests": dict(self.counts),
+            "writes": dict(self.writes),
+            "companies": [c.data.name for c in self.companies.values()],
+        }
 
     def reset(self) -> None:
         self.model.reset()
         self.counts.clear()
+        self.writes.clear()
         self.rate.clear()
 
     # -- the pipeline's hooks, in BC's words ------------------------------------------------------
@@ -130,8 +146,8 @@ class BusinessCentralSimulator(SimulatedService):
                 f"No HTTP resource was found that matches the request URI (API version "
                 f"'{request.path_params['version']}' is not published; use v2.0).",
             )
-        if request.method == "POST":
-            return await self._create(request)
+        if request.method in ("POST", "PATCH"):
+            return await self._write(request)
         fault = request.state.fault
         try:
             return self._route(request, corrupt=fault if fault is not None and fault.kind == "corrupt" else None)
@@ -148,12 +164,12 @@ class BusinessCentralSimulator(SimulatedService):
                     "value": [self._company_json(c) for c in self.companies.values()],
                 },
             )
-        match = re.fullmatch(r"companies\(([^)]+)\)/(\w+)(?:\(([^)]+)\))?(?:/(\$count|\w+))?", rest)
+        match = re.fullmatch(r"companies\(([^)]+)\)/(\w+)(?:\(([^)]+)\))?(?:/(\$count|\w+)(?:\(([^)]+)\))?)?", rest)
         if not match:
             return _error(
                 404, "BadRequest_NotFound", f"No HTTP resource was found that matches the request URI '{rest}'."
             )
-        company_id, entity_set, record_id, tail = match.groups()
+        company_id, entity_set, record_id, tail, tail_id = match.groups()
         company = self.companies.get(company_id.strip("'"))
         if company is None:
             return _error(404, "BadRequest_NotFound", f"The company '{company_id}' does not exist.")
@@ -179,6 +195,11 @@ class BusinessCentralSimulator(SimulatedService):
             children = self._children(company, entity_set, record, tail)
             if children is None:
                 return _error(404, "BadRequest_NotFound", f"Resource not found for the segment '{tail}'.")
+            if tail_id is not None:  # one line of the document: salesOrders({id})/salesOrderLines({lineId})
+                line = next((c for c in children if c["id"] == tail_id.strip("'").lower()), None)
+                if line is None:
+                    return _error(404, "BadRequest_NotFound", f"The {tail} record '{tail_id}' does not exist.")
+                return self._json(request, {"@odata.context": self._context(request, f"{tail}/$entity"), **line})
             return self._json(request, {"@odata.context": self._context(request, tail), "value": children})
         return self._collection(request, company, entity_set, table, corrupt)
 
@@ -241,13 +262,17 @@ class BusinessCentralSimulator(SimulatedService):
         if navigation == "dimensionSetLines" and entity_set == "generalLedgerEntries":
             return dimension_set_lines(company.data, record["id"])
         if navigation == LINE_ENTITY.get(entity_set):
-            return company.data.lines[entity_set].get(record["id"], [])
+            # each line with its own etag, as BC serves them (a line's PATCH needs it)
+            return [
+                {"@odata.etag": self.model.etag(company, line), **line}
+                for line in company.data.lines[entity_set].get(record["id"], [])
+            ]
         return None
 
     def _render(
         self, company: Company, entity_set: str, record: dict, expand: list[str], select: list[str] | None = None
     ) -> dict:
-        rendered = {"@odata.etag": _etag(record)}
+        rendered = {"@odata.etag": self.model.etag(company, record)}
         rendered.update(record if select is None else {k: record.get(k) for k in select})
         for navigation in expand:
             rendered[navigation] = self._children(company, entity_set, record, navigation)
@@ -317,11 +342,14 @@ class BusinessCentralSimulator(SimulatedService):
             try:
                 company = rng.choice(list(self.companies.values()))
                 now = datetime.now(UTC)
+                self._live_ship_an_order(company, rng)
                 for _ in range(rng.randint(1, 3)):
                     entity_set = rng.choice(["customers", "vendors", "items", "salesInvoices", "salesOrders"])
                     records = company.tables[entity_set].records
                     if records:
                         victim = rng.choice(records)
+                        if victim["id"] in company.created:  # what a client wrote changes only by its rules
+                            continue
                         change = {"id": victim["id"]}
                         if "displayName" in victim:
                             change["displayName"] = (
@@ -358,45 +386,149 @@ class BusinessCentralSimulator(SimulatedService):
             except Exception:  # keep the simulator alive; a bad tick is logged, not fatal
                 log.exception("live mode tick failed")
 
+    def _live_ship_an_order(self, company: Company, rng: random.Random) -> None:
+        """Now and then BC's user ships and invoices an order a client created (a draft with lines)."""
+        orders = [
+            company.tables["salesOrders"].by_id[i]
+            for i in sorted(company.created)
+            if i in company.tables["salesOrders"].by_id and company.data.lines["salesOrders"].get(i)
+        ]
+        if orders and rng.random() < 0.3:
+            order = rng.choice(orders)
+            try:
+                self.model.ship_and_invoice(company.data.id, order["id"], None)
+                self.writes["live salesOrders/Microsoft.NAV.shipAndInvoice"] += 1
+            except ApiError as exc:  # e.g. a line without quantity: BC's user would fix it first
+                log.info("live mode left order %s unposted: %s", order["number"], exc.message)
+
     # -- writes ---------------------------------------------------------------------------------
 
-    async def _create(self, request: Request) -> Response:
-        """POST companies({id})/customers: a new customer, numbered from the series when no number is given."""
-        match = re.fullmatch(r"companies\(([^)]+)\)/(\w+)", request.path_params["rest"])
-        company = self.companies.get(match.group(1).strip("'")) if match else None
-        if match is None or company is None or match.group(2) != "customers":
-            return _error(405, "BadRequest_MethodNotAllowed", "'POST' requests for this resource are not supported.")
-        try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            return _error(400, "BadRequest", "Invalid Request Body")
-        fields = self.field_types["customers"]
-        unknown = sorted(set(body) - set(fields))
-        if unknown:
+    async def _write(self, request: Request) -> Response:
+        """POST and PATCH: the path names the target, the model applies BC's rules, refusals are ApiErrors."""
+        rest = request.path_params["rest"]
+        match = _WRITE_PATH.fullmatch(rest)
+        if match is None:
             return _error(
-                400,
-                "BadRequest",
-                f"The property '{unknown[0]}' does not exist on type "
-                "'Microsoft.NAV.customer'. Make sure to only use property names that are defined by the type.",
+                404, "BadRequest_NotFound", f"No HTTP resource was found that matches the request URI '{rest}'."
             )
+        company = self.companies.get(match.group(1).strip("'"))
+        if company is None:
+            return _error(404, "BadRequest_NotFound", f"The company '{match.group(1)}' does not exist.")
+        entity_set, record_id, tail, tail_id = (g.strip("'") if g else g for g in match.group(2, 3, 4, 5))
         try:
-            record = self.model.create_customer(company.data.id, body)
-        except KeyExists as exc:
-            return _error(400, "Internal_EntityWithSameKeyExists", str(exc))
-        self.counts["created"] += 1
+            if tail is not None and tail.startswith("Microsoft.NAV."):
+                return self._action(request, company, entity_set, record_id, tail)
+            body = _json_body(await request.body())
+            if request.method == "PATCH":
+                return self._patch(request, company, entity_set, record_id, tail, tail_id, body)
+            return self._post(request, company, entity_set, record_id, tail, tail_id, body)
+        except ApiError as exc:
+            return _error(exc.status, exc.code, exc.message)
+
+    def _post(self, request: Request, company: Company, entity_set, record_id, tail, tail_id, body) -> Response:
+        company_id = company.data.id
+        if record_id is None and tail is None:
+            if entity_set == "customers":
+                self.counts["created"] += 1
+                return self._created(request, company, "customers", self.model.create_customer(company_id, body))
+            if entity_set in DOCUMENTS:
+                header, lines = self.model.create_document(company_id, entity_set, body)
+                return self._created(request, company, entity_set, header, lines)
+            if entity_set in LINE_PARENT:  # companies({id})/salesOrderLines with documentId in the body
+                line = self.model.create_line(company_id, entity_set, None, body)
+                return self._created(request, company, entity_set, line)
+        elif record_id is not None and tail == DOCUMENTS.get(entity_set) and tail_id is None:
+            line = self.model.create_line(company_id, tail, record_id, body)
+            return self._created(request, company, f"{entity_set}/{tail}", line)
+        raise _not_allowed("POST", tail or entity_set)
+
+    def _patch(self, request: Request, company: Company, entity_set, record_id, tail, tail_id, body) -> Response:
+        company_id, if_match = company.data.id, request.headers.get("if-match")
+        if record_id is None:
+            raise _not_allowed("PATCH", entity_set)
+        if tail is None and entity_set in LINE_PARENT:  # companies({id})/salesOrderLines({lineId})
+            line = self.model.patch_line(company_id, entity_set, None, record_id, body, if_match)
+            return self._updated(request, company, entity_set, line)
+        if tail is None:
+            record = self.model.patch_entity(company_id, entity_set, record_id, body, if_match)
+            return self._updated(request, company, entity_set, record)
+        if tail == DOCUMENTS.get(entity_set) and tail_id is not None:
+            line = self.model.patch_line(company_id, tail, record_id, tail_id, body, if_match)
+            return self._updated(request, company, f"{entity_set}/{tail}", line)
+        raise _not_allowed("PATCH", tail)
+
+    def _action(self, request: Request, company: Company, entity_set, record_id, action: str) -> Response:
+        """A bound action: POST only, 204 with no content (as the v2.0 resource docs show)."""
+        if request.method != "POST":
+            raise _not_allowed(request.method, action)
+        if_match = request.headers.get("if-match")
+        if entity_set == "salesInvoices" and action == "Microsoft.NAV.post" and record_id:
+            self.model.post_invoice(company.data.id, record_id, if_match)
+        elif entity_set == "salesOrders" and action == "Microsoft.NAV.shipAndInvoice" and record_id:
+            self.model.ship_and_invoice(company.data.id, record_id, if_match)
+        else:
+            raise ApiError(404, "BadRequest_NotFound", f"The sandbox does not simulate the bound action '{action}'.")
+        self.writes[f"POST {entity_set}/{action}"] += 1
+        return Response(status_code=204)
+
+    def _created(
+        self, request: Request, company: Company, target: str, record: dict, lines: list[dict] | None = None
+    ) -> Response:
+        """201 with the entity, its etag and Location; a deep insert's lines only when $expand asks for them."""
+        self.writes[f"POST {target}"] += 1
+        body = self._entity(request, company, target, record)
+        line_set = DOCUMENTS.get(target)
+        if line_set and line_set in request.query_params.get("$expand", ""):
+            body[line_set] = [{"@odata.etag": self.model.etag(company, line), **line} for line in (lines or [])]
         location = f"{request.url.scheme}://{request.url.netloc}{request.url.path}({record['id']})"
         return Response(
-            dumps(
-                {"@odata.context": self._context(request, "customers/$entity"), "@odata.etag": _etag(record), **record}
-            ),
+            dumps(body),
             status_code=201,
             media_type="application/json; odata.metadata=minimal",
             headers={"Location": location},
         )
 
+    def _updated(self, request: Request, company: Company, target: str, record: dict) -> Response:
+        self.writes[f"PATCH {target}"] += 1
+        return Response(
+            dumps(self._entity(request, company, target, record)), media_type="application/json; odata.metadata=minimal"
+        )
 
-def _etag(record: dict) -> str:
-    return 'W/"' + base64.b64encode(record[LMD].encode()).decode() + '"'
+    def _entity(self, request: Request, company: Company, target: str, record: dict) -> dict:
+        name = target.rsplit("/", 1)[-1]
+        return {
+            "@odata.context": self._context(request, f"{name}/$entity"),
+            "@odata.etag": self.model.etag(company, record),
+            **record,
+        }
+
+
+# companies({id})/<set>[({key})][/<navigation or Microsoft.NAV.action>[({key})]]
+_WRITE_PATH = re.compile(r"companies\(([^)]+)\)/(\w+)(?:\(([^)]+)\))?(?:/([\w.]+?)(?:\(([^)]+)\))?)?")
+
+
+def _json_body(raw: bytes) -> dict:
+    """A write's JSON body with every number kept exact (Decimal), as BC reads amounts."""
+    try:
+        body = json.loads(raw or b"{}", parse_float=Decimal, parse_constant=_no_constant)
+    except ValueError:
+        raise bad_request("Invalid Request Body") from None
+    if not isinstance(body, dict):
+        raise bad_request("Invalid Request Body")
+    return body
+
+
+def _no_constant(name: str):
+    raise ValueError(name)  # NaN and Infinity are no JSON numbers BC accepts
+
+
+def _not_allowed(method: str, target: str | None) -> ApiError:
+    return ApiError(
+        405,
+        "BadRequest_MethodNotAllowed",
+        f"'{method}' requests for '{target}' of EdmType 'Entity' are not allowed within Microsoft Dynamics NAV OData"
+        " web services.",
+    )
 
 
 def _encode_skiptoken(key: tuple[str, str]) -> str:
