@@ -15,6 +15,7 @@ from mlconnector_pipelines.config import ConnectorConfig, parse_config, sandbox_
 from mlconnector_pipelines.sandbox.acumatica import AcumaticaSettings
 from mlconnector_pipelines.sandbox.business_central import BusinessCentralSettings
 from mlconnector_pipelines.sandbox.business_central.seed import Volumes
+from mlconnector_pipelines.sandbox.dataverse import DataverseSettings
 from mlconnector_pipelines.sandbox.entra import EntraSettings
 from mlconnector_pipelines.sandbox.finance_operations import FinanceOperationsSettings
 from mlconnector_pipelines.sandbox.looker import LookerSettings
@@ -93,6 +94,7 @@ def start_sandbox(
     looker: LookerSettings | None = None,
     finance_operations: dict | None = None,
     acumatica: dict | None = None,
+    dataverse: dict | None = None,
     **business_central,
 ) -> tuple[RunningSandbox, Path]:
     """Every shared-port service: Entra ID, Business Central (a week of history unless told), Looker, F&O."""
@@ -104,6 +106,7 @@ def start_sandbox(
         looker=looker or LookerSettings(),
         finance_operations=FinanceOperationsSettings(**(finance_operations or {})),
         acumatica=AcumaticaSettings(**(acumatica or {})),
+        dataverse=DataverseSettings(**(dataverse or {})),
     )
     running = start_in_thread(data_dir, settings)
     return running, data_dir
@@ -126,11 +129,13 @@ def make_config(
     looker: dict | None = None,
     finance_operations: dict | None = None,
     acumatica: dict | None = None,
+    dataverse: dict | None = None,
     **business_central,
 ) -> ConnectorConfig:
     """The sandbox profile pointed at this module's sandbox, with a private warehouse.
 
-    SAP Business One (its simulator runs apart), Looker, F&O and Acumatica are left out unless given their settings.
+    SAP Business One (its simulator runs apart), Looker, F&O, Acumatica and Dataverse are left out unless given
+    their settings.
     """
     raw = sandbox_profile(admin.data_dir, admin.url)
     raw["data_dir"] = str(data_dir)
@@ -138,6 +143,7 @@ def make_config(
     raw["looker"] = looker
     raw["finance_operations"] = finance_operations
     raw["acumatica"] = acumatica
+    raw["dataverse"] = dataverse
     bc = raw["business_central"]
     bc["partitions"]["start"] = HISTORY_START.date().isoformat()
     bc["http"] = dict(FAST_HTTP)

@@ -25,6 +25,7 @@ FOLDERS = (
     "looker",
     "sap_business_one",
     "acumatica",
+    "dataverse",
 )
 
 SERVICES: tuple[SandboxService, ...] = tuple(import_module(f"{__package__}.{folder}").SERVICE for folder in FOLDERS)

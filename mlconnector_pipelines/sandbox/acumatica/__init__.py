@@ -1,4 +1,4 @@
-"""Acumatica ERP's contract-based REST API, the Default endpoint (api-notes §5, research/acumatica-facts.md).
+"""Acumatica ERP's contract-based REST API, the Default endpoint (api-notes §5, docs/vendor-facts/acumatica-facts.md).
 
 Served under a site path on the shared port, as an on-premises instance is (`{url}/AcumaticaERP`).
 """
