@@ -51,6 +51,16 @@ class Warehouse(ABC):
         """
 
     @abstractmethod
+    def apply_changes(
+        self, table: TableSpec, *, deleted: Sequence[str], full: bool
+    ) -> AbstractContextManager[WindowLoad]:
+        """Stage rows created or changed (whole rows, keyed by `table.key`), then in one transaction: with `full`
+        the table becomes exactly the staged rows; otherwise the rows of staged keys and of `deleted` keys go
+        and the staged rows come in. For sources that say what changed and what was deleted (a change token).
+        If the block raises, nothing changes.
+        """
+
+    @abstractmethod
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]: ...
 
     @abstractmethod
@@ -63,6 +73,10 @@ class Warehouse(ABC):
     @abstractmethod
     def read_table(self, name: str, window: tuple[datetime, datetime] | None = None) -> pd.DataFrame:
         """A table's rows (those of windows starting in `window`), columns in lower case."""
+
+    @abstractmethod
+    def row_count(self, name: str) -> int:
+        """Rows in a table (0 when it does not exist yet)."""
 
     @abstractmethod
     def duplicate_keys(self, table: TableSpec) -> int:

@@ -228,6 +228,32 @@ class SqlWarehouse(Warehouse):
                     s.execute(f"INSERT INTO {d.table(table.name)} ({columns}) SELECT {columns} FROM {stage}")
 
     @contextmanager
+    def apply_changes(self, table: TableSpec, *, deleted: Sequence[str], full: bool) -> Iterator[WindowLoad]:
+        d = self.dialect
+        (key,) = table.key  # one key column: a change token names records by one id
+        with self._staging([table]) as staging:
+            yield staging
+            columns = staging.columns[table.name]
+            with self._explaining_cast_failures(staging), self.session() as s:
+                self._ensure_columns(s, table.name, columns)
+                staged = staging.rows_written[table.name] > 0
+                stage = s.load_stage(table, staging, columns, uuid.uuid4().hex[:12]) if staged else None
+                names = ", ".join(d.column(c) for c in columns)
+                with s.transaction():
+                    if full:
+                        s.execute(f"DELETE FROM {d.table(table.name)} WHERE TRUE")
+                    elif stage is not None:
+                        s.execute(
+                            f"DELETE FROM {d.table(table.name)} WHERE {d.column(key)} IN "
+                            f"(SELECT {d.column(key)} FROM {stage})"
+                        )
+                    for start in range(0, len(deleted) if not full else 0, 500):
+                        gone = ", ".join(d.string(str(k)) for k in deleted[start : start + 500])
+                        s.execute(f"DELETE FROM {d.table(table.name)} WHERE {d.column(key)} IN ({gone})")
+                    if stage is not None:
+                        s.execute(f"INSERT INTO {d.table(table.name)} ({names}) SELECT {names} FROM {stage}")
+
+    @contextmanager
     def _staging(self, tables: Sequence[TableSpec]) -> Iterator[ParquetStaging]:
         with staging_folder(self.staging_root) as directory:
             yield ParquetStaging(directory, tables)
@@ -272,6 +298,11 @@ class SqlWarehouse(Warehouse):
         frame = self.frame(sql)
         frame.columns = [str(c).lower() for c in frame.columns]
         return frame
+
+    def row_count(self, name: str) -> int:
+        if not self.table_exists(name):
+            return 0
+        return self.query(f"SELECT count(*) FROM {self.dialect.table(name)}")[0][0]
 
     def duplicate_keys(self, table: TableSpec) -> int:
         if not self.table_exists(table.name):

@@ -288,6 +288,43 @@ def test_a_snapshot_window_is_replaced_whole(warehouse):
     assert len(warehouse.read_table("looker_summary", (DAY, NEXT))) == 1
 
 
+def test_changes_apply_by_key_and_deletions_leave_current_state(warehouse):
+    """A change token's answer: changed rows replace theirs, deleted keys go, a full read replaces all."""
+    spec = TableSpec("sales_things", ("thingid",), None, {"thingid": T.STRING, "amount": T.DECIMAL}, snapshot=True)
+
+    def rows(values):
+        return pd.DataFrame(
+            {
+                "thingid": [k for k, _ in values],
+                "amount": [Decimal(a) for _, a in values],
+                "_window_start": None,
+                "_extracted_at": datetime.now(UTC),
+                "_run_id": "r",
+                "_source": "change tracking",
+            }
+        )
+
+    def state():
+        frame = table(warehouse, "sales_things").sort_values("thingid")
+        return [(k, str(Decimal(str(a)).normalize())) for k, a in zip(frame["thingid"], frame["amount"], strict=True)]
+
+    with warehouse.apply_changes(spec, deleted=[], full=True) as load:
+        load.write(spec, rows([("a", "1.50"), ("b", "2"), ("c", "123456789012.3456")]))
+    with warehouse.apply_changes(spec, deleted=["b", "never-there"], full=False) as load:
+        load.write(spec, rows([("a", "7.25"), ("d", "4")]))
+    assert state() == [("a", "7.25"), ("c", "123456789012.3456"), ("d", "4")]
+    with warehouse.apply_changes(spec, deleted=["d"], full=False):
+        pass  # only a deletion
+    assert [k for k, _ in state()] == ["a", "c"]
+    with warehouse.apply_changes(spec, deleted=[], full=True) as load:
+        load.write(spec, rows([("z", "1")]))
+    assert state() == [("z", "1")]
+    with pytest.raises(RuntimeError), warehouse.apply_changes(spec, deleted=["z"], full=False) as load:
+        load.write(spec, rows([("y", "1")]))
+        raise RuntimeError("the read failed midway")
+    assert state() == [("z", "1")]  # nothing applied
+
+
 # -- the first flow, end to end, on each backend ----------------------------------------------
 
 
