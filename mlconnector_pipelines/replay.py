@@ -35,9 +35,16 @@ def replay(cfg, *, flow: str | None = None, dry_run: bool = False, run_id: str |
     run_id = run_id or f"replay-{uuid.uuid4()}"
     audit = open_audit_store(cfg.audit, cfg.data_dir)
     targets = _targets(cfg)
+    own_replay = {name: (spec, section) for spec, section in enabled_sections(cfg) if spec.replay
+                  for name in spec.replays}  # fmt: skip
     outcomes = []
     try:
         for record in audit.unfinished(flow):
+            if record.flow in own_replay:
+                spec, section = own_replay[record.flow]
+                action, ok = spec.replay(cfg, section, record, run_id, dry_run)
+                outcomes.append(ReplayOutcome(audit.document(record.id), action, ok))
+                continue
             if record.system not in targets:
                 outcomes.append(ReplayOutcome(record, f"{record.system} is not configured: skipped", False))
                 continue

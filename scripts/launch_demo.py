@@ -3,7 +3,8 @@
 The last two weeks are loaded from Business Central (one run for the range) and yesterday from
 SAP Business One and Acumatica; once Business Central is in the warehouse, the Looker figures
 computed from it are materialized, and last week's marketplace fees are posted as a journal into
-the F&O sandbox and as a released GL batch into the Acumatica sandbox.
+the F&O sandbox and as a released GL batch into the Acumatica sandbox. Last, an open Sales order
+from the Dataverse sandbox becomes a BC sales order.
 """
 
 import sys
@@ -16,12 +17,18 @@ from dagster_graphql import DagsterGraphQLClient
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
-def launch(client: DagsterGraphQLClient, job: str, partition: str | None = None, until: str | None = None) -> str:
+def launch(
+    client: DagsterGraphQLClient,
+    job: str,
+    partition: str | None = None,
+    until: str | None = None,
+    run_config: dict | None = None,
+) -> str:
     if until:  # a range in one run, as a single-run backfill launches it
         tags = {"dagster/asset_partition_range_start": partition, "dagster/asset_partition_range_end": until}
     else:
         tags = {"dagster/partition": partition} if partition else None
-    run_id = client.submit_job_execution(job, tags=tags)
+    run_id = client.submit_job_execution(job, tags=tags, run_config=run_config)
     span = f" for {partition}{' … ' + until if until else ''}" if partition else ""
     print(f"launched {job}{span}: run {run_id[:8]} (see Runs in the UI)", flush=True)
     return run_id
@@ -63,7 +70,30 @@ def main(port: int) -> int:
     for system, run in journals.items():
         if wait(client, run, f"the {system} fee journal"):
             print(f"journal posted into the {system} sandbox (Assets → … → fee_allocation_journal)", flush=True)
+    order = sales_order()
+    if order is not None:
+        config = {"entity_set": "salesorders", "record_id": order["salesorderid"]}
+        run = launch(client, "sales_to_business_central", run_config={"ops": {"sync_deal": {"config": config}}})
+        if wait(client, run, f"the Sales order {order['ordernumber']}"):
+            print(f"Sales order {order['ordernumber']} is a BC sales order (its run's metadata has the number)")
     return 0
+
+
+def sales_order() -> dict | None:
+    """An open order in the Dataverse sandbox, converted from a quote, whose products all map to BC items."""
+    import os
+    from pathlib import Path
+
+    import httpx
+
+    ca = Path(os.environ.get("MLCONNECTOR_DATA_DIR", "data")) / "sandbox" / "ca.pem"
+    with httpx.Client(base_url="https://127.0.0.1:47800", verify=str(ca), timeout=30) as http:
+        orders = http.get("/_sandbox/dataverse/records/salesorders").json()
+        lines = http.get("/_sandbox/dataverse/records/salesorderdetails").json()
+    unmapped = {line["_salesorderid_value"] for line in lines if line.get("productnumber") == "DV-9001"}
+    has_lines = {line["_salesorderid_value"] for line in lines}
+    ready = (o for o in orders if o["statecode"] == 0 and o["salesorderid"] in has_lines - unmapped)
+    return next(ready, None)
 
 
 if __name__ == "__main__":

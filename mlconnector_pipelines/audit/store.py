@@ -335,6 +335,16 @@ class AuditStore:
         with self.engine.connect() as c:
             return [_document(r) for r in c.execute(query).all()]
 
+    def of_flow(self, flow: str, *, state: str | None = None, document_key: str | None = None) -> list[DocumentRecord]:
+        """A flow's documents (in a state, with a key), oldest first."""
+        query = sa.select(documents).where(documents.c.flow == flow).order_by(documents.c.id)
+        if state:
+            query = query.where(documents.c.state == state)
+        if document_key:
+            query = query.where(documents.c.document_key == document_key)
+        with self.engine.connect() as c:
+            return [_document(r) for r in c.execute(query).all()]
+
     def by_number(self, document_number: str, company: str | None = None) -> list[DocumentRecord]:
         query = sa.select(documents).where(documents.c.document_number == document_number)
         if company:

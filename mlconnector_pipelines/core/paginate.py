@@ -8,7 +8,8 @@
   of at most a page each, at distinct modified moments; each slice is then read whole. No offset
   is ever used, so records changing or leaving the window between two requests cannot shift what
   is read; a record read twice (it changed between two slices) comes back only in its newer version.
-- `DeltaLinkPages`: change tracking (Dataverse), as its issue lands.
+- `DeltaLinkPages`: change tracking (Dataverse): pages of what changed since a delta link (or of
+  everything, the first time), the last page carrying the delta link for next time.
 
 A paginator is an iterable of pages; a page is whatever its `read` makes of a response (an Arrow
 table, or a list of records).
@@ -17,7 +18,7 @@ table, or a list of records).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -155,3 +156,30 @@ class SlicedWindowPages:
                 page = page.filter(pa.array(fresh))
             if page.num_rows:
                 yield page
+
+
+@dataclass
+class DeltaLinkPages(Generic[T]):
+    """Change tracking (OData delta links): `url` is the first request (with `Prefer: odata.track-changes`) or a
+    delta link kept from last time. Pages are linked by next links; the last one carries the delta link to ask
+    with next time, found in `delta_link` once every page has been read. `read` makes (page, next link, delta
+    link) of a response; a page that ends with neither leaves `delta_link` None (the server kept no token)."""
+
+    client: ThrottledClient
+    url: str
+    read: Callable[[httpx.Response], tuple[T, str | None, str | None]]
+    params: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] | None = None
+    delta_link: str | None = field(default=None, init=False)
+
+    def __iter__(self) -> Iterator[T]:
+        next_url: str | None = self.url
+        next_params = self.params
+        while next_url:
+            response = self.client.request("GET", next_url, params=next_params, headers=self.headers)
+            page, next_url, delta = self.read(response)
+            del response
+            yield page
+            next_params = None  # next and delta links carry their query
+            if next_url is None:
+                self.delta_link = delta

@@ -53,7 +53,7 @@ class SourceRow:
         return digest_of(self.values)
 
 
-def line_content(line: "PlannedLine | WrittenLine") -> dict:
+def line_content(line: PlannedLine | WrittenLine) -> dict:
     """The fields a planned line and its read-back must agree on: one definition, so the
     comparison in verify cannot drift from what the digest covers."""
     return {
@@ -107,6 +107,7 @@ class Plan:
     lines: tuple[PlannedLine, ...]
     rounding_difference: Decimal = ZERO  # sum of rounded amounts minus sum of unrounded, per the mapping
     adjusts: str | None = None  # a difference document: the natural key of the document it corrects
+    must_balance: bool = True  # a journal's debits equal its credits; a sales document's lines need not
 
     @cached_property  # a plan never changes; its digest is asked for at every step
     def digest(self) -> str:

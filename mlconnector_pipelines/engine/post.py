@@ -89,13 +89,13 @@ def plan_problems(plan: Plan) -> list[Problem]:
     """What is wrong with a plan whatever its target: empty, unbalanced, a line with no amount or both sides."""
     problems: list[Problem] = []
     if not plan.lines:
-        problems.append(Problem(None, "the journal has no lines (the source result was empty for this period)"))
+        problems.append(Problem(None, "the document has no lines (the source was empty for it)"))
     for line in plan.lines:
         if line.debit < ZERO or line.credit < ZERO:
             problems.append(Problem(line, "debit and credit must not be negative"))
         elif line.debit and line.credit:
             problems.append(Problem(line, "a line is either a debit or a credit, not both"))
-    if plan.balance != ZERO:
+    if plan.must_balance and plan.balance != ZERO:
         problems.append(
             Problem(
                 None,

@@ -8,6 +8,10 @@ before the 2xx; the `looker_scheduled_plan_deliveries` sensor turns it into a ru
 Answers: 202 stored, 200 already stored (a repeat), 400 malformed (nothing stored), 404 wrong
 secret, 413 past `ingest.max_body_mb`, 422 a plan no asset takes, 503 Looker could not be asked
 for a Look's fields (the sender retries), 507 the store's quota is full.
+
+`POST /dataverse/webhooks` takes Dynamics 365 Sales webhooks (systems/dataverse/webhooks.py): 401
+without the service endpoint's key, 202 stored, 200 a repeat, 400 malformed, 503 the store is full
+(Dataverse retries a 503 once). The sensor `dynamics_sales_changes` turns them into runs.
 """
 
 from __future__ import annotations
@@ -71,6 +75,26 @@ def looker_delivery_secret(cfg: ConnectorConfig) -> str:
 def create_app(cfg: ConnectorConfig, *, clock: Callable[[], float] = time.time) -> Starlette:
     """The receiver. `clock` (seconds since the epoch) dates deliveries and drives the retention (tests move it)."""
     _hide_url_secrets_in_server_logs()
+    routes = [Route("/health", _health)]
+    if cfg.looker is not None and cfg.looker.enabled and cfg.looker.delivery_secret is not None:
+        routes.append(_looker_route(cfg, clock))
+    dataverse = getattr(cfg, "dataverse", None)
+    if dataverse is not None and dataverse.enabled and dataverse.webhook is not None:
+        routes.append(_dataverse_route(cfg, clock))
+    if len(routes) == 1:
+        raise ConfigError(
+            "nothing to receive: set looker.delivery_secret (scheduled plans) or dataverse.webhook (Sales webhooks)"
+        )
+    return Starlette(routes=routes)
+
+
+async def _health(request: Request) -> JSONResponse:
+    return JSONResponse(
+        {"status": "ok", "receiving": sorted(r.path for r in request.app.routes if r.path != "/health")}
+    )
+
+
+def _looker_route(cfg: ConnectorConfig, clock: Callable[[], float]) -> Route:
     secret = looker_delivery_secret(cfg).encode()
     plans = {q.scheduled_plan_id: q for q in cfg.looker.queries if q.scheduled_plan_id}
     store = open_delivery_store(cfg.ingest, cfg.data_dir, "looker", clock=clock)
@@ -79,9 +103,6 @@ def create_app(cfg: ConnectorConfig, *, clock: Callable[[], float] = time.time) 
 
     def parse(body: bytearray):
         return parse_delivery(body, plans, look_fields=fields_of_look, received_at=datetime.fromtimestamp(clock(), UTC))
-
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "scheduled_plans": sorted(plans)})
 
     async def looker_delivery(request: Request) -> JSONResponse:
         if not hmac.compare_digest(request.path_params["secret"].encode(), secret):
@@ -119,9 +140,37 @@ def create_app(cfg: ConnectorConfig, *, clock: Callable[[], float] = time.time) 
             status_code=200 if not stored else 202,
         )
 
-    return Starlette(
-        routes=[
-            Route("/health", health),
-            Route("/looker/scheduled-plans/{secret}", looker_delivery, methods=["POST"]),
-        ]
-    )
+    return Route("/looker/scheduled-plans/{secret}", looker_delivery, methods=["POST"])
+
+
+def _dataverse_route(cfg: ConnectorConfig, clock: Callable[[], float]) -> Route:
+    """Dataverse webhooks (Win, quote to order, state changes): only which record changed is stored; a call
+    without the service endpoint's key is refused (401) and stored nowhere. Answered as soon as it is on disk."""
+    from ..systems.dataverse.webhooks import SOURCE, WebhookRejected, authenticated, parse_context
+
+    auth = cfg.dataverse.webhook
+    secret = auth.key.resolve(cfg.data_dir, "dataverse.webhook.key")
+    store = open_delivery_store(cfg.ingest, cfg.data_dir, SOURCE, clock=clock)
+    max_body = cfg.ingest.max_body_mb * MB
+
+    async def dataverse_webhook(request: Request) -> JSONResponse:
+        if not authenticated(auth, secret, request.headers, request.query_params):
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        try:
+            body = await read_body(request, max_body)
+            received = datetime.fromtimestamp(clock(), UTC).isoformat()
+            delivery = parse_context(bytes(body), request.headers, received)
+            stored = await run_in_threadpool(store.put, delivery)
+        except BodyTooLarge as exc:
+            return JSONResponse({"error": str(exc)}, status_code=413, headers={"Connection": "close"})
+        except WebhookRejected as exc:
+            log.warning("dataverse webhook rejected (%s): %s", exc.status, exc.reason)
+            return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        except StoreFull as exc:  # 5xx: Dataverse retries, and the call is not lost
+            log.error("dataverse webhook refused: %s", exc)
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        log.info("dataverse webhook %s %s(%s): %s", delivery.detail["message"], delivery.target,
+                 delivery.detail["record_id"], "stored" if stored else "already stored")  # fmt: skip
+        return JSONResponse({"delivery_id": delivery.id, "stored": stored}, status_code=202 if stored else 200)
+
+    return Route("/dataverse/webhooks", dataverse_webhook, methods=["POST"])

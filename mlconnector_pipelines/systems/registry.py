@@ -23,6 +23,7 @@ FOLDERS = (
     "looker",
     "finance_operations",
     "acumatica",
+    "dataverse",
 )
 
 SYSTEMS: tuple[SystemSpec, ...] = tuple(import_module(f"{__package__}.{folder}.system").SPEC for folder in FOLDERS)

@@ -41,6 +41,11 @@ class SystemSpec:
     # Systems the product writes documents into: the target of a flow's documents, for replay
     # (section, data_dir, flow): a PostingTarget, or a RecordTarget (engine/records.py).
     posting_target: Callable[[Any, Path, str], Any] | None = None
+    # Flows whose documents are finished by running the flow again from its source rather than from the
+    # stored plan (a deal re-read from Sales, mapped with today's configuration): (config, section, record,
+    # run_id, dry_run) → (what was done, ok). `replays` names the flows.
+    replay: Callable[[Any, Any, Any, str, bool], tuple[str, bool]] | None = None
+    replays: tuple[str, ...] = ()
 
     @property
     def pool(self) -> str:

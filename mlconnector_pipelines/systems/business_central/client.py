@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 from urllib.parse import quote
 
+import httpx
 import pyarrow as pa
 
 from ...core.errors import ConfigError
 from ...core.http import ThrottledClient
-from ...core.odata import datetime_literal, half_open_window_filter, iterate_record_tables, string_literal
+from ...core.odata import datetime_literal, half_open_window_filter, iterate_record_tables, json_body, string_literal
 from ...core.tls import ssl_context
 from ..entra import EntraTokenProvider
 from .catalog import BcEntity
@@ -45,15 +49,50 @@ class BusinessCentralClient:
     # -- writes (no idempotency header: never repeated when the outcome is unknown) -------------
 
     def create(self, company_id: str, entity_set: str, record: dict) -> dict:
-        """POST a new record. Raises OutcomeUnknown when BC may have created it: find it by its key first."""
-        return self.http.post_json(f"{self.base_path}/companies({company_id})/{entity_set}", json=record)
-
-    def find(self, company_id: str, entity_set: str, field: str, value: str) -> list[dict]:
-        """Records whose `field` equals `value` (a natural key: a number, an externalDocumentNumber)."""
-        return self.http.get_json(
+        """POST a new record (lines inside it are created with it, atomically: a deep insert). Raises
+        OutcomeUnknown when BC may have created it: find it by its key first."""
+        response = self.http.request(
+            "POST",
             f"{self.base_path}/companies({company_id})/{entity_set}",
-            params={"$filter": f"{field} eq {string_literal(value)}"},
+            content=json_body(record),
+            headers={"Content-Type": "application/json"},
+        )
+        return self.parse(response)
+
+    def find(
+        self, company_id: str, entity_set: str, field: str, value: str, *, expand: str | None = None
+    ) -> list[dict]:
+        """Records whose `field` equals `value` (a natural key: a number, an externalDocumentNumber)."""
+        params = {"$filter": f"{field} eq {string_literal(value)}"}
+        if expand:
+            params["$expand"] = expand
+        return self.parse(
+            self.http.request("GET", f"{self.base_path}/companies({company_id})/{entity_set}", params=params)
         )["value"]
+
+    def update(self, company_id: str, entity_set: str, record_id: str, changes: dict, *, etag: str) -> dict:
+        """PATCH a record as it was when read (`etag`); PreconditionFailed (412) when it changed since."""
+        response = self.http.request(
+            "PATCH",
+            f"{self.base_path}/companies({company_id})/{entity_set}({record_id})",
+            content=json_body(changes),
+            headers={"Content-Type": "application/json", "If-Match": etag},
+            idempotent=True,  # with If-Match a repeat is refused (412) rather than applied twice
+        )
+        return self.parse(response)
+
+    def action(self, company_id: str, entity_set: str, record_id: str, name: str) -> None:
+        """A bound action, e.g. Microsoft.NAV.post. Not idempotent: OutcomeUnknown when its answer was lost."""
+        self.http.request("POST", f"{self.base_path}/companies({company_id})/{entity_set}({record_id})/{name}")
+
+    def parse(self, response: httpx.Response) -> Any:
+        """A JSON answer with its numbers as Decimal (amounts exact)."""
+        if not response.content:
+            return {}
+        try:
+            return json.loads(response.content, parse_float=Decimal)
+        except ValueError as exc:
+            raise self.http.malformed(response, f"malformed JSON: {exc}") from None
 
     # -- companies ------------------------------------------------------------------------------
 

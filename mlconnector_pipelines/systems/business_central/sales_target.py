@@ -1,0 +1,273 @@
+"""Business Central as the target of sales documents: customers kept by number, orders and draft invoices by
+`externalDocumentNumber`, invoices posted once.
+
+BC has no idempotency header. Every create is preceded by a lookup of its natural key, and a create
+whose answer was lost (OutcomeUnknown) is settled by the same lookup before anything else:
+- a customer by its `number` (the product chooses it, so a second POST would be refused as a duplicate);
+- a sales document by `externalDocumentNumber`, in `salesOrders` and also in posted `salesInvoices`,
+  because BC removes an order once it is fully shipped and invoiced;
+- a posting by the invoice's status (a posted invoice is no longer `Draft`).
+A document is created with its lines in one request (a deep insert), so BC holds all of it or none.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from ...core.errors import OutcomeUnknown, RecordRefused, RequestFailedError
+from ...core.posting import LinesRefused, Plan, PlannedLine, Problem, WrittenDocument, WrittenLine
+from .client import SYSTEM, BusinessCentralClient
+
+LINE_SETS = {"salesOrders": "salesOrderLines", "salesInvoices": "salesInvoiceLines"}
+DOCUMENT_SETS = {"sales_order": "salesOrders", "draft_invoice": "salesInvoices"}
+POST_ACTION = "Microsoft.NAV.post"
+_ITEM_IN_MESSAGE = re.compile(r"No\.='([^']*)'")
+
+
+def decimal_text(value: Any) -> str:
+    """A quantity or price as comparable text: 2, 2.0 and 2.00 are all "2"."""
+    number = Decimal(str(value or 0))
+    return format(number.normalize(), "f") if number else "0"
+
+
+def line_amount(quantity: Any, unit_price: Any, discount: Any) -> Decimal:
+    return Decimal(str(quantity or 0)) * Decimal(str(unit_price or 0)) - Decimal(str(discount or 0))
+
+
+class BusinessCentralCustomers:
+    """BC customers kept equal to Sales accounts, by customer number (engine/records.py's RecordTarget)."""
+
+    system = SYSTEM
+    entity = "customer"
+    key = "number"
+
+    def __init__(self, client: BusinessCentralClient, company_id: str):
+        self.client, self.company_id = client, company_id
+        self.payment_terms: dict[str, str] = {}  # code → id, read when first needed
+
+    def current(self, number: str) -> dict | None:
+        found = self.client.find(self.company_id, "customers", "number", number)
+        return found[0] if found else None
+
+    def payment_terms_id(self, code: str) -> str:
+        if not self.payment_terms:
+            terms = self.client.parse(
+                self.client.http.request("GET", f"{self.client.base_path}/companies({self.company_id})/paymentTerms")
+            )["value"]
+            self.payment_terms = {str(t["code"]).upper(): str(t["id"]) for t in terms}
+        try:
+            return self.payment_terms[code.upper()]
+        except KeyError:
+            raise RecordRefused(
+                SYSTEM, "customer", "", [f"paymentTermsId: payment terms {code!r} do not exist in BC"]
+            ) from None
+
+    def upsert(self, record: dict) -> dict:
+        """Create the customer, or change only the fields given. A record changed meanwhile (its etag no longer
+        matches) is read again and the change sent once more on top of it, so neither side's edit is lost."""
+        number = str(record[self.key])
+        held = self.current(number)
+        if held is None:
+            return self._create(record)
+        for attempt in (1, 2):
+            try:
+                return self.client.update(self.company_id, "customers", held["id"], _without(record, self.key),
+                                          etag=held["@odata.etag"])  # fmt: skip
+            except RequestFailedError as exc:
+                if not _changed_meanwhile(exc) or attempt == 2:
+                    raise _refused(exc, number) from None
+                held = self.current(number)
+                if held is None:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _create(self, record: dict) -> dict:
+        try:
+            return self.client.create(self.company_id, "customers", record)
+        except OutcomeUnknown:
+            held = self.current(str(record[self.key]))
+            if held is None:  # never processed; a late commit of the first would refuse this one as a duplicate
+                return self.client.create(self.company_id, "customers", record)
+            return held
+        except RequestFailedError as exc:
+            if exc.code == "Internal_EntityWithSameKeyExists":  # created a moment ago (another run, or ours)
+                held = self.current(str(record[self.key]))
+                if held is not None:
+                    return self.upsert(record)
+            raise _refused(exc, str(record[self.key])) from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class BusinessCentralSalesDocuments:
+    """Sales orders or draft invoices with their lines (core/posting.py's PostingTarget).
+
+    A plan's line: `account` the BC item number, `dimensions` (quantity, unitPrice, discountAmount) as text,
+    `debit` the line amount, `text` the description. Its header: customerNumber, externalDocumentNumber, dates.
+    """
+
+    system = SYSTEM
+    max_lines_per_write = 10_000
+    writes_in_flight = 1
+    lines_with_header = True  # a deep insert: the document and its lines in one atomic request
+
+    def __init__(self, client: BusinessCentralClient, company_id: str, document: str):
+        self.client, self.company_id = client, company_id
+        self.entity_set = DOCUMENT_SETS[document]
+        self.document = document
+        self.post_when_verified = False  # set per run: a confirmed draft invoice is posted after verification
+        self.items: dict[str, dict | None] = {}  # item number → item, as read in this run
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def validate(self, plan: Plan) -> list[Problem]:
+        """Every item exists and is not blocked (the customer is the sync's step before the document)."""
+        problems = []
+        items = {number: self._item(number) for number in sorted({line.account for line in plan.lines if line.account})}
+        for line in plan.lines:
+            item = items.get(line.account)
+            if item is None:
+                problems.append(Problem(line, f"item {line.account} does not exist in BC company {self.company_id}"))
+            elif item.get("blocked"):
+                problems.append(Problem(line, f"item {line.account} is blocked in BC"))
+        return problems
+
+    def _item(self, number: str) -> dict | None:
+        """One item by number (one request each: `or` in BC filters is not something to lean on)."""
+        if number not in self.items:
+            found = self.client.find(self.company_id, "items", "number", number)
+            self.items[number] = found[0] if found else None
+        return self.items[number]
+
+    def find(self, plan: Plan) -> WrittenDocument | None:
+        key = plan.document_key
+        if self.entity_set == "salesOrders":
+            orders = self.client.find(self.company_id, "salesOrders", "externalDocumentNumber", key,
+                                      expand="salesOrderLines")  # fmt: skip
+            if orders:
+                return _written(orders[0], "salesOrders", posted=False)
+        invoices = self.client.find(self.company_id, "salesInvoices", "externalDocumentNumber", key,
+                                    expand="salesInvoiceLines")  # fmt: skip
+        if not invoices:
+            return None
+        invoice = sorted(invoices, key=lambda i: str(i.get("status")) == "Draft")[0]  # a posted one first
+        posted = str(invoice.get("status")) != "Draft"
+        document = _written(invoice, "salesInvoices", posted=posted)
+        if self.entity_set == "salesOrders":  # the order was invoiced and BC removed it: it lives on in the invoice
+            document.number = str(invoice.get("orderNumber") or invoice["number"])
+        return document
+
+    def read_lines(self, plan: Plan, number: str) -> list[WrittenLine]:
+        found = self.find(plan)
+        return found.lines if found is not None else []
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def create_document(self, plan: Plan) -> str:
+        body = {**plan.header, LINE_SETS[self.entity_set]: [_line_body(line) for line in plan.lines]}
+        try:
+            created = self.client.create(self.company_id, self.entity_set, body)
+        except RequestFailedError as exc:
+            if isinstance(exc, OutcomeUnknown) or exc.status is None or exc.status >= 500 or exc.status == 429:
+                raise
+            raise _lines_refused(plan.lines, exc) from None
+        return str(created["number"])
+
+    def create_lines(self, plan: Plan, number: str, lines: Sequence[PlannedLine]) -> None:
+        raise NotImplementedError("sales documents are created with their lines (lines_with_header)")
+
+    def discard(self, plan: Plan, number: str) -> None:
+        """Nothing to discard: a deep insert BC refused saved nothing."""
+
+    def finish(self, plan: Plan, number: str) -> str | None:
+        """Post a draft invoice once, when this run was told it is confirmed; None when there is nothing to do."""
+        if self.entity_set != "salesInvoices" or not self.post_when_verified:
+            return None
+        document = self.find(plan)
+        if document is None:
+            raise OutcomeUnknown(SYSTEM, f"{plan.document_key} vanished before posting", method="GET", url="")
+        if document.posted:
+            return f"already posted as {document.detail['number']}"
+        try:
+            self.client.action(self.company_id, "salesInvoices", document.detail["id"], POST_ACTION)
+        except OutcomeUnknown:
+            again = self.find(plan)
+            if again is not None and again.posted:
+                return f"posted as {again.detail['number']}"
+            raise  # still a draft: replay looks again before posting (BC may still be posting it)
+        posted = self.find(plan)
+        return f"posted as {posted.detail['number'] if posted else '?'}"
+
+    def metadata(self) -> dict[str, Any]:
+        return self.client.http.stats.as_metadata("business_central_http_")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _line_body(line: PlannedLine) -> dict[str, Any]:
+    values = dict(line.dimensions)
+    return {
+        "sequence": line.number * 10000,
+        "lineType": "Item",
+        "lineObjectNumber": line.account,
+        "description": line.text,
+        "quantity": Decimal(values["quantity"]),
+        "unitPrice": Decimal(values["unitPrice"]),
+        "discountAmount": Decimal(values.get("discountAmount", "0")),
+    }
+
+
+def _written(document: dict, entity_set: str, *, posted: bool) -> WrittenDocument:
+    raw = sorted(document.get(LINE_SETS[entity_set]) or [], key=lambda r: (r.get("sequence") or 0, str(r.get("id"))))
+    lines = [
+        WrittenLine(
+            number=n,
+            account=str(r.get("lineObjectNumber") or ""),
+            dimensions=(
+                ("quantity", decimal_text(r.get("quantity"))),
+                ("unitPrice", decimal_text(r.get("unitPrice"))),
+                ("discountAmount", decimal_text(r.get("discountAmount"))),
+            ),
+            debit=line_amount(r.get("quantity"), r.get("unitPrice"), r.get("discountAmount")),
+            credit=Decimal(0),
+            currency="",
+            text=str(r.get("description") or ""),
+        )
+        for n, r in enumerate(raw, start=1)
+    ]
+    return WrittenDocument(
+        number=str(document["number"]),
+        lines=lines,
+        posted=posted,
+        detail={
+            "id": str(document["id"]),
+            "number": str(document["number"]),
+            "status": document.get("status"),
+            "entity_set": entity_set,
+        },  # fmt: skip
+    )
+
+
+def _lines_refused(lines: Sequence[PlannedLine], exc: RequestFailedError) -> LinesRefused:
+    message = exc.server_message or str(exc)
+    named = _ITEM_IN_MESSAGE.search(message)
+    line = next((ln for ln in lines if named and ln.account == named.group(1)), None)
+    return LinesRefused(line, message)
+
+
+def _changed_meanwhile(exc: RequestFailedError) -> bool:
+    """BC's "Another user has already changed the record": documented as 409, answered 412 by some versions."""
+    return exc.code == "Request_EntityChanged" or exc.status in (409, 412)
+
+
+def _refused(exc: RequestFailedError, number: str) -> RecordRefused:
+    return RecordRefused(SYSTEM, "customer", number, [exc.server_message or str(exc)])
+
+
+def _without(record: dict, key: str) -> dict:
+    return {k: v for k, v in record.items() if k != key}

@@ -1,0 +1,280 @@
+"""A Sales deal into Business Central, exactly once: the customer, the document with its lines, the posting, the
+numbers written back to Sales (Dagster-free; flows/dynamics_sales.py runs it).
+
+Order of work, so that a bad deal writes nothing and a crash anywhere is finished by running it again:
+1. read the deal (systems/dataverse/sales.py) and plan the document: each Sales line → a BC item;
+2. validate: every product maps to an item that exists and is not blocked — else nothing is written, the line
+   is named, and the audit store keeps the refusal for replay once the mapping is fixed;
+3. the customer, kept by number (created, or only its changed fields sent);
+4. the document through the posting engine: found by `externalDocumentNumber` first, created with its lines in
+   one request, read back, compared, and — for a confirmed draft invoice — posted once;
+5. BC's numbers written back to the Sales document (PATCH: setting columns to values twice is doing it once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...audit.store import AuditStore
+from ...core.posting import ZERO, Plan, PlannedLine, Problem, SourceRow
+from ...engine.post import PostingEngine, PostingResult, plan_problems
+from ...engine.records import RecordSync, records_plan
+from ..business_central.client import SYSTEM as BC
+from ..business_central.client import BusinessCentralClient
+from ..business_central.sales_target import (
+    BusinessCentralCustomers,
+    BusinessCentralSalesDocuments,
+    decimal_text,
+    line_amount,
+)
+from .client import DataverseClient
+from .config import SalesToBusinessCentral
+from .sales import ORDER_FULFILLED, ORDER_INVOICED, ORDERS, Deal, SalesReader
+
+FLOW = "dataverse/sales_to_business_central"
+CUSTOMER_FLOW = "dataverse/sales_customers"
+CUSTOMER_NUMBER_LENGTH = 20  # BC's customer No.
+TEXT_LENGTH = 100  # BC's line description
+
+
+@dataclass
+class SyncOutcome:
+    trigger: tuple[str, str, int]
+    deal: str | None = None  # the deal's key (BC externalDocumentNumber)
+    customer: str | None = None
+    customer_action: str | None = None  # created | updated | unchanged
+    document_number: str | None = None
+    outcome: str | None = None  # the posting engine's: posted | already_posted | resumed
+    posting: str | None = None  # what finishing did (the invoice posted) or None
+    written_back: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None  # why nothing was done (not won, cancelled…)
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"skipped: {self.skipped}"
+        parts = [f"customer {self.customer} {self.customer_action}", f"{self.document_number} {self.outcome}"]
+        if self.posting:
+            parts.append(self.posting)
+        if self.written_back:
+            parts.append("written back to Sales")
+        return f"{self.deal}: " + ", ".join(parts)
+
+
+def customer_number(account: dict[str, Any], sync: SalesToBusinessCentral) -> str:
+    """The customer `customers` maps the account to; else the account's own number when it fits BC; else a
+    number made from its id (stable, so a rerun finds the customer it made)."""
+    for known in (str(account["accountid"]).lower(), str(account.get("accountnumber") or "")):
+        mapped = next((number for key, number in sync.customers.items() if key.lower() == known.lower()), None)
+        if known and mapped:
+            return mapped
+    own = str(account.get("accountnumber") or "").strip().upper()
+    if own and len(own) <= CUSTOMER_NUMBER_LENGTH:
+        return own
+    compact = str(account["accountid"]).replace("-", "").upper()
+    return (sync.customer_number_prefix + compact)[:CUSTOMER_NUMBER_LENGTH]
+
+
+def customer_fields(deal: Deal, sync: SalesToBusinessCentral, terms: Callable[[str], str]) -> dict[str, Any]:
+    """The BC customer as Sales says it should be (only fields Sales holds; BC keeps the rest)."""
+    account, contact = deal.account, deal.primary_contact or {}
+    fields: dict[str, Any] = {
+        "number": customer_number(account, sync),
+        "displayName": str(account.get("name") or "")[:100],
+        "addressLine1": account.get("address1_line1"),
+        "addressLine2": account.get("address1_line2"),
+        "city": account.get("address1_city"),
+        "state": account.get("address1_stateorprovince"),
+        "postalCode": account.get("address1_postalcode"),
+        "email": account.get("emailaddress1") or contact.get("emailaddress1"),
+        "phoneNumber": account.get("telephone1") or contact.get("telephone1"),
+        "website": account.get("websiteurl"),
+    }
+    country = str(account.get("address1_country") or "")
+    if 0 < len(country) <= 3:  # BC takes a country/region code; a country's name is left to people
+        fields["country"] = country.upper()
+    code = sync.payment_terms.get(int(account["paymenttermscode"])) if account.get("paymenttermscode") else None
+    if code:
+        fields["paymentTermsId"] = terms(code)
+    return {k: v for k, v in fields.items() if v not in (None, "")}
+
+
+def document_plan(
+    deal: Deal, sync: SalesToBusinessCentral, *, company_id: str, customer: str, run_id: str
+) -> tuple[Plan, list[Problem]]:
+    """The BC document a deal becomes, and every line whose product maps to no item."""
+    lines, problems = [], []
+    for sales_line in deal.lines:
+        item = _item(sales_line.product_number, sync)
+        line = PlannedLine(
+            number=sales_line.number,
+            account=item or "",
+            dimensions=(
+                ("quantity", decimal_text(sales_line.quantity)),
+                ("unitPrice", decimal_text(sales_line.unit_price)),
+                ("discountAmount", decimal_text(sales_line.discount)),
+            ),
+            debit=line_amount(sales_line.quantity, sales_line.unit_price, sales_line.discount),
+            credit=ZERO,
+            currency="",
+            text=sales_line.description[:TEXT_LENGTH],
+            source=SourceRow(
+                query=f"dynamics_sales/{deal.lines_set}",  # the Sales lines' asset: trace walks on from it
+                origin=f"{deal.document_set}({deal.document_id}) {deal.document_number}",
+                run_id=run_id,
+                window_start=None,
+                row_number=sales_line.number,
+                values=sales_line.values,
+            ),
+        )
+        lines.append(line)
+        if item is None:
+            which = sales_line.product_number or f"(write-in, no product) {sales_line.description!r}"
+            problems.append(
+                Problem(line, f"product {which} maps to no BC item: add it to sales_to_business_central.items.map")
+            )
+        if line.debit < ZERO:
+            problems.append(Problem(line, f"the line amount is negative ({line.debit}): the discount exceeds it"))
+    plan = Plan(
+        flow=FLOW,
+        partition=f"{deal.root_set}({deal.root_id})",  # the deal's root record: where a rerun starts
+        document_key=deal.key,
+        system=BC,
+        company=company_id,
+        header={"customerNumber": customer, "externalDocumentNumber": deal.key},
+        lines=tuple(lines),
+        must_balance=False,
+    )
+    return plan, problems
+
+
+def _item(product_number: str | None, sync: SalesToBusinessCentral) -> str | None:
+    if not product_number:
+        return None
+    if product_number in sync.items.map:
+        return sync.items.map[product_number]
+    return product_number if sync.items.same_number else None
+
+
+def open_sales_sync(
+    sync: SalesToBusinessCentral,
+    dataverse: DataverseClient,
+    bc: BusinessCentralClient,
+    audit: AuditStore,
+    *,
+    run_id: str,
+    progress: Callable[[str], None] = print,
+) -> SalesSync:
+    """A SalesSync into the configured BC company; it owns the clients and the audit store (close it)."""
+    company = bc.resolve_companies([sync.company])[0]["id"]
+    customers = BusinessCentralCustomers(bc, company)
+    documents = BusinessCentralSalesDocuments(bc, company, sync.document)
+    return SalesSync(sync, dataverse, customers, documents, audit, run_id=run_id, progress=progress)
+
+
+class SalesSync:
+    def __init__(
+        self,
+        sync: SalesToBusinessCentral,
+        dataverse: DataverseClient,
+        customers: BusinessCentralCustomers,
+        documents: BusinessCentralSalesDocuments,
+        audit: AuditStore,
+        *,
+        run_id: str,
+        progress: Callable[[str], None] = print,
+        checkpoint: Callable[[str], None] = lambda name: None,
+    ):
+        self.sync, self.dataverse, self.customers, self.documents = sync, dataverse, customers, documents
+        self.audit, self.run_id, self.progress, self.checkpoint = audit, run_id, progress, checkpoint
+        self.reader = SalesReader(dataverse)
+
+    def close(self) -> None:
+        self.audit.close()
+        self.documents.close()  # the customers' client is the same one
+        self.dataverse.close()
+
+    def metadata(self) -> dict[str, Any]:
+        return {**self.dataverse.metadata(), **self.documents.metadata()}
+
+    def run(self, entity_set: str, record_id: str, *, confirmed: bool = False) -> SyncOutcome:
+        """Everything for the deal this Sales record belongs to. Raises PostingRefused (nothing written) for a
+        deal that cannot go to BC as it is, and DealNotReady when the record does not start a document."""
+        deal = self.reader.deal(entity_set, record_id)
+        outcome = SyncOutcome(trigger=deal.trigger, deal=deal.key)
+        number = customer_number(deal.account, self.sync)
+        plan, mapping_problems = document_plan(
+            deal, self.sync, company_id=self.documents.company_id, customer=number, run_id=self.run_id
+        )
+        engine = PostingEngine(self.documents, self.audit, run_id=self.run_id, checkpoint=self.checkpoint,
+                               progress=self.progress)  # fmt: skip
+        record = engine.record(plan)
+        if record.state != "verified":  # validate before the first write (a verified deal is only looked up)
+            engine.validate(plan, record, mapping_problems + plan_problems(plan) + self.documents.validate(plan))
+            record = self.audit.document(record.id)
+        outcome.customer, outcome.customer_action = number, self._customer(deal)
+        self.checkpoint("after_customer")
+        self.documents.post_when_verified = self._post_now(deal, confirmed)
+        result: PostingResult = engine.verify(plan, record, engine.post(plan, record))
+        outcome.document_number, outcome.outcome = result.number, result.outcome
+        finished = [e for e in self.audit.history(record.id) if e["event"] == "finished" and e["run_id"] == self.run_id]
+        outcome.posting = finished[-1]["detail"] if finished else None
+        self.checkpoint("before_write_back")
+        outcome.written_back = self.write_back(deal.document_set, deal.document_id, plan)
+        if outcome.written_back:
+            self.audit.event(record.id, self.run_id, "written_back", _describe(outcome.written_back))
+        return outcome
+
+    def _customer(self, deal: Deal) -> str:
+        fields = customer_fields(deal, self.sync, self.customers.payment_terms_id)
+        source = SourceRow(
+            query="dynamics_sales/accounts",
+            origin=f"accounts({deal.account['accountid']})",
+            run_id=self.run_id,
+            window_start=None,
+            row_number=1,
+            values={k: v for k, v in deal.account.items() if not k.startswith("@")},
+        )
+        plan = records_plan(
+            # One audit document per account version: a new version is compared with BC again.
+            flow=CUSTOMER_FLOW, partition=f"accounts({deal.account['accountid']}) v{deal.account.get('versionnumber')}",
+            system=BC,
+            company=self.documents.company_id, entity="customer", key="number", rows=[(source, fields)],
+        )  # fmt: skip
+        result = RecordSync(self.customers, self.audit, run_id=self.run_id, progress=self.progress).run(plan)
+        return "created" if result.inserted else "updated" if result.updated else "unchanged"
+
+    def _post_now(self, deal: Deal, confirmed: bool) -> bool:
+        if self.sync.document != "draft_invoice" or self.sync.post_invoices == "never":
+            return False
+        if self.sync.post_invoices == "confirmed":
+            return confirmed
+        return deal.document_set == ORDERS.entity_set and deal.document_state in (ORDER_FULFILLED, ORDER_INVOICED)
+
+    def write_back(self, entity_set: str, record_id: str, plan: Plan) -> dict[str, Any]:
+        """BC's numbers and status onto the Sales document, where they differ from what it holds."""
+        columns = self.sync.write_back
+        wanted_names = [c for c in (columns.order_number, columns.invoice_number, columns.status) if c]
+        if not wanted_names:
+            return {}
+        found = self.documents.find(plan)
+        if found is None:
+            return {}
+        values: dict[str, Any] = {}
+        invoiced = found.detail.get("entity_set") == "salesInvoices" and found.posted
+        if columns.order_number:
+            values[columns.order_number] = found.number
+        if columns.invoice_number and invoiced:
+            values[columns.invoice_number] = found.detail["number"]
+        if columns.status:
+            values[columns.status] = str(found.detail.get("status") or "")
+        held = self.dataverse.get(entity_set, record_id, select=list(values)) or {}
+        changes = {k: v for k, v in values.items() if held.get(k) != v}
+        if changes:
+            self.dataverse.patch(entity_set, record_id, changes)
+        return changes
+
+
+def _describe(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())

@@ -1,0 +1,500 @@
+"""Dynamics 365 Sales → Business Central, exactly once, over HTTPS against both sandboxes.
+
+Every case ends by counting in BC's own records: one customer per account, one document per deal,
+each line once. Crashes are simulated at the sync's checkpoints (a BaseException nobody catches, as a
+killed process runs no handler); lost answers are BC committing a write and then dropping the
+connection or answering 504.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import dagster as dg
+import pytest
+
+from mlconnector_pipelines.audit.store import AuditStore
+from mlconnector_pipelines.config import parse_config, sandbox_profile
+from mlconnector_pipelines.engine.post import PostingRefused
+from mlconnector_pipelines.ingest.app import create_app
+from mlconnector_pipelines.ingest.store import open_delivery_store
+from mlconnector_pipelines.systems.business_central.resource import BusinessCentralResource
+from mlconnector_pipelines.systems.dataverse.resource import DataverseResource
+from mlconnector_pipelines.systems.dataverse.to_business_central import FLOW, SalesSync, open_sales_sync
+from mlconnector_pipelines.warehouse.schema import TableSpec
+
+from ..conftest import FAST_HTTP
+from ..flows.test_looker_deliveries import serve
+
+COMPANY = "CRONUS USA, Inc."
+WEBHOOK_KEY = "sales-webhook-key-0123456789"
+
+
+class SimulatedCrash(BaseException):
+    """The process dies here: nothing after this point runs."""
+
+
+def config(sandbox, tmp_path, **sync):
+    raw = sandbox_profile(sandbox.data_dir, sandbox.url)
+    raw["data_dir"] = str(tmp_path)
+    for key in ("sap_business_one", "looker", "finance_operations", "acumatica"):
+        raw[key] = None
+    raw["business_central"]["http"] = dict(FAST_HTTP)
+    dv = raw["dataverse"]
+    dv["http"] = dict(FAST_HTTP)
+    dv["webhook"] = {"type": "webhook_key", "key": {"env": "MLC_TEST_UNSET", "sandbox_default": WEBHOOK_KEY}}
+    dv["sales_to_business_central"] = {"company": COMPANY, "poll_seconds": 15, **sync}
+    return parse_config(raw)
+
+
+@pytest.fixture
+def cfg(sandbox, tmp_path):
+    sandbox.reset()
+    yield config(sandbox, tmp_path)
+    sandbox.clear_faults()
+
+
+def open_sync(cfg, run_id="run-1", checkpoint=None) -> SalesSync:
+    dv = cfg.dataverse
+    engine = open_sales_sync(
+        dv.sales_to_business_central,
+        DataverseResource.from_section(dv, cfg.data_dir).client(),
+        BusinessCentralResource.from_section(cfg.business_central, cfg.data_dir).client(),
+        AuditStore.sqlite(cfg.data_dir / "audit.sqlite"),
+        run_id=run_id,
+        progress=lambda message: None,
+    )
+    if checkpoint is not None:
+        engine.checkpoint = checkpoint
+    return engine
+
+
+def run_sync(cfg, entity_set, record_id, *, run_id="run-1", checkpoint=None, **kwargs):
+    engine = open_sync(cfg, run_id, checkpoint)
+    try:
+        return engine.run(entity_set, record_id, **kwargs)
+    finally:
+        engine.close()
+
+
+def crash_at(name):
+    def checkpoint(at):
+        if at == name:
+            raise SimulatedCrash(at)
+
+    return checkpoint
+
+
+# -- the sandboxes' own records -------------------------------------------------------------------------
+
+
+def sales(sandbox, entity_set) -> list[dict]:
+    """The Dataverse sandbox's rows, money exact (never through a double)."""
+    return json.loads(sandbox.http.get(f"/_sandbox/dataverse/records/{entity_set}").content, parse_float=Decimal)
+
+
+def company_id(sandbox) -> str:
+    return next(c["id"] for c in sandbox.companies() if c["name"] == COMPANY)
+
+
+def bc(sandbox, entity_set) -> list[dict]:
+    return sandbox.records(company_id(sandbox), entity_set)
+
+
+def bc_documents(sandbox, key) -> list[dict]:
+    return [
+        d for s in ("salesOrders", "salesInvoices") for d in bc(sandbox, s) if d.get("externalDocumentNumber") == key
+    ]
+
+
+def lines_of(sandbox, document: dict, entity_set="salesOrders") -> list[dict]:
+    child = {"salesOrders": "salesOrderLines", "salesInvoices": "salesInvoiceLines"}[entity_set]
+    if child in document:
+        return document[child]
+    response = sandbox.http.get(
+        f"/_sandbox/business_central/companies/{company_id(sandbox)}/{entity_set}/{document['id']}/{child}"
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def mapped_active_quote(sandbox) -> dict:
+    """An active quote of an open opportunity whose products all map to BC items."""
+    details = sales(sandbox, "quotedetails")
+    unmapped = {d["_quoteid_value"] for d in details if not str(d.get("productnumber") or "").endswith("-S")}
+    with_lines = {d["_quoteid_value"] for d in details}
+    open_opportunities = {o["opportunityid"] for o in sales(sandbox, "opportunities") if o["statecode"] == 0}
+    return next(
+        q
+        for q in sales(sandbox, "quotes")
+        if q["statecode"] == 1
+        and q["quoteid"] in with_lines
+        and q["quoteid"] not in unmapped
+        and q.get("_opportunityid_value") in open_opportunities
+    )
+
+
+def win_deal(sandbox) -> tuple[dict, dict, dict]:
+    """A rep converts an active quote into an order and wins its opportunity: (opportunity, quote, order)."""
+    quote = mapped_active_quote(sandbox)
+    order = sandbox.http.post("/_sandbox/dataverse/actions/convert-quote", json={"quote_id": quote["quoteid"]})
+    order.raise_for_status()
+    won = sandbox.http.post(
+        "/_sandbox/dataverse/actions/win-opportunity", json={"opportunity_id": quote["_opportunityid_value"]}
+    )
+    won.raise_for_status()
+    quote = next(q for q in sales(sandbox, "quotes") if q["quoteid"] == quote["quoteid"])
+    return won.json(), quote, order.json()
+
+
+def customers_named(sandbox, number) -> list[dict]:
+    return [c for c in bc(sandbox, "customers") if c["number"] == number]
+
+
+# -- exactly once ------------------------------------------------------------------------------------------
+
+
+def test_a_deal_seen_three_ways_and_killed_after_its_customer_makes_one_customer_and_one_order(cfg, sandbox):
+    opportunity, quote, order = win_deal(sandbox)
+    with pytest.raises(SimulatedCrash):
+        run_sync(cfg, "opportunities", opportunity["opportunityid"], checkpoint=crash_at("after_customer"))
+    first = run_sync(cfg, "opportunities", opportunity["opportunityid"], run_id="run-2")
+    again = [
+        run_sync(cfg, "quotes", quote["quoteid"], run_id="run-3"),
+        run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-4"),
+        run_sync(cfg, "opportunities", opportunity["opportunityid"], run_id="run-5"),
+    ]
+    key = quote["quotenumber"]
+    assert first.deal == key and first.outcome == "posted" and first.customer_action == "unchanged"
+    assert {o.outcome for o in again} == {"already_posted"} and {o.document_number for o in again} == {
+        first.document_number
+    }
+    [document] = bc_documents(sandbox, key)
+    order_lines = sorted(
+        (d for d in sales(sandbox, "salesorderdetails") if d["_salesorderid_value"] == order["salesorderid"]),
+        key=lambda d: (d.get("sequencenumber") or 0, d.get("lineitemnumber") or 0, d["salesorderdetailid"]),
+    )
+    written = sorted(lines_of(sandbox, document), key=lambda line: line["sequence"])
+    assert [(w["lineObjectNumber"], Decimal(str(w["quantity"])), Decimal(str(w["unitPrice"]))) for w in written] == [
+        (d["productnumber"], Decimal(str(d["quantity"])), Decimal(str(d["priceperunit"]))) for d in order_lines
+    ]
+    assert len(customers_named(sandbox, first.customer)) == 1
+    held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
+    assert held["mlc_bcordernumber"] == first.document_number  # written back to the order the lines came from
+
+
+@pytest.mark.parametrize("kind", ["commit_then_drop", "commit_then_504"])
+def test_a_lost_answer_to_the_order_post_makes_no_second_order(cfg, sandbox, kind):
+    _, quote, order = win_deal(sandbox)
+    sandbox.faults({"kind": kind, "method": "POST", "path_pattern": "/salesOrders$", "count": 1})
+    outcome = run_sync(cfg, "salesorders", order["salesorderid"])
+    assert outcome.outcome == "posted"  # the lookup found what the lost answer had created
+    assert len(bc_documents(sandbox, quote["quotenumber"])) == 1
+    state = sandbox.state("business_central")
+    assert state["faults_fired"], "the fault did not fire: the case was not exercised"
+    assert state["writes"]["POST salesOrders"] == 1
+
+
+@pytest.mark.parametrize("kind", ["commit_then_drop", "commit_then_504"])
+def test_a_lost_answer_to_posting_the_invoice_posts_it_once(sandbox, tmp_path, kind):
+    sandbox.reset()
+    cfg = config(sandbox, tmp_path, document="draft_invoice", post_invoices="confirmed")
+    _, quote, order = win_deal(sandbox)
+    drafted = run_sync(cfg, "salesorders", order["salesorderid"])
+    [draft] = bc_documents(sandbox, quote["quotenumber"])
+    assert draft["status"] == "Draft" and drafted.posting is None  # not confirmed yet: not posted
+    sandbox.faults({"kind": kind, "method": "POST", "path_pattern": "Microsoft.NAV.post", "count": 1})
+    posted = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2", confirmed=True)
+    again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-3", confirmed=True)
+    [invoice] = bc_documents(sandbox, quote["quotenumber"])
+    assert invoice["status"] != "Draft" and invoice["id"] == draft["id"]
+    assert posted.posting == f"posted as {invoice['number']}"
+    assert again.posting == f"already posted as {invoice['number']}"
+    state = sandbox.state("business_central")
+    assert state["faults_fired"] and state["writes"]["POST salesInvoices/Microsoft.NAV.post"] == 1
+    held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
+    assert held["mlc_bcinvoicenumber"] == invoice["number"] and held["mlc_bcstatus"] == invoice["status"]
+    sandbox.clear_faults()
+
+
+def test_a_new_customer_whose_create_answer_is_lost_is_made_once(cfg, sandbox):
+    """An account without an account number becomes customer D365-<its id>; the POST's answer is lost."""
+    _, quote, order = win_deal(sandbox)
+    account_id = order["_customerid_value"]
+    sandbox.http.post("/_sandbox/dataverse/records/accounts", json={"accountid": account_id, "accountnumber": None})
+    sandbox.faults({"kind": "commit_then_drop", "method": "POST", "path_pattern": "/customers$", "count": 1})
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    expected = ("D365-" + account_id.replace("-", "").upper())[:20]
+    assert first.customer == expected and first.customer_action == "created"
+    [customer] = customers_named(sandbox, expected)
+    account = next(a for a in sales(sandbox, "accounts") if a["accountid"] == account_id)
+    assert customer["displayName"] == account["name"] and customer["city"] == account["address1_city"]
+    assert sandbox.state("business_central")["writes"]["POST customers"] == 1
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    assert document["customerNumber"] == expected
+
+
+def test_an_order_invoiced_in_bc_is_not_made_again_and_its_invoice_number_goes_back(cfg, sandbox):
+    """BC deletes an order once it is shipped and invoiced: the deal is then found in its posted invoice."""
+    from mlconnector_pipelines.definitions import build_definitions
+
+    _, quote, order = win_deal(sandbox)
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    [bc_order] = bc_documents(sandbox, quote["quotenumber"])
+    client = BusinessCentralResource.from_section(cfg.business_central, cfg.data_dir).client()
+    try:
+        client.action(company_id(sandbox), "salesOrders", bc_order["id"], "Microsoft.NAV.shipAndInvoice")
+    finally:
+        client.close()
+    [invoice] = bc_documents(sandbox, quote["quotenumber"])  # the order is gone; its posted invoice carries the key
+    assert invoice["status"] != "Draft" and invoice["orderNumber"] == first.document_number
+
+    again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    assert again.outcome == "already_posted" and again.document_number == first.document_number
+    assert bc_documents(sandbox, quote["quotenumber"]) == [invoice]  # no second order
+
+    defs = build_definitions(cfg)
+    result = defs.resolve_job_def("sales_invoice_numbers_to_sales").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
+    assert held["mlc_bcinvoicenumber"] == invoice["number"] and held["mlc_bcstatus"] == invoice["status"]
+
+
+def test_an_unmapped_product_writes_nothing_names_the_line_and_replays_once_mapped(sandbox, tmp_path):
+    sandbox.reset()
+    mapped = set(config(sandbox, tmp_path).dataverse.sales_to_business_central.items.map)  # the profile's
+    quotes_with_unmapped = {
+        d["_quoteid_value"]: d["productnumber"]
+        for d in sales(sandbox, "quotedetails")
+        if d.get("productnumber") and not str(d["productnumber"]).endswith("-S") and d["productnumber"] not in mapped
+    }
+    quote = next(q for q in sales(sandbox, "quotes") if q["statecode"] == 1 and q["quoteid"] in quotes_with_unmapped)
+    product = quotes_with_unmapped[quote["quoteid"]]
+    order = sandbox.http.post("/_sandbox/dataverse/actions/convert-quote", json={"quote_id": quote["quoteid"]}).json()
+    customers_before = len(bc(sandbox, "customers"))
+    cfg = config(sandbox, tmp_path)
+    with pytest.raises(PostingRefused) as refused:
+        run_sync(cfg, "salesorders", order["salesorderid"])
+    # The same-number rule maps it to an item BC does not have: the line, its product and the reason are named.
+    assert any(product in p and "does not exist in BC" in p for p in refused.value.problems), refused.value.problems
+    assert bc_documents(sandbox, quote["quotenumber"]) == [] and len(bc(sandbox, "customers")) == customers_before
+
+    from mlconnector_pipelines.replay import replay
+
+    mapped = config(sandbox, tmp_path, items={"map": {product: "1000-S"}})
+    outcomes = [o for o in replay(mapped, flow=FLOW) if o.document.document_key == quote["quotenumber"]]
+    assert [o.ok for o in outcomes] == [True], [o.action for o in outcomes]
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    assert "1000-S" in {line["lineObjectNumber"] for line in lines_of(sandbox, document)}
+    assert replay(mapped, flow=FLOW) == []  # nothing left to finish
+
+
+def test_a_customer_changed_in_bc_meanwhile_gets_the_sales_change_on_top(cfg, sandbox, monkeypatch):
+    """412 on If-Match: read again, send the change once more; BC's own edit and Sales' both survive."""
+    opportunity, quote, order = win_deal(sandbox)
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    account_id = order["_customerid_value"]
+    sandbox.http.post(
+        "/_sandbox/dataverse/actions/edit-account",
+        json={"account_id": account_id, "changes": {"telephone1": "+1 555 0100"}},
+    ).raise_for_status()
+    from mlconnector_pipelines.systems.business_central.sales_target import BusinessCentralCustomers
+
+    read = BusinessCentralCustomers.current
+
+    def read_then_someone_edits(self, number):
+        held = read(self, number)
+        if held is not None and not getattr(self, "_edited", False):
+            self._edited = True  # a BC user edits the customer between our read and our PATCH
+            sandbox.http.post(
+                f"/_sandbox/business_central/companies/{company_id(sandbox)}/customers",
+                json={"record": {"id": held["id"], "website": "https://edited-in-bc.example"}},
+            ).raise_for_status()
+        return held
+
+    monkeypatch.setattr(BusinessCentralCustomers, "current", read_then_someone_edits)
+    second = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    assert second.customer_action == "updated"
+    [customer] = customers_named(sandbox, first.customer)
+    assert customer["phoneNumber"] == "+1 555 0100" and customer["website"] == "https://edited-in-bc.example"
+
+
+# -- the sensor: webhooks and change tracking ---------------------------------------------------------------
+
+
+def first_answer_lost(app):
+    """The receiver stores the first webhook it accepts, but that answer never reaches Dataverse: a proxy in
+    between answers 504 instead (which Dataverse retries once)."""
+    lost = []
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != "/dataverse/webhooks" or lost:
+            return await app(scope, receive, send)
+        held: list[dict] = []
+
+        async def hold(message):
+            held.append(message)
+
+        await app(scope, receive, hold)
+        if held and held[0]["status"] == 202:
+            lost.append(scope["path"])
+            held = [{"type": "http.response.start", "status": 504, "headers": []},
+                    {"type": "http.response.body", "body": b""}]  # fmt: skip
+        for message in held:
+            await send(message)
+
+    return wrapped
+
+
+def evaluate(defs, instance, cursor):
+    sensor = defs.resolve_sensor_def("dynamics_sales_changes")
+    return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+
+def register_webhook(client, url: str, message: str, entity: str) -> None:
+    """What an admin does with the Plugin Registration Tool: a webhook service endpoint and a step on it."""
+    [message_id] = [m["sdkmessageid"] for m in client.rows("sdkmessages", filter=f"name eq '{message}'")]
+    [flt] = client.rows(
+        "sdkmessagefilters", filter=f"_sdkmessageid_value eq {message_id} and primaryobjecttypecode eq '{entity}'"
+    )
+    endpoint = client.http.request(
+        "POST",
+        "/serviceendpoints",
+        json={"name": f"mlc {message}", "url": url, "contract": 8, "authtype": 4, "authvalue": WEBHOOK_KEY},
+        headers={"Prefer": "return=representation"},
+    ).json()["serviceendpointid"]
+    client.http.request(
+        "POST",
+        "/sdkmessageprocessingsteps",
+        json={
+            "name": f"mlc {message} {entity}", "mode": 1, "rank": 1, "stage": 40, "supporteddeployment": 0,
+            "sdkmessageid@odata.bind": f"/sdkmessages({message_id})",
+            "sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({flt['sdkmessagefilterid']})",
+            "eventhandler_serviceendpoint@odata.bind": f"/serviceendpoints({endpoint})",
+        },
+    )  # fmt: skip
+
+
+def test_webhooks_and_change_tracking_make_one_run_per_version_and_an_expired_token_reads_again(cfg, sandbox):
+    import time
+
+    from mlconnector_pipelines.definitions import build_definitions
+
+    defs = build_definitions(cfg)
+    instance = dg.DagsterInstance.ephemeral()
+    start = evaluate(defs, instance, None)  # marks where change tracking starts; history is not synced
+    assert start.run_requests == []
+    client = DataverseResource.from_section(cfg.dataverse, cfg.data_dir).client()
+    with serve(first_answer_lost(create_app(cfg))) as receiver:
+        register_webhook(client, f"{receiver.base_url}/dataverse/webhooks", "Win", "opportunity")
+        # A caller without the key is refused and nothing is stored.
+        assert receiver.post("/dataverse/webhooks?code=wrong", json={}).status_code == 401
+        opportunity, quote, order = win_deal(sandbox)
+        deadline = time.monotonic() + 10
+        while len(attempts := sandbox.http.get("/_sandbox/dataverse/deliveries").json()) < 2:
+            assert time.monotonic() < deadline, f"the webhook was not delivered twice: {attempts}"
+            time.sleep(0.05)
+    client.close()
+    # Stored, but its answer lost (504): Dataverse sent it again, and the repeat was recognised.
+    assert [(a["attempt"], a["status"]) for a in attempts] == [(1, 504), (2, 200)]
+    stored = open_delivery_store(cfg.ingest, cfg.data_dir, "dataverse").after(None)
+    assert [d.detail["record_id"] for _, d in stored] == [opportunity["opportunityid"]]
+    tick = evaluate(defs, instance, start.cursor)
+    keys = sorted(r.run_key for r in tick.run_requests)
+    expected = {
+        f"opportunities:{opportunity['opportunityid']}:",
+        f"quotes:{quote['quoteid']}:",
+        f"salesorders:{order['salesorderid']}:",
+    }
+    assert {k.rsplit(":", 1)[0] + ":" for k in keys} == expected and len(keys) == len(set(keys)) == 3
+    [via] = [r.tags["sales/via"] for r in tick.run_requests if r.run_key.startswith("opportunities")]
+    assert via == f"webhook {stored[0][1].id}"  # seen by both; one run, credited to the webhook read first
+
+    job = defs.resolve_job_def("sales_to_business_central")
+    for request in tick.run_requests:
+        result = job.execute_in_process(run_config=request.run_config, instance=instance, tags=request.tags)
+        assert result.success
+    assert len(bc_documents(sandbox, quote["quotenumber"])) == 1
+    numbers = [c["number"] for c in bc(sandbox, "customers")]
+    assert len(numbers) == len(set(numbers))  # one customer per number: made once, or matched
+    assert sandbox.state("business_central")["writes"].get("POST salesOrders") == 1
+
+    sandbox.http.post("/_sandbox/dataverse/delta-tokens/expire").raise_for_status()
+    _, later_quote, later_order = win_deal(sandbox)  # changed while the token was dead
+    reread = evaluate(defs, instance, tick.cursor)  # every table read again; only what is newer than before counts
+    records = {r.run_key.rsplit(":", 1)[0] for r in reread.run_requests}
+    later = {f"quotes:{later_quote['quoteid']}", f"salesorders:{later_order['salesorderid']}",
+             f"opportunities:{later_quote['_opportunityid_value']}"}  # fmt: skip
+    # The first deal's order changed too: its run wrote BC's number back onto it (a new version, run once more,
+    # finding everything in place). Nothing older than the last read comes back.
+    assert records == later | {f"salesorders:{order['salesorderid']}"}
+    assert not set(keys) & {r.run_key for r in reread.run_requests}
+    assert json.loads(reread.cursor)["delta"]["quotes"] != json.loads(tick.cursor)["delta"]["quotes"]
+
+
+# -- the Sales tables in the warehouse ------------------------------------------------------------------------
+
+
+def test_sales_tables_land_as_current_state_with_changes_and_deletions_applied(cfg, sandbox):
+    """First run: the whole table; then only changes and deletions (a deleted account leaves current state);
+    an expired token: the whole table again, nothing doubled. Money lands exactly."""
+    from mlconnector_pipelines.definitions import build_definitions
+    from mlconnector_pipelines.warehouse.resource import WarehouseResource
+
+    defs = build_definitions(cfg)
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("dynamics_sales_to_warehouse")
+    warehouse = WarehouseResource.from_config(cfg).open()
+
+    def materialize(*names):
+        selection = [dg.AssetKey(["dynamics_sales", n]) for n in names]
+        result = job.execute_in_process(instance=instance, asset_selection=selection)
+        assert result.success
+        return {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+
+    def ids(table, key):
+        return sorted(warehouse.read_table(f"sales_{table}")[key])
+
+    first = materialize("accounts", "salesorders", "products")
+    assert first["accounts"]["read"].value == "whole table (first read)"
+    assert first["products"]["read"].value == "whole table (untracked)"
+    assert ids("accounts", "accountid") == sorted(a["accountid"] for a in sales(sandbox, "accounts"))
+    held = {o["salesorderid"]: Decimal(str(o["totalamount"])) for o in sales(sandbox, "salesorders")}
+    landed = warehouse.read_table("sales_salesorders")
+    assert {k: Decimal(str(v)) for k, v in zip(landed["salesorderid"], landed["totalamount"], strict=True)} == held
+    assert Decimal("1234567890123.4569") in held.values()  # a double would say …4568
+
+    edited = sandbox.http.post("/_sandbox/dataverse/actions/edit-account", json={}).json()
+    client = DataverseResource.from_section(cfg.dataverse, cfg.data_dir).client()
+    victim = next(a for a in ids("accounts", "accountid") if a != edited["accountid"])
+    client.http.request("DELETE", f"/accounts({victim})")
+    client.close()
+    second = materialize("accounts")
+    assert second["accounts"]["read"].value == "changes since the last run"
+    assert (second["accounts"]["changed"].value, second["accounts"]["deleted"].value) == (1, 1)
+    assert victim not in ids("accounts", "accountid")
+    row = warehouse.read_table("sales_accounts").set_index("accountid").loc[edited["accountid"]]
+    assert row["name"] == edited["name"] and row["address1_city"] == edited["address1_city"]
+
+    sandbox.http.post("/_sandbox/dataverse/delta-tokens/expire").raise_for_status()
+    third = materialize("accounts")
+    assert third["accounts"]["read"].value == "whole table (the change token had expired)"
+    assert ids("accounts", "accountid") == sorted(a["accountid"] for a in sales(sandbox, "accounts"))
+    assert warehouse.duplicate_keys(TableSpec("sales_accounts", ("accountid",), None, snapshot=True)) == 0
+
+
+def test_trace_walks_from_a_bc_order_line_back_to_the_sales_line(cfg, sandbox):
+    from mlconnector_pipelines.replay import trace
+
+    _, quote, order = win_deal(sandbox)
+    outcome = run_sync(cfg, "salesorders", order["salesorderid"])
+    shown = "\n".join(trace(cfg, f"{company_id(sandbox)}/{outcome.document_number}/1"))
+    first_line = min(
+        (d for d in sales(sandbox, "salesorderdetails") if d["_salesorderid_value"] == order["salesorderid"]),
+        key=lambda d: (d.get("sequencenumber") or 0, d.get("lineitemnumber") or 0, d["salesorderdetailid"]),
+    )
+    assert quote["quotenumber"] in shown and "row 1 of dynamics_sales/salesorderdetails" in shown
+    assert first_line["salesorderdetailid"] in shown and order["ordernumber"] in shown
