@@ -23,9 +23,8 @@ from ..engine.post import PostingRefused
 from ..ingest.store import open_delivery_store
 from ..systems.dataverse.client import DeltaTokenExpired
 from ..systems.dataverse.config import DataverseConfig, SalesToBusinessCentral
-from ..systems.dataverse.replay import parse_partition
 from ..systems.dataverse.resource import DataverseResource
-from ..systems.dataverse.sales import BY_SET, TRIGGER_TABLES, DealNotReady, trigger_version
+from ..systems.dataverse.sales import BY_SET, TRIGGER_TABLES, DealNotReady, parse_partition, trigger_version
 from ..systems.dataverse.to_business_central import FLOW, SalesSync, open_sales_sync
 from ..systems.dataverse.webhooks import record_of_delivery
 from ..systems.spec import FlowContext
@@ -177,24 +176,22 @@ class _SalesFlow:
         )
         def write_back_invoice_numbers(context: dg.OpExecutionContext):
             with flow.engine(context) as engine:
-                written = 0
+                carried = []
                 for record in engine.audit.of_flow(FLOW, state="verified"):
-                    if any(e["event"] == "invoice_written_back" for e in engine.audit.history(record.id)):
-                        continue
-                    entity_set, record_id = parse_partition(record.partition)
                     try:
-                        deal = engine.reader.deal(entity_set, record_id)
+                        done = engine.carry_invoice_number(record)
                     except DealNotReady as exc:
                         context.log.info(f"{record.document_key}: {exc}")
                         continue
-                    changes = engine.write_back(deal.document_set, deal.document_id, engine.audit.plan(record))
-                    invoice = flow.sync.write_back.invoice_number
-                    if changes:
-                        engine.audit.event(record.id, context.run_id, "written_back", json.dumps(changes))
-                    if invoice and (changes.get(invoice) or _held(engine, deal, invoice)):
-                        engine.audit.event(record.id, context.run_id, "invoice_written_back", str(changes))
-                        written += 1
-                context.add_output_metadata({"invoices_written_back": written})
+                    if done:
+                        context.log.info(done)
+                        carried.append(done)
+                context.add_output_metadata(
+                    {
+                        "invoices_written_back": len(carried),
+                        "deals": dg.MetadataValue.md("\n".join(f"- {c}" for c in carried) or "-"),
+                    }
+                )
 
         @dg.job(
             name="sales_invoice_numbers_to_sales",
@@ -288,8 +285,3 @@ def _add(requests: dict, job, entity_set: str, record_id: str, version: int, via
             tags={"sales/record": f"{entity_set}({record_id})", "sales/version": str(version), "sales/via": via},
         ),
     )
-
-
-def _held(engine: SalesSync, deal, column: str) -> bool:
-    held = engine.dataverse.get(deal.document_set, deal.document_id, select=[column]) or {}
-    return bool(held.get(column))

@@ -187,7 +187,7 @@ def test_a_deal_seen_three_ways_and_killed_after_its_customer_makes_one_customer
 @pytest.mark.parametrize("kind", ["commit_then_drop", "commit_then_504"])
 def test_a_lost_answer_to_the_order_post_makes_no_second_order(cfg, sandbox, kind):
     _, quote, order = win_deal(sandbox)
-    sandbox.faults({"kind": kind, "method": "POST", "path_pattern": "/salesOrders$", "count": 1})
+    sandbox.faults({"kind": kind, "path_contains": "/salesOrders", "count": 1})  # after-commit: writes only
     outcome = run_sync(cfg, "salesorders", order["salesorderid"])
     assert outcome.outcome == "posted"  # the lookup found what the lost answer had created
     assert len(bc_documents(sandbox, quote["quotenumber"])) == 1
@@ -204,7 +204,7 @@ def test_a_lost_answer_to_posting_the_invoice_posts_it_once(sandbox, tmp_path, k
     drafted = run_sync(cfg, "salesorders", order["salesorderid"])
     [draft] = bc_documents(sandbox, quote["quotenumber"])
     assert draft["status"] == "Draft" and drafted.posting is None  # not confirmed yet: not posted
-    sandbox.faults({"kind": kind, "method": "POST", "path_pattern": "Microsoft.NAV.post", "count": 1})
+    sandbox.faults({"kind": kind, "path_contains": "Microsoft.NAV.post", "count": 1})
     posted = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2", confirmed=True)
     again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-3", confirmed=True)
     [invoice] = bc_documents(sandbox, quote["quotenumber"])
@@ -223,7 +223,7 @@ def test_a_new_customer_whose_create_answer_is_lost_is_made_once(cfg, sandbox):
     _, quote, order = win_deal(sandbox)
     account_id = order["_customerid_value"]
     sandbox.http.post("/_sandbox/dataverse/records/accounts", json={"accountid": account_id, "accountnumber": None})
-    sandbox.faults({"kind": "commit_then_drop", "method": "POST", "path_pattern": "/customers$", "count": 1})
+    sandbox.faults({"kind": "commit_then_drop", "path_contains": "/customers", "count": 1})
     first = run_sync(cfg, "salesorders", order["salesorderid"])
     expected = ("D365-" + account_id.replace("-", "").upper())[:20]
     assert first.customer == expected and first.customer_action == "created"
@@ -261,6 +261,59 @@ def test_an_order_invoiced_in_bc_is_not_made_again_and_its_invoice_number_goes_b
     assert result.success
     held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
     assert held["mlc_bcinvoicenumber"] == invoice["number"] and held["mlc_bcstatus"] == invoice["status"]
+
+
+def test_a_draft_invoice_is_posted_when_its_order_is_fulfilled_and_a_closed_order_refusing_the_number_is_named(
+    sandbox, tmp_path
+):
+    sandbox.reset()
+    cfg = config(sandbox, tmp_path, document="draft_invoice", post_invoices="when_fulfilled")
+    _, quote, order = win_deal(sandbox)
+    drafted = run_sync(cfg, "salesorders", order["salesorderid"])
+    assert drafted.posting is None and bc_documents(sandbox, quote["quotenumber"])[0]["status"] == "Draft"
+    client = DataverseResource.from_section(cfg.dataverse, cfg.data_dir).client()
+    try:
+        client.patch("salesorders", order["salesorderid"], {"statecode": 3, "statuscode": 100001})  # Fulfilled
+    finally:
+        client.close()
+    posted = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    [invoice] = bc_documents(sandbox, quote["quotenumber"])
+    assert invoice["status"] == "Open" and posted.posting == f"posted as {invoice['number']}"
+    # Sales keeps a fulfilled order read-only: the number cannot go there, and the run says so instead of failing.
+    assert "salesorders(" in posted.written_back["refused"]
+    held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
+    assert held["mlc_bcinvoicenumber"] is None
+
+
+def test_customer_payment_terms_come_from_the_mapping(sandbox, tmp_path):
+    sandbox.reset()
+    cfg = config(sandbox, tmp_path, payment_terms={1: "30 DAYS", 2: "14 DAYS", 3: "60 DAYS", 4: "CM"})
+    _, quote, order = win_deal(sandbox)
+    account = next(a for a in sales(sandbox, "accounts") if a["accountid"] == order["_customerid_value"])
+    outcome = run_sync(cfg, "salesorders", order["salesorderid"])
+    [customer] = customers_named(sandbox, outcome.customer)
+    terms = {t["id"]: t["code"] for t in bc(sandbox, "paymentTerms")}
+    wanted = {1: "30 DAYS", 2: "14 DAYS", 3: "60 DAYS", 4: "CM"}[account["paymenttermscode"]]
+    assert terms[customer["paymentTermsId"]] == wanted
+
+
+def test_a_person_confirms_draft_invoices_in_the_ui_and_each_is_posted_once(sandbox, tmp_path):
+    from mlconnector_pipelines.definitions import build_definitions
+
+    sandbox.reset()
+    cfg = config(sandbox, tmp_path, document="draft_invoice", post_invoices="confirmed")
+    _, quote, order = win_deal(sandbox)
+    run_sync(cfg, "salesorders", order["salesorderid"])
+    job = build_definitions(cfg).resolve_job_def("post_confirmed_sales_invoices")
+    run_config = {"ops": {"post_confirmed_invoices": {"config": {"deals": [quote["quotenumber"]]}}}}
+    for _ in range(2):  # confirmed twice: posted once
+        assert job.execute_in_process(run_config=run_config, instance=dg.DagsterInstance.ephemeral()).success
+    [invoice] = bc_documents(sandbox, quote["quotenumber"])
+    assert invoice["status"] == "Open"
+    assert sandbox.state("business_central")["writes"]["POST salesInvoices/Microsoft.NAV.post"] == 1
+    unknown = {"ops": {"post_confirmed_invoices": {"config": {"deals": ["QUO-NOPE"]}}}}
+    failed = job.execute_in_process(run_config=unknown, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not failed.success
 
 
 def test_an_unmapped_product_writes_nothing_names_the_line_and_replays_once_mapped(sandbox, tmp_path):
@@ -301,23 +354,23 @@ def test_a_customer_changed_in_bc_meanwhile_gets_the_sales_change_on_top(cfg, sa
         "/_sandbox/dataverse/actions/edit-account",
         json={"account_id": account_id, "changes": {"telephone1": "+1 555 0100"}},
     ).raise_for_status()
-    from mlconnector_pipelines.systems.business_central.sales_target import BusinessCentralCustomers
+    from mlconnector_pipelines.systems.business_central.client import BusinessCentralClient
 
-    read = BusinessCentralCustomers.current
+    update = BusinessCentralClient.update
+    edits = []
 
-    def read_then_someone_edits(self, number):
-        held = read(self, number)
-        if held is not None and not getattr(self, "_edited", False):
-            self._edited = True  # a BC user edits the customer between our read and our PATCH
+    def someone_edits_first(self, company, entity_set, record_id, changes, *, etag):
+        if not edits:  # a BC user saves the customer between our read and our PATCH: our etag is stale now
+            edits.append(record_id)
             sandbox.http.post(
-                f"/_sandbox/business_central/companies/{company_id(sandbox)}/customers",
-                json={"record": {"id": held["id"], "website": "https://edited-in-bc.example"}},
+                f"/_sandbox/business_central/companies/{company}/customers",
+                json={"record": {"id": record_id, "website": "https://edited-in-bc.example"}},
             ).raise_for_status()
-        return held
+        return update(self, company, entity_set, record_id, changes, etag=etag)
 
-    monkeypatch.setattr(BusinessCentralCustomers, "current", read_then_someone_edits)
+    monkeypatch.setattr(BusinessCentralClient, "update", someone_edits_first)
     second = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
-    assert second.customer_action == "updated"
+    assert second.customer_action == "updated" and edits
     [customer] = customers_named(sandbox, first.customer)
     assert customer["phoneNumber"] == "+1 555 0100" and customer["website"] == "https://edited-in-bc.example"
 

@@ -8,14 +8,8 @@ from ...core.errors import ConnectorError
 from ..business_central.resource import BusinessCentralResource
 from .config import DataverseConfig
 from .resource import DataverseResource
-from .sales import DealNotReady
+from .sales import DealNotReady, parse_partition
 from .to_business_central import CUSTOMER_FLOW, SalesSync, open_sales_sync
-
-
-def parse_partition(partition: str) -> tuple[str, str]:
-    """`quotes(<guid>)` → ("quotes", "<guid>"): a deal's root record, as the audit store keeps it."""
-    entity_set, _, rest = partition.partition("(")
-    return entity_set, rest.rstrip(")")
 
 
 def open_sync(config, cfg: DataverseConfig, *, run_id: str, progress=print) -> SalesSync:

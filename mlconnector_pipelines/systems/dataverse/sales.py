@@ -94,6 +94,12 @@ class Deal:
     trigger: tuple[str, str, int]  # (entity set, id, versionnumber) of the record that started this read
 
 
+def parse_partition(partition: str) -> tuple[str, str]:
+    """`quotes(<guid>)` → ("quotes", "<guid>"): a deal's root record, as the audit store keeps it."""
+    entity_set, _, rest = partition.partition("(")
+    return entity_set, rest.rstrip(")")
+
+
 def trigger_version(row: dict[str, Any]) -> int:
     return int(row.get("versionnumber") or 0)
 

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...audit.store import AuditStore
+from ...audit.store import AuditStore, DocumentRecord
+from ...core.errors import RequestFailedError
 from ...core.posting import ZERO, Plan, PlannedLine, Problem, SourceRow
 from ...engine.post import PostingEngine, PostingResult, plan_problems
 from ...engine.records import RecordSync, records_plan
@@ -29,9 +30,9 @@ from ..business_central.sales_target import (
     decimal_text,
     line_amount,
 )
-from .client import DataverseClient
+from .client import DataverseClient, guid_literal
 from .config import SalesToBusinessCentral
-from .sales import ORDER_FULFILLED, ORDER_INVOICED, ORDERS, Deal, SalesReader
+from .sales import ORDER_FULFILLED, ORDER_INVOICED, ORDERS, Deal, SalesReader, parse_partition
 
 FLOW = "dataverse/sales_to_business_central"
 CUSTOMER_FLOW = "dataverse/sales_customers"
@@ -57,8 +58,10 @@ class SyncOutcome:
         parts = [f"customer {self.customer} {self.customer_action}", f"{self.document_number} {self.outcome}"]
         if self.posting:
             parts.append(self.posting)
-        if self.written_back:
-            parts.append("written back to Sales")
+        if self.written_back.get("refused"):
+            parts.append(f"Sales refused the write-back ({self.written_back['refused']})")
+        elif self.written_back:
+            parts.append(f"written back to Sales {self.written_back.get('written_to', '')}".rstrip())
         return f"{self.deal}: " + ", ".join(parts)
 
 
@@ -138,7 +141,7 @@ def document_plan(
             problems.append(Problem(line, f"the line amount is negative ({line.debit}): the discount exceeds it"))
     plan = Plan(
         flow=FLOW,
-        partition=f"{deal.root_set}({deal.root_id})",  # the deal's root record: where a rerun starts
+        partition=f"{deal.root_set}({deal.root_id})",  # the deal's root record (parse_partition): a rerun starts there
         document_key=deal.key,
         system=BC,
         company=company_id,
@@ -223,7 +226,8 @@ class SalesSync:
         self.checkpoint("before_write_back")
         outcome.written_back = self.write_back(deal.document_set, deal.document_id, plan)
         if outcome.written_back:
-            self.audit.event(record.id, self.run_id, "written_back", _describe(outcome.written_back))
+            event = "write_back_refused" if "refused" in outcome.written_back else "written_back"
+            self.audit.event(record.id, self.run_id, event, _describe(outcome.written_back))
         return outcome
 
     def _customer(self, deal: Deal) -> str:
@@ -253,27 +257,68 @@ class SalesSync:
         return deal.document_set == ORDERS.entity_set and deal.document_state in (ORDER_FULFILLED, ORDER_INVOICED)
 
     def write_back(self, entity_set: str, record_id: str, plan: Plan) -> dict[str, Any]:
-        """BC's numbers and status onto the Sales document, where they differ from what it holds."""
+        """BC's numbers and status onto the Sales document, where they differ from what it holds.
+
+        Sales keeps a closed order read-only (fulfilled, invoiced): then they go onto the order's active Sales
+        invoice if it has one. What Sales refuses is returned under "refused", not raised: BC's side is done.
+        """
+        values = self._write_back_values(plan)
+        if not values:
+            return {}
+        targets = [(entity_set, record_id)]
+        if entity_set == ORDERS.entity_set:
+            targets += [("invoices", str(i["invoiceid"])) for i in self.dataverse.rows(
+                "invoices", filter=f"_salesorderid_value eq {guid_literal(record_id)} and statecode eq 0",
+                select=["invoiceid"])]  # fmt: skip
+        refusals = []
+        for target_set, target_id in targets:
+            held = self.dataverse.get(target_set, target_id, select=list(values)) or {}
+            changes = {k: v for k, v in values.items() if held.get(k) != v}
+            if not changes:
+                return {}
+            try:
+                self.dataverse.patch(target_set, target_id, changes)
+            except RequestFailedError as exc:
+                if exc.status is None or exc.status >= 500 or exc.status in (401, 403, 429):
+                    raise
+                refusals.append(f"{target_set}({target_id}): {exc.server_message}")
+                continue
+            return {**changes, "written_to": f"{target_set}({target_id})"}
+        self.progress(f"BC's numbers could not be written back to Sales: {'; '.join(refusals)}")
+        return {"refused": "; ".join(refusals)}
+
+    def carry_invoice_number(self, record: DocumentRecord) -> str | None:
+        """For a synced deal: once BC has posted its invoice (an order shipped and invoiced there, or a draft
+        invoice posted), its number goes onto the Sales document, once. None while BC has not invoiced it."""
+        done = {"invoice_written_back", "invoice_write_back_refused"}
+        if any(e["event"] in done for e in self.audit.history(record.id)):
+            return None
+        plan = self.audit.plan(record)
+        found = self.documents.find(plan)
+        if found is None or found.detail.get("entity_set") != "salesInvoices" or not found.posted:
+            return None
+        deal = self.reader.deal(*parse_partition(record.partition))
+        result = self.write_back(deal.document_set, deal.document_id, plan)
+        event = "invoice_write_back_refused" if "refused" in result else "invoice_written_back"
+        detail = _describe(result) or "already on the Sales document"
+        self.audit.event(record.id, self.run_id, event, detail)
+        return f"{record.document_key}: {detail}"
+
+    def _write_back_values(self, plan: Plan) -> dict[str, Any]:
         columns = self.sync.write_back
-        wanted_names = [c for c in (columns.order_number, columns.invoice_number, columns.status) if c]
-        if not wanted_names:
+        if not (columns.order_number or columns.invoice_number or columns.status):
             return {}
         found = self.documents.find(plan)
         if found is None:
             return {}
         values: dict[str, Any] = {}
-        invoiced = found.detail.get("entity_set") == "salesInvoices" and found.posted
         if columns.order_number:
             values[columns.order_number] = found.number
-        if columns.invoice_number and invoiced:
+        if columns.invoice_number and found.detail.get("entity_set") == "salesInvoices" and found.posted:
             values[columns.invoice_number] = found.detail["number"]
         if columns.status:
             values[columns.status] = str(found.detail.get("status") or "")
-        held = self.dataverse.get(entity_set, record_id, select=list(values)) or {}
-        changes = {k: v for k, v in values.items() if held.get(k) != v}
-        if changes:
-            self.dataverse.patch(entity_set, record_id, changes)
-        return changes
+        return values
 
 
 def _describe(values: dict[str, Any]) -> str:
