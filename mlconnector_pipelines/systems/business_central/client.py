@@ -71,13 +71,13 @@ class BusinessCentralClient:
         )["value"]
 
     def update(self, company_id: str, entity_set: str, record_id: str, changes: dict, *, etag: str) -> dict:
-        """PATCH a record as it was when read (`etag`); PreconditionFailed (412) when it changed since."""
+        """PATCH a record as it was when read (`etag`); BC refuses it (409 Request_EntityChanged) if it changed since."""
         response = self.http.request(
             "PATCH",
             f"{self.base_path}/companies({company_id})/{entity_set}({record_id})",
             content=json_body(changes),
             headers={"Content-Type": "application/json", "If-Match": etag},
-            idempotent=True,  # with If-Match a repeat is refused (412) rather than applied twice
+            idempotent=True,  # with If-Match a repeat is refused (409) rather than applied twice
         )
         return self.parse(response)
 
