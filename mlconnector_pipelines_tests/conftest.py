@@ -198,3 +198,37 @@ def window_of(records: list[dict], start: datetime, end: datetime) -> list[dict]
 def _no_stray_config(monkeypatch):
     monkeypatch.delenv("MLCONNECTOR_CONFIG", raising=False)
     monkeypatch.delenv("MLCONNECTOR_BC_CLIENT_SECRET", raising=False)
+
+
+def check_deletions(cfg: ConnectorConfig, group: str, tables: list[str]) -> dict[str, dict]:
+    """Run only the `no_records_deleted_at_source` checks of these tables; their results by table."""
+    from mlconnector_pipelines.definitions import build_definitions
+
+    checks = [dg.AssetCheckKey(dg.AssetKey([group, t]), "no_records_deleted_at_source") for t in tables]
+    job = dg.define_asset_job("deletion_checks", selection=dg.AssetSelection.checks(*checks))
+    defs = dg.Definitions.merge(build_definitions(cfg), dg.Definitions(jobs=[job]))
+    result = defs.resolve_job_def("deletion_checks").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    return {
+        e.asset_check_evaluation_data.asset_key.path[-1]: {
+            "passed": e.asset_check_evaluation_data.passed,
+            **{k: v.value for k, v in e.asset_check_evaluation_data.metadata.items()},
+        }
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+def reconcile_deletions(cfg: ConnectorConfig, group: str) -> dict[str, dict]:
+    """Run the group's reconciliation job; the observation it made of each table."""
+    from mlconnector_pipelines.definitions import build_definitions
+
+    job = build_definitions(cfg).resolve_job_def(f"{group}_reconcile_deletions")
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    return {
+        e.asset_observation_data.asset_observation.asset_key.path[-1]: {
+            k: v.value for k, v in e.asset_observation_data.asset_observation.metadata.items()
+        }
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    }

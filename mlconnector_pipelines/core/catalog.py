@@ -31,6 +31,9 @@ class SourceEntity:
     children: tuple[ChildEntity, ...] = ()
     key: str = "id"
     modified_field: str = "lastModifiedDateTime"  # an ISO timestamp in every record the client yields
+    # False where the source never deletes a record (posted ledger entries are reversed, not removed):
+    # reconciling deletions would compare millions of keys to find none.
+    deletable: bool = True
 
     def read_fields(self, text_fields: Sequence[str] = ()) -> list[pa.Field]:
         """The fields a page reader must not leave to type inference: amounts (read exactly, see

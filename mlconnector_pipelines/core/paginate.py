@@ -77,7 +77,7 @@ class KeysetPages:
     client: ThrottledClient
     url: str
     key: str
-    conjunction: str
+    conjunction: str | None  # None: every record
     read: Callable[[httpx.Response], tuple[pa.Table, str | None]]
     params: Mapping[str, Any] | None = None
     headers: Mapping[str, str] | None = None
@@ -85,11 +85,12 @@ class KeysetPages:
     def __iter__(self) -> Iterator[pa.Table]:
         last = None
         while True:
-            where = self.conjunction if last is None else f"{self.conjunction} and {self.key} gt {key_literal(last)}"
+            terms = [t for t in (self.conjunction, last is not None and f"{self.key} gt {key_literal(last)}") if t]
+            where = {"$filter": " and ".join(terms)} if terms else {}
             response = self.client.request(
                 "GET",
                 self.url,
-                params={**(self.params or {}), "$filter": where, "$orderby": self.key},
+                params={**(self.params or {}), **where, "$orderby": self.key},
                 headers=self.headers,
             )
             page, next_link = self.read(response)

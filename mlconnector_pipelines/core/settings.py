@@ -97,7 +97,26 @@ class PartitionConfig(Strict):
         ),
     )
 
+    reconcile_deletions_cron: str = Field(
+        "15 4 * * *",
+        description=(
+            "When the schedule compares each company's keys with the source's and ends the records deleted there "
+            "(cron, in `timezone`). Sources without a delete feed need it; for Business Central with change "
+            "notifications it is the safety net for a lapsed subscription."
+        ),
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return time_zone(value)
+
+    @field_validator("reconcile_deletions_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        # Dagster's own test: the schedule would refuse the string anyway, later and without naming the setting.
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(value):
+            raise ValueError(f"{value!r} is not a cron schedule (five fields, e.g. '15 4 * * *')")
+        return value

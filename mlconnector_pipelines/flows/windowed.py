@@ -38,6 +38,7 @@ from ..warehouse.schema import (
     column_name,
 )
 from .partitions import partition_windows, partitions_def, settled_window_schedule
+from .reconcile import build_reconciliation
 
 
 @dataclass(frozen=True)
@@ -501,4 +502,12 @@ def build_windowed(
         description=f"Load every {source.system} entity for a window into the warehouse.",
     )
     schedule = settled_window_schedule(job, partitions_cfg, partitions, name=f"{source.job_name}_schedule")
-    return dg.Definitions(assets=assets, jobs=[job], schedules=[schedule])
+    loads = dg.Definitions(assets=assets, jobs=[job], schedules=[schedule])
+    deletions = build_reconciliation(
+        system=source.system,
+        group=source.group,
+        resource_key=source.resource_key,
+        entities=entities,
+        partitions_cfg=partitions_cfg,
+    )
+    return dg.Definitions.merge(loads, deletions)

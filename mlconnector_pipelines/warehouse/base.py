@@ -23,6 +23,15 @@ class ReplaceScope:
     end: datetime
 
 
+@dataclass(frozen=True)
+class Deletion:
+    """A record the source no longer has: its key (as text) and when it went, as the source says or we saw."""
+
+    key: str
+    deleted_at: datetime
+    window_start: datetime  # the partition window holding `deleted_at`: where the tombstone lives
+
+
 class WindowLoad(ABC):
     """Receives batches for one replace; nothing is visible until the load commits."""
 
@@ -59,6 +68,22 @@ class Warehouse(ABC):
         and the staged rows come in. For sources that say what changed and what was deleted (a change token).
         If the block raises, nothing changes.
         """
+
+    @abstractmethod
+    def delete_records(
+        self, tables: Sequence[TableSpec], company: dict, deletions: Sequence[Deletion], run_id: str
+    ) -> list[str]:
+        """In one transaction: a tombstone version per deletion in the change log, and the records (with
+        their lines, the following tables) out of current state. Returns the keys current state held.
+
+        A tombstone outranks older versions, so a window loaded later (or still in flight) cannot bring
+        the record back; a window re-load keeps tombstones, as the source no longer returns the record.
+        Applying the same deletion twice changes nothing more.
+        """
+
+    @abstractmethod
+    def current_keys(self, table: TableSpec, company_id: str) -> set[str]:
+        """A company's keys in current state, as text (what a reconciliation compares with the source's)."""
 
     @abstractmethod
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]: ...

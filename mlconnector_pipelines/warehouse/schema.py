@@ -37,6 +37,9 @@ PARENT_ID = "_parent_id"
 PARENT_VERSION_ID = "_parent_version_id"
 SOURCE = "_source"  # where a snapshot's rows came from: the API, or a delivery's id
 ROW_NUMBER = "_row_number"  # a snapshot row's place in the result (1-based): what a journal line traces to
+# Change log only: TRUE on a tombstone, the version that says a record was deleted at the source
+# (NULL on every other version). Current state never holds one, so it has no such column.
+DELETED = "_deleted"
 
 _COMMON_METADATA = {
     COMPANY_ID: ColumnType.STRING,

@@ -20,11 +20,15 @@ import pandas as pd
 
 from ..core.errors import ConnectorError, RecordError
 from ..core.memory import release_free_memory
-from .base import ReplaceScope, Warehouse, WindowLoad
+from .base import Deletion, ReplaceScope, Warehouse, WindowLoad
 from .schema import (
     COMPANY_ID,
+    COMPANY_NAME,
+    DELETED,
+    EXTRACTED_AT,
     PARENT_ID,
     PARENT_VERSION_ID,
+    RUN_ID,
     VERSION_ID,
     WINDOW_START,
     ColumnType,
@@ -58,6 +62,10 @@ class SqlDialect:
     def temp_table(self, name: str, select: str) -> str:
         return f"CREATE OR REPLACE TEMP TABLE {self.table(name)} AS {select}"
 
+    def values(self, rows: Sequence[str]) -> str:
+        """An INSERT's rows, each a comma-separated list of SQL literals."""
+        return "VALUES " + ", ".join(f"({row})" for row in rows)
+
     def string(self, value: str) -> str:
         return "'" + str(value).replace("'", "''") + "'"
 
@@ -72,6 +80,9 @@ class SqlDialect:
     def timestamp(self, value: datetime) -> str:
         utc = value.astimezone(UTC).replace(tzinfo=None)
         return f"TIMESTAMP '{utc.isoformat(sep=' ')}'"
+
+    def is_tombstone(self, alias: str = "") -> str:
+        return f"COALESCE({alias}{self.column(DELETED)}, FALSE)"
 
 
 def window_swap(
@@ -95,6 +106,8 @@ def window_swap(
         f"AND {d.column(WINDOW_START)} >= {d.timestamp(scope.start)} "
         f"AND {d.column(WINDOW_START)} < {d.timestamp(scope.end)}"
     )
+    # Tombstones stay when their window is re-read: the source no longer returns the record they end.
+    in_scope_versions = f"{in_scope} AND NOT {d.is_tombstone()}"
     affected: dict[str, str] = {}
 
     def fingerprint(alias: str, columns: Sequence[str]) -> str:
@@ -113,10 +126,21 @@ def window_swap(
             name = affected[table.parent.name]
             own_key = (COMPANY_ID, PARENT_ID)  # _parent_id holds the parent's own key as text
         touched = f"{fingerprint('t.', own_key)} IN (SELECT f FROM {d.table(name)})"
-        # Candidates are the new rows as staged plus the touched versions of other windows, read
-        # after this window's old rows left the change log and before the new ones join it.
-        candidates = f"(SELECT {columns} FROM {stage} UNION ALL SELECT {t_columns} FROM {changes} AS t WHERE {touched})"
-        apply += [f"DELETE FROM {changes} WHERE {in_scope}", f"DELETE FROM {current} AS t WHERE {touched}"]
+        # Candidates are the new rows as staged plus the touched versions of other windows (and every
+        # tombstone), read after this window's old rows left the change log and before the new ones join it.
+        if table.parent is None:
+            candidates = (
+                f"(SELECT {columns}, FALSE AS {d.column(DELETED)} FROM {stage} UNION ALL "
+                f"SELECT {t_columns}, {d.is_tombstone('t.')} FROM {changes} AS t WHERE {touched})"
+            )
+        else:
+            candidates = (
+                f"(SELECT {columns} FROM {stage} UNION ALL SELECT {t_columns} FROM {changes} AS t WHERE {touched})"
+            )
+        apply += [
+            f"DELETE FROM {changes} WHERE {in_scope_versions if table.parent is None else in_scope}",
+            f"DELETE FROM {current} AS t WHERE {touched}",
+        ]
         if table.parent is None:
             repeated_name = f"_swap_repeated_{table.name}_{token}"
             repeated = d.table(repeated_name)
@@ -127,24 +151,26 @@ def window_swap(
                     f"SELECT {key} AS f FROM {changes} WHERE {in_scope} "
                     f"{d.union_distinct} SELECT {key} AS f FROM {stage}",
                 ),
-                # Keys with more than one candidate version (the change log's are those outside the scope).
+                # Keys with more than one candidate version (the change log's are those the swap keeps).
                 d.temp_table(
                     repeated_name,
                     f"SELECT f FROM (SELECT {key} AS f FROM {stage} UNION ALL "
                     f"SELECT {fingerprint('t.', own_key)} AS f FROM {changes} AS t "
-                    f"WHERE {touched} AND NOT ({in_scope})) AS k GROUP BY f HAVING count(*) > 1",
+                    f"WHERE {touched} AND NOT ({in_scope_versions})) AS k GROUP BY f HAVING count(*) > 1",
                 ),
             ]
             order = f"c.{d.column(table.modified_column)} DESC, " if table.modified_column else ""
             partition = ", ".join(f"c.{d.column(k)}" for k in table.key)
+            # The latest version of each key is current, unless it is a tombstone.
             apply += [
                 f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {candidates} AS c "
-                f"WHERE {fingerprint('c.', own_key)} NOT IN (SELECT f FROM {repeated})",
+                f"WHERE {fingerprint('c.', own_key)} NOT IN (SELECT f FROM {repeated}) "
+                f"AND NOT c.{d.column(DELETED)}",
                 f"INSERT INTO {current} ({columns}) SELECT {columns} FROM ("
                 f"SELECT c.*, row_number() OVER (PARTITION BY {partition} "
                 f"ORDER BY {order}c.{d.column('_extracted_at')} DESC) AS _rn "
                 f"FROM {candidates} AS c WHERE {fingerprint('c.', own_key)} IN (SELECT f FROM {repeated})) AS r "
-                "WHERE _rn = 1",
+                f"WHERE _rn = 1 AND NOT {d.column(DELETED)}",
             ]
         else:
             parent = table.parent
@@ -202,8 +228,8 @@ class SqlWarehouse(Warehouse):
             token = uuid.uuid4().hex[:12]
             with self._explaining_cast_failures(staging), self.session() as s:
                 for table in tables:
-                    for name in (table.changes_table, table.name):
-                        self._ensure_columns(s, name, staging.columns[table.name])
+                    self._ensure_columns(s, table.changes_table, self._change_log_columns(table, staging))
+                    self._ensure_columns(s, table.name, staging.columns[table.name])
                 stages = {t.name: s.load_stage(t, staging, staging.columns[t.name], token) for t in tables}
                 staged = {t.name: list(staging.columns[t.name]) for t in tables}
                 prepare, apply = window_swap(self.dialect, tables, staged, stages, scope, token)
@@ -252,6 +278,78 @@ class SqlWarehouse(Warehouse):
                         s.execute(f"DELETE FROM {d.table(table.name)} WHERE {d.column(key)} IN ({gone})")
                     if stage is not None:
                         s.execute(f"INSERT INTO {d.table(table.name)} ({names}) SELECT {names} FROM {stage}")
+
+    def delete_records(
+        self, tables: Sequence[TableSpec], company: dict, deletions: Sequence[Deletion], run_id: str
+    ) -> list[str]:
+        parent, *children = tables
+        if not deletions or not self.table_exists(parent.changes_table):
+            return []  # never loaded: nothing to end (a window loading it now finds no record at the source)
+        d = self.dialect
+        (key_column,) = [k for k in parent.key if k != COMPANY_ID]
+        key_type = d.types[parent.types.get(key_column, ColumnType.STRING)]
+        of_company = f"{d.column(COMPANY_ID)} = {d.string(company['id'])}"
+        as_text = f"CAST({d.column(key_column)} AS {d.text})"
+        extracted_at = datetime.now(UTC)
+        gone = {x.key for x in deletions}
+        held = sorted(self.current_keys(parent, company["id"]) & gone)  # for the caller's figures only
+        current_tables = [t for t in (parent, *children) if self.table_exists(t.name)]
+        columns = [COMPANY_ID, COMPANY_NAME, key_column, VERSION_ID, WINDOW_START, EXTRACTED_AT, RUN_ID, DELETED]
+        columns += [parent.modified_column] if parent.modified_column else []
+        with self.session() as s:
+            self._ensure_columns(s, parent.changes_table, {DELETED: ColumnType.BOOLEAN})
+            with s.transaction():
+                for start in range(0, len(deletions), 500):
+                    chunk = deletions[start : start + 500]
+                    keys = ", ".join(d.string(x.key) for x in chunk)
+                    for table in current_tables:
+                        column = as_text if table is parent else d.column(PARENT_ID)  # lines name their parent
+                        s.execute(f"DELETE FROM {d.table(table.name)} WHERE {of_company} AND {column} IN ({keys})")
+                    versions = [f"{x.key}@deleted@{x.deleted_at.astimezone(UTC).isoformat()}" for x in chunk]
+                    s.execute(  # the same deletion applied again replaces its tombstone
+                        f"DELETE FROM {d.table(parent.changes_table)} WHERE {of_company} AND "
+                        f"{d.column(VERSION_ID)} IN ({', '.join(d.string(v) for v in versions)})"
+                    )
+                    rows = [
+                        ", ".join(
+                            [
+                                d.string(company["id"]),
+                                d.string(company["name"]),
+                                f"CAST({d.string(x.key)} AS {key_type})",
+                                d.string(version),
+                                d.timestamp(x.window_start),
+                                d.timestamp(extracted_at),
+                                d.string(run_id),
+                                "TRUE",
+                                *([d.timestamp(x.deleted_at)] if parent.modified_column else []),
+                            ]
+                        )
+                        for x, version in zip(chunk, versions, strict=True)
+                    ]
+                    s.execute(
+                        f"INSERT INTO {d.table(parent.changes_table)} ({', '.join(d.column(c) for c in columns)}) "
+                        + d.values(rows)
+                    )
+        return held
+
+    def current_keys(self, table: TableSpec, company_id: str) -> set[str]:
+        if not self.table_exists(table.name):
+            return set()
+        d = self.dialect
+        (key_column,) = [k for k in table.key if k != COMPANY_ID]
+        return {
+            str(r[0])
+            for r in self.query(
+                f"SELECT CAST({d.column(key_column)} AS {d.text}) FROM {d.table(table.name)} "
+                f"WHERE {d.column(COMPANY_ID)} = {d.string(company_id)}"
+            )
+        }
+
+    @staticmethod
+    def _change_log_columns(table: TableSpec, staging: ParquetStaging) -> dict[str, ColumnType]:
+        """A top-level table's change log also holds tombstones: the swap reads their flag."""
+        columns = staging.columns[table.name]
+        return columns if table.parent is not None else {**columns, DELETED: ColumnType.BOOLEAN}
 
     @contextmanager
     def _staging(self, tables: Sequence[TableSpec]) -> Iterator[ParquetStaging]:

@@ -120,3 +120,39 @@ def test_a_record_moved_while_its_window_is_read_lands_once_in_its_newer_version
     assert dict(current)[mover["id"]] == "moved"  # current state holds its newer version
     assert versions in (1, 2)  # its old version too, if it was read before it moved
     assert acumatica.state("acumatica")["faults_fired"] == {"mutate": 1}
+
+
+def test_a_vendor_and_an_unreleased_bill_deleted_in_acumatica_are_ended_by_reconciliation(acumatica, tmp_path):
+    """Acumatica has no delete feed: the reconciliation compares ids; a bill leaves with its lines."""
+    from ..conftest import check_deletions, reconcile_deletions
+
+    acumatica.reset()
+    cfg = config(acumatica, tmp_path)
+    assert run(cfg).success
+    warehouse = str(tmp_path / "warehouse.duckdb")
+    with duckdb.connect(warehouse, read_only=True) as con:
+        vendor = con.sql("SELECT id FROM acumatica_vendors ORDER BY id LIMIT 1").fetchall()[0][0]
+        bill = con.sql(
+            "SELECT b.id FROM acumatica_bills b JOIN acumatica_bill_lines l ON l._parent_id = b.id "
+            "WHERE b.status NOT IN ('Closed', 'Open') ORDER BY b.id LIMIT 1"
+        ).fetchall()[0][0]
+    for entity, record in (("Vendor", vendor), ("Bill", bill)):
+        acumatica.http.delete(f"/_sandbox/acumatica/records/{entity}/{record}").raise_for_status()
+    found = check_deletions(cfg, "acumatica", ["acumatica_vendors", "acumatica_bills"])
+    assert {t: f["deleted_at_source"] for t, f in found.items()} == {"acumatica_vendors": 1, "acumatica_bills": 1}
+    assert not found["acumatica_vendors"]["passed"]
+    observed = reconcile_deletions(cfg, "acumatica")
+    assert observed["acumatica_vendors"]["ended"] == observed["acumatica_bills"]["ended"] == 1
+    with duckdb.connect(warehouse, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM acumatica_vendors WHERE id = ?", [vendor]).fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM acumatica_bills WHERE id = ?", [bill]).fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM acumatica_bill_lines WHERE _parent_id = ?", [bill]).fetchall() == [
+            (0,)
+        ]
+        assert con.execute(
+            "SELECT count(*) FROM acumatica_bills_changes WHERE id = ? AND _deleted", [bill]
+        ).fetchall() == [(1,)]
+    assert all(
+        f["passed"] for f in check_deletions(cfg, "acumatica", ["acumatica_vendors", "acumatica_bills"]).values()
+    )
+    assert acumatica.state("acumatica")["open_sessions"] == 0  # the check and the job signed out

@@ -167,3 +167,39 @@ def test_session_timeout_mid_run_relogs_once_and_matches_a_clean_run(sap, tmp_pa
         assert query(clean, f"SELECT {columns} FROM {table} ORDER BY ALL") == query(
             faulted, f"SELECT {columns} FROM {table} ORDER BY ALL"
         ), table
+
+
+def test_a_business_partner_deleted_in_one_company_database_is_ended_there_only(sap, tmp_path):  # noqa: F811
+    """SAP B1 has no delete feed: the reconciliation compares keys (paged by key, 15 a page) per database."""
+    from ..conftest import check_deletions, reconcile_deletions
+
+    cfg = config(sap, tmp_path)
+    assert run(cfg, partition_range=("2026-03-01", "2026-03-07")).success
+    in_both = {r["CardCode"] for r in sap.records("BusinessPartners", COMPANIES[0])} & {
+        r["CardCode"] for r in sap.records("BusinessPartners", COMPANIES[1])
+    }
+    loaded = {
+        r[0] for r in query(cfg, "SELECT card_code FROM sap_business_partners WHERE _company_id = ?", COMPANIES[0])
+    }
+    gone = sorted(in_both & loaded)[0]
+    assert check_deletions(cfg, "sap_business_one", ["sap_business_partners"])["sap_business_partners"]["passed"]
+    sap.admin.delete(f"/_sandbox/sap_business_one/records/BusinessPartners/{gone}", params={"company": COMPANIES[0]})
+    try:
+        found = check_deletions(cfg, "sap_business_one", ["sap_business_partners"])["sap_business_partners"]
+        assert not found["passed"] and found["deleted_at_source"] == 1
+        assert found["per_company"][COMPANIES[0]]["keys"] == [gone]
+        observed = reconcile_deletions(cfg, "sap_business_one")
+        assert observed["sap_business_partners"]["ended"] == 1
+        assert "sap_journal_entries" not in observed  # ledger entries are never deleted: not compared
+        present = "SELECT _company_id FROM sap_business_partners WHERE card_code = ? ORDER BY 1"
+        assert [r[0] for r in query(cfg, present, gone)] == [COMPANIES[1]]
+        tombstones = query(
+            cfg, "SELECT _company_id FROM sap_business_partners_changes WHERE card_code = ? AND _deleted", gone
+        )
+        assert tombstones == [(COMPANIES[0],)]
+        # Loading the windows again does not bring it back, and a second reconciliation ends nothing more.
+        assert run(cfg, partition_range=("2026-03-01", "2026-03-07")).success
+        assert [r[0] for r in query(cfg, present, gone)] == [COMPANIES[1]]
+        assert reconcile_deletions(cfg, "sap_business_one")["sap_business_partners"]["ended"] == 0
+    finally:
+        sap.admin.post("/_sandbox/sap_business_one/reset").raise_for_status()

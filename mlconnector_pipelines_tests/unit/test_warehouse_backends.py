@@ -16,7 +16,7 @@ import pytest
 
 from mlconnector_pipelines.config import parse_config, sandbox_profile
 from mlconnector_pipelines.core.errors import RecordError
-from mlconnector_pipelines.warehouse.base import ReplaceScope
+from mlconnector_pipelines.warehouse.base import Deletion, ReplaceScope
 from mlconnector_pipelines.warehouse.resource import WarehouseResource
 from mlconnector_pipelines.warehouse.schema import ColumnType as T
 from mlconnector_pipelines.warehouse.schema import TableSpec
@@ -323,6 +323,48 @@ def test_changes_apply_by_key_and_deletions_leave_current_state(warehouse):
         load.write(spec, rows([("y", "1")]))
         raise RuntimeError("the read failed midway")
     assert state() == [("z", "1")]  # nothing applied
+
+
+def test_a_deleted_record_leaves_current_state_and_its_tombstone_outranks_any_reload(warehouse):
+    """Same key in two companies; a window read before the deletion and committed after it; re-reads of
+    the tombstone's window; the deletion applied twice; the key created again later (Acumatica reuses keys)."""
+    company_a = {"id": "A", "name": "A"}
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A", "B"), DAY, NEXT)) as load:
+        load.write(PARENT, pd.concat([docs("A", [1, 2]), docs("B", [1])]))
+        load.write(LINES, pd.concat([lines("A", 1, 2), lines("A", 2, 1), lines("B", 1, 3)]))
+    gone = Deletion("1", deleted_at=NEXT + timedelta(hours=3), window_start=NEXT)
+    assert warehouse.delete_records([PARENT, LINES], company_a, [gone, Deletion("99", NEXT, NEXT)], "run-d") == ["1"]
+
+    def current():
+        frame = table(warehouse, "docs")
+        return sorted(zip(frame["_company_id"], frame["doc_entry"].astype(int), strict=True))
+
+    def tombstones():
+        frame = table(warehouse, "docs_changes")
+        dead = frame[frame["_deleted"].astype("boolean").fillna(False)]
+        return sorted(zip(dead["_company_id"], dead["doc_entry"].astype(int), dead["_window_start"], strict=True))
+
+    assert current() == [("A", 2), ("B", 1)]
+    assert table(warehouse, "doc_lines").groupby("_company_id").size().to_dict() == {"A": 1, "B": 3}
+    assert [(c, k) for c, k, _ in tombstones()] == [("A", 1), ("A", 99)]
+    # A window read before the deletion commits after it: the tombstone is newer, the record stays out.
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
+        load.write(PARENT, docs("A", [1, 2]))
+        load.write(LINES, pd.concat([lines("A", 1, 2), lines("A", 2, 1)]))
+    assert current() == [("A", 2), ("B", 1)]
+    # The tombstone's own window read again (the source no longer returns the record): the tombstone stays.
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), NEXT, AFTER)) as load:
+        load.write(PARENT, docs("A", [3], modified="2026-03-02T08:00:00.000Z", window=NEXT))
+    assert current() == [("A", 2), ("A", 3), ("B", 1)]
+    assert len(tombstones()) == 2
+    assert warehouse.delete_records([PARENT, LINES], company_a, [gone], "run-e") == []  # again: nothing more
+    assert len(tombstones()) == 2
+    assert warehouse.duplicate_keys(PARENT) == 0
+    # The key made again after its deletion: the newer version is current.
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), AFTER, AFTER + timedelta(days=1))) as load:
+        load.write(PARENT, docs("A", [1], modified="2026-03-03T09:00:00.000Z", window=AFTER))
+    assert current() == [("A", 1), ("A", 2), ("A", 3), ("B", 1)]
+    assert warehouse.current_keys(PARENT, "A") == {"1", "2", "3"}
 
 
 # -- the first flow, end to end, on each backend ----------------------------------------------

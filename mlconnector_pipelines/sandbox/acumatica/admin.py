@@ -55,12 +55,22 @@ def admin_routes(simulator) -> list[Route]:
             return json({"error": f"no financial period {body.get('period')}"}, 404)
         return json(plain(row))
 
+    async def delete(request: Request) -> Response:
+        """A user deletes a record in Acumatica's screens (the contract API's own rules apply)."""
+        name = request.path_params["entity"]
+        try:
+            model.delete(name, model.by_id(name, request.path_params["id"]))
+        except NotFound:
+            return json({"error": f"no {name} {request.path_params['id']}"}, 404)
+        return Response(status_code=204)
+
     async def expire(request: Request) -> Response:
         simulator.licence.expire_all()
         return json({"expired": True})
 
     return [
         Route(f"{ADMIN}/records/{{entity}}", records, methods=["GET", "POST"]),
+        Route(f"{ADMIN}/records/{{entity}}/{{id}}", delete, methods=["DELETE"]),
         Route(f"{ADMIN}/periods", periods, methods=["POST"]),
         Route(f"{ADMIN}/tokens/expire", expire, methods=["POST"]),
     ]

@@ -50,6 +50,13 @@ class ServiceLayerModel:
         existing.update(changes)
         return existing
 
+    def delete(self, company: str, entity: str, key) -> bool:
+        """A user removes a record (a business partner, an item, an account) in the client."""
+        records = self.companies[company].entities[entity]
+        before = len(records)
+        records[:] = [r for r in records if str(r[KEYS[entity]]) != str(key)]
+        return len(records) < before
+
 
 def field_types(records: list[dict]) -> dict[str, str]:
     """Service Layer literal rules: dates and times are quoted strings, numbers bare."""

@@ -60,6 +60,7 @@ class ServiceLayerSimulator(SimulatedService):
             Route("/b1s/{version}/{entity}", self.guarded(self.collection), methods=["GET"]),
             Route(f"{ADMIN}/sessions/expire", self.expire_sessions, methods=["POST"]),
             Route(f"{ADMIN}/records/{{entity}}", self.records, methods=["GET", "POST"]),
+            Route(f"{ADMIN}/records/{{entity}}/{{key}}", self.delete_record, methods=["DELETE"]),
         ]
 
     def state(self) -> dict:
@@ -260,6 +261,15 @@ class ServiceLayerSimulator(SimulatedService):
         if request.method == "POST":
             return json_response(self.model.upsert(company, entity, (await request.json())["record"]))
         return json_response(records)
+
+    async def delete_record(self, request: Request) -> Response:
+        company = request.query_params.get("company", self.settings.company_dbs[0])
+        entity, key = request.path_params["entity"], request.path_params["key"]
+        if company not in self.companies or entity not in self.companies[company].entities:
+            return JSONResponse({"error": "unknown company database or entity"}, status_code=404)
+        if not self.model.delete(company, entity, key):
+            return JSONResponse({"error": f"no {entity} {key} in {company}"}, status_code=404)
+        return Response(status_code=204)
 
 
 def _base(request: Request) -> str:

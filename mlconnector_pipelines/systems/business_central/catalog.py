@@ -124,6 +124,7 @@ ENTITIES: tuple[BcEntity, ...] = (
                 "Dimension values of each G/L entry (one row per entry and dimension).",
             ),
         ),
+        deletable=False,  # posted G/L entries are reversed, never deleted
     ),
     BcEntity(
         "purchaseInvoices",

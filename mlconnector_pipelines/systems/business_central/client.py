@@ -129,6 +129,21 @@ class BusinessCentralClient:
             key=entity.key,
         )
 
+    def keys(self, company_id: str, entity: BcEntity) -> set[str]:
+        """Every record's key. BC's next links resume after the last key read (a `$skiptoken`), not at an offset."""
+        found: set[str] = set()
+        for page in iterate_record_tables(
+            self.http,
+            self._entity_path(company_id, entity),
+            params={"$select": entity.key},
+            headers={"Prefer": f"odata.maxpagesize={self.page_size}"},
+            read_fields=[pa.field(entity.key, pa.string())],
+            key=entity.key,
+        ):
+            if page.num_rows:
+                found.update(page.column(entity.key).to_pylist())
+        return found
+
     def count(
         self,
         company_id: str,

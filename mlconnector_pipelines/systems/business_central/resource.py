@@ -38,6 +38,9 @@ class BusinessCentralSession:
     def pages(self, company_id, entity, start, end):
         return self.client.pages(company_id, entity, start, end)
 
+    def keys(self, company_id, entity) -> set[str]:
+        return self.client.keys(company_id, entity)
+
     def count(self, company_id, entity, start, end) -> int:
         return self.client.count(company_id, entity, modified_from=start, modified_before=end)
 

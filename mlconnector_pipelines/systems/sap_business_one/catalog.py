@@ -62,6 +62,7 @@ ENTITIES: tuple[SourceEntity, ...] = (
                 types={"Line_ID": T.INTEGER, "Debit": T.DECIMAL, "Credit": T.DECIMAL},
             ),
         ),
+        deletable=False,  # a posted journal entry is reversed, never deleted
     ),
     SourceEntity(
         "IncomingPayments",

@@ -114,6 +114,25 @@ class ServiceLayerClient:
                 stamps = pc.strftime(seconds, "%Y-%m-%dT%H:%M:%S.000Z")
                 yield kept.set_column(kept.column_names.index(MODIFIED_AT), MODIFIED_AT, stamps)
 
+    def keys(self, entity: SourceEntity) -> set[str]:
+        """Every record's key, read by key ranges (the Service Layer's `$skip` would shift under deletions)."""
+
+        def read(response):
+            return read_page_table(self.http, response, (), self._next_link_keys, entity.key)
+
+        found: set[str] = set()
+        for page in KeysetPages(
+            self.http,
+            entity.entity_set,
+            key=entity.key,
+            conjunction=None,
+            read=read,
+            params={"$select": entity.key},
+            headers={"Prefer": f"odata.maxpagesize={self.page_size}"},
+        ):
+            found.update(str(k) for k in page.column(entity.key).to_pylist())
+        return found
+
     def _updated_at(self, page: pa.Table) -> pa.Array:
         """(UpdateDate, UpdateTime) in server-local time -> UTC timestamps."""
         days = pc.cast(pc.utf8_slice_codeunits(page.column("UpdateDate"), 0, 10), pa.date32())

@@ -50,6 +50,9 @@ class SapBusinessOneSession:
     def pages(self, company_id, entity, start, end):
         return self.client(company_id).pages(entity, start, end)
 
+    def keys(self, company_id, entity) -> set[str]:
+        return self.client(company_id).keys(entity)
+
     def count(self, company_id, entity, start, end) -> None:
         return None  # UpdateDate is a date: the server cannot count a half-open window of moments
 
