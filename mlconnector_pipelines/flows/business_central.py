@@ -1,9 +1,11 @@
-"""Business Central → warehouse: one partitioned multi-asset per BC entity (with its lines)."""
+"""Business Central → warehouse: one partitioned multi-asset per BC entity (with its lines), and, when
+configured, change notifications that re-read windows minutes after a change and end deleted records."""
 
 import dagster as dg
 
 from ..systems.business_central import catalog
 from ..systems.business_central.config import BusinessCentralConfig
+from ..systems.spec import FlowContext
 from .windowed import WindowedSource, build_windowed
 
 SOURCE = WindowedSource(
@@ -16,5 +18,21 @@ SOURCE = WindowedSource(
 JOB = SOURCE.job_name
 
 
-def build_business_central(cfg: BusinessCentralConfig, warehouse_kind: str) -> dg.Definitions:
-    return build_windowed(SOURCE, catalog.select(cfg.entities), cfg.partitions, warehouse_kind)
+def build_business_central(cfg: BusinessCentralConfig, ctx: FlowContext) -> dg.Definitions:
+    entities = catalog.select(cfg.entities)
+    loads = build_windowed(SOURCE, entities, cfg.partitions, ctx.warehouse_kind)
+    if cfg.notifications is None:
+        return loads
+    from .business_central_notifications import build_notifications
+
+    jobs = {job.name: job for job in loads.jobs}
+    notifications = build_notifications(
+        SOURCE,
+        cfg,
+        entities,
+        jobs[JOB],
+        jobs[f"{SOURCE.group}_reconcile_deletions"],
+        data_dir=ctx.data_dir,
+        ingest=ctx.ingest,
+    )
+    return dg.Definitions.merge(loads, notifications)

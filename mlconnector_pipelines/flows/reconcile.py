@@ -24,6 +24,13 @@ from ..warehouse.base import Deletion, Warehouse
 from .partitions import partitions_def
 
 SHOWN_KEYS = 20  # keys listed in the UI per entity and company; the counts are whole
+CHECK = "no_records_deleted_at_source"
+
+
+def deletion_checks(group: str, entities: Sequence[SourceEntity]) -> list[dg.AssetCheckKey]:
+    """The checks this module adds: kept out of the load jobs, whose runs (a notice's, a backfill's) must not
+    each read every key of the source."""
+    return [dg.AssetCheckKey(dg.AssetKey([group, e.table]), CHECK) for e in entities if e.deletable]
 
 
 @dataclass
@@ -119,7 +126,7 @@ def build_reconciliation(
         name=f"{group}_deleted_at_source",
         specs=[
             dg.AssetCheckSpec(
-                "no_records_deleted_at_source",
+                CHECK,
                 asset=asset_key[e.entity_set],
                 description=f"Every key in current state still exists in {system} (a light read of the keys, "
                 "per company). A failure counts the records deleted there and not yet ended here; the job "
@@ -136,7 +143,7 @@ def build_reconciliation(
         for entity, results in each(context, chosen, apply=False):
             missing = sum(len(r.missing) for r in results)
             yield dg.AssetCheckResult(
-                check_name="no_records_deleted_at_source",
+                check_name=CHECK,
                 asset_key=asset_key[entity.entity_set],
                 passed=missing == 0,
                 severity=dg.AssetCheckSeverity.WARN,

@@ -38,7 +38,7 @@ from ..warehouse.schema import (
     column_name,
 )
 from .partitions import partition_windows, partitions_def, settled_window_schedule
-from .reconcile import build_reconciliation
+from .reconcile import build_reconciliation, deletion_checks
 
 
 @dataclass(frozen=True)
@@ -497,7 +497,8 @@ def build_windowed(
     job = dg.define_asset_job(
         source.job_name,
         # Its own assets only: the group may hold others partitioned otherwise (a journal posted from Looker).
-        selection=dg.AssetSelection.assets(*assets),
+        selection=dg.AssetSelection.assets(*assets)
+        - dg.AssetSelection.checks(*deletion_checks(source.group, entities)),
         partitions_def=partitions,
         description=f"Load every {source.system} entity for a window into the warehouse.",
     )

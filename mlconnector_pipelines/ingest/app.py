@@ -12,6 +12,13 @@ for a Look's fields (the sender retries), 507 the store's quota is full.
 `POST /dataverse/webhooks` takes Dynamics 365 Sales webhooks (systems/dataverse/webhooks.py): 401
 without the service endpoint's key, 202 stored, 200 a repeat, 400 malformed, 503 the store is full
 (Dataverse retries a 503 once). The sensor `dynamics_sales_changes` turns them into runs.
+
+`/business-central/notifications` takes Business Central's change notifications
+(systems/business_central/notifications.py): the validation handshake (`?validationToken=X` answered
+200 with X as plain text, at once), then notices: 401 a wrong clientState (stored nowhere), 400
+malformed, 202 stored, 200 a repeat, 503 only when the store cannot take them (BC retries 408, 429
+and 5xx; any other answer makes BC delete the subscription). The sensor
+`business_central_notifications` turns them into re-reads and deletions.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from datetime import UTC, datetime
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from ..config import ConnectorConfig
@@ -81,9 +88,13 @@ def create_app(cfg: ConnectorConfig, *, clock: Callable[[], float] = time.time) 
     dataverse = getattr(cfg, "dataverse", None)
     if dataverse is not None and dataverse.enabled and dataverse.webhook is not None:
         routes.append(_dataverse_route(cfg, clock))
+    business_central = getattr(cfg, "business_central", None)
+    if business_central is not None and business_central.enabled and business_central.notifications is not None:
+        routes.append(_business_central_route(cfg, clock))
     if len(routes) == 1:
         raise ConfigError(
-            "nothing to receive: set looker.delivery_secret (scheduled plans) or dataverse.webhook (Sales webhooks)"
+            "nothing to receive: set looker.delivery_secret (scheduled plans), dataverse.webhook (Sales webhooks) "
+            "or business_central.notifications (change notifications)"
         )
     return Starlette(routes=routes)
 
@@ -174,3 +185,37 @@ def _dataverse_route(cfg: ConnectorConfig, clock: Callable[[], float]) -> Route:
         return JSONResponse({"delivery_id": delivery.id, "stored": stored}, status_code=202 if stored else 200)
 
     return Route("/dataverse/webhooks", dataverse_webhook, methods=["POST"])
+
+
+def _business_central_route(cfg: ConnectorConfig, clock: Callable[[], float]) -> Route:
+    """BC change notifications: the handshake, then notices checked against clientState and stored before the 2xx."""
+    from ..systems.business_central.notifications import SOURCE, NotificationRejected, parse_notifications
+
+    client_state = cfg.business_central.notifications.client_state.resolve(
+        cfg.data_dir, "business_central.notifications.client_state"
+    )
+    store = open_delivery_store(cfg.ingest, cfg.data_dir, SOURCE, clock=clock)
+    max_body = cfg.ingest.max_body_mb * MB
+
+    async def business_central_notifications(request: Request):
+        token = request.query_params.get("validationToken")
+        if token is not None:  # BC checks the URL before it subscribes, and on each renewal: answer in time
+            return PlainTextResponse(token, status_code=200)
+        try:
+            body = await read_body(request, max_body)
+            received = datetime.fromtimestamp(clock(), UTC).isoformat()
+            delivery = parse_notifications(bytes(body), client_state, received)
+            stored = await run_in_threadpool(store.put, delivery)
+        except BodyTooLarge as exc:
+            return JSONResponse({"error": str(exc)}, status_code=413, headers={"Connection": "close"})
+        except NotificationRejected as exc:
+            log.warning("business central notification rejected (%s): %s", exc.status, exc.reason)
+            return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        except (StoreFull, OSError) as exc:  # 503: BC retries for 36 hours, and the notices are not lost
+            log.error("business central notification not stored: %s", exc)
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        log.info("business central notification %s: %d notice(s), %s", delivery.id, len(delivery.rows),
+                 "stored" if stored else "already stored")  # fmt: skip
+        return JSONResponse({"delivery_id": delivery.id, "stored": stored}, status_code=202 if stored else 200)
+
+    return Route("/business-central/notifications", business_central_notifications, methods=["GET", "POST"])

@@ -38,10 +38,11 @@ def env(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def serve(app) -> Iterator[httpx.Client]:
-    """An app served by uvicorn on an ephemeral loopback port, and a client for it."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+def serve(app, sock: socket.socket | None = None) -> Iterator[httpx.Client]:
+    """An app served by uvicorn on an ephemeral loopback port (or a socket bound before), and a client for it."""
+    if sock is None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="info"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

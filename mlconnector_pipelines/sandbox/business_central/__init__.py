@@ -26,6 +26,38 @@ class BusinessCentralSettings(BaseModel):
     live: bool = False
     live_interval_seconds: float = 5.0
     live_late_commit_max_minutes: float = 20.0
+    live_delete_chance: float = Field(
+        0.05, ge=0, le=1, description="Per live tick: the chance BC's user deletes a seeded customer or vendor."
+    )
+    # Webhook subscriptions (docs/vendor-facts/bc-webhook-facts.md)
+    subscription_max: int = Field(200, ge=0, description="Subscriptions per environment; one more is refused.")
+    subscription_lifetime_seconds: float = Field(
+        3 * 86400, gt=0, description="A subscription expires this long after its creation or renewal."
+    )
+    handshake_timeout_seconds: float = Field(
+        5.0, gt=0, description="The notification URL must answer the validationToken within this."
+    )
+    notification_delay_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="Changes are collected this long after the first, then sent as one POST per notification URL.",
+    )
+    collection_threshold: int = Field(
+        1000,
+        ge=1,
+        description="More changes than this for one subscription in one period: one `collection` notice instead.",
+    )
+    notification_timeout_seconds: float = Field(
+        30.0, gt=0, description="How long a notification POST may take before it counts as failed (retried)."
+    )
+    notification_retry_interval_seconds: float = Field(
+        60.0, gt=0, description="After a 408, 429, 5xx or no answer, the next attempt comes this much later."
+    )
+    notification_retry_window_seconds: float = Field(
+        36 * 3600,
+        gt=0,
+        description="Retries stop this long after the first failed attempt; the subscriptions are then deleted.",
+    )
 
     model_config = {"arbitrary_types_allowed": True}
 

@@ -7,6 +7,10 @@ side follows the APIV2 pages' rules (Microsoft's AL sources and the v2.0 docs; t
 each rule are in docs/vendor-facts/bc-write-facts.md): sales orders and draft invoices with their lines
 (deep insert is atomic), PATCH behind If-Match, posting a draft invoice and ship-and-invoice of
 an order. A rule's refusal is an ApiError, carrying the status, code and message BC answers.
+
+Every change to a record (created, updated, deleted; by the API, the admin endpoints or the live
+mode) is told to the model's `listeners` as a `Change`: subscriptions.py turns them into webhook
+notifications. A change to a document's line is a change of its header, as BC notifies it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import re
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -107,6 +112,28 @@ INVALID_TOKEN = ApiError(
 )
 ENTITY_CHANGED = ApiError(409, "Request_EntityChanged", "Another user has already changed the record.")
 POSTED_INVOICE = dialog("The invoice has been posted and can no longer be modified.")
+# DELETE of a posted invoice: the API deletes the Sales Invoice Header, whose OnDelete runs
+# PostSales-Delete.IsDocumentDeletionAllowed: TestField("Allow Document Deletion Before") on the
+# Sales & Receivables Setup, blank in a new company (docs/vendor-facts/bc-webhook-facts.md).
+POSTED_INVOICE_DELETE = ApiError(
+    400,
+    "Application_FieldValidationException",
+    "Allow Document Deletion Before must have a value in Sales & Receivables Setup: Primary Key=. "
+    "It cannot be zero or empty.",
+)
+# The entity sets the API lets a client DELETE (drafts only among sales invoices).
+DELETABLE = frozenset({"customers", "vendors", "items", "salesOrders", "salesInvoices"})
+
+
+@dataclass(frozen=True)
+class Change:
+    """One record changed: what a webhook subscription to (company, entity set) is told about."""
+
+    company_id: str
+    entity_set: str
+    record_id: str
+    kind: str  # created | updated | deleted
+    at: str  # the change's time (the record's lastModifiedDateTime; the deletion's time)
 
 
 def _is_text(value) -> bool:
@@ -317,6 +344,7 @@ class BusinessCentralModel:
         self.enum_values = bc_enum_values()
         self.companies = seed_companies(settings)
         self._version = itertools.count(1)  # one counter for the database, as SQL's rowversion is
+        self.listeners: list[Callable[[Change], None]] = []  # told of every change (webhooks)
 
     def reset(self) -> None:
         self.companies = seed_companies(self.settings)
@@ -345,7 +373,47 @@ class BusinessCentralModel:
         self.touch(company, record["id"])
         if lines is not None and entity_set in LINE_ENTITY:
             company.data.lines[entity_set][record["id"]] = [dict(line, documentId=record["id"]) for line in lines]
+        self._changed(company_id, entity_set, record["id"], "updated" if existing else "created", stamp)
         return record
+
+    def delete(self, company_id: str, entity_set: str, record_id: str) -> dict:
+        """Remove a record with its lines (no rules: BC's own user, the admin API, the live mode)."""
+        company = self.companies[company_id]
+        record = self.find(company, entity_set, record_id)
+        self._remove(company, entity_set, record["id"])
+        return record
+
+    def delete_entity(self, company_id: str, entity_set: str, record_id: str, if_match: str | None) -> dict:
+        """DELETE companies({id})/<set>({id}): the sets the API deletes; a posted invoice is refused.
+
+        If-Match is checked when sent (a stale one: 409), as PATCH's token check but not required,
+        as the platform treats DELETE (docs/vendor-facts/bc-write-facts.md, T1)."""
+        company = self.companies[company_id]
+        if entity_set not in DELETABLE:
+            raise ApiError(
+                405,
+                "BadRequest_MethodNotAllowed",
+                f"'DELETE' requests for '{entity_set}' of EdmType 'Entity' are not allowed within "
+                "Microsoft Dynamics NAV OData web services.",
+            )
+        record = self.find(company, entity_set, record_id)
+        self.check_if_match(company, record, if_match, required=False)
+        if self._is_posted(entity_set, record):
+            raise POSTED_INVOICE_DELETE
+        self._remove(company, entity_set, record["id"])
+        return record
+
+    def _remove(self, company: Company, entity_set: str, record_id: str) -> None:
+        company.tables[entity_set].delete(record_id)
+        for line in company.data.lines.get(entity_set, {}).pop(record_id, None) or []:
+            company.versions.pop(line["id"], None)
+        company.versions.pop(record_id, None)
+        self._changed(company.data.id, entity_set, record_id, "deleted", now_stamp())
+
+    def _changed(self, company_id: str, entity_set: str, record_id: str, kind: str, at: str) -> None:
+        change = Change(company_id, entity_set, record_id, kind, at)
+        for listener in self.listeners:
+            listener(change)
 
     def touch(self, company: Company, record_id: str) -> None:
         company.versions[record_id] = next(self._version)
@@ -378,9 +446,11 @@ class BusinessCentralModel:
         return record
 
     def _save(self, company: Company, entity_set: str, record: dict) -> dict:
+        existed = record["id"] in company.tables[entity_set].by_id
         record[LMD] = now_stamp()
         company.tables[entity_set].upsert(record)
         self.touch(company, record["id"])
+        self._changed(company.data.id, entity_set, record["id"], "updated" if existed else "created", record[LMD])
         return record
 
     # -- bodies -------------------------------------------------------------------------------------
@@ -435,7 +505,9 @@ class BusinessCentralModel:
             )
         if "paymentTermsId" in fields:
             self._payment_terms(company, fields["paymentTermsId"])
-        return self.upsert(company_id, "customers", {**fields, "id": "", "number": number})
+        customer = self.upsert(company_id, "customers", {**fields, "id": "", "number": number})
+        company.created.add(customer["id"])  # the live mode leaves a client's customer alone
+        return customer
 
     def patch_entity(self, company_id: str, entity_set: str, record_id: str, body: dict, if_match: str | None):
         """PATCH customers/vendors/items: If-Match, then the sent properties; a new number must be free."""
@@ -1042,9 +1114,7 @@ class BusinessCentralModel:
         company.data.lines["salesInvoices"][invoice["id"]] = invoice_lines
         for line in invoice_lines:
             self.touch(company, line["id"])
-        company.tables["salesOrders"].delete(order["id"])
-        company.data.lines["salesOrders"].pop(order["id"], None)
-        company.versions.pop(order["id"], None)
+        self._remove(company, "salesOrders", order["id"])
         if order["id"] in company.created:
             company.created.add(invoice["id"])
         return self._save(company, "salesInvoices", invoice)

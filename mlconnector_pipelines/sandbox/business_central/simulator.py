@@ -3,7 +3,10 @@
 Reads: entity sets by lastModifiedDateTime windows, $filter, $expand of document lines, paging.
 Writes (rules in models.py): POST customers, salesOrders and salesInvoices (with their lines as a
 deep insert) and lines under a document; PATCH behind If-Match; the bound actions
-salesInvoices({id})/Microsoft.NAV.post and salesOrders({id})/Microsoft.NAV.shipAndInvoice (204).
+salesInvoices({id})/Microsoft.NAV.post and salesOrders({id})/Microsoft.NAV.shipAndInvoice (204);
+DELETE of customers, vendors, items, sales orders and draft invoices.
+Webhooks (subscriptions.py): `api/v2.0/subscriptions`, not company-scoped, through the same
+pipeline (token, rate window, faults); every change to the records becomes a notification.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -35,6 +39,7 @@ from ..entra.simulator import EntraSimulator
 from . import ENVIRONMENT, RESOURCE, BusinessCentralSettings
 from .models import DOCUMENTS, LINE_PARENT, LMD, ApiError, BusinessCentralModel, Company, EntityTable, bad_request
 from .seed import LINE_ENTITY, dimension_set_lines, iso_ms
+from .subscriptions import Subscriptions
 
 ADMIN = "/_sandbox/business_central"
 log = logging.getLogger("mlconnector.sandbox")
@@ -53,6 +58,7 @@ class BusinessCentralSimulator(SimulatedService):
     entra: EntraSimulator
     tenant_id: str
     environment: str = ENVIRONMENT
+    ca_bundle: Path | None = None  # the sandbox CA: an https notification URL behind it is trusted
     faults: FaultBook = field(default_factory=FaultBook)
     counts: collections.Counter = field(default_factory=collections.Counter)
     # committed writes by "METHOD target" ("POST salesOrders", "POST salesInvoices/Microsoft.NAV.post"):
@@ -62,6 +68,7 @@ class BusinessCentralSimulator(SimulatedService):
     def __post_init__(self) -> None:
         self.model = BusinessCentralModel(self.settings)
         self.rate = RateWindow(self.settings.rate_limit_requests, self.settings.rate_limit_window_seconds)
+        self.subscriptions = Subscriptions(self.model, self.settings, self.ca_bundle)
 
     @property
     def companies(self) -> dict[str, Company]:
@@ -76,10 +83,15 @@ class BusinessCentralSimulator(SimulatedService):
             Route(
                 "/v2.0/{tenant}/{environment}/api/{version}/{rest:path}",
                 self.guarded(self.handle),
-                methods=["GET", "POST", "PATCH"],
+                methods=["GET", "POST", "PATCH", "DELETE"],
             ),
             Route(f"{ADMIN}/companies", self._admin_companies),
             Route(f"{ADMIN}/companies/{{company}}/{{entity_set}}", self._admin_records, methods=["GET", "POST"]),
+            Route(f"{ADMIN}/companies/{{company}}/{{entity_set}}/{{id}}", self._admin_delete, methods=["DELETE"]),
+            Route(f"{ADMIN}/subscriptions", self._admin_subscriptions),
+            Route(f"{ADMIN}/subscriptions/flush", self._admin_flush, methods=["POST"]),
+            Route(f"{ADMIN}/subscriptions/{{id}}/age", self._admin_age, methods=["POST"]),
+            Route(f"{ADMIN}/subscriptions/{{id}}", self._admin_remove_subscription, methods=["DELETE"]),
         ]
 
     def state(self) -> dict:
@@ -87,9 +99,11 @@ class BusinessCentralSimulator(SimulatedService):
             "requests": dict(self.counts),
             "writes": dict(self.writes),
             "companies": [c.data.name for c in self.companies.values()],
+            "subscriptions": self.subscriptions.state(),
         }
 
     def reset(self) -> None:
+        self.subscriptions.reset()
         self.model.reset()
         self.counts.clear()
         self.writes.clear()
@@ -146,8 +160,13 @@ class BusinessCentralSimulator(SimulatedService):
                 f"No HTTP resource was found that matches the request URI (API version "
                 f"'{request.path_params['version']}' is not published; use v2.0).",
             )
+        rest = request.path_params["rest"]
+        if rest == "subscriptions" or rest.startswith("subscriptions("):
+            return await self._subscriptions(request, rest)
         if request.method in ("POST", "PATCH"):
             return await self._write(request)
+        if request.method == "DELETE":
+            return self._delete(request, rest)
         fault = request.state.fault
         try:
             return self._route(request, corrupt=fault if fault is not None and fault.kind == "corrupt" else None)
@@ -323,6 +342,37 @@ class BusinessCentralSimulator(SimulatedService):
             )
         return json_response([self._with_children(company, entity_set, r) for r in company.tables[entity_set].records])
 
+    async def _admin_delete(self, request: Request) -> Response:
+        """BC's own user deletes a record (no rules): its lines go with it, subscribers hear `deleted`."""
+        company = self.companies.get(request.path_params["company"])
+        entity_set = request.path_params["entity_set"]
+        if company is None or entity_set not in company.tables:
+            return _error(404, "BadRequest_NotFound", "unknown company or entity set")
+        try:
+            record = self.model.delete(company.data.id, entity_set, request.path_params["id"])
+        except ApiError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        self.writes[f"admin DELETE {entity_set}"] += 1
+        return json_response({"deleted": record["id"], "entity_set": entity_set})
+
+    async def _admin_subscriptions(self, request: Request) -> Response:
+        return json_response(self.subscriptions.admin_view())
+
+    async def _admin_flush(self, request: Request) -> Response:
+        return json_response({"attempts": await self.subscriptions.flush()})
+
+    async def _admin_age(self, request: Request) -> Response:
+        body = await request.json()
+        try:
+            return json_response(self.subscriptions.age(request.path_params["id"], float(body.get("seconds", 0))))
+        except ApiError as exc:
+            return _error(exc.status, exc.code, exc.message)
+
+    async def _admin_remove_subscription(self, request: Request) -> Response:
+        if not self.subscriptions.remove(request.path_params["id"], "deleted by BC (admin API)"):
+            return _error(404, "BadRequest_NotFound", f"The subscription '{request.path_params['id']}' does not exist.")
+        return Response(status_code=204)
+
     @staticmethod
     def _with_children(company: Company, entity_set: str, record: dict) -> dict:
         result = dict(record)
@@ -337,11 +387,13 @@ class BusinessCentralSimulator(SimulatedService):
     async def live_loop(self) -> None:
         """Create and modify records over time, some committed late with a past timestamp."""
         rng = random.Random(self.settings.seed + 7)
+        deletions = random.Random(self.settings.seed + 11)  # apart: the other draws stay as they were
         while True:
             await asyncio.sleep(self.settings.live_interval_seconds)
             try:
                 company = rng.choice(list(self.companies.values()))
                 now = datetime.now(UTC)
+                self._live_delete(company, deletions)
                 self._live_ship_an_order(company, rng)
                 for _ in range(rng.randint(1, 3)):
                     entity_set = rng.choice(["customers", "vendors", "items", "salesInvoices", "salesOrders"])
@@ -386,6 +438,20 @@ class BusinessCentralSimulator(SimulatedService):
             except Exception:  # keep the simulator alive; a bad tick is logged, not fatal
                 log.exception("live mode tick failed")
 
+    def _live_delete(self, company: Company, rng: random.Random) -> None:
+        """Now and then BC's user deletes a seeded customer or vendor (never one a client created).
+
+        At least half of the seeded records stay, so a long live run keeps data to change."""
+        if rng.random() >= self.settings.live_delete_chance:
+            return
+        entity_set = rng.choice(["customers", "vendors"])
+        seeded = [r for r in company.tables[entity_set].records if r["id"] not in company.created]
+        if len(seeded) <= getattr(self.settings.volumes, entity_set) // 2:
+            return
+        victim = rng.choice(seeded)
+        self.model.delete(company.data.id, entity_set, victim["id"])
+        self.writes[f"live DELETE {entity_set}"] += 1
+
     def _live_ship_an_order(self, company: Company, rng: random.Random) -> None:
         """Now and then BC's user ships and invoices an order a client created (a draft with lines)."""
         orders = [
@@ -424,6 +490,72 @@ class BusinessCentralSimulator(SimulatedService):
             return self._post(request, company, entity_set, record_id, tail, tail_id, body)
         except ApiError as exc:
             return _error(exc.status, exc.code, exc.message)
+
+    def _delete(self, request: Request, rest: str) -> Response:
+        """DELETE companies({id})/<set>({id}): 204; the model refuses what BC refuses."""
+        match = _WRITE_PATH.fullmatch(rest)
+        if match is None or match.group(3) is None or match.group(4) is not None:
+            target = match.group(4) or match.group(2) if match else rest
+            return _error(*_refusal(_not_allowed("DELETE", target)))
+        company = self.companies.get(match.group(1).strip("'"))
+        if company is None:
+            return _error(404, "BadRequest_NotFound", f"The company '{match.group(1)}' does not exist.")
+        entity_set, record_id = match.group(2), match.group(3).strip("'")
+        try:
+            self.model.delete_entity(company.data.id, entity_set, record_id, request.headers.get("if-match"))
+        except ApiError as exc:
+            return _error(*_refusal(exc))
+        self.writes[f"DELETE {entity_set}"] += 1
+        return Response(status_code=204)
+
+    async def _subscriptions(self, request: Request, rest: str) -> Response:
+        """GET (list or one), POST (create), PATCH (renew), DELETE: api/v2.0/subscriptions[('{id}')]."""
+        match = re.fullmatch(r"subscriptions(?:\(([^)]*)\))?", rest)
+        if match is None:
+            return _error(
+                404, "BadRequest_NotFound", f"No HTTP resource was found that matches the request URI '{rest}'."
+            )
+        key, method = match.group(1), request.method
+        self.counts["subscriptions"] += 1
+        try:
+            if key is None and method == "GET":
+                body = {"@odata.context": self._context(request, "subscriptions"), "value": self.subscriptions.list()}
+                return self._json(request, body)
+            if key is None and method == "POST":
+                created = await self.subscriptions.create(_json_body(await request.body()), self._user(request))
+                self.writes["POST subscriptions"] += 1
+                location = (
+                    f"{request.url.scheme}://{request.url.netloc}{request.url.path}('{created['subscriptionId']}')"
+                )
+                return Response(
+                    dumps({"@odata.context": self._context(request, "subscriptions/$entity"), **created}),
+                    status_code=201,
+                    media_type="application/json; odata.metadata=minimal",
+                    headers={"Location": location},
+                )
+            if key is not None and method == "GET":
+                found = self.subscriptions.get(key)
+                return self._json(request, {"@odata.context": self._context(request, "subscriptions/$entity"), **found})
+            if key is not None and method == "PATCH":
+                body = _json_body(await request.body())
+                renewed = await self.subscriptions.renew(
+                    key, body, request.headers.get("if-match"), self._user(request)
+                )
+                self.writes["PATCH subscriptions"] += 1
+                return self._json(
+                    request, {"@odata.context": self._context(request, "subscriptions/$entity"), **renewed}
+                )
+            if key is not None and method == "DELETE":
+                self.subscriptions.delete(key, request.headers.get("if-match"))
+                self.writes["DELETE subscriptions"] += 1
+                return Response(status_code=204)
+            raise _not_allowed(method, "subscriptions")
+        except ApiError as exc:
+            return _error(*_refusal(exc))
+
+    def _user(self, request: Request) -> str:
+        """The BC user of the calling app (its service principal), a GUID of its own."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bc-user:{self.caller(request)}"))
 
     def _post(self, request: Request, company: Company, entity_set, record_id, tail, tail_id, body) -> Response:
         company_id = company.data.id
@@ -543,6 +675,10 @@ def _decode_skiptoken(token: str) -> tuple[str, str]:
         raise FilterError("The $skiptoken is not valid.") from None
 
 
+def _refusal(exc: ApiError) -> tuple[int, str, str]:
+    return exc.status, exc.code, exc.message
+
+
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
     body = {"error": {"code": code, "message": f"{message}  CorrelationId:  {uuid.uuid4()}."}}
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
@@ -552,4 +688,5 @@ def build(settings: BusinessCentralSettings, context) -> BusinessCentralSimulato
     entra = context.services["entra"]
     entra.register_resource(RESOURCE)
     tenant_id = next(iter(entra.apps.values())).tenant_id
-    return BusinessCentralSimulator(settings, entra=entra, tenant_id=tenant_id)
+    ca_bundle = context.data_dir / "sandbox" / "ca.pem"
+    return BusinessCentralSimulator(settings, entra=entra, tenant_id=tenant_id, ca_bundle=ca_bundle)

@@ -7,8 +7,40 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from ...core.http import HttpPolicy
-from ...core.settings import PartitionConfig, Strict, https_url
+from ...core.settings import PartitionConfig, SecretRef, Strict, https_url
 from ..entra import EntraAppConfig
+
+
+class BcNotificationsConfig(Strict):
+    """BC change notifications (webhook subscriptions): windows re-read minutes after a change, deletions seen."""
+
+    notification_url: str = Field(
+        description="The public URL of `mlconnector ingest`'s `/business-central/notifications` (BC calls it)."
+    )
+    client_state: SecretRef = Field(
+        description="A secret BC sends back in every notification; a notification without it is refused."
+    )
+    entities: list[str] | None = Field(
+        None, description="Entity sets to subscribe to, per company; default every entity the flow loads."
+    )
+    renew_when_hours_left: float = Field(
+        12.0,
+        ge=1,
+        le=60,
+        description="A subscription (BC keeps one 3 days) is renewed once it has less than this left.",
+    )
+    check_cron: str = Field(
+        "0 * * * *",
+        description="When `business_central_subscriptions` creates, renews and re-creates subscriptions (cron, UTC).",
+    )
+
+    @field_validator("notification_url")
+    @classmethod
+    def _reachable_url(cls, value: str) -> str:
+        # BC calls the URL from Microsoft's cloud: https. Plain http only for a receiver on this machine.
+        if value.startswith("http://") and value.split("/")[2].split(":")[0] in ("127.0.0.1", "localhost"):
+            return value.rstrip("/")
+        return https_url(value)
 
 
 class BusinessCentralConfig(Strict):
@@ -33,6 +65,9 @@ class BusinessCentralConfig(Strict):
     ca_bundle: Path | None = Field(None, description="Extra CA bundle to trust for the API host.")
     http: HttpPolicy = HttpPolicy()
     partitions: PartitionConfig
+    notifications: BcNotificationsConfig | None = Field(
+        None, description="Change notifications: subscriptions, received by `mlconnector ingest`."
+    )
 
     @field_validator("api_base_url")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
@@ -17,9 +18,30 @@ def ping(cfg: BusinessCentralConfig, data_dir: Path) -> PingResult:
 
     def read(client) -> str:
         companies = client.resolve_companies(cfg.companies)
-        return f"{len(companies)} compan{'y' if len(companies) == 1 else 'ies'}: " + ", ".join(
+        found = f"{len(companies)} compan{'y' if len(companies) == 1 else 'ies'}: " + ", ".join(
             c["name"] for c in companies
         )
+        if cfg.notifications is not None:
+            found += "; " + subscription_state(client, companies)
+        return found
+
+    def subscription_state(client, companies: list[dict]) -> str:
+        """How many of the wanted change-notification subscriptions exist, and when the first one lapses."""
+        from ...flows.business_central_notifications import subscribed_entities
+        from .catalog import select
+        from .notifications import Subscriptions
+
+        entities = subscribed_entities(cfg, select(cfg.entities))
+        wanted = len(companies) * len(entities)
+        subscriptions = Subscriptions(client, cfg.notifications.notification_url, "", [], timedelta(0))
+        ours = subscriptions.ours(subscriptions.listed())
+        expiries = sorted(s["expirationDateTime"] for s in ours.values() if s.get("expirationDateTime"))
+        state = f"change notifications: {len(ours)} of {wanted} subscriptions"
+        if expiries:
+            state += f", the first expires {expiries[0]}"
+        if len(ours) < wanted:
+            state += " (run the job business_central_subscriptions, with `mlconnector ingest` reachable)"
+        return state
 
     return run_check(
         SYSTEM,

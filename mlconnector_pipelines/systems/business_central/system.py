@@ -14,7 +14,7 @@ def _definitions(cfg: BusinessCentralConfig, ctx: FlowContext):
     from .resource import BusinessCentralResource
 
     return dg.Definitions.merge(
-        build_business_central(cfg, ctx.warehouse_kind),
+        build_business_central(cfg, ctx),
         dg.Definitions(resources={SPEC.key: BusinessCentralResource.from_section(cfg, ctx.data_dir)}),
     )
 
@@ -31,6 +31,9 @@ SPEC = SystemSpec(
     config_model=BusinessCentralConfig,
     definitions=_definitions,
     ping=_ping,
-    secrets=lambda cfg: [(cfg.auth.client_secret, "the client secret")],
+    secrets=lambda cfg: (
+        [(cfg.auth.client_secret, "the client secret")]
+        + ([(cfg.notifications.client_state, "the notifications' clientState")] if cfg.notifications else [])
+    ),
     url=lambda cfg: cfg.api_base_url,
 )
