@@ -53,6 +53,7 @@ def main(port: int) -> int:
     yesterday = (today - timedelta(days=1)).isoformat()
     last_monday = today - timedelta(days=today.weekday() + 7)  # the last week that has ended
     bc_run = launch(client, "business_central_to_warehouse", (today - timedelta(days=14)).isoformat(), yesterday)
+    launch(client, "business_central_subscriptions")  # BC's change notifications, received by `mlconnector ingest`
     launch(client, "sap_business_one_to_warehouse", yesterday)
     launch(client, "acumatica_to_warehouse", yesterday)
     if not wait(client, bc_run, "the Business Central load"):

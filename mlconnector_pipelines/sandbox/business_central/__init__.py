@@ -12,6 +12,7 @@ from .seed import Volumes
 
 ENVIRONMENT = "production"
 RESOURCE = "https://api.businesscentral.dynamics.com"  # the token audience BC accepts
+SANDBOX_CLIENT_STATE = "sandbox-bc-client-state-public-demo"  # public: the sandbox's subscriptions only
 
 
 class BusinessCentralSettings(BaseModel):
@@ -75,6 +76,11 @@ def profile(endpoint: Endpoint) -> dict[str, dict]:
             "environment": ENVIRONMENT,
             "ca_bundle": str(endpoint.ca_bundle),
             "partitions": {"cadence": "daily", "start": "2026-10-01", "settle_lag_minutes": 30},
+            # `mlconnector ingest` on its default port, as scripts/dev starts it beside the sandbox.
+            "notifications": {
+                "notification_url": "http://127.0.0.1:47900/business-central/notifications",
+                "client_state": {"env": "MLCONNECTOR_BC_CLIENT_STATE", "sandbox_default": SANDBOX_CLIENT_STATE},
+            },
         }
     }
 
