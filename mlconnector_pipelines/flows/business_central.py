@@ -31,7 +31,7 @@ def build_business_central(cfg: BusinessCentralConfig, ctx: FlowContext) -> dg.D
         cfg,
         entities,
         jobs[JOB],
-        jobs[f"{SOURCE.group}_reconcile_deletions"],
+        jobs.get(f"{SOURCE.group}_reconcile_deletions"),  # none when no loaded entity is ever deleted
         data_dir=ctx.data_dir,
         ingest=ctx.ingest,
     )

@@ -223,7 +223,7 @@ def _notifications_sensor(
 
     @dg.sensor(
         name="business_central_notifications",
-        jobs=[load_job, deletions_job, reconcile_job],
+        jobs=[job for job in (load_job, deletions_job, reconcile_job) if job is not None],
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description="BC change notifications (stored by `mlconnector ingest`) → one re-read per window they name, "
@@ -254,7 +254,7 @@ def _notifications_sensor(
                     tags={"mlconnector/trigger": "business central notification"},
                 )
             )
-        if unnamed_deletions:
+        if unnamed_deletions and reconcile_job is not None:
             requests.append(dg.RunRequest(run_key=f"reconcile:{cursor.get('deliveries')}", job_name=reconcile_job.name))
         if deletions:
             requests.append(

@@ -23,7 +23,10 @@ def ping_one(cfg):
 def test_ping_succeeds_against_the_sandbox(sandbox, tmp_path):
     result = ping_one(make_config(sandbox, tmp_path))
     assert (result.auth_ok, result.read_ok, result.ok) == (True, True, True)
-    assert result.detail == "2 companies: CRONUS USA, Inc., CRONUS Canada, Inc."
+    assert result.detail == (
+        "2 companies: CRONUS USA, Inc., CRONUS Canada, Inc.; change notifications: 0 of 18 subscriptions "
+        "(run the job business_central_subscriptions, with `mlconnector ingest` reachable)"
+    )
     assert result.latency_ms > 0 and result.url.endswith("/production/api/v2.0")
 
 
