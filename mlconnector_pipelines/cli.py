@@ -226,6 +226,27 @@ def trace(config_path: Path | None, reference: str) -> None:
         click.echo(line)
 
 
+@main.command()
+@_CONFIG_OPTION
+@click.option("--out", "out", type=click.Path(path_type=Path), default=Path("lookml"), show_default=True)
+@click.option(
+    "--connection",
+    default="mlconnector_warehouse",
+    show_default=True,
+    help="The Looker connection (Admin → Connections) that reaches this warehouse.",
+)
+def lookml(config_path: Path | None, out: Path, connection: str) -> None:
+    """Write a LookML project for the tables the flows have loaded: a view per current-state table (typed
+    from the warehouse), an explore per entity joining its lines and what they refer to. Copy it into a
+    Looker project (or point one at a Git repo holding it)."""
+    from .config import load_config
+    from .lookml import write_project
+
+    written = write_project(load_config(config_path), out, connection)
+    views = sum(1 for p in written if p.name.endswith(".view.lkml"))
+    click.echo(f"wrote {views} views and {out / 'mlconnector.model.lkml'}")
+
+
 @main.group()
 def credentials() -> None:
     """Secrets encrypted at rest in <data_dir>/credentials.json (key: $MLCONNECTOR_CREDENTIALS_KEY

@@ -12,6 +12,15 @@ from .types import DECIMAL_READ_TYPE, ColumnType
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A field naming a record of another entity of the same system and company (a line's account)."""
+
+    column: str  # the source field holding the reference, e.g. "accountId"
+    entity_set: str  # the entity referred to, e.g. "accounts"
+    field: str = "id"  # the field of that entity it matches (its key, or another unique field)
+
+
+@dataclass(frozen=True)
 class ChildEntity:
     """Lines that arrive inside their parent record, stored in their own table."""
 
@@ -20,6 +29,7 @@ class ChildEntity:
     description: str
     key: str = "id"  # unique within one parent
     types: dict[str, ColumnType] = field(default_factory=dict)
+    references: tuple[Reference, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,7 @@ class SourceEntity:
     # False where the source never deletes a record (posted ledger entries are reversed, not removed):
     # reconciling deletions would compare millions of keys to find none.
     deletable: bool = True
+    references: tuple[Reference, ...] = ()  # what LookML explores join (lookml/project.py)
 
     def read_fields(self, text_fields: Sequence[str] = ()) -> list[pa.Field]:
         """The fields a page reader must not leave to type inference: amounts (read exactly, see

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,8 @@ class SystemSpec:
     # run_id, dry_run) → (what was done, ok). `replays` names the flows.
     replay: Callable[[Any, Any, Any, str, bool], tuple[str, bool]] | None = None
     replays: tuple[str, ...] = ()
+    # The entities the section loads into the warehouse by window (SourceEntity), for `mlconnector lookml`.
+    warehouse_entities: Callable[[Any], Sequence[Any]] | None = None
 
     @property
     def pool(self) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from .schema import TableSpec
+from .schema import ColumnType, TableSpec
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,10 @@ class Warehouse(ABC):
     @abstractmethod
     def read_table(self, name: str, window: tuple[datetime, datetime] | None = None) -> pd.DataFrame:
         """A table's rows (those of windows starting in `window`), columns in lower case."""
+
+    @abstractmethod
+    def column_types(self, name: str) -> dict[str, ColumnType]:
+        """A table's columns (lower case) and their types as the warehouse holds them ({} when it does not exist)."""
 
     @abstractmethod
     def row_count(self, name: str) -> int:

@@ -21,7 +21,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from .config import BigQueryConfig
-from .schema import ColumnType, TableSpec, validate_identifier
+from .schema import ColumnType, TableSpec, column_type_of, validate_identifier
 from .sql_warehouse import SqlDialect, SqlSession, SqlWarehouse
 from .staging import ParquetStaging
 
@@ -103,6 +103,13 @@ class BigQueryWarehouse(SqlWarehouse):
     def frame(self, sql: str, parameters: Sequence[Any] = ()) -> pd.DataFrame:
         rows = self.run(sql, parameters)
         return pd.DataFrame([dict(r.items()) for r in rows], columns=[f.name for f in rows.schema])
+
+    def column_types(self, name: str) -> dict[str, ColumnType]:
+        try:
+            found = self.client.get_table(f"{self.cfg.project}.{self.cfg.dataset}.{validate_identifier(name)}")
+        except NotFound:
+            return {}
+        return {f.name.lower(): column_type_of(f.field_type, f.scale) for f in found.schema}
 
     def table_exists(self, name: str) -> bool:
         try:

@@ -60,6 +60,26 @@ SNAPSHOT_METADATA_TYPES = {
 }
 
 
+def column_type_of(sql_type: str, scale: int | None = None) -> ColumnType:
+    """A warehouse's own type name (DuckDB, Snowflake or BigQuery) as the product's column type."""
+    name = sql_type.upper().split("(")[0].strip()
+    if name in ("NUMBER", "NUMERIC", "DECIMAL", "BIGNUMERIC"):
+        inside = sql_type[sql_type.find("(") + 1 : sql_type.find(")")] if "(" in sql_type else ""
+        scale = int(inside.split(",")[1]) if "," in inside else scale
+        return ColumnType.INTEGER if name == "NUMBER" and not scale else ColumnType.DECIMAL
+    if name in ("BIGINT", "INTEGER", "INT", "INT64", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT"):
+        return ColumnType.INTEGER
+    if name in ("DOUBLE", "FLOAT", "FLOAT64", "REAL", "FLOAT8"):
+        return ColumnType.DOUBLE
+    if name in ("BOOLEAN", "BOOL"):
+        return ColumnType.BOOLEAN
+    if name == "DATE":
+        return ColumnType.DATE
+    if name.startswith("TIMESTAMP") or name == "DATETIME":
+        return ColumnType.TIMESTAMP
+    return ColumnType.STRING
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """A `<name>_changes` table (every version, by window) and a `<name>` current-state table.

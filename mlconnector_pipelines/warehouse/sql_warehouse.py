@@ -33,6 +33,7 @@ from .schema import (
     WINDOW_START,
     ColumnType,
     TableSpec,
+    column_type_of,
     validate_identifier,
 )
 from .staging import ParquetStaging, staging_folder
@@ -396,6 +397,16 @@ class SqlWarehouse(Warehouse):
         frame = self.frame(sql)
         frame.columns = [str(c).lower() for c in frame.columns]
         return frame
+
+    def column_types(self, name: str) -> dict[str, ColumnType]:
+        if not self.table_exists(name):
+            return {}
+        rows = self.query(
+            "SELECT column_name, data_type, numeric_scale FROM information_schema.columns "
+            f"WHERE table_schema = current_schema() AND lower(table_name) = {self.dialect.string(name.lower())} "
+            "ORDER BY ordinal_position"
+        )
+        return {str(c).lower(): column_type_of(str(t), s) for c, t, s in rows}
 
     def row_count(self, name: str) -> int:
         if not self.table_exists(name):

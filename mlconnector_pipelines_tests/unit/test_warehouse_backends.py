@@ -11,10 +11,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import dagster as dg
+import lkml
 import pandas as pd
 import pytest
 
 from mlconnector_pipelines.config import parse_config, sandbox_profile
+from mlconnector_pipelines.lookml import build_project
 from mlconnector_pipelines.core.errors import RecordError
 from mlconnector_pipelines.warehouse.base import Deletion, ReplaceScope
 from mlconnector_pipelines.warehouse.resource import WarehouseResource
@@ -403,6 +405,21 @@ def test_business_central_flow_end_to_end(sandbox, backend_settings, tmp_path):
         assert len(table(warehouse, name)) == expected > 0
     lines = table(warehouse, "bc_sales_invoice_lines")
     assert len(lines) > 0 and lines["_parent_version_id"].notna().all()
+    # The LookML for what landed names the tables and columns as this warehouse spells them.
+    project = {path: lkml.load(text) for path, text in build_project(cfg, warehouse, "wh").items()}
+    (invoices,) = project["views/bc_sales_invoices.view.lkml"]["views"]
+    assert (
+        invoices["sql_table_name"]
+        == {
+            "duckdb": '"bc_sales_invoices"',
+            "snowflake": '"BC_SALES_INVOICES"',
+            "bigquery": f"`{backend_settings.get('bigquery', {}).get('dataset')}.bc_sales_invoices`",
+        }[backend_settings["backend"]]
+    )
+    amount = next(d for d in invoices["dimensions"] if d["name"] == "total_amount_including_tax")
+    column = {"snowflake": '"TOTAL_AMOUNT_INCLUDING_TAX"', "bigquery": "`total_amount_including_tax`"}
+    assert amount["sql"] == "${TABLE}." + column.get(backend_settings["backend"], '"total_amount_including_tax"')
+    assert {m["name"]: m["type"] for m in invoices["measures"]}["total_total_amount_including_tax"] == "sum"
 
 
 def test_backend_libraries_are_imported_only_when_selected():
@@ -430,3 +447,19 @@ def test_ping_reaches_the_warehouse(backend_settings, tmp_path):
     cfg = parse_config({"profile": "sandbox", "data_dir": str(tmp_path), "warehouse": backend_settings})
     result = ping(cfg)
     assert result.ok and "queries run" in result.detail, result.detail
+
+
+def test_column_types_are_read_back_as_the_warehouse_holds_them(warehouse):
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
+        load.write(PARENT, docs("A", [1], flag=[True], note=["x"]))
+    types = warehouse.column_types("docs")
+    assert {k: types[k] for k in ("doc_entry", "amount", "posted", "modified", "flag", "note", "_company_id")} == {
+        "doc_entry": T.INTEGER,
+        "amount": T.DECIMAL,
+        "posted": T.DATE,
+        "modified": T.TIMESTAMP,
+        "flag": T.BOOLEAN,
+        "note": T.STRING,
+        "_company_id": T.STRING,
+    }
+    assert warehouse.column_types("no_such_table") == {}

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ...core.catalog import ChildEntity, SourceEntity, select_entities
+from ...core.catalog import ChildEntity, Reference, SourceEntity, select_entities
 from ...core.types import DECIMAL_READ_TYPE
 from ...core.types import ColumnType as T
 
 MODIFIED = "LastModifiedDateTime"
 
 
-def _details(table: str, what: str, types: dict[str, T]) -> ChildEntity:
-    return ChildEntity("Details", table, what, key="id", types=types)
+_ACCOUNT = Reference("Account", "Account", field="AccountCD")  # lines name an account by its CD
+
+
+def _details(table: str, what: str, types: dict[str, T], references: tuple[Reference, ...] = ()) -> ChildEntity:
+    return ChildEntity("Details", table, what, key="id", types=types, references=references)
 
 
 ENTITIES: tuple[SourceEntity, ...] = (
@@ -41,8 +44,10 @@ ENTITIES: tuple[SourceEntity, ...] = (
                 "acumatica_bill_lines",
                 "Lines of AP bills: item, quantity, cost, account, subaccount, branch.",
                 {"Qty": T.DECIMAL, "UnitCost": T.DECIMAL, "ExtendedCost": T.DECIMAL, "Amount": T.DECIMAL},
+                references=(_ACCOUNT,),
             ),
         ),
+        references=(Reference("Vendor", "Vendor", field="VendorID"),),
     ),
     SourceEntity(
         "Check",
@@ -75,6 +80,7 @@ ENTITIES: tuple[SourceEntity, ...] = (
                 "acumatica_journal_transaction_lines",
                 "GL lines: account, subaccount, branch, debit, credit, reference.",
                 {"DebitAmount": T.DECIMAL, "CreditAmount": T.DECIMAL, "Qty": T.DECIMAL},
+                references=(_ACCOUNT,),
             ),
         ),
     ),

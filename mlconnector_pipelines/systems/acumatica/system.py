@@ -37,6 +37,12 @@ def _secrets(cfg: AcumaticaConfig):
         yield cfg.auth.client_secret, "the Connected Application's secret"
 
 
+def _entities(cfg):
+    from .catalog import select
+
+    return select(cfg.entities)
+
+
 SPEC = SystemSpec(
     key="acumatica",
     title=SYSTEM,
@@ -44,6 +50,7 @@ SPEC = SystemSpec(
     definitions=_definitions,
     ping=_ping,
     secrets=_secrets,
+    warehouse_entities=lambda cfg: _entities(cfg),
     url=lambda cfg: cfg.endpoint_url,
     posting_target=_posting_target,
 )

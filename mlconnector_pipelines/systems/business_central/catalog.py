@@ -6,7 +6,7 @@ page are not listed and arrive as new nullable columns typed from their values.
 
 from __future__ import annotations
 
-from ...core.catalog import ChildEntity, select_entities
+from ...core.catalog import ChildEntity, Reference, select_entities
 from ...core.catalog import SourceEntity as BcEntity
 from ...core.types import ColumnType as T
 
@@ -54,9 +54,17 @@ _DOCUMENT_TYPES = {
 _PARTY_TYPES = {"taxLiable": T.BOOLEAN, "lastModifiedDateTime": T.TIMESTAMP}
 
 
+_ITEM = Reference("itemId", "items")
+_ACCOUNT = Reference("accountId", "accounts")
+
+
 def _lines(navigation: str, table: str, what: str) -> ChildEntity:
     return ChildEntity(
-        navigation, table, f"Lines of {what}, replaced whenever their document changes.", types=_LINE_TYPES
+        navigation,
+        table,
+        f"Lines of {what}, replaced whenever their document changes.",
+        types=_LINE_TYPES,
+        references=(_ITEM, _ACCOUNT),  # a line sells an item, or posts to a G/L account
     )
 
 
@@ -102,7 +110,11 @@ ENTITIES: tuple[BcEntity, ...] = (
         "dimensions", "bc_dimensions", "Dimensions (e.g. DEPARTMENT, PROJECT).", {"lastModifiedDateTime": T.TIMESTAMP}
     ),
     BcEntity(
-        "dimensionValues", "bc_dimension_values", "Values of each dimension.", {"lastModifiedDateTime": T.TIMESTAMP}
+        "dimensionValues",
+        "bc_dimension_values",
+        "Values of each dimension.",
+        {"lastModifiedDateTime": T.TIMESTAMP},
+        references=(Reference("dimensionId", "dimensions"),),
     ),
     BcEntity(
         "generalLedgerEntries",
@@ -122,8 +134,10 @@ ENTITIES: tuple[BcEntity, ...] = (
                 "dimensionSetLines",
                 "bc_general_ledger_entry_dimensions",
                 "Dimension values of each G/L entry (one row per entry and dimension).",
+                references=(Reference("valueId", "dimensionValues"),),
             ),
         ),
+        references=(_ACCOUNT,),
         deletable=False,  # posted G/L entries are reversed, never deleted
     ),
     BcEntity(
@@ -132,6 +146,7 @@ ENTITIES: tuple[BcEntity, ...] = (
         "Purchase invoices (draft and posted).",
         _DOCUMENT_TYPES,
         children=(_lines("purchaseInvoiceLines", "bc_purchase_invoice_lines", "purchase invoices"),),
+        references=(Reference("vendorId", "vendors"),),
     ),
     BcEntity(
         "salesInvoices",
@@ -139,6 +154,7 @@ ENTITIES: tuple[BcEntity, ...] = (
         "Sales invoices (draft and posted).",
         _DOCUMENT_TYPES,
         children=(_lines("salesInvoiceLines", "bc_sales_invoice_lines", "sales invoices"),),
+        references=(Reference("customerId", "customers"),),
     ),
     BcEntity(
         "salesOrders",
@@ -146,6 +162,7 @@ ENTITIES: tuple[BcEntity, ...] = (
         "Sales orders.",
         _DOCUMENT_TYPES,
         children=(_lines("salesOrderLines", "bc_sales_order_lines", "sales orders"),),
+        references=(Reference("customerId", "customers"),),
     ),
 )
 

@@ -25,6 +25,12 @@ def _ping(cfg: BusinessCentralConfig, data_dir):
     return ping(cfg, data_dir)
 
 
+def _entities(cfg):
+    from .catalog import select
+
+    return select(cfg.entities)
+
+
 SPEC = SystemSpec(
     key="business_central",
     title=SYSTEM,
@@ -35,5 +41,6 @@ SPEC = SystemSpec(
         [(cfg.auth.client_secret, "the client secret")]
         + ([(cfg.notifications.client_state, "the notifications' clientState")] if cfg.notifications else [])
     ),
+    warehouse_entities=lambda cfg: _entities(cfg),
     url=lambda cfg: cfg.api_base_url,
 )

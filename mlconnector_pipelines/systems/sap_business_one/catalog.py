@@ -6,7 +6,7 @@ client (UpdateDate + UpdateTime in UTC), the field windows are cut on.
 
 from __future__ import annotations
 
-from ...core.catalog import ChildEntity, SourceEntity, select_entities
+from ...core.catalog import ChildEntity, Reference, SourceEntity, select_entities
 from ...core.types import ColumnType as T
 from .client import MODIFIED_AT
 
@@ -20,6 +20,11 @@ _DOCUMENT = {
     MODIFIED_AT: T.TIMESTAMP,
 }
 _DOCUMENT_LINES = {"LineNum": T.INTEGER, "Quantity": T.DECIMAL, "Price": T.DECIMAL, "LineTotal": T.DECIMAL}
+# A line's G/L account and cost centre (the first dimension's profit centre).
+_LINE_REFERENCES = (
+    Reference("AccountCode", "ChartOfAccounts", field="Code"),
+    Reference("CostingCode", "ProfitCenters", field="CenterCode"),
+)
 
 
 def _document(entity_set: str, table: str, what: str) -> SourceEntity:
@@ -37,8 +42,10 @@ def _document(entity_set: str, table: str, what: str) -> SourceEntity:
                 f"Lines of {what.lower()}.",
                 key="LineNum",
                 types=_DOCUMENT_LINES,
+                references=(Reference("ItemCode", "Items", field="ItemCode"), *_LINE_REFERENCES),
             ),
         ),
+        references=(Reference("CardCode", "BusinessPartners", field="CardCode"),),
     )
 
 
@@ -60,6 +67,7 @@ ENTITIES: tuple[SourceEntity, ...] = (
                 "Journal lines with G/L account, debit, credit and cost centre.",
                 key="Line_ID",
                 types={"Line_ID": T.INTEGER, "Debit": T.DECIMAL, "Credit": T.DECIMAL},
+                references=_LINE_REFERENCES,
             ),
         ),
         deletable=False,  # a posted journal entry is reversed, never deleted

@@ -25,6 +25,12 @@ def _ping(cfg: SapBusinessOneConfig, data_dir):
     return ping(cfg, data_dir)
 
 
+def _entities(cfg):
+    from .catalog import select
+
+    return select(cfg.entities)
+
+
 SPEC = SystemSpec(
     key="sap_business_one",
     title=SYSTEM,
@@ -32,5 +38,6 @@ SPEC = SystemSpec(
     definitions=_definitions,
     ping=_ping,
     secrets=lambda cfg: [(cfg.password, "the password")],
+    warehouse_entities=lambda cfg: _entities(cfg),
     url=lambda cfg: cfg.base_url,
 )
