@@ -61,15 +61,22 @@ class LoadedTable:
     item: SourceEntity | ChildEntity  # where its description, key and references come from
     columns: dict[str, ColumnType]  # as the warehouse has them
 
+    @property
+    def names(self) -> dict[str, str]:
+        """Column → LookML field name: house columns by their plain names (what explores join on); a source
+        field that would take one of them (BC's dimension lines have their own `parentId`) says so."""
+        house = {c: HOUSE[c][0] for c in self.columns if c in HOUSE}
+        taken = set(house.values())
+        return {c: house.get(c) or (f"{c}_in_source" if c in taken else c) for c in self.columns}
 
-def field_name(column: str) -> str:
-    return HOUSE[column][0] if column in HOUSE else column
+    def field(self, source_field: str) -> str:
+        return self.names[column_name(source_field)]
 
 
 def view(table: LoadedTable, dialect: Dialect, system: str) -> dict:
     """One view: a dimension per column (times as dimension groups), a hidden composite key, count and sums."""
     dimensions, groups, measures = [], [], []
-    names = {field_name(c) for c in table.columns}
+    names = set(table.names.values())
     key_sql = ", '|', ".join(
         f"CAST(${{TABLE}}.{dialect.column(c)} AS {dialect.text})" for c in table.spec.key if c in table.columns
     )
@@ -84,7 +91,7 @@ def view(table: LoadedTable, dialect: Dialect, system: str) -> dict:
         }
     )
     for column, kind in table.columns.items():
-        name, hidden = field_name(column), HOUSE.get(column, (None, False))[1]
+        name, hidden = table.names[column], HOUSE.get(column, (None, False))[1]
         sql = f"${{TABLE}}.{dialect.column(column)}"
         if kind in (ColumnType.DATE, ColumnType.TIMESTAMP):
             group = _group_name(name, names)
@@ -136,7 +143,7 @@ def explore(
         if lines is None:
             continue
         used.add(child.table)
-        key = field_name(column_name(entity.key))
+        key = base.field(entity.key)
         joins.append(
             {
                 "name": child.table,
@@ -149,20 +156,17 @@ def explore(
     for owner, item in ((entity.table, entity), *((c.table, c) for c in entity.children if c.table in used)):
         for reference in item.references:
             target = by_set.get(reference.entity_set)
-            if (
-                target is None
-                or target.table not in loaded
-                or column_name(reference.column) not in loaded[owner].columns
-            ):
+            referred = loaded.get(target.table) if target is not None else None
+            if referred is None or column_name(reference.column) not in loaded[owner].columns:
                 continue  # not loaded: no join
             name = target.table if target.table not in used else f"{target.table}_of_{column_name(reference.column)}"
             used.add(name)
+            mine, theirs = loaded[owner].field(reference.column), referred.field(reference.field)
             join = {
                 "name": name,
                 "type": "left_outer",
                 "relationship": "many_to_one",
-                "sql_on": f"${{{owner}.{column_name(reference.column)}}} = ${{{name}.{column_name(reference.field)}}} "
-                f"AND ${{{owner}.company_id}} = ${{{name}.company_id}}",
+                "sql_on": f"${{{owner}.{mine}}} = ${{{name}.{theirs}}} AND ${{{owner}.company_id}} = ${{{name}.company_id}}",
             }
             if name != target.table:
                 join["from"] = target.table
@@ -200,5 +204,3 @@ def _group_name(column: str, taken: set[str]) -> str:
             if stem not in taken:
                 return stem
     return column
-
-

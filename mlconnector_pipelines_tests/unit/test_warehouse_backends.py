@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from mlconnector_pipelines.config import parse_config, sandbox_profile
-from mlconnector_pipelines.lookml import build_project
 from mlconnector_pipelines.core.errors import RecordError
+from mlconnector_pipelines.lookml import build_project
 from mlconnector_pipelines.warehouse.base import Deletion, ReplaceScope
 from mlconnector_pipelines.warehouse.resource import WarehouseResource
 from mlconnector_pipelines.warehouse.schema import ColumnType as T

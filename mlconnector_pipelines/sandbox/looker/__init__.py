@@ -25,6 +25,11 @@ class LookerSettings(BaseModel):
         None, description="The DuckDB file the explores read; default <data_dir>/warehouse.duckdb."
     )
     lock_wait_seconds: float = 60.0
+    projects: list[Path] = Field(
+        default_factory=list,
+        description="LookML project directories loaded at start (their models answer queries beside the "
+        "built-in one); POST /_sandbox/looker/projects loads more, and reset returns to these.",
+    )
 
 
 def profile(endpoint: Endpoint) -> dict[str, dict]:

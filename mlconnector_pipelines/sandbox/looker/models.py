@@ -293,8 +293,11 @@ def _string_filter(field: Field, expression: str) -> tuple[str, list]:
         negated = term.startswith("-")
         value = term[1:] if negated else term
         value = value.replace("^,", ",")
-        op = "LIKE" if "%" in value else "="
-        (exclude if negated else include).append(f"{field.sql} {'NOT ' if negated else ''}{op} ?")
+        if negated:  # Looker's "is not": nulls are not equal to the value either
+            op = "NOT LIKE" if "%" in value else "!="
+            exclude.append(f"({field.sql} {op} ? OR {field.sql} IS NULL)")
+        else:
+            include.append(f"{field.sql} {'LIKE' if '%' in value else '='} ?")
         (params_out if negated else params_in).append(value)
     parts = []
     if include:
@@ -328,7 +331,7 @@ def _number_filter(field: Field, expression: str) -> tuple[str, list]:
 
 def _parse_date(text: str) -> datetime:
     text = text.strip().replace("-", "/")
-    for fmt in ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%Y/%m"):
+    for fmt in ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%Y/%m", "%Y"):
         try:
             return datetime.strptime(text, fmt)
         except ValueError:
@@ -349,7 +352,9 @@ def _date_filter(field: Field, expression: str) -> tuple[str, list]:
         if lowered.startswith("before "):
             return f"{column} < ?", [_parse_date(expression[7:])]
         moment = _parse_date(expression)
-        if re.fullmatch(r"\d{4}[/-]\d{2}", expression.strip()):
+        if re.fullmatch(r"\d{4}", expression.strip()):  # a year
+            following = moment.replace(year=moment.year + 1)
+        elif re.fullmatch(r"\d{4}[/-]\d{2}", expression.strip()):
             following = (moment.replace(day=28) + timedelta(days=4)).replace(day=1)
         elif re.fullmatch(_DATE, expression.strip()):
             following = moment + timedelta(days=1)
@@ -360,7 +365,7 @@ def _date_filter(field: Field, expression: str) -> tuple[str, list]:
         raise QueryError(
             400,
             f"Invalid date filter '{expression}' for {field.name} (the sandbox understands "
-            "'YYYY/MM/DD to YYYY/MM/DD', 'after …', 'before …', a day or a month).",
+            "'YYYY/MM/DD to YYYY/MM/DD', 'after …', 'before …', a day, a month or a year).",
             "filters",
         ) from None
 

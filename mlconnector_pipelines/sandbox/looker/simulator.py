@@ -3,6 +3,10 @@
 Explores read the sandbox warehouse (a DuckDB file the ERP flows write) through a short
 read-only connection per query, so a Dagster run writing the file waits at most a moment.
 Nothing here writes data: Looker is read-only for the product, and so is its simulator.
+
+Besides the built-in model, LookML projects (lookml_project.py) loaded from directories, at
+start (`LookerSettings.projects`) or through `POST /_sandbox/looker/projects {"path": …}`,
+answer the same API. A reset drops the projects loaded through the admin API.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 import duckdb
@@ -30,7 +35,8 @@ from ..core import exact_json
 from ..core.faults import FaultBook, FaultRule, retry_after_header
 from ..core.service import RateWindow, SimulatedService
 from . import LookerSettings
-from .models import EXPLORES, LOOKS, MODEL, QueryError, compile_query, effective_limit, explore_of, json_value
+from .lookml_project import Catalog, LookmlError, ProjectExplore
+from .models import LOOKS, MODEL, QueryError, effective_limit, json_value
 
 log = logging.getLogger("mlconnector.sandbox")
 
@@ -64,6 +70,7 @@ class LookerSimulator(SimulatedService):
 
     def __post_init__(self) -> None:
         self.rate = RateWindow(self.settings.requests_per_minute, 60.0)
+        self.catalog = Catalog(self.settings.projects)  # a project that cannot load stops the start
         self._seed()
 
     def _seed(self) -> None:
@@ -77,6 +84,7 @@ class LookerSimulator(SimulatedService):
         for held in (self.tokens, self.queries, self.tasks, self.counts, self.looks):
             held.clear()
         self.rate.clear()
+        self.catalog.reset()
         self._seed()
 
     def routes(self) -> list[Route]:
@@ -95,6 +103,7 @@ class LookerSimulator(SimulatedService):
             Route(f"{API}/query_tasks/{{task_id}}", self._authorized(self.get_task)),
             Route(f"{API}/query_tasks/{{task_id}}/results", self._authorized(self.task_results)),
             Route("/_sandbox/looker/tokens/expire", self.expire_tokens, methods=["POST"]),
+            Route("/_sandbox/looker/projects", self.projects, methods=["GET", "POST"]),
         ]
 
     # -- auth and rate --------------------------------------------------------------------------
@@ -169,7 +178,9 @@ class LookerSimulator(SimulatedService):
         )
 
     async def explore(self, request: Request) -> Response:
-        explore = explore_of(request.path_params["model"], request.path_params["explore"])
+        explore = self.catalog.explore(request.path_params["model"], request.path_params["explore"])
+        if isinstance(explore, ProjectExplore):
+            return JSONResponse(explore.describe())
 
         def describe(f):
             view, _, short = f.name.partition(".")
@@ -228,8 +239,7 @@ class LookerSimulator(SimulatedService):
 
     async def create_query(self, request: Request) -> Response:
         body = await _json_body(request)
-        explore_of(body.get("model"), body.get("view"))
-        compile_query(body, limit=1)  # refuse unknown fields now, as Looker's validation does
+        self.catalog.compile(body, limit=1)  # refuse unknown models, explores and fields now, as Looker does
         return JSONResponse(self._store_query(body))
 
     async def get_query(self, request: Request) -> Response:
@@ -283,19 +293,20 @@ class LookerSimulator(SimulatedService):
         return Response(body, media_type="text/csv" if result_format == "csv" else "application/json")
 
     def _execute(self, query: dict, result_format: str, limit: int | None) -> bytes:
-        sql, params, fields = compile_query(query, limit)
-        rows = self._read_warehouse(sql, params, explore_of(query["model"], query["view"]).table)
+        sql, params, fields = self.catalog.compile(query, limit)
+        explore = self.catalog.explore(query["model"], query["view"])
+        rows = self._read_warehouse(sql, params, explore.table, lookml=isinstance(explore, ProjectExplore))
         self.counts["rows_returned"] += len(rows)
         names = [f.name for f in fields]
         if result_format == "csv":
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
-            writer.writerow([f"{EXPLORES[query['view']].label} {f.label}" for f in fields])
+            writer.writerow([self.catalog.header(query, f) for f in fields])
             writer.writerows([csv_value(json_value(v)) for v in row] for row in rows)
             return out.getvalue().encode()
         return exact_json.dumps([{n: json_value(v) for n, v in zip(names, row, strict=True)} for row in rows])
 
-    def _read_warehouse(self, sql: str, params: list, table: str) -> list[tuple]:
+    def _read_warehouse(self, sql: str, params: list, table: str, lookml: bool = False) -> list[tuple]:
         path = self.settings.warehouse
         if path is None or not path.exists():
             raise QueryError(
@@ -317,7 +328,9 @@ class LookerSimulator(SimulatedService):
         try:
             con.execute("SET TimeZone = 'UTC'")
             return con.execute(sql, params).fetchall()
-        except duckdb.CatalogException:
+        except duckdb.CatalogException as exc:
+            if lookml:  # a loaded project's table or column: DuckDB's words name it
+                raise QueryError(400, f"The warehouse lacks what the LookML names: {exc}") from None
             raise QueryError(
                 400,
                 f"Table {table} does not exist in the warehouse yet: materialize the Business Central assets first.",
@@ -384,6 +397,25 @@ class LookerSimulator(SimulatedService):
         return Response(task.body, media_type="text/csv" if task.result_format == "csv" else "application/json")
 
     # -- admin --------------------------------------------------------------------------------------
+
+    async def projects(self, request: Request) -> Response:
+        """GET: the projects loaded; POST {"path": dir}: load (or reload) one, its models replacing any of
+        the same name. A project with problems is refused whole (400), each problem named."""
+        if request.method == "GET":
+            return JSONResponse({"projects": self.catalog.projects()})
+        try:
+            path = Path(str((await _json_body(request))["path"]))
+        except (QueryError, KeyError):
+            return _error(400, 'Body must be a JSON object {"path": "<LookML project directory>"}.')
+        try:
+            loaded = await run_in_threadpool(self.catalog.load, path)
+        except LookmlError as exc:
+            return JSONResponse(
+                {"message": f"LookML project not loaded: {len(exc.problems)} problem(s).", "errors": exc.problems},
+                status_code=400,
+            )
+        log.info("looker: loaded LookML project %s (models %s)", loaded["path"], [m["name"] for m in loaded["models"]])
+        return JSONResponse(loaded)
 
     async def expire_tokens(self, request: Request) -> Response:
         expired = len(self.tokens)
