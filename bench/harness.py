@@ -119,13 +119,25 @@ def ratio(product: dict, bare: dict) -> float:
     return (product["records"] / product["seconds"]) / (bare["records"] / bare["seconds"])
 
 
-def print_results(title: str, product: tuple[str, dict], bare: tuple[str, dict], extra: str, target: str = "") -> None:
-    """Both paths side by side; `extra` names one more figure each path reports (requests, logins)."""
+def print_results(
+    title: str,
+    product: tuple[str, dict],
+    bare: tuple[str, dict],
+    extra: str,
+    target: str = "",
+    others: list[tuple[str, dict]] | tuple = (),
+) -> None:
+    """The paths side by side; `extra` names one more figure each path reports (requests, logins).
+
+    `others` are further contenders' rows ("(c) name", figures), each with its ratio (a)/(c).
+    """
     print(f"\n{title}")
     print(f"{'path':<34}{'records':>11}{'seconds':>9}{'records/s':>11}{extra:>10}{'peak RSS MB':>13}{'CPU s':>8}")
-    for name, f in (product, bare):
+    for name, f in (product, bare, *others):
         print(
             f"{name:<34}{f['records']:>11,}{f['seconds']:>9.1f}{f['records'] / f['seconds']:>11,.0f}"
             f"{f[extra]:>10,}{f['peak_rss_mb']:>13,.0f}{f['cpu_seconds']:>8.1f}"
         )
     print(f"\nratio (a)/(b) records/s: {ratio(product[1], bare[1]):.2f}" + (f"   ({target})" if target else ""))
+    for name, f in others:
+        print(f"ratio (a)/{name.split()[0]} records/s: {ratio(product[1], f):.2f}")
