@@ -233,12 +233,12 @@ def trace(config_path: Path | None, reference: str) -> None:
     "--connection",
     default="mlconnector_warehouse",
     show_default=True,
-    help="The Looker connection (Admin → Connections) that reaches this warehouse.",
+    help="The connection (Admin → Connections) through which the BI instance reaches this warehouse.",
 )
 def lookml(config_path: Path | None, out: Path, connection: str) -> None:
     """Write a LookML project for the tables the flows have loaded: a view per current-state table (typed
     from the warehouse), an explore per entity joining its lines and what they refer to. Copy it into a
-    Looker project (or point one at a Git repo holding it)."""
+    LookML project of the BI instance (or point one at a Git repo holding it)."""
     from .config import load_config
     from .lookml import write_project
 
