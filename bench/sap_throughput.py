@@ -24,6 +24,7 @@ from harness import (
     parser,
     print_results,
     report_child,
+    rows_loaded,
     run_job_over_history,
     start_sandbox,
 )
@@ -85,13 +86,9 @@ def run_product(data_dir: Path, page_size: int) -> dict:
     raw["sap_business_one"].update({"page_size": page_size})
     raw["sap_business_one"]["partitions"]["start"] = start.date().isoformat()
     result, seconds = run_job_over_history(raw, "sap_business_one_to_warehouse")
-    # A single-run backfill records one materialization per partition, all with the run's row count.
-    rows = {
-        e.asset_key: e.materialization.metadata["rows"].value
-        for e in result.get_asset_materialization_events()
-        if not e.asset_key.path[-1].endswith("_lines")
-    }
-    records = sum(rows.values())
+    # A range run gives each partition's materialization its own window's rows (harness.rows_loaded).
+    tables = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    records = sum(rows_loaded(result, table) for table in tables if not table.endswith("_lines"))
     return {"records": records, "seconds": seconds}
 
 

@@ -8,7 +8,8 @@ multi-assets with change-log and current-state tables, checks, a job and a sched
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -49,6 +50,11 @@ class WindowedSource:
     kind: str  # shown as a kind in the UI
     job_name: str
     one_step: bool = False  # True: all entities in one step (one session/login per run)
+
+
+# Progress in the run's log: often enough to watch, rarely enough that a run of small pages is not
+# spent writing log events (each is a row in Dagster's event log).
+PROGRESS_EVERY_SECONDS = 10.0
 
 
 @lru_cache(maxsize=4096)
@@ -177,6 +183,34 @@ def _naming(pages: Iterator, note: str) -> Iterator:
         raise
 
 
+@dataclass
+class StagedEntity:
+    """An entity's pages read and staged; `commit()` swaps them in (the warehouse's atomic replace)."""
+
+    replace: AbstractContextManager  # the open `replace_windows` of this load
+    note: str
+    tables: list[TableSpec]
+    scope: ReplaceScope
+    rows: dict[str, int]
+    rows_by_window: dict[str, Counter]
+    high_water_by_window: dict[datetime, str]
+    pages: int
+    started: float
+
+    def commit(self) -> EntityLoad:
+        with _noting(self.note):
+            self.replace.__exit__(None, None, None)
+        return EntityLoad(
+            tables=self.tables,
+            scope=self.scope,
+            rows=self.rows,
+            rows_by_window=self.rows_by_window,
+            high_water_by_window=self.high_water_by_window,
+            pages=self.pages,
+            seconds=time.monotonic() - self.started,
+        )
+
+
 def load_entity(
     context: dg.AssetExecutionContext,
     system: str,
@@ -186,10 +220,23 @@ def load_entity(
     companies: list[dict],
     windows: list[TimeWindow],
 ) -> EntityLoad:
-    """Extract every company's window(s) page by page into one atomic replace.
+    """Extract every company's window(s) page by page into one atomic replace."""
+    return stage_entity(context, system, entity, session, warehouse, companies, windows).commit()
+
+
+def stage_entity(
+    context: dg.AssetExecutionContext,
+    system: str,
+    entity: SourceEntity,
+    session: SourceSession,
+    warehouse: Warehouse,
+    companies: list[dict],
+    windows: list[TimeWindow],
+) -> StagedEntity:
+    """Read every company's window(s) page by page into a replace that is staged, not yet committed.
 
     Companies are read concurrently up to the session's `concurrent_companies`; this thread
-    writes every page as it arrives.
+    writes every page as it arrives. If reading fails, the replace is abandoned: nothing changes.
     """
     tables = table_specs(entity)
     by_name = {spec.name: spec for spec in tables}
@@ -200,58 +247,74 @@ def load_entity(
     modified_column = _col(entity.modified_field)
     pages = 0
     started = time.monotonic()
-    with _noting(f"while loading {system} {entity.entity_set}"), warehouse.replace_windows(tables, scope) as load:
-        span = f"[{scope.start.isoformat()}, {scope.end.isoformat()})"
-        streams = [
-            _naming(
-                session.pages(company["id"], entity, scope.start, scope.end),
-                f"while reading {system} {entity.entity_set} of company {company['name']} "
-                f"({company['id']}), modified in {span}",
-            )
-            for company in companies
-        ]
-        company_rows = [0] * len(companies)
-        for index, page in read_ahead(streams, workers=session.concurrent_companies):
-            company = companies[index]
-            if page is None:  # this company's pages are all in
-                context.log.info(
-                    f"{entity.entity_set}: {company['name']}: {company_rows[index]:,} rows in "
-                    f"[{scope.start.isoformat()}, {scope.end.isoformat()})"
+    note = f"while loading {system} {entity.entity_set}"
+    replace = warehouse.replace_windows(tables, scope)
+    with _noting(note):
+        load = replace.__enter__()
+    try:
+        with _noting(note):
+            span = f"[{scope.start.isoformat()}, {scope.end.isoformat()})"
+            streams = [
+                _naming(
+                    session.pages(company["id"], entity, scope.start, scope.end),
+                    f"while reading {system} {entity.entity_set} of company {company['name']} "
+                    f"({company['id']}), modified in {span}",
                 )
-                continue
-            pages += 1
-            records = records_table(entity, page)
-            if records.num_rows == 0:
-                continue
-            try:
-                frames = page_frames(
-                    entity, records, company=company, windows=windows, run_id=context.run_id, extracted_at=extracted_at
-                )
-            except ValueError as exc:
-                raise RecordError(
-                    f"{system} {entity.entity_set} of company {company['name']} ({company['id']}), "
-                    f"modified in {span}: {exc}"
-                ) from None
-            for table_name, frame in frames.items():
-                load.write(by_name[table_name], frame)
-                for entry in pc.value_counts(frame.column(WINDOW_START)).to_pylist():
-                    rows_by_window[table_name][entry["values"]] += entry["counts"]
-            parent = frames[entity.table].select([WINDOW_START, modified_column])
-            for entry in parent.group_by(WINDOW_START).aggregate([(modified_column, "max")]).to_pylist():
-                window, latest = entry[WINDOW_START], entry[f"{modified_column}_max"]
-                high_water[window] = max(latest, high_water.get(window, latest))
-            company_rows[index] += records.num_rows
-            if pages % 10 == 0:
-                context.log.info(f"{entity.entity_set}: {sum(company_rows):,} rows so far")
-        rows = load.rows_written
-    return EntityLoad(
+                for company in companies
+            ]
+            company_rows = [0] * len(companies)
+            said_at = time.monotonic()
+            for index, page in read_ahead(streams, workers=session.concurrent_companies):
+                company = companies[index]
+                if page is None:  # this company's pages are all in
+                    context.log.info(
+                        f"{entity.entity_set}: {company['name']}: {company_rows[index]:,} rows in "
+                        f"[{scope.start.isoformat()}, {scope.end.isoformat()})"
+                    )
+                    continue
+                pages += 1
+                records = records_table(entity, page)
+                if records.num_rows == 0:
+                    continue
+                try:
+                    frames = page_frames(
+                        entity,
+                        records,
+                        company=company,
+                        windows=windows,
+                        run_id=context.run_id,
+                        extracted_at=extracted_at,
+                    )
+                except ValueError as exc:
+                    raise RecordError(
+                        f"{system} {entity.entity_set} of company {company['name']} ({company['id']}), "
+                        f"modified in {span}: {exc}"
+                    ) from None
+                for table_name, frame in frames.items():
+                    load.write(by_name[table_name], frame)
+                    for entry in pc.value_counts(frame.column(WINDOW_START)).to_pylist():
+                        rows_by_window[table_name][entry["values"]] += entry["counts"]
+                parent = frames[entity.table].select([WINDOW_START, modified_column])
+                for entry in parent.group_by(WINDOW_START).aggregate([(modified_column, "max")]).to_pylist():
+                    window, latest = entry[WINDOW_START], entry[f"{modified_column}_max"]
+                    high_water[window] = max(latest, high_water.get(window, latest))
+                company_rows[index] += records.num_rows
+                if time.monotonic() - said_at >= PROGRESS_EVERY_SECONDS:
+                    said_at = time.monotonic()
+                    context.log.info(f"{entity.entity_set}: {sum(company_rows):,} rows so far")
+    except BaseException as exc:
+        replace.__exit__(type(exc), exc, exc.__traceback__)  # the staged batches go; the old windows stay
+        raise
+    return StagedEntity(
+        replace=replace,
+        note=note,
         tables=tables,
         scope=scope,
-        rows=rows,
+        rows=load.rows_written,
         rows_by_window=rows_by_window,
         high_water_by_window=high_water,
         pages=pages,
-        seconds=time.monotonic() - started,
+        started=started,
     )
 
 
@@ -383,38 +446,71 @@ def _windowed_multi_asset(
         selected = context.selected_asset_keys
         selected_checks = context.selected_asset_check_keys
         session: SourceSession = getattr(context.resources, source.resource_key).session()
+
+        def finish(entity: SourceEntity, keys: list[dg.AssetKey], commit: Future) -> Iterator:
+            """An entity's results, once its swap has committed (and only then)."""
+            loaded: EntityLoad = commit.result()
+            run_figures = {
+                "pages": loaded.pages,
+                **session.run_metadata(),
+                "duration_seconds": round(loaded.seconds, 2),
+            }
+            for spec, key in zip(loaded.tables, keys, strict=True):
+                if key in selected:
+                    yield _materialization(context, key, spec, loaded, windows, companies, run_figures)
+            if len(windows) > 1:
+                _record_run_figures(context, entity, run_figures)
+            parent = loaded.tables[0]
+            if dg.AssetCheckKey(keys[0], "no_duplicate_keys") in selected_checks:
+                duplicates = store.duplicate_keys(parent)
+                yield dg.AssetCheckResult(
+                    check_name="no_duplicate_keys",
+                    asset_key=keys[0],
+                    passed=duplicates == 0,
+                    metadata={"duplicate_keys": duplicates},
+                )
+            if counts and dg.AssetCheckKey(keys[0], "matches_source_count") in selected_checks:
+                yield _count_check(source, entity, parent, session, store, companies, loaded.scope.end)
+
         try:
             companies = session.companies()
-            for entity in entities:
-                keys = [dg.AssetKey([source.group, spec.name]) for spec in table_specs(entity)]
-                if not any(key in selected for key in keys):
-                    continue
-                loaded = load_entity(context, source.system, entity, session, store, companies, list(windows.values()))
-                run_figures = {
-                    "pages": loaded.pages,
-                    **session.run_metadata(),
-                    "duration_seconds": round(loaded.seconds, 2),
-                }
-                for spec, key in zip(loaded.tables, keys, strict=True):
-                    if key in selected:
-                        yield _materialization(context, key, spec, loaded, windows, companies, run_figures)
-                if len(windows) > 1:
-                    _record_run_figures(context, entity, run_figures)
-                parent = loaded.tables[0]
-                if dg.AssetCheckKey(keys[0], "no_duplicate_keys") in selected_checks:
-                    duplicates = store.duplicate_keys(parent)
-                    yield dg.AssetCheckResult(
-                        check_name="no_duplicate_keys",
-                        asset_key=keys[0],
-                        passed=duplicates == 0,
-                        metadata={"duplicate_keys": duplicates},
-                    )
-                if counts and dg.AssetCheckKey(keys[0], "matches_source_count") in selected_checks:
-                    yield _count_check(source, entity, parent, session, store, companies, loaded.scope.end)
+            chosen = [(e, [dg.AssetKey([source.group, t.name]) for t in table_specs(e)]) for e in entities]
+            yield from _commit_while_reading_next(
+                [(entity, keys) for entity, keys in chosen if any(key in selected for key in keys)],
+                lambda entity: stage_entity(
+                    context, source.system, entity, session, store, companies, list(windows.values())
+                ),
+                finish,
+            )
         finally:
             session.close()
 
     return _load
+
+
+def _commit_while_reading_next(chosen: list, stage, finish) -> Iterator:
+    """Stage each entity; its swap commits in a worker thread while the next entity's pages are read (the swap
+    holds the warehouse, the reads wait on the source). Swaps stay in order, one at a time; an entity's results
+    are reported only once its swap has committed, and a swap under way when a later read fails still
+    finishes and is reported before the failure."""
+    pending = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="swap") as swaps:
+        try:
+            for entity, keys in chosen:
+                staged = stage(entity)
+                if pending is not None:
+                    done, pending = pending, None
+                    yield from finish(*done)
+                pending = (entity, keys, swaps.submit(staged.commit))
+            if pending is not None:
+                done, pending = pending, None
+                yield from finish(*done)
+        except BaseException as exc:
+            if pending is not None:
+                wait([pending[2]])  # never leave a swap running behind the step
+                if pending[2].exception() is None and isinstance(exc, Exception):  # (not on GeneratorExit)
+                    yield from finish(*pending)
+            raise
 
 
 def _window_figures(spec: TableSpec, loaded: EntityLoad, window: TimeWindow) -> dict:

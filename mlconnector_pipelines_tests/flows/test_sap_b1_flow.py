@@ -203,3 +203,27 @@ def test_a_business_partner_deleted_in_one_company_database_is_ended_there_only(
         assert reconcile_deletions(cfg, "sap_business_one")["sap_business_partners"]["ended"] == 0
     finally:
         sap.admin.post("/_sandbox/sap_business_one/reset").raise_for_status()
+
+
+def test_a_read_failing_while_the_previous_entity_commits_keeps_that_entity_and_changes_nothing_else(sap, tmp_path):  # noqa: F811
+    """Each entity's swap commits while the next one's pages are read: a failure in the next read must leave
+    the committed entity loaded and reported, and the failed one as it was."""
+    cfg = config(sap, tmp_path)
+    sap.faults({"kind": "status", "status": 400, "count": 1000, "path_contains": "/b1s/v1/PurchaseInvoices"})
+    try:
+        result = (
+            build_definitions(cfg)
+            .resolve_job_def(JOB)
+            .execute_in_process(
+                partition_key="2026-03-03", instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+            )
+        )
+    finally:
+        sap.admin.delete("/_sandbox/sap_business_one/faults").raise_for_status()
+    assert not result.success
+    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert materialized == {"sap_invoices", "sap_invoice_lines"}  # committed before PurchaseInvoices failed
+    assert query(cfg, "SELECT count(*) FROM sap_invoices")[0][0] > 0
+    with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert "sap_purchase_invoices" not in tables  # nothing of the failed entity
