@@ -4,7 +4,8 @@
 
 Starts `mlconnector sandbox` with `--days` of history, then runs `business_central_to_warehouse` (every BC
 entity, one step each) over every day in one run, on a DagsterInstance with SQLite storage in a temp
-folder (what `dagster dev` uses; not the in-memory one), and prints:
+folder (what `dagster dev` uses; not the in-memory one) or, under `scripts/with-postgres`, on the
+PostgreSQL storage of deploy/dagster-postgres.yaml, and prints:
   - wall time from the first event to the last, and the product's own work: each step's time inside the
     product's code (reading, staging, swapping; its `duration_seconds`, summed), the rest being Dagster's;
   - events by type, events per partition, the bytes of event-log rows, and the time the event log took
@@ -13,13 +14,15 @@ folder (what `dagster dev` uses; not the in-memory one), and prints:
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from harness import start_sandbox
+from harness import ROOT, start_sandbox
 
 PORT = 47895
 
@@ -63,7 +66,15 @@ def run(data_dir: Path, days: int) -> dict:
     job = build_definitions(parse_config(raw)).resolve_job_def("business_central_to_warehouse")
     home = data_dir / "dagster"
     home.mkdir()
-    instance = dg.DagsterInstance.local_temp(str(home))
+    if os.environ.get("DAGSTER_PG_HOST"):  # under scripts/with-postgres: a deployment's instance storage
+        from dagster._core.instance.ref import InstanceRef
+
+        shutil.copy(ROOT / "deploy" / "dagster-postgres.yaml", home / "dagster.yaml")
+        instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+        storage = "PostgreSQL"
+    else:
+        instance = dg.DagsterInstance.local_temp(str(home))
+        storage = "SQLite"
     stored = {"seconds": 0.0, "bytes": 0}
     store_event = instance.event_log_storage.store_event
 
@@ -100,6 +111,7 @@ def run(data_dir: Path, days: int) -> dict:
         "stored": stored,
         "rows": rows,
         "materializations": len(result.get_asset_materialization_events()),
+        "storage": storage,
     }
 
 
@@ -119,7 +131,7 @@ def _own_from_logs(instance, run_id: str) -> float:
 def print_figures(f: dict, days: int) -> None:
     events: Counter = f["events"]
     total = sum(events.values())
-    print(f"\nBusiness Central, every entity, {days} daily windows in one run (SQLite instance storage)")
+    print(f"\nBusiness Central, every entity, {days} daily windows in one run ({f['storage']} instance storage)")
     print(f"rows loaded (all tables)             {f['rows']:,}")
     print(f"wall, run start to end               {f['wall']:.1f} s")
     print(f"product's own work (steps, summed)   {f['own']:.1f} s")
