@@ -82,3 +82,43 @@ def test_the_receiver_refuses_what_did_not_come_from_our_subscriptions_or_cannot
     with pytest.raises(NotificationRejected, match=reason) as refused:
         parse_notifications(body, SECRET, "2026-12-06T10:16:00+00:00")
     assert refused.value.status == status
+
+
+class ScriptedBc:
+    """BC's subscription endpoint as a script: a listing, and a 201 for each create (counted)."""
+
+    base_path = "/v2.0/tenant/production/api/v2.0"
+
+    def __init__(self, listed: list[dict]):
+        self.listed, self.created = listed, []
+        self.http = self
+
+    def request(self, method: str, path: str, **kwargs):
+        import httpx
+
+        if method == "GET":
+            return httpx.Response(200, json={"value": self.listed})
+        body = orjson.loads(kwargs["content"])
+        self.created.append(body["resource"])
+        return httpx.Response(201, json={**body, "subscriptionId": f"s{len(self.created)}"})
+
+    def parse(self, response):
+        return response.json()
+
+
+def test_subscriptions_stop_at_bcs_two_hundred_per_environment_and_say_so():
+    from datetime import timedelta
+
+    from mlconnector_pipelines.systems.business_central.notifications import Subscriptions, resource_path
+
+    others = [
+        {"subscriptionId": f"o{n}", "notificationUrl": "https://elsewhere/hook", "resource": "/x"} for n in range(196)
+    ]
+    bc = ScriptedBc(others)
+    wanted = [
+        resource_path(COMPANY, s) for s in ("customers", "vendors", "items", "accounts", "salesOrders", "dimensions")
+    ]
+    states = Subscriptions(bc, "https://us/hook", SECRET, wanted, timedelta(hours=12)).sync()
+    assert [s.action for s in states] == ["created"] * 4 + ["failed"] * 2
+    assert bc.created == wanted[:4]  # nothing sent past the limit
+    assert "200 subscriptions, BC's limit" in states[-1].error
