@@ -116,6 +116,7 @@ def run_bare(data_dir: Path, page_size: int) -> dict:
 
 def measure_dlt(mode: str, data_dir: Path, page_size: int, file_format: str | None) -> dict:
     """bench/dlt_contender.py in .venv-dlt, a fresh process: dlt reads what the bare loop reads."""
+    began = time.monotonic()
     from mlconnector_pipelines.sandbox.entra import CLIENT_ID, CLIENT_SECRET, TENANT_ID
 
     start, end = history()
@@ -140,7 +141,7 @@ def measure_dlt(mode: str, data_dir: Path, page_size: int, file_format: str | No
     )
     if output.returncode:
         raise SystemExit(output.stderr[-4000:])
-    return json.loads(output.stdout.strip().splitlines()[-1])
+    return {**json.loads(output.stdout.strip().splitlines()[-1]), "process_wall_seconds": time.monotonic() - began}
 
 
 def child(path: str, data_dir: Path, page_size: int) -> None:
@@ -182,6 +183,19 @@ def main() -> None:
     )
     if dlt:
         print_dlt_notes(dlt)
+        print_whole_processes(product, dlt)
+
+
+def print_whole_processes(product: dict, dlt: dict[str, dict]) -> None:
+    """Records/s over each child's whole life as the parent saw it: Dagster's start against dlt's."""
+    mine = product["records"] / product["process_wall_seconds"]
+    print(f"\nwhole processes: (a) product {product['process_wall_seconds']:.1f} s, {mine:,.0f} records/s")
+    for mode, f in dlt.items():
+        theirs = f["records"] / f["process_wall_seconds"]
+        print(
+            f"  dlt {mode:<6} {f['process_wall_seconds']:.1f} s, {theirs:,.0f} records/s; "
+            f"product/dlt {mine / theirs:.2f}   (target ≥ 3)"
+        )
 
 
 def print_dlt_notes(dlt: dict[str, dict]) -> None:

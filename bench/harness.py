@@ -93,7 +93,9 @@ def report_child(figures: dict) -> None:
 
 
 def measure(script: str, path: str, data_dir: Path, page_size: int) -> dict:
-    """Run `script --child PATH` in a fresh process (so peak RSS is that path's own) and read its figures."""
+    """Run `script --child PATH` in a fresh process (so peak RSS is that path's own) and read its figures;
+    `process_wall_seconds` is the child's whole life as the parent saw it (interpreter, imports, set-up)."""
+    began = time.monotonic()
     output = subprocess.run(
         [sys.executable, script, "--child", path, "--data-dir", str(data_dir), "--page-size", str(page_size)],
         capture_output=True,
@@ -102,7 +104,7 @@ def measure(script: str, path: str, data_dir: Path, page_size: int) -> dict:
     )
     if output.returncode:
         raise SystemExit(output.stderr[-4000:])
-    return json.loads(output.stdout.strip().splitlines()[-1])
+    return {**json.loads(output.stdout.strip().splitlines()[-1]), "process_wall_seconds": time.monotonic() - began}
 
 
 def compare(script: str, sandbox: subprocess.Popen, data_dir: Path, page_size: int) -> tuple[dict, dict]:
