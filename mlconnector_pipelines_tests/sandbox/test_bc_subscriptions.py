@@ -20,10 +20,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httpx
 import pytest
 
-from mlconnector_pipelines.sandbox.entra import CLIENT_ID, CLIENT_SECRET, TENANT_ID
 from mlconnector_pipelines_tests.conftest import SandboxAdmin, start_sandbox
+from mlconnector_pipelines_tests.sandbox.test_bc_write_side import Bc as BcApi
 
-RESOURCE = "https://api.businesscentral.dynamics.com"
 ADMIN = "/_sandbox/business_central"
 DELAY = 0.5  # notification_delay_seconds here (30 s in BC)
 THRESHOLD = 5  # collection_threshold here (1,000 in BC)
@@ -84,26 +83,8 @@ class Receiver:
         return self.notifications(path)
 
 
-class Bc:
-    def __init__(self, admin: SandboxAdmin):
-        ca = str(admin.running.certificates.ca_pem)
-        token = httpx.post(
-            f"{admin.url}/{TENANT_ID}/oauth2/v2.0/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-                "scope": f"{RESOURCE}/.default",
-            },
-            verify=ca,
-        ).json()["access_token"]
-        self.http = httpx.Client(
-            base_url=f"{admin.url}/v2.0/{TENANT_ID}/production/api/v2.0",
-            headers={"Authorization": f"Bearer {token}"},
-            verify=ca,
-            timeout=30,
-        )
-        self.companies = [c["id"] for c in self.http.get("/companies").json()["value"]]
+class Bc(BcApi):
+    """BC's API with an app token (test_bc_write_side), and subscription resources by company."""
 
     def resource(self, entity_set: str, index: int = 0) -> str:
         return f"/api/v2.0/companies({self.companies[index]})/{entity_set}"

@@ -104,6 +104,22 @@ def not_found(message: str) -> ApiError:
     return ApiError(404, "BadRequest_NotFound", message)
 
 
+def check_if_match(if_match: str | None, current_etag, required: bool) -> None:
+    """BC's If-Match rule for any resource: missing (refused when `required`), `*`, or the etag `current_etag()`
+    gives now (a malformed one is refused, a stale one is 409)."""
+    if if_match is None or not if_match.strip():
+        if required:
+            raise INVALID_TOKEN
+        return
+    if_match = if_match.strip()
+    if if_match == "*":
+        return
+    if not _ETAG.match(if_match):
+        raise INVALID_TOKEN
+    if if_match.removeprefix("W/") != current_etag().removeprefix("W/"):
+        raise ENTITY_CHANGED
+
+
 INVALID_TOKEN = ApiError(
     400,
     "BadRequest_InvalidToken",
@@ -427,17 +443,7 @@ class BusinessCentralModel:
 
     def check_if_match(self, company: Company, record: dict, if_match: str | None, required: bool) -> None:
         """PATCH needs If-Match (an etag or *); a bound action checks it only when sent."""
-        if if_match is None or not if_match.strip():
-            if required:
-                raise INVALID_TOKEN
-            return
-        if_match = if_match.strip()
-        if if_match == "*":
-            return
-        if not _ETAG.match(if_match):
-            raise INVALID_TOKEN
-        if if_match.removeprefix("W/") != self.etag(company, record).removeprefix("W/"):
-            raise ENTITY_CHANGED
+        check_if_match(if_match, lambda: self.etag(company, record), required)
 
     def find(self, company: Company, entity_set: str, record_id: str) -> dict:
         record = company.tables[entity_set].by_id.get(record_id.lower())

@@ -41,7 +41,7 @@ import httpx
 import orjson
 
 from . import BusinessCentralSettings
-from .models import ENTITY_CHANGED, INVALID_TOKEN, BusinessCentralModel, Change, bad_request, not_found
+from .models import BusinessCentralModel, Change, bad_request, check_if_match, not_found
 from .seed import iso_ms
 
 log = logging.getLogger("mlconnector.sandbox")
@@ -84,7 +84,6 @@ RETRIED = frozenset({408, 429})  # and any 5xx, and no answer at all
 _RESOURCE = re.compile(
     r"^(?:https?://[^/]+)?(?:/v2\.0(?:/[^/]+){1,2}?)?/?(?:api/v2\.0/)?companies\(([^)]+)\)/(\w+)/?$", re.IGNORECASE
 )
-_ETAG = re.compile(r'^(W/)?"[^"]*"$')
 _COLLECTION_FILTER = "?$filter=lastModifiedDateTime%20gt%20"
 
 
@@ -335,17 +334,7 @@ class Subscriptions:
             )
 
     def _check_if_match(self, subscription: Subscription, if_match: str | None, required: bool) -> None:
-        if if_match is None or not if_match.strip():
-            if required:
-                raise INVALID_TOKEN
-            return
-        if_match = if_match.strip()
-        if if_match == "*":
-            return
-        if not _ETAG.match(if_match):
-            raise INVALID_TOKEN
-        if if_match.removeprefix("W/") != self._etag(subscription).removeprefix("W/"):
-            raise ENTITY_CHANGED
+        check_if_match(if_match, lambda: self._etag(subscription), required)
 
     @staticmethod
     def _etag(subscription: Subscription) -> str:
