@@ -211,19 +211,6 @@ class StagedEntity:
         )
 
 
-def load_entity(
-    context: dg.AssetExecutionContext,
-    system: str,
-    entity: SourceEntity,
-    session: SourceSession,
-    warehouse: Warehouse,
-    companies: list[dict],
-    windows: list[TimeWindow],
-) -> EntityLoad:
-    """Extract every company's window(s) page by page into one atomic replace."""
-    return stage_entity(context, system, entity, session, warehouse, companies, windows).commit()
-
-
 def stage_entity(
     context: dg.AssetExecutionContext,
     system: str,

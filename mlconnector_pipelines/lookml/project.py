@@ -11,7 +11,7 @@ Files are written with `lkml` (LookML's own serializer), so what Looker parses i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import lkml
@@ -50,8 +50,8 @@ _TIME_SUFFIXES = ("_date_time", "_datetime", "_date", "_at", "_time")
 class Dialect:
     """How the selected warehouse names a table and a column in Looker's SQL, and casts to text."""
 
-    table: callable
-    column: callable
+    table: Callable[[str], str]
+    column: Callable[[str], str]
     text: str
 
 

@@ -292,8 +292,7 @@ class SqlWarehouse(Warehouse):
         of_company = f"{d.column(COMPANY_ID)} = {d.string(company['id'])}"
         as_text = f"CAST({d.column(key_column)} AS {d.text})"
         extracted_at = datetime.now(UTC)
-        gone = {x.key for x in deletions}
-        held = sorted(self.current_keys(parent, company["id"]) & gone)  # for the caller's figures only
+        held = self._held(parent, of_company, as_text, [x.key for x in deletions])  # for the caller's figures
         current_tables = [t for t in (parent, *children) if self.table_exists(t.name)]
         columns = [COMPANY_ID, COMPANY_NAME, key_column, VERSION_ID, WINDOW_START, EXTRACTED_AT, RUN_ID, DELETED]
         columns += [parent.modified_column] if parent.modified_column else []
@@ -332,6 +331,21 @@ class SqlWarehouse(Warehouse):
                         + d.values(rows)
                     )
         return held
+
+    def _held(self, table: TableSpec, of_company: str, as_text: str, keys: Sequence[str]) -> list[str]:
+        """Which of `keys` a company's current state holds (read 500 at a time, not the whole key set)."""
+        if not self.table_exists(table.name):
+            return []
+        d, found = self.dialect, set()
+        for start in range(0, len(keys), 500):
+            listed = ", ".join(d.string(k) for k in keys[start : start + 500])
+            found.update(
+                str(r[0])
+                for r in self.query(
+                    f"SELECT {as_text} FROM {d.table(table.name)} WHERE {of_company} AND {as_text} IN ({listed})"
+                )
+            )
+        return sorted(found)
 
     def current_keys(self, table: TableSpec, company_id: str) -> set[str]:
         if not self.table_exists(table.name):
