@@ -224,3 +224,16 @@ def test_fifteen_hundred_changes_arrive_as_one_collection_notice_and_land_once(b
 
 def _moment(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504"])
+def test_a_subscription_made_but_answered_with_a_lost_connection_or_504_is_made_once(bc, product, fault):
+    cfg, _ = product
+    bc.faults({"kind": fault, "path_contains": "/api/v2.0/subscriptions", "count": 1})
+    try:
+        assert run_job(cfg, "business_central_subscriptions").success
+    finally:
+        bc.clear_faults()
+    assert bc.state("business_central")["faults_fired"] == {fault: 1}
+    made = [s["resource"] for s in subscriptions(bc)]
+    assert len(made) == len(set(made)) == 2 * LOADED_ENTITIES  # the lost one found by listing, not sent again
