@@ -370,8 +370,13 @@ def test_a_5xx_answer_is_retried_with_the_same_notices(bc, admin, receiver):
     admin.upsert(company, "customers", {"id": customer_id, "phoneNumber": "557"})
     posts = receiver.wait("/hook-retry", 2)
     assert len(posts) == 2 and posts[0] == posts[1]
-    view = subscriptions_view(admin)
-    [listed] = view["subscriptions"]
+    # The sender records an attempt once its answer is in: the receiver can see the POST a moment before.
+    deadline = time.monotonic() + 5
+    while True:
+        [listed] = subscriptions_view(admin)["subscriptions"]
+        if len([a for a in listed["attempts"] if a["kind"] == "notification"]) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert [(a["status"], a["outcome"]) for a in listed["attempts"] if a["kind"] == "notification"] == [
         (503, "retrying"),
         (200, "delivered"),
