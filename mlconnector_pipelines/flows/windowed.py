@@ -434,19 +434,7 @@ def _windowed_multi_asset(
         selected_checks = context.selected_asset_check_keys
         session: SourceSession = getattr(context.resources, source.resource_key).session()
 
-        def finish(entity: SourceEntity, keys: list[dg.AssetKey], commit: Future) -> Iterator:
-            """An entity's results, once its swap has committed (and only then)."""
-            loaded: EntityLoad = commit.result()
-            run_figures = {
-                "pages": loaded.pages,
-                **session.run_metadata(),
-                "duration_seconds": round(loaded.seconds, 2),
-            }
-            for spec, key in zip(loaded.tables, keys, strict=True):
-                if key in selected:
-                    yield _materialization(context, key, spec, loaded, windows, companies, run_figures)
-            if len(windows) > 1:
-                _record_run_figures(context, entity, run_figures)
+        def checks(entity: SourceEntity, keys: list[dg.AssetKey], loaded: EntityLoad) -> Iterator:
             parent = loaded.tables[0]
             if dg.AssetCheckKey(keys[0], "no_duplicate_keys") in selected_checks:
                 duplicates = store.duplicate_keys(parent)
@@ -459,6 +447,33 @@ def _windowed_multi_asset(
             if counts and dg.AssetCheckKey(keys[0], "matches_source_count") in selected_checks:
                 yield _count_check(source, entity, parent, session, store, companies, loaded.scope.end)
 
+        def commit(entity: SourceEntity, keys: list[dg.AssetKey], staged: StagedEntity) -> tuple:
+            """In the swap thread: the swap, then the checks' reads of what it committed (a query, and a count
+            request per company), which thus stay off the path of the next entity's reading."""
+            loaded = staged.commit()
+            # The load's figures are the session's before the checks make requests of their own.
+            run_figures = {
+                "pages": loaded.pages,
+                **session.run_metadata(),
+                "duration_seconds": round(loaded.seconds, 2),
+            }
+            try:
+                return loaded, run_figures, list(checks(entity, keys, loaded)), None
+            except Exception as exc:  # raised in the step once the entity's results are reported
+                return loaded, run_figures, [], exc
+
+        def finish(entity: SourceEntity, keys: list[dg.AssetKey], committed: Future) -> Iterator:
+            """An entity's results, once its swap has committed (and only then)."""
+            loaded, run_figures, check_results, check_failure = committed.result()
+            for spec, key in zip(loaded.tables, keys, strict=True):
+                if key in selected:
+                    yield _materialization(context, key, spec, loaded, windows, companies, run_figures)
+            if len(windows) > 1:
+                _record_run_figures(context, entity, run_figures)
+            yield from check_results
+            if check_failure is not None:
+                raise check_failure
+
         try:
             companies = session.companies()
             chosen = [(e, [dg.AssetKey([source.group, t.name]) for t in table_specs(e)]) for e in entities]
@@ -467,6 +482,7 @@ def _windowed_multi_asset(
                 lambda entity: stage_entity(
                     context, source.system, entity, session, store, companies, list(windows.values())
                 ),
+                commit,
                 finish,
             )
         finally:
@@ -475,11 +491,11 @@ def _windowed_multi_asset(
     return _load
 
 
-def _commit_while_reading_next(chosen: list, stage, finish) -> Iterator:
-    """Stage each entity; its swap commits in a worker thread while the next entity's pages are read (the swap
-    holds the warehouse, the reads wait on the source). Swaps stay in order, one at a time; an entity's results
-    are reported only once its swap has committed, and a swap under way when a later read fails still
-    finishes and is reported before the failure."""
+def _commit_while_reading_next(chosen: list, stage, commit, finish) -> Iterator:
+    """Stage each entity; `commit` (its swap, and what reads the result) runs in a worker thread while the next
+    entity's pages are read (the swap holds the warehouse, the reads wait on the source). Swaps stay in order,
+    one at a time; an entity's results are reported only once its swap has committed, and a swap under way
+    when a later read fails still finishes and is reported before the failure."""
     pending = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="swap") as swaps:
         try:
@@ -488,7 +504,7 @@ def _commit_while_reading_next(chosen: list, stage, finish) -> Iterator:
                 if pending is not None:
                     done, pending = pending, None
                     yield from finish(*done)
-                pending = (entity, keys, swaps.submit(staged.commit))
+                pending = (entity, keys, swaps.submit(commit, entity, keys, staged))
             if pending is not None:
                 done, pending = pending, None
                 yield from finish(*done)
