@@ -52,6 +52,7 @@ class AcumaticaJournalTarget:
         self._subaccounts: dict[str, dict] | None = None
         self._branches: set[str] | None = None
         self._periods: dict[int, list[dict]] = {}
+        self._saved: dict | None = None  # the last batch this target saved, as Acumatica answered the PUT
 
     def close(self) -> None:
         self.client.close()
@@ -164,9 +165,12 @@ class AcumaticaJournalTarget:
             "Details": [self._line(line) for line in plan.lines],
         }
         try:
-            saved = self.client.put("JournalTransaction", {k: v for k, v in batch.items() if v is not None})
+            saved = self.client.put(
+                "JournalTransaction", {k: v for k, v in batch.items() if v is not None}, expand=["Details"]
+            )
         except RecordRefused as refused:
             raise LinesRefused(_refused_line(plan, refused.errors), "; ".join(refused.errors)) from None
+        self._saved = saved
         return str(saved["BatchNbr"])
 
     @staticmethod
@@ -186,6 +190,12 @@ class AcumaticaJournalTarget:
         raise NotImplementedError("the lines travel with the batch (lines_with_header)")
 
     def read_lines(self, plan: Plan, number: str) -> list[WrittenLine]:
+        """The batch's lines as Acumatica holds them. Right after this target saved the batch, that is the
+        PUT's answer (Acumatica answers a PUT with the record it saved, its details with `$expand`): the same
+        record a GET would return, without sending the 5,000 lines a second time. Otherwise, a GET."""
+        saved, self._saved = self._saved, None
+        if saved is not None and str(saved.get("BatchNbr")) == number:
+            return self._written(saved)
         batch = self.client.record("JournalTransaction", ["GL", number], expand=["Details"])
         return self._written(batch) if batch else []
 
