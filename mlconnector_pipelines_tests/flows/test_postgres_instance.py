@@ -123,7 +123,9 @@ def wait_for_runs(deployment, count: int, tags: dict | None = None, timeout: flo
 def test_the_instance_stores_everything_in_postgres(deployment):
     storage = instance(deployment)
     assert type(storage.run_storage).__name__ == "PostgresRunStorage"
-    assert type(storage.event_log_storage).__name__ == "PostgresEventLogStorage"
+    # dagster-postgres's event log, writing a backfill's asset events in batches (instance_storage.py)
+    assert type(storage.event_log_storage).__name__ == "BatchedPostgresEventLogStorage"
+    assert "PostgresEventLogStorage" in [base.__name__ for base in type(storage.event_log_storage).__mro__]
     assert type(storage.schedule_storage).__name__ == "PostgresScheduleStorage"
 
 
