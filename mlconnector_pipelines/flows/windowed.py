@@ -434,10 +434,34 @@ def _windowed_multi_asset(
         selected_checks = context.selected_asset_check_keys
         session: SourceSession = getattr(context.resources, source.resource_key).session()
 
-        def checks(entity: SourceEntity, keys: list[dg.AssetKey], loaded: EntityLoad) -> Iterator:
-            parent = loaded.tables[0]
-            if dg.AssetCheckKey(keys[0], "no_duplicate_keys") in selected_checks:
-                duplicates = store.duplicate_keys(parent)
+        def commit(entity: SourceEntity, keys: list[dg.AssetKey], staged: StagedEntity) -> tuple:
+            """In the swap thread: the swap, then the duplicate-key query on what it committed, which thus stays
+            off the path of the next entity's reading. (The count check stays in the step's thread: its
+            figures are the session's requests while it runs, which nothing else may share.)"""
+            loaded = staged.commit()
+            if dg.AssetCheckKey(keys[0], "no_duplicate_keys") not in selected_checks:
+                return loaded, None
+            try:
+                return loaded, store.duplicate_keys(loaded.tables[0])
+            except Exception as exc:  # raised in the step once the entity's results are reported
+                return loaded, exc
+
+        def finish(entity: SourceEntity, keys: list[dg.AssetKey], committed: Future) -> Iterator:
+            """An entity's results, once its swap has committed (and only then)."""
+            loaded, duplicates = committed.result()
+            run_figures = {
+                "pages": loaded.pages,
+                **session.run_metadata(),
+                "duration_seconds": round(loaded.seconds, 2),
+            }
+            for spec, key in zip(loaded.tables, keys, strict=True):
+                if key in selected:
+                    yield _materialization(context, key, spec, loaded, windows, companies, run_figures)
+            if len(windows) > 1:
+                _record_run_figures(context, entity, run_figures)
+            if isinstance(duplicates, Exception):
+                raise duplicates
+            if duplicates is not None:
                 yield dg.AssetCheckResult(
                     check_name="no_duplicate_keys",
                     asset_key=keys[0],
@@ -445,34 +469,7 @@ def _windowed_multi_asset(
                     metadata={"duplicate_keys": duplicates},
                 )
             if counts and dg.AssetCheckKey(keys[0], "matches_source_count") in selected_checks:
-                yield _count_check(source, entity, parent, session, store, companies, loaded.scope.end)
-
-        def commit(entity: SourceEntity, keys: list[dg.AssetKey], staged: StagedEntity) -> tuple:
-            """In the swap thread: the swap, then the checks' reads of what it committed (a query, and a count
-            request per company), which thus stay off the path of the next entity's reading."""
-            loaded = staged.commit()
-            # The load's figures are the session's before the checks make requests of their own.
-            run_figures = {
-                "pages": loaded.pages,
-                **session.run_metadata(),
-                "duration_seconds": round(loaded.seconds, 2),
-            }
-            try:
-                return loaded, run_figures, list(checks(entity, keys, loaded)), None
-            except Exception as exc:  # raised in the step once the entity's results are reported
-                return loaded, run_figures, [], exc
-
-        def finish(entity: SourceEntity, keys: list[dg.AssetKey], committed: Future) -> Iterator:
-            """An entity's results, once its swap has committed (and only then)."""
-            loaded, run_figures, check_results, check_failure = committed.result()
-            for spec, key in zip(loaded.tables, keys, strict=True):
-                if key in selected:
-                    yield _materialization(context, key, spec, loaded, windows, companies, run_figures)
-            if len(windows) > 1:
-                _record_run_figures(context, entity, run_figures)
-            yield from check_results
-            if check_failure is not None:
-                raise check_failure
+                yield _count_check(source, entity, loaded.tables[0], session, store, companies, loaded.scope.end)
 
         try:
             companies = session.companies()
