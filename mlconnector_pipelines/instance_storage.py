@@ -46,7 +46,9 @@ _BATCH_SIZE = "1000"
 
 
 def _ask_dagster_for_batches() -> None:
-    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", _BATCH_SIZE)  # a deployment's own value wins
+    # Process-wide, and harmless to any other storage in the process: one that does not batch stores a
+    # batch one event at a time, as it would without the setting. A deployment's own value wins.
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", _BATCH_SIZE)
 
 
 def _batchable(events: Sequence[EventLogEntry]) -> bool:
