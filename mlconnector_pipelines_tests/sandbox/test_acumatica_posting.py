@@ -17,7 +17,13 @@ from mlconnector_pipelines.config import parse_config, sandbox_profile
 from mlconnector_pipelines.core.errors import ConfigError, RequestFailedError
 from mlconnector_pipelines.core.posting import SourceRow
 from mlconnector_pipelines.engine.journal import LookerRows, build_plan, choose_document
-from mlconnector_pipelines.engine.post import CHECKPOINTS, PlanChanged, PostingEngine, PostingRefused
+from mlconnector_pipelines.engine.post import (
+    CHECKPOINTS,
+    PlanChanged,
+    PostingEngine,
+    PostingRefused,
+    VerificationFailed,
+)
 from mlconnector_pipelines.engine.records import RecordsRefused, RecordSync, records_plan
 from mlconnector_pipelines.flows.acumatica import journal_flow
 from mlconnector_pipelines.systems.acumatica.catalog import ENTITIES
@@ -379,3 +385,20 @@ def test_one_record_asked_for_twice_differently_writes_nothing_and_names_both_ro
     with pytest.raises(ConflictingRecords, match="rows 1 and 3 differ"):
         records_plan(flow="f", partition="", system="Acumatica", company="Vendor", entity="Vendor", key="VendorID",
                      rows=[row(1, "Acme"), row(2, "Acme"), row(3, "Acme Ltd")])  # fmt: skip
+
+
+def test_the_read_back_names_a_line_acumatica_saved_otherwise(sandbox, cfg, posting):
+    """The read-back is the PUT's own answer: it must still show what Acumatica saved, not what was sent.
+    A mapping that assumes 3 decimals for USD sends 3.333; Acumatica keeps USD at 2 and saves 3.33."""
+    plan = plan_for(cfg, mapping(currency_precision={"USD": 3}))
+    engine = posting()
+    with pytest.raises(VerificationFailed) as failed:
+        engine.run(plan)
+    message = str(failed.value)
+    assert "line 4: planned line 4: 64000 [Subaccount=100-000, Branch=HQ] debit 3.333 USD" in message
+    assert "the target holds 64000 [Subaccount=100-000, Branch=HQ] debit 3.33 credit 0 USD" in message
+    assert "line 2:" not in message and "line 3:" not in message  # lines saved as planned are not named
+    # the period, accounts and subaccounts, and the lookup by key: the batch itself was not read again
+    assert engine.target.client.http.stats.by_method == {"GET": 4, "PUT": 2}
+    record = engine.audit.find_document(plan.flow, plan.partition, plan.document_key)
+    assert record is not None and record.state != "verified" and record.document_number
