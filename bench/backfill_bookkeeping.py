@@ -22,7 +22,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from harness import ROOT, start_sandbox
+from harness import ROOT, range_tags, start_sandbox
 
 PORT = 47895
 
@@ -92,13 +92,7 @@ def run(data_dir: Path, days: int) -> dict:
     storage_impl.store_event = timed(storage_impl.store_event, lambda e: [e])
     storage_impl.store_event_batch = timed(storage_impl.store_event_batch, list)
     began = time.monotonic()
-    result = job.execute_in_process(
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": start.date().isoformat(),
-            "dagster/asset_partition_range_end": (end - timedelta(days=1)).date().isoformat(),
-        },
-    )
+    result = job.execute_in_process(instance=instance, tags=range_tags(start, end))
     wall = time.monotonic() - began
     assert result.success
     events = result.all_events

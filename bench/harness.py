@@ -29,6 +29,14 @@ def parser(page_size: int) -> argparse.ArgumentParser:
     return p
 
 
+def range_tags(start: datetime, end: datetime) -> dict[str, str]:
+    """The run tags of one run over the daily partitions of [start, end) (a single-run backfill)."""
+    return {
+        "dagster/asset_partition_range_start": start.date().isoformat(),
+        "dagster/asset_partition_range_end": (end - timedelta(days=1)).date().isoformat(),
+    }
+
+
 def run_job_over_history(raw_config: dict, job_name: str):
     """Run the product's job once over the whole history (a single-run backfill); returns (result, seconds)."""
     import dagster as dg
@@ -40,13 +48,7 @@ def run_job_over_history(raw_config: dict, job_name: str):
     job = build_definitions(parse_config(raw_config)).resolve_job_def(job_name)
     began = time.monotonic()
     instance = dg.DagsterInstance.ephemeral()
-    result = job.execute_in_process(
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": start.date().isoformat(),
-            "dagster/asset_partition_range_end": (end - timedelta(days=1)).date().isoformat(),
-        },
-    )
+    result = job.execute_in_process(instance=instance, tags=range_tags(start, end))
     seconds = time.monotonic() - began
     assert result.success
     result.run_figures = {  # a range run's request figures are the run's tags (flows/windowed.py)

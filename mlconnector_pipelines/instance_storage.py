@@ -39,6 +39,7 @@ _BATCHED_TYPES = frozenset(
         DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
     }
 )
+assert _BATCHED_TYPES <= ASSET_EVENTS | ASSET_CHECK_EVENTS  # all indexed: see the storages' _write_batch
 
 # Dagster buffers a batch's events up to this many before writing: a 365-day backfill's planned events of 14
 # assets (~5,100, ~10 MB) go in one write. Read per event in the process that runs the step, so it is set
@@ -85,9 +86,10 @@ class _BatchedEventWrites:
         # each kind, in their order, leaves the row as applying every event would.
         latest: dict[tuple[str, DagsterEventType], tuple[EventLogEntry, int]] = {}
         for event, event_id in asset_events:
-            key = (event.get_dagster_event().asset_key.to_string(), event.get_dagster_event().event_type)
-            latest.pop(key, None)
-            latest[key] = (event, event_id)
+            latest[(event.get_dagster_event().asset_key.to_string(), event.get_dagster_event().event_type)] = (
+                event,
+                event_id,
+            )
         for event, event_id in sorted(latest.values(), key=lambda pair: pair[1]):
             self._store_asset_event(conn, event, event_id)  # type: ignore[attr-defined]
         planned_checks = [
@@ -164,16 +166,10 @@ class BatchedSqliteEventLogStorage(_BatchedEventWrites, SqliteEventLogStorage):
     def _write_batch(self, events, rows):
         with self.run_connection(events[0].run_id) as conn:
             conn.execute(SqlEventLogStorageTable.insert(), rows)
-        # The index shard mirrors asset and check events (as SqliteEventLogStorage.store_event does) and
-        # their ids there are the storage ids asset queries use.
-        mirrored = [
-            (event, row)
-            for event, row in zip(events, rows, strict=True)
-            if event.dagster_event_type in ASSET_EVENTS or event.dagster_event_type in ASSET_CHECK_EVENTS
-        ]
+        # The index shard mirrors asset and check events (as SqliteEventLogStorage.store_event does), which
+        # every batched type is; their ids there are the storage ids asset queries use.
         with self.index_transaction() as conn:
-            ids = _insert_returning_ids(conn, [row for _, row in mirrored])
-            self._index(conn, [(event, i, row) for (event, row), i in zip(mirrored, ids, strict=True)])
+            self._index(conn, list(zip(events, _insert_returning_ids(conn, rows), rows, strict=True)))
 
 
 class BatchedPostgresEventLogStorage(_BatchedEventWrites, PostgresEventLogStorage):

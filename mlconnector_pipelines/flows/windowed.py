@@ -459,8 +459,7 @@ def _windowed_multi_asset(
                     yield _materialization(context, key, spec, loaded, windows, companies, run_figures)
             if len(windows) > 1:
                 rows = {f"{spec.name}_rows": loaded.rows.get(spec.name, 0) for spec in loaded.tables}
-                shared = {"companies": ", ".join(c["name"] for c in companies), "windows": len(windows)}
-                _record_run_figures(context, entity, {**shared, **rows, **run_figures})
+                _record_run_figures(context, entity, {**_run_scope(companies, windows), **rows, **run_figures})
             if isinstance(duplicates, Exception):
                 raise duplicates
             if duplicates is not None:
@@ -542,13 +541,18 @@ def _materialization(
     run's tags: repeated on each of a 365-day backfill's partitions they were a fifth of its event log."""
     if len(windows) == 1:
         (window,) = windows.values()
-        shared = {"companies": ", ".join(c["name"] for c in companies), "windows": 1}
         return dg.MaterializeResult(
-            asset_key=key, metadata={**_window_figures(spec, loaded, window), **shared, **run_figures}
+            asset_key=key,
+            metadata={**_window_figures(spec, loaded, window), **_run_scope(companies, windows), **run_figures},
         )
     for partition_key, window in windows.items():
         context.add_asset_metadata(_window_figures(spec, loaded, window), asset_key=key, partition_key=partition_key)
     return dg.MaterializeResult(asset_key=key)
+
+
+def _run_scope(companies: list[dict], windows: dict[str, TimeWindow]) -> dict:
+    """What a run read: its companies and how many windows."""
+    return {"companies": ", ".join(c["name"] for c in companies), "windows": len(windows)}
 
 
 def _record_run_figures(context, entity: SourceEntity, run_figures: dict) -> None:
