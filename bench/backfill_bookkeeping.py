@@ -98,9 +98,9 @@ def run(data_dir: Path, days: int) -> dict:
     events = result.all_events
     own = _own_from_logs(instance, result.run_id)
     rows = sum(
-        e.materialization.metadata["rows"].value
+        e.materialization.metadata["dagster/row_count"].value
         for e in result.get_asset_materialization_events()
-        if "rows" in e.materialization.metadata
+        if "dagster/row_count" in e.materialization.metadata
     )
     return {
         "wall": wall,

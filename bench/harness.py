@@ -62,7 +62,7 @@ def run_job_over_history(raw_config: dict, job_name: str):
 def rows_loaded(result, table: str) -> int:
     """Rows of `table` a range run loaded: each partition's materialization carries its own window's rows."""
     return sum(
-        e.materialization.metadata["rows"].value
+        e.materialization.metadata["dagster/row_count"].value
         for e in result.get_asset_materialization_events()
         if e.asset_key.path[-1] == table
     )

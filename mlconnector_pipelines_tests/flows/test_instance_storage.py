@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 from dagster._core.instance.ref import InstanceRef
 
 from mlconnector_pipelines import instance_storage
@@ -159,6 +162,40 @@ def test_the_shipped_sqlite_storage_batches_a_backfill_and_reads_back_as_dagster
     assert planned_checks == {"ok": 7, "failed": 7}  # one per partition and run
 
 
+def test_the_shipped_sqlite_storage_keeps_a_shard_open_between_writes_and_lets_go_of_it_when_wiped(
+    dagster_home, monkeypatch
+):
+    """Dagster's opens (and checkpoints) a shard's file for every statement; the shipped one keeps it open."""
+    opened: Counter = Counter()
+    connect = sqlite3.dbapi2.connect  # what SQLAlchemy's SQLite dialect calls
+
+    def counted(path, *args, **kwargs):
+        opened.update([Path(path).name])
+        return connect(path, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3.dbapi2, "connect", counted)
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    with dg.DagsterInstance.get() as instance:
+        job, keys, _ = _job("shop")
+        result = _run(job, instance)
+        assert result.success
+        shard = f"{result.run_id}.db"
+        stored = len(instance.all_logs(result.run_id))
+        assert stored > 30  # each event written as its own transaction
+        assert opened[shard] <= 3, opened  # the shard's tables created on a second connection, then one
+        instance.event_log_storage.wipe()
+        assert not (dagster_home / "history" / "runs" / shard).exists()
+        # What is written after the wipe lands in a new file that another process (a new storage) reads.
+        note = dg.EventLogEntry(None, "INFO", "after the wipe", result.run_id, time.time())
+        instance.event_log_storage.store_event(note)
+        other = instance_storage.BatchedSqliteEventLogStorage(str(dagster_home / "history" / "runs"))
+        assert [e.user_message for e in other.get_logs_for_run(result.run_id)] == ["after the wipe"]
+        assert instance.get_materialized_partitions(keys[0]) == set()
+        again = _run(job, instance)  # a wiped storage writes and reads as a new one
+        assert len(instance.all_logs(again.run_id)) == stored
+        assert len(instance.get_materialized_partitions(keys[0])) == 7
+
+
 def test_the_sqlite_event_logs_live_in_the_folder_of_the_instance_that_opens_them(tmp_path, monkeypatch):
     """Not in $DAGSTER_HOME's when another folder's dagster.yaml is opened (dagster dev without DAGSTER_HOME)."""
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "elsewhere"))
@@ -184,6 +221,12 @@ def test_the_shipped_postgres_storage_batches_a_backfill_and_reads_back_as_dagst
     prefix = f"shop_{uuid.uuid4().hex[:8]}"
     with dg.DagsterInstance.get() as instance:
         assert isinstance(instance.event_log_storage, instance_storage.BatchedPostgresEventLogStorage)
+        connections: list = []
+        sa.event.listen(instance.event_log_storage._engine, "connect", lambda *_: connections.append(1))
         shipped = _backfill_then_failed_backfill(instance, prefix)
+        # Two runs, each storing its events one at a time: Dagster's opens a connection for every statement;
+        # the shipped one keeps one, and opens another only where Dagster nests a second connection.
+        assert sum(shipped["events by run"]["ok"].values()) > 30
+        assert len(connections) <= 6, len(connections)
     _assert_batched(batches_written)
     assert shipped == _dagster_default(tmp_path)
