@@ -8,6 +8,7 @@ multi-assets with change-log and current-state tables, checks, a job and a sched
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -305,27 +306,83 @@ def stage_entity(
     )
 
 
+@dataclass
+class SourceCounts:
+    """The source's own count of a company's records over the range the count check compares."""
+
+    by_company: dict[str, tuple[datetime, int]]  # company id -> (range start, records modified since, to `end`)
+    end: datetime
+    figures: dict  # the counting's own requests and token renewals
+
+
+class _SourceCountsDuringSwaps:
+    """The count check's source counts, asked while the entity's swap commits (on Acumatica, whose count
+    is a scan of the range, that was a tenth of a backfill's time after the swap).
+
+    The range starts at the earliest window the warehouse held before the swap, or at this load's first
+    window if that is earlier: the swap loads nothing before it, so it is the range the warehouse holds
+    after. The swap thread reads those windows just before it swaps (the warehouse is then its own); the
+    step's thread waits for them and asks the source, while nothing else uses the session.
+    """
+
+    def __init__(self, session: SourceSession, store: Warehouse, companies: list[dict], checks: AbstractSet):
+        self.session, self.store, self.companies, self.checks = session, store, companies, checks
+        self._before: dict[str, Future] = {}  # entity -> ({company id: earliest window or None}, scope)
+
+    def _wanted(self, keys: list[dg.AssetKey]) -> bool:
+        return dg.AssetCheckKey(keys[0], "matches_source_count") in self.checks
+
+    def _earliest(self, entity: SourceEntity) -> Future:
+        return self._before.setdefault(entity.entity_set, Future())  # (atomic: either thread may come first)
+
+    def before_swap(self, entity: SourceEntity, keys: list[dg.AssetKey], staged: StagedEntity) -> None:
+        """In the swap thread, before `staged.commit()`."""
+        if not self._wanted(keys):
+            return
+        earliest = self._earliest(entity)
+        try:
+            loaded = {c["id"]: self.store.loaded_from(staged.tables[0], c["id"]) for c in self.companies}
+            earliest.set_result((loaded, staged.scope))
+        except Exception as exc:
+            earliest.set_exception(exc)
+
+    def ask(self, entity: SourceEntity, keys: list[dg.AssetKey], committed: Future) -> SourceCounts | None:
+        """In the step's thread; a failure waits for the swap first (none is left running behind the step)."""
+        if not self._wanted(keys):
+            return None
+        try:
+            loaded_from, scope = self._earliest(entity).result()
+            before = self.session.run_metadata()
+            by_company = {}
+            for company in self.companies:
+                earlier = loaded_from.get(company["id"])
+                start = scope.start if earlier is None else min(earlier, scope.start)
+                by_company[company["id"]] = (start, self.session.count(company["id"], entity, start, scope.end))
+            return SourceCounts(by_company, scope.end, _figures_since(before, self.session.run_metadata()))
+        except Exception:
+            wait([committed])
+            raise
+
+
 def _count_check(
     source: WindowedSource,
     entity: SourceEntity,
     parent: TableSpec,
-    session: SourceSession,
     warehouse: Warehouse,
     companies: list[dict],
-    end: datetime,
+    counted: SourceCounts,
 ) -> dg.AssetCheckResult:
     """Current state vs the source's own count over the loaded range, per company.
 
     Its metadata counts the check's own requests and token renewals (its `$count` calls).
     """
-    before = session.run_metadata()
     problems, details = [], {}
     severity = dg.AssetCheckSeverity.WARN
+    end = counted.end
     for company in companies:
-        loaded_from = warehouse.loaded_from(parent, company["id"])
-        if loaded_from is None:
-            continue
-        source_count = session.count(company["id"], entity, loaded_from, end)
+        if warehouse.loaded_from(parent, company["id"]) is None:
+            continue  # nothing of it loaded, ever
+        loaded_from, source_count = counted.by_company[company["id"]]
         current = warehouse.current_count(parent, company["id"], loaded_from, end)
         details[company["name"]] = {"source": source_count, "warehouse": current}
         if current < source_count:
@@ -346,7 +403,7 @@ def _count_check(
         passed=not problems,
         severity=severity,
         description="; ".join(problems) or "Current state matches the source's count.",
-        metadata={"per_company": dg.MetadataValue.json(details), **_figures_since(before, session.run_metadata())},
+        metadata={"per_company": dg.MetadataValue.json(details), **counted.figures},
     )
 
 
@@ -436,8 +493,9 @@ def _windowed_multi_asset(
 
         def commit(entity: SourceEntity, keys: list[dg.AssetKey], staged: StagedEntity) -> tuple:
             """In the swap thread: the swap, then the duplicate-key query on what it committed, which thus stays
-            off the path of the next entity's reading. (The count check stays in the step's thread: its
-            figures are the session's requests while it runs, which nothing else may share.)"""
+            off the path of the next entity's reading. (The count check's requests stay in the step's thread:
+            its figures are the session's requests while it runs, which nothing else may share.)"""
+            source_counts.before_swap(entity, keys, staged)
             loaded = staged.commit()
             if dg.AssetCheckKey(keys[0], "no_duplicate_keys") not in selected_checks:
                 return loaded, None
@@ -447,13 +505,12 @@ def _windowed_multi_asset(
                 return loaded, exc
 
         def finish(entity: SourceEntity, keys: list[dg.AssetKey], committed: Future) -> Iterator:
-            """An entity's results, once its swap has committed (and only then)."""
+            """An entity's results, once its swap has committed (and only then). The count check's source
+            count is asked first, while the swap may still be committing."""
+            requests = session.run_metadata()  # the run's so far, without this entity's count check
+            counted = source_counts.ask(entity, keys, committed)
             loaded, duplicates = committed.result()
-            run_figures = {
-                "pages": loaded.pages,
-                **session.run_metadata(),
-                "duration_seconds": round(loaded.seconds, 2),
-            }
+            run_figures = {"pages": loaded.pages, **requests, "duration_seconds": round(loaded.seconds, 2)}
             for spec, key in zip(loaded.tables, keys, strict=True):
                 if key in selected:
                     yield _materialization(context, key, spec, loaded, windows, companies, run_figures)
@@ -469,11 +526,12 @@ def _windowed_multi_asset(
                     passed=duplicates == 0,
                     metadata={"duplicate_keys": duplicates},
                 )
-            if counts and dg.AssetCheckKey(keys[0], "matches_source_count") in selected_checks:
-                yield _count_check(source, entity, loaded.tables[0], session, store, companies, loaded.scope.end)
+            if counted is not None:
+                yield _count_check(source, entity, loaded.tables[0], store, companies, counted)
 
         try:
             companies = session.companies()
+            source_counts = _SourceCountsDuringSwaps(session, store, companies, selected_checks if counts else set())
             chosen = [(e, [dg.AssetKey([source.group, t.name]) for t in table_specs(e)]) for e in entities]
             yield from _commit_while_reading_next(
                 [(entity, keys) for entity, keys in chosen if any(key in selected for key in keys)],

@@ -161,6 +161,20 @@ class AcumaticaClient:
         response = self._request("GET", f"/{entity}", params=_params(filter, select, expand, top))
         return [unwrap(r) for r in self._json(response)]
 
+    def stamps(self, entity: str, modified_field: str, filter: str) -> list[tuple[datetime, str]]:
+        """(modified, id) of every record matching `filter` that has a stamp: one light request (`$select` of
+        the stamp), read without the general unwrapping, which cost a scan of 20,000 records ~0.15 s."""
+        response = self._request("GET", f"/{entity}", params=_params(filter, [modified_field], (), None))
+        try:
+            found = [(record.get(modified_field), record[ID]) for record in orjson.loads(response.content)]
+        except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+            raise self.http.malformed(response, f"a scan it cannot read ({exc!r})") from None
+        return [
+            (_moment(stamp["value"] if isinstance(stamp, dict) else stamp), str(key))
+            for stamp, key in found
+            if (stamp.get("value") if isinstance(stamp, dict) else stamp)
+        ]
+
     def record(self, entity: str, keys: Sequence[str], *, expand: Sequence[str] = ()) -> dict | None:
         """One record by its key values; None when there is none."""
         path = "/".join(quote(str(k), safe="") for k in keys)
@@ -201,13 +215,9 @@ class AcumaticaClient:
                 f"{modified_field} lt {datetimeoffset(upper or end)}"
             )
 
-        def scan() -> list[tuple[datetime, str]]:
-            found = self.records(entity, filter=bounded(None, None), select=[modified_field])
-            return [(_moment(r[modified_field]), r[ID]) for r in found if r.get(modified_field)]
-
         return iter(
             SlicedWindowPages(
-                scan=scan,
+                scan=lambda: self.stamps(entity, modified_field, bounded(None, None)),
                 fetch=lambda lower, upper: self.table(
                     entity, filter=bounded(lower, upper), expand=expand, read_fields=read_fields
                 ),

@@ -72,7 +72,7 @@ class AcumaticaSession:
         """Acumatica counts nothing itself: the light scan of the window's stamps is the count."""
         field = entity.modified_field
         where = f"{field} ge {datetimeoffset(start)} and {field} lt {datetimeoffset(end)}"
-        return len(self.client.records(entity.entity_set, filter=where, select=[field]))
+        return len(self.client.stamps(entity.entity_set, field, where))
 
     def keys(self, company_id: str, entity: SourceEntity) -> set[str]:
         """Every record's id, in one light request (the contract API answers a whole entity at once; no offset
