@@ -18,7 +18,13 @@ from mlconnector_pipelines.audit.store import AuditStore
 from mlconnector_pipelines.core.errors import OutcomeUnknown
 from mlconnector_pipelines.core.posting import SourceRow
 from mlconnector_pipelines.engine.journal import LookerRows, build_plan, choose_document
-from mlconnector_pipelines.engine.post import CHECKPOINTS, PlanChanged, PostingEngine, PostingRefused
+from mlconnector_pipelines.engine.post import (
+    CHECKPOINTS,
+    PlanChanged,
+    PostingEngine,
+    PostingRefused,
+    VerificationFailed,
+)
 from mlconnector_pipelines.flows.finance_operations import SPEC
 from mlconnector_pipelines.systems.finance_operations.config import FinanceOperationsJournal
 from mlconnector_pipelines.systems.finance_operations.resource import FinanceOperationsResource
@@ -157,6 +163,31 @@ def test_a_journal_lands_once_with_exact_amounts_and_is_recorded_verified(sandbo
     assert engine.target.metadata()["tokens_acquired"] == 1  # one msal token for the environment's scope
     # The writes: the header, then three changesets (10 lines, 4 per changeset).
     assert engine.target.client.http.stats.by_method["POST"] == 1 + 3
+
+
+def _post_then_verify(engine, plan, between=lambda number: None):
+    """The engine's steps one by one (as the Dagster ops run them), with `between` after the writes."""
+    record = engine.record(plan)
+    engine.validate(plan, record)
+    result = engine.post(plan, engine.audit.document(record.id))
+    between(result.number)
+    return engine.verify(plan, engine.audit.document(record.id), result)
+
+
+def test_a_line_someone_adds_before_the_read_back_is_named(sandbox, posting):
+    engine = posting()
+    plan, _ = plan_for(engine.target)
+
+    def someone_adds_a_line(number: str) -> None:
+        engine.target.client.create(
+            "LedgerJournalLines",
+            {"dataAreaId": "usrt", "JournalBatchNumber": number, "LineNumber": 99, "AccountType": "Ledger",
+             "AccountDisplayValue": "618200-002-001", "DebitAmount": 1, "CreditAmount": 0, "CurrencyCode": "USD",
+             "TransDate": "2026-11-29T12:00:00Z", "Text": "by hand"},
+        )  # fmt: skip
+
+    with pytest.raises(VerificationFailed, match=r"lines the plan does not have: \[99\]"):
+        _post_then_verify(engine, plan, someone_adds_a_line)
 
 
 def test_an_identical_rerun_finds_the_journal_and_writes_nothing(sandbox, posting):

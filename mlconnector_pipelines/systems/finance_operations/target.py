@@ -43,6 +43,24 @@ def document_key(journal: str, partition: str, adjustment: int = 0) -> str:
     return key
 
 
+def _split_escaped(text: str, delimiter: str) -> list[str]:
+    """Segments of a display value whose values may hold the delimiter, escaped with a backslash."""
+    segments, current, escaped = [], [], False
+    for char in text:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == delimiter:
+            segments.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    segments.append("".join(current))
+    return segments
+
+
 def _day(value: Any) -> str:
     return str(value or "")[:10]
 
@@ -142,19 +160,8 @@ class FinanceOperationsJournalTarget:
         return delimiter.join(segments)
 
     def parse_display_value(self, text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-        delimiter, segments, current, escaped = self.delimiter(), [], [], False
-        for char in text:
-            if escaped:
-                current.append(char)
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == delimiter:
-                segments.append("".join(current))
-                current = []
-            else:
-                current.append(char)
-        segments.append("".join(current))
+        delimiter = self.delimiter()
+        segments = _split_escaped(text, delimiter) if "\\" in text else text.split(delimiter)
         names = self.ledger_format()
         by_name = dict(zip(names, segments + [""] * (len(names) - len(segments)), strict=False))
         dims = tuple((n, by_name[n]) for n in names if n != MAIN_ACCOUNT and by_name.get(n))
