@@ -26,6 +26,7 @@ from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, DagsterEventT
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqlEventLogStorageTable, SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres.event_log import PostgresEventLogStorage
@@ -150,8 +151,9 @@ class BatchedSqliteEventLogStorage(_BatchedEventWrites, SqliteEventLogStorage):
     its storages (a dagster.yaml cannot say "this folder"), so the storage opens then.
 
     It keeps the last few shards' connections open between writes. Dagster's builds an engine, opens the
-    file and closes it (checkpointing its write-ahead log) for every statement: a third of a backfill's
-    event-log time went there. Each write is still its own committed transaction.
+    file and closes it for every statement: a third of a backfill's event-log time went there. Each write
+    is still its own committed transaction, and on a run's shard still ends in a checkpoint, which closing
+    the file used to make and the UI's live view of a run waits for.
     """
 
     def __init__(self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None):
@@ -178,8 +180,14 @@ class BatchedSqliteEventLogStorage(_BatchedEventWrites, SqliteEventLogStorage):
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            with engine.connect() as conn:
+                with conn.begin():
+                    yield conn
+                if shard != INDEX_SHARD_NAME:
+                    # The UI follows a running run with `watch`, which waits for the run's file to change; a
+                    # write stays in the write-ahead log beside it until a checkpoint (Dagster's closing of
+                    # the connection after each write made one).
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _close_shards(self) -> None:
         with self._db_lock:

@@ -196,6 +196,29 @@ def test_the_shipped_sqlite_storage_keeps_a_shard_open_between_writes_and_lets_g
         assert len(instance.get_materialized_partitions(keys[0])) == 7
 
 
+def test_a_run_s_events_reach_a_watcher_as_they_are_stored(dagster_home):
+    """The UI follows a running run through `watch`, which on SQLite waits for the run's file to change: each
+    write must reach the file itself, not only the write-ahead log beside it."""
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    with dg.DagsterInstance.get() as instance:
+        storage, run_id, seen = instance.event_log_storage, str(uuid.uuid4()), []
+        storage.store_event(dg.EventLogEntry(None, "INFO", "first", run_id, time.time()))
+
+        def follow(event, cursor):
+            seen.append(event.user_message)
+
+        storage.watch(run_id, None, follow)
+        try:
+            for message in ("second", "third"):
+                storage.store_event(dg.EventLogEntry(None, "INFO", message, run_id, time.time()))
+                deadline = time.monotonic() + 10
+                while message not in seen and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert message in seen, seen
+        finally:
+            storage.end_watch(run_id, follow)
+
+
 def test_the_sqlite_event_logs_live_in_the_folder_of_the_instance_that_opens_them(tmp_path, monkeypatch):
     """Not in $DAGSTER_HOME's when another folder's dagster.yaml is opened (dagster dev without DAGSTER_HOME)."""
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "elsewhere"))
