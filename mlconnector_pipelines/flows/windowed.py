@@ -346,8 +346,9 @@ class _SourceCountsDuringSwaps:
         except Exception as exc:
             earliest.set_exception(exc)
 
-    def ask(self, entity: SourceEntity, keys: list[dg.AssetKey], committed: Future) -> SourceCounts | None:
-        """In the step's thread; a failure waits for the swap first (none is left running behind the step)."""
+    def ask(self, entity: SourceEntity, keys: list[dg.AssetKey]) -> SourceCounts | Exception | None:
+        """In the step's thread. A failure is returned, and raised by the check once the entity's swap has
+        committed and its results are reported (as a failed duplicate-key query is)."""
         if not self._wanted(keys):
             return None
         try:
@@ -359,9 +360,8 @@ class _SourceCountsDuringSwaps:
                 start = scope.start if earlier is None else min(earlier, scope.start)
                 by_company[company["id"]] = (start, self.session.count(company["id"], entity, start, scope.end))
             return SourceCounts(by_company, scope.end, _figures_since(before, self.session.run_metadata()))
-        except Exception:
-            wait([committed])
-            raise
+        except Exception as exc:
+            return exc
 
 
 def _count_check(
@@ -370,12 +370,14 @@ def _count_check(
     parent: TableSpec,
     warehouse: Warehouse,
     companies: list[dict],
-    counted: SourceCounts,
+    counted: SourceCounts | Exception,
 ) -> dg.AssetCheckResult:
     """Current state vs the source's own count over the loaded range, per company.
 
     Its metadata counts the check's own requests and token renewals (its `$count` calls).
     """
+    if isinstance(counted, Exception):
+        raise counted
     problems, details = [], {}
     severity = dg.AssetCheckSeverity.WARN
     end = counted.end
@@ -508,7 +510,7 @@ def _windowed_multi_asset(
             """An entity's results, once its swap has committed (and only then). The count check's source
             count is asked first, while the swap may still be committing."""
             requests = session.run_metadata()  # the run's so far, without this entity's count check
-            counted = source_counts.ask(entity, keys, committed)
+            counted = source_counts.ask(entity, keys)
             loaded, duplicates = committed.result()
             run_figures = {"pages": loaded.pages, **requests, "duration_seconds": round(loaded.seconds, 2)}
             for spec, key in zip(loaded.tables, keys, strict=True):

@@ -258,6 +258,32 @@ def test_the_count_check_reports_its_own_requests_and_token_renewals(sandbox, tm
     assert load["http_reauthentications"] == 0 and load["tokens_acquired"] == 1
 
 
+def test_a_count_the_source_refuses_fails_the_step_after_the_load_is_reported(sandbox, tmp_path):
+    """The source is counted while the swap commits; its failure is raised only once the swap has committed
+    and the load's materialization is reported, so nothing loaded goes unrecorded."""
+    cfg = make_config(sandbox, tmp_path, entities=["vendors"])
+    sandbox.faults({"kind": "status", "status": 400, "count": 10, "path_contains": "/vendors/$count"})
+    try:
+        result = run_bc_job(cfg, partition_key="2026-03-03", raise_on_error=False)
+    finally:
+        sandbox.clear_faults()
+    assert not result.success
+    expected = sum(
+        len(
+            window_of(
+                sandbox.records(c["id"], "vendors"), datetime(2026, 3, 3, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC)
+            )
+        )
+        for c in sandbox.companies()
+    )
+    assert expected > 0
+    assert materialization_metadata(result, "bc_vendors")["dagster/row_count"] == expected
+    assert scalar(cfg, "SELECT count(*) FROM bc_vendors") == expected
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    cause = failure.step_failure_data.error.cause.message
+    assert "vendors/$count failed" in cause and "HTTP 400" in cause, cause
+
+
 def test_count_check_fails_when_a_window_in_the_range_is_missing(sandbox, tmp_path):
     cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"])
     assert run_bc_job(cfg, partition_key="2026-03-01").success
