@@ -174,6 +174,21 @@ def _post_then_verify(engine, plan, between=lambda number: None):
     return engine.verify(plan, engine.audit.document(record.id), result)
 
 
+def test_changesets_applied_out_of_order_land_under_their_planned_line_numbers(sandbox, posting, fo):
+    """Two changesets are in flight, so F&O may apply the second first (here the first is held back a
+    second). Each line carries its planned number, so each lands under it whatever the order; a line
+    left for F&O to number would take the next free one."""
+    assert fo.finance_operations.batches_in_flight >= 2
+    sandbox.faults(
+        {"kind": "delay", "delay_seconds": 1.0, "path_contains": "/data/$batch", "count": 1},
+        service="finance_operations",
+    )
+    engine = posting()
+    plan, _ = plan_for(engine.target)
+    assert engine.run(plan).document.state == "verified"
+    assert_posted_once(sandbox, plan)  # each number holds its planned amounts
+
+
 def test_a_line_someone_adds_before_the_read_back_is_named(sandbox, posting):
     engine = posting()
     plan, _ = plan_for(engine.target)
