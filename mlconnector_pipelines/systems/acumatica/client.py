@@ -30,7 +30,7 @@ from ...core.paginate import SlicedWindowPages
 from ...core.tls import ssl_context
 from .auth import SYSTEM, CookieSession, OAuthTokens
 from .config import AcumaticaConfig
-from .values import field_errors, unwrap, unwrap_table, wrap
+from .values import field_errors, plain_value, unwrap, unwrap_table, wrap
 
 ID = "id"
 
@@ -166,14 +166,10 @@ class AcumaticaClient:
         the stamp), read without the general unwrapping, which cost a scan of 20,000 records ~0.15 s."""
         response = self._request("GET", f"/{entity}", params=_params(filter, [modified_field], (), None))
         try:
-            found = [(record.get(modified_field), record[ID]) for record in orjson.loads(response.content)]
+            found = [(plain_value(record.get(modified_field)), record[ID]) for record in orjson.loads(response.content)]
         except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
             raise self.http.malformed(response, f"a scan it cannot read ({exc!r})") from None
-        return [
-            (_moment(stamp["value"] if isinstance(stamp, dict) else stamp), str(key))
-            for stamp, key in found
-            if (stamp.get("value") if isinstance(stamp, dict) else stamp)
-        ]
+        return [(_moment(stamp), str(key)) for stamp, key in found if stamp]
 
     def record(self, entity: str, keys: Sequence[str], *, expand: Sequence[str] = ()) -> dict | None:
         """One record by its key values; None when there is none."""

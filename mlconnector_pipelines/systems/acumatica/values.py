@@ -32,24 +32,30 @@ def wrap(record: Mapping[str, Any]) -> dict[str, Any]:
     return wrapped
 
 
+def plain_value(field: Any) -> Any:
+    """One field of an answer as a plain value: `{"value": v}` is v, an empty object (a field with no value)
+    None; anything else (an id, a linked entity) as it came."""
+    if isinstance(field, Mapping) and "value" in field:
+        return field["value"]
+    if isinstance(field, Mapping) and not field:
+        return None
+    return field
+
+
 def unwrap(record: Mapping[str, Any]) -> dict[str, Any]:
     """An answer's record with plain values; a field's `error` (a refused value) is kept as `<field>.error`."""
     plain: dict[str, Any] = {}
     for name, value in record.items():
         if name in ("_links", "custom", "files"):
             continue
-        if isinstance(value, Mapping) and "value" in value:
-            plain[name] = value["value"]
-            if value.get("error"):
-                plain[f"{name}.error"] = value["error"]
-        elif isinstance(value, Mapping) and value.get("error"):
-            plain[f"{name}.error"] = value["error"]
+        if isinstance(value, Mapping) and "value" not in value and value.get("error"):
+            plain[f"{name}.error"] = value["error"]  # a refused field with no value left
         elif isinstance(value, list):
             plain[name] = [unwrap(line) if isinstance(line, Mapping) else line for line in value]
-        elif isinstance(value, Mapping) and not value:
-            plain[name] = None  # an empty object: a field with no value
         else:
-            plain[name] = value
+            plain[name] = plain_value(value)
+            if isinstance(value, Mapping) and value.get("error"):
+                plain[f"{name}.error"] = value["error"]
     return plain
 
 
