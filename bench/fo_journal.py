@@ -40,10 +40,11 @@ def rows(lines: int) -> list[tuple[str, str, Decimal]]:
 
 
 def run_product(data_dir: Path, lines: int, per_batch: int) -> dict:
+    import pandas as pd
+
     from mlconnector_pipelines.audit.store import AuditStore
     from mlconnector_pipelines.config import parse_config, sandbox_profile
-    from mlconnector_pipelines.core.posting import SourceRow
-    from mlconnector_pipelines.engine.journal import LookerRows, build_plan
+    from mlconnector_pipelines.engine.journal import build_plan, looker_rows
     from mlconnector_pipelines.engine.post import PostingEngine
     from mlconnector_pipelines.flows.finance_operations import SPEC
 
@@ -69,11 +70,13 @@ def run_product(data_dir: Path, lines: int, per_batch: int) -> dict:
     mapping = cfg.finance_operations.journals[0]
     from mlconnector_pipelines.systems.finance_operations.resource import FinanceOperationsResource
 
+    # The Looker asset's partition as the warehouse read hands it over; turning it into rows is product work.
+    frame = pd.DataFrame(
+        [{"b_cost_center": c, "b_ref": r, "b_fee": f, "_row_number": n, "_run_id": "bench", "_source": "looker api"}
+         for n, (c, r, f) in enumerate(rows(lines), start=1)]
+    )  # fmt: skip
     began = time.monotonic()
-    looker = LookerRows("looker/bench", [])
-    for n, (centre, ref, fee) in enumerate(rows(lines), start=1):
-        values = {"b.cost_center": centre, "b.ref": ref, "b.fee": fee}
-        looker.rows.append((SourceRow("looker/bench", "looker api", "bench", None, n, values), values))
+    looker = looker_rows("looker/bench", frame, ["b.cost_center", "b.ref", "b.fee"])
     target = FinanceOperationsResource.from_section(cfg.finance_operations, cfg.data_dir).journal_target()
     audit = AuditStore.sqlite(cfg.data_dir / "audit.sqlite")
     plan, problems = build_plan(

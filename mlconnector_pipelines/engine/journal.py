@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..core.errors import ConfigError
 from ..core.journal_mapping import JournalMapping, ValueSource, closing_lines, lines_from_rows, posting_date
+from ..core.memory import cyclic_gc_paused
 from ..core.posting import ZERO, Plan, PostingTarget, Problem, SourceRow, WrittenDocument, WrittenLine
 from ..warehouse.schema import ROW_NUMBER, RUN_ID, SOURCE, WINDOW_START, column_name
 from .post import PlanChanged, PostingEngine, difference_lines
@@ -44,6 +45,7 @@ class LookerRows:
     rows: list[tuple[SourceRow, dict[str, Any]]]
 
 
+@cyclic_gc_paused()
 def looker_rows(query: str, frame: pd.DataFrame, field_names: Sequence[str]) -> LookerRows:
     """Rows in Looker's result order; each keyed by warehouse column and by Looker field name."""
     if ROW_NUMBER in frame.columns:
@@ -82,6 +84,7 @@ def referenced(mapping: JournalMapping, dimensions: Sequence[tuple[str, ValueSou
     return mapping.looker_fields() + [f for _, source in dimensions for f in source.fields()]
 
 
+@cyclic_gc_paused()
 def build_plan(
     spec: JournalSpec,
     mapping: JournalMapping,
@@ -93,19 +96,16 @@ def build_plan(
     dimensions: list[tuple[str, ValueSource]],
 ) -> tuple[Plan, list[Problem]]:
     """The journal for these rows, and the rows that cannot be mapped (named, with their values)."""
+    fields = referenced(mapping, dimensions)
     missing = sorted(
-        {
-            f
-            for f in referenced(mapping, dimensions)
-            if rows.rows and f not in rows.rows[0][1] and column_name(f) not in rows.rows[0][1]
-        }
+        {f for f in fields if rows.rows and f not in rows.rows[0][1] and column_name(f) not in rows.rows[0][1]}
     )
     if missing:
         have = ", ".join(sorted(k for k in rows.rows[0][1] if "." in k) or sorted(rows.rows[0][1]))
         raise ConfigError(
             f"journal {mapping.name}: Looker field(s) {', '.join(missing)} are not in {rows.query} (have: {have})"
         )
-    mapped = [(source, _with_fields(values, mapping, dimensions)) for source, values in rows.rows]
+    mapped = [(source, _with_fields(values, fields)) for source, values in rows.rows]
     lines, problems, rounding = lines_from_rows(
         mapping, mapped, dimensions=dimensions, partition=partition, text_limit=spec.text_limit
     )
@@ -146,9 +146,9 @@ def build_plan(
     return plan, problems
 
 
-def _with_fields(values: dict[str, Any], mapping: JournalMapping, dimensions) -> dict[str, Any]:
+def _with_fields(values: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     row = dict(values)
-    for field in referenced(mapping, dimensions):
+    for field in fields:
         if field not in row:
             row[field] = values.get(column_name(field))
     return row

@@ -26,6 +26,7 @@ import tenacity
 
 from ..audit.store import AuditStore, DocumentRecord, LeaseHeld
 from ..core.errors import ConnectorError, OutcomeUnknown
+from ..core.memory import cyclic_gc_paused
 from ..core.posting import (
     ZERO,
     LinesRefused,
@@ -125,13 +126,16 @@ class PostingEngine:
 
     # -- the steps, each usable alone (the Dagster ops call them one by one) ------------------------
 
+    @cyclic_gc_paused()
     def record(self, plan: Plan, adjusts: int | None = None) -> DocumentRecord:
         return self.audit.save_plan(plan, self.run_id, adjusts=adjusts)
 
+    @cyclic_gc_paused()
     def problems(self, plan: Plan) -> list[Problem]:
         """Every reason the plan cannot be written: its own (balance, empty) and the target's (reads only)."""
         return plan_problems(plan) + self.target.validate(plan)
 
+    @cyclic_gc_paused()
     def validate(self, plan: Plan, record: DocumentRecord, problems: list[Problem] | None = None) -> None:
         """Raise PostingRefused naming every bad line; nothing is written either way."""
         problems = self.problems(plan) if problems is None else problems
@@ -154,6 +158,7 @@ class PostingEngine:
         if record.state in ("planned", "refused"):
             self.audit.set_state(record.id, "validated", run_id=self.run_id, line_state="validated")
 
+    @cyclic_gc_paused()
     def post(self, plan: Plan, record: DocumentRecord) -> PostingResult:
         """Find the document by its key; write what is missing. Validation must have passed.
 
@@ -219,6 +224,7 @@ class PostingEngine:
             plan.document_key, number, outcome, written, len(plan.lines), self.audit.document(record.id)
         )
 
+    @cyclic_gc_paused()
     def verify(self, plan: Plan, record: DocumentRecord, result: PostingResult | None = None) -> PostingResult:
         """Read the document back and compare every line with the plan; record it verified."""
         number = result.number if result is not None else record.document_number
@@ -247,6 +253,7 @@ class PostingEngine:
             plan.document_key, number, outcome, written, len(plan.lines), self.audit.document(record.id)
         )
 
+    @cyclic_gc_paused()
     def run(self, plan: Plan, adjusts: int | None = None) -> PostingResult:
         """Every step in one call (replay, and the tests of the engine alone)."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate") as pool:

@@ -59,3 +59,62 @@ def test_freed_memory_is_trimmed(monkeypatch):
     monkeypatch.setattr(memory, "_libc", libc)
     memory.release_free_memory()
     assert libc.calls == [("malloc_trim", 0)]
+
+
+def test_cyclic_collection_resumes_when_the_last_overlapping_pause_ends():
+    import gc
+    import threading
+
+    from mlconnector_pipelines.core.memory import cyclic_gc_paused
+
+    assert gc.isenabled()
+    inner_started, outer_may_end = threading.Event(), threading.Event()
+    seen = []
+
+    def other_thread():
+        with cyclic_gc_paused():
+            inner_started.set()
+            outer_may_end.wait(5)
+        seen.append(gc.isenabled())
+
+    with cyclic_gc_paused():
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        inner_started.wait(5)
+    seen.append(gc.isenabled())  # the other thread's pause still holds
+    outer_may_end.set()
+    worker.join(5)
+    assert seen == [False, True]
+    assert gc.isenabled()
+
+
+def test_a_pause_never_turns_on_collection_the_process_had_turned_off():
+    import gc
+
+    from mlconnector_pipelines.core.memory import cyclic_gc_paused
+
+    gc.disable()
+    try:
+        with cyclic_gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_the_posting_steps_run_without_cyclic_collection():
+    import gc
+
+    from mlconnector_pipelines.core.posting import Plan
+    from mlconnector_pipelines.engine.post import PostingEngine
+
+    seen = []
+
+    class Target:
+        def validate(self, plan):
+            seen.append(gc.isenabled())
+            return []
+
+    engine = PostingEngine(Target(), audit=None, run_id="r")
+    engine.problems(Plan("f", "p", "k", "S", "c", {}, ()))
+    assert seen == [False] and gc.isenabled()
