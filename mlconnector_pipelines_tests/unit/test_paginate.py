@@ -40,7 +40,7 @@ def pages(server: Server, size: int) -> list[list[dict]]:
     return [
         page.to_pylist()
         for page in SlicedWindowPages(
-            scan=server.scan, fetch=server.fetch, key="key", modified="modified", page_size=size
+            scan=server.scan, ask=server.fetch, read=lambda page: page, key="key", modified="modified", page_size=size
         )
     ]
 
@@ -86,3 +86,72 @@ def test_an_empty_scan_still_reads_the_window_once():
     server = Server({})
     server.on_fetch = lambda n: server.records.update({"late": T0})  # a record commits between scan and read
     assert [[r["key"] for r in page] for page in pages(server, 10)] == [["late"]]
+
+
+def test_the_next_slice_is_asked_for_while_this_one_is_read_one_request_at_a_time():
+    import threading
+
+    records = {f"k{n:03d}": T0 + timedelta(seconds=n) for n in range(50)}
+    server = Server(records)
+    asked = [threading.Event() for _ in range(6)]
+    in_flight, most_in_flight = [0], [0]
+    lock = threading.Lock()
+
+    def ask(lower, upper):
+        with lock:
+            in_flight[0] += 1
+            most_in_flight[0] = max(most_in_flight[0], in_flight[0])
+        try:
+            return server.fetch(lower, upper)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+            asked[len(server.fetches) - 1].set()
+
+    overlapped = []
+
+    def read(page):
+        n = len(overlapped)
+        overlapped.append(n + 1 >= 5 or asked[n + 1].wait(2))  # the last slice has no next one
+        return page
+
+    read_keys = [
+        r["key"]
+        for page in SlicedWindowPages(
+            scan=server.scan, ask=ask, read=read, key="key", modified="modified", page_size=10
+        )
+        for r in page.to_pylist()
+    ]
+    assert sorted(read_keys) == sorted(records)
+    assert overlapped == [True] * 5 and most_in_flight[0] == 1
+
+
+def test_a_failed_request_is_raised_and_leaving_early_waits_for_the_one_in_flight():
+    records = {f"k{n:03d}": T0 + timedelta(seconds=n) for n in range(50)}
+    server = Server(records)
+
+    def failing(lower, upper):
+        if len(server.fetches) == 2:
+            raise RuntimeError("slice 3 failed")
+        return server.fetch(lower, upper)
+
+    read = []
+    try:
+        for page in SlicedWindowPages(
+            scan=server.scan, ask=failing, read=lambda p: p, key="key", modified="modified", page_size=10
+        ):
+            read.append(page.num_rows)
+    except RuntimeError as exc:
+        assert str(exc) == "slice 3 failed"
+    else:
+        raise AssertionError("the failed request was not raised")
+    assert read == [10, 10]
+
+    pages = iter(
+        SlicedWindowPages(
+            scan=server.scan, ask=server.fetch, read=lambda p: p, key="key", modified="modified", page_size=10
+        )
+    )
+    next(pages)
+    pages.close()  # the consumer stops: the request already sent is waited for, nothing more is asked
+    assert len(server.fetches) == 2 + 2

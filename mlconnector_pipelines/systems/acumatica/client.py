@@ -182,11 +182,8 @@ class AcumaticaClient:
             raise
         return unwrap(self._json(response))
 
-    def table(
-        self, entity: str, *, filter: str | None, expand: Sequence[str], read_fields: Sequence[pa.Field]
-    ) -> pa.Table:
-        """Records as an Arrow table read in C++ (wrapped values unwrapped column by column)."""
-        response = self._request("GET", f"/{entity}", params=_params(filter, None, expand, None))
+    def read_table(self, response: httpx.Response, read_fields: Sequence[pa.Field]) -> pa.Table:
+        """An answer's records as an Arrow table read in C++ (wrapped values unwrapped column by column)."""
         try:
             records, _ = page_table(b'{"value":' + response.content + b"}", read_fields)
         except ValueError as exc:
@@ -214,9 +211,10 @@ class AcumaticaClient:
         return iter(
             SlicedWindowPages(
                 scan=lambda: self.stamps(entity, modified_field, bounded(None, None)),
-                fetch=lambda lower, upper: self.table(
-                    entity, filter=bounded(lower, upper), expand=expand, read_fields=read_fields
+                ask=lambda lower, upper: self._request(
+                    "GET", f"/{entity}", params=_params(bounded(lower, upper), None, expand, None)
                 ),
+                read=lambda response: self.read_table(response, read_fields),
                 key=ID,
                 modified=modified_field,
                 page_size=self.cfg.page_size,
