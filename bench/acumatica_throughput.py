@@ -12,7 +12,8 @@ over 28 days of history), then measures, each in a fresh child process:
       pages are read shifts the offsets (issue 14 rules it out for the product), for reference;
   (c) product: a 5,000-line journal transaction through the posting engine (plan, validation,
       audit store, the batch, read-back);
-  (d) bare:    the same PUT of the same batch.
+  (d) bare:    the same PUT of the same batch, with the product's `$expand=Details` (the answer carrying
+      the saved lines is the product's read-back; until 2026-12-07 the bare PUT asked for no lines back).
 Prints records/s (lines/s) and peak RSS for each, and the ratios a/b and c/d.
 """
 
@@ -211,8 +212,9 @@ def run_bare_journal(data_dir: Path, page_size: int, lines: int) -> dict:
             "TransactionDate": {"value": "2026-11-29T00:00:00+00:00"}, "Description": {"value": f"bare {uuid.uuid4().hex[:8]}"},
             "CurrencyID": {"value": "USD"}, "Hold": {"value": False}, "Details": details,
         }  # fmt: skip
-        answer = http.put(
+        answer = http.put(  # as the product's: the answer carries the saved lines (its read-back)
             f"{base()}/entity/Default/24.200.001/JournalTransaction",
+            params={"$expand": "Details"},
             content=orjson.dumps(batch),
             headers={**headers, "Content-Type": "application/json"},
         )
