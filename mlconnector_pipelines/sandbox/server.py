@@ -94,7 +94,9 @@ def _certificates(services: list[SandboxService], data_dir: Path) -> SandboxCert
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio turns Nagle off (TCP_NODELAY) only on connections whose socket says
+    # so, and with it on, every answer sent as two writes (head, then body) waited ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)
@@ -147,10 +149,12 @@ def serve_forever(data_dir: Path, settings, host: str, port: int) -> None:
         trust = f"CA: {certs.ca_pem}" if offset == 0 else f"self-signed: {certs.ca_pem}"
         print(f"sandbox: {', '.join(s.title for s in group)} on https://{host}:{port + offset}  ({trust})", flush=True)
 
-    async def serve_all() -> None:
-        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
+    asyncio.run(serve_all(servers))
 
-    asyncio.run(serve_all())
+
+async def serve_all(servers: list[tuple[uvicorn.Server, socket.socket]]) -> None:
+    """Each server on its socket, on this (plain asyncio) event loop, until they stop."""
+    await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
 
 
 def _wait_until_up(url: str, ca: Path, timeout: float = 30.0) -> None:
