@@ -70,6 +70,29 @@ class LineRecord:
     error: str | None
 
 
+def _insert_many(c: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Rows of the same keys into `table`, on SQLite straight through the driver's executemany.
+
+    SQLAlchemy prepares each row's parameters in Python (~10 µs a row), which made recording a 10,000-line
+    plan take as long as validating it. Here each column's bind processor (e.g. DateTime's text form) is
+    applied by the same rules SQLAlchemy uses. Other databases keep SQLAlchemy's batched
+    "insertmanyvalues", which is already their fast path.
+    """
+    if c.dialect.name != "sqlite" or not rows:
+        c.execute(table.insert(), rows)
+        return
+    names = list(rows[0])
+    processors = [table.c[name].type.dialect_impl(c.dialect).bind_processor(c.dialect) for name in names]
+    statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    c.exec_driver_sql(
+        statement,
+        [
+            tuple(v if p is None or v is None else p(v) for p, v in zip(processors, row.values(), strict=True))
+            for row in rows
+        ],
+    )
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -186,8 +209,9 @@ class AuditStore:
     def _insert_lines(self, c, document_id: int, planned: Sequence[PlannedLine], now: datetime) -> None:
         if not planned:
             return
-        c.execute(
-            lines.insert(),
+        _insert_many(
+            c,
+            lines,
             [
                 {
                     "document_id": document_id,

@@ -428,3 +428,18 @@ def test_two_runs_posting_the_same_period_at_once_make_one_journal(sandbox, fo, 
         outcomes = sorted(pool.map(post, ["run-sensor", "run-person"]))
     assert outcomes == ["already_posted", "posted"]
     assert_posted_once(sandbox, plan)
+
+
+def test_every_row_on_a_bad_account_or_dimension_value_is_named_not_only_the_first(sandbox, posting):
+    engine = posting()
+    rows = [("777777", "001", "10"), ("618200", "099", "5"), ("777777", "099", "3"), ("618200", "001", "2")]
+    plan, _ = plan_for(engine.target, mapping(), rows)
+    with pytest.raises(PostingRefused) as refused:
+        engine.run(plan)
+    named = sorted(
+        (int(p.split(" row ", 1)[1].split(" ", 1)[0]), "777777" if "777777 does not exist" in p else "099")
+        for p in refused.value.problems
+        if "777777 does not exist" in p or "CostCenter 099 is suspended" in p
+    )
+    assert named == [(1, "777777"), (2, "099"), (3, "099"), (3, "777777")]
+    assert journals(sandbox) == []

@@ -162,3 +162,25 @@ def test_documents_of_a_run_are_what_it_planned_even_when_a_later_run_plans_the_
     assert [d.id for d in store.documents_of_run(first.flow, first.partition, "run-a")] == [first.id]
     assert [d.id for d in store.documents_of_run(first.flow, first.partition, "run-b")] == [first.id]
     assert store.documents_of_run(first.flow, first.partition, "run-c") == []
+
+
+def test_a_planned_line_is_stored_as_the_store_stores_everything_else(store):
+    """Lines go in by a faster path on SQLite; what lands must be what SQLAlchemy itself would write:
+    the same text form of a moment as the document's (SQL compares and sorts them as text), read back
+    as the same moment."""
+    audit_lines, audit_documents = metadata.tables["audit_lines"], metadata.tables["audit_documents"]
+    record = store.save_plan(plan(), "run-1")
+    with store.engine.connect() as c:
+        raw = c.execute(
+            sa.text(
+                "SELECT l.updated_at, d.created_at FROM audit_lines l JOIN audit_documents d ON d.id = l.document_id"
+            )
+        ).all()
+        read = c.execute(
+            sa.select(audit_lines.c.updated_at, audit_documents.c.created_at).join(
+                audit_documents, audit_documents.c.id == audit_lines.c.document_id
+            )
+        ).all()
+    assert raw and all(str(line) == str(document) for line, document in raw)
+    assert read and all(line == document for line, document in read)
+    assert [line.debit for line in store.plan(record).lines][0] == HARD

@@ -188,19 +188,23 @@ class FinanceOperationsJournalTarget:
         format_names = self.ledger_format()
         accounts = self._accounts(ledger.chart_of_accounts)
         overrides = self._overrides(ledger.chart_of_accounts)
+        # A journal repeats a few accounts and dimension values over thousands of lines: each is judged once.
+        account_reasons: dict[str, str | None] = {}
+        dimension_reasons: dict[tuple[str, str], str | None] = {}
         for line in plan.lines:
-            problems += self._account_problems(line, accounts, overrides, ledger, posting)
+            if line.account not in account_reasons:
+                account_reasons[line.account] = self._account_reason(line.account, accounts, overrides, ledger, posting)
+            if account_reasons[line.account]:
+                problems.append(Problem(line, account_reasons[line.account]))
             for name, value in line.dimensions:
-                if name not in format_names:
-                    problems.append(
-                        Problem(
-                            line, f"dimension {name} is not a segment of the ledger format {'-'.join(format_names)}"
-                        )
+                if (name, value) not in dimension_reasons:
+                    dimension_reasons[name, value] = (
+                        self._dimension_problem(name, value, legal_entity, posting)
+                        if name in format_names
+                        else f"dimension {name} is not a segment of the ledger format {'-'.join(format_names)}"
                     )
-                    continue
-                reason = self._dimension_problem(name, value, legal_entity, posting)
-                if reason:
-                    problems.append(Problem(line, reason))
+                if dimension_reasons[name, value]:
+                    problems.append(Problem(line, dimension_reasons[name, value]))
         return problems
 
     def _prefetch(self, plan: Plan, ledger: Ledger) -> None:
@@ -256,35 +260,30 @@ class FinanceOperationsJournalTarget:
         return self._ref.overrides[chart]
 
     @staticmethod
-    def _account_problems(line: PlannedLine, accounts, overrides, ledger: Ledger, posting: date) -> list[Problem]:
-        account = accounts.get(line.account)
+    def _account_reason(account_id: str, accounts, overrides, ledger: Ledger, posting: date) -> str | None:
+        """Why no journal line can post to this main account in the ledger's legal entity on `posting`, if so."""
+        account = accounts.get(account_id)
         if account is None:
-            return [
-                Problem(
-                    line, f"main account {line.account} does not exist in chart of accounts {ledger.chart_of_accounts}"
-                )
-            ]
-        name = f"main account {line.account} ({account.get('Name', '')})"
+            return f"main account {account_id} does not exist in chart of accounts {ledger.chart_of_accounts}"
+        name = f"main account {account_id} ({account.get('Name', '')})"
         if _yes(account.get("IsSuspended")):
-            return [Problem(line, f"{name} is suspended")]
+            return f"{name} is suspended"
         if not _active(account, posting):
-            return [
-                Problem(
-                    line,
-                    f"{name} is not active on {posting} (active {_day(account.get('ActiveFrom'))} to {_day(account.get('ActiveTo'))})",
-                )
-            ]
+            return (
+                f"{name} is not active on {posting} (active {_day(account.get('ActiveFrom'))} to "
+                f"{_day(account.get('ActiveTo'))})"
+            )
         if _yes(account.get("DoNotAllowManualEntry")):
-            return [Problem(line, f"{name} does not allow manual entry (journals cannot post to it)")]
-        override = overrides.get((line.account, ledger.legal_entity))
+            return f"{name} does not allow manual entry (journals cannot post to it)"
+        override = overrides.get((account_id, ledger.legal_entity))
         if override is not None:
             if _yes(override.get("IsSuspended")):
-                return [Problem(line, f"{name} is suspended for legal entity {ledger.legal_entity}")]
+                return f"{name} is suspended for legal entity {ledger.legal_entity}"
             if not _active(override, posting):
-                return [Problem(line, f"{name} is not active for legal entity {ledger.legal_entity} on {posting}")]
+                return f"{name} is not active for legal entity {ledger.legal_entity} on {posting}"
             if _yes(override.get("DoNotAllowManualEntry")):
-                return [Problem(line, f"{name} does not allow manual entry in {ledger.legal_entity}")]
-        return []
+                return f"{name} does not allow manual entry in {ledger.legal_entity}"
+        return None
 
     def _dimension_problem(self, dimension: str, value: str, legal_entity: str, posting: date) -> str | None:
         rows = self._dimension_values(dimension).get(value, [])
