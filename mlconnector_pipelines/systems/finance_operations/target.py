@@ -438,8 +438,12 @@ class FinanceOperationsJournalTarget:
             cross_company=True,
         )
         written = []
+        parsed: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}  # a journal repeats a few display values
         for row in rows:
-            account, dims = self.parse_display_value(str(row.get("AccountDisplayValue") or ""))
+            text = str(row.get("AccountDisplayValue") or "")
+            if text not in parsed:
+                parsed[text] = self.parse_display_value(text)
+            account, dims = parsed[text]
             written.append(
                 WrittenLine(
                     number=int(Decimal(str(row["LineNumber"]))),
