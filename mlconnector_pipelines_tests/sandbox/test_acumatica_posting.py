@@ -313,11 +313,25 @@ def test_an_unwrapped_value_never_leaves_the_client():
     }
     with pytest.raises(TypeError):
         wrap({"MainContact": {"Email": "a@b"}})  # an object is not a value: it is never sent half-wrapped
-    assert unwrap({"VendorID": {"value": "V1"}, "Status": {"value": "X", "error": "bad"}, "Empty": {}}) == {
+    answer = {
+        "id": "x",
+        "VendorID": {"value": "V1"},
+        "Status": {"value": "X", "error": "bad"},
+        "Terms": {"error": "'Terms' cannot be empty."},  # refused, no value left
+        "Empty": {},
+        "MainContact": {"id": "c"},  # a linked entity, as it came
+        "_links": {"self": "/x"},
+        "Details": [{"Account": {"value": "61000"}, "custom": {}}, "kept"],
+    }
+    assert unwrap(answer) == {
+        "id": "x",
         "VendorID": "V1",
         "Status": "X",
         "Status.error": "bad",
+        "Terms.error": "'Terms' cannot be empty.",
         "Empty": None,
+        "MainContact": {"id": "c"},
+        "Details": [{"Account": "61000"}, "kept"],
     }
 
 
