@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import ConfigError
@@ -15,13 +16,28 @@ def untrusted_certificate(error: BaseException | str) -> bool:
 
 
 def ssl_context(ca_bundle: str | Path | None, *, what: str) -> ssl.SSLContext:
+    """The system store, plus `ca_bundle` when given.
+
+    One context per bundle as it is on disk now, shared by every client of the process: building one
+    reads the whole system store (~20 ms here), and a run opens a client per system and one for its
+    tokens. A rewritten bundle (a renewed CA) is a new file state, hence a new context. Callers never
+    change a context they are given.
+    """
+    if not ca_bundle:
+        return _context(None, 0, 0)
+    path = Path(ca_bundle)
+    if not path.is_file():
+        hint = " (start the sandbox first: `mlconnector sandbox`)" if "sandbox" in str(path) else ""
+        raise ConfigError(f"{what}.ca_bundle: {path} does not exist{hint}")
+    state = path.stat()
+    return _context(str(path.resolve()), state.st_mtime_ns, state.st_size)
+
+
+@lru_cache(maxsize=32)
+def _context(cafile: str | None, mtime_ns: int, size: int) -> ssl.SSLContext:
     context = ssl.create_default_context()
-    if ca_bundle:
-        path = Path(ca_bundle)
-        if not path.is_file():
-            hint = " (start the sandbox first: `mlconnector sandbox`)" if "sandbox" in str(path) else ""
-            raise ConfigError(f"{what}.ca_bundle: {path} does not exist{hint}")
-        context.load_verify_locations(cafile=str(path))
+    if cafile:
+        context.load_verify_locations(cafile=cafile)
     return context
 
 
