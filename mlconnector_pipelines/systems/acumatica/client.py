@@ -62,6 +62,11 @@ def datetimeoffset(moment: datetime) -> str:
     return f"datetimeoffset'{moment.astimezone(UTC).isoformat(timespec='microseconds')}'"
 
 
+def modified_in(field: str, start: datetime, end: datetime) -> str:
+    """The `$filter` of records whose `field` stamp is in the half-open `[start, end)`."""
+    return f"{field} ge {datetimeoffset(start)} and {field} lt {datetimeoffset(end)}"
+
+
 def text_literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
@@ -203,10 +208,7 @@ class AcumaticaClient:
         """The records modified in `[start, end)`, in slices of at most `page_size`."""
 
         def bounded(lower: datetime | None, upper: datetime | None) -> str:
-            return (
-                f"{modified_field} ge {datetimeoffset(lower or start)} and "
-                f"{modified_field} lt {datetimeoffset(upper or end)}"
-            )
+            return modified_in(modified_field, lower or start, upper or end)
 
         return iter(
             SlicedWindowPages(

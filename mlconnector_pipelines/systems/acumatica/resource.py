@@ -10,7 +10,7 @@ import pyarrow as pa
 from ...core.catalog import SourceEntity
 from ..resource_base import SystemResource
 from .catalog import wrapped_read_fields
-from .client import AcumaticaClient, datetimeoffset, utc_text
+from .client import AcumaticaClient, modified_in, utc_text
 from .config import AcumaticaConfig
 
 
@@ -71,8 +71,7 @@ class AcumaticaSession:
     def count(self, company_id: str, entity: SourceEntity, start: datetime, end: datetime) -> int:
         """Acumatica counts nothing itself: the light scan of the window's stamps is the count."""
         field = entity.modified_field
-        where = f"{field} ge {datetimeoffset(start)} and {field} lt {datetimeoffset(end)}"
-        return len(self.client.stamps(entity.entity_set, field, where))
+        return len(self.client.stamps(entity.entity_set, field, modified_in(field, start, end)))
 
     def keys(self, company_id: str, entity: SourceEntity) -> set[str]:
         """Every record's id, in one light request (the contract API answers a whole entity at once; no offset
