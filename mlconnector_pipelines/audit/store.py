@@ -14,7 +14,7 @@ the source system nor the warehouse to finish what a crashed run began.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +29,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from ..core.posting import Plan, PlannedLine, SourceRow, canonical_json
+from ..core.posting import Plan, PlannedLine, SourceRow, canonical_json, json_digest
 from .schema import documents, events, leases, lines
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -70,27 +70,58 @@ class LineRecord:
     error: str | None
 
 
-def _insert_many(c: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Rows of the same keys into `table`, on SQLite straight through the driver's executemany.
+def _insert_many(c: sa.Connection, table: sa.Table, rows: list[tuple], names: Sequence[str]) -> None:
+    """Rows (tuples in the order of `names`) into `table`, on SQLite straight through the driver's executemany.
 
     SQLAlchemy prepares each row's parameters in Python (~10 µs a row), which made recording a 10,000-line
-    plan take as long as validating it. Here each column's bind processor (e.g. DateTime's text form) is
-    applied by the same rules SQLAlchemy uses. Other databases keep SQLAlchemy's batched
+    plan take as long as validating it. Here the columns whose type has a bind processor (e.g. DateTime's
+    text form) go through the one SQLAlchemy itself uses. Other databases keep SQLAlchemy's batched
     "insertmanyvalues", which is already their fast path.
     """
-    if c.dialect.name != "sqlite" or not rows:
-        c.execute(table.insert(), rows)
+    if not rows:
         return
-    names = list(rows[0])
-    processors = [table.c[name].type.dialect_impl(c.dialect).bind_processor(c.dialect) for name in names]
+    if c.dialect.name != "sqlite":
+        c.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+        return
+    processed = [
+        (i, processor)
+        for i, name in enumerate(names)
+        if (processor := table.c[name].type.dialect_impl(c.dialect).bind_processor(c.dialect)) is not None
+    ]
+    if processed:
+        rows = [_processed(row, processed) for row in rows]
     statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    c.exec_driver_sql(
-        statement,
-        [
-            tuple(v if p is None or v is None else p(v) for p, v in zip(processors, row.values(), strict=True))
-            for row in rows
-        ],
-    )
+    c.exec_driver_sql(statement, rows)
+
+
+_LINE_COLUMNS = (
+    "document_id",
+    "line_number",
+    "kind",
+    "account",
+    "dimensions",
+    "debit",
+    "credit",
+    "currency",
+    "text",
+    "source_query",
+    "source_origin",
+    "source_run_id",
+    "source_window_start",
+    "source_row_number",
+    "source_row_digest",
+    "source_values",
+    "state",
+    "updated_at",
+)
+
+
+def _processed(row: tuple, processed: list[tuple[int, Callable[[Any], Any]]]) -> tuple:
+    values = list(row)
+    for i, processor in processed:
+        if values[i] is not None:
+            values[i] = processor(values[i])
+    return tuple(values)
 
 
 def _now() -> datetime:
@@ -207,35 +238,39 @@ class AuditStore:
         return self.document(document_id)
 
     def _insert_lines(self, c, document_id: int, planned: Sequence[PlannedLine], now: datetime) -> None:
-        if not planned:
-            return
-        _insert_many(
-            c,
-            lines,
-            [
-                {
-                    "document_id": document_id,
-                    "line_number": line.number,
-                    "kind": line.kind,
-                    "account": line.account,
-                    "dimensions": _json([list(d) for d in line.dimensions]),
-                    "debit": format(line.debit, "f"),
-                    "credit": format(line.credit, "f"),
-                    "currency": line.currency,
-                    "text": line.text,
-                    "source_query": line.source.query if line.source else None,
-                    "source_origin": line.source.origin if line.source else None,
-                    "source_run_id": line.source.run_id if line.source else None,
-                    "source_window_start": line.source.window_start if line.source else None,
-                    "source_row_number": line.source.row_number if line.source else None,
-                    "source_row_digest": line.source.digest if line.source else None,
-                    "source_values": _json(line.source.values) if line.source else None,
-                    "state": "planned",
-                    "updated_at": now,
-                }
-                for line in planned
-            ],
-        )
+        rows = []
+        for line in planned:
+            source = line.source
+            if source is None:
+                origin: tuple = (None,) * 7
+            else:
+                values = canonical_json(source.values)  # stored, and the row's digest is of these bytes
+                origin = (
+                    source.query,
+                    source.origin,
+                    source.run_id,
+                    source.window_start,
+                    source.row_number,
+                    json_digest(values),
+                    values.decode(),
+                )
+            rows.append(
+                (
+                    document_id,
+                    line.number,
+                    line.kind,
+                    line.account,
+                    _json([list(d) for d in line.dimensions]),
+                    format(line.debit, "f"),
+                    format(line.credit, "f"),
+                    line.currency,
+                    line.text,
+                    *origin,
+                    "planned",
+                    now,
+                )
+            )
+        _insert_many(c, lines, rows, _LINE_COLUMNS)
 
     def set_state(
         self,
@@ -269,27 +304,26 @@ class AuditStore:
                 )
             self._event(c, document_id, run_id, event or state, detail or error)
 
-    def lines_written(self, document_id: int, numbers: Iterable[int], state: str, *, attempt: bool = True) -> None:
-        """Lines the target now holds (`created`) or has been checked to hold as planned (`verified`)."""
-        numbers = list(numbers)
-        if not numbers:
-            return
-        now = _now()
+    def lines_written(
+        self, document_id: int, numbers: Iterable[int] | None, state: str, *, attempt: bool = True
+    ) -> None:
+        """Lines the target now holds (`created`) or has been checked to hold as planned (`verified`);
+        `numbers` None: every line of the document (one statement, not one per 900 lines)."""
+        values: dict[str, Any] = {
+            "state": state,
+            "updated_at": _now(),
+            "error": None,
+            "target_line": sa.cast(lines.c.line_number, sa.String),
+        }
+        if attempt:
+            values["attempts"] = lines.c.attempts + 1
+        of_document = lines.update().where(lines.c.document_id == document_id).values(**values)
         with self.engine.begin() as c:
-            for chunk in _chunks(numbers, 900):  # SQLite's limit on bound parameters
-                values: dict[str, Any] = {
-                    "state": state,
-                    "updated_at": now,
-                    "error": None,
-                    "target_line": sa.cast(lines.c.line_number, sa.String),
-                }
-                if attempt:
-                    values["attempts"] = lines.c.attempts + 1
-                c.execute(
-                    lines.update()
-                    .where(lines.c.document_id == document_id, lines.c.line_number.in_(chunk))
-                    .values(**values)
-                )
+            if numbers is None:
+                c.execute(of_document)
+                return
+            for chunk in _chunks(list(numbers), 900):  # SQLite's limit on bound parameters
+                c.execute(of_document.where(lines.c.line_number.in_(chunk)))
 
     def refuse_lines(self, document_id: int, reasons: dict[int, str]) -> None:
         now = _now()

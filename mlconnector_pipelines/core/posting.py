@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal, Protocol
 
 import orjson
@@ -34,7 +34,12 @@ def _exact(value: Any) -> Any:
 
 
 def digest_of(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value)).hexdigest()
+    return json_digest(canonical_json(value))
+
+
+def json_digest(canonical: bytes) -> str:
+    """The digest of a value from its canonical JSON (for a caller that keeps those bytes too)."""
+    return hashlib.sha256(canonical).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -221,4 +226,9 @@ class PostingTarget(Protocol):
 
 def round_to(amount: Decimal, places: int) -> Decimal:
     """Half away from zero, as ledgers round (Python's default would round half to even)."""
-    return amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return amount.quantize(_quantum(places), rounding=ROUND_HALF_UP)
+
+
+@lru_cache(maxsize=32)
+def _quantum(places: int) -> Decimal:
+    return Decimal(1).scaleb(-places)

@@ -197,7 +197,7 @@ class PostingEngine:
             if number is None:  # the lost create did happen: the lookup found it
                 existing = self._find(plan)
             elif getattr(self.target, "lines_with_header", False):
-                self.audit.lines_written(record.id, [line.number for line in plan.lines], "created")
+                self.audit.lines_written(record.id, _every_line(plan, record), "created")
                 carried = len(plan.lines)
         if existing is not None:
             number = existing.number
@@ -232,7 +232,7 @@ class PostingEngine:
             raise VerificationFailed(f"{plan.system}: {plan.document_key} has not been written yet")
         self._verify(plan, number, self.target.read_lines(plan, number))
         self.checkpoint("before_record")
-        self.audit.lines_written(record.id, [line.number for line in plan.lines], "verified", attempt=False)
+        self.audit.lines_written(record.id, _every_line(plan, record), "verified", attempt=False)
         if result is None:  # verified in a step of its own: what this run's post step did is in the history
             result = self._written_in_run(plan, record, number)
         written, outcome = result.lines_written, result.outcome
@@ -432,6 +432,12 @@ class PostingEngine:
             raise VerificationFailed(
                 f"{plan.system}: {number} differs from the plan after writing:\n  " + "\n  ".join(problems[:50])
             )
+
+
+def _every_line(plan: Plan, record: DocumentRecord) -> list[int] | None:
+    """The plan's line numbers for the audit store; None (all its lines, in one statement) when the store
+    holds this very plan, which it may not: a document written under an earlier plan keeps that one's lines."""
+    return None if record.digest == plan.digest else [line.number for line in plan.lines]
 
 
 def same_line(planned: PlannedLine, written: WrittenLine) -> bool:

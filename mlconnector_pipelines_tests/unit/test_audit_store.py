@@ -121,6 +121,16 @@ def test_states_lines_and_the_queries_replay_and_trace_use(store):
     assert all(isinstance(e["at"], datetime) for e in store.history(record.id))
 
 
+def test_every_line_of_a_document_is_marked_in_one_go_and_no_other_documents(store):
+    record = store.save_plan(plan(), "run-1")
+    other = store.save_plan(plan(key="MLC fees 2026-11-30", partition="2026-11-30"), "run-1")
+    store.lines_written(record.id, [2], "created")
+    store.lines_written(record.id, None, "verified", attempt=False)
+    marked = [(r.line.number, r.state, r.target_line, r.attempts) for r in store.line_records(record.id)]
+    assert marked == [(1, "verified", "1", 0), (2, "verified", "2", 1)]
+    assert [r.state for r in store.line_records(other.id)] == ["planned", "planned"]
+
+
 def test_refused_lines_keep_their_reason(store):
     record = store.save_plan(plan(), "run-1")
     store.refuse_lines(record.id, {1: "main account 618200 is suspended"})
