@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -158,12 +159,25 @@ class JournalMapping(Strict):
 
 
 def render(template: str, row: Mapping[str, Any], context: Mapping[str, Any]) -> str:
-    def fill(match: re.Match) -> str:
-        name = match.group(1)
-        value = context.get(name, row.get(name, match.group(0)))
-        return "" if value is None else _text(value)
+    """`{name}` from the context, else from the row; an unknown name stays as written, a None is blank."""
+    out = []
+    for literal, name in _template_parts(template):
+        out.append(literal)
+        if name is not None:
+            value = context.get(name, row.get(name, f"{{{name}}}"))
+            if value is not None:
+                out.append(_text(value))
+    return "".join(out)
 
-    return _PLACEHOLDER.sub(fill, template)
+
+@lru_cache(maxsize=256)
+def _template_parts(template: str) -> tuple[tuple[str, str | None], ...]:
+    """The template split once into (text, placeholder) pairs: it is filled once per row."""
+    parts, at = [], 0
+    for match in _PLACEHOLDER.finditer(template):
+        parts.append((template[at : match.start()], match.group(1)))
+        at = match.end()
+    return (*parts, (template[at:], None))
 
 
 def row_amount(mapping: JournalMapping, row: Mapping[str, Any]) -> Decimal:
@@ -292,6 +306,8 @@ def _decimal(row: Mapping[str, Any], column: str) -> Decimal:
     raw = row.get(column)
     if raw is None or raw == "":
         return ZERO
+    if type(raw) is Decimal:  # as the warehouse hands amounts over; str() and back would give the same number
+        return raw
     if isinstance(raw, float):
         raise ValueError(f"{column} = {raw!r} arrived as a binary float; amounts must stay exact")
     try:

@@ -52,21 +52,27 @@ def looker_rows(query: str, frame: pd.DataFrame, field_names: Sequence[str]) -> 
         frame = frame.sort_values(ROW_NUMBER, kind="stable")
     by_column = {column_name(f): f for f in field_names}
     data_columns = [c for c in frame.columns if not c.startswith("_")]
+    field_of = [by_column.get(c, c) for c in data_columns]
+    # Column by column (a list per column is a fraction of the cost of a dict per row).
+    data = [[_plain(v) for v in frame[c].tolist()] for c in data_columns]
+    rows = zip(*data, strict=True) if data else iter([()] * len(frame))
+
+    def column(name: str) -> list:
+        return frame[name].tolist() if name in frame.columns else [None] * len(frame)
+
+    meta = zip(column(WINDOW_START), column(SOURCE), column(RUN_ID), column(ROW_NUMBER), strict=True)
     result = []
-    for position, record in enumerate(frame.to_dict("records"), start=1):
-        values = {by_column.get(c, c): _plain(record[c]) for c in data_columns}
-        window = record.get(WINDOW_START)
+    for position, (plain, (window, origin, run_id, number)) in enumerate(zip(rows, meta, strict=True), start=1):
+        values = dict(zip(field_of, plain, strict=True))
         source = SourceRow(
             query=query,
-            origin=str(record.get(SOURCE) or ""),
-            run_id=str(record.get(RUN_ID) or ""),
+            origin=str(origin or ""),
+            run_id=str(run_id or ""),
             window_start=window.isoformat() if window is not None and not pd.isna(window) else None,
-            row_number=int(record[ROW_NUMBER])
-            if ROW_NUMBER in record and not pd.isna(record[ROW_NUMBER])
-            else position,
+            row_number=int(number) if number is not None and not pd.isna(number) else position,
             values=values,
         )
-        result.append((source, {**values, **{c: _plain(record[c]) for c in data_columns}}))
+        result.append((source, {**values, **dict(zip(data_columns, plain, strict=True))}))
     return LookerRows(query, result)
 
 

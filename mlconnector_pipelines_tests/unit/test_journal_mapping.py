@@ -142,3 +142,50 @@ def test_an_unbalanced_plan_and_an_empty_one_are_refused_by_the_engine_before_an
     assert any("does not balance" in p.reason and "1.00" in p.reason for p in plan_problems(plan))
     empty, _ = build(mapping(), rows())
     assert any("no lines" in p.reason for p in plan_problems(empty))
+
+
+def test_a_text_template_fills_context_then_row_blanks_none_and_keeps_unknown_names():
+    from mlconnector_pipelines.core.journal_mapping import render
+
+    row = {"fees.area": "NORTH", "fees.amount": Decimal("12345678901.234567891"), "fees.note": None, "row": "r"}
+    context = {"journal": "fees", "partition": "2026-11-23", "row": 7}
+    text = "{journal}/{partition} #{row}: {fees.area} {fees.amount}{fees.note} {fees.unknown} {} {{fees.area}}"
+    assert render(text, row, context) == "fees/2026-11-23 #7: NORTH 12345678901.234567891 {fees.unknown} {} {NORTH}"
+    assert render("", row, context) == "" and render("plain", row, context) == "plain"
+
+
+def test_looker_rows_keep_the_result_order_the_row_numbers_and_plain_values():
+    import numpy as np
+    import pandas as pd
+
+    from mlconnector_pipelines.engine.journal import looker_rows
+
+    frame = pd.DataFrame(
+        {
+            "fees_area": ["SOUTH", "NORTH", None],
+            "fees_amount": [Decimal("-0.004"), Decimal("12345678901.234567891"), Decimal("1")],
+            "fees_count": np.array([3, 4, 5], dtype="int64"),
+            "fees_share": [0.5, float("nan"), 0.25],
+            "_row_number": [20, 10, 30],  # a delivery numbers its rows; these are not positions
+            "_run_id": ["run-9", "run-9", "run-9"],
+            "_source": ["delivery d-1", "delivery d-1", "delivery d-1"],
+            "_window_start": pd.to_datetime(["2026-11-23"] * 3, utc=True),
+        }
+    )
+    looker = looker_rows("looker/fees", frame, ["fees.area", "fees.amount"])
+    sources = [source for source, _ in looker.rows]
+    assert [s.row_number for s in sources] == [10, 20, 30]
+    assert {(s.query, s.origin, s.run_id, s.window_start) for s in sources} == {
+        ("looker/fees", "delivery d-1", "run-9", "2026-11-23T00:00:00+00:00")
+    }
+    first, _, third = (values for _, values in looker.rows)
+    assert first == {
+        "fees.area": "NORTH",
+        "fees.amount": Decimal("12345678901.234567891"),
+        "fees_count": 4,
+        "fees_share": None,
+        "fees_area": "NORTH",
+        "fees_amount": Decimal("12345678901.234567891"),
+    }
+    assert type(first["fees_count"]) is int and third["fees.area"] is None
+    assert sources[0].values == {k: v for k, v in first.items() if k not in ("fees_area", "fees_amount")}
