@@ -30,7 +30,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from harness import HISTORY_DAYS, history, report_child, rows_loaded, run_job_over_history, start_sandbox
+from harness import (
+    HISTORY_DAYS,
+    existing_audit_store,
+    history,
+    report_child,
+    rows_loaded,
+    run_job_over_history,
+    start_sandbox,
+)
 
 PORT = 47895
 
@@ -249,6 +257,8 @@ def main() -> None:
         f"https://127.0.0.1:{PORT}/_sandbox/health",
         data_dir / "sandbox/ca.pem",
     )  # fmt: skip
+
+    existing_audit_store(data_dir)
 
     def measure(path: str) -> dict:
         output = subprocess.run(

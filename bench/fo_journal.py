@@ -21,7 +21,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-from harness import report_child, start_sandbox
+from harness import existing_audit_store, report_child, start_sandbox
 
 PORT = 47893
 WEEK, SUNDAY = "2026-11-23", date(2026, 11, 29)
@@ -189,6 +189,8 @@ def main() -> None:
         f"https://127.0.0.1:{PORT}/_sandbox/health",
         data_dir / "sandbox/ca.pem",
     )
+
+    existing_audit_store(data_dir)
 
     def measure(path: str) -> dict:
         output = subprocess.run(
