@@ -92,6 +92,9 @@ def test_a_plan_is_stored_exactly_and_rebuilds_to_the_same_plan(store):
     assert stored.lines[0].source.values == {"fees.area": "NORTH", "fees.amount": "12345678901.234567891"}
     assert stored.lines[0].source.digest == planned.lines[0].source.digest  # the row's digest survives storage
     assert stored.lines[1].source is None and stored.lines[1].kind == "offset"
+    with store.engine.connect() as c:  # the digest trace shows is the row's, of the values as stored
+        digests = c.execute(sa.text("SELECT source_row_digest FROM audit_lines ORDER BY line_number")).scalars().all()
+    assert digests == [planned.lines[0].source.digest, None]
 
 
 def test_a_new_plan_replaces_one_never_written_but_never_a_written_one(store):
