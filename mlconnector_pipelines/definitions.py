@@ -8,6 +8,7 @@ from __future__ import annotations
 import dagster as dg
 
 from .config import ConnectorConfig, load_config
+from .execution import in_process_unless_asked
 from .flows.connectivity import build_connectivity
 from .flows.replay import build_replay
 from .systems.registry import FlowContext, enabled_sections
@@ -21,7 +22,8 @@ def build_definitions(cfg: ConnectorConfig | None = None) -> dg.Definitions:
     ctx = FlowContext(warehouse_kind=warehouse.kind, data_dir=cfg.data_dir, ingest=cfg.ingest, config=cfg)
     parts = [
         dg.Definitions(
-            resources={"warehouse": warehouse, "warehouse_io": WarehouseTableIOManager(warehouse=warehouse)}
+            resources={"warehouse": warehouse, "warehouse_io": WarehouseTableIOManager(warehouse=warehouse)},
+            executor=in_process_unless_asked,
         ),
         build_connectivity(cfg),
         build_replay(cfg),
