@@ -70,8 +70,8 @@ class LineRecord:
     error: str | None
 
 
-def _insert_many(c: sa.Connection, table: sa.Table, rows: list[tuple], names: Sequence[str]) -> None:
-    """Rows (tuples in the order of `names`) into `table`, on SQLite straight through the driver's executemany.
+def _insert_many(c: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Rows of the same keys into `table`, on SQLite straight through the driver's executemany.
 
     SQLAlchemy prepares each row's parameters in Python (~10 µs a row), which made recording a 10,000-line
     plan take as long as validating it. Here the columns whose type has a bind processor (e.g. DateTime's
@@ -81,42 +81,21 @@ def _insert_many(c: sa.Connection, table: sa.Table, rows: list[tuple], names: Se
     if not rows:
         return
     if c.dialect.name != "sqlite":
-        c.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+        c.execute(table.insert(), rows)
         return
+    names = list(rows[0])
     processed = [
         (i, processor)
         for i, name in enumerate(names)
         if (processor := table.c[name].type.dialect_impl(c.dialect).bind_processor(c.dialect)) is not None
     ]
-    if processed:
-        rows = [_processed(row, processed) for row in rows]
     statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    c.exec_driver_sql(statement, rows)
-
-
-_LINE_COLUMNS = (
-    "document_id",
-    "line_number",
-    "kind",
-    "account",
-    "dimensions",
-    "debit",
-    "credit",
-    "currency",
-    "text",
-    "source_query",
-    "source_origin",
-    "source_run_id",
-    "source_window_start",
-    "source_row_number",
-    "source_row_digest",
-    "source_values",
-    "state",
-    "updated_at",
-)
+    c.exec_driver_sql(statement, [_processed(tuple(row.values()), processed) for row in rows])
 
 
 def _processed(row: tuple, processed: list[tuple[int, Callable[[Any], Any]]]) -> tuple:
+    if not processed:
+        return row
     values = list(row)
     for i, processor in processed:
         if values[i] is not None:
@@ -241,36 +220,30 @@ class AuditStore:
         rows = []
         for line in planned:
             source = line.source
-            if source is None:
-                origin: tuple = (None,) * 7
-            else:
-                values = canonical_json(source.values)  # stored, and the row's digest is of these bytes
-                origin = (
-                    source.query,
-                    source.origin,
-                    source.run_id,
-                    source.window_start,
-                    source.row_number,
-                    json_digest(values),
-                    values.decode(),
-                )
+            values = canonical_json(source.values) if source else None  # stored; the row's digest is of these bytes
             rows.append(
-                (
-                    document_id,
-                    line.number,
-                    line.kind,
-                    line.account,
-                    _json([list(d) for d in line.dimensions]),
-                    format(line.debit, "f"),
-                    format(line.credit, "f"),
-                    line.currency,
-                    line.text,
-                    *origin,
-                    "planned",
-                    now,
-                )
+                {
+                    "document_id": document_id,
+                    "line_number": line.number,
+                    "kind": line.kind,
+                    "account": line.account,
+                    "dimensions": _json([list(d) for d in line.dimensions]),
+                    "debit": format(line.debit, "f"),
+                    "credit": format(line.credit, "f"),
+                    "currency": line.currency,
+                    "text": line.text,
+                    "source_query": source.query if source else None,
+                    "source_origin": source.origin if source else None,
+                    "source_run_id": source.run_id if source else None,
+                    "source_window_start": source.window_start if source else None,
+                    "source_row_number": source.row_number if source else None,
+                    "source_row_digest": json_digest(values) if values is not None else None,
+                    "source_values": values.decode() if values is not None else None,
+                    "state": "planned",
+                    "updated_at": now,
+                }
             )
-        _insert_many(c, lines, rows, _LINE_COLUMNS)
+        _insert_many(c, lines, rows)
 
     def set_state(
         self,
