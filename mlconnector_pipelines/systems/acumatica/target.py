@@ -204,23 +204,19 @@ class AcumaticaJournalTarget:
         written = []
         for position, line in enumerate(batch.get("Details", []), start=1):
             reference = str(line.get("ReferenceNbr") or "")
-            number = (
-                int(reference[len(_LINE_REF) :])
-                if reference.startswith(_LINE_REF) and reference[3:].isdigit()
-                else -position
-            )
-            dims = tuple(
-                (name, str(value))
-                for name, value in ((SUBACCOUNT, line.get("Subaccount")), (BRANCH, line.get("BranchID")))
-                if value
-            )
+            digits = reference[len(_LINE_REF) :]
+            number = int(digits) if reference.startswith(_LINE_REF) and digits.isdigit() else -position
+            subaccount, branch = line.get("Subaccount"), line.get("BranchID")
+            dims = ((SUBACCOUNT, str(subaccount)),) if subaccount else ()
+            if branch:
+                dims += ((BRANCH, str(branch)),)
             written.append(
                 WrittenLine(
                     number=number,
                     account=str(line.get("Account") or ""),
                     dimensions=dims,
-                    debit=Decimal(str(line.get("DebitAmount") or 0)),
-                    credit=Decimal(str(line.get("CreditAmount") or 0)),
+                    debit=_amount(line.get("DebitAmount")),
+                    credit=_amount(line.get("CreditAmount")),
                     currency=currency,
                     text=str(line.get("TransactionDescription") or ""),
                 )
@@ -264,6 +260,11 @@ class AcumaticaJournalTarget:
             if status in RELEASED or time.monotonic() >= deadline:
                 return status
             time.sleep(0.5)
+
+
+def _amount(value: Any) -> Decimal:
+    """An amount of an answer, parsed exact (a Decimal, or an int); any zero reads as 0."""
+    return value if type(value) is Decimal and value else Decimal(str(value or 0))
 
 
 def _segmentless(value: Any) -> str:

@@ -8,6 +8,7 @@ Arrow, column by column in C++ (`unwrap_table`). Amounts stay Decimal / exact de
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -16,6 +17,7 @@ import pyarrow.compute as pc
 # Record fields that are not values: the record's identity and bookkeeping.
 SYSTEM_FIELDS = frozenset({"id", "rowNumber", "note", "custom", "_links", "files", "error", "delete"})
 _NOT_VALUES = frozenset({"_links", "custom", "files"})  # dropped from an unwrapped answer
+_SCALARS = frozenset({str, int, float, bool, Decimal, type(None)})  # wrapped as they are
 
 
 def wrap(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -24,6 +26,8 @@ def wrap(record: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in record.items():
         if name in SYSTEM_FIELDS:
             wrapped[name] = value
+        elif type(value) in _SCALARS:  # most fields: no ABC isinstance checks (a third of a 5,000-line batch's time)
+            wrapped[name] = {"value": value}
         elif isinstance(value, list):
             wrapped[name] = [wrap(line) for line in value]
         elif isinstance(value, Mapping):
@@ -55,12 +59,16 @@ def unwrap(record: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if type(value) is list:
             plain[name] = [unwrap(line) if type(line) is dict else line for line in value]
-            continue
-        error = value.get("error") if type(value) is dict else None
-        if not error or "value" in value:  # a refused field with no value left keeps only its error
-            plain[name] = plain_value(value)
-        if error:
-            plain[f"{name}.error"] = error
+        elif type(value) is not dict:
+            plain[name] = value
+        elif "error" not in value:  # plain_value, inline: a 5,000-line answer has ~100,000 fields
+            plain[name] = value["value"] if "value" in value else (value or None)
+        else:
+            error = value["error"]
+            if not error or "value" in value:  # a refused field with no value left keeps only its error
+                plain[name] = plain_value(value)
+            if error:
+                plain[f"{name}.error"] = error
     return plain
 
 
