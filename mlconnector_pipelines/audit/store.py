@@ -14,7 +14,7 @@ the source system nor the warehouse to finish what a crashed run began.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +30,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from ..core.posting import Plan, PlannedLine, SourceRow, canonical_json, json_digest
-from .schema import documents, events, leases, lines
+from .schema import documents, events, leases, line_states, lines
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "mlconnector_audit_version"
@@ -74,33 +74,26 @@ def _insert_many(c: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) 
     """Rows of the same keys into `table`, on SQLite straight through the driver's executemany.
 
     SQLAlchemy prepares each row's parameters in Python (~10 µs a row), which made recording a 10,000-line
-    plan take as long as validating it. Here the columns whose type has a bind processor (e.g. DateTime's
-    text form) go through the one SQLAlchemy itself uses. Other databases keep SQLAlchemy's batched
-    "insertmanyvalues", which is already their fast path.
+    plan take as long as validating it. The driver's path is only taken when no column's value needs
+    SQLAlchemy's conversion (a bind processor, e.g. DateTime's text form); other rows, and other
+    databases, keep SQLAlchemy's own path ("insertmanyvalues" is already their fast path).
     """
     if not rows:
         return
-    if c.dialect.name != "sqlite":
+    names = list(rows[0])
+    converted = any(table.c[name].type.dialect_impl(c.dialect).bind_processor(c.dialect) for name in names)
+    if c.dialect.name != "sqlite" or converted:
         c.execute(table.insert(), rows)
         return
-    names = list(rows[0])
-    processed = [
-        (i, processor)
-        for i, name in enumerate(names)
-        if (processor := table.c[name].type.dialect_impl(c.dialect).bind_processor(c.dialect)) is not None
-    ]
     statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    c.exec_driver_sql(statement, [_processed(tuple(row.values()), processed) for row in rows])
+    c.exec_driver_sql(statement, [tuple(row.values()) for row in rows])
 
 
-def _processed(row: tuple, processed: list[tuple[int, Callable[[Any], Any]]]) -> tuple:
-    if not processed:
-        return row
-    values = list(row)
-    for i, processor in processed:
-        if values[i] is not None:
-            values[i] = processor(values[i])
-    return tuple(values)
+def migration_config() -> AlembicConfig:
+    """Alembic's configuration for the audit store's migrations (the connection goes in its attributes)."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
 
 
 def _now() -> datetime:
@@ -140,8 +133,7 @@ class AuditStore:
         with _migrate_lock:
             if self.url in _migrated:
                 return
-            config = AlembicConfig()
-            config.set_main_option("script_location", str(MIGRATIONS))
+            config = migration_config()
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
@@ -153,9 +145,7 @@ class AuditStore:
 
     @staticmethod
     def newest_version() -> str:
-        config = AlembicConfig()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        return ScriptDirectory.from_config(config).get_current_head()
+        return ScriptDirectory.from_config(migration_config()).get_current_head()
 
     # -- writing the record --------------------------------------------------------------------
 
@@ -203,6 +193,7 @@ class AuditStore:
                 document_id = row.id
                 self._event(c, document_id, run_id, "planned_again", f"digest {plan.digest[:12]}")
                 if row.digest != plan.digest and row.state not in FINISHED and row.document_number is None:
+                    c.execute(line_states.delete().where(line_states.c.document_id == document_id))
                     c.execute(lines.delete().where(lines.c.document_id == document_id))
                     self._insert_lines(c, document_id, plan.lines, now)
                     c.execute(
@@ -218,8 +209,11 @@ class AuditStore:
 
     def _insert_lines(self, c, document_id: int, planned: Sequence[PlannedLine], now: datetime) -> None:
         rows = []
+        dimensions: dict[tuple, str] = {}  # a document repeats a few combinations
         for line in planned:
             source = line.source
+            if line.dimensions not in dimensions:
+                dimensions[line.dimensions] = _json([list(d) for d in line.dimensions])
             values = canonical_json(source.values) if source else None  # stored; the row's digest is of these bytes
             rows.append(
                 {
@@ -227,7 +221,7 @@ class AuditStore:
                     "line_number": line.number,
                     "kind": line.kind,
                     "account": line.account,
-                    "dimensions": _json([list(d) for d in line.dimensions]),
+                    "dimensions": dimensions[line.dimensions],
                     "debit": format(line.debit, "f"),
                     "credit": format(line.credit, "f"),
                     "currency": line.currency,
@@ -239,11 +233,20 @@ class AuditStore:
                     "source_row_number": source.row_number if source else None,
                     "source_row_digest": json_digest(values) if values is not None else None,
                     "source_values": values.decode() if values is not None else None,
-                    "state": "planned",
-                    "updated_at": now,
                 }
             )
         _insert_many(c, lines, rows)
+        c.execute(
+            line_states.insert().from_select(
+                ["document_id", "line_number", "state", "updated_at"],
+                sa.select(
+                    lines.c.document_id,
+                    lines.c.line_number,
+                    sa.literal("planned"),
+                    sa.literal(now, sa.DateTime(timezone=True)),
+                ).where(lines.c.document_id == document_id),
+            )
+        )
 
     def set_state(
         self,
@@ -269,8 +272,8 @@ class AuditStore:
             c.execute(documents.update().where(documents.c.id == document_id).values(**values))
             if line_state is not None:
                 c.execute(
-                    lines.update()
-                    .where(lines.c.document_id == document_id)
+                    line_states.update()
+                    .where(line_states.c.document_id == document_id)
                     .values(
                         state=line_state, updated_at=now, error=error if line_state in ("refused", "failed") else None
                     )
@@ -286,25 +289,25 @@ class AuditStore:
             "state": state,
             "updated_at": _now(),
             "error": None,
-            "target_line": sa.cast(lines.c.line_number, sa.String),
+            "target_line": sa.cast(line_states.c.line_number, sa.String),
         }
         if attempt:
-            values["attempts"] = lines.c.attempts + 1
-        of_document = lines.update().where(lines.c.document_id == document_id).values(**values)
+            values["attempts"] = line_states.c.attempts + 1
+        of_document = line_states.update().where(line_states.c.document_id == document_id).values(**values)
         with self.engine.begin() as c:
             if numbers is None:
                 c.execute(of_document)
                 return
             for chunk in _chunks(list(numbers), 900):  # SQLite's limit on bound parameters
-                c.execute(of_document.where(lines.c.line_number.in_(chunk)))
+                c.execute(of_document.where(line_states.c.line_number.in_(chunk)))
 
     def refuse_lines(self, document_id: int, reasons: dict[int, str]) -> None:
         now = _now()
         with self.engine.begin() as c:
             for number, reason in reasons.items():
                 c.execute(
-                    lines.update()
-                    .where(lines.c.document_id == document_id, lines.c.line_number == number)
+                    line_states.update()
+                    .where(line_states.c.document_id == document_id, line_states.c.line_number == number)
                     .values(state="refused", error=reason, updated_at=now)
                 )
 
@@ -384,7 +387,13 @@ class AuditStore:
             return [_document(r) for r in c.execute(query.order_by(documents.c.id)).all()]
 
     def line_records(self, document_id: int, numbers: Sequence[int] | None = None) -> list[LineRecord]:
-        query = sa.select(lines).where(lines.c.document_id == document_id).order_by(lines.c.line_number)
+        state = line_states.c
+        query = (
+            sa.select(lines, state.target_line, state.state, state.attempts, state.error)
+            .join(line_states, (state.document_id == lines.c.document_id) & (state.line_number == lines.c.line_number))
+            .where(lines.c.document_id == document_id)
+            .order_by(lines.c.line_number)
+        )
         if numbers is not None:
             query = query.where(lines.c.line_number.in_(list(numbers)))
         with self.engine.connect() as c:

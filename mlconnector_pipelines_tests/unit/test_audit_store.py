@@ -75,7 +75,7 @@ def test_the_schema_is_at_the_newest_migration_and_matches_the_tables_the_code_d
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    assert store.schema_version() == AuditStore.newest_version() == "0002"
+    assert store.schema_version() == AuditStore.newest_version() == "0003"
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": "mlconnector_audit_version"})
         differences = [d for d in compare_metadata(context, metadata) if d[0] != "remove_table"]
@@ -181,19 +181,80 @@ def test_a_planned_line_is_stored_as_the_store_stores_everything_else(store):
     """Lines go in by a faster path on SQLite; what lands must be what SQLAlchemy itself would write:
     the same text form of a moment as the document's (SQL compares and sorts them as text), read back
     as the same moment."""
-    audit_lines, audit_documents = metadata.tables["audit_lines"], metadata.tables["audit_documents"]
+    states, audit_documents = metadata.tables["audit_line_states"], metadata.tables["audit_documents"]
     record = store.save_plan(plan(), "run-1")
     with store.engine.connect() as c:
         raw = c.execute(
             sa.text(
-                "SELECT l.updated_at, d.created_at FROM audit_lines l JOIN audit_documents d ON d.id = l.document_id"
+                "SELECT s.updated_at, d.created_at FROM audit_line_states s "
+                "JOIN audit_documents d ON d.id = s.document_id"
             )
         ).all()
         read = c.execute(
-            sa.select(audit_lines.c.updated_at, audit_documents.c.created_at).join(
-                audit_documents, audit_documents.c.id == audit_lines.c.document_id
+            sa.select(states.c.updated_at, audit_documents.c.created_at).join(
+                audit_documents, audit_documents.c.id == states.c.document_id
             )
         ).all()
     assert raw and all(str(line) == str(document) for line, document in raw)
     assert read and all(line == document for line, document in read)
     assert [line.debit for line in store.plan(record).lines][0] == HARD
+
+
+def test_a_store_of_the_previous_schema_keeps_every_line_and_its_state_when_migrated(store):
+    """0003 moved line states into a table of their own: a store written by 0002 loses nothing on upgrade."""
+    from alembic import command
+
+    from mlconnector_pipelines.audit import store as store_module
+    from mlconnector_pipelines.audit.store import migration_config
+
+    with store.engine.begin() as c:  # back to an empty 0002 store, as a deployment before 0003 has it
+        metadata.drop_all(c)
+        c.execute(sa.text("DROP TABLE mlconnector_audit_version"))
+        config = migration_config()
+        config.attributes["connection"] = c
+        command.upgrade(config, "0002")
+        c.execute(
+            sa.text(
+                "INSERT INTO audit_documents (id, flow, partition, document_key, system, company, header, digest, "
+                "state, attempts, created_at, updated_at) VALUES (7, 'f', 'p', 'k', 'Acumatica', 'HQ', '{}', 'd', "
+                "'writing', 1, :at, :at)"
+            ),
+            {"at": datetime(2026, 11, 30, tzinfo=UTC)},
+        )
+        for number, state, target, attempts, error in ((1, "created", "1", 2, None), (2, "refused", None, 0, "closed")):
+            c.execute(
+                sa.text(
+                    "INSERT INTO audit_lines (document_id, line_number, kind, account, dimensions, debit, credit, "
+                    "currency, text, target_line, state, attempts, error, updated_at) VALUES (7, :n, 'row', '65000', "
+                    "'[]', '12345678901.234567891', '0', 'USD', 't', :target, :state, :attempts, :error, :at)"
+                ),
+                {"n": number, "target": target, "state": state, "attempts": attempts, "error": error,
+                 "at": datetime(2026, 11, 30, tzinfo=UTC)},
+            )  # fmt: skip
+    store_module._migrated.discard(store.url)  # as in a new process, which opens the store and migrates it
+    migrated = AuditStore(store.url)
+    try:
+        assert migrated.schema_version() == "0003"
+        kept = [(r.line.number, r.line.debit, r.state, r.target_line, r.attempts, r.error)
+                for r in migrated.line_records(7)]  # fmt: skip
+        assert kept == [(1, HARD, "created", "1", 2, None), (2, HARD, "refused", None, 0, "closed")]
+        migrated.lines_written(7, [2], "created")
+        assert [r.state for r in migrated.line_records(7)] == ["created", "created"]
+    finally:
+        migrated.close()
+
+
+def test_the_fast_insert_writes_what_sqlalchemy_writes_and_leaves_conversions_to_it(store):
+    """Planned lines go in by the driver's executemany on SQLite; a table with a column SQLAlchemy converts
+    (a moment) goes through SQLAlchemy, so the stored text is the same either way."""
+    from mlconnector_pipelines.audit.schema import events
+    from mlconnector_pipelines.audit.store import _insert_many
+
+    record = store.save_plan(plan(), "run-1")
+    at = datetime(2026, 11, 30, 8, 15, 0, 123456, tzinfo=UTC)
+    with store.engine.begin() as c:
+        _insert_many(c, events, [{"document_id": record.id, "at": at, "run_id": "fast", "event": "e", "detail": None}])
+        c.execute(events.insert().values(document_id=record.id, at=at, run_id="sqlalchemy", event="e"))
+        stored = dict(c.execute(sa.text("SELECT run_id, at FROM audit_events WHERE event = 'e'")).all())
+    assert stored["fast"] == stored["sqlalchemy"]
+    assert [e["at"] for e in store.history(record.id) if e["event"] == "e"] == [at, at]
