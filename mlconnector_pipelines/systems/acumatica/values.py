@@ -26,7 +26,7 @@ def wrap(record: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in record.items():
         if name in SYSTEM_FIELDS:
             wrapped[name] = value
-        elif type(value) in _SCALARS:  # most fields: no ABC isinstance checks (a third of a 5,000-line batch's time)
+        elif type(value) in _SCALARS:  # most fields, without the ABC checks below (half the time of a big batch)
             wrapped[name] = {"value": value}
         elif isinstance(value, list):
             wrapped[name] = [wrap(line) for line in value]
