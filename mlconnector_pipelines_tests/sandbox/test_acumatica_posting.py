@@ -175,6 +175,27 @@ def test_a_committed_batch_whose_answer_is_lost_is_not_saved_twice(sandbox, cfg,
     assert_posted_once(sandbox, plan)
 
 
+def test_a_saved_batch_answered_without_its_number_is_settled_by_the_lookup(sandbox, cfg, posting, monkeypatch):
+    """A PUT that saved the batch but answered without its BatchNbr is an unknown outcome, never a batch
+    numbered "": the engine finds the batch by its key, reads it back, and saves nothing twice."""
+    import msgspec
+
+    from mlconnector_pipelines.systems.acumatica.values import WrappedText
+
+    plan = plan_for(cfg)
+    engine = posting()
+    put = engine.target.client.put
+
+    def numberless(*args, **kwargs):
+        saved = put(*args, **kwargs)
+        return msgspec.structs.replace(saved, BatchNbr=WrappedText()) if kwargs.get("as_type") else saved
+
+    monkeypatch.setattr(engine.target.client, "put", numberless)
+    result = engine.run(plan)
+    assert result.document.state == "verified" and result.number == assert_posted_once(sandbox, plan)["BatchNbr"]
+    assert engine.target.client.http.stats.by_method["PUT"] == 2  # the batch once, and the branches inquiry
+
+
 @pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504"])
 def test_a_release_whose_answer_is_lost_is_settled_by_the_batchs_status(sandbox, cfg, posting, fault):
     plan = plan_for(cfg, mapping(release=True))

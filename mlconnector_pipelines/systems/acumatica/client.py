@@ -15,10 +15,12 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import msgspec
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -161,9 +163,12 @@ class AcumaticaClient:
         select: Sequence[str] | None = None,
         expand: Sequence[str] = (),
         top: int | None = None,
-    ) -> list[dict]:
-        """Records as plain values (amounts as Decimal)."""
+        as_type: Any = None,
+    ) -> list:
+        """Records as plain values (amounts as Decimal), or each decoded as `as_type` (see `_typed`)."""
         response = self._request("GET", f"/{entity}", params=_params(filter, select, expand, top))
+        if as_type is not None:
+            return self._typed(response, list[as_type])
         return [unwrap(r) for r in self._json(response)]
 
     def stamps(self, entity: str, modified_field: str, filter: str) -> list[tuple[datetime, str]]:
@@ -176,8 +181,8 @@ class AcumaticaClient:
             raise self.http.malformed(response, f"a scan it cannot read ({exc!r})") from None
         return [(_moment(stamp), str(key)) for stamp, key in found if stamp]
 
-    def record(self, entity: str, keys: Sequence[str], *, expand: Sequence[str] = ()) -> dict | None:
-        """One record by its key values; None when there is none."""
+    def record(self, entity: str, keys: Sequence[str], *, expand: Sequence[str] = (), as_type: Any = None) -> Any:
+        """One record by its key values (plain values, or decoded as `as_type`); None when there is none."""
         path = "/".join(quote(str(k), safe="") for k in keys)
         try:
             response = self._request("GET", f"/{entity}/{path}", params=_params(None, None, expand, None))
@@ -185,7 +190,7 @@ class AcumaticaClient:
             if exc.status == 500 and "No entity satisfies" in str(exc):
                 return None
             raise
-        return unwrap(self._json(response))
+        return self._typed(response, as_type) if as_type is not None else unwrap(self._json(response))
 
     def read_table(self, response: httpx.Response, read_fields: Sequence[pa.Field]) -> pa.Table:
         """An answer's records as an Arrow table read in C++ (wrapped values unwrapped column by column)."""
@@ -227,13 +232,29 @@ class AcumaticaClient:
     def _json(response: httpx.Response) -> Any:
         return json.loads(response.content, parse_float=Decimal)
 
+    def _typed(self, response: httpx.Response, as_type: Any) -> Any:
+        """The answer decoded by type: msgspec Structs whose fields are `WrappedText` / `WrappedAmount` read
+        only the fields they name (the rest is skipped unparsed) and amounts straight into Decimal."""
+        try:
+            return _decoder(as_type).decode(response.content)
+        except msgspec.DecodeError as exc:  # a validation error too: a field of another shape
+            raise self.http.malformed(response, f"an answer it cannot read ({exc})") from None
+
     # -- writing ----------------------------------------------------------------------------------
 
     def put(
-        self, entity: str, record: dict, *, expand: Sequence[str] = (), key: str = "", by_key: bool = False
-    ) -> dict:
-        """Insert or update `record` (plain values; wrapped here). `by_key`: the record is matched by its key
-        fields, so sending it twice does what sending it once does (a lost answer may be sent again)."""
+        self,
+        entity: str,
+        record: dict,
+        *,
+        expand: Sequence[str] = (),
+        key: str = "",
+        by_key: bool = False,
+        as_type: Any = None,
+    ) -> Any:
+        """Insert or update `record` (plain values; wrapped here); the saved record as plain values, or decoded
+        as `as_type`. `by_key`: the record is matched by its key fields, so sending it twice does what sending
+        it once does (a lost answer may be sent again)."""
         try:
             response = self._request(
                 "PUT",
@@ -247,7 +268,7 @@ class AcumaticaClient:
             if exc.status == 422:
                 raise RecordRefused(SYSTEM, entity, key, str(exc.server_message).split("; ")) from None
             raise
-        return unwrap(self._json(response))
+        return self._typed(response, as_type) if as_type is not None else unwrap(self._json(response))
 
     def action(self, entity: str, action: str, keys: dict, *, wait_seconds: float = 600.0) -> None:
         """Run an action (e.g. ReleaseJournalTransaction) and wait until Acumatica says it is done.
@@ -269,6 +290,11 @@ class AcumaticaClient:
             delay = min(delay * 2, 5.0)
             url = location if location.startswith("http") else _site_relative(self.cfg.base_url, location)
             response = self.http.request("GET", url)
+
+
+@cache
+def _decoder(as_type: Any) -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(as_type)
 
 
 def _site_relative(base_url: str, location: str) -> str:

@@ -15,20 +15,43 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from ...core.errors import OutcomeUnknown, RecordRefused, RequestFailedError
-from ...core.posting import LinesRefused, Plan, PlannedLine, Problem, WrittenDocument, WrittenLine
+from ...core.posting import ZERO, LinesRefused, Plan, PlannedLine, Problem, WrittenDocument, WrittenLine
 from .auth import SYSTEM
 from .client import AcumaticaClient, text_literal
 from .config import AcumaticaConfig
+from .values import WrappedAmount, WrappedText
 
 SUBACCOUNT, BRANCH = "Subaccount", "Branch"
 RELEASED = ("Posted", "Unposted", "Released")
 # How long a release whose answer was lost may still be running before it is asked for again.
 RELEASE_SETTLE_SECONDS = 10.0
 _LINE_REF = "MLC"  # a line's ReferenceNbr: MLC<planned line number>
+
+
+class _SavedLine(msgspec.Struct, frozen=True):
+    """What the read-back compares of a batch line, as Acumatica answers it (its other fields go unread)."""
+
+    Account: WrappedText = WrappedText()
+    Subaccount: WrappedText = WrappedText()
+    BranchID: WrappedText = WrappedText()
+    DebitAmount: WrappedAmount = WrappedAmount()
+    CreditAmount: WrappedAmount = WrappedAmount()
+    TransactionDescription: WrappedText = WrappedText()
+    ReferenceNbr: WrappedText = WrappedText()
+
+
+class _SavedBatch(msgspec.Struct, frozen=True):
+    """A GL batch with its lines (`$expand=Details`), as the lookup and the read-back read it."""
+
+    BatchNbr: WrappedText = WrappedText()
+    Status: WrappedText = WrappedText()
+    CurrencyID: WrappedText = WrappedText()
+    Details: list[_SavedLine] = []
 
 
 def document_key(journal: str, partition: str, adjustment: int = 0) -> str:
@@ -52,7 +75,7 @@ class AcumaticaJournalTarget:
         self._subaccounts: dict[str, dict] | None = None
         self._branches: set[str] | None = None
         self._periods: dict[int, list[dict]] = {}
-        self._saved: dict | None = None  # the last batch this target saved, as Acumatica answered the PUT
+        self._saved: _SavedBatch | None = None  # the last batch this target saved, as Acumatica answered the PUT
 
     def close(self) -> None:
         self.client.close()
@@ -134,20 +157,21 @@ class AcumaticaJournalTarget:
             "JournalTransaction",
             filter=f"Module eq 'GL' and Description eq {text_literal(plan.document_key)}",
             expand=["Details"],
+            as_type=_SavedBatch,
         )
         if not found:
             return None
         if len(found) > 1:
-            numbers = ", ".join(str(b.get("BatchNbr")) for b in found)
+            numbers = ", ".join(b.BatchNbr.text for b in found)
             raise RequestFailedError(
                 SYSTEM, f"batches {numbers} all carry the key {plan.document_key!r}; delete all but one before posting"
             )
         batch = found[0]
         return WrittenDocument(
-            number=str(batch["BatchNbr"]),
+            number=batch.BatchNbr.text,
             lines=self._written(batch),
-            posted=str(batch.get("Status")) in RELEASED,
-            detail={"status": batch.get("Status")},
+            posted=batch.Status.text in RELEASED,
+            detail={"status": batch.Status.value},
         )
 
     def create_document(self, plan: Plan) -> str:
@@ -166,12 +190,18 @@ class AcumaticaJournalTarget:
         }
         try:
             saved = self.client.put(
-                "JournalTransaction", {k: v for k, v in batch.items() if v is not None}, expand=["Details"]
+                "JournalTransaction",
+                {k: v for k, v in batch.items() if v is not None},
+                expand=["Details"],
+                as_type=_SavedBatch,
             )
         except RecordRefused as refused:
             raise LinesRefused(_refused_line(plan, refused.errors), "; ".join(refused.errors)) from None
+        if not saved.BatchNbr.text:  # saved, but not said as what: the engine's lookup by key settles it
+            url = f"{self.client.cfg.endpoint_url}/JournalTransaction"
+            raise OutcomeUnknown(SYSTEM, f"PUT {url} answered without a BatchNbr", method="PUT", url=url)
         self._saved = saved
-        return str(saved["BatchNbr"])
+        return saved.BatchNbr.text
 
     @staticmethod
     def _line(line: PlannedLine) -> dict:
@@ -194,31 +224,31 @@ class AcumaticaJournalTarget:
         PUT's answer (Acumatica answers a PUT with the record it saved, its details with `$expand`): the same
         record a GET would return, without sending the 5,000 lines a second time. Otherwise, a GET."""
         saved, self._saved = self._saved, None
-        if saved is not None and str(saved.get("BatchNbr")) == number:
+        if saved is not None and saved.BatchNbr.text == number:
             return self._written(saved)
-        batch = self.client.record("JournalTransaction", ["GL", number], expand=["Details"])
-        return self._written(batch) if batch else []
+        batch = self.client.record("JournalTransaction", ["GL", number], expand=["Details"], as_type=_SavedBatch)
+        return self._written(batch) if batch is not None else []
 
-    def _written(self, batch: dict) -> list[WrittenLine]:
-        currency = str(batch.get("CurrencyID") or "")
+    def _written(self, batch: _SavedBatch) -> list[WrittenLine]:
+        currency = batch.CurrencyID.text
         written = []
-        for position, line in enumerate(batch.get("Details", []), start=1):
-            reference = str(line.get("ReferenceNbr") or "")
+        for position, line in enumerate(batch.Details, start=1):
+            reference = line.ReferenceNbr.text
             digits = reference[len(_LINE_REF) :]
             number = int(digits) if reference.startswith(_LINE_REF) and digits.isdigit() else -position
-            subaccount, branch = line.get("Subaccount"), line.get("BranchID")
-            dims = ((SUBACCOUNT, str(subaccount)),) if subaccount else ()
+            subaccount, branch = line.Subaccount.text, line.BranchID.text
+            dims = ((SUBACCOUNT, subaccount),) if subaccount else ()
             if branch:
-                dims += ((BRANCH, str(branch)),)
+                dims += ((BRANCH, branch),)
             written.append(
                 WrittenLine(
                     number=number,
-                    account=str(line.get("Account") or ""),
+                    account=line.Account.text,
                     dimensions=dims,
-                    debit=_amount(line.get("DebitAmount")),
-                    credit=_amount(line.get("CreditAmount")),
+                    debit=line.DebitAmount.value or ZERO,
+                    credit=line.CreditAmount.value or ZERO,
                     currency=currency,
-                    text=str(line.get("TransactionDescription") or ""),
+                    text=line.TransactionDescription.text,
                 )
             )
         return sorted(written, key=lambda line: line.number)
@@ -260,11 +290,6 @@ class AcumaticaJournalTarget:
             if status in RELEASED or time.monotonic() >= deadline:
                 return status
             time.sleep(0.5)
-
-
-def _amount(value: Any) -> Decimal:
-    """An amount of an answer, parsed exact (a Decimal, or an int); any zero reads as 0."""
-    return value if type(value) is Decimal and value else Decimal(str(value or 0))
 
 
 def _segmentless(value: Any) -> str:
