@@ -62,16 +62,12 @@ def unwrap(record: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if type(value) is list:
             plain[name] = [unwrap(line) if type(line) is dict else line for line in value]
-        elif type(value) is not dict:
-            plain[name] = value
-        elif "error" not in value:  # plain_value, inline: a 5,000-line answer has ~100,000 fields
-            plain[name] = value["value"] if "value" in value else (value or None)
-        else:
-            error = value["error"]
-            if not error or "value" in value:  # a refused field with no value left keeps only its error
-                plain[name] = plain_value(value)
-            if error:
-                plain[f"{name}.error"] = error
+            continue
+        error = value.get("error") if type(value) is dict else None
+        if not error or "value" in value:  # a refused field with no value left keeps only its error
+            plain[name] = plain_value(value)
+        if error:
+            plain[f"{name}.error"] = error
     return plain
 
 
