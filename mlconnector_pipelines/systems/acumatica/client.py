@@ -190,7 +190,7 @@ class AcumaticaClient:
             if exc.status == 500 and "No entity satisfies" in str(exc):
                 return None
             raise
-        return self._typed(response, as_type) if as_type is not None else unwrap(self._json(response))
+        return self._answer(response, as_type)
 
     def read_table(self, response: httpx.Response, read_fields: Sequence[pa.Field]) -> pa.Table:
         """An answer's records as an Arrow table read in C++ (wrapped values unwrapped column by column)."""
@@ -232,6 +232,10 @@ class AcumaticaClient:
     def _json(response: httpx.Response) -> Any:
         return json.loads(response.content, parse_float=Decimal)
 
+    def _answer(self, response: httpx.Response, as_type: Any) -> Any:
+        """One record of an answer: plain values, or decoded as `as_type`."""
+        return self._typed(response, as_type) if as_type is not None else unwrap(self._json(response))
+
     def _typed(self, response: httpx.Response, as_type: Any) -> Any:
         """The answer decoded by type: msgspec Structs whose fields are `WrappedText` / `WrappedAmount` read
         only the fields they name (the rest is skipped unparsed) and amounts straight into Decimal."""
@@ -268,7 +272,7 @@ class AcumaticaClient:
             if exc.status == 422:
                 raise RecordRefused(SYSTEM, entity, key, str(exc.server_message).split("; ")) from None
             raise
-        return self._typed(response, as_type) if as_type is not None else unwrap(self._json(response))
+        return self._answer(response, as_type)
 
     def action(self, entity: str, action: str, keys: dict, *, wait_seconds: float = 600.0) -> None:
         """Run an action (e.g. ReleaseJournalTransaction) and wait until Acumatica says it is done.
