@@ -45,7 +45,7 @@ def plain_value(field: Any) -> Any:
     None; anything else (an id, a linked entity) as it came.
 
     Answers are parsed JSON, whose objects are dicts: `type(field) is dict` rather than an ABC
-    `isinstance(field, Mapping)` quarters the time to unwrap a 5,000-line journal's answer."""
+    `isinstance(field, Mapping)` quarters the time to unwrap a large answer."""
     if type(field) is dict:
         if "value" in field:
             return field["value"]
