@@ -127,7 +127,9 @@ def run_bare(data_dir: Path, lines: int, per_batch: int) -> dict:
         ] + [{"LineNumber": lines, "AccountDisplayValue": "220500-002", "DebitAmount": "0",
               "CreditAmount": f"{offset:.2f}", "Text": "Offset"}]  # fmt: skip
         for start in range(0, len(bodies), per_batch):
-            parts = []
+            # The product's multipart format, part headers included, so both send the same bytes to the server.
+            batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
+            parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n".encode()]
             for content_id, line in enumerate(bodies[start : start + per_batch], start=1):
                 body = (
                     orjson.dumps(
@@ -145,16 +147,16 @@ def run_bare(data_dir: Path, lines: int, per_batch: int) -> dict:
                 )
                 body = body.replace(b'","Text"', b',"Text"')  # amounts as JSON numbers
                 parts.append(
-                    b"--cs\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-                    + f"Content-ID: {content_id}\r\n\r\nPOST {base}/data/LedgerJournalLines HTTP/1.1\r\n".encode()
-                    + b"Content-Type: application/json\r\n\r\n" + body + b"\r\n"
+                    f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+                    f"Content-ID: {content_id}\r\n\r\nPOST {base}/data/LedgerJournalLines HTTP/1.1\r\n"
+                    "Content-Type: application/json; odata.metadata=minimal\r\nAccept: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n".encode() + body + b"\r\n"
                 )  # fmt: skip
-            payload = (
-                b"--b\r\nContent-Type: multipart/mixed; boundary=cs\r\n\r\n" + b"".join(parts) + b"--cs--\r\n--b--\r\n"
-            )
+            parts.append(f"--{changeset}--\r\n--{batch}--\r\n".encode())
+            payload = b"".join(parts)
             answer = http.post(
                 f"{base}/data/$batch", content=payload,
-                headers={**headers, "Content-Type": "multipart/mixed; boundary=b"},
+                headers={**headers, "Content-Type": f"multipart/mixed; boundary={batch}", "Accept": "multipart/mixed"},
             )  # fmt: skip
             requests += 1
             assert (
