@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from email.utils import parsedate_to_datetime
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import orjson
@@ -39,6 +39,7 @@ from .redact import redact
 from .tls import untrusted_certificate
 
 log = logging.getLogger("mlconnector.http")
+T = TypeVar("T")
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 SAFE_TO_REPEAT = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
@@ -119,6 +120,12 @@ class _RetryableResponse(Exception):
     def __init__(self, response: httpx.Response):
         self.response = response
         super().__init__(f"HTTP {response.status_code}")
+
+
+class NotApplied(_RetryableResponse):
+    """An answer inside a 2xx response (an OData $batch part) refused its request as throttled or
+    unavailable, and nothing of it was applied: `ThrottledClient.repeat` sends it again. `response`
+    is that inner answer (its status, headers and body), bound to the request that carried it."""
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -295,6 +302,18 @@ class ThrottledClient:
             )
         return response
 
+    def repeat(self, send: Callable[[], T]) -> T:
+        """`send()` again, after the policy's wait (the inner answer's Retry-After, or back-off with
+        jitter), each time it raises NotApplied; the attempts and waits are this client's, and so is
+        the error when they run out."""
+        retrying = self._retrying(tenacity.retry_if_exception_type(NotApplied))
+        try:
+            return retrying(send)
+        except NotApplied as exc:
+            raise self._failed(
+                "POST", str(exc.response.request.url), exc, retrying.statistics.get("attempt_number", 1)
+            ) from None
+
     def get_json(self, url: str, **kwargs: Any) -> Any:
         return self.parse_json(self.request("GET", url, **kwargs))
 
@@ -332,8 +351,17 @@ class ThrottledClient:
     # -- internals --------------------------------------------------------------------------
 
     def _send_with_retries(self, method, url, auth, stream, repeatable, **kwargs) -> httpx.Response:
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(_transient if repeatable else _not_processed),
+        retrying = self._retrying(tenacity.retry_if_exception(_transient if repeatable else _not_processed))
+        try:
+            return retrying(self._send_once, method, url, auth, stream, **kwargs)
+        except (_RetryableResponse, httpx.TransportError) as exc:
+            if not repeatable and not _not_processed(exc):
+                raise self._outcome_unknown(method, url, exc) from None
+            raise self._failed(method, url, exc, retrying.statistics.get("attempt_number", 1)) from None
+
+    def _retrying(self, retry: tenacity.retry_base) -> tenacity.Retrying:
+        return tenacity.Retrying(
+            retry=retry,
             wait=_RetryAfterOrFullJitter(
                 self.policy.backoff_base_seconds,
                 self.policy.backoff_cap_seconds,
@@ -345,12 +373,6 @@ class ThrottledClient:
             sleep=self._sleep,
             reraise=True,
         )
-        try:
-            return retrying(self._send_once, method, url, auth, stream, **kwargs)
-        except (_RetryableResponse, httpx.TransportError) as exc:
-            if not repeatable and not _not_processed(exc):
-                raise self._outcome_unknown(method, url, exc) from None
-            raise self._failed(method, url, exc, retrying.statistics.get("attempt_number", 1)) from None
 
     def _outcome_unknown(self, method: str, url: str, exc: Exception) -> OutcomeUnknown:
         self.stats.add(outcome_unknown=1)

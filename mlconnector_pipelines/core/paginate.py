@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import urljoin
 
 import httpx
 import pyarrow as pa
@@ -39,7 +40,10 @@ class Paginator(Protocol[T_co]):
 
 @dataclass
 class NextLinkPages(Generic[T]):
-    """GET each page and yield what `read` makes of it, following the server's next link exactly as given."""
+    """GET each page and yield what `read` makes of it, following the server's next link exactly as given.
+
+    A relative link (OData allows one, e.g. `/data/X?$skiptoken=…` or `X?$skip=20`) is resolved against
+    the URL of the page it came in, as RFC 3986 says, not appended to the client's base URL."""
 
     client: ThrottledClient
     url: str
@@ -53,6 +57,8 @@ class NextLinkPages(Generic[T]):
         while next_url:
             response = self.client.request("GET", next_url, params=next_params, headers=self.headers)
             page, next_url = self.read(response)
+            if next_url:
+                next_url = urljoin(str(response.url), next_url)
             del response  # read; do not hold the body while the caller works on the page
             yield page
             next_params = None  # the next link already carries the query

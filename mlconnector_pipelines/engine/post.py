@@ -15,7 +15,7 @@ names every bad line with the source row it came from.
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -328,10 +328,12 @@ class PostingEngine:
                 chunk, sent = pending.popleft()
                 try:
                     self._settle(plan, record, number, chunk, sent)
-                except BaseException:
+                except BaseException as exc:
                     for _, other in pending:  # what is already sent lands or not; nothing more is sent
                         other.cancel()
                     wait([other for _, other in pending])
+                    if isinstance(exc, LinesRefused):  # only once nothing of the document is still in flight
+                        self._discard(plan, record, number, exc)
                     raise
                 self.audit.lines_written(record.id, [line.number for line in chunk], "created")
                 self.audit.take_lease(f"{plan.flow} {plan.partition}", self.run_id, LEASE_SECONDS)  # still writing
@@ -346,7 +348,8 @@ class PostingEngine:
         return written
 
     def _settle(self, plan: Plan, record: DocumentRecord, number: str, chunk: list[PlannedLine], sent: Future) -> None:
-        """The outcome of one chunk's write: done, resolved by a lookup, refused (the document goes), or failed."""
+        """The outcome of one chunk's write: done, resolved by a lookup, refused (LinesRefused: the caller
+        discards the document), or failed."""
         try:
             sent.result()
         except OutcomeUnknown as exc:
@@ -363,11 +366,16 @@ class PostingEngine:
             # numbers are keys in the target and the second copy is refused as a duplicate.
             try:
                 self.target.create_lines(plan, number, chunk)
+            except LinesRefused:
+                landed = {line.number for line in self.target.read_lines(plan, number)}
+                if all(line.number in landed for line in chunk):
+                    return  # refused as duplicates: the first copy landed after the lookup
+                raise
             except OutcomeUnknown as again:
                 self.audit.set_state(record.id, "unknown", run_id=self.run_id, error=str(again))
                 raise
-        except LinesRefused as exc:
-            self._discard(plan, record, number, exc)
+        except LinesRefused:
+            raise
         except Exception as exc:
             self.audit.set_state(record.id, "failed", run_id=self.run_id, error=str(exc), event="lines_failed")
             raise
@@ -428,6 +436,9 @@ class PostingEngine:
         extra = sorted(set(by_number) - {line.number for line in plan.lines})
         if extra:
             problems.append(f"lines the plan does not have: {extra[:20]}")
+        if len(by_number) < len(held):
+            twice = sorted(n for n, count in Counter(line.number for line in held).items() if count > 1)
+            problems.append(f"line numbers the target holds more than once: {twice[:20]}")
         if problems:
             raise VerificationFailed(
                 f"{plan.system}: {number} differs from the plan after writing:\n  " + "\n  ".join(problems[:50])

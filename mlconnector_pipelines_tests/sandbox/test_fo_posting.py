@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 
 from mlconnector_pipelines.audit.store import AuditStore
-from mlconnector_pipelines.core.errors import OutcomeUnknown
+from mlconnector_pipelines.core.errors import ConfigError, OutcomeUnknown
 from mlconnector_pipelines.core.posting import SourceRow
 from mlconnector_pipelines.engine.journal import LookerRows, build_plan, choose_document
 from mlconnector_pipelines.engine.post import (
@@ -28,6 +28,7 @@ from mlconnector_pipelines.engine.post import (
 from mlconnector_pipelines.flows.finance_operations import SPEC
 from mlconnector_pipelines.systems.finance_operations.config import FinanceOperationsJournal
 from mlconnector_pipelines.systems.finance_operations.resource import FinanceOperationsResource
+from mlconnector_pipelines.systems.finance_operations.target import document_key
 
 from ..conftest import FAST_HTTP, make_config
 
@@ -125,6 +126,11 @@ def posting(fo, tmp_path):
     for target in targets:
         target.close()
     audit.close()
+
+
+def dialect(sandbox, **readings) -> None:
+    """Switch the F&O sandbox to another reading of the protocol (reset with the sandbox)."""
+    sandbox.http.post("/_sandbox/finance_operations/dialect", json=readings).raise_for_status()
 
 
 def journals(sandbox) -> list[dict]:
@@ -320,8 +326,24 @@ def test_a_suspension_for_one_legal_entity_is_refused_there_only(sandbox, postin
     assert engine.run(us).outcome == "posted"
 
 
-def test_lines_refused_by_f_and_o_after_the_header_leave_no_part_of_the_journal(sandbox, posting):
-    """Validation passed, then the period closed before the lines went in: F&O refuses them; the header goes."""
+@pytest.mark.parametrize(
+    ("refused_changeset", "delete_answer"),
+    [("in_batch", "kept"), ("whole_batch", "kept"), ("in_batch", "commit_then_504")],
+    ids=["refusal-in-the-batch-answer", "refusal-as-the-batch-answer", "delete-answered-504-after-commit"],
+)
+def test_lines_refused_by_f_and_o_after_the_header_leave_no_part_of_the_journal(
+    sandbox, posting, refused_changeset, delete_answer
+):
+    """Validation passed, then the period closed before the lines went in: F&O refuses them; the header goes.
+
+    OData lets a server answer a one-changeset batch's refusal inside the 200 multipart answer (F&O) or as
+    the batch request's own error; and the DELETE of the header may commit and its answer be lost, so the
+    repeated DELETE finds the journal gone."""
+    dialect(sandbox, refused_changeset=refused_changeset)
+    if delete_answer != "kept":
+        sandbox.faults(
+            {"kind": delete_answer, "path_contains": "LedgerJournalHeaders(", "count": 1}, service="finance_operations"
+        )
     engine = posting()
     plan, _ = plan_for(engine.target)
     record = engine.record(plan)
@@ -332,9 +354,65 @@ def test_lines_refused_by_f_and_o_after_the_header_leave_no_part_of_the_journal(
     ).raise_for_status()
     with pytest.raises(PostingRefused) as refused:
         engine.post(plan, engine.audit.document(record.id))
-    assert "was deleted, nothing of it stays" in str(refused.value) and "looker/fees row 1" in str(refused.value)
+    assert "was deleted, nothing of it stays" in str(refused.value)
+    assert "closed" in str(refused.value).lower()  # F&O's own reason
+    if refused_changeset == "in_batch":
+        assert "looker/fees row 1" in str(refused.value)  # the request F&O named
+    else:
+        assert "in the changeset of lines 1–4" in str(refused.value)  # F&O named none: the changeset's lines
     assert journals(sandbox) == []
     assert engine.audit.document(record.id).state == "refused"
+    if delete_answer != "kept":
+        assert sandbox.state("finance_operations")["faults_fired"] == {delete_answer: 1}
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_changeset_throttled_inside_the_batch_answer_is_sent_again_not_taken_for_a_refusal(sandbox, posting, status):
+    """The batch is answered 200 and the changeset's part says 429 or 503: nothing of an atomic changeset was
+    applied, so it is sent again after Retry-After; the journal is neither deleted nor doubled."""
+    plan, _ = plan_for(posting().target)
+    sandbox.faults(
+        {"kind": "changeset_status", "status": status, "retry_after": 0.01, "path_contains": "/data/$batch"},
+        service="finance_operations",
+    )
+    engine = posting()
+    result = engine.run(plan)
+    assert sandbox.state("finance_operations")["faults_fired"] == {"changeset_status": 1}
+    stats = engine.target.client.http.stats
+    assert stats.retries == 1 and stats.throttled == (1 if status == 429 else 0)
+    assert result.outcome == "posted" and result.document.state == "verified"
+    assert_posted_once(sandbox, plan)
+
+
+def test_batch_answers_whose_status_lines_have_no_reason_phrase_are_read(sandbox, posting):
+    """`HTTP/1.1 201` alone: the reason phrase is optional (RFC 9112 §4)."""
+    dialect(sandbox, reason_phrase=False)
+    engine = posting()
+    plan, _ = plan_for(engine.target)
+    result = engine.run(plan)
+    assert result.outcome == "posted" and result.document.state == "verified"
+    assert_posted_once(sandbox, plan)
+
+
+@pytest.mark.parametrize("next_link", ["root_relative", "relative"])
+def test_next_links_relative_to_the_service_are_followed_like_absolute_ones(sandbox, fo, next_link):
+    """OData allows a relative @odata.nextLink (`/data/MainAccounts?…` or `MainAccounts?…`): it is resolved
+    against the page it came in, not appended to the client's base URL."""
+    section = fo.finance_operations.model_copy(update={"page_size": 7})
+    target = FinanceOperationsResource.from_section(section, fo.data_dir).journal_target()
+    try:
+        absolute = target.client.collection("MainAccounts")
+        dialect(sandbox, next_link=next_link)
+        before = target.client.http.stats.requests
+        assert target.client.collection("MainAccounts") == absolute
+        assert len(absolute) > 14 and target.client.http.stats.requests - before == -(-len(absolute) // 7)
+    finally:
+        target.close()
+
+
+def test_a_journal_key_holding_the_filter_wildcard_is_refused_before_any_request():
+    with pytest.raises(ConfigError, match="wildcard"):
+        document_key("fees*", WEEK)
 
 
 def test_a_changed_plan_is_refused_by_default_and_adjust_posts_only_the_difference(sandbox, posting):

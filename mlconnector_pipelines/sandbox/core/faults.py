@@ -26,11 +26,21 @@ class FaultRule(BaseModel):
     record becomes `value`), `mutate` (apply `mutations`, then serve: records leave or enter a
     filter between two pages). After a write is committed: `commit_then_drop` (the connection
     breaks before the answer's body) and `commit_then_504` (a gateway's timeout answer): the write
-    happened, the client cannot know.
+    happened, the client cannot know. `changeset_status` (OData $batch): the batch is answered 200
+    and its first changeset's part carries `status` (and `retry_after`); nothing of it is applied.
     """
 
     kind: Literal[
-        "status", "drop", "delay", "expire_tokens", "html", "corrupt", "mutate", "commit_then_drop", "commit_then_504"
+        "status",
+        "drop",
+        "delay",
+        "expire_tokens",
+        "html",
+        "corrupt",
+        "mutate",
+        "commit_then_drop",
+        "commit_then_504",
+        "changeset_status",
     ]
     status: int = 429
     retry_after: float | None = Field(None, description="Seconds in Retry-After; None sends no header.")

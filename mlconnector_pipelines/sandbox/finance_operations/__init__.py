@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from ..core.declaration import Endpoint, SandboxService
@@ -30,6 +32,22 @@ class FinanceOperationsSettings(BaseModel):
         "LedgerFiscalPeriodsV2", description="Where ledger period statuses answer; the other name answers 404."
     )
     batch_number_start: int = Field(601, ge=1, description="Next number of each company's journal batch sequence.")
+
+
+class Dialect(BaseModel):
+    """Readings of the OData 4.0 protocol that F&O does not take but another implementation may; each
+    default is F&O's. Tests switch them (`POST /_sandbox/finance_operations/dialect`) so the client is
+    shown to survive both readings; a reset restores F&O's."""
+
+    next_link: Literal["absolute", "root_relative", "relative"] = Field(
+        "absolute", description="@odata.nextLink as an absolute URL, '/data/…', or relative to the service root."
+    )
+    reason_phrase: bool = Field(True, description="A $batch answer's status lines carry the reason phrase.")
+    refused_changeset: Literal["in_batch", "whole_batch"] = Field(
+        "in_batch",
+        description="A refused changeset of a one-changeset $batch is answered inside a 200 multipart answer, "
+        "or as the $batch request's own error (a JSON 400).",
+    )
 
 
 def profile(endpoint: Endpoint) -> dict[str, dict]:

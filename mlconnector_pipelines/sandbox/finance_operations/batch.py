@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ..core.faults import FaultRule
 from .models import FinanceOperationsModel
 from .odata import ODATA_EXCEPTION, ODataRequest, ODataResponse, ODataService, error_response
 
@@ -112,12 +113,12 @@ def parse_batch(body: bytes, boundary: str) -> list[Part | Changeset]:
 # -- writing --------------------------------------------------------------------------------------
 
 
-def _http_response(response: ODataResponse, content_id: str | None) -> bytes:
+def _http_response(response: ODataResponse, content_id: str | None, reason_phrase: bool = True) -> bytes:
     lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
     if content_id:
         lines.append(f"Content-ID: {content_id}")
     status = HTTPStatus(response.status)
-    lines += ["", f"HTTP/1.1 {status.value} {status.phrase}"]
+    lines += ["", f"HTTP/1.1 {status.value} {status.phrase}" if reason_phrase else f"HTTP/1.1 {status.value}"]
     headers = dict(response.headers)
     if response.media_type and response.body:
         headers["Content-Type"] = response.media_type
@@ -141,7 +142,7 @@ class BatchRunner:
     model: FinanceOperationsModel
     counts: Counter
 
-    def run(self, request: ODataRequest) -> ODataResponse:
+    def run(self, request: ODataRequest, fault: FaultRule | None = None) -> ODataResponse:
         boundary = boundary_of(request.headers.get("content-type", ""))
         if not request.headers.get("content-type", "").lower().startswith("multipart/mixed") or boundary is None:
             return error_response(
@@ -163,9 +164,18 @@ class BatchRunner:
             )
         self.counts["batch_operations"] += operations
         keep_going = "odata.continue-on-error" in request.headers.get("prefer", "")
+        dialect = self.service.dialect
         answers = []
         for item in items:
-            answer, ok = self._changeset(item, request) if isinstance(item, Changeset) else self._single(item, request)
+            if isinstance(item, Changeset) and fault is not None and fault.kind == "changeset_status":
+                answer, ok, fault = self._unavailable(item, fault), False, None
+            elif isinstance(item, Changeset):
+                answer, refusal = self._changeset(item, request)
+                ok = refusal is None
+                if refusal is not None and len(items) == 1 and dialect.refused_changeset == "whole_batch":
+                    return refusal
+            else:
+                answer, ok = self._single(item, request)
             answers.append(answer)
             if not ok and not keep_going:
                 break
@@ -179,9 +189,22 @@ class BatchRunner:
 
     def _single(self, part: Part, batch: ODataRequest) -> tuple[bytes, bool]:
         response = self.service.execute(self._request(part, batch, {}))
-        return _http_response(response, part.content_id), response.status < 400
+        return self._answer(response, part.content_id), response.status < 400
 
-    def _changeset(self, changeset: Changeset, batch: ODataRequest) -> tuple[bytes, bool]:
+    def _answer(self, response: ODataResponse, content_id: str | None) -> bytes:
+        return _http_response(response, content_id, self.service.dialect.reason_phrase)
+
+    def _unavailable(self, changeset: Changeset, fault: FaultRule) -> bytes:
+        """The `changeset_status` fault: the changeset is answered `fault.status` without being run."""
+        self.counts[f"changeset_{fault.status}"] += 1
+        text = "The service is unavailable." if fault.status == 503 else "Injected by the sandbox."
+        response = error_response(fault.status, text, message=text)
+        if fault.retry_after is not None:
+            response.headers["Retry-After"] = f"{fault.retry_after:g}"
+        return self._answer(response, changeset.parts[0].content_id if changeset.parts else None)
+
+    def _changeset(self, changeset: Changeset, batch: ODataRequest) -> tuple[bytes, ODataResponse | None]:
+        """The changeset's answer, and the refused request's response when it was not applied."""
         snapshot = self.model.snapshot()
         created: dict[str, str] = {}
         answers = []
@@ -190,15 +213,15 @@ class BatchRunner:
             if response.status >= 400:
                 self.model.restore(snapshot)
                 self.counts["changesets_refused"] += 1
-                return _http_response(response, part.content_id), False
+                return self._answer(response, part.content_id), response
             location = response.headers.get("Location", "")
             if part.content_id and location.startswith(batch.root + "/"):
                 created[part.content_id] = location[len(batch.root) + 1 :]
-            answers.append(_http_response(response, part.content_id))
+            answers.append(self._answer(response, part.content_id))
         self.counts["changesets_committed"] += 1
         inner = f"changesetresponse_{uuid.uuid4()}"
         head = f"Content-Type: multipart/mixed; boundary={inner}\r\n\r\n".encode()
-        return head + _multipart(inner, answers), True
+        return head + _multipart(inner, answers), None
 
     def _in_changeset(self, part: Part, batch: ODataRequest, created: dict[str, str]) -> ODataResponse:
         if part.method.upper() not in CHANGESET_METHODS:

@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from ..core.exact_json import dumps
 from ..core.odata_filter import FilterError
-from . import FinanceOperationsSettings
+from . import Dialect, FinanceOperationsSettings
 from .entities import ENUMS, NAMESPACE, EntitySet
 from .metadata import metadata_document
 from .models import FinanceOperationsModel, NotFound, WriteFailed, fold
@@ -217,6 +217,7 @@ class ODataService:
     def __init__(self, model: FinanceOperationsModel, settings: FinanceOperationsSettings):
         self.model = model
         self.settings = settings
+        self.dialect = Dialect()
 
     def execute(self, request: ODataRequest) -> ODataResponse:
         try:
@@ -298,7 +299,12 @@ class ODataService:
             params["$top"] = str(page.top_left)
         params["$skiptoken"] = page.next_after
         query = urlencode(params, quote_via=quote, safe="$,'()*:")
-        return f"{request.root}/{request.path.strip('/')}?{query}"
+        link = f"{request.path.strip('/')}?{query}"
+        if self.dialect.next_link == "relative":
+            return link
+        if self.dialect.next_link == "root_relative":
+            return f"{urlsplit(request.root).path}/{link}"
+        return f"{request.root}/{link}"
 
     def _scoped_rows(self, request: ODataRequest, entity: EntitySet):
         rows = self.model.tables[entity.name].rows.values()

@@ -21,7 +21,7 @@ from ..core.exact_json import dumps, json_response
 from ..core.faults import FaultBook, FaultRule, retry_after_header
 from ..core.service import RateWindow, SimulatedService
 from ..entra.simulator import EntraSimulator
-from . import FinanceOperationsSettings
+from . import Dialect, FinanceOperationsSettings
 from .batch import BatchRunner
 from .entities import ENUMS
 from .models import FinanceOperationsModel, NotFound, WriteFailed
@@ -63,6 +63,7 @@ class FinanceOperationsSimulator(SimulatedService):
             Route(f"{ADMIN}/journals", self._admin_journals),
             Route(f"{ADMIN}/journals/{{company}}/{{batch}}/post", self._admin_post, methods=["POST"]),
             Route(f"{ADMIN}/periods", self._admin_period, methods=["POST"]),
+            Route(f"{ADMIN}/dialect", self._admin_dialect, methods=["GET", "POST"]),
         ]
 
     def state(self) -> dict:
@@ -76,6 +77,7 @@ class FinanceOperationsSimulator(SimulatedService):
         self.model.reset()
         self.counts.clear()
         self.rate.clear()
+        self.service.dialect = Dialect()
 
     # -- the pipeline's hooks, in F&O's words -----------------------------------------------------------
 
@@ -131,7 +133,7 @@ class FinanceOperationsSimulator(SimulatedService):
 
     async def batch(self, request: Request) -> Response:
         self.counts["$batch"] += 1
-        return self._answer(self.batches.run(await self._odata_request(request, "$batch")))
+        return self._answer(self.batches.run(await self._odata_request(request, "$batch"), request.state.fault))
 
     async def _odata_request(self, request: Request, path: str) -> ODataRequest:
         root = f"{request.url.scheme}://{request.url.netloc}/data"
@@ -163,6 +165,17 @@ class FinanceOperationsSimulator(SimulatedService):
             return json_response({"IsPosted": "No", "infolog": exc.infolog, "messages": exc.messages}, 400)
         self.counts["posted"] += 1
         return json_response(header)
+
+    async def _admin_dialect(self, request: Request) -> Response:
+        """Switch readings of the protocol F&O does not take (see `Dialect`); a reset restores F&O's."""
+        if request.method == "POST":
+            try:
+                self.service.dialect = Dialect.model_validate(
+                    {**self.service.dialect.model_dump(), **await request.json()}
+                )
+            except ValueError as exc:
+                return json_response({"error": str(exc)}, status_code=400)
+        return json_response(self.service.dialect.model_dump())
 
     async def _admin_period(self, request: Request) -> Response:
         body = await request.json()

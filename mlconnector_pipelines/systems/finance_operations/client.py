@@ -21,8 +21,9 @@ import httpx
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 
 from ...core.errors import RequestFailedError
-from ...core.http import ThrottledClient
+from ...core.http import RETRYABLE_STATUSES, NotApplied, ThrottledClient
 from ...core.odata import json_body
+from ...core.paginate import NextLinkPages
 from ...core.tls import ssl_context
 from ..entra import EntraTokenProvider
 from .config import FinanceOperationsConfig
@@ -115,7 +116,7 @@ class FinanceOperationsClient:
         cross_company: bool = False,
         top: int | None = None,
     ) -> Iterator[list[dict]]:
-        """Pages of an entity set, following @odata.nextLink as given (it is opaque)."""
+        """Pages of an entity set, following @odata.nextLink (opaque; resolved against the page it came in)."""
         params: dict[str, str] = {}
         if filter:
             params["$filter"] = filter
@@ -127,12 +128,17 @@ class FinanceOperationsClient:
             params["cross-company"] = "true"
         if top is not None:
             params["$top"] = str(top)
-        headers = {"Prefer": f"odata.maxpagesize={self.cfg.page_size}"}
-        url: str | None = f"/{entity_set}"
-        while url is not None:
-            body = self.parse(self.http.request("GET", url, params=params or None, headers=headers))
-            yield body.get("value", [])
-            url, params = body.get("@odata.nextLink"), None
+        yield from NextLinkPages(
+            self.http,
+            f"/{entity_set}",
+            self._read_page,
+            params=params or None,
+            headers={"Prefer": f"odata.maxpagesize={self.cfg.page_size}"},
+        )
+
+    def _read_page(self, response: httpx.Response) -> tuple[list[dict], str | None]:
+        body = self.parse(response)
+        return body.get("value", []), body.get("@odata.nextLink")
 
     def collection(self, entity_set: str, **query: Any) -> list[dict]:
         return [record for page in self.pages(entity_set, **query) for record in page]
@@ -157,19 +163,36 @@ class FinanceOperationsClient:
         """Send `requests` as one atomic changeset in a $batch.
 
         Raises ChangesetFailed (nothing applied) naming the request F&O refused, OutcomeUnknown when the
-        answer was lost (the changeset may or may not have been applied)."""
+        answer was lost (the changeset may or may not have been applied). A changeset answered 429, 502,
+        503 or 504 inside the batch was not applied either (it is atomic): it is sent again after the
+        policy's wait, as a whole request answered so would be."""
         batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
         content = _multipart(batch, changeset, f"{self.cfg.api_url}/data", requests)
-        response = self.http.request(
-            "POST",
-            "/$batch",
-            content=content,
-            headers={"Content-Type": f"multipart/mixed; boundary={batch}", "Accept": "multipart/mixed"},
-        )
+        self.http.repeat(lambda: self._send_changeset(content, batch, len(requests)))
+
+    def _send_changeset(self, content: bytes, batch: str, expected: int) -> None:
+        try:
+            response = self.http.request(
+                "POST",
+                "/$batch",
+                content=content,
+                headers={"Content-Type": f"multipart/mixed; boundary={batch}", "Accept": "multipart/mixed"},
+            )
+        except RequestFailedError as exc:
+            if exc.status not in _BATCH_REFUSED:
+                raise
+            # A server may answer a one-changeset batch's refusal as the batch's own error: nothing applied.
+            raise ChangesetFailed(
+                f"$batch refused, nothing of it applied: {exc.server_message}",
+                status=exc.status,
+                code=exc.code,
+                index=None,
+                server_message=exc.server_message,
+            ) from exc
         statuses = [int(s) for s in _STATUS_LINE.findall(response.content)]
-        if len(statuses) == len(requests) and all(200 <= s < 300 for s in statuses):
+        if len(statuses) == expected and all(200 <= s < 300 for s in statuses):
             return  # every request applied; the entities it echoes are not needed
-        self._raise_for_changeset(response, len(requests))
+        self._raise_for_changeset(response, expected)
 
     def _raise_for_changeset(self, response: httpx.Response, expected: int) -> None:
         parts = _http_parts(response)
@@ -177,7 +200,10 @@ class FinanceOperationsClient:
         if not failed:
             raise self.http.malformed(response, f"{len(parts)} answers to a changeset of {expected} requests")
         part = failed[0]
-        message, code = fo_error_message(httpx.Response(part.status, content=part.body))
+        answer = httpx.Response(part.status, headers=part.headers, content=part.body, request=response.request)
+        if part.status in RETRYABLE_STATUSES:
+            raise NotApplied(answer)
+        message, code = fo_error_message(answer)
         index = int(part.content_id) - 1 if part.content_id and part.content_id.isdigit() else None
         which = f"request {index + 1} of {expected}" if index is not None else "a request"
         raise ChangesetFailed(
@@ -190,13 +216,17 @@ class FinanceOperationsClient:
 
 
 # An answer's status line starts a line of the multipart body; a JSON body cannot (it escapes newlines).
-_STATUS_LINE = re.compile(rb"(?m)^HTTP/1\.1 (\d{3}) ")
+# The reason phrase after the code is optional (RFC 9112 §4), and so, in practice, is the space before it.
+_STATUS_LINE = re.compile(rb"(?m)^HTTP/1\.[01] (\d{3})\b")
+# Statuses of a whole $batch answer that refuse its one changeset: nothing of it was applied.
+_BATCH_REFUSED = frozenset({400, 409, 412, 422})
 
 
 @dataclass(frozen=True)
 class _Part:
     status: int
     content_id: str | None
+    headers: dict[str, str]
     body: bytes
 
 
@@ -249,8 +279,9 @@ def _http_answer(content: bytes, content_id: str | None) -> _Part:
     status_line, *header_lines = head.split(b"\r\n")
     fields = status_line.split(b" ", 2)
     status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 500
-    for line in header_lines:  # the answer may carry the request's Content-ID inside the HTTP part
+    headers = {}
+    for line in header_lines:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-id" and content_id is None:
-            content_id = value.decode().strip()
-    return _Part(status, content_id, body)
+        headers[name.decode().strip().lower()] = value.decode().strip()
+    # The answer may carry the request's Content-ID inside the HTTP part.
+    return _Part(status, content_id or headers.get("content-id"), headers, body)

@@ -23,7 +23,7 @@ from typing import Any
 
 from ...core.errors import ConfigError, RequestFailedError
 from ...core.posting import LinesRefused, Plan, PlannedLine, Problem, WrittenDocument, WrittenLine
-from .client import SYSTEM, BatchRequest, ChangesetFailed, FinanceOperationsClient, literal
+from .client import SYSTEM, BatchRequest, ChangesetFailed, FinanceOperationsClient, key_segment, literal
 from .config import FinanceOperationsConfig
 
 MAIN_ACCOUNT = "MainAccount"
@@ -38,6 +38,8 @@ FISCAL_PERIOD_ENTITIES = ("LedgerFiscalPeriodsV2", "LedgerFiscalPeriods")
 def document_key(journal: str, partition: str, adjustment: int = 0) -> str:
     """The header Description that identifies the journal of one period (≤ 60 characters, as F&O allows)."""
     key = f"MLC {journal} {partition}".strip() + (f" adj{adjustment}" if adjustment else "")
+    if "*" in key:  # F&O reads `*` in an `eq` filter as a wildcard: the lookup could match other journals
+        raise ConfigError(f"journal key {key!r} holds '*', which F&O's filters read as a wildcard; rename the journal")
     if len(key) > 60:
         raise ConfigError(f"journal key {key!r} is longer than the 60 characters F&O keeps in a Description")
     return key
@@ -404,8 +406,11 @@ class FinanceOperationsJournalTarget:
         try:
             self._send_lines(plan, number, lines, trans_date)
         except ChangesetFailed as exc:
-            line = lines[exc.index] if exc.index is not None and exc.index < len(lines) else None
-            raise LinesRefused(line, exc.server_message) from exc
+            if exc.index is not None and exc.index < len(lines):
+                raise LinesRefused(lines[exc.index], exc.server_message) from exc
+            # Refused without naming its request: the changeset's lines are as near as F&O lets us get.
+            span = f"lines {lines[0].number}–{lines[-1].number}" if lines else "no lines"
+            raise LinesRefused(None, f"{exc.server_message} (in the changeset of {span})") from exc
 
     def _send_lines(self, plan: Plan, number: str, lines: Sequence[PlannedLine], trans_date: str) -> None:
         self.client.changeset(
@@ -435,6 +440,7 @@ class FinanceOperationsJournalTarget:
             "LedgerJournalLines",
             filter=f"dataAreaId eq {literal(plan.company)} and JournalBatchNumber eq {literal(number)}",
             select=_LINE_FIELDS,
+            orderby="LineNumber",  # pages of a stable order, whatever way the server cuts them
             cross_company=True,
         )
         written = []
@@ -459,6 +465,8 @@ class FinanceOperationsJournalTarget:
 
     def discard(self, plan: Plan, number: str) -> None:
         """Delete an unposted journal (and its lines): what is left when F&O refused lines after the header."""
-        self.client.delete(
-            f"LedgerJournalHeaders(dataAreaId={literal(plan.company)},JournalBatchNumber={literal(number)})"
-        )
+        try:
+            self.client.delete("LedgerJournalHeaders" + key_segment(dataAreaId=plan.company, JournalBatchNumber=number))
+        except RequestFailedError as exc:
+            if exc.status != 404:  # a DELETE repeated after a lost answer finds the journal gone: done
+                raise
