@@ -285,6 +285,22 @@ def test_a_draft_invoice_is_posted_when_its_order_is_fulfilled_and_a_closed_orde
     assert held["mlc_bcinvoicenumber"] is None
 
 
+@pytest.mark.parametrize("status", ["In Review", "In_x0020_Review"])
+def test_a_draft_invoice_waiting_for_approval_is_not_taken_for_a_posted_one(sandbox, tmp_path, status):
+    """An approval workflow puts a draft 'In Review' (API schema 2.0 spells it In_x0020_Review): it is still
+    a draft in BC's Sales Header, so it is not reported posted and its draft number does not go to Sales."""
+    sandbox.reset()
+    cfg = config(sandbox, tmp_path, document="draft_invoice", post_invoices="confirmed")
+    _, quote, order = win_deal(sandbox)
+    run_sync(cfg, "salesorders", order["salesorderid"])
+    [draft] = bc_documents(sandbox, quote["quotenumber"])
+    sandbox.upsert(company_id(sandbox), "salesInvoices", {"id": draft["id"], "status": status})
+    again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    assert again.posting is None and again.document_number == draft["number"]
+    held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
+    assert held["mlc_bcinvoicenumber"] is None
+
+
 def test_customer_payment_terms_come_from_the_mapping(sandbox, tmp_path):
     sandbox.reset()
     cfg = config(sandbox, tmp_path, payment_terms={1: "30 DAYS", 2: "14 DAYS", 3: "60 DAYS", 4: "CM"})

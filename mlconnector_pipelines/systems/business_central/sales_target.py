@@ -154,8 +154,8 @@ class BusinessCentralSalesDocuments:
                                     expand="salesInvoiceLines")  # fmt: skip
         if not invoices:
             return None
-        invoice = sorted(invoices, key=lambda i: str(i.get("status")) == "Draft")[0]  # a posted one first
-        posted = str(invoice.get("status")) != "Draft"
+        invoice = sorted(invoices, key=lambda i: not _posted(i))[0]  # a posted one first
+        posted = _posted(invoice)
         document = _written(invoice, "salesInvoices", posted=posted)
         if self.entity_set == "salesOrders":  # the order was invoiced and BC removed it: it lives on in the invoice
             document.number = str(invoice.get("orderNumber") or invoice["number"])
@@ -271,3 +271,12 @@ def _refused(exc: RequestFailedError, number: str) -> RecordRefused:
 
 def _without(record: dict, key: str) -> dict:
     return {k: v for k, v in record.items() if k != key}
+
+
+# A sales invoice still in the Sales Header table: a draft, or one waiting for approval. Schema version 2.0
+# of the API spells the space of an enum value `_x0020_`.
+_UNPOSTED_STATUSES = frozenset({"draft", "in review"})
+
+
+def _posted(invoice: dict) -> bool:
+    return str(invoice.get("status") or "Draft").replace("_x0020_", " ").lower() not in _UNPOSTED_STATUSES
