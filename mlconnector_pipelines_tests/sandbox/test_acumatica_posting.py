@@ -165,8 +165,12 @@ def test_a_run_killed_at_any_point_is_finished_without_a_duplicate(sandbox, cfg,
     assert_posted_once(sandbox, plan)
 
 
+@pytest.mark.parametrize("details_in_lists", [True, False], ids=["lists-with-details", "lists-without-details"])
 @pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504"])
-def test_a_committed_batch_whose_answer_is_lost_is_not_saved_twice(sandbox, cfg, posting, fault):
+def test_a_committed_batch_whose_answer_is_lost_is_not_saved_twice(sandbox, cfg, posting, fault, details_in_lists):
+    """The lookup finds the saved batch and its lines, also on a site whose list GETs answer `$expand`ed
+    details empty (they come only with a record read by key)."""
+    sandbox.http.post("/_sandbox/acumatica/dialect", json={"details_in_lists": details_in_lists}).raise_for_status()
     plan = plan_for(cfg)
     sandbox.faults({"kind": fault, "path_contains": "/JournalTransaction", "count": 1}, service="acumatica")
     engine = posting()

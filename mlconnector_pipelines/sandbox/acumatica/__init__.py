@@ -30,6 +30,17 @@ class AcumaticaVolumes(BaseModel):
     stock_items: int = Field(50, ge=1)
 
 
+class Dialect(BaseModel):
+    """Behaviour the vendor's docs leave open, switched by tests (`POST /_sandbox/acumatica/dialect`) so the
+    client is shown to survive both; a reset restores the default."""
+
+    details_in_lists: bool = Field(
+        True,
+        description="A list GET fills detail collections asked for with $expand; some sites answer them empty "
+        "on lists and only fill them for a record read by key.",
+    )
+
+
 class AcumaticaSettings(BaseModel):
     seed: int = 11
     site_path: str = Field(SITE_PATH, description="The instance's virtual directory; '' serves from the root.")

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import Dialect
 from .ledger import period_id
 from .models import NotFound
 from .seed import now_stamp
@@ -64,6 +65,15 @@ def admin_routes(simulator) -> list[Route]:
             return json({"error": f"no {name} {request.path_params['id']}"}, 404)
         return Response(status_code=204)
 
+    async def dialect(request: Request) -> Response:
+        """Switch behaviour the docs leave open (see `Dialect`); a reset restores the default."""
+        body = await request.json()
+        try:
+            simulator.api.dialect = Dialect.model_validate({**simulator.api.dialect.model_dump(), **body})
+        except ValueError as exc:
+            return json({"error": str(exc)}, 400)
+        return json(simulator.api.dialect.model_dump())
+
     async def expire(request: Request) -> Response:
         simulator.licence.expire_all()
         return json({"expired": True})
@@ -73,4 +83,5 @@ def admin_routes(simulator) -> list[Route]:
         Route(f"{ADMIN}/records/{{entity}}/{{id}}", delete, methods=["DELETE"]),
         Route(f"{ADMIN}/periods", periods, methods=["POST"]),
         Route(f"{ADMIN}/tokens/expire", expire, methods=["POST"]),
+        Route(f"{ADMIN}/dialect", dialect, methods=["POST"]),
     ]

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..core.faults import FaultRule
+from . import Dialect
 from .contract import Entity, entities
 from .models import AcumaticaModel, Conflict, Context, Invalid, NotFound
 from .query import QueryError, parse_query
@@ -42,6 +43,7 @@ def bad_request(exc: Exception) -> Response:
 class ContractApi:
     def __init__(self, model: AcumaticaModel, site: str, settings):
         self.model, self.site, self.settings = model, site, settings
+        self.dialect = Dialect()
 
     def base(self, version: str) -> str:
         return f"{self.site}/entity/Default/{version}"
@@ -119,8 +121,9 @@ class ContractApi:
         rows = [r for r in self.model.rows(entity.name) if query.filter is None or query.filter.matches(r)]
         end = None if query.top is None else query.skip + query.top
         page = rows[query.skip : end]
+        expand = query.expand if self.dialect.details_in_lists else query.expand - set(entity.details)
         body = [
-            render(row, entity, version, number, self.link(version, entity, row), query.select, query.expand)
+            render(row, entity, version, number, self.link(version, entity, row), query.select, expand)
             for number, row in enumerate(page, start=1)
         ]
         return json(corrupted(body, fault))

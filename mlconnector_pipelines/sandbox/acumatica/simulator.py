@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from ..core.faults import FaultBook, FaultRule, retry_after_header
 from ..core.service import RateWindow, SimulatedService
-from . import AcumaticaSettings
+from . import AcumaticaSettings, Dialect
 from .admin import admin_routes
 from .api import ContractApi
 from .licence import Licence, LoginLimit
@@ -77,6 +77,7 @@ class AcumaticaSimulator(SimulatedService):
 
     def reset(self) -> None:
         self.model.reset()
+        self.api.dialect = Dialect()
         self.licence.reset()
         self.counts.clear()
         self.rate.clear()

@@ -153,10 +153,12 @@ class AcumaticaJournalTarget:
     # -- writing ---------------------------------------------------------------------------------------
 
     def find(self, plan: Plan) -> WrittenDocument | None:
+        # The key's batches by filter, then the one found read by its key with its lines: a list GET may
+        # answer `$expand`ed details empty (some sites fill them only for a record read by key).
         found = self.client.records(
             "JournalTransaction",
             filter=f"Module eq 'GL' and Description eq {text_literal(plan.document_key)}",
-            expand=["Details"],
+            select=["BatchNbr"],
             as_type=_SavedBatch,
         )
         if not found:
@@ -166,7 +168,10 @@ class AcumaticaJournalTarget:
             raise RequestFailedError(
                 SYSTEM, f"batches {numbers} all carry the key {plan.document_key!r}; delete all but one before posting"
             )
-        batch = found[0]
+        batch = self.client.record("JournalTransaction", ["GL", found[0].BatchNbr.text], expand=["Details"],
+                                   as_type=_SavedBatch)  # fmt: skip
+        if batch is None:  # deleted since the filter found it
+            return None
         return WrittenDocument(
             number=batch.BatchNbr.text,
             lines=self._written(batch),
