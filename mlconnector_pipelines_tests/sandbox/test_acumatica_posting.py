@@ -179,6 +179,17 @@ def test_a_committed_batch_whose_answer_is_lost_is_not_saved_twice(sandbox, cfg,
     assert_posted_once(sandbox, plan)
 
 
+def test_subaccounts_mapped_without_their_separator_are_saved_verified_and_found_again(sandbox, cfg, posting):
+    """`100000` and `100-000` are one subaccount, and Acumatica answers it with the separator: the read-back
+    compares as Acumatica does, so the batch verifies and a re-run finds the same batch, not a changed one."""
+    plan = plan_for(cfg, rows=[(account, sub.replace("-", ""), amount) for account, sub, amount in ROWS])
+    result = posting().run(plan)
+    assert result.document.state == "verified"
+    [batch] = batches(sandbox, plan.document_key)
+    assert {line["Subaccount"] for line in batch["Details"]} == {"100-000", "100-100", "000-000"}
+    assert posting("run-2").run(plan).outcome == "already_posted"
+
+
 def test_a_saved_batch_answered_without_its_number_is_settled_by_the_lookup(sandbox, cfg, posting, monkeypatch):
     """A PUT that saved the batch but answered without its BatchNbr is an unknown outcome, never a batch
     numbered "": the engine finds the batch by its key, reads it back, and saves nothing twice."""

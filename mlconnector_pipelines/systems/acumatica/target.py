@@ -174,7 +174,7 @@ class AcumaticaJournalTarget:
             return None
         return WrittenDocument(
             number=batch.BatchNbr.text,
-            lines=self._written(batch),
+            lines=self._written(batch, plan),
             posted=batch.Status.text in RELEASED,
             detail={"status": batch.Status.value},
         )
@@ -230,25 +230,27 @@ class AcumaticaJournalTarget:
         record a GET would return, without sending the 5,000 lines a second time. Otherwise, a GET."""
         saved, self._saved = self._saved, None
         if saved is not None and saved.BatchNbr.text == number:
-            return self._written(saved)
+            return self._written(saved, plan)
         batch = self.client.record("JournalTransaction", ["GL", number], expand=["Details"], as_type=_SavedBatch)
-        return self._written(batch) if batch is not None else []
+        return self._written(batch, plan) if batch is not None else []
 
-    def _written(self, batch: _SavedBatch) -> list[WrittenLine]:
+    def _written(self, batch: _SavedBatch, plan: Plan) -> list[WrittenLine]:
         currency = batch.CurrencyID.text
+        spelled = _PlanSpelling(plan)
         written = []
         for position, line in enumerate(batch.Details, start=1):
             reference = line.ReferenceNbr.text
             digits = reference[len(_LINE_REF) :]
             number = int(digits) if reference.startswith(_LINE_REF) and digits.isdigit() else -position
-            subaccount, branch = line.Subaccount.text, line.BranchID.text
+            subaccount = spelled(number, SUBACCOUNT, line.Subaccount.text)
+            branch = spelled(number, BRANCH, line.BranchID.text)
             dims = ((SUBACCOUNT, subaccount),) if subaccount else ()
             if branch:
                 dims += ((BRANCH, branch),)
             written.append(
                 WrittenLine(
                     number=number,
-                    account=line.Account.text,
+                    account=spelled(number, _ACCOUNT, line.Account.text),
                     dimensions=dims,
                     debit=line.DebitAmount.value or ZERO,
                     credit=line.CreditAmount.value or ZERO,
@@ -295,6 +297,33 @@ class AcumaticaJournalTarget:
             if status in RELEASED or time.monotonic() >= deadline:
                 return status
             time.sleep(0.5)
+
+
+_ACCOUNT = "Account"
+
+
+class _PlanSpelling:
+    """A line's value as Acumatica answered it, or as the plan spelled it for that line when the two are one
+    value to Acumatica: a subaccount with or without its segment separator (`100000` is `100-000`, and
+    either may come back), an account or branch ID in another case. Any other value is read as answered,
+    so the read-back still sees a real difference."""
+
+    def __init__(self, plan: Plan):
+        self._plan = {line.number: {_ACCOUNT: line.account, **dict(line.dimensions)} for line in plan.lines}
+        self._read: dict[tuple[str, str, str], str] = {}  # a batch repeats a few values over thousands of lines
+
+    def __call__(self, number: int, name: str, answered: str) -> str:
+        planned = self._plan.get(number, {}).get(name)
+        if planned is None or planned == answered:
+            return answered
+        key = (name, answered, planned)
+        if key not in self._read:
+            self._read[key] = planned if _same(name, answered) == _same(name, planned) else answered
+        return self._read[key]
+
+
+def _same(name: str, value: str) -> str:
+    return _segmentless(value) if name == SUBACCOUNT else value.upper()
 
 
 def _segmentless(value: Any) -> str:
