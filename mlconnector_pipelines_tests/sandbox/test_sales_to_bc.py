@@ -235,6 +235,30 @@ def test_a_new_customer_whose_create_answer_is_lost_is_made_once(cfg, sandbox):
     assert document["customerNumber"] == expected
 
 
+def test_bc_code_fields_kept_upper_case_still_match_and_a_rerun_writes_nothing(cfg, sandbox):
+    """BC keeps its Code fields (customer number, post code, external document number) upper case and trimmed.
+    A quote numbered in lower case and an account with a lower-case post code make one customer and one
+    order whose values match what was sent, and a rerun finds both instead of refusing or writing again."""
+    _, quote, order = win_deal(sandbox)
+    account_id = order["_customerid_value"]
+    sandbox.http.post(
+        "/_sandbox/dataverse/records/accounts", json={"accountid": account_id, "address1_postalcode": " sw1a 1aa"}
+    ).raise_for_status()
+    lower = f"q-{quote['quotenumber']}".lower()
+    sandbox.http.post(
+        "/_sandbox/dataverse/records/quotes", json={"quoteid": quote["quoteid"], "quotenumber": lower}
+    ).raise_for_status()
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    assert first.outcome == "posted" and first.customer_action in ("created", "updated")
+    again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    assert again.outcome == "already_posted" and again.customer_action == "unchanged"
+    [document] = bc_documents(sandbox, lower.upper())
+    assert document["number"] == first.document_number
+    [customer] = customers_named(sandbox, first.customer)
+    assert customer["postalCode"] == "SW1A 1AA"
+    assert sandbox.state("business_central")["writes"]["POST salesOrders"] == 1
+
+
 def test_an_order_invoiced_in_bc_is_not_made_again_and_its_invoice_number_goes_back(cfg, sandbox):
     """BC deletes an order once it is shipped and invoiced: the deal is then found in its posted invoice."""
     from mlconnector_pipelines.definitions import build_definitions

@@ -138,6 +138,17 @@ POSTED_INVOICE_DELETE = ApiError(
     "It cannot be zero or empty.",
 )
 # The entity sets the API lets a client DELETE (drafts only among sales invoices).
+# Fields of BC's Code data type: "converted to uppercase and removes any trailing or leading spaces"
+# (Microsoft, Code Data Type). County, city and names are Text and keep their case.
+CODE_FIELDS = {
+    "customers": frozenset({"number", "postalCode", "country", "salespersonCode", "currencyCode"}),
+    "vendors": frozenset({"number", "postalCode", "country", "currencyCode"}),
+    "items": frozenset({"number", "baseUnitOfMeasureCode"}),
+    "salesOrders": frozenset({"externalDocumentNumber", "customerNumber"}),
+    "salesInvoices": frozenset({"externalDocumentNumber", "customerNumber"}),
+    "salesOrderLines": frozenset({"lineObjectNumber"}),
+    "salesInvoiceLines": frozenset({"lineObjectNumber"}),
+}
 DELETABLE = frozenset({"customers", "vendors", "items", "salesOrders", "salesInvoices"})
 
 
@@ -481,6 +492,8 @@ class BusinessCentralModel:
             if name in read_only:
                 continue
             fields[name] = self._typed(entity_set, name, types[name], value)
+            if name in CODE_FIELDS.get(entity_set, ()) and isinstance(fields[name], str):
+                fields[name] = fields[name].strip().upper()
         return fields
 
     def _typed(self, entity_set: str, name: str, edm: str, value):

@@ -27,6 +27,13 @@ POST_ACTION = "Microsoft.NAV.post"
 _ITEM_IN_MESSAGE = re.compile(r"No\.='([^']*)'")
 
 
+def as_code(value: Any) -> str:
+    """A value of one of BC's Code fields (numbers, post codes, external document numbers) as BC keeps it:
+    "converted to uppercase and [with] any trailing or leading spaces" removed (Microsoft, Code Data Type).
+    What is sent, looked up and compared is this form, so BC's answer matches it."""
+    return str(value if value is not None else "").strip().upper()
+
+
 def decimal_text(value: Any) -> str:
     """A quantity or price as comparable text: 2, 2.0 and 2.00 are all "2"."""
     number = Decimal(str(value or 0))
@@ -144,7 +151,7 @@ class BusinessCentralSalesDocuments:
         return self.items[number]
 
     def find(self, plan: Plan) -> WrittenDocument | None:
-        key = plan.document_key
+        key = as_code(plan.document_key)
         if self.entity_set == "salesOrders":
             orders = self.client.find(self.company_id, "salesOrders", "externalDocumentNumber", key,
                                       expand="salesOrderLines")  # fmt: skip

@@ -27,6 +27,7 @@ from ..business_central.client import BusinessCentralClient
 from ..business_central.sales_target import (
     BusinessCentralCustomers,
     BusinessCentralSalesDocuments,
+    as_code,
     decimal_text,
     line_amount,
 )
@@ -71,12 +72,12 @@ def customer_number(account: dict[str, Any], sync: SalesToBusinessCentral) -> st
     for known in (str(account["accountid"]).lower(), str(account.get("accountnumber") or "")):
         mapped = next((number for key, number in sync.customers.items() if key.lower() == known.lower()), None)
         if known and mapped:
-            return mapped
-    own = str(account.get("accountnumber") or "").strip().upper()
+            return as_code(mapped)
+    own = as_code(account.get("accountnumber"))
     if own and len(own) <= CUSTOMER_NUMBER_LENGTH:
         return own
-    compact = str(account["accountid"]).replace("-", "").upper()
-    return (sync.customer_number_prefix + compact)[:CUSTOMER_NUMBER_LENGTH]
+    compact = str(account["accountid"]).replace("-", "")
+    return as_code(sync.customer_number_prefix + compact)[:CUSTOMER_NUMBER_LENGTH]
 
 
 def customer_fields(deal: Deal, sync: SalesToBusinessCentral, terms: Callable[[str], str]) -> dict[str, Any]:
@@ -89,7 +90,7 @@ def customer_fields(deal: Deal, sync: SalesToBusinessCentral, terms: Callable[[s
         "addressLine2": account.get("address1_line2"),
         "city": account.get("address1_city"),
         "state": account.get("address1_stateorprovince"),
-        "postalCode": account.get("address1_postalcode"),
+        "postalCode": as_code(account.get("address1_postalcode")),
         "email": account.get("emailaddress1") or contact.get("emailaddress1"),
         "phoneNumber": account.get("telephone1") or contact.get("telephone1"),
         "website": account.get("websiteurl"),
@@ -110,6 +111,7 @@ def document_plan(
     lines, problems = [], []
     for sales_line in deal.lines:
         item = _item(sales_line.product_number, sync)
+        item = as_code(item) if item else None
         line = PlannedLine(
             number=sales_line.number,
             account=item or "",
@@ -145,7 +147,7 @@ def document_plan(
         document_key=deal.key,
         system=BC,
         company=company_id,
-        header={"customerNumber": customer, "externalDocumentNumber": deal.key},
+        header={"customerNumber": customer, "externalDocumentNumber": as_code(deal.key)},
         lines=tuple(lines),
         must_balance=False,
     )
