@@ -60,6 +60,12 @@ class HttpPolicy(BaseModel):
     max_retry_after_seconds: float = Field(
         300.0, gt=0, description="Longest wait accepted from a server's Retry-After before giving up on it."
     )
+    outcome_settle_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="After a create's answer was lost and a lookup did not find it: how long the server may "
+        "still be saving it (a gateway, or this client's timeout, gave up first). No second create before then.",
+    )
     requests_per_minute: int | None = Field(
         None, gt=0, description="Client-side request-rate limit; None leaves pacing to the server."
     )

@@ -190,6 +190,9 @@ class PostingTarget(Protocol):
     system: str
     max_lines_per_write: int  # lines written atomically by one create_lines call
     writes_in_flight: int  # create_lines calls the engine may have under way at once (thread-safe target)
+    # After a create_document whose answer was lost and which `find` did not see: how long the system may
+    # still be saving it. The engine creates the document again only after this (HttpPolicy's setting).
+    outcome_settle_seconds: float
     # Optional: `lines_with_header = True` for a target that saves a document and its lines in one atomic
     # write (create_document takes them all; create_lines is never called), and `finish(plan, number)`
     # for a step after verification (Acumatica's release), returning what it did or None.

@@ -19,6 +19,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -192,6 +193,7 @@ class PostingEngine:
         resumed = existing is not None
         carried = 0  # lines written with the header, by a target that saves a document whole
         if existing is None:
+            self._hold_while_unsettled(plan, record)
             self.checkpoint("before_header")
             number = self._create_document(plan, record)
             if number is None:  # the lost create did happen: the lookup found it
@@ -280,6 +282,24 @@ class PostingEngine:
     def _find(self, plan: Plan) -> WrittenDocument | None:
         self.lookups += 1
         return self.target.find(plan)
+
+    def _hold_while_unsettled(self, plan: Plan, record: DocumentRecord) -> None:
+        """No second create while the first may still be saving: a create whose answer was lost and which the
+        lookup did not find (a gateway, or this client's timeout, gave up before the server did) is created
+        again only once the target's settle time has passed since then, and only if still not found."""
+        if record.state != "unknown" or record.document_number is not None:
+            return
+        lost = [event["at"] for event in self.audit.history(record.id) if event["event"] == "outcome_unknown"]
+        settled = lost[-1] + timedelta(seconds=self.target.outcome_settle_seconds) if lost else None
+        if settled is not None and datetime.now(UTC) < settled:
+            raise OutcomeUnknown(
+                plan.system,
+                f"{plan.document_key}: the create sent at {lost[-1]:%Y-%m-%d %H:%M:%S} UTC lost its answer and is not "
+                f"found yet; {plan.system} may still be saving it. Nothing is created again before "
+                f"{settled:%H:%M:%S} UTC: replay then (it looks the key up again first)",
+                method="POST",
+                url="",
+            )
 
     def _create_document(self, plan: Plan, record: DocumentRecord) -> str | None:
         """The header's number; None when the create's outcome was lost but the lookup found it."""

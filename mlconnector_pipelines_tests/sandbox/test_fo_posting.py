@@ -9,6 +9,7 @@ lost answers are the sandbox committing a write and then dropping the connection
 from __future__ import annotations
 
 import json
+import time
 from datetime import date
 from decimal import Decimal
 
@@ -251,6 +252,43 @@ def test_a_write_committed_but_answered_with_a_lost_connection_or_504_is_not_wri
     assert engine.target.client.http.stats.outcome_unknown == 1
     assert sandbox.state("finance_operations")["faults_fired"] == {fault: 1}
     assert result.document.state == "verified"
+    assert_posted_once(sandbox, plan)
+
+
+def test_a_header_saved_after_its_504_is_not_created_again_while_f_and_o_may_still_be_saving_it(sandbox, posting):
+    """A gateway answers 504 and F&O saves the header a second later: the lookup right after finds nothing.
+    A run straight after that creates nothing; once the header has landed, the next run finds and finishes it."""
+    plan, _ = plan_for(posting().target)
+    sandbox.faults(
+        {"kind": "commit_late", "delay_seconds": 1.0, "path_contains": "/data/LedgerJournalHeaders"},
+        service="finance_operations",
+    )
+    with pytest.raises(OutcomeUnknown):
+        posting().run(plan)
+    assert journals(sandbox) == []  # not saved yet
+    with pytest.raises(OutcomeUnknown, match="may still be saving it"):
+        posting("run-2").run(plan)
+    time.sleep(1.5)
+    assert len(journals(sandbox)) == 1  # the first create landed late
+    result = posting("run-3").run(plan)
+    assert result.outcome == "resumed" and result.document.state == "verified"
+    assert_posted_once(sandbox, plan)
+
+
+def test_a_header_whose_create_never_landed_is_created_once_the_settle_time_has_passed(sandbox, posting, fo):
+    plan, _ = plan_for(posting().target)
+    fo.finance_operations.http.outcome_settle_seconds = 0.5
+    sandbox.faults(
+        # the run's lookup passes; its POST is answered 504 and never saved
+        {"kind": "status", "status": 504, "path_contains": "/data/LedgerJournalHeaders", "skip": 1},
+        service="finance_operations",
+    )
+    with pytest.raises(OutcomeUnknown):
+        posting().run(plan)
+    with pytest.raises(OutcomeUnknown, match="Nothing is created again before"):
+        posting("run-2").run(plan)
+    time.sleep(0.6)
+    assert posting("run-3").run(plan).outcome == "posted"
     assert_posted_once(sandbox, plan)
 
 

@@ -26,7 +26,9 @@ class FaultRule(BaseModel):
     record becomes `value`), `mutate` (apply `mutations`, then serve: records leave or enter a
     filter between two pages). After a write is committed: `commit_then_drop` (the connection
     breaks before the answer's body) and `commit_then_504` (a gateway's timeout answer): the write
-    happened, the client cannot know. `changeset_status` (OData $batch): the batch is answered 200
+    happened, the client cannot know. `commit_late` (a write): a gateway's 504 now, the write committed
+    `delay_seconds` later, as a server still working after the client stopped waiting.
+    `changeset_status` (OData $batch): the batch is answered 200
     and its first changeset's part carries `status` (and `retry_after`); nothing of it is applied.
     """
 
@@ -41,6 +43,7 @@ class FaultRule(BaseModel):
         "commit_then_drop",
         "commit_then_504",
         "changeset_status",
+        "commit_late",
     ]
     status: int = 429
     retry_after: float | None = Field(None, description="Seconds in Retry-After; None sends no header.")
@@ -85,12 +88,12 @@ class FaultBook:
     def take(self, path: str, method: str = "GET") -> FaultRule | None:
         """The first rule that fires for this request; every matching rule counts the request.
 
-        After-commit rules only match writes (they fire once the write is committed)."""
+        After-commit and late-commit rules only match writes."""
         chosen = None
         for rule in self.rules:
             if rule.path_contains not in path or rule.count <= 0:
                 continue
-            if rule.kind in AFTER_COMMIT and method in ("GET", "HEAD"):
+            if rule.kind in (*AFTER_COMMIT, "commit_late") and method in ("GET", "HEAD"):
                 continue
             if rule.skip > 0:
                 rule.skip -= 1

@@ -155,6 +155,8 @@ class SimulatedService:
                     return Response(HTML_PAGE, media_type="text/html; charset=utf-8")
                 if fault.kind == "delay":
                     await asyncio.sleep(fault.delay_seconds)
+                if fault.kind == "commit_late" and request.method in WRITES:
+                    return await committed_later(handler, request, fault.delay_seconds)
             response = await handler(request)
             if fault is not None and fault.kind == "drop":
                 return dropped_midway(response)
@@ -167,6 +169,23 @@ class SimulatedService:
     def _refused(self, request: Request) -> Response:
         self.counts["401"] += 1
         return self.unauthorized(request)
+
+
+_LATE_WRITES: set[asyncio.Task] = set()  # held until done: the loop keeps only weak references to tasks
+
+
+async def committed_later(handler: Handler, request: Request, seconds: float) -> Response:
+    """A gateway's 504 now; the write itself runs `seconds` later, as a server that kept working would."""
+    await request.body()  # read while the connection is open; the handler finds it cached
+
+    async def later() -> None:
+        await asyncio.sleep(seconds)
+        await handler(request)
+
+    task = asyncio.get_running_loop().create_task(later())
+    _LATE_WRITES.add(task)
+    task.add_done_callback(_LATE_WRITES.discard)
+    return Response(GATEWAY_TIMEOUT_PAGE, status_code=504, media_type="text/html")
 
 
 def dropped_midway(response: Response) -> Response:

@@ -71,6 +71,7 @@ class AcumaticaJournalTarget:
     def __init__(self, client: AcumaticaClient, cfg: AcumaticaConfig):
         self.client = client
         self.cfg = cfg
+        self.outcome_settle_seconds = cfg.http.outcome_settle_seconds
         self._accounts: dict[str, dict] | None = None
         self._subaccounts: dict[str, dict] | None = None
         self._branches: set[str] | None = None

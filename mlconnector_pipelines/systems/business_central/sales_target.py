@@ -124,6 +124,7 @@ class BusinessCentralSalesDocuments:
 
     def __init__(self, client: BusinessCentralClient, company_id: str, document: str):
         self.client, self.company_id = client, company_id
+        self.outcome_settle_seconds = client.http.policy.outcome_settle_seconds
         self.entity_set = DOCUMENT_SETS[document]
         self.document = document
         self.post_when_verified = False  # set per run: a confirmed draft invoice is posted after verification

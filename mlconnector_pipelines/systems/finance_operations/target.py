@@ -105,6 +105,7 @@ class FinanceOperationsJournalTarget:
         self.cfg = cfg
         self.max_lines_per_write = cfg.lines_per_batch
         self.writes_in_flight = cfg.batches_in_flight
+        self.outcome_settle_seconds = cfg.http.outcome_settle_seconds
         self._format: list[str] | None = cfg.ledger_dimension_format
         self._delimiter: str | None = cfg.segment_delimiter
         self._ref = _Reference()
