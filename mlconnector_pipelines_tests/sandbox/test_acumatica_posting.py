@@ -371,7 +371,15 @@ def test_an_unwrapped_value_never_leaves_the_client():
     }
 
 
-def test_reference_records_land_by_key_and_a_refused_one_is_named_and_replayed(sandbox, cfg, resource, tmp_path):
+@pytest.mark.parametrize("missing_record_status", [500, 404], ids=["no-entity-500", "not-found-404"])
+def test_reference_records_land_by_key_and_a_refused_one_is_named_and_replayed(
+    sandbox, cfg, resource, tmp_path, missing_record_status
+):
+    """A key that matches no record is Acumatica's 500 "No entity satisfies the condition", or a 404 on a
+    site that reads the docs as REST: either way the record is new, and inserted."""
+    sandbox.http.post(
+        "/_sandbox/acumatica/dialect", json={"missing_record_status": missing_record_status}
+    ).raise_for_status()
     rows = [
         ("V00001", "Renamed Supplier One", "SERVICES"),  # an update of one field
         ("V90001", "New Supplier", "LOCAL"),  # an insert

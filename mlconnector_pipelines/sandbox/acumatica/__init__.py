@@ -6,6 +6,7 @@ Served under a site path on the shared port, as an on-premises instance is (`{ur
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -38,6 +39,11 @@ class Dialect(BaseModel):
         True,
         description="A list GET fills detail collections asked for with $expand; some sites answer them empty "
         "on lists and only fill them for a record read by key.",
+    )
+    missing_record_status: Literal[500, 404] = Field(
+        500,
+        description="A record read by a key that matches none: Acumatica's 500 'No entity satisfies the "
+        "condition', or the 404 a REST reading of the docs gives.",
     )
 
 

@@ -69,6 +69,8 @@ class ContractApi:
         except (QueryError, WireError) as exc:
             return bad_request(exc)
         except NotFound:
+            if self.dialect.missing_record_status == 404:
+                return error_response(404, "No entity satisfies the condition.")
             return not_found_error()
 
     async def _dispatch(self, request: Request, version: str, entity: Entity, rest: list[str]) -> Response:

@@ -148,9 +148,11 @@ class AcumaticaClient:
         except RequestFailedError as exc:
             if exc.status == 404 and not self._version_checked:
                 # A 404 for an endpoint or entity is how a wrong version answers: say so, with the versions.
+                # A site that lists none leaves it open (a 404 may also be a record that does not exist).
                 published = self.published_versions()
-                if published is None or self.cfg.version not in published:
+                if published is not None and self.cfg.version not in published:
                     raise self._wrong_version(published) from None
+                self._version_checked = published is not None
             raise
 
     # -- reading ----------------------------------------------------------------------------------
@@ -187,7 +189,9 @@ class AcumaticaClient:
         try:
             response = self._request("GET", f"/{entity}/{path}", params=_params(None, None, expand, None))
         except RequestFailedError as exc:
-            if exc.status == 500 and "No entity satisfies" in str(exc):
+            # Acumatica answers a key that matches nothing 500 "No entity satisfies the condition"; a site may
+            # answer 404. (A 404 for a wrong endpoint version became a ConfigError in `_request`.)
+            if exc.status == 404 or (exc.status == 500 and "No entity satisfies" in str(exc)):
                 return None
             raise
         return self._answer(response, as_type)
