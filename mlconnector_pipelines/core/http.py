@@ -58,7 +58,10 @@ class HttpPolicy(BaseModel):
     backoff_base_seconds: float = Field(1.0, gt=0, description="First back-off step without Retry-After.")
     backoff_cap_seconds: float = Field(60.0, gt=0, description="Longest back-off step without Retry-After.")
     max_retry_after_seconds: float = Field(
-        300.0, gt=0, description="Longest wait accepted from a server's Retry-After before giving up on it."
+        300.0,
+        gt=0,
+        description="Longest wait accepted from a server's Retry-After; asked to wait longer, the request fails "
+        "at once (retrying early only extends a throttling penalty).",
     )
     outcome_settle_seconds: float = Field(
         600.0,
@@ -162,6 +165,18 @@ class _RetryAfterOrFullJitter(tenacity.wait.wait_base):
             if hinted is not None:
                 return min(hinted, self.retry_after_cap)
         return self.rng.uniform(0, min(self.cap, self.base * 2 ** (retry_state.attempt_number - 1)))
+
+
+class _ToldToWaitTooLong(tenacity.stop.stop_base):
+    """Stop when the server's Retry-After asks for longer than we accept: a retry before then would come
+    early, and Microsoft's services extend the penalty of a client that retries early."""
+
+    def __init__(self, cap: float):
+        self.cap = cap
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        return isinstance(exc, _RetryableResponse) and (retry_after_seconds(exc.response) or 0.0) > self.cap
 
 
 def _rate_limiter(policy: HttpPolicy) -> Limiter | None:
@@ -374,7 +389,8 @@ class ThrottledClient:
                 self.policy.max_retry_after_seconds,
                 self._rng,
             ),
-            stop=tenacity.stop_after_attempt(self.policy.max_attempts),
+            stop=tenacity.stop_after_attempt(self.policy.max_attempts)
+            | _ToldToWaitTooLong(self.policy.max_retry_after_seconds),
             before_sleep=self._before_retry,
             sleep=self._sleep,
             reraise=True,
@@ -399,6 +415,12 @@ class ThrottledClient:
     def _failed(self, method: str, url: str, exc: Exception, attempts: int) -> RequestFailedError:
         if isinstance(exc, _RetryableResponse):
             message, code = self._error_message(exc.response)
+            hinted = retry_after_seconds(exc.response)
+            if hinted is not None and hinted > self.policy.max_retry_after_seconds:
+                message += (
+                    f" (it asks to wait {hinted:.0f} s before trying again, longer than http.max_retry_after_seconds,"
+                    f" {self.policy.max_retry_after_seconds:.0f} s: run it later, or raise that limit)"
+                )
             return RequestFailedError(
                 self.system,
                 self._redact(

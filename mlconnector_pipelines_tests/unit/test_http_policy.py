@@ -58,6 +58,14 @@ def test_retry_after_is_honoured_when_present():
     assert (c.stats.requests, c.stats.retries, c.stats.throttled, c.stats.server_errors) == (3, 2, 1, 1)
 
 
+def test_a_retry_after_longer_than_accepted_fails_at_once_instead_of_retrying_early():
+    transport, seen = scripted((429, {"Retry-After": "900"}), (200, {}))
+    sleeps = []
+    with pytest.raises(RequestFailedError, match="asks to wait 900 s before trying again"):
+        client(transport, sleeps, max_retry_after_seconds=300).get_json("/x")
+    assert len(seen) == 1 and sleeps == []
+
+
 def test_without_retry_after_backoff_is_full_jitter_and_capped():
     transport, _ = scripted(*[(429, {})] * 6, (200, {}))
     sleeps = []
