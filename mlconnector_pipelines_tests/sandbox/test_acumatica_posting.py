@@ -190,6 +190,16 @@ def test_subaccounts_mapped_without_their_separator_are_saved_verified_and_found
     assert posting("run-2").run(plan).outcome == "already_posted"
 
 
+def test_a_batch_dated_the_first_of_a_month_keeps_its_date_on_a_site_west_of_utc(sandbox, cfg, posting):
+    """The posting date is a date: sent as a UTC moment, a site at UTC-5 would read midnight of 1 December
+    as the evening of 30 November, and post into November."""
+    sandbox.http.post("/_sandbox/acumatica/dialect", json={"site_utc_offset_hours": -5}).raise_for_status()
+    plan = plan_for(cfg, last_day=date(2026, 12, 1), partition="2026-11-30")
+    assert posting().run(plan).document.state == "verified"
+    [batch] = batches(sandbox, plan.document_key)
+    assert (batch["TransactionDate"], batch["PostPeriod"]) == ("2026-12-01", "122026")
+
+
 def test_a_saved_batch_answered_without_its_number_is_settled_by_the_lookup(sandbox, cfg, posting, monkeypatch):
     """A PUT that saved the batch but answered without its BatchNbr is an unknown outcome, never a batch
     numbered "": the engine finds the batch by its key, reads it back, and saves nothing twice."""

@@ -40,6 +40,11 @@ class Dialect(BaseModel):
         description="A list GET fills detail collections asked for with $expand; some sites answer them empty "
         "on lists and only fill them for a record read by key.",
     )
+    site_utc_offset_hours: float = Field(
+        0.0,
+        description="The site's time zone. A date sent with an offset is converted to it before its date is "
+        "taken (as .NET reads a DateTimeOffset into a local DateTime); one sent without an offset is its date.",
+    )
     missing_record_status: Literal[500, 404] = Field(
         500,
         description="A record read by a key that matches none: Acumatica's 500 'No entity satisfies the "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json as jsonlib
 import re
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from starlette.requests import Request
@@ -44,6 +44,9 @@ class ContractApi:
     def __init__(self, model: AcumaticaModel, site: str, settings):
         self.model, self.site, self.settings = model, site, settings
         self.dialect = Dialect()
+
+    def site_offset(self) -> timedelta:
+        return timedelta(hours=self.dialect.site_utc_offset_hours)
 
     def base(self, version: str) -> str:
         return f"{self.site}/entity/Default/{version}"
@@ -144,7 +147,7 @@ class ContractApi:
 
     async def put(self, request: Request, version: str, entity: Entity) -> Response:
         query = parse_query(request.query_params, entity)
-        record = read_record(await body_of(request), entity, version)
+        record = read_record(await body_of(request), entity, version, site_offset=self.site_offset())
         matched = None
         if query.filter is not None:
             matched = next((r for r in self.model.rows(entity.name) if query.filter.matches(r)), None)
@@ -178,7 +181,7 @@ class ContractApi:
         body = await body_of(request)
         if not isinstance(body, dict) or not isinstance(body.get("entity"), dict):
             return error_response(400, "The request is invalid.", "The request body must have an 'entity' object.")
-        record = read_record(body["entity"], entity, version, "entity")
+        record = read_record(body["entity"], entity, version, "entity", self.site_offset())
         if record.get("id"):
             row = self.model.by_id(entity.name, record["id"])
         else:

@@ -7,7 +7,7 @@ none at all on a whole second, the offset as +00:00.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from starlette.responses import Response
@@ -72,6 +72,15 @@ def parse_stamp(text: str) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
+def site_date(text: str, site_offset: timedelta) -> date:
+    """The date a date-only field takes: the one named, or, sent with an offset, the site's date then."""
+    text = text.strip()
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        return moment.date()
+    return moment.astimezone(timezone(site_offset)).date()
+
+
 def to_wire(kind: str, value):
     if value is None:
         return None
@@ -80,7 +89,7 @@ def to_wire(kind: str, value):
     return value
 
 
-def from_wire(kind: str, value, path: str, *, date_only: bool = False):
+def from_wire(kind: str, value, path: str, *, date_only: bool = False, site_offset: timedelta = timedelta(0)):
     """A request's value as the model holds it, converted as Json.NET converts into the typed value."""
     if value is None:
         return None
@@ -104,8 +113,7 @@ def from_wire(kind: str, value, path: str, *, date_only: bool = False):
                 raise ValueError
             return int(Decimal(str(value)))
         if kind == "T":
-            moment = parse_stamp(str(value))
-            return moment.date() if date_only else moment
+            return site_date(str(value), site_offset) if date_only else parse_stamp(str(value))
         return str(value)
     except (TypeError, ValueError, InvalidOperation, ArithmeticError):
         raise WireError(path, f"Error converting value {_quoted(value)} to type '{model}'. Path '{path}'.") from None
@@ -138,7 +146,7 @@ def _quoted(value) -> str:
 # -- request bodies ----------------------------------------------------------------------------------
 
 
-def read_record(data, entity: Entity, version: str, path: str = "") -> dict:
+def read_record(data, entity: Entity, version: str, path: str = "", site_offset: timedelta = timedelta(0)) -> dict:
     """A record in a request body: {"id", "note", "delete", fields…, detail lists…} with plain values.
 
     A field must be an object {"value": …}; a bare value is a binding error (400). Names the
@@ -156,13 +164,15 @@ def read_record(data, entity: Entity, version: str, path: str = "") -> dict:
             if not isinstance(value, list):
                 raise WireError(where, f"Cannot deserialize the current JSON object into a list. Path '{where}'.")
             child = detail(version, entity.details[name])
-            record[name] = [read_record(line, child, version, f"{where}[{i}]") for i, line in enumerate(value)]
+            record[name] = [
+                read_record(line, child, version, f"{where}[{i}]", site_offset) for i, line in enumerate(value)
+            ]
         elif name in entity.scalars:
-            record[name] = _wrapped(value, entity.scalars[name], where, entity.is_date(name))
+            record[name] = _wrapped(value, entity.scalars[name], where, entity.is_date(name), site_offset)
     return record
 
 
-def _wrapped(value, kind: str, path: str, date_only: bool):
+def _wrapped(value, kind: str, path: str, date_only: bool, site_offset: timedelta = timedelta(0)):
     if not isinstance(value, dict):
         raise WireError(
             path,
@@ -171,7 +181,7 @@ def _wrapped(value, kind: str, path: str, date_only: bool):
         )
     if "value" not in value:
         return _ABSENT
-    return from_wire(kind, value["value"], f"{path}.value", date_only=date_only)
+    return from_wire(kind, value["value"], f"{path}.value", date_only=date_only, site_offset=site_offset)
 
 
 class _Absent:

@@ -188,7 +188,8 @@ class AcumaticaJournalTarget:
             "Module": "GL",
             "LedgerID": header.get("ledger", "ACTUAL"),
             "BranchID": header.get("branch") or next((b for b in branches if b), None),
-            "TransactionDate": f"{header['posting_date']}T00:00:00+00:00",
+            # A date, not a moment: sent with an offset, a site in another time zone would take the day before.
+            "TransactionDate": f"{header['posting_date']}T00:00:00",
             "Description": plan.document_key,
             "CurrencyID": plan.lines[0].currency if plan.lines else None,
             "Hold": False,
