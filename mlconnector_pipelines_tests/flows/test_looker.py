@@ -273,6 +273,40 @@ def test_a_refused_query_says_which_field_and_why(env, client):
     assert "fields: Unknown field 'vendors.nope' in explore 'vendors'" in str(caught.value)
 
 
+@pytest.mark.parametrize("as_rows", [False, True], ids=["error-status", "looker_error-row"])
+def test_a_query_that_fails_in_looker_is_an_error_never_an_empty_result(tmp_path_factory, as_rows):
+    """Looker reports a query's SQL error as a one-row json result `[{"looker_error": …}]` answered 200 (or
+    as a 400): either way the run fails with Looker's message, sync and as a task, and no rows are taken."""
+    from mlconnector_pipelines.core.errors import RequestFailedError
+
+    running, sandbox_dir = start_sandbox(
+        tmp_path_factory,
+        looker=LookerSettings(
+            warehouse=tmp_path_factory.mktemp("empty") / "absent.duckdb",
+            query_task_seconds=0.05,
+            query_errors_as_rows=as_rows,
+        ),
+    )
+    admin = SandboxAdmin(running)
+    admin.data_dir = sandbox_dir
+    c = LookerClient(
+        parse_config({**sandbox_profile(sandbox_dir, running.url), "looker": looker_settings(admin)}).looker,
+        client_secret="sandbox-looker-client-secret",
+    )
+    try:
+        for spec in (
+            QuerySpec(MODEL, "vendors", ("vendors.company_name", "vendors.count"), limit=10),  # one synchronous call
+            QuerySpec(MODEL, "gl_entries", tuple(DETAIL_FIELDS)),  # every row: a query task
+        ):
+            with pytest.raises(RequestFailedError, match="does not exist yet"):
+                list(c.rows(spec))
+        assert c.query_tasks == 1
+    finally:
+        c.close()
+        admin.http.close()
+        running.stop()
+
+
 def test_429_backs_off_and_completes(env, client):
     env.admin.faults(
         {"kind": "status", "status": 429, "path_contains": "/api/4.0/queries/run", "count": 2}, service="looker"

@@ -21,6 +21,11 @@ class LookerSettings(BaseModel):
     retry_after_on_429: float | None = Field(None, description="Looker's 429 may or may not say when to retry.")
     query_task_seconds: float = Field(1.0, ge=0, description="How long an async query task takes to complete.")
     query_task_ttl_seconds: float = Field(3600, gt=0, description="Results of a task expire after this.")
+    query_errors_as_rows: bool = Field(
+        False,
+        description='A query whose SQL fails is answered 200 with one row [{"looker_error": "…"}], as Looker reports '
+        "errors in json results; False answers it 400.",
+    )
     warehouse: Path | None = Field(
         None, description="The DuckDB file the explores read; default <data_dir>/warehouse.duckdb."
     )

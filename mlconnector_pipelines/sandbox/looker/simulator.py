@@ -289,7 +289,12 @@ class LookerSimulator(SimulatedService):
 
     async def _run(self, query: dict, result_format: str, limit: int | None) -> Response:
         _check_format(result_format)
-        body = await run_in_threadpool(self._execute, query, result_format, limit)
+        try:
+            body = await run_in_threadpool(self._execute, query, result_format, limit)
+        except QueryError as exc:
+            if result_format == "json" and self.settings.query_errors_as_rows:
+                return Response(_error_rows(exc.message), media_type="application/json")
+            raise
         return Response(body, media_type="text/csv" if result_format == "csv" else "application/json")
 
     def _execute(self, query: dict, result_format: str, limit: int | None) -> bytes:
@@ -393,6 +398,8 @@ class LookerSimulator(SimulatedService):
         if task.status in ("added", "running"):
             return Response(b"", status_code=202, media_type="text/plain")
         if task.status == "error":
+            if task.result_format == "json" and self.settings.query_errors_as_rows:
+                return Response(_error_rows(task.error), media_type="application/json")
             return _error(400, task.error)
         return Response(task.body, media_type="text/csv" if task.result_format == "csv" else "application/json")
 
@@ -444,6 +451,11 @@ def _check_format(result_format: str) -> None:
         raise QueryError(
             400, f"Unsupported result format '{result_format}' (the sandbox serves {', '.join(RESULT_FORMATS)})."
         )
+
+
+def _error_rows(message: str) -> bytes:
+    """A failed query as Looker's json results report it: one row holding the error."""
+    return exact_json.dumps([{"looker_error": message}])
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:

@@ -201,7 +201,8 @@ class LookerClient:
             self._sleep(self.poll_seconds)
         while True:
             with self.http.stream("GET", f"query_tasks/{task_id}/results") as response:
-                if response.status_code != 202:  # 202: finished as a task, results not readable yet
+                # 202 (204 in older docs): finished as a task, results not readable yet
+                if response.status_code not in (202, 204):
                     yield from _stream_batches(response, batch_rows)
                     return
             if time.monotonic() > deadline:
@@ -222,6 +223,8 @@ class LookerClient:
             raise RequestFailedError(SYSTEM, f"the query failed in Looker: {rows['looker_error']}")
         if not isinstance(rows, list):
             raise RequestFailedError(SYSTEM, f"query results are a {type(rows).__name__}, not a list of rows")
+        for row in rows[:1]:
+            _refuse_error_row(row)
         return rows
 
 
@@ -231,6 +234,19 @@ class _ChunkReader:
     def __init__(self, chunks: Iterator[bytes]):
         self._chunks = chunks
         self._buffer = b""
+
+    def peek(self) -> bytes:
+        """The first byte that is not white space, left unread; b"" at the end."""
+        while True:
+            stripped = self._buffer.lstrip()
+            if stripped:
+                self._buffer = stripped
+                return stripped[:1]
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._buffer = b""
+                return b""
+            self._buffer = chunk
 
     def read(self, size: int = -1) -> bytes:
         while not self._buffer:
@@ -244,13 +260,27 @@ class _ChunkReader:
         return data
 
 
+def _refuse_error_row(row: object) -> None:
+    """Looker reports a query that failed (a SQL error) as a result whose one row is `{"looker_error": …}`."""
+    if isinstance(row, dict) and "looker_error" in row:
+        raise RequestFailedError(SYSTEM, f"the query failed in Looker: {row['looker_error']}")
+
+
 def _stream_batches(response: httpx.Response, batch_rows: int) -> Iterator[list[dict]]:
     batch: list[dict] = []
+    reader = _ChunkReader(response.iter_bytes())
     try:
+        start = reader.peek()
+        if start != b"[":  # an object (an error, a task) holds no "item": it would read as no rows at all
+            raise RequestFailedError(
+                SYSTEM, f"query task results start {start.decode(errors='replace')!r}, not a list of rows"
+            )
         # use_float=False: non-integral numbers arrive as Decimal, exactly as written.
-        for row in ijson.items(_ChunkReader(response.iter_bytes()), "item", use_float=False):
+        for number, row in enumerate(ijson.items(reader, "item", use_float=False)):
             if not isinstance(row, dict):
                 raise RequestFailedError(SYSTEM, f"query task results hold a {type(row).__name__}, not a row")
+            if number == 0:
+                _refuse_error_row(row)
             batch.append(row)
             if len(batch) >= batch_rows:
                 yield batch
