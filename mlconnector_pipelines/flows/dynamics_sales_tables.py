@@ -102,6 +102,11 @@ def _read_changes(client, table: Table, link: str | None, log) -> tuple[Changes,
     """Changes since `link` (everything, the first time). A refused token or an untracked table: a full read."""
     try:
         changes = client.changes(table.entity_set, select=table.select, delta_link=link)
+        if changes.delta_link is None:
+            log.warning(
+                f"{table.entity_set}: Dataverse answered without a delta link (change tracking off for the table?); "
+                "the next run reads it whole"
+            )
         return changes, "changes since the last run" if link else "whole table (first read)"
     except DeltaTokenExpired as exc:
         log.warning(str(exc))

@@ -91,29 +91,56 @@ def test_rows_follow_every_page_once(cfg, sandbox):
         client.close()
 
 
+def _changes_deletions_then_expiry(client, sandbox) -> None:
+    first = client.changes("accounts", select=["accountid", "name", "versionnumber"])
+    assert first.full and first.delta_link and len(first.rows) > 7
+    edited = sandbox.http.post("/_sandbox/dataverse/actions/edit-account", json={}).json()
+    victim = (
+        first.rows[0]["accountid"] if first.rows[0]["accountid"] != edited["accountid"] else first.rows[1]["accountid"]
+    )
+    deleted = client.http.request("DELETE", f"/accounts({victim})")
+    assert deleted.status_code == 204
+    second = client.changes("accounts", select=["accountid", "name", "versionnumber"], delta_link=first.delta_link)
+    assert [r["accountid"] for r in second.rows] == [edited["accountid"]]
+    assert second.deleted == [victim]
+    third = client.changes("accounts", select=["accountid"], delta_link=second.delta_link)
+    assert third.rows == [] and third.deleted == []
+    sandbox.http.post("/_sandbox/dataverse/delta-tokens/expire").raise_for_status()
+    with pytest.raises(DeltaTokenExpired):
+        client.changes("accounts", select=["accountid"], delta_link=third.delta_link)
+
+
 def test_change_tracking_sees_changes_and_deletions_then_an_expired_token_is_named(cfg, sandbox):
     client = dataverse(cfg)
     try:
-        first = client.changes("accounts", select=["accountid", "name", "versionnumber"])
-        assert first.full and first.delta_link and len(first.rows) > 7
-        edited = sandbox.http.post("/_sandbox/dataverse/actions/edit-account", json={}).json()
-        victim = (
-            first.rows[0]["accountid"]
-            if first.rows[0]["accountid"] != edited["accountid"]
-            else first.rows[1]["accountid"]
-        )
-        deleted = client.http.request("DELETE", f"/accounts({victim})")
-        assert deleted.status_code == 204
-        second = client.changes("accounts", select=["accountid", "name", "versionnumber"], delta_link=first.delta_link)
-        assert [r["accountid"] for r in second.rows] == [edited["accountid"]]
-        assert second.deleted == [victim]
-        third = client.changes("accounts", select=["accountid"], delta_link=second.delta_link)
-        assert third.rows == [] and third.deleted == []
-        sandbox.http.post("/_sandbox/dataverse/delta-tokens/expire").raise_for_status()
-        with pytest.raises(DeltaTokenExpired):
-            client.changes("accounts", select=["accountid"], delta_link=third.delta_link)
+        _changes_deletions_then_expiry(client, sandbox)
     finally:
         client.close()
+
+
+def test_deletions_named_by_url_and_an_expiry_answered_410_are_read_the_same(tmp_path_factory):
+    """OData lets a $deletedEntity row name the record by its URL, and a service say 410 Gone for a delta link
+    it no longer honours: the deleted id is still the record's, and the expiry still starts a full read."""
+    from ..conftest import SandboxAdmin, start_sandbox
+
+    running, data_dir = start_sandbox(
+        tmp_path_factory, dataverse={"deleted_entity_id": "entity_url", "expired_delta_status": 410}
+    )
+    admin = SandboxAdmin(running)
+    admin.data_dir = data_dir
+    raw = sandbox_profile(data_dir, running.url)
+    raw["data_dir"] = str(tmp_path_factory.mktemp("cfg"))
+    for key in ("sap_business_one", "looker", "finance_operations", "acumatica"):
+        raw[key] = None
+    raw["dataverse"]["http"] = dict(FAST_HTTP)
+    raw["dataverse"]["page_size"] = 7
+    client = dataverse(parse_config(raw))
+    try:
+        _changes_deletions_then_expiry(client, admin)
+    finally:
+        client.close()
+        admin.http.close()
+        running.stop()
 
 
 def test_a_table_without_change_tracking_is_an_error_not_an_empty_answer(cfg):

@@ -7,6 +7,7 @@ organization's own URL is.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -53,6 +54,15 @@ class DataverseSettings(BaseModel):
             "invoicedetails",
         ],
         description="Entity sets with change tracking enabled; Prefer odata.track-changes on another gets 0x80072491.",
+    )
+    deleted_entity_id: Literal["guid", "entity_url"] = Field(
+        "guid",
+        description="How a $deletedEntity row of a delta names the record: Dataverse's bare GUID, or the entity's "
+        "URL (`https://…/accounts(<guid>)`), which OData JSON 4.0 §15.3 also allows.",
+    )
+    expired_delta_status: Literal[400, 410] = Field(
+        400,
+        description="An expired delta token: Dataverse's 400 0x80044352, or a 410 Gone without that code.",
     )
     delta_token_lifetime_seconds: float = Field(7 * 86400, gt=0, description="Organization.ExpireChangeTrackingInDays.")
     max_page_size: int = Field(5000, ge=1, description="Rows per page unless Prefer odata.maxpagesize asks fewer.")

@@ -220,7 +220,12 @@ class DataverseApi:
         cursor = query.cursor or {}
         selected = {k: v for k, v in call.params.items() if k == "$select"}
         if query.deltatoken:
-            since = changes.parse(query.deltatoken, self.model)
+            try:
+                since = changes.parse(query.deltatoken, self.model)
+            except DataverseError as exc:
+                if exc is changes.EXPIRED and self.settings.expired_delta_status == 410:
+                    raise DataverseError(410, "", "The sync state of this delta link was not found.") from None
+                raise
             upto = cursor.get("upto", self.model.version)
             pending = changes.after(changes.changes(self.model, table.entity_set, since, upto), cursor.get("after"))
             page, more = pending[:size], len(pending) > size
@@ -259,9 +264,10 @@ class DataverseApi:
     def _change(self, renderer: Renderer, table: Table, query: Query, change, base: str) -> dict:
         if change.row is not None:
             return renderer.row(table, change.row, query.select)
+        named = change.id if self.settings.deleted_entity_id == "guid" else f"{base}/{table.entity_set}({change.id})"
         return {
             "@odata.context": f"{base}/$metadata#{table.entity_set}/$deletedEntity",
-            "id": change.id,
+            "id": named,
             "reason": "deleted",
         }
 

@@ -8,6 +8,7 @@ sending it twice does what sending it once did; nothing here creates Sales recor
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,7 +28,7 @@ SYSTEM = "Dynamics 365 Sales"
 _JSON = "application/json"
 
 # Dataverse's "version stamp expired: perform a full sync" (ExpiredVersionStamp), in either spelling.
-_EXPIRED_DELTA_CODES = {"0x80044352", "-2147204270"}
+_EXPIRED_DELTA_CODES = {"0x80044352", "-2147204270"}  # compared lower case
 
 
 def dataverse_error_message(response: httpx.Response) -> tuple[str, str | None]:
@@ -169,12 +170,8 @@ class DataverseClient:
                     code=exc.code,
                 ) from None
             raise
-        if pages.delta_link is None:
-            raise self.http.malformed(
-                httpx.Response(200, request=httpx.Request("GET", f"{self.cfg.api_url}/{entity_set}")),
-                f"{entity_set}: the answer to a change-tracking read carried no @odata.deltaLink (is change "
-                "tracking on for this table?)",
-            )
+        # None when the server ignored `Prefer: odata.track-changes` (RFC 7240 lets it): what was read stands,
+        # and the next read starts from nothing again.
         result.delta_link = pages.delta_link
         return result
 
@@ -182,8 +179,12 @@ class DataverseClient:
         body = self.parse(response)
         rows, deleted = [], []
         for row in body.get("value", []):
-            if "$deletedEntity" in str(row.get("@odata.context", "")) or row.get("reason") == "deleted":
-                deleted.append(str(row.get("id")))
+            if (
+                "$deletedEntity" in str(row.get("@odata.context", ""))
+                or "@removed" in row
+                or row.get("reason") in ("deleted", "changed")
+            ):
+                deleted.append(_deleted_id(row))
             else:
                 rows.append(row)
         return (rows, deleted), body.get("@odata.nextLink"), body.get("@odata.deltaLink")
@@ -214,8 +215,20 @@ class DataverseClient:
 
 
 def _delta_refused(exc: RequestFailedError) -> bool:
-    """Whether Dataverse refused the delta link itself (expired token), not the request for another reason."""
-    if exc.code in _EXPIRED_DELTA_CODES:
+    """Whether the server refused the delta link itself (expired token), not the request for another reason:
+    Dataverse's 0x80044352, or a 410 Gone (how OData services say a delta link is no longer valid)."""
+    if (exc.code or "").lower() in _EXPIRED_DELTA_CODES or exc.status == 410:
         return True
     text = (exc.server_message or "").lower()
-    return exc.status in (400, 410) and ("expired" in text or "full sync" in text or "deltatoken" in text)
+    return exc.status == 400 and ("expired" in text or "full sync" in text or "deltatoken" in text)
+
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _deleted_id(row: dict) -> str:
+    """The id of a record a delta says was removed: Dataverse writes the bare GUID in `id`; OData allows the
+    entity's URL there (`…/accounts(<guid>)`), and 4.01 writes `@removed` beside `@id`."""
+    named = str(row.get("id") or row.get("@id") or row.get("@odata.id") or "")
+    found = _GUID.search(named)
+    return found.group(0).lower() if found else named
