@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -27,6 +28,14 @@ class SapSettings(BaseModel):
     session_timeout_minutes: float = 30.0
     login_delay_seconds: float = Field(2.0, description="Real servers take seconds to log in.")
     honour_maxpagesize: bool = Field(True, description="False: always 20 rows a page, as some servers do.")
+    next_link_annotation: Literal["by_version", "odata4"] = Field(
+        "by_version",
+        description="The next-page link's name: `odata.nextLink` in v1 and `@odata.nextLink` in v2, or the OData 4 "
+        "name in both, as a server may write it.",
+    )
+    update_time_as: Literal["text", "hhmmss"] = Field(
+        "text", description='UpdateTime as "14:23:05", or as the number 142305 (how B1 stores UpdateTS).'
+    )
     history_start: datetime | None = None
     history_end: datetime | None = None
     volumes: SapVolumes = Field(default_factory=SapVolumes)

@@ -235,6 +235,10 @@ class ServiceLayerSimulator(SimulatedService):
         context_key, next_key = (
             ("odata.metadata", "odata.nextLink") if version == "v1" else ("@odata.context", "@odata.nextLink")
         )
+        if self.settings.next_link_annotation == "odata4":
+            next_key = "@odata.nextLink"
+        if self.settings.update_time_as == "hhmmss":
+            page = [_hhmmss(r) for r in page]
         body[context_key] = f"{_base(request)}/$metadata#{entity}"
         body["value"] = page
         if len(page) == page_size:  # a full page always links on, even when the next one is empty
@@ -286,3 +290,11 @@ def _error(version: str, status: int, code: int, message: str, retry_after: floa
 
 def build(settings: SapSettings, context) -> ServiceLayerSimulator:
     return ServiceLayerSimulator(settings)
+
+
+def _hhmmss(record: dict) -> dict:
+    """The record with UpdateTime "14:23:05" as the number 142305."""
+    value = record.get("UpdateTime")
+    if not isinstance(value, str) or not value:
+        return record
+    return {**record, "UpdateTime": int(value.replace(":", ""))}

@@ -8,6 +8,7 @@ by `$skip`: a record changing while we page must not shift what the next page ho
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 from urllib.parse import urlsplit
@@ -63,7 +64,8 @@ class ServiceLayerClient:
             secrets=(password,),
             reauthenticate_on=session_expired,
         )
-        self._next_link_keys = ("odata.nextLink",) if self.version == "v1" else ("@odata.nextLink",)
+        # v1 (OData 3) names it `odata.nextLink`, v2 `@odata.nextLink`; a server may write either in either.
+        self._next_link_keys = ("odata.nextLink", "@odata.nextLink")
 
     def close(self) -> None:
         self.session.logout()
@@ -145,21 +147,37 @@ class ServiceLayerClient:
 
 
 def seconds_of_day(update_times: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """UpdateTime as sent ("14:23:05", "14:23", a number like 1423 or 142305, or null) -> seconds."""
+    """UpdateTime as sent ("14:23:05", "14:23", "PT14H23M05S", a number like 1423 or 142305, or null) -> seconds.
+
+    A number of up to four digits is HHMM (905 is 09:05) unless one of the page's numbers has more (then all are
+    HHMMSS: 905 is 00:09:05, as B1 stores UpdateTS) or it cannot be HHMM (2459 is 00:24:59)."""
     values = update_times.to_pylist()
-    return np.fromiter((_seconds(update_time(v)) for v in values), dtype=np.int64, count=len(values))
+    hhmmss = any(str(v).strip().isdigit() and len(str(v).strip()) > 4 for v in values if v is not None)
+    return np.fromiter((_seconds(update_time(v, hhmmss)) for v in values), dtype=np.int64, count=len(values))
 
 
 def _seconds(moment: time) -> int:
     return moment.hour * 3600 + moment.minute * 60 + moment.second
 
 
-def update_time(value: object) -> time:
-    """UpdateTime as sent: "14:23:05", "14:23", or (some versions and entities) a number like 1423 or 142305."""
+def update_time(value: object, hhmmss: bool = False) -> time:
+    """UpdateTime as sent: "14:23:05", "14:23", an OData 3 Edm.Time "PT14H23M05S", or (some versions and
+    entities) a number: HHMMSS when `hhmmss` or longer than four digits, else HHMM if it can be."""
     if value is None or value == "":
         return _END_OF_DAY
     text = str(value).strip()
     if text.isdigit():
-        digits = text.zfill(6) if len(text) > 4 else text.zfill(4) + "00"
+        hhmm = text.zfill(4)
+        if hhmmss or len(text) > 4 or int(hhmm[:2]) > 23 or int(hhmm[2:]) > 59:
+            digits = text.zfill(6)
+        else:
+            digits = hhmm + "00"
         return time(int(digits[:2]), int(digits[2:4]), int(digits[4:6]))
+    duration = _EDM_TIME.fullmatch(text)
+    if duration:
+        hours, minutes, seconds = (int(float(part or 0)) for part in duration.groups())
+        return time(hours, minutes, seconds)
     return time.fromisoformat(text if len(text) > 5 else text + ":00")
+
+
+_EDM_TIME = re.compile(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?")
