@@ -32,9 +32,8 @@ def assign_window_starts(timestamps, windows: Sequence[TimeWindow]):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    moments = pc.cast(
-        pa.array(timestamps) if not isinstance(timestamps, (pa.Array, pa.ChunkedArray)) else timestamps,
-        pa.timestamp("us", tz="UTC"),
+    moments = utc_moments(
+        pa.array(timestamps) if not isinstance(timestamps, (pa.Array, pa.ChunkedArray)) else timestamps
     )
     micros = np.asarray(pc.cast(moments, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
     starts = np.array([int(w.start.timestamp() * 1_000_000) for w in windows], dtype=np.int64)
@@ -48,6 +47,18 @@ def assign_window_starts(timestamps, windows: Sequence[TimeWindow]):
             f"[{windows[0].start.isoformat()}, {windows[-1].end.isoformat()})"
         )
     return pa.array(starts[index], type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+
+
+def utc_moments(stamps):
+    """ISO stamps (Arrow text, or timestamps) as UTC microseconds. OData allows up to twelve digits of a
+    second (.NET writes seven): those past the sixth are cut, which never moves a stamp across a window's
+    bound (a bound is a whole microsecond, and cutting only lowers a stamp to the microsecond it is in)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(stamps.type) or pa.types.is_large_string(stamps.type):
+        stamps = pc.replace_substring_regex(stamps, r"(\.\d{6})\d+", r"\1")
+    return pc.cast(stamps, pa.timestamp("us", tz="UTC"))
 
 
 _DAY_MICROS = 86_400_000_000

@@ -582,6 +582,29 @@ def test_a_value_that_does_not_cast_names_the_record_and_loses_nothing(sandbox, 
     assert snapshot(cfg, GL) == before  # the window's previous content stays
 
 
+def test_a_stamp_with_seven_digits_of_a_second_lands_in_its_window(sandbox, tmp_path):
+    """.NET writes a DateTimeOffset with seven digits of a second, and OData allows twelve: the last tick of a
+    day is still that day's."""
+    cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=1)
+    stamp = f"{FAULT_WINDOW}T23:59:59.9999999Z"
+    sandbox.faults(
+        {"kind": "corrupt", "field": "lastModifiedDateTime", "value": stamp, "skip": 1,
+         "path_contains": "generalLedgerEntries"}
+    )  # fmt: skip
+    try:
+        result = run_bc_job(cfg, partition_key=FAULT_WINDOW, raise_on_error=False)
+    finally:
+        sandbox.clear_faults()
+    assert result.success
+    with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        held = con.execute(
+            f"SELECT strftime(_window_start, '%Y-%m-%d'), CAST(last_modified_date_time AS VARCHAR) FROM {GL} "
+            "WHERE CAST(last_modified_date_time AS VARCHAR) LIKE '%23:59:59.99999%'"
+        ).fetchall()
+    assert held == [(FAULT_WINDOW, f"{FAULT_WINDOW} 23:59:59.999999+00")]  # the warehouse keeps microseconds
+
+
 def test_an_html_page_answered_with_200_says_what_came_back(sandbox, tmp_path):
     cfg = make_config(sandbox, tmp_path, entities=["vendors"])
     sandbox.faults({"kind": "html", "count": 1, "path_contains": "/vendors"})

@@ -30,6 +30,7 @@ from ...core.http import ThrottledClient
 from ...core.odata import json_body, page_table
 from ...core.paginate import SlicedWindowPages
 from ...core.tls import ssl_context
+from ...core.windows import utc_moments
 from .auth import SYSTEM, CookieSession, OAuthTokens
 from .config import AcumaticaConfig
 from .values import field_errors, plain_value, unwrap, unwrap_table, wrap
@@ -334,5 +335,5 @@ def _moment(text: str) -> datetime:
 
 def utc_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """Stamps as Acumatica wrote them (any offset) → canonical UTC text, which sorts and windows as time."""
-    moments = pc.cast(column, pa.timestamp("us", tz="UTC"))
+    moments = utc_moments(column)
     return pc.strftime(moments, format="%Y-%m-%dT%H:%M:%SZ")  # %S of a microsecond unit prints its fraction
