@@ -180,6 +180,15 @@ def _run(
         else QuerySpec(model=query.model, view=query.explore, fields=tuple(query.fields), sorts=tuple(query.sorts))
     )
     spec = with_filters(base, filters, query.limit)
+    as_saved = bool(query.look_id) and not filters and spec.fits_one_call  # the Look itself is run
+    if base.dropped and not as_saved and not config.delivery_id:
+        raise ConfigError(
+            f"looker.queries {query.name}: Look {query.look_id} uses {', '.join(base.dropped)}, which a query rebuilt "
+            "with a partition filter, more filters or another limit cannot carry (it would return other rows than "
+            "the Look). Run the Look as saved (no filters, no partition, a limit of at most 5,000), or write the query "
+            "out in "
+            "looker.queries with model, explore, fields and filters"
+        )
     if query.partition is not None:  # the window filter is written in the partitions' own zone
         spec = replace(spec, query_timezone=query.partition.timezone)
     types = _field_types(query, spec, client.explore_fields(spec.model, spec.view))
@@ -192,7 +201,7 @@ def _run(
             f"{query.name}: {len(delivery.rows):,} rows from scheduled-plan delivery {delivery.id} "
             f"received {delivery.received_at}"
         )
-    elif query.look_id and not filters and spec.fits_one_call:
+    elif as_saved:
         source, batches = "looker api", [client.look_rows(query.look_id, spec.limit)]
     else:
         source, batches = "looker api", client.rows(spec)

@@ -221,6 +221,25 @@ def test_unknown_field_is_a_clear_error_naming_the_query(env):
     assert "looker.queries[broken]" in error and "gl_entries.no_such_field" in error
 
 
+def test_a_look_with_a_custom_filter_is_refused_rather_than_rebuilt_without_it(env):
+    """Every row of a Look means rebuilding its query without Looker's row cap; a custom filter
+    (filter_expression) would be lost on the way and other rows returned: the run says so instead."""
+    cfg = config_for(env, queries=[{"name": "large_balances", "look_id": "3"}])
+    before = looker_stats(env)
+    result = (
+        build_definitions(cfg)
+        .resolve_job_def("looker_large_balances")
+        .execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    )
+    assert not result.success
+    error = result.get_step_failure_events()[0].event_specific_data.error
+    error = " ".join(e.message for e in (error, error.cause) if e is not None)
+    assert "Look 3 uses filter_expression" in error and "large_balances" in error
+    after = looker_stats(env)
+    for ran in ("query_runs", "query_tasks"):  # refused before any query ran
+        assert after.get(ran, 0) == before.get(ran, 0)
+
+
 # -- the client: auth, throttling, large results ---------------------------------------------------
 
 

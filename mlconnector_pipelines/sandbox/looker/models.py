@@ -181,6 +181,18 @@ LOOKS: dict[str, dict] = {
             "limit": "5000",
         },
     },
+    "3": {
+        "title": "Large vendor balances (a custom filter)",
+        "query": {
+            "model": MODEL,
+            "view": "vendors",
+            "fields": ["vendors.company_name", "vendors.number", "vendors.total_balance"],
+            "filters": {},
+            "filter_expression": "${vendors.total_balance} > 10000",
+            "sorts": ["vendors.total_balance desc"],
+            "limit": "500",
+        },
+    },
 }
 
 DEFAULT_LIMIT = 5000

@@ -228,6 +228,8 @@ class LookerSimulator(SimulatedService):
             "filters": dict(body.get("filters") or {}),
             "sorts": list(body.get("sorts") or []),
             "limit": None if body.get("limit") in (None, "") else str(body["limit"]),
+            "filter_expression": body.get("filter_expression"),
+            "dynamic_fields": body.get("dynamic_fields"),
             "query_timezone": body.get("query_timezone"),
             "total": None,
             "row_total": None,
@@ -298,6 +300,9 @@ class LookerSimulator(SimulatedService):
         return Response(body, media_type="text/csv" if result_format == "csv" else "application/json")
 
     def _execute(self, query: dict, result_format: str, limit: int | None) -> bytes:
+        if query.get("filter_expression") or query.get("dynamic_fields"):
+            # Kept and answered in the query, but not evaluated: no rows rather than wrong ones.
+            raise QueryError(400, "The sandbox does not evaluate custom filters or custom fields.")
         sql, params, fields = self.catalog.compile(query, limit)
         explore = self.catalog.explore(query["model"], query["view"])
         rows = self._read_warehouse(sql, params, explore.table, lookml=isinstance(explore, ProjectExplore))

@@ -74,6 +74,7 @@ class QuerySpec:
     sorts: tuple[str, ...] = ()
     limit: int | None = None
     query_timezone: str = "UTC"
+    dropped: tuple[str, ...] = ()  # what a saved Look's query has that this spec does not carry (look_query)
 
     def body(self) -> dict:
         return {
@@ -142,10 +143,13 @@ class LookerClient:
         }
 
     def look_query(self, look_id: str) -> QuerySpec:
-        """The query a saved Look runs, with the row limit its author saved."""
+        """The query a saved Look runs, with the row limit its author saved. What a QuerySpec cannot carry
+        (a custom filter, custom fields, pivots, filled dates, totals) is named in `dropped`: a query rebuilt
+        without it would answer other rows than the Look."""
         look = self.http.get_json(f"looks/{look_id}")
         query = look.get("query") or {}
         limit = query.get("limit")
+        dropped = tuple(name for name in _LOOK_FEATURES_NOT_CARRIED if query.get(name) not in (None, "", [], {}, "[]"))
         return QuerySpec(
             model=query["model"],
             view=query["view"],
@@ -154,6 +158,7 @@ class LookerClient:
             sorts=tuple(query.get("sorts") or ()),
             limit=None if limit in (None, "", "-1") else int(limit),
             query_timezone=query.get("query_timezone") or "UTC",
+            dropped=dropped,
         )
 
     # -- results ------------------------------------------------------------------------------------
@@ -291,6 +296,18 @@ def _stream_batches(response: httpx.Response, batch_rows: int) -> Iterator[list[
         raise RequestFailedError(SYSTEM, f"the connection dropped while reading query task results: {exc}") from None
     if batch:
         yield batch
+
+
+# Parts of a Look's query (Looker API 4.0 Query) that change its rows and that a rebuilt query would lose.
+_LOOK_FEATURES_NOT_CARRIED = (
+    "filter_expression",
+    "dynamic_fields",
+    "pivots",
+    "fill_fields",
+    "subtotals",
+    "total",
+    "row_total",
+)
 
 
 def with_filters(spec: QuerySpec, filters: dict[str, str], limit: int | None) -> QuerySpec:
