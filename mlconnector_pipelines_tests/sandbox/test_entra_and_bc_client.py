@@ -119,6 +119,18 @@ def test_unknown_environment_and_company_are_clear(sandbox, tmp_path):
     assert [c["name"] for c in client.resolve_companies(["CRONUS Canada, Inc."])] == ["CRONUS Canada, Inc."]
 
 
+def test_the_company_list_is_read_past_its_first_page(sandbox, tmp_path):
+    """A server may page the company list like any collection: every company is found, on every page."""
+    client = resource(sandbox, tmp_path, page_size=1).client()
+    before = sandbox.stats()["bc_requests"]["requests"]
+    try:
+        assert {c["name"] for c in client.companies()} == {"CRONUS USA, Inc.", "CRONUS Canada, Inc."}
+        assert sandbox.stats()["bc_requests"]["requests"] - before == 2  # one company a page
+        assert [c["name"] for c in client.resolve_companies(["CRONUS Canada, Inc."])] == ["CRONUS Canada, Inc."]
+    finally:
+        client.close()
+
+
 def test_untrusted_certificate_is_refused_with_a_hint(sandbox, tmp_path):
     """Without the sandbox CA the TLS handshake fails: verification is on."""
     import ssl

@@ -176,13 +176,7 @@ class BusinessCentralSimulator(SimulatedService):
     def _route(self, request: Request, corrupt=None) -> Response:
         rest = request.path_params["rest"]
         if rest == "companies":
-            return self._json(
-                request,
-                {
-                    "@odata.context": self._context(request, "companies"),
-                    "value": [self._company_json(c) for c in self.companies.values()],
-                },
-            )
+            return self._company_list(request)
         match = re.fullmatch(r"companies\(([^)]+)\)/(\w+)(?:\(([^)]+)\))?(?:/(\$count|\w+)(?:\(([^)]+)\))?)?", rest)
         if not match:
             return _error(
@@ -264,6 +258,23 @@ class BusinessCentralSimulator(SimulatedService):
             )
         self.counts["pages"] += 1
         return self._json(request, body, {"Preference-Applied": applied} if applied else None)
+
+    def _company_list(self, request: Request) -> Response:
+        """The environment's companies, paged like any collection (`Prefer: odata.maxpagesize`)."""
+        companies = list(self.companies.values())
+        match = re.search(r"odata\.maxpagesize=(\d+)", request.headers.get("prefer", ""))
+        size = max(1, min(int(match.group(1)), MAX_PAGE_SIZE)) if match else MAX_PAGE_SIZE
+        after = request.query_params.get("$skiptoken")  # the id of the last company served
+        ids = [c.data.id for c in companies]
+        rest = companies[ids.index(after) + 1 :] if after in ids else companies
+        body = {
+            "@odata.context": self._context(request, "companies"),
+            "value": [self._company_json(c) for c in rest[:size]],
+        }
+        if len(rest) > size:
+            query = urlencode({"$skiptoken": rest[size - 1].data.id})
+            body["@odata.nextLink"] = f"{request.url.scheme}://{request.url.netloc}{request.url.path}?{query}"
+        return self._json(request, body, {"Preference-Applied": f"odata.maxpagesize={size}"} if match else None)
 
     def _filter(self, request: Request, entity_set: str) -> list[Comparison]:
         text = request.query_params.get("$filter")

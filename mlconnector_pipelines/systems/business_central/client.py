@@ -15,6 +15,7 @@ import pyarrow as pa
 from ...core.errors import ConfigError
 from ...core.http import ThrottledClient
 from ...core.odata import datetime_literal, half_open_window_filter, iterate_record_tables, json_body, string_literal
+from ...core.paginate import NextLinkPages
 from ...core.tls import ssl_context
 from ..entra import EntraTokenProvider
 from .catalog import BcEntity
@@ -97,7 +98,17 @@ class BusinessCentralClient:
     # -- companies ------------------------------------------------------------------------------
 
     def companies(self) -> list[dict]:
-        return self.http.get_json(f"{self.base_path}/companies")["value"]
+        pages = NextLinkPages(
+            self.http,
+            f"{self.base_path}/companies",
+            self._records_and_next_link,
+            headers={"Prefer": f"odata.maxpagesize={self.page_size}"},
+        )
+        return [company for page in pages for company in page]
+
+    def _records_and_next_link(self, response: httpx.Response) -> tuple[list[dict], str | None]:
+        body = self.parse(response)
+        return body.get("value", []), body.get("@odata.nextLink")
 
     def resolve_companies(self, wanted: list[str]) -> list[dict]:
         """Configured companies by id or name; all of them when none are configured."""
