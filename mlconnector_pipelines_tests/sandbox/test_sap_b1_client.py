@@ -408,8 +408,14 @@ def test_amounts_a_double_cannot_hold_arrive_exactly(sap):
     with client(sap) as c:
         rows = {r["DocEntry"]: r for r in extract(c, "Invoices")}
         journals = {r["JdtNum"]: r for r in extract(c, "JournalEntries")}
+    assert any(r["PaidToDate"] == 0 for r in sap.records("Invoices")[:7])  # a first page of whole numbers
     for record in sap.records("Invoices"):
         assert rows[record["DocEntry"]]["DocTotal"] == record["DocTotal"]
+        # amounts beside the total: the tax to six decimals, and what is paid (0 first, decimals later)
+        assert (rows[record["DocEntry"]]["VatSum"], rows[record["DocEntry"]]["PaidToDate"]) == (
+            record["VatSum"],
+            record["PaidToDate"],
+        )
         assert [line["Price"] for line in rows[record["DocEntry"]]["DocumentLines"]] == [
             line["Price"] for line in record["DocumentLines"]
         ]

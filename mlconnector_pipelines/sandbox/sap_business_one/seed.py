@@ -62,6 +62,7 @@ class SapCompanyData:
 # Amounts no double holds (17+ significant digits, 9 decimals) and a six-decimal price, on one
 # document and one journal entry per company.
 HARD_PRICE = Decimal("1234.567891")
+VAT_RATE, MICRO = Decimal("0.0725"), Decimal("0.000001")
 HARD_AMOUNTS = (Decimal("12345678901.234567891"), Decimal("1000000000000000.01"), Decimal("0.000000001"))
 
 
@@ -205,6 +206,10 @@ def generate(
                     "CardCode": party["CardCode"],
                     "CardName": party["CardName"],
                     "DocTotal": total,
+                    # Amounts the Service Layer sends beside DocTotal: the tax, and what is paid (nothing yet on
+                    # the first documents, so a page holds only whole numbers before decimals come).
+                    "VatSum": (Decimal(str(total)) * VAT_RATE).quantize(MICRO),
+                    "PaidToDate": 0 if len(docs) < 10 else total,
                     "DocCurrency": "USD",
                     "DocumentStatus": rng.choice(["bost_Open", "bost_Close"]),
                     "Cancelled": "tNO",

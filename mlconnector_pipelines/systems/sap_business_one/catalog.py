@@ -16,10 +16,30 @@ _DOCUMENT = {
     "DocDate": T.DATE,
     "DocDueDate": T.DATE,
     "DocTotal": T.DECIMAL,
+    # Every amount and rate a document carries is declared: an undeclared number is read as a double, and a
+    # page of whole numbers (PaidToDate 0) would type the column as an integer.
+    "DocTotalFc": T.DECIMAL,
+    "DocTotalSys": T.DECIMAL,
+    "VatSum": T.DECIMAL,
+    "VatSumSys": T.DECIMAL,
+    "PaidToDate": T.DECIMAL,
+    "DocRate": T.DECIMAL,
+    "DiscountPercent": T.DECIMAL,
+    "TotalDiscount": T.DECIMAL,
     "UpdateDate": T.DATE,
     MODIFIED_AT: T.TIMESTAMP,
 }
-_DOCUMENT_LINES = {"LineNum": T.INTEGER, "Quantity": T.DECIMAL, "Price": T.DECIMAL, "LineTotal": T.DECIMAL}
+_DOCUMENT_LINES = {
+    "LineNum": T.INTEGER,
+    "Quantity": T.DECIMAL,
+    "Price": T.DECIMAL,
+    "UnitPrice": T.DECIMAL,
+    "LineTotal": T.DECIMAL,
+    "RowTotalFC": T.DECIMAL,
+    "RowTotalSC": T.DECIMAL,
+    "TaxTotal": T.DECIMAL,
+    "DiscountPercent": T.DECIMAL,
+}
 # A line's G/L account and cost centre (the first dimension's profit centre).
 _LINE_REFERENCES = (
     Reference("AccountCode", "ChartOfAccounts", field="Code"),
@@ -66,7 +86,15 @@ ENTITIES: tuple[SourceEntity, ...] = (
                 "sap_journal_entry_lines",
                 "Journal lines with G/L account, debit, credit and cost centre.",
                 key="Line_ID",
-                types={"Line_ID": T.INTEGER, "Debit": T.DECIMAL, "Credit": T.DECIMAL},
+                types={
+                    "Line_ID": T.INTEGER,
+                    "Debit": T.DECIMAL,
+                    "Credit": T.DECIMAL,
+                    "FCDebit": T.DECIMAL,
+                    "FCCredit": T.DECIMAL,
+                    "DebitSys": T.DECIMAL,
+                    "CreditSys": T.DECIMAL,
+                },
                 references=_LINE_REFERENCES,
             ),
         ),
