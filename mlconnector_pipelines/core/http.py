@@ -331,8 +331,9 @@ class ThrottledClient:
         try:
             return retrying(send)
         except NotApplied as exc:
+            request = exc.response.request
             raise self._failed(
-                "POST", str(exc.response.request.url), exc, retrying.statistics.get("attempt_number", 1)
+                request.method, str(request.url), exc, retrying.statistics.get("attempt_number", 1)
             ) from None
 
     def get_json(self, url: str, **kwargs: Any) -> Any:

@@ -231,4 +231,4 @@ def _deleted_id(row: dict) -> str:
     entity's URL there (`…/accounts(<guid>)`), and 4.01 writes `@removed` beside `@id`."""
     named = str(row.get("id") or row.get("@id") or row.get("@odata.id") or "")
     found = _GUID.search(named)
-    return found.group(0).lower() if found else named
+    return found.group(0) if found else named

@@ -282,6 +282,6 @@ def _http_answer(content: bytes, content_id: str | None) -> _Part:
     headers = {}
     for line in header_lines:
         name, _, value = line.partition(b":")
-        headers[name.decode().strip().lower()] = value.decode().strip()
+        headers[name.decode(errors="replace").strip().lower()] = value.decode(errors="replace").strip()
     # The answer may carry the request's Content-ID inside the HTTP part.
     return _Part(status, content_id or headers.get("content-id"), headers, body)
