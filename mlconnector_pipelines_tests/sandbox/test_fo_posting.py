@@ -252,6 +252,9 @@ def test_a_write_committed_but_answered_with_a_lost_connection_or_504_is_not_wri
     assert engine.target.client.http.stats.outcome_unknown == 1
     assert sandbox.state("finance_operations")["faults_fired"] == {fault: 1}
     assert result.document.state == "verified"
+    # Nothing sent twice: the lost write was settled by a lookup, not by sending it again (the header, then
+    # the three changesets of 4, 4 and 2 lines).
+    assert engine.target.client.http.stats.by_method["POST"] == 1 + 3
     assert_posted_once(sandbox, plan)
 
 
