@@ -186,8 +186,7 @@ def _run(
             f"looker.queries {query.name}: Look {query.look_id} uses {', '.join(base.dropped)}, which a query rebuilt "
             "with a partition filter, more filters or another limit cannot carry (it would return other rows than "
             "the Look). Run the Look as saved (no filters, no partition, a limit of at most 5,000), or write the query "
-            "out in "
-            "looker.queries with model, explore, fields and filters"
+            "out in looker.queries with model, explore, fields and filters"
         )
     if query.partition is not None:  # the window filter is written in the partitions' own zone
         spec = replace(spec, query_timezone=query.partition.timezone)

@@ -198,6 +198,18 @@ def test_a_saved_look_is_an_asset_and_feeds_a_downstream_op(env):
     assert review["vendors"] == vendors and review["total"] == pytest.approx(float(total))
 
 
+def failed_run_error(cfg: ConnectorConfig, job: str) -> str:
+    """Run `job`, which must fail; the failed step's error with its cause, as one text."""
+    result = (
+        build_definitions(cfg)
+        .resolve_job_def(job)
+        .execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    )
+    assert not result.success
+    error = result.get_step_failure_events()[0].event_specific_data.error
+    return " ".join(e.message for e in (error, error.cause) if e is not None)
+
+
 def test_unknown_field_is_a_clear_error_naming_the_query(env):
     cfg = config_for(
         env,
@@ -210,14 +222,7 @@ def test_unknown_field_is_a_clear_error_naming_the_query(env):
             }
         ],
     )
-    result = (
-        build_definitions(cfg)
-        .resolve_job_def("looker_broken")
-        .execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
-    )
-    assert not result.success
-    error = result.get_step_failure_events()[0].event_specific_data.error
-    error = " ".join(e.message for e in (error, error.cause) if e is not None)
+    error = failed_run_error(cfg, "looker_broken")
     assert "looker.queries[broken]" in error and "gl_entries.no_such_field" in error
 
 
@@ -226,14 +231,7 @@ def test_a_look_with_a_custom_filter_is_refused_rather_than_rebuilt_without_it(e
     (filter_expression) would be lost on the way and other rows returned: the run says so instead."""
     cfg = config_for(env, queries=[{"name": "large_balances", "look_id": "3"}])
     before = looker_stats(env)
-    result = (
-        build_definitions(cfg)
-        .resolve_job_def("looker_large_balances")
-        .execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
-    )
-    assert not result.success
-    error = result.get_step_failure_events()[0].event_specific_data.error
-    error = " ".join(e.message for e in (error, error.cause) if e is not None)
+    error = failed_run_error(cfg, "looker_large_balances")
     assert "Look 3 uses filter_expression" in error and "large_balances" in error
     after = looker_stats(env)
     for ran in ("query_runs", "query_tasks"):  # refused before any query ran

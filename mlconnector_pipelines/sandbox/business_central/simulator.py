@@ -222,13 +222,7 @@ class BusinessCentralSimulator(SimulatedService):
         params = request.query_params
         comparisons = self._filter(request, entity_set)
         expand = self._expand(request, entity_set)
-        page_size = MAX_PAGE_SIZE
-        applied = None
-        prefer = request.headers.get("prefer", "")
-        match = re.search(r"odata\.maxpagesize=(\d+)", prefer)
-        if match:
-            page_size = max(1, min(int(match.group(1)), MAX_PAGE_SIZE))
-            applied = f"odata.maxpagesize={page_size}"
+        page_size, applied = _page_size(request)
         top = int(params["$top"]) if "$top" in params else None
         after = _decode_skiptoken(params["$skiptoken"]) if "$skiptoken" in params else None
         already = int(params.get("$skipcount", "0"))  # rows served before, so $top holds across pages
@@ -262,8 +256,7 @@ class BusinessCentralSimulator(SimulatedService):
     def _company_list(self, request: Request) -> Response:
         """The environment's companies, paged like any collection (`Prefer: odata.maxpagesize`)."""
         companies = list(self.companies.values())
-        match = re.search(r"odata\.maxpagesize=(\d+)", request.headers.get("prefer", ""))
-        size = max(1, min(int(match.group(1)), MAX_PAGE_SIZE)) if match else MAX_PAGE_SIZE
+        size, applied = _page_size(request)
         after = request.query_params.get("$skiptoken")  # the id of the last company served
         ids = [c.data.id for c in companies]
         rest = companies[ids.index(after) + 1 :] if after in ids else companies
@@ -274,7 +267,7 @@ class BusinessCentralSimulator(SimulatedService):
         if len(rest) > size:
             query = urlencode({"$skiptoken": rest[size - 1].data.id})
             body["@odata.nextLink"] = f"{request.url.scheme}://{request.url.netloc}{request.url.path}?{query}"
-        return self._json(request, body, {"Preference-Applied": f"odata.maxpagesize={size}"} if match else None)
+        return self._json(request, body, {"Preference-Applied": applied} if applied else None)
 
     def _filter(self, request: Request, entity_set: str) -> list[Comparison]:
         text = request.query_params.get("$filter")
@@ -701,3 +694,12 @@ def build(settings: BusinessCentralSettings, context) -> BusinessCentralSimulato
     tenant_id = next(iter(entra.apps.values())).tenant_id
     ca_bundle = context.data_dir / "sandbox" / "ca.pem"
     return BusinessCentralSimulator(settings, entra=entra, tenant_id=tenant_id, ca_bundle=ca_bundle)
+
+
+def _page_size(request: Request) -> tuple[int, str | None]:
+    """Rows a page holds, and the preference applied: `Prefer: odata.maxpagesize` (at most MAX_PAGE_SIZE)."""
+    match = re.search(r"odata\.maxpagesize=(\d+)", request.headers.get("prefer", ""))
+    if match is None:
+        return MAX_PAGE_SIZE, None
+    size = max(1, min(int(match.group(1)), MAX_PAGE_SIZE))
+    return size, f"odata.maxpagesize={size}"

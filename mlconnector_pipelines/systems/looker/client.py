@@ -224,11 +224,10 @@ class LookerClient:
             rows = json.loads(content, parse_float=Decimal)
         except ValueError as exc:
             raise RequestFailedError(SYSTEM, f"query results are not valid JSON: {exc}") from None
-        if isinstance(rows, dict) and "looker_error" in rows:
-            raise RequestFailedError(SYSTEM, f"the query failed in Looker: {rows['looker_error']}")
+        _refuse_error_row(rows)  # an error as the whole answer
         if not isinstance(rows, list):
             raise RequestFailedError(SYSTEM, f"query results are a {type(rows).__name__}, not a list of rows")
-        for row in rows[:1]:
+        for row in rows[:1]:  # an error as the one row
             _refuse_error_row(row)
         return rows
 
@@ -266,7 +265,7 @@ class _ChunkReader:
 
 
 def _refuse_error_row(row: object) -> None:
-    """Looker reports a query that failed (a SQL error) as a result whose one row is `{"looker_error": …}`."""
+    """Looker reports a query that failed (a SQL error) as `{"looker_error": …}`: the answer, or its one row."""
     if isinstance(row, dict) and "looker_error" in row:
         raise RequestFailedError(SYSTEM, f"the query failed in Looker: {row['looker_error']}")
 

@@ -64,8 +64,6 @@ class ServiceLayerClient:
             secrets=(password,),
             reauthenticate_on=session_expired,
         )
-        # v1 (OData 3) names it `odata.nextLink`, v2 `@odata.nextLink`; a server may write either in either.
-        self._next_link_keys = ("odata.nextLink", "@odata.nextLink")
 
     def close(self) -> None:
         self.session.logout()
@@ -89,7 +87,7 @@ class ServiceLayerClient:
         read_fields = entity.read_fields(text_fields=("UpdateDate",))
 
         def read(response):
-            page, next_link = read_page_table(self.http, response, read_fields, self._next_link_keys, entity.key)
+            page, next_link = read_page_table(self.http, response, read_fields, _NEXT_LINK_KEYS, entity.key)
             try:
                 moments = self._updated_at(page)
             except ValueError as exc:
@@ -120,7 +118,7 @@ class ServiceLayerClient:
         """Every record's key, read by key ranges (the Service Layer's `$skip` would shift under deletions)."""
 
         def read(response):
-            return read_page_table(self.http, response, (), self._next_link_keys, entity.key)
+            return read_page_table(self.http, response, (), _NEXT_LINK_KEYS, entity.key)
 
         found: set[str] = set()
         for page in KeysetPages(
@@ -180,4 +178,6 @@ def update_time(value: object, hhmmss: bool = False) -> time:
     return time.fromisoformat(text if len(text) > 5 else text + ":00")
 
 
+# v1 (OData 3) names it `odata.nextLink`, v2 `@odata.nextLink`; a server may write either in either.
+_NEXT_LINK_KEYS = ("odata.nextLink", "@odata.nextLink")
 _EDM_TIME = re.compile(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?")
