@@ -231,7 +231,7 @@ class LookerSimulator(SimulatedService):
             "filter_expression": body.get("filter_expression"),
             "dynamic_fields": body.get("dynamic_fields"),
             "query_timezone": body.get("query_timezone"),
-            "total": None,
+            "total": bool(body.get("total")),  # Looker answers false for a query without totals
             "row_total": None,
             "slug": secrets.token_hex(4),
             "client_id": None,

@@ -149,7 +149,8 @@ class LookerClient:
         look = self.http.get_json(f"looks/{look_id}")
         query = look.get("query") or {}
         limit = query.get("limit")
-        dropped = tuple(name for name in _LOOK_FEATURES_NOT_CARRIED if query.get(name) not in (None, "", [], {}, "[]"))
+        # Set when truthy (`total: false` is no totals) and not an empty list spelled as JSON text.
+        dropped = tuple(name for name in _LOOK_FEATURES_NOT_CARRIED if query.get(name) and query.get(name) != "[]")
         return QuerySpec(
             model=query["model"],
             view=query["view"],
