@@ -259,10 +259,12 @@ def _changed_rows(client, table, deltas: dict, seen: dict, log, sync_existing: b
     select = [table.key, "statecode", "versionnumber"]
     first, restarted = table.entity_set not in deltas, False
     try:
-        changes = client.changes(table.entity_set, select=select, delta_link=deltas.get(table.entity_set))
+        changes = client.changes(
+            table.entity_set, key=table.key, select=select, delta_link=deltas.get(table.entity_set)
+        )
     except DeltaTokenExpired as exc:
         log.warning(str(exc))
-        changes, restarted = client.changes(table.entity_set, select=select), True
+        changes, restarted = client.changes(table.entity_set, key=table.key, select=select), True
     deltas[table.entity_set] = changes.delta_link
     newest = seen.get(table.entity_set, 0)
     seen[table.entity_set] = max([newest, *(trigger_version(row) for row in changes.rows)])

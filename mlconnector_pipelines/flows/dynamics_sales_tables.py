@@ -6,16 +6,18 @@ A table without change tracking, or an expired token, is read whole and replaces
 """
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import dagster as dg
-import pandas as pd
+import pyarrow as pa
 
 from ..core.errors import RequestFailedError
+from ..core.types import DECIMAL_READ_TYPE, exact_decimals
 from ..systems.dataverse.client import Changes, DeltaTokenExpired
 from ..systems.dataverse.config import DataverseConfig
 from ..systems.dataverse.ping import NO_CHANGE_TRACKING
 from ..systems.dataverse.tables import TABLES, Table
-from ..warehouse.schema import EXTRACTED_AT, RUN_ID, WINDOW_START, TableSpec
+from ..warehouse.schema import EXTRACTED_AT, RUN_ID, WINDOW_START, ColumnType, TableSpec
 from ..warehouse.schema import SOURCE as SOURCE_COLUMN
 
 GROUP = "dynamics_sales"
@@ -101,7 +103,7 @@ def _last_delta_link(context) -> str | None:
 def _read_changes(client, table: Table, link: str | None, log) -> tuple[Changes, str]:
     """Changes since `link` (everything, the first time). A refused token or an untracked table: a full read."""
     try:
-        changes = client.changes(table.entity_set, select=table.select, delta_link=link)
+        changes = client.changes(table.entity_set, key=table.key, select=table.select, delta_link=link)
         if changes.delta_link is None:
             log.warning(
                 f"{table.entity_set}: Dataverse answered without a delta link (change tracking off for the table?); "
@@ -110,7 +112,9 @@ def _read_changes(client, table: Table, link: str | None, log) -> tuple[Changes,
         return changes, "changes since the last run" if link else "whole table (first read)"
     except DeltaTokenExpired as exc:
         log.warning(str(exc))
-        return client.changes(table.entity_set, select=table.select), "whole table (the change token had expired)"
+        return client.changes(
+            table.entity_set, key=table.key, select=table.select
+        ), "whole table (the change token had expired)"
     except RequestFailedError as exc:
         if exc.code not in NO_CHANGE_TRACKING:
             raise
@@ -118,10 +122,29 @@ def _read_changes(client, table: Table, link: str | None, log) -> tuple[Changes,
         return Changes(rows=client.rows(table.entity_set, select=table.select), full=True), "whole table (untracked)"
 
 
-def _frame(table: Table, rows: list[dict], run_id: str) -> pd.DataFrame:
-    frame = pd.DataFrame([{c: row.get(table.web_api_name(c)) for c in table.columns} for row in rows])
-    frame[WINDOW_START] = None
-    frame[EXTRACTED_AT] = datetime.now(UTC)
-    frame[RUN_ID] = run_id
-    frame[SOURCE_COLUMN] = "dataverse change tracking"
-    return frame
+def _frame(table: Table, rows: list[dict], run_id: str) -> pa.Table:
+    """The rows as a table typed by the column reference, not by the values: JSON writes a whole amount as
+    `100` and a fraction as `0.5`, and one column must hold both exactly (pandas would mix ints and Decimals,
+    or make a double of integers and nulls)."""
+    columns = {}
+    for column, kind in table.columns.items():
+        values = [row.get(table.web_api_name(column)) for row in rows]
+        if kind is ColumnType.DECIMAL:
+            columns[column] = pa.array([_exact(v) for v in values], DECIMAL_READ_TYPE)
+        elif kind is ColumnType.INTEGER:
+            columns[column] = pa.array(values, pa.int64())
+        else:
+            columns[column] = pa.array(values)
+    frame = exact_decimals(pa.table(columns))
+    extracted = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
+    for name, value in ((EXTRACTED_AT, extracted), (RUN_ID, pa.scalar(run_id)),
+                        (SOURCE_COLUMN, pa.scalar("dataverse change tracking"))):  # fmt: skip
+        frame = frame.append_column(name, pa.repeat(value, len(rows)))
+    return frame.append_column(WINDOW_START, pa.nulls(len(rows), pa.timestamp("us", tz="UTC")))
+
+
+def _exact(value) -> Decimal | None:
+    """A JSON number (parsed as int or Decimal) as the Decimal it states; never through a binary float."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    return Decimal(value) if isinstance(value, int) else Decimal(str(value))

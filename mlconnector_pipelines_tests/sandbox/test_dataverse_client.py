@@ -92,7 +92,7 @@ def test_rows_follow_every_page_once(cfg, sandbox):
 
 
 def _changes_deletions_then_expiry(client, sandbox) -> None:
-    first = client.changes("accounts", select=["accountid", "name", "versionnumber"])
+    first = client.changes("accounts", key="accountid", select=["accountid", "name", "versionnumber"])
     assert first.full and first.delta_link and len(first.rows) > 7
     edited = sandbox.http.post("/_sandbox/dataverse/actions/edit-account", json={}).json()
     victim = (
@@ -100,14 +100,16 @@ def _changes_deletions_then_expiry(client, sandbox) -> None:
     )
     deleted = client.http.request("DELETE", f"/accounts({victim})")
     assert deleted.status_code == 204
-    second = client.changes("accounts", select=["accountid", "name", "versionnumber"], delta_link=first.delta_link)
+    second = client.changes(
+        "accounts", key="accountid", select=["accountid", "name", "versionnumber"], delta_link=first.delta_link
+    )
     assert [r["accountid"] for r in second.rows] == [edited["accountid"]]
     assert second.deleted == [victim]
-    third = client.changes("accounts", select=["accountid"], delta_link=second.delta_link)
+    third = client.changes("accounts", key="accountid", select=["accountid"], delta_link=second.delta_link)
     assert third.rows == [] and third.deleted == []
     sandbox.http.post("/_sandbox/dataverse/delta-tokens/expire").raise_for_status()
     with pytest.raises(DeltaTokenExpired):
-        client.changes("accounts", select=["accountid"], delta_link=third.delta_link)
+        client.changes("accounts", key="accountid", select=["accountid"], delta_link=third.delta_link)
 
 
 def test_change_tracking_sees_changes_and_deletions_then_an_expired_token_is_named(cfg, sandbox):
@@ -147,7 +149,7 @@ def test_a_table_without_change_tracking_is_an_error_not_an_empty_answer(cfg):
     client = dataverse(cfg)
     try:
         with pytest.raises(RequestFailedError) as refused:
-            client.changes("products", select=["productid"])
+            client.changes("products", key="productid", select=["productid"])
         assert refused.value.code == "0x80072491"
     finally:
         client.close()

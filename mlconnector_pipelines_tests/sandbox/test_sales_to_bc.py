@@ -35,7 +35,7 @@ class SimulatedCrash(BaseException):
     """The process dies here: nothing after this point runs."""
 
 
-def config(sandbox, tmp_path, **sync):
+def config(sandbox, tmp_path, page_size: int | None = None, **sync):
     raw = sandbox_profile(sandbox.data_dir, sandbox.url)
     raw["data_dir"] = str(tmp_path)
     for key in ("sap_business_one", "looker", "finance_operations", "acumatica"):
@@ -45,6 +45,8 @@ def config(sandbox, tmp_path, **sync):
     dv["http"] = dict(FAST_HTTP)
     dv["webhook"] = {"type": "webhook_key", "key": {"env": "MLC_TEST_UNSET", "sandbox_default": WEBHOOK_KEY}}
     dv["sales_to_business_central"] = {"company": COMPANY, "poll_seconds": 15, **sync}
+    if page_size is not None:
+        dv["page_size"] = page_size
     return parse_config(raw)
 
 
@@ -577,6 +579,77 @@ def test_sales_tables_land_as_current_state_with_changes_and_deletions_applied(c
     assert third["accounts"]["read"].value == "whole table (the change token had expired)"
     assert ids("accounts", "accountid") == sorted(a["accountid"] for a in sales(sandbox, "accounts"))
     assert warehouse.duplicate_keys(TableSpec("sales_accounts", ("accountid",), None, snapshot=True)) == 0
+
+
+def test_a_record_changed_again_and_one_deleted_while_the_changes_are_paged_land_as_their_last_event(
+    sandbox, tmp_path, monkeypatch
+):
+    """A delta answer paged while Sales goes on, from a service whose every page reads the change log as it is
+    then: an account changed again comes twice in the answer and lands once, as its newest row; an account
+    changed and then deleted comes as a row and then a deletion, and stays deleted."""
+    from mlconnector_pipelines.definitions import build_definitions
+    from mlconnector_pipelines.systems.dataverse.client import DataverseClient
+    from mlconnector_pipelines.warehouse.resource import WarehouseResource
+
+    sandbox.reset()
+    cfg = config(sandbox, tmp_path, page_size=3)
+    sandbox.http.post("/_sandbox/dataverse/dialect", json={"delta_pages": "live"}).raise_for_status()
+    instance = dg.DagsterInstance.ephemeral()
+    job = build_definitions(cfg).resolve_job_def("dynamics_sales_to_warehouse")
+
+    def materialize():
+        selection = [dg.AssetKey(["dynamics_sales", "accounts"])]
+        assert job.execute_in_process(instance=instance, asset_selection=selection).success
+
+    def edit(account, changes):
+        sandbox.http.post(
+            "/_sandbox/dataverse/actions/edit-account", json={"account_id": account, "changes": changes}
+        ).raise_for_status()
+
+    materialize()
+    changed = [a["accountid"] for a in sales(sandbox, "accounts")][:4]  # the delta's first page: the first three
+    for n, account in enumerate(changed):
+        edit(account, {"name": f"Edited {n}"})
+    again, deleted = changed[0], changed[1]
+    read_page = DataverseClient._read_delta_page
+
+    def meanwhile_in_sales(self, response, key):  # once the first page of changes is read
+        page = read_page(self, response, key)
+        if not getattr(meanwhile_in_sales, "done", False):
+            meanwhile_in_sales.done = True
+            edit(again, {"name": "Edited twice"})
+            self.http.request("DELETE", f"/accounts({deleted})")
+        return page
+
+    monkeypatch.setattr(DataverseClient, "_read_delta_page", meanwhile_in_sales)
+    materialize()
+    landed = WarehouseResource.from_config(cfg).open().read_table("sales_accounts")
+    names = dict(zip(landed["accountid"], landed["name"], strict=True))
+    assert list(landed["accountid"]).count(again) == 1 and names[again] == "Edited twice"
+    assert deleted not in names
+    assert sorted(names) == sorted(a["accountid"] for a in sales(sandbox, "accounts"))
+
+
+def test_money_written_as_whole_json_numbers_beside_fractions_lands_exactly(cfg, sandbox):
+    """JSON writes a whole amount as `100` and a fraction as `0.5`: one table's money column holds both kinds
+    of number (and integers past a double's 2^53) and each lands digit for digit."""
+    from mlconnector_pipelines.definitions import build_definitions
+    from mlconnector_pipelines.warehouse.resource import WarehouseResource
+
+    amounts = [Decimal("100"), Decimal("12345678901234567"), Decimal("0.5"), Decimal("-3")]
+    sandbox.http.post("/_sandbox/dataverse/dialect", json={"amounts_written": "shortest"}).raise_for_status()
+    client = DataverseResource.from_section(cfg.dataverse, cfg.data_dir).client()
+    accounts = [a["accountid"] for a in sales(sandbox, "accounts")][: len(amounts)]
+    for account, amount in zip(accounts, amounts, strict=True):
+        client.patch("accounts", account, {"creditlimit": amount})
+    client.close()
+    job = build_definitions(cfg).resolve_job_def("dynamics_sales_to_warehouse")
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), asset_selection=[dg.AssetKey(["dynamics_sales", "accounts"])]
+    )
+    assert result.success
+    landed = WarehouseResource.from_config(cfg).open().read_table("sales_accounts").set_index("accountid")
+    assert [Decimal(str(landed.loc[a, "creditlimit"])) for a in accounts] == amounts
 
 
 def test_trace_walks_from_a_bc_order_line_back_to_the_sales_line(cfg, sandbox):

@@ -64,6 +64,18 @@ class DataverseSettings(BaseModel):
         400,
         description="An expired delta token: Dataverse's 400 0x80044352, or a 410 Gone without that code.",
     )
+    amounts_written: Literal["as_stored", "shortest"] = Field(
+        "as_stored",
+        description="How money and decimals are written: with every stored digit (`100.0000000000`), or as the "
+        "shortest JSON number that states them (`100`, `0.5`), as many JSON writers do. Switched at run time by "
+        "`POST /_sandbox/dataverse/dialect`.",
+    )
+    delta_pages: Literal["stable", "live"] = Field(
+        "stable",
+        description="A delta answer's pages: bounded by the version its first page saw (stable while writes go "
+        "on), or each page reading the change log as it is then, so a record changed or deleted while the answer "
+        "is paged comes in it again (OData leaves this to the service). Switched by `POST /_sandbox/dataverse/dialect`.",
+    )
     delta_token_lifetime_seconds: float = Field(7 * 86400, gt=0, description="Organization.ExpireChangeTrackingInDays.")
     max_page_size: int = Field(5000, ge=1, description="Rows per page unless Prefer odata.maxpagesize asks fewer.")
     rate_limit_requests: int = Field(6000, ge=1, description="Requests per caller per window (service protection).")

@@ -21,6 +21,7 @@ from .reps import ACTIONS
 from .tables import TABLES
 
 ADMIN = "/_sandbox/dataverse"
+DIALECT = ("amounts_written", "delta_pages")  # settings a test may switch while the sandbox runs
 
 
 def admin_routes(simulator) -> list[Route]:
@@ -44,6 +45,22 @@ def admin_routes(simulator) -> list[Route]:
     async def expire(request: Request) -> Response:
         return json_response({"expired_through_version": model.expire_delta_tokens()})
 
+    async def dialect(request: Request) -> Response:
+        """The other readings of the protocol a test can switch on (reset restores the configured ones)."""
+        if request.method == "POST":
+            changes = json.loads(await request.body() or b"{}")
+            unknown = sorted(set(changes) - set(DIALECT))
+            if unknown:
+                return json_response({"error": f"dialect switches are {sorted(DIALECT)}"}, status_code=400)
+            for name, value in (
+                type(simulator.settings)
+                .model_validate(simulator.settings.model_dump() | changes)
+                .model_dump(include=set(changes))
+                .items()
+            ):
+                setattr(simulator.settings, name, value)
+        return json_response(simulator.settings.model_dump(include=set(DIALECT)))
+
     async def deliveries(request: Request) -> Response:
         return json_response(list(simulator.webhooks.deliveries))
 
@@ -63,6 +80,7 @@ def admin_routes(simulator) -> list[Route]:
         Route(f"{ADMIN}/records/{{entity_set}}", records, methods=["GET", "POST"]),
         Route(f"{ADMIN}/delta-tokens/expire", expire, methods=["POST"]),
         Route(f"{ADMIN}/deliveries", deliveries),
+        Route(f"{ADMIN}/dialect", dialect, methods=["GET", "POST"]),
         Route(f"{ADMIN}/actions/{{name}}", action, methods=["POST"]),
     ]
 

@@ -226,7 +226,7 @@ class DataverseApi:
                 if exc is changes.EXPIRED and self.settings.expired_delta_status == 410:
                     raise DataverseError(410, "", "The sync state of this delta link was not found.") from None
                 raise
-            upto = cursor.get("upto", self.model.version)
+            upto = self.model.version if self.settings.delta_pages == "live" else cursor.get("upto", self.model.version)
             pending = changes.after(changes.changes(self.model, table.entity_set, since, upto), cursor.get("after"))
             page, more = pending[:size], len(pending) > size
             body: dict = {"@odata.context": renderer.context(table, query.select, suffix="/$delta")}

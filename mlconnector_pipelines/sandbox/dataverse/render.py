@@ -44,6 +44,12 @@ class Annotations:
         return f'odata.include-annotations="{",".join(self.patterns)}"' if self.patterns else None
 
 
+def _shortest(value: Decimal) -> Decimal | int:
+    """`100.0000000000` as `100` (a JSON integer), `0.5000000000` as `0.5`: the same number, fewest digits."""
+    value = value.normalize()
+    return int(value) if value == value.to_integral_value() else value
+
+
 def formatted_money(value: Decimal) -> str:
     return f"-${abs(value):,.2f}" if value < 0 else f"${value:,.2f}"
 
@@ -57,9 +63,12 @@ class Renderer:
         names = list(select) if select else list(table.properties)
         if table.key not in names:
             names.append(table.key)
+        shortest = self.model.settings.amounts_written == "shortest"
         for name in names:
             out[name] = self._value(table, row, name)
             self._annotate(out, table, row, name)
+            if shortest and isinstance(out[name], Decimal):
+                out[name] = _shortest(out[name])
         for item in expand:
             self._expand(out, table, row, item)
         return out

@@ -26,7 +26,7 @@ from ..core.faults import FaultBook, FaultRule, retry_after_header
 from ..core.service import RateWindow, SimulatedService
 from ..entra.simulator import EntraSimulator
 from . import DataverseSettings
-from .admin import admin_routes
+from .admin import DIALECT, admin_routes
 from .api import Call, DataverseApi
 from .errors import DataverseError
 from .models import DataverseModel
@@ -64,6 +64,7 @@ class DataverseSimulator(SimulatedService):
         self.webhooks = WebhookSender(self.model, self.settings, org, self.ca_bundle)
         self.rate = RateWindow(self.settings.rate_limit_requests, self.settings.rate_limit_window_seconds)
         self.application_users = set(self.settings.application_user_client_ids)
+        self.configured_dialect = self.settings.model_dump(include=set(DIALECT))
 
     def routes(self) -> list[Route]:
         return [
@@ -81,6 +82,8 @@ class DataverseSimulator(SimulatedService):
         }
 
     def reset(self) -> None:
+        for name, value in self.configured_dialect.items():
+            setattr(self.settings, name, value)
         self.webhooks.reset()
         self.model.reset()
         self.counts.clear()

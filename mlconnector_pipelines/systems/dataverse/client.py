@@ -141,25 +141,29 @@ class DataverseClient:
         body = self.parse(response)
         return body.get("value", []), body.get("@odata.nextLink")
 
-    def changes(self, entity_set: str, *, select: Sequence[str], delta_link: str | None = None) -> Changes:
+    def changes(self, entity_set: str, *, key: str, select: Sequence[str], delta_link: str | None = None) -> Changes:
         """Rows changed and ids deleted since `delta_link` (everything current when None), and the next delta link.
 
-        A delta link Dataverse no longer honours raises DeltaTokenExpired: the caller reads everything again
-        and drops what it already has. No $filter/$orderby/$top here: change tracking refuses them.
+        A record changed again (or deleted) while the answer was being paged may come twice in it; each record
+        counts once, as its last event in the answer: its newest row, or its deletion (`key`: the table's id
+        column). A delta link Dataverse no longer honours raises DeltaTokenExpired: the caller reads everything
+        again and drops what it already has. No $filter/$orderby/$top here: change tracking refuses them.
         """
         headers = {"Prefer": f"odata.track-changes, odata.maxpagesize={self.cfg.page_size}"}
         pages = DeltaLinkPages(
             self.http,
             delta_link or f"/{entity_set}",
-            self._read_delta_page,
+            lambda response: self._read_delta_page(response, key),
             params=None if delta_link else {"$select": ",".join(select)},
             headers=headers,
         )
         result = Changes(full=delta_link is None)
+        last_event: dict[str, tuple[str, dict | None]] = {}  # id (any case) → (id, its row or None: deleted)
         try:
-            for rows, deleted in pages:
-                result.rows.extend(rows)
-                result.deleted.extend(deleted)
+            for events in pages:
+                for record_id, row in events:
+                    last_event.pop(record_id.lower(), None)  # re-inserted: the order is the last event's
+                    last_event[record_id.lower()] = (record_id, row)
         except RequestFailedError as exc:
             if delta_link is not None and _delta_refused(exc):
                 raise DeltaTokenExpired(
@@ -172,22 +176,27 @@ class DataverseClient:
             raise
         # None when the server ignored `Prefer: odata.track-changes` (RFC 7240 lets it): what was read stands,
         # and the next read starts from nothing again.
+        result.rows = [row for _, row in last_event.values() if row is not None]
+        result.deleted = [record_id for record_id, row in last_event.values() if row is None]
         result.delta_link = pages.delta_link
         return result
 
-    def _read_delta_page(self, response: httpx.Response) -> tuple[tuple[list[dict], list[str]], str | None, str | None]:
+    def _read_delta_page(
+        self, response: httpx.Response, key: str
+    ) -> tuple[list[tuple[str, dict | None]], str | None, str | None]:
+        """A delta page's events in order: (id, the row) for a change, (id, None) for a deletion."""
         body = self.parse(response)
-        rows, deleted = [], []
+        events: list[tuple[str, dict | None]] = []
         for row in body.get("value", []):
             if (
                 "$deletedEntity" in str(row.get("@odata.context", ""))
                 or "@removed" in row
                 or row.get("reason") in ("deleted", "changed")
             ):
-                deleted.append(_deleted_id(row))
+                events.append((_deleted_id(row), None))
             else:
-                rows.append(row)
-        return (rows, deleted), body.get("@odata.nextLink"), body.get("@odata.deltaLink")
+                events.append((str(row.get(key) or ""), row))
+        return events, body.get("@odata.nextLink"), body.get("@odata.deltaLink")
 
     # -- writes ----------------------------------------------------------------------------------
 
