@@ -349,6 +349,26 @@ class ThrottledClient:
         except orjson.JSONDecodeError as exc:
             raise self.malformed(response, f"malformed JSON: {exc}") from None
 
+    def read_written(self, response: httpx.Response, read: Callable[[httpx.Response], T]) -> T:
+        """What a write's 2xx answer says (the record the server saved, the number it gave). The write was
+        made; an answer that cannot be read (empty, cut short, not JSON, the number missing) leaves which
+        record it made unknown: OutcomeUnknown, which the caller settles by looking its key up."""
+        try:
+            return read(response)
+        except (RequestFailedError, LookupError, TypeError, ValueError, AttributeError) as exc:
+            request = response.request
+            self.stats.add(outcome_unknown=1)
+            raise OutcomeUnknown(
+                self.system,
+                self._redact(
+                    f"{request.method} {_path_of(request.url)} was answered {response.status_code}, so it was "
+                    f"saved, but with an answer that does not say what was saved ({exc}); the lookup by its "
+                    "key finds it"
+                ),
+                method=request.method,
+                url=str(request.url),
+            ) from None
+
     def malformed(self, response: httpx.Response, problem: str) -> RequestFailedError:
         """The error for a 2xx body the client cannot use: the system, the request, and what came back."""
         received = response.headers.get("content-type") or "no Content-Type"

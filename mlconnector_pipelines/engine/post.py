@@ -286,8 +286,9 @@ class PostingEngine:
     def _hold_while_unsettled(self, plan: Plan, record: DocumentRecord) -> None:
         """No second create while the first may still be saving: a create whose answer was lost and which the
         lookup did not find (a gateway, or this client's timeout, gave up before the server did) is created
-        again only once the target's settle time has passed since then, and only if still not found."""
-        if record.state != "unknown" or record.document_number is not None:
+        again only once the target's settle time has passed since then, and only if still not found. A new plan
+        for the document (late data) does not lift this: its key is the same, and so is the header in flight."""
+        if record.document_number is not None:
             return
         lost = [event["at"] for event in self.audit.history(record.id) if event["event"] == "outcome_unknown"]
         settled = lost[-1] + timedelta(seconds=self.target.outcome_settle_seconds) if lost else None

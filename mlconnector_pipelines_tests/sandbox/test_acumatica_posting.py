@@ -166,7 +166,7 @@ def test_a_run_killed_at_any_point_is_finished_without_a_duplicate(sandbox, cfg,
 
 
 @pytest.mark.parametrize("details_in_lists", [True, False], ids=["lists-with-details", "lists-without-details"])
-@pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504"])
+@pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504", "commit_then_cut"])
 def test_a_committed_batch_whose_answer_is_lost_is_not_saved_twice(sandbox, cfg, posting, fault, details_in_lists):
     """The lookup finds the saved batch and its lines, also on a site whose list GETs answer `$expand`ed
     details empty (they come only with a record read by key)."""

@@ -240,7 +240,7 @@ def test_a_run_killed_at_any_point_is_finished_by_the_next_without_a_duplicate(s
     assert_posted_once(sandbox, plan)
 
 
-@pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504"])
+@pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504", "commit_then_cut"])
 @pytest.mark.parametrize("where", ["/data/LedgerJournalHeaders", "/data/$batch"])
 def test_a_write_committed_but_answered_with_a_lost_connection_or_504_is_not_written_twice(
     sandbox, posting, fault, where
@@ -276,6 +276,27 @@ def test_a_header_saved_after_its_504_is_not_created_again_while_f_and_o_may_sti
     result = posting("run-3").run(plan)
     assert result.outcome == "resumed" and result.document.state == "verified"
     assert_posted_once(sandbox, plan)
+
+
+def test_late_data_after_a_lost_header_create_does_not_lift_the_wait_for_it(sandbox, posting):
+    """The header's 504 is followed by late Looker rows: the new plan is recorded, but F&O may still be saving
+    the first header under the same key, so nothing is created until it has landed; then it is found and
+    takes the new plan's lines (it holds none yet)."""
+    plan, _ = plan_for(posting().target)
+    changed, _ = plan_for(posting().target, rows=[*DEFAULT_ROWS[:-1], ("618200", "008", "4.444")])
+    assert changed.document_key == plan.document_key and changed.digest != plan.digest
+    sandbox.faults(
+        {"kind": "commit_late", "delay_seconds": 1.0, "path_contains": "/data/LedgerJournalHeaders"},
+        service="finance_operations",
+    )
+    with pytest.raises(OutcomeUnknown):
+        posting().run(plan)
+    with pytest.raises(OutcomeUnknown, match="may still be saving it"):
+        posting("run-2").run(changed)
+    time.sleep(1.5)
+    result = posting("run-3").run(changed)  # the first header landed, empty: found, and the new lines go in it
+    assert result.outcome == "resumed" and result.document.state == "verified"
+    assert_posted_once(sandbox, changed)
 
 
 def test_a_header_whose_create_never_landed_is_created_once_the_settle_time_has_passed(sandbox, posting, fo):

@@ -186,7 +186,7 @@ def test_a_deal_seen_three_ways_and_killed_after_its_customer_makes_one_customer
     assert held["mlc_bcordernumber"] == first.document_number  # written back to the order the lines came from
 
 
-@pytest.mark.parametrize("kind", ["commit_then_drop", "commit_then_504"])
+@pytest.mark.parametrize("kind", ["commit_then_drop", "commit_then_504", "commit_then_cut"])
 def test_a_lost_answer_to_the_order_post_makes_no_second_order(cfg, sandbox, kind):
     _, quote, order = win_deal(sandbox)
     sandbox.faults({"kind": kind, "path_contains": "/salesOrders", "count": 1})  # after-commit: writes only

@@ -24,7 +24,7 @@ def bc(sandbox, tmp_path):
     sandbox.clear_faults()
 
 
-@pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504"])
+@pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504", "commit_then_cut"])
 def test_a_committed_write_whose_answer_is_lost_is_not_sent_again(sandbox, bc, fault):
     client, company = bc
     sandbox.faults({"kind": fault, "path_contains": "/customers", "count": 1})

@@ -26,7 +26,9 @@ class FaultRule(BaseModel):
     record becomes `value`), `mutate` (apply `mutations`, then serve: records leave or enter a
     filter between two pages). After a write is committed: `commit_then_drop` (the connection
     breaks before the answer's body) and `commit_then_504` (a gateway's timeout answer): the write
-    happened, the client cannot know. `commit_late` (a write): a gateway's 504 now, the write committed
+    happened, the client cannot know. `commit_then_cut` (a write): committed and answered with its status,
+    but the body cut to half (`value` "empty": no body at all), as a proxy that trims answers: the client
+    knows it was saved, not what as. `commit_late` (a write): a gateway's 504 now, the write committed
     `delay_seconds` later, as a server still working after the client stopped waiting.
     `changeset_status` (OData $batch): the batch is answered 200
     and its first changeset's part carries `status` (and `retry_after`); nothing of it is applied.
@@ -42,6 +44,7 @@ class FaultRule(BaseModel):
         "mutate",
         "commit_then_drop",
         "commit_then_504",
+        "commit_then_cut",
         "changeset_status",
         "commit_late",
     ]
@@ -68,7 +71,7 @@ def retry_after_header(seconds: float | None) -> dict[str, str]:
     return {"Retry-After": f"{seconds:g}"} if seconds is not None else {}
 
 
-AFTER_COMMIT = ("commit_then_drop", "commit_then_504")
+AFTER_COMMIT = ("commit_then_drop", "commit_then_504", "commit_then_cut")
 GATEWAY_TIMEOUT_PAGE = (
     b"<html><body><h1>504 Gateway Time-out</h1>The upstream server did not answer in time.</body></html>"
 )

@@ -207,6 +207,10 @@ def after_commit(fault: FaultRule | None, committed: Response) -> Response:
     if fault.kind == "commit_then_504":
         return Response(GATEWAY_TIMEOUT_PAGE, status_code=504, media_type="text/html")
     body = bytes(committed.body)
+    if fault.kind == "commit_then_cut":
+        cut = b"" if fault.value == "empty" else body[: len(body) // 2]
+        headers = {k: v for k, v in committed.headers.items() if k.lower() != "content-length"}
+        return Response(cut, status_code=committed.status_code, headers=headers)
 
     async def nothing_then_fail():
         raise ConnectionResetError("sandbox fault: connection dropped after the write was committed")

@@ -277,7 +277,7 @@ class AcumaticaClient:
             if exc.status == 422:
                 raise RecordRefused(SYSTEM, entity, key, str(exc.server_message).split("; ")) from None
             raise
-        return self._answer(response, as_type)
+        return self.http.read_written(response, lambda answer: self._answer(answer, as_type))
 
     def action(self, entity: str, action: str, keys: dict, *, wait_seconds: float = 600.0) -> None:
         """Run an action (e.g. ReleaseJournalTransaction) and wait until Acumatica says it is done.

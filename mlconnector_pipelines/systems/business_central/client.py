@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -49,16 +49,17 @@ class BusinessCentralClient:
 
     # -- writes (no idempotency header: never repeated when the outcome is unknown) -------------
 
-    def create(self, company_id: str, entity_set: str, record: dict) -> dict:
-        """POST a new record (lines inside it are created with it, atomically: a deep insert). Raises
-        OutcomeUnknown when BC may have created it: find it by its key first."""
+    def create(self, company_id: str, entity_set: str, record: dict, read: Callable[[dict], Any] = lambda r: r) -> Any:
+        """POST a new record (lines inside it are created with it, atomically: a deep insert); `read` of the
+        record BC saved. Raises OutcomeUnknown when BC may have created it, or created it and answered with a
+        body that does not say what (`read` fails): find it by its key first."""
         response = self.http.request(
             "POST",
             f"{self.base_path}/companies({company_id})/{entity_set}",
             content=json_body(record),
             headers={"Content-Type": "application/json"},
         )
-        return self.parse(response)
+        return self.http.read_written(response, lambda answer: read(self.parse(answer)))
 
     def find(
         self, company_id: str, entity_set: str, field: str, value: str, *, expand: str | None = None

@@ -93,11 +93,11 @@ class BusinessCentralCustomers:
 
     def _create(self, record: dict) -> dict:
         try:
-            return self.client.create(self.company_id, "customers", record)
+            return self.client.create(self.company_id, "customers", record, read=_saved)
         except OutcomeUnknown:
             held = self.current(str(record[self.key]))
             if held is None:  # never processed; a late commit of the first would refuse this one as a duplicate
-                return self.client.create(self.company_id, "customers", record)
+                return self.client.create(self.company_id, "customers", record, read=_saved)
             return held
         except RequestFailedError as exc:
             if exc.code == "Internal_EntityWithSameKeyExists":  # created a moment ago (another run, or ours)
@@ -108,6 +108,13 @@ class BusinessCentralCustomers:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _saved(customer: dict) -> dict:
+    """The customer BC answered a create with; KeyError when the answer does not hold one."""
+    if not customer.get("id"):
+        raise KeyError("id")
+    return customer
 
 
 class BusinessCentralSalesDocuments:
@@ -178,12 +185,11 @@ class BusinessCentralSalesDocuments:
     def create_document(self, plan: Plan) -> str:
         body = {**plan.header, LINE_SETS[self.entity_set]: [_line_body(line) for line in plan.lines]}
         try:
-            created = self.client.create(self.company_id, self.entity_set, body)
+            return self.client.create(self.company_id, self.entity_set, body, read=lambda saved: str(saved["number"]))
         except RequestFailedError as exc:
             if isinstance(exc, OutcomeUnknown) or exc.status is None or exc.status >= 500 or exc.status == 429:
                 raise
             raise _lines_refused(plan.lines, exc) from None
-        return str(created["number"])
 
     def create_lines(self, plan: Plan, number: str, lines: Sequence[PlannedLine]) -> None:
         raise NotImplementedError("sales documents are created with their lines (lines_with_header)")

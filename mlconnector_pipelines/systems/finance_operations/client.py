@@ -11,14 +11,18 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from requests_toolbelt.multipart.decoder import MultipartDecoder
+from requests_toolbelt.multipart.decoder import (
+    ImproperBodyPartContentException,
+    MultipartDecoder,
+    NonMultipartContentTypeException,
+)
 
 from ...core.errors import RequestFailedError
 from ...core.http import RETRYABLE_STATUSES, NotApplied, ThrottledClient
@@ -149,12 +153,13 @@ class FinanceOperationsClient:
 
     # -- writes (no idempotency key: never repeated when the outcome is unknown) ---------------------
 
-    def create(self, entity_set: str, record: Mapping[str, Any]) -> dict:
-        """POST one record; the server's version of it. OutcomeUnknown when F&O may have created it."""
+    def create(self, entity_set: str, record: Mapping[str, Any], read: Callable[[dict], Any] = lambda r: r) -> Any:
+        """POST one record; `read` of the server's version of it (e.g. the number it gave). OutcomeUnknown when
+        F&O may have created it, or created it and answered with a body that does not say what."""
         response = self.http.request(
             "POST", f"/{entity_set}", content=json_body(record), headers={"Content-Type": _JSON}
         )
-        return self.parse(response)
+        return self.http.read_written(response, lambda answer: read(self.parse(answer)))
 
     def delete(self, path: str) -> None:
         self.http.request("DELETE", f"/{path}")
@@ -192,14 +197,12 @@ class FinanceOperationsClient:
         statuses = [int(s) for s in _STATUS_LINE.findall(response.content)]
         if len(statuses) == expected and all(200 <= s < 300 for s in statuses):
             return  # every request applied; the entities it echoes are not needed
-        self._raise_for_changeset(response, expected)
+        # An answer cut short or garbled on the way says neither that the changeset was applied nor that it
+        # was refused: unknown, settled by reading the lines back. A refusal it does say is raised as one.
+        failed = self.http.read_written(response, lambda answer: _refusals(answer, expected))
+        self._raise_for_changeset(response, failed[0], expected)
 
-    def _raise_for_changeset(self, response: httpx.Response, expected: int) -> None:
-        parts = _http_parts(response)
-        failed = [p for p in parts if p.status >= 400]
-        if not failed:
-            raise self.http.malformed(response, f"{len(parts)} answers to a changeset of {expected} requests")
-        part = failed[0]
+    def _raise_for_changeset(self, response: httpx.Response, part: _Part, expected: int) -> None:
         answer = httpx.Response(part.status, headers=part.headers, content=part.body, request=response.request)
         if part.status in RETRYABLE_STATUSES:
             raise NotApplied(answer)
@@ -251,6 +254,18 @@ def _multipart(batch: str, changeset: str, service_root: str, requests: Sequence
         )
     out.append(f"--{changeset}--\r\n--{batch}--\r\n".encode())
     return b"".join(out)
+
+
+def _refusals(response: httpx.Response, expected: int) -> list[_Part]:
+    """The refused requests of a changeset's answer; ValueError when it names none (cut short, garbled)."""
+    try:
+        parts = _http_parts(response)
+    except (ImproperBodyPartContentException, NonMultipartContentTypeException) as exc:
+        raise ValueError(f"a multipart answer it cannot read ({exc})") from None
+    failed = [p for p in parts if p.status >= 400]
+    if not failed:
+        raise ValueError(f"{len(parts)} answers to a changeset of {expected} requests, none of them a refusal")
+    return failed
 
 
 def _http_parts(response: httpx.Response) -> list[_Part]:

@@ -396,11 +396,11 @@ class FinanceOperationsJournalTarget:
         )
 
     def create_document(self, plan: Plan) -> str:
-        created = self.client.create(
+        return self.client.create(
             "LedgerJournalHeaders",
             {"dataAreaId": plan.company, "JournalName": plan.header["journal_name"], "Description": plan.document_key},
+            read=lambda created: str(created["JournalBatchNumber"]),
         )
-        return str(created["JournalBatchNumber"])
 
     def create_lines(self, plan: Plan, number: str, lines: Sequence[PlannedLine]) -> None:
         trans_date = f"{plan.header['posting_date']}T12:00:00Z"
