@@ -12,12 +12,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import urljoin
 
 import httpx
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from .errors import RequestFailedError
 from .http import ThrottledClient
 from .paginate import NextLinkPages
 
@@ -107,6 +110,90 @@ def read_page_table(
     except ValueError as exc:
         where = offending_record(response.content, str(exc), key)
         raise client.malformed(response, f"a page it cannot read: {exc}" + (f" — {where}" if where else "")) from None
+
+
+NESTED_NEXT_LINK = "@odata.nextLink"  # `<navigation>@odata.nextLink`: the rest of an expanded collection
+
+
+def complete_expanded(
+    client: ThrottledClient,
+    records: pa.Table,
+    line_fields: Mapping[str, Sequence[pa.Field]],
+    *,
+    page_url: str,
+    headers: Mapping[str, str] | None = None,
+) -> pa.Table:
+    """A page's records with every line of their expanded collections; the nested next-link columns dropped.
+
+    A server may page an expanded collection (OData 4.0 JSON format, "Expanded Navigation Property"): a
+    record then carries its first lines and `<navigation>@odata.nextLink`, the URL of the rest. Each such
+    link is followed to its last page (`line_fields`: the lines' declared read fields, by navigation) and
+    the further lines go into the record's list after its own, in order. A relative link is resolved
+    against `page_url`, the page it came in. A page without such a column comes back as it is.
+    """
+    linked = [c for c in records.column_names if c.endswith(NESTED_NEXT_LINK) and c != NESTED_NEXT_LINK]
+    if not linked:
+        return records
+    for column in linked:
+        navigation = column.removesuffix(NESTED_NEXT_LINK)
+        links = records.column(column)
+        if navigation not in records.column_names or links.null_count == len(links):
+            continue
+        lines = _all_lines(
+            client,
+            navigation,
+            records.column(navigation).combine_chunks(),
+            [urljoin(page_url, link) if link else None for link in links.to_pylist()],
+            line_fields.get(navigation, ()),
+            headers,
+        )
+        records = records.set_column(records.column_names.index(navigation), navigation, lines)
+    return records.drop_columns(linked)
+
+
+def _all_lines(
+    client: ThrottledClient,
+    navigation: str,
+    lines: pa.ListArray,
+    links: list[str | None],
+    fields: Sequence[pa.Field],
+    headers: Mapping[str, str] | None,
+) -> pa.ListArray:
+    """`lines` (one list per record) with, after each linked record's own, the lines its link reads."""
+    inline = pc.list_flatten(lines)
+    if not pa.types.is_struct(inline.type):  # only empty lists inline: nothing to place the further lines after
+        inline = pa.array([], pa.struct(list(fields)))
+    inline_table = pa.Table.from_struct_array(inline)
+    own_ends = pc.cumulative_sum(pc.list_value_length(lines).fill_null(0)).to_pylist()
+
+    def read(response: httpx.Response) -> tuple[pa.Table, str | None]:
+        return read_page_table(client, response, fields)
+
+    pieces: list[pa.Table] = []
+    added = [0] * len(links)
+    start = 0
+    for row, link in enumerate(links):
+        if link is None:
+            continue
+        pieces.append(inline_table.slice(start, own_ends[row] - start))
+        start = own_ends[row]
+        for page in NextLinkPages(client, link, read, headers=headers):
+            pieces.append(page)
+            added[row] += page.num_rows
+    pieces.append(inline_table.slice(start))
+    try:
+        merged = pa.concat_tables([p for p in pieces if p.num_columns] or [inline_table], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise RequestFailedError(
+            client.system, f"the further {navigation} of a page do not read like its first ones: {exc}"
+        ) from None
+    offsets, extra = [0], 0
+    for own_end, more in zip(own_ends, added, strict=True):
+        extra += more
+        offsets.append(own_end + extra)
+    values = merged.to_struct_array().combine_chunks()
+    absent = pc.and_(lines.is_null(), pa.array([link is None for link in links])) if lines.null_count else None
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=absent)
 
 
 _MIXED_TYPES = re.compile(r"Column\(/value/\[\]/([^/)]+)\) changed from")

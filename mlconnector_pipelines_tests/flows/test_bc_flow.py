@@ -528,6 +528,36 @@ def test_a_copied_companys_records_keep_their_ids_and_each_company_keeps_its_own
     )
 
 
+def test_lines_an_expanded_collection_leaves_behind_a_nested_next_link_all_land(sandbox, tmp_path):
+    """BC may page an expanded collection: a record carries its first lines and `<navigation>@odata.nextLink`
+    for the rest (OData JSON, "Expanded Navigation Property"). Every line lands, with its document."""
+    cfg = make_config(sandbox, tmp_path, entities=["salesInvoices", "generalLedgerEntries"], page_size=7)
+    sandbox.http.post("/_sandbox/business_central/dialect", json={"expanded_page_size": 2}).raise_for_status()
+    try:
+        assert run_bc_job(cfg, partition_range=("2026-03-01", "2026-03-07")).success
+    finally:
+        sandbox.http.post("/_sandbox/business_central/dialect", json={"expanded_page_size": None}).raise_for_status()
+    with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
+        for entity_set, navigation, table in (
+            ("salesInvoices", "salesInvoiceLines", "bc_sales_invoice_lines"),
+            ("generalLedgerEntries", "dimensionSetLines", "bc_general_ledger_entry_dimensions"),
+        ):
+            held = sorted(con.execute(f"SELECT _company_id, _parent_id, id FROM {table}").fetchall())
+            own = sorted(
+                (company["id"], record["id"], line["id"])
+                for company in sandbox.companies()
+                for record in sandbox.records(company["id"], entity_set)
+                if "2026-03-01" <= record["lastModifiedDateTime"][:10] < "2026-03-08"
+                for line in record[navigation]
+            )
+            assert held == own, entity_set
+        invoices = [r for c in sandbox.companies() for r in sandbox.records(c["id"], "salesInvoices")]
+        longest = max(len(r["salesInvoiceLines"]) for r in invoices)
+        assert longest > 4, "no invoice's lines fill three pages: the case was not exercised"
+        columns = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns").fetchall()}
+        assert not [c for c in columns if "next_link" in c]  # the nested links are followed, not stored
+
+
 def test_amounts_a_double_cannot_hold_land_exactly(sandbox, tmp_path):
     cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries", "salesInvoices"])
     assert run_bc_job(cfg, partition_range=("2026-03-01", "2026-03-07")).success

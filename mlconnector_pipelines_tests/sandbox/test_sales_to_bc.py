@@ -9,6 +9,7 @@ connection or answering 504.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from decimal import Decimal
 
 import dagster as dg
@@ -121,11 +122,11 @@ def lines_of(sandbox, document: dict, entity_set="salesOrders") -> list[dict]:
     return response.json()
 
 
-def mapped_active_quote(sandbox) -> dict:
-    """An active quote of an open opportunity whose products all map to BC items."""
+def mapped_active_quote(sandbox, lines: int = 1) -> dict:
+    """An active quote of an open opportunity whose products all map to BC items, with at least `lines` lines."""
     details = sales(sandbox, "quotedetails")
     unmapped = {d["_quoteid_value"] for d in details if not str(d.get("productnumber") or "").endswith("-S")}
-    with_lines = {d["_quoteid_value"] for d in details}
+    with_lines = {q for q, n in Counter(d["_quoteid_value"] for d in details).items() if n >= lines}
     open_opportunities = {o["opportunityid"] for o in sales(sandbox, "opportunities") if o["statecode"] == 0}
     return next(
         q
@@ -137,9 +138,9 @@ def mapped_active_quote(sandbox) -> dict:
     )
 
 
-def win_deal(sandbox) -> tuple[dict, dict, dict]:
+def win_deal(sandbox, lines: int = 1) -> tuple[dict, dict, dict]:
     """A rep converts an active quote into an order and wins its opportunity: (opportunity, quote, order)."""
-    quote = mapped_active_quote(sandbox)
+    quote = mapped_active_quote(sandbox, lines)
     order = sandbox.http.post("/_sandbox/dataverse/actions/convert-quote", json={"quote_id": quote["quoteid"]})
     order.raise_for_status()
     won = sandbox.http.post(
@@ -184,6 +185,22 @@ def test_a_deal_seen_three_ways_and_killed_after_its_customer_makes_one_customer
     assert len(customers_named(sandbox, first.customer)) == 1
     held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
     assert held["mlc_bcordernumber"] == first.document_number  # written back to the order the lines came from
+
+
+def test_an_order_whose_lines_bc_pages_behind_a_nested_next_link_verifies_and_is_not_made_again(cfg, sandbox):
+    """BC may page the lines it expands (`salesOrderLines@odata.nextLink` beside the first ones): the order is
+    read back with every line, so it verifies, and a rerun finds it whole instead of writing it again."""
+    _, quote, order = win_deal(sandbox, lines=2)
+    sandbox.http.post("/_sandbox/business_central/dialect", json={"expanded_page_size": 1}).raise_for_status()
+    try:
+        first = run_sync(cfg, "salesorders", order["salesorderid"])
+        again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    finally:
+        sandbox.http.post("/_sandbox/business_central/dialect", json={"expanded_page_size": None}).raise_for_status()
+    assert first.outcome == "posted" and again.outcome == "already_posted"
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    assert len(lines_of(sandbox, document)) > 1, "one line fits the first page: the case was not exercised"
+    assert sandbox.state("business_central")["writes"]["POST salesOrders"] == 1
 
 
 @pytest.mark.parametrize("kind", ["commit_then_drop", "commit_then_504", "commit_then_cut"])

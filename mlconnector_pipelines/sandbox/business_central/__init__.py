@@ -15,6 +15,20 @@ RESOURCE = "https://api.businesscentral.dynamics.com"  # the token audience BC a
 SANDBOX_CLIENT_STATE = "sandbox-bc-client-state-public-demo"  # public: the sandbox's subscriptions only
 
 
+class Dialect(BaseModel):
+    """Readings of OData 4.0 a BC server may take, switched by tests (`POST /_sandbox/business_central/dialect`)
+    so the client is shown to survive them; a reset restores the default."""
+
+    expanded_page_size: int | None = Field(
+        None,
+        ge=1,
+        description="An expanded collection ($expand of a document's lines, of an entry's dimension set lines) "
+        "carries at most this many lines inline and `<navigation>@odata.nextLink` for the rest, which the "
+        "sandbox serves in pages of the same size (`.../salesInvoices(id)/salesInvoiceLines?$skip=N`). "
+        "None: every line inline, as BC sends them.",
+    )
+
+
 class BusinessCentralSettings(BaseModel):
     seed: int = 42
     companies: int = Field(2, ge=1, le=10, description="The second company is a Copy Company of the first (same ids).")

@@ -36,7 +36,7 @@ from ..core.faults import FaultBook, FaultRule, retry_after_header
 from ..core.odata_filter import Comparison, FilterError, parse_filter
 from ..core.service import RateWindow, SimulatedService
 from ..entra.simulator import EntraSimulator
-from . import ENVIRONMENT, RESOURCE, BusinessCentralSettings
+from . import ENVIRONMENT, RESOURCE, BusinessCentralSettings, Dialect
 from .models import DOCUMENTS, LINE_PARENT, LMD, ApiError, BusinessCentralModel, Company, EntityTable, bad_request
 from .seed import LINE_ENTITY, dimension_set_lines, iso_ms
 from .subscriptions import Subscriptions
@@ -69,6 +69,7 @@ class BusinessCentralSimulator(SimulatedService):
         self.model = BusinessCentralModel(self.settings)
         self.rate = RateWindow(self.settings.rate_limit_requests, self.settings.rate_limit_window_seconds)
         self.subscriptions = Subscriptions(self.model, self.settings, self.ca_bundle)
+        self.dialect = Dialect()
 
     @property
     def companies(self) -> dict[str, Company]:
@@ -88,6 +89,7 @@ class BusinessCentralSimulator(SimulatedService):
             Route(f"{ADMIN}/companies", self._admin_companies),
             Route(f"{ADMIN}/companies/{{company}}/{{entity_set}}", self._admin_records, methods=["GET", "POST"]),
             Route(f"{ADMIN}/companies/{{company}}/{{entity_set}}/{{id}}", self._admin_delete, methods=["DELETE"]),
+            Route(f"{ADMIN}/dialect", self._admin_dialect, methods=["GET", "POST"]),
             Route(f"{ADMIN}/subscriptions", self._admin_subscriptions),
             Route(f"{ADMIN}/subscriptions/flush", self._admin_flush, methods=["POST"]),
             Route(f"{ADMIN}/subscriptions/{{id}}/age", self._admin_age, methods=["POST"]),
@@ -108,6 +110,7 @@ class BusinessCentralSimulator(SimulatedService):
         self.counts.clear()
         self.writes.clear()
         self.rate.clear()
+        self.dialect = Dialect()
 
     # -- the pipeline's hooks, in BC's words ------------------------------------------------------
 
@@ -204,7 +207,8 @@ class BusinessCentralSimulator(SimulatedService):
             if record is None:
                 return _error(404, "BadRequest_NotFound", f"The {entity_set} record '{record_id}' does not exist.")
             if tail is None:
-                return self._json(request, self._render(company, entity_set, record, self._expand(request, entity_set)))
+                expand = self._expand(request, entity_set)
+                return self._json(request, self._render(request, company, entity_set, record, expand))
             children = self._children(company, entity_set, record, tail)
             if children is None:
                 return _error(404, "BadRequest_NotFound", f"Resource not found for the segment '{tail}'.")
@@ -213,7 +217,7 @@ class BusinessCentralSimulator(SimulatedService):
                 if line is None:
                     return _error(404, "BadRequest_NotFound", f"The {tail} record '{tail_id}' does not exist.")
                 return self._json(request, {"@odata.context": self._context(request, f"{tail}/$entity"), **line})
-            return self._json(request, {"@odata.context": self._context(request, tail), "value": children})
+            return self._json(request, self._line_page(request, tail, children))
         return self._collection(request, company, entity_set, table, corrupt)
 
     def _collection(
@@ -238,7 +242,7 @@ class BusinessCentralSimulator(SimulatedService):
         if params.get("$count") == "true":
             body["@odata.count"] = sum(1 for _ in table.scan(comparisons, None))
         select = [s.strip() for s in params["$select"].split(",")] if "$select" in params else None
-        body["value"] = [self._render(company, entity_set, r, expand, select) for r in page]
+        body["value"] = [self._render(request, company, entity_set, r, expand, select) for r in page]
         if corrupt is not None and body["value"]:  # a value that does not cast, as a bad extension writes one
             body["value"][0][corrupt.field] = corrupt.value
         if more and (top is None or already + len(page) < top):
@@ -293,13 +297,46 @@ class BusinessCentralSimulator(SimulatedService):
         return None
 
     def _render(
-        self, company: Company, entity_set: str, record: dict, expand: list[str], select: list[str] | None = None
+        self,
+        request: Request,
+        company: Company,
+        entity_set: str,
+        record: dict,
+        expand: list[str],
+        select: list[str] | None = None,
     ) -> dict:
         rendered = {"@odata.etag": self.model.etag(company, record)}
         rendered.update(record if select is None else {k: record.get(k) for k in select})
+        size = self.dialect.expanded_page_size
         for navigation in expand:
-            rendered[navigation] = self._children(company, entity_set, record, navigation)
+            children = self._children(company, entity_set, record, navigation) or []
+            rendered[navigation] = children if size is None else children[:size]
+            if size is not None and len(children) > size:  # the rest behind a nested next link
+                path = f"{request.url.path.split('/companies(')[0]}/companies({company.data.id})"
+                query = urlencode({"$skip": size})
+                rendered[f"{navigation}@odata.nextLink"] = (
+                    f"{request.url.scheme}://{request.url.netloc}{path}/{entity_set}({record['id']})/{navigation}?{query}"
+                )
         return rendered
+
+    def _line_page(self, request: Request, navigation: str, children: list[dict]) -> dict:
+        """A document's lines read through it, from `$skip`: all of them, or a page of `expanded_page_size`
+        and a next link while more follow."""
+        try:
+            skip = int(request.query_params.get("$skip", "0"))
+        except ValueError:
+            raise FilterError("The $skip value is not a valid integer.") from None
+        size = self.dialect.expanded_page_size or len(children)
+        body: dict[str, Any] = {
+            "@odata.context": self._context(request, navigation),
+            "value": children[skip : skip + size],
+        }
+        if skip + size < len(children):
+            query = {**request.query_params, "$skip": str(skip + size)}
+            body["@odata.nextLink"] = (
+                f"{request.url.scheme}://{request.url.netloc}{request.url.path}?{urlencode(query)}"
+            )
+        return body
 
     def _company_json(self, company: Company) -> dict:
         d = company.data
@@ -358,6 +395,15 @@ class BusinessCentralSimulator(SimulatedService):
             return _error(exc.status, exc.code, exc.message)
         self.writes[f"admin DELETE {entity_set}"] += 1
         return json_response({"deleted": record["id"], "entity_set": entity_set})
+
+    async def _admin_dialect(self, request: Request) -> Response:
+        """Switch readings of OData a BC server may take (see `Dialect`); a reset restores BC's."""
+        if request.method == "POST":
+            try:
+                self.dialect = Dialect.model_validate({**self.dialect.model_dump(), **await request.json()})
+            except ValueError as exc:
+                return json_response({"error": str(exc)}, status_code=400)
+        return json_response(self.dialect.model_dump())
 
     async def _admin_subscriptions(self, request: Request) -> Response:
         return json_response(self.subscriptions.admin_view())

@@ -7,14 +7,23 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import httpx
 import pyarrow as pa
 
 from ...core.errors import ConfigError
 from ...core.http import ThrottledClient
-from ...core.odata import datetime_literal, half_open_window_filter, iterate_record_tables, json_body, string_literal
+from ...core.odata import (
+    NESTED_NEXT_LINK,
+    complete_expanded,
+    datetime_literal,
+    half_open_window_filter,
+    iterate_record_tables,
+    json_body,
+    read_page_table,
+    string_literal,
+)
 from ...core.paginate import NextLinkPages
 from ...core.tls import ssl_context
 from ..entra import EntraTokenProvider
@@ -68,9 +77,21 @@ class BusinessCentralClient:
         params = {"$filter": f"{field} eq {string_literal(value)}"}
         if expand:
             params["$expand"] = expand
-        return self.parse(
-            self.http.request("GET", f"{self.base_path}/companies({company_id})/{entity_set}", params=params)
-        )["value"]
+        response = self.http.request("GET", f"{self.base_path}/companies({company_id})/{entity_set}", params=params)
+        records = self.parse(response)["value"]
+        for navigation in expand.split(",") if expand else ():
+            self._complete_lines(records, navigation.strip(), str(response.url))
+        return records
+
+    def _complete_lines(self, records: list[dict], navigation: str, page_url: str) -> None:
+        """Each record's `navigation` with every line: BC may page an expanded collection, leaving the rest
+        behind `<navigation>@odata.nextLink` (see core.odata.complete_expanded); the link is followed to its end."""
+        for record in records:
+            link = record.pop(navigation + NESTED_NEXT_LINK, None)
+            if link:
+                lines = record.setdefault(navigation, [])
+                for page in NextLinkPages(self.http, urljoin(page_url, link), self._records_and_next_link):
+                    lines.extend(page)
 
     def update(self, company_id: str, entity_set: str, record_id: str, changes: dict, *, etag: str) -> dict:
         """PATCH a record as it was when read (`etag`); BC refuses it (409 Request_EntityChanged) if it changed since."""
@@ -132,14 +153,18 @@ class BusinessCentralClient:
         params = {"$filter": half_open_window_filter(entity.modified_field, start, end)}
         if entity.children:
             params["$expand"] = ",".join(child.navigation for child in entity.children)
-        yield from iterate_record_tables(
-            self.http,
-            self._entity_path(company_id, entity),
-            params=params,
-            headers={"Prefer": f"odata.maxpagesize={self.page_size}"},
-            read_fields=entity.read_fields(text_fields=(entity.modified_field,)),
-            key=entity.key,
-        )
+        headers = {"Prefer": f"odata.maxpagesize={self.page_size}"}
+        read_fields = entity.read_fields(text_fields=(entity.modified_field,))
+        # a child's declared line fields, to read the further lines of a paged expanded collection alike
+        line_fields = {f.name: list(f.type.value_type) for f in read_fields if pa.types.is_list(f.type)}
+
+        def read(response: httpx.Response) -> tuple[tuple[pa.Table, str], str | None]:
+            page, next_link = read_page_table(self.http, response, read_fields, key=entity.key)
+            return (page, str(response.url)), next_link
+
+        pages = NextLinkPages(self.http, self._entity_path(company_id, entity), read, params, headers)
+        for page, page_url in pages:
+            yield complete_expanded(self.http, page, line_fields, page_url=page_url, headers=headers)
 
     def keys(self, company_id: str, entity: BcEntity) -> set[str]:
         """Every record's key. BC's next links resume after the last key read (a `$skiptoken`), not at an offset."""
