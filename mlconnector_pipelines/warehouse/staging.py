@@ -172,10 +172,10 @@ class ParquetStaging(WindowLoad):
 def _column_type(kind: pa.DataType) -> ColumnType:
     if pa.types.is_boolean(kind):
         return ColumnType.BOOLEAN
-    if pa.types.is_integer(kind):
-        return ColumnType.INTEGER
-    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return ColumnType.DOUBLE
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        # A number the source's catalog does not declare is most likely money or a quantity (a field the
+        # customer added): exact, and never integer only because the first batch's values were whole.
+        return ColumnType.DECIMAL
     if pa.types.is_timestamp(kind):
         return ColumnType.TIMESTAMP
     if pa.types.is_date(kind):

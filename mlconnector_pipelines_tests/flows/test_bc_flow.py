@@ -186,6 +186,30 @@ def test_new_source_field_becomes_a_nullable_column(sandbox, tmp_path):
     )
 
 
+def test_a_new_numeric_field_whose_first_values_are_whole_keeps_the_fractions_that_follow(sandbox, tmp_path):
+    """A field the catalog does not know is typed from what it holds: whole numbers on the first page would
+    make it an integer column, and 12500.5 on the next page would be stored as 12501. An undeclared number
+    lands as an exact decimal."""
+    cfg = make_config(sandbox, tmp_path, entities=["vendors"], page_size=1)
+    company = sandbox.companies()[1]
+    vendors = sandbox.records(company["id"], "vendors")[:3]
+    limits = ["50000", "12500.5", "0.1"]  # one page each, in this order (the server's: by modified stamp)
+    for minute, (vendor, limit) in enumerate(zip(vendors, limits, strict=True)):
+        sandbox.upsert(company["id"], "vendors", {"id": vendor["id"], "creditLimitExtension": json_number(limit)},
+                       modified_at=f"2026-03-07T09:0{minute}:00.000Z")  # fmt: skip
+    assert run_bc_job(cfg, partition_key="2026-03-07").success
+    landed = [
+        Decimal(str(scalar(cfg, "SELECT credit_limit_extension FROM bc_vendors WHERE id = ?", vendor["id"])))
+        for vendor in vendors
+    ]
+    assert landed == [Decimal(limit) for limit in limits]
+
+
+def json_number(text: str) -> int | float:
+    """`50000` as a JSON integer, `0.1` as a JSON fraction: the two kinds a server writes."""
+    return int(text) if text.isdigit() else float(text)
+
+
 def test_single_run_backfill_loads_every_window_in_one_run(sandbox, tmp_path):
     cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=500)
     instance = dg.DagsterInstance.ephemeral()

@@ -251,6 +251,18 @@ def test_a_new_source_field_becomes_a_new_column(warehouse):
     assert [None if pd.isna(v) else v for v in current["region"]] == [None, "EU"]
 
 
+def test_a_new_numeric_field_whose_first_batch_is_whole_keeps_later_fractions(warehouse):
+    """Typed from its first batch (whole numbers), a new field would be an integer column, and 12500.5 or
+    0.00000015 in a later batch would lose their fractions. An undeclared number is an exact decimal."""
+    with warehouse.replace_windows([PARENT], ReplaceScope(("A",), DAY, NEXT)) as load:
+        load.write(PARENT, docs("A", [1], credit_limit=[50000]))
+        load.write(PARENT, docs("A", [2], credit_limit=[12500.5]))
+        load.write(PARENT, docs("A", [3], credit_limit=[0.00000015]))
+    current = table(warehouse, "docs").sort_values("doc_entry")
+    assert [Decimal(str(v)) for v in current["credit_limit"]] == [Decimal("50000"), Decimal("12500.5"),
+                                                                  Decimal("0.00000015")]  # fmt: skip
+
+
 def test_timestamps_are_stored_in_utc_without_shifting(warehouse):
     # 01:30 at +02:00 is 23:30 UTC the day before: it belongs to the earlier UTC window.
     with warehouse.replace_windows([PARENT], ReplaceScope(("A",), DAY - timedelta(days=1), NEXT)) as load:
