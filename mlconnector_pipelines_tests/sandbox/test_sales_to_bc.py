@@ -328,6 +328,49 @@ def test_a_draft_invoice_is_posted_when_its_order_is_fulfilled_and_a_closed_orde
     assert held["mlc_bcinvoicenumber"] is None
 
 
+def test_an_order_whose_number_sales_failed_to_take_is_written_back_by_replay_without_a_second_order(cfg, sandbox):
+    """The BC order is made and verified, then Sales answers the write-back 503 until the retries run out: the run
+    fails, and the deal stays unfinished. Replay finds the order in BC, only writes its number back, and then
+    leaves the deal alone."""
+    from mlconnector_pipelines.core.errors import RequestFailedError
+    from mlconnector_pipelines.replay import replay
+
+    _, quote, order = win_deal(sandbox)
+    attempts = FAST_HTTP["max_attempts"]
+
+    def sales_fails_the_write_back(at):
+        if at == "before_write_back":  # the order's values are read first (skip), then every PATCH is refused
+            sandbox.faults(
+                {"kind": "status", "status": 503, "path_contains": "/salesorders(", "skip": 1, "count": attempts},
+                service="dataverse",
+            )
+
+    with pytest.raises(RequestFailedError) as failed:
+        run_sync(cfg, "salesorders", order["salesorderid"], checkpoint=sales_fails_the_write_back)
+    assert failed.value.status == 503 and "PATCH" in str(failed.value)
+    assert sandbox.state("dataverse")["faults_fired"] == {"status_503": attempts}
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    store = AuditStore.sqlite(cfg.data_dir / "audit.sqlite")
+    try:
+        [record] = store.of_flow(FLOW, document_key=quote["quotenumber"])
+        assert record.state == "verified" and record.document_number == document["number"]
+    finally:
+        store.close()
+    held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
+    assert held["mlc_bcordernumber"] is None
+    writes = sandbox.state("business_central")["writes"]
+    assert writes["POST salesOrders"] == 1
+
+    outcomes = [o for o in replay(cfg, flow=FLOW) if o.document.document_key == quote["quotenumber"]]
+    assert [o.ok for o in outcomes] == [True], [o.action for o in outcomes]
+    assert "already_posted" in outcomes[0].action and "written back to Sales" in outcomes[0].action
+    held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
+    assert held["mlc_bcordernumber"] == document["number"]
+    assert sandbox.state("business_central")["writes"] == writes  # no second order, nothing else written to BC
+    assert bc_documents(sandbox, quote["quotenumber"]) == [document]
+    assert replay(cfg, flow=FLOW) == []  # finished: a further replay does nothing
+
+
 @pytest.mark.parametrize("status", ["In Review", "In_x0020_Review"])
 def test_a_draft_invoice_waiting_for_approval_is_not_taken_for_a_posted_one(sandbox, tmp_path, status):
     """An approval workflow puts a draft 'In Review' (API schema 2.0 spells it In_x0020_Review): it is still

@@ -1,5 +1,7 @@
 """Replay of the Sales → BC flow: a deal is finished by reading it from Sales again, mapped with today's
-configuration (a product mapped since the refusal now maps), through the same steps as its run."""
+configuration (a product mapped since the refusal now maps), through the same steps as its run. A deal verified
+in BC whose numbers never reached Sales (its write-back failed or never ran) is replayed too: its document is
+found in BC and only the write-back is made."""
 
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ def replay_deal(
         if dry_run:
             found = engine.documents.find(engine.audit.plan(record))
             where = f"in BC as {found.number}" if found else "not in BC yet"
+            if record.state == "verified":
+                where += "; its numbers not yet written back to Sales"
             return (
                 f"would read {entity_set}({record_id}) from Sales again and finish it ({record.state}; {where})",
                 True,

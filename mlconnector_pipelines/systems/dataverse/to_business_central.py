@@ -9,6 +9,9 @@ Order of work, so that a bad deal writes nothing and a crash anywhere is finishe
 4. the document through the posting engine: found by `externalDocumentNumber` first, created with its lines in
    one request, read back, compared, and — for a confirmed draft invoice — posted once;
 5. BC's numbers written back to the Sales document (PATCH: setting columns to values twice is doing it once).
+   The document is finished only then: `write_back_pending` is recorded before it is verified and closed by
+   `written_back` (or `write_back_refused`), so a write-back that failed or never ran is replay's to finish —
+   the document is found verified in BC and only the PATCH is made.
 """
 
 from __future__ import annotations
@@ -221,15 +224,21 @@ class SalesSync:
         outcome.customer, outcome.customer_action = number, self._customer(deal)
         self.checkpoint("after_customer")
         self.documents.post_when_verified = self._post_now(deal, confirmed)
-        result: PostingResult = engine.verify(plan, record, engine.post(plan, record))
+        posted = engine.post(plan, record)
+        writes_back = self._writes_back()
+        if writes_back:  # before `verified`: a run that stops after it leaves the write-back open for replay
+            self.audit.event(record.id, self.run_id, "write_back_pending", f"{deal.document_set}({deal.document_id})")
+        result: PostingResult = engine.verify(plan, record, posted)
         outcome.document_number, outcome.outcome = result.number, result.outcome
         finished = [e for e in self.audit.history(record.id) if e["event"] == "finished" and e["run_id"] == self.run_id]
         outcome.posting = finished[-1]["detail"] if finished else None
         self.checkpoint("before_write_back")
-        outcome.written_back = self.write_back(deal.document_set, deal.document_id, plan)
-        if outcome.written_back:
+        outcome.written_back = self.write_back(deal.document_set, deal.document_id, plan)  # raises: left open
+        if writes_back:
             event = "write_back_refused" if "refused" in outcome.written_back else "written_back"
-            self.audit.event(record.id, self.run_id, event, _describe(outcome.written_back))
+            self.audit.event(
+                record.id, self.run_id, event, _describe(outcome.written_back) or "already on the Sales document"
+            )
         return outcome
 
     def _customer(self, deal: Deal) -> str:
@@ -306,9 +315,13 @@ class SalesSync:
         self.audit.event(record.id, self.run_id, event, detail)
         return f"{record.document_key}: {detail}"
 
+    def _writes_back(self) -> bool:
+        columns = self.sync.write_back
+        return bool(columns.order_number or columns.invoice_number or columns.status)
+
     def _write_back_values(self, plan: Plan) -> dict[str, Any]:
         columns = self.sync.write_back
-        if not (columns.order_number or columns.invoice_number or columns.status):
+        if not self._writes_back():
             return {}
         found = self.documents.find(plan)
         if found is None:
