@@ -49,6 +49,16 @@ def assign_window_starts(timestamps, windows: Sequence[TimeWindow]):
     return pa.array(starts[index], type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
 
 
+def at_or_after(stamps, end: datetime):
+    """Which ISO stamps are at or past `end` (False for none): rows of records changed while their window
+    was being read, which a server serving the records it matched first sends with their new stamp."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    moments = utc_moments(stamps)
+    return pc.greater_equal(moments, pa.scalar(end, moments.type)).fill_null(False)
+
+
 def utc_moments(stamps):
     """ISO stamps (Arrow text, or timestamps) as UTC microseconds. OData allows up to twelve digits of a
     second (.NET writes seven): those past the sixth are cut, which never moves a stamp across a window's

@@ -25,7 +25,7 @@ from ..core.prefetch import read_ahead
 from ..core.settings import PartitionConfig
 from ..core.source import SourceSession
 from ..core.types import exact_decimals
-from ..core.windows import TimeWindow, assign_window_starts
+from ..core.windows import TimeWindow, assign_window_starts, at_or_after
 from ..warehouse.base import ReplaceScope, Warehouse
 from ..warehouse.schema import (
     COMPANY_ID,
@@ -264,6 +264,15 @@ def stage_entity(
                 records = records_table(entity, page)
                 if records.num_rows == 0:
                     continue
+                moved_on = at_or_after(records.column(entity.modified_field), windows[-1].end)
+                if pc.any(moved_on).as_py():
+                    # Changed while this read went on: its new version is a later window's, which loads it.
+                    context.log.info(
+                        f"{entity.entity_set}: {pc.sum(moved_on).as_py()} record(s) of {company['name']} changed "
+                        f"while being read (stamped at or after {windows[-1].end.isoformat()}): left to the "
+                        "window of their new stamp"
+                    )
+                    records = records.filter(pc.invert(moved_on))
                 try:
                     frames = page_frames(
                         entity,

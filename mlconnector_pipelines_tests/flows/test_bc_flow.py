@@ -210,6 +210,40 @@ def json_number(text: str) -> int | float:
     return int(text) if text.isdigit() else float(text)
 
 
+def test_a_record_changed_while_its_window_is_read_is_loaded_by_the_window_of_its_new_stamp(
+    sandbox, tmp_path, monkeypatch
+):
+    """A server that fixes a read's records at its first page serves a record changed meanwhile with its new
+    stamp, past the window being loaded: that row belongs to a later window, which loads it; this window's
+    load goes on without it (it used to fail on a row "outside the windows being loaded")."""
+    from mlconnector_pipelines.systems.business_central import client as bc_client
+
+    cfg = make_config(sandbox, tmp_path, entities=["vendors"], page_size=1)
+    company = sandbox.companies()[1]
+    first, moved, last = sandbox.records(company["id"], "vendors")[3:6]
+    for minute, vendor in enumerate((first, moved, last)):
+        sandbox.upsert(company["id"], "vendors", {"id": vendor["id"]}, modified_at=f"2026-03-08T09:0{minute}:00.000Z")
+    read_page = bc_client.read_page_table
+
+    def meanwhile_in_bc(client, response, *args, **kwargs):
+        page, next_link = read_page(client, response, *args, **kwargs)
+        if "id" in page.column_names and first["id"] in page.column("id").to_pylist():  # next: `moved`
+            sandbox.upsert(company["id"], "vendors", {"id": moved["id"], "displayName": "Changed meanwhile"},
+                           modified_at="2026-03-09T10:00:00.000Z")  # fmt: skip
+        return page, next_link
+
+    sandbox.http.post("/_sandbox/business_central/dialect", json={"page_ids": "fixed_at_first_page"})
+    monkeypatch.setattr(bc_client, "read_page_table", meanwhile_in_bc)
+    try:
+        assert run_bc_job(cfg, partition_key="2026-03-08").success
+        assert run_bc_job(cfg, partition_key="2026-03-09").success
+        assert scalar(cfg, "SELECT display_name FROM bc_vendors WHERE id = ?", moved["id"]) == "Changed meanwhile"
+        for vendor in (first, last):
+            assert scalar(cfg, "SELECT count(*) FROM bc_vendors WHERE id = ?", vendor["id"]) == 1
+    finally:
+        sandbox.reset()  # the seed's stamps (later tests load whole weeks of it) and BC's own paging
+
+
 def test_single_run_backfill_loads_every_window_in_one_run(sandbox, tmp_path):
     cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=500)
     instance = dg.DagsterInstance.ephemeral()

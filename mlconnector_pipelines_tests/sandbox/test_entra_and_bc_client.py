@@ -164,6 +164,18 @@ def test_records_sharing_a_timestamp_across_pages_arrive_exactly_once(sandbox, t
     assert len(stamps[shared[0]]) > 7
 
 
+@pytest.mark.parametrize("page_size", [1, 2, 3, 5, 8])
+def test_every_page_size_serves_every_record_once(sandbox, tmp_path, page_size):
+    """Whatever is left after a page (one record, none, a full page), the next links serve it all."""
+    company = sandbox.companies()[0]
+    expected = sandbox.records(company["id"], "vendors")
+    client = resource(sandbox, tmp_path, page_size=page_size).client()
+    pages = [page.column("id").to_pylist() for page in
+             client.pages(company["id"], BY_ENTITY_SET["vendors"], HISTORY_START, HISTORY_END)]  # fmt: skip
+    assert sorted(i for page in pages for i in page) == sorted(r["id"] for r in expected)
+    assert all(len(page) <= page_size for page in pages)
+
+
 def test_adjacent_half_open_windows_cover_every_record_once(sandbox, tmp_path):
     company = sandbox.companies()[1]
     entity = BY_ENTITY_SET["generalLedgerEntries"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -26,6 +27,12 @@ class Dialect(BaseModel):
         "carries at most this many lines inline and `<navigation>@odata.nextLink` for the rest, which the "
         "sandbox serves in pages of the same size (`.../salesInvoices(id)/salesInvoiceLines?$skip=N`). "
         "None: every line inline, as BC sends them.",
+    )
+    page_ids: Literal["live", "fixed_at_first_page"] = Field(
+        "live",
+        description="Which records a paged read serves: each page the filter as it matches then (BC's skip "
+        "token resumes after the last key), or the records the filter matched at the first page, each served "
+        "as it is now, so a record changed while the read goes on comes with a stamp past the window.",
     )
 
 

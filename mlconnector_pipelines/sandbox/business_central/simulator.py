@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import itertools
 import json
 import logging
 import random
@@ -70,6 +71,7 @@ class BusinessCentralSimulator(SimulatedService):
         self.rate = RateWindow(self.settings.rate_limit_requests, self.settings.rate_limit_window_seconds)
         self.subscriptions = Subscriptions(self.model, self.settings, self.ca_bundle)
         self.dialect = Dialect()
+        self._fixed_pages: dict[str, list[str]] = {}  # dialect page_ids: token → the ids a read matched first
 
     @property
     def companies(self) -> dict[str, Company]:
@@ -111,6 +113,7 @@ class BusinessCentralSimulator(SimulatedService):
         self.writes.clear()
         self.rate.clear()
         self.dialect = Dialect()
+        self._fixed_pages.clear()
 
     # -- the pipeline's hooks, in BC's words ------------------------------------------------------
 
@@ -228,15 +231,15 @@ class BusinessCentralSimulator(SimulatedService):
         expand = self._expand(request, entity_set)
         page_size, applied = _page_size(request)
         top = int(params["$top"]) if "$top" in params else None
-        after = _decode_skiptoken(params["$skiptoken"]) if "$skiptoken" in params else None
+        fixed = self.dialect.page_ids == "fixed_at_first_page"
+        after = _decode_skiptoken(params["$skiptoken"]) if "$skiptoken" in params and not fixed else None
         already = int(params.get("$skipcount", "0"))  # rows served before, so $top holds across pages
         limit = page_size if top is None else max(0, min(page_size, top - already))
-        page = []
-        matched = table.scan(comparisons, after)
-        for record in matched:
-            if len(page) == limit:
-                break
-            page.append(record)
+        if fixed:
+            snapshot, matched = self._fixed_ids(table, comparisons, params.get("$skiptoken"), already)
+        else:
+            matched = table.scan(comparisons, after)
+        page = list(itertools.islice(matched, limit))  # exactly `limit`: the next one is left for `more`
         more = len(page) == limit and limit > 0 and next(matched, None) is not None
         body: dict[str, Any] = {"@odata.context": self._context(request, entity_set)}
         if params.get("$count") == "true":
@@ -249,13 +252,26 @@ class BusinessCentralSimulator(SimulatedService):
             last = page[-1]
             query = {k: v for k, v in params.items() if k not in ("$skiptoken", "$skipcount")}
             query["$skiptoken"] = _encode_skiptoken((last[LMD], last["id"]))
-            if top is not None:
+            if fixed:
+                query["$skiptoken"] = snapshot
+            if top is not None or fixed:
                 query["$skipcount"] = str(already + len(page))
             body["@odata.nextLink"] = (
                 f"{request.url.scheme}://{request.url.netloc}{request.url.path}?{urlencode(query)}"
             )
         self.counts["pages"] += 1
         return self._json(request, body, {"Preference-Applied": applied} if applied else None)
+
+    def _fixed_ids(self, table: EntityTable, comparisons: list[Comparison], token: str | None, served: int):
+        """Dialect `page_ids: fixed_at_first_page`: the ids the filter matched at the first page (kept under a
+        token the next links carry), from the `served`th on, each record as it is now (gone ones skipped)."""
+        if token is None:
+            token = uuid.uuid4().hex
+            self._fixed_pages[token] = [record["id"] for record in table.scan(comparisons, None)]
+        ids = self._fixed_pages.get(token)
+        if ids is None:
+            raise FilterError("The $skiptoken is not valid.")
+        return token, (table.by_id[i] for i in ids[served:] if i in table.by_id)
 
     def _company_list(self, request: Request) -> Response:
         """The environment's companies, paged like any collection (`Prefer: odata.maxpagesize`)."""
