@@ -5,17 +5,19 @@ the rest are replaced whole. A scheduled-plan delivery (received by `mlconnector
 materializes its asset from the delivered rows, through a sensor with one run per delivery.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
 from ..core.errors import ConfigError
-from ..ingest.store import DeliveryStore, open_delivery_store
+from ..core.windows import local_to_utc_micros
+from ..ingest.store import Delivery, DeliveryStore, open_delivery_store
 from ..systems.looker.client import LookerClient, LookerField, QuerySpec, with_filters
 from ..systems.looker.config import LookerConfig, LookerQueryConfig
 from ..systems.looker.resource import LookerResource
@@ -69,8 +71,13 @@ def result_frame(
     run_id: str,
     source: str,
     first_row: int = 1,
+    timezone: str = "UTC",
+    unconverted: Collection[str] = (),
 ) -> pd.DataFrame:
-    """Rows keyed by Looker field name → a frame with warehouse column names and house metadata."""
+    """Rows keyed by Looker field name → a frame with warehouse column names and house metadata.
+
+    `timezone`: the zone the query ran in, whose wall-clock time Looker writes its date-times in;
+    `unconverted`: the date-time columns Looker does not convert (see looker_moments)."""
     unknown = sorted({key for row in rows for key in row} - set(fields))
     if unknown:
         raise ConfigError(f"Looker returned field(s) {', '.join(unknown)} that the query does not select")
@@ -81,6 +88,8 @@ def result_frame(
             frame[column] = frame[column].map({"Yes": True, "No": False, True: True, False: False})
         elif column_type in (ColumnType.DECIMAL, ColumnType.DOUBLE) and column in frame:
             frame[column] = frame[column].map(exact_text)  # the warehouse casts the text: no float on the way
+        elif column_type is ColumnType.TIMESTAMP and column in frame and column not in unconverted:
+            frame[column] = looker_moments(frame[column], timezone)
     frame = frame.replace({"": None})  # an empty CSV cell is a missing value, not a zero-length number
     frame[WINDOW_START] = window_start
     frame[EXTRACTED_AT] = extracted_at
@@ -88,6 +97,28 @@ def result_frame(
     frame[SOURCE] = source
     frame[ROW_NUMBER] = pd.Series(range(first_row, first_row + len(frame)), index=frame.index, dtype="int64")
     return frame
+
+
+def looker_moments(values: pd.Series, timezone: str) -> pd.Series:
+    """Looker's date-times (naive text, wall-clock time in the query's zone) as the UTC moments they name.
+
+    Looker converts a time dimension from the database's zone into the query's `query_timezone` (or,
+    for a query naming none, the user's or the instance's zone) and writes it without an offset; read
+    as UTC it would be off by the zone's offset. A wall-clock time a DST change makes ambiguous takes
+    its later reading (core.windows). Dates are not moments and never come here. A field whose LookML
+    says `convert_tz: no` is written as the database holds it, unconverted: the caller leaves it out
+    (`unconverted`), and it lands as it is, read as UTC like every naive stamp.
+    """
+    parsed = pd.to_datetime(values.replace({"": None}), format="ISO8601")
+    if parsed.dt.tz is not None:  # text with an offset names its moment already
+        return parsed.dt.tz_convert(UTC)
+    if timezone == "UTC":
+        return parsed.dt.tz_localize(UTC)
+    present = parsed.notna().to_numpy()
+    moments = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+    local = parsed[present].to_numpy(dtype="datetime64[us]").astype("int64")
+    moments[present] = pd.to_datetime(local_to_utc_micros(local, ZoneInfo(timezone)), unit="us", utc=True)
+    return moments
 
 
 def exact_text(value) -> str | None:
@@ -99,6 +130,17 @@ def exact_text(value) -> str | None:
     if isinstance(value, float):
         return repr(value)  # the shortest text that reads back as the same double
     return str(value)
+
+
+def _result_zone(query: LookerQueryConfig, spec: QuerySpec, client: LookerClient, delivery: Delivery | None) -> str:
+    """The zone whose wall-clock time the result's date-times are written in: the one the query ran in.
+
+    A query run from here ran in the zone it sent (`spec.query_timezone`: the partitions' zone, a saved
+    Look's own, or `looker.timezone` for a Look that names none). A delivery ran in Looker's schedule:
+    in the zone its query names if the payload says, else in the Look's, else in `looker.timezone`."""
+    if delivery is None:
+        return spec.query_timezone
+    return delivery.detail.get("query_timezone") or (spec.query_timezone if query.look_id else client.timezone)
 
 
 def _field_types(query: LookerQueryConfig, spec: QuerySpec, described: dict[str, LookerField]) -> dict[str, ColumnType]:
@@ -190,8 +232,11 @@ def _run(
         )
     if query.partition is not None:  # the window filter is written in the partitions' own zone
         spec = replace(spec, query_timezone=query.partition.timezone)
-    types = _field_types(query, spec, client.explore_fields(spec.model, spec.view))
+    described = client.explore_fields(spec.model, spec.view)
+    types = _field_types(query, spec, described)
+    unconverted = {column_name(f) for f in spec.fields if not described[f].convert_tz}
 
+    delivery = None
     if config.delivery_id:
         delivery = open_store().get(config.delivery_id)
         source = f"delivery {delivery.id}"
@@ -205,6 +250,7 @@ def _run(
     else:
         source, batches = "looker api", client.rows(spec)
 
+    zone = _result_zone(query, spec, client, delivery)
     spec_table = TableSpec(
         name=table, key=(), modified_column=None, types={**types, ROW_NUMBER: ColumnType.INTEGER}, snapshot=True
     )
@@ -224,6 +270,8 @@ def _run(
                     run_id=context.run_id,
                     source=source,
                     first_row=rows + 1,
+                    timezone=zone,
+                    unconverted=unconverted,
                 ),
             )
             rows += len(batch)

@@ -99,6 +99,8 @@ def parse_delivery(
             "type": payload.get("type"),
             "mimetype": mimetype,
             "fields": fields,
+            # The zone the plan's query ran in (Looker's Query.query_timezone): its date-times are wall-clock there.
+            "query_timezone": plan_query.get("query_timezone") or None,
         },
         rows=rows,
     )

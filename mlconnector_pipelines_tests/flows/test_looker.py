@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -68,13 +69,20 @@ def config_for(env, **looker) -> ConnectorConfig:
     return parse_config(raw)
 
 
-def start_looker_env(tmp_path_factory, gl_entries: int = 1500, days: tuple[str, str] = ("2026-03-01", "2026-03-07")):
-    """A sandbox whose Looker reads a fresh warehouse, loaded with BC data for `days` by the product's own job."""
+def start_looker_env(
+    tmp_path_factory,
+    gl_entries: int = 1500,
+    days: tuple[str, str] = ("2026-03-01", "2026-03-07"),
+    **history: datetime,
+):
+    """A sandbox whose Looker reads a fresh warehouse, loaded with BC data for `days` by the product's own job
+    (BC's history: the sandbox's default week, or `history_start` / `history_end`)."""
     data_dir = tmp_path_factory.mktemp("looker-warehouse")
     running, sandbox_dir = start_sandbox(
         tmp_path_factory,
         volumes=Volumes(gl_entries=gl_entries),
         looker=LookerSettings(warehouse=data_dir / "warehouse.duckdb", query_task_seconds=0.3),
+        **history,
     )
     admin = SandboxAdmin(running)
     admin.data_dir = sandbox_dir
@@ -196,6 +204,100 @@ def test_a_saved_look_is_an_asset_and_feeds_a_downstream_op(env):
     vendors, total = env.warehouse.query("SELECT count(*), sum(balance) FROM bc_vendors")[0]
     review = materialization_metadata(result, "vendor_review")
     assert review["vendors"] == vendors and review["total"] == pytest.approx(float(total))
+
+
+BERLIN_VIEW = """
+view: gl {
+  sql_table_name: bc_general_ledger_entries ;;
+  dimension: company_name { sql: ${TABLE}._company_name ;; }
+  dimension: entry_number { type: number sql: ${TABLE}.entry_number ;; }
+  dimension_group: modified {
+    type: time
+    timeframes: [time, date]
+    datatype: timestamp
+    sql: ${TABLE}.last_modified_date_time ;;
+  }
+  dimension_group: modified_as_stored {
+    type: time
+    timeframes: [time]
+    datatype: timestamp
+    convert_tz: no
+    sql: ${TABLE}.last_modified_date_time ;;
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def berlin_env(tmp_path_factory):
+    """BC data across Berlin's change to summer time (2026-03-29, 01:00 UTC), a LookML project over its G/L
+    entries' change times, and a query partitioned by Berlin days on them."""
+    env = start_looker_env(
+        tmp_path_factory,
+        gl_entries=400,
+        days=("2026-03-27", "2026-03-30"),
+        history_start=datetime(2026, 3, 27, tzinfo=UTC),
+        history_end=datetime(2026, 3, 31, tzinfo=UTC),
+    )
+    project = tmp_path_factory.mktemp("berlin-lookml")
+    (project / "tz.model.lkml").write_text('connection: "wh"\ninclude: "*.view.lkml"\nexplore: gl {}\n')
+    (project / "gl.view.lkml").write_text(BERLIN_VIEW)
+    env.admin.http.post("/_sandbox/looker/projects", json={"path": str(project)}).raise_for_status()
+    env.cfg = config_for(
+        env,
+        queries=[
+            {
+                "name": "gl_changes_berlin",
+                "model": "tz",
+                "explore": "gl",
+                "fields": [
+                    "gl.company_name",
+                    "gl.entry_number",
+                    "gl.modified_time",
+                    "gl.modified_date",
+                    "gl.modified_as_stored_time",
+                ],  # fmt: skip
+                "partition": {
+                    "field": "gl.modified_date",
+                    "cadence": "daily",
+                    "start": "2026-03-27",
+                    "timezone": "Europe/Berlin",
+                },
+            }
+        ],
+    )
+    yield env
+    env.admin.http.close()
+    env.running.stop()
+
+
+@pytest.mark.parametrize(
+    "day, start, end",
+    [
+        ("2026-03-28", datetime(2026, 3, 27, 23, tzinfo=UTC), datetime(2026, 3, 28, 23, tzinfo=UTC)),  # CET, +1
+        ("2026-03-30", datetime(2026, 3, 29, 22, tzinfo=UTC), datetime(2026, 3, 30, 22, tzinfo=UTC)),  # CEST, +2
+    ],
+    ids=["winter", "summer"],
+)
+def test_date_times_of_a_query_run_in_berlin_land_as_the_sources_utc_moments(berlin_env, day, start, end):
+    """Looker writes date-times as wall-clock text in the query's zone: the partitions' Europe/Berlin here.
+    Stored, they are the moments the source holds (read as UTC they would be an hour or two late); a field
+    with convert_tz: no is the database's own value and lands as it is; a date stays the Berlin day."""
+    assert run_job(berlin_env, "looker_gl_changes_berlin", day).success
+    loaded = berlin_env.warehouse.query(
+        "SELECT gl_company_name, gl_entry_number, gl_modified_time, gl_modified_as_stored_time, gl_modified_date "
+        f"FROM looker_gl_changes_berlin WHERE _window_start = TIMESTAMPTZ '{start.isoformat()}' ORDER BY 1, 2"
+    )
+    source = berlin_env.warehouse.query(
+        "SELECT _company_name, entry_number, date_trunc('second', last_modified_date_time) "
+        "FROM bc_general_ledger_entries WHERE last_modified_date_time >= ? AND last_modified_date_time < ? "
+        "ORDER BY 1, 2",
+        [start, end],
+    )
+    assert len(source) > 10
+    assert [(c, n, moment) for c, n, moment, _, _ in loaded] == source
+    assert [(c, n, as_stored) for c, n, _, as_stored, _ in loaded] == source
+    assert {d for *_, d in loaded} == {date.fromisoformat(day)}
 
 
 def failed_run_error(cfg: ConnectorConfig, job: str) -> str:

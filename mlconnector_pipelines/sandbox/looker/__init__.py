@@ -29,6 +29,10 @@ class LookerSettings(BaseModel):
     warehouse: Path | None = Field(
         None, description="The DuckDB file the explores read; default <data_dir>/warehouse.duckdb."
     )
+    timezone: str = Field(
+        "UTC",
+        description="The instance's application time zone: what a query naming no query_timezone runs in.",
+    )
     lock_wait_seconds: float = 60.0
     projects: list[Path] = Field(
         default_factory=list,

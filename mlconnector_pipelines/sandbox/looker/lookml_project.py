@@ -65,6 +65,11 @@ DATATYPES = {
     "yyyymmdd": "strptime(CAST({r} AS VARCHAR), '%Y%m%d')",
 }
 DIMENSION_TYPES = {"string", "number", "yesno", "date", "date_time", "zipcode"}
+# Looker converts a point in time from the database's zone (the sandbox warehouse's: UTC) into the query's
+# `query_timezone` before taking its timeframes; a calendar date (datatype date, yyyymmdd) has no zone.
+ZONED_DATATYPES = {"datetime", "timestamp", "epoch"}
+# Where the query's zone goes: bound once at load, written per query by ProjectExplore.compile.
+QUERY_ZONE = "\x00query_timezone\x00"
 AGGREGATES = {
     "sum": "SUM({v})",
     "average": "AVG({v})",
@@ -128,6 +133,7 @@ class FieldDef:
     filters: tuple[tuple[str, str], ...] = ()  # a measure's `filters:` (dimension, Looker filter expression)
     distinct_key: str | None = None  # sql_distinct_key
     percentile: float | None = None
+    convert_tz: bool = True  # `convert_tz: no`: values as the database holds them (filters still convert)
 
 
 @dataclass
@@ -265,6 +271,7 @@ class ProjectExplore:
         text += " ORDER BY " + ", ".join(models._order(None, fields, query.get("sorts") or []))
         if limit is not None:
             text += f" LIMIT {int(limit)}"
+        text = text.replace(QUERY_ZONE, _literal(query.get("query_timezone") or "UTC"))
         return text, params + [v for _, values in having for v in values], fields
 
     def _aliases_read(self, dimensions, aggregates, filters) -> set[str]:
@@ -412,6 +419,7 @@ class ProjectExplore:
                 "description": d.description if d else None,
                 "dimension_group": d.group if d else None,
                 "datatype": d.datatype if d else None,
+                "convert_tz": d.convert_tz if d else True,
                 "field_group_label": d.group_label if d else None,
                 "project_name": self.project,
                 "scope": f.view,
@@ -613,7 +621,17 @@ def _dimensions(raw: dict, where: str, problems: list[str]) -> Iterable[FieldDef
                 _yes(d.get("hidden")),
                 _yes(d.get("primary_key")),
                 group_label=d.get("group_label"),
+                convert_tz=_converts(d),
             )
+
+
+def _converts(raw: dict) -> bool:
+    return str(raw.get("convert_tz", "yes")).strip().lower() != "no"
+
+
+def _in_query_zone(point: str) -> str:
+    """A point in time (a naive one is in the database's zone, UTC) as wall-clock time in the query's zone."""
+    return f"timezone({QUERY_ZONE}, CAST({point} AS TIMESTAMPTZ))"
 
 
 def _timeframes(raw: dict, where: str, problems: list[str]) -> Iterable[FieldDef]:
@@ -644,6 +662,7 @@ def _timeframes(raw: dict, where: str, problems: list[str]) -> Iterable[FieldDef
                     timeframe=timeframe,
                     datatype=datatype,
                     group_label=g.get("group_label"),
+                    convert_tz=_converts(g),
                 )
 
 
@@ -929,10 +948,15 @@ class _Binder:
         finally:
             self._resolving.discard(key)
         if definition.timeframe:
-            point = DATATYPES[definition.datatype or "datetime"].format(r=f"({sql})")
-            self.points[key] = point
-            sql = TIMEFRAMES[definition.timeframe][1].format(t=point)
-        elif definition.type in ("date", "date_time"):
+            datatype = definition.datatype or "datetime"
+            point = DATATYPES[datatype].format(r=f"({sql})")
+            local = _in_query_zone(point) if datatype in ZONED_DATATYPES else point
+            self.points[key] = local  # a filter is in the query's zone, even with convert_tz: no
+            sql = TIMEFRAMES[definition.timeframe][1].format(t=local if definition.convert_tz else point)
+        elif definition.type == "date_time":
+            self.points[key] = _in_query_zone(sql)
+            sql = self.points[key] if definition.convert_tz else sql
+        elif definition.type == "date":
             self.points[key] = sql
         result = (sql, frozenset(used))
         self._dimensions[key] = result

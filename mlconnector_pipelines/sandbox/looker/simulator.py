@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 import orjson
@@ -192,6 +193,7 @@ class LookerSimulator(SimulatedService):
                 "type": f.type,
                 "is_numeric": f.is_numeric,
                 "is_timeframe": f.is_date,
+                "convert_tz": True,
                 "view": view,
                 "sql": f.sql.replace("t.", "${TABLE}."),
                 "field_group_label": None,
@@ -303,7 +305,13 @@ class LookerSimulator(SimulatedService):
         if query.get("filter_expression") or query.get("dynamic_fields"):
             # Kept and answered in the query, but not evaluated: no rows rather than wrong ones.
             raise QueryError(400, "The sandbox does not evaluate custom filters or custom fields.")
-        sql, params, fields = self.catalog.compile(query, limit)
+        # Date-times are answered as wall-clock text in the query's zone (a query naming none: the instance's).
+        zone = query.get("query_timezone") or self.settings.timezone
+        try:
+            ZoneInfo(str(zone))
+        except (ValueError, ZoneInfoNotFoundError):
+            raise QueryError(422, f"Unknown query_timezone '{zone}'.", "query_timezone") from None
+        sql, params, fields = self.catalog.compile({**query, "query_timezone": zone}, limit)
         explore = self.catalog.explore(query["model"], query["view"])
         rows = self._read_warehouse(sql, params, explore.table, lookml=isinstance(explore, ProjectExplore))
         self.counts["rows_returned"] += len(rows)

@@ -47,6 +47,9 @@ class LookerField:
     category: str
     is_numeric: bool
     label: str = ""
+    # Looker writes a date-time in the query's time zone, unless its LookML says `convert_tz: no`: then it is
+    # the database's own value (LookmlModelExploreField.convert_tz; absent means Looker's default, converted).
+    convert_tz: bool = True
 
     @property
     def column_type(self) -> ColumnType:
@@ -119,6 +122,7 @@ class LookerClient:
         self.poll_seconds = cfg.query_task_poll_seconds
         self.task_timeout_seconds = cfg.query_task_timeout_seconds
         self._sleep = sleep
+        self.timezone = cfg.timezone  # what a Look whose query names no zone runs in
         self.query_calls = 0  # what monthly query quotas count
         self.query_tasks = 0
 
@@ -137,6 +141,7 @@ class LookerClient:
                 f.get("category") or "dimension",
                 bool(f.get("is_numeric")),
                 f.get("label") or f["name"],
+                f.get("convert_tz") is not False,
             )
             for group in ("dimensions", "measures")
             for f in (fieldset.get(group) or [])
@@ -158,7 +163,7 @@ class LookerClient:
             filters=dict(query.get("filters") or {}),
             sorts=tuple(query.get("sorts") or ()),
             limit=None if limit in (None, "", "-1") else int(limit),
-            query_timezone=query.get("query_timezone") or "UTC",
+            query_timezone=query.get("query_timezone") or self.timezone,
             dropped=dropped,
         )
 

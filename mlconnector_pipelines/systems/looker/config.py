@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from ...core.http import HttpPolicy
-from ...core.settings import PartitionConfig, SecretRef, Strict, https_url
+from ...core.settings import PartitionConfig, SecretRef, Strict, https_url, time_zone
 
 
 class LookerPartitionConfig(PartitionConfig):
@@ -60,7 +60,18 @@ class LookerConfig(Strict):
     delivery_secret: SecretRef | None = Field(
         None, description="Secret in the scheduled-plan webhook URL (/looker/scheduled-plans/<secret>)."
     )
+    timezone: str = Field(
+        "UTC",
+        description="The zone Looker runs a saved Look or a scheduled plan in when its query names none (the API "
+        "user's time zone, or the instance's application time zone): their date-times are read as wall-clock "
+        "time there.",
+    )
     queries: list[LookerQueryConfig] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return time_zone(value)
 
     @field_validator("base_url")
     @classmethod
