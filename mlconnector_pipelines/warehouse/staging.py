@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -185,7 +185,10 @@ def _column_type(kind: pa.DataType) -> ColumnType:
 
 def _as_text(series: pd.Series, kind: ColumnType) -> pd.Series:
     if kind is ColumnType.TIMESTAMP:
-        moments = pd.to_datetime(series, utc=True, format="ISO8601")
+        try:
+            moments = pd.to_datetime(series, utc=True, format="ISO8601")
+        except pd.errors.OutOfBoundsDatetime:  # 9999-12-31 ("no end"), 1601: past pandas' nanoseconds
+            return series.map(_utc_text)
         return moments.dt.strftime("%Y-%m-%d %H:%M:%S.%f").where(moments.notna(), None)
     if kind is ColumnType.DATE:
         return series.map(
@@ -208,6 +211,15 @@ def _as_text(series: pd.Series, kind: ColumnType) -> pd.Series:
             )
         )
     return series.map(_text)
+
+
+def _utc_text(value) -> str | None:
+    """One moment (a datetime, or ISO text; naive means UTC) as UTC text, any year from 1 to 9999."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _text(value) -> str | None:

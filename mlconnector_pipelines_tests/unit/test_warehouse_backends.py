@@ -339,6 +339,23 @@ def test_changes_apply_by_key_and_deletions_leave_current_state(warehouse):
     assert state() == [("z", "1")]  # nothing applied
 
 
+def test_a_far_future_or_far_past_moment_lands_as_it_is(warehouse):
+    """Sales writes 9999-12-31 for "no end", and old records carry 1601 or 1900: outside pandas' nanosecond
+    range (1677–2262), they still land, on every warehouse, as the moments they are."""
+    spec = TableSpec("sales_terms", ("termid",), None, {"termid": T.STRING, "effectiveto": T.TIMESTAMP}, snapshot=True)
+    stamps = ["9999-12-31T00:00:00Z", "1601-01-01T00:00:00Z", "2026-03-01T10:00:00.1234567Z"]
+    frame = pd.DataFrame({"termid": ["a", "b", "c"], "effectiveto": stamps, "_window_start": None,
+                          "_extracted_at": datetime.now(UTC), "_run_id": "r", "_source": "change tracking"})  # fmt: skip
+    with warehouse.apply_changes(spec, deleted=[], full=True) as load:
+        load.write(spec, frame)
+    landed = table(warehouse, "sales_terms").sort_values("termid")["effectiveto"]
+    moments = [v if isinstance(v, datetime) else datetime.fromisoformat(str(v)) for v in landed]
+    moments = [m.replace(tzinfo=UTC) if m.tzinfo is None else m.astimezone(UTC) for m in moments]
+    assert [m.isoformat() for m in moments] == [
+        "9999-12-31T00:00:00+00:00", "1601-01-01T00:00:00+00:00", "2026-03-01T10:00:00.123456+00:00"
+    ]  # fmt: skip
+
+
 def test_a_deleted_record_leaves_current_state_and_its_tombstone_outranks_any_reload(warehouse):
     """Same key in two companies; a window read before the deletion and committed after it; re-reads of
     the tombstone's window; the deletion applied twice; the key created again later (Acumatica reuses keys)."""
