@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -108,7 +109,7 @@ def read_page_table(
     try:
         return page_table(response.content, read_fields, next_link_keys)
     except ValueError as exc:
-        where = offending_record(response.content, str(exc), key)
+        where = offending_record(response.content, str(exc), key, _numbers(read_fields))
         raise client.malformed(response, f"a page it cannot read: {exc}" + (f" — {where}" if where else "")) from None
 
 
@@ -200,8 +201,20 @@ _MIXED_TYPES = re.compile(r"Column\(/value/\[\]/([^/)]+)\) changed from")
 _NOT_A_NUMBER = re.compile(r"The string '(.*)' is not a valid decimal")
 
 
-def offending_record(body: bytes, problem: str, key: str | None) -> str | None:
-    """Which record of a page Arrow refused, e.g. `record 17 (id 'ab12…'): debitAmount = '12,5'`.
+def _numbers(read_fields: Sequence[pa.Field]) -> set[str]:
+    """The names of the declared decimal fields, its lines' included."""
+    names = set()
+    for f in read_fields:
+        if pa.types.is_decimal(f.type):
+            names.add(f.name)
+        elif pa.types.is_list(f.type) and pa.types.is_struct(f.type.value_type):
+            names |= _numbers(list(f.type.value_type))
+    return names
+
+
+def offending_record(body: bytes, problem: str, key: str | None, numbers: AbstractSet[str] = frozenset()) -> str | None:
+    """Which record of a page Arrow refused, e.g. `record 17 (id 'ab12…'): debitAmount = '12,5'`
+    (`numbers`: the declared decimal fields, where an empty string is the value refused).
 
     Only called after a page failed to read, so its second, slower parse costs nothing otherwise.
     """
@@ -225,11 +238,12 @@ def offending_record(body: bytes, problem: str, key: str | None) -> str | None:
             if not isinstance(value, first_type):
                 return described(number, record, field, value)
     text = _NOT_A_NUMBER.search(problem)
-    if text:
-        wanted = text.group(1)
+    empty = problem.startswith("Empty string cannot be converted")
+    if text or empty:
+        wanted = text.group(1) if text else ""
         for number, record in enumerate(records, start=1):
             for field, value, line in _values(record):
-                if value == wanted:
+                if value == wanted and (text or field in numbers):
                     return described(number, record, field if line is None else f"line {line}: {field}", value)
     return None
 

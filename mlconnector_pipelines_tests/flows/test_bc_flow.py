@@ -650,6 +650,7 @@ def test_amounts_a_double_cannot_hold_land_exactly(sandbox, tmp_path):
             "12,5",
             r"a page it cannot read: .*'12,5'.* record 1 \(id '[0-9a-f-]{36}'\): debitAmount = '12,5'",
         ),
+        ("debitAmount", "", r"a page it cannot read: Empty string.* record 1 \(id '[0-9a-f-]{36}'\): debitAmount = ''"),
     ],
 )
 def test_a_value_that_does_not_cast_names_the_record_and_loses_nothing(sandbox, tmp_path, field, value, problem):
