@@ -238,28 +238,26 @@ def closing_lines(
     """The offset line (mode: offset) or the rounding line that makes the journal balance, if any."""
     if not lines:
         return []
-    balance = sum((line.amount for line in lines), ZERO)
+    balances: dict[str, Decimal] = {}  # each currency balances on its own, in the order it first comes
+    for line in lines:
+        balances[line.currency] = balances.get(line.currency, ZERO) + line.amount
+    balance = sum(balances.values(), ZERO)
     currency = lines[0].currency
     context = {"journal": mapping.name, "partition": partition}
     extra: list[PlannedLine] = []
-    if mapping.balancing.mode == "offset" and balance != ZERO:
+    if mapping.balancing.mode == "offset":
         dims = tuple(
             (name, mapping.balancing.dimensions[name])
             for name in dimension_order
             if mapping.balancing.dimensions.get(name)
         )
-        extra.append(
-            _line(
-                len(lines) + 1,
-                mapping.balancing.account,
-                dims,
-                -balance,
-                currency,
-                render(mapping.balancing.text, {}, context)[:60],
-                "offset",
-            )
-        )
-    elif balance != ZERO and balance == rounding and mapping.rounding_account:
+        text = render(mapping.balancing.text, {}, context)[:60]
+        for owed_in, owed in balances.items():
+            if owed != ZERO:
+                extra.append(
+                    _line(len(lines) + len(extra) + 1, mapping.balancing.account, dims, -owed, owed_in, text, "offset")
+                )
+    elif len(balances) == 1 and balance != ZERO and balance == rounding and mapping.rounding_account:
         # The rows balanced before rounding: book the difference rounding made, on its own line.
         extra.append(
             _line(

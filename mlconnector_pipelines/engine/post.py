@@ -97,15 +97,27 @@ def plan_problems(plan: Plan) -> list[Problem]:
             problems.append(Problem(line, "debit and credit must not be negative"))
         elif line.debit and line.credit:
             problems.append(Problem(line, "a line is either a debit or a credit, not both"))
-    if plan.must_balance and plan.balance != ZERO:
-        problems.append(
-            Problem(
-                None,
-                f"debits {plan.total_debit} and credits {plan.total_credit} differ by {plan.balance}: the "
-                "journal does not balance (configure an offset account, or fix the source figures)",
-            )
-        )
+    if plan.must_balance:
+        # Each currency balances on its own: a debit in USD is not offset by a credit in EUR.
+        for currency, lines in _by_currency(plan.lines).items():
+            debit, credit = sum((x.debit for x in lines), ZERO), sum((x.credit for x in lines), ZERO)
+            if debit != credit:
+                named = f" in {currency}" if currency else ""
+                problems.append(
+                    Problem(
+                        None,
+                        f"debits {debit} and credits {credit}{named} differ by {debit - credit}: the journal does "
+                        "not balance (configure an offset account, or fix the source figures)",
+                    )
+                )
     return problems
+
+
+def _by_currency(lines) -> dict[str, list[PlannedLine]]:
+    grouped: dict[str, list[PlannedLine]] = {}
+    for line in lines:
+        grouped.setdefault(line.currency, []).append(line)
+    return grouped
 
 
 class PostingEngine:

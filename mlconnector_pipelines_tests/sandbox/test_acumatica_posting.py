@@ -7,6 +7,7 @@ line once, amounts digit for digit; a refused record named with its field, the o
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -262,6 +263,21 @@ def test_a_plan_that_fails_validation_saves_nothing_and_names_the_row(sandbox, c
     if "account" in reason:
         assert "looker/alloc row 1 {a.account:" in str(refused.value)
     assert batches(sandbox, f"MLC alloc {WEEK}") == []
+
+
+def test_a_plan_in_two_currencies_is_refused_before_any_write_naming_the_other_currencys_lines(sandbox, cfg, posting):
+    """A batch has one CurrencyID: written, a EUR line would be booked in USD. Validation refuses the plan
+    before any write and names each line in another currency than the first."""
+    plan = plan_for(cfg)
+    lines = tuple(replace(line, currency="EUR") if line.number in (2, 3) else line for line in plan.lines)
+    mixed = replace(plan, lines=lines)
+    with pytest.raises(PostingRefused) as refused:
+        posting().run(mixed)
+    assert [p for p in refused.value.problems if "a batch has one currency" in p] and all(
+        "this line is EUR" in p for p in refused.value.problems if "one currency" in p
+    )
+    assert len([p for p in refused.value.problems if "one currency" in p]) == 2
+    assert batches(sandbox, plan.document_key) == []
 
 
 def test_a_changed_plan_is_refused_and_adjust_posts_a_difference_batch(sandbox, cfg, posting):

@@ -144,6 +144,26 @@ def test_an_unbalanced_plan_and_an_empty_one_are_refused_by_the_engine_before_an
     assert any("no lines" in p.reason for p in plan_problems(empty))
 
 
+def test_each_currency_balances_on_its_own():
+    """USD 100 against EUR -100 adds up to nothing, but balances nothing: the offset is booked per currency,
+    and rows that must balance are refused currency by currency."""
+    looker = LookerRows("looker/fees", [
+        (SourceRow("looker/fees", "looker api", "run-1", None, n, row), row)
+        for n, row in enumerate([{"fees.area": "NORTH", "fees.amount": Decimal("100"), "fees.currency": "USD"},
+                                 {"fees.area": "SOUTH", "fees.amount": Decimal("-100"), "fees.currency": "EUR"}], 1)
+    ])  # fmt: skip
+    by_column = {"currency": {"column": "fees.currency"}}
+    offset, problems = build(mapping(**by_column), looker)
+    assert problems == [] and plan_problems(offset) == []
+    assert [(line.kind, line.currency, line.amount) for line in offset.lines[2:]] == [
+        ("offset", "USD", Decimal("-100.00")), ("offset", "EUR", Decimal("100.00"))
+    ]  # fmt: skip
+    refused, _ = build(mapping(balancing={"mode": "rows_balance"}, **by_column), looker)
+    assert refused.balance == 0  # in total
+    reasons = [p.reason for p in plan_problems(refused)]
+    assert len(reasons) == 2 and "in USD differ by 100.00" in reasons[0] and "in EUR differ by -100.00" in reasons[1]
+
+
 def test_a_text_template_fills_context_then_row_blanks_none_and_keeps_unknown_names():
     from mlconnector_pipelines.core.journal_mapping import render
 

@@ -93,7 +93,11 @@ class AcumaticaJournalTarget:
         posting = date.fromisoformat(plan.header["posting_date"])
         problems = self._period_problems(posting)
         accounts, subaccounts, branches = self._reference()
+        currency = plan.lines[0].currency if plan.lines else None
         for line in plan.lines:
+            if line.currency != currency:  # the batch has one CurrencyID, which every line would be booked in
+                problems.append(Problem(line, f"a batch has one currency: this line is {line.currency}, the first "
+                                              f"is {currency} (map each currency to a journal of its own)"))  # fmt: skip
             dims = dict(line.dimensions)
             account = accounts.get(line.account.upper())
             if account is None:
