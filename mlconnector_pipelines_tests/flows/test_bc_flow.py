@@ -197,12 +197,16 @@ def test_a_new_numeric_field_whose_first_values_are_whole_keeps_the_fractions_th
     for minute, (vendor, limit) in enumerate(zip(vendors, limits, strict=True)):
         sandbox.upsert(company["id"], "vendors", {"id": vendor["id"], "creditLimitExtension": json_number(limit)},
                        modified_at=f"2026-03-07T09:0{minute}:00.000Z")  # fmt: skip
-    assert run_bc_job(cfg, partition_key="2026-03-07").success
-    landed = [
-        Decimal(str(scalar(cfg, "SELECT credit_limit_extension FROM bc_vendors WHERE id = ?", vendor["id"])))
-        for vendor in vendors
-    ]
-    assert landed == [Decimal(limit) for limit in limits]
+    try:
+        assert run_bc_job(cfg, partition_key="2026-03-07").success
+        landed = [
+            Decimal(str(scalar(cfg, "SELECT credit_limit_extension FROM bc_vendors WHERE _company_id = ? AND id = ?",
+                               company["id"], vendor["id"])))
+            for vendor in vendors
+        ]  # fmt: skip
+        assert landed == [Decimal(limit) for limit in limits]
+    finally:
+        sandbox.reset()  # the seed's stamps: later tests load whole weeks of it
 
 
 def json_number(text: str) -> int | float:
@@ -224,22 +228,29 @@ def test_a_record_changed_while_its_window_is_read_is_loaded_by_the_window_of_it
     for minute, vendor in enumerate((first, moved, last)):
         sandbox.upsert(company["id"], "vendors", {"id": vendor["id"]}, modified_at=f"2026-03-08T09:0{minute}:00.000Z")
     read_page = bc_client.read_page_table
+    served_past_the_window = []
 
     def meanwhile_in_bc(client, response, *args, **kwargs):
         page, next_link = read_page(client, response, *args, **kwargs)
-        if "id" in page.column_names and first["id"] in page.column("id").to_pylist():  # next: `moved`
+        rows = page.select(["id", "lastModifiedDateTime"]).to_pylist() if "id" in page.column_names else []
+        served_past_the_window.extend(r["id"] for r in rows if r["lastModifiedDateTime"] >= "2026-03-09")
+        if first["id"] in [r["id"] for r in rows]:  # the next page serves `moved`
             sandbox.upsert(company["id"], "vendors", {"id": moved["id"], "displayName": "Changed meanwhile"},
                            modified_at="2026-03-09T10:00:00.000Z")  # fmt: skip
         return page, next_link
 
-    sandbox.http.post("/_sandbox/business_central/dialect", json={"page_ids": "fixed_at_first_page"})
+    sandbox.http.post("/_sandbox/business_central/dialect", json={"page_ids": "fixed_at_first_page"}).raise_for_status()
     monkeypatch.setattr(bc_client, "read_page_table", meanwhile_in_bc)
     try:
         assert run_bc_job(cfg, partition_key="2026-03-08").success
+        assert served_past_the_window == [moved["id"]], "the case was not exercised"
         assert run_bc_job(cfg, partition_key="2026-03-09").success
-        assert scalar(cfg, "SELECT display_name FROM bc_vendors WHERE id = ?", moved["id"]) == "Changed meanwhile"
-        for vendor in (first, last):
-            assert scalar(cfg, "SELECT count(*) FROM bc_vendors WHERE id = ?", vendor["id"]) == 1
+        mine = "_company_id = ? AND id = ?"
+        assert scalar(cfg, f"SELECT display_name FROM bc_vendors WHERE {mine}", company["id"], moved["id"]) == (
+            "Changed meanwhile"
+        )
+        for vendor in (first, moved, last):
+            assert scalar(cfg, f"SELECT count(*) FROM bc_vendors WHERE {mine}", company["id"], vendor["id"]) == 1
     finally:
         sandbox.reset()  # the seed's stamps (later tests load whole weeks of it) and BC's own paging
 

@@ -107,6 +107,20 @@ def test_a_new_plan_replaces_one_never_written_but_never_a_written_one(store):
     assert third.last_run_id == "run-3" and third.first_run_id == "run-1"
 
 
+def test_a_verified_document_with_a_follow_up_still_open_is_unfinished_until_it_is_closed(store):
+    """A step after verification (Sales' numbers written back): opened, it keeps the document for replay;
+    written back or refused, it is done; opened again by a later run, it is open again. Documents without
+    one are finished when verified."""
+    record = store.save_plan(plan(), "run-1")
+    store.set_state(record.id, "verified", document_number="00601")
+    assert store.unfinished() == []
+    steps = [("write_back_pending", True), ("written_back", False), ("write_back_pending", True),
+             ("write_back_refused", False)]  # fmt: skip
+    for event, open_ in steps:
+        store.event(record.id, "run-x", event, "salesorders(1)")
+        assert [d.id for d in store.unfinished()] == ([record.id] if open_ else []), event
+
+
 def test_states_lines_and_the_queries_replay_and_trace_use(store):
     record = store.save_plan(plan(), "run-1")
     other = store.save_plan(plan(key="MLC fees 2026-11-30", partition="2026-11-30"), "run-1")

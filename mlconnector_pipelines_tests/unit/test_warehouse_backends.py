@@ -349,6 +349,7 @@ def test_a_far_future_or_far_past_moment_lands_as_it_is(warehouse):
     with warehouse.apply_changes(spec, deleted=[], full=True) as load:
         load.write(spec, frame)
     landed = table(warehouse, "sales_terms").sort_values("termid")["effectiveto"]
+    assert warehouse.column_types("sales_terms")["effectiveto"] == T.TIMESTAMP  # a moment, not text that looks like one
     moments = [v if isinstance(v, datetime) else datetime.fromisoformat(str(v)) for v in landed]
     moments = [m.replace(tzinfo=UTC) if m.tzinfo is None else m.astimezone(UTC) for m in moments]
     assert [m.isoformat() for m in moments] == [
