@@ -58,6 +58,15 @@ def half_open_window_filter(field: str, start: datetime, end: datetime) -> str:
     return f"{field} ge {datetime_literal(start)} and {field} lt {datetime_literal(end)}"
 
 
+def page_values(client: ThrottledClient, response: httpx.Response, body: Any) -> list[dict[str, Any]]:
+    """An OData collection answer's `value`: a list of records. Anything else (`{}`, `value` missing, null or
+    not a list of objects) is a malformed answer naming the request, never an empty page."""
+    values = body.get("value") if isinstance(body, dict) else None
+    if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+        raise client.malformed(response, 'an answer without a "value" list of records')
+    return values
+
+
 def iterate_pages(
     client: ThrottledClient,
     url: str,
@@ -70,7 +79,7 @@ def iterate_pages(
 
     def read(response: httpx.Response) -> tuple[list[dict[str, Any]], str | None]:
         body = client.parse_json(response)
-        return body.get("value", []), next((body[k] for k in next_link_keys if body.get(k)), None)
+        return page_values(client, response, body), next((body[k] for k in next_link_keys if body.get(k)), None)
 
     return NextLinkPages(client, url, read, params, headers)
 

@@ -74,12 +74,12 @@ def run_check(
         result.auth_ok = True
         result.detail = read(client)
         result.read_ok = True
-    except ConnectorError as exc:
+    except Exception as exc:  # whatever stops one system's check is its answer; the next system's check still runs
         if result.auth_ok:
             result.read_ok = False
         else:
             result.auth_ok = False
-        result.detail = str(exc)
+        result.detail = str(exc) if isinstance(exc, ConnectorError) else f"unexpected {type(exc).__name__}: {exc}"
         result.fix = likely_fix(exc)
     finally:
         if client is not None:

@@ -110,6 +110,16 @@ class EntraTokenProvider:
             try:
                 result = self._application().acquire_token_for_client(scopes=[self.scope])
             except (httpx.HTTPError, ValueError) as exc:
+                if isinstance(exc, ValueError) and "authority configuration" in str(exc):
+                    # msal's discovery of the tenant's OpenID configuration was refused: no such tenant.
+                    self._app = None
+                    raise AuthenticationError(
+                        self.system,
+                        f"AADSTS90002: Entra ID at {self._authority_host} has no tenant {self._tenant_id!r} (it "
+                        "refused the tenant's OpenID configuration)",
+                        code="AADSTS90002",
+                        fix=_FIXES["AADSTS90002"],
+                    ) from None
                 fix = (
                     (
                         "the login host's TLS certificate is not trusted: set `auth.ca_bundle` to the CA that "

@@ -59,6 +59,41 @@ def test_ping_explains_each_failure(sandbox, tmp_path, overrides, auth_ok, read_
     assert fix in result.fix, result
 
 
+def test_a_proxy_page_in_place_of_one_systems_answers_is_named_and_the_other_systems_are_still_checked(
+    sandbox, tmp_path
+):
+    """A sign-in page answered 200 where Acumatica's JSON belongs: that system's check says what came back
+    from which request, and Business Central's and Dataverse's checks still run and pass."""
+    from mlconnector_pipelines.config import parse_config, sandbox_profile
+
+    from ..conftest import FAST_HTTP
+
+    raw = sandbox_profile(sandbox.data_dir, sandbox.url)
+    raw.update(data_dir=str(tmp_path), sap_business_one=None, looker=None, finance_operations=None)
+    raw["acumatica"]["http"] = dict(FAST_HTTP)
+    sandbox.faults({"kind": "html", "path_contains": "/entity/", "count": 50}, service="acumatica")
+    try:
+        results = {r.system: r for r in run_pings(parse_config(raw))}
+    finally:
+        sandbox.clear_faults()
+    acumatica = results.pop("Acumatica")
+    assert acumatica.ok is False and "malformed JSON" in acumatica.detail and "/entity/" in acumatica.detail
+    assert "Sign in" in acumatica.detail  # what came back, as received
+    assert results and all(r.ok for r in results.values()), results
+
+
+@pytest.mark.parametrize("body", [{}, {"value": None}, {"value": {"id": "x"}}, [{"id": "x"}]], ids=str)
+def test_an_answer_without_a_list_of_records_is_named_not_read_as_no_companies(sandbox, tmp_path, body):
+    """`{}` from a misrouted gateway is no company at all, not an environment with none."""
+    sandbox.faults({"kind": "json", "value": body, "path_contains": "/companies", "count": 1})
+    try:
+        result = ping_one(make_config(sandbox, tmp_path))
+    finally:
+        sandbox.clear_faults()
+    assert (result.auth_ok, result.read_ok) == (True, False)
+    assert 'without a "value" list of records' in result.detail and "/companies" in result.detail, result
+
+
 def test_ping_wrong_secret(sandbox, tmp_path, monkeypatch):
     monkeypatch.setenv("MLCONNECTOR_BC_CLIENT_SECRET", "Wrong-Secret-123")
     result = ping_one(make_config(sandbox, tmp_path))

@@ -55,6 +55,17 @@ def test_http_api_url_is_refused():
         parse_config({"profile": "sandbox", "business_central": {"api_base_url": "http://bc.example"}})
 
 
+@pytest.mark.parametrize("path", ["/api/3.1", "/looks/42", "/api/4.0/login"])
+def test_a_looker_url_with_a_path_is_refused_here_not_blamed_on_the_credentials_later(path):
+    """Looker answers a login sent to a wrong path 404, as it answers a wrong secret: the path is named now.
+    The API 4.0 path itself is taken off, as the address written with it means the same instance."""
+    looker = {"client_id": "x", "client_secret": {"env": "S"}}
+    with pytest.raises(ConfigError, match=r"looker\.base_url: .*without a path.*not \.\.\./"):
+        parse_config({"profile": "sandbox", "looker": {**looker, "base_url": f"https://acme.cloud.looker.com{path}"}})
+    same = parse_config({"profile": "sandbox", "looker": {**looker, "base_url": "https://acme.cloud.looker.com/api/4.0"}})
+    assert same.looker.base_url == "https://acme.cloud.looker.com"
+
+
 def test_broken_yaml_and_missing_file_are_clear(tmp_path, monkeypatch):
     path = tmp_path / "connector.yaml"
     path.write_text("business_central: [unclosed\n")

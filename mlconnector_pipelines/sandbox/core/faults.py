@@ -22,7 +22,8 @@ class FaultRule(BaseModel):
 
     Kinds: `status` (answer `status`, with `retry_after` and, for SAP, `error_code`), `drop` (half
     the body, then a broken connection), `delay`, `expire_tokens` (sessions or tokens end now),
-    `html` (200 with an HTML page, as a proxy's login page), `corrupt` (`field` of the page's first
+    `html` (200 with an HTML page, as a proxy's login page), `json` (200 with `value` as the JSON body),
+    `corrupt` (`field` of the page's first
     record becomes `value`), `mutate` (apply `mutations`, then serve: records leave or enter a
     filter between two pages). After a write is committed: `commit_then_drop` (the connection
     breaks before the answer's body) and `commit_then_504` (a gateway's timeout answer): the write
@@ -40,6 +41,7 @@ class FaultRule(BaseModel):
         "delay",
         "expire_tokens",
         "html",
+        "json",
         "corrupt",
         "mutate",
         "commit_then_drop",

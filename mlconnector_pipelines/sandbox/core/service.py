@@ -153,6 +153,8 @@ class SimulatedService:
                     return self._refused(request)
                 if fault.kind == "html":  # a proxy's sign-in page, answered 200
                     return Response(HTML_PAGE, media_type="text/html; charset=utf-8")
+                if fault.kind == "json":  # 200 with JSON of another shape (`value`), as a misrouted gateway answers
+                    return Response(orjson.dumps(fault.value), media_type="application/json")
                 if fault.kind == "delay":
                     await asyncio.sleep(fault.delay_seconds)
                 if fault.kind == "commit_late" and request.method in WRITES:

@@ -102,6 +102,13 @@ class EntraSimulator(SimulatedService):
 
     async def openid_configuration(self, request: Request) -> JSONResponse:
         tenant = request.path_params["tenant"]
+        if tenant not in {a.tenant_id for a in self.apps.values()}:  # as Entra answers msal's discovery
+            return _error(
+                400,
+                "invalid_tenant",
+                "AADSTS90002",
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID.",
+            )
         base = f"{request.url.scheme}://{request.url.netloc}/{tenant}"
         return JSONResponse(
             {

@@ -97,8 +97,18 @@ class OAuthTokens:
                 SYSTEM, redact(f"could not reach {self._url}: {type(exc).__name__}: {exc}", self._secrets)
             ) from None
         if response.status_code == 200:
-            body = orjson.loads(response.content)
-            self._access = body["access_token"]
+            try:
+                body = orjson.loads(response.content)
+                self._access = body["access_token"]
+            except (orjson.JSONDecodeError, TypeError, KeyError):  # a proxy's sign-in page, answered 200
+                start = response.content[:80].decode("utf-8", "replace").strip()
+                raise AuthenticationError(
+                    SYSTEM,
+                    f"{self._url} answered 200 without a token (received "
+                    f"{response.headers.get('content-type') or 'no Content-Type'}, starting {start!r})",
+                    fix="the URL reaches something other than Acumatica's identity server (a proxy's sign-in page?): "
+                    "check acumatica.base_url and the proxy",
+                ) from None
             self._refresh = body.get("refresh_token")
             return body
         text = redact(_error_text(response), self._secrets)

@@ -172,7 +172,10 @@ class AcumaticaClient:
         response = self._request("GET", f"/{entity}", params=_params(filter, select, expand, top))
         if as_type is not None:
             return self._typed(response, list[as_type])
-        return [unwrap(r) for r in self._json(response)]
+        records = self._json(response)
+        if not isinstance(records, list):
+            raise self.http.malformed(response, f"a {type(records).__name__} where a list of records belongs")
+        return [unwrap(r) for r in records]
 
     def stamps(self, entity: str, modified_field: str, filter: str) -> list[tuple[datetime, str]]:
         """(modified, id) of every record matching `filter` that has a stamp: one light request (`$select` of
@@ -233,9 +236,12 @@ class AcumaticaClient:
             )
         )
 
-    @staticmethod
-    def _json(response: httpx.Response) -> Any:
-        return json.loads(response.content, parse_float=Decimal)
+    def _json(self, response: httpx.Response) -> Any:
+        """An answer's JSON, amounts as Decimal; a body that is not JSON (a proxy's page) names the request."""
+        try:
+            return json.loads(response.content, parse_float=Decimal)
+        except ValueError as exc:
+            raise self.http.malformed(response, f"malformed JSON: {exc}") from None
 
     def _answer(self, response: httpx.Response, as_type: Any) -> Any:
         """One record of an answer: plain values, or decoded as `as_type`."""

@@ -21,6 +21,7 @@ from ...core.odata import (
     half_open_window_filter,
     iterate_record_tables,
     json_body,
+    page_values,
     read_page_table,
     string_literal,
 )
@@ -78,7 +79,7 @@ class BusinessCentralClient:
         if expand:
             params["$expand"] = expand
         response = self.http.request("GET", f"{self.base_path}/companies({company_id})/{entity_set}", params=params)
-        records = self.parse(response)["value"]
+        records = page_values(self.http, response, self.parse(response))
         for navigation in expand.split(",") if expand else ():
             self._complete_lines(records, navigation.strip(), str(response.url))
         return records
@@ -130,7 +131,7 @@ class BusinessCentralClient:
 
     def _records_and_next_link(self, response: httpx.Response) -> tuple[list[dict], str | None]:
         body = self.parse(response)
-        return body.get("value", []), body.get("@odata.nextLink")
+        return page_values(self.http, response, body), body.get("@odata.nextLink")
 
     def resolve_companies(self, wanted: list[str]) -> list[dict]:
         """Configured companies by id or name; all of them when none are configured."""

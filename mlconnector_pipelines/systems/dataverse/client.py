@@ -18,7 +18,7 @@ import httpx
 
 from ...core.errors import RequestFailedError
 from ...core.http import ThrottledClient
-from ...core.odata import json_body
+from ...core.odata import json_body, page_values
 from ...core.paginate import DeltaLinkPages, NextLinkPages
 from ...core.tls import ssl_context
 from ..entra import EntraTokenProvider
@@ -139,7 +139,7 @@ class DataverseClient:
 
     def _read_page(self, response: httpx.Response) -> tuple[list[dict], str | None]:
         body = self.parse(response)
-        return body.get("value", []), body.get("@odata.nextLink")
+        return page_values(self.http, response, body), body.get("@odata.nextLink")
 
     def changes(self, entity_set: str, *, key: str, select: Sequence[str], delta_link: str | None = None) -> Changes:
         """Rows changed and ids deleted since `delta_link` (everything current when None), and the next delta link.
@@ -187,7 +187,7 @@ class DataverseClient:
         """A delta page's events in order: (id, the row) for a change, (id, None) for a deletion."""
         body = self.parse(response)
         events: list[tuple[str, dict | None]] = []
-        for row in body.get("value", []):
+        for row in page_values(self.http, response, body):
             if (
                 "$deletedEntity" in str(row.get("@odata.context", ""))
                 or "@removed" in row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -77,7 +78,15 @@ class LookerConfig(Strict):
     @classmethod
     def _https(cls, value: str) -> str:
         value = https_url(value)
-        return value[: -len("/api/4.0")] if value.endswith("/api/4.0") else value
+        value = value[: -len("/api/4.0")] if value.endswith("/api/4.0") else value
+        path = urlsplit(value).path.strip("/")
+        if path:  # Looker answers a login to a wrong path 404, as it answers wrong credentials: say it here
+            raise ValueError(
+                f"give the instance's address without a path (e.g. https://acme.cloud.looker.com, or :19999 on a "
+                f"self-hosted one), not .../{path}: the API 4.0 path is added"
+                + (" (API 3.1 is not used)" if path.endswith("api/3.1") else "")
+            )
+        return value
 
     @model_validator(mode="after")
     def _unique(self) -> LookerConfig:

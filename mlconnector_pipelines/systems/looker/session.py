@@ -58,7 +58,9 @@ class LookerLogin:
                     "the secret it references",
                 ) from None
             raise
-        body = response.json()
+        body = self.http.parse_json(response)
+        if not isinstance(body, dict) or not body.get("access_token"):
+            raise self.http.malformed(response, "a login answer without an access_token")
         lifetime = float(body.get("expires_in") or 3600)
         self._token = body["access_token"]
         self._expires_at = self._clock() + max(lifetime - min(_EXPIRY_MARGIN_SECONDS, lifetime / 10), 0.0)
