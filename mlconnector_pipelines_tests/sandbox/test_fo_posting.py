@@ -139,6 +139,14 @@ def journals(sandbox) -> list[dict]:
     return json.loads(sandbox.http.get("/_sandbox/finance_operations/journals").content, parse_float=Decimal)
 
 
+def until_saved(sandbox, deadline_seconds: float = 10.0) -> list[dict]:
+    """The journals once the one saved late has landed (polled, not slept: a slow machine only waits longer)."""
+    ends = time.monotonic() + deadline_seconds
+    while not (held := journals(sandbox)) and time.monotonic() < ends:
+        time.sleep(0.1)
+    return held
+
+
 def assert_posted_once(sandbox, plan) -> dict:
     """One journal carries the plan's key, with each planned line exactly once and exactly as planned."""
     mine = [j for j in journals(sandbox) if j["Description"] == plan.document_key]
@@ -263,7 +271,7 @@ def test_a_header_saved_after_its_504_is_not_created_again_while_f_and_o_may_sti
     A run straight after that creates nothing; once the header has landed, the next run finds and finishes it."""
     plan, _ = plan_for(posting().target)
     sandbox.faults(
-        {"kind": "commit_late", "delay_seconds": 1.0, "path_contains": "/data/LedgerJournalHeaders"},
+        {"kind": "commit_late", "delay_seconds": 2.0, "path_contains": "/data/LedgerJournalHeaders"},
         service="finance_operations",
     )
     with pytest.raises(OutcomeUnknown):
@@ -271,8 +279,7 @@ def test_a_header_saved_after_its_504_is_not_created_again_while_f_and_o_may_sti
     assert journals(sandbox) == []  # not saved yet
     with pytest.raises(OutcomeUnknown, match="may still be saving it"):
         posting("run-2").run(plan)
-    time.sleep(1.5)
-    assert len(journals(sandbox)) == 1  # the first create landed late
+    assert len(until_saved(sandbox)) == 1  # the first create landed late
     result = posting("run-3").run(plan)
     assert result.outcome == "resumed" and result.document.state == "verified"
     assert_posted_once(sandbox, plan)
@@ -286,14 +293,15 @@ def test_late_data_after_a_lost_header_create_does_not_lift_the_wait_for_it(sand
     changed, _ = plan_for(posting().target, rows=[*DEFAULT_ROWS[:-1], ("618200", "008", "4.444")])
     assert changed.document_key == plan.document_key and changed.digest != plan.digest
     sandbox.faults(
-        {"kind": "commit_late", "delay_seconds": 1.0, "path_contains": "/data/LedgerJournalHeaders"},
+        {"kind": "commit_late", "delay_seconds": 2.0, "path_contains": "/data/LedgerJournalHeaders"},
         service="finance_operations",
     )
     with pytest.raises(OutcomeUnknown):
         posting().run(plan)
+    assert journals(sandbox) == []  # not saved yet: run-2 below meets the case
     with pytest.raises(OutcomeUnknown, match="may still be saving it"):
         posting("run-2").run(changed)
-    time.sleep(1.5)
+    assert len(until_saved(sandbox)) == 1
     result = posting("run-3").run(changed)  # the first header landed, empty: found, and the new lines go in it
     assert result.outcome == "resumed" and result.document.state == "verified"
     assert_posted_once(sandbox, changed)
