@@ -176,6 +176,20 @@ def test_every_page_size_serves_every_record_once(sandbox, tmp_path, page_size):
     assert all(len(page) <= page_size for page in pages)
 
 
+def test_a_count_answered_with_a_proxy_page_names_the_request_and_what_came_back(sandbox, tmp_path):
+    company = sandbox.companies()[0]
+    client = resource(sandbox, tmp_path).client()
+    sandbox.faults({"kind": "html", "path_contains": "/$count", "count": 1})
+    try:
+        with pytest.raises(
+            RequestFailedError, match=r"vendors/\$count returned a \$count that is not a number.*Sign in"
+        ):
+            client.count(company["id"], BY_ENTITY_SET["vendors"])
+    finally:
+        sandbox.clear_faults()
+        client.close()
+
+
 def test_adjacent_half_open_windows_cover_every_record_once(sandbox, tmp_path):
     company = sandbox.companies()[1]
     entity = BY_ENTITY_SET["generalLedgerEntries"]

@@ -196,7 +196,10 @@ class BusinessCentralClient:
         bounds += [f"{field} lt {datetime_literal(modified_before)}"] if modified_before else []
         params = {"$filter": " and ".join(bounds)} if bounds else None
         response = self.http.request("GET", f"{self._entity_path(company_id, entity)}/$count", params=params)
-        return int(response.text.strip().lstrip("\ufeff"))
+        try:
+            return int(response.text.strip().lstrip("\ufeff"))
+        except ValueError:
+            raise self.http.malformed(response, "a $count that is not a number") from None
 
     def _entity_path(self, company_id: str, entity: BcEntity) -> str:
         return f"{self.base_path}/companies({company_id})/{entity.entity_set}"
