@@ -24,15 +24,19 @@ from .settings import Strict
 
 # ISO 4217 minor units of the currencies whose precision is not 2; `currency_precision` overrides.
 _MINOR_UNITS = {
-    "BHD": 3, "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0, "KMF": 0,
-    "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0, "RWF": 0, "TND": 3, "UGX": 0, "UYI": 0, "VND": 0,
-    "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "BHD": 3, "BIF": 0, "CLF": 4, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0,
+    "KMF": 0, "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0, "RWF": 0, "TND": 3, "UGX": 0, "UYI": 0,
+    "UYW": 4, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
 }  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 
 
 def currency_places(currency: str, overrides: Mapping[str, int]) -> int:
+    """Decimal places of an ISO 4217 code; ValueError for what is not one (`US$`, `EURO`, empty), whose
+    precision would otherwise be guessed."""
     code = currency.upper()
+    if len(code) != 3 or not (code.isascii() and code.isalpha()):
+        raise ValueError(f"currency {currency!r} is not a three-letter ISO 4217 code")
     return overrides.get(code, _MINOR_UNITS.get(code, 2))
 
 

@@ -73,15 +73,19 @@ def start_looker_env(
     tmp_path_factory,
     gl_entries: int = 1500,
     days: tuple[str, str] = ("2026-03-01", "2026-03-07"),
+    looker_timezone: str = "UTC",
     **history: datetime,
 ):
     """A sandbox whose Looker reads a fresh warehouse, loaded with BC data for `days` by the product's own job
-    (BC's history: the sandbox's default week, or `history_start` / `history_end`)."""
+    (BC's history: the sandbox's default week, or `history_start` / `history_end`); `looker_timezone` is the
+    Looker instance's zone, what a query naming no query_timezone runs in."""
     data_dir = tmp_path_factory.mktemp("looker-warehouse")
     running, sandbox_dir = start_sandbox(
         tmp_path_factory,
         volumes=Volumes(gl_entries=gl_entries),
-        looker=LookerSettings(warehouse=data_dir / "warehouse.duckdb", query_task_seconds=0.3),
+        looker=LookerSettings(
+            warehouse=data_dir / "warehouse.duckdb", query_task_seconds=0.3, timezone=looker_timezone
+        ),
         **history,
     )
     admin = SandboxAdmin(running)
@@ -228,6 +232,14 @@ view: gl {
 """
 
 
+def load_gl_project(env, tmp_path_factory) -> None:
+    """Load the LookML project `tz` (explore `gl`: the G/L entries' change times, BERLIN_VIEW) into the sandbox."""
+    project = tmp_path_factory.mktemp("gl-lookml")
+    (project / "tz.model.lkml").write_text('connection: "wh"\ninclude: "*.view.lkml"\nexplore: gl {}\n')
+    (project / "gl.view.lkml").write_text(BERLIN_VIEW)
+    env.admin.http.post("/_sandbox/looker/projects", json={"path": str(project)}).raise_for_status()
+
+
 @pytest.fixture(scope="module")
 def berlin_env(tmp_path_factory):
     """BC data across Berlin's change to summer time (2026-03-29, 01:00 UTC), a LookML project over its G/L
@@ -239,10 +251,7 @@ def berlin_env(tmp_path_factory):
         history_start=datetime(2026, 3, 27, tzinfo=UTC),
         history_end=datetime(2026, 3, 31, tzinfo=UTC),
     )
-    project = tmp_path_factory.mktemp("berlin-lookml")
-    (project / "tz.model.lkml").write_text('connection: "wh"\ninclude: "*.view.lkml"\nexplore: gl {}\n')
-    (project / "gl.view.lkml").write_text(BERLIN_VIEW)
-    env.admin.http.post("/_sandbox/looker/projects", json={"path": str(project)}).raise_for_status()
+    load_gl_project(env, tmp_path_factory)
     env.cfg = config_for(
         env,
         queries=[

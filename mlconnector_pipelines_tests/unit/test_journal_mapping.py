@@ -144,6 +144,20 @@ def test_an_unbalanced_plan_and_an_empty_one_are_refused_by_the_engine_before_an
     assert any("no lines" in p.reason for p in plan_problems(empty))
 
 
+def test_a_currency_that_is_no_iso_code_names_its_row_and_four_place_currencies_keep_four_places():
+    by_column = {"currency": {"column": "fees.currency"}}
+    looker = LookerRows("looker/fees", [
+        (SourceRow("looker/fees", "looker api", "run-1", None, n, row), row)
+        for n, row in enumerate([{"fees.area": "NORTH", "fees.amount": Decimal("1.23456"), "fees.currency": "CLF"},
+                                 {"fees.area": "SOUTH", "fees.amount": Decimal("5"), "fees.currency": "US$"}], 1)
+    ])  # fmt: skip
+    plan, problems = build(mapping(**by_column), looker)
+    assert [(p.line.source.row_number, p.reason) for p in problems] == [
+        (2, "currency 'US$' is not a three-letter ISO 4217 code")
+    ]
+    assert plan.lines[0].amount == Decimal("1.2346")  # UF: four places, not cents
+
+
 def test_each_currency_balances_on_its_own():
     """USD 100 against EUR -100 adds up to nothing, but balances nothing: the offset is booked per currency,
     and rows that must balance are refused currency by currency."""
