@@ -235,6 +235,15 @@ def test_a_release_whose_answer_is_lost_is_settled_by_the_batchs_status(sandbox,
     assert sandbox.state("acumatica")["faults_fired"] == {fault: 1}
 
 
+def test_a_release_accepted_without_a_location_to_poll_is_waited_for_by_the_batchs_status(sandbox, cfg, posting):
+    """202 Accepted promises a Location; without one the release still runs, and ends a moment later."""
+    sandbox.http.post("/_sandbox/acumatica/dialect", json={"action_location": False}).raise_for_status()
+    plan = plan_for(cfg, mapping(release=True))
+    result = posting().run(plan)
+    assert result.document.state == "verified"
+    assert assert_posted_once(sandbox, plan)["Status"] in ("Posted", "Unposted")
+
+
 @pytest.mark.parametrize(
     ("rows", "day", "reason"),
     [

@@ -62,7 +62,9 @@ def test_a_looker_url_with_a_path_is_refused_here_not_blamed_on_the_credentials_
     looker = {"client_id": "x", "client_secret": {"env": "S"}}
     with pytest.raises(ConfigError, match=r"looker\.base_url: .*without a path.*not \.\.\./"):
         parse_config({"profile": "sandbox", "looker": {**looker, "base_url": f"https://acme.cloud.looker.com{path}"}})
-    same = parse_config({"profile": "sandbox", "looker": {**looker, "base_url": "https://acme.cloud.looker.com/api/4.0"}})
+    same = parse_config(
+        {"profile": "sandbox", "looker": {**looker, "base_url": "https://acme.cloud.looker.com/api/4.0"}}
+    )
     assert same.looker.base_url == "https://acme.cloud.looker.com"
 
 

@@ -45,6 +45,11 @@ class Dialect(BaseModel):
         description="The site's time zone. A date sent with an offset is converted to it before its date is "
         "taken (as .NET reads a DateTimeOffset into a local DateTime); one sent without an offset is its date.",
     )
+    action_location: bool = Field(
+        True,
+        description="A long-running action (a release) is answered 202 with a Location to poll, or 202 without "
+        "one (the docs promise the header; a proxy may drop it): the operation still runs and ends on its own.",
+    )
     missing_record_status: Literal[500, 404] = Field(
         500,
         description="A record read by a key that matches none: Acumatica's 500 'No entity satisfies the "

@@ -189,7 +189,7 @@ class ContractApi:
             row = self.model.by_keys(entity.name, [str(v) for v in values])
         operation = self.model.start(entity.name, action, row)
         location = f"{self.base(version)}/{entity.name}/{action}/status/{operation}"
-        return Response(status_code=202, headers={"Location": location})
+        return Response(status_code=202, headers={"Location": location} if self.dialect.action_location else None)
 
     def status(self, version: str, entity: Entity, operation_id: str) -> Response:
         operation = self.model.operations.get(operation_id)

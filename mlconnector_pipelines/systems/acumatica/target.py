@@ -286,7 +286,9 @@ class AcumaticaJournalTarget:
             except RequestFailedError:
                 if self._status(number, settle_seconds=RELEASE_SETTLE_SECONDS) not in RELEASED:
                     raise
-        status = self._status(number)
+        # A release accepted (202) without a Location to poll is still running: its batch's status says when
+        # it is done (returned at once once released; a refused release waits the settle time, then says so).
+        status = self._status(number, settle_seconds=RELEASE_SETTLE_SECONDS)
         if status not in RELEASED:
             raise RequestFailedError(SYSTEM, f"batch {number} is {status} after ReleaseJournalTransaction")
         return f"released {number} ({status})"
