@@ -229,6 +229,19 @@ def test_ping_logs_in_reads_and_reports_trust(sap, tmp_path, monkeypatch):
     assert result.ok and "logged in to SBODEMOUS (Service Layer v2, TLS: CA bundle)" in result.detail
 
 
+def test_ping_of_v2_on_a_server_that_serves_only_v1_names_the_path(tmp_path_factory, tmp_path, monkeypatch):
+    """SAP Business One 9.x has no /b1s/v2: the login's 404 is the path's fault, not the host's or the port's."""
+    monkeypatch.setenv("SAP_PASSWORD_UNDER_TEST", "sandbox-b1-password")
+    only_v1 = start(tmp_path_factory, versions=["v1"])
+    try:
+        result = sap_ping(only_v1, tmp_path)
+        assert (result.auth_ok, result.ok) == (False, False)
+        assert "login 404" in result.detail and "9.x serves /b1s/v1 only" in result.fix, result
+        assert sap_ping(only_v1, tmp_path, base_url=f"{only_v1.url}/b1s/v1").ok
+    finally:
+        only_v1.stop()
+
+
 @pytest.mark.parametrize(
     "overrides, auth_ok, fix",
     [

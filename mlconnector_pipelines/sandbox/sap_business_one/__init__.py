@@ -36,6 +36,9 @@ class SapSettings(BaseModel):
     update_time_as: Literal["text", "hhmmss"] = Field(
         "text", description='UpdateTime as "14:23:05", or as the number 142305 (how B1 stores UpdateTS).'
     )
+    versions: list[Literal["v1", "v2"]] = Field(
+        ["v1", "v2"], min_length=1, description="The Service Layer's paths: 9.x serves /b1s/v1 only, 10.0 both."
+    )
     history_start: datetime | None = None
     history_end: datetime | None = None
     volumes: SapVolumes = Field(default_factory=SapVolumes)

@@ -140,6 +140,8 @@ class ServiceLayerSimulator(SimulatedService):
 
     async def login(self, request: Request) -> Response:
         version = request.path_params["version"]
+        if version not in self.settings.versions:  # as the web server answers a path it does not serve
+            return Response(b"<html><body><h1>404 Not Found</h1></body></html>", 404, media_type="text/html")
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:

@@ -78,6 +78,15 @@ class ServiceLayerSession:
                 raise AuthenticationError(
                     SYSTEM, f"login refused: {exc.server_message}", status=401, code=exc.code, fix=fix
                 ) from None
+            if exc.status == 404:  # the host answers, but not with a Service Layer at this path
+                raise AuthenticationError(
+                    SYSTEM,
+                    "the server answered the login 404: there is no Service Layer at the path of "
+                    "sap_business_one.base_url",
+                    status=404,
+                    fix="check the path of sap_business_one.base_url: SAP Business One 9.x serves /b1s/v1 only, "
+                    "10.0 serves /b1s/v1 and /b1s/v2",
+                ) from None
             raise
         cookies = {name: response.cookies[name] for name in ("B1SESSION", "ROUTEID") if name in response.cookies}
         if "B1SESSION" not in cookies:
