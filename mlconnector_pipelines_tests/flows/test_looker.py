@@ -309,6 +309,90 @@ def test_date_times_of_a_query_run_in_berlin_land_as_the_sources_utc_moments(ber
     assert {d for *_, d in loaded} == {date.fromisoformat(day)}
 
 
+NEW_YORK = "America/New_York"
+GL_CHANGE_FIELDS = ["gl.company_name", "gl.entry_number", "gl.modified_time"]
+# Saved Looks over the G/L entries' change times: one naming no zone, one naming its own.
+ZONED_LOOKS = {"90": None, "91": "Asia/Kolkata"}
+
+
+def save_look(env, look_id: str, query: dict, title: str = "G/L changes") -> None:
+    """A saved Look in the sandbox's Looker, as its author would save one in the UI."""
+    looker = env.running.services["looker"]
+    looker.looks[look_id] = {"title": title, "query_id": looker._store_query(query)["id"]}
+
+
+def look_query(zone: str | None) -> dict:
+    query = {"model": "tz", "view": "gl", "fields": GL_CHANGE_FIELDS, "sorts": ["gl.entry_number"], "limit": "5000"}
+    return {**query, "query_timezone": zone} if zone else query
+
+
+def start_new_york_env(tmp_path_factory, **looker):
+    """A Looker instance running in New York (instance zone and `looker.timezone`), over BC data across New
+    York's change to summer time (2026-03-08, 07:00 UTC); the `tz` project and the ZONED_LOOKS saved.
+    `looker`: the Looker section's settings (queries…)."""
+    env = start_looker_env(
+        tmp_path_factory,
+        gl_entries=300,
+        days=("2026-03-07", "2026-03-09"),
+        looker_timezone=NEW_YORK,
+        history_start=datetime(2026, 3, 7, tzinfo=UTC),
+        history_end=datetime(2026, 3, 10, tzinfo=UTC),
+    )
+    load_gl_project(env, tmp_path_factory)
+    for look_id, zone in ZONED_LOOKS.items():
+        save_look(env, look_id, look_query(zone))
+    env.cfg = config_for(env, timezone=NEW_YORK, **looker)
+    return env
+
+
+def gl_change_moments(env, table: str) -> tuple[list[tuple], list[tuple]]:
+    """(What landed in `table`, the source's own rows): (company, entry number, change moment), in order."""
+    loaded = env.warehouse.query(
+        f"SELECT gl_company_name, gl_entry_number, gl_modified_time FROM {table} ORDER BY 1, 2"
+    )
+    source = env.warehouse.query(
+        "SELECT _company_name, entry_number, date_trunc('second', last_modified_date_time) "
+        "FROM bc_general_ledger_entries ORDER BY 1, 2"
+    )
+    assert len(source) > 10
+    # Both sides of New York's change to summer time: a fixed offset would not do.
+    assert min(m for *_, m in source) < datetime(2026, 3, 8, 7, tzinfo=UTC) < max(m for *_, m in source)
+    return loaded, source
+
+
+@pytest.fixture(scope="module")
+def new_york_env(tmp_path_factory):
+    """Each of ZONED_LOOKS as two assets: run as saved (a limit Looker answers in one call), and every row
+    (no limit: its query rebuilt and run as a task, sending the zone the product reads it in)."""
+    env = start_new_york_env(
+        tmp_path_factory,
+        queries=[
+            {"name": f"gl_changes_look_{look_id}_saved", "look_id": look_id, "limit": 5000} for look_id in ZONED_LOOKS
+        ]
+        + [{"name": f"gl_changes_look_{look_id}_rebuilt", "look_id": look_id} for look_id in ZONED_LOOKS],
+    )
+    yield env
+    env.admin.http.close()
+    env.running.stop()
+
+
+@pytest.mark.parametrize("run_as", ["saved", "rebuilt"])
+@pytest.mark.parametrize("look_id", list(ZONED_LOOKS), ids=["look-names-no-zone", "look-names-kolkata"])
+def test_date_times_of_a_saved_look_land_as_the_sources_utc_moments(new_york_env, look_id, run_as):
+    """A saved Look runs in the zone its query names, or, naming none, in the instance's (here New York, which
+    `looker.timezone` says too): Looker writes its date-times as wall-clock text there. Stored, they are the
+    moments the source holds, on both sides of a DST change; read as UTC they would be hours off. Run as
+    saved, the Look's own zone decides; rebuilt, the query sends the zone it is read in."""
+    name = f"gl_changes_look_{look_id}_{run_as}"
+    result = run_job(new_york_env, f"looker_{name}")
+    assert result.success
+    meta = materialization_metadata(result, name)
+    assert meta["source"] == "looker api"
+    assert meta["looker_query_tasks"] == (0 if run_as == "saved" else 1)  # as saved: the Look itself ran
+    loaded, source = gl_change_moments(new_york_env, f"looker_{name}")
+    assert loaded == source
+
+
 def failed_run_error(cfg: ConnectorConfig, job: str) -> str:
     """Run `job`, which must fail; the failed step's error with its cause, as one text."""
     result = (

@@ -23,7 +23,7 @@ from mlconnector_pipelines.ingest.store import open_delivery_store
 from mlconnector_pipelines.sandbox.looker import DELIVERY_SECRET as SANDBOX_LOOKER_DELIVERY_SECRET
 
 from ..conftest import materialization_metadata
-from .test_looker import start_looker_env
+from .test_looker import GL_CHANGE_FIELDS, gl_change_moments, start_looker_env, start_new_york_env
 
 PLAN_ID = "101"  # the sandbox profile's vendor_balances takes this plan
 FIELDS = ["vendors.company_name", "vendors.number", "vendors.name", "vendors.total_balance"]
@@ -277,3 +277,88 @@ def test_a_csv_delivery_maps_columns_to_the_query_fields_in_order(env, receiver)
             "vendors.total_balance": "12.5",
         }
     ]
+
+
+# -- date-times of a delivery: wall-clock text in the zone the plan's query ran in ---------------------------
+
+
+@pytest.fixture(scope="module")
+def zoned_env(tmp_path_factory):
+    """Looker in New York (instance zone and `looker.timezone`) with delivered assets over the G/L entries'
+    change times: a query (plan 202), the Look naming Kolkata (plan 203) and the Look naming no zone (204)."""
+    env = start_new_york_env(
+        tmp_path_factory,
+        queries=[
+            {
+                "name": "gl_changes_query_plan",
+                "model": "tz",
+                "explore": "gl",
+                "fields": GL_CHANGE_FIELDS,
+                "scheduled_plan_id": "202",
+            },
+            {"name": "gl_changes_look_91_plan", "look_id": "91", "scheduled_plan_id": "203"},
+            {"name": "gl_changes_look_90_plan", "look_id": "90", "scheduled_plan_id": "204"},
+        ],
+    )
+    yield env
+    env.admin.http.close()
+    env.running.stop()
+
+
+def looker_answer(env, method: str, path: str, **request) -> str:
+    """The sandbox Looker's own json answer, as a scheduled plan's attachment would carry it."""
+    http = env.admin.http
+    token = http.post(
+        "/api/4.0/login", data={"client_id": env.cfg.looker.client_id, "client_secret": "sandbox-looker-client-secret"}
+    ).json()["access_token"]
+    response = http.request(method, f"/api/4.0/{path}", headers={"Authorization": f"token {token}"}, **request)
+    response.raise_for_status()
+    return response.text
+
+
+@pytest.mark.parametrize(
+    "asset, plan_id, look_id, plan_zone",
+    [
+        ("gl_changes_query_plan", "202", None, "Asia/Tokyo"),
+        ("gl_changes_query_plan", "202", None, None),
+        ("gl_changes_look_91_plan", "203", "91", None),
+        ("gl_changes_look_90_plan", "204", "90", None),
+    ],
+    ids=["query-plan-names-tokyo", "query-plan-names-no-zone", "look-naming-kolkata", "look-naming-no-zone"],
+)
+def test_date_times_of_a_delivery_land_as_the_sources_utc_moments(zoned_env, asset, plan_id, look_id, plan_zone):
+    """A scheduled plan's rows are Looker's date-times as wall-clock text in the zone its query ran in: the
+    query_timezone the payload's plan query names, else the Look's own, else the instance's (New York, as
+    `looker.timezone` says). Stored, they are the moments the source holds; read in another zone they would
+    be hours off."""
+    query = {"model": "tz", "view": "gl", "fields": GL_CHANGE_FIELDS}
+    if look_id:  # Looker runs the Look as saved; the payload's query names no zone
+        data = looker_answer(zoned_env, "GET", f"looks/{look_id}/run/json")
+    else:  # Looker runs the plan's query (in its zone, if it names one) and delivers the answer
+        query = {**query, "query_timezone": plan_zone} if plan_zone else query
+        data = looker_answer(zoned_env, "POST", "queries/run/json", json={**query, "limit": "5000"})
+    body = {
+        "type": "query",
+        "scheduled_plan": {"scheduled_plan_id": plan_id, "title": asset, "type": "Look", "query": query},
+        "attachment": {"data": data, "mimetype": "application/json", "extension": "json"},
+        "data": None,
+        "form_params": {},
+    }
+    with serve(create_app(zoned_env.cfg)) as receiver:
+        response = receiver.post(url(), json=body)
+    assert response.status_code == 202, response.text
+    delivery_id = response.json()["delivery_id"]
+    delivery = open_delivery_store(zoned_env.cfg.ingest, zoned_env.cfg.data_dir, "looker").get(delivery_id)
+    assert delivery.detail["query_timezone"] == plan_zone
+
+    defs = build_definitions(zoned_env.cfg)
+    instance = dg.DagsterInstance.ephemeral()
+    [request] = [r for r in evaluate_sensor(defs, instance, cursor=None).run_requests if r.run_key == delivery_id]
+    result = defs.resolve_job_def(DELIVERIES_JOB).execute_in_process(
+        run_config=request.run_config, asset_selection=request.asset_selection, tags=request.tags, instance=instance
+    )
+    assert result.success
+    meta = materialization_metadata(result, asset)
+    assert meta["source"] == f"delivery {delivery_id}" and meta["looker_query_calls"] == 0
+    loaded, source = gl_change_moments(zoned_env, f"looker_{asset}")
+    assert loaded == source
