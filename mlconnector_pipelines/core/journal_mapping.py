@@ -195,19 +195,19 @@ def lines_from_rows(
     dimensions: Sequence[tuple[str, ValueSource]],
     partition: str,
     text_limit: int = 60,
-) -> tuple[list[PlannedLine], list[Problem], Decimal]:
-    """Lines in row order, the rows that cannot be mapped, and the rounding difference.
+) -> tuple[list[PlannedLine], list[Problem], dict[str, Decimal]]:
+    """Lines in row order, the rows that cannot be mapped, and the rounding difference per currency.
 
     Then a balancing line (mode: offset) and a rounding line, when needed.
     """
     lines: list[PlannedLine] = []
     problems: list[Problem] = []
-    rounding = ZERO
+    rounding: dict[str, Decimal] = {}  # what rounding each line to its currency's precision moved, by currency
     context = {"journal": mapping.name, "partition": partition}
     for source, row in rows:
         try:
             exact = row_amount(mapping, row)
-            currency = mapping.currency.value(row)
+            currency = mapping.currency.value(row).strip().upper()  # one code whatever its spelling: `usd` is USD
             amount = round_to(exact, currency_places(currency, mapping.currency_precision))
             account = mapping.account.value(row)
             dims = tuple((name, value) for name, source_of in dimensions if (value := source_of.value(row)))
@@ -215,7 +215,7 @@ def lines_from_rows(
             placeholder = PlannedLine(len(lines) + 1, "?", (), ZERO, ZERO, "", "", source=source)
             problems.append(Problem(placeholder, str(exc)))
             continue
-        rounding += amount - exact
+        rounding[currency] = rounding.get(currency, ZERO) + (amount - exact)
         if amount == ZERO and mapping.skip_zero_lines:
             continue
         text = render(mapping.text, row, {**context, "row": source.row_number})
@@ -236,17 +236,25 @@ def lines_from_rows(
     return lines, problems, rounding
 
 
+def balances(lines: Sequence[PlannedLine]) -> dict[str, Decimal]:
+    """Debits less credits per currency (each balances on its own), in the order each currency first comes."""
+    owed: dict[str, Decimal] = {}
+    for line in lines:
+        owed[line.currency] = owed.get(line.currency, ZERO) + line.amount
+    return owed
+
+
 def closing_lines(
-    mapping: JournalMapping, lines: list[PlannedLine], rounding: Decimal, *, partition: str, dimension_order: list[str]
+    mapping: JournalMapping,
+    lines: list[PlannedLine],
+    rounding: Mapping[str, Decimal],
+    *,
+    partition: str,
+    dimension_order: list[str],
 ) -> list[PlannedLine]:
-    """The offset line (mode: offset) or the rounding line that makes the journal balance, if any."""
+    """The offset lines (mode: offset) or the rounding lines that make each currency balance, if any."""
     if not lines:
         return []
-    balances: dict[str, Decimal] = {}  # each currency balances on its own, in the order it first comes
-    for line in lines:
-        balances[line.currency] = balances.get(line.currency, ZERO) + line.amount
-    balance = sum(balances.values(), ZERO)
-    currency = lines[0].currency
     context = {"journal": mapping.name, "partition": partition}
     extra: list[PlannedLine] = []
     if mapping.balancing.mode == "offset":
@@ -256,24 +264,19 @@ def closing_lines(
             if mapping.balancing.dimensions.get(name)
         )
         text = render(mapping.balancing.text, {}, context)[:60]
-        for owed_in, owed in balances.items():
+        for owed_in, owed in balances(lines).items():
             if owed != ZERO:
                 extra.append(
                     _line(len(lines) + len(extra) + 1, mapping.balancing.account, dims, -owed, owed_in, text, "offset")
                 )
-    elif len(balances) == 1 and balance != ZERO and balance == rounding and mapping.rounding_account:
-        # The rows balanced before rounding: book the difference rounding made, on its own line.
-        extra.append(
-            _line(
-                len(lines) + 1,
-                mapping.rounding_account,
-                (),
-                -balance,
-                currency,
-                f"Rounding {mapping.name} {partition}"[:60],
-                "rounding",
-            )
-        )
+    elif mapping.rounding_account:
+        # A currency whose rows balanced before rounding: book the difference rounding made, on its own line.
+        text = f"Rounding {mapping.name} {partition}"[:60]
+        for owed_in, owed in balances(lines).items():
+            if owed != ZERO and owed == rounding.get(owed_in, ZERO):
+                extra.append(
+                    _line(len(lines) + len(extra) + 1, mapping.rounding_account, (), -owed, owed_in, text, "rounding")
+                )
     return extra
 
 

@@ -17,7 +17,14 @@ from typing import Any
 import pandas as pd
 
 from ..core.errors import ConfigError
-from ..core.journal_mapping import JournalMapping, ValueSource, closing_lines, lines_from_rows, posting_date
+from ..core.journal_mapping import (
+    JournalMapping,
+    ValueSource,
+    balances,
+    closing_lines,
+    lines_from_rows,
+    posting_date,
+)
 from ..core.memory import cyclic_gc_paused
 from ..core.posting import ZERO, Plan, PostingTarget, Problem, SourceRow, WrittenDocument, WrittenLine
 from ..warehouse.schema import ROW_NUMBER, RUN_ID, SOURCE, WINDOW_START, column_name
@@ -112,9 +119,10 @@ def build_plan(
             f"journal {mapping.name}: Looker field(s) {', '.join(missing)} are not in {rows.query} (have: {have})"
         )
     mapped = [(source, _with_fields(values, fields)) for source, values in rows.rows]
-    lines, problems, rounding = lines_from_rows(
+    lines, problems, rounding_by_currency = lines_from_rows(
         mapping, mapped, dimensions=dimensions, partition=partition, text_limit=spec.text_limit
     )
+    rounding = sum(rounding_by_currency.values(), ZERO)
     dates = set()
     for source, values in mapped:
         try:
@@ -129,16 +137,17 @@ def build_plan(
             )
         )
     when = min(dates) if dates else partition_last_day or date.today()
-    lines += closing_lines(mapping, lines, rounding, partition=partition, dimension_order=[n for n, _ in dimensions])
-    balance = sum((line.amount for line in lines), ZERO)
-    if balance != ZERO and balance == rounding and mapping.balancing.mode == "rows_balance":
-        problems.append(
-            Problem(
-                None,
-                f"the rows balance, but rounding each line to its currency's precision leaves {balance}: set "
-                "rounding_account (where that difference is booked) or balancing.mode: offset",
+    order = [n for n, _ in dimensions]
+    lines += closing_lines(mapping, lines, rounding_by_currency, partition=partition, dimension_order=order)
+    for currency, owed in balances(lines).items():
+        if owed != ZERO and owed == rounding_by_currency.get(currency) and mapping.balancing.mode == "rows_balance":
+            problems.append(
+                Problem(
+                    None,
+                    f"the {currency} rows balance, but rounding each line to its precision leaves {owed}: set "
+                    "rounding_account (where that difference is booked) or balancing.mode: offset",
+                )
             )
-        )
     plan = Plan(
         flow=flow,
         partition=partition,

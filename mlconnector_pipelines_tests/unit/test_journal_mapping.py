@@ -144,6 +144,26 @@ def test_an_unbalanced_plan_and_an_empty_one_are_refused_by_the_engine_before_an
     assert any("no lines" in p.reason for p in plan_problems(empty))
 
 
+def test_rounding_is_booked_per_currency_and_a_currency_is_one_whatever_its_case():
+    """Half cents in USD round to a cent of imbalance, booked on the rounding account in USD; `eur` and `EUR`
+    are one currency, which balances on its own and needs no line."""
+    values = [("NORTH", "0.005", "USD"), ("NORTH", "0.005", "USD"), ("SOUTH", "-0.01", "USD"),
+              ("NORTH", "100", "eur"), ("SOUTH", "-100", "EUR")]  # fmt: skip
+    looker = LookerRows("looker/fees", [
+        (SourceRow("looker/fees", "looker api", "run-1", None, n, row), row)
+        for n, row in enumerate(
+            [{"fees.area": a, "fees.amount": Decimal(x), "fees.currency": c} for a, x, c in values], 1
+        )
+    ])  # fmt: skip
+    m = mapping(currency={"column": "fees.currency"}, balancing={"mode": "rows_balance"}, rounding_account="999000")
+    plan, problems = build(m, looker)
+    assert problems == [] and plan_problems(plan) == []
+    assert [(line.kind, line.currency, line.amount) for line in plan.lines[5:]] == [
+        ("rounding", "USD", Decimal("-0.01"))
+    ]
+    assert {line.currency for line in plan.lines} == {"USD", "EUR"}
+
+
 def test_a_currency_that_is_no_iso_code_names_its_row_and_four_place_currencies_keep_four_places():
     by_column = {"currency": {"column": "fees.currency"}}
     looker = LookerRows("looker/fees", [
