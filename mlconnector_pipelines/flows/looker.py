@@ -109,7 +109,11 @@ def looker_moments(values: pd.Series, timezone: str) -> pd.Series:
     says `convert_tz: no` is written as the database holds it, unconverted: the caller leaves it out
     (`unconverted`), and it lands as it is, read as UTC like every naive stamp.
     """
-    parsed = pd.to_datetime(values.replace({"": None}), format="ISO8601")
+    try:
+        parsed = pd.to_datetime(values.replace({"": None}), format="ISO8601")
+    except pd.errors.OutOfBoundsDatetime:  # 9999-12-31 ("no end"): past pandas' nanoseconds, so one by one
+        zone = ZoneInfo(timezone)
+        return values.map(lambda value: _looker_moment(value, zone))
     if parsed.dt.tz is not None:  # text with an offset names its moment already
         return parsed.dt.tz_convert(UTC)
     if timezone == "UTC":
@@ -119,6 +123,17 @@ def looker_moments(values: pd.Series, timezone: str) -> pd.Series:
     local = parsed[present].to_numpy(dtype="datetime64[us]").astype("int64")
     moments[present] = pd.to_datetime(local_to_utc_micros(local, ZoneInfo(timezone)), unit="us", utc=True)
     return moments
+
+
+def _looker_moment(value, zone: ZoneInfo) -> datetime | None:
+    """One date-time as `looker_moments` reads them, for any year: wall-clock in `zone` (an ambiguous one its
+    later reading), or the moment an offset names."""
+    if value is None or value == "" or value is pd.NaT or (isinstance(value, float) and value != value):
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if moment.tzinfo is not None:
+        return moment.astimezone(UTC)
+    return max(moment.replace(fold=fold, tzinfo=zone).astimezone(UTC) for fold in (0, 1))
 
 
 def exact_text(value) -> str | None:

@@ -264,16 +264,16 @@ def stage_entity(
                 records = records_table(entity, page)
                 if records.num_rows == 0:
                     continue
-                moved_on = at_or_after(records.column(entity.modified_field), windows[-1].end)
-                if pc.any(moved_on).as_py():
-                    # Changed while this read went on: its new version is a later window's, which loads it.
-                    context.log.info(
-                        f"{entity.entity_set}: {pc.sum(moved_on).as_py()} record(s) of {company['name']} changed "
-                        f"while being read (stamped at or after {windows[-1].end.isoformat()}): left to the "
-                        "window of their new stamp"
-                    )
-                    records = records.filter(pc.invert(moved_on))
                 try:
+                    moved_on = at_or_after(records.column(entity.modified_field), windows[-1].end)
+                    if pc.any(moved_on).as_py():
+                        # Changed while this read went on: its new version is a later window's, which loads it.
+                        context.log.info(
+                            f"{entity.entity_set}: {pc.sum(moved_on).as_py()} record(s) of {company['name']} "
+                            f"changed while being read (stamped at or after {windows[-1].end.isoformat()}): left "
+                            "to the window of their new stamp"
+                        )
+                        records = records.filter(pc.invert(moved_on))
                     frames = page_frames(
                         entity,
                         records,

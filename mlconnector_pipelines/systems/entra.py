@@ -110,7 +110,7 @@ class EntraTokenProvider:
             try:
                 result = self._application().acquire_token_for_client(scopes=[self.scope])
             except (httpx.HTTPError, ValueError) as exc:
-                if isinstance(exc, ValueError) and "authority configuration" in str(exc):
+                if isinstance(exc, ValueError) and _tenant_refused(exc):
                     # msal's discovery of the tenant's OpenID configuration was refused: no such tenant.
                     self._app = None
                     raise AuthenticationError(
@@ -170,3 +170,12 @@ class EntraTokenProvider:
         fix = next((_FIXES[c] for c in codes if c in _FIXES), None)
         message = f"Entra ID refused the token request for scope {self.scope}: {first_line}"
         return redact(message, [self._secret]), fix
+
+
+def _tenant_refused(exc: ValueError) -> bool:
+    """Whether msal failed because Entra refused the tenant's OpenID configuration (400/404, AADSTS90002), not
+    because something else answered the discovery (a proxy's sign-in page or its 403), which is no tenant's fault."""
+    cause = str(exc.__context__ or "")
+    return "authority configuration" in str(exc) and any(
+        sign in cause for sign in ("AADSTS90002", "HTTP status: 400", "HTTP status: 404")
+    )

@@ -461,6 +461,7 @@ def test_batch_answers_whose_status_lines_have_no_reason_phrase_are_read(sandbox
     plan, _ = plan_for(engine.target)
     result = engine.run(plan)
     assert result.outcome == "posted" and result.document.state == "verified"
+    assert engine.target.client.http.stats.outcome_unknown == 0  # read as applied, not settled by reading back
     assert_posted_once(sandbox, plan)
 
 
