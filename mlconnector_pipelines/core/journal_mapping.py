@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .posting import ZERO, PlannedLine, Problem, SourceRow, round_to
+from .posting import ZERO, PlannedLine, Problem, SourceRow, balances, round_to
 from .settings import Strict
 
 # ISO 4217 minor units of the currencies whose precision is not 2; `currency_precision` overrides.
@@ -234,14 +234,6 @@ def lines_from_rows(
             )
         )
     return lines, problems, rounding
-
-
-def balances(lines: Sequence[PlannedLine]) -> dict[str, Decimal]:
-    """Debits less credits per currency (each balances on its own), in the order each currency first comes."""
-    owed: dict[str, Decimal] = {}
-    for line in lines:
-        owed[line.currency] = owed.get(line.currency, ZERO) + line.amount
-    return owed
 
 
 def closing_lines(

@@ -67,6 +67,13 @@ def page_values(client: ThrottledClient, response: httpx.Response, body: Any) ->
     return values
 
 
+def page_and_next_link(
+    client: ThrottledClient, response: httpx.Response, body: Any, next_link_keys: tuple[str, ...] = ("@odata.nextLink",)
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A parsed OData page: its records (`page_values`) and the link to the next page, or None."""
+    return page_values(client, response, body), next((body[k] for k in next_link_keys if body.get(k)), None)
+
+
 def iterate_pages(
     client: ThrottledClient,
     url: str,
@@ -78,8 +85,7 @@ def iterate_pages(
     """Yield each page's `value` list."""
 
     def read(response: httpx.Response) -> tuple[list[dict[str, Any]], str | None]:
-        body = client.parse_json(response)
-        return page_values(client, response, body), next((body[k] for k in next_link_keys if body.get(k)), None)
+        return page_and_next_link(client, response, client.parse_json(response), next_link_keys)
 
     return NextLinkPages(client, url, read, params, headers)
 

@@ -131,6 +131,14 @@ class Plan:
         return self.total_debit - self.total_credit
 
 
+def balances(lines: Sequence[PlannedLine]) -> dict[str, Decimal]:
+    """Debits less credits per currency (each balances on its own), in the order each currency first comes."""
+    owed: dict[str, Decimal] = {}
+    for line in lines:
+        owed[line.currency] = owed.get(line.currency, ZERO) + line.amount
+    return owed
+
+
 @dataclass(frozen=True)
 class Problem:
     """Why a plan cannot be written, naming the line and (where it has one) the Looker row."""

@@ -94,11 +94,23 @@ def local_to_utc_micros(local_micros, zone: tzinfo):
         if len(offsets) == 1:
             result[on_day] = local[on_day] - offsets.pop() // timedelta(microseconds=1)
         else:  # the day of a DST change: moment by moment
-            result[on_day] = [_latest_utc(_EPOCH + timedelta(microseconds=int(m)), zone) for m in local[on_day]]
+            result[on_day] = [
+                (latest_utc(_EPOCH + timedelta(microseconds=int(m)), zone).replace(tzinfo=None) - _EPOCH)
+                // timedelta(microseconds=1)
+                for m in local[on_day]
+            ]
     return result
 
 
-def _latest_utc(wall: datetime, zone: tzinfo) -> int:
-    """The later UTC reading of a wall-clock time, in microseconds since the epoch."""
-    readings = (wall.replace(fold=fold, tzinfo=zone).astimezone(UTC).replace(tzinfo=None) for fold in (0, 1))
-    return (max(readings) - _EPOCH) // timedelta(microseconds=1)
+def latest_utc(wall: datetime, zone: tzinfo) -> datetime:
+    """The later UTC reading of a wall-clock time of `zone` (see `local_to_utc_micros`)."""
+    return max(wall.replace(fold=fold, tzinfo=zone).astimezone(UTC) for fold in (0, 1))
+
+
+def one_moment(value, zone: tzinfo = UTC) -> datetime | None:
+    """One moment, any year from 1 to 9999 (past pandas' nanosecond range): a datetime or ISO text, an offset
+    naming it, or wall-clock time of `zone` read as `latest_utc`; None for a missing value (None, NaN, NaT)."""
+    if value is None or value == "" or value != value:  # NaN and NaT are not equal to themselves
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.astimezone(UTC) if moment.tzinfo is not None else latest_utc(moment, zone)

@@ -17,16 +17,9 @@ from typing import Any
 import pandas as pd
 
 from ..core.errors import ConfigError
-from ..core.journal_mapping import (
-    JournalMapping,
-    ValueSource,
-    balances,
-    closing_lines,
-    lines_from_rows,
-    posting_date,
-)
+from ..core.journal_mapping import JournalMapping, ValueSource, closing_lines, lines_from_rows, posting_date
 from ..core.memory import cyclic_gc_paused
-from ..core.posting import ZERO, Plan, PostingTarget, Problem, SourceRow, WrittenDocument, WrittenLine
+from ..core.posting import ZERO, Plan, PostingTarget, Problem, SourceRow, WrittenDocument, WrittenLine, balances
 from ..warehouse.schema import ROW_NUMBER, RUN_ID, SOURCE, WINDOW_START, column_name
 from .post import PlanChanged, PostingEngine, difference_lines
 

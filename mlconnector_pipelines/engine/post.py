@@ -37,6 +37,7 @@ from ..core.posting import (
     Problem,
     WrittenDocument,
     WrittenLine,
+    balances,
 )
 
 log = logging.getLogger("mlconnector.post")
@@ -99,25 +100,19 @@ def plan_problems(plan: Plan) -> list[Problem]:
             problems.append(Problem(line, "a line is either a debit or a credit, not both"))
     if plan.must_balance:
         # Each currency balances on its own: a debit in USD is not offset by a credit in EUR.
-        for currency, lines in _by_currency(plan.lines).items():
-            debit, credit = sum((x.debit for x in lines), ZERO), sum((x.credit for x in lines), ZERO)
-            if debit != credit:
+        for currency, owed in balances(plan.lines).items():
+            if owed != ZERO:
+                debit = sum((x.debit for x in plan.lines if x.currency == currency), ZERO)
+                credit = sum((x.credit for x in plan.lines if x.currency == currency), ZERO)
                 named = f" in {currency}" if currency else ""
                 problems.append(
                     Problem(
                         None,
-                        f"debits {debit} and credits {credit}{named} differ by {debit - credit}: the journal does "
+                        f"debits {debit} and credits {credit}{named} differ by {owed}: the journal does "
                         "not balance (configure an offset account, or fix the source figures)",
                     )
                 )
     return problems
-
-
-def _by_currency(lines) -> dict[str, list[PlannedLine]]:
-    grouped: dict[str, list[PlannedLine]] = {}
-    for line in lines:
-        grouped.setdefault(line.currency, []).append(line)
-    return grouped
 
 
 class PostingEngine:

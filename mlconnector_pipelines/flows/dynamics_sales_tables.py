@@ -112,9 +112,8 @@ def _read_changes(client, table: Table, link: str | None, log) -> tuple[Changes,
         return changes, "changes since the last run" if link else "whole table (first read)"
     except DeltaTokenExpired as exc:
         log.warning(str(exc))
-        return client.changes(
-            table.entity_set, key=table.key, select=table.select
-        ), "whole table (the change token had expired)"
+        changes = client.changes(table.entity_set, key=table.key, select=table.select)
+        return changes, "whole table (the change token had expired)"
     except RequestFailedError as exc:
         if exc.code not in NO_CHANGE_TRACKING:
             raise

@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import Field
 
 from ..core.errors import ConfigError
-from ..core.windows import local_to_utc_micros
+from ..core.windows import local_to_utc_micros, one_moment
 from ..ingest.store import Delivery, DeliveryStore, open_delivery_store
 from ..systems.looker.client import LookerClient, LookerField, QuerySpec, with_filters
 from ..systems.looker.config import LookerConfig, LookerQueryConfig
@@ -113,7 +113,7 @@ def looker_moments(values: pd.Series, timezone: str) -> pd.Series:
         parsed = pd.to_datetime(values.replace({"": None}), format="ISO8601")
     except pd.errors.OutOfBoundsDatetime:  # 9999-12-31 ("no end"): past pandas' nanoseconds, so one by one
         zone = ZoneInfo(timezone)
-        return values.map(lambda value: _looker_moment(value, zone))
+        return values.map(lambda value: one_moment(value, zone))
     if parsed.dt.tz is not None:  # text with an offset names its moment already
         return parsed.dt.tz_convert(UTC)
     if timezone == "UTC":
@@ -123,17 +123,6 @@ def looker_moments(values: pd.Series, timezone: str) -> pd.Series:
     local = parsed[present].to_numpy(dtype="datetime64[us]").astype("int64")
     moments[present] = pd.to_datetime(local_to_utc_micros(local, ZoneInfo(timezone)), unit="us", utc=True)
     return moments
-
-
-def _looker_moment(value, zone: ZoneInfo) -> datetime | None:
-    """One date-time as `looker_moments` reads them, for any year: wall-clock in `zone` (an ambiguous one its
-    later reading), or the moment an offset names."""
-    if value is None or value == "" or value is pd.NaT or (isinstance(value, float) and value != value):
-        return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    if moment.tzinfo is not None:
-        return moment.astimezone(UTC)
-    return max(moment.replace(fold=fold, tzinfo=zone).astimezone(UTC) for fold in (0, 1))
 
 
 def exact_text(value) -> str | None:

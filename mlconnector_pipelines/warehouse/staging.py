@@ -15,13 +15,14 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..core.windows import one_moment
 from .base import WindowLoad
 from .schema import COMPANY_ID, WINDOW_START, ColumnType, TableSpec
 
@@ -215,11 +216,8 @@ def _as_text(series: pd.Series, kind: ColumnType) -> pd.Series:
 
 def _utc_text(value) -> str | None:
     """One moment (a datetime, or ISO text; naive means UTC) as UTC text, any year from 1 to 9999."""
-    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
-        return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+    moment = one_moment(value)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f") if moment is not None else None
 
 
 def _text(value) -> str | None:

@@ -21,6 +21,7 @@ from ...core.odata import (
     half_open_window_filter,
     iterate_record_tables,
     json_body,
+    page_and_next_link,
     page_values,
     read_page_table,
     string_literal,
@@ -130,8 +131,7 @@ class BusinessCentralClient:
         return [company for page in pages for company in page]
 
     def _records_and_next_link(self, response: httpx.Response) -> tuple[list[dict], str | None]:
-        body = self.parse(response)
-        return page_values(self.http, response, body), body.get("@odata.nextLink")
+        return page_and_next_link(self.http, response, self.parse(response))
 
     def resolve_companies(self, wanted: list[str]) -> list[dict]:
         """Configured companies by id or name; all of them when none are configured."""

@@ -18,7 +18,7 @@ import httpx
 
 from ...core.errors import RequestFailedError
 from ...core.http import ThrottledClient
-from ...core.odata import json_body, page_values
+from ...core.odata import json_body, page_and_next_link, page_values
 from ...core.paginate import DeltaLinkPages, NextLinkPages
 from ...core.tls import ssl_context
 from ..entra import EntraTokenProvider
@@ -138,8 +138,7 @@ class DataverseClient:
         return [row for page in pages for row in page]
 
     def _read_page(self, response: httpx.Response) -> tuple[list[dict], str | None]:
-        body = self.parse(response)
-        return page_values(self.http, response, body), body.get("@odata.nextLink")
+        return page_and_next_link(self.http, response, self.parse(response))
 
     def changes(self, entity_set: str, *, key: str, select: Sequence[str], delta_link: str | None = None) -> Changes:
         """Rows changed and ids deleted since `delta_link` (everything current when None), and the next delta link.

@@ -26,7 +26,7 @@ from requests_toolbelt.multipart.decoder import (
 
 from ...core.errors import RequestFailedError
 from ...core.http import RETRYABLE_STATUSES, NotApplied, ThrottledClient
-from ...core.odata import json_body, page_values
+from ...core.odata import json_body, page_and_next_link
 from ...core.paginate import NextLinkPages
 from ...core.tls import ssl_context
 from ..entra import EntraTokenProvider
@@ -141,8 +141,7 @@ class FinanceOperationsClient:
         )
 
     def _read_page(self, response: httpx.Response) -> tuple[list[dict], str | None]:
-        body = self.parse(response)
-        return page_values(self.http, response, body), body.get("@odata.nextLink")
+        return page_and_next_link(self.http, response, self.parse(response))
 
     def collection(self, entity_set: str, **query: Any) -> list[dict]:
         return [record for page in self.pages(entity_set, **query) for record in page]
