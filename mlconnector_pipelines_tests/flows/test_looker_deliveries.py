@@ -105,6 +105,16 @@ def evaluate_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: 
     return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
 
 
+def run_delivery(cfg, delivery_id: str):
+    """The run the deliveries sensor asks for this delivery, executed in process."""
+    defs = build_definitions(cfg)
+    instance = dg.DagsterInstance.ephemeral()
+    [request] = [r for r in evaluate_sensor(defs, instance, cursor=None).run_requests if r.run_key == delivery_id]
+    return defs.resolve_job_def(DELIVERIES_JOB).execute_in_process(
+        run_config=request.run_config, asset_selection=request.asset_selection, tags=request.tags, instance=instance
+    )
+
+
 def test_a_delivery_starts_exactly_one_run_and_a_repeat_starts_none(env, receiver):
     rows = [
         {
@@ -207,13 +217,7 @@ def test_exact_amounts_are_stored_and_reach_the_warehouse_digit_for_digit(env, r
     assert all(isinstance(b, Decimal) for b in balances)  # get() returns amounts as Decimal
     assert [str(b) for b in balances] == ["12345678901.234567891", "1000000000000000.01"]
 
-    defs = build_definitions(env.cfg)
-    instance = dg.DagsterInstance.ephemeral()
-    [request] = [r for r in evaluate_sensor(defs, instance, cursor=None).run_requests if r.run_key == delivery_id]
-    result = defs.resolve_job_def(DELIVERIES_JOB).execute_in_process(
-        run_config=request.run_config, asset_selection=request.asset_selection, tags=request.tags, instance=instance
-    )
-    assert result.success
+    assert run_delivery(env.cfg, delivery_id).success
     assert env.warehouse.query(
         "SELECT vendors_number, vendors_total_balance FROM looker_vendor_balances ORDER BY 1"
     ) == [("V90001", Decimal("12345678901.234567891")), ("V90002", Decimal("1000000000000000.01"))]
@@ -351,12 +355,7 @@ def test_date_times_of_a_delivery_land_as_the_sources_utc_moments(zoned_env, ass
     delivery = open_delivery_store(zoned_env.cfg.ingest, zoned_env.cfg.data_dir, "looker").get(delivery_id)
     assert delivery.detail["query_timezone"] == plan_zone
 
-    defs = build_definitions(zoned_env.cfg)
-    instance = dg.DagsterInstance.ephemeral()
-    [request] = [r for r in evaluate_sensor(defs, instance, cursor=None).run_requests if r.run_key == delivery_id]
-    result = defs.resolve_job_def(DELIVERIES_JOB).execute_in_process(
-        run_config=request.run_config, asset_selection=request.asset_selection, tags=request.tags, instance=instance
-    )
+    result = run_delivery(zoned_env.cfg, delivery_id)
     assert result.success
     meta = materialization_metadata(result, asset)
     assert meta["source"] == f"delivery {delivery_id}" and meta["looker_query_calls"] == 0
