@@ -1,6 +1,9 @@
 """Paging, whatever the server offers: one protocol, one implementation per kind.
 
 - `NextLinkPages`: the server links each page to the next (BC, F&O, Dataverse, SAP B1 v2).
+- `OverlappingNextLinkPages`: the same for a list that may change while it is read (BC's windows and
+  keys): a next link that resumes at an offset (`$skip=N`) is asked for a little earlier, and what was
+  read already is dropped, so a record leaving the list before the offset cannot make one go unread.
 - `KeysetPages`: the server pages by `$skip` over a list that may change while it is read; we
   ask for `key gt <last key read>` instead, ordered by the key (SAP B1, which sorts on request).
 - `SlicedWindowPages`: the server offers `$top`/`$skip` and documents no ordering (Acumatica's
@@ -17,6 +20,7 @@ table, or a list of records).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -62,6 +66,91 @@ class NextLinkPages(Generic[T]):
             del response  # read; do not hold the body while the caller works on the page
             yield page
             next_params = None  # the next link already carries the query
+
+
+# `$skip=N` in a next link's query (percent-encoded or not): the server resumes at an offset.
+_OFFSET = re.compile(r"([?&](?:\$|%24)skip=)(\d+)", re.IGNORECASE)
+
+
+def link_offset(link: str) -> int | None:
+    """The offset a next link resumes at, if it resumes at one (`$skip=N`); None for a skip token."""
+    found = _OFFSET.search(link)
+    return int(found.group(2)) if found else None
+
+
+def at_offset(link: str, offset: int) -> str:
+    """The link with its `$skip` set to `offset`, the rest of it exactly as the server wrote it."""
+    return _OFFSET.sub(lambda m: f"{m.group(1)}{offset}", link, count=1)
+
+
+@dataclass
+class OverlappingNextLinkPages:
+    """Arrow pages of a list that may change while it is read, following the server's next links; yields
+    (page, the URL it came from, against which links inside it resolve).
+
+    A skip token resumes after the last record read, so records leaving or entering the list cannot shift
+    what comes next (BC's own links). OData lets a link resume at an offset instead (`$skip=N`, as simple
+    servers page): a record read on an earlier page that leaves the list meanwhile (it changed past the
+    window, or was deleted) makes the next page start one record late, and a record is never read. Such a
+    link is asked for `overlap` records earlier (a tenth of a page), and the records already read are
+    dropped. The page must then begin with a record already read: in the server's stable order nothing
+    lies unread between what was read and it. If not, more records left than the overlap covers, and the
+    page is asked for earlier still, down to the list's start. Each version (`key`, `version` column) is
+    yielded once; a record that changed and stayed in the list comes again in its newer version, as any
+    re-read does. Nothing is tracked while the server's links carry skip tokens.
+    """
+
+    client: ThrottledClient
+    url: str
+    read: Callable[[httpx.Response], tuple[pa.Table, str | None]]
+    key: str
+    version: str | None = None  # a column that changes with the record (its modified stamp)
+    params: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] | None = None
+
+    def _versions(self, page: pa.Table) -> list[tuple]:
+        columns = [page.column(self.key).to_pylist()]
+        if self.version is not None and self.version in page.column_names:
+            columns.append(page.column(self.version).to_pylist())
+        return list(zip(*columns, strict=True))
+
+    def __iter__(self) -> Iterator[tuple[pa.Table, str]]:
+        url: str | None = self.url
+        params = self.params
+        read: set[tuple] | None = None  # versions read, once the server pages by offset
+        keys: set = set()
+        server_link, asked, step = "", 0, 0  # while asking earlier than the server's own link
+        while url:
+            response = self.client.request("GET", url, params=params, headers=self.headers)
+            page, next_link = self.read(response)
+            page_url = str(response.url)
+            del response
+            params = None  # the next link already carries the query
+            if read is not None and asked and (not page.num_rows or page.column(self.key)[0].as_py() not in keys):
+                asked, step = max(0, asked - step), step * 2  # more left the list than the overlap covered
+                url = at_offset(server_link, asked)
+                continue
+            rows = page.num_rows
+            next_url = urljoin(page_url, next_link) if next_link else None
+            offset = link_offset(next_url) if next_url else None
+            if read is None and offset:
+                read = set()  # from here on the server pages by offset: what was read is remembered
+            if read is not None and rows:
+                versions = self._versions(page)
+                fresh = [version not in read for version in versions]
+                read.update(versions)
+                keys.update(version[0] for version in versions)
+                if not all(fresh):
+                    page = page.filter(pa.array(fresh))
+            yield page, page_url
+            overlap = rows // 10 if rows > 10 else min(1, rows - 1)  # fewer than the page: each page moves on
+            if next_url and offset and overlap > 0:
+                server_link, step = next_url, overlap
+                asked = max(0, offset - overlap)
+                next_url = at_offset(next_url, asked)
+            else:
+                asked = 0
+            url = next_url
 
 
 def key_literal(value: Any) -> str:

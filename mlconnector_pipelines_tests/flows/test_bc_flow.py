@@ -255,6 +255,101 @@ def test_a_record_changed_while_its_window_is_read_is_loaded_by_the_window_of_it
         sandbox.reset()  # the seed's stamps (later tests load whole weeks of it) and BC's own paging
 
 
+@pytest.mark.parametrize("leaving", [1, 2], ids=["within the overlap", "more than the overlap"])
+def test_records_that_leave_their_window_while_it_is_read_by_offset_cost_no_other_record_its_place(
+    sandbox, tmp_path, monkeypatch, leaving
+):
+    """OData lets a next link resume at an offset (`$skip=N`). A record already read that changes past the
+    window meanwhile moves every later record one place up, so the page at the old offset begins one record
+    late: that record was never loaded. Every record still in the window is loaded, each once, also when
+    more records leave than the overlap the client asks for (pages of 2: an overlap of 1)."""
+    from mlconnector_pipelines.core.paginate import link_offset
+    from mlconnector_pipelines.systems.business_central import client as bc_client
+
+    company = sandbox.companies()[1]
+    cfg = make_config(sandbox, tmp_path, entities=["vendors"], page_size=2, companies=[company["name"]])
+    for minute, vendor in enumerate(sandbox.records(company["id"], "vendors")[3:9]):
+        sandbox.upsert(company["id"], "vendors", {"id": vendor["id"]}, modified_at=f"2026-03-08T09:0{minute}:00.000Z")
+    read_page = bc_client.read_page_table
+    offset_links, moved = [], []
+
+    def meanwhile_in_bc(client, response, *args, **kwargs):
+        page, next_link = read_page(client, response, *args, **kwargs)
+        offset_links.extend([next_link] if next_link and link_offset(next_link) else [])
+        ids = page.column("id").to_pylist() if "id" in page.column_names else []
+        if ids and not moved:  # the first page's first records change past the window once they are read
+            moved.extend(ids[:leaving])
+            for vendor_id in moved:
+                sandbox.upsert(company["id"], "vendors", {"id": vendor_id, "displayName": "Changed meanwhile"},
+                               modified_at="2026-03-09T10:00:00.000Z")  # fmt: skip
+        return page, next_link
+
+    sandbox.http.post("/_sandbox/business_central/dialect", json={"page_ids": "offset"}).raise_for_status()
+    monkeypatch.setattr(bc_client, "read_page_table", meanwhile_in_bc)
+    try:
+        assert run_bc_job(cfg, partition_key="2026-03-08").success
+        assert offset_links and len(moved) == leaving, "the case was not exercised"
+        window = (datetime(2026, 3, 8, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))
+        still_there = {r["id"] for r in window_of(sandbox.records(company["id"], "vendors"), *window)}
+        assert len(still_there) >= 3
+        with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
+            loaded = [r[0] for r in con.execute("SELECT id FROM bc_vendors WHERE _company_id = ?", [company["id"]])
+                      .fetchall()]  # fmt: skip
+        assert sorted(loaded) == sorted(still_there | set(moved))  # `moved` as it was when read
+        assert run_bc_job(cfg, partition_key="2026-03-09").success
+        mine = "_company_id = ? AND id = ?"
+        for vendor_id in moved:
+            assert scalar(cfg, f"SELECT display_name FROM bc_vendors WHERE {mine}", company["id"], vendor_id) == (
+                "Changed meanwhile"
+            )
+    finally:
+        sandbox.reset()  # the seed's stamps (later tests load whole weeks of it) and BC's own paging
+
+
+def test_a_record_deleted_while_keys_are_read_by_offset_makes_no_other_look_deleted(sandbox, tmp_path, monkeypatch):
+    """Reconciliation ends what the source no longer lists. A record deleted while the keys are read by offset
+    (`$skip=N` next links) moved every later key one place up, and the key at the page's edge went unread, so a
+    live record was taken for deleted and ended in the warehouse. Only the deleted record is ended (by the next
+    reconciliation: this one read its key before it went)."""
+    from mlconnector_pipelines.core.paginate import link_offset
+    from mlconnector_pipelines.systems.business_central import client as bc_client
+
+    from ..conftest import reconcile_deletions
+
+    company = sandbox.companies()[1]
+    cfg = make_config(sandbox, tmp_path, entities=["vendors"], page_size=2, companies=[company["name"]])
+    assert run_bc_job(cfg, partition_range=("2026-03-01", "2026-03-07")).success
+    held = scalar(cfg, "SELECT count(*) FROM bc_vendors WHERE _company_id = ?", company["id"])
+    assert held == len(sandbox.records(company["id"], "vendors")) >= 5  # every vendor: any skipped key would show
+    read_page = bc_client.read_page_table
+    offset_links, deleted = [], []
+
+    def meanwhile_in_bc(client, response, *args, **kwargs):
+        page, next_link = read_page(client, response, *args, **kwargs)
+        offset_links.extend([next_link] if next_link and link_offset(next_link) else [])
+        if page.num_rows and not deleted:  # the first key read is deleted once it is read
+            deleted.append(page.column("id")[0].as_py())
+            sandbox.http.delete(
+                f"/_sandbox/business_central/companies/{company['id']}/vendors/{deleted[0]}"
+            ).raise_for_status()
+        return page, next_link
+
+    sandbox.http.post("/_sandbox/business_central/dialect", json={"page_ids": "offset"}).raise_for_status()
+    monkeypatch.setattr(bc_client, "read_page_table", meanwhile_in_bc)
+    try:
+        observed = reconcile_deletions(cfg, "business_central")["bc_vendors"]
+        assert offset_links and deleted, "the case was not exercised"
+        assert (observed["deleted_at_source"], observed["ended"]) == (0, 0)  # its key was read before it went
+        monkeypatch.setattr(bc_client, "read_page_table", read_page)
+        observed = reconcile_deletions(cfg, "business_central")["bc_vendors"]
+        assert (observed["deleted_at_source"], observed["ended"]) == (1, 1)
+        assert scalar(cfg, "SELECT count(*) FROM bc_vendors WHERE _company_id = ?", company["id"]) == held - 1
+        assert scalar(cfg, "SELECT count(*) FROM bc_vendors WHERE id = ? AND _company_id = ?", deleted[0],
+                      company["id"]) == 0  # fmt: skip
+    finally:
+        sandbox.reset()
+
+
 def test_single_run_backfill_loads_every_window_in_one_run(sandbox, tmp_path):
     cfg = make_config(sandbox, tmp_path, entities=["generalLedgerEntries"], page_size=500)
     instance = dg.DagsterInstance.ephemeral()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
-from mlconnector_pipelines.core.paginate import SlicedWindowPages, slices
+from mlconnector_pipelines.core.paginate import SlicedWindowPages, at_offset, link_offset, slices
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -155,3 +155,15 @@ def test_a_failed_request_is_raised_and_leaving_early_waits_for_the_one_in_fligh
     next(pages)
     pages.close()  # the consumer stops: the request already sent is waited for, nothing more is asked
     assert len(server.fetches) == 2 + 2
+
+
+def test_a_next_link_at_an_offset_is_told_from_a_skip_token_and_moved_with_the_rest_of_it_as_written():
+    encoded = "https://bc/api/v2.0/companies(1)/vendors?%24filter=a%20ge%201&%24skip=40&%24top=90"
+    assert link_offset(encoded) == 40
+    assert (
+        at_offset(encoded, 36) == "https://bc/api/v2.0/companies(1)/vendors?%24filter=a%20ge%201&%24skip=36&%24top=90"
+    )
+    assert link_offset("vendors?$top=5&$skip=7") == 7
+    assert at_offset("vendors?$skip=7", 0) == "vendors?$skip=0"
+    assert link_offset("vendors?$skiptoken=eyJr&$skipcount=40") is None  # resumes after a key: nothing to move
+    assert link_offset("vendors?aid=FIN&$skiptoken='10000'") is None

@@ -232,11 +232,14 @@ class BusinessCentralSimulator(SimulatedService):
         page_size, applied = _page_size(request)
         top = int(params["$top"]) if "$top" in params else None
         fixed = self.dialect.page_ids == "fixed_at_first_page"
+        by_offset = self.dialect.page_ids == "offset"
         after = _decode_skiptoken(params["$skiptoken"]) if "$skiptoken" in params and not fixed else None
-        already = int(params.get("$skipcount", "0"))  # rows served before, so $top holds across pages
+        already = _skip(params) if by_offset else int(params.get("$skipcount", "0"))  # rows served before
         limit = page_size if top is None else max(0, min(page_size, top - already))
         if fixed:
             snapshot, matched = self._fixed_ids(table, comparisons, params.get("$skiptoken"), already)
+        elif by_offset:
+            matched = itertools.islice(table.scan(comparisons, None), already, None)
         else:
             matched = table.scan(comparisons, after)
         page = list(itertools.islice(matched, limit))  # exactly `limit`: the next one is left for `more`
@@ -250,12 +253,15 @@ class BusinessCentralSimulator(SimulatedService):
             body["value"][0][corrupt.field] = corrupt.value
         if more and (top is None or already + len(page) < top):
             last = page[-1]
-            query = {k: v for k, v in params.items() if k not in ("$skiptoken", "$skipcount")}
+            query = {k: v for k, v in params.items() if k not in ("$skiptoken", "$skipcount", "$skip")}
             query["$skiptoken"] = _encode_skiptoken((last[LMD], last["id"]))
             if fixed:
                 query["$skiptoken"] = snapshot
             if top is not None or fixed:
                 query["$skipcount"] = str(already + len(page))
+            if by_offset:  # the offset alone says where the next page starts
+                query = {k: v for k, v in query.items() if k not in ("$skiptoken", "$skipcount")}
+                query["$skip"] = str(already + len(page))
             body["@odata.nextLink"] = (
                 f"{request.url.scheme}://{request.url.netloc}{request.url.path}?{urlencode(query)}"
             )
@@ -727,6 +733,13 @@ def _not_allowed(method: str, target: str | None) -> ApiError:
         f"'{method}' requests for '{target}' of EdmType 'Entity' are not allowed within Microsoft Dynamics NAV OData"
         " web services.",
     )
+
+
+def _skip(params) -> int:
+    try:
+        return max(0, int(params.get("$skip", "0")))
+    except ValueError:
+        raise FilterError("The $skip value is not a valid integer.") from None
 
 
 def _encode_skiptoken(key: tuple[str, str]) -> str:

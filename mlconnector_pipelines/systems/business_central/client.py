@@ -19,14 +19,13 @@ from ...core.odata import (
     complete_expanded,
     datetime_literal,
     half_open_window_filter,
-    iterate_record_tables,
     json_body,
     page_and_next_link,
     page_values,
     read_page_table,
     string_literal,
 )
-from ...core.paginate import NextLinkPages
+from ...core.paginate import NextLinkPages, OverlappingNextLinkPages
 from ...core.tls import ssl_context
 from ..entra import EntraTokenProvider
 from .catalog import BcEntity
@@ -159,24 +158,27 @@ class BusinessCentralClient:
         # a child's declared line fields, to read the further lines of a paged expanded collection alike
         line_fields = {f.name: list(f.type.value_type) for f in read_fields if pa.types.is_list(f.type)}
 
-        def read(response: httpx.Response) -> tuple[tuple[pa.Table, str], str | None]:
-            page, next_link = read_page_table(self.http, response, read_fields, key=entity.key)
-            return (page, str(response.url)), next_link
+        def read(response: httpx.Response) -> tuple[pa.Table, str | None]:
+            return read_page_table(self.http, response, read_fields, key=entity.key)
 
-        pages = NextLinkPages(self.http, self._entity_path(company_id, entity), read, params, headers)
+        pages = OverlappingNextLinkPages(
+            self.http, self._entity_path(company_id, entity), read, entity.key, entity.modified_field, params, headers
+        )
         for page, page_url in pages:
             yield complete_expanded(self.http, page, line_fields, page_url=page_url, headers=headers)
 
     def keys(self, company_id: str, entity: BcEntity) -> set[str]:
-        """Every record's key. BC's next links resume after the last key read (a `$skiptoken`), not at an offset."""
+        """Every record's key; a record deleted while they are read cannot make another one go unseen (taken for
+        deleted) on a server whose next links resume at an offset."""
+        read_fields = [pa.field(entity.key, pa.string())]
         found: set[str] = set()
-        for page in iterate_record_tables(
+        for page, _ in OverlappingNextLinkPages(
             self.http,
             self._entity_path(company_id, entity),
+            lambda response: read_page_table(self.http, response, read_fields, key=entity.key),
+            entity.key,
             params={"$select": entity.key},
             headers={"Prefer": f"odata.maxpagesize={self.page_size}"},
-            read_fields=[pa.field(entity.key, pa.string())],
-            key=entity.key,
         ):
             if page.num_rows:
                 found.update(page.column(entity.key).to_pylist())
