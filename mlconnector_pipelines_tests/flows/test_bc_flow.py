@@ -296,6 +296,8 @@ def test_records_that_leave_their_window_while_it_is_read_by_offset_cost_no_othe
             loaded = [r[0] for r in con.execute("SELECT id FROM bc_vendors WHERE _company_id = ?", [company["id"]])
                       .fetchall()]  # fmt: skip
         assert sorted(loaded) == sorted(still_there | set(moved))  # `moved` as it was when read
+        changes = "SELECT count(*) FROM bc_vendors_changes WHERE _company_id = ?"
+        assert scalar(cfg, changes, company["id"]) == len(loaded)  # each version logged once, none read twice
         assert run_bc_job(cfg, partition_key="2026-03-09").success
         mine = "_company_id = ? AND id = ?"
         for vendor_id in moved:
