@@ -308,11 +308,14 @@ def test_records_that_leave_their_window_while_it_is_read_by_offset_cost_no_othe
         sandbox.reset()  # the seed's stamps (later tests load whole weeks of it) and BC's own paging
 
 
-def test_a_record_deleted_while_keys_are_read_by_offset_makes_no_other_look_deleted(sandbox, tmp_path, monkeypatch):
+@pytest.mark.parametrize("paging", ["offset", "offset_token"])
+def test_a_record_deleted_while_keys_are_read_by_offset_makes_no_other_look_deleted(
+    sandbox, tmp_path, monkeypatch, paging
+):
     """Reconciliation ends what the source no longer lists. A record deleted while the keys are read by offset
-    (`$skip=N` next links) moved every later key one place up, and the key at the page's edge went unread, so a
-    live record was taken for deleted and ended in the warehouse. Only the deleted record is ended (by the next
-    reconciliation: this one read its key before it went)."""
+    (`$skip=N` next links, or an offset inside an opaque `$skiptoken`) moved every later key one place up, and
+    the key at the page's edge went unread, so a live record was taken for deleted and ended in the warehouse.
+    Only the deleted record is ended (by the next reconciliation: this one read its key before it went)."""
     from mlconnector_pipelines.core.paginate import link_offset
     from mlconnector_pipelines.systems.business_central import client as bc_client
 
@@ -328,7 +331,7 @@ def test_a_record_deleted_while_keys_are_read_by_offset_makes_no_other_look_dele
 
     def meanwhile_in_bc(client, response, *args, **kwargs):
         page, next_link = read_page(client, response, *args, **kwargs)
-        offset_links.extend([next_link] if next_link and link_offset(next_link) else [])
+        offset_links.extend([next_link] if next_link and (link_offset(next_link) or "skiptoken=o" in next_link) else [])
         if page.num_rows and not deleted:  # the first key read is deleted once it is read
             deleted.append(page.column("id")[0].as_py())
             sandbox.http.delete(
@@ -336,7 +339,7 @@ def test_a_record_deleted_while_keys_are_read_by_offset_makes_no_other_look_dele
             ).raise_for_status()
         return page, next_link
 
-    sandbox.http.post("/_sandbox/business_central/dialect", json={"page_ids": "offset"}).raise_for_status()
+    sandbox.http.post("/_sandbox/business_central/dialect", json={"page_ids": paging}).raise_for_status()
     monkeypatch.setattr(bc_client, "read_page_table", meanwhile_in_bc)
     try:
         observed = reconcile_deletions(cfg, "business_central")["bc_vendors"]

@@ -28,14 +28,14 @@ class Dialect(BaseModel):
         "sandbox serves in pages of the same size (`.../salesInvoices(id)/salesInvoiceLines?$skip=N`). "
         "None: every line inline, as BC sends them.",
     )
-    page_ids: Literal["live", "fixed_at_first_page", "offset"] = Field(
+    page_ids: Literal["live", "fixed_at_first_page", "offset", "offset_token"] = Field(
         "live",
         description="Which records a paged read serves: each page the filter as it matches then (BC's skip "
         "token resumes after the last key); the records the filter matched at the first page, each served "
         "as it is now, so a record changed while the read goes on comes with a stamp past the window; or "
         "(`offset`) each page the filter as it matches then from an offset, the next link carrying `$skip=N` "
         "as simple OData servers page, so a record that leaves the filter before the offset makes the next "
-        "page start one record late.",
+        "page start one record late; `offset_token` the same offset inside an opaque `$skiptoken`.",
     )
 
 

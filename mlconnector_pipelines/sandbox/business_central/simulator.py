@@ -232,9 +232,13 @@ class BusinessCentralSimulator(SimulatedService):
         page_size, applied = _page_size(request)
         top = int(params["$top"]) if "$top" in params else None
         fixed = self.dialect.page_ids == "fixed_at_first_page"
-        by_offset = self.dialect.page_ids == "offset"
-        after = _decode_skiptoken(params["$skiptoken"]) if "$skiptoken" in params and not fixed else None
-        already = _skip(params) if by_offset else int(params.get("$skipcount", "0"))  # rows served before
+        by_offset = self.dialect.page_ids in ("offset", "offset_token")
+        offset_token = self.dialect.page_ids == "offset_token"
+        after = _decode_skiptoken(params["$skiptoken"]) if "$skiptoken" in params and not (fixed or by_offset) else None
+        if offset_token:  # rows served before
+            already = _offset(params.get("$skiptoken", "o0").removeprefix("o"))
+        else:
+            already = _offset(params.get("$skip", "0")) if by_offset else int(params.get("$skipcount", "0"))
         limit = page_size if top is None else max(0, min(page_size, top - already))
         if fixed:
             snapshot, matched = self._fixed_ids(table, comparisons, params.get("$skiptoken"), already)
@@ -261,7 +265,7 @@ class BusinessCentralSimulator(SimulatedService):
                 query["$skipcount"] = str(already + len(page))
             if by_offset:  # the offset alone says where the next page starts
                 query = {k: v for k, v in query.items() if k not in ("$skiptoken", "$skipcount")}
-                query["$skip"] = str(already + len(page))
+                query["$skiptoken" if offset_token else "$skip"] = f"{'o' if offset_token else ''}{already + len(page)}"
             body["@odata.nextLink"] = (
                 f"{request.url.scheme}://{request.url.netloc}{request.url.path}?{urlencode(query)}"
             )
@@ -735,9 +739,9 @@ def _not_allowed(method: str, target: str | None) -> ApiError:
     )
 
 
-def _skip(params) -> int:
+def _offset(text: str) -> int:
     try:
-        return max(0, int(params.get("$skip", "0")))
+        return max(0, int(text))
     except ValueError:
         raise FilterError("The $skip value is not a valid integer.") from None
 

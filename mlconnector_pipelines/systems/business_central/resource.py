@@ -41,6 +41,9 @@ class BusinessCentralSession:
     def keys(self, company_id, entity) -> set[str]:
         return self.client.keys(company_id, entity)
 
+    def still_held(self, company_id, entity, keys) -> set[str]:
+        return self.client.held(company_id, entity, keys)
+
     def count(self, company_id, entity, start, end) -> int:
         return self.client.count(company_id, entity, modified_from=start, modified_before=end)
 
