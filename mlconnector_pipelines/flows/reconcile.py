@@ -2,11 +2,12 @@
 
 Business Central (without change notifications), SAP Business One and Acumatica never say that a
 record was deleted; their APIs only stop returning it. Reconciliation reads the warehouse's keys
-first, then the source's (a light read of the key alone, paged by key), and ends every key the
-warehouse holds and the source does not (on BC, whose next links may resume at an offset that a
-deletion meanwhile shifts, only once each such key, asked for by itself, is answered 404): a tombstone version in the change log, the record and
-its lines out of current state. Reading the warehouse first means a record created meanwhile is
-in the source's answer and is never ended by mistake; one loaded meanwhile waits for the next run.
+first, then the source's (a light read of the key alone), and ends every key the warehouse holds
+and the source does not list and does not hold (`SourceSession.still_held`: BC's next links are
+opaque, and one that resumes at an offset passes over a key when a record is deleted meanwhile):
+a tombstone version in the change log, the record and its lines out of current state. Reading the
+warehouse first means a record created meanwhile is in the source's answer and is never ended by
+mistake; one loaded meanwhile waits for the next run.
 
 The asset check `no_records_deleted_at_source` only counts; the job `<group>_reconcile_deletions`
 (on a schedule, `partitions.reconcile_deletions_cron`) applies.
@@ -75,6 +76,7 @@ def reconcile(
     if missing:  # a key read past is not a deletion
         there = session.still_held(company["id"], entity, missing)
         missing = [key for key in missing if key not in there]
+        at_source |= there
     ended: list[str] = []
     if apply and missing:
         seen = datetime.now(UTC)  # the source keeps no deletion time: when we saw it gone

@@ -255,9 +255,13 @@ def test_a_record_changed_while_its_window_is_read_is_loaded_by_the_window_of_it
         sandbox.reset()  # the seed's stamps (later tests load whole weeks of it) and BC's own paging
 
 
-@pytest.mark.parametrize("leaving", [1, 2], ids=["within the overlap", "more than the overlap"])
+@pytest.mark.parametrize(
+    ("leaving", "page_size"),
+    [(1, 2), (2, 2), (1, 1)],
+    ids=["within the overlap", "more than the overlap", "pages of one record"],
+)
 def test_records_that_leave_their_window_while_it_is_read_by_offset_cost_no_other_record_its_place(
-    sandbox, tmp_path, monkeypatch, leaving
+    sandbox, tmp_path, monkeypatch, leaving, page_size
 ):
     """OData lets a next link resume at an offset (`$skip=N`). A record already read that changes past the
     window meanwhile moves every later record one place up, so the page at the old offset begins one record
@@ -267,7 +271,7 @@ def test_records_that_leave_their_window_while_it_is_read_by_offset_cost_no_othe
     from mlconnector_pipelines.systems.business_central import client as bc_client
 
     company = sandbox.companies()[1]
-    cfg = make_config(sandbox, tmp_path, entities=["vendors"], page_size=2, companies=[company["name"]])
+    cfg = make_config(sandbox, tmp_path, entities=["vendors"], page_size=page_size, companies=[company["name"]])
     for minute, vendor in enumerate(sandbox.records(company["id"], "vendors")[3:9]):
         sandbox.upsert(company["id"], "vendors", {"id": vendor["id"]}, modified_at=f"2026-03-08T09:0{minute}:00.000Z")
     read_page = bc_client.read_page_table
@@ -308,31 +312,62 @@ def test_records_that_leave_their_window_while_it_is_read_by_offset_cost_no_othe
         sandbox.reset()  # the seed's stamps (later tests load whole weeks of it) and BC's own paging
 
 
-@pytest.mark.parametrize("paging", ["offset", "offset_token"])
-def test_a_record_deleted_while_keys_are_read_by_offset_makes_no_other_look_deleted(
-    sandbox, tmp_path, monkeypatch, paging
+def test_records_changed_while_read_by_offset_that_stay_in_the_window_cost_no_other_record_its_place(
+    sandbox, tmp_path, monkeypatch
 ):
-    """Reconciliation ends what the source no longer lists. A record deleted while the keys are read by offset
-    (`$skip=N` next links, or an offset inside an opaque `$skiptoken`) moved every later key one place up, and
-    the key at the page's edge went unread, so a live record was taken for deleted and ended in the warehouse.
-    Only the deleted record is ended (by the next reconciliation: this one read its key before it went)."""
-    from mlconnector_pipelines.core.paginate import link_offset
+    """A record changed while its window is read and still in it moves to the window's end in a server that
+    orders by the modified stamp: the records after it move up a place. The overlapped page can then begin
+    with that record (its key read, its new version not): it is no proof that nothing lies unread before."""
     from mlconnector_pipelines.systems.business_central import client as bc_client
-
-    from ..conftest import reconcile_deletions
 
     company = sandbox.companies()[1]
     cfg = make_config(sandbox, tmp_path, entities=["vendors"], page_size=2, companies=[company["name"]])
-    assert run_bc_job(cfg, partition_range=("2026-03-01", "2026-03-07")).success
-    held = scalar(cfg, "SELECT count(*) FROM bc_vendors WHERE _company_id = ?", company["id"])
-    assert held == len(sandbox.records(company["id"], "vendors")) >= 5  # every vendor: any skipped key would show
+    for minute, vendor in enumerate(sandbox.records(company["id"], "vendors")[3:9]):
+        sandbox.upsert(company["id"], "vendors", {"id": vendor["id"]}, modified_at=f"2026-03-08T09:0{minute}:00.000Z")
     read_page = bc_client.read_page_table
-    offset_links, deleted = [], []
+    read_ids, changed = [], []
 
     def meanwhile_in_bc(client, response, *args, **kwargs):
         page, next_link = read_page(client, response, *args, **kwargs)
-        offset_links.extend([next_link] if next_link and (link_offset(next_link) or "skiptoken=o" in next_link) else [])
-        if page.num_rows and not deleted:  # the first key read is deleted once it is read
+        ids = page.column("id").to_pylist() if "id" in page.column_names else []
+        read_ids.extend(vendor_id for vendor_id in ids if vendor_id not in read_ids)
+        if len(read_ids) >= 4 and not changed:  # four read: the first three change, later the same day
+            changed.extend(read_ids[:3])
+            for second, vendor_id in enumerate(changed):
+                sandbox.upsert(company["id"], "vendors", {"id": vendor_id, "displayName": "Changed meanwhile"},
+                               modified_at=f"2026-03-08T23:00:0{second}.000Z")  # fmt: skip
+        return page, next_link
+
+    sandbox.http.post("/_sandbox/business_central/dialect", json={"page_ids": "offset"}).raise_for_status()
+    monkeypatch.setattr(bc_client, "read_page_table", meanwhile_in_bc)
+    try:
+        assert run_bc_job(cfg, partition_key="2026-03-08").success
+        assert len(changed) == 3, "the case was not exercised"
+        window = (datetime(2026, 3, 8, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))
+        in_window = {r["id"] for r in window_of(sandbox.records(company["id"], "vendors"), *window)}
+        with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
+            loaded = [r[0] for r in con.execute("SELECT id FROM bc_vendors WHERE _company_id = ?", [company["id"]])
+                      .fetchall()]  # fmt: skip
+            names = dict(con.execute("SELECT id, display_name FROM bc_vendors WHERE _company_id = ?",
+                                     [company["id"]]).fetchall())  # fmt: skip
+        assert sorted(loaded) == sorted(in_window)
+        assert {names[vendor_id] for vendor_id in changed} == {"Changed meanwhile"}
+    finally:
+        sandbox.reset()
+
+
+def _delete_the_first_key_read(sandbox, monkeypatch, company: dict, paging: str) -> list[str]:
+    """BC pages by `paging`; the first vendor key a read lists is deleted once it is read (returned in the list)."""
+    from mlconnector_pipelines.core.paginate import link_offset
+    from mlconnector_pipelines.systems.business_central import client as bc_client
+
+    read_page = bc_client.read_page_table
+    deleted: list[str] = []
+
+    def meanwhile_in_bc(client, response, *args, **kwargs):
+        page, next_link = read_page(client, response, *args, **kwargs)
+        assert next_link is None or link_offset(next_link) or "skiptoken=o" in next_link, "BC did not page by offset"
+        if page.num_rows and not deleted:
             deleted.append(page.column("id")[0].as_py())
             sandbox.http.delete(
                 f"/_sandbox/business_central/companies/{company['id']}/vendors/{deleted[0]}"
@@ -341,16 +376,78 @@ def test_a_record_deleted_while_keys_are_read_by_offset_makes_no_other_look_dele
 
     sandbox.http.post("/_sandbox/business_central/dialect", json={"page_ids": paging}).raise_for_status()
     monkeypatch.setattr(bc_client, "read_page_table", meanwhile_in_bc)
+    return deleted
+
+
+def _vendors_loaded(sandbox, tmp_path, company: dict):
+    cfg = make_config(sandbox, tmp_path, entities=["vendors"], page_size=2, companies=[company["name"]])
+    assert run_bc_job(cfg, partition_range=("2026-03-01", "2026-03-07")).success
+    held = scalar(cfg, "SELECT count(*) FROM bc_vendors WHERE _company_id = ?", company["id"])
+    assert held == len(sandbox.records(company["id"], "vendors")) >= 5  # every vendor: any skipped key would show
+    return cfg, held
+
+
+@pytest.mark.parametrize(
+    ("paging", "asked_one_by_one"),
+    [("offset", 100), ("offset_token", 100), ("offset_token", 0)],
+    ids=["$skip in the link", "offset in the token, keys asked for", "offset in the token, keys read again"],
+)
+def test_a_record_deleted_while_keys_are_read_by_offset_makes_no_other_look_deleted(
+    sandbox, tmp_path, monkeypatch, paging, asked_one_by_one
+):
+    """Reconciliation ends what the source no longer lists. A record deleted while the keys are read by offset
+    (`$skip=N` next links, or an offset inside an opaque `$skiptoken`) moved every later key one place up, and
+    the key at the page's edge went unread, so a live record was taken for deleted and ended in the warehouse.
+    A visible offset is read with an overlap; a key still unlisted is asked for (or, many of them, all keys
+    read again) before it is ended. Only the deleted record is ended (by the next reconciliation: this one
+    read its key before it went)."""
+    from mlconnector_pipelines.systems.business_central import client as bc_client
+
+    from ..conftest import reconcile_deletions
+
+    company = sandbox.companies()[1]
+    cfg, held = _vendors_loaded(sandbox, tmp_path, company)
+    confirmed = []
+    held_of = bc_client.BusinessCentralClient.held
+    monkeypatch.setattr(bc_client.BusinessCentralClient, "held",
+                        lambda self, *a: confirmed.append(a[-1]) or held_of(self, *a))  # fmt: skip
+    monkeypatch.setattr(bc_client, "KEYS_ASKED_ONE_BY_ONE", asked_one_by_one)
+    read_page = bc_client.read_page_table
+    deleted = _delete_the_first_key_read(sandbox, monkeypatch, company, paging)
     try:
         observed = reconcile_deletions(cfg, "business_central")["bc_vendors"]
-        assert offset_links and deleted, "the case was not exercised"
+        assert deleted, "the case was not exercised"
         assert (observed["deleted_at_source"], observed["ended"]) == (0, 0)  # its key was read before it went
+        # a visible offset loses no key; one hidden in a token did, and that key was confirmed
+        assert [len(keys) for keys in confirmed] == ([] if paging == "offset" else [1])
         monkeypatch.setattr(bc_client, "read_page_table", read_page)
         observed = reconcile_deletions(cfg, "business_central")["bc_vendors"]
         assert (observed["deleted_at_source"], observed["ended"]) == (1, 1)
         assert scalar(cfg, "SELECT count(*) FROM bc_vendors WHERE _company_id = ?", company["id"]) == held - 1
         assert scalar(cfg, "SELECT count(*) FROM bc_vendors WHERE id = ? AND _company_id = ?", deleted[0],
                       company["id"]) == 0  # fmt: skip
+    finally:
+        sandbox.reset()
+
+
+def test_a_key_bc_fails_to_answer_for_is_not_taken_for_deleted(sandbox, tmp_path, monkeypatch):
+    """A key the key read passed over is asked for; BC answering that with an error (not 404) fails the
+    reconciliation, and nothing is ended."""
+    import dagster as dg
+
+    from mlconnector_pipelines.definitions import build_definitions
+
+    company = sandbox.companies()[1]
+    cfg, held = _vendors_loaded(sandbox, tmp_path, company)
+    deleted = _delete_the_first_key_read(sandbox, monkeypatch, company, "offset_token")
+    sandbox.faults({"kind": "status", "status": 500, "count": 50, "path_contains": "/vendors("})
+    try:
+        job = build_definitions(cfg).resolve_job_def("business_central_reconcile_deletions")
+        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        assert deleted and not result.success
+        failures = [str(e.event_specific_data.error) for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        assert failures and all("HTTP 500" in failure for failure in failures), failures
+        assert scalar(cfg, "SELECT count(*) FROM bc_vendors WHERE _company_id = ?", company["id"]) == held
     finally:
         sandbox.reset()
 

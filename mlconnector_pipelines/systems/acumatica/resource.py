@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -78,7 +79,7 @@ class AcumaticaSession:
         is involved, so a deletion meanwhile cannot hide another record)."""
         return {str(r[entity.key]) for r in self.client.records(entity.entity_set, select=[entity.modified_field])}
 
-    def still_held(self, company_id: str, entity: SourceEntity, keys) -> set[str]:
+    def still_held(self, company_id: str, entity: SourceEntity, keys: Sequence[str]) -> set[str]:
         return set()  # the one answer of `keys` lists every record
 
     def run_metadata(self) -> dict[str, Any]:
