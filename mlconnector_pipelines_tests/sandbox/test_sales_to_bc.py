@@ -237,6 +237,33 @@ def test_a_lost_answer_to_posting_the_invoice_posts_it_once(sandbox, tmp_path, k
     sandbox.clear_faults()
 
 
+def test_a_confirmed_posting_whose_answer_was_lost_is_finished_by_replay(sandbox, tmp_path):
+    """A person confirmed the draft invoice; the post action's answer was lost (a gateway's 504) and BC did not
+    post it. Replay runs without that person: the confirmation is kept in the audit store, so replay posts the
+    invoice, once, instead of taking the verified draft for a finished deal."""
+    from mlconnector_pipelines.core.errors import OutcomeUnknown
+    from mlconnector_pipelines.replay import replay
+
+    sandbox.reset()
+    cfg = config(sandbox, tmp_path, document="draft_invoice", post_invoices="confirmed")
+    _, quote, order = win_deal(sandbox)
+    run_sync(cfg, "salesorders", order["salesorderid"])
+    sandbox.faults({"kind": "status", "status": 504, "path_contains": "Microsoft.NAV.post", "count": 10})
+    with pytest.raises(OutcomeUnknown):
+        run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2", confirmed=True)
+    sandbox.clear_faults()
+    [draft] = bc_documents(sandbox, quote["quotenumber"])
+    assert draft["status"] == "Draft"  # the case: confirmed, not posted
+    outcomes = [o for o in replay(cfg, flow=FLOW) if o.document.document_key == quote["quotenumber"]]
+    assert [o.ok for o in outcomes] == [True], [o.action for o in outcomes]
+    [invoice] = bc_documents(sandbox, quote["quotenumber"])
+    assert invoice["status"] == "Open" and invoice["id"] == draft["id"]
+    assert sandbox.state("business_central")["writes"]["POST salesInvoices/Microsoft.NAV.post"] == 1
+    held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
+    assert held["mlc_bcinvoicenumber"] == invoice["number"]
+    assert replay(cfg, flow=FLOW) == []
+
+
 def test_a_new_customer_whose_create_answer_is_lost_is_made_once(cfg, sandbox):
     """An account without an account number becomes customer D365-<its id>; the POST's answer is lost."""
     _, quote, order = win_deal(sandbox)

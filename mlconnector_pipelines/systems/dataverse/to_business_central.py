@@ -40,6 +40,7 @@ from .sales import ORDER_FULFILLED, ORDER_INVOICED, ORDERS, Deal, SalesReader, p
 
 FLOW = "dataverse/sales_to_business_central"
 CUSTOMER_FLOW = "dataverse/sales_customers"
+POST_CONFIRMED = "post_confirmed"  # the audit event of a confirmed draft invoice
 CUSTOMER_NUMBER_LENGTH = 20  # BC's customer No.
 TEXT_LENGTH = 100  # BC's line description
 
@@ -223,7 +224,12 @@ class SalesSync:
             record = self.audit.document(record.id)
         outcome.customer, outcome.customer_action = number, self._customer(deal)
         self.checkpoint("after_customer")
-        self.documents.post_when_verified = self._post_now(deal, confirmed)
+        # A confirmation is kept: a replay after a posting whose answer was lost (or a run stopped before it)
+        # posts what a person confirmed, instead of leaving the draft and calling the deal finished.
+        earlier = any(event["event"] == POST_CONFIRMED for event in self.audit.history(record.id))
+        if confirmed and not earlier:
+            self.audit.event(record.id, self.run_id, POST_CONFIRMED, "a person confirmed the draft invoice")
+        self.documents.post_when_verified = self._post_now(deal, confirmed or earlier)
         posted = engine.post(plan, record)
         writes_back = self._writes_back()
         if writes_back:  # before `verified`: a run that stops after it leaves the write-back open for replay
