@@ -264,6 +264,25 @@ def test_a_confirmed_posting_whose_answer_was_lost_is_finished_by_replay(sandbox
     assert replay(cfg, flow=FLOW) == []
 
 
+def test_a_quote_converted_twice_makes_two_bc_documents_each_numbered_back_on_its_own_order(cfg, sandbox):
+    """Both orders point at the quote, whose number is the deal's key: the second order was taken for the first
+    (already in BC), never written, and the first order's BC number was written onto it. The first order made
+    from the quote keeps the quote's number; a later one is a document of its own, by its own number."""
+    _, quote, first = win_deal(sandbox)
+    converted = sandbox.http.post("/_sandbox/dataverse/actions/convert-quote", json={"quote_id": quote["quoteid"]})
+    converted.raise_for_status()
+    second = converted.json()
+    run_sync(cfg, "salesorders", second["salesorderid"])  # the later order is seen first
+    run_sync(cfg, "salesorders", first["salesorderid"], run_id="run-2")
+    run_sync(cfg, "salesorders", second["salesorderid"], run_id="run-3")  # and again: nothing new
+    [by_quote] = bc_documents(sandbox, quote["quotenumber"])
+    [by_order] = bc_documents(sandbox, second["ordernumber"])
+    assert by_quote["number"] != by_order["number"]
+    assert sandbox.state("business_central")["writes"]["POST salesOrders"] == 2
+    held = {o["salesorderid"]: o["mlc_bcordernumber"] for o in sales(sandbox, "salesorders")}
+    assert (held[first["salesorderid"]], held[second["salesorderid"]]) == (by_quote["number"], by_order["number"])
+
+
 def test_a_new_customer_whose_create_answer_is_lost_is_made_once(cfg, sandbox):
     """An account without an account number becomes customer D365-<its id>; the POST's answer is lost."""
     _, quote, order = win_deal(sandbox)
