@@ -283,6 +283,22 @@ def test_a_quote_converted_twice_makes_two_bc_documents_each_numbered_back_on_it
     assert (held[first["salesorderid"]], held[second["salesorderid"]]) == (by_quote["number"], by_order["number"])
 
 
+def test_a_discount_with_more_places_than_bc_keeps_is_planned_as_bc_holds_it(cfg, sandbox):
+    """Dataverse money keeps four places, BC rounds a line's discount to cents: planned as 1.0050 against BC's
+    1.01, the order failed verification after it was created, and every rerun called it a changed plan."""
+    _, quote, order = win_deal(sandbox)
+    [detail] = [d for d in sales(sandbox, "salesorderdetails") if d["_salesorderid_value"] == order["salesorderid"]]
+    sandbox.http.post("/_sandbox/dataverse/records/salesorderdetails",
+                      json={"salesorderdetailid": detail["salesorderdetailid"], "manualdiscountamount": "1.0050"},
+                      ).raise_for_status()  # fmt: skip
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    assert [Decimal(str(line["discountAmount"])) for line in lines_of(sandbox, document)] == [Decimal("1.01")]
+    assert (first.outcome, again.outcome) == ("posted", "already_posted")
+    assert sandbox.state("business_central")["writes"]["POST salesOrders"] == 1
+
+
 def test_a_new_customer_whose_create_answer_is_lost_is_made_once(cfg, sandbox):
     """An account without an account number becomes customer D365-<its id>; the POST's answer is lost."""
     _, quote, order = win_deal(sandbox)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from ...core.errors import OutcomeUnknown, RecordRefused, RequestFailedError
@@ -38,6 +38,16 @@ def decimal_text(value: Any) -> str:
     """A quantity or price as comparable text: 2, 2.0 and 2.00 are all "2"."""
     number = Decimal(str(value or 0))
     return format(number.normalize(), "f") if number else "0"
+
+
+AMOUNT_PRECISION = Decimal("0.01")  # BC's default amount rounding precision (General Ledger Setup)
+
+
+def bc_amount(value: Any) -> Decimal:
+    """An amount as BC keeps it: rounded to its amount precision, half away from zero (BC's `=` rounding).
+    Dataverse money holds four places; BC rounds a line's discount to cents, so a plan carrying 1.0050
+    never matched what BC holds (1.01) and the deal could not be verified, then not rerun."""
+    return Decimal(str(value or 0)).quantize(AMOUNT_PRECISION, rounding=ROUND_HALF_UP)
 
 
 def line_amount(quantity: Any, unit_price: Any, discount: Any) -> Decimal:

@@ -31,6 +31,7 @@ from ..business_central.sales_target import (
     BusinessCentralCustomers,
     BusinessCentralSalesDocuments,
     as_code,
+    bc_amount,
     decimal_text,
     line_amount,
 )
@@ -116,15 +117,16 @@ def document_plan(
     for sales_line in deal.lines:
         item = _item(sales_line.product_number, sync)
         item = as_code(item) if item else None
+        discount = bc_amount(sales_line.discount)  # as BC will hold it (Sales keeps four places)
         line = PlannedLine(
             number=sales_line.number,
             account=item or "",
             dimensions=(
                 ("quantity", decimal_text(sales_line.quantity)),
                 ("unitPrice", decimal_text(sales_line.unit_price)),
-                ("discountAmount", decimal_text(sales_line.discount)),
+                ("discountAmount", decimal_text(discount)),
             ),
-            debit=line_amount(sales_line.quantity, sales_line.unit_price, sales_line.discount),
+            debit=line_amount(sales_line.quantity, sales_line.unit_price, discount),
             credit=ZERO,
             currency="",
             text=sales_line.description[:TEXT_LENGTH],
