@@ -24,6 +24,7 @@ import pyarrow.json as pa_json
 from .errors import RequestFailedError
 from .http import ThrottledClient
 from .paginate import NextLinkPages
+from .types import DECIMAL_READ_TYPE
 
 T = TypeVar("T")
 
@@ -276,6 +277,26 @@ def _values(record: Any) -> Iterator[tuple[str, Any, int | None]]:
             yield field, value, None
 
 
+def _read_json(body: bytes, value_type: pa.DataType) -> pa.Table:
+    options = pa_json.ParseOptions(
+        explicit_schema=pa.schema([("value", value_type)]), unexpected_field_behavior="infer", newlines_in_values=True
+    )
+    # The body is one JSON object, so one block and one row; "in row 0" would only confuse.
+    read_options = pa_json.ReadOptions(use_threads=False, block_size=max(len(body) + 1, 1 << 20))
+    return pa_json.read_json(pa.BufferReader(body), parse_options=options, read_options=read_options)
+
+
+def _exactly(kind: pa.DataType) -> pa.DataType:
+    """`kind` with each binary float in it (nested in records and lines too) an exact decimal instead."""
+    if pa.types.is_floating(kind):
+        return DECIMAL_READ_TYPE
+    if pa.types.is_struct(kind):
+        return pa.struct([kind.field(i).with_type(_exactly(kind.field(i).type)) for i in range(kind.num_fields)])
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_exactly(kind.value_type)))
+    return kind
+
+
 def page_table(
     body: bytes, read_fields: Sequence[pa.Field] = (), next_link_keys: tuple[str, ...] = ("@odata.nextLink",)
 ) -> tuple[pa.Table, str | None]:
@@ -284,20 +305,23 @@ def page_table(
     `read_fields` are read as declared, whatever their values look like: text fields stay text
     as sent (Arrow would read some ISO moments as timestamps, and a record's modified stamp must
     keep its exact spelling: it identifies the version), and amounts are read exactly (see
-    core.types), never as binary floats. Other fields are inferred.
+    core.types), never as binary floats. Other fields are inferred, and a fraction no field declares
+    (a balance or rate the catalog does not name) is read exactly too: inferred as a binary float, a
+    17-digit amount lost its last digits.
     Raises ValueError for a body that is not an OData page or mixes JSON types in one field.
     """
-    options = pa_json.ParseOptions(
-        explicit_schema=pa.schema([("value", pa.list_(pa.struct(list(read_fields))))]),
-        unexpected_field_behavior="infer",
-        newlines_in_values=True,
-    )
-    # The body is one JSON object, so one block and one row; "in row 0" would only confuse.
-    read_options = pa_json.ReadOptions(use_threads=False, block_size=max(len(body) + 1, 1 << 20))
+    value_type = pa.list_(pa.struct(list(read_fields)))
     try:
-        page = pa_json.read_json(pa.BufferReader(body), parse_options=options, read_options=read_options)
+        page = _read_json(body, value_type)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ValueError(str(exc).removeprefix("JSON parse error: ").removesuffix(" in row 0")) from None
+    inferred = page.schema.field("value").type if "value" in page.column_names else value_type
+    exact = _exactly(inferred)
+    if exact != inferred:
+        try:
+            page = _read_json(body, exact)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass  # a number Arrow reads only as a float (an exponent): it stays one
     if page.num_rows != 1:
         raise ValueError(f"expected one JSON object, found {page.num_rows}")
     values = page.column("value").combine_chunks()

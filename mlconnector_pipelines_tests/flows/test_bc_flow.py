@@ -209,6 +209,28 @@ def test_a_new_numeric_field_whose_first_values_are_whole_keeps_the_fractions_th
         sandbox.reset()  # the seed's stamps: later tests load whole weeks of it
 
 
+def test_a_field_no_catalog_declares_keeps_every_digit_of_its_amount(sandbox, tmp_path):
+    """A number no catalog field declares was left to Arrow's type inference, which reads a fraction as a
+    binary float: 12345678901234567.89 landed as 12345678901234568. It is read as an exact decimal."""
+    cfg = make_config(sandbox, tmp_path, entities=["vendors"])
+    company = sandbox.companies()[1]
+    vendor = sandbox.records(company["id"], "vendors")[0]
+    record = f'{{"id": "{vendor["id"]}", "creditLimitExtension": 12345678901234567.89, "discountRate": 0.000000125}}'
+    body = f'{{"record": {record}, "lastModifiedDateTime": "2026-03-07T09:00:00.000Z"}}'  # numbers as written
+    sandbox.http.post(f"/_sandbox/business_central/companies/{company['id']}/vendors", content=body,
+                      headers={"Content-Type": "application/json"}).raise_for_status()  # fmt: skip
+    try:
+        assert run_bc_job(cfg, partition_key="2026-03-07").success
+        mine = "WHERE _company_id = ? AND id = ?"
+        landed = [
+            Decimal(str(scalar(cfg, f"SELECT {column} FROM bc_vendors {mine}", company["id"], vendor["id"])))
+            for column in ("credit_limit_extension", "discount_rate")
+        ]
+        assert landed == [Decimal("12345678901234567.89"), Decimal("0.000000125")]
+    finally:
+        sandbox.reset()
+
+
 def json_number(text: str) -> int | float:
     """`50000` as a JSON integer, `0.1` as a JSON fraction: the two kinds a server writes."""
     return int(text) if text.isdigit() else float(text)

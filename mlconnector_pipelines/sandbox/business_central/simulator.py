@@ -401,7 +401,7 @@ class BusinessCentralSimulator(SimulatedService):
         if company is None or entity_set not in company.tables:
             return _error(404, "BadRequest_NotFound", "unknown company or entity set")
         if request.method == "POST":
-            body = await request.json()
+            body = json.loads(await request.body(), parse_float=Decimal)  # a test's amounts, every digit kept
             return json_response(
                 self.model.upsert(
                     company.data.id, entity_set, body["record"], body.get("lines"), body.get("lastModifiedDateTime")
