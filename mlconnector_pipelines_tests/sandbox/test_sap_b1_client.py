@@ -189,12 +189,14 @@ def test_server_ignoring_maxpagesize_still_yields_every_row(stubborn_sap):
     assert stubborn_sap.stats()["requests"] - before == len(expected) // 20 + 1
 
 
-def test_next_links_named_the_other_way_and_update_times_as_numbers_read_the_same(tmp_path_factory):
+@pytest.mark.parametrize("page_size", [None, 1], ids=["default pages", "pages of one record"])
+def test_next_links_named_the_other_way_and_update_times_as_numbers_read_the_same(tmp_path_factory, page_size):
     """A v1 server naming its next link `@odata.nextLink` (OData 4's name), and UpdateTime sent as the number
-    HHMMSS (905 is 00:09:05): every record is read, each at its moment."""
+    HHMMSS (905 is 00:09:05): every record is read, each at its moment, also on a page holding only times
+    just after midnight (four digits or fewer, once read as HHMM: 1840 became 18:40)."""
     alt = start(tmp_path_factory, next_link_annotation="odata4", update_time_as="hhmmss")
     try:
-        rows = extract(client(alt, "v1"), "Invoices")
+        rows = extract(client(alt, "v1", **({"page_size": page_size} if page_size else {})), "Invoices")
         expected = in_window(alt.records("Invoices"), START, END)
         assert any(r["UpdateTime"] and r["UpdateTime"] < "01:00" for r in expected)  # four digits or fewer
         assert len(expected) > 7 * 2  # several pages

@@ -41,9 +41,11 @@ def test_windows_are_aware_and_non_empty():
     [
         ("14:23:05", (14, 23, 5)),
         ("14:23", (14, 23, 0)),
-        (1423, (14, 23, 0)),
+        (142305, (14, 23, 5)),
         ("142305", (14, 23, 5)),
-        (905, (9, 5, 0)),
+        (1840, (0, 18, 40)),  # HHMMSS as B1 stores UpdateTS, also when it has four digits or fewer
+        (905, (0, 9, 5)),
+        (0, (0, 0, 0)),
         # No time of day: the end of the (server-local) day, so the record is never placed in a window
         # that closed before it changed.
         (None, (23, 59, 59)),

@@ -145,31 +145,25 @@ class ServiceLayerClient:
 
 
 def seconds_of_day(update_times: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """UpdateTime as sent ("14:23:05", "14:23", "PT14H23M05S", a number like 1423 or 142305, or null) -> seconds.
-
-    A number of up to four digits is HHMM (905 is 09:05) unless one of the page's numbers has more (then all are
-    HHMMSS: 905 is 00:09:05, as B1 stores UpdateTS) or it cannot be HHMM (2459 is 00:24:59)."""
+    """UpdateTime as sent ("14:23:05", "14:23", "PT14H23M05S", a number like 142305, or null) -> seconds."""
     values = update_times.to_pylist()
-    hhmmss = any(str(v).strip().isdigit() and len(str(v).strip()) > 4 for v in values if v is not None)
-    return np.fromiter((_seconds(update_time(v, hhmmss)) for v in values), dtype=np.int64, count=len(values))
+    return np.fromiter((_seconds(update_time(v)) for v in values), dtype=np.int64, count=len(values))
 
 
 def _seconds(moment: time) -> int:
     return moment.hour * 3600 + moment.minute * 60 + moment.second
 
 
-def update_time(value: object, hhmmss: bool = False) -> time:
+def update_time(value: object) -> time:
     """UpdateTime as sent: "14:23:05", "14:23", an OData 3 Edm.Time "PT14H23M05S", or (some versions and
-    entities) a number: HHMMSS when `hhmmss` or longer than four digits, else HHMM if it can be."""
+    entities) a number, HHMMSS as B1 stores UpdateTS: 1840 is 00:18:40. (It was read as HHMM, 18:40, unless
+    the page held a longer number: on a page of records changed just after midnight, hours late and past
+    the window, where no later load looked for them.)"""
     if value is None or value == "":
         return _END_OF_DAY
     text = str(value).strip()
     if text.isdigit():
-        hhmm = text.zfill(4)
-        if hhmmss or len(text) > 4 or int(hhmm[:2]) > 23 or int(hhmm[2:]) > 59:
-            digits = text.zfill(6)
-        else:
-            digits = hhmm + "00"
+        digits = text.zfill(6)
         return time(int(digits[:2]), int(digits[2:4]), int(digits[4:6]))
     duration = _EDM_TIME.fullmatch(text)
     if duration:
