@@ -62,12 +62,15 @@ def at_or_after(stamps, end: datetime):
 def utc_moments(stamps):
     """ISO stamps (Arrow text, or timestamps) as UTC microseconds. OData allows up to twelve digits of a
     second (.NET writes seven): those past the sixth are cut, which never moves a stamp across a window's
-    bound (a bound is a whole microsecond, and cutting only lowers a stamp to the microsecond it is in)."""
+    bound (a bound is a whole microsecond, and cutting only lowers a stamp to the microsecond it is in).
+    A stamp without an offset (an Acumatica site may write one) is read as UTC, as the window's filter and
+    Acumatica's scan read it; it failed the whole load with Arrow's "expected a zone offset"."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if pa.types.is_string(stamps.type) or pa.types.is_large_string(stamps.type):
         stamps = pc.replace_substring_regex(stamps, r"(\.\d{6})\d+", r"\1")
+        stamps = pc.replace_substring_regex(stamps, r"(T\d\d:\d\d(:\d\d(\.\d+)?)?)$", r"\1Z")
     return pc.cast(stamps, pa.timestamp("us", tz="UTC"))
 
 

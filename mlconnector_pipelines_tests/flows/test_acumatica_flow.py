@@ -17,6 +17,7 @@ import pytest
 
 from mlconnector_pipelines.config import parse_config, sandbox_profile
 from mlconnector_pipelines.definitions import build_definitions
+from mlconnector_pipelines.systems.acumatica.resource import AcumaticaResource
 
 from ..conftest import FAST_HTTP, SandboxAdmin, start_sandbox
 
@@ -90,6 +91,29 @@ def test_every_record_lands_once_though_ties_straddle_slices_and_window_boundari
     assert checks[("acumatica_bills", "matches_source_count")] and checks[("acumatica_bills", "no_duplicate_keys")]
     state = acumatica.state("acumatica")
     assert state["open_sessions"] == 0  # the run signed out
+
+
+def test_stamps_written_without_an_offset_land_each_bill_once_in_its_window(acumatica, tmp_path):
+    """A site writing `2026-03-02T10:00:00` (no offset): the scan read it as UTC, the load failed on it with
+    Arrow's "expected a zone offset". Both read it as UTC; every bill of the week lands once."""
+    acumatica.reset()
+    acumatica.http.post("/_sandbox/acumatica/dialect", json={"stamp_offsets": False}).raise_for_status()
+    try:
+        cfg = config(acumatica, tmp_path)
+        client = AcumaticaResource.from_section(cfg.acumatica, cfg.data_dir).client()
+        try:
+            served = client.records("Bill", select=["LastModifiedDateTime"], top=3)
+        finally:
+            client.close()
+        assert served and all(len(str(r["LastModifiedDateTime"])) <= 23 for r in served), served  # the case
+        bills = held(acumatica, "Bill")
+        result = run(cfg)
+        assert result.success
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+            loaded = sorted(r[0] for r in con.sql("SELECT id FROM acumatica_bills").fetchall())
+        assert loaded == sorted(b["id"] for b in bills if START <= moment(b["LastModifiedDateTime"]) < END)
+    finally:
+        acumatica.reset()
 
 
 def test_a_record_moved_while_its_window_is_read_lands_once_in_its_newer_version(acumatica, tmp_path):

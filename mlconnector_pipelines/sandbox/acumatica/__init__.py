@@ -50,6 +50,11 @@ class Dialect(BaseModel):
         description="A long-running action (a release) is answered 202 with a Location to poll, or 202 without "
         "one (the docs promise the header; a proxy may drop it): the operation still runs and ends on its own.",
     )
+    stamp_offsets: bool = Field(
+        True,
+        description="Date-times carry their offset (`2026-03-02T10:00:00+00:00`, as the docs show them), or "
+        "none (`2026-03-02T10:00:00`, the site's wall-clock time, here UTC), as a site may write them.",
+    )
     missing_record_status: Literal[500, 404] = Field(
         500,
         description="A record read by a key that matches none: Acumatica's 500 'No entity satisfies the "

@@ -131,12 +131,15 @@ class ContractApi:
             render(row, entity, version, number, self.link(version, entity, row), query.select, expand)
             for number, row in enumerate(page, start=1)
         ]
+        if not self.dialect.stamp_offsets:
+            body = [without_offsets(record) for record in body]
         return json(corrupted(body, fault))
 
     def read(self, request: Request, version: str, entity: Entity, rest: list[str]) -> Response:
         query = parse_query(request.query_params, entity)
         row = self._find(entity, rest)
-        return json(render(row, entity, version, 1, self.link(version, entity, row), query.select, query.expand))
+        body = render(row, entity, version, 1, self.link(version, entity, row), query.select, query.expand)
+        return json(body if self.dialect.stamp_offsets else without_offsets(body))
 
     def inquiry(self, request: Request, version: str, entity: Entity) -> Response:
         query = parse_query(request.query_params, entity)
@@ -220,6 +223,20 @@ def business_date(text: str | None) -> date | None:
         except ValueError:
             continue
     return None
+
+
+_UTC_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00")
+
+
+def without_offsets(value):
+    """Dialect `stamp_offsets: false`: each date-time's `+00:00` dropped, in records and their details."""
+    if isinstance(value, dict):
+        return {k: without_offsets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_offsets(v) for v in value]
+    if isinstance(value, str) and _UTC_STAMP.fullmatch(value):
+        return value.removesuffix("+00:00")
+    return value
 
 
 def corrupted(body: list[dict], fault: FaultRule | None) -> list[dict]:
