@@ -299,6 +299,32 @@ def test_a_discount_with_more_places_than_bc_keeps_is_planned_as_bc_holds_it(cfg
     assert sandbox.state("business_central")["writes"]["POST salesOrders"] == 1
 
 
+def test_a_volume_discount_goes_with_the_line_and_a_document_discount_or_freight_is_refused(cfg, sandbox):
+    """Sales takes both line discounts (a person's and the price list's volume discount) and a discount and
+    freight on the whole document off its total; only the first line discount reached BC, so BC's total was
+    silently higher. The volume discount is part of the line's; the document's own are named and refused."""
+    _, quote, order = win_deal(sandbox)
+    [detail] = [d for d in sales(sandbox, "salesorderdetails") if d["_salesorderid_value"] == order["salesorderid"]]
+    sandbox.http.post("/_sandbox/dataverse/records/salesorderdetails",
+                      json={"salesorderdetailid": detail["salesorderdetailid"], "manualdiscountamount": "1.00",
+                            "volumediscountamount": "2.50"}).raise_for_status()  # fmt: skip
+    for header in ({"discountamount": "10.00"}, {"freightamount": "7.25"}):
+        sandbox.http.post("/_sandbox/dataverse/records/salesorders",
+                          json={"salesorderid": order["salesorderid"], "discountamount": None, "freightamount": None,
+                                **header}).raise_for_status()  # fmt: skip
+        with pytest.raises(PostingRefused) as refused:
+            run_sync(cfg, "salesorders", order["salesorderid"])
+        named = "freight (7.25)" if "freightamount" in header else "a discount on the whole document (10)"
+        assert any(order["ordernumber"] in p and named in p for p in refused.value.problems), refused.value.problems
+        assert bc_documents(sandbox, quote["quotenumber"]) == []
+    sandbox.http.post("/_sandbox/dataverse/records/salesorders",
+                      json={"salesorderid": order["salesorderid"], "discountamount": None, "freightamount": None},
+                      ).raise_for_status()  # fmt: skip
+    run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    assert [Decimal(str(line["discountAmount"])) for line in lines_of(sandbox, document)] == [Decimal("3.50")]
+
+
 def test_a_new_customer_whose_create_answer_is_lost_is_made_once(cfg, sandbox):
     """An account without an account number becomes customer D365-<its id>; the POST's answer is lost."""
     _, quote, order = win_deal(sandbox)

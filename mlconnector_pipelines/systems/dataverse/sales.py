@@ -53,9 +53,10 @@ QUOTES, ORDERS = TRIGGER_TABLES["won_quotes"], TRIGGER_TABLES["orders"]
 ORDER_CANCELLED, ORDER_FULFILLED, ORDER_INVOICED = 2, 3, 4
 
 HEADER_COLUMNS = ["statecode", "versionnumber", "_customerid_value", "_opportunityid_value", "paymenttermscode",
-                  "name", "emailaddress"]  # fmt: skip
+                  "name", "emailaddress", "discountamount", "freightamount"]  # fmt: skip
 LINE_COLUMNS = ["productnumber", "_productid_value", "productdescription", "productname", "quantity",
-                "priceperunit", "manualdiscountamount", "sequencenumber", "lineitemnumber"]  # fmt: skip
+                "priceperunit", "manualdiscountamount", "volumediscountamount", "sequencenumber",
+                "lineitemnumber"]  # fmt: skip
 ACCOUNT_COLUMNS = ["accountid", "name", "accountnumber", "emailaddress1", "telephone1", "websiteurl",
                    "address1_line1", "address1_line2", "address1_city", "address1_stateorprovince",
                    "address1_postalcode", "address1_country", "paymenttermscode", "_primarycontactid_value",
@@ -93,6 +94,9 @@ class Deal:
     primary_contact: dict[str, Any] | None
     lines: tuple[SalesLine, ...]
     trigger: tuple[str, str, int]  # (entity set, id, versionnumber) of the record that started this read
+    # The document's own discount and freight, on top of its lines: not carried into BC (see document_plan)
+    header_discount: Decimal = Decimal(0)
+    freight: Decimal = Decimal(0)
 
 
 def parse_partition(partition: str) -> tuple[str, str]:
@@ -161,6 +165,8 @@ class SalesReader:
             primary_contact=contact,
             lines=self._lines(document_table, str(document[document_table.key])),
             trigger=(entity_set, str(record_id), version),
+            header_discount=Decimal(str(document.get("discountamount") or 0)),
+            freight=Decimal(str(document.get("freightamount") or 0)),
         )
 
     # -- reads -------------------------------------------------------------------------------------
@@ -170,7 +176,8 @@ class SalesReader:
         if table is ORDERS:
             columns.append("_quoteid_value")
         if table is TRIGGER_TABLES["won_opportunities"]:
-            columns = [c for c in columns if c not in ("_opportunityid_value", "paymenttermscode", "emailaddress")]
+            columns = [c for c in columns if c not in ("_opportunityid_value", "paymenttermscode", "emailaddress",
+                                                       "freightamount")]  # fmt: skip
         row = self.client.get(table.entity_set, record_id, select=columns)
         if row is None:
             raise DealNotReady(f"{table.entity_set}({record_id}) no longer exists in Sales")
@@ -251,7 +258,9 @@ class SalesReader:
                 description=str(r.get("productdescription") or r.get("productname") or ""),
                 quantity=Decimal(str(r.get("quantity") or 0)),
                 unit_price=Decimal(str(r.get("priceperunit") or 0)),
-                discount=Decimal(str(r.get("manualdiscountamount") or 0)),
+                # both of Sales' line discounts: the one a person gave and the price list's volume discount
+                discount=Decimal(str(r.get("manualdiscountamount") or 0))
+                + Decimal(str(r.get("volumediscountamount") or 0)),
                 values={k: v for k, v in r.items() if not k.startswith("@")},
             )
             for n, r in enumerate(rows, start=1)

@@ -147,6 +147,13 @@ def document_plan(
             )
         if line.debit < ZERO:
             problems.append(Problem(line, f"the line amount is negative ({line.debit}): the discount exceeds it"))
+    where = f"{deal.document_set}({deal.document_id}) {deal.document_number}".strip()
+    for amount, what in ((deal.header_discount, "a discount on the whole document"), (deal.freight, "freight")):
+        if amount:  # BC's total would be higher than Sales' (or lower): refused, named, nothing written
+            problems.append(
+                Problem(None, f"{where} carries {what} ({amount.normalize():f}), which is not carried into BC: remove it in "
+                              "Sales (give it on the lines) or enter the document in BC by hand")
+            )  # fmt: skip
     plan = Plan(
         flow=FLOW,
         partition=f"{deal.root_set}({deal.root_id})",  # the deal's root record (parse_partition): a rerun starts there
