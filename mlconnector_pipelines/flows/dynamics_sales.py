@@ -21,6 +21,7 @@ from ..audit.store import open_audit_store
 from ..core.errors import ConnectorError
 from ..engine.post import PostingRefused
 from ..ingest.store import open_delivery_store
+from ..systems.business_central.sales_target import as_code
 from ..systems.dataverse.client import DeltaTokenExpired
 from ..systems.dataverse.config import DataverseConfig, SalesToBusinessCentral
 from ..systems.dataverse.resource import DataverseResource
@@ -42,7 +43,10 @@ class SalesRecordConfig(dg.Config):
 
 
 class ConfirmConfig(dg.Config):
-    deals: list[str] = Field(description="Deals whose draft invoices to post: their quote or order numbers.")
+    deals: list[str] = Field(
+        description="Deals whose draft invoices to post: each by its key (the quote's number, or the order's when "
+        "it has no quote; BC's External Document No.) or by its BC draft invoice number."
+    )
 
 
 def build_dynamics_sales(cfg: DataverseConfig, ctx: FlowContext) -> dg.Definitions:
@@ -147,10 +151,15 @@ class _SalesFlow:
         def post_confirmed_invoices(context: dg.OpExecutionContext, config: ConfirmConfig):
             with flow.engine(context) as engine:
                 done = {}
+                synced = engine.audit.of_flow(FLOW)
                 for deal in config.deals:
-                    records = engine.audit.of_flow(FLOW, document_key=deal)
+                    # as BC shows it (its Code fields are upper case, trimmed), or the BC document's own number
+                    records = [r for r in synced if as_code(deal) in (as_code(r.document_key), r.document_number)]
                     if not records:
-                        raise dg.Failure(description=f"no synced deal {deal} (name it by its quote or order number)")
+                        raise dg.Failure(
+                            description=f"no synced deal {deal}: name it by its key in BC's External Document No. "
+                            "(the quote's number, or the order's when it has no quote) or by its BC document number"
+                        )
                     entity_set, record_id = parse_partition(records[0].partition)
                     done[deal] = engine.run(entity_set, record_id, confirmed=True).summary()
                 context.add_output_metadata({deal: summary for deal, summary in done.items()})
