@@ -286,15 +286,29 @@ def _read_json(body: bytes, value_type: pa.DataType) -> pa.Table:
     return pa_json.read_json(pa.BufferReader(body), parse_options=options, read_options=read_options)
 
 
-def _exactly(kind: pa.DataType) -> pa.DataType:
-    """`kind` with each binary float in it (nested in records and lines too) an exact decimal instead."""
-    if pa.types.is_floating(kind):
-        return DECIMAL_READ_TYPE
-    if pa.types.is_struct(kind):
-        return pa.struct([kind.field(i).with_type(_exactly(kind.field(i).type)) for i in range(kind.num_fields)])
-    if pa.types.is_list(kind):
-        return pa.list_(kind.value_field.with_type(_exactly(kind.value_type)))
-    return kind
+def _exactly(records: pa.DataType, children: AbstractSet[str]) -> pa.DataType:
+    """The page's `value` type with each binary float of a record, or of a line of its declared `children`
+    (the expanded collections the catalog names), an exact decimal instead, also wrapped in `{"value": …}`
+    (Acumatica). Those are what the warehouse stages as columns, rounded by `exact_decimals`; a float held
+    deeper (in a nested list or object that lands as one column) is left as inferred."""
+
+    def field(name: str, kind: pa.DataType, record: bool) -> pa.DataType:
+        if pa.types.is_floating(kind):
+            return DECIMAL_READ_TYPE
+        if pa.types.is_struct(kind) and kind.num_fields == 1 and kind.field(0).name == "value":
+            return pa.struct([kind.field(0).with_type(field("value", kind.field(0).type, record=False))])
+        if record and name in children and pa.types.is_list(kind) and pa.types.is_struct(kind.value_type):
+            return pa.list_(kind.value_field.with_type(fields(kind.value_type, record=False)))
+        return kind
+
+    def fields(kind: pa.StructType, record: bool) -> pa.DataType:
+        return pa.struct(
+            [f.with_type(field(f.name, f.type, record)) for f in (kind.field(i) for i in range(kind.num_fields))]
+        )
+
+    if not (pa.types.is_list(records) and pa.types.is_struct(records.value_type)):
+        return records
+    return pa.list_(records.value_field.with_type(fields(records.value_type, record=True)))
 
 
 def page_table(
@@ -316,12 +330,12 @@ def page_table(
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ValueError(str(exc).removeprefix("JSON parse error: ").removesuffix(" in row 0")) from None
     inferred = page.schema.field("value").type if "value" in page.column_names else value_type
-    exact = _exactly(inferred)
+    exact = _exactly(inferred, {f.name for f in read_fields if pa.types.is_list(f.type)})
     if exact != inferred:
         try:
             page = _read_json(body, exact)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            pass  # a number Arrow reads only as a float (an exponent): it stays one
+            pass  # a number a decimal cannot hold (1e-45, 1e40): the page stays as inferred
     if page.num_rows != 1:
         raise ValueError(f"expected one JSON object, found {page.num_rows}")
     values = page.column("value").combine_chunks()

@@ -8,6 +8,7 @@ import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
+from decimal import Decimal
 
 import httpx
 import pyarrow as pa
@@ -444,3 +445,24 @@ def test_requests_are_counted_per_method():
         figures["http_requests_post"],
         figures["http_requests_patch"],
     ) == (4, 2, 1, 1)
+
+
+def test_a_fraction_no_field_declares_is_exact_where_it_lands_as_a_column_and_left_as_read_deeper():
+    """Records' and declared lines' fractions (also wrapped in `{"value": …}`) are read as exact decimals, as
+    the warehouse rounds those columns; a fraction inside a nested object or list, which lands as one JSON
+    column, is left as read (an exact decimal there reached the warehouses' JSON writers, which refuse it)."""
+    from mlconnector_pipelines.core.odata import page_table
+    from mlconnector_pipelines.core.types import DECIMAL_READ_TYPE
+
+    body = (
+        b'{"value":[{"balance":12345678901234567.89,"rate":{"value":0.07},"installments":[{"total":1.5}],'
+        b'"terms":{"share":0.25},"lines":[{"cost":0.1,"taxes":[{"rate":0.07}]}]}]}'
+    )
+    lines = pa.field("lines", pa.list_(pa.struct([pa.field("amount", DECIMAL_READ_TYPE)])))
+    records, _ = page_table(body, [lines])
+    [record] = records.to_pylist()
+    assert record["balance"] == Decimal("12345678901234567.89") and record["rate"]["value"] == Decimal("0.07")
+    assert record["lines"][0]["cost"] == Decimal("0.1")
+    assert records.schema.field("installments").type == pa.list_(pa.struct([("total", pa.float64())]))
+    assert records.schema.field("terms").type == pa.struct([("share", pa.float64())])
+    assert record["lines"][0]["taxes"] == [{"rate": 0.07}]
