@@ -264,23 +264,25 @@ def test_a_confirmed_posting_whose_answer_was_lost_is_finished_by_replay(sandbox
     assert replay(cfg, flow=FLOW) == []
 
 
-def test_a_quote_converted_twice_makes_two_bc_documents_each_numbered_back_on_its_own_order(cfg, sandbox):
-    """Both orders point at the quote, whose number is the deal's key: the second order was taken for the first
-    (already in BC), never written, and the first order's BC number was written onto it. The first order made
-    from the quote keeps the quote's number; a later one is a document of its own, by its own number."""
+def test_a_second_order_of_a_quote_already_in_bc_is_refused_and_named_not_taken_for_the_first(cfg, sandbox):
+    """A quote converted twice: both orders carry the quote's number, the deal's key. The second was taken for
+    the first (already in BC): 'already posted', never written, and given the first order's BC number in
+    Sales. It is refused and named, nothing is written, and the first order's deal goes on as before."""
     _, quote, first = win_deal(sandbox)
+    run_sync(cfg, "salesorders", first["salesorderid"])
     converted = sandbox.http.post("/_sandbox/dataverse/actions/convert-quote", json={"quote_id": quote["quoteid"]})
     converted.raise_for_status()
     second = converted.json()
-    run_sync(cfg, "salesorders", second["salesorderid"])  # the later order is seen first
-    run_sync(cfg, "salesorders", first["salesorderid"], run_id="run-2")
-    run_sync(cfg, "salesorders", second["salesorderid"], run_id="run-3")  # and again: nothing new
-    [by_quote] = bc_documents(sandbox, quote["quotenumber"])
-    [by_order] = bc_documents(sandbox, second["ordernumber"])
-    assert by_quote["number"] != by_order["number"]
-    assert sandbox.state("business_central")["writes"]["POST salesOrders"] == 2
+    writes = dict(sandbox.state("business_central")["writes"])
+    with pytest.raises(PostingRefused) as refused:
+        run_sync(cfg, "salesorders", second["salesorderid"], run_id="run-2")
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    problem = " ".join(refused.value.problems)
+    assert second["ordernumber"] in problem and document["number"] in problem and first["salesorderid"] in problem
+    assert sandbox.state("business_central")["writes"] == writes  # nothing written to BC
     held = {o["salesorderid"]: o["mlc_bcordernumber"] for o in sales(sandbox, "salesorders")}
-    assert (held[first["salesorderid"]], held[second["salesorderid"]]) == (by_quote["number"], by_order["number"])
+    assert (held[first["salesorderid"]], held[second["salesorderid"]]) == (document["number"], None)
+    assert run_sync(cfg, "salesorders", first["salesorderid"], run_id="run-3").outcome == "already_posted"
 
 
 def test_a_discount_with_more_places_than_bc_keeps_is_planned_as_bc_holds_it(cfg, sandbox):

@@ -4,8 +4,8 @@ One deal (opportunity → quote → order) becomes one BC document, whichever of
 first and however often. Its key — written into BC's `externalDocumentNumber` (35 characters)
 and found there before every create — is the quote's number when the deal has a quote (a quote
 converted to an order keeps pointing at it through `_quoteid_value`), else the order's number.
-A quote converted twice has two deals: the first order made from it keeps the quote's number, a
-later one goes by its own. The lines come from the most advanced document: the order if there is one, else the quote.
+A second order made from a quote already in BC through another order is refused, named (see
+to_business_central). The lines come from the most advanced document: the order if there is one, else the quote.
 """
 
 from __future__ import annotations
@@ -127,8 +127,6 @@ class SalesReader:
             )
         if table is ORDERS:
             order, quote = row, self._quote_of(row)
-            if quote is not None and not self._first_order_of(quote, order):
-                quote = None  # a later order made from the same quote: a document of its own, by its own number
         elif table is QUOTES:
             quote, order = row, self._single_order(f"_quoteid_value eq {guid_literal(record_id)}")
         else:  # a won opportunity: its order, else its won quote
@@ -186,18 +184,6 @@ class SalesReader:
     def _quote_of(self, order: dict | None) -> dict | None:
         quote_id = order.get("_quoteid_value") if order else None
         return self._get(QUOTES, quote_id) if quote_id else None
-
-    def _first_order_of(self, quote: dict, order: dict) -> bool:
-        """Whether `order` is the first made from `quote` (cancelled ones count, so the answer never changes):
-        the first keeps the quote's number as the deal's key; a second conversion of the quote is a deal of
-        its own, or it would be taken for the first, already in BC, and never written."""
-        orders = self.client.rows(
-            ORDERS.entity_set,
-            filter=f"_quoteid_value eq {guid_literal(str(quote[QUOTES.key]))}",
-            select=[ORDERS.key, ORDERS.number, "createdon"],
-            orderby=f"createdon asc,{ORDERS.number} asc",
-        )
-        return not orders or str(orders[0][ORDERS.key]) == str(order[ORDERS.key])
 
     def _single_order(self, condition: str) -> dict | None:
         orders = self.client.rows(

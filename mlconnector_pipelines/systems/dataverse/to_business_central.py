@@ -23,7 +23,7 @@ from typing import Any
 from ...audit.store import AuditStore, DocumentRecord
 from ...core.errors import RequestFailedError
 from ...core.posting import ZERO, Plan, PlannedLine, Problem, SourceRow
-from ...engine.post import PostingEngine, PostingResult, plan_problems
+from ...engine.post import PostingEngine, PostingRefused, PostingResult, plan_problems
 from ...engine.records import RecordSync, records_plan
 from ..business_central.client import SYSTEM as BC
 from ..business_central.client import BusinessCentralClient
@@ -228,6 +228,7 @@ class SalesSync:
         engine = PostingEngine(self.documents, self.audit, run_id=self.run_id, checkpoint=self.checkpoint,
                                progress=self.progress)  # fmt: skip
         record = engine.record(plan)
+        self._refuse_a_second_order(deal, record)
         if record.state != "verified":  # validate before the first write (a verified deal is only looked up)
             engine.validate(plan, record, mapping_problems + plan_problems(plan) + self.documents.validate(plan))
             record = self.audit.document(record.id)
@@ -255,6 +256,25 @@ class SalesSync:
                 record.id, self.run_id, event, _describe(outcome.written_back) or "already on the Sales document"
             )
         return outcome
+
+    def _refuse_a_second_order(self, deal: Deal, record: DocumentRecord) -> None:
+        """A quote converted into a second order: both carry the quote's number, the deal's key. When BC already
+        holds the document written from the other order, this one would be taken for it (already posted) and
+        given its BC number in Sales: it is refused and named instead, and nothing is written."""
+        if record.document_number is None or deal.document_set != ORDERS.entity_set:
+            return
+        mine = f"{deal.document_set}({deal.document_id})"
+        written_from = {
+            line.source.origin.split(" ", 1)[0] for line in self.audit.plan(record).lines if line.source is not None
+        }
+        others = sorted(o for o in written_from if o.startswith(f"{ORDERS.entity_set}(") and o != mine)
+        if others:
+            problem = (
+                f"order {deal.document_number} ({mine}) was made from quote {deal.key}, which is in BC as "
+                f"{record.document_number} from {', '.join(others)}: a second order of one quote is not written "
+                "(enter it in BC by hand, or make it from a quote of its own)"
+            )
+            raise PostingRefused(f"{BC}: {deal.key} was not written for order {deal.document_number}", [problem])
 
     def _customer(self, deal: Deal) -> str:
         fields = customer_fields(deal, self.sync, self.customers.payment_terms_id)
