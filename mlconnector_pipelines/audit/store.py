@@ -38,8 +38,8 @@ FINISHED = ("verified",)
 # A step a flow must still take after its document is verified (e.g. its numbers written back to the source):
 # opened by the first event, done by one of the others. A verified document whose newest of these is the
 # opening one is unfinished, for replay, until a closing event follows it.
-FOLLOW_UP_OPENED = ("write_back_pending",)
-FOLLOW_UP_CLOSED = ("written_back", "write_back_refused")
+FOLLOW_UP_OPENED = ("write_back_pending", "post_confirmed")
+FOLLOW_UP_CLOSED = ("written_back", "write_back_refused", "finished")
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 

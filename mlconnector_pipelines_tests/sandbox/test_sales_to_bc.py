@@ -237,15 +237,18 @@ def test_a_lost_answer_to_posting_the_invoice_posts_it_once(sandbox, tmp_path, k
     sandbox.clear_faults()
 
 
-def test_a_confirmed_posting_whose_answer_was_lost_is_finished_by_replay(sandbox, tmp_path):
+@pytest.mark.parametrize("write_back", [True, False], ids=["numbers written back", "nothing written back"])
+def test_a_confirmed_posting_whose_answer_was_lost_is_finished_by_replay(sandbox, tmp_path, write_back):
     """A person confirmed the draft invoice; the post action's answer was lost (a gateway's 504) and BC did not
     post it. Replay runs without that person: the confirmation is kept in the audit store, so replay posts the
-    invoice, once, instead of taking the verified draft for a finished deal."""
+    invoice, once, instead of taking the verified draft for a finished deal — also when no write-back to Sales
+    is configured, which was what kept a verified deal open for replay."""
     from mlconnector_pipelines.core.errors import OutcomeUnknown
     from mlconnector_pipelines.replay import replay
 
     sandbox.reset()
-    cfg = config(sandbox, tmp_path, document="draft_invoice", post_invoices="confirmed")
+    columns = {} if write_back else {"write_back": {"order_number": None, "invoice_number": None, "status": None}}
+    cfg = config(sandbox, tmp_path, document="draft_invoice", post_invoices="confirmed", **columns)
     _, quote, order = win_deal(sandbox)
     run_sync(cfg, "salesorders", order["salesorderid"])
     sandbox.faults({"kind": "status", "status": 504, "path_contains": "Microsoft.NAV.post", "count": 10})
@@ -260,7 +263,7 @@ def test_a_confirmed_posting_whose_answer_was_lost_is_finished_by_replay(sandbox
     assert invoice["status"] == "Open" and invoice["id"] == draft["id"]
     assert sandbox.state("business_central")["writes"]["POST salesInvoices/Microsoft.NAV.post"] == 1
     held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
-    assert held["mlc_bcinvoicenumber"] == invoice["number"]
+    assert held["mlc_bcinvoicenumber"] == (invoice["number"] if write_back else None)
     assert replay(cfg, flow=FLOW) == []
 
 
@@ -325,6 +328,34 @@ def test_a_volume_discount_goes_with_the_line_and_a_document_discount_or_freight
     run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
     [document] = bc_documents(sandbox, quote["quotenumber"])
     assert [Decimal(str(line["discountAmount"])) for line in lines_of(sandbox, document)] == [Decimal("3.50")]
+
+
+def test_a_confirmation_is_not_taken_for_a_plan_changed_since(sandbox, tmp_path):
+    """A person confirmed a draft; its posting's answer was lost and the draft was then deleted in BC, and the
+    Sales order changed. Replay makes the new draft, and leaves it for a person to confirm: the confirmation
+    was of the plan as it was."""
+    from mlconnector_pipelines.core.errors import OutcomeUnknown
+    from mlconnector_pipelines.replay import replay
+
+    sandbox.reset()
+    cfg = config(sandbox, tmp_path, document="draft_invoice", post_invoices="confirmed")
+    _, quote, order = win_deal(sandbox)
+    run_sync(cfg, "salesorders", order["salesorderid"])
+    sandbox.faults({"kind": "status", "status": 504, "path_contains": "Microsoft.NAV.post", "count": 10})
+    with pytest.raises(OutcomeUnknown):
+        run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2", confirmed=True)
+    sandbox.clear_faults()
+    [draft] = bc_documents(sandbox, quote["quotenumber"])
+    sandbox.http.delete(f"/_sandbox/business_central/companies/{company_id(sandbox)}/salesInvoices/{draft['id']}"
+                        ).raise_for_status()  # fmt: skip
+    [detail] = [d for d in sales(sandbox, "salesorderdetails") if d["_salesorderid_value"] == order["salesorderid"]]
+    sandbox.http.post("/_sandbox/dataverse/records/salesorderdetails",
+                      json={"salesorderdetailid": detail["salesorderdetailid"],
+                            "quantity": str(Decimal(str(detail["quantity"])) + 1)}).raise_for_status()  # fmt: skip
+    replay(cfg, flow=FLOW)
+    [redrafted] = bc_documents(sandbox, quote["quotenumber"])
+    assert redrafted["status"] == "Draft" and redrafted["id"] != draft["id"]
+    assert sandbox.state("business_central")["writes"].get("POST salesInvoices/Microsoft.NAV.post", 0) == 0
 
 
 def test_a_new_customer_whose_create_answer_is_lost_is_made_once(cfg, sandbox):

@@ -234,11 +234,15 @@ class SalesSync:
             record = self.audit.document(record.id)
         outcome.customer, outcome.customer_action = number, self._customer(deal)
         self.checkpoint("after_customer")
-        # A confirmation is kept: a replay after a posting whose answer was lost (or a run stopped before it)
-        # posts what a person confirmed, instead of leaving the draft and calling the deal finished.
-        earlier = any(event["event"] == POST_CONFIRMED for event in self.audit.history(record.id))
-        if confirmed and not earlier:
-            self.audit.event(record.id, self.run_id, POST_CONFIRMED, "a person confirmed the draft invoice")
+        # A confirmation is kept with the plan it confirmed: a replay after a posting whose answer was lost (or a
+        # run stopped before it) posts what a person confirmed, instead of calling the draft a finished deal; a
+        # plan changed since (Sales changed) needs confirming again. It stays open until the posting is done.
+        confirmation = f"a person confirmed the draft invoice of plan {plan.digest[:16]}"
+        earlier = any(
+            e["event"] == POST_CONFIRMED and e["detail"] == confirmation for e in self.audit.history(record.id)
+        )
+        if confirmed and not earlier and self._post_now(deal, True):
+            self.audit.event(record.id, self.run_id, POST_CONFIRMED, confirmation)
         self.documents.post_when_verified = self._post_now(deal, confirmed or earlier)
         posted = engine.post(plan, record)
         writes_back = self._writes_back()
