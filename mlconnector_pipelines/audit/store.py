@@ -35,11 +35,14 @@ from .schema import documents, events, leases, line_states, lines
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "mlconnector_audit_version"
 FINISHED = ("verified",)
-# A step a flow must still take after its document is verified (e.g. its numbers written back to the source):
-# opened by the first event, done by one of the others. A verified document whose newest of these is the
-# opening one is unfinished, for replay, until a closing event follows it.
-FOLLOW_UP_OPENED = ("write_back_pending", "post_confirmed")
-FOLLOW_UP_CLOSED = ("written_back", "write_back_refused", "finished")
+# Steps a flow must still take after its document is verified, each (opening events, closing events): a
+# verified document whose newest event of one step is an opening one is unfinished, for replay, until a
+# closing one follows it. Each step is judged on its own events: a posting done (`finished`) after the
+# write-back was opened does not close the write-back.
+FOLLOW_UPS = (
+    (("write_back_pending",), ("written_back", "write_back_refused")),  # numbers written back to the source
+    (("post_confirmed",), ("finished",)),  # a draft a person confirmed, posted
+)
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 
@@ -367,23 +370,25 @@ class AuditStore:
         return [_document(r) for r in rows]
 
     def unfinished(self, flow: str | None = None) -> list[DocumentRecord]:
-        """Documents not verified, or verified with a follow-up still open (FOLLOW_UP_OPENED): what replay
+        """Documents not verified, or verified with a follow-up still open (FOLLOW_UPS): what replay
         finishes (refused ones too: their reference data may be fixed)."""
-        newest = (
-            sa.select(events.c.document_id, sa.func.max(events.c.id).label("event_id"))
-            .where(events.c.event.in_(FOLLOW_UP_OPENED + FOLLOW_UP_CLOSED))
-            .group_by(events.c.document_id)
-            .subquery()
-        )
-        still_open = (
-            sa.select(newest.c.document_id)
-            .join(events, events.c.id == newest.c.event_id)
-            .where(events.c.event.in_(FOLLOW_UP_OPENED))
-        )
+        still_open = []
+        for opening, closing in FOLLOW_UPS:
+            newest = (
+                sa.select(events.c.document_id, sa.func.max(events.c.id).label("event_id"))
+                .where(events.c.event.in_(opening + closing))
+                .group_by(events.c.document_id)
+                .subquery()
+            )
+            still_open.append(
+                documents.c.id.in_(
+                    sa.select(newest.c.document_id)
+                    .join(events, events.c.id == newest.c.event_id)
+                    .where(events.c.event.in_(opening))
+                )
+            )
         query = (
-            sa.select(documents)
-            .where(sa.or_(documents.c.state.not_in(FINISHED), documents.c.id.in_(still_open)))
-            .order_by(documents.c.id)
+            sa.select(documents).where(sa.or_(documents.c.state.not_in(FINISHED), *still_open)).order_by(documents.c.id)
         )
         if flow:
             query = query.where(documents.c.flow == flow)

@@ -449,6 +449,39 @@ def test_a_draft_invoice_is_posted_when_its_order_is_fulfilled_and_a_closed_orde
     assert held["mlc_bcinvoicenumber"] is None
 
 
+def test_a_write_back_that_failed_after_a_confirmed_posting_is_made_by_replay(sandbox, tmp_path):
+    """A confirmed draft is posted, then Sales refuses the write-back until the retries run out. The posting's
+    own follow-up is done; the write-back's is not, and replay makes it (the posting done after the write-back
+    was opened used to close it too, and replay left the deal)."""
+    from mlconnector_pipelines.core.errors import RequestFailedError
+    from mlconnector_pipelines.replay import replay
+
+    sandbox.reset()
+    cfg = config(sandbox, tmp_path, document="draft_invoice", post_invoices="confirmed")
+    _, quote, order = win_deal(sandbox)
+    run_sync(cfg, "salesorders", order["salesorderid"])
+
+    def sales_fails_the_write_back(at):
+        if at == "before_write_back":
+            sandbox.faults({"kind": "status", "status": 503, "path_contains": "/salesorders(", "skip": 1,
+                            "count": FAST_HTTP["max_attempts"]}, service="dataverse")  # fmt: skip
+
+    with pytest.raises(RequestFailedError):
+        run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2", confirmed=True,
+                 checkpoint=sales_fails_the_write_back)  # fmt: skip
+    sandbox.clear_faults()
+    [invoice] = bc_documents(sandbox, quote["quotenumber"])
+    assert invoice["status"] == "Open"  # posted
+    held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
+    assert held["mlc_bcinvoicenumber"] is None  # the case: the posted number never reached Sales
+    outcomes = [o for o in replay(cfg, flow=FLOW) if o.document.document_key == quote["quotenumber"]]
+    assert [o.ok for o in outcomes] == [True], [o.action for o in outcomes]
+    held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
+    assert held["mlc_bcinvoicenumber"] == invoice["number"]
+    assert sandbox.state("business_central")["writes"]["POST salesInvoices/Microsoft.NAV.post"] == 1
+    assert replay(cfg, flow=FLOW) == []
+
+
 def test_an_order_whose_number_sales_failed_to_take_is_written_back_by_replay_without_a_second_order(cfg, sandbox):
     """The BC order is made and verified, then Sales answers the write-back 503 until the retries run out: the run
     fails, and the deal stays unfinished. Replay finds the order in BC, only writes its number back, and then
