@@ -466,3 +466,16 @@ def test_a_fraction_no_field_declares_is_exact_where_it_lands_as_a_column_and_le
     assert records.schema.field("installments").type == pa.list_(pa.struct([("total", pa.float64())]))
     assert records.schema.field("terms").type == pa.struct([("share", pa.float64())])
     assert record["lines"][0]["taxes"] == [{"rate": 0.07}]
+
+
+def test_a_declared_amount_stays_exact_on_a_page_whose_other_numbers_no_decimal_can_hold():
+    """An undeclared number no exact decimal holds (1e-45) leaves the page as Arrow inferred it; the amounts a
+    catalog declares are exact all the same (the SAP invoice's VatSum among them)."""
+    from mlconnector_pipelines.core.odata import page_table
+    from mlconnector_pipelines.systems.sap_business_one.catalog import BY_ENTITY_SET
+
+    body = b'{"value":[{"DocEntry":1,"DocTotal":12345678901234567.89,"VatSum":98765432109876543.21,"Odd":1e-45}]}'
+    records, _ = page_table(body, BY_ENTITY_SET["Invoices"].read_fields(text_fields=("UpdateDate",)))
+    [record] = records.to_pylist()
+    assert (record["DocTotal"], record["VatSum"]) == (Decimal("12345678901234567.89"), Decimal("98765432109876543.21"))
+    assert records.schema.field("Odd").type == pa.float64()  # the case: the page fell back to inference
