@@ -304,15 +304,20 @@ def test_a_discount_with_more_places_than_bc_keeps_is_planned_as_bc_holds_it(cfg
     assert sandbox.state("business_central")["writes"]["POST salesOrders"] == 1
 
 
-def test_a_volume_discount_goes_with_the_line_and_a_document_discount_or_freight_is_refused(cfg, sandbox):
-    """Sales takes both line discounts (a person's and the price list's volume discount) and a discount and
-    freight on the whole document off its total; only the first line discount reached BC, so BC's total was
-    silently higher. The volume discount is part of the line's; the document's own are named and refused."""
+@pytest.mark.parametrize(("counted", "discount"), [("per_line", "3.50"), ("per_unit", "8.50")])
+def test_a_volume_discount_goes_with_the_line_and_a_document_discount_or_freight_is_refused(
+    cfg, sandbox, counted, discount
+):
+    """Sales takes both line discounts (a person's and the price list's volume discount, which its docs let be
+    read once for the line or per unit) and a discount and freight on the whole document off its total; only
+    the first line discount reached BC, so BC's total was silently higher. The line's discount is what Sales
+    itself took off the line, under either reading; the document's own are named and refused."""
+    sandbox.http.post("/_sandbox/dataverse/dialect", json={"volume_discount": counted}).raise_for_status()
     _, quote, order = win_deal(sandbox)
     [detail] = [d for d in sales(sandbox, "salesorderdetails") if d["_salesorderid_value"] == order["salesorderid"]]
     sandbox.http.post("/_sandbox/dataverse/records/salesorderdetails",
-                      json={"salesorderdetailid": detail["salesorderdetailid"], "manualdiscountamount": "1.00",
-                            "volumediscountamount": "2.50"}).raise_for_status()  # fmt: skip
+                      json={"salesorderdetailid": detail["salesorderdetailid"], "quantity": "3",
+                            "manualdiscountamount": "1.00", "volumediscountamount": "2.50"}).raise_for_status()  # fmt: skip
     for header in ({"discountamount": "10.00"}, {"freightamount": "7.25"}):
         sandbox.http.post("/_sandbox/dataverse/records/salesorders",
                           json={"salesorderid": order["salesorderid"], "discountamount": None, "freightamount": None,
@@ -327,7 +332,12 @@ def test_a_volume_discount_goes_with_the_line_and_a_document_discount_or_freight
                       ).raise_for_status()  # fmt: skip
     run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
     [document] = bc_documents(sandbox, quote["quotenumber"])
-    assert [Decimal(str(line["discountAmount"])) for line in lines_of(sandbox, document)] == [Decimal("3.50")]
+    [line] = lines_of(sandbox, document)
+    assert Decimal(str(line["discountAmount"])) == Decimal(discount)
+    [held] = [d for d in sales(sandbox, "salesorderdetails") if d["_salesorderid_value"] == order["salesorderid"]]
+    net = Decimal(str(held["extendedamount"])) - Decimal(str(held.get("tax") or 0))
+    assert Decimal(str(line["quantity"])) * Decimal(str(line["unitPrice"])) - Decimal(discount) == net  # as Sales'
+    sandbox.reset()  # the configured dialect again
 
 
 def test_a_confirmation_is_not_taken_for_a_plan_changed_since(sandbox, tmp_path):

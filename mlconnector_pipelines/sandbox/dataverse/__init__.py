@@ -76,6 +76,12 @@ class DataverseSettings(BaseModel):
         "on), or each page reading the change log as it is then, so a record changed or deleted while the answer "
         "is paged comes in it again (OData leaves this to the service). Switched by `POST /_sandbox/dataverse/dialect`.",
     )
+    volume_discount: Literal["per_line", "per_unit"] = Field(
+        "per_line",
+        description="How a line's volumediscountamount counts: once for the line, or per unit (extendedamount = "
+        "(priceperunit - volumediscountamount) * quantity - manualdiscountamount + tax), as one description in "
+        "Microsoft's docs reads. Switched by `POST /_sandbox/dataverse/dialect`.",
+    )
     delta_token_lifetime_seconds: float = Field(7 * 86400, gt=0, description="Organization.ExpireChangeTrackingInDays.")
     max_page_size: int = Field(5000, ge=1, description="Rows per page unless Prefer odata.maxpagesize asks fewer.")
     rate_limit_requests: int = Field(6000, ge=1, description="Requests per caller per window (service protection).")

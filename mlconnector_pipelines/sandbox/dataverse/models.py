@@ -232,6 +232,8 @@ class DataverseModel:
             if base.get(lookup.property) and not targets.get(lookup.attribute):
                 targets[lookup.attribute] = lookup.targets[0]
         base |= {table.key: key, "@lookup": targets, "modifiedon": modifiedon or stamp(self.now())}
+        if entity_set in LINE_PARENTS and "extendedamount" not in record:  # a line's amounts, as Sales keeps them
+            base |= line_amounts(base, volume_per_unit=self.settings.volume_discount == "per_unit")
         return self._store(entity_set, self._normalized(table, base | {"@lookup": targets}))
 
     # -- the Sales messages ------------------------------------------------------------------------------
@@ -410,7 +412,7 @@ class DataverseModel:
             row["productnumber"] = None
             row["isproductoverridden"] = True
             row["productname"] = row.get("productdescription")
-        row |= line_amounts(row)
+        row |= line_amounts(row, volume_per_unit=self.settings.volume_discount == "per_unit")
         row["_transactioncurrencyid_value"] = parent["_transactioncurrencyid_value"]
 
     def _check_editable(self, table: Table, row: dict) -> None:

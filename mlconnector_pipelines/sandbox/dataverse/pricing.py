@@ -28,11 +28,13 @@ def decimal(value) -> Decimal | None:
     return Decimal(value).quantize(_QUANTITY, rounding=ROUND_HALF_EVEN).quantize(_STORED)
 
 
-def line_amounts(line: dict) -> dict:
-    """baseamount = price × quantity; extendedamount = baseamount − discounts + tax."""
+def line_amounts(line: dict, volume_per_unit: bool = False) -> dict:
+    """baseamount = price × quantity; extendedamount = baseamount − discounts + tax (the volume discount once,
+    or once per unit)."""
     quantity = line.get("quantity") or ZERO
     base = money((line.get("priceperunit") or ZERO) * quantity)
-    discounts = (line.get("manualdiscountamount") or ZERO) + (line.get("volumediscountamount") or ZERO)
+    volume = (line.get("volumediscountamount") or ZERO) * (quantity if volume_per_unit else 1)
+    discounts = (line.get("manualdiscountamount") or ZERO) + volume
     return {"baseamount": base, "extendedamount": money(base - discounts + (line.get("tax") or ZERO))}
 
 

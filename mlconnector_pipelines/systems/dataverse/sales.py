@@ -55,8 +55,8 @@ ORDER_CANCELLED, ORDER_FULFILLED, ORDER_INVOICED = 2, 3, 4
 HEADER_COLUMNS = ["statecode", "versionnumber", "_customerid_value", "_opportunityid_value", "paymenttermscode",
                   "name", "emailaddress", "discountamount", "freightamount"]  # fmt: skip
 LINE_COLUMNS = ["productnumber", "_productid_value", "productdescription", "productname", "quantity",
-                "priceperunit", "manualdiscountamount", "volumediscountamount", "sequencenumber",
-                "lineitemnumber"]  # fmt: skip
+                "priceperunit", "manualdiscountamount", "volumediscountamount", "baseamount", "tax",
+                "extendedamount", "sequencenumber", "lineitemnumber"]  # fmt: skip
 ACCOUNT_COLUMNS = ["accountid", "name", "accountnumber", "emailaddress1", "telephone1", "websiteurl",
                    "address1_line1", "address1_line2", "address1_city", "address1_stateorprovince",
                    "address1_postalcode", "address1_country", "paymenttermscode", "_primarycontactid_value",
@@ -97,6 +97,21 @@ class Deal:
     # The document's own discount and freight, on top of its lines: not carried into BC (see document_plan)
     header_discount: Decimal = Decimal(0)
     freight: Decimal = Decimal(0)
+
+
+def line_discount(line: dict) -> Decimal:
+    """All a Sales line takes off its price × quantity: the discount a person gave and the price list's volume
+    discount. Read from Sales' own amounts (base + tax − extended) where it computed them, which holds however
+    it counts the volume discount (once for the line, or per unit as one description in its docs reads);
+    else the two discounts as written."""
+
+    def amount(name: str) -> Decimal | None:
+        return Decimal(str(line[name])) if line.get(name) is not None else None
+
+    base, extended = amount("baseamount"), amount("extendedamount")
+    if base is not None and extended is not None:
+        return base + (amount("tax") or Decimal(0)) - extended
+    return (amount("manualdiscountamount") or Decimal(0)) + (amount("volumediscountamount") or Decimal(0))
 
 
 def parse_partition(partition: str) -> tuple[str, str]:
@@ -244,9 +259,7 @@ class SalesReader:
                 description=str(r.get("productdescription") or r.get("productname") or ""),
                 quantity=Decimal(str(r.get("quantity") or 0)),
                 unit_price=Decimal(str(r.get("priceperunit") or 0)),
-                # both of Sales' line discounts: the one a person gave and the price list's volume discount
-                discount=Decimal(str(r.get("manualdiscountamount") or 0))
-                + Decimal(str(r.get("volumediscountamount") or 0)),
+                discount=line_discount(r),
                 values={k: v for k, v in r.items() if not k.startswith("@")},
             )
             for n, r in enumerate(rows, start=1)
