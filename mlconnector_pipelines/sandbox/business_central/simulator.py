@@ -256,16 +256,15 @@ class BusinessCentralSimulator(SimulatedService):
         if corrupt is not None and body["value"]:  # a value that does not cast, as a bad extension writes one
             body["value"][0][corrupt.field] = corrupt.value
         if more and (top is None or already + len(page) < top):
-            last = page[-1]
             query = {k: v for k, v in params.items() if k not in ("$skiptoken", "$skipcount", "$skip")}
-            query["$skiptoken"] = _encode_skiptoken((last[LMD], last["id"]))
-            if fixed:
-                query["$skiptoken"] = snapshot
-            if top is not None or fixed:
-                query["$skipcount"] = str(already + len(page))
-            if by_offset:  # the offset alone says where the next page starts
-                query = {k: v for k, v in query.items() if k not in ("$skiptoken", "$skipcount")}
-                query["$skiptoken" if offset_token else "$skip"] = f"{'o' if offset_token else ''}{already + len(page)}"
+            if offset_token:  # the offset alone says where the next page starts, hidden or not
+                query["$skiptoken"] = f"o{already + len(page)}"
+            elif by_offset:
+                query["$skip"] = str(already + len(page))
+            else:
+                query["$skiptoken"] = snapshot if fixed else _encode_skiptoken((page[-1][LMD], page[-1]["id"]))
+                if top is not None or fixed:
+                    query["$skipcount"] = str(already + len(page))
             body["@odata.nextLink"] = (
                 f"{request.url.scheme}://{request.url.netloc}{request.url.path}?{urlencode(query)}"
             )

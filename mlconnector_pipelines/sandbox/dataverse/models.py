@@ -233,7 +233,7 @@ class DataverseModel:
                 targets[lookup.attribute] = lookup.targets[0]
         base |= {table.key: key, "@lookup": targets, "modifiedon": modifiedon or stamp(self.now())}
         if entity_set in LINE_PARENTS and "extendedamount" not in record:  # a line's amounts, as Sales keeps them
-            base |= line_amounts(base, volume_per_unit=self.settings.volume_discount == "per_unit")
+            base |= self._line_amounts(base)
         return self._store(entity_set, self._normalized(table, base | {"@lookup": targets}))
 
     # -- the Sales messages ------------------------------------------------------------------------------
@@ -412,8 +412,11 @@ class DataverseModel:
             row["productnumber"] = None
             row["isproductoverridden"] = True
             row["productname"] = row.get("productdescription")
-        row |= line_amounts(row, volume_per_unit=self.settings.volume_discount == "per_unit")
+        row |= self._line_amounts(row)
         row["_transactioncurrencyid_value"] = parent["_transactioncurrencyid_value"]
+
+    def _line_amounts(self, line: dict) -> dict:
+        return line_amounts(line, volume_per_unit=self.settings.volume_discount == "per_unit")
 
     def _check_editable(self, table: Table, row: dict) -> None:
         editable = EDITABLE_STATES.get(table.entity_set)

@@ -98,6 +98,11 @@ class Deal:
     header_discount: Decimal = Decimal(0)
     freight: Decimal = Decimal(0)
 
+    @property
+    def document(self) -> str:
+        """The Sales record whose lines these are, as the audit trail names it: `salesorders(<guid>)`."""
+        return f"{self.document_set}({self.document_id})"
+
 
 def line_discount(line: dict) -> Decimal:
     """All a Sales line takes off its price × quantity: the discount a person gave and the price list's volume

@@ -132,7 +132,7 @@ def document_plan(
             text=sales_line.description[:TEXT_LENGTH],
             source=SourceRow(
                 query=f"dynamics_sales/{deal.lines_set}",  # the Sales lines' asset: trace walks on from it
-                origin=f"{deal.document_set}({deal.document_id}) {deal.document_number}",
+                origin=f"{deal.document} {deal.document_number}",
                 run_id=run_id,
                 window_start=None,
                 row_number=sales_line.number,
@@ -147,7 +147,7 @@ def document_plan(
             )
         if line.debit < ZERO:
             problems.append(Problem(line, f"the line amount is negative ({line.debit}): the discount exceeds it"))
-    where = f"{deal.document_set}({deal.document_id}) {deal.document_number}".strip()
+    where = f"{deal.document} {deal.document_number}".strip()
     for amount, what in ((deal.header_discount, "a discount on the whole document"), (deal.freight, "freight")):
         if amount:  # BC's total would be higher than Sales' (or lower): refused, named, nothing written
             problems.append(
@@ -247,7 +247,7 @@ class SalesSync:
         posted = engine.post(plan, record)
         writes_back = self._writes_back()
         if writes_back:  # before `verified`: a run that stops after it leaves the write-back open for replay
-            self.audit.event(record.id, self.run_id, "write_back_pending", f"{deal.document_set}({deal.document_id})")
+            self.audit.event(record.id, self.run_id, "write_back_pending", deal.document)
         result: PostingResult = engine.verify(plan, record, posted)
         outcome.document_number, outcome.outcome = result.number, result.outcome
         finished = [e for e in self.audit.history(record.id) if e["event"] == "finished" and e["run_id"] == self.run_id]
@@ -267,7 +267,7 @@ class SalesSync:
         given its BC number in Sales: it is refused and named instead, and nothing is written."""
         if record.document_number is None or deal.document_set != ORDERS.entity_set:
             return
-        mine = f"{deal.document_set}({deal.document_id})"
+        mine = deal.document
         written_from = {
             line.source.origin.split(" ", 1)[0] for line in self.audit.plan(record).lines if line.source is not None
         }
