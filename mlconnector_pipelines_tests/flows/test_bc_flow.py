@@ -277,6 +277,24 @@ def test_a_record_changed_while_its_window_is_read_is_loaded_by_the_window_of_it
         sandbox.reset()  # the seed's stamps (later tests load whole weeks of it) and BC's own paging
 
 
+def _six_vendors_on_march_8(sandbox, tmp_path, page_size: int):
+    """The second company's vendors 3–8 stamped a minute apart on 2026-03-08 (a window of their own), and a
+    config that loads that company's vendors in pages of `page_size`."""
+    company = sandbox.companies()[1]
+    cfg = make_config(sandbox, tmp_path, entities=["vendors"], page_size=page_size, companies=[company["name"]])
+    for minute, vendor in enumerate(sandbox.records(company["id"], "vendors")[3:9]):
+        sandbox.upsert(company["id"], "vendors", {"id": vendor["id"]}, modified_at=f"2026-03-08T09:0{minute}:00.000Z")
+    return company, cfg
+
+
+def _vendors_loaded_of(cfg, company: dict) -> dict[str, str]:
+    """The company's vendors in the warehouse's current state: id → display name (one row per id is a dict's)."""
+    with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
+        rows = con.execute("SELECT id, display_name FROM bc_vendors WHERE _company_id = ?", [company["id"]]).fetchall()
+    assert len(rows) == len({vendor_id for vendor_id, _ in rows})  # each once
+    return dict(rows)
+
+
 @pytest.mark.parametrize(
     ("leaving", "page_size"),
     [(1, 2), (2, 2), (1, 1)],
@@ -292,10 +310,7 @@ def test_records_that_leave_their_window_while_it_is_read_by_offset_cost_no_othe
     from mlconnector_pipelines.core.paginate import link_offset
     from mlconnector_pipelines.systems.business_central import client as bc_client
 
-    company = sandbox.companies()[1]
-    cfg = make_config(sandbox, tmp_path, entities=["vendors"], page_size=page_size, companies=[company["name"]])
-    for minute, vendor in enumerate(sandbox.records(company["id"], "vendors")[3:9]):
-        sandbox.upsert(company["id"], "vendors", {"id": vendor["id"]}, modified_at=f"2026-03-08T09:0{minute}:00.000Z")
+    company, cfg = _six_vendors_on_march_8(sandbox, tmp_path, page_size)
     read_page = bc_client.read_page_table
     offset_links, moved = [], []
 
@@ -318,9 +333,7 @@ def test_records_that_leave_their_window_while_it_is_read_by_offset_cost_no_othe
         window = (datetime(2026, 3, 8, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))
         still_there = {r["id"] for r in window_of(sandbox.records(company["id"], "vendors"), *window)}
         assert len(still_there) >= 3
-        with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
-            loaded = [r[0] for r in con.execute("SELECT id FROM bc_vendors WHERE _company_id = ?", [company["id"]])
-                      .fetchall()]  # fmt: skip
+        loaded = _vendors_loaded_of(cfg, company)
         assert sorted(loaded) == sorted(still_there | set(moved))  # `moved` as it was when read
         changes = "SELECT count(*) FROM bc_vendors_changes WHERE _company_id = ?"
         assert scalar(cfg, changes, company["id"]) == len(loaded)  # each version logged once, none read twice
@@ -342,10 +355,7 @@ def test_records_changed_while_read_by_offset_that_stay_in_the_window_cost_no_ot
     with that record (its key read, its new version not): it is no proof that nothing lies unread before."""
     from mlconnector_pipelines.systems.business_central import client as bc_client
 
-    company = sandbox.companies()[1]
-    cfg = make_config(sandbox, tmp_path, entities=["vendors"], page_size=2, companies=[company["name"]])
-    for minute, vendor in enumerate(sandbox.records(company["id"], "vendors")[3:9]):
-        sandbox.upsert(company["id"], "vendors", {"id": vendor["id"]}, modified_at=f"2026-03-08T09:0{minute}:00.000Z")
+    company, cfg = _six_vendors_on_march_8(sandbox, tmp_path, page_size=2)
     read_page = bc_client.read_page_table
     read_ids, changed = [], []
 
@@ -367,13 +377,9 @@ def test_records_changed_while_read_by_offset_that_stay_in_the_window_cost_no_ot
         assert len(changed) == 3, "the case was not exercised"
         window = (datetime(2026, 3, 8, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))
         in_window = {r["id"] for r in window_of(sandbox.records(company["id"], "vendors"), *window)}
-        with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
-            loaded = [r[0] for r in con.execute("SELECT id FROM bc_vendors WHERE _company_id = ?", [company["id"]])
-                      .fetchall()]  # fmt: skip
-            names = dict(con.execute("SELECT id, display_name FROM bc_vendors WHERE _company_id = ?",
-                                     [company["id"]]).fetchall())  # fmt: skip
+        loaded = _vendors_loaded_of(cfg, company)
         assert sorted(loaded) == sorted(in_window)
-        assert {names[vendor_id] for vendor_id in changed} == {"Changed meanwhile"}
+        assert {loaded[vendor_id] for vendor_id in changed} == {"Changed meanwhile"}
     finally:
         sandbox.reset()
 
