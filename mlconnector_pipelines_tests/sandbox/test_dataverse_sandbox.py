@@ -589,3 +589,46 @@ def test_live_mode_reps_change_records_over_time(tmp_path_factory):
         assert any(a["name"] == "Fabrikam Outdoor Group" for a in accounts)
     finally:
         sandbox.stop()
+
+
+def test_currencies_are_served_and_a_documents_currency_is_a_bindable_lookup(admin, dv):
+    select = "$select=isocurrencycode,currencyname,currencyprecision"
+    (euro,) = dv.get(f"/transactioncurrencies?{select}&$filter=isocurrencycode eq 'EUR'").json()["value"]
+    assert (euro["isocurrencycode"], euro["currencyname"], euro["currencyprecision"]) == ("EUR", "Euro", 2)
+    listed = {c["isocurrencycode"]: c for c in admin.get(f"{ADMIN}/records/transactioncurrencies").json()}
+    assert set(listed) == {"USD", "EUR", "JPY"} and listed["JPY"]["currencyprecision"] == 0
+    assert listed["EUR"]["transactioncurrencyid"] == euro["transactioncurrencyid"]
+
+    annotated = {"Prefer": 'odata.include-annotations="*"'}
+    orders = dv.get("/salesorders?$select=_transactioncurrencyid_value&$filter=statecode eq 0", headers=annotated)
+    order, other = orders.json()["value"][:2]
+    usd = dv.get(f"/transactioncurrencies({order['_transactioncurrencyid_value']})?{select}").json()
+    assert (usd["isocurrencycode"], usd["currencyprecision"]) == ("USD", 2)
+    assert order["_transactioncurrencyid_value@OData.Community.Display.V1.FormattedValue"] == "US Dollar"
+    assert order["_transactioncurrencyid_value@Microsoft.Dynamics.CRM.lookuplogicalname"] == "transactioncurrency"
+
+    key = order["salesorderid"]
+    bind = {"transactioncurrencyid@odata.bind": f"/transactioncurrencies({euro['transactioncurrencyid']})"}
+    assert dv.patch(f"/salesorders({key})", json=bind).status_code == 204
+    read = dv.get(f"/salesorders({key})?$expand=transactioncurrencyid($select=isocurrencycode)", headers=annotated)
+    assert read.json()["_transactioncurrencyid_value"] == euro["transactioncurrencyid"]
+    assert read.json()["_transactioncurrencyid_value@OData.Community.Display.V1.FormattedValue"] == "Euro"
+    assert read.json()["transactioncurrencyid"]["isocurrencycode"] == "EUR"
+    total = exact(read)["totalamount"]  # in euros; its _base twin in the base currency, US dollars
+    assert exact(read)["totalamount_base"] == (total / Decimal("0.92")).quantize(Decimal("0.0001"))
+    assert read.json()["totalamount@OData.Community.Display.V1.FormattedValue"] == f"€{total:,.2f}"
+    raw = {
+        "salesorderid": other["salesorderid"],
+        "_transactioncurrencyid_value": listed["JPY"]["transactioncurrencyid"],
+    }
+    admin.post(f"{ADMIN}/records/salesorders", json=raw).raise_for_status()
+    yen = dv.get(f"/salesorders({other['salesorderid']})/transactioncurrencyid?{select}").json()
+    assert (yen["isocurrencycode"], yen["currencyprecision"]) == ("JPY", 0)
+
+    missing = str(uuid.uuid4())
+    refused = dv.patch(
+        f"/salesorders({key})", json={"transactioncurrencyid@odata.bind": f"/transactioncurrencies({missing})"}
+    )
+    assert error_of(refused) == (404, "0x80040217", f"transactioncurrency With Id = {missing} Does Not Exist")
+    assert dv.get(f"/salesorders({key})").json()["_transactioncurrencyid_value"] == euro["transactioncurrencyid"]
+    assert dv.post("/transactioncurrencies", json={"isocurrencycode": "GBP"}).status_code == 405

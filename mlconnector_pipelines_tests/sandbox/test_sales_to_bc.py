@@ -348,6 +348,93 @@ def test_a_volume_discount_goes_with_the_line_and_a_document_discount_or_freight
     sandbox.reset()  # the configured dialect again
 
 
+def currency_of_sales(sandbox, code: str) -> str:
+    """The id of a Sales currency by its ISO code; CHF is added (a currency BC's CRONUS USA has not set up)."""
+    if code == "CHF":
+        sandbox.http.post("/_sandbox/dataverse/records/transactioncurrencies",
+                          json={"transactioncurrencyid": "0c4f5d8e-1c2b-4f1e-9a3d-6f6c0de0c4f5", "isocurrencycode": "CHF",
+                                "currencyname": "Swiss Franc", "currencysymbol": "CHF", "currencyprecision": 2,
+                                "exchangerate": "0.88", "statecode": 0, "statuscode": 1}).raise_for_status()  # fmt: skip
+    return next(
+        c["transactioncurrencyid"] for c in sales(sandbox, "transactioncurrencies") if c["isocurrencycode"] == code
+    )
+
+
+def set_order_currency(sandbox, order: dict, code: str | None) -> None:
+    currency = currency_of_sales(sandbox, code) if code else None
+    sandbox.http.post("/_sandbox/dataverse/records/salesorders",
+                      json={"salesorderid": order["salesorderid"], "_transactioncurrencyid_value": currency},
+                      ).raise_for_status()  # fmt: skip
+
+
+def test_a_deal_in_another_currency_than_its_customers_goes_to_bc_in_its_own(cfg, sandbox):
+    """A Sales order in euros for a customer BC keeps in dollars: BC gave the order the customer's currency, so
+    Sales' euro figures stood in BC as dollars. The order goes in its own currency; once there, a change of the
+    Sales order's currency is a changed plan, named, not 'already posted'."""
+    _, quote, order = win_deal(sandbox)
+    set_order_currency(sandbox, order, "EUR")
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    [customer] = customers_named(sandbox, first.customer)
+    assert (document["currencyCode"], customer["currencyCode"]) == ("EUR", "USD")  # the case: they differ
+    assert (first.outcome, again.outcome) == ("posted", "already_posted")
+    set_order_currency(sandbox, order, "USD")
+    with pytest.raises(PostingRefused) as refused:
+        run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-3")
+    problems = " ".join(refused.value.problems)
+    assert "EUR" in problems and "USD" in problems, problems
+    assert sandbox.state("business_central")["writes"]["POST salesOrders"] == 1
+
+
+def test_a_deal_in_a_currency_bc_has_not_set_up_is_refused_and_named_before_anything_is_written(cfg, sandbox):
+    _, quote, order = win_deal(sandbox)
+    set_order_currency(sandbox, order, "CHF")
+    writes = dict(sandbox.state("business_central")["writes"])
+    with pytest.raises(PostingRefused) as refused:
+        run_sync(cfg, "salesorders", order["salesorderid"])
+    assert any(quote["quotenumber"] in p and "CHF" in p and "Currencies" in p for p in refused.value.problems), (
+        refused.value.problems
+    )
+    assert sandbox.state("business_central")["writes"] == writes  # not even the customer
+    assert bc_documents(sandbox, quote["quotenumber"]) == []
+
+
+def test_a_deal_in_the_local_currency_verifies_where_bc_answers_its_code_blank(cfg, sandbox):
+    """BC keeps the local currency as a blank Currency Code; its API pages answer the LCY Code, a server that
+    answers the field as stored answers blank. A dollar deal in a dollar company is the same order either way."""
+    sandbox.http.post("/_sandbox/business_central/dialect", json={"local_currency_code": "blank"}).raise_for_status()
+    try:
+        _, quote, order = win_deal(sandbox)
+        set_order_currency(sandbox, order, "USD")
+        first = run_sync(cfg, "salesorders", order["salesorderid"])
+        again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+        client = BusinessCentralResource.from_section(cfg.business_central, cfg.data_dir).client()
+        try:
+            [answered] = client.find(company_id(sandbox), "salesOrders", "externalDocumentNumber", quote["quotenumber"])
+        finally:
+            client.close()
+    finally:
+        sandbox.http.post(
+            "/_sandbox/business_central/dialect", json={"local_currency_code": "shown"}
+        ).raise_for_status()
+    assert answered["currencyCode"] == ""  # the case: BC's API answered the dollar order blank
+    assert (first.outcome, again.outcome) == ("posted", "already_posted")
+    assert sandbox.state("business_central")["writes"]["POST salesOrders"] == 1
+
+
+def test_a_sales_document_naming_no_currency_goes_in_the_customers_and_verifies(cfg, sandbox):
+    """A document whose currency Sales does not name is not sent one: BC gives it the customer's, and the
+    read-back does not call that a difference."""
+    _, quote, order = win_deal(sandbox)
+    set_order_currency(sandbox, order, None)
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    assert (first.outcome, again.outcome) == ("posted", "already_posted")
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    assert document["currencyCode"] == customers_named(sandbox, first.customer)[0]["currencyCode"]
+
+
 def test_a_confirmation_is_not_taken_for_a_plan_changed_since(sandbox, tmp_path):
     """A person confirmed a draft; its posting's answer was lost and the draft was then deleted in BC, and the
     Sales order changed. Replay makes the new draft, and leaves it for a person to confirm: the confirmation

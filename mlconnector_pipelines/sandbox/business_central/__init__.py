@@ -37,6 +37,11 @@ class Dialect(BaseModel):
         "as simple OData servers page, so a record that leaves the filter before the offset makes the next "
         "page start one record late; `offset_token` the same offset inside an opaque `$skiptoken`.",
     )
+    local_currency_code: Literal["shown", "blank"] = Field(
+        "shown",
+        description="A record in the company's local currency answers `currencyCode` as the LCY Code (`shown`, "
+        "as the v2.0 API pages translate BC's blank Currency Code) or blank (`blank`, the table's own value).",
+    )
 
 
 class BusinessCentralSettings(BaseModel):

@@ -71,6 +71,24 @@ PAYMENT_TERM_FIELDS = {
     "calculateDiscountOnCreditMemos": "Edm.Boolean",
     "lastModifiedDateTime": "Edm.DateTimeOffset",
 }
+# The currencies and companyInformation entities (v2.0 resource docs, dynamics_currency and
+# dynamics_companyinformation, the fields the product reads); not in shared/specs' file.
+CURRENCY_FIELDS = {
+    "id": "Edm.Guid",
+    "code": "Edm.String",
+    "displayName": "Edm.String",
+    "symbol": "Edm.String",
+    "amountDecimalPlaces": "Edm.String",
+    "amountRoundingPrecision": "Edm.Decimal",
+    "lastModifiedDateTime": "Edm.DateTimeOffset",
+}
+COMPANY_INFORMATION_FIELDS = {
+    "id": "Edm.Guid",
+    "displayName": "Edm.String",
+    "currencyCode": "Edm.String",
+    "currentFiscalYearStartDate": "Edm.Date",
+    "lastModifiedDateTime": "Edm.DateTimeOffset",
+}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _ETAG = re.compile(r'^(W/)?"[^"]*"$')
@@ -366,7 +384,12 @@ class BusinessCentralModel:
 
     def __init__(self, settings: BusinessCentralSettings):
         self.settings = settings
-        self.field_types = {**bc_field_types(), "paymentTerms": dict(PAYMENT_TERM_FIELDS)}
+        self.field_types = {
+            **bc_field_types(),
+            "paymentTerms": dict(PAYMENT_TERM_FIELDS),
+            "currencies": dict(CURRENCY_FIELDS),
+            "companyInformation": dict(COMPANY_INFORMATION_FIELDS),
+        }
         self.read_only = bc_read_only()
         self.enum_values = bc_enum_values()
         self.companies = seed_companies(settings)
@@ -524,6 +547,8 @@ class BusinessCentralModel:
             )
         if "paymentTermsId" in fields:
             self._payment_terms(company, fields["paymentTermsId"])
+        if "currencyCode" in fields:
+            fields["currencyCode"] = self._currency_code(company, fields["currencyCode"], "Customer")
         customer = self.upsert(company_id, "customers", {**fields, "id": "", "number": number})
         company.created.add(customer["id"])  # the live mode leaves a client's customer alone
         return customer
@@ -553,6 +578,19 @@ class BusinessCentralModel:
         if "paymentTermsId" in fields:
             self._payment_terms(company, fields["paymentTermsId"])
         return self._save(company, entity_set, {**record, **fields})
+
+    def _currency_code(self, company: Company, code: str | None, table: str) -> str:
+        """A currencyCode as the API pages keep it: blank or the LCY Code is the local currency (answered as the
+        LCY Code); any other code must be one of the company's currencies."""
+        local = company.tables["companyInformation"].records[0]["currencyCode"]
+        if not code or code == local:
+            return local
+        if not any(c["code"] == code for c in company.tables["currencies"].records):
+            raise dialog(
+                f"The field Currency Code of table {table} contains a value ({code}) that cannot be found in the "
+                "related table (Currency)."
+            )
+        return code
 
     def _payment_terms(self, company: Company, terms_id: str | None) -> dict | None:
         if not terms_id or terms_id == NULL_GUID:
@@ -684,6 +722,7 @@ class BusinessCentralModel:
                 }
             )
         header.update({k: v for k, v in fields.items() if k not in ("customerId", "customerNumber", "number")})
+        header["currencyCode"] = self._currency_code(company, header["currencyCode"], "Sales Header")
         if entity_set == "salesInvoices" and "dueDate" not in fields:
             header["dueDate"] = self._due(header["invoiceDate"], terms)
         return header
@@ -1053,6 +1092,8 @@ class BusinessCentralModel:
                 header.update({k: v for k, v in billing.items() if k.startswith("billTo")})
         terms = self._payment_terms(company, fields.get("paymentTermsId", header.get("paymentTermsId")))
         header.update({k: v for k, v in fields.items() if k not in ("customerId", "customerNumber")})
+        if "currencyCode" in fields:
+            header["currencyCode"] = self._currency_code(company, fields["currencyCode"], "Sales Header")
         if entity_set == "salesInvoices" and "dueDate" not in fields:
             if any(k in fields for k in ("invoiceDate", "paymentTermsId", "customerId", "customerNumber")):
                 header["dueDate"] = self._due(header["invoiceDate"], terms)

@@ -337,7 +337,49 @@ def generate_company(index: int, *, seed: int, start: datetime, end: datetime, v
     company.entities["paymentTerms"] = terms
     for i, party_record in enumerate(customers + vendors):
         party_record["paymentTermsId"] = terms[TERMS_BY_PARTY[i % len(TERMS_BY_PARTY)]]["id"]
+    money = random.Random(f"{seed}-{index}-currencies")  # likewise
+    company.entities["currencies"] = currencies(money, start, local=currency)
+    company.entities["companyInformation"] = [company_information(money, company, start, local=currency)]
     return company
+
+
+# Currencies a company has set up besides its local one (BC's Currencies table never holds the LCY):
+# code, name, symbol, amount decimal places, amount rounding precision (CRONUS's).
+CURRENCIES = (
+    ("CAD", "Canadian dollar", "$", "2:2", "0.01"),
+    ("EUR", "Euro", "€", "2:2", "0.01"),
+    ("GBP", "British pound", "£", "2:2", "0.01"),
+    ("JPY", "Japanese yen", "¥", "0:0", "1"),
+    ("USD", "US dollar", "$", "2:2", "0.01"),
+)
+
+
+def currencies(rng: random.Random, start: datetime, *, local: str) -> list[dict]:
+    stamp = iso_ms(start - timedelta(days=365))
+    return [
+        {
+            "id": guid(rng),
+            "code": code,
+            "displayName": name,
+            "symbol": symbol,
+            "amountDecimalPlaces": places,
+            "amountRoundingPrecision": Decimal(precision),
+            "lastModifiedDateTime": stamp,
+        }
+        for code, name, symbol, places, precision in CURRENCIES
+        if code != local
+    ]
+
+
+def company_information(rng: random.Random, company: CompanyData, start: datetime, *, local: str) -> dict:
+    """The company's one companyInformation record; `currencyCode` is General Ledger Setup's LCY Code."""
+    return {
+        "id": guid(rng),
+        "displayName": company.display_name,
+        "currencyCode": local,
+        "currentFiscalYearStartDate": f"{start.year}-01-01",
+        "lastModifiedDateTime": iso_ms(start - timedelta(days=365)),
+    }
 
 
 # CRONUS's payment terms (code, name, due date formula, discount date formula, discount %). The docs'

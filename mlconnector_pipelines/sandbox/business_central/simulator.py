@@ -332,6 +332,10 @@ class BusinessCentralSimulator(SimulatedService):
     ) -> dict:
         rendered = {"@odata.etag": self.model.etag(company, record)}
         rendered.update(record if select is None else {k: record.get(k) for k in select})
+        if self.dialect.local_currency_code == "blank" and rendered.get("currencyCode"):
+            local = company.tables["companyInformation"].records[0]["currencyCode"]
+            if rendered["currencyCode"] == local and entity_set != "companyInformation":
+                rendered["currencyCode"] = ""
         size = self.dialect.expanded_page_size
         for navigation in expand:
             children = self._children(company, entity_set, record, navigation) or []

@@ -1,8 +1,10 @@
 """Rows as the Web API answers them: `@odata.etag`, selected properties, lookups as `_x_value`, annotations.
 
-Money and decimals are Decimals written with every stored digit. With `Prefer:
-odata.include-annotations` a lookup carries its target's name, navigation property and logical
-name, and option sets and money their formatted values.
+Money and decimals are Decimals written with every stored digit; a money column's `_base` twin is
+the amount in the organization's base currency (divided by the record currency's exchange rate).
+With `Prefer: odata.include-annotations` a lookup carries its target's name, navigation property
+and logical name, and option sets and money their formatted values (money in its currency's symbol
+and precision).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 from decimal import Decimal
 from fnmatch import fnmatchcase
 
+from .pricing import money
 from .query import Expand, link_query, run
 from .tables import TABLES, Table
 
@@ -50,8 +53,9 @@ def _shortest(value: Decimal) -> Decimal | int:
     return int(value) if value == value.to_integral_value() else value
 
 
-def formatted_money(value: Decimal) -> str:
-    return f"-${abs(value):,.2f}" if value < 0 else f"${value:,.2f}"
+def formatted_money(value: Decimal, symbol: str = "$", precision: int = 2) -> str:
+    shown = f"{symbol}{abs(value):,.{precision}f}"
+    return f"-{shown}" if value < 0 else shown
 
 
 class Renderer:
@@ -75,10 +79,18 @@ class Renderer:
 
     def _value(self, table: Table, row: dict, name: str):
         if name.endswith("_base") and name[:-5] in table.money:
-            return row.get(name[:-5])  # the base currency is the record's (exchange rate 1)
+            return self._in_base(row, row.get(name[:-5]))
         if name == "authvalue":  # IsValidForRead is false: never answered
             return None
         return row.get(name)
+
+    def _in_base(self, row: dict, value: Decimal | None) -> Decimal | None:
+        """A `_base` twin: the amount divided by its currency's exchange rate (units per base unit)."""
+        currency = self.model.find("transactioncurrency", row.get("_transactioncurrencyid_value"))
+        rate = currency.get("exchangerate") if currency else None
+        if value is None or not rate or rate == 1:
+            return value
+        return money(value / rate)
 
     def _annotate(self, out: dict, table: Table, row: dict, name: str) -> None:
         value = out[name]
@@ -103,9 +115,18 @@ class Renderer:
             elif isinstance(value, bool):
                 label = "Yes" if value else "No"
             elif isinstance(value, Decimal) and (name in table.money or name[:-5] in table.money):
-                label = formatted_money(value)
+                label = formatted_money(value, *self._currency(row, base=name not in table.money))
             if label is not None:
                 out[f"{name}@{FORMATTED}"] = label
+
+    def _currency(self, row: dict, base: bool) -> tuple[str, int]:
+        """The symbol and precision a money value is shown with: the record's currency (a `_base` twin: the base's)."""
+        key = self.model.reference.currency if base else row.get("_transactioncurrencyid_value")
+        currency = self.model.find("transactioncurrency", key)
+        if currency is None:
+            return "$", 2
+        precision = currency.get("currencyprecision")
+        return currency.get("currencysymbol") or "", 2 if precision is None else precision
 
     def _expand(self, out: dict, table: Table, row: dict, item: Expand) -> None:
         if item.navigation in table.lines:

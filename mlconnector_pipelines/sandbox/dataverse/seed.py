@@ -1,4 +1,4 @@
-"""A deterministic Sales organization: accounts, contacts, products, opportunities, quotes, orders, invoices.
+"""A deterministic Sales organization: currencies, accounts, contacts, products, opportunities, quotes, orders, invoices.
 
 Rows are stored as the model keeps them: columns by logical name, lookups as `_<attribute>_value`
 with the target's logical name under `@lookup`. The data carries the cases a sync meets: lines
@@ -54,13 +54,21 @@ def guid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
+# The organization's currencies: ISO code, name, symbol, precision, units per base currency (USD first: the base).
+CURRENCIES = (
+    ("USD", "US Dollar", "$", 2, Decimal("1")),
+    ("EUR", "Euro", "€", 2, Decimal("0.92")),
+    ("JPY", "Japanese Yen", "¥", 0, Decimal("150")),
+)
+
+
 @dataclass
 class Reference:
-    """Rows of tables the simulator keeps as ids only: lookups to them are checked and named."""
+    """Ids the seed links to; `names` holds the tables the simulator keeps as ids only (lookups are checked, named)."""
 
     app_user: str
     reps: list[str]
-    currency: str
+    currency: str  # the organization's base currency (USD): every seeded record is in it
     pricelevel: str
     uom: str
     uomschedule: str
@@ -94,7 +102,7 @@ def build(settings: DataverseSettings) -> SeedData:
     start, end = settings.history()
     clock = _Clock(rng, start, end)
     ref = _reference(rng)
-    rows: dict[str, list[dict]] = {}
+    rows: dict[str, list[dict]] = {"transactioncurrencies": _currencies(settings, ref, start)}
     rows["accounts"] = _accounts(rng, clock, ref, settings.volumes.accounts)
     rows["contacts"] = _contacts(rng, clock, ref, rows["accounts"], settings.volumes.contacts)
     for i, account in enumerate(rows["accounts"]):  # primary contacts, once contacts exist
@@ -128,13 +136,24 @@ def _reference(rng: random.Random) -> Reference:
             **dict(zip(ref.reps, ("Alex Rivera", "Sam Patel", "Kim Lee"), strict=True)),
         },
         "team": {},
-        "transactioncurrency": {ref.currency: "US Dollar"},
         "pricelevel": {ref.pricelevel: "Retail USD"},
         "uom": {ref.uom: "Primary Unit"},
         "uomschedule": {ref.uomschedule: "Default Unit"},
         "plugintype": {},
     }
     return ref
+
+
+def _currencies(settings: DataverseSettings, ref: Reference, at: datetime) -> list[dict]:
+    """The base currency keeps the reference id; the others take ids of their own generator (the seed's stays as it was)."""
+    ids = random.Random(settings.seed + 5)
+    rows = []
+    for code, name, symbol, precision, rate in CURRENCIES:
+        row = {"transactioncurrencyid": ref.currency if code == "USD" else guid(ids), "isocurrencycode": code}
+        row |= {"currencyname": name, "currencysymbol": symbol, "currencyprecision": precision}
+        row |= {"exchangerate": decimal(rate), "statecode": 0, "statuscode": 1, "createdon": at, "modifiedon": at}
+        rows.append(row)
+    return rows
 
 
 def _link(row: dict, attribute: str, target: str, target_id: str | None) -> None:

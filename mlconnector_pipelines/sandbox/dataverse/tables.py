@@ -4,8 +4,8 @@ Columns are `name:T` with T one of S (Edm.String), G (Edm.Guid), I (Edm.Int32), 
 B (Edm.Boolean), T (Edm.DateTimeOffset), D (Edm.Date), M (Money) and N (Decimal), both Edm.Decimal;
 a trailing `!` marks a column no write may set. A lookup is read as `_<attribute>_value` and written
 through one single-valued navigation property per target table (a customer lookup has two). The
-webhook registration tables (serviceendpoint and the sdkmessage* tables) follow their Dataverse
-table references.
+webhook registration tables (serviceendpoint and the sdkmessage* tables) and the organization's
+currencies (transactioncurrency) follow their Dataverse table references; the spec lists neither.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ NAMESPACE = "Microsoft.Dynamics.CRM"
 REFERENCE_SETS = {
     "systemuser": "systemusers",
     "team": "teams",
-    "transactioncurrency": "transactioncurrencies",
     "pricelevel": "pricelevels",
     "uom": "uoms",
     "uomschedule": "uomschedules",
@@ -74,7 +73,7 @@ class Table:
     states: dict[int, str] = field(default_factory=dict)
     statuses: dict[int, tuple[str, int]] = field(default_factory=dict)
     collections: tuple[Lines, ...] = ()
-    read_only: bool = False  # no create, update or delete (the sdkmessage catalogue)
+    read_only: bool = False  # no create, update or delete through the Web API (the sdkmessage catalogue, currencies)
 
     @property
     def key(self) -> str:
@@ -390,6 +389,24 @@ SDK_TABLES = (
     ),
 )
 
-TABLES: dict[str, Table] = {t.entity_set: t for t in (*SALES_TABLES, *SDK_TABLES)}
+# -- the organization's settings: its currencies ----------------------------------------------------------
+
+# transactioncurrency (https://learn.microsoft.com/power-apps/developer/data-platform/reference/entities/transactioncurrency):
+# the base currency and the others a record may be in. A System Administrator adds currencies in
+# Settings; here they are seeded and a test adds one through the admin API, so the Web API only reads them.
+ORGANIZATION_TABLES = (
+    Table(
+        "transactioncurrencies",
+        "transactioncurrency",
+        "currencyname",
+        columns="transactioncurrencyid:G isocurrencycode:S currencyname:S currencysymbol:S currencyprecision:I "
+        "exchangerate:N statecode:I statuscode:I createdon:T! modifiedon:T! versionnumber:L!",
+        states={0: "Active", 1: "Inactive"},
+        statuses={1: ("Active", 0), 2: ("Inactive", 1)},
+        read_only=True,
+    ),
+)
+
+TABLES: dict[str, Table] = {t.entity_set: t for t in (*SALES_TABLES, *SDK_TABLES, *ORGANIZATION_TABLES)}
 BY_LOGICAL: dict[str, Table] = {t.logical: t for t in TABLES.values()}
 HEADERS = {"quotes": "quote_details", "salesorders": "order_details", "invoices": "invoice_details"}

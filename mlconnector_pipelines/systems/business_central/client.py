@@ -72,6 +72,11 @@ class BusinessCentralClient:
         )
         return self.http.read_written(response, lambda answer: read(self.parse(answer)))
 
+    def records(self, company_id: str, entity_set: str) -> list[dict]:
+        """Every record of a small set-up entity (payment terms, currencies, the company's information)."""
+        response = self.http.request("GET", f"{self.base_path}/companies({company_id})/{entity_set}")
+        return page_values(self.http, response, self.parse(response))
+
     def find(
         self, company_id: str, entity_set: str, field: str, value: str, *, expand: str | None = None
     ) -> list[dict]:

@@ -71,9 +71,7 @@ class BusinessCentralCustomers:
 
     def payment_terms_id(self, code: str) -> str:
         if not self.payment_terms:
-            terms = self.client.parse(
-                self.client.http.request("GET", f"{self.client.base_path}/companies({self.company_id})/paymentTerms")
-            )["value"]
+            terms = self.client.records(self.company_id, "paymentTerms")
             self.payment_terms = {str(t["code"]).upper(): str(t["id"]) for t in terms}
         try:
             return self.payment_terms[code.upper()]
@@ -146,6 +144,7 @@ class BusinessCentralSalesDocuments:
         self.document = document
         self.post_when_verified = False  # set per run: a confirmed draft invoice is posted after verification
         self.items: dict[str, dict | None] = {}  # item number → item, as read in this run
+        self._local_currency: str | None = None  # General Ledger Setup's LCY Code, read when first needed
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -159,7 +158,32 @@ class BusinessCentralSalesDocuments:
                 problems.append(Problem(line, f"item {line.account} does not exist in BC company {self.company_id}"))
             elif item.get("blocked"):
                 problems.append(Problem(line, f"item {line.account} is blocked in BC"))
-        return problems
+        return problems + self._currency_problems(plan)
+
+    def _currency_problems(self, plan: Plan) -> list[Problem]:
+        """A document in a currency the company has not set up is refused by BC; say so before writing."""
+        currency = plan_currency(plan)
+        if not currency or currency == self.local_currency():
+            return []
+        if any(
+            str(c.get("code") or "").upper() == currency for c in self.client.records(self.company_id, "currencies")
+        ):
+            return []
+        return [
+            Problem(
+                None,
+                f"{plan.document_key} is in {currency}, which BC company {self.company_id} has not set up (its local "
+                f"currency is {self.local_currency() or 'not set'}): add {currency} under Currencies in BC, with its "
+                "exchange rates, and run it again",
+            )
+        ]
+
+    def local_currency(self) -> str:
+        """The company's local currency (LCY Code): what BC shows for a document in it, whose code it keeps blank."""
+        if self._local_currency is None:
+            information = self.client.records(self.company_id, "companyInformation")
+            self._local_currency = as_code(information[0].get("currencyCode")) if information else ""
+        return self._local_currency
 
     def _item(self, number: str) -> dict | None:
         """One item by number (one request each: `or` in BC filters is not something to lean on)."""
@@ -174,17 +198,24 @@ class BusinessCentralSalesDocuments:
             orders = self.client.find(self.company_id, "salesOrders", "externalDocumentNumber", key,
                                       expand="salesOrderLines")  # fmt: skip
             if orders:
-                return _written(orders[0], "salesOrders", posted=False)
+                return _written(orders[0], "salesOrders", posted=False, currency=self._currency_of(orders[0], plan))
         invoices = self.client.find(self.company_id, "salesInvoices", "externalDocumentNumber", key,
                                     expand="salesInvoiceLines")  # fmt: skip
         if not invoices:
             return None
         invoice = sorted(invoices, key=lambda i: not _posted(i))[0]  # a posted one first
         posted = _posted(invoice)
-        document = _written(invoice, "salesInvoices", posted=posted)
+        document = _written(invoice, "salesInvoices", posted=posted, currency=self._currency_of(invoice, plan))
         if self.entity_set == "salesOrders":  # the order was invoiced and BC removed it: it lives on in the invoice
             document.number = str(invoice.get("orderNumber") or invoice["number"])
         return document
+
+    def _currency_of(self, document: dict, plan: Plan) -> str:
+        """The document's currency as the plan's lines name it: its code, the local one when BC keeps it blank;
+        "" for a plan that names none (recorded before documents carried their currency: not compared)."""
+        if not plan_currency(plan):
+            return ""
+        return as_code(document.get("currencyCode")) or self.local_currency()
 
     def read_lines(self, plan: Plan, number: str) -> list[WrittenLine]:
         found = self.find(plan)
@@ -246,7 +277,12 @@ def _line_body(line: PlannedLine) -> dict[str, Any]:
     }
 
 
-def _written(document: dict, entity_set: str, *, posted: bool) -> WrittenDocument:
+def plan_currency(plan: Plan) -> str:
+    """The currency a sales document's plan is in (each of its lines names it); "" when it names none."""
+    return plan.lines[0].currency if plan.lines else ""
+
+
+def _written(document: dict, entity_set: str, *, posted: bool, currency: str) -> WrittenDocument:
     raw = sorted(document.get(LINE_SETS[entity_set]) or [], key=lambda r: (r.get("sequence") or 0, str(r.get("id"))))
     lines = [
         WrittenLine(
@@ -259,7 +295,7 @@ def _written(document: dict, entity_set: str, *, posted: bool) -> WrittenDocumen
             ),
             debit=line_amount(r.get("quantity"), r.get("unitPrice"), r.get("discountAmount")),
             credit=Decimal(0),
-            currency="",
+            currency=currency,
             text=str(r.get("description") or ""),
         )
         for n, r in enumerate(raw, start=1)

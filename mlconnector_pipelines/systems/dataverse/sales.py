@@ -53,7 +53,7 @@ QUOTES, ORDERS = TRIGGER_TABLES["won_quotes"], TRIGGER_TABLES["orders"]
 ORDER_CANCELLED, ORDER_FULFILLED, ORDER_INVOICED = 2, 3, 4
 
 HEADER_COLUMNS = ["statecode", "versionnumber", "_customerid_value", "_opportunityid_value", "paymenttermscode",
-                  "name", "emailaddress", "discountamount", "freightamount"]  # fmt: skip
+                  "name", "emailaddress", "discountamount", "freightamount", "_transactioncurrencyid_value"]  # fmt: skip
 LINE_COLUMNS = ["productnumber", "_productid_value", "productdescription", "productname", "quantity",
                 "priceperunit", "manualdiscountamount", "volumediscountamount", "baseamount", "tax",
                 "extendedamount", "sequencenumber", "lineitemnumber"]  # fmt: skip
@@ -97,6 +97,8 @@ class Deal:
     # The document's own discount and freight, on top of its lines: not carried into BC (see document_plan)
     header_discount: Decimal = Decimal(0)
     freight: Decimal = Decimal(0)
+    # The document's currency (ISO code, as Sales' transactioncurrency names it); None when it names none
+    currency: str | None = None
 
     @property
     def document(self) -> str:
@@ -185,6 +187,7 @@ class SalesReader:
             trigger=(entity_set, str(record_id), version),
             header_discount=Decimal(str(document.get("discountamount") or 0)),
             freight=Decimal(str(document.get("freightamount") or 0)),
+            currency=self._currency(document),
         )
 
     # -- reads -------------------------------------------------------------------------------------
@@ -226,6 +229,20 @@ class SalesReader:
         if len(quotes) > 1:
             raise DealNotReady(f"opportunity {opportunity_id} has {len(quotes)} won quotes: each is its own document")
         return quotes[0] if quotes else None
+
+    def _currency(self, document: dict) -> str | None:
+        """The ISO code of the document's currency: its amounts are in it, whatever the customer's currency."""
+        currency_id = document.get("_transactioncurrencyid_value")
+        if not currency_id:
+            return None
+        currency = self.client.get("transactioncurrencies", currency_id, select=["isocurrencycode"])
+        code = str((currency or {}).get("isocurrencycode") or "").strip().upper()
+        if not code:
+            raise ConnectorError(
+                f"the currency {currency_id} of the Sales document could not be read (or has no ISO code): its "
+                "amounts cannot go to BC without it (give the app user read access to Currency)"
+            )
+        return code
 
     def _account(self, document: dict) -> dict:
         """The BC customer's source: the document's account, or the account of the contact it names."""

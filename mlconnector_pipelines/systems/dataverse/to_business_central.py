@@ -128,7 +128,7 @@ def document_plan(
             ),
             debit=line_amount(sales_line.quantity, sales_line.unit_price, discount),
             credit=ZERO,
-            currency="",
+            currency=deal.currency or "",
             text=sales_line.description[:TEXT_LENGTH],
             source=SourceRow(
                 query=f"dynamics_sales/{deal.lines_set}",  # the Sales lines' asset: trace walks on from it
@@ -160,7 +160,9 @@ def document_plan(
         document_key=deal.key,
         system=BC,
         company=company_id,
-        header={"customerNumber": customer, "externalDocumentNumber": as_code(deal.key)},
+        # The document's own currency, sent: BC would otherwise take the customer's and keep Sales' figures
+        header={"customerNumber": customer, "externalDocumentNumber": as_code(deal.key)}
+        | ({"currencyCode": deal.currency} if deal.currency else {}),
         lines=tuple(lines),
         must_balance=False,
     )
