@@ -405,6 +405,23 @@ class AuditStore:
         with self.engine.connect() as c:
             return [_document(r) for r in c.execute(query).all()]
 
+    def verified_line_for(self, flow: str, partition_prefix: str, account: str) -> bool:
+        """Whether a verified document of the flow, in a partition starting so, has a line for `account` (a record
+        synced to that key, under any version of its source)."""
+        query = (
+            sa.select(lines.c.id)
+            .join(documents, documents.c.id == lines.c.document_id)
+            .where(
+                documents.c.flow == flow,
+                documents.c.partition.startswith(partition_prefix, autoescape=True),
+                documents.c.state.in_(FINISHED),
+                lines.c.account == account,
+            )
+            .limit(1)
+        )
+        with self.engine.connect() as c:
+            return c.execute(query).first() is not None
+
     def by_number(self, document_number: str, company: str | None = None) -> list[DocumentRecord]:
         query = sa.select(documents).where(documents.c.document_number == document_number)
         if company:

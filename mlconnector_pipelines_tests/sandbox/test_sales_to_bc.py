@@ -472,6 +472,51 @@ def test_a_new_customer_whose_create_answer_is_lost_is_made_once(cfg, sandbox):
     assert document["customerNumber"] == expected
 
 
+def test_an_account_numbered_like_an_unrelated_bc_customer_does_not_take_it_over(sandbox, tmp_path):
+    """BC numbers its own customers (C10000, C10010…). A Sales account whose number is an unrelated BC customer's
+    had that customer's name and address overwritten with its own, and its deal written to that customer. It is
+    refused and both are named, nothing written; the same name spelt otherwise, or a person's mapping, adopts it."""
+    sandbox.reset()
+    cfg = config(sandbox, tmp_path)
+    _, quote, order = win_deal(sandbox)
+    account_id = order["_customerid_value"]
+    other = customers_named(sandbox, "C10010")[0]
+    writes = dict(sandbox.state("business_central")["writes"])
+    sandbox.http.post("/_sandbox/dataverse/records/accounts", json={"accountid": account_id, "accountnumber": "c10010"}
+                      ).raise_for_status()  # fmt: skip
+    with pytest.raises(PostingRefused) as refused:
+        run_sync(cfg, "salesorders", order["salesorderid"])
+    [problem] = refused.value.problems
+    assert "C10010" in problem and other["displayName"] in problem and account_id in problem
+    assert sandbox.state("business_central")["writes"] == writes and customers_named(sandbox, "C10010") == [other]
+    mapped = config(sandbox, tmp_path, customers={"C10010": "C10010"})  # a person says they are one customer
+    adopted = run_sync(mapped, "salesorders", order["salesorderid"], run_id="run-2")
+    assert adopted.customer == "C10010" and adopted.outcome == "posted"
+    assert bc_documents(sandbox, quote["quotenumber"])[0]["customerNumber"] == "C10010"
+
+
+def test_an_account_named_as_its_bc_customer_or_synced_to_it_before_keeps_it(cfg, sandbox):
+    """The name check does not stand in the way of the customer the account is: the same name in another
+    case and punctuation adopts it, and once synced, a rename in Sales goes to BC — but a later account number
+    naming yet another BC customer is refused."""
+    _, quote, order = win_deal(sandbox)
+    account_id = order["_customerid_value"]
+    other = customers_named(sandbox, "C10010")[0]
+    spelt = other["displayName"].upper().replace(".", "") + "."
+    sandbox.http.post("/_sandbox/dataverse/records/accounts",
+                      json={"accountid": account_id, "accountnumber": "C10010", "name": spelt}).raise_for_status()  # fmt: skip
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    assert first.customer == "C10010" and first.outcome == "posted"
+    sandbox.http.post("/_sandbox/dataverse/records/accounts", json={"accountid": account_id, "name": "Renamed Ltd"}
+                      ).raise_for_status()  # fmt: skip
+    again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    assert again.customer_action == "updated" and customers_named(sandbox, "C10010")[0]["displayName"] == "Renamed Ltd"
+    sandbox.http.post("/_sandbox/dataverse/records/accounts", json={"accountid": account_id, "accountnumber": "C10020"}
+                      ).raise_for_status()  # fmt: skip
+    with pytest.raises(PostingRefused):  # synced before, but to another customer
+        run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-3")
+
+
 def test_bc_code_fields_kept_upper_case_still_match_and_a_rerun_writes_nothing(cfg, sandbox):
     """BC keeps its Code fields (customer number, post code, external document number) upper case and trimmed.
     A quote numbered in lower case and an account with a lower-case post code make one customer and one

@@ -547,8 +547,7 @@ class BusinessCentralModel:
             )
         if "paymentTermsId" in fields:
             self._payment_terms(company, fields["paymentTermsId"])
-        if "currencyCode" in fields:
-            fields["currencyCode"] = self._currency_code(company, fields["currencyCode"], "Customer")
+        fields["currencyCode"] = self._currency_code(company, fields.get("currencyCode"), "Customer")  # blank: LCY
         customer = self.upsert(company_id, "customers", {**fields, "id": "", "number": number})
         company.created.add(customer["id"])  # the live mode leaves a client's customer alone
         return customer

@@ -201,7 +201,7 @@ def _accounts(rng: random.Random, clock: _Clock, ref: Reference, count: int) -> 
         row = {
             "accountid": guid(rng),
             "name": name,
-            "accountnumber": f"C{10000 + i * 10}",
+            "accountnumber": f"ACC-{10000 + i * 10}",  # BC numbers its own customers C10000…: no collision
             "emailaddress1": f"info{i}@example.com",
             "telephone1": f"+1 555 01{i:02d}",
             "websiteurl": f"https://www.example{i}.com",

@@ -71,18 +71,36 @@ class SyncOutcome:
         return f"{self.deal}: " + ", ".join(parts)
 
 
-def customer_number(account: dict[str, Any], sync: SalesToBusinessCentral) -> str:
-    """The customer `customers` maps the account to; else the account's own number when it fits BC; else a
-    number made from its id (stable, so a rerun finds the customer it made)."""
+def mapped_customer(account: dict[str, Any], sync: SalesToBusinessCentral) -> str | None:
+    """The BC customer `customers` maps the account to (by its id or its account number), if any."""
     for known in (str(account["accountid"]).lower(), str(account.get("accountnumber") or "")):
         mapped = next((number for key, number in sync.customers.items() if key.lower() == known.lower()), None)
         if known and mapped:
             return as_code(mapped)
+    return None
+
+
+def customer_number(account: dict[str, Any], sync: SalesToBusinessCentral) -> str:
+    """The customer `customers` maps the account to; else the account's own number when it fits BC; else a
+    number made from its id (stable, so a rerun finds the customer it made)."""
+    mapped = mapped_customer(account, sync)
+    if mapped:
+        return mapped
     own = as_code(account.get("accountnumber"))
     if own and len(own) <= CUSTOMER_NUMBER_LENGTH:
         return own
     compact = str(account["accountid"]).replace("-", "")
     return as_code(sync.customer_number_prefix + compact)[:CUSTOMER_NUMBER_LENGTH]
+
+
+def same_name(one: Any, other: Any) -> bool:
+    """Two spellings of one party's name, whatever their case, spaces and punctuation ("Contoso Ltd" and
+    "CONTOSO, LTD.")."""
+
+    def letters(name: Any) -> str:
+        return "".join(ch for ch in str(name or "").casefold() if ch.isalnum())
+
+    return letters(one) == letters(other)
 
 
 def customer_fields(deal: Deal, sync: SalesToBusinessCentral, terms: Callable[[str], str]) -> dict[str, Any]:
@@ -231,6 +249,7 @@ class SalesSync:
                                progress=self.progress)  # fmt: skip
         record = engine.record(plan)
         self._refuse_a_second_order(deal, record)
+        self._refuse_taking_over_another_customer(deal, number)
         if record.state != "verified":  # validate before the first write (a verified deal is only looked up)
             engine.validate(plan, record, mapping_problems + plan_problems(plan) + self.documents.validate(plan))
             record = self.audit.document(record.id)
@@ -281,6 +300,29 @@ class SalesSync:
                 "(enter it in BC by hand, or make it from a quote of its own)"
             )
             raise PostingRefused(f"{BC}: {deal.key} was not written for order {deal.document_number}", [problem])
+
+    def _refuse_taking_over_another_customer(self, deal: Deal, number: str) -> None:
+        """BC numbers its own customers too: a Sales account numbered like an unrelated BC customer (10000, say)
+        had that customer's name and address overwritten with its own, and the deal written to it. A BC customer
+        found by the account's number is taken for the account only under the account's name, once synced from
+        this account, or when `customers` maps the account to it; else nothing is written and both are named."""
+        account = deal.account
+        if mapped_customer(account, self.sync) or number != as_code(account.get("accountnumber")):
+            return  # mapped by a person, or a number made from the account's id
+        held = self.customers.current(number)
+        if held is None or same_name(held.get("displayName"), account.get("name")):
+            return
+        if self.audit.verified_line_for(CUSTOMER_FLOW, f"accounts({account['accountid']}) ", number):
+            return  # this account's customer, renamed in BC or in Sales since
+        problem = (
+            f"Sales account {account.get('name')!r} ({account['accountid']}) has account number {number}, the number "
+            f"of BC customer {held.get('displayName')!r}, which no run made from it: map the account under "
+            f"sales_to_business_central.customers (to {number} if they are one customer, else to its BC customer), "
+            "or change its account number"
+        )
+        raise PostingRefused(
+            f"{BC}: {deal.key} was not written: its customer is another BC customer's number", [problem]
+        )
 
     def _customer(self, deal: Deal) -> str:
         fields = customer_fields(deal, self.sync, self.customers.payment_terms_id)
