@@ -355,8 +355,8 @@ class AuditStore:
             ).all()
         return [_document(r) for r in rows]
 
-    def documents_of_run(self, flow: str, partition: str, run_id: str) -> list[DocumentRecord]:
-        """The documents a run planned for a flow's partition, oldest first (runs share a partition's
+    def documents_of_run(self, flow: str, partition: str | None, run_id: str) -> list[DocumentRecord]:
+        """The documents a run planned for a flow's partition (None: any), oldest first (runs share a partition's
         documents: a rerun plans the same one again)."""
         planned_here = sa.select(events.c.document_id).where(
             events.c.run_id == run_id, events.c.event.in_(("planned", "planned_again"))
@@ -364,7 +364,8 @@ class AuditStore:
         with self.engine.connect() as c:
             rows = c.execute(
                 sa.select(documents)
-                .where(documents.c.flow == flow, documents.c.partition == partition, documents.c.id.in_(planned_here))
+                .where(documents.c.flow == flow, documents.c.id.in_(planned_here))
+                .where(documents.c.partition == partition if partition is not None else sa.true())
                 .order_by(documents.c.id)
             ).all()
         return [_document(r) for r in rows]

@@ -141,10 +141,13 @@ def build_plan(
                     "rounding_account (where that difference is booked) or balancing.mode: offset",
                 )
             )
+    # An unpartitioned journal (its query has no partitions; deliveries feed it) is one per posting date, keyed
+    # by it: under one key, each new period's figures were taken for a change to the last period's journal.
+    period = partition or when.isoformat()
     plan = Plan(
         flow=flow,
-        partition=partition,
-        document_key=spec.document_key(mapping.name, partition, 0),
+        partition=period,
+        document_key=spec.document_key(mapping.name, period, 0),
         system=spec.system,
         company=spec.company(mapping),
         header={**spec.header(mapping, when), "posting_date": when.isoformat()},

@@ -80,7 +80,8 @@ class _Journal:
     def record_of_run(self, audit: AuditStore, context) -> DocumentRecord:
         """The document this run's plan step recorded (steps share no memory, only the audit store)."""
         partition, _ = _partition(context)
-        mine = audit.documents_of_run(self.name, partition, context.run_id)
+        # an unpartitioned journal's documents are its posting dates' (engine/journal.build_plan)
+        mine = audit.documents_of_run(self.name, partition or None, context.run_id)
         if not mine:
             raise dg.Failure(f"the plan step of run {context.run_id} recorded no document for {self.name} {partition}")
         return mine[-1]
@@ -90,7 +91,7 @@ def _partition(context) -> tuple[str, date | None]:
     if not context.has_partition_key:
         return "", None
     window = context.partition_time_window
-    return context.partition_key, (window.end - timedelta(days=1)).date()
+    return context.partition_key, (window.end - timedelta(microseconds=1)).date()  # an hour's too
 
 
 def _problems_md(problems: list[str]) -> dg.MetadataValue:

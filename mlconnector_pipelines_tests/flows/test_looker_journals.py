@@ -142,6 +142,35 @@ def test_the_looker_figures_land_once_as_a_journal_whose_lines_trace_back_to_the
     assert len(journals(env, KEY)) == 1
 
 
+def test_an_unpartitioned_query_posts_one_journal_per_posting_date_through_the_four_ops(env):
+    """A Looker query without partitions (run on a schedule, or fed by deliveries) feeds a journal dated by a
+    column. Each posting date is a journal of its own, found again by a rerun of its figures; under one key for
+    the journal, the next day's figures were taken for a change to the first day's journal and adjusted it."""
+
+    def cfg_for(day: str):
+        raw = config(env).model_dump(mode="json")
+        fees = next(q for q in raw["looker"]["queries"] if q["name"] == "fee_allocation")
+        raw["looker"]["queries"].append(
+            {**fees, "name": "daily_fees", "partition": None, "upstream": fees["upstream"],
+             "fields": [*fees["fields"], "fee_allocation.posting_date"],
+             "filters": {**fees["filters"], "fee_allocation.posting_date": day}}
+        )  # fmt: skip
+        journal = {**FEE_JOURNAL, "name": "daily_fees", "looker_query": "daily_fees", "on_change": "adjust",
+                   "posting_date_column": "fee_allocation.posting_date"}  # fmt: skip
+        raw["finance_operations"]["journals"] = [journal]
+        return parse_config(raw)
+
+    for day in ("2026-03-02", "2026-03-03", "2026-03-02"):
+        cfg = cfg_for(day)
+        assert run(cfg, "looker_daily_fees", partition=None).success
+        result = run(cfg, "finance_operations_daily_fees_journal", partition=None)
+        assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    first, second = journals(env, "MLC daily_fees 2026-03-02"), journals(env, "MLC daily_fees 2026-03-03")
+    assert len(first) == 1 and len(second) == 1  # each day once; the third run found the first day's journal
+    assert metadata(result)["outcome"].startswith(f"already posted as {first[0]['JournalBatchNumber']}")
+    assert not [j for j in journals(env) if j["Description"].startswith("MLC daily_fees") and "adj" in j["Description"]]
+
+
 def test_late_data_is_refused_by_default_and_adjust_posts_a_difference_journal(env):
     cfg = env.config()
     if not journals(env, KEY):

@@ -517,6 +517,36 @@ def test_a_changed_plan_is_refused_by_default_and_adjust_posts_only_the_differen
     assert again.outcome == "no_change"
 
 
+def test_an_unpartitioned_journal_is_one_per_posting_date_not_one_adjusted_for_ever(sandbox, posting):
+    """A query without partitions (deliveries feed it) gives each period's figures with their own posting date.
+    Under one key for the journal, February's delivery was taken for a change to January's journal: refused, or
+    with `adjust` posted as the difference, so January's figures were in effect reversed in February."""
+    engine = posting()
+    monthly = mapping(on_change="adjust", posting_date_column="fees.day", text="Fees {fees.cost_center}")
+
+    def delivered(day: str, amount: str):
+        rows = []
+        for number, centre in enumerate(("001", "002"), start=1):
+            values = {"fees.account": "618200", "fees.cost_center": centre, "fees.amount": Decimal(amount),
+                      "fees.day": day}  # fmt: skip
+            rows.append((SourceRow("looker/fees", "delivery d", "run-looker", None, number, values), values))
+        built, problems = build_plan(SPEC, monthly, LookerRows("looker/fees", rows), flow="finance_operations/fees_journal",
+                                     partition="", partition_last_day=None, dimensions=SPEC.dimensions(monthly, engine.target))  # fmt: skip
+        assert not problems, problems
+        return built
+
+    january = delivered("2026-10-31", "1000.00")
+    engine.run(january)
+    february = delivered("2026-11-30", "1200.00")
+    decision = choose_document(posting("run-2"), SPEC, monthly, february)
+    assert decision.outcome == "new" and decision.plan.document_key != january.document_key
+    posting("run-2").run(decision.plan)
+    assert_posted_once(sandbox, january) and assert_posted_once(sandbox, february)
+    assert len(journals(sandbox)) == 2
+    again = choose_document(posting("run-3"), SPEC, monthly, delivered("2026-10-31", "1000.00"))
+    assert again.outcome == "unchanged"
+
+
 def test_the_same_batch_number_in_two_legal_entities_stays_apart(sandbox, posting):
     engine = posting()
     us, _ = plan_for(engine.target)

@@ -243,3 +243,30 @@ def test_looker_rows_keep_the_result_order_the_row_numbers_and_plain_values():
     }
     assert type(first["fees_count"]) is int and third["fees.area"] is None
     assert sources[0].values == {k: v for k, v in first.items() if k not in ("fees_area", "fees_amount")}
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "day"),
+    [
+        ("2026-03-03T10:00:00", "2026-03-03T11:00:00", "2026-03-03"),  # an hour posts on its own day
+        ("2026-03-03T00:00:00", "2026-03-04T00:00:00", "2026-03-03"),
+        ("2026-03-02T00:00:00", "2026-03-09T00:00:00", "2026-03-08"),  # a week on its Sunday
+    ],
+)
+def test_a_partitions_journal_posts_on_the_last_day_the_partition_covers(start, end, day):
+    """The posting date of a partitioned journal is its window's last day: an hourly window is on its own day
+    (it was the day before: one day back from its end)."""
+    from datetime import datetime
+    from types import SimpleNamespace
+    from zoneinfo import ZoneInfo
+
+    import dagster as dg
+
+    from mlconnector_pipelines.flows.journals import _partition
+
+    zone = ZoneInfo("America/New_York")
+    window = dg.TimeWindow(
+        datetime.fromisoformat(start).replace(tzinfo=zone), datetime.fromisoformat(end).replace(tzinfo=zone)
+    )
+    context = SimpleNamespace(has_partition_key=True, partition_key=start[:10], partition_time_window=window)
+    assert _partition(context) == (start[:10], date.fromisoformat(day))
