@@ -10,11 +10,11 @@ refused one is replayed from the audit store once its data or the ERP is fixed.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
-from ..audit.store import AuditStore, DocumentRecord
+from ..audit.store import FINISHED, AuditStore, DocumentRecord
 from ..core.errors import ConnectorError, RecordRefused
 from ..core.posting import ZERO, Plan, PlannedLine, SourceRow
 
@@ -101,7 +101,7 @@ def records_plan(
             )
     if conflicts:
         raise ConflictingRecords(entity, conflicts)
-    return Plan(
+    plan = Plan(
         flow=flow,
         partition=partition,
         document_key=f"MLC {flow} {partition}".strip(),
@@ -110,6 +110,9 @@ def records_plan(
         header={"entity": entity, "key": key},
         lines=tuple(lines),
     )
+    # Each set of wanted records is an audit document of its own: a verified document keeps its lines, so under
+    # one key a changed set was checked against the last one's line numbers, and its changes never sent.
+    return replace(plan, document_key=f"{plan.document_key} {plan.digest[:12]}")
 
 
 def _text(value: Any) -> str:
@@ -139,7 +142,13 @@ class RecordSync:
     def run(self, plan: Plan) -> SyncResult:
         record = self.audit.save_plan(plan, self.run_id)
         result = SyncResult()
-        done = {r.line.number for r in self.audit.line_records(record.id) if r.state == "verified"}
+        # A replay resumes: records an unfinished attempt synced are not read again. A finished document's are:
+        # the target may have changed since (another set of records sent in between, or a person's edit).
+        done = (
+            set()
+            if record.state in FINISHED
+            else {r.line.number for r in self.audit.line_records(record.id) if r.state == "verified"}
+        )
         for line in plan.lines:
             if line.number in done:
                 result.unchanged.append(line.account)

@@ -465,6 +465,39 @@ def test_reference_records_land_by_key_and_a_refused_one_is_named_and_replayed(
     audit.close()
 
 
+def test_each_new_set_of_reference_records_is_synced_after_a_complete_one(sandbox, cfg, resource, tmp_path):
+    """An unpartitioned asset's records were one audit document, which once verified kept its lines: every later
+    set was checked against the first one's line numbers, its records called unchanged and never sent (a renamed
+    vendor stayed as it was, a new one was never made). Going back to an earlier set sends it again too."""
+    held = {v["VendorID"]: v for v in json.loads(sandbox.http.get("/_sandbox/acumatica/records/Vendor").content)}
+    klass = held["V00001"]["VendorClass"]
+    audit = AuditStore.sqlite(tmp_path / "audit.sqlite")
+
+    def sync(run_id: str, *records: tuple[str, str]):
+        rows = [(SourceRow("looker/vendors", "looker api", run_id, None, n, {"VendorID": v, "VendorName": name,
+                 "VendorClass": klass}), {"VendorID": v, "VendorName": name, "VendorClass": klass})
+                for n, (v, name) in enumerate(records, start=1)]  # fmt: skip
+        plan = records_plan(flow="acumatica/approved_vendors", partition="", system="Acumatica", company="Vendor",
+                            entity="Vendor", key="VendorID", rows=rows)  # fmt: skip
+        return RecordSync(resource.record_target("Vendor", "VendorID"), audit, run_id=run_id).run(plan)
+
+    def names() -> dict[str, str]:
+        now = json.loads(sandbox.http.get("/_sandbox/acumatica/records/Vendor").content)
+        return {v["VendorID"]: v["VendorName"] for v in now}
+
+    assert sync("run-1", ("V00001", "Name A")).updated == {"V00001": ["VendorName"]}
+    second = sync("run-2", ("V00001", "Name B"), ("V90077", "Brand new"))
+    assert second.updated == {"V00001": ["VendorName"]} and second.inserted == ["V90077"]
+    assert (names()["V00001"], names()["V90077"]) == ("Name B", "Brand new")
+    trail = {
+        r.line.account: (dict(r.line.dimensions)["VendorName"], r.state) for r in audit.line_records(second.document.id)
+    }
+    assert trail == {"V00001": ("Name B", "verified"), "V90077": ("Brand new", "verified")}  # what was sent, recorded
+    assert sync("run-3", ("V00001", "Name A")).updated == {"V00001": ["VendorName"]}  # the first set again
+    assert names()["V00001"] == "Name A"
+    audit.close()
+
+
 def test_one_record_asked_for_twice_differently_writes_nothing_and_names_both_rows():
     from mlconnector_pipelines.engine.records import ConflictingRecords
 

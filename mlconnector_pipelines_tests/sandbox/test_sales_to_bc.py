@@ -517,6 +517,19 @@ def test_an_account_named_as_its_bc_customer_or_synced_to_it_before_keeps_it(cfg
         run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-3")
 
 
+def test_a_rerun_of_a_deal_keeps_a_persons_edit_of_its_customer_in_bc(cfg, sandbox):
+    """Only what changes in Sales goes to the BC customer: a rerun of a deal whose account has not changed leaves
+    a phone number someone corrected in BC as they left it."""
+    _, _, order = win_deal(sandbox)
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    [customer] = customers_named(sandbox, first.customer)
+    sandbox.http.post(f"/_sandbox/business_central/companies/{company_id(sandbox)}/customers",
+                      json={"record": {**customer, "phoneNumber": "+1 555 0199"}}).raise_for_status()  # fmt: skip
+    again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    assert again.customer_action == "unchanged"
+    assert customers_named(sandbox, first.customer)[0]["phoneNumber"] == "+1 555 0199"
+
+
 def test_bc_code_fields_kept_upper_case_still_match_and_a_rerun_writes_nothing(cfg, sandbox):
     """BC keeps its Code fields (customer number, post code, external document number) upper case and trimmed.
     A quote numbered in lower case and an account with a lower-case post code make one customer and one
