@@ -162,7 +162,11 @@ def assert_posted_once(sandbox, plan) -> dict:
     return mine[0]
 
 
-def test_a_journal_lands_once_with_exact_amounts_and_is_recorded_verified(sandbox, posting):
+@pytest.mark.parametrize("delimiter", ["enum_name", "characters"])
+def test_a_journal_lands_once_with_exact_amounts_and_is_recorded_verified(sandbox, posting, delimiter):
+    """F&O answers its dimension segment delimiter as the enum member's name (`Hyphen`); another server may answer
+    the character itself. Either way the display values are `618200-002-001`."""
+    dialect(sandbox, segment_delimiter=delimiter)
     engine = posting()
     plan, problems = plan_for(engine.target)
     assert problems == []

@@ -3,7 +3,10 @@ escaped with a backslash, trailing blank segments dropped; read back into the sa
 
 from __future__ import annotations
 
-from mlconnector_pipelines.systems.finance_operations.target import FinanceOperationsJournalTarget
+import pytest
+
+from mlconnector_pipelines.core.errors import ConfigError
+from mlconnector_pipelines.systems.finance_operations.target import FinanceOperationsJournalTarget, segment_delimiter
 
 
 def _target(delimiter: str = "-") -> FinanceOperationsJournalTarget:
@@ -24,3 +27,31 @@ def test_blank_segments_are_left_out_both_ways():
     assert target.display_value("220500", [("BusinessUnit", "002")]) == "220500-002"
     assert target.parse_display_value("220500-002") == ("220500", (("BusinessUnit", "002"),))
     assert target.parse_display_value("618200--003") == ("618200", (("CostCenter", "003"),))
+
+
+@pytest.mark.parametrize(
+    ("answered", "characters"),
+    [
+        ("Hyphen", "-"),  # F&O: the DimensionSegmentDelimiter enum member's name
+        ("Period", "."),
+        ("DoubleBar", "||"),
+        ("Microsoft.Dynamics.DataEntities.DimensionSegmentDelimiter'Tilde'", "~"),
+        ("-", "-"),  # the characters themselves, as another server may answer
+        ("..", ".."),
+        (None, "-"),
+    ],
+)
+def test_the_segment_delimiter_is_read_from_its_enum_name_or_its_characters(answered, characters):
+    assert segment_delimiter(answered) == characters
+
+
+def test_an_unknown_segment_delimiter_is_a_configuration_error_naming_it():
+    with pytest.raises(ConfigError, match="Semicolon"):
+        segment_delimiter("Semicolon")
+
+
+def test_a_two_character_delimiter_escapes_and_reads_back():
+    target = _target("--")
+    text = target.display_value("618200", [("BusinessUnit", "00--2"), ("CostCenter", "001")])
+    assert text.split("--", 1)[0] == "618200"
+    assert target.parse_display_value(text) == ("618200", (("BusinessUnit", "00--2"), ("CostCenter", "001")))

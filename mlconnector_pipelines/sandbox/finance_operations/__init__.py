@@ -27,7 +27,7 @@ class FinanceOperationsSettings(BaseModel):
         default_factory=lambda: ["MainAccount", "BusinessUnit", "CostCenter", "Department"],
         description="The active ledger dimension format (integration), in segment order.",
     )
-    segment_delimiter: str = Field("-", min_length=1, max_length=1, description="DimensionSegmentDelimiter.")
+    segment_delimiter: Literal["-", ".", "_", "|", "~"] = Field("-", description="DimensionSegmentDelimiter.")
     fiscal_period_entity: str = Field(
         "LedgerFiscalPeriodsV2", description="Where ledger period statuses answer; the other name answers 404."
     )
@@ -43,6 +43,11 @@ class Dialect(BaseModel):
         "absolute", description="@odata.nextLink as an absolute URL, '/data/…', or relative to the service root."
     )
     reason_phrase: bool = Field(True, description="A $batch answer's status lines carry the reason phrase.")
+    segment_delimiter: Literal["enum_name", "characters"] = Field(
+        "enum_name",
+        description="DimensionParameters answers its DimensionSegmentDelimiter as the enum member's name "
+        "(`Hyphen`, as F&O's metadata types it) or as the characters themselves (`-`).",
+    )
     refused_changeset: Literal["in_batch", "whole_batch"] = Field(
         "in_batch",
         description="A refused changeset of a one-changeset $batch is answered inside a 200 multipart answer, "

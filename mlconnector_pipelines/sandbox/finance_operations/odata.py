@@ -339,6 +339,8 @@ class ODataService:
         for name in select or entity.fields:
             value = row.get(name)
             rendered[name] = format(value, "f") if as_text and isinstance(value, Decimal) else value
+        if entity.name == "DimensionParameters" and self.dialect.segment_delimiter == "characters":
+            rendered["DimensionSegmentDelimiter"] = self.settings.segment_delimiter
         for navigation in expand:
             child = self.model.sets[entity.navigation[navigation]]
             lines = sorted(self._children(row).values(), key=lambda r: r["LineNumber"])

@@ -176,8 +176,12 @@ def integration_formats(ledger_format: list[str]) -> list[dict]:
     ]
 
 
+# The DimensionSegmentDelimiter enum's members (F&O answers the member's name, not the characters).
+DELIMITER_NAMES = {"-": "Hyphen", ".": "Period", "_": "Underscore", "|": "Bar", "~": "Tilde"}
+
+
 def dimension_parameters(delimiter: str) -> list[dict]:
-    return [{"Key": 0, "DimensionSegmentDelimiter": delimiter}]
+    return [{"Key": 0, "DimensionSegmentDelimiter": DELIMITER_NAMES[delimiter]}]
 
 
 def dimension_values() -> list[dict]:

@@ -45,20 +45,44 @@ def document_key(journal: str, partition: str, adjustment: int = 0) -> str:
     return key
 
 
+# DimensionParameters.DimensionSegmentDelimiter is an enum in F&O's metadata: its member's name is answered.
+_DELIMITERS = {"hyphen": "-", "hypen": "-", "period": ".", "dot": ".", "underscore": "_", "bar": "|", "tilde": "~"}
+
+
+def segment_delimiter(value: Any) -> str:
+    """The characters between a display value's segments, from DimensionParameters' answer: an enum member's name
+    (`Hyphen`, `DoubleBar`…, as F&O answers it) or the characters themselves (as another server may)."""
+    text = str(value or "").strip()
+    if not text:
+        return "-"
+    name = text.rsplit("'", 2)[-2] if text.endswith("'") else text.rsplit(".", 1)[-1]  # a qualified literal too
+    doubled = name.lower().startswith("double")
+    character = _DELIMITERS.get(name.lower().removeprefix("double"))
+    if character is not None:
+        return character * 2 if doubled else character
+    if not any(ch.isalnum() for ch in text):
+        return text
+    raise ConfigError(
+        f"finance_operations: the environment's dimension segment delimiter is {text!r}, which the product does not "
+        "know: set finance_operations.segment_delimiter to its characters"
+    )
+
+
 def _split_escaped(text: str, delimiter: str) -> list[str]:
-    """Segments of a display value whose values may hold the delimiter, escaped with a backslash."""
-    segments, current, escaped = [], [], False
-    for char in text:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == delimiter:
+    """Segments of a display value whose values may hold the delimiter (one or two characters), each character of
+    it escaped with a backslash."""
+    segments, current, index = [], [], 0
+    while index < len(text):
+        if text[index] == "\\" and index + 1 < len(text):
+            current.append(text[index + 1])
+            index += 2
+        elif text.startswith(delimiter, index):
             segments.append("".join(current))
             current = []
+            index += len(delimiter)
         else:
-            current.append(char)
+            current.append(text[index])
+            index += 1
     segments.append("".join(current))
     return segments
 
@@ -134,7 +158,9 @@ class FinanceOperationsJournalTarget:
                     "> Chart of accounts > Dimensions > Financial dimension configuration for integrating "
                     "applications); set one there, or give finance_operations.ledger_dimension_format"
                 )
-            self._format = [s.strip() for s in str(active[0]["FinancialDimensionFormat"]).split("-") if s.strip()]
+            text = str(active[0]["FinancialDimensionFormat"])
+            between = self.delimiter() if self.delimiter() in text else "-"  # the format spelt with the delimiter
+            self._format = [s.strip() for s in text.split(between) if s.strip()]
         if MAIN_ACCOUNT not in self._format:
             raise ConfigError(f"finance_operations: the ledger dimension format {self._format} has no MainAccount")
         return self._format
@@ -147,7 +173,7 @@ class FinanceOperationsJournalTarget:
                 if exc.status != 404:
                     raise
                 parameters = None
-            self._delimiter = str((parameters or {}).get("DimensionSegmentDelimiter") or "-")
+            self._delimiter = segment_delimiter((parameters or {}).get("DimensionSegmentDelimiter"))
         return self._delimiter
 
     def display_value(self, account: str, dimensions: Sequence[tuple[str, str]]) -> str:
