@@ -115,6 +115,9 @@ def plan_problems(plan: Plan) -> list[Problem]:
     return problems
 
 
+LINES_UNKNOWN = "lines_outcome_unknown"  # the audit event of a write of lines whose answer was lost, not found
+
+
 class PostingEngine:
     def __init__(
         self,
@@ -225,6 +228,7 @@ class PostingEngine:
         self.checkpoint("after_header")
         present = {line.number for line in existing.lines} if existing is not None else set()
         missing = [] if carried else [line for line in plan.lines if line.number not in present]
+        self._hold_while_lines_unsettled(plan, record, {line.number for line in missing})
         written = carried + self._write_lines(plan, record, number, missing)
         self.checkpoint("after_lines")
         outcome = ("already_posted" if not written else "resumed") if resumed else "posted"
@@ -298,6 +302,20 @@ class PostingEngine:
         if record.document_number is not None:
             return
         lost = [event["at"] for event in self.audit.history(record.id) if event["event"] == "outcome_unknown"]
+        self._raise_until_settled(plan, lost)
+
+    def _hold_while_lines_unsettled(self, plan: Plan, record: DocumentRecord, missing: set[int]) -> None:
+        """The same for lines: none is sent while lines whose write lost its answer are still missing and may
+        still be saving (their event names them: `lines <first>–<last>`)."""
+        lost = []
+        for event in self.audit.history(record.id):
+            if event["event"] == LINES_UNKNOWN:
+                first, _, last = str(event["detail"]).removeprefix("lines ").partition("–")
+                if missing & set(range(int(first), int(last) + 1)):
+                    lost.append(event["at"])
+        self._raise_until_settled(plan, lost)
+
+    def _raise_until_settled(self, plan: Plan, lost: list[datetime]) -> None:
         settled = lost[-1] + timedelta(seconds=self.target.outcome_settle_seconds) if lost else None
         if settled is not None and datetime.now(UTC) < settled:
             raise OutcomeUnknown(
@@ -390,18 +408,12 @@ class PostingEngine:
                 raise VerificationFailed(
                     f"{plan.system}: {number} holds part of an atomic write; see the journal in {plan.system}"
                 ) from exc
-            # Not processed: send it once more. Should the first copy commit after all, the lines'
-            # numbers are keys in the target and the second copy is refused as a duplicate.
-            try:
-                self.target.create_lines(plan, number, chunk)
-            except LinesRefused:
-                landed = {line.number for line in self.target.read_lines(plan, number)}
-                if all(line.number in landed for line in chunk):
-                    return  # refused as duplicates: the first copy landed after the lookup
-                raise
-            except OutcomeUnknown as again:
-                self.audit.set_state(record.id, "unknown", run_id=self.run_id, error=str(again))
-                raise
+            # Not found: the target may still be saving it (a gateway, or this client's timeout, gave up before
+            # the server did). It is not sent again now — a second copy could land beside the first — but by a
+            # later run or replay once the settle time has passed, which looks the lines up again first.
+            self.audit.event(record.id, self.run_id, LINES_UNKNOWN, f"lines {chunk[0].number}–{chunk[-1].number}")
+            self.audit.set_state(record.id, "unknown", run_id=self.run_id, error=str(exc))
+            raise
         except LinesRefused:
             raise
         except Exception as exc:

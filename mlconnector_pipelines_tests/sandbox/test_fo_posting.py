@@ -311,6 +311,31 @@ def test_late_data_after_a_lost_header_create_does_not_lift_the_wait_for_it(sand
     assert_posted_once(sandbox, changed)
 
 
+def test_lines_saved_after_their_answer_was_lost_are_not_sent_again_while_f_and_o_may_still_be_saving_them(
+    sandbox, posting
+):
+    """A changeset's answer is lost (a gateway's 504) and F&O commits it two seconds later: the lookup right
+    after finds none of its lines. They were sent again at once, a second copy beside the first should F&O
+    take a line number twice. Now nothing more is sent until they have landed (or the settle time passed);
+    the next run then finds them and writes only the rest."""
+    plan, _ = plan_for(posting().target)
+    sandbox.faults(
+        {"kind": "commit_late", "delay_seconds": 2.0, "path_contains": "/data/$batch", "count": 1},
+        service="finance_operations",
+    )
+    with pytest.raises(OutcomeUnknown):
+        posting().run(plan)
+    with pytest.raises(OutcomeUnknown, match="may still be saving it"):
+        posting("run-2").run(plan)
+    deadline = time.monotonic() + 10
+    while len(journals(sandbox)[0]["lines"]) < 8:  # the late changeset (lines 1–4) beside the next one's
+        assert time.monotonic() < deadline, "the late changeset never landed"
+        time.sleep(0.1)
+    result = posting("run-3").run(plan)
+    assert result.outcome == "resumed" and result.lines_written == 2 and result.document.state == "verified"
+    assert_posted_once(sandbox, plan)
+
+
 def test_a_header_whose_create_never_landed_is_created_once_the_settle_time_has_passed(sandbox, posting, fo):
     plan, _ = plan_for(posting().target)
     fo.finance_operations.http.outcome_settle_seconds = 0.5
@@ -348,11 +373,13 @@ def test_an_outage_leaves_the_journal_unfinished_and_replay_finishes_it_once(san
     sandbox.faults(
         {"kind": "status", "status": 503, "path_contains": "/data/$batch", "count": 50}, service="finance_operations"
     )
+    fo.finance_operations.http.outcome_settle_seconds = 0.5
     engine = posting()
     with pytest.raises(OutcomeUnknown):
         engine.run(plan)
     assert len(journals(sandbox)) == 1 and journals(sandbox)[0]["lines"] == []  # the header, no lines
     sandbox.clear_faults()  # the outage ends
+    time.sleep(0.6)  # and F&O has had the time to save what it might have been saving
     [dry] = replay(fo, dry_run=True)  # the engine's audit store is the configured one (<data_dir>/audit.sqlite)
     assert dry.action.startswith("would finish (unknown; in Finance and Operations as 00601 with 0 of 10 lines")
     [outcome] = replay(fo)
