@@ -49,11 +49,13 @@ class FinanceOperationsConfig(Strict):
         1000, ge=1, le=5000, description="Journal lines per atomic $batch changeset (F&O takes 5,000 per batch)."
     )
     batches_in_flight: int = Field(
-        2,
+        1,
         ge=1,
         le=8,
-        description="Line changesets under way at once: the next is sent while F&O works on the last "
-        "(F&O serves 52 concurrent requests per user).",
+        description="Line changesets under way at once. More than one only for journal names that allocate "
+        "voucher numbers at posting: F&O gives a line its voucher from the journal's running balance as it "
+        "saves it, and changesets saved side by side each see their own, so a journal's vouchers could fail to "
+        "balance and the journal not post.",
     )
     ledger_dimension_format: list[str] | None = Field(
         None,
