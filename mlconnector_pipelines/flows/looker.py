@@ -18,7 +18,7 @@ from pydantic import Field
 from ..core.errors import ConfigError
 from ..core.windows import local_to_utc_micros, one_moment
 from ..ingest.store import Delivery, DeliveryStore, open_delivery_store
-from ..systems.looker.client import LookerClient, LookerField, QuerySpec, with_filters
+from ..systems.looker.client import SYNC_ROW_CAP, LookerClient, LookerField, QuerySpec, with_filters
 from ..systems.looker.config import LookerConfig, LookerQueryConfig
 from ..systems.looker.resource import LookerResource
 from ..warehouse.io_manager import TABLE_METADATA
@@ -307,18 +307,20 @@ def _run(
             ),
         }
     )
-    truncated = query.limit is not None and rows >= query.limit
+    limit, fix = query.limit, "Raise `limit` or remove it."
+    if delivery is not None:  # the limit the plan's query ran with, not this asset's
+        limit, fix = delivery_limit(delivery.detail), "Schedule the delivery with 'All results' (or a higher limit)."
+    truncated = limit is not None and rows >= limit
     yield dg.AssetCheckResult(
         check_name="not_truncated",
         passed=not truncated,
         severity=dg.AssetCheckSeverity.WARN,
         description=(
-            f"The result reached the configured limit of {query.limit:,} rows; rows past it were not "
-            "loaded. Raise `limit` or remove it."
+            f"The result reached the limit of {limit:,} rows it ran with; rows past it were not loaded. {fix}"
             if truncated
             else "The whole result was loaded."
         ),
-        metadata={"rows": rows, "limit": query.limit or "none"},
+        metadata={"rows": rows, "limit": limit or "none"},
     )
     yield dg.AssetCheckResult(
         check_name="has_rows",
@@ -328,6 +330,17 @@ def _run(
         if rows == 0
         else f"{rows:,} rows.",
     )
+
+
+def delivery_limit(detail: dict) -> int | None:
+    """The row limit a delivered result ran with: its plan query's `limit`; Looker's default of 5,000 when the
+    payload names none (a schedule sends more only with 'All results', and then says -1)."""
+    raw = detail.get("limit") if "limit" in detail else None
+    try:
+        limit = int(str(raw)) if raw not in (None, "") else SYNC_ROW_CAP
+    except ValueError:
+        return SYNC_ROW_CAP
+    return limit if limit > 0 else None
 
 
 def _deliveries_sensor(

@@ -76,6 +76,12 @@ def parse_delivery(
             "(set scheduled_plan_id on one of looker.queries)",
         )
     plan_query = plan.get("query") if isinstance(plan.get("query"), dict) else {}
+    if plan_query.get("pivots"):  # a cell per pivot value, not a row per record: nothing to load as rows
+        raise DeliveryRejected(
+            400,
+            f"scheduled plan {plan_id}'s query pivots on {', '.join(map(str, plan_query['pivots']))}: its rows hold a "
+            "value per pivot column, not one per field; schedule the Look without pivots",
+        )
     sent = [str(f) for f in plan_query["fields"]] if isinstance(plan_query.get("fields"), list) else []
     # Only now, with everything cheap checked, may Looker be asked (once per Look per few minutes).
     selected, selector = _selected_fields(query, look_fields)
@@ -101,6 +107,8 @@ def parse_delivery(
             "fields": fields,
             # The zone the plan's query ran in (Looker's Query.query_timezone): its date-times are wall-clock there.
             "query_timezone": plan_query.get("query_timezone") or None,
+            # The row limit the plan's query ran with (Looker's Query.limit): a result that reaches it was cut
+            "limit": plan_query.get("limit"),
         },
         rows=rows,
     )
@@ -152,12 +160,20 @@ def _json_rows(text: str, fields: list[str], selector: str) -> list[dict]:
         raise DeliveryRejected(400, f"the json attachment is not JSON: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):  # json_detail: {field: {"value": ...}}
         data = [
-            {k: (v.get("value") if isinstance(v, dict) else v) for k, v in row.items()}
+            {k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in row.items()}
             for row in data["data"]
             if isinstance(row, dict)
         ]
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise DeliveryRejected(400, "the json attachment must be a list of rows (objects keyed by field name)")
+    for number, row in enumerate(data, start=1):
+        nested = sorted(k for k, v in row.items() if isinstance(v, (dict, list)))
+        if nested:  # a pivoted measure: a value per pivot column (json_detail `{pivot: {value}}`, json `{pivot: v}`)
+            raise DeliveryRejected(
+                400,
+                f"row {number}: field(s) {', '.join(nested)} hold a value per pivot column, not one value: the query "
+                "is pivoted; schedule the Look without pivots",
+            )
     if fields:
         for number, row in enumerate(data, start=1):
             unknown = sorted(set(row) - set(fields))

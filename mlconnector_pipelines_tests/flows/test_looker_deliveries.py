@@ -248,6 +248,40 @@ def test_exact_amounts_are_stored_and_reach_the_warehouse_digit_for_digit(env, r
             orjson.dumps({**payload([]), "attachment": {"data": "a,b,c,d\n1,2,3\n", "mimetype": "text/csv"}}),
             "csv line 2 has 3 value(s)",
         ),
+        (  # "JSON - Detailed" of a pivoted Look: a measure's cell is {pivot value: {value}}, not {value}
+            orjson.dumps(
+                {
+                    **payload([]),
+                    "attachment": {
+                        "data": orjson.dumps(
+                            {
+                                "data": [
+                                    {
+                                        "vendors.number": {"value": "V1"},
+                                        "vendors.total_balance": {"2026-03": {"value": 10.5}},
+                                    }
+                                ]
+                            }
+                        ).decode(),
+                        "mimetype": "application/json",
+                        "extension": "json_detail",
+                    },
+                }
+            ),  # fmt: skip
+            "vendors.total_balance hold a value per pivot column",
+        ),
+        (
+            orjson.dumps(
+                {
+                    **payload([]),
+                    "scheduled_plan": {
+                        **payload([])["scheduled_plan"],
+                        "query": {**payload([])["scheduled_plan"]["query"], "pivots": ["vendors.company_name"]},
+                    },
+                }
+            ),  # fmt: skip
+            "pivots on vendors.company_name",
+        ),
     ],
 )
 def test_malformed_payloads_are_400_and_store_nothing(env, receiver, body, reason):
@@ -255,6 +289,22 @@ def test_malformed_payloads_are_400_and_store_nothing(env, receiver, body, reaso
     response = receiver.post(url(), content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400 and reason in response.json()["error"]
     assert stored(env) == before
+
+
+def test_a_delivery_that_reached_its_plans_row_limit_is_flagged_not_called_whole(env, receiver):
+    """A scheduled plan runs its query with its own limit (a Look's 500, Looker's default 5,000 without 'All
+    results'): a delivery that reaches it was cut there. The asset's own `limit` is not the one it ran with."""
+    rows = [{"vendors.company_name": "CRONUS USA, Inc.", "vendors.number": f"V{n:05d}", "vendors.name": f"V {n}",
+             "vendors.total_balance": n} for n in range(1, 4)]  # fmt: skip
+    body = payload(rows)
+    body["scheduled_plan"]["query"]["limit"] = "3"
+    first = receiver.post(url(), json=body)
+    assert first.status_code == 202
+    result = run_delivery(env.cfg, first.json()["delivery_id"])
+    assert result.success
+    [check] = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+               and e.event_specific_data.check_name == "not_truncated"]  # fmt: skip
+    assert not check.passed and "limit of 3 rows" in check.description and "All results" in check.description
 
 
 def test_a_plan_no_asset_takes_is_refused_and_nothing_stored(env, receiver):
