@@ -187,6 +187,21 @@ def test_every_row_arrives_through_a_query_task_past_the_sync_cap(env):
     assert loaded == expected
 
 
+def test_a_query_task_whose_status_is_spelt_capitalized_is_read_when_it_completes(env):
+    """Looker's docs tell to fetch the results 'after the status reaches "Complete"'; its server writes `complete`.
+    A task answered `Complete` was polled until the task timeout and failed as still running."""
+    env.admin.http.post("/_sandbox/looker/dialect", json={"task_status_case": "capitalized"}).raise_for_status()
+    try:
+        cfg = config_for(env, query_task_timeout_seconds=5)
+        job = build_definitions(cfg).resolve_job_def("looker_gl_entry_detail")
+        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        answered = env.admin.http.get("/_sandbox/looker/dialect").json()
+    finally:
+        env.admin.http.post("/_sandbox/looker/dialect", json={"task_status_case": "lower"}).raise_for_status()
+    assert answered["task_status_case"] == "capitalized"  # the case: the tasks were answered `Complete`
+    assert result.success and materialization_metadata(result, "gl_entry_detail")["looker_query_tasks"] == 1
+
+
 def test_a_saved_look_is_an_asset_and_feeds_a_downstream_op(env):
     @dg.asset(ins={"balances": dg.AssetIn(key=dg.AssetKey(["looker", "vendor_balances"]))})
     def vendor_review(context, balances) -> dg.MaterializeResult:

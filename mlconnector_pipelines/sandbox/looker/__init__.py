@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -11,6 +12,18 @@ from ..core.declaration import CliOption, Endpoint, SandboxService
 CLIENT_ID = "sandboxlookerclientid"
 CLIENT_SECRET = "sandbox-looker-client-secret"  # not secrets: they only open the local simulator
 DELIVERY_SECRET = "sandbox-delivery-secret"
+
+
+class Dialect(BaseModel):
+    """Readings of the API docs Looker's own server does not take but another may; tests switch them
+    (`POST /_sandbox/looker/dialect`), a reset restores Looker's."""
+
+    task_status_case: Literal["lower", "capitalized"] = Field(
+        "lower", description="A query task's status as Looker writes it (`complete`) or capitalized (`Complete`)."
+    )
+    failed_task_status: Literal["error", "failure"] = Field(
+        "error", description="The status of a query task whose query failed (Looker's examples also read `failure`)."
+    )
 
 
 class LookerSettings(BaseModel):

@@ -35,7 +35,7 @@ from starlette.routing import Route
 from ..core import exact_json
 from ..core.faults import FaultBook, FaultRule, retry_after_header
 from ..core.service import RateWindow, SimulatedService
-from . import LookerSettings
+from . import Dialect, LookerSettings
 from .lookml_project import Catalog, LookmlError, ProjectExplore
 from .models import LOOKS, MODEL, QueryError, effective_limit, json_value
 
@@ -68,6 +68,7 @@ class LookerSimulator(SimulatedService):
     tasks: dict[str, QueryTask] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
     looks: dict[str, dict] = field(default_factory=dict)
+    dialect: Dialect = field(default_factory=Dialect)
 
     def __post_init__(self) -> None:
         self.rate = RateWindow(self.settings.requests_per_minute, 60.0)
@@ -87,6 +88,7 @@ class LookerSimulator(SimulatedService):
         self.rate.clear()
         self.catalog.reset()
         self._seed()
+        self.dialect = Dialect()
 
     def routes(self) -> list[Route]:
         return [
@@ -104,6 +106,7 @@ class LookerSimulator(SimulatedService):
             Route(f"{API}/query_tasks/{{task_id}}", self._authorized(self.get_task)),
             Route(f"{API}/query_tasks/{{task_id}}/results", self._authorized(self.task_results)),
             Route("/_sandbox/looker/tokens/expire", self.expire_tokens, methods=["POST"]),
+            Route("/_sandbox/looker/dialect", self.set_dialect, methods=["GET", "POST"]),
             Route("/_sandbox/looker/projects", self.projects, methods=["GET", "POST"]),
         ]
 
@@ -393,7 +396,7 @@ class LookerSimulator(SimulatedService):
         return {
             "id": task.id,
             "query_id": task.query_id,
-            "status": task.status,
+            "status": self._status_text(task.status),
             "result_format": task.result_format,
             "runtime": task.runtime,
             "source": "api",
@@ -402,6 +405,11 @@ class LookerSimulator(SimulatedService):
             "cache_key": None,
             "result_source": None,
         }
+
+    def _status_text(self, status: str) -> str:
+        if status == "error":
+            status = self.dialect.failed_task_status
+        return status.capitalize() if self.dialect.task_status_case == "capitalized" else status
 
     async def get_task(self, request: Request) -> Response:
         return JSONResponse(self._task_json(self._task(request.path_params["task_id"])))
@@ -436,6 +444,11 @@ class LookerSimulator(SimulatedService):
             )
         log.info("looker: loaded LookML project %s (models %s)", loaded["path"], [m["name"] for m in loaded["models"]])
         return JSONResponse(loaded)
+
+    async def set_dialect(self, request: Request) -> Response:
+        if request.method == "POST":
+            self.dialect = Dialect.model_validate({**self.dialect.model_dump(), **await request.json()})
+        return JSONResponse(self.dialect.model_dump())
 
     async def expire_tokens(self, request: Request) -> Response:
         expired = len(self.tokens)

@@ -25,6 +25,9 @@ from .session import SYSTEM, LookerLogin
 
 # Looker returns at most this many rows unless a query says otherwise; past it we use a query task.
 SYNC_ROW_CAP = 5000
+# A query task still running; any other status (complete, error, failure, killed, expired, one not known here)
+# sends the client to the results, which answer 202 while they are not ready and carry Looker's message if it failed.
+_TASK_UNDER_WAY = {"added", "pending", "running", "queued"}
 _COUNT_TYPES = {"count", "count_distinct"}
 _EXACT_TYPES = {"number", "sum", "sum_distinct", "min", "max"}
 _MOMENT_TIMEFRAMES = {
@@ -198,11 +201,9 @@ class LookerClient:
         task_id = task["id"]
         deadline = time.monotonic() + self.task_timeout_seconds
         while True:
-            status = self.http.get_json(f"query_tasks/{task_id}").get("status")
-            if status == "complete":
-                break
-            if status in ("error", "killed", "expired"):
-                break  # the results call carries Looker's own message
+            status = str(self.http.get_json(f"query_tasks/{task_id}").get("status") or "").strip().lower()
+            if status not in _TASK_UNDER_WAY:
+                break  # complete, or failed (error, failure, killed…): the results call carries Looker's own message
             if time.monotonic() > deadline:
                 raise RequestFailedError(
                     SYSTEM,
