@@ -60,6 +60,12 @@ class Dialect(BaseModel):
         description="A record read by a key that matches none: Acumatica's 500 'No entity satisfies the "
         "condition', or the 404 a REST reading of the docs gives.",
     )
+    compound_key_reads: bool = Field(
+        True,
+        description="A record is read by its key values in the path (`JournalTransaction/GL/000081`); off, a "
+        "path of more than one key value matches nothing (the docs show only single keys and ids: a site may "
+        "read it otherwise) and a record is read by its id.",
+    )
 
 
 class AcumaticaSettings(BaseModel):

@@ -102,6 +102,8 @@ class ContractApi:
     def _find(self, entity: Entity, rest: list[str]) -> dict:
         if len(rest) == 1 and _GUID.match(rest[0]):
             return self.model.by_id(entity.name, rest[0])
+        if len(rest) > 1 and not self.dialect.compound_key_reads:
+            raise NotFound(rest)
         return self.model.by_keys(entity.name, rest)
 
     def context(self, request: Request) -> Context:

@@ -48,6 +48,7 @@ class _SavedLine(msgspec.Struct, frozen=True):
 class _SavedBatch(msgspec.Struct, frozen=True):
     """A GL batch with its lines (`$expand=Details`), as the lookup and the read-back read it."""
 
+    id: str = ""  # the record's id, which every answer carries
     BatchNbr: WrappedText = WrappedText()
     Status: WrappedText = WrappedText()
     CurrencyID: WrappedText = WrappedText()
@@ -158,8 +159,7 @@ class AcumaticaJournalTarget:
     # -- writing ---------------------------------------------------------------------------------------
 
     def find(self, plan: Plan) -> WrittenDocument | None:
-        # The key's batches by filter, then the one found read by its key with its lines: a list GET may
-        # answer `$expand`ed details empty (some sites fill them only for a record read by key).
+        # The key's batches by filter, then the one found read again with its lines (`_read`).
         found = self.client.records(
             "JournalTransaction",
             filter=f"Module eq 'GL' and Description eq {text_literal(plan.document_key)}",
@@ -173,10 +173,14 @@ class AcumaticaJournalTarget:
             raise RequestFailedError(
                 SYSTEM, f"batches {numbers} all carry the key {plan.document_key!r}; delete all but one before posting"
             )
-        batch = self.client.record("JournalTransaction", ["GL", found[0].BatchNbr.text], expand=["Details"],
-                                   as_type=_SavedBatch)  # fmt: skip
-        if batch is None:  # deleted since the filter found it
-            return None
+        number = found[0].BatchNbr.text
+        batch = self._read(found[0], number)
+        if batch is None:  # found by its key a moment ago: never taken for no batch (a second one would be made)
+            raise RequestFailedError(
+                SYSTEM,
+                f"batch {number} carries the key {plan.document_key!r} but could not be read again; nothing was "
+                "written: run it again",
+            )
         return WrittenDocument(
             number=batch.BatchNbr.text,
             lines=self._written(batch, plan),
@@ -237,8 +241,25 @@ class AcumaticaJournalTarget:
         saved, self._saved = self._saved, None
         if saved is not None and saved.BatchNbr.text == number:
             return self._written(saved, plan)
-        batch = self.client.record("JournalTransaction", ["GL", number], expand=["Details"], as_type=_SavedBatch)
+        batch = self._batch(number)
         return self._written(batch, plan) if batch is not None else []
+
+    def _batch(self, number: str, *, lines: bool = True) -> _SavedBatch | None:
+        """A GL batch by its number, with its lines or without (None when there is none)."""
+        found = self.client.records(
+            "JournalTransaction",
+            filter=f"Module eq 'GL' and BatchNbr eq {text_literal(number)}",
+            select=["BatchNbr"],
+            as_type=_SavedBatch,
+        )
+        return self._read(found[0], number, lines=lines) if found else None
+
+    def _read(self, listed: _SavedBatch, number: str, *, lines: bool = True) -> _SavedBatch | None:
+        """A batch a list answer named, read again with its lines by its id (the docs read any record by id;
+        the compound key Module/BatchNbr in the path is a reading a site may not take), by that key without one.
+        A list GET may answer `$expand`ed details empty: some sites fill them only for a record read alone."""
+        keys = [listed.id] if listed.id else ["GL", number]
+        return self.client.record("JournalTransaction", keys, expand=["Details"] if lines else [], as_type=_SavedBatch)
 
     def _written(self, batch: _SavedBatch, plan: Plan) -> list[WrittenLine]:
         currency = batch.CurrencyID.text
@@ -300,8 +321,8 @@ class AcumaticaJournalTarget:
         """The batch's status; with `settle_seconds`, asked again until it is released or the time is up."""
         deadline = time.monotonic() + settle_seconds
         while True:
-            batch = self.client.record("JournalTransaction", ["GL", number])
-            status = str((batch or {}).get("Status") or "")
+            batch = self._batch(number, lines=False)
+            status = batch.Status.text if batch is not None else ""
             if status in RELEASED or time.monotonic() >= deadline:
                 return status
             time.sleep(0.5)
