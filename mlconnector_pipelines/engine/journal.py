@@ -178,8 +178,7 @@ class Decision:
 
 def choose_document(engine: PostingEngine, spec: JournalSpec, mapping: JournalMapping, plan: Plan) -> Decision:
     """The original journal if nothing is posted yet or it holds these figures; else refuse or adjust."""
-    existing = engine.target.find(plan)
-    engine.lookups += 1
+    existing = engine.find(plan)
     if existing is None:
         return Decision(plan, "new", f"no journal {plan.document_key} yet: it will be created")
     try:
@@ -199,8 +198,7 @@ def _adjustment(engine, spec, mapping, plan: Plan, original: WrittenDocument, ch
     while True:
         key = spec.document_key(mapping.name, plan.partition, number)
         probe = replace(plan, document_key=key)
-        found = engine.target.find(probe)
-        engine.lookups += 1
+        found = engine.find(probe)
         if found is None:
             break
         record = engine.audit.find_document(plan.flow, plan.partition, key)

@@ -18,7 +18,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -243,7 +243,11 @@ class PostingEngine:
         number = result.number if result is not None else record.document_number
         if number is None:
             raise VerificationFailed(f"{plan.system}: {plan.document_key} has not been written yet")
-        self._verify(plan, number, self.target.read_lines(plan, number))
+        held = self.target.read_lines(plan, number)
+        if not held:  # posted, and its lines deleted after posting: those it was verified with
+            found = self.find(plan)
+            held = found.lines if found is not None and found.posted and found.number == number else held
+        self._verify(plan, number, held)
         self.checkpoint("before_record")
         self.audit.lines_written(record.id, _every_line(plan, record), "verified", attempt=False)
         if result is None:  # verified in a step of its own: what this run's post step did is in the history
@@ -291,8 +295,26 @@ class PostingEngine:
         return PostingResult(plan.document_key, number, outcome, written, len(plan.lines), record)
 
     def _find(self, plan: Plan) -> WrittenDocument | None:
+        return self.find(plan)
+
+    def find(self, plan: Plan) -> WrittenDocument | None:
+        """The target's document for the plan's key. A posted one whose lines the target no longer holds (an F&O
+        journal name that deletes them after posting) comes with the lines the audit store verified in it:
+        compared with zero lines, any plan looked already posted, and a late change was never adjusted."""
         self.lookups += 1
-        return self.target.find(plan)
+        found = self.target.find(plan)
+        if found is None or not found.posted or found.lines:
+            return found
+        return replace(found, lines=self._verified_lines(plan, found.number) or found.lines)
+
+    def _verified_lines(self, plan: Plan, number: str) -> list[WrittenLine]:
+        verified = [r for r in self.audit.by_number(number, plan.company) if r.state == "verified"]
+        if not verified:
+            return []
+        return [
+            WrittenLine(line.number, line.account, line.dimensions, line.debit, line.credit, line.currency, line.text)
+            for line in self.audit.plan(verified[-1]).lines
+        ]
 
     def _hold_while_unsettled(self, plan: Plan, record: DocumentRecord) -> None:
         """No second create while the first may still be saving: a create whose answer was lost and which the

@@ -578,6 +578,28 @@ def test_an_unpartitioned_journal_is_one_per_posting_date_not_one_adjusted_for_e
     assert again.outcome == "unchanged"
 
 
+def test_a_journal_whose_lines_f_and_o_deletes_after_posting_is_compared_with_what_was_posted(sandbox, posting):
+    """A journal name may delete its lines once the journal is posted (DeleteLinesAfterPosting): the header then
+    holds none. Compared with zero lines, any plan looked already posted, late data was never adjusted, and the
+    rerun was told to reverse a correct posting. The lines the audit store verified in it stand in for them."""
+    clearing = mapping(journal_name="AllocClr", on_change="adjust")
+    engine = posting()
+    plan, _ = plan_for(engine.target, clearing)
+    engine.run(plan)
+    [journal] = journals(sandbox)
+    sandbox.http.post(
+        f"/_sandbox/finance_operations/journals/usrt/{journal['JournalBatchNumber']}/post"
+    ).raise_for_status()
+    [posted] = journals(sandbox)
+    assert posted["IsPosted"] == "Yes" and posted["lines"] == []  # the case: posted, its lines gone
+    assert posting("run-2").run(plan).outcome == "already_posted"
+    late = [*DEFAULT_ROWS[:-1], ("618200", "009", "10")]  # 8 → 10
+    changed, _ = plan_for(engine.target, clearing, rows=late)
+    decision = choose_document(posting("run-3"), SPEC, clearing, changed)
+    assert decision.outcome == "adjustment"
+    assert sorted((line.account, line.amount) for line in decision.plan.lines) == [("220500", -2), ("618200", 2)]
+
+
 def test_the_same_batch_number_in_two_legal_entities_stays_apart(sandbox, posting):
     engine = posting()
     us, _ = plan_for(engine.target)

@@ -189,6 +189,7 @@ def entity_sets(fiscal_period_entity: str) -> dict[str, EntitySet]:
                 "VoucherSeriesCode": S,
                 "NewVoucher": "NewVoucher",
                 "PostingLayer": "CurrentOperationsTax",
+                "DeleteLinesAfterPosting": "NoYes",
             },
         ),
         EntitySet(

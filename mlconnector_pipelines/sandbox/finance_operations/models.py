@@ -428,6 +428,11 @@ class FinanceOperationsModel:
         problems += _voucher_problems(journal)
         if problems:
             raise WriteFailed("LedgerJournalTable", problems)
+        name = self.tables["JournalNames"].get((journal.company, header["JournalName"])) or {}
+        if name.get("DeleteLinesAfterPosting") == "Yes":  # the posted vouchers stay in the ledger, not here
+            for line in journal.lines.values():
+                self.lines.remove(line)
+            journal.lines.clear()
         return self.headers.put({**header, "IsPosted": "Yes"})
 
     # -- periods (the Ledger calendar page) --------------------------------------------------------

@@ -100,7 +100,9 @@ JOURNAL_NAMES = {
     "GenJrn": ("General journal", "GenJrn_V", "GJV"),
     "Alloc": ("Allocations", "Alloc_V", "ALV"),
     "Accrual": ("Accruals", "Accrual_V", "ACV"),
+    "AllocClr": ("Allocations, lines deleted after posting", "AllocClr_V", "ACL"),
 }
+DELETES_LINES_AFTER_POSTING = {"AllocClr"}
 
 
 def ledgers() -> list[dict]:
@@ -265,6 +267,7 @@ def journal_names() -> list[dict]:
             "VoucherSeriesCode": series,
             "NewVoucher": "BalanceSheet",
             "PostingLayer": "CurrentOperationsTax",
+            "DeleteLinesAfterPosting": "Yes" if name in DELETES_LINES_AFTER_POSTING else "No",
         }
         for company in COMPANIES
         for name, (description, series, _prefix) in JOURNAL_NAMES.items()
