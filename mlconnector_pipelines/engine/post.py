@@ -163,7 +163,8 @@ class PostingEngine:
                 detail=f"{len(problems)} problem(s)",
             )
             raise PostingRefused(
-                f"{plan.system}: {plan.document_key} was not posted: {len(problems)} problem(s); nothing was written",
+                f"{plan.system}: {plan.document_key} was not posted: {len(problems)} problem(s); "
+                + self._discard_unfinished(plan, record),
                 text,
             )
         if record.state in ("planned", "refused"):
@@ -181,6 +182,28 @@ class PostingEngine:
             return self._post(plan, record)
         finally:
             self.audit.release_lease(lease, self.run_id)
+
+    def _discard_unfinished(self, plan: Plan, record: DocumentRecord) -> str:
+        """What a refused plan leaves in the target. A journal an earlier run began (stopped between its
+        changesets) is deleted, as one the target refused a line of is, so that no half of it stays to be posted:
+        said to hold nothing, it held part of the journal."""
+        if record.document_number is None or getattr(self.target, "lines_with_header", False):
+            return "nothing was written"
+        lease = f"{plan.flow} {plan.partition}"
+        self._wait_for_lease(lease)  # no run is writing it meanwhile
+        try:
+            found = self.find(plan)
+            if found is None:
+                return "nothing was written"
+            if found.posted:
+                return f"{found.number} is posted as it is"
+            self.target.discard(plan, found.number)
+        finally:
+            self.audit.release_lease(lease, self.run_id)
+        self.audit.event(record.id, self.run_id, "discarded", f"{found.number}: {len(found.lines)} line(s) deleted")
+        return (
+            f"{found.number}, which an earlier run began ({len(found.lines)} of {len(plan.lines)} lines), was deleted"
+        )
 
     def _wait_for_lease(self, lease: str) -> None:
         """Another run writing this partition finishes first; then this one finds what it wrote."""

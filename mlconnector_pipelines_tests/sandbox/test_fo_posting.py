@@ -42,6 +42,14 @@ class SimulatedCrash(BaseException):
     """The process dies here: nothing after this point runs, no handler cleans up."""
 
 
+def crash_at(point: str):
+    def checkpoint(name: str) -> None:
+        if name == point:
+            raise SimulatedCrash(name)
+
+    return checkpoint
+
+
 @pytest.fixture
 def fo(sandbox, tmp_path):
     sandbox.reset()
@@ -249,6 +257,33 @@ def test_a_run_killed_at_any_point_is_finished_by_the_next_without_a_duplicate(s
     assert seen[-1] == crash_at
     result = posting("run-after").run(plan)
     assert result.document.state == "verified"
+    assert_posted_once(sandbox, plan)
+
+
+def test_a_journal_left_half_written_whose_plan_then_fails_validation_is_deleted_and_named(sandbox, posting):
+    """A run stops between changesets; the period is then put on hold. The next run's validation fails: it said
+    'nothing was written' and left the half journal in F&O, where it could be posted. It is deleted and named;
+    once the period is open again, the journal is written whole."""
+    plan, _ = plan_for(posting().target)
+    with pytest.raises(SimulatedCrash):
+        posting("run-crashed", checkpoint=crash_at("mid_lines")).run(plan)
+    [half] = journals(sandbox)
+    assert 0 < len(half["lines"]) < len(plan.lines)  # the case: part of the journal is in F&O
+
+    def period(status: str) -> None:
+        sandbox.http.post("/_sandbox/finance_operations/periods",
+                          json={"legal_entity": "usrt", "year": "2026", "period": "Period 11", "status": status},
+                          ).raise_for_status()  # fmt: skip
+
+    period("OnHold")
+    with pytest.raises(PostingRefused) as refused:
+        posting("run-2").run(plan)
+    assert f"{half['JournalBatchNumber']}, which an earlier run began (4 of 10 lines), was deleted" in str(
+        refused.value
+    )
+    assert journals(sandbox) == []
+    period("Open")
+    assert posting("run-3").run(plan).document.state == "verified"
     assert_posted_once(sandbox, plan)
 
 
