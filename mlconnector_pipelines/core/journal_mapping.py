@@ -64,7 +64,7 @@ class ValueSource(Strict):
         if self.constant is not None:
             return self.constant
         raw = row.get(self.column)
-        text = "" if raw is None else _text(raw)
+        text = "" if raw is None else _key_text(raw)
         if self.map is None:
             if text == "":
                 raise ValueError(f"{self.column} is empty")
@@ -311,6 +311,14 @@ def _decimal(row: Mapping[str, Any], column: str) -> Decimal:
         return Decimal(str(raw))
     except InvalidOperation:
         raise ValueError(f"{column} = {raw!r} is not a number") from None
+
+
+def _key_text(value: Any) -> str:
+    """An account or dimension value as Looker wrote it. A LookML `type: number` dimension (an account number)
+    lands in the warehouse as DECIMAL(38,9): 601200.000000000 was no account, and matched no mapping entry."""
+    if isinstance(value, Decimal):
+        return format(value.to_integral_value() if value == value.to_integral_value() else value.normalize(), "f")
+    return str(value)
 
 
 def _text(value: Any) -> str:

@@ -270,3 +270,21 @@ def test_a_partitions_journal_posts_on_the_last_day_the_partition_covers(start, 
     )
     context = SimpleNamespace(has_partition_key=True, partition_key=start[:10], partition_time_window=window)
     assert _partition(context) == (start[:10], date.fromisoformat(day))
+
+
+def test_a_number_dimension_as_the_warehouse_types_it_is_the_account_and_mapping_key_looker_wrote():
+    """A LookML `type: number` dimension (an account number, a cost centre code) is a DECIMAL(38,9) column in the
+    warehouse: read back as 601200.000000000 it was no account and matched no mapping entry (a default took every
+    row)."""
+    looker = LookerRows("looker/fees", [])
+    for number, (account, centre, amount) in enumerate([("601200", "7", "5"), ("601300", "8", "2.5")], start=1):
+        row = {"fees.account": Decimal(account).quantize(Decimal("1E-9")), "fees.centre": Decimal(centre).quantize(
+               Decimal("1E-9")), "fees.area": "NORTH", "fees.amount": Decimal(amount)}  # fmt: skip
+        looker.rows.append((SourceRow("looker/fees", "looker api", "run-1", None, number, row), row))
+    centres = [("CostCenter", ValueSource(column="fees.centre", map={"7": "007"}, default="009"))]
+    plan, problems = build(mapping(account={"column": "fees.account"}), looker, dims=centres)
+    assert problems == []
+    assert [(line.account, line.dimensions) for line in plan.lines if line.kind == "row"] == [
+        ("601200", (("CostCenter", "007"),)),
+        ("601300", (("CostCenter", "009"),)),
+    ]
