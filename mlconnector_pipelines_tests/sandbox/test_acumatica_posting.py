@@ -502,6 +502,26 @@ def test_each_new_set_of_reference_records_is_synced_after_a_complete_one(sandbo
     audit.close()
 
 
+def test_a_value_acumatica_cannot_read_refuses_its_record_only(sandbox, cfg, resource, tmp_path):
+    """A Looker yes/no written "Yes" into a boolean field is Acumatica's 400 "Error converting value": it aborted
+    the whole sync, the records after it never landed, and the audit document stayed planned. The record is
+    refused and named, and the others land."""
+    klass = json.loads(sandbox.http.get("/_sandbox/acumatica/records/Vendor").content)[0]["VendorClass"]
+    wanted = [{"VendorID": "V90066", "VendorName": "Yes-no vendor", "VendorClass": klass, "F1099Vendor": "Yes"},
+              {"VendorID": "V90067", "VendorName": "After it", "VendorClass": klass}]  # fmt: skip
+    plan = records_plan(flow="acumatica/approved_vendors", partition="", system="Acumatica", company="Vendor",
+                        entity="Vendor", key="VendorID",
+                        rows=[(SourceRow("looker/vendors", "looker api", "r", None, n, r), r)
+                              for n, r in enumerate(wanted, start=1)])  # fmt: skip
+    audit = AuditStore.sqlite(tmp_path / "audit.sqlite")
+    with pytest.raises(RecordsRefused) as refused:
+        RecordSync(resource.record_target("Vendor", "VendorID"), audit, run_id="run-1").run(plan)
+    result = refused.value.result
+    assert list(result.refused) == ["V90066"] and "Error converting value" in result.refused["V90066"]
+    assert result.inserted == ["V90067"] and result.document.state == "failed"
+    audit.close()
+
+
 def test_one_record_asked_for_twice_differently_writes_nothing_and_names_both_rows():
     from mlconnector_pipelines.engine.records import ConflictingRecords
 

@@ -280,7 +280,9 @@ class AcumaticaClient:
                 idempotent=by_key,
             )
         except RequestFailedError as exc:
-            if exc.status == 422:
+            # 422: a field's value refused; 400: one Acumatica could not read (e.g. "Yes" for a boolean). Either
+            # way this record is refused, nothing of it saved: it is named, and the next records go on.
+            if exc.status in (400, 422):
                 raise RecordRefused(SYSTEM, entity, key, str(exc.server_message).split("; ")) from None
             raise
         return self.http.read_written(response, lambda answer: self._answer(answer, as_type))
