@@ -432,11 +432,12 @@ def test_an_outage_leaves_the_journal_unfinished_and_replay_finishes_it_once(san
         ([("606200", "001", "10")], SUNDAY, "is not active on 2026-11-29"),
         ([("618200", "013", "10")], SUNDAY, "CostCenter 013 belongs to legal entity GBRT"),
         ([("618200", "099", "10")], SUNDAY, "CostCenter 099 is suspended"),
+        ([("618200", "098", "10")], SUNDAY, "CostCenter 098 is blocked for manual entry"),
         ([("618200", "001", "10")], date(2025, 6, 30), "which is Closed for legal entity usrt"),
         ([("618200", "001", "10")], date(2026, 1, 31), "which is OnHold for legal entity usrt"),
     ],
     ids=["unbalanced", "unknown-account", "inactive-account", "expired-account", "other-entity-value",
-         "suspended-value", "closed-period", "on-hold-period"],
+         "suspended-value", "blocked-value", "closed-period", "on-hold-period"],
 )  # fmt: skip
 def test_a_plan_that_fails_validation_writes_nothing_and_names_the_row(sandbox, posting, rows, day, reason):
     m = mapping(balancing={"mode": "rows_balance"}) if reason == "does not balance" else mapping()

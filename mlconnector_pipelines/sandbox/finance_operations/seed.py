@@ -92,6 +92,7 @@ _DIMENSION_VALUES: dict[str, list[tuple]] = {
         ("012", "Marketing services", "", {}),
         ("013", "UK stores", "GBRT", {}),
         ("099", "Closed store", "", {"IsSuspended": "Yes"}),
+        ("098", "Allocations only", "", {"IsBlockedForManualEntry": "Yes"}),
     ],
 }
 

@@ -333,6 +333,8 @@ class FinanceOperationsJournalTarget:
             return f"{dimension} {value} is not active on {posting}"
         if _yes(record.get("IsTotal")):
             return f"{dimension} {value} is a total value; post to a value under it"
+        if _yes(record.get("IsBlockedForManualEntry")):  # journal lines are entries F&O checks it for
+            return f"{dimension} {value} is blocked for manual entry"
         return None
 
     def _dimension_values(self, dimension: str) -> dict[str, list[dict]]:
