@@ -90,9 +90,9 @@ def records_plan(
         line = PlannedLine(
             len(lines) + 1, str(record[key]), values, ZERO, ZERO, "", f"{entity} {record[key]}", source=source
         )
-        earlier = first_row.get(line.account)
+        earlier = first_row.get(line.account.casefold())  # one record, whatever the case of its key
         if earlier is None:
-            first_row[line.account] = line
+            first_row[line.account.casefold()] = line
             lines.append(line)
         elif earlier.dimensions != line.dimensions:  # the same record asked for twice, differently
             conflicts.append(
@@ -119,8 +119,12 @@ def _text(value: Any) -> str:
     return format(value, "f") if isinstance(value, Decimal) else str(value)
 
 
-def _same(held: Any, wanted: str) -> bool:
-    """Whether the ERP's value is the wanted one (text from Looker): numbers by value, yes/no by truth."""
+def _same(held: Any, wanted: str, *, key: bool = False) -> bool:
+    """Whether the ERP's value is the wanted one (text from Looker): numbers by value, yes/no by truth, the
+    record's key whatever its case (ERPs keep key codes upper case and find them in any case: `v90055` is
+    saved as V90055, which was then called a refusal on every run)."""
+    if key and isinstance(held, str):
+        return held.strip().casefold() == wanted.strip().casefold()
     if held is None:
         return wanted == ""
     if isinstance(held, bool):
@@ -168,16 +172,19 @@ class RecordSync:
         for line in plan.lines:
             held = self.target.current(line.account)
             wanted = dict(line.dimensions)
-            changed = [f for f, value in wanted.items() if held is None or not _same(held.get(f), value)]
+            changed = [f for f, value in wanted.items() if held is None or not self._same(held, f, value)]
             action = "insert" if held is None else "update" if changed else "unchanged"
             changes.append((line.account, action, changed if held is not None else sorted(wanted)))
         return changes
+
+    def _same(self, record: Mapping[str, Any], field: str, wanted: str) -> bool:
+        return _same(record.get(field), wanted, key=field == self.target.key)
 
     def _sync(self, record: DocumentRecord, line: PlannedLine, result: SyncResult) -> None:
         wanted: Mapping[str, str] = dict(line.dimensions)
         key = line.account
         held = self.target.current(key)
-        changed = [f for f, value in wanted.items() if held is None or not _same(held.get(f), value)]
+        changed = [f for f, value in wanted.items() if held is None or not self._same(held, f, value)]
         if held is not None and not changed:
             result.unchanged.append(key)
             self.audit.lines_written(record.id, [line.number], "verified", attempt=False)
@@ -191,7 +198,7 @@ class RecordSync:
             self.audit.refuse_lines(record.id, {line.number: reason})
             self.progress(f"{self.target.entity} {key} refused: {reason}")
             return
-        differs = [f for f in changed if not _same(saved.get(f), wanted[f])]
+        differs = [f for f in changed if not self._same(saved, f, wanted[f])]
         if differs:
             result.refused[key] = f"saved, but {', '.join(differs)} differ from what was sent"
             self.audit.refuse_lines(record.id, {line.number: result.refused[key]})

@@ -258,7 +258,9 @@ def test_ping_reads_f_and_o_and_checks_the_journals_legal_entities_and_names(env
     assert fo.ok, fo.detail
     assert "legal entities usrt and their journal names found" in fo.detail
     [wrong] = [r for r in run_pings(env.config(journal_name="Nope")) if r.system == "Finance and Operations"]
-    assert not wrong.ok and "journal name Nope not found in usrt (have: Accrual, Alloc, AllocClr, GenJrn)" in wrong.detail
+    assert (
+        not wrong.ok and "journal name Nope not found in usrt (have: Accrual, Alloc, AllocClr, GenJrn)" in wrong.detail
+    )
 
 
 def test_the_replay_job_finishes_a_journal_a_crashed_run_left_half_written(env):

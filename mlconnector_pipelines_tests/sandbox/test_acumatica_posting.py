@@ -522,6 +522,23 @@ def test_a_value_acumatica_cannot_read_refuses_its_record_only(sandbox, cfg, res
     audit.close()
 
 
+def test_a_key_acumatica_keeps_upper_case_is_the_same_record_whatever_its_case(sandbox, cfg, resource, tmp_path):
+    """Acumatica keeps a new record's key upper case (v90055 is saved as V90055) and finds it in any case: the
+    saved key was taken for a refusal ("saved, but VendorID differ") on every run, and replay sent it again."""
+    klass = json.loads(sandbox.http.get("/_sandbox/acumatica/records/Vendor").content)[0]["VendorClass"]
+    wanted = {"VendorID": "v90055", "VendorName": "Lower case", "VendorClass": klass}
+    plan = records_plan(flow="acumatica/approved_vendors", partition="", system="Acumatica", company="Vendor",
+                        entity="Vendor", key="VendorID",
+                        rows=[(SourceRow("looker/vendors", "looker api", "r", None, 1, wanted), wanted)])  # fmt: skip
+    audit = AuditStore.sqlite(tmp_path / "audit.sqlite")
+    first = RecordSync(resource.record_target("Vendor", "VendorID"), audit, run_id="run-1").run(plan)
+    again = RecordSync(resource.record_target("Vendor", "VendorID"), audit, run_id="run-2").run(plan)
+    assert first.inserted == ["v90055"] and again.unchanged == ["v90055"] and again.updated == {}
+    held = [v["VendorID"] for v in json.loads(sandbox.http.get("/_sandbox/acumatica/records/Vendor").content)]
+    assert "V90055" in held and "v90055" not in held  # the case: Acumatica keeps it upper case
+    audit.close()
+
+
 def test_one_record_asked_for_twice_differently_writes_nothing_and_names_both_rows():
     from mlconnector_pipelines.engine.records import ConflictingRecords
 
