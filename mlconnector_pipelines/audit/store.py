@@ -34,7 +34,7 @@ from .schema import documents, events, leases, line_states, lines
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "mlconnector_audit_version"
-FINISHED = ("verified",)
+FINISHED = ("verified", "superseded")  # superseded: a set of records a later set replaced before it finished
 # Steps a flow must still take after its document is verified, each (opening events, closing events): a
 # verified document whose newest event of one step is an opening one is unfinished, for replay, until a
 # closing one follows it. Each step is judged on its own events: a posting done (`finished`) after the
@@ -406,6 +406,12 @@ class AuditStore:
         with self.engine.connect() as c:
             return [_document(r) for r in c.execute(query).all()]
 
+    def supersede(self, flow: str, partition: str, current: int, run_id: str) -> None:
+        """Unfinished documents of a flow's partition other than `current` are superseded by it (not replayed)."""
+        for record in self.documents_for(flow, partition):
+            if record.id != current and record.state not in FINISHED:
+                self.set_state(record.id, "superseded", run_id=run_id, detail=f"a later plan, document {current}")
+
     def verified_line_for(self, flow: str, partition_prefix: str, account: str) -> bool:
         """Whether a verified document of the flow, in a partition starting so, has a line for `account` (a record
         synced to that key, under any version of its source)."""
@@ -415,7 +421,7 @@ class AuditStore:
             .where(
                 documents.c.flow == flow,
                 documents.c.partition.startswith(partition_prefix, autoescape=True),
-                documents.c.state.in_(FINISHED),
+                documents.c.state == "verified",
                 lines.c.account == account,
             )
             .limit(1)

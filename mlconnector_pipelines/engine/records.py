@@ -145,6 +145,8 @@ class RecordSync:
 
     def run(self, plan: Plan) -> SyncResult:
         record = self.audit.save_plan(plan, self.run_id)
+        # What the target should hold is now this set: an earlier set left unfinished is not replayed over it.
+        self.audit.supersede(plan.flow, plan.partition, record.id, self.run_id)
         result = SyncResult()
         # A replay resumes: records an unfinished attempt synced are not read again. A finished document's are:
         # the target may have changed since (another set of records sent in between, or a person's edit).

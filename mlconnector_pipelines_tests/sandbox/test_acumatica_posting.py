@@ -522,6 +522,49 @@ def test_a_value_acumatica_cannot_read_refuses_its_record_only(sandbox, cfg, res
     audit.close()
 
 
+def test_a_set_of_records_a_later_set_replaced_before_it_finished_is_not_replayed_over_it(
+    sandbox, cfg, resource, tmp_path
+):
+    """Run 1 wants two vendors renamed and is killed after the first; run 2 wants other names and finishes.
+    Replay finished run 1's set, putting its old name back over run 2's."""
+    from mlconnector_pipelines.replay import _replay_one
+
+    klass = json.loads(sandbox.http.get("/_sandbox/acumatica/records/Vendor").content)[0]["VendorClass"]
+    audit = AuditStore.sqlite(tmp_path / "audit.sqlite")
+
+    def plan(*names: str):
+        rows = [
+            {"VendorID": v, "VendorName": name, "VendorClass": klass}
+            for v, name in zip(("V00001", "V00002"), names, strict=True)
+        ]
+        return records_plan(flow="acumatica/approved_vendors", partition="", system="Acumatica", company="Vendor",
+                            entity="Vendor", key="VendorID",
+                            rows=[(SourceRow("looker/vendors", "looker api", "r", None, n, r), r)
+                                  for n, r in enumerate(rows, start=1)])  # fmt: skip
+
+    target = resource.record_target("Vendor", "VendorID")
+    real_upsert, sent = target.upsert, []
+
+    def killed_after_the_first(record):
+        if sent:
+            raise SimulatedCrash("killed")
+        sent.append(record)
+        return real_upsert(record)
+
+    target.upsert = killed_after_the_first
+    with pytest.raises(SimulatedCrash):
+        RecordSync(target, audit, run_id="run-1").run(plan("Old one", "Old two"))
+    RecordSync(resource.record_target("Vendor", "VendorID"), audit, run_id="run-2").run(plan("New one", "New two"))
+    assert [_replay_one(audit, resource.record_target("Vendor", "VendorID"), r, False, "replay") for r in
+            audit.unfinished("acumatica/approved_vendors")] == []  # fmt: skip
+    now = {
+        v["VendorID"]: v["VendorName"]
+        for v in json.loads(sandbox.http.get("/_sandbox/acumatica/records/Vendor").content)
+    }
+    assert (now["V00001"], now["V00002"]) == ("New one", "New two")
+    audit.close()
+
+
 def test_a_key_acumatica_keeps_upper_case_is_the_same_record_whatever_its_case(sandbox, cfg, resource, tmp_path):
     """Acumatica keeps a new record's key upper case (v90055 is saved as V90055) and finds it in any case: the
     saved key was taken for a refusal ("saved, but VendorID differ") on every run, and replay sent it again."""

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...audit.store import FINISHED, AuditStore, DocumentRecord
+from ...audit.store import AuditStore, DocumentRecord
 from ...core.errors import RequestFailedError
 from ...core.posting import ZERO, Plan, PlannedLine, Problem, SourceRow
 from ...engine.post import PostingEngine, PostingRefused, PostingResult, plan_problems
@@ -341,7 +341,7 @@ class SalesSync:
             company=self.documents.company_id, entity="customer", key="number", rows=[(source, fields)],
         )  # fmt: skip
         synced = self.audit.find_document(plan.flow, plan.partition, plan.document_key)
-        if synced is not None and synced.state in FINISHED:
+        if synced is not None and synced.state == "verified":
             return "unchanged"  # this account version is in BC: only what changes in Sales is sent, not BC's edits
         result = RecordSync(self.customers, self.audit, run_id=self.run_id, progress=self.progress).run(plan)
         return "created" if result.inserted else "updated" if result.updated else "unchanged"
