@@ -365,8 +365,8 @@ class PostingEngine:
         if settled is not None and datetime.now(UTC) < settled:
             raise OutcomeUnknown(
                 plan.system,
-                f"{plan.document_key}: the create sent at {lost[-1]:%Y-%m-%d %H:%M:%S} UTC lost its answer and is not "
-                f"found yet; {plan.system} may still be saving it. Nothing is created again before "
+                f"{plan.document_key}: the write sent at {lost[-1]:%Y-%m-%d %H:%M:%S} UTC lost its answer and is not "
+                f"found yet; {plan.system} may still be saving it. Nothing is sent again before "
                 f"{settled:%H:%M:%S} UTC: replay then (it looks the key up again first)",
                 method="POST",
                 url="",
@@ -423,6 +423,9 @@ class PostingEngine:
                     for _, other in pending:  # what is already sent lands or not; nothing more is sent
                         other.cancel()
                     wait([other for _, other in pending])
+                    for other_chunk, other in pending:  # lost too: held like this one until found or settled
+                        if not other.cancelled() and isinstance(other.exception(), OutcomeUnknown):
+                            self._lines_lost(record, other_chunk)
                     if isinstance(exc, LinesRefused):  # only once nothing of the document is still in flight
                         self._discard(plan, record, number, exc)
                     raise
@@ -444,8 +447,11 @@ class PostingEngine:
         try:
             sent.result()
         except OutcomeUnknown as exc:
-            # Did the changeset land? It is atomic: its lines are all there or none are.
+            # Recorded before the lookup, which may fail or be cut short too: until these lines are found, or the
+            # settle time has passed, no later run sends them again.
+            self._lines_lost(record, chunk)
             self.audit.event(record.id, self.run_id, "outcome_unknown", str(exc))
+            # Did the changeset land? It is atomic: its lines are all there or none are.
             held = {line.number for line in self.target.read_lines(plan, number)}
             if all(line.number in held for line in chunk):
                 return
@@ -456,7 +462,6 @@ class PostingEngine:
             # Not found: the target may still be saving it (a gateway, or this client's timeout, gave up before
             # the server did). It is not sent again now — a second copy could land beside the first — but by a
             # later run or replay once the settle time has passed, which looks the lines up again first.
-            self.audit.event(record.id, self.run_id, LINES_UNKNOWN, f"lines {chunk[0].number}–{chunk[-1].number}")
             self.audit.set_state(record.id, "unknown", run_id=self.run_id, error=str(exc))
             raise
         except LinesRefused:
@@ -464,6 +469,9 @@ class PostingEngine:
         except Exception as exc:
             self.audit.set_state(record.id, "failed", run_id=self.run_id, error=str(exc), event="lines_failed")
             raise
+
+    def _lines_lost(self, record: DocumentRecord, chunk: list[PlannedLine]) -> None:
+        self.audit.event(record.id, self.run_id, LINES_UNKNOWN, f"lines {chunk[0].number}–{chunk[-1].number}")
 
     def _discard(self, plan: Plan, record: DocumentRecord, number: str, refusal: LinesRefused) -> None:
         """The target refused a line validation could not foresee: remove the unposted document, so that

@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 
 from mlconnector_pipelines.audit.store import AuditStore
-from mlconnector_pipelines.core.errors import ConfigError, OutcomeUnknown
+from mlconnector_pipelines.core.errors import ConfigError, OutcomeUnknown, RequestFailedError
 from mlconnector_pipelines.core.posting import SourceRow
 from mlconnector_pipelines.engine.journal import LookerRows, build_plan, choose_document
 from mlconnector_pipelines.engine.post import (
@@ -371,6 +371,24 @@ def test_lines_saved_after_their_answer_was_lost_are_not_sent_again_while_f_and_
     assert_posted_once(sandbox, plan)
 
 
+def test_lines_lost_while_their_lookup_fails_too_are_held_all_the_same(sandbox, posting, fo):
+    """A changeset's answer is lost and the lookup that should settle it fails as well (F&O is struggling): the
+    hold was recorded only after a lookup that succeeded, so the next run sent the lines again at once."""
+    fo.finance_operations.http.outcome_settle_seconds = 0.5
+    plan, _ = plan_for(posting().target)
+    sandbox.faults({"kind": "status", "status": 504, "path_contains": "/data/$batch", "count": 1},
+                   {"kind": "status", "status": 500, "path_contains": "/data/LedgerJournalLines", "count": 1},
+                   service="finance_operations")  # fmt: skip
+    with pytest.raises(RequestFailedError):
+        posting().run(plan)
+    sandbox.clear_faults()
+    with pytest.raises(OutcomeUnknown, match="may still be saving it"):
+        posting("run-2").run(plan)
+    time.sleep(0.6)
+    assert posting("run-3").run(plan).document.state == "verified"
+    assert_posted_once(sandbox, plan)
+
+
 def test_a_header_whose_create_never_landed_is_created_once_the_settle_time_has_passed(sandbox, posting, fo):
     plan, _ = plan_for(posting().target)
     fo.finance_operations.http.outcome_settle_seconds = 0.5
@@ -381,7 +399,7 @@ def test_a_header_whose_create_never_landed_is_created_once_the_settle_time_has_
     )
     with pytest.raises(OutcomeUnknown):
         posting().run(plan)
-    with pytest.raises(OutcomeUnknown, match="Nothing is created again before"):
+    with pytest.raises(OutcomeUnknown, match="Nothing is sent again before"):
         posting("run-2").run(plan)
     time.sleep(0.6)
     assert posting("run-3").run(plan).outcome == "posted"
