@@ -184,9 +184,9 @@ class PostingEngine:
             self.audit.release_lease(lease, self.run_id)
 
     def _discard_unfinished(self, plan: Plan, record: DocumentRecord) -> str:
-        """What a refused plan leaves in the target. A journal an earlier run began (stopped between its
-        changesets) is deleted, as one the target refused a line of is, so that no half of it stays to be posted:
-        said to hold nothing, it held part of the journal."""
+        """What a refused plan leaves in the target. A journal an earlier run began and left half written
+        (stopped between its changesets) is deleted, as one the target refused a line of is, so that no half of
+        it stays to be posted (said to hold nothing, it held part of the journal); a whole one is left."""
         if record.document_number is None or getattr(self.target, "lines_with_header", False):
             return "nothing was written"
         lease = f"{plan.flow} {plan.partition}"
@@ -195,9 +195,12 @@ class PostingEngine:
             found = self.find(plan)
             if found is None:
                 return "nothing was written"
-            if found.posted:
-                return f"{found.number} is posted as it is"
-            self.target.discard(plan, found.number)
+            if found.posted or len(found.lines) >= len(plan.lines):  # whole: a person may post or fix it
+                return f"{found.number}, written by an earlier run, is left as it is"
+            try:
+                self.target.discard(plan, found.number)
+            except Exception as exc:  # the problems stay the refusal's; the half journal is named
+                return f"{found.number}, which an earlier run began, could not be deleted ({exc}): delete it by hand"
         finally:
             self.audit.release_lease(lease, self.run_id)
         self.audit.event(record.id, self.run_id, "discarded", f"{found.number}: {len(found.lines)} line(s) deleted")

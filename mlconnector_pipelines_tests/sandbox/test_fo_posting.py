@@ -287,6 +287,19 @@ def test_a_journal_left_half_written_whose_plan_then_fails_validation_is_deleted
     assert_posted_once(sandbox, plan)
 
 
+def test_a_whole_journal_a_stopped_run_left_unverified_is_kept_when_its_plan_then_fails_validation(sandbox, posting):
+    plan, _ = plan_for(posting().target)
+    with pytest.raises(SimulatedCrash):
+        posting("run-crashed", checkpoint=crash_at("after_lines")).run(plan)
+    sandbox.http.post("/_sandbox/finance_operations/periods",
+                      json={"legal_entity": "usrt", "year": "2026", "period": "Period 11", "status": "OnHold"},
+                      ).raise_for_status()  # fmt: skip
+    with pytest.raises(PostingRefused, match="written by an earlier run, is left as it is"):
+        posting("run-2").run(plan)
+    [whole] = journals(sandbox)
+    assert len(whole["lines"]) == len(plan.lines)
+
+
 @pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504", "commit_then_cut"])
 @pytest.mark.parametrize("where", ["/data/LedgerJournalHeaders", "/data/$batch"])
 def test_a_write_committed_but_answered_with_a_lost_connection_or_504_is_not_written_twice(
