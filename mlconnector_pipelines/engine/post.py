@@ -334,13 +334,16 @@ class PostingEngine:
         return replace(found, lines=self._verified_lines(plan, found.number) or found.lines)
 
     def _verified_lines(self, plan: Plan, number: str) -> list[WrittenLine]:
-        verified = [r for r in self.audit.by_number(number, plan.company) if r.state == "verified"]
-        if not verified:
-            return []
-        return [
-            WrittenLine(line.number, line.account, line.dimensions, line.debit, line.credit, line.currency, line.text)
-            for line in self.audit.plan(verified[-1]).lines
-        ]
+        """The lines the audit store has as written in this document (each created or verified)."""
+        for record in reversed(self.audit.by_number(number, plan.company)):
+            entries = self.audit.line_records(record.id) if record.system == plan.system else []
+            if entries and all(entry.state in ("created", "verified") for entry in entries):
+                return [
+                    WrittenLine(e.line.number, e.line.account, e.line.dimensions, e.line.debit, e.line.credit,
+                                e.line.currency, e.line.text)
+                    for e in entries
+                ]  # fmt: skip
+        return []
 
     def _hold_while_unsettled(self, plan: Plan, record: DocumentRecord) -> None:
         """No second create while the first may still be saving: a create whose answer was lost and which the

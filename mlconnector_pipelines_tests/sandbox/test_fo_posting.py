@@ -645,14 +645,22 @@ def test_an_unpartitioned_journal_is_one_per_posting_date_not_one_adjusted_for_e
     assert again.outcome == "unchanged"
 
 
-def test_a_journal_whose_lines_f_and_o_deletes_after_posting_is_compared_with_what_was_posted(sandbox, posting):
+@pytest.mark.parametrize("verified", [True, False], ids=["verified", "stopped-before-verifying"])
+def test_a_journal_whose_lines_f_and_o_deletes_after_posting_is_compared_with_what_was_posted(
+    sandbox, posting, verified
+):
     """A journal name may delete its lines once the journal is posted (DeleteLinesAfterPosting): the header then
     holds none. Compared with zero lines, any plan looked already posted, late data was never adjusted, and the
-    rerun was told to reverse a correct posting. The lines the audit store verified in it stand in for them."""
+    rerun was told to reverse a correct posting. The lines the audit store has as written in it stand in for
+    them, also when the run that wrote them stopped before verifying."""
     clearing = mapping(journal_name="AllocClr", on_change="adjust")
     engine = posting()
     plan, _ = plan_for(engine.target, clearing)
-    engine.run(plan)
+    if verified:
+        engine.run(plan)
+    else:
+        with pytest.raises(SimulatedCrash):
+            posting("run-crashed", checkpoint=crash_at("after_lines")).run(plan)
     [journal] = journals(sandbox)
     sandbox.http.post(
         f"/_sandbox/finance_operations/journals/usrt/{journal['JournalBatchNumber']}/post"
