@@ -3,9 +3,9 @@
 No ERP here has an idempotency key, so exactly-once rests on the natural key: the document is
 looked up by it before every create, and it is what settles a write whose answer was lost
 (OutcomeUnknown). Lines carry their planned number into the target where it takes one (F&O's
-LineNumber is part of its key), so a line sent twice is refused by the server as a duplicate key
-instead of landing twice, and the lines a document already holds tell which remain to write. A
-crash at any point leaves the audit store and the target in a state the next run (or replay)
+LineNumber), so the lines a document already holds tell which remain to write; lines whose write lost
+its answer and which the lookup does not find are not sent again while the target may still be saving
+them (a second copy is never counted on being refused). A crash at any point leaves the audit store and the target in a state the next run (or replay)
 finishes: it finds the document, writes only what is missing, and verifies the whole.
 
 Validation happens before the first write. A plan that fails it writes nothing, and the error
@@ -225,7 +225,7 @@ class PostingEngine:
                 self.audit.take_lease(lease, self.run_id, LEASE_SECONDS)
 
     def _post(self, plan: Plan, record: DocumentRecord) -> PostingResult:
-        existing = self._find(plan)
+        existing = self.find(plan)
         resumed = existing is not None
         carried = 0  # lines written with the header, by a target that saves a document whole
         if existing is None:
@@ -233,7 +233,7 @@ class PostingEngine:
             self.checkpoint("before_header")
             number = self._create_document(plan, record)
             if number is None:  # the lost create did happen: the lookup found it
-                existing = self._find(plan)
+                existing = self.find(plan)
             elif getattr(self.target, "lines_with_header", False):
                 self.audit.lines_written(record.id, _every_line(plan, record), "created")
                 carried = len(plan.lines)
@@ -320,9 +320,6 @@ class PostingEngine:
             written = int(rest.split(" ", 1)[0])
         return PostingResult(plan.document_key, number, outcome, written, len(plan.lines), record)
 
-    def _find(self, plan: Plan) -> WrittenDocument | None:
-        return self.find(plan)
-
     def find(self, plan: Plan) -> WrittenDocument | None:
         """The target's document for the plan's key. A posted one whose lines the target no longer holds (an F&O
         journal name that deletes them after posting) comes with the lines the audit store verified in it:
@@ -395,7 +392,7 @@ class PostingEngine:
             ) from None
         except OutcomeUnknown as exc:
             self.audit.event(record.id, self.run_id, "outcome_unknown", str(exc))
-            if self._find(plan) is not None:
+            if self.find(plan) is not None:
                 return None
             self.audit.set_state(record.id, "unknown", run_id=self.run_id, error=str(exc))
             raise

@@ -334,8 +334,11 @@ def _run(
 
 def delivery_limit(detail: dict) -> int | None:
     """The row limit a delivered result ran with: its plan query's `limit`; Looker's default of 5,000 when the
-    payload names none (a schedule sends more only with 'All results', and then says -1)."""
-    raw = detail.get("limit") if "limit" in detail else None
+    payload names none (a schedule sends more only with 'All results', and then says -1). Unknown (None) for a
+    delivery stored before the receiver kept it."""
+    if "limit" not in detail:
+        return None
+    raw = detail["limit"]
     try:
         limit = int(str(raw)) if raw not in (None, "") else SYNC_ROW_CAP
     except ValueError:

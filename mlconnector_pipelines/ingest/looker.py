@@ -167,7 +167,7 @@ def _json_rows(text: str, fields: list[str], selector: str) -> list[dict]:
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise DeliveryRejected(400, "the json attachment must be a list of rows (objects keyed by field name)")
     for number, row in enumerate(data, start=1):
-        nested = sorted(k for k, v in row.items() if isinstance(v, (dict, list)))
+        nested = sorted(k for k, v in row.items() if isinstance(v, dict))
         if nested:  # a pivoted measure: a value per pivot column (json_detail `{pivot: {value}}`, json `{pivot: v}`)
             raise DeliveryRejected(
                 400,

@@ -411,3 +411,18 @@ def test_date_times_of_a_delivery_land_as_the_sources_utc_moments(zoned_env, ass
     assert meta["source"] == f"delivery {delivery_id}" and meta["looker_query_calls"] == 0
     loaded, source = gl_change_moments(zoned_env, f"looker_{asset}")
     assert loaded == source
+
+
+@pytest.mark.parametrize(
+    ("detail", "limit"),
+    [
+        ({"limit": "500"}, 500),  # the Look's own
+        ({"limit": None}, 5000),  # none named: Looker's default
+        ({"limit": "-1"}, None),  # All results
+        ({}, None),  # stored before the receiver kept the limit: unknown, not a warning
+    ],
+)
+def test_the_limit_a_delivered_result_ran_with(detail, limit):
+    from mlconnector_pipelines.flows.looker import delivery_limit
+
+    assert delivery_limit(detail) == limit

@@ -489,6 +489,10 @@ def test_an_account_numbered_like_an_unrelated_bc_customer_does_not_take_it_over
     [problem] = refused.value.problems
     assert "C10010" in problem and other["displayName"] in problem and account_id in problem
     assert sandbox.state("business_central")["writes"] == writes and customers_named(sandbox, "C10010") == [other]
+    audit = AuditStore.sqlite(cfg.data_dir / "audit.sqlite")
+    [record] = audit.of_flow(FLOW, document_key=quote["quotenumber"])
+    audit.close()
+    assert record.state == "refused" and "C10010" in record.error  # kept for the person who fixes it, and replay
     mapped = config(sandbox, tmp_path, customers={"C10010": "C10010"})  # a person says they are one customer
     adopted = run_sync(mapped, "salesorders", order["salesorderid"], run_id="run-2")
     assert adopted.customer == "C10010" and adopted.outcome == "posted"

@@ -50,8 +50,10 @@ def test_an_unknown_segment_delimiter_is_a_configuration_error_naming_it():
         segment_delimiter("Semicolon")
 
 
-def test_a_two_character_delimiter_escapes_and_reads_back():
+@pytest.mark.parametrize("value", ["00--2", "A-", "-B"])
+def test_a_two_character_delimiter_escapes_and_reads_back(value):
+    """Each delimiter character inside a value is escaped: `A-` before `--` would otherwise read as `A` and `-7`."""
     target = _target("--")
-    text = target.display_value("618200", [("BusinessUnit", "00--2"), ("CostCenter", "001")])
+    text = target.display_value("618200", [("BusinessUnit", value), ("CostCenter", "7")])
     assert text.split("--", 1)[0] == "618200"
-    assert target.parse_display_value(text) == ("618200", (("BusinessUnit", "00--2"), ("CostCenter", "001")))
+    assert target.parse_display_value(text) == ("618200", (("BusinessUnit", value), ("CostCenter", "7")))

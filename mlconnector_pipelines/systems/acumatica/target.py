@@ -178,8 +178,8 @@ class AcumaticaJournalTarget:
         if batch is None:  # found by its key a moment ago: never taken for no batch (a second one would be made)
             raise RequestFailedError(
                 SYSTEM,
-                f"batch {number} carries the key {plan.document_key!r} but could not be read again; nothing was "
-                "written: run it again",
+                f"batch {number} carries the key {plan.document_key!r} but could not be read again; nothing more is "
+                "written until it is: the next run (or replay) looks it up again",
             )
         return WrittenDocument(
             number=batch.BatchNbr.text,

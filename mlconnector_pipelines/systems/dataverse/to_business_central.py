@@ -248,8 +248,16 @@ class SalesSync:
         engine = PostingEngine(self.documents, self.audit, run_id=self.run_id, checkpoint=self.checkpoint,
                                progress=self.progress)  # fmt: skip
         record = engine.record(plan)
-        self._refuse_a_second_order(deal, record)
-        self._refuse_taking_over_another_customer(deal, number)
+        try:
+            self._refuse_a_second_order(deal, record)
+            self._refuse_taking_over_another_customer(deal, number)
+        except PostingRefused as refused:  # kept with the deal, for the person who fixes it and for replay
+            if record.document_number is None:  # nothing of it in BC yet: refused until fixed
+                self.audit.set_state(record.id, "refused", run_id=self.run_id, error="\n".join(refused.problems),
+                                     event="refused", detail=str(refused))  # fmt: skip
+            else:  # the deal is in BC (another order's): its state stays; the refusal is in its history
+                self.audit.event(record.id, self.run_id, "refused", "\n".join(refused.problems))
+            raise
         if record.state != "verified":  # validate before the first write (a verified deal is only looked up)
             engine.validate(plan, record, mapping_problems + plan_problems(plan) + self.documents.validate(plan))
             record = self.audit.document(record.id)

@@ -2,7 +2,7 @@
 
 The natural key is the header's Description (`MLC <journal> <partition>`), found with an exact
 `eq` filter in the legal entity before every create. Lines carry the plan's line numbers as
-LineNumber (part of the line's key), so F&O refuses a line sent twice instead of storing it twice.
+LineNumber (part of the line's key), so the lines a journal holds say which remain to write.
 Header first (F&O assigns JournalBatchNumber from its number sequence), then lines in atomic
 `$batch` changesets.
 
@@ -177,11 +177,15 @@ class FinanceOperationsJournalTarget:
         return self._delimiter
 
     def display_value(self, account: str, dimensions: Sequence[tuple[str, str]]) -> str:
-        """`605140-001-02`: segments in the format's order, a delimiter inside a value escaped, trailing blanks dropped."""
+        """`605140-001-02`: segments in the format's order, each delimiter character inside a value escaped with a
+        backslash (so `A-` before `--` cannot run into it), trailing blanks dropped."""
         values = dict(dimensions)
         delimiter = self.delimiter()
         segments = [
-            (account if name == MAIN_ACCOUNT else values.get(name, "")).replace(delimiter, "\\" + delimiter)
+            "".join(
+                "\\" + ch if ch in delimiter else ch
+                for ch in (account if name == MAIN_ACCOUNT else values.get(name, ""))
+            )
             for name in self.ledger_format()
         ]
         while segments and segments[-1] == "":
