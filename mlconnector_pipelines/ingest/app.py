@@ -28,6 +28,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from starlette.applications import Starlette
@@ -39,9 +40,10 @@ from starlette.routing import Route
 from ..config import ConnectorConfig
 from ..core.errors import ConfigError
 from .body import BodyTooLarge, read_body
+from .identity import delivery_id_after
 from .look_fields import LookFields
 from .looker import DeliveryRejected, parse_delivery
-from .store import MB, StoreFull, open_delivery_store
+from .store import MB, Delivery, DeliveryStore, StoreFull, open_delivery_store
 
 log = logging.getLogger("mlconnector.ingest")
 
@@ -105,6 +107,20 @@ async def _health(request: Request) -> JSONResponse:
     )
 
 
+def store_unless_repeated(store: DeliveryStore, delivery: Delivery) -> tuple[Delivery, bool]:
+    """A Looker delivery is a repeat (the sender retrying) when it carries what the last one for its asset
+    carried; then it is that one, not stored again. Otherwise it is stored, also when an earlier one carried
+    the same rows (Monday's empty result again on Wednesday, after Tuesday's): its id names the delivery before
+    it, so it is a delivery of its own, with a run of its own, and the asset holds it, not Tuesday's."""
+    content = delivery.id
+    latest = store.latest(delivery.target)
+    if latest is not None and latest.detail.get("content_id", latest.id) == content:
+        return latest, False
+    chained = content if latest is None else delivery_id_after(content, latest.id)
+    delivery = replace(delivery, id=chained, detail={**delivery.detail, "content_id": content})
+    return delivery, store.put(delivery)
+
+
 def _looker_route(cfg: ConnectorConfig, clock: Callable[[], float]) -> Route:
     secret = looker_delivery_secret(cfg).encode()
     plans = {q.scheduled_plan_id: q for q in cfg.looker.queries if q.scheduled_plan_id}
@@ -127,7 +143,7 @@ def _looker_route(cfg: ConnectorConfig, clock: Callable[[], float]) -> Route:
             # In a worker thread: parsing a large body, or asking Looker for a Look's fields, would stall the loop.
             delivery = await run_in_threadpool(parse, body)
             del body  # the rows are parsed: let the raw body go before the store serialises them again
-            stored = await run_in_threadpool(store.put, delivery)
+            delivery, stored = await run_in_threadpool(store_unless_repeated, store, delivery)
         except DeliveryRejected as exc:
             log.warning("looker delivery rejected (%s): %s", exc.status, exc.reason)
             return JSONResponse({"error": exc.reason}, status_code=exc.status)

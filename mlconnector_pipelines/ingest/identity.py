@@ -23,6 +23,11 @@ def delivery_id(target: str, scheduled_plan_id: str, fields: Sequence[str], rows
     return digest.hexdigest()[:32]
 
 
+def delivery_id_after(content_id: str, previous_id: str) -> str:
+    """The id of a delivery that carries what an earlier, not the last, delivery for its asset carried."""
+    return hashlib.sha256(f"{content_id} after {previous_id}".encode()).hexdigest()[:32]
+
+
 def _canonical(value):
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value  # bool before int: true is not the number 1

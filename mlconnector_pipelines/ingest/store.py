@@ -6,7 +6,7 @@ Two stores, one interface:
   daemon run on different machines or pods and share no disk.
 
 A delivery's id is a digest of what it carries (see identity.py), so a repeated delivery finds its
-twin and is not stored again. Each store hands out an opaque, increasing cursor; the sensor keeps
+twin and is not stored again (a Looker delivery's also names the delivery before it: see app.py). Each store hands out an opaque, increasing cursor; the sensor keeps
 the last one. Both are bounded (`ingest.retention_days`, `ingest.quota_mb`): each put first removes
 deliveries stored longer ago than the retention, then refuses (StoreFull) a delivery that would take
 the stored bodies past the quota, so a chatty or hostile sender cannot fill the disk.
@@ -79,8 +79,15 @@ class DeliveryStore(ABC):
     @abstractmethod
     def get(self, delivery_id: str) -> Delivery: ...
 
+    @abstractmethod
+    def latest(self, target: str) -> Delivery | None:
+        """The delivery stored last for `target` (an asset), if any is still kept."""
+
 
 _STORED_NAME = re.compile(r"^(\d{20})-([0-9a-f]+)\.json$")
+# A stored delivery begins {"id": …, "source": …, "target": …}: its target is read from the file's head.
+_HEAD_BYTES = 4096
+_TARGET = re.compile(rb'"target":\s*"(?:[^"\\]|\\.)*"')
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,20 @@ class FileDeliveryStore(DeliveryStore):
         if path is None:
             raise KeyError(f"no stored delivery {delivery_id} in {self.directory}")
         return _load(path)
+
+    def latest(self, target: str) -> Delivery | None:
+        if not self.directory.is_dir():
+            return None
+        for stored in sorted(self._stored(), key=lambda f: f.path.name, reverse=True):
+            try:
+                with stored.path.open("rb") as held:  # the target is among the first fields: no whole read
+                    head = held.read(_HEAD_BYTES)
+                match = _TARGET.search(head)
+                if match is not None and exact_json.loads(b"{" + match[0] + b"}")["target"] == target:
+                    return _load(stored.path)
+            except FileNotFoundError:  # removed by the retention since the listing
+                continue
+        return None
 
     def _path_of(self, delivery_id: str) -> Path | None:
         return next(iter(self.directory.glob(f"*-{delivery_id}.json")), None)
@@ -246,6 +267,15 @@ class SqlDeliveryStore(DeliveryStore):
         if body is None:
             raise KeyError(f"no stored delivery {delivery_id}")
         return Delivery(**exact_json.loads(body))
+
+    def latest(self, target: str) -> Delivery | None:
+        with self.engine.connect() as con:
+            body = con.execute(_latest_query(self.table, self._sa, target)).scalar()
+        return Delivery(**exact_json.loads(body)) if body is not None else None
+
+
+def _latest_query(table, sa, target: str):
+    return sa.select(table.c.body).where(table.c.target == target).order_by(table.c.seq.desc()).limit(1)
 
 
 def _iso(epoch_seconds: float) -> str:

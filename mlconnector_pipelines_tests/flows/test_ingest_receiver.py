@@ -267,3 +267,19 @@ def test_the_same_rows_reserialised_are_the_same_delivery_and_a_changed_value_is
         changed = http.post(url(), json=json_delivery(ROWS_AS_SENT.replace("1.50", "1.51")))
         assert changed.status_code == 202 and changed.json()["delivery_id"] != first.json()["delivery_id"]
     assert stored(cfg) == [first.json()["delivery_id"], changed.json()["delivery_id"]]
+
+
+def test_a_result_that_comes_again_after_another_is_a_delivery_of_its_own(env, tmp_path, store_settings):
+    """Monday's result (A), Tuesday's (B), then Monday's rows again on Wednesday: the third was taken for a
+    repeat of the first (one digest of the rows, looked for in the whole retention), started no run, and the
+    asset kept Tuesday's figures. It is stored, with an id of its own; a retry of it is still a repeat."""
+    cfg = receiver_config(env, tmp_path, **store_settings)
+    with serve(create_app(cfg)) as http:
+        monday = http.post(url(), json=json_delivery(ROWS_AS_SENT)).json()
+        tuesday = http.post(url(), json=json_delivery(ROWS_AS_SENT.replace("1.50", "9.99"))).json()
+        wednesday = http.post(url(), json=json_delivery(ROWS_AS_SENT))
+        retried = http.post(url(), json=json_delivery(ROWS_AS_SENT))
+    assert wednesday.status_code == 202 and wednesday.json()["delivery_id"] not in (monday["delivery_id"],
+                                                                                   tuesday["delivery_id"])  # fmt: skip
+    assert retried.status_code == 200 and retried.json() == {**wednesday.json(), "stored": False}
+    assert stored(cfg) == [monday["delivery_id"], tuesday["delivery_id"], wednesday.json()["delivery_id"]]
