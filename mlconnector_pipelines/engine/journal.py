@@ -180,6 +180,7 @@ def choose_document(engine: PostingEngine, spec: JournalSpec, mapping: JournalMa
     """The original journal if nothing is posted yet or it holds these figures; else refuse or adjust."""
     existing = engine.find(plan)
     if existing is None:
+        _refuse_beside_an_undated_journal(engine, spec, mapping, plan)
         return Decision(plan, "new", f"no journal {plan.document_key} yet: it will be created")
     try:
         engine._check_same_plan(plan, existing)
@@ -190,6 +191,24 @@ def choose_document(engine: PostingEngine, spec: JournalSpec, mapping: JournalMa
     return Decision(
         plan, "unchanged", f"{plan.document_key} exists as {existing.number} with these figures", existing=existing
     )
+
+
+def _refuse_beside_an_undated_journal(engine: PostingEngine, spec: JournalSpec, mapping: JournalMapping, plan: Plan):
+    """A journal on an unpartitioned query used to be keyed `MLC <journal>` for every period. One under that
+    key may hold this posting date's figures, which a journal under the dated key would post a second time:
+    nothing is written until a person has renamed it (to this key if it holds them, else to another)."""
+    if plan.partition != plan.header.get("posting_date"):
+        return
+    undated = replace(plan, document_key=spec.document_key(mapping.name, "", 0))
+    found = engine.find(undated)
+    if found is not None:
+        raise PlanChanged(
+            f"{plan.system}: journal {found.number} carries the key {undated.document_key!r}, as journals on an "
+            f"unpartitioned query did before they were keyed by their posting date; nothing was written",
+            [f"if {found.number} holds the figures of {plan.partition}, change its description to "
+             f"{plan.document_key!r} (this run then finds it); else change it to anything else, and run again"],
+            found,
+        )  # fmt: skip
 
 
 def _adjustment(engine, spec, mapping, plan: Plan, original: WrittenDocument, changed: PlanChanged) -> Decision:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -643,6 +644,13 @@ def test_an_unpartitioned_journal_is_one_per_posting_date_not_one_adjusted_for_e
     assert len(journals(sandbox)) == 2
     again = choose_document(posting("run-3"), SPEC, monthly, delivered("2026-10-31", "1000.00"))
     assert again.outcome == "unchanged"
+
+    # A journal made before journals on an unpartitioned query were keyed by posting date ("MLC fees", no date)
+    # may hold a period's figures: a dated journal for that period is not created beside it.
+    undated = replace(delivered("2026-09-30", "900.00"), document_key="MLC fees", partition="")
+    posting("run-4").run(undated)
+    with pytest.raises(PlanChanged, match="carries the key 'MLC fees'"):
+        choose_document(posting("run-5"), SPEC, monthly, delivered("2026-09-30", "900.00"))
 
 
 @pytest.mark.parametrize("verified", [True, False], ids=["verified", "stopped-before-verifying"])
