@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import dagster as dg
 
@@ -52,7 +52,9 @@ def settled_window_schedule(
         "(late-committed rows settle first).",
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
-        closed_at = context.scheduled_execution_time - lag - timedelta(microseconds=1)
+        # In UTC: wall-clock arithmetic in the schedule's zone picks the wrong window across a DST change (an
+        # open one, or one asked for twice while its neighbour is never loaded).
+        closed_at = context.scheduled_execution_time.astimezone(UTC) - lag - timedelta(microseconds=1)
         key = partitions.get_partition_key_for_timestamp(closed_at.timestamp())
         # The window containing `closed_at` is the one that has just closed and settled.
         return dg.RunRequest(run_key=key, partition_key=key)
