@@ -86,6 +86,7 @@ def build_notifications(
     @dg.op(
         name="keep_business_central_subscriptions",
         required_resource_keys={source.resource_key},
+        pool=source.group,
         description="One subscription per company and entity set: created when missing (BC deletes one whose "
         "receiver answered wrong), renewed before its 3-day expiry, removed when no longer configured.",
     )
@@ -149,6 +150,7 @@ def build_notifications(
     @dg.op(
         name="apply_business_central_deletions",
         required_resource_keys={source.resource_key, "warehouse"},
+        pool=source.group,
         description="End the records BC said were deleted: a tombstone in the change log, the record and its "
         "lines out of current state.",
     )

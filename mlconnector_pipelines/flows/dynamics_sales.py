@@ -103,6 +103,7 @@ class _SalesFlow:
             description="Reads the deal this Sales record belongs to; makes its BC customer and document exactly "
             "once (each found by its key first), posts a confirmed draft invoice, writes BC's numbers back.",
             required_resource_keys={"dataverse", "business_central"},
+            pool="business_central",  # BC's writes share its pool with its loads (dagster.yaml)
             tags={"kind": "dynamics365"},
         )
         def sync_deal(context: dg.OpExecutionContext, config: SalesRecordConfig):
@@ -147,6 +148,7 @@ class _SalesFlow:
             name="post_confirmed_invoices",
             description="Posts the draft invoices of the deals named (post_invoices: confirmed), each once.",
             required_resource_keys={"dataverse", "business_central"},
+            pool="business_central",  # BC's writes share its pool with its loads (dagster.yaml)
         )
         def post_confirmed_invoices(context: dg.OpExecutionContext, config: ConfirmConfig):
             with flow.engine(context) as engine:
@@ -182,6 +184,7 @@ class _SalesFlow:
             description="For every synced deal not yet invoiced in Sales: if BC has posted its invoice, its number "
             "and status go onto the Sales document.",
             required_resource_keys={"dataverse", "business_central"},
+            pool="business_central",  # BC's writes share its pool with its loads (dagster.yaml)
         )
         def write_back_invoice_numbers(context: dg.OpExecutionContext):
             with flow.engine(context) as engine:

@@ -263,6 +263,7 @@ def _journal_asset(journal: _Journal) -> dg.AssetsDefinition:
         ins={"looker": dg.In(dg.Nothing)},
         out=dg.Out(dg.Nothing, is_required=False),  # not yielded by a preview: nothing downstream runs
         required_resource_keys=resources | {"warehouse"},
+        pool=flow.group,  # one ERP's writes share its pool with its loads (dagster.yaml)
         description=f"Looker rows of {looker_asset_key(query).to_user_string()} → the journal's lines; shows the plan.",
     )
     def plan(context: dg.OpExecutionContext, config: JournalRunConfig):
@@ -273,6 +274,7 @@ def _journal_asset(journal: _Journal) -> dg.AssetsDefinition:
         ins={"planned": dg.In(dg.Nothing)},
         out={"validated": dg.Out(dg.Nothing), "balanced": dg.Out(is_required=False)},
         required_resource_keys=resources,
+        pool=flow.group,
         description="Accounts and dimension values exist and are active, the period is open, debits equal credits.",
     )
     def validate(context: dg.OpExecutionContext):
@@ -283,6 +285,7 @@ def _journal_asset(journal: _Journal) -> dg.AssetsDefinition:
         ins={"validated": dg.In(dg.Nothing)},
         out=dg.Out(dg.Nothing),
         required_resource_keys=resources,
+        pool=flow.group,
         description="Finds the journal by its natural key; writes the header and the lines it lacks.",
     )
     def post(context: dg.OpExecutionContext):
@@ -293,6 +296,7 @@ def _journal_asset(journal: _Journal) -> dg.AssetsDefinition:
         ins={"posted": dg.In(dg.Nothing)},
         out={"result": dg.Out(io_manager_key="warehouse_io"), "matches": dg.Out(is_required=False)},
         required_resource_keys=resources,
+        pool=flow.group,
         description="Reads the journal back and compares every line with the plan; records it in the audit store.",
     )
     def verify(context: dg.OpExecutionContext):

@@ -130,6 +130,7 @@ def build_reconciliation(
 
     @dg.multi_asset_check(
         name=f"{group}_deleted_at_source",
+        pool=group,  # a light read of every key: the system's pool, as its loads
         specs=[
             dg.AssetCheckSpec(
                 CHECK,
@@ -165,6 +166,7 @@ def build_reconciliation(
     @dg.op(
         name=f"reconcile_{group}_deletions",
         required_resource_keys=resources,
+        pool=group,
         description=f"End the records deleted in {system}: a tombstone in each change log, the record and its "
         "lines out of current state.",
     )

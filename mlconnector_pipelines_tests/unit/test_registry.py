@@ -164,3 +164,20 @@ def test_the_sandbox_profiles_code_location_loads_with_every_job_resolved():
         "finance_operations_fee_allocation_journal",
     } <= jobs
     assert definitions.resolve_asset_graph().get_all_asset_keys()
+
+
+def test_every_step_that_talks_to_an_erp_is_in_that_systems_pool():
+    """dagster.yaml bounds each system's concurrent steps by its pool: a step outside it (a journal's writes,
+    a Sales deal, BC's deletions and subscriptions, a reconciliation) ran beside the loads, past the bound."""
+    from mlconnector_pipelines.config import load_config
+    from mlconnector_pipelines.definitions import build_definitions
+    from mlconnector_pipelines.systems.registry import SYSTEMS
+
+    erps = {spec.key for spec in SYSTEMS} - {"looker"}
+    definitions = build_definitions(load_config())
+    steps = {
+        (job.name, op.name): op for job in definitions.resolve_all_job_defs() for op in job.graph.iterate_op_defs()
+    }
+    talking = {name: op for name, op in steps.items() if set(op.required_resource_keys) & erps}
+    assert len(talking) > 10  # the case: the sandbox profile's every system
+    assert sorted(f"{job}/{op}" for (job, op), d in talking.items() if not d.pool) == []
