@@ -30,6 +30,7 @@ from ..engine.post import PlanChanged, PostingEngine, PostingRefused, Verificati
 from ..systems.looker.config import LookerConfig, LookerQueryConfig
 from .looker import asset_key as looker_asset_key
 from .looker import table_name as looker_table
+from .materializations import on_each_materialization, partition_of
 from .partitions import partitions_def
 
 
@@ -345,29 +346,27 @@ def _sensor(journal: _Journal, job) -> dg.SensorDefinition:
     preview = journal.mapping.approval == "required"
     upstream = looker_asset_key(journal.query)
 
-    @dg.asset_sensor(
+    def request(event: dg.EventLogEntry) -> dg.RunRequest:
+        partition = partition_of(event)
+        return dg.RunRequest(
+            run_key=f"{event.run_id}:{partition or ''}",  # once per Looker materialization
+            partition_key=partition,
+            run_config=preview_config(journal.key) if preview else {},
+            tags={"mlconnector/journal": journal.mapping.name, "mlconnector/preview": str(preview).lower()},
+        )
+
+    return on_each_materialization(
         name=f"{journal.flow.group}_{journal.mapping.name}_journal_on_new_figures",
         asset_key=upstream,
         job=job,
-        minimum_interval_seconds=30,
-        default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"New figures in {upstream.to_user_string()} "
         + (
             "preview the journal's plan (approval: required: a person materializes it after reading it)."
             if preview
             else "post the journal."
         ),
+        request=request,
     )
-    def _on_new_figures(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-        partition = asset_event.dagster_event.partition if asset_event.dagster_event else None
-        yield dg.RunRequest(
-            run_key=f"{asset_event.run_id}:{partition or ''}",  # once per Looker materialization
-            partition_key=partition,
-            run_config=preview_config(journal.key) if preview else {},
-            tags={"mlconnector/journal": journal.mapping.name, "mlconnector/preview": str(preview).lower()},
-        )
-
-    return _on_new_figures
 
 
 def build_journals(

@@ -234,6 +234,28 @@ def test_approval_required_previews_the_plan_and_writes_nothing(env):
     assert approved.success and len(journals(env, f"MLC fee_review {WEEK}")) == 1
 
 
+def test_the_journal_sensor_asks_for_every_period_materialized_since_its_last_tick(env):
+    """Two Looker periods materialized between two ticks (a backfill; deliveries queued while the daemon was down):
+    Dagster's asset sensor acted on the newest only and moved past the other, whose journal was never posted."""
+    cfg = env.config(name="fee_every")
+    instance = dg.DagsterInstance.ephemeral()
+    defs = build_definitions(cfg)
+    sensor = defs.resolve_sensor_def("finance_operations_fee_every_journal_on_new_figures")
+
+    def tick(cursor):
+        return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+    assert run(cfg, "looker_fee_allocation", partition=WEEK, instance=instance).success
+    first = tick(None)
+    assert [r.partition_key for r in first.run_requests] == [WEEK]
+    for week in ("2026-03-09", WEEK):  # a new period, and the first one again
+        assert run(cfg, "looker_fee_allocation", partition=week, instance=instance).success
+    second = tick(first.cursor)
+    assert [r.partition_key for r in second.run_requests] == ["2026-03-09", WEEK]
+    assert len({r.run_key for r in [*first.run_requests, *second.run_requests]}) == 3
+    assert tick(second.cursor).run_requests == []
+
+
 def test_a_row_that_cannot_be_mapped_fails_the_run_naming_it_and_writes_nothing(env):
     cfg = env.config(
         name="fee_strict",

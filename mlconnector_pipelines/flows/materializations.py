@@ -1,0 +1,47 @@
+"""A sensor that starts a run for each new materialization of an asset, in order.
+
+Dagster's `asset_sensor` acts on the newest materialization after its cursor and moves past the older
+ones: two Looker partitions materialized between two ticks (a backfill, deliveries queued while the
+daemon was down) started one journal, and the other period's was never posted. This one walks every
+materialization after its cursor. Its first tick, with no cursor yet, takes the newest, as Dagster's does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import dagster as dg
+
+BATCH = 100  # materializations taken per tick; the rest on the next
+
+
+def on_each_materialization(
+    *,
+    name: str,
+    asset_key: dg.AssetKey,
+    job,
+    description: str,
+    request: Callable[[dg.EventLogEntry], dg.RunRequest],
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=description,
+    )
+    def _sensor(context: dg.SensorEvaluationContext):
+        if context.cursor is None:
+            found = context.instance.fetch_materializations(asset_key, limit=1, ascending=False)
+        else:
+            wanted = dg.AssetRecordsFilter(asset_key=asset_key, after_storage_id=int(context.cursor))
+            found = context.instance.fetch_materializations(wanted, limit=BATCH, ascending=True)
+        for record in found.records:
+            yield request(record.event_log_entry)
+            context.update_cursor(str(record.storage_id))
+
+    return _sensor
+
+
+def partition_of(event: dg.EventLogEntry) -> str | None:
+    return event.dagster_event.partition if event.dagster_event else None
