@@ -236,6 +236,11 @@ class SqlDeliveryStore(DeliveryStore):
             con.execute(t.delete().where(t.c.received_at < _iso(self.bounds.expired_before(now))))
         try:
             with self.engine.begin() as con:  # committed (durable) before this returns
+                if con.dialect.name == "postgresql":
+                    # One writer at a time, so serial numbers are committed in their order: the sensor's cursor
+                    # (the last seq it saw) passed over a delivery inserted earlier but committed after a later
+                    # one (two receivers). Reads go on meanwhile. (SQLite writes one at a time anyway.)
+                    con.execute(sa.text(f"LOCK TABLE {t.name} IN EXCLUSIVE MODE"))
                 if con.execute(sa.select(t.c.seq).where(t.c.id == delivery.id)).first() is not None:
                     return False
                 stored = con.execute(sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(t.c.body)), 0))).scalar()

@@ -1,0 +1,59 @@
+"""The SQL delivery store on PostgreSQL: a delivery is committed only after every one given an earlier serial
+number, so the sensor's cursor (the last serial it saw) never passes over one committed late."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from mlconnector_pipelines.ingest.store import Delivery, SqlDeliveryStore
+
+from .test_audit_store import _postgres_url
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def database():
+    base = _postgres_url()
+    if base is None:
+        pytest.skip("needs PostgreSQL: run through scripts/with-postgres (.ci/run does)")
+    name = f"deliveries_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield base.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _delivery(delivery_id: str) -> Delivery:
+    return Delivery(delivery_id, "looker", "fees", "2026-12-07T00:00:00+00:00", {}, [{"fees.amount": 1}])
+
+
+def test_a_delivery_is_not_committed_past_one_another_receiver_is_still_storing(database):
+    """Receiver A has inserted d1 (serial 1) and not committed; receiver B stores d2 (serial 2) and commits; the
+    sensor ticks, sees d2 and keeps 2 as its cursor; A commits d1, which no later tick returns. B's store now
+    waits for A, so d2 is committed after d1."""
+    store = SqlDeliveryStore(database)
+    other = sa.create_engine(database)
+    with other.connect() as first:
+        transaction = first.begin()
+        first.execute(store.table.insert().values(id="d1", source="looker", target="fees",
+                                                  received_at="2026-12-07T00:00:00+00:00", body=b"{}"))  # fmt: skip
+        stored = threading.Thread(target=store.put, args=(_delivery("d2"),))
+        stored.start()
+        time.sleep(1.0)
+        assert stored.is_alive(), "d2 was committed while d1, an earlier serial, was not"
+        transaction.commit()
+    stored.join(10)
+    assert not stored.is_alive()
+    with store.engine.connect() as c:
+        assert [r.id for r in c.execute(sa.select(store.table.c.id).order_by(store.table.c.seq))] == ["d1", "d2"]
+    store.engine.dispose()
+    other.dispose()
