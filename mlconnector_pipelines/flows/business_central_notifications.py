@@ -240,7 +240,7 @@ def _notifications_sensor(
         deletions, unnamed_deletions = _collect((d for _, d in deliveries), by_set, waiting, windows_of)
         if deliveries:
             cursor["deliveries"] = deliveries[-1][0]
-        busy = _windows_being_loaded(context.instance, source.job_name, partitions)
+        busy = _windows_being_loaded(context.instance, source.job_name, source.group, partitions)
         requests = []
         for key in sorted(waiting):
             if key in busy:
@@ -301,10 +301,14 @@ def _collect(deliveries, by_set: dict, waiting: dict[str, list[str]], windows_of
     return deletions, unnamed
 
 
-def _windows_being_loaded(instance: dg.DagsterInstance, job_name: str, partitions) -> set[str]:
-    """Partitions a queued or running run of the load job covers (one partition, or a backfill's range)."""
+def _windows_being_loaded(instance: dg.DagsterInstance, job_name: str, group: str, partitions) -> set[str]:
+    """Partitions a queued or running run that loads the system's assets covers (one partition, or a backfill's
+    range): a run of the load job, or one launched from the asset graph (the UI's Materialize, an asset
+    backfill: Dagster's `__ASSET_JOB`), which a filter on the job's name passed over."""
     busy: set[str] = set()
-    for run in instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=IN_PROGRESS)):
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
+        if run.job_name != job_name and not any(key.path[0] == group for key in run.asset_selection or ()):
+            continue
         tags = run.tags
         if "dagster/partition" in tags:
             busy.add(tags["dagster/partition"])

@@ -178,6 +178,32 @@ def test_a_change_in_bc_is_in_the_warehouse_after_one_sensor_tick_and_a_busy_win
     assert tick(cfg, instance, data.cursor).run_requests == []  # nothing twice
 
 
+def test_a_window_loaded_from_the_asset_graph_is_busy_too():
+    """The UI's Materialize and asset backfills run as Dagster's `__ASSET_JOB`: the sensor looked only for the load
+    job's runs, and started a second load of a window already being loaded."""
+    import uuid
+    from datetime import date
+
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    from mlconnector_pipelines.core.settings import PartitionConfig
+    from mlconnector_pipelines.flows.business_central_notifications import _windows_being_loaded
+    from mlconnector_pipelines.flows.partitions import partitions_def
+
+    partitions = partitions_def(PartitionConfig(start=date(2026, 11, 1)))
+    with dg.instance_for_test() as instance:
+        for tags, assets in (
+            ({"dagster/partition": "2026-12-06"}, {CUSTOMERS}),
+            ({"dagster/asset_partition_range_start": "2026-11-20", "dagster/asset_partition_range_end": "2026-11-21"},
+             {VENDORS}),
+            ({"dagster/partition": "2026-11-25"}, {dg.AssetKey(["looker", "fee_allocation"])}),  # another system's
+        ):  # fmt: skip
+            instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), tags=tags,
+                                        asset_selection=frozenset(assets), status=dg.DagsterRunStatus.STARTED))  # fmt: skip
+        busy = _windows_being_loaded(instance, JOB, "business_central", partitions)
+    assert busy == {"2026-12-06", "2026-11-20", "2026-11-21"}
+
+
 def test_a_record_deleted_in_one_company_leaves_current_state_there_with_a_tombstone(bc, product):
     cfg, _ = product
     first, second = bc.companies()
