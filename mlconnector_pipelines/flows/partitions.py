@@ -9,7 +9,8 @@ import dagster as dg
 from ..core.settings import PartitionConfig
 from ..core.windows import TimeWindow
 
-_CRON = {"hourly": "{m} * * * *", "daily": "{m} {h} * * *", "weekly": "{m} {h} * * 1", "monthly": "{m} {h} 1 * *"}
+# `d`: the days of the lag, past the window's first day (a week's Monday, a month's 1st)
+_CRON = {"hourly": "{m} * * * *", "daily": "{m} {h} * * *", "weekly": "{m} {h} * * {w}", "monthly": "{m} {h} {d} * *"}
 
 
 def partitions_def(cfg: PartitionConfig) -> dg.TimeWindowPartitionsDefinition:
@@ -41,7 +42,8 @@ def settled_window_schedule(
     """Runs `settle_lag_minutes` after each window closes and loads that window."""
     lag = timedelta(minutes=cfg.settle_lag_minutes)
     minute, hour = cfg.settle_lag_minutes % 60, (cfg.settle_lag_minutes // 60) % 24
-    cron = _CRON[cfg.cadence].format(m=minute, h=hour)
+    days = cfg.settle_lag_minutes // (24 * 60)  # a lag of a whole day: the tick moves a day on, not to 00:00
+    cron = _CRON[cfg.cadence].format(m=minute, h=hour, w=1 + days, d=1 + days)
 
     @dg.schedule(
         name=name,

@@ -31,6 +31,10 @@ def _load() -> None:
         ("hourly", "America/New_York", 30, "2026-03-08T03:00:00+00:00", 8),
         ("daily", "Europe/Berlin", 150, "2026-03-27T00:00:00+00:00", 4),
         ("daily", "UTC", 90, "2026-03-27T00:00:00+00:00", 4),
+        ("daily", "UTC", 1440, "2026-03-27T00:00:00+00:00", 4),
+        ("weekly", "UTC", 1440, "2026-03-01T00:00:00+00:00", 3),  # the tick was Monday 00:00: no settle at all
+        ("monthly", "Europe/Berlin", 1440, "2026-01-15T00:00:00+00:00", 3),
+        ("weekly", "Europe/Berlin", 120, "2026-03-20T00:00:00+00:00", 3),
     ],
 )
 def test_each_tick_loads_the_window_that_settled_before_it_and_no_window_is_skipped(
