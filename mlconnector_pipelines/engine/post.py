@@ -5,8 +5,9 @@ looked up by it before every create, and it is what settles a write whose answer
 (OutcomeUnknown). Lines carry their planned number into the target where it takes one (F&O's
 LineNumber), so the lines a document already holds tell which remain to write; lines whose write lost
 its answer and which the lookup does not find are not sent again while the target may still be saving
-them (a second copy is never counted on being refused). A crash at any point leaves the audit store and the target in a state the next run (or replay)
-finishes: it finds the document, writes only what is missing, and verifies the whole.
+them (a second copy is never counted on being refused). A crash at any point leaves the audit store
+and the target in a state the next run (or replay) finishes: it finds the document, writes only what
+is missing, and verifies the whole.
 
 Validation happens before the first write. A plan that fails it writes nothing, and the error
 names every bad line with the source row it came from.

@@ -27,7 +27,7 @@ from ..warehouse.schema import SOURCE as SOURCE_COLUMN
 from .journals import JournalFlow, build_journals
 from .looker import asset_key as looker_asset_key
 from .looker import table_name as looker_table
-from .materializations import on_each_materialization, partition_of
+from .materializations import on_each_materialization
 from .partitions import partitions_def
 from .windowed import WindowedSource, build_windowed
 
@@ -207,22 +207,14 @@ def _preview(changes: list[tuple[str, str, list[str]]]) -> dict:
 def _records_sensor(records: ReferenceRecords, query, job) -> dg.SensorDefinition:
     preview = records.approval == "required"
 
-    def request(event: dg.EventLogEntry) -> dg.RunRequest:
-        partition = partition_of(event)
-        op = "__".join([GROUP, records.name])
-        return dg.RunRequest(
-            run_key=f"{event.run_id}:{partition or ''}",
-            partition_key=partition,
-            run_config={"ops": {op: {"config": {"preview": True}}}} if preview else {},
-        )
-
+    op = "__".join([GROUP, records.name])
     return on_each_materialization(
         name=f"acumatica_{records.name}_on_new_figures",
         asset_key=looker_asset_key(query),
         job=job,
         description=f"New figures in {looker_asset_key(query).to_user_string()} "
         + ("preview the changes (approval: required)." if preview else f"update the {records.entity} records."),
-        request=request,
+        run_config={"ops": {op: {"config": {"preview": True}}}} if preview else {},
     )
 
 

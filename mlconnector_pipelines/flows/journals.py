@@ -30,7 +30,7 @@ from ..engine.post import PlanChanged, PostingEngine, PostingRefused, Verificati
 from ..systems.looker.config import LookerConfig, LookerQueryConfig
 from .looker import asset_key as looker_asset_key
 from .looker import table_name as looker_table
-from .materializations import on_each_materialization, partition_of
+from .materializations import on_each_materialization
 from .partitions import partitions_def
 
 
@@ -346,15 +346,6 @@ def _sensor(journal: _Journal, job) -> dg.SensorDefinition:
     preview = journal.mapping.approval == "required"
     upstream = looker_asset_key(journal.query)
 
-    def request(event: dg.EventLogEntry) -> dg.RunRequest:
-        partition = partition_of(event)
-        return dg.RunRequest(
-            run_key=f"{event.run_id}:{partition or ''}",  # once per Looker materialization
-            partition_key=partition,
-            run_config=preview_config(journal.key) if preview else {},
-            tags={"mlconnector/journal": journal.mapping.name, "mlconnector/preview": str(preview).lower()},
-        )
-
     return on_each_materialization(
         name=f"{journal.flow.group}_{journal.mapping.name}_journal_on_new_figures",
         asset_key=upstream,
@@ -365,7 +356,8 @@ def _sensor(journal: _Journal, job) -> dg.SensorDefinition:
             if preview
             else "post the journal."
         ),
-        request=request,
+        run_config=preview_config(journal.key) if preview else {},
+        tags={"mlconnector/journal": journal.mapping.name, "mlconnector/preview": str(preview).lower()},
     )
 
 

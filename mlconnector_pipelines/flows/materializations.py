@@ -8,21 +8,16 @@ materialization after its cursor. Its first tick, with no cursor yet, takes the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import dagster as dg
 
 BATCH = 100  # materializations taken per tick; the rest on the next
 
 
 def on_each_materialization(
-    *,
-    name: str,
-    asset_key: dg.AssetKey,
-    job,
-    description: str,
-    request: Callable[[dg.EventLogEntry], dg.RunRequest],
+    *, name: str, asset_key: dg.AssetKey, job, description: str, run_config: dict, tags: dict | None = None
 ) -> dg.SensorDefinition:
+    """A run of `job` per materialization of `asset_key`, of its partition, once (keyed by that run and partition)."""
+
     @dg.sensor(
         name=name,
         job=job,
@@ -37,11 +32,14 @@ def on_each_materialization(
             wanted = dg.AssetRecordsFilter(asset_key=asset_key, after_storage_id=int(context.cursor))
             found = context.instance.fetch_materializations(wanted, limit=BATCH, ascending=True)
         for record in found.records:
-            yield request(record.event_log_entry)
+            event = record.event_log_entry
+            partition = event.dagster_event.partition if event.dagster_event else None
+            yield dg.RunRequest(
+                run_key=f"{event.run_id}:{partition or ''}",  # once per materialization
+                partition_key=partition,
+                run_config=run_config,
+                tags=tags or {},
+            )
             context.update_cursor(str(record.storage_id))
 
     return _sensor
-
-
-def partition_of(event: dg.EventLogEntry) -> str | None:
-    return event.dagster_event.partition if event.dagster_event else None

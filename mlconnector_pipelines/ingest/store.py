@@ -6,8 +6,8 @@ Two stores, one interface:
   daemon run on different machines or pods and share no disk.
 
 A delivery's id is a digest of what it carries (see identity.py), so a repeated delivery finds its
-twin and is not stored again (a Looker delivery's also names the delivery before it: see app.py). Each store hands out an opaque, increasing cursor; the sensor keeps
-the last one. Both are bounded (`ingest.retention_days`, `ingest.quota_mb`): each put first removes
+twin and is not stored again (a Looker delivery's also names the delivery before it: see app.py).
+Each store hands out an opaque, increasing cursor; the sensor keeps the last one. Both are bounded (`ingest.retention_days`, `ingest.quota_mb`): each put first removes
 deliveries stored longer ago than the retention, then refuses (StoreFull) a delivery that would take
 the stored bodies past the quota, so a chatty or hostile sender cannot fill the disk.
 
@@ -274,13 +274,11 @@ class SqlDeliveryStore(DeliveryStore):
         return Delivery(**exact_json.loads(body))
 
     def latest(self, target: str) -> Delivery | None:
+        t = self.table
+        query = self._sa.select(t.c.body).where(t.c.target == target).order_by(t.c.seq.desc()).limit(1)
         with self.engine.connect() as con:
-            body = con.execute(_latest_query(self.table, self._sa, target)).scalar()
+            body = con.execute(query).scalar()
         return Delivery(**exact_json.loads(body)) if body is not None else None
-
-
-def _latest_query(table, sa, target: str):
-    return sa.select(table.c.body).where(table.c.target == target).order_by(table.c.seq.desc()).limit(1)
 
 
 def _iso(epoch_seconds: float) -> str:

@@ -148,10 +148,11 @@ def journals(sandbox) -> list[dict]:
     return json.loads(sandbox.http.get("/_sandbox/finance_operations/journals").content, parse_float=Decimal)
 
 
-def until_saved(sandbox, deadline_seconds: float = 10.0) -> list[dict]:
-    """The journals once the one saved late has landed (polled, not slept: a slow machine only waits longer)."""
+def until_saved(sandbox, landed=bool, deadline_seconds: float = 10.0) -> list[dict]:
+    """The journals once what was saved late has `landed` (by default: a journal at all), polled, not slept: a
+    slow machine only waits longer."""
     ends = time.monotonic() + deadline_seconds
-    while not (held := journals(sandbox)) and time.monotonic() < ends:
+    while not landed(held := journals(sandbox)) and time.monotonic() < ends:
         time.sleep(0.1)
     return held
 
@@ -376,10 +377,8 @@ def test_lines_saved_after_their_answer_was_lost_are_not_sent_again_while_f_and_
         posting().run(plan)
     with pytest.raises(OutcomeUnknown, match="may still be saving it"):
         posting("run-2").run(plan)
-    deadline = time.monotonic() + 10
-    while len(journals(sandbox)[0]["lines"]) < 4:  # the late changeset: lines 1–4
-        assert time.monotonic() < deadline, "the late changeset never landed"
-        time.sleep(0.1)
+    [journal] = until_saved(sandbox, landed=lambda held: len(held[0]["lines"]) >= 4)  # the late changeset: lines 1–4
+    assert len(journal["lines"]) == 4, "the late changeset never landed"
     result = posting("run-3").run(plan)
     assert result.outcome == "resumed" and result.lines_written == 6 and result.document.state == "verified"
     assert_posted_once(sandbox, plan)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -33,19 +35,28 @@ def store(request, tmp_path):
         yield audit
         audit.close()
         return
+    with postgres_database("audit") as url:
+        audit = AuditStore(url)
+        yield audit
+        audit.close()
+
+
+@contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """The URL of a database of its own on the test PostgreSQL server, dropped afterwards (skips without one)."""
     base = _postgres_url()
     if base is None:
         pytest.skip("needs PostgreSQL: run through scripts/with-postgres (.ci/run does)")
-    name = f"audit_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    audit = AuditStore(base.rsplit("/", 1)[0] + f"/{name}")
-    yield audit
-    audit.close()
-    with admin.connect() as c:
-        c.execute(sa.text(f'DROP DATABASE "{name}"'))
-    admin.dispose()
+    try:
+        yield base.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def plan(key: str = "MLC fees 2026-11-23", amount: Decimal = HARD, partition: str = "2026-11-23") -> Plan:

@@ -5,31 +5,21 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import pytest
 import sqlalchemy as sa
 
 from mlconnector_pipelines.ingest.store import Delivery, SqlDeliveryStore
 
-from .test_audit_store import _postgres_url
+from .test_audit_store import postgres_database
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def database():
-    base = _postgres_url()
-    if base is None:
-        pytest.skip("needs PostgreSQL: run through scripts/with-postgres (.ci/run does)")
-    name = f"deliveries_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield base.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as c:
-        c.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with postgres_database("deliveries") as url:
+        yield url
 
 
 def _delivery(delivery_id: str) -> Delivery:
