@@ -296,6 +296,11 @@ class Company:
         """A document's lines (the seed keeps them under the header's entity set)."""
         return self.data.lines[LINE_PARENT[line_set]].setdefault(document_id, [])
 
+    @property
+    def local_currency(self) -> str:
+        """General Ledger Setup's LCY Code (companyInformation's currencyCode)."""
+        return self.tables["companyInformation"].records[0]["currencyCode"]
+
     def next_number(self, series: str) -> tuple[str, int]:
         prefix, first = SERIES[series]
         number = self.series.get(series, first - 1) + 1
@@ -581,9 +586,8 @@ class BusinessCentralModel:
     def _currency_code(self, company: Company, code: str | None, table: str) -> str:
         """A currencyCode as the API pages keep it: blank or the LCY Code is the local currency (answered as the
         LCY Code); any other code must be one of the company's currencies."""
-        local = company.tables["companyInformation"].records[0]["currencyCode"]
-        if not code or code == local:
-            return local
+        if not code or code == company.local_currency:
+            return company.local_currency
         if not any(c["code"] == code for c in company.tables["currencies"].records):
             raise dialog(
                 f"The field Currency Code of table {table} contains a value ({code}) that cannot be found in the "

@@ -333,8 +333,7 @@ class BusinessCentralSimulator(SimulatedService):
         rendered = {"@odata.etag": self.model.etag(company, record)}
         rendered.update(record if select is None else {k: record.get(k) for k in select})
         if self.dialect.local_currency_code == "blank" and rendered.get("currencyCode"):
-            local = company.tables["companyInformation"].records[0]["currencyCode"]
-            if rendered["currencyCode"] == local and entity_set != "companyInformation":
+            if rendered["currencyCode"] == company.local_currency and entity_set != "companyInformation":
                 rendered["currencyCode"] = ""
         size = self.dialect.expanded_page_size
         for navigation in expand:
