@@ -312,6 +312,34 @@ def test_a_discount_with_more_places_than_bc_keeps_is_planned_as_bc_holds_it(cfg
     assert sandbox.state("business_central")["writes"]["POST salesOrders"] == 1
 
 
+@pytest.mark.parametrize(
+    ("currency", "given", "kept"),
+    [("JPY", "150.50", "151"), ("CHF", "1.03", "1.05")],  # a yen; a Swiss company rounding francs to five rappen
+)
+def test_a_discount_is_planned_as_bc_rounds_it_in_the_documents_currency(cfg, sandbox, currency, given, kept):
+    """BC rounds a document's amounts to its currency's Amount Rounding Precision (`currencies`): a yen order's
+    discount of 150.50 is kept as 151, a franc order's 1.03 as 1.05 where the company rounds francs to 0.05
+    (not what ISO 4217 says of the franc). Planned to the cent, the order failed verification once created."""
+    if currency == "CHF":
+        sandbox.http.post(f"/_sandbox/business_central/companies/{company_id(sandbox)}/currencies",
+                          json={"record": {"code": "CHF", "displayName": "Swiss franc", "symbol": "CHF",
+                                           "amountDecimalPlaces": "2:2", "amountRoundingPrecision": 0.05}},
+                          ).raise_for_status()  # fmt: skip
+    _, quote, order = win_deal(sandbox)
+    set_order_currency(sandbox, order, currency)
+    [detail] = [d for d in sales(sandbox, "salesorderdetails") if d["_salesorderid_value"] == order["salesorderid"]]
+    sandbox.http.post("/_sandbox/dataverse/records/salesorderdetails",
+                      json={"salesorderdetailid": detail["salesorderdetailid"], "manualdiscountamount": given},
+                      ).raise_for_status()  # fmt: skip
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    assert document["currencyCode"] == currency
+    assert [Decimal(str(line["discountAmount"])) for line in lines_of(sandbox, document)] == [Decimal(kept)]
+    assert (first.outcome, again.outcome) == ("posted", "already_posted")
+    assert sandbox.state("business_central")["writes"]["POST salesOrders"] == 1
+
+
 @pytest.mark.parametrize(("counted", "discount"), [("per_line", "3.50"), ("per_unit", "8.50")])
 def test_a_volume_discount_goes_with_the_line_and_a_document_discount_or_freight_is_refused(
     cfg, sandbox, counted, discount

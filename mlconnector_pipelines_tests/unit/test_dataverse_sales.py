@@ -91,3 +91,22 @@ def test_a_customer_number_comes_from_the_mapping_then_the_account_then_its_id()
     too_long = "X" * 21  # BC's customer No. holds 20
     assert customer_number({"accountid": account_id, "accountnumber": too_long}, sync) == "D365-4EF8AA389227465"
     assert customer_number({"accountid": account_id, "accountnumber": None}, sync) == "D365-4EF8AA389227465"
+
+
+@pytest.mark.parametrize(
+    ("amount", "precision", "kept"),
+    [
+        ("1.0050", "0.01", "1.01"),
+        ("-1.0050", "0.01", "-1.01"),  # half away from zero, as BC's '=' rounding
+        ("150.50", "1", "151"),  # a yen document
+        ("1.025", "0.05", "1.05"),  # a currency rounding to five hundredths: a multiple of it, not two places
+        ("1.024", "0.05", "1.00"),
+        ("12345678901234567.895", "0.01", "12345678901234567.90"),  # more digits than a double holds
+    ],
+)
+def test_an_amount_is_planned_as_bc_rounds_it_in_its_currency(amount, precision, kept):
+    from decimal import Decimal
+
+    from mlconnector_pipelines.systems.business_central.sales_target import bc_amount
+
+    assert str(bc_amount(amount, Decimal(precision))) == kept

@@ -301,6 +301,14 @@ class Company:
         """General Ledger Setup's LCY Code (companyInformation's currencyCode)."""
         return self.tables["companyInformation"].records[0]["currencyCode"]
 
+    def amount_precision(self, code: str | None) -> Decimal:
+        """The interval a document's amounts in `code` are rounded to: the currency's Amount Rounding Precision;
+        General Ledger Setup's (the cent) for the local currency."""
+        for currency in self.tables["currencies"].records:
+            if code and currency["code"] == code and dec(currency.get("amountRoundingPrecision")) > 0:
+                return dec(currency["amountRoundingPrecision"])
+        return CENT
+
     def next_number(self, series: str) -> tuple[str, int]:
         prefix, first = SERIES[series]
         number = self.series.get(series, first - 1) + 1
@@ -352,9 +360,10 @@ def dec(value) -> Decimal:
     return Decimal(str(value if value is not None else 0))
 
 
-def money(value: Decimal) -> Decimal:
-    """Rounded to the cent as BC's amount rounding precision (0.01) does: half away from zero."""
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+def money(value: Decimal, precision: Decimal = CENT) -> Decimal:
+    """Rounded to a multiple of an amount rounding precision (the cent unless a currency says otherwise) as BC's
+    Round(value, precision, '=') does: half away from zero."""
+    return ((value / precision).quantize(Decimal(1), rounding=ROUND_HALF_UP) * precision).quantize(precision)
 
 
 def tidy(value: Decimal) -> Decimal:
@@ -886,23 +895,25 @@ class BusinessCentralModel:
         return "Order" if "orderDate" in header else "Invoice"
 
     def _amounts(self, company: Company, header: dict, line: dict, fields: dict) -> None:
-        """Line amount = round(quantity × unit price) − line discount, to the cent; tax at the customer's rate."""
+        """Line amount = round(quantity × unit price) − line discount, each rounded to the document currency's
+        amount rounding precision (a yen document's to the yen); tax at the customer's rate."""
         for name in ("quantity", "unitPrice", "discountPercent", "discountAmount"):
             if name in fields:
                 line[name] = fields[name]
+        unit = company.amount_precision(header.get("currencyCode"))
         quantity, price = dec(line["quantity"]), dec(line["unitPrice"])
-        gross = money(quantity * price)
+        gross = money(quantity * price, unit)
         if "discountAmount" in fields and "discountPercent" not in fields:
-            discount = money(dec(line["discountAmount"]))
+            discount = money(dec(line["discountAmount"]), unit)
             percent = (discount / gross * 100).quantize(Decimal("0.00001")) if gross else Decimal(0)
         else:
             percent = dec(line["discountPercent"])
-            discount = money(gross * percent / 100)
+            discount = money(gross * percent / 100, unit)
         net = gross - discount
         customer = company.tables["customers"].by_id.get(header.get("customerId") or "")
         taxed = line["lineType"] in ("Item", "Account") and bool(customer and customer.get("taxLiable"))
         rate = SALES_TAX_PERCENT if taxed else Decimal(0)
-        tax = money(net * rate / 100)
+        tax = money(net * rate / 100, unit)
         line.update(
             {
                 "quantity": tidy(quantity),

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from ...core.errors import OutcomeUnknown, RecordRefused, RequestFailedError
+from ...core.journal_mapping import currency_places
 from ...core.posting import LinesRefused, Plan, PlannedLine, Problem, WrittenDocument, WrittenLine
 from .client import SYSTEM, BusinessCentralClient
 
@@ -43,11 +44,16 @@ def decimal_text(value: Any) -> str:
 AMOUNT_PRECISION = Decimal("0.01")  # BC's default amount rounding precision (General Ledger Setup)
 
 
-def bc_amount(value: Any) -> Decimal:
-    """An amount as BC keeps it: rounded to its amount precision, half away from zero (BC's `=` rounding).
-    Dataverse money holds four places; BC rounds a line's discount to cents, so a plan carrying 1.0050
-    never matched what BC holds (1.01) and the deal could not be verified, then not rerun."""
-    return Decimal(str(value or 0)).quantize(AMOUNT_PRECISION, rounding=ROUND_HALF_UP)
+def bc_amount(value: Any, precision: Decimal = AMOUNT_PRECISION) -> Decimal:
+    """An amount as BC keeps it: a multiple of the currency's amount rounding precision, half away from zero (BC's
+    Round(value, precision, '=')). Dataverse money holds four places; BC rounds a line's discount to cents (to
+    the yen in a yen document), so a plan carrying 1.0050 never matched what BC holds (1.01) and the deal could
+    not be verified, then not rerun."""
+    number = Decimal(str(value or 0))
+    with localcontext() as exact:  # no digit of a large amount lost in the division
+        exact.prec = max(exact.prec, len(number.as_tuple().digits) + 30)
+        steps = (number / precision).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        return (steps * precision).quantize(precision)
 
 
 def line_amount(quantity: Any, unit_price: Any, discount: Any) -> Decimal:
@@ -145,6 +151,7 @@ class BusinessCentralSalesDocuments:
         self.post_when_verified = False  # set per run: a confirmed draft invoice is posted after verification
         self.items: dict[str, dict | None] = {}  # item number → item, as read in this run
         self._local_currency: str | None = None  # General Ledger Setup's LCY Code, read when first needed
+        self._currencies: list[dict] | None = None  # the company's Currencies, read when first needed
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -165,9 +172,7 @@ class BusinessCentralSalesDocuments:
         currency = plan_currency(plan)
         if not currency or currency == self.local_currency():
             return []
-        if any(
-            str(c.get("code") or "").upper() == currency for c in self.client.records(self.company_id, "currencies")
-        ):
+        if self._currency(currency) is not None:
             return []
         return [
             Problem(
@@ -177,6 +182,25 @@ class BusinessCentralSalesDocuments:
                 "exchange rates, and run it again",
             )
         ]
+
+    def _currency(self, code: str) -> dict | None:
+        if self._currencies is None:
+            self._currencies = self.client.records(self.company_id, "currencies")
+        return next((c for c in self._currencies if as_code(c.get("code")) == as_code(code)), None)
+
+    def amount_precision(self, currency: str) -> Decimal:
+        """What BC rounds a document's amounts in `currency` to: that currency's Amount Rounding Precision. The
+        local currency's is General Ledger Setup's, which API v2.0 does not serve: its ISO 4217 minor unit (the
+        cent; the yen for a company keeping its books in yen), as is a currency BC answers none for."""
+        code = as_code(currency) or self.local_currency()
+        found = self._currency(code) if code and code != self.local_currency() else None
+        given = Decimal(str((found or {}).get("amountRoundingPrecision") or 0))
+        if given > 0:
+            return given
+        try:
+            return Decimal(1).scaleb(-currency_places(code, {}))
+        except ValueError:  # no ISO code (blank LCY Code): BC's default
+            return AMOUNT_PRECISION
 
     def local_currency(self) -> str:
         """The company's local currency (LCY Code): what BC shows for a document in it, whose code it keeps blank."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from ...audit.store import AuditStore, DocumentRecord
@@ -28,6 +29,7 @@ from ...engine.records import RecordSync, records_plan
 from ..business_central.client import SYSTEM as BC
 from ..business_central.client import BusinessCentralClient
 from ..business_central.sales_target import (
+    AMOUNT_PRECISION,
     BusinessCentralCustomers,
     BusinessCentralSalesDocuments,
     as_code,
@@ -128,14 +130,21 @@ def customer_fields(deal: Deal, sync: SalesToBusinessCentral, terms: Callable[[s
 
 
 def document_plan(
-    deal: Deal, sync: SalesToBusinessCentral, *, company_id: str, customer: str, run_id: str
+    deal: Deal,
+    sync: SalesToBusinessCentral,
+    *,
+    company_id: str,
+    customer: str,
+    run_id: str,
+    precision: Decimal = AMOUNT_PRECISION,
 ) -> tuple[Plan, list[Problem]]:
-    """The BC document a deal becomes, and every line whose product maps to no item."""
+    """The BC document a deal becomes, and every line whose product maps to no item. `precision` is what BC
+    rounds the document's amounts to in its currency."""
     lines, problems = [], []
     for sales_line in deal.lines:
         item = _item(sales_line.product_number, sync)
         item = as_code(item) if item else None
-        discount = bc_amount(sales_line.discount)  # as BC will hold it (Sales keeps four places)
+        discount = bc_amount(sales_line.discount, precision)  # as BC will hold it (Sales keeps four places)
         line = PlannedLine(
             number=sales_line.number,
             account=item or "",
@@ -243,7 +252,12 @@ class SalesSync:
         outcome = SyncOutcome(trigger=deal.trigger, deal=deal.key)
         number = customer_number(deal.account, self.sync)
         plan, mapping_problems = document_plan(
-            deal, self.sync, company_id=self.documents.company_id, customer=number, run_id=self.run_id
+            deal,
+            self.sync,
+            company_id=self.documents.company_id,
+            customer=number,
+            run_id=self.run_id,
+            precision=self.documents.amount_precision(deal.currency or ""),
         )
         engine = PostingEngine(self.documents, self.audit, run_id=self.run_id, checkpoint=self.checkpoint,
                                progress=self.progress)  # fmt: skip
