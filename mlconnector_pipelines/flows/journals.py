@@ -25,12 +25,12 @@ from ..audit.store import AuditStore, DocumentRecord, open_audit_store
 from ..core.errors import ConfigError
 from ..core.journal_mapping import JournalMapping
 from ..core.posting import Plan, PostingTarget, Problem
-from ..engine.journal import Decision, JournalSpec, build_plan, choose_document, looker_rows, plan_preview
+from ..engine.journal import Decision, JournalSpec, LookerRows, build_plan, choose_document, looker_rows, plan_preview
 from ..engine.post import PlanChanged, PostingEngine, PostingRefused, VerificationFailed, plan_problems
 from ..systems.looker.config import LookerConfig, LookerQueryConfig
 from .looker import asset_key as looker_asset_key
 from .looker import table_name as looker_table
-from .materializations import on_each_materialization
+from .materializations import FIGURES_RUN_TAG, on_each_materialization
 from .partitions import partitions_def
 
 
@@ -110,6 +110,8 @@ def _plan_step(journal: _Journal, context, preview: bool):
         raise dg.Failure(f"{table} does not exist yet: materialize {upstream} first")
     window = (context.partition_time_window.start, context.partition_time_window.end) if partition else None
     rows = looker_rows(upstream, store.read_table(table, window), journal.query.fields)
+    if not partition:
+        _refuse_figures_replaced_since(journal, context, rows, upstream)
     with journal.engine(context) as engine:
         dimensions = journal.flow.spec.dimensions(journal.mapping, engine.target)
         built, problems = build_plan(
@@ -148,6 +150,24 @@ def _plan_step(journal: _Journal, context, preview: bool):
             _record_decision(engine, decision)
     if not preview:
         yield dg.Output(None, metadata=metadata)
+
+
+def _refuse_figures_replaced_since(journal: _Journal, context, rows: LookerRows, upstream: str) -> None:
+    """A run started for one materialization of an unpartitioned query finds the table replaced whole by a later
+    one (two deliveries, or scheduled runs, before the journal ran): planning the later figures posted their
+    date's journal twice over and the earlier date's never. It stops instead, naming both runs."""
+    started_for = context.run.tags.get(FIGURES_RUN_TAG)
+    held = sorted({source.run_id for source, _ in rows.rows})
+    if not started_for or not held or started_for in held:
+        return
+    raise dg.Failure(
+        description=f"{journal.name}: this run was started for the figures Looker run {started_for} materialized into "
+        f"{upstream}, which run {', '.join(held)} has replaced since; nothing was planned or written. Their journal "
+        f"is not posted: re-execute run {started_for} (a delivery's run loads the same delivery again, and its "
+        "journal follows; a run that queried Looker gets Looker's figures as they are now). The newer figures' "
+        "journal is posted by the run their own materialization starts.",
+        metadata={"started_for": started_for, "table_holds": ", ".join(held)},
+    )
 
 
 def _record_decision(engine: PostingEngine, decision: Decision) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dagster as dg
 
 BATCH = 100  # materializations taken per tick; the rest on the next
+FIGURES_RUN_TAG = "mlconnector/figures_run"  # the run whose materialization started this one
 
 
 def on_each_materialization(
@@ -38,7 +39,7 @@ def on_each_materialization(
                 run_key=f"{event.run_id}:{partition or ''}",  # once per materialization
                 partition_key=partition,
                 run_config=run_config,
-                tags=tags or {},
+                tags={**(tags or {}), FIGURES_RUN_TAG: event.run_id},
             )
             context.update_cursor(str(record.storage_id))
 

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from mlconnector_pipelines.cli import main
 from mlconnector_pipelines.config import parse_config, sandbox_profile
 from mlconnector_pipelines.definitions import build_definitions
+from mlconnector_pipelines.flows.materializations import FIGURES_RUN_TAG
 from mlconnector_pipelines.sandbox.finance_operations import FEE_JOURNAL
 from mlconnector_pipelines.sandbox.looker import LookerSettings
 
@@ -142,26 +143,28 @@ def test_the_looker_figures_land_once_as_a_journal_whose_lines_trace_back_to_the
     assert len(journals(env, KEY)) == 1
 
 
+def daily_fees_config(env, day: str):
+    """An unpartitioned Looker query of one day's fees (as a delivery carries them), and its journal dated by a column."""
+    raw = config(env).model_dump(mode="json")
+    fees = next(q for q in raw["looker"]["queries"] if q["name"] == "fee_allocation")
+    raw["looker"]["queries"].append(
+        {**fees, "name": "daily_fees", "partition": None, "upstream": fees["upstream"],
+         "fields": [*fees["fields"], "fee_allocation.posting_date"],
+         "filters": {**fees["filters"], "fee_allocation.posting_date": day}}
+    )  # fmt: skip
+    journal = {**FEE_JOURNAL, "name": "daily_fees", "looker_query": "daily_fees", "on_change": "adjust",
+               "posting_date_column": "fee_allocation.posting_date"}  # fmt: skip
+    raw["finance_operations"]["journals"] = [journal]
+    return parse_config(raw)
+
+
 def test_an_unpartitioned_query_posts_one_journal_per_posting_date_through_the_four_ops(env):
     """A Looker query without partitions (run on a schedule, or fed by deliveries) feeds a journal dated by a
     column. Each posting date is a journal of its own, found again by a rerun of its figures; under one key for
     the journal, the next day's figures were taken for a change to the first day's journal and adjusted it."""
 
-    def cfg_for(day: str):
-        raw = config(env).model_dump(mode="json")
-        fees = next(q for q in raw["looker"]["queries"] if q["name"] == "fee_allocation")
-        raw["looker"]["queries"].append(
-            {**fees, "name": "daily_fees", "partition": None, "upstream": fees["upstream"],
-             "fields": [*fees["fields"], "fee_allocation.posting_date"],
-             "filters": {**fees["filters"], "fee_allocation.posting_date": day}}
-        )  # fmt: skip
-        journal = {**FEE_JOURNAL, "name": "daily_fees", "looker_query": "daily_fees", "on_change": "adjust",
-                   "posting_date_column": "fee_allocation.posting_date"}  # fmt: skip
-        raw["finance_operations"]["journals"] = [journal]
-        return parse_config(raw)
-
     for day in ("2026-03-02", "2026-03-03", "2026-03-02"):
-        cfg = cfg_for(day)
+        cfg = daily_fees_config(env, day)
         assert run(cfg, "looker_daily_fees", partition=None).success
         result = run(cfg, "finance_operations_daily_fees_journal", partition=None)
         assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
@@ -169,6 +172,35 @@ def test_an_unpartitioned_query_posts_one_journal_per_posting_date_through_the_f
     assert len(first) == 1 and len(second) == 1  # each day once; the third run found the first day's journal
     assert metadata(result)["outcome"].startswith(f"already posted as {first[0]['JournalBatchNumber']}")
     assert not [j for j in journals(env) if j["Description"].startswith("MLC daily_fees") and "adj" in j["Description"]]
+
+
+def test_a_journal_run_for_figures_a_later_materialization_replaced_stops_naming_both_and_posts_nothing(env):
+    """Two days' figures of an unpartitioned query materialized before the first day's journal ran: it planned the
+    table as it stood, the second day's, so that day's journal was posted by both runs and the first day's never.
+    The first run stops, naming both Looker runs; the second posts its day; the first day's figures loaded again
+    post theirs."""
+    instance = dg.DagsterInstance.ephemeral()
+    looker_runs = {}
+    for day in ("2026-03-04", "2026-03-05"):
+        looker_runs[day] = run(daily_fees_config(env, day), "looker_daily_fees", partition=None, instance=instance)
+        assert looker_runs[day].success
+    cfg = daily_fees_config(env, "2026-03-05")
+    job = build_definitions(cfg).resolve_job_def("finance_operations_daily_fees_journal")
+
+    def journal_for(looker_run):
+        return job.execute_in_process(
+            instance=instance, tags={FIGURES_RUN_TAG: looker_run.run_id}, raise_on_error=False
+        )
+
+    stale = journal_for(looker_runs["2026-03-04"])
+    assert not stale.success
+    [failure] = [e.step_failure_data.error.to_string() for e in stale.all_events if e.is_step_failure]
+    assert looker_runs["2026-03-04"].run_id in failure and looker_runs["2026-03-05"].run_id in failure, failure
+    assert journals(env, "MLC daily_fees 2026-03-04") == journals(env, "MLC daily_fees 2026-03-05") == []
+    assert journal_for(looker_runs["2026-03-05"]).success
+    again = run(daily_fees_config(env, "2026-03-04"), "looker_daily_fees", partition=None, instance=instance)
+    assert journal_for(again).success
+    assert len(journals(env, "MLC daily_fees 2026-03-04")) == len(journals(env, "MLC daily_fees 2026-03-05")) == 1
 
 
 def test_late_data_is_refused_by_default_and_adjust_posts_a_difference_journal(env):
@@ -252,6 +284,8 @@ def test_the_journal_sensor_asks_for_every_period_materialized_since_its_last_ti
         assert run(cfg, "looker_fee_allocation", partition=week, instance=instance).success
     second = tick(first.cursor)
     assert [r.partition_key for r in second.run_requests] == ["2026-03-09", WEEK]
+    looker_runs = [r.run_id for r in instance.get_runs() if r.job_name == "looker_fee_allocation"][::-1]
+    assert [r.tags[FIGURES_RUN_TAG] for r in [*first.run_requests, *second.run_requests]] == looker_runs
     assert len({r.run_key for r in [*first.run_requests, *second.run_requests]}) == 3
     assert tick(second.cursor).run_requests == []
 
