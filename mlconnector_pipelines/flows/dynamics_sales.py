@@ -188,22 +188,32 @@ class _SalesFlow:
         )
         def write_back_invoice_numbers(context: dg.OpExecutionContext):
             with flow.engine(context) as engine:
-                carried = []
+                carried, failed = [], []
                 for record in engine.audit.of_flow(FLOW, state="verified"):
                     try:
                         done = engine.carry_invoice_number(record)
                     except DealNotReady as exc:
                         context.log.info(f"{record.document_key}: {exc}")
                         continue
+                    except ConnectorError as exc:  # this deal's; the others' numbers still go (the run fails after)
+                        context.log.error(f"{record.document_key}: {exc}")
+                        failed.append(f"{record.document_key}: {exc}")
+                        continue
                     if done:
                         context.log.info(done)
                         carried.append(done)
-                context.add_output_metadata(
-                    {
-                        "invoices_written_back": len(carried),
-                        "deals": dg.MetadataValue.md("\n".join(f"- {c}" for c in carried) or "-"),
-                    }
-                )
+                metadata = {
+                    "invoices_written_back": len(carried),
+                    "deals": dg.MetadataValue.md("\n".join(f"- {c}" for c in carried) or "-"),
+                    "deals_failed": len(failed),
+                }
+                if failed:
+                    raise dg.Failure(
+                        description=f"{len(failed)} deal(s) whose invoice number could not be written back (the next "
+                        f"run tries them again; {len(carried)} written back):\n" + "\n".join(failed[:50]),
+                        metadata={**metadata, "failed": dg.MetadataValue.md("\n".join(f"- {f}" for f in failed))},
+                    )
+                context.add_output_metadata(metadata)
 
         @dg.job(
             name="sales_invoice_numbers_to_sales",

@@ -614,6 +614,39 @@ def test_an_order_invoiced_in_bc_is_not_made_again_and_its_invoice_number_goes_b
     assert held["mlc_bcinvoicenumber"] == invoice["number"] and held["mlc_bcstatus"] == invoice["status"]
 
 
+def test_a_deal_whose_number_cannot_go_back_is_named_and_the_other_deals_numbers_still_go(cfg, sandbox):
+    """One deal whose Sales account was deleted after it went to BC stopped the write-back job at that deal: every
+    deal after it never had its invoice number in Sales, run after run. The others' go; the run fails naming it."""
+    from mlconnector_pipelines.definitions import build_definitions
+
+    deals = [win_deal(sandbox) for _ in range(2)]
+    client = BusinessCentralResource.from_section(cfg.business_central, cfg.data_dir).client()
+    try:
+        for n, (_, quote, order) in enumerate(deals):
+            run_sync(cfg, "salesorders", order["salesorderid"], run_id=f"run-{n}")
+            [bc_order] = bc_documents(sandbox, quote["quotenumber"])
+            client.action(company_id(sandbox), "salesOrders", bc_order["id"], "Microsoft.NAV.shipAndInvoice")
+    finally:
+        client.close()
+    (_, broken_quote, broken), (_, quote, order) = deals
+    dataverse = DataverseResource.from_section(cfg.dataverse, cfg.data_dir).client()
+    try:
+        dataverse.http.request("DELETE", f"/accounts({broken['_customerid_value']})").raise_for_status()
+    finally:
+        dataverse.close()
+
+    result = build_definitions(cfg).resolve_job_def("sales_invoice_numbers_to_sales").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    assert not result.success
+    error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.to_string()
+    assert broken_quote["quotenumber"] in error and "neither an account nor a contact" in error, error
+    assert quote["quotenumber"] not in error
+    [invoice] = bc_documents(sandbox, quote["quotenumber"])
+    held = {o["salesorderid"]: o["mlc_bcinvoicenumber"] for o in sales(sandbox, "salesorders")}
+    assert (held[order["salesorderid"]], held[broken["salesorderid"]]) == (invoice["number"], None)
+
+
 def test_a_draft_invoice_is_posted_when_its_order_is_fulfilled_and_a_closed_order_refusing_the_number_is_named(
     sandbox, tmp_path
 ):

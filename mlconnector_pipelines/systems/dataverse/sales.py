@@ -253,7 +253,12 @@ class SalesReader:
         if account is not None:
             return account
         contact = self.client.get("contacts", customer_id, select=["fullname", "_parentcustomerid_value"])
-        parent = contact.get("_parentcustomerid_value") if contact else None
+        if contact is None:
+            raise ConnectorError(
+                f"the Sales customer {customer_id} is neither an account nor a contact Sales still holds (deleted, or "
+                "not readable by the app user): set the document's customer to an existing account"
+            )
+        parent = contact.get("_parentcustomerid_value")
         account = self.client.get("accounts", parent, select=ACCOUNT_COLUMNS) if parent else None
         if account is None:
             raise ConnectorError(
