@@ -93,12 +93,15 @@ def window_swap(
     stages: dict[str, str],
     scope: ReplaceScope,
     token: str,
+    held: dict[str, list[str]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(prepare, apply): statements that read only, then the ones that must commit together.
 
-    `staged` lists each table's staged columns; `stages` names the relation holding its batches.
-    Keys are matched by fingerprint (one value per composite key) in temp tables computed up
-    front, so no statement has to hold a whole window's rows to compare them; only keys with
+    `staged` lists each table's staged columns; `stages` names the relation holding its batches; `held` lists
+    every column the table has (the staged ones and any an earlier load brought): a key's version from another
+    window is copied back into current state whole, though this window's load may bring fewer columns (none
+    but the key when it is empty). Keys are matched by fingerprint (one value per composite key) in temp tables
+    computed up front, so no statement has to hold a whole window's rows to compare them; only keys with
     more than one candidate version go through the sort that picks the latest.
     """
     prepare, apply = [], []
@@ -116,8 +119,14 @@ def window_swap(
 
     for table in tables:  # parents before children: children follow the parent's current state
         changes, current, stage = d.table(table.changes_table), d.table(table.name), stages[table.name]
-        columns = ", ".join(d.column(c) for c in staged[table.name])
-        t_columns = ", ".join(f"t.{d.column(c)}" for c in staged[table.name])
+        loaded = staged[table.name]
+        every = [*loaded, *(c for c in (held or {}).get(table.name, ()) if c not in loaded)]
+        stage_columns = ", ".join(d.column(c) for c in loaded)  # what the stage holds
+        columns = ", ".join(d.column(c) for c in every)
+        t_columns = ", ".join(f"t.{d.column(c)}" for c in every)
+        from_stage = ", ".join(
+            [*(d.column(c) for c in loaded), *(f"NULL AS {d.column(c)}" for c in every[len(loaded) :])]
+        )
         if table.parent is None:
             # Keys whose latest version may change: in the old window rows or in the new ones.
             name = affected[table.name] = f"_swap_affected_{table.name}_{token}"
@@ -131,12 +140,12 @@ def window_swap(
         # tombstone), read after this window's old rows left the change log and before the new ones join it.
         if table.parent is None:
             candidates = (
-                f"(SELECT {columns}, FALSE AS {d.column(DELETED)} FROM {stage} UNION ALL "
+                f"(SELECT {from_stage}, FALSE AS {d.column(DELETED)} FROM {stage} UNION ALL "
                 f"SELECT {t_columns}, {d.is_tombstone('t.')} FROM {changes} AS t WHERE {touched})"
             )
         else:
             candidates = (
-                f"(SELECT {columns} FROM {stage} UNION ALL SELECT {t_columns} FROM {changes} AS t WHERE {touched})"
+                f"(SELECT {from_stage} FROM {stage} UNION ALL SELECT {t_columns} FROM {changes} AS t WHERE {touched})"
             )
         apply += [
             f"DELETE FROM {changes} WHERE {in_scope_versions if table.parent is None else in_scope}",
@@ -183,7 +192,7 @@ def window_swap(
                 f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {candidates} AS c "
                 f"WHERE {fingerprint('c.', [COMPANY_ID, PARENT_VERSION_ID])} IN ({current_versions})"
             )
-        apply.append(f"INSERT INTO {changes} ({columns}) SELECT {columns} FROM {stage}")
+        apply.append(f"INSERT INTO {changes} ({stage_columns}) SELECT {stage_columns} FROM {stage}")
     return prepare, apply
 
 
@@ -233,7 +242,8 @@ class SqlWarehouse(Warehouse):
                     self._ensure_columns(s, table.name, staging.columns[table.name])
                 stages = {t.name: s.load_stage(t, staging, staging.columns[t.name], token) for t in tables}
                 staged = {t.name: list(staging.columns[t.name]) for t in tables}
-                prepare, apply = window_swap(self.dialect, tables, staged, stages, scope, token)
+                held = {t.name: sorted(s.existing_columns(t.name)) for t in tables}
+                prepare, apply = window_swap(self.dialect, tables, staged, stages, scope, token, held)
                 for statement in prepare:
                     s.execute(statement)
                 with s.transaction():

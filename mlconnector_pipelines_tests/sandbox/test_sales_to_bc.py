@@ -635,8 +635,10 @@ def test_a_deal_whose_number_cannot_go_back_is_named_and_the_other_deals_numbers
     finally:
         dataverse.close()
 
-    result = build_definitions(cfg).resolve_job_def("sales_invoice_numbers_to_sales").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    result = (
+        build_definitions(cfg)
+        .resolve_job_def("sales_invoice_numbers_to_sales")
+        .execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     )
     assert not result.success
     error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.to_string()

@@ -173,6 +173,30 @@ def test_current_state_keeps_the_latest_version_whichever_window_is_loaded_last(
     assert len(table(warehouse, "docs_changes")) == 5  # every version kept
 
 
+def test_a_window_read_again_with_fewer_columns_leaves_a_later_version_whole(warehouse):
+    """Document 1 changed past the first window, which is then read again and brings nothing (or only document 2,
+    without the field document 1's later version has): the later version is copied back into current state
+    whole. It was copied with this load's columns only: every other field of it, and its lines', became NULL."""
+    later = "2026-03-02T15:00:00.000Z"
+    day = ReplaceScope(("A",), DAY, NEXT)
+    with warehouse.replace_windows([PARENT, LINES], day) as load:
+        load.write(PARENT, docs("A", [1]))
+        load.write(LINES, lines("A", 1, 2))
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), NEXT, AFTER)) as load:
+        load.write(PARENT, docs("A", [1], modified=later, window=NEXT, note=["kept"]))
+        load.write(LINES, lines("A", 1, 3, modified=later, window=NEXT))
+    for again in ([], [2]):  # nothing in the window any more; only a document without the field
+        with warehouse.replace_windows([PARENT, LINES], day) as load:
+            if again:
+                load.write(PARENT, docs("A", again).drop(columns=["amount"]))
+        current = table(warehouse, "docs").set_index(table(warehouse, "docs")["doc_entry"].astype(int))
+        assert current.loc[1, "_version_id"] == f"1@{later}"
+        assert (current.loc[1, "note"], Decimal(str(current.loc[1, "amount"]))) == ("kept", AMOUNTS[0])
+        assert str(current.loc[1, "posted"])[:10] == "2026-03-01"
+        held = table(warehouse, "doc_lines")
+        assert sorted(held[held["_parent_id"] == "1"]["line_num"].astype(int)) == [0, 1, 2]
+
+
 def test_replacing_a_window_replaces_exactly_its_rows(warehouse):
     with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A", "B"), DAY, NEXT)) as load:
         load.write(PARENT, pd.concat([docs("A", [1, 2]), docs("B", [1])]))
