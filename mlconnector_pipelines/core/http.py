@@ -179,6 +179,47 @@ class _ToldToWaitTooLong(tenacity.stop.stop_base):
         return isinstance(exc, _RetryableResponse) and (retry_after_seconds(exc.response) or 0.0) > self.cap
 
 
+def sign_in(
+    send: Callable[[], httpx.Response],
+    policy: HttpPolicy,
+    *,
+    system: str,
+    only_when_not_processed: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> httpx.Response:
+    """A sign-in request (a token grant, a login), sent again while the server answers it throttled or unavailable
+    (429, 502–504) or the network fails, after its Retry-After or back-off with jitter, as `policy` says: a token
+    endpoint's blip ended a run (a token is renewed mid-run). Returns the last answer when the attempts run out,
+    for the caller to name; raises the last network error. `only_when_not_processed` repeats only what the
+    server provably did not act on (a login that holds a licence seat until it ends)."""
+
+    def once() -> httpx.Response:
+        response = send()
+        if response.status_code in RETRYABLE_STATUSES:
+            raise _RetryableResponse(response)
+        return response
+
+    def say(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        reason = f"HTTP {exc.response.status_code}" if isinstance(exc, _RetryableResponse) else type(exc).__name__
+        log.warning("%s: sign-in %s, retry %d in %.1fs", system, reason, state.attempt_number, state.upcoming_sleep)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_not_processed if only_when_not_processed else _transient),
+        wait=_RetryAfterOrFullJitter(
+            policy.backoff_base_seconds, policy.backoff_cap_seconds, policy.max_retry_after_seconds, random.Random()
+        ),
+        stop=tenacity.stop_after_attempt(policy.max_attempts) | _ToldToWaitTooLong(policy.max_retry_after_seconds),
+        before_sleep=say,
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(once)
+    except _RetryableResponse as exc:
+        return exc.response
+
+
 def _rate_limiter(policy: HttpPolicy) -> Limiter | None:
     """A token bucket: smooth pacing at the configured rate, with a small burst allowance."""
     if not policy.requests_per_minute:

@@ -16,7 +16,8 @@ import httpx
 import msal
 from pydantic import Field
 
-from ..core.errors import AuthenticationError
+from ..core.errors import AuthenticationError, RequestFailedError
+from ..core.http import RETRYABLE_STATUSES, HttpPolicy, sign_in
 from ..core.redact import redact
 from ..core.settings import SecretRef, Strict
 from ..core.tls import ssl_context, untrusted_certificate
@@ -43,20 +44,30 @@ class EntraAppConfig(Strict):
 
 
 class _HttpxForMsal:
-    """msal's minimal HTTP interface (get/post returning response-like objects) over httpx."""
+    """msal's minimal HTTP interface (get/post returning response-like objects) over httpx.
 
-    def __init__(self, client: httpx.Client):
-        self._client = client
+    A throttled or unavailable answer (429, 502–504) or a network fault is sent again here, after Retry-After or
+    back-off with jitter: msal itself does not retry (it only replays a throttled answer without asking again
+    until its Retry-After has passed), so one blip at Entra, as a token was renewed, ended a run."""
+
+    def __init__(self, client: httpx.Client, policy: HttpPolicy, system: str):
+        self._client, self.policy, self._system = client, policy, system
+        self.last_status: int | None = None  # of the last answer msal was handed
 
     def post(self, url, params=None, data=None, headers=None, **kwargs):
         kwargs.pop("timeout", None)
         if isinstance(data, (str, bytes)):
-            return self._client.post(url, params=params, content=data, headers=headers)
-        return self._client.post(url, params=params, data=data, headers=headers)
+            return self._answer(lambda: self._client.post(url, params=params, content=data, headers=headers))
+        return self._answer(lambda: self._client.post(url, params=params, data=data, headers=headers))
 
     def get(self, url, params=None, headers=None, **kwargs):
         kwargs.pop("timeout", None)
-        return self._client.get(url, params=params, headers=headers)
+        return self._answer(lambda: self._client.get(url, params=params, headers=headers))
+
+    def _answer(self, send):
+        response = sign_in(send, self.policy, system=self._system)  # a token request may be repeated
+        self.last_status = response.status_code
+        return response
 
     def close(self) -> None:
         self._client.close()
@@ -76,15 +87,17 @@ class EntraTokenProvider:
         client_secret: str,
         scope: str,
         what: str,
-        timeout_seconds: float = 30.0,
+        policy: HttpPolicy | None = None,
     ):
-        """`what` names the config section (e.g. business_central.auth) in trust errors."""
+        """`what` names the config section (e.g. business_central.auth) in trust errors; `policy` is the system's
+        (its timeout, attempts and back-off serve its token requests too)."""
         self.system = system
         self.scope = scope
         self._secret = client_secret
         self._lock = threading.Lock()
         verify = ssl_context(str(app.ca_bundle) if app.ca_bundle else None, what=what)
-        self._http = _HttpxForMsal(httpx.Client(verify=verify, timeout=timeout_seconds))
+        policy = policy or HttpPolicy(timeout_seconds=30.0)
+        self._http = _HttpxForMsal(httpx.Client(verify=verify, timeout=policy.timeout_seconds), policy, system)
         self.tokens_acquired = 0
         self._client_id = app.client_id
         self._authority_host = app.authority_host.rstrip("/")
@@ -109,6 +122,8 @@ class EntraTokenProvider:
         with self._lock:
             try:
                 result = self._application().acquire_token_for_client(scopes=[self.scope])
+            except (msal.exceptions.MsalServiceError, httpx.HTTPStatusError):  # msal's raise_for_status on a 5xx
+                raise self._unavailable() from None
             except (httpx.HTTPError, ValueError) as exc:
                 if isinstance(exc, ValueError) and _tenant_refused(exc):
                     # msal's discovery of the tenant's OpenID configuration was refused: no such tenant.
@@ -134,6 +149,8 @@ class EntraTokenProvider:
                     fix=fix,
                 ) from None
         if "access_token" not in result:
+            if self._http.last_status in RETRYABLE_STATUSES:  # throttled or unavailable to the last attempt
+                raise self._unavailable(str(result.get("error_description") or result.get("error") or ""))
             message, fix = self._explain(result)
             raise AuthenticationError(self.system, message, code=result.get("error"), fix=fix)
         if result.get("token_source") == "identity_provider":
@@ -161,6 +178,17 @@ class EntraTokenProvider:
 
     def close(self) -> None:
         self._http.close()
+
+    def _unavailable(self, said: str = "") -> RequestFailedError:
+        """Entra still throttled or unavailable after every attempt: not a credentials problem."""
+        said = said.split(" Trace ID:")[0].strip()
+        return RequestFailedError(
+            self.system,
+            f"Entra ID's token endpoint ({self._authority_host}) still answered HTTP {self._http.last_status} after "
+            f"{self._http.policy.max_attempts} attempts{f': {said}' if said else ''}: it is throttled or unavailable; "
+            "nothing is wrong with the credentials. Run it again later",
+            status=self._http.last_status,
+        )
 
     def _explain(self, result: Mapping[str, Any]) -> tuple[str, str | None]:
         """(message, likely fix) for Entra's error answer."""

@@ -359,6 +359,24 @@ def test_a_revoked_grant_is_granted_again(sandbox, resource):
     assert sandbox.state("acumatica")["open_sessions"] == 0
 
 
+@pytest.mark.parametrize(("mode", "path"), [("oauth", "/identity/connect/token"), ("legacy", "/entity/auth/login")])
+def test_a_sign_in_the_site_throttles_is_asked_again_after_its_retry_after(sandbox, cfg, tmp_path, mode, path):
+    """The licence's request rate counts sign-ins too: a token or session renewed mid-run near the limit was
+    answered 429, and the run ended with "refused" and a credentials fix where the requests beside it waited."""
+    section = cfg.acumatica.model_copy(update={"auth": cfg.acumatica.auth.model_copy(update={"mode": mode})})
+    client = AcumaticaResource.from_section(section, tmp_path).client()
+    try:
+        assert client.records("Account", top=1)
+        sandbox.faults({"kind": "expire_tokens", "path_contains": "/Account"},
+                       {"kind": "status", "status": 429, "retry_after": 0, "path_contains": path, "count": 2},
+                       service="acumatica")  # fmt: skip
+        assert client.records("Account", top=1)
+        assert client.http.stats.reauthentications == 1
+    finally:
+        client.close()
+    assert sandbox.state("acumatica")["open_sessions"] == 0
+
+
 def test_a_failed_run_still_signs_its_legacy_session_out(sandbox, cfg, tmp_path):
     legacy = cfg.acumatica.model_copy(update={"auth": cfg.acumatica.auth.model_copy(update={"mode": "legacy"})})
     session = AcumaticaResource.from_section(legacy, tmp_path).session()

@@ -99,6 +99,40 @@ def test_wrong_client_secret_names_the_system_and_the_fix(sandbox, tmp_path, mon
     assert "not-the-secret" not in message
 
 
+@pytest.mark.parametrize(("status", "retry_after"), [(429, 0), (503, None), (503, 0)])
+def test_a_token_endpoint_throttled_or_unavailable_for_a_while_is_asked_again(sandbox, tmp_path, status, retry_after):
+    """A token is renewed mid-run (hourly, or after a 401): one throttled or unavailable answer from Entra ended
+    the run (msal does not retry: a 503 escaped as msal's own exception, a 429 was called a refused request)."""
+    sandbox.faults({"kind": "status", "status": status, "retry_after": retry_after,
+                    "path_contains": "/oauth2/v2.0/token", "count": 2}, service="entra")  # fmt: skip
+    client = resource(sandbox, tmp_path).client()
+    try:
+        assert {c["name"] for c in client.companies()} == {"CRONUS USA, Inc.", "CRONUS Canada, Inc."}
+        assert client.tokens.tokens_acquired == 1
+    finally:
+        client.close()
+        sandbox.clear_faults()
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_token_endpoint_unavailable_to_the_last_attempt_is_not_called_a_credentials_problem(
+    sandbox, tmp_path, status
+):
+    sandbox.faults({"kind": "status", "status": status, "path_contains": "/oauth2/v2.0/token", "count": 100},
+                   service="entra")  # fmt: skip
+    client = resource(sandbox, tmp_path).client()
+    try:
+        with pytest.raises(RequestFailedError) as failed:
+            client.companies()
+    finally:
+        client.close()
+        sandbox.clear_faults()
+    assert not isinstance(failed.value, AuthenticationError)
+    message = str(failed.value)
+    assert f"still answered HTTP {status} after 6 attempts" in message, message
+    assert "nothing is wrong with the credentials" in message
+
+
 def test_unknown_tenant_and_missing_permission_are_explained(sandbox, tmp_path):
     bad_tenant = resource(sandbox, tmp_path, auth={"tenant_id": "11111111-2222-3333-4444-555555555555"}).client()
     with pytest.raises(AuthenticationError, match="AADSTS90002.*check tenant_id"):

@@ -16,6 +16,7 @@ import httpx
 import orjson
 
 from ...core.errors import AuthenticationError
+from ...core.http import HttpPolicy, sign_in
 from ...core.redact import redact
 from .config import AcumaticaAuth
 
@@ -41,8 +42,18 @@ def _error_text(response: httpx.Response) -> str:
 class OAuthTokens:
     """Bearer tokens from `<instance>/identity/connect/token`, renewed by refresh token, else by a new grant."""
 
-    def __init__(self, http: httpx.Client, base_url: str, cfg: AcumaticaAuth, *, client_secret: str, password: str):
+    def __init__(
+        self,
+        http: httpx.Client,
+        base_url: str,
+        cfg: AcumaticaAuth,
+        *,
+        client_secret: str,
+        password: str,
+        policy: HttpPolicy | None = None,
+    ):
         self._http = http
+        self._policy = policy or HttpPolicy()
         self._url = f"{base_url}/identity/connect/token"
         self._cfg = cfg
         self._secrets = [client_secret, password]
@@ -89,7 +100,12 @@ class OAuthTokens:
     def _token(self, form: dict[str, Any]) -> dict | None:
         """The token answer (its tokens kept), None when a refresh token was refused (a grant follows)."""
         try:
-            response = self._http.post(self._url, data={**self._form, **form})
+            response = sign_in(
+                lambda: self._http.post(self._url, data={**self._form, **form}),
+                self._policy,
+                system=SYSTEM,
+                only_when_not_processed=True,  # a grant holds a licence seat: never two for one lost answer
+            )
         except httpx.HTTPError as exc:
             if form["grant_type"] == "refresh_token":
                 return None  # its answer may be lost with the next refresh token in it: a new grant settles it
@@ -138,8 +154,18 @@ class OAuthTokens:
 class CookieSession:
     """The legacy `/entity/auth/login` session: cookies on every request, signed out on close."""
 
-    def __init__(self, http: httpx.Client, base_url: str, cfg: AcumaticaAuth, *, tenant: str, password: str):
+    def __init__(
+        self,
+        http: httpx.Client,
+        base_url: str,
+        cfg: AcumaticaAuth,
+        *,
+        tenant: str,
+        password: str,
+        policy: HttpPolicy | None = None,
+    ):
         self._http = http
+        self._policy = policy or HttpPolicy()
         self._base = base_url
         self._login = {"name": cfg.username, "password": password, "tenant": tenant}
         if cfg.branch:
@@ -165,7 +191,12 @@ class CookieSession:
 
     def _sign_in(self) -> None:
         try:
-            response = self._http.post(f"{self._base}/entity/auth/login", json=self._login)
+            response = sign_in(
+                lambda: self._http.post(f"{self._base}/entity/auth/login", json=self._login),
+                self._policy,
+                system=SYSTEM,
+                only_when_not_processed=True,  # a session holds a licence seat: never two for one lost answer
+            )
         except httpx.HTTPError as exc:
             raise AuthenticationError(SYSTEM, f"could not reach the login: {type(exc).__name__}: {exc}") from None
         if response.status_code not in (200, 204):

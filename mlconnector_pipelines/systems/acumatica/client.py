@@ -81,10 +81,17 @@ class AcumaticaClient:
         self._auth_http = httpx.Client(verify=verify, timeout=httpx.Timeout(cfg.http.timeout_seconds))
         if cfg.auth.mode == "oauth":
             self.auth: OAuthTokens | CookieSession = OAuthTokens(
-                self._auth_http, cfg.base_url, cfg.auth, client_secret=client_secret or "", password=password
+                self._auth_http,
+                cfg.base_url,
+                cfg.auth,
+                client_secret=client_secret or "",
+                password=password,
+                policy=cfg.http,
             )
         else:
-            self.auth = CookieSession(self._auth_http, cfg.base_url, cfg.auth, tenant=cfg.tenant, password=password)
+            self.auth = CookieSession(
+                self._auth_http, cfg.base_url, cfg.auth, tenant=cfg.tenant, password=password, policy=cfg.http
+            )
         self.http = ThrottledClient(
             SYSTEM,
             base_url=cfg.endpoint_url,

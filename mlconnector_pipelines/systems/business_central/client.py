@@ -42,7 +42,12 @@ class BusinessCentralClient:
         self.base_path = f"/v2.0/{cfg.auth.tenant_id}/{quote(cfg.environment)}/api/v2.0"
         self.page_size = cfg.page_size
         self.tokens = EntraTokenProvider(
-            cfg.auth, system=SYSTEM, client_secret=client_secret, scope=cfg.scope, what="business_central.auth"
+            cfg.auth,
+            system=SYSTEM,
+            client_secret=client_secret,
+            scope=cfg.scope,
+            what="business_central.auth",
+            policy=cfg.http,
         )
         self.http = ThrottledClient(
             SYSTEM,

@@ -73,7 +73,12 @@ class DataverseClient:
     def __init__(self, cfg: DataverseConfig, *, client_secret: str):
         self.cfg = cfg
         self.tokens = EntraTokenProvider(
-            cfg.auth, system=SYSTEM, client_secret=client_secret, scope=cfg.scope, what="dataverse.auth"
+            cfg.auth,
+            system=SYSTEM,
+            client_secret=client_secret,
+            scope=cfg.scope,
+            what="dataverse.auth",
+            policy=cfg.http,
         )
         self.http = ThrottledClient(
             SYSTEM,

@@ -84,7 +84,12 @@ class FinanceOperationsClient:
     def __init__(self, cfg: FinanceOperationsConfig, *, client_secret: str):
         self.cfg = cfg
         self.tokens = EntraTokenProvider(
-            cfg.auth, system=SYSTEM, client_secret=client_secret, scope=cfg.scope, what="finance_operations.auth"
+            cfg.auth,
+            system=SYSTEM,
+            client_secret=client_secret,
+            scope=cfg.scope,
+            what="finance_operations.auth",
+            policy=cfg.http,
         )
         self.http = ThrottledClient(
             SYSTEM,
