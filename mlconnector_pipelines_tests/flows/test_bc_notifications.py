@@ -8,7 +8,7 @@ companies share record ids (a Copy Company), so a deletion in one must leave the
 from __future__ import annotations
 
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import duckdb
@@ -176,6 +176,27 @@ def test_a_change_in_bc_is_in_the_warehouse_after_one_sensor_tick_and_a_busy_win
                  customer["id"])  # fmt: skip
     assert rows == [("Renamed by a notification test",)]
     assert tick(cfg, instance, data.cursor).run_requests == []  # nothing twice
+
+
+def test_a_notice_stamped_by_a_bc_clock_ahead_of_ours_runs_the_newest_window_and_jams_nothing(bc, product):
+    """BC stamps a notice with its own clock. Two days ahead of ours, the notice's window did not exist yet: the
+    tick failed on it, and so did every tick after (the cursor moves only on success), so no notice behind it was
+    ever run. The newest window is read instead, and the next tick moves on."""
+    cfg, _ = product
+    assert run_job(cfg, "business_central_subscriptions").success
+    bc.http.post(f"{ADMIN}/dialect", json={"clock_ahead_seconds": 2 * 86400}).raise_for_status()
+    company = bc.companies()[0]
+    customer = bc.records(company["id"], "customers")[0]
+    bc.upsert(company["id"], "customers", {"id": customer["id"], "displayName": "Renamed by a fast BC clock"})
+    assert [a["status"] for a in flush(bc) if a["kind"] == "notification"] == [202]
+    (stored,) = open_delivery_store(cfg.ingest, cfg.data_dir, "business_central").after(None)
+    assert _moment(stored[1].rows[0]["lastModifiedDateTime"]) > datetime.now(UTC) + timedelta(days=1)  # the case
+    instance = dg.DagsterInstance.ephemeral()
+    data = tick(cfg, instance)
+    (request,) = data.run_requests
+    assert request.partition_key == datetime.now(UTC).strftime("%Y-%m-%d") and CUSTOMERS in request.asset_selection
+    assert launch(cfg, request, instance).success
+    assert tick(cfg, instance, data.cursor).run_requests == []
 
 
 def test_a_window_loaded_from_the_asset_graph_is_busy_too():

@@ -55,6 +55,13 @@ def test_a_collection_notice_gives_the_moment_of_its_filter_encoded_or_not():
         )
         assert found.record_id is None and found.change == "collection"
         assert found.since == datetime(2026, 12, 6, 9, tzinfo=UTC), query
+    # A server writing the moment with an offset: its `+`, raw or encoded, is the offset's, not a space.
+    for moment in ("2026-12-06T11:00:00.123+02:00", "2026-12-06T11:00:00.123%2B02:00"):
+        query = f"$filter=lastModifiedDateTime%20gt%20{moment}"
+        found = parse_notice(
+            notice(changeType="collection", resource=f"/api/v2.0/companies({COMPANY})/customers?{query}")
+        )
+        assert found.since == datetime(2026, 12, 6, 9, 0, 0, 123000, tzinfo=UTC), query
     bare = parse_notice(notice(changeType="collection", resource=f"/api/v2.0/companies({COMPANY})/customers"))
     assert bare.since is None  # the sensor then re-reads the notice's own window
 

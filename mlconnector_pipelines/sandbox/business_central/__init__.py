@@ -37,6 +37,11 @@ class Dialect(BaseModel):
         "as simple OData servers page, so a record that leaves the filter before the offset makes the next "
         "page start one record late; `offset_token` the same offset inside an opaque `$skiptoken`.",
     )
+    clock_ahead_seconds: float = Field(
+        0,
+        description="BC's clock runs this far ahead of true time (a server whose clock is off, or that writes its "
+        "local time labelled Z): records, deletions and their notices are stamped with it.",
+    )
     local_currency_code: Literal["shown", "blank"] = Field(
         "shown",
         description="A record in the company's local currency answers `currencyCode` as the LCY Code (`shown`, "

@@ -371,10 +371,6 @@ def tidy(value: Decimal) -> Decimal:
     return value.normalize() if value != 0 else Decimal(0)
 
 
-def now_stamp() -> str:
-    return iso_ms(datetime.now(UTC))
-
-
 def due_date(start: date, formula: str) -> date:
     """A payment terms' date formula (10D, 2W, 1M, CM, 0D) from `start`; anything else: `start`."""
     formula = formula.strip().upper()
@@ -409,9 +405,14 @@ class BusinessCentralModel:
         self.companies = seed_companies(settings)
         self._version = itertools.count(1)  # one counter for the database, as SQL's rowversion is
         self.listeners: list[Callable[[Change], None]] = []  # told of every change (webhooks)
+        self.clock_ahead = timedelta(0)  # how far BC's clock runs ahead of true time (dialect clock_ahead_seconds)
 
     def reset(self) -> None:
         self.companies = seed_companies(self.settings)
+
+    def now_stamp(self) -> str:
+        """BC's clock: what it stamps changes and their notices with."""
+        return iso_ms(datetime.now(UTC) + self.clock_ahead)
 
     # -- records, versions, etags -----------------------------------------------------------------
 
@@ -426,7 +427,7 @@ class BusinessCentralModel:
         """Insert or change a record, stamped now (or at `modified_at`); a new record gets its id here."""
         company = self.companies[company_id]
         table = company.tables[entity_set]
-        stamp = modified_at or now_stamp()
+        stamp = modified_at or self.now_stamp()
         existing = table.by_id.get(changes.get("id", ""))
         record = dict(existing) if existing else {name: None for name in self.field_types[entity_set]}
         record.update(changes)
@@ -472,7 +473,7 @@ class BusinessCentralModel:
         for line in company.data.lines.get(entity_set, {}).pop(record_id, None) or []:
             company.versions.pop(line["id"], None)
         company.versions.pop(record_id, None)
-        self._changed(company.data.id, entity_set, record_id, "deleted", now_stamp())
+        self._changed(company.data.id, entity_set, record_id, "deleted", self.now_stamp())
 
     def _changed(self, company_id: str, entity_set: str, record_id: str, kind: str, at: str) -> None:
         change = Change(company_id, entity_set, record_id, kind, at)
@@ -501,7 +502,7 @@ class BusinessCentralModel:
 
     def _save(self, company: Company, entity_set: str, record: dict) -> dict:
         existed = record["id"] in company.tables[entity_set].by_id
-        record[LMD] = now_stamp()
+        record[LMD] = self.now_stamp()
         company.tables[entity_set].upsert(record)
         self.touch(company, record["id"])
         self._changed(company.data.id, entity_set, record["id"], "updated" if existed else "created", record[LMD])

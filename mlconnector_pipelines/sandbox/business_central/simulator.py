@@ -113,6 +113,7 @@ class BusinessCentralSimulator(SimulatedService):
         self.writes.clear()
         self.rate.clear()
         self.dialect = Dialect()
+        self.model.clock_ahead = timedelta(0)
         self._fixed_pages.clear()
 
     # -- the pipeline's hooks, in BC's words ------------------------------------------------------
@@ -431,6 +432,7 @@ class BusinessCentralSimulator(SimulatedService):
                 self.dialect = Dialect.model_validate({**self.dialect.model_dump(), **await request.json()})
             except ValueError as exc:
                 return json_response({"error": str(exc)}, status_code=400)
+            self.model.clock_ahead = timedelta(seconds=self.dialect.clock_ahead_seconds)
         return json_response(self.dialect.model_dump())
 
     async def _admin_subscriptions(self, request: Request) -> Response:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 import orjson
 
@@ -46,7 +46,8 @@ WEBHOOK_ENTITY_SETS = frozenset(
 _RESOURCE = re.compile(
     r"companies\((?P<company>[^)]+)\)/(?P<set>[A-Za-z]+)(?:\((?P<record>[^)]+)\))?(?:\?(?P<query>.*))?$"
 )
-_SINCE = re.compile(r"lastModifiedDateTime\s+(?:gt|ge)\s+'?(?P<moment>[0-9T:.\-+Z]+)'?", re.IGNORECASE)
+# Words apart by spaces, or by `+` where the query was written form-encoded; a `+` in the moment is its offset's.
+_SINCE = re.compile(r"lastModifiedDateTime[\s+]+(?:gt|ge)[\s+]+'?(?P<moment>[0-9T:.\-+Z]+)'?", re.IGNORECASE)
 
 
 class NotificationRejected(Exception):
@@ -81,7 +82,9 @@ def parse_notice(row: dict) -> Notice:
         raise ValueError(f"changeType {row.get('changeType')!r} is none of created, updated, deleted, collection")
     since = None
     if match["query"]:
-        found = _SINCE.search(" ".join(v for values in parse_qs(match["query"]).values() for v in values))
+        # Searched in the query as decoded once: decoding it as a form again made an offset's `+` a space, and
+        # `12:00+02:00` was read as 12:00 UTC, two hours after the changes it covers.
+        found = _SINCE.search(match["query"])
         since = parse_moment(found["moment"]) if found else None
     return Notice(
         company_id=match["company"].strip("'"),
