@@ -292,6 +292,10 @@ class DeltaLinkPages(Generic[T]):
         while next_url:
             response = self.client.request("GET", next_url, params=next_params, headers=self.headers)
             page, next_url, delta = self.read(response)
+            # Either link may be relative (OData allows it): resolved against the page that carried it, not sent
+            # as a path under the client's base URL, which doubled it (404), now or when the delta link is used.
+            page_url = str(response.url)
+            next_url, delta = (urljoin(page_url, link) if link else None for link in (next_url, delta))
             del response
             yield page
             next_params = None  # next and delta links carry their query

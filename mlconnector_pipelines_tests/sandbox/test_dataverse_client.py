@@ -120,6 +120,23 @@ def test_change_tracking_sees_changes_and_deletions_then_an_expired_token_is_nam
         client.close()
 
 
+def test_next_and_delta_links_written_relative_to_the_server_root_are_followed(cfg, sandbox):
+    """OData JSON allows relative links. Change tracking sent them as paths under the client's base URL, which
+    doubled it (`/api/data/v9.2/api/data/v9.2/…`: 404), on the next page and on the next read's delta link."""
+    sandbox.http.post("/_sandbox/dataverse/dialect", json={"links": "root_relative"}).raise_for_status()
+    client = dataverse(cfg)
+    try:
+        first = client.http.get_json(
+            "/accounts", params={"$select": "accountid"}, headers={"Prefer": "odata.maxpagesize=2"}
+        )
+        assert first["@odata.nextLink"].startswith("/api/")  # the case
+        assert len(client.rows("accounts", select=["accountid"])) > 7  # several pages
+        _changes_deletions_then_expiry(client, sandbox)
+    finally:
+        client.close()
+        sandbox.http.post("/_sandbox/dataverse/dialect", json={"links": "absolute"}).raise_for_status()
+
+
 def test_deletions_named_by_url_and_an_expiry_answered_410_are_read_the_same(tmp_path_factory):
     """OData lets a $deletedEntity row name the record by its URL, and a service say 410 Gone for a delta link
     it no longer honours: the deleted id is still the record's, and the expiry still starts a full read."""

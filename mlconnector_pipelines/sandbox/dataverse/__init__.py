@@ -76,6 +76,12 @@ class DataverseSettings(BaseModel):
         "on), or each page reading the change log as it is then, so a record changed or deleted while the answer "
         "is paged comes in it again (OData leaves this to the service). Switched by `POST /_sandbox/dataverse/dialect`.",
     )
+    links: Literal["absolute", "root_relative"] = Field(
+        "absolute",
+        description="How @odata.nextLink and @odata.deltaLink are written: absolute URLs, as Dataverse writes them, "
+        "or relative to the server's root (`/api/data/v9.2/…`), which OData JSON allows. Switched by "
+        "`POST /_sandbox/dataverse/dialect`.",
+    )
     volume_discount: Literal["per_line", "per_unit"] = Field(
         "per_line",
         description="How a line's volumediscountamount counts: once for the line, or per unit (extendedamount = "

@@ -21,7 +21,12 @@ from .reps import ACTIONS
 from .tables import TABLES
 
 ADMIN = "/_sandbox/dataverse"
-DIALECT = ("amounts_written", "delta_pages", "volume_discount")  # settings a test may switch while the sandbox runs
+DIALECT = (
+    "amounts_written",
+    "delta_pages",
+    "links",
+    "volume_discount",
+)  # settings a test may switch while the sandbox runs
 
 
 def admin_routes(simulator) -> list[Route]:

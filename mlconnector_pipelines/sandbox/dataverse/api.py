@@ -200,7 +200,7 @@ class DataverseApi:
     def _next_link(self, call: Call, path: str, table: Table, rows: list[dict], state: dict, tracking: bool) -> str:
         params = {k: v for k, v in call.params.items() if k != "$skiptoken"}
         token = encode_skiptoken(state, table.key, rows[0][table.key], rows[-1][table.key], tracking)
-        return f"{call.base}/{path}?{link_query(params, token)}"
+        return self._link(call, f"{path}?{link_query(params, token)}")
 
     # -- change tracking ----------------------------------------------------------------------------------
 
@@ -240,7 +240,7 @@ class DataverseApi:
                 }
                 params = selected | {"$deltatoken": query.deltatoken}
                 token = encode_skiptoken(state, table.key, page[0].id, last.id, True)
-                body["@odata.nextLink"] = f"{call.base}/{table.entity_set}?{link_query(params, token)}"
+                body["@odata.nextLink"] = self._link(call, f"{table.entity_set}?{link_query(params, token)}")
             else:
                 body["@odata.deltaLink"] = self._delta_link(call, table, selected, upto)
             return json_response(body, headers=self._applied(call, call.annotations.applied))
@@ -257,9 +257,14 @@ class DataverseApi:
             body["@odata.deltaLink"] = self._delta_link(call, table, selected, start)
         return json_response(body, headers=self._applied(call, call.annotations.applied))
 
+    def _link(self, call: Call, rest: str) -> str:
+        """A next or delta link, absolute or relative to the server's root (dialect `links`)."""
+        link = f"{call.base}/{rest}"
+        return link if self.settings.links == "absolute" else "/" + link.split("://", 1)[-1].split("/", 1)[-1]
+
     def _delta_link(self, call: Call, table: Table, selected: dict, version: int) -> str:
         params = selected | {"$deltatoken": changes.issue(version, self.model.now())}
-        return f"{call.base}/{table.entity_set}?{link_query(params)}"
+        return self._link(call, f"{table.entity_set}?{link_query(params)}")
 
     def _change(self, renderer: Renderer, table: Table, query: Query, change, base: str) -> dict:
         if change.row is not None:
