@@ -438,7 +438,8 @@ class ThrottledClient:
         try:
             return retrying(self._send_once, method, url, auth, stream, **kwargs)
         except (_RetryableResponse, httpx.TransportError) as exc:
-            if not repeatable and not _not_processed(exc):
+            # A handshake that refused the server's certificate sent nothing: no unknown outcome, a trust fix.
+            if not repeatable and not _not_processed(exc) and not untrusted_certificate(exc):
                 raise self._outcome_unknown(method, url, exc) from None
             raise self._failed(method, url, exc, retrying.statistics.get("attempt_number", 1)) from None
 

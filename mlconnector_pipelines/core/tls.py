@@ -60,4 +60,8 @@ def pinned_ssl_context(host: str, port: int, sha256: str, *, what: str) -> ssl.S
             f"{what}.pinned_sha256: {host}:{port} presents a certificate with SHA-256 {actual}, "
             f"not the pinned {expected}; if the server's certificate was renewed, update the pin"
         )
-    return ssl.create_default_context(cadata=pem)
+    context = ssl.create_default_context(cadata=pem)
+    # The pinned certificate is the trust anchor even when a CA signed it (an internal or a public CA): without
+    # this, OpenSSL looks past it for its issuer and every connection failed, the pin matching or not.
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context

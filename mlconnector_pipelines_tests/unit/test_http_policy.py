@@ -208,6 +208,19 @@ def test_an_untrusted_certificate_fails_at_once_with_the_fix():
     assert "after 1 attempt:" in str(error.value) and "ca_bundle" in error.value.fix
 
 
+def test_a_write_whose_handshake_refused_the_certificate_was_not_sent():
+    """Nothing of a POST leaves before the handshake: it is the trust fix, not an unknown outcome (whose audit
+    event and lookup said the server may have saved it)."""
+    failure = httpx.ConnectError(
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate"
+    )
+    transport, seen = scripted(failure, (201, {}))
+    with pytest.raises(RequestFailedError) as error:
+        client(transport, []).request("POST", "/records", json={"n": 1})
+    assert not isinstance(error.value, OutcomeUnknown) and "ca_bundle" in error.value.fix
+    assert len(seen) == 1
+
+
 SECRET = "s3cr3t-value"
 
 

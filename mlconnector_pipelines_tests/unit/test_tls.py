@@ -3,7 +3,9 @@
 import os
 import ssl
 
-from mlconnector_pipelines.core.tls import ssl_context
+import pytest
+
+from mlconnector_pipelines.core.tls import pinned_ssl_context, ssl_context
 from mlconnector_pipelines.sandbox.core.tls import ensure_certificates
 
 
@@ -26,3 +28,42 @@ def test_clients_of_one_bundle_share_a_context_and_a_rewritten_bundle_is_trusted
     renewed = ssl_context(bundle, what="x")
     assert renewed is not shared
     assert not first_ca & serials(renewed) and len(serials(renewed) - serials(ssl_context(None, what="z"))) == 1
+
+
+def test_a_pinned_certificate_a_ca_signed_is_trusted_and_verified(tmp_path):
+    """`pinned_sha256` trusts the server's certificate itself. One a CA signed (not self-signed) failed every
+    connection, the pin matching: OpenSSL looked past it for its issuer, which the pin does not give."""
+    import hashlib
+    import http.server
+    import threading
+
+    import httpx
+
+    certs = ensure_certificates(tmp_path)  # a CA and a server certificate it signed
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(certs.server_cert_pem, certs.server_key_pem)
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    server.socket = served.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        pin = hashlib.sha256(ssl.PEM_cert_to_DER_cert(certs.server_cert_pem.read_text())).hexdigest()
+        context = pinned_ssl_context("127.0.0.1", port, pin, what="sap_business_one")
+        with httpx.Client(verify=context) as client:
+            assert client.get(f"https://127.0.0.1:{port}/").text == "ok"
+            # The pin is all that is trusted, and the hostname is still checked.
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+                client.get(f"https://127.0.0.1:{port}/", extensions={"sni_hostname": "erp.example.com"})
+    finally:
+        server.shutdown()
