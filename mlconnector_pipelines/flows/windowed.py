@@ -25,7 +25,7 @@ from ..core.prefetch import read_ahead
 from ..core.settings import PartitionConfig
 from ..core.source import SourceSession
 from ..core.types import exact_decimals
-from ..core.windows import TimeWindow, assign_window_starts, at_or_after
+from ..core.windows import TimeWindow, assign_window_starts, at_or_after, utc_moments
 from ..warehouse.base import ReplaceScope, Warehouse
 from ..warehouse.schema import (
     COMPANY_ID,
@@ -157,13 +157,9 @@ class EntityLoad:
     scope: ReplaceScope
     rows: dict[str, int]  # per table
     rows_by_window: dict[str, Counter]  # table -> window start -> rows
-    high_water_by_window: dict[datetime, str]  # window start -> latest modified stamp (parent records)
+    high_water_by_window: dict[datetime, datetime]  # window start -> latest modified moment (parent records)
     pages: int
     seconds: float
-
-    @property
-    def high_water(self) -> str | None:
-        return max(self.high_water_by_window.values(), default=None)
 
 
 @contextmanager
@@ -194,7 +190,7 @@ class StagedEntity:
     scope: ReplaceScope
     rows: dict[str, int]
     rows_by_window: dict[str, Counter]
-    high_water_by_window: dict[datetime, str]
+    high_water_by_window: dict[datetime, datetime]
     pages: int
     started: float
 
@@ -231,7 +227,7 @@ def stage_entity(
     scope = ReplaceScope(tuple(c["id"] for c in companies), windows[0].start, windows[-1].end)
     extracted_at = datetime.now(UTC)
     rows_by_window = {spec.name: Counter() for spec in tables}
-    high_water: dict[datetime, str] = {}
+    high_water: dict[datetime, datetime] = {}
     modified_column = _col(entity.modified_field)
     pages = 0
     started = time.monotonic()
@@ -291,7 +287,13 @@ def stage_entity(
                     load.write(by_name[table_name], frame)
                     for entry in pc.value_counts(frame.column(WINDOW_START)).to_pylist():
                         rows_by_window[table_name][entry["values"]] += entry["counts"]
-                parent = frames[entity.table].select([WINDOW_START, modified_column])
+                # As moments: the stamps' text does not sort by time (`10:00:00Z` after `10:00:00.9Z`, offsets)
+                parent = pa.table(
+                    {
+                        WINDOW_START: frames[entity.table].column(WINDOW_START),
+                        modified_column: utc_moments(frames[entity.table].column(modified_column)),
+                    }
+                )
                 for entry in parent.group_by(WINDOW_START).aggregate([(modified_column, "max")]).to_pylist():
                     window, latest = entry[WINDOW_START], entry[f"{modified_column}_max"]
                     high_water[window] = max(latest, high_water.get(window, latest))
@@ -587,7 +589,8 @@ def _window_figures(spec: TableSpec, loaded: EntityLoad, window: TimeWindow) -> 
     """A partition's own figures: its rows and, for a document table, the newest stamp it read."""
     figures: dict = {"dagster/row_count": loaded.rows_by_window[spec.name][window.start]}
     if spec.parent is None:
-        figures["high_water_mark"] = loaded.high_water_by_window.get(window.start) or "none"
+        latest = loaded.high_water_by_window.get(window.start)
+        figures["high_water_mark"] = latest.isoformat(timespec="microseconds") if latest is not None else "none"
     return figures
 
 

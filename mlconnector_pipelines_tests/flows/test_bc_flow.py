@@ -525,8 +525,8 @@ def test_a_range_run_gives_each_partition_its_own_windows_figures(sandbox, tmp_p
         )
         assert entries["dagster/row_count"] == len(own), day
         assert dimensions["dagster/row_count"] == sum(len(r["dimensionSetLines"]) for r in own), day
-        latest = max((r["lastModifiedDateTime"] for r in own), default="none")
-        assert entries["high_water_mark"] == latest
+        latest = max((datetime.fromisoformat(r["lastModifiedDateTime"]) for r in own), default=None)
+        assert entries["high_water_mark"] == (latest.isoformat(timespec="microseconds") if latest else "none")
         # the run's figures, not this window's, are in the run's tags; the window's bounds are its key's
         assert set(entries) == {"dagster/row_count", "high_water_mark"}
         assert set(dimensions) == {"dagster/row_count"}
