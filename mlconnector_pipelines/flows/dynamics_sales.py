@@ -243,6 +243,7 @@ class _SalesFlow:
             deltas: dict[str, str] = cursor.get("delta", {})
             seen: dict[str, int] = cursor.get("versions", {})  # the highest versionnumber read, per table
             client = DataverseResource.from_section(cfg, ctx.data_dir).client()
+            unread: list[str] = []  # tables whose changes could not be read this tick (each tried again next tick)
             try:
                 requests: dict[str, dg.RunRequest] = {}
                 store = open_delivery_store(ingest, ctx.data_dir, DELIVERY_SOURCE)
@@ -255,7 +256,15 @@ class _SalesFlow:
                         _add(requests, job, entity_set, record_id, trigger_version(row), f"webhook {delivery.id}")
                     cursor["deliveries"] = delivery_cursor
                 for table in tables:
-                    for row in _changed_rows(client, table, deltas, seen, context.log, self.sync.sync_existing):
+                    # One table's change tracking failing (turned off, say) leaves the webhooks' deals and the
+                    # other tables' changes to run: it dropped every run of the tick, tick after tick.
+                    try:
+                        rows = _changed_rows(client, table, deltas, seen, context.log, self.sync.sync_existing)
+                    except ConnectorError as exc:
+                        context.log.error(f"{table.entity_set}: changes could not be read: {exc}")
+                        unread.append(f"{table.entity_set}: {exc}")
+                        continue
+                    for row in rows:
                         _add(requests, job, table.entity_set, str(row[table.key]), trigger_version(row),
                              "change tracking")  # fmt: skip
             except ConnectorError as exc:
@@ -265,7 +274,8 @@ class _SalesFlow:
             cursor["delta"], cursor["versions"] = deltas, seen
             context.update_cursor(json.dumps(cursor))
             if not requests:
-                return dg.SkipReason("no Sales record started or changed a deal")
+                reason = "; ".join(unread) if unread else "no Sales record started or changed a deal"
+                return dg.SkipReason(f"Dynamics 365 Sales changes could not be read: {reason}" if unread else reason)
             return list(requests.values())
 
         return dynamics_sales_changes

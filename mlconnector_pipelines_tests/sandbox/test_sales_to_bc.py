@@ -910,6 +910,34 @@ def register_webhook(client, url: str, message: str, entity: str) -> None:
     )  # fmt: skip
 
 
+def test_a_table_whose_change_tracking_fails_leaves_the_webhooks_and_other_tables_to_run(cfg, sandbox):
+    """Change tracking turned off on one trigger table (0x80072491): the sensor dropped every run of its tick,
+    the webhooks' deals and the other tables' changes with them, tick after tick until an admin turned it on."""
+    from mlconnector_pipelines.definitions import build_definitions
+    from mlconnector_pipelines.ingest.store import Delivery
+
+    defs = build_definitions(cfg)
+    instance = dg.DagsterInstance.ephemeral()
+    start = evaluate(defs, instance, None)  # marks where change tracking starts
+    tracked = sandbox.http.get("/_sandbox/dataverse/dialect").json()["change_tracking"]
+    sandbox.http.post("/_sandbox/dataverse/dialect",
+                      json={"change_tracking": [t for t in tracked if t != "salesorders"]}).raise_for_status()  # fmt: skip
+    opportunity, quote, order = win_deal(sandbox)
+    open_delivery_store(cfg.ingest, cfg.data_dir, "dataverse").put(
+        Delivery(id="0a1b2c3d", source="dataverse", target="opportunity", received_at="2026-12-07T10:00:00+00:00",
+                 detail={"entity": "opportunity", "record_id": opportunity["opportunityid"]}, rows=[])
+    )  # fmt: skip
+    tick = evaluate(defs, instance, start.cursor)
+    runs = {r.run_key.rsplit(":", 1)[0]: r.tags["sales/via"] for r in tick.run_requests}
+    assert runs == {
+        f"opportunities:{opportunity['opportunityid']}": "webhook 0a1b2c3d",
+        f"quotes:{quote['quoteid']}": "change tracking",
+    }, runs
+    again = evaluate(defs, instance, tick.cursor)  # the unread table is tried again; nothing is run twice
+    assert again.run_requests == [] and "salesorders" in (again.skip_message or "")
+    sandbox.http.post("/_sandbox/dataverse/dialect", json={"change_tracking": tracked}).raise_for_status()
+
+
 def test_webhooks_and_change_tracking_make_one_run_per_version_and_an_expired_token_reads_again(cfg, sandbox):
     import time
 

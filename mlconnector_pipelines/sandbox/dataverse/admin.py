@@ -23,6 +23,7 @@ from .tables import TABLES
 ADMIN = "/_sandbox/dataverse"
 DIALECT = (
     "amounts_written",
+    "change_tracking",
     "delta_pages",
     "links",
     "volume_discount",
