@@ -552,6 +552,34 @@ def test_a_changeset_throttled_inside_the_batch_answer_is_sent_again_not_taken_f
     assert_posted_once(sandbox, plan)
 
 
+@pytest.mark.parametrize("applied", [True, False])
+def test_a_changeset_answered_504_inside_the_batch_is_settled_by_its_lookup_never_sent_again(
+    sandbox, posting, fo, applied
+):
+    """A changeset's part answered 504 may have been applied before the timeout: sent again, a committed one was
+    refused as lines that already exist and the correct journal deleted (or, on a server not checking the line
+    key, its lines doubled). The lines are looked up instead: found, the journal is done; not found, they are
+    held until the settle time has passed, then written once."""
+    fo.finance_operations.http.outcome_settle_seconds = 0.5
+    plan, _ = plan_for(posting().target)
+    sandbox.faults(
+        {"kind": "changeset_status", "status": 504, "path_contains": "/data/$batch",
+         "value": "after_commit" if applied else None},
+        service="finance_operations",
+    )  # fmt: skip
+    if applied:
+        result = posting().run(plan)
+        assert result.outcome == "posted" and result.document.state == "verified"
+    else:
+        with pytest.raises(OutcomeUnknown):
+            posting().run(plan)
+        assert len(journals(sandbox)) == 1 and journals(sandbox)[0]["lines"] == []  # kept, not deleted
+        time.sleep(0.6)
+        assert posting("run-2").run(plan).document.state == "verified"
+    assert sandbox.state("finance_operations")["faults_fired"] == {"changeset_status": 1}
+    assert_posted_once(sandbox, plan)
+
+
 def test_batch_answers_whose_status_lines_have_no_reason_phrase_are_read(sandbox, posting):
     """`HTTP/1.1 201` alone: the reason phrase is optional (RFC 9112 §4)."""
     dialect(sandbox, reason_phrase=False)

@@ -32,7 +32,8 @@ class FaultRule(BaseModel):
     knows it was saved, not what as. `commit_late` (a write): a gateway's 504 now, the write committed
     `delay_seconds` later, as a server still working after the client stopped waiting.
     `changeset_status` (OData $batch): the batch is answered 200
-    and its first changeset's part carries `status` (and `retry_after`); nothing of it is applied.
+    and its first changeset's part carries `status` (and `retry_after`); nothing of it is applied, unless
+    `value` is "after_commit": the changeset is applied, then answered so (a 504 after the commit).
     """
 
     kind: Literal[

@@ -168,6 +168,8 @@ class BatchRunner:
         answers = []
         for item in items:
             if isinstance(item, Changeset) and fault is not None and fault.kind == "changeset_status":
+                if fault.value == "after_commit":  # a service timing out after the changeset committed
+                    self._changeset(item, request)
                 answer, ok, fault = self._unavailable(item, fault), False, None
             elif isinstance(item, Changeset):
                 answer, refusal = self._changeset(item, request)

@@ -24,7 +24,7 @@ from requests_toolbelt.multipart.decoder import (
     NonMultipartContentTypeException,
 )
 
-from ...core.errors import RequestFailedError
+from ...core.errors import OutcomeUnknown, RequestFailedError
 from ...core.http import RETRYABLE_STATUSES, NotApplied, ThrottledClient
 from ...core.odata import json_body, page_and_next_link
 from ...core.paginate import NextLinkPages
@@ -172,9 +172,11 @@ class FinanceOperationsClient:
         """Send `requests` as one atomic changeset in a $batch.
 
         Raises ChangesetFailed (nothing applied) naming the request F&O refused, OutcomeUnknown when the
-        answer was lost (the changeset may or may not have been applied). A changeset answered 429, 502,
-        503 or 504 inside the batch was not applied either (it is atomic): it is sent again after the
-        policy's wait, as a whole request answered so would be."""
+        answer was lost (the changeset may or may not have been applied). A changeset answered 429 or 503
+        inside the batch was refused before it ran (it is atomic): it is sent again after the policy's wait.
+        One answered 502 or 504 inside it may have been applied first (a timeout says nothing of what it cut
+        short): OutcomeUnknown, as a whole request answered so, for the lookup to settle; sent again, a
+        committed one was refused as existing lines and the journal deleted, or its lines doubled."""
         batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
         content = _multipart(batch, changeset, f"{self.cfg.api_url}/data", requests)
         self.http.repeat(lambda: self._send_changeset(content, batch, len(requests)))
@@ -208,8 +210,17 @@ class FinanceOperationsClient:
 
     def _raise_for_changeset(self, response: httpx.Response, part: _Part, expected: int) -> None:
         answer = httpx.Response(part.status, headers=part.headers, content=part.body, request=response.request)
-        if part.status in RETRYABLE_STATUSES:
+        if part.status in _REFUSED_BEFORE_RUNNING:
             raise NotApplied(answer)
+        if part.status in RETRYABLE_STATUSES:  # 502, 504: cut short, applied or not
+            message, _ = fo_error_message(answer)
+            raise OutcomeUnknown(
+                SYSTEM,
+                f"POST /$batch: its changeset was answered {part.status} ({message}); it may or may not have been "
+                "applied, and was not sent again",
+                method="POST",
+                url="/$batch",
+            )
         message, code = fo_error_message(answer)
         index = int(part.content_id) - 1 if part.content_id and part.content_id.isdigit() else None
         which = f"request {index + 1} of {expected}" if index is not None else "a request"
@@ -225,6 +236,8 @@ class FinanceOperationsClient:
 # An answer's status line starts a line of the multipart body; a JSON body cannot (it escapes newlines).
 # The reason phrase after the code is optional (RFC 9112 §4), and so, in practice, is the space before it.
 _STATUS_LINE = re.compile(rb"(?m)^HTTP/1\.[01] (\d{3})\b")
+# A changeset's own answer that says it was refused before it ran (throttled, unavailable): sent again.
+_REFUSED_BEFORE_RUNNING = frozenset({429, 503})
 # Statuses of a whole $batch answer that refuse its one changeset: nothing of it was applied.
 _BATCH_REFUSED = frozenset({400, 409, 412, 422})
 
