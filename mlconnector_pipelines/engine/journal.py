@@ -131,6 +131,8 @@ def build_plan(
         )
     when = min(dates) if dates else partition_last_day or date.today()
     order = [n for n, _ in dimensions]
+    # The offset line's own dimensions too, where the rows' lines have none (the target checked their names).
+    order += [n for n in mapping.balancing.dimensions if n not in order]
     lines += closing_lines(mapping, lines, rounding_by_currency, partition=partition, dimension_order=order)
     for currency, owed in balances(lines).items():
         if owed != ZERO and owed == rounding_by_currency.get(currency) and mapping.balancing.mode == "rows_balance":

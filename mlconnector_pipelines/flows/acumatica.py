@@ -46,6 +46,12 @@ SUBACCOUNTS = "acumatica_subaccounts"
 
 def journal_flow(cfg: AcumaticaConfig) -> JournalFlow:
     def dimensions(mapping: AcumaticaJournal, target) -> list:
+        unknown = sorted(set(mapping.balancing.dimensions) - {SUBACCOUNT, BRANCH})
+        if unknown:  # else dropped from the offset line without a word
+            raise ConfigError(
+                f"acumatica.journals[{mapping.name}].balancing.dimensions: {', '.join(unknown)} is neither "
+                f"{SUBACCOUNT} nor {BRANCH}"
+            )
         return [(SUBACCOUNT, mapping.subaccount), (BRANCH, mapping.branch)]
 
     spec = JournalSpec(

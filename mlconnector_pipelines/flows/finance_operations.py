@@ -17,14 +17,15 @@ GROUP = "finance_operations"
 def _dimensions(mapping: FinanceOperationsJournal, target: FinanceOperationsJournalTarget):
     """The configured dimensions in the ledger integration format's order (a dimension not in it is an error)."""
     order = [name for name in target.ledger_format() if name != MAIN_ACCOUNT]
-    unknown = sorted(set(mapping.dimensions) - set(order))
-    if unknown:
-        from ..core.errors import ConfigError
+    for setting, names in (("dimensions", mapping.dimensions), ("balancing.dimensions", mapping.balancing.dimensions)):
+        unknown = sorted(set(names) - set(order))
+        if unknown:  # a misspelt or foreign name was dropped from its line without a word
+            from ..core.errors import ConfigError
 
-        raise ConfigError(
-            f"finance_operations.journals[{mapping.name}].dimensions: {', '.join(unknown)} not in the ledger "
-            f"dimension format {'-'.join(target.ledger_format())}"
-        )
+            raise ConfigError(
+                f"finance_operations.journals[{mapping.name}].{setting}: {', '.join(unknown)} not in the ledger "
+                f"dimension format {'-'.join(target.ledger_format())}"
+            )
     return [(name, mapping.dimensions[name]) for name in order if name in mapping.dimensions]
 
 

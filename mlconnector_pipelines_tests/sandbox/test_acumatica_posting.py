@@ -630,3 +630,9 @@ def test_the_read_back_names_a_line_acumatica_saved_otherwise(sandbox, cfg, post
     assert engine.target.client.http.stats.by_method == {"GET": 4, "PUT": 2}
     record = engine.audit.find_document(plan.flow, plan.partition, plan.document_key)
     assert record is not None and record.state != "verified" and record.document_number
+
+
+def test_an_offset_dimension_acumatica_has_no_field_for_is_refused_not_dropped(cfg):
+    misspelt = mapping(balancing={"mode": "offset", "account": "20100", "dimensions": {"Subacount": "000-000"}})
+    with pytest.raises(ConfigError, match=r"balancing\.dimensions: Subacount is neither Subaccount nor Branch"):
+        plan_for(cfg, misspelt)

@@ -580,6 +580,21 @@ def test_a_changeset_answered_504_inside_the_batch_is_settled_by_its_lookup_neve
     assert_posted_once(sandbox, plan)
 
 
+def test_the_offset_line_carries_its_own_dimensions_and_a_name_outside_the_format_is_refused(sandbox, posting):
+    """The offset line took only dimensions the rows' lines have too: a business unit given for it alone (or a
+    misspelt name) was dropped without a word, and the offset was booked without it."""
+    engine = posting()
+    m = mapping(dimensions={"CostCenter": {"column": "fees.cost_center"}},
+                balancing={"mode": "offset", "account": "220500", "dimensions": {"BusinessUnit": "002"}})  # fmt: skip
+    plan, problems = plan_for(engine.target, m, rows=[("618200", "001", "10")])
+    assert problems == [] and engine.run(plan).outcome == "posted"
+    held = {int(Decimal(str(line["LineNumber"]))): line for line in assert_posted_once(sandbox, plan)["lines"]}
+    assert held[2]["AccountDisplayValue"] == "220500-002"  # MainAccount-BusinessUnit: the offset's own unit
+    misspelt = mapping(balancing={"mode": "offset", "account": "220500", "dimensions": {"Departmnt": "025"}})
+    with pytest.raises(ConfigError, match=r"balancing\.dimensions: Departmnt not in the ledger dimension format"):
+        plan_for(engine.target, misspelt)
+
+
 def test_batch_answers_whose_status_lines_have_no_reason_phrase_are_read(sandbox, posting):
     """`HTTP/1.1 201` alone: the reason phrase is optional (RFC 9112 §4)."""
     dialect(sandbox, reason_phrase=False)
