@@ -55,9 +55,14 @@ def test_a_collection_notice_gives_the_moment_of_its_filter_encoded_or_not():
         )
         assert found.record_id is None and found.change == "collection"
         assert found.since == datetime(2026, 12, 6, 9, tzinfo=UTC), query
-    # A server writing the moment with an offset: its `+`, raw or encoded, is the offset's, not a space.
-    for moment in ("2026-12-06T11:00:00.123+02:00", "2026-12-06T11:00:00.123%2B02:00"):
-        query = f"$filter=lastModifiedDateTime%20gt%20{moment}"
+    # A server writing the moment with an offset: its `+`, raw or encoded, is the offset's, not a space; a `+`
+    # before another term is a space (form-encoded); a query encoded twice is read too.
+    for query in (
+        "$filter=lastModifiedDateTime%20gt%202026-12-06T11:00:00.123+02:00",
+        "$filter=lastModifiedDateTime%20gt%202026-12-06T11:00:00.123%2B02:00",
+        "%24filter=lastModifiedDateTime+gt+2026-12-06T09%3A00%3A00.123Z+and+lastModifiedDateTime+lt+2026-12-06T10%3A00%3A00Z",
+        "%2524filter%3DlastModifiedDateTime%2520gt%25202026-12-06T09%253A00%253A00.123Z",
+    ):
         found = parse_notice(
             notice(changeType="collection", resource=f"/api/v2.0/companies({COMPANY})/customers?{query}")
         )

@@ -46,8 +46,12 @@ WEBHOOK_ENTITY_SETS = frozenset(
 _RESOURCE = re.compile(
     r"companies\((?P<company>[^)]+)\)/(?P<set>[A-Za-z]+)(?:\((?P<record>[^)]+)\))?(?:\?(?P<query>.*))?$"
 )
-# Words apart by spaces, or by `+` where the query was written form-encoded; a `+` in the moment is its offset's.
-_SINCE = re.compile(r"lastModifiedDateTime[\s+]+(?:gt|ge)[\s+]+'?(?P<moment>[0-9T:.\-+Z]+)'?", re.IGNORECASE)
+# Words apart by spaces, or by `+` where the query was written form-encoded; a `+` is the moment's only as the
+# sign of its offset (`+02:00`), not as the space before another term (`…Z+and+…`).
+_SINCE = re.compile(
+    r"lastModifiedDateTime[\s+]+(?:gt|ge)[\s+]+'?(?P<moment>\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:?\d\d)?)",
+    re.IGNORECASE,
+)
 
 
 class NotificationRejected(Exception):
@@ -84,7 +88,7 @@ def parse_notice(row: dict) -> Notice:
     if match["query"]:
         # Searched in the query as decoded once: decoding it as a form again made an offset's `+` a space, and
         # `12:00+02:00` was read as 12:00 UTC, two hours after the changes it covers.
-        found = _SINCE.search(match["query"])
+        found = _SINCE.search(match["query"]) or _SINCE.search(unquote(match["query"]))  # encoded twice
         since = parse_moment(found["moment"]) if found else None
     return Notice(
         company_id=match["company"].strip("'"),
