@@ -157,8 +157,12 @@ def _refuse_figures_replaced_since(journal: _Journal, context, rows: LookerRows,
     one (two deliveries, or scheduled runs, before the journal ran): planning the later figures posted their
     date's journal twice over and the earlier date's never. It stops instead, naming both runs."""
     started_for = context.run.tags.get(FIGURES_RUN_TAG)
-    held = sorted({source.run_id for source, _ in rows.rows})
-    if not started_for or not held or started_for in held:
+    if not started_for:
+        return
+    # The table holds its latest materialization's figures: rows or none (an empty one carries no run id).
+    latest = context.instance.get_latest_materialization_event(looker_asset_key(journal.query))
+    held = [latest.run_id] if latest is not None else sorted({source.run_id for source, _ in rows.rows})
+    if not held or started_for in held:
         return
     raise dg.Failure(
         description=f"{journal.name}: this run was started for the figures Looker run {started_for} materialized into "

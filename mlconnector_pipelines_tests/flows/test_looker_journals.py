@@ -199,6 +199,13 @@ def test_a_journal_run_for_figures_a_later_materialization_replaced_stops_naming
     assert journals(env, "MLC daily_fees 2026-03-04") == journals(env, "MLC daily_fees 2026-03-05") == []
     assert journal_for(looker_runs["2026-03-05"]).success
     again = run(daily_fees_config(env, "2026-03-04"), "looker_daily_fees", partition=None, instance=instance)
+    # Replaced by figures with no rows at all (a day without fees), which carry no run id in the table.
+    empty = run(daily_fees_config(env, "2020-01-01"), "looker_daily_fees", partition=None, instance=instance)
+    assert empty.success and metadata(empty)["rows"] == 0
+    emptied = journal_for(again)
+    [failure] = [e.step_failure_data.error.to_string() for e in emptied.all_events if e.is_step_failure]
+    assert again.run_id in failure and empty.run_id in failure, failure
+    again = run(daily_fees_config(env, "2026-03-04"), "looker_daily_fees", partition=None, instance=instance)
     assert journal_for(again).success
     assert len(journals(env, "MLC daily_fees 2026-03-04")) == len(journals(env, "MLC daily_fees 2026-03-05")) == 1
 
