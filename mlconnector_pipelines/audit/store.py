@@ -35,6 +35,13 @@ from .schema import documents, events, leases, line_states, lines
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "mlconnector_audit_version"
 FINISHED = ("verified", "superseded")  # superseded: a set of records a later set replaced before it finished
+
+
+def writing_lease(plan: Plan) -> str:
+    """The lease a run holds while it writes a flow's partition into the target (one run at a time)."""
+    return f"{plan.flow} {plan.partition}"
+
+
 # Steps a flow must still take after its document is verified, each (opening events, closing events): a
 # verified document whose newest event of one step is an opening one is unfinished, for replay, until a
 # closing one follows it. Each step is judged on its own events: a posting done (`finished`) after the
@@ -200,7 +207,14 @@ class AuditStore:
             else:
                 document_id = row.id
                 self._event(c, document_id, run_id, "planned_again", f"digest {plan.digest[:12]}")
-                if row.digest != plan.digest and row.state not in FINISHED and row.document_number is None:
+                # Not while another run holds the partition's writing lease: it is writing the plan recorded
+                # before, and would mark this one's lines verified. This plan is then judged against that one.
+                if (
+                    row.digest != plan.digest
+                    and row.state not in FINISHED
+                    and row.document_number is None
+                    and not self._leased_to_another(c, writing_lease(plan), run_id, now)
+                ):
                     c.execute(line_states.delete().where(line_states.c.document_id == document_id))
                     c.execute(lines.delete().where(lines.c.document_id == document_id))
                     self._insert_lines(c, document_id, plan.lines, now)
@@ -469,6 +483,11 @@ class AuditStore:
         return [{"at": _utc(r.at), "run_id": r.run_id, "event": r.event, "detail": r.detail} for r in rows]
 
     # -- leases ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _leased_to_another(c, name: str, owner: str, now: datetime) -> bool:
+        holder = c.execute(sa.select(leases).where(leases.c.name == name)).first()
+        return holder is not None and holder.owner != owner and _utc(holder.expires_at) >= now
 
     def take_lease(self, name: str, owner: str, seconds: float) -> None:
         """Hold `name` until `seconds` from now; raise LeaseHeld if another owner holds it unexpired."""

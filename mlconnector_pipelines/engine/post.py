@@ -26,7 +26,7 @@ from typing import Any
 
 import tenacity
 
-from ..audit.store import AuditStore, DocumentRecord, LeaseHeld
+from ..audit.store import FINISHED, AuditStore, DocumentRecord, LeaseHeld, writing_lease
 from ..core.errors import ConnectorError, OutcomeUnknown
 from ..core.memory import cyclic_gc_paused
 from ..core.posting import (
@@ -177,12 +177,30 @@ class PostingEngine:
 
         One run at a time writes a flow's partition: two runs that both found nothing would both create it.
         """
-        lease = f"{plan.flow} {plan.partition}"
+        lease = writing_lease(plan)
         self._wait_for_lease(lease)
         try:
+            self._refuse_a_plan_replaced_meanwhile(plan, record)
             return self._post(plan, record)
         finally:
             self.audit.release_lease(lease, self.run_id)
+
+    def _refuse_a_plan_replaced_meanwhile(self, plan: Plan, record: DocumentRecord) -> None:
+        """Another run recorded new figures for the document after this one recorded its plan (a replay beside a
+        scheduled run): this run's plan is no longer the audit store's, and writing or verifying it would mark
+        the other plan's lines verified while the target holds this one's. Nothing is written; the next run
+        writes the newest plan."""
+        stored = self.audit.document(record.id)
+        # Only a plan the store still replaces can differ so: a written or finished document's stays as it was,
+        # and a different plan for it is the target's lookup's to judge (already posted, or changed).
+        replaceable = stored.state not in FINISHED and stored.document_number is None
+        if replaceable and stored.digest != plan.digest:
+            raise PostingRefused(
+                f"{plan.system}: {plan.document_key}: another run recorded a new plan for it (digest "
+                f"{stored.digest[:12]}, this run's {plan.digest[:12]}) since this run planned it; nothing was "
+                "written by this run. Run it again: it writes the newest plan",
+                [f"plan {plan.digest[:12]} replaced by {stored.digest[:12]} in the audit store"],
+            )
 
     def _discard_unfinished(self, plan: Plan, record: DocumentRecord) -> str:
         """What a refused plan leaves in the target. A journal an earlier run began and left half written
@@ -190,7 +208,7 @@ class PostingEngine:
         it stays to be posted (said to hold nothing, it held part of the journal); a whole one is left."""
         if record.document_number is None or getattr(self.target, "lines_with_header", False):
             return "nothing was written"
-        lease = f"{plan.flow} {plan.partition}"
+        lease = writing_lease(plan)
         self._wait_for_lease(lease)  # no run is writing it meanwhile
         try:
             found = self.find(plan)
@@ -434,7 +452,7 @@ class PostingEngine:
                         self._discard(plan, record, number, exc)
                     raise
                 self.audit.lines_written(record.id, [line.number for line in chunk], "created")
-                self.audit.take_lease(f"{plan.flow} {plan.partition}", self.run_id, LEASE_SECONDS)  # still writing
+                self.audit.take_lease(writing_lease(plan), self.run_id, LEASE_SECONDS)  # still writing
                 written += len(chunk)
                 self.progress(
                     f"{plan.document_key} ({number}): {written + len(plan.lines) - len(missing)} "

@@ -595,6 +595,35 @@ def test_the_offset_line_carries_its_own_dimensions_and_a_name_outside_the_forma
         plan_for(engine.target, misspelt)
 
 
+@pytest.mark.parametrize("when", ["before_lease", "while_writing"])
+def test_new_figures_recorded_beside_a_run_writing_the_journal_never_pass_for_what_it_wrote(sandbox, posting, when):
+    """Run A (a replay) recorded its plan; run B then recorded new figures for the same journal. While A wrote,
+    B's plan replaced A's lines in the audit store: A wrote its own and marked B's verified, which then traced
+    lines F&O never held. B's figures wait for A's writing lease and are judged against what A posted (a changed
+    plan: refused by default); recorded before A took the lease, A stops and writes nothing."""
+    old, _ = plan_for(posting().target)
+    new, _ = plan_for(posting().target, rows=[("618200", "001", "10"), ("618100", "002", "20")])
+    engine = posting("run-a", checkpoint=lambda name: posting("run-b").record(new) if name == "before_header" else None)
+    if when == "before_lease":
+        record = engine.record(old)
+        engine.validate(old, record)
+        posting("run-b").record(new)
+        with pytest.raises(PostingRefused, match="another run recorded a new plan"):
+            engine.post(old, engine.audit.document(record.id))
+        assert journals(sandbox) == []
+        assert posting("run-c").run(new).outcome == "posted"
+        assert_posted_once(sandbox, new)
+        return
+    result = engine.run(old)  # B records its figures while A holds the lease, before A's header
+    assert result.outcome == "posted" and result.document.state == "verified"
+    held = assert_posted_once(sandbox, old)
+    stored = engine.audit.plan(result.document)
+    assert stored.digest == old.digest and len(stored.lines) == len(held["lines"])  # the store says what F&O holds
+    with pytest.raises(PlanChanged):
+        posting("run-c").run(new)
+    assert_posted_once(sandbox, old)
+
+
 def test_batch_answers_whose_status_lines_have_no_reason_phrase_are_read(sandbox, posting):
     """`HTTP/1.1 201` alone: the reason phrase is optional (RFC 9112 §4)."""
     dialect(sandbox, reason_phrase=False)
