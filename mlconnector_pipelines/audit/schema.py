@@ -47,7 +47,7 @@ lines = sa.Table(
     sa.Column("debit", sa.String(60), nullable=False),
     sa.Column("credit", sa.String(60), nullable=False),
     sa.Column("currency", sa.String(10), nullable=False),
-    sa.Column("text", sa.String(200), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),  # as long as the target's line text (Acumatica: 256)
     sa.Column("source_query", sa.String(200)),  # the Looker asset the row came from
     sa.Column("source_origin", sa.String(200)),  # "looker api" or "delivery <id>"
     sa.Column("source_run_id", sa.String(64)),  # the run that materialized the Looker rows

@@ -28,6 +28,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from filelock import FileLock
 
 from ..core.posting import Plan, PlannedLine, SourceRow, canonical_json, json_digest
 from .schema import documents, events, leases, line_states, lines
@@ -52,6 +53,7 @@ FOLLOW_UPS = (
 )
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
+_MIGRATION_LOCK_KEY = 0x6D6C6361  # "mlca": the advisory lock PostgreSQL stores hold while they migrate
 
 
 @dataclass(frozen=True)
@@ -144,15 +146,29 @@ class AuditStore:
     # -- schema ------------------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        """Bring the schema to the newest version (once per process and database)."""
+        """Bring the schema to the newest version (once per process and database), one process at a time: runs
+        started together on a new store (a backfill, several sensors' runs) all ran the migrations, and all but
+        one failed on tables that existed a moment later. The others wait, then find it done."""
         with _migrate_lock:
             if self.url in _migrated:
                 return
             config = migration_config()
-            with self.engine.begin() as connection:
+            with self._across_processes(), self.engine.begin() as connection:
+                if self.engine.dialect.name == "postgresql":  # held until this transaction ends
+                    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
             _migrated.add(self.url)
+
+    @contextmanager
+    def _across_processes(self) -> Iterator[None]:
+        """A SQLite file's migration lock (PostgreSQL's is an advisory lock in the migrating transaction)."""
+        database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if not database or database == ":memory:":
+            yield
+            return
+        with FileLock(f"{database}.migrate.lock", timeout=300):
+            yield
 
     def schema_version(self) -> str | None:
         with self.engine.connect() as connection:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -86,7 +86,7 @@ def test_the_schema_is_at_the_newest_migration_and_matches_the_tables_the_code_d
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    assert store.schema_version() == AuditStore.newest_version() == "0003"
+    assert store.schema_version() == AuditStore.newest_version() == "0004"
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": "mlconnector_audit_version"})
         differences = [d for d in compare_metadata(context, metadata) if d[0] != "remove_table"]
@@ -259,7 +259,7 @@ def test_a_store_of_the_previous_schema_keeps_every_line_and_its_state_when_migr
     store_module._migrated.discard(store.url)  # as in a new process, which opens the store and migrates it
     migrated = AuditStore(store.url)
     try:
-        assert migrated.schema_version() == "0003"
+        assert migrated.schema_version() == AuditStore.newest_version()
         kept = [(r.line.number, r.line.debit, r.state, r.target_line, r.attempts, r.error)
                 for r in migrated.line_records(7)]  # fmt: skip
         assert kept == [(1, HARD, "created", "1", 2, None), (2, HARD, "refused", None, 0, "closed")]
@@ -283,3 +283,39 @@ def test_the_fast_insert_writes_what_sqlalchemy_writes_and_leaves_conversions_to
         stored = dict(c.execute(sa.text("SELECT run_id, at FROM audit_events WHERE event = 'e'")).all())
     assert stored["fast"] == stored["sqlalchemy"]
     assert [e["at"] for e in store.history(record.id) if e["event"] == "e"] == [at, at]
+
+
+def test_a_line_text_as_long_as_acumaticas_is_stored_whole(store):
+    """Acumatica's line description holds 256 characters; the column held 200, which PostgreSQL enforced: the
+    plan step failed in production on a template that worked on SQLite."""
+    planned = plan()
+    long = planned.lines[0].__class__(**{**planned.lines[0].__dict__, "text": "x" * 256})
+    planned = Plan(**{**planned.__dict__, "lines": (long, planned.lines[1])})
+    record = store.save_plan(planned, "run-1")
+    assert store.plan(record).lines[0].text == "x" * 256
+
+
+def _open_store(url: str, ready) -> str:
+    ready.wait()  # every process started and imported: they open it at one instant
+    AuditStore(url).close()
+    return "ok"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_processes_opening_a_new_store_together_each_find_it_migrated(backend, tmp_path):
+    """Runs started together on a new deployment (a backfill) all migrated the store, and all but one failed on
+    tables that existed a moment later (SQLite: `table … already exists`; PostgreSQL: a unique violation)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    sqlite = nullcontext(f"sqlite:///{tmp_path / 'audit.sqlite'}")
+    with sqlite if backend == "sqlite" else postgres_database("together") as url:
+        spawn = get_context("spawn")
+        with spawn.Manager() as manager, ProcessPoolExecutor(max_workers=4, mp_context=spawn) as pool:
+            ready = manager.Barrier(4)
+            assert list(pool.map(_open_store, [url] * 4, [ready] * 4)) == ["ok"] * 4
+        store = AuditStore(url)
+        try:
+            assert store.schema_version() == AuditStore.newest_version()
+        finally:
+            store.close()
