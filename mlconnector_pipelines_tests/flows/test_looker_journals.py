@@ -137,6 +137,16 @@ def test_the_looker_figures_land_once_as_a_journal_whose_lines_trace_back_to_the
     assert f"Finance and Operations usrt {journal['JournalBatchNumber']}: {KEY} (verified)" in traced.output
     assert "← row 1 of looker/fee_allocation (looker api, run " in traced.output
     assert "← which read the warehouse tables of business_central/bc_general_ledger_entries" in traced.output
+    # The whole journal: the lineage is built once for it, not once per line (seconds each).
+    from mlconnector_pipelines import replay as replay_module
+
+    built = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            replay_module, "asset_graph", lambda c, build=replay_module.asset_graph: built.append(1) or build(c)
+        )
+        whole = replay_module.trace(cfg, f"usrt/{journal['JournalBatchNumber']}")
+    assert sum("← which read the warehouse tables" in line for line in whole) == len(fees) and built == [1]
     # A rerun with the same figures writes nothing and says so.
     again = run(cfg, JOURNAL_JOB)
     assert again.success and metadata(again)["outcome"].startswith(f"already posted as {journal['JournalBatchNumber']}")

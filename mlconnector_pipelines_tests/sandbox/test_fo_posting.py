@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -452,6 +452,33 @@ def test_an_outage_leaves_the_journal_unfinished_and_replay_finishes_it_once(san
     assert outcome.ok and outcome.action == "finished as 00601: 10 of 10 lines written now"
     assert replay(fo) == []  # nothing left to replay
     assert_posted_once(sandbox, plan)
+
+
+def test_a_document_replay_cannot_reach_is_named_and_the_others_are_replayed(sandbox, posting, fo):
+    """One document's failure (its lookup refused: F&O struggling, or its system's setup) ended the whole replay,
+    the others never listed nor finished."""
+    from mlconnector_pipelines.replay import replay
+
+    engine = posting()
+    first, _ = plan_for(engine.target)
+    second, _ = plan_for(engine.target, partition="2026-11-30", last_day=SUNDAY + timedelta(days=7))
+    for planned in (first, second):  # recorded and validated by runs that then stopped
+        engine.validate(planned, engine.record(planned))
+    sandbox.faults({"kind": "status", "status": 500, "path_contains": "/data/LedgerJournalHeaders", "count": 1},
+                   service="finance_operations")  # fmt: skip
+    listed = replay(fo, dry_run=True)  # the first one's lookup is refused
+    assert [(o.document.document_key, o.ok) for o in listed] == [(first.document_key, False),
+                                                                  (second.document_key, True)]  # fmt: skip
+    assert listed[0].action.startswith("failed:") and "LedgerJournalHeaders" in listed[0].action
+    assert listed[1].action.startswith("would finish")
+    sandbox.faults({"kind": "status", "status": 500, "path_contains": "/data/LedgerJournalHeaders", "count": 1},
+                   service="finance_operations")  # fmt: skip
+    outcomes = replay(fo)
+    assert [o.ok for o in outcomes] == [False, True]
+    assert_posted_once(sandbox, second)
+    [again] = replay(fo)
+    assert again.ok and again.document.document_key == first.document_key
+    assert_posted_once(sandbox, first)
 
 
 @pytest.mark.parametrize(
