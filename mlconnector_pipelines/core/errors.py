@@ -55,6 +55,16 @@ class OutcomeUnknown(RequestFailedError):
         self.method, self.url = method, url
 
 
+def about_the_system(exc: BaseException) -> bool:
+    """Whether an error says the system is unreachable, throttled or refusing our credentials (every record
+    after it would meet the same), not that one record is wrong."""
+    if isinstance(exc, AuthenticationError):
+        return True
+    if isinstance(exc, RequestFailedError) and not isinstance(exc, OutcomeUnknown):
+        return exc.status is None or exc.status >= 500 or exc.status == 429
+    return False
+
+
 class RecordError(ConnectorError):
     """A record the source sent cannot be stored as it is: the message names the record and the value."""
 

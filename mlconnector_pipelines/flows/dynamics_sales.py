@@ -18,7 +18,7 @@ from pydantic import Field
 
 from ..audit.config import AuditConfig
 from ..audit.store import open_audit_store
-from ..core.errors import ConnectorError
+from ..core.errors import ConnectorError, about_the_system
 from ..engine.post import PostingRefused
 from ..ingest.store import open_delivery_store
 from ..systems.business_central.sales_target import as_code
@@ -196,6 +196,8 @@ class _SalesFlow:
                         context.log.info(f"{record.document_key}: {exc}")
                         continue
                     except ConnectorError as exc:  # this deal's; the others' numbers still go (the run fails after)
+                        if about_the_system(exc):  # BC or Sales down or refusing us: the next deal would wait as long
+                            raise
                         context.log.error(f"{record.document_key}: {exc}")
                         failed.append(f"{record.document_key}: {exc}")
                         continue

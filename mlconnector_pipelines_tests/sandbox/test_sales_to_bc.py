@@ -648,6 +648,19 @@ def test_a_deal_whose_number_cannot_go_back_is_named_and_the_other_deals_numbers
     held = {o["salesorderid"]: o["mlc_bcinvoicenumber"] for o in sales(sandbox, "salesorders")}
     assert (held[order["salesorderid"]], held[broken["salesorderid"]]) == (invoice["number"], None)
 
+    # BC itself failing is not one deal's error: the run stops at once, not after each deal's retries.
+    sandbox.faults({"kind": "status", "status": 500, "path_contains": "salesInvoices", "count": 100})
+    down = (
+        build_definitions(cfg)
+        .resolve_job_def("sales_invoice_numbers_to_sales")
+        .execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    )
+    sandbox.clear_faults()
+    assert not down.success
+    error = next(e for e in down.all_events if e.is_step_failure).step_failure_data.error.to_string()
+    assert "Business Central" in error and "could not be written back" not in error, error
+    assert sum(sandbox.stats()["faults_fired"].values()) == 1
+
 
 def test_a_draft_invoice_is_posted_when_its_order_is_fulfilled_and_a_closed_order_refusing_the_number_is_named(
     sandbox, tmp_path
