@@ -53,6 +53,7 @@ class _HttpxForMsal:
     def __init__(self, client: httpx.Client, policy: HttpPolicy, system: str):
         self._client, self.policy, self._system = client, policy, system
         self.last_status: int | None = None  # of the last answer msal was handed
+        self.last_attempts = 0  # the requests that answer took
 
     def post(self, url, params=None, data=None, headers=None, **kwargs):
         kwargs.pop("timeout", None)
@@ -65,8 +66,15 @@ class _HttpxForMsal:
         return self._answer(lambda: self._client.get(url, params=params, headers=headers))
 
     def _answer(self, send):
-        response = sign_in(send, self.policy, system=self._system)  # a token request may be repeated
-        self.last_status = response.status_code
+        attempts = 0
+
+        def counted():
+            nonlocal attempts
+            attempts += 1
+            return send()
+
+        response = sign_in(counted, self.policy, system=self._system)  # a token request may be repeated
+        self.last_status, self.last_attempts = response.status_code, attempts
         return response
 
     def close(self) -> None:
@@ -182,11 +190,13 @@ class EntraTokenProvider:
     def _unavailable(self, said: str = "") -> RequestFailedError:
         """Entra still throttled or unavailable after every attempt: not a credentials problem."""
         said = said.split(" Trace ID:")[0].strip()
+        attempts = self._http.last_attempts
+        tried = f"to all {attempts} attempts" if attempts > 1 else "(not a status asked again)" if attempts else ""
         return RequestFailedError(
             self.system,
-            f"Entra ID's token endpoint ({self._authority_host}) still answered HTTP {self._http.last_status} after "
-            f"{self._http.policy.max_attempts} attempts{f': {said}' if said else ''}: it is throttled or unavailable; "
-            "nothing is wrong with the credentials. Run it again later",
+            f"Entra ID's token endpoint ({self._authority_host}) answered HTTP {self._http.last_status} {tried}"
+            f"{f': {said}' if said else ''}: it is throttled or unavailable; nothing is wrong with the "
+            "credentials. Run it again later",
             status=self._http.last_status,
         )
 

@@ -114,6 +114,18 @@ def test_a_token_endpoint_throttled_or_unavailable_for_a_while_is_asked_again(sa
         sandbox.clear_faults()
 
 
+def test_a_token_endpoint_answering_500_is_said_to_have_been_asked_once(sandbox, tmp_path):
+    sandbox.faults({"kind": "status", "status": 500, "path_contains": "/oauth2/v2.0/token", "count": 1},
+                   service="entra")  # fmt: skip
+    client = resource(sandbox, tmp_path).client()
+    try:
+        with pytest.raises(RequestFailedError, match=r"answered HTTP 500 \(not a status asked again\)"):
+            client.companies()
+    finally:
+        client.close()
+        sandbox.clear_faults()
+
+
 @pytest.mark.parametrize("status", [429, 503])
 def test_a_token_endpoint_unavailable_to_the_last_attempt_is_not_called_a_credentials_problem(
     sandbox, tmp_path, status
@@ -129,7 +141,7 @@ def test_a_token_endpoint_unavailable_to_the_last_attempt_is_not_called_a_creden
         sandbox.clear_faults()
     assert not isinstance(failed.value, AuthenticationError)
     message = str(failed.value)
-    assert f"still answered HTTP {status} after 6 attempts" in message, message
+    assert f"answered HTTP {status} to all 6 attempts" in message, message
     assert "nothing is wrong with the credentials" in message
 
 
