@@ -30,6 +30,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from filelock import FileLock
 
+from ..core.errors import ConfigError
 from ..core.posting import Plan, PlannedLine, SourceRow, canonical_json, json_digest
 from .schema import documents, events, leases, line_states, lines
 
@@ -615,6 +616,27 @@ def _sqlite_pragmas(connection, record) -> None:
 
 def open_audit_store(cfg, data_dir: Path) -> AuditStore:
     """The store `audit:` configures (a SQLite file under data_dir by default)."""
-    if cfg.store_url is not None:
-        return AuditStore(cfg.store_url.resolve(data_dir, "audit.store_url"))
-    return AuditStore.sqlite(Path(data_dir) / "audit.sqlite")
+    if cfg.store_url is None:
+        return AuditStore.sqlite(Path(data_dir) / "audit.sqlite")
+    url = cfg.store_url.resolve(data_dir, "audit.store_url")
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ConfigError(
+            "audit.store_url is not a database URL SQLAlchemy reads (e.g. postgresql+psycopg2://user:password@host"
+            ":5432/audit)"
+        ) from None
+    if parsed.drivername == "postgresql":  # SQLAlchemy's default PostgreSQL driver is psycopg 3, not installed here
+        url = parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    try:
+        return AuditStore(url)
+    except (ImportError, sa.exc.NoSuchModuleError) as exc:
+        raise ConfigError(
+            f"audit.store_url: no driver for {parsed.drivername} ({exc}); use postgresql+psycopg2://…"
+        ) from None
+    except sa.exc.OperationalError as exc:  # unreachable, refused, no such database: said without the URL's password
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise ConfigError(
+            f"audit.store_url: the audit database at {parsed.host or parsed.database}:{parsed.port or ''} could not "
+            f"be opened: {reason}"
+        ) from None

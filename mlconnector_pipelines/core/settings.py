@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -50,6 +50,16 @@ class SecretRef(Strict):
     sandbox_default: str | None = Field(
         None, description="The sandbox's public demo value, used only by the sandbox profile while `env` is unset."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_the_secret_itself(cls, value: Any) -> Any:
+        if isinstance(value, str):  # its value written where its reference goes: said how, never echoed
+            raise ValueError(
+                "a secret is not written in connector.yaml: give {env: VARIABLE} (an environment variable holding "
+                "it) or {credential: NAME} (stored with `mlconnector credentials set NAME`)"
+            )
+        return value
 
     def sandbox_value(self) -> str | None:
         """The sandbox's public demo secret, used only while the environment variable is unset."""

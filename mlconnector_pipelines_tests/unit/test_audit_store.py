@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -315,6 +316,42 @@ def test_processes_opening_a_new_store_together_each_find_it_migrated(backend, t
             ready = manager.Barrier(4)
             assert list(pool.map(_open_store, [url] * 4, [ready] * 4)) == ["ok"] * 4
         store = AuditStore(url)
+        try:
+            assert store.schema_version() == AuditStore.newest_version()
+        finally:
+            store.close()
+
+
+def test_a_store_url_that_cannot_be_opened_names_the_setting_and_never_its_password(monkeypatch, tmp_path):
+    from mlconnector_pipelines.audit.config import AuditConfig
+    from mlconnector_pipelines.audit.store import open_audit_store
+    from mlconnector_pipelines.config import parse_config
+    from mlconnector_pipelines.core.errors import ConfigError
+
+    cfg = AuditConfig(store_url={"env": "MLC_TEST_AUDIT_URL"})
+    for url, said in (
+        ("not a url", "not a database URL"),
+        ("postgresql+psycopg2://u:s3cret-pw@127.0.0.1:1/audit", "could not be opened"),  # nothing listens there
+        ("mysql+mysqldb://u:s3cret-pw@127.0.0.1/audit", "no driver for mysql+mysqldb"),
+    ):
+        monkeypatch.setenv("MLC_TEST_AUDIT_URL", url)
+        with pytest.raises(ConfigError, match="audit.store_url") as error:
+            open_audit_store(cfg, tmp_path)
+        assert said in str(error.value) and "s3cret-pw" not in str(error.value)
+    with pytest.raises(ConfigError, match="audit.store_url: .*give {env: VARIABLE}") as error:
+        parse_config({"profile": "sandbox", "data_dir": str(tmp_path),
+                      "audit": {"store_url": "postgresql://u:s3cret-pw@db/audit"}})  # fmt: skip
+    assert "s3cret-pw" not in str(error.value)
+
+
+def test_a_postgresql_url_without_a_driver_opens_with_psycopg2(monkeypatch):
+    """SQLAlchemy's default driver for `postgresql://` is psycopg 3, which the product does not install."""
+    from mlconnector_pipelines.audit.config import AuditConfig
+    from mlconnector_pipelines.audit.store import open_audit_store
+
+    with postgres_database("plain") as url:
+        monkeypatch.setenv("MLC_TEST_AUDIT_URL", url.replace("postgresql+psycopg2://", "postgresql://"))
+        store = open_audit_store(AuditConfig(store_url={"env": "MLC_TEST_AUDIT_URL"}), Path("/nonexistent"))
         try:
             assert store.schema_version() == AuditStore.newest_version()
         finally:
