@@ -248,16 +248,20 @@ def lookml(config_path: Path | None, out: Path, connection: str) -> None:
 
 
 @main.group()
-def credentials() -> None:
+@_CONFIG_OPTION
+@click.pass_context
+def credentials(context: click.Context, config_path: Path | None) -> None:
     """Secrets encrypted at rest in <data_dir>/credentials.json (key: $MLCONNECTOR_CREDENTIALS_KEY
-    or <data_dir>/credentials.key). Reference one in connector.yaml as `client_secret: {credential: NAME}`."""
+    or <data_dir>/credentials.key). Reference one in connector.yaml as `client_secret: {credential: NAME}`.
+    The data_dir is the one of the connector.yaml that runs use (`--config`, before the command)."""
+    context.obj = config_path
 
 
 def _store():
     from .config import load_config
     from .core.credentials import CredentialStore
 
-    return CredentialStore(load_config().data_dir)
+    return CredentialStore(load_config(click.get_current_context().obj).data_dir)  # the group's --config
 
 
 @credentials.command("set")

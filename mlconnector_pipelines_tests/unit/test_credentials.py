@@ -86,6 +86,27 @@ def test_cli_set_list_delete_never_print_values(tmp_path, monkeypatch):
     assert runner.invoke(main, ["credentials", "delete", "bc-secret"]).exit_code != 0
 
 
+def test_cli_credentials_go_where_the_runs_config_reads_them(tmp_path, monkeypatch):
+    """`credentials set` stored into the default data_dir whatever connector.yaml the runs use, whose run then
+    said the credential was missing and to set it: exactly what the person had just done."""
+    import yaml
+
+    from mlconnector_pipelines.config import load_config
+
+    monkeypatch.delenv("MLCONNECTOR_DATA_DIR", raising=False)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    production = tmp_path / "prod"
+    path = tmp_path / "prod.yaml"
+    path.write_text(yaml.safe_dump({"profile": "sandbox", "data_dir": str(production)}))
+    result = CliRunner().invoke(main, ["credentials", "--config", str(path), "set", "audit_url", "--stdin"],
+                                input="postgresql+psycopg2://u:pw@db/audit\n")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert load_config(path).data_dir == production
+    assert CredentialStore(production).get("audit_url") == "postgresql+psycopg2://u:pw@db/audit"
+    assert not (tmp_path / "data" / "credentials.json").exists()
+
+
 def _run_cli(monkeypatch, capsys, *args):
     """The installed `mlconnector` entry point, in process: (exit code, stderr)."""
     from mlconnector_pipelines.cli import run
