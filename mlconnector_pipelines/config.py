@@ -36,8 +36,8 @@ class _ConnectorBase(Strict):
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> ConnectorConfig:
-        if not self.data_dir.is_absolute():
-            object.__setattr__(self, "data_dir", self.data_dir.resolve())
+        if not self.data_dir.is_absolute():  # `~/mlc` is the home's, not a folder named `~`
+            object.__setattr__(self, "data_dir", self.data_dir.expanduser().resolve())
         return self
 
     @property
@@ -98,8 +98,10 @@ def parse_config(raw: dict, *, source: str = "connector.yaml") -> ConnectorConfi
     """Validate raw settings; a `profile: sandbox` file overrides the sandbox defaults."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of settings")
+    if not isinstance(raw.get("data_dir", ""), str | Path):
+        raise ConfigError(f"{source} is invalid — data_dir: must be a folder's path")
     if raw.get("profile") == "sandbox":
-        raw = _merge(sandbox_profile(Path(raw["data_dir"]) if raw.get("data_dir") else None), raw)
+        raw = _merge(sandbox_profile(Path(raw["data_dir"]).expanduser() if raw.get("data_dir") else None), raw)
     raw.setdefault("data_dir", str(default_data_dir()))
     try:
         return ConnectorConfig.model_validate(raw)
@@ -111,15 +113,24 @@ def parse_config(raw: dict, *, source: str = "connector.yaml") -> ConnectorConfi
 
 
 def load_config(path: str | Path | None = None) -> ConnectorConfig:
-    """Load `path`, else `$MLCONNECTOR_CONFIG`, else the sandbox profile."""
+    """Load `path`, else `$MLCONNECTOR_CONFIG`, else the sandbox profile.
+
+    A relative `data_dir` is the file's folder's: the Dagster daemon, the webserver and a person's shell each
+    start elsewhere, and read against each one's own directory, one connector.yaml meant several stores (a
+    replay found nothing to do in an audit store no run had written)."""
+    given = path
     path = path or os.environ.get(CONFIG_ENV)
     if not path:
         return parse_config(sandbox_profile(), source="sandbox profile")
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{CONFIG_ENV} points at {path}, which does not exist")
+        said = f"--config {path} does not exist" if given else f"{CONFIG_ENV} points at {path}, which does not exist"
+        raise ConfigError(said)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if isinstance(raw, dict) and isinstance(raw.get("data_dir"), str):
+        data_dir = Path(raw["data_dir"]).expanduser()
+        raw["data_dir"] = str(data_dir if data_dir.is_absolute() else path.resolve().parent / data_dir)
     return parse_config(raw, source=str(path))

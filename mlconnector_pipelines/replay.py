@@ -32,9 +32,25 @@ def _targets(cfg) -> dict[str, tuple[Any, Any]]:
     return {spec.title: (spec, section) for spec, section in enabled_sections(cfg) if spec.posting_target}
 
 
+def _existing_store(cfg) -> AuditStore:
+    """The configured audit store, which a run must have made: opened at a data_dir no run used (another
+    connector.yaml's), an empty one was created and every document was said to be verified."""
+    if cfg.audit.store_url is None and not (cfg.data_dir / "audit.sqlite").exists():
+        raise ConfigError(
+            f"no audit store at {cfg.data_dir / 'audit.sqlite'}: no run has recorded anything with data_dir "
+            f"{cfg.data_dir}. Is this the connector.yaml the runs use (--config, $MLCONNECTOR_CONFIG)?"
+        )
+    return open_audit_store(cfg.audit, cfg.data_dir)
+
+
 def replay(cfg, *, flow: str | None = None, dry_run: bool = False, run_id: str | None = None) -> list[ReplayOutcome]:
     run_id = run_id or f"replay-{uuid.uuid4()}"
-    audit = open_audit_store(cfg.audit, cfg.data_dir)
+    audit = _existing_store(cfg)
+    if flow is not None and flow not in (known := audit.flows()):  # a misspelt flow was "nothing to replay"
+        audit.close()
+        raise ConfigError(
+            f"--flow {flow}: the audit store has no document of it (its flows: {', '.join(known) or 'none'})"
+        )
     targets = _targets(cfg)
     own_replay = {name: (spec, section) for spec, section in enabled_sections(cfg) if spec.replay
                   for name in spec.replays}  # fmt: skip
@@ -107,7 +123,7 @@ def parse_reference(reference: str) -> tuple[str | None, str, int | None]:
 def trace(cfg, reference: str) -> list[str]:
     """The chain from an ERP line back to the Looker row and the warehouse tables Looker read."""
     company, number, line_number = parse_reference(reference)
-    audit = open_audit_store(cfg.audit, cfg.data_dir)
+    audit = _existing_store(cfg)
     try:
         records = audit.by_number(number, company)
         if not records:

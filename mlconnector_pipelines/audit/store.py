@@ -401,6 +401,11 @@ class AuditStore:
             ).all()
         return [_document(r) for r in rows]
 
+    def flows(self) -> list[str]:
+        """Every flow the store has a document of."""
+        with self.engine.connect() as c:
+            return sorted(c.execute(sa.select(documents.c.flow).distinct()).scalars())
+
     def unfinished(self, flow: str | None = None) -> list[DocumentRecord]:
         """Documents not verified, or verified with a follow-up still open (FOLLOW_UPS): what replay
         finishes (refused ones too: their reference data may be fixed)."""

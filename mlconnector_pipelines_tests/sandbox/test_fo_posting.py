@@ -481,6 +481,26 @@ def test_a_document_replay_cannot_reach_is_named_and_the_others_are_replayed(san
     assert_posted_once(sandbox, first)
 
 
+def test_replay_of_a_misspelt_flow_or_a_store_no_run_wrote_says_so_and_creates_nothing(sandbox, posting, fo):
+    """Both said "nothing to replay: every recorded document is verified" (exit 0) over a failed document: a flow
+    named without its system, or a data_dir no run used (a relative one read against another folder); a dry run
+    created the empty store it then read."""
+    from mlconnector_pipelines.replay import replay, trace
+
+    engine = posting()
+    planned, _ = plan_for(engine.target)
+    engine.validate(planned, engine.record(planned))
+    with pytest.raises(ConfigError, match="--flow fees_journal: .*its flows: finance_operations/fees_journal"):
+        replay(fo, flow="fees_journal", dry_run=True)
+    elsewhere = fo.model_copy(update={"data_dir": fo.data_dir / "elsewhere"})
+    for call in (lambda: replay(elsewhere, dry_run=True), lambda: trace(elsewhere, "00601")):
+        with pytest.raises(ConfigError, match="no audit store at .*elsewhere.*Is this the connector.yaml"):
+            call()
+    assert not (fo.data_dir / "elsewhere").exists()
+    [listed] = replay(fo, flow="finance_operations/fees_journal", dry_run=True)
+    assert listed.document.document_key == planned.document_key
+
+
 @pytest.mark.parametrize(
     ("rows", "day", "reason"),
     [

@@ -73,8 +73,28 @@ def test_broken_yaml_and_missing_file_are_clear(tmp_path, monkeypatch):
     path.write_text("business_central: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="--config .*nope.yaml does not exist"):
         load_config(tmp_path / "nope.yaml")
+    monkeypatch.setenv("MLCONNECTOR_CONFIG", str(tmp_path / "gone.yaml"))
+    with pytest.raises(ConfigError, match="MLCONNECTOR_CONFIG points at .*gone.yaml"):
+        load_config()
+    path.write_text("profile: sandbox\ndata_dir: [a]\n")
+    with pytest.raises(ConfigError, match="data_dir: must be a folder's path"):
+        load_config(path)
+
+
+def test_a_relative_data_dir_is_the_config_files_folders_and_a_home_one_is_expanded(tmp_path, monkeypatch):
+    """The daemon, the webserver and a shell start in different folders: `data_dir: ./data` read against each
+    one's own was several stores for one file (a replay found nothing in a store no run had written)."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    path = etc / "connector.yaml"
+    path.write_text("profile: sandbox\ndata_dir: ./data\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(path).data_dir == etc / "data"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path.write_text("profile: sandbox\ndata_dir: ~/mlc\n")
+    assert load_config(path).data_dir == tmp_path / "home" / "mlc"
 
 
 def test_the_shipped_example_is_valid(monkeypatch):
