@@ -57,3 +57,20 @@ def test_a_two_character_delimiter_escapes_and_reads_back(value):
     text = target.display_value("618200", [("BusinessUnit", value), ("CostCenter", "7")])
     assert text.split("--", 1)[0] == "618200"
     assert target.parse_display_value(text) == ("618200", (("BusinessUnit", value), ("CostCenter", "7")))
+
+
+def test_a_value_holding_the_delimiter_reads_back_as_planned_whether_or_not_the_server_escapes_it():
+    """Written `618200-A\\-1-001`; a server that answers `618200-A-1-001` (not escaping on read) split on every
+    hyphen read BusinessUnit `A`, CostCenter `1`, and failed a correct journal's read-back."""
+    from decimal import Decimal
+
+    from mlconnector_pipelines.core.posting import PlannedLine
+
+    target = _target()
+    planned = PlannedLine(
+        1, "618200", (("BusinessUnit", "A-1"), ("CostCenter", "001")), Decimal(1), Decimal(0), "USD", "t"
+    )
+    for answered in ("618200-A\\-1-001", "618200-A-1-001"):
+        assert target.read_display_value(answered, planned) == ("618200", planned.dimensions)
+    # Another text is read as it says, not as the plan hoped.
+    assert target.read_display_value("618200-A-2", planned) == ("618200", (("BusinessUnit", "A"), ("CostCenter", "2")))

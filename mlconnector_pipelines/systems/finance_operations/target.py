@@ -176,14 +176,14 @@ class FinanceOperationsJournalTarget:
             self._delimiter = segment_delimiter((parameters or {}).get("DimensionSegmentDelimiter"))
         return self._delimiter
 
-    def display_value(self, account: str, dimensions: Sequence[tuple[str, str]]) -> str:
+    def display_value(self, account: str, dimensions: Sequence[tuple[str, str]], escaped: bool = True) -> str:
         """`605140-001-02`: segments in the format's order, each delimiter character inside a value escaped with a
         backslash (so `A-` before `--` cannot run into it), trailing blanks dropped."""
         values = dict(dimensions)
         delimiter = self.delimiter()
         segments = [
             "".join(
-                "\\" + ch if ch in delimiter else ch
+                "\\" + ch if escaped and ch in delimiter else ch
                 for ch in (account if name == MAIN_ACCOUNT else values.get(name, ""))
             )
             for name in self.ledger_format()
@@ -191,6 +191,17 @@ class FinanceOperationsJournalTarget:
         while segments and segments[-1] == "":
             segments.pop()
         return delimiter.join(segments)
+
+    def read_display_value(self, text: str, planned: PlannedLine | None) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """A written line's account and dimensions: its planned line's when the text is what that line renders to,
+        escaped or not (a server need not escape a delimiter inside a value when it answers: `618200-A-1-001`
+        split on it read BusinessUnit `A`, CostCenter `1`, and failed a correct journal); else read from the text."""
+        if planned is not None and text in (
+            self.display_value(planned.account, planned.dimensions),
+            self.display_value(planned.account, planned.dimensions, escaped=False),
+        ):
+            return planned.account, tuple((name, value) for name, value in planned.dimensions if value)
+        return self.parse_display_value(text)
 
     def parse_display_value(self, text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         delimiter = self.delimiter()
@@ -477,12 +488,15 @@ class FinanceOperationsJournalTarget:
             cross_company=True,
         )
         written = []
-        parsed: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}  # a journal repeats a few display values
+        planned = {line.number: line for line in plan.lines}
+        parsed: dict[tuple, tuple[str, tuple[tuple[str, str], ...]]] = {}  # a journal repeats a few display values
         for row in rows:
             text = str(row.get("AccountDisplayValue") or "")
-            if text not in parsed:
-                parsed[text] = self.parse_display_value(text)
-            account, dims = parsed[text]
+            line = planned.get(int(Decimal(str(row["LineNumber"]))))
+            seen = (text, line.account, line.dimensions) if line is not None else (text,)
+            if seen not in parsed:
+                parsed[seen] = self.read_display_value(text, line)
+            account, dims = parsed[seen]
             written.append(
                 WrittenLine(
                     number=int(Decimal(str(row["LineNumber"]))),
