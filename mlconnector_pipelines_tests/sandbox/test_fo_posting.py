@@ -289,6 +289,21 @@ def test_a_journal_left_half_written_whose_plan_then_fails_validation_is_deleted
     assert_posted_once(sandbox, plan)
 
 
+def test_an_open_period_that_gives_the_general_ledger_no_access_is_refused_before_any_write(sandbox, posting):
+    """A period open by its status but whose General ledger module access level is no access: validation read
+    the status only, the header was made, F&O refused the lines, and the journal was then deleted."""
+    sandbox.http.post("/_sandbox/finance_operations/periods",
+                      json={"legal_entity": "usrt", "year": "2026", "period": "Period 11", "status": "Open",
+                            "ledger_access": "NoAccess"}).raise_for_status()  # fmt: skip
+    engine = posting()
+    plan, _ = plan_for(engine.target)
+    writes = sandbox.state("finance_operations")["requests"].get("POST", 0)
+    with pytest.raises(PostingRefused) as refused:
+        engine.run(plan)
+    assert any("gives the general ledger no access (NoAccess)" in p for p in refused.value.problems), refused.value
+    assert journals(sandbox) == [] and sandbox.state("finance_operations")["requests"].get("POST", 0) == writes
+
+
 def test_a_whole_journal_a_stopped_run_left_unverified_is_kept_when_its_plan_then_fails_validation(sandbox, posting):
     plan, _ = plan_for(posting().target)
     with pytest.raises(SimulatedCrash):

@@ -33,6 +33,8 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "CurrentOperationsTax": ("Current", "Operations", "Tax", "CurrentOperationsTax"),
     "FiscalPeriodType": ("Opening", "Operating", "Closing"),
     "FiscalPeriodStatus": ("OnHold", "Open", "Closed"),
+    # A period's access per module (General ledger here); the members' names are this sandbox's reading.
+    "FiscalPeriodAccessLevel": ("All", "NoAccess", "ByUserGroup"),
     "DimensionHierarchyType": (
         "DataEntityLedgerDimensionFormat",
         "DataEntityDefaultDimensionFormat",
@@ -175,6 +177,7 @@ def entity_sets(fiscal_period_entity: str) -> dict[str, EntitySet]:
                 "PeriodName": S,
                 "LegalEntityId": S,
                 "PeriodStatus": "FiscalPeriodStatus",
+                "LedgerAccessLevel": "FiscalPeriodAccessLevel",
             },
         ),
         EntitySet(

@@ -154,15 +154,23 @@ class LedgerRules:
     def period_of(self, on: date) -> Period | None:
         return self.operating.get((on.year, on.month))
 
-    def period_problem(self, company: str, on: date, statuses: dict[tuple[str, str, str], str]) -> list[str]:
-        """The operating period of `on` must be Open in the company's ledger."""
+    def period_problem(
+        self, company: str, on: date, statuses: dict[tuple[str, str, str], str], access: dict[tuple[str, str, str], str]
+    ) -> list[str]:
+        """The operating period of `on` must be Open in the company's ledger, with access for the general ledger."""
         period = self.period_of(on)
         if period is None:
             return [f"The date {on} is not in an open period: no period of fiscal calendar 'Fiscal' covers it"]
-        status = statuses.get((company.upper(), period.year, period.name), "Open")
+        key = (company.upper(), period.year, period.name)
+        status = statuses.get(key, "Open")
         if status != "Open":
             return [
                 f"The date {on} is not in an open period: period '{period.name}' of fiscal year {period.year} "
                 f"({period.start} - {period.end}) has status {status} in ledger {company.upper()}"
+            ]
+        if access.get(key, "All") == "NoAccess":
+            return [
+                f"The date {on} is not in an open period: period '{period.name}' of fiscal year {period.year} gives "
+                f"the general ledger no access in ledger {company.upper()}"
             ]
         return []

@@ -138,6 +138,8 @@ class FinanceOperationsModel:
             s.segment_delimiter,
         )
         self.statuses = {(r["LegalEntityId"], r["YearName"], r["PeriodName"]): r["PeriodStatus"] for r in self.periods}
+        self.ledger_access = {(r["LegalEntityId"], r["YearName"], r["PeriodName"]): r["LedgerAccessLevel"]
+                              for r in self.periods}  # fmt: skip
         self.journals: dict[tuple[str, str], Journal] = {}
         self.batch_numbers = {company: s.batch_number_start for company in seed.COMPANIES}
         self.voucher_numbers: dict[tuple[str, str], int] = {}
@@ -335,7 +337,7 @@ class FinanceOperationsModel:
                 problems += self.rules.ledger_account(company, display, on, what)
         if line["DefaultDimensionDisplayValue"]:
             problems += self.rules.default_dimensions(company, line["DefaultDimensionDisplayValue"], on)
-        return problems + self.rules.period_problem(company, on, self.statuses)
+        return problems + self.rules.period_problem(company, on, self.statuses, self.ledger_access)
 
     def _journal_problems(self, company: str, batch: str, journal: Journal | None) -> list[str]:
         if not batch:
@@ -437,14 +439,19 @@ class FinanceOperationsModel:
 
     # -- periods (the Ledger calendar page) --------------------------------------------------------
 
-    def set_period_status(self, legal_entity: str, year: str, period: str, status: str) -> dict:
+    def set_period_status(
+        self, legal_entity: str, year: str, period: str, status: str, ledger_access: str | None = None
+    ) -> dict:
+        """A period's status, and the general ledger's access to it (an open period may still deny it)."""
         table = self.tables[self.settings.fiscal_period_entity]
         ledger = legal_entity.upper()
         row = table.get((ledger, seed.CALENDAR, str(year), period))
         if row is None:
             raise NotFound((legal_entity, year, period))
+        access = ledger_access or row.get("LedgerAccessLevel") or "All"
         self.statuses[(ledger, str(year), row["PeriodName"])] = status
-        return table.put({**row, "PeriodStatus": status})
+        self.ledger_access[(ledger, str(year), row["PeriodName"])] = access
+        return table.put({**row, "PeriodStatus": status, "LedgerAccessLevel": access})
 
     # -- what tests inspect --------------------------------------------------------------------------
 

@@ -253,6 +253,7 @@ def ledger_period_statuses() -> list[dict]:
                     "PeriodName": period["PeriodName"],
                     "LegalEntityId": ledger,
                     "PeriodStatus": status,
+                    "LedgerAccessLevel": "All",
                 }
             )
     return rows

@@ -182,8 +182,13 @@ class FinanceOperationsSimulator(SimulatedService):
         status = body.get("status")
         if status not in ENUMS["FiscalPeriodStatus"]:
             return json_response({"error": f"status must be one of {list(ENUMS['FiscalPeriodStatus'])}"}, 400)
+        access = body.get("ledger_access")
+        if access is not None and access not in ENUMS["FiscalPeriodAccessLevel"]:
+            return json_response(
+                {"error": f"ledger_access must be one of {list(ENUMS['FiscalPeriodAccessLevel'])}"}, 400
+            )
         try:
-            row = self.model.set_period_status(body["legal_entity"], body["year"], body["period"], status)
+            row = self.model.set_period_status(body["legal_entity"], body["year"], body["period"], status, access)
         except (NotFound, KeyError) as exc:
             return json_response({"error": f"no such period: {exc}"}, status_code=404)
         return json_response(row)

@@ -97,6 +97,12 @@ def _active(record: dict, on: date) -> bool:
     return (start in _UNSET_DATES or start <= day) and (end in _UNSET_DATES or day <= end)
 
 
+def _no_access(level: str) -> bool:
+    """A module access level that denies it: `NoAccess` (or an enum's qualified name ending so), `None`."""
+    name = level.rsplit("'", 2)[-2] if level.count("'") >= 2 else level.rsplit(".", 1)[-1]
+    return "".join(ch for ch in name.casefold() if ch.isalpha()) in ("noaccess", "none", "nousers")
+
+
 def _yes(value: Any) -> bool:
     return str(value).lower() in ("yes", "true", "1")
 
@@ -118,7 +124,9 @@ class _Reference:
     overrides: dict[str, dict[tuple[str, str], dict]] = field(default_factory=dict)  # chart → (account, LE)
     dimension_values: dict[str, dict[str, list[dict]]] = field(default_factory=dict)  # dimension → value → rows
     periods: dict[str, list[dict]] = field(default_factory=dict)  # calendar → FiscalPeriods rows
-    period_status: dict[tuple[str, str, str, str], str] = field(default_factory=dict)  # (LE, cal, year, period)
+    period_status: dict[tuple[str, str, str, str], tuple[str, str]] = field(
+        default_factory=dict
+    )  # (LE, cal, year, period)
 
 
 class FinanceOperationsJournalTarget:
@@ -380,9 +388,10 @@ class FinanceOperationsJournalTarget:
             return [Problem(None, f"no operating fiscal period of calendar {calendar} covers the posting date {day}")]
         period = covering[0]
         year, name = str(period.get("FiscalYear")), str(period.get("PeriodName"))
-        status = self._period_status(ledger, calendar, year, name)
-        if status is None:
+        found = self._period_status(ledger, calendar, year, name)
+        if found is None:
             return [Problem(None, f"the status of period {name} {year} for {ledger.legal_entity} could not be read")]
+        status, ledger_access = found
         if status.lower() != "open":
             return [
                 Problem(
@@ -391,9 +400,19 @@ class FinanceOperationsJournalTarget:
                     f"{ledger.legal_entity}: open the period in F&O (Ledger calendar) or post to an open period",
                 )
             ]
+        if _no_access(ledger_access):  # open, but closed to the general ledger (its module access level)
+            return [
+                Problem(
+                    None,
+                    f"the posting date {day} is in period {name} of {year}, which is open but gives the general "
+                    f"ledger no access ({ledger_access}) for legal entity {ledger.legal_entity}: set its General "
+                    "ledger module access level in F&O (Ledger calendar) or post to another period",
+                )
+            ]
         return []
 
-    def _period_status(self, ledger: Ledger, calendar: str, year: str, period: str) -> str | None:
+    def _period_status(self, ledger: Ledger, calendar: str, year: str, period: str) -> tuple[str, str] | None:
+        """(status, the general ledger's access level: "" where the entity has none) of a ledger's period."""
         key = (ledger.legal_entity, calendar, year, period)
         if key not in self._ref.period_status:
             query = (
@@ -408,7 +427,10 @@ class FinanceOperationsJournalTarget:
                     raise
                 for row in rows:
                     legal_entity = str(row.get("LegalEntityId") or row.get("LedgerName") or "").lower()
-                    self._ref.period_status[(legal_entity, calendar, year, period)] = str(row.get("PeriodStatus"))
+                    self._ref.period_status[(legal_entity, calendar, year, period)] = (
+                        str(row.get("PeriodStatus")),
+                        str(row.get("LedgerAccessLevel") or ""),
+                    )
                 break
         return self._ref.period_status.get(key)
 
