@@ -556,6 +556,28 @@ def test_a_suspension_for_one_legal_entity_is_refused_there_only(sandbox, postin
     assert engine.run(us).outcome == "posted"
 
 
+def test_a_delete_answered_404_while_the_journal_is_still_there_is_not_called_done(sandbox, posting):
+    """A 404 on the DELETE was taken for "already gone" (a repeated DELETE after a lost answer): a server that
+    answers 404 for a key outside the caller's default company left the half journal in F&O while the audit
+    store and the message said it was deleted. It is looked up: still there, the person is told to delete it."""
+    engine = posting()
+    plan, _ = plan_for(engine.target)
+    record = engine.record(plan)
+    engine.validate(plan, record)
+    sandbox.http.post(
+        "/_sandbox/finance_operations/periods",
+        json={"legal_entity": "usrt", "year": "2026", "period": "Period 11", "status": "Closed"},
+    ).raise_for_status()
+    sandbox.faults({"kind": "status", "status": 404, "path_contains": "LedgerJournalHeaders(", "count": 1},
+                   service="finance_operations")  # fmt: skip
+    with pytest.raises(PostingRefused) as refused:
+        engine.post(plan, engine.audit.document(record.id))
+    [kept] = journals(sandbox)
+    assert f"delete journal {kept['JournalBatchNumber']} in usrt by hand" in str(refused.value), refused.value
+    assert "still there" in str(refused.value)
+    assert engine.audit.document(record.id).state == "failed"
+
+
 @pytest.mark.parametrize(
     ("refused_changeset", "delete_answer"),
     [("in_batch", "kept"), ("whole_batch", "kept"), ("in_batch", "commit_then_504")],

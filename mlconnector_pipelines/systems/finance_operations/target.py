@@ -537,5 +537,14 @@ class FinanceOperationsJournalTarget:
         try:
             self.client.delete("LedgerJournalHeaders" + key_segment(dataAreaId=plan.company, JournalBatchNumber=number))
         except RequestFailedError as exc:
-            if exc.status != 404:  # a DELETE repeated after a lost answer finds the journal gone: done
+            if exc.status != 404:
                 raise
+            # Gone (a DELETE repeated after a lost answer), or not found under the caller's default company: said
+            # deleted only once a lookup across companies no longer finds it.
+            found = self.find(plan)
+            if found is not None and found.number == number:
+                raise RequestFailedError(
+                    SYSTEM,
+                    f"DELETE of journal {number} in {plan.company} answered 404, but the journal is still there",
+                    status=404,
+                ) from None
