@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from functools import cached_property, lru_cache
 from typing import Any, Literal, Protocol
 
@@ -236,8 +236,14 @@ class PostingTarget(Protocol):
 
 
 def round_to(amount: Decimal, places: int) -> Decimal:
-    """Half away from zero, as ledgers round (Python's default would round half to even)."""
-    return amount.quantize(_quantum(places), rounding=ROUND_HALF_UP)
+    """Half away from zero, as ledgers round (Python's default would round half to even). Exact at any size: the
+    default context's 28 digits raised InvalidOperation for a larger amount, and planning crashed unnamed."""
+    digits = amount.adjusted() + 1 + places if amount else 0
+    if digits <= 28:
+        return amount.quantize(_quantum(places), rounding=ROUND_HALF_UP)
+    with localcontext() as exact:
+        exact.prec = digits + 1
+        return amount.quantize(_quantum(places), rounding=ROUND_HALF_UP)
 
 
 @lru_cache(maxsize=32)

@@ -102,6 +102,13 @@ def test_half_cents_round_away_from_zero_and_currencies_keep_their_own_precision
     assert [line.amount for line in plan.lines[:2]] == [Decimal("0.13"), Decimal("-0.13")]
 
 
+def test_an_amount_past_28_digits_is_rounded_exactly_not_a_crash():
+    """Decimal's default context holds 28 digits: quantizing a larger amount raised InvalidOperation, and the
+    plan step crashed without naming the row."""
+    plan, problems = build(mapping(), rows(("NORTH", "123456789012345678901234567.895"), ("SOUTH", "-5")))
+    assert problems == [] and plan.lines[0].amount == Decimal("123456789012345678901234567.90")
+
+
 def test_an_unmapped_value_and_a_binary_float_name_their_rows_and_make_no_lines():
     looker = rows(("NORTH", "5"), ("EAST", "7"))
     looker.rows.append(
