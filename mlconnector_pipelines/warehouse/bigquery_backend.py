@@ -40,6 +40,7 @@ class BigQueryDialect(SqlDialect):
     }
     union_distinct = "UNION DISTINCT"
     text = "STRING"
+    one_swap_at_a_time = False  # sessions of several runs may swap one table: see SqlDialect
 
     def __init__(self, dataset: str = ""):
         self.dataset = dataset
@@ -56,7 +57,9 @@ class BigQueryDialect(SqlDialect):
         return f"CREATE TEMP TABLE {self.table(name)} AS {select}"
 
     def string(self, value: str) -> str:
-        return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+        """A quoted string: BigQuery reads backslash escapes, and takes no raw line break inside single quotes."""
+        escaped = str(value).replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r")
+        return "'" + escaped + "'"
 
     def fingerprint(self, expressions: Sequence[str]) -> str:
         parts = ", '\\x1f', ".join(f"COALESCE(CAST({e} AS STRING), '')" for e in expressions)

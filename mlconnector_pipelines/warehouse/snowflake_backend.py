@@ -34,8 +34,15 @@ class SnowflakeDialect(SqlDialect):
         ColumnType.TIMESTAMP: "TIMESTAMP_NTZ",
     }
 
+    one_swap_at_a_time = False  # sessions of several runs may swap one table: see SqlDialect
+
     def column(self, name: str) -> str:
         return '"' + validate_identifier(name).upper() + '"'
+
+    def string(self, value: str) -> str:
+        """Snowflake reads backslash escapes inside single quotes: `TOOLS\\DRILL` was the key `TOOLSDRILL` (its
+        deletion missed it), a trailing backslash broke the statement, `\\'` ended the literal early."""
+        return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
 
     def table(self, name: str) -> str:
         return '"' + validate_identifier(name).upper() + '"'

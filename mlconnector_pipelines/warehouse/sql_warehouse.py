@@ -53,6 +53,10 @@ class SqlDialect:
     }
     union_distinct = "UNION"
     text = "VARCHAR"
+    # Whether one swap of a table runs at a time (DuckDB: one writer holds the file): then the keys with several
+    # candidate versions may be counted before the transaction. Elsewhere another run's swap of the table may
+    # commit between that count and the transaction, so the latest version is picked inside it.
+    one_swap_at_a_time = True
 
     def column(self, name: str) -> str:
         return '"' + validate_identifier(name) + '"'
@@ -155,33 +159,45 @@ def window_swap(
             repeated_name = f"_swap_repeated_{table.name}_{token}"
             repeated = d.table(repeated_name)
             key = fingerprint("", own_key)
-            prepare += [
+            prepare.append(
                 d.temp_table(
                     name,
                     f"SELECT {key} AS f FROM {changes} WHERE {in_scope} "
                     f"{d.union_distinct} SELECT {key} AS f FROM {stage}",
-                ),
-                # Keys with more than one candidate version (the change log's are those the swap keeps).
-                d.temp_table(
-                    repeated_name,
-                    f"SELECT f FROM (SELECT {key} AS f FROM {stage} UNION ALL "
-                    f"SELECT {fingerprint('t.', own_key)} AS f FROM {changes} AS t "
-                    f"WHERE {touched} AND NOT ({in_scope_versions})) AS k GROUP BY f HAVING count(*) > 1",
-                ),
-            ]
+                )
+            )
             order = f"c.{d.column(table.modified_column)} DESC, " if table.modified_column else ""
             partition = ", ".join(f"c.{d.column(k)}" for k in table.key)
-            # The latest version of each key is current, unless it is a tombstone.
-            apply += [
-                f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {candidates} AS c "
-                f"WHERE {fingerprint('c.', own_key)} NOT IN (SELECT f FROM {repeated}) "
-                f"AND NOT c.{d.column(DELETED)}",
+            latest = (
                 f"INSERT INTO {current} ({columns}) SELECT {columns} FROM ("
                 f"SELECT c.*, row_number() OVER (PARTITION BY {partition} "
-                f"ORDER BY {order}c.{d.column('_extracted_at')} DESC) AS _rn "
-                f"FROM {candidates} AS c WHERE {fingerprint('c.', own_key)} IN (SELECT f FROM {repeated})) AS r "
-                f"WHERE _rn = 1 AND NOT {d.column(DELETED)}",
-            ]
+                f"ORDER BY {order}c.{d.column('_extracted_at')} DESC) AS _rn FROM {candidates} AS c"
+            )
+            if d.one_swap_at_a_time:
+                # Keys with more than one candidate version (the change log's are those the swap keeps): only
+                # they go through the sort; the others' one version is current as it is.
+                prepare.append(
+                    d.temp_table(
+                        repeated_name,
+                        f"SELECT f FROM (SELECT {key} AS f FROM {stage} UNION ALL "
+                        f"SELECT {fingerprint('t.', own_key)} AS f FROM {changes} AS t "
+                        f"WHERE {touched} AND NOT ({in_scope_versions})) AS k GROUP BY f HAVING count(*) > 1",
+                    )
+                )
+                # The latest version of each key is current, unless it is a tombstone.
+                apply += [
+                    f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {candidates} AS c "
+                    f"WHERE {fingerprint('c.', own_key)} NOT IN (SELECT f FROM {repeated}) "
+                    f"AND NOT c.{d.column(DELETED)}",
+                    f"{latest} WHERE {fingerprint('c.', own_key)} IN (SELECT f FROM {repeated})) AS r "
+                    f"WHERE _rn = 1 AND NOT {d.column(DELETED)}",
+                ]
+            else:
+                # Every key's latest version is picked inside the transaction, from the candidates as they are
+                # then: a version or a tombstone another run committed since the prepare counted (a schedule
+                # beside a backfill) outranks or joins this load's, where a stale count put a key in twice or
+                # brought a deleted record back.
+                apply.append(f"{latest}) AS r WHERE _rn = 1 AND NOT {d.column(DELETED)}")
         else:
             parent = table.parent
             current_versions = (

@@ -225,6 +225,7 @@ class FakeBigQuery:
         return JSONResponse(result)
 
     def _run_script(self, script: str, params: list) -> tuple[list[tuple[str, str]], list[tuple]]:
+        _refuse_a_line_break_in_a_quoted_string(script)
         statements = sqlglot.transpile(script, read="bigquery", write="duckdb")
         self.scripts_run += 1
         in_transaction = False
@@ -330,6 +331,31 @@ class FakeBigQuery:
         }
         self.jobs[job_id] = resource
         return JSONResponse(resource)
+
+
+TRIPLE_QUOTES = ("'" * 3, '"' * 3)
+
+
+def _refuse_a_line_break_in_a_quoted_string(script: str) -> None:
+    """GoogleSQL: a quoted string (not triple-quoted) may not hold a raw line break; BigQuery answers
+    `Syntax error: Unclosed string literal`. (sqlglot and DuckDB take it.)"""
+    index, quote = 0, None
+    while index < len(script):
+        ch = script[index]
+        if quote is None:
+            if script.startswith(TRIPLE_QUOTES, index):
+                end = script.find(script[index : index + 3], index + 3)
+                index = len(script) if end < 0 else end + 3
+                continue
+            if ch in "'\"`":
+                quote = ch
+        elif ch == "\\":
+            index += 1  # the escaped character
+        elif ch == quote:
+            quote = None
+        elif ch in "\r\n" and quote != "`":
+            raise sqlglot.errors.ParseError("Syntax error: Unclosed string literal")
+        index += 1
 
 
 @contextmanager
