@@ -163,7 +163,8 @@ class ParquetStaging(WindowLoad):
         """
         columns = self.columns[table.name]
         for path in self.files(table):
-            frame = pq.read_table(path).to_pandas()
+            # An int beside a null stays an int (not a float, nor pandas' nullable Int64, which maps through one)
+            frame = pq.read_table(path).to_pandas(integer_object_nulls=True, ignore_metadata=True)
             yield pd.DataFrame(
                 {name: _as_text(frame[name], kind) if name in frame else None for name, kind in columns.items()},
                 index=frame.index,
