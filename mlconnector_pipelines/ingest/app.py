@@ -116,7 +116,11 @@ def store_unless_repeated(store: DeliveryStore, delivery: Delivery) -> tuple[Del
     latest = store.latest(delivery.target)
     if latest is not None and latest.detail.get("content_id", latest.id) == content:
         return latest, False
-    chained = content if latest is None else delivery_id_after(content, latest.id)
+    # With no delivery for the asset kept (its last one past the retention), the id names the day it came:
+    # by its rows alone, rows an expired delivery also carried had that one's id, and Dagster, which starts one
+    # run per run key, never ran them (a monthly result back to an earlier month's figures kept the newer).
+    since = f"nothing kept before {delivery.received_at[:10]}"
+    chained = delivery_id_after(content, since if latest is None else latest.id)
     delivery = replace(delivery, id=chained, detail={**delivery.detail, "content_id": content})
     return delivery, store.put(delivery)
 

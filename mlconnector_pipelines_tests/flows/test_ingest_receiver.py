@@ -4,6 +4,7 @@ meaning, and the check of a Look's deliveries against the fields Looker says the
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -283,3 +284,29 @@ def test_a_result_that_comes_again_after_another_is_a_delivery_of_its_own(env, t
                                                                                    tuesday["delivery_id"])  # fmt: skip
     assert retried.status_code == 200 and retried.json() == {**wednesday.json(), "stored": False}
     assert stored(cfg) == [monday["delivery_id"], tuesday["delivery_id"], wednesday.json()["delivery_id"]]
+
+
+def test_rows_an_expired_delivery_carried_come_again_as_a_delivery_of_its_own(tmp_path):
+    """A monthly result, in a store other deliveries keep putting into: each month finds the last one past the
+    retention, and month 3's rows, month 1's again, had month 1's id (the rows' digest): Dagster starts one run
+    per run key, so the asset kept month 2's figures."""
+    from mlconnector_pipelines.ingest.app import store_unless_repeated
+    from mlconnector_pipelines.ingest.identity import delivery_id
+    from mlconnector_pipelines.ingest.store import Bounds, Delivery, FileDeliveryStore
+
+    clock = Clock()
+    store = FileDeliveryStore(tmp_path, Bounds(retention_days=30), clock=clock)
+
+    def deliver(target: str, rows: list[dict]) -> str:
+        received = datetime.fromtimestamp(clock(), UTC).isoformat()
+        content = delivery_id(target, "7", ["v.name"], rows)
+        stored, _ = store_unless_repeated(store, Delivery(content, "looker", target, received, {}, rows))
+        return stored.id
+
+    monthly = []
+    for name in ("Foo", "Bar", "Foo"):
+        monthly.append(deliver("monthly", [{"v.name": name}]))
+        for _ in range(31):  # another asset, delivered daily: its puts expire the monthly one
+            clock.now += DAY
+            deliver("daily", [{"v.name": f"day {clock.now}"}])
+    assert len(set(monthly)) == 3, monthly
