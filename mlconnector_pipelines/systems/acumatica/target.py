@@ -134,15 +134,23 @@ class AcumaticaJournalTarget:
         return {str(r.get("BranchID")).upper() for r in answer.get("Results", []) if r.get("BranchID")}
 
     def _period_problems(self, posting: date) -> list[Problem]:
-        year = posting.year
-        if year not in self._periods:
-            found = self.client.record("FinancialPeriod", [str(year)], expand=["Details"])
-            self._periods[year] = list((found or {}).get("Details", []))
         day = posting.isoformat()
-        covering = [p for p in self._periods[year] if _day(p.get("StartDate")) <= day <= _day(p.get("EndDate"))]
-        covering = [p for p in covering if _day(p.get("EndDate")) != day] or covering  # an exclusive end date
+        # A financial year need not be the calendar year (July to June; numbered by the year it ends in when it
+        # "belongs to next year"): the date's own year first, then the next and the one before.
+        for year in (posting.year, posting.year + 1, posting.year - 1):
+            if year not in self._periods:
+                found = self.client.record("FinancialPeriod", [str(year)], expand=["Details"])
+                self._periods[year] = list((found or {}).get("Details", []))
+            covering = [p for p in self._periods[year] if _day(p.get("StartDate")) <= day <= _day(p.get("EndDate"))]
+            covering = [p for p in covering if _day(p.get("EndDate")) != day] or covering  # an exclusive end date
+            if covering:
+                break
         if not covering:
-            return [Problem(None, f"no financial period of {year} covers the posting date {day}")]
+            return [
+                Problem(
+                    None, f"no financial period of {posting.year - 1}–{posting.year + 1} covers the posting date {day}"
+                )
+            ]
         period = covering[0]
         status = str(period.get("Status") or "")
         if status != "Open":
