@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -153,6 +154,25 @@ def _selected_fields(query: LookerQueryConfig, look_fields: LookFieldsLookup | N
         ) from None
 
 
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _refuse_lone_surrogates(rows: list[dict]) -> None:
+    """A value holding half of a UTF-16 pair (a database string cut inside an emoji) is no text any store keeps:
+    it failed the receiver with a bare 500 on every retry. Refused, naming the row and field."""
+    for number, row in enumerate(rows, start=1):
+        for field, value in row.items():
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise DeliveryRejected(
+                        400,
+                        f"row {number}: {field} holds text that is not valid Unicode (half of a UTF-16 surrogate "
+                        "pair, as a value cut inside an emoji): nothing was stored; correct it at the source",
+                    ) from None
+
+
 def _json_rows(text: str, fields: list[str], selector: str) -> list[dict]:
     try:
         data = exact_json.loads(text)  # amounts as Decimal, digit for digit
@@ -166,6 +186,8 @@ def _json_rows(text: str, fields: list[str], selector: str) -> list[dict]:
         ]
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise DeliveryRejected(400, "the json attachment must be a list of rows (objects keyed by field name)")
+    if _ESCAPED_SURROGATE.search(text):  # (cheap on the text; the rows are walked only to name the one)
+        _refuse_lone_surrogates(data)
     for number, row in enumerate(data, start=1):
         nested = sorted(k for k, v in row.items() if isinstance(v, dict))
         if nested:  # a pivoted measure: a value per pivot column (json_detail `{pivot: {value}}`, json `{pivot: v}`)

@@ -310,3 +310,15 @@ def test_rows_an_expired_delivery_carried_come_again_as_a_delivery_of_its_own(tm
             clock.now += DAY
             deliver("daily", [{"v.name": f"day {clock.now}"}])
     assert len(set(monthly)) == 3, monthly
+
+
+def test_a_value_holding_half_a_surrogate_pair_is_400_naming_its_row_and_nothing_is_stored(env, tmp_path):
+    """A database string cut inside an emoji: JSON's `\\ud83d` alone parses, then no store could write it, and
+    the receiver answered a bare 500 on every retry."""
+    cfg = receiver_config(env, tmp_path)
+    rows = '[{"vendors.number": "V1", "vendors.name": "Caf\\u00e9"}, {"vendors.number": "V2", "vendors.name": "Caf\\ud83d"}]'
+    with serve(create_app(cfg)) as http:
+        refused = http.post(url(), json=json_delivery(rows))
+        kept = http.post(url(), json=json_delivery(rows.replace("\\ud83d", "\\ud83d\\ude00")))  # a whole pair
+    assert refused.status_code == 400 and "row 2: vendors.name" in refused.json()["error"], refused.text
+    assert kept.status_code == 202 and stored(cfg) == [kept.json()["delivery_id"]]
