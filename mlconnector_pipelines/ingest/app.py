@@ -78,6 +78,11 @@ def looker_delivery_secret(cfg: ConnectorConfig) -> str:
         raise ConfigError(
             "looker.delivery_secret: use at least 16 random characters (it is the only protection of the URL)"
         )
+    if any(ch in value for ch in "/?#% ") or not value.isprintable():  # a base64 secret may hold `/`
+        raise ConfigError(
+            "looker.delivery_secret: it is one segment of the URL, so it may not hold /, ?, #, % or spaces (every "
+            "delivery would be answered 404): use letters and digits, e.g. `openssl rand -hex 32`"
+        )
     return value
 
 

@@ -322,3 +322,17 @@ def test_a_value_holding_half_a_surrogate_pair_is_400_naming_its_row_and_nothing
         kept = http.post(url(), json=json_delivery(rows.replace("\\ud83d", "\\ud83d\\ude00")))  # a whole pair
     assert refused.status_code == 400 and "row 2: vendors.name" in refused.json()["error"], refused.text
     assert kept.status_code == 202 and stored(cfg) == [kept.json()["delivery_id"]]
+
+
+@pytest.mark.parametrize("secret", ["Zx9q/4kT+mP2wLr8vN1b==", "a-secret-of-20-chars?x", "spaces in a secret value"])
+def test_a_delivery_secret_that_cannot_be_one_url_segment_is_refused_at_start(env, tmp_path, monkeypatch, secret):
+    """A base64 secret holding `/` could never match the receiver's URL: every delivery was 404, nothing logged."""
+    from mlconnector_pipelines.core.errors import ConfigError
+    from mlconnector_pipelines.core.settings import SecretRef
+    from mlconnector_pipelines.ingest.app import looker_delivery_secret
+
+    monkeypatch.setenv("MLC_TEST_DELIVERY_SECRET", secret)
+    cfg = receiver_config(env, tmp_path)
+    looker = cfg.looker.model_copy(update={"delivery_secret": SecretRef(env="MLC_TEST_DELIVERY_SECRET")})
+    with pytest.raises(ConfigError, match="one segment of the URL"):
+        looker_delivery_secret(cfg.model_copy(update={"looker": looker}))
