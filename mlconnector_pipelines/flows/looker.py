@@ -358,7 +358,7 @@ def _deliveries_sensor(
         "materializes its Looker asset from the delivered rows (run key = delivery id).",
     )
     def _sensor(context: dg.SensorEvaluationContext):
-        entries = open_store().after(context.cursor)
+        entries = open_store().after(context.cursor, rows=False)  # the run reads the rows
         for _, delivery in entries:
             query = queries.get(delivery.target)
             if query is None:

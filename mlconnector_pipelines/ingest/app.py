@@ -118,9 +118,9 @@ def store_unless_repeated(store: DeliveryStore, delivery: Delivery) -> tuple[Del
     the same rows (Monday's empty result again on Wednesday, after Tuesday's): its id names the delivery before
     it, so it is a delivery of its own, with a run of its own, and the asset holds it, not Tuesday's."""
     content = delivery.id
-    latest = store.latest(delivery.target)
+    latest = store.latest(delivery.target, rows=False)  # its id and content id are what is compared
     if latest is not None and latest.detail.get("content_id", latest.id) == content:
-        return latest, False
+        return replace(latest, rows=delivery.rows), False  # the same rows: the ones just received
     # With no delivery for the asset kept (its last one past the retention), the id names the day it came:
     # by its rows alone, rows an expired delivery also carried had that one's id, and Dagster, which starts one
     # run per run key, never ran them (a monthly result back to an earlier month's figures kept the newer).

@@ -17,6 +17,7 @@ Decimal, digit for digit as Looker sent them, like the Looker API client does.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -73,15 +74,16 @@ class DeliveryStore(ABC):
         """Store durably; False when a delivery with this id is already stored."""
 
     @abstractmethod
-    def after(self, cursor: str | None) -> list[tuple[str, Delivery]]:
-        """(cursor, delivery) of every delivery stored after `cursor`, oldest first."""
+    def after(self, cursor: str | None, *, rows: bool = True) -> list[tuple[str, Delivery]]:
+        """(cursor, delivery) of every delivery stored after `cursor`, oldest first; without `rows`, each with
+        its id, target and detail only (a sensor's tick over a backlog read every row of it: gigabytes)."""
 
     @abstractmethod
     def get(self, delivery_id: str) -> Delivery: ...
 
     @abstractmethod
-    def latest(self, target: str) -> Delivery | None:
-        """The delivery stored last for `target` (an asset), if any is still kept."""
+    def latest(self, target: str, *, rows: bool = True) -> Delivery | None:
+        """The delivery stored last for `target` (an asset), if any is still kept (`rows`: as `after`)."""
 
 
 _STORED_NAME = re.compile(r"^(\d{20})-([0-9a-f]+)\.json$")
@@ -121,14 +123,14 @@ class FileDeliveryStore(DeliveryStore):
             self._write(self.directory / f"{stored_ns:020d}-{delivery.id}.json", record)
         return True
 
-    def after(self, cursor: str | None) -> list[tuple[str, Delivery]]:
+    def after(self, cursor: str | None, *, rows: bool = True) -> list[tuple[str, Delivery]]:
         if not self.directory.is_dir():
             return []
         entries = []
         for stored in sorted(self._stored(), key=lambda f: f.path.name):
             if cursor is None or stored.path.name > cursor:
                 try:
-                    entries.append((stored.path.name, _load(stored.path)))
+                    entries.append((stored.path.name, _load(stored.path, rows)))
                 except FileNotFoundError:  # removed by the retention since the listing
                     continue
         return entries
@@ -139,7 +141,7 @@ class FileDeliveryStore(DeliveryStore):
             raise KeyError(f"no stored delivery {delivery_id} in {self.directory}")
         return _load(path)
 
-    def latest(self, target: str) -> Delivery | None:
+    def latest(self, target: str, *, rows: bool = True) -> Delivery | None:
         if not self.directory.is_dir():
             return None
         for stored in sorted(self._stored(), key=lambda f: f.path.name, reverse=True):
@@ -148,7 +150,7 @@ class FileDeliveryStore(DeliveryStore):
                     head = held.read(_HEAD_BYTES)
                 match = _TARGET.search(head)
                 if match is not None and exact_json.loads(b"{" + match[0] + b"}")["target"] == target:
-                    return _load(stored.path)
+                    return _load(stored.path, rows)
             except FileNotFoundError:  # removed by the retention since the listing
                 continue
         return None
@@ -195,8 +197,25 @@ class FileDeliveryStore(DeliveryStore):
             os.close(directory)
 
 
-def _load(path: Path) -> Delivery:
-    return Delivery(**exact_json.loads(path.read_bytes()))
+def _load(path: Path, rows: bool = True) -> Delivery:
+    if rows:
+        return Delivery(**exact_json.loads(path.read_bytes()))
+    with path.open("rb") as held:
+        return _head(held)
+
+
+def _head(stored) -> Delivery:
+    """A stored delivery without its rows: its fields read as they stream, up to the rows, which are skipped
+    unparsed (a stored delivery is `{"id", "source", "target", "received_at", "detail", "rows"}`)."""
+    import ijson
+    from ijson.common import ObjectBuilder
+
+    head = ObjectBuilder()
+    for prefix, event, value in ijson.parse(stored, use_float=False, buf_size=4096):
+        if prefix == "" and event == "map_key" and value == "rows":
+            break
+        head.event(event, value)
+    return Delivery(**{**head.value, "rows": []})
 
 
 class SqlDeliveryStore(DeliveryStore):
@@ -258,13 +277,16 @@ class SqlDeliveryStore(DeliveryStore):
             return False
         return True
 
-    def after(self, cursor: str | None) -> list[tuple[str, Delivery]]:
+    def after(self, cursor: str | None, *, rows: bool = True) -> list[tuple[str, Delivery]]:
         t = self.table
         query = self._sa.select(t.c.seq, t.c.body).order_by(t.c.seq)
         if cursor:
             query = query.where(t.c.seq > int(cursor))
         with self.engine.connect() as con:
-            return [(f"{seq:020d}", Delivery(**exact_json.loads(body))) for seq, body in con.execute(query)]
+            return [
+                (f"{seq:020d}", _from_body(body, rows))
+                for seq, body in con.execution_options(yield_per=16).execute(query)
+            ]
 
     def get(self, delivery_id: str) -> Delivery:
         with self.engine.connect() as con:
@@ -273,12 +295,16 @@ class SqlDeliveryStore(DeliveryStore):
             raise KeyError(f"no stored delivery {delivery_id}")
         return Delivery(**exact_json.loads(body))
 
-    def latest(self, target: str) -> Delivery | None:
+    def latest(self, target: str, *, rows: bool = True) -> Delivery | None:
         t = self.table
         query = self._sa.select(t.c.body).where(t.c.target == target).order_by(t.c.seq.desc()).limit(1)
         with self.engine.connect() as con:
             body = con.execute(query).scalar()
-        return Delivery(**exact_json.loads(body)) if body is not None else None
+        return _from_body(body, rows) if body is not None else None
+
+
+def _from_body(body: bytes, rows: bool) -> Delivery:
+    return Delivery(**exact_json.loads(body)) if rows else _head(io.BytesIO(body))
 
 
 def _iso(epoch_seconds: float) -> str:

@@ -47,3 +47,27 @@ def test_a_delivery_is_not_committed_past_one_another_receiver_is_still_storing(
         assert [r.id for r in c.execute(sa.select(store.table.c.id).order_by(store.table.c.seq))] == ["d1", "d2"]
     store.engine.dispose()
     other.dispose()
+
+
+def test_a_delivery_is_read_without_its_rows_where_only_its_head_is_needed(tmp_path):
+    """The deliveries sensor and the repeat check read every pending delivery whole (rows included, ~4.5 times
+    its size in memory): a backlog's tick needed gigabytes. Without rows, the head is read up to them: rows that
+    could not even be parsed (here, cut off) are never touched."""
+    from mlconnector_pipelines.ingest.store import Delivery, FileDeliveryStore
+
+    store = FileDeliveryStore(tmp_path)
+    rows = [{"v.id": n, "v.amount": "12345678901234567.89"} for n in range(1000)]
+    store.put(Delivery("0a1b", "looker", "vendors", "2026-12-07T10:00:00+00:00", {"scheduled_plan_id": 7}, rows))
+    [(cursor, whole)] = store.after(None)
+    assert whole.rows == rows
+    [path] = tmp_path.glob("*.json")
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # the rows cut off
+    [(same, head)] = store.after(None, rows=False)
+    assert (same, head.id, head.target, head.detail, head.rows) == (
+        cursor,
+        "0a1b",
+        "vendors",
+        {"scheduled_plan_id": 7},
+        [],
+    )
+    assert store.latest("vendors", rows=False).id == "0a1b"
