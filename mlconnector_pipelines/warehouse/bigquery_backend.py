@@ -9,7 +9,6 @@ DML for a while). TIMESTAMP is always UTC in BigQuery; NUMERIC(38, 9) holds mone
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -161,15 +160,23 @@ class _BigQuerySession(SqlSession):
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
             create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
         )
-        loaded = False
-        for batch in staging.text_batches(table):  # one staged file in memory at a time
-            body = b"\n".join(orjson.dumps(row) for row in batch.to_dict(orient="records"))
-            self.w.client.load_table_from_file(
-                io.BytesIO(body), destination, job_config=config, size=len(body), location=self.w.cfg.location
-            ).result()
-            loaded = True
-        if not loaded:
+        # One load job for the whole stage: a job per staged file (a page of a company) ran into BigQuery's fixed
+        # 1,500 load jobs per table per day on a long backfill. The rows go to one file first, a staged file in
+        # memory at a time.
+        rows = staging.directory / f"{table.name}.ndjson"
+        with rows.open("wb") as out:
+            for batch in staging.text_batches(table):
+                for row in batch.to_dict(orient="records"):
+                    out.write(orjson.dumps(row) + b"\n")
+        size = rows.stat().st_size
+        if size:
+            with rows.open("rb") as body:
+                self.w.client.load_table_from_file(
+                    body, destination, job_config=config, size=size, location=self.w.cfg.location
+                ).result()
+        else:
             self.w.client.create_table(bigquery.Table(destination, schema=config.schema), exists_ok=True)
+        rows.unlink()
         d = self.w.dialect
         select = ", ".join(f"CAST({d.column(c)} AS {d.types[t]}) AS {d.column(c)}" for c, t in columns.items())
         return f"(SELECT {select} FROM {d.table(name)})"

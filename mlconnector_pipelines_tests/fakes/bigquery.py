@@ -109,6 +109,7 @@ class FakeBigQuery:
                 Route(f"{API}/datasets/{{dataset}}/tables/{{table}}", self.table, methods=["GET", "DELETE"]),
                 Route(f"{API}/queries", self.query, methods=["POST"]),
                 Route(f"{API}/queries/{{job_id}}", self.query_results, methods=["GET"]),
+                Route(f"{API}/jobs", self.list_jobs, methods=["GET"]),
                 Route(f"{API}/jobs/{{job_id}}", self.get_job, methods=["GET"]),
                 Route("/upload/bigquery/v2/projects/{project}/jobs", self.upload, methods=["POST", "PUT"]),
                 Route("/upload/sessions/{upload_id}", self.resumable_chunk, methods=["PUT"]),
@@ -252,6 +253,11 @@ class FakeBigQuery:
         if result is None:
             return _error(404, "notFound", f"Not found: Job {request.path_params['job_id']}")
         return JSONResponse({**result, "kind": "bigquery#getQueryResultsResponse"})
+
+    async def list_jobs(self, request: Request) -> Response:
+        """jobs.list: every job run, newest first, in one page (as BigQuery lists them, with their configuration)."""
+        listed = [{"id": job_id, **job} for job_id, job in reversed(self.jobs.items())]
+        return JSONResponse({"kind": "bigquery#jobList", "jobs": listed})
 
     async def get_job(self, request: Request) -> Response:
         job = self.jobs.get(request.path_params["job_id"])

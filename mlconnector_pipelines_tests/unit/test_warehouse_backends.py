@@ -246,6 +246,21 @@ def test_what_another_run_commits_between_a_swaps_prepare_and_its_transaction_is
         assert held.to_dict() == {6: "6@2026-03-01T10:00:00.000Z"}  # 5 stays ended
 
 
+def test_a_window_of_many_pages_is_loaded_into_bigquery_by_one_load_job(warehouse, backend_settings):
+    """A load job per staged file (a page of a company) ran into BigQuery's 1,500 load jobs per table per day on a
+    long backfill. The jobs BigQuery lists (jobs.list, read with the official client) show one per stage."""
+    if backend_settings["backend"] != "bigquery":
+        pytest.skip("BigQuery's load jobs")
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
+        for page in range(5):
+            load.write(PARENT, docs("A", [page * 10 + n for n in range(3)]))
+            load.write(LINES, lines("A", page * 10, 2))
+    dataset = backend_settings["bigquery"]["dataset"]  # (the fake serves the module's other tests too)
+    loads = [j for j in warehouse.client.list_jobs() if j.job_type == "load" and j.destination.dataset_id == dataset]
+    assert sorted(job.destination.table_id.rsplit("_", 1)[0] for job in loads) == ["_stage_doc_lines", "_stage_docs"]
+    assert len(table(warehouse, "docs")) == 15 and len(table(warehouse, "doc_lines")) == 10
+
+
 def test_replacing_a_window_replaces_exactly_its_rows(warehouse):
     with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A", "B"), DAY, NEXT)) as load:
         load.write(PARENT, pd.concat([docs("A", [1, 2]), docs("B", [1])]))
