@@ -204,10 +204,24 @@ def window_swap(
                 f"SELECT {fingerprint('p.', [COMPANY_ID, VERSION_ID])} FROM {d.table(parent.name)} AS p "
                 f"WHERE {fingerprint('p.', parent.key)} IN (SELECT f FROM {d.table(name)})"
             )
-            apply.append(
-                f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {candidates} AS c "
-                f"WHERE {fingerprint('c.', [COMPANY_ID, PARENT_VERSION_ID])} IN ({current_versions})"
+            of_current = f"{fingerprint('c.', [COMPANY_ID, PARENT_VERSION_ID])} IN ({current_versions})"
+            # A parent version staged twice (a source repeating a record while it pages) brings its lines twice:
+            # each line key once, its latest read.
+            once = (
+                f"INSERT INTO {current} ({columns}) SELECT {columns} FROM (SELECT c.*, row_number() OVER ("
+                f"PARTITION BY {', '.join(f'c.{d.column(k)}' for k in table.key)} "
+                f"ORDER BY c.{d.column('_extracted_at')} DESC) AS _rn FROM {candidates} AS c WHERE {of_current}"
             )
+            if d.one_swap_at_a_time:  # only the lines of parents with several candidate versions go through it
+                repeated_parents = d.table(f"_swap_repeated_{parent.name}_{token}")
+                apply += [
+                    f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {candidates} AS c WHERE {of_current} "
+                    f"AND {fingerprint('c.', own_key)} NOT IN (SELECT f FROM {repeated_parents})",
+                    f"{once} AND {fingerprint('c.', own_key)} IN (SELECT f FROM {repeated_parents})) AS r "
+                    "WHERE _rn = 1",
+                ]
+            else:
+                apply.append(f"{once}) AS r WHERE _rn = 1")
         apply.append(f"INSERT INTO {changes} ({stage_columns}) SELECT {stage_columns} FROM {stage}")
     return prepare, apply
 

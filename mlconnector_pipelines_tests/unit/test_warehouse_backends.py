@@ -261,6 +261,17 @@ def test_a_window_of_many_pages_is_loaded_into_bigquery_by_one_load_job(warehous
     assert len(table(warehouse, "docs")) == 15 and len(table(warehouse, "doc_lines")) == 10
 
 
+def test_a_document_version_read_twice_in_a_window_keeps_each_line_once(warehouse):
+    """A source repeating a record while it pages brings one version of a document twice: the document was kept
+    once, but every line of it twice."""
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
+        for _ in range(2):
+            load.write(PARENT, docs("A", [5]))
+            load.write(LINES, lines("A", 5, 2))
+    assert warehouse.duplicate_keys(PARENT) == warehouse.duplicate_keys(LINES) == 0
+    assert sorted(table(warehouse, "doc_lines")["line_num"].astype(int)) == [0, 1]
+
+
 def test_replacing_a_window_replaces_exactly_its_rows(warehouse):
     with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A", "B"), DAY, NEXT)) as load:
         load.write(PARENT, pd.concat([docs("A", [1, 2]), docs("B", [1])]))
