@@ -109,6 +109,10 @@ class ParquetStaging(WindowLoad):
         known = table.all_types()
         for field in batch.schema:
             if field.name not in columns:  # a field new in the source: typed from its values
+                if pa.types.is_null(field.type) and field.name not in known:
+                    # No value to type it by yet: made a text column, it stayed one when amounts came (and on
+                    # BigQuery every later load failed, NUMERIC beside STRING). It waits for its first value.
+                    continue
                 columns[field.name] = known.get(field.name) or _column_type(field.type)
         self._files[table.name] += 1
         path = self.directory / table.name / f"{self._files[table.name]:06d}.parquet"

@@ -272,6 +272,19 @@ def test_a_document_version_read_twice_in_a_window_keeps_each_line_once(warehous
     assert sorted(table(warehouse, "doc_lines")["line_num"].astype(int)) == [0, 1]
 
 
+def test_a_field_that_is_empty_in_the_first_window_is_typed_by_its_first_values(warehouse):
+    """A field a customer added, empty everywhere in the first window loaded: made a text column from Arrow's
+    null type, it stayed text when amounts came (and on BigQuery every later load failed: NUMERIC beside STRING)."""
+    later = "2026-03-02T15:00:00.000Z"
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
+        load.write(PARENT, docs("A", [1], extra=[None]))
+    with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A",), NEXT, AFTER)) as load:
+        load.write(PARENT, docs("A", [2], modified=later, window=NEXT, extra=[Decimal("12345678901.234567891")]))
+    assert warehouse.column_types("docs")["extra"] == T.DECIMAL
+    held = table(warehouse, "docs").set_index(table(warehouse, "docs")["doc_entry"].astype(int))["extra"]
+    assert pd.isna(held[1]) and Decimal(str(held[2])) == Decimal("12345678901.234567891")
+
+
 def test_replacing_a_window_replaces_exactly_its_rows(warehouse):
     with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A", "B"), DAY, NEXT)) as load:
         load.write(PARENT, pd.concat([docs("A", [1, 2]), docs("B", [1])]))
