@@ -231,6 +231,29 @@ def test_ping_logs_in_reads_and_reports_trust(sap, tmp_path, monkeypatch):
     assert result.ok and "logged in to SBODEMOUS (Service Layer v2, TLS: CA bundle)" in result.detail
 
 
+def test_sets_the_server_keeps_no_update_date_for_are_named_by_ping_and_by_the_load(
+    tmp_path_factory, tmp_path, monkeypatch
+):
+    """SAP's Service Layer metadata gives UpdateDate to the documents, Items and BusinessPartners only: a filter on
+    it for JournalEntries, the payments, ChartOfAccounts or ProfitCenters is refused. The load failed on a bare
+    400 without a fix, and ping, reading only the chart of accounts, said all was well."""
+    monkeypatch.setenv("SAP_PASSWORD_UNDER_TEST", "sandbox-b1-password")
+    stamped = ["Invoices", "PurchaseInvoices", "PurchaseOrders", "Items", "BusinessPartners"]
+    real = start(tmp_path_factory, stamped_sets=stamped)
+    try:
+        refused = sap_ping(real, tmp_path)
+        assert not refused.ok
+        for entity_set in ("JournalEntries", "IncomingPayments", "VendorPayments", "ChartOfAccounts", "ProfitCenters"):
+            assert entity_set in refused.detail, refused
+        assert "remove the sets named from sap_business_one.entities" in refused.fix
+        assert sap_ping(real, tmp_path, entities=stamped).ok
+        with pytest.raises(ConfigError, match="keeps no UpdateDate for JournalEntries.*Remove JournalEntries from"):
+            extract(client(real), "JournalEntries")
+        assert extract(client(real), "Items")  # the sets that carry it load as before
+    finally:
+        real.stop()
+
+
 def test_ping_of_v2_on_a_server_that_serves_only_v1_names_the_path(tmp_path_factory, tmp_path, monkeypatch):
     """SAP Business One 9.x has no /b1s/v2: the login's 404 is the path's fault, not the host's or the port's."""
     monkeypatch.setenv("SAP_PASSWORD_UNDER_TEST", "sandbox-b1-password")

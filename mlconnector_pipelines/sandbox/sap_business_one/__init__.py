@@ -36,6 +36,12 @@ class SapSettings(BaseModel):
     update_time_as: Literal["text", "hhmmss"] = Field(
         "text", description='UpdateTime as "14:23:05", or as the number 142305 (how B1 stores UpdateTS).'
     )
+    stamped_sets: list[str] | None = Field(
+        None,
+        description="The entity sets that carry UpdateDate/UpdateTime; None: all of them. SAP's Service Layer "
+        "metadata gives them to documents, Items and BusinessPartners only (not JournalEntries, the payments, "
+        "ChartOfAccounts or ProfitCenters): a filter on them there is refused, as on a real server.",
+    )
     versions: list[Literal["v1", "v2"]] = Field(
         ["v1", "v2"], min_length=1, description="The Service Layer's paths: 9.x serves /b1s/v1 only, 10.0 both."
     )

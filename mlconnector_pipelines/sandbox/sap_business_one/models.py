@@ -28,6 +28,13 @@ class ServiceLayerModel:
             for n, db in enumerate(s.company_dbs)
         }
         self.zone = ZoneInfo(s.server_timezone)
+        if s.stamped_sets is not None:  # sets SAP's metadata gives no UpdateDate/UpdateTime
+            for data in self.companies.values():
+                for name, records in data.entities.items():
+                    if name not in s.stamped_sets:
+                        for record in records:
+                            record.pop("UpdateDate", None)
+                            record.pop("UpdateTime", None)
         first = self.companies[s.company_dbs[0]]
         self.field_types = {name: field_types(records) for name, records in first.entities.items()}
 

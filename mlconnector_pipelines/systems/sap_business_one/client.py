@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ...core.catalog import SourceEntity
-from ...core.errors import ConfigError
+from ...core.errors import ConfigError, RequestFailedError
 from ...core.http import ThrottledClient
 from ...core.odata import read_page_table, string_literal
 from ...core.paginate import KeysetPages
@@ -94,14 +94,15 @@ class ServiceLayerClient:
                 raise self.http.malformed(response, f"an UpdateDate or UpdateTime it cannot read: {exc}") from None
             return page.append_column(MODIFIED_AT, moments), next_link
 
-        for page in KeysetPages(
+        pages = KeysetPages(
             self.http,
             entity.entity_set,
             key=entity.key,
             conjunction=days,
             read=read,
             headers={"Prefer": f"odata.maxpagesize={self.page_size}"},
-        ):
+        )
+        for page in _stamped(entity, pages):
             moments = page.column(MODIFIED_AT)
             in_window = pc.and_(
                 pc.greater_equal(moments, pa.scalar(start, moments.type)),
@@ -175,3 +176,19 @@ def update_time(value: object) -> time:
 # v1 (OData 3) names it `odata.nextLink`, v2 `@odata.nextLink`; a server may write either in either.
 _NEXT_LINK_KEYS = ("odata.nextLink", "@odata.nextLink")
 _EDM_TIME = re.compile(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?")
+
+
+def _stamped(entity: SourceEntity, pages: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """The pages, unless the server has no UpdateDate for the set: SAP's Service Layer metadata gives it to the
+    documents, Items and BusinessPartners only, and refuses a filter on it elsewhere (JournalEntries, the payments,
+    ChartOfAccounts, ProfitCenters on many versions). Said so, with what to change, instead of a bare 400."""
+    try:
+        yield from pages
+    except RequestFailedError as exc:
+        if exc.status == 400 and "UpdateDate" in (exc.server_message or ""):
+            raise ConfigError(
+                f"SAP Business One: this Service Layer keeps no UpdateDate for {entity.entity_set}, so its changes "
+                f"cannot be read by window ({exc.server_message}). Remove {entity.entity_set} from "
+                "sap_business_one.entities (`mlconnector ping` lists every set the server refuses)"
+            ) from None
+        raise

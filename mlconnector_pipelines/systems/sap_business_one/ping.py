@@ -22,10 +22,18 @@ def ping(cfg: SapBusinessOneConfig, data_dir: Path) -> PingResult:
             accounts = session.client(db).http.get_json("ChartOfAccounts", params={"$select": "Code", "$top": "1"})
             if not accounts["value"]:
                 empty.append(db)
+        unstamped = _sets_without_update_date(session.client(cfg.company_dbs[0]), cfg)
+        if unstamped:
+            raise ConfigError(
+                f"this Service Layer keeps no UpdateDate for {', '.join(unstamped)}: their changes cannot be read "
+                "by window; remove them from sap_business_one.entities"
+            )
         version = session.client(cfg.company_dbs[0]).version
         return (
             f"logged in to {', '.join(cfg.company_dbs)} (Service Layer {version}, TLS: {trust}); "
-            "chart of accounts readable" + (f" (but empty in {', '.join(empty)})" if empty else "")
+            "chart of accounts readable"
+            + (f" (but empty in {', '.join(empty)})" if empty else "")
+            + "; every configured set can be read by UpdateDate"
         )
 
     return run_check(
@@ -41,12 +49,32 @@ def ping(cfg: SapBusinessOneConfig, data_dir: Path) -> PingResult:
     )
 
 
+def _sets_without_update_date(client, cfg: SapBusinessOneConfig) -> list[str]:
+    """The configured sets whose UpdateDate the server refuses in a filter (one light request each)."""
+    from .catalog import select
+
+    refused = []
+    for entity in select(cfg.entities):
+        try:
+            client.http.get_json(
+                entity.entity_set,
+                params={"$select": entity.key, "$filter": "UpdateDate ge '2000-01-01'", "$top": "1"},
+            )
+        except RequestFailedError as exc:
+            if exc.status != 400 or "UpdateDate" not in (exc.server_message or ""):
+                raise
+            refused.append(entity.entity_set)
+    return refused
+
+
 def likely_fix(exc: Exception) -> str:
     if untrusted_certificate(exc):
         return (
             "TLS not trusted: set sap_business_one.ca_bundle to the server's certificate (self-signed servers) "
             "or sap_business_one.pinned_sha256 to its fingerprint"
         )
+    if isinstance(exc, ConfigError) and "UpdateDate" in str(exc):
+        return "remove the sets named from sap_business_one.entities (SAP keeps no UpdateDate for them)"
     if isinstance(exc, ConfigError) and "pinned" in str(exc):
         return "update sap_business_one.pinned_sha256 if the certificate was renewed on purpose; otherwise investigate"
     fix = known_fix(exc)
