@@ -30,7 +30,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from filelock import FileLock
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ConnectorError
 from ..core.posting import Plan, PlannedLine, SourceRow, canonical_json, json_digest
 from .schema import documents, events, leases, line_states, lines
 
@@ -224,14 +224,18 @@ class AuditStore:
             else:
                 document_id = row.id
                 self._event(c, document_id, run_id, "planned_again", f"digest {plan.digest[:12]}")
-                # Not while another run holds the partition's writing lease: it is writing the plan recorded
-                # before, and would mark this one's lines verified. This plan is then judged against that one.
-                if (
-                    row.digest != plan.digest
-                    and row.state not in FINISHED
-                    and row.document_number is None
-                    and not self._leased_to_another(c, writing_lease(plan), run_id, now)
-                ):
+                replaces = row.digest != plan.digest and row.state not in FINISHED and row.document_number is None
+                if replaces and self._leased_to_another(c, writing_lease(plan), run_id, now):
+                    # Another run is writing the plan recorded before: replaced under it, that run marked this
+                    # plan's lines verified while the target held its own. Refused, said so, nothing recorded:
+                    # run again once it has finished, and this plan is judged against what it wrote.
+                    raise PlanBeingWritten(
+                        f"{plan.system}: {plan.document_key}: run {row.last_run_id} is writing the plan recorded "
+                        f"before (digest {row.digest[:12]}); these figures (digest {plan.digest[:12]}) were not "
+                        "recorded. Run this again once that run has finished: they are then compared with what it "
+                        "wrote"
+                    )
+                if replaces:
                     c.execute(line_states.delete().where(line_states.c.document_id == document_id))
                     c.execute(lines.delete().where(lines.c.document_id == document_id))
                     self._insert_lines(c, document_id, plan.lines, now)
@@ -541,6 +545,10 @@ class AuditStore:
     def connection(self) -> Iterator[sa.Connection]:
         with self.engine.connect() as c:
             yield c
+
+
+class PlanBeingWritten(ConnectorError):
+    """New figures for a document another run is writing (it holds the partition's lease): not recorded."""
 
 
 class LeaseHeld(Exception):

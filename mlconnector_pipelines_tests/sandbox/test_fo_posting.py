@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import pytest
 
-from mlconnector_pipelines.audit.store import AuditStore
+from mlconnector_pipelines.audit.store import AuditStore, PlanBeingWritten
 from mlconnector_pipelines.core.errors import ConfigError, OutcomeUnknown, RequestFailedError
 from mlconnector_pipelines.core.posting import SourceRow
 from mlconnector_pipelines.engine.journal import LookerRows, build_plan, choose_document
@@ -683,11 +683,20 @@ def test_the_offset_line_carries_its_own_dimensions_and_a_name_outside_the_forma
 def test_new_figures_recorded_beside_a_run_writing_the_journal_never_pass_for_what_it_wrote(sandbox, posting, when):
     """Run A (a replay) recorded its plan; run B then recorded new figures for the same journal. While A wrote,
     B's plan replaced A's lines in the audit store: A wrote its own and marked B's verified, which then traced
-    lines F&O never held. B's figures wait for A's writing lease and are judged against what A posted (a changed
-    plan: refused by default); recorded before A took the lease, A stops and writes nothing."""
+    lines F&O never held. Recorded while A holds the writing lease, B's figures are refused, said so, and judged
+    against what A posted when B runs again (a changed plan: refused by default); recorded before A took the
+    lease, they are the store's and A stops, writing nothing."""
     old, _ = plan_for(posting().target)
     new, _ = plan_for(posting().target, rows=[("618200", "001", "10"), ("618100", "002", "20")])
-    engine = posting("run-a", checkpoint=lambda name: posting("run-b").record(new) if name == "before_header" else None)
+    refused = []
+
+    def b_records_new_figures(name: str) -> None:
+        if name == "before_header":
+            with pytest.raises(PlanBeingWritten, match="run run-a is writing the plan recorded before") as error:
+                posting("run-b").record(new)
+            refused.append(error.value)
+
+    engine = posting("run-a", checkpoint=b_records_new_figures)
     if when == "before_lease":
         record = engine.record(old)
         engine.validate(old, record)
@@ -699,12 +708,12 @@ def test_new_figures_recorded_beside_a_run_writing_the_journal_never_pass_for_wh
         assert_posted_once(sandbox, new)
         return
     result = engine.run(old)  # B records its figures while A holds the lease, before A's header
-    assert result.outcome == "posted" and result.document.state == "verified"
+    assert refused and result.outcome == "posted" and result.document.state == "verified"
     held = assert_posted_once(sandbox, old)
     stored = engine.audit.plan(result.document)
     assert stored.digest == old.digest and len(stored.lines) == len(held["lines"])  # the store says what F&O holds
     with pytest.raises(PlanChanged):
-        posting("run-c").run(new)
+        posting("run-b").run(new)  # B again, once A has finished
     assert_posted_once(sandbox, old)
 
 
