@@ -24,7 +24,7 @@ def _months(first: date, count: int = 12) -> list[tuple[date, date]]:
 
 class _Site:
     """FinancialPeriod years as a July-June site numbers them (by the year they end in: `belongs to next year`),
-    every period open but December 2026."""
+    each period's end date the next one's first day, every period open but June and December 2026."""
 
     def __init__(self):
         self.asked: list[str] = []
@@ -35,7 +35,7 @@ class _Site:
         self.asked.append(keys[0])
         details = [
             {"FinancialPeriodID": f"{n:02d}{year}", "StartDate": f"{start}T00:00:00", "EndDate": f"{end}T00:00:00",
-             "Status": "Closed" if start == date(2026, 12, 1) else "Open"}
+             "Status": "Closed" if start in (date(2026, 12, 1), date(2026, 6, 1)) else "Open"}
             for n, (start, end) in enumerate(_months(date(year - 1, 7, 1)), start=1)
         ]  # fmt: skip
         return {"FinancialYear": str(year), "Details": details}
@@ -43,7 +43,14 @@ class _Site:
 
 @pytest.mark.parametrize(
     ("posting", "problem"),
-    [(date(2026, 3, 31), None), (date(2026, 11, 30), None), (date(2026, 12, 15), "062027, which is Closed")],
+    [
+        (date(2026, 3, 31), None),
+        (date(2026, 11, 30), None),
+        (date(2026, 12, 15), "062027, which is Closed"),
+        # The year's first day: June's end date (exclusive) is 1 July, but 1 July is July's period, of the next
+        # year (once taken for June of the year before, whose closing then refused a valid journal).
+        (date(2026, 7, 1), None),
+    ],
 )
 def test_a_posting_date_finds_its_period_in_a_financial_year_that_is_not_the_calendar_year(posting, problem):
     """Half the year's dates looked only in the calendar year's FinancialPeriod (2026 for 30 November 2026, which

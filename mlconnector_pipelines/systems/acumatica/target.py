@@ -136,15 +136,20 @@ class AcumaticaJournalTarget:
     def _period_problems(self, posting: date) -> list[Problem]:
         day = posting.isoformat()
         # A financial year need not be the calendar year (July to June; numbered by the year it ends in when it
-        # "belongs to next year"): the date's own year first, then the next and the one before.
+        # "belongs to next year"): the date's own year first, then the next and the one before. A period whose
+        # end date is the posting date counts only if none begins or runs through it (an end date may be the
+        # next period's first day): across the years, so 1 July is July's, not June's of the year before.
+        touching: list[dict] = []
         for year in (posting.year, posting.year + 1, posting.year - 1):
             if year not in self._periods:
                 found = self.client.record("FinancialPeriod", [str(year)], expand=["Details"])
                 self._periods[year] = list((found or {}).get("Details", []))
             covering = [p for p in self._periods[year] if _day(p.get("StartDate")) <= day <= _day(p.get("EndDate"))]
-            covering = [p for p in covering if _day(p.get("EndDate")) != day] or covering  # an exclusive end date
+            touching += covering
+            covering = [p for p in covering if _day(p.get("EndDate")) != day]
             if covering:
                 break
+        covering = covering or touching
         if not covering:
             return [
                 Problem(
