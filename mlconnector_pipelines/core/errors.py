@@ -61,7 +61,9 @@ def about_the_system(exc: BaseException) -> bool:
     if isinstance(exc, AuthenticationError):
         return True
     if isinstance(exc, RequestFailedError) and not isinstance(exc, OutcomeUnknown):
-        return exc.status is None or exc.status >= 500 or exc.status == 429
+        if exc.status is None:  # unreachable, or one answer it could not use (that record's)
+            return getattr(exc, "unreachable", False)
+        return exc.status >= 500 or exc.status == 429
     return False
 
 

@@ -497,7 +497,9 @@ class ThrottledClient:
             f"{method} {url} could not be completed after {attempts} "
             f"attempt{'s' if attempts != 1 else ''}: {type(exc).__name__}: {exc}"
         )
-        return RequestFailedError(self.system, self._redact(message), fix=_tls_fix(exc))
+        failed = RequestFailedError(self.system, self._redact(message), fix=_tls_fix(exc))
+        failed.unreachable = True  # no answer at all: the system, not one record (core.errors.about_the_system)
+        return failed
 
     def _send_once(self, method, url, auth, stream, *, params, json, data, headers, content) -> httpx.Response:
         if self._limiter is not None:

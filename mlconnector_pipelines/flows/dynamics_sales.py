@@ -197,6 +197,9 @@ class _SalesFlow:
                         continue
                     except ConnectorError as exc:  # this deal's; the others' numbers still go (the run fails after)
                         if about_the_system(exc):  # BC or Sales down or refusing us: the next deal would wait as long
+                            context.log.error(
+                                f"{record.document_key}: {exc}; the deals after it are left for the next run"
+                            )
                             raise
                         context.log.error(f"{record.document_key}: {exc}")
                         failed.append(f"{record.document_key}: {exc}")

@@ -492,3 +492,17 @@ def test_a_declared_amount_stays_exact_on_a_page_whose_other_numbers_no_decimal_
     [record] = records.to_pylist()
     assert (record["DocTotal"], record["VatSum"]) == (Decimal("12345678901234567.89"), Decimal("98765432109876543.21"))
     assert records.schema.field("Odd").type == pa.float64()  # the case: the page fell back to inference
+
+
+def test_an_error_says_the_system_is_unreachable_only_when_no_answer_came():
+    """A loop over records stops on an error about the system (every record after it would meet it) and goes on
+    past one about a record: an answer it could not use (malformed) is that record's, though it has no status."""
+    from mlconnector_pipelines.core.errors import about_the_system
+
+    transport, _ = scripted(*[httpx.ConnectError("connection refused")] * 2)
+    with pytest.raises(RequestFailedError) as unreachable:
+        client(transport, [], max_attempts=2).get_json("/x")
+    malformed, _ = scripted((200, {}))
+    c = client(malformed, [])
+    odd = c.malformed(c.request("GET", "/x"), "a body of another shape")
+    assert about_the_system(unreachable.value) and not about_the_system(odd)
