@@ -120,22 +120,32 @@ class Plan:
 
     @property
     def total_debit(self) -> Decimal:
-        return sum((line.debit for line in self.lines), ZERO)
+        with exact_sums():
+            return sum((line.debit for line in self.lines), ZERO)
 
     @property
     def total_credit(self) -> Decimal:
-        return sum((line.credit for line in self.lines), ZERO)
+        with exact_sums():
+            return sum((line.credit for line in self.lines), ZERO)
 
     @property
     def balance(self) -> Decimal:
-        return self.total_debit - self.total_credit
+        with exact_sums():
+            return self.total_debit - self.total_credit
+
+
+def exact_sums():
+    """A context whose sums keep every digit of amounts past Decimal's default 28 (a debit of 1E+29 + 0.01 and a
+    credit of 1E+29 balanced, the cent rounded away): 80 digits hold any ledger's."""
+    return localcontext(prec=80)
 
 
 def balances(lines: Sequence[PlannedLine]) -> dict[str, Decimal]:
     """Debits less credits per currency (each balances on its own), in the order each currency first comes."""
     owed: dict[str, Decimal] = {}
-    for line in lines:
-        owed[line.currency] = owed.get(line.currency, ZERO) + line.amount
+    with exact_sums():
+        for line in lines:
+            owed[line.currency] = owed.get(line.currency, ZERO) + line.amount
     return owed
 
 

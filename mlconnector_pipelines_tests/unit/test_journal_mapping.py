@@ -107,6 +107,14 @@ def test_an_amount_past_28_digits_is_rounded_exactly_not_a_crash():
     plan step crashed without naming the row."""
     plan, problems = build(mapping(), rows(("NORTH", "123456789012345678901234567.895"), ("SOUTH", "-5")))
     assert problems == [] and plan.lines[0].amount == Decimal("123456789012345678901234567.90")
+    # and summed exactly: a cent beside 1E+29 does not balance away
+    from mlconnector_pipelines.engine.post import plan_problems
+
+    off, _ = build(
+        mapping(balancing={"mode": "rows_balance"}),
+        rows(("NORTH", "100000000000000000000000000000.01"), ("SOUTH", "-100000000000000000000000000000")),
+    )
+    assert off.balance == Decimal("0.01") and any("balance" in p.reason for p in plan_problems(off))
 
 
 def test_an_unmapped_value_and_a_binary_float_name_their_rows_and_make_no_lines():
