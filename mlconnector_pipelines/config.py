@@ -112,6 +112,18 @@ def parse_config(raw: dict, *, source: str = "connector.yaml") -> ConnectorConfi
         raise ConfigError(f"{source} is invalid — {problems}") from None
 
 
+def _refuse_a_store_left_where_it_was(data_dir: Path, beside: Path, config: Path) -> None:
+    """Releases before this one read a relative data_dir against the current folder: a deployment's warehouse,
+    audit store and deliveries there would silently be left behind for an empty folder beside connector.yaml."""
+    before = data_dir.resolve()
+    if before != beside and not beside.exists() and before.is_dir() and any(before.iterdir()):
+        raise ConfigError(
+            f"{config}: data_dir {data_dir} is now read from connector.yaml's folder ({beside}), which does not "
+            f"exist, while {before} (from the current folder, as earlier releases read it) holds data: move it to "
+            f"{beside}, or give data_dir as an absolute path"
+        )
+
+
 def load_config(path: str | Path | None = None) -> ConnectorConfig:
     """Load `path`, else `$MLCONNECTOR_CONFIG`, else the sandbox profile.
 
@@ -132,5 +144,9 @@ def load_config(path: str | Path | None = None) -> ConnectorConfig:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if isinstance(raw, dict) and isinstance(raw.get("data_dir"), str):
         data_dir = Path(raw["data_dir"]).expanduser()
-        raw["data_dir"] = str(data_dir if data_dir.is_absolute() else path.resolve().parent / data_dir)
+        if not data_dir.is_absolute():
+            beside = path.resolve().parent / data_dir
+            _refuse_a_store_left_where_it_was(data_dir, beside, path)
+            data_dir = beside
+        raw["data_dir"] = str(data_dir)
     return parse_config(raw, source=str(path))

@@ -95,6 +95,12 @@ def test_a_relative_data_dir_is_the_config_files_folders_and_a_home_one_is_expan
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     path.write_text("profile: sandbox\ndata_dir: ~/mlc\n")
     assert load_config(path).data_dir == tmp_path / "home" / "mlc"
+    # A deployment whose stores an earlier release kept under the current folder is told, not moved silently.
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "audit.sqlite").write_bytes(b"")
+    path.write_text("profile: sandbox\ndata_dir: state\n")
+    with pytest.raises(ConfigError, match="state .*holds data: move it to"):
+        load_config(path)
 
 
 def test_the_shipped_example_is_valid(monkeypatch):
