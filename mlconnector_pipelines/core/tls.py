@@ -45,7 +45,9 @@ def pinned_ssl_context(host: str, port: int, sha256: str, *, what: str) -> ssl.S
     """Trust exactly the certificate whose SHA-256 fingerprint the customer gave us.
 
     The server's certificate is fetched once and compared with the pin; it then becomes the only
-    trust anchor, so every later connection is verified against it (hostname included).
+    trust anchor, so every later connection is verified against it. The name it was issued to is not compared
+    with the URL's host: the pin is its identity, and an on-premise server's certificate is often issued to
+    the machine's name (CN=B1SERVER) while it is reached by address, which no other setting could then fix.
     """
     import hashlib
 
@@ -64,4 +66,5 @@ def pinned_ssl_context(host: str, port: int, sha256: str, *, what: str) -> ssl.S
     # The pinned certificate is the trust anchor even when a CA signed it (an internal or a public CA): without
     # this, OpenSSL looks past it for its issuer and every connection failed, the pin matching or not.
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.check_hostname = False  # the pin is the identity (still CERT_REQUIRED: only that certificate passes)
     return context

@@ -30,16 +30,10 @@ def test_clients_of_one_bundle_share_a_context_and_a_rewritten_bundle_is_trusted
     assert not first_ca & serials(renewed) and len(serials(renewed) - serials(ssl_context(None, what="z"))) == 1
 
 
-def test_a_pinned_certificate_a_ca_signed_is_trusted_and_verified(tmp_path):
-    """`pinned_sha256` trusts the server's certificate itself. One a CA signed (not self-signed) failed every
-    connection, the pin matching: OpenSSL looked past it for its issuer, which the pin does not give."""
-    import hashlib
+def _serve_tls(certs):
     import http.server
     import threading
 
-    import httpx
-
-    certs = ensure_certificates(tmp_path)  # a CA and a server certificate it signed
     served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     served.load_cert_chain(certs.server_cert_pem, certs.server_key_pem)
 
@@ -56,14 +50,29 @@ def test_a_pinned_certificate_a_ca_signed_is_trusted_and_verified(tmp_path):
     server = http.server.HTTPServer(("127.0.0.1", 0), Health)
     server.socket = served.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_pinned_certificate_is_the_servers_identity_whoever_signed_it_and_whatever_name_it_bears(tmp_path):
+    """`pinned_sha256` trusts the server's certificate itself. One a CA signed failed every connection, the pin
+    matching (OpenSSL looked past it for its issuer); one issued to another name than the URL's host (an
+    on-premise B1SERVER reached by address) failed the name check, which no setting could fix. Another
+    certificate on the same address is still refused."""
+    import hashlib
+
+    import httpx
+
+    certs, other = ensure_certificates(tmp_path / "a"), ensure_certificates(tmp_path / "b")
+    server, impostor = _serve_tls(certs), _serve_tls(other)
     try:
         port = server.server_address[1]
         pin = hashlib.sha256(ssl.PEM_cert_to_DER_cert(certs.server_cert_pem.read_text())).hexdigest()
         context = pinned_ssl_context("127.0.0.1", port, pin, what="sap_business_one")
         with httpx.Client(verify=context) as client:
             assert client.get(f"https://127.0.0.1:{port}/").text == "ok"
-            # The pin is all that is trusted, and the hostname is still checked.
+            assert client.get(f"https://127.0.0.1:{port}/", extensions={"sni_hostname": "b1server"}).text == "ok"
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
-                client.get(f"https://127.0.0.1:{port}/", extensions={"sni_hostname": "erp.example.com"})
+                client.get(f"https://127.0.0.1:{impostor.server_address[1]}/")
     finally:
         server.shutdown()
+        impostor.shutdown()
