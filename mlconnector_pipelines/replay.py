@@ -32,11 +32,15 @@ def _targets(cfg) -> dict[str, tuple[Any, Any]]:
     return {spec.title: (spec, section) for spec, section in enabled_sections(cfg) if spec.posting_target}
 
 
+class NoAuditStore(ConfigError):
+    """No run has recorded anything where the configuration says the audit store is."""
+
+
 def _existing_store(cfg) -> AuditStore:
     """The configured audit store, which a run must have made: opened at a data_dir no run used (another
     connector.yaml's), an empty one was created and every document was said to be verified."""
     if cfg.audit.store_url is None and not (cfg.data_dir / "audit.sqlite").exists():
-        raise ConfigError(
+        raise NoAuditStore(
             f"no audit store at {cfg.data_dir / 'audit.sqlite'}: no run has recorded anything with data_dir "
             f"{cfg.data_dir}. Is this the connector.yaml the runs use (--config, $MLCONNECTOR_CONFIG)?"
         )

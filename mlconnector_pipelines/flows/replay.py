@@ -4,7 +4,7 @@ import dagster as dg
 from pydantic import Field
 
 from ..config import ConnectorConfig
-from ..replay import replay
+from ..replay import NoAuditStore, replay
 
 
 class ReplayConfig(dg.Config):
@@ -15,7 +15,12 @@ class ReplayConfig(dg.Config):
 def build_replay(cfg: ConnectorConfig) -> dg.Definitions:
     @dg.op(description="Finish every document the audit store has not seen verified, each found by its key first.")
     def replay_unfinished(context: dg.OpExecutionContext, config: ReplayConfig):
-        outcomes = replay(cfg, flow=config.flow, dry_run=config.dry_run, run_id=context.run_id)
+        try:
+            outcomes = replay(cfg, flow=config.flow, dry_run=config.dry_run, run_id=context.run_id)
+        except NoAuditStore:  # the deployment's own configuration: no journal run has recorded anything yet
+            context.log.info("nothing to replay: no run has recorded a document yet")
+            yield dg.Output(None, metadata={"finished": 0, "dry_run": config.dry_run, "audit_store": "none yet"})
+            return
         rows = ["| flow | partition | document | state | outcome |", "|---|---|---|---|---|"]
         for o in outcomes:
             d = o.document

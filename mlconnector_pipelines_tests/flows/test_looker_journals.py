@@ -336,6 +336,21 @@ def test_ping_reads_f_and_o_and_checks_the_journals_legal_entities_and_names(env
     )
 
 
+def test_the_replay_job_of_a_deployment_no_journal_run_has_written_yet_has_nothing_to_do(env, tmp_path):
+    """`mlconnector replay` refuses a data_dir no run wrote (the wrong connector.yaml, most likely); the job runs
+    with the deployment's own, where no store yet means nothing recorded: it failed there."""
+    cfg = env.config().model_copy(update={"data_dir": tmp_path / "new-deployment"})
+    result = (
+        build_definitions(cfg)
+        .resolve_job_def("replay_journals")
+        .execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    )
+    assert result.success
+    [step] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    assert step.event_specific_data.metadata["audit_store"].value == "none yet"
+    assert not (tmp_path / "new-deployment" / "audit.sqlite").exists()
+
+
 def test_the_replay_job_finishes_a_journal_a_crashed_run_left_half_written(env):
     from mlconnector_pipelines.audit.store import open_audit_store
     from mlconnector_pipelines.engine.journal import LookerRows, build_plan
