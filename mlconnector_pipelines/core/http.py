@@ -179,6 +179,28 @@ class _ToldToWaitTooLong(tenacity.stop.stop_base):
         return isinstance(exc, _RetryableResponse) and (retry_after_seconds(exc.response) or 0.0) > self.cap
 
 
+def _retrying(
+    policy: HttpPolicy,
+    retry: tenacity.retry_base,
+    *,
+    rng: random.Random,
+    sleep: Callable[[float], None],
+    before_sleep: Callable[[tenacity.RetryCallState], None],
+) -> tenacity.Retrying:
+    """The house retry: the server's Retry-After, else full jitter; at most `max_attempts`, and none at all when
+    told to wait longer than `max_retry_after_seconds`."""
+    return tenacity.Retrying(
+        retry=retry,
+        wait=_RetryAfterOrFullJitter(
+            policy.backoff_base_seconds, policy.backoff_cap_seconds, policy.max_retry_after_seconds, rng
+        ),
+        stop=tenacity.stop_after_attempt(policy.max_attempts) | _ToldToWaitTooLong(policy.max_retry_after_seconds),
+        before_sleep=before_sleep,
+        sleep=sleep,
+        reraise=True,
+    )
+
+
 def sign_in(
     send: Callable[[], httpx.Response],
     policy: HttpPolicy,
@@ -204,15 +226,12 @@ def sign_in(
         reason = f"HTTP {exc.response.status_code}" if isinstance(exc, _RetryableResponse) else type(exc).__name__
         log.warning("%s: sign-in %s, retry %d in %.1fs", system, reason, state.attempt_number, state.upcoming_sleep)
 
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(_not_processed if only_when_not_processed else _transient),
-        wait=_RetryAfterOrFullJitter(
-            policy.backoff_base_seconds, policy.backoff_cap_seconds, policy.max_retry_after_seconds, random.Random()
-        ),
-        stop=tenacity.stop_after_attempt(policy.max_attempts) | _ToldToWaitTooLong(policy.max_retry_after_seconds),
-        before_sleep=say,
+    retrying = _retrying(
+        policy,
+        tenacity.retry_if_exception(_not_processed if only_when_not_processed else _transient),
+        rng=random.Random(),
         sleep=sleep,
-        reraise=True,
+        before_sleep=say,
     )
     try:
         return retrying(once)
@@ -444,20 +463,7 @@ class ThrottledClient:
             raise self._failed(method, url, exc, retrying.statistics.get("attempt_number", 1)) from None
 
     def _retrying(self, retry: tenacity.retry_base) -> tenacity.Retrying:
-        return tenacity.Retrying(
-            retry=retry,
-            wait=_RetryAfterOrFullJitter(
-                self.policy.backoff_base_seconds,
-                self.policy.backoff_cap_seconds,
-                self.policy.max_retry_after_seconds,
-                self._rng,
-            ),
-            stop=tenacity.stop_after_attempt(self.policy.max_attempts)
-            | _ToldToWaitTooLong(self.policy.max_retry_after_seconds),
-            before_sleep=self._before_retry,
-            sleep=self._sleep,
-            reraise=True,
-        )
+        return _retrying(self.policy, retry, rng=self._rng, sleep=self._sleep, before_sleep=self._before_retry)
 
     def _outcome_unknown(self, method: str, url: str, exc: Exception) -> OutcomeUnknown:
         self.stats.add(outcome_unknown=1)
