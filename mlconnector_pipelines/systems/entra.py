@@ -95,7 +95,7 @@ class EntraTokenProvider:
         client_secret: str,
         scope: str,
         what: str,
-        policy: HttpPolicy | None = None,
+        policy: HttpPolicy,
     ):
         """`what` names the config section (e.g. business_central.auth) in trust errors; `policy` is the system's
         (its timeout, attempts and back-off serve its token requests too)."""
@@ -104,13 +104,24 @@ class EntraTokenProvider:
         self._secret = client_secret
         self._lock = threading.Lock()
         verify = ssl_context(str(app.ca_bundle) if app.ca_bundle else None, what=what)
-        policy = policy or HttpPolicy(timeout_seconds=30.0)
         self._http = _HttpxForMsal(httpx.Client(verify=verify, timeout=policy.timeout_seconds), policy, system)
         self.tokens_acquired = 0
         self._client_id = app.client_id
         self._authority_host = app.authority_host.rstrip("/")
         self._tenant_id = app.tenant_id
         self._app: msal.ConfidentialClientApplication | None = None
+
+    @classmethod
+    def for_section(cls, section, *, system: str, client_secret: str, name: str) -> EntraTokenProvider:
+        """The token of a Microsoft system's config section `name` (its `auth`, `scope` and `http` policy)."""
+        return cls(
+            section.auth,
+            system=system,
+            client_secret=client_secret,
+            scope=section.scope,
+            what=f"{name}.auth",
+            policy=section.http,
+        )
 
     def _application(self) -> msal.ConfidentialClientApplication:
         # Built on first use: msal fetches the authority's OpenID configuration when constructed.

@@ -41,13 +41,8 @@ class BusinessCentralClient:
     def __init__(self, cfg: BusinessCentralConfig, *, client_secret: str):
         self.base_path = f"/v2.0/{cfg.auth.tenant_id}/{quote(cfg.environment)}/api/v2.0"
         self.page_size = cfg.page_size
-        self.tokens = EntraTokenProvider(
-            cfg.auth,
-            system=SYSTEM,
-            client_secret=client_secret,
-            scope=cfg.scope,
-            what="business_central.auth",
-            policy=cfg.http,
+        self.tokens = EntraTokenProvider.for_section(
+            cfg, system=SYSTEM, client_secret=client_secret, name="business_central"
         )
         self.http = ThrottledClient(
             SYSTEM,

@@ -72,14 +72,7 @@ class Changes:
 class DataverseClient:
     def __init__(self, cfg: DataverseConfig, *, client_secret: str):
         self.cfg = cfg
-        self.tokens = EntraTokenProvider(
-            cfg.auth,
-            system=SYSTEM,
-            client_secret=client_secret,
-            scope=cfg.scope,
-            what="dataverse.auth",
-            policy=cfg.http,
-        )
+        self.tokens = EntraTokenProvider.for_section(cfg, system=SYSTEM, client_secret=client_secret, name="dataverse")
         self.http = ThrottledClient(
             SYSTEM,
             base_url=cfg.api_url,

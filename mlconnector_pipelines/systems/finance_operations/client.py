@@ -83,13 +83,8 @@ class ChangesetFailed(RequestFailedError):
 class FinanceOperationsClient:
     def __init__(self, cfg: FinanceOperationsConfig, *, client_secret: str):
         self.cfg = cfg
-        self.tokens = EntraTokenProvider(
-            cfg.auth,
-            system=SYSTEM,
-            client_secret=client_secret,
-            scope=cfg.scope,
-            what="finance_operations.auth",
-            policy=cfg.http,
+        self.tokens = EntraTokenProvider.for_section(
+            cfg, system=SYSTEM, client_secret=client_secret, name="finance_operations"
         )
         self.http = ThrottledClient(
             SYSTEM,
