@@ -141,16 +141,6 @@ def trace(cfg, reference: str) -> list[str]:
         audit.close()
 
 
-def upstream_of(cfg, asset: str, graph=None) -> list[str]:
-    """The assets an asset reads, from the code location's own lineage (e.g. the ERP tables a Looker query reads).
-    `graph`: the asset graph, when the caller asks for several assets (building it takes seconds)."""
-    from dagster import AssetKey
-
-    graph = graph if graph is not None else asset_graph(cfg)
-    key = AssetKey.from_user_string(asset)
-    return sorted(k.to_user_string() for k in graph.get(key).parent_keys) if graph.has(key) else []
-
-
 def asset_graph(cfg):
     from .definitions import build_definitions
 
@@ -170,7 +160,11 @@ class _Lineage:
 
     @cache  # noqa: B019 - one trace's lineage, dropped with it
     def upstream(self, asset: str) -> list[str]:
-        return upstream_of(self.cfg, asset, self.graph)
+        """The assets `asset` reads (e.g. the ERP tables a Looker query reads)."""
+        from dagster import AssetKey
+
+        key = AssetKey.from_user_string(asset)
+        return sorted(k.to_user_string() for k in self.graph.get(key).parent_keys) if self.graph.has(key) else []
 
 
 def _trace_document(audit: AuditStore, record: DocumentRecord, line_number: int | None, lineage: _Lineage) -> list[str]:

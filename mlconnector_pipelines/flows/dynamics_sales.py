@@ -278,9 +278,10 @@ class _SalesFlow:
                 client.close()
             cursor["delta"], cursor["versions"] = deltas, seen
             context.update_cursor(json.dumps(cursor))
+            if not requests and unread:
+                return dg.SkipReason("Dynamics 365 Sales changes could not be read: " + "; ".join(unread))
             if not requests:
-                reason = "; ".join(unread) if unread else "no Sales record started or changed a deal"
-                return dg.SkipReason(f"Dynamics 365 Sales changes could not be read: {reason}" if unread else reason)
+                return dg.SkipReason("no Sales record started or changed a deal")
             return list(requests.values())
 
         return dynamics_sales_changes
