@@ -143,6 +143,23 @@ def dialect(sandbox, **readings) -> None:
     sandbox.http.post("/_sandbox/finance_operations/dialect", json=readings).raise_for_status()
 
 
+def set_week_period(sandbox, status: str, **access) -> None:
+    """The status of the week's period (Period 11 of 2026 in usrt) as a person sets it in F&O's Ledger calendar;
+    `ledger_access`: its General ledger module access level."""
+    sandbox.http.post(
+        "/_sandbox/finance_operations/periods",
+        json={"legal_entity": "usrt", "year": "2026", "period": "Period 11", "status": status, **access},
+    ).raise_for_status()
+
+
+def validated_then_period_closed(sandbox, engine, plan):
+    """A plan recorded and validated; then, before it is written, its period is closed. Its record."""
+    record = engine.record(plan)
+    engine.validate(plan, record)
+    set_week_period(sandbox, "Closed")
+    return engine.audit.document(record.id)
+
+
 def journals(sandbox) -> list[dict]:
     # Exactly as the sandbox holds them: a float would round what the test compares.
     return json.loads(sandbox.http.get("/_sandbox/finance_operations/journals").content, parse_float=Decimal)
@@ -272,19 +289,14 @@ def test_a_journal_left_half_written_whose_plan_then_fails_validation_is_deleted
     [half] = journals(sandbox)
     assert 0 < len(half["lines"]) < len(plan.lines)  # the case: part of the journal is in F&O
 
-    def period(status: str) -> None:
-        sandbox.http.post("/_sandbox/finance_operations/periods",
-                          json={"legal_entity": "usrt", "year": "2026", "period": "Period 11", "status": status},
-                          ).raise_for_status()  # fmt: skip
-
-    period("OnHold")
+    set_week_period(sandbox, "OnHold")
     with pytest.raises(PostingRefused) as refused:
         posting("run-2").run(plan)
     assert f"{half['JournalBatchNumber']}, which an earlier run began (4 of 10 lines), was deleted" in str(
         refused.value
     )
     assert journals(sandbox) == []
-    period("Open")
+    set_week_period(sandbox, "Open")
     assert posting("run-3").run(plan).document.state == "verified"
     assert_posted_once(sandbox, plan)
 
@@ -292,9 +304,7 @@ def test_a_journal_left_half_written_whose_plan_then_fails_validation_is_deleted
 def test_an_open_period_that_gives_the_general_ledger_no_access_is_refused_before_any_write(sandbox, posting):
     """A period open by its status but whose General ledger module access level is no access: validation read
     the status only, the header was made, F&O refused the lines, and the journal was then deleted."""
-    sandbox.http.post("/_sandbox/finance_operations/periods",
-                      json={"legal_entity": "usrt", "year": "2026", "period": "Period 11", "status": "Open",
-                            "ledger_access": "NoAccess"}).raise_for_status()  # fmt: skip
+    set_week_period(sandbox, "Open", ledger_access="NoAccess")
     engine = posting()
     plan, _ = plan_for(engine.target)
     writes = sandbox.state("finance_operations")["requests"].get("POST", 0)
@@ -308,9 +318,7 @@ def test_a_whole_journal_a_stopped_run_left_unverified_is_kept_when_its_plan_the
     plan, _ = plan_for(posting().target)
     with pytest.raises(SimulatedCrash):
         posting("run-crashed", checkpoint=crash_at("after_lines")).run(plan)
-    sandbox.http.post("/_sandbox/finance_operations/periods",
-                      json={"legal_entity": "usrt", "year": "2026", "period": "Period 11", "status": "OnHold"},
-                      ).raise_for_status()  # fmt: skip
+    set_week_period(sandbox, "OnHold")
     with pytest.raises(PostingRefused, match="written by an earlier run, is left as it is"):
         posting("run-2").run(plan)
     [whole] = journals(sandbox)
@@ -562,16 +570,11 @@ def test_a_delete_answered_404_while_the_journal_is_still_there_is_not_called_do
     store and the message said it was deleted. It is looked up: still there, the person is told to delete it."""
     engine = posting()
     plan, _ = plan_for(engine.target)
-    record = engine.record(plan)
-    engine.validate(plan, record)
-    sandbox.http.post(
-        "/_sandbox/finance_operations/periods",
-        json={"legal_entity": "usrt", "year": "2026", "period": "Period 11", "status": "Closed"},
-    ).raise_for_status()
+    record = validated_then_period_closed(sandbox, engine, plan)
     sandbox.faults({"kind": "status", "status": 404, "path_contains": "LedgerJournalHeaders(", "count": 1},
                    service="finance_operations")  # fmt: skip
     with pytest.raises(PostingRefused) as refused:
-        engine.post(plan, engine.audit.document(record.id))
+        engine.post(plan, record)
     [kept] = journals(sandbox)
     assert f"delete journal {kept['JournalBatchNumber']} in usrt by hand" in str(refused.value), refused.value
     assert "still there" in str(refused.value)
@@ -598,14 +601,9 @@ def test_lines_refused_by_f_and_o_after_the_header_leave_no_part_of_the_journal(
         )
     engine = posting()
     plan, _ = plan_for(engine.target)
-    record = engine.record(plan)
-    engine.validate(plan, record)
-    sandbox.http.post(
-        "/_sandbox/finance_operations/periods",
-        json={"legal_entity": "usrt", "year": "2026", "period": "Period 11", "status": "Closed"},
-    ).raise_for_status()
+    record = validated_then_period_closed(sandbox, engine, plan)
     with pytest.raises(PostingRefused) as refused:
-        engine.post(plan, engine.audit.document(record.id))
+        engine.post(plan, record)
     assert "was deleted, nothing of it stays" in str(refused.value)
     assert "closed" in str(refused.value).lower()  # F&O's own reason
     if refused_changeset == "in_batch":
