@@ -178,6 +178,11 @@ _NEXT_LINK_KEYS = ("odata.nextLink", "@odata.nextLink")
 _EDM_TIME = re.compile(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?")
 
 
+def refuses_update_date(exc: RequestFailedError) -> bool:
+    """Whether the server refused a filter on UpdateDate because the set has no such property."""
+    return exc.status == 400 and "UpdateDate" in (exc.server_message or "")
+
+
 def _stamped(entity: SourceEntity, pages: Iterator[pa.Table]) -> Iterator[pa.Table]:
     """The pages, unless the server has no UpdateDate for the set: SAP's Service Layer metadata gives it to the
     documents, Items and BusinessPartners only, and refuses a filter on it elsewhere (JournalEntries, the payments,
@@ -185,7 +190,7 @@ def _stamped(entity: SourceEntity, pages: Iterator[pa.Table]) -> Iterator[pa.Tab
     try:
         yield from pages
     except RequestFailedError as exc:
-        if exc.status == 400 and "UpdateDate" in (exc.server_message or ""):
+        if refuses_update_date(exc):
             raise ConfigError(
                 f"SAP Business One: this Service Layer keeps no UpdateDate for {entity.entity_set}, so its changes "
                 f"cannot be read by window ({exc.server_message}). Remove {entity.entity_set} from "

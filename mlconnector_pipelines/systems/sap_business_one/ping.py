@@ -52,6 +52,7 @@ def ping(cfg: SapBusinessOneConfig, data_dir: Path) -> PingResult:
 def _sets_without_update_date(client, cfg: SapBusinessOneConfig) -> list[str]:
     """The configured sets whose UpdateDate the server refuses in a filter (one light request each)."""
     from .catalog import select
+    from .client import refuses_update_date
 
     refused = []
     for entity in select(cfg.entities):
@@ -61,7 +62,7 @@ def _sets_without_update_date(client, cfg: SapBusinessOneConfig) -> list[str]:
                 params={"$select": entity.key, "$filter": "UpdateDate ge '2000-01-01'", "$top": "1"},
             )
         except RequestFailedError as exc:
-            if exc.status != 400 or "UpdateDate" not in (exc.server_message or ""):
+            if not refuses_update_date(exc):
                 raise
             refused.append(entity.entity_set)
     return refused
