@@ -97,7 +97,7 @@ def window_swap(
     stages: dict[str, str],
     scope: ReplaceScope,
     token: str,
-    held: dict[str, list[str]] | None = None,
+    held: dict[str, list[str]],
 ) -> tuple[list[str], list[str]]:
     """(prepare, apply): statements that read only, then the ones that must commit together.
 
@@ -124,7 +124,7 @@ def window_swap(
     for table in tables:  # parents before children: children follow the parent's current state
         changes, current, stage = d.table(table.changes_table), d.table(table.name), stages[table.name]
         loaded = staged[table.name]
-        every = [*loaded, *(c for c in (held or {}).get(table.name, ()) if c not in loaded)]
+        every = [*loaded, *(c for c in held[table.name] if c not in loaded)]
         stage_columns = ", ".join(d.column(c) for c in loaded)  # what the stage holds
         columns = ", ".join(d.column(c) for c in every)
         t_columns = ", ".join(f"t.{d.column(c)}" for c in every)

@@ -50,10 +50,10 @@ class OAuthTokens:
         *,
         client_secret: str,
         password: str,
-        policy: HttpPolicy | None = None,
+        policy: HttpPolicy,
     ):
         self._http = http
-        self._policy = policy or HttpPolicy()
+        self._policy = policy
         self._url = f"{base_url}/identity/connect/token"
         self._cfg = cfg
         self._secrets = [client_secret, password]
@@ -162,10 +162,10 @@ class CookieSession:
         *,
         tenant: str,
         password: str,
-        policy: HttpPolicy | None = None,
+        policy: HttpPolicy,
     ):
         self._http = http
-        self._policy = policy or HttpPolicy()
+        self._policy = policy
         self._base = base_url
         self._login = {"name": cfg.username, "password": password, "tenant": tenant}
         if cfg.branch:
