@@ -951,6 +951,35 @@ def test_a_table_whose_change_tracking_fails_leaves_the_webhooks_and_other_table
     sandbox.http.post("/_sandbox/dataverse/dialect", json={"change_tracking": tracked}).raise_for_status()
 
 
+def test_a_webhooks_record_sales_refuses_to_read_is_named_and_later_deals_still_run(cfg, sandbox):
+    """A webhook about a record the app user may not read (another business unit: 403) stopped the whole tick
+    without saving its cursor: every deal after it, from webhooks and change tracking, waited for good. Sales
+    down (a 5xx) still stops the tick, and the delivery is read again next tick."""
+    from mlconnector_pipelines.definitions import build_definitions
+    from mlconnector_pipelines.ingest.store import Delivery
+
+    defs = build_definitions(cfg)
+    instance = dg.DagsterInstance.ephemeral()
+    start = evaluate(defs, instance, None)  # marks where change tracking starts
+    store = open_delivery_store(cfg.ingest, cfg.data_dir, "dataverse")
+    hidden = "11111111-2222-3333-4444-555555555555"
+    store.put(Delivery(id="0bad", source="dataverse", target="opportunity", received_at="2026-12-07T10:00:00+00:00",
+                       detail={"entity": "opportunity", "record_id": hidden}, rows=[]))  # fmt: skip
+    opportunity, quote, order = win_deal(sandbox)
+    store.put(Delivery(id="0c0ffee", source="dataverse", target="opportunity", received_at="2026-12-07T10:01:00+00:00",
+                       detail={"entity": "opportunity", "record_id": opportunity["opportunityid"]}, rows=[]))  # fmt: skip
+    sandbox.faults({"kind": "status", "status": 503, "path_contains": hidden, "count": 1000}, service="dataverse")
+    down = evaluate(defs, instance, start.cursor)
+    assert down.run_requests == [] and "could not be read" in (down.skip_message or "")
+    sandbox.clear_faults()
+    sandbox.faults({"kind": "status", "status": 403, "path_contains": hidden, "count": 1000}, service="dataverse")
+    tick = evaluate(defs, instance, start.cursor)
+    runs = {r.run_key.rsplit(":", 1)[0]: r.tags["sales/via"] for r in tick.run_requests}
+    assert runs[f"opportunities:{opportunity['opportunityid']}"] == "webhook 0c0ffee", runs
+    again = evaluate(defs, instance, tick.cursor)  # the skipped delivery is behind the cursor: not read again
+    assert again.run_requests == [] and "0bad" not in (again.skip_message or "")
+
+
 def test_webhooks_and_change_tracking_make_one_run_per_version_and_an_expired_token_reads_again(cfg, sandbox):
     import time
 
