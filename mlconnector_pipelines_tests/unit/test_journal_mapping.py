@@ -303,3 +303,69 @@ def test_a_number_dimension_as_the_warehouse_types_it_is_the_account_and_mapping
         ("601200", (("CostCenter", "007"),)),
         ("601300", (("CostCenter", "009"),)),
     ]
+
+
+def _warehouse_of(backend: str, tmp_path, monkeypatch):
+    """An empty warehouse of this backend (Snowflake faked by fakesnow, patched for the caller's `with`)."""
+    from contextlib import nullcontext
+
+    from mlconnector_pipelines.config import parse_config
+    from mlconnector_pipelines.warehouse.resource import WarehouseResource
+
+    if backend == "duckdb":
+        settings, patch = {"backend": "duckdb", "duckdb_path": str(tmp_path / "w.duckdb")}, nullcontext()
+    else:
+        import fakesnow
+
+        monkeypatch.setenv("SNOWFLAKE_TEST_PASSWORD", "fake-password")
+        patch = fakesnow.patch()
+        settings = {"backend": "snowflake", "snowflake": {
+            "account": "acme-test", "user": "LOADER", "password": {"env": "SNOWFLAKE_TEST_PASSWORD"},
+            "database": "ANALYTICS", "schema": "ERP", "warehouse": "LOAD_WH"}}  # fmt: skip
+    cfg = parse_config({"profile": "sandbox", "data_dir": str(tmp_path), "warehouse": settings})
+    return patch, lambda: WarehouseResource.from_config(cfg).process_config_and_initialize().open()
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "snowflake"])
+def test_a_date_time_posting_date_is_the_day_looker_showed_in_the_query_zone(backend, tmp_path, monkeypatch):
+    """A query run in Europe/Berlin shows both rows on 2026-03-02 (00:30 and 23:30 local). The Looker asset lands
+    them as UTC moments (DuckDB hands them back in UTC, Snowflake's NTZ naive): the date of the UTC moment put the
+    first row on 2026-03-01, and the journal was refused for carrying two posting dates. A `convert_tz: no` field
+    lands as Looker wrote it, and reads so."""
+    from datetime import UTC, datetime
+
+    from mlconnector_pipelines.core.types import ColumnType
+    from mlconnector_pipelines.engine.journal import looker_rows
+    from mlconnector_pipelines.flows.looker import result_frame
+    from mlconnector_pipelines.warehouse.schema import ROW_NUMBER, TableSpec
+
+    fields = ["fees.area", "fees.amount", "fees.booked_at", "fees.entered_at"]
+    types = {"fees_area": ColumnType.STRING, "fees_amount": ColumnType.DECIMAL,
+             "fees_booked_at": ColumnType.TIMESTAMP, "fees_entered_at": ColumnType.TIMESTAMP}  # fmt: skip
+    looker = [
+        {"fees.area": "NORTH", "fees.amount": Decimal("10"), "fees.booked_at": "2026-03-02 00:30:00",
+         "fees.entered_at": "2026-03-02 23:30:00"},
+        {"fees.area": "SOUTH", "fees.amount": Decimal("-10"), "fees.booked_at": "2026-03-02 23:30:00",
+         "fees.entered_at": None},
+    ]  # fmt: skip
+    frame = result_frame(
+        looker, fields, types, window_start=None, extracted_at=datetime.now(UTC), run_id="r",
+        source="looker api", timezone="Europe/Berlin", unconverted={"fees_entered_at"},
+    )  # fmt: skip
+    table = TableSpec("looker_fees", (), None, {**types, ROW_NUMBER: ColumnType.INTEGER}, snapshot=True)
+    patch, open_warehouse = _warehouse_of(backend, tmp_path, monkeypatch)
+    with patch:
+        warehouse = open_warehouse()
+        with warehouse.replace_snapshot(table, None) as load:
+            load.write(table, frame)
+        rows = looker_rows("looker/fees", warehouse.read_table("looker_fees"), fields)
+    assert [(values["fees.booked_at"], values["fees.entered_at"]) for _, values in rows.rows] == [
+        ("2026-03-02T00:30:00+01:00", "2026-03-02T23:30:00+00:00"),
+        ("2026-03-02T23:30:00+01:00", None),
+    ]
+    m = mapping(posting_date_column="fees.booked_at", balancing={"mode": "rows_balance"})
+    plan, problems = build_plan(
+        SPEC, m, rows, flow="erp/fees_journal", partition="", partition_last_day=None, dimensions=DIMENSIONS
+    )
+    assert problems == []
+    assert plan.header["posting_date"] == "2026-03-02" and plan.document_key == "MLC fees 2026-03-02"
