@@ -369,3 +369,46 @@ def test_a_date_time_posting_date_is_the_day_looker_showed_in_the_query_zone(bac
     )
     assert problems == []
     assert plan.header["posting_date"] == "2026-03-02" and plan.document_key == "MLC fees 2026-03-02"
+
+
+@pytest.mark.parametrize("amount", ["NaN", "Infinity", "-inf", "sNaN"])
+def test_an_amount_that_is_no_finite_number_is_a_problem_naming_its_row(amount):
+    """Decimal reads NaN and Infinity from a text field; rounding one raised decimal.InvalidOperation (no
+    ValueError), and the plan step crashed without naming the row."""
+    looker = LookerRows("looker/fees", [])
+    for number, row in enumerate(
+        [{"fees.area": "NORTH", "fees.amount": amount}, {"fees.area": "SOUTH", "fees.amount": "5"}], 1
+    ):
+        looker.rows.append((SourceRow("looker/fees", "looker api", "run-1", None, number, row), row))
+    plan, problems = build(mapping(), looker)
+    assert [(p.line.source.row_number, p.reason) for p in problems] == [
+        (1, f"fees.amount = {amount!r} is not a finite number")
+    ]
+    assert [line.source.row_number for line in plan.lines if line.source] == [2]
+
+
+def test_number_fields_in_the_line_text_read_as_looker_wrote_them():
+    """A LookML number is DECIMAL(38,9) in the warehouse: the text showed `7.000000000` and `5.500000000`,
+    eating the 60 characters, where the account and mapping key were already read as Looker wrote them."""
+    nine = Decimal("1E-9")
+    row = {"fees.area": Decimal("7").quantize(nine), "fees.amount": Decimal("5.5").quantize(nine)}
+    looker = LookerRows("looker/fees", [(SourceRow("looker/fees", "looker api", "run-1", None, 1, row), row)])
+    plan, problems = build(mapping(text="Fees centre {fees.area} amount {fees.amount}"), looker, dims=[])
+    assert problems == []
+    assert plan.lines[0].text == "Fees centre 7 amount 5.5"
+
+
+def test_a_padded_value_finds_its_mapping_entry_not_the_default():
+    """A CHAR column pads 'NORTH' to 'NORTH ': it missed the table and took the default account, silently."""
+    m = mapping(account={"column": "fees.area", "map": {"NORTH": "618200"}, "default": "699999"})
+    plan, problems = build(m, rows(("NORTH ", "5"), (" SOUTH", "-5")), dims=[])
+    assert problems == []
+    assert [line.account for line in plan.lines if line.kind == "row"] == ["618200", "699999"]
+
+
+def test_currency_precision_is_found_whatever_the_case_of_its_code():
+    """Lines look a currency up in upper case: `jpy: 1` was silently never used (JPY kept its 0 places)."""
+    plan, _ = build(mapping(currency={"constant": "JPY"}, currency_precision={" jpy": 1}), rows(("NORTH", "2.25")))
+    assert plan.lines[0].amount == Decimal("2.3")
+    with pytest.raises(ValueError, match="currency JPY is given twice"):
+        mapping(currency_precision={"jpy": 1, "JPY": 0})
