@@ -142,21 +142,17 @@ def build_plan(
     lines, problems, rounding_by_currency = lines_from_rows(
         mapping, mapped, dimensions=dimensions, partition=partition, text_limit=spec.text_limit
     )
-    rounding = sum(rounding_by_currency.values(), ZERO)
-    dates = set()
+    rows_on: dict[date, list[int]] = {}  # the Looker rows of each posting date
     for source, values in mapped:
         try:
-            dates.add(posting_date(mapping, values, partition_last_day))
+            rows_on.setdefault(posting_date(mapping, values, partition_last_day), []).append(source.row_number)
         except ValueError as exc:
             problems.append(Problem(None, f"{source.query} row {source.row_number}: {exc}"))
-    if len(dates) > 1:
+    if len(rows_on) > 1:
         problems.append(
-            Problem(
-                None,
-                f"the rows carry {len(dates)} posting dates ({', '.join(sorted(map(str, dates))[:5])}); a journal has one",
-            )
+            Problem(None, f"the rows carry {len(rows_on)} posting dates ({_rows_by_date(rows_on)}); a journal has one")
         )
-    when = min(dates) if dates else partition_last_day or date.today()
+    when = min(rows_on) if rows_on else partition_last_day or date.today()
     order = [n for n, _ in dimensions]
     # The offset line's own dimensions too, where the rows' lines have none (the target checked their names).
     order += [n for n in mapping.balancing.dimensions if n not in order]
@@ -181,9 +177,20 @@ def build_plan(
         company=spec.company(mapping),
         header={**spec.header(mapping, when), "posting_date": when.isoformat()},
         lines=tuple(lines),
-        rounding_difference=rounding,
+        rounding_difference=rounding_by_currency,
     )
     return plan, problems
+
+
+def _rows_by_date(rows_on: dict[date, list[int]], shown: int = 5) -> str:
+    """`2026-03-01: rows 1, 3; 2026-03-02: rows 2, 4, 5, 6, 8, …` for the first few dates: where to look."""
+
+    def first(numbers: list[int]) -> str:
+        return ", ".join(map(str, numbers[:shown])) + (", …" if len(numbers) > shown else "")
+
+    return "; ".join(f"{day}: rows {first(rows_on[day])}" for day in sorted(rows_on)[:shown]) + (
+        "; …" if len(rows_on) > shown else ""
+    )
 
 
 def _with_fields(values: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
@@ -262,9 +269,7 @@ def _adjustment(engine, spec, mapping, plan: Plan, original: WrittenDocument, ch
         return Decision(
             plan, "no_change", f"{plan.document_key} and its difference journals already add up to these figures"
         )
-    difference = replace(
-        plan, document_key=key, lines=tuple(deltas), adjusts=plan.document_key, rounding_difference=ZERO
-    )
+    difference = replace(plan, document_key=key, lines=tuple(deltas), adjusts=plan.document_key, rounding_difference={})
     return Decision(
         difference,
         "adjustment",

@@ -75,7 +75,7 @@ def test_lines_keep_exact_amounts_and_an_offset_line_balances_the_journal():
     assert offset.kind == "offset" and offset.account == "220500" and offset.credit == Decimal("12345678901.23")
     assert plan.balance == 0 and plan_problems(plan) == []
     # Rounding is shown, never dropped: 12345678901.234567891 → .23 and -0.004 → 0.00.
-    assert plan.rounding_difference == Decimal("-0.004567891") + Decimal("0.004") == Decimal("-0.000567891")
+    assert plan.rounding_difference == {"USD": Decimal("-0.004567891") + Decimal("0.004")}
     assert plan.header == {"journal_name": "Alloc", "posting_date": "2026-11-29"}
     assert plan.document_key == "MLC fees 2026-11-23"
 
@@ -92,7 +92,7 @@ def test_rounding_each_line_can_unbalance_rows_that_balance_and_the_difference_i
     booked, problems = build(mapping(balancing={"mode": "rows_balance"}, rounding_account="999000"), looker)
     assert problems == [] and booked.balance == 0
     assert booked.lines[-1].kind == "rounding" and booked.lines[-1].credit == Decimal("0.01")
-    assert booked.rounding_difference == Decimal("0.010")
+    assert booked.rounding_difference == {"USD": Decimal("0.010")}
 
 
 def test_half_cents_round_away_from_zero_and_currencies_keep_their_own_precision():
@@ -406,9 +406,45 @@ def test_a_padded_value_finds_its_mapping_entry_not_the_default():
     assert [line.account for line in plan.lines if line.kind == "row"] == ["618200", "699999"]
 
 
+def test_the_rounding_difference_is_kept_and_shown_per_currency():
+    """-0.4 JPY and -0.004 USD were one figure, -0.404, in the plan's metadata: no currency's difference."""
+    from mlconnector_pipelines.flows.journals import _plan_metadata
+
+    looker = LookerRows("looker/fees", [])
+    for number, (amount, currency) in enumerate([("100.4", "JPY"), ("1.004", "USD"), ("2", "USD")], start=1):
+        row = {"fees.area": "NORTH", "fees.amount": Decimal(amount), "fees.currency": currency}
+        looker.rows.append((SourceRow("looker/fees", "looker api", "run-1", None, number, row), row))
+    plan, problems = build(mapping(currency={"column": "fees.currency"}), looker)
+    assert problems == []
+    assert plan.rounding_difference == {"JPY": Decimal("-0.4"), "USD": Decimal("-0.004")}
+    assert _plan_metadata(plan, plan, None, [], 3)["rounding_difference"] == "JPY -0.4, USD -0.004"
+
+
 def test_currency_precision_is_found_whatever_the_case_of_its_code():
     """Lines look a currency up in upper case: `jpy: 1` was silently never used (JPY kept its 0 places)."""
     plan, _ = build(mapping(currency={"constant": "JPY"}, currency_precision={" jpy": 1}), rows(("NORTH", "2.25")))
     assert plan.lines[0].amount == Decimal("2.3")
     with pytest.raises(ValueError, match="currency JPY is given twice"):
         mapping(currency_precision={"jpy": 1, "JPY": 0})
+
+
+def test_rows_on_several_posting_dates_are_named_per_date():
+    """A journal has one posting date; the problem said only which dates the rows carried, not which rows."""
+    days = [
+        "2026-03-01",
+        "2026-03-02",
+        "2026-03-01",
+        "2026-03-02",
+        "2026-03-02",
+        "2026-03-02",
+        "2026-03-02",
+        "2026-03-02",
+    ]
+    looker = LookerRows("looker/fees", [])
+    for number, day in enumerate(days, start=1):
+        row = {"fees.area": "NORTH", "fees.amount": Decimal("1"), "fees.day": day}
+        looker.rows.append((SourceRow("looker/fees", "looker api", "run-1", None, number, row), row))
+    _, problems = build(mapping(posting_date_column="fees.day"), looker)
+    assert [p.describe() for p in problems] == [
+        "the rows carry 2 posting dates (2026-03-01: rows 1, 3; 2026-03-02: rows 2, 4, 5, 6, 7, …); a journal has one"
+    ]
