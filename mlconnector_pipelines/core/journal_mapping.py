@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .posting import ZERO, PlannedLine, Problem, SourceRow, balances, round_to
 from .settings import Strict
@@ -64,13 +64,14 @@ class ValueSource(Strict):
         if self.constant is not None:
             return self.constant
         raw = row.get(self.column)
-        text = "" if raw is None else _key_text(raw)
+        text = "" if raw is None else _as_written(raw)
         if self.map is None:
             if text == "":
                 raise ValueError(f"{self.column} is empty")
             return text
-        if text in self.map:
-            return self.map[text]
+        key = text.strip()  # a CHAR column's padding ('NORTH ') is no other value
+        if key in self.map:
+            return self.map[key]
         if self.default is not None:
             return self.default
         raise ValueError(f"{self.column} = {text!r} has no entry in the mapping table (and no default)")
@@ -153,7 +154,23 @@ class JournalMapping(Strict):
         "automatic",
         description="required: new Looker figures only preview the plan; a person materializes the journal.",
     )
-    currency_precision: dict[str, int] = Field(default_factory=dict, description="Decimal places per currency code.")
+    currency_precision: dict[str, int] = Field(
+        default_factory=dict, description="Decimal places per currency code (any case: `jpy` is JPY)."
+    )
+
+    @field_validator("currency_precision")
+    @classmethod
+    def _codes_as_looked_up(cls, value: dict[str, int]) -> dict[str, int]:
+        """Keys as lines look them up (upper case, as currency_places): `jpy: 0` was silently never used."""
+        codes = {}
+        for code, places in value.items():
+            key = code.strip().upper()
+            if key in codes:
+                raise ValueError(
+                    f"currency {key} is given twice ({', '.join(c for c in value if c.strip().upper() == key)})"
+                )
+            codes[key] = places
+        return codes
 
     def looker_fields(self) -> list[str]:
         fields = self.account.fields() + self.amount.fields() + self.currency.fields()
@@ -170,7 +187,7 @@ def render(template: str, row: Mapping[str, Any], context: Mapping[str, Any]) ->
         if name is not None:
             value = context.get(name, row.get(name, f"{{{name}}}"))
             if value is not None:
-                out.append(_text(value))
+                out.append(_as_written(value))
     return "".join(out)
 
 
@@ -308,20 +325,18 @@ def _decimal(row: Mapping[str, Any], column: str) -> Decimal:
     if isinstance(raw, float):
         raise ValueError(f"{column} = {raw!r} arrived as a binary float; amounts must stay exact")
     try:
-        return Decimal(str(raw))
+        number = Decimal(str(raw))
     except InvalidOperation:
         raise ValueError(f"{column} = {raw!r} is not a number") from None
+    if not number.is_finite():  # Decimal reads NaN and Infinity, which no rounding or sum takes
+        raise ValueError(f"{column} = {raw!r} is not a finite number")
+    return number
 
 
-def _key_text(value: Any) -> str:
-    """An account or dimension value as Looker wrote it. A LookML `type: number` dimension (an account number)
-    lands in the warehouse as DECIMAL(38,9): 601200.000000000 was no account, and matched no mapping entry."""
+def _as_written(value: Any) -> str:
+    """A Looker value (an account, a mapping key, a field in the line text) as Looker wrote it. A LookML number
+    lands in the warehouse as DECIMAL(38,9): 601200.000000000 was no account and matched no mapping entry, and
+    `7.000000000` in a text ate the 60 characters."""
     if isinstance(value, Decimal):
         return format(value.to_integral_value() if value == value.to_integral_value() else value.normalize(), "f")
-    return str(value)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return format(value, "f")
     return str(value)

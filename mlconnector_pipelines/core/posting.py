@@ -110,7 +110,8 @@ class Plan:
     company: str  # legal entity / company / branch
     header: dict[str, Any]  # what the target's header carries: journal name, posting date, description, …
     lines: tuple[PlannedLine, ...]
-    rounding_difference: Decimal = ZERO  # sum of rounded amounts minus sum of unrounded, per the mapping
+    # Per currency: the sum of its rounded amounts minus the sum of its unrounded ones, per the mapping.
+    rounding_difference: dict[str, Decimal] = field(default_factory=dict)
     adjusts: str | None = None  # a difference document: the natural key of the document it corrects
     must_balance: bool = True  # a journal's debits equal its credits; a sales document's lines need not
 

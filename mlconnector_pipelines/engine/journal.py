@@ -8,19 +8,22 @@ same figures finds it and writes nothing. Late data that moves the figures is ei
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import UTC, date
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import pandas as pd
+from pandas.api.types import is_datetime64_any_dtype
 
 from ..core.errors import ConfigError
 from ..core.journal_mapping import JournalMapping, ValueSource, closing_lines, lines_from_rows, posting_date
 from ..core.memory import cyclic_gc_paused
 from ..core.posting import ZERO, Plan, PostingTarget, Problem, SourceRow, WrittenDocument, WrittenLine, balances
-from ..warehouse.schema import ROW_NUMBER, RUN_ID, SOURCE, WINDOW_START, column_name
+from ..warehouse.schema import DATE_TIME_ZONES, ROW_NUMBER, RUN_ID, SOURCE, WINDOW_START, column_name
 from .post import PlanChanged, PostingEngine, difference_lines
 
 
@@ -53,13 +56,19 @@ def looker_rows(query: str, frame: pd.DataFrame, field_names: Sequence[str]) -> 
     by_column = {column_name(f): f for f in field_names}
     data_columns = [c for c in frame.columns if not c.startswith("_")]
     field_of = [by_column.get(c, c) for c in data_columns]
-    # Column by column (a list per column is a fraction of the cost of a dict per row).
-    data = [[_plain(v) for v in frame[c].tolist()] for c in data_columns]
-    rows = zip(*data, strict=True) if data else iter([()] * len(frame))
 
     def column(name: str) -> list:
         return frame[name].tolist() if name in frame.columns else [None] * len(frame)
 
+    # Column by column (a list per column is a fraction of the cost of a dict per row).
+    zones = [_zones_of(shown_in) for shown_in in column(DATE_TIME_ZONES)]
+    data = [
+        _as_shown(frame[c], [of_row.get(c) for of_row in zones])
+        if is_datetime64_any_dtype(frame[c])
+        else [_plain(v) for v in frame[c].tolist()]
+        for c in data_columns
+    ]
+    rows = zip(*data, strict=True) if data else iter([()] * len(frame))
     meta = zip(column(WINDOW_START), column(SOURCE), column(RUN_ID), column(ROW_NUMBER), strict=True)
     result = []
     for position, (plain, (window, origin, run_id, number)) in enumerate(zip(rows, meta, strict=True), start=1):
@@ -74,6 +83,24 @@ def looker_rows(query: str, frame: pd.DataFrame, field_names: Sequence[str]) -> 
         )
         result.append((source, {**values, **dict(zip(data_columns, plain, strict=True))}))
     return LookerRows(query, result)
+
+
+@lru_cache(maxsize=64)
+def _zones_of(shown_in: str | None) -> dict[str, str]:
+    """{column: zone} of a row's date-times (one text per result: read once)."""
+    return json.loads(shown_in) if shown_in else {}
+
+
+def _as_shown(moments: pd.Series, zones: Sequence[str | None]) -> list[str | None]:
+    """Date-times as Looker showed them: wall-clock time in the query's zone (UTC for a `convert_tz: no` field,
+    landed as written), with its offset, so a posting date is Looker's day, not the UTC day. A warehouse hands
+    them back naive (Snowflake's NTZ, UTC) or in its session's zone. Rows loaded before the zones were kept: UTC."""
+    if moments.dt.tz is None:
+        moments = moments.dt.tz_localize(UTC)
+    return [
+        None if pd.isna(moment) else moment.tz_convert(zone or UTC).isoformat()
+        for moment, zone in zip(moments.tolist(), zones, strict=True)
+    ]
 
 
 def _plain(value: Any) -> Any:
@@ -115,21 +142,17 @@ def build_plan(
     lines, problems, rounding_by_currency = lines_from_rows(
         mapping, mapped, dimensions=dimensions, partition=partition, text_limit=spec.text_limit
     )
-    rounding = sum(rounding_by_currency.values(), ZERO)
-    dates = set()
+    rows_on: dict[date, list[int]] = {}  # the Looker rows of each posting date
     for source, values in mapped:
         try:
-            dates.add(posting_date(mapping, values, partition_last_day))
+            rows_on.setdefault(posting_date(mapping, values, partition_last_day), []).append(source.row_number)
         except ValueError as exc:
             problems.append(Problem(None, f"{source.query} row {source.row_number}: {exc}"))
-    if len(dates) > 1:
+    if len(rows_on) > 1:
         problems.append(
-            Problem(
-                None,
-                f"the rows carry {len(dates)} posting dates ({', '.join(sorted(map(str, dates))[:5])}); a journal has one",
-            )
+            Problem(None, f"the rows carry {len(rows_on)} posting dates ({_rows_by_date(rows_on)}); a journal has one")
         )
-    when = min(dates) if dates else partition_last_day or date.today()
+    when = min(rows_on) if rows_on else partition_last_day or date.today()
     order = [n for n, _ in dimensions]
     # The offset line's own dimensions too, where the rows' lines have none (the target checked their names).
     order += [n for n in mapping.balancing.dimensions if n not in order]
@@ -154,9 +177,20 @@ def build_plan(
         company=spec.company(mapping),
         header={**spec.header(mapping, when), "posting_date": when.isoformat()},
         lines=tuple(lines),
-        rounding_difference=rounding,
+        rounding_difference=rounding_by_currency,
     )
     return plan, problems
+
+
+def _rows_by_date(rows_on: dict[date, list[int]], shown: int = 5) -> str:
+    """`2026-03-01: rows 1, 3; 2026-03-02: rows 2, 4, 5, 6, 8, …` for the first few dates: where to look."""
+
+    def first(numbers: list[int]) -> str:
+        return ", ".join(map(str, numbers[:shown])) + (", …" if len(numbers) > shown else "")
+
+    return "; ".join(f"{day}: rows {first(rows_on[day])}" for day in sorted(rows_on)[:shown]) + (
+        "; …" if len(rows_on) > shown else ""
+    )
 
 
 def _with_fields(values: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
@@ -235,9 +269,7 @@ def _adjustment(engine, spec, mapping, plan: Plan, original: WrittenDocument, ch
         return Decision(
             plan, "no_change", f"{plan.document_key} and its difference journals already add up to these figures"
         )
-    difference = replace(
-        plan, document_key=key, lines=tuple(deltas), adjusts=plan.document_key, rounding_difference=ZERO
-    )
+    difference = replace(plan, document_key=key, lines=tuple(deltas), adjusts=plan.document_key, rounding_difference={})
     return Decision(
         difference,
         "adjustment",

@@ -195,7 +195,7 @@ def _plan_metadata(shown: Plan, built: Plan, decision: Decision | None, problems
         "total_debit": str(shown.total_debit),
         "total_credit": str(shown.total_credit),
         "balance": str(shown.balance),
-        "rounding_difference": str(built.rounding_difference),
+        "rounding_difference": ", ".join(f"{c} {format(d, 'f')}" for c, d in built.rounding_difference.items()) or "0",
         "plan_digest": shown.digest,
         **{k: dg.MetadataValue.md(v) for k, v in plan_preview(shown, problems).items()},
     }

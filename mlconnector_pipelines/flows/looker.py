@@ -5,6 +5,7 @@ the rest are replaced whole. A scheduled-plan delivery (received by `mlconnector
 materializes its asset from the delivered rows, through a sensor with one run per delivery.
 """
 
+import json
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from ..systems.looker.resource import LookerResource
 from ..warehouse.io_manager import TABLE_METADATA
 from ..warehouse.resource import WarehouseResource
 from ..warehouse.schema import (
+    DATE_TIME_ZONES,
     EXTRACTED_AT,
     ROW_NUMBER,
     RUN_ID,
@@ -83,18 +85,22 @@ def result_frame(
         raise ConfigError(f"Looker returned field(s) {', '.join(unknown)} that the query does not select")
     frame = pd.DataFrame.from_records(rows, columns=fields)
     frame.columns = [column_name(f) for f in fields]
+    shown_in = {}
     for column, column_type in types.items():
         if column_type is ColumnType.BOOLEAN and column in frame:  # yesno fields arrive as "Yes"/"No"
             frame[column] = frame[column].map({"Yes": True, "No": False, True: True, False: False})
         elif column_type in (ColumnType.DECIMAL, ColumnType.DOUBLE) and column in frame:
             frame[column] = frame[column].map(exact_text)  # the warehouse casts the text: no float on the way
-        elif column_type is ColumnType.TIMESTAMP and column in frame and column not in unconverted:
-            frame[column] = looker_moments(frame[column], timezone)
+        elif column_type is ColumnType.TIMESTAMP and column in frame:
+            shown_in[column] = "UTC" if column in unconverted else timezone
+            if column not in unconverted:
+                frame[column] = looker_moments(frame[column], timezone)
     frame = frame.replace({"": None})  # an empty CSV cell is a missing value, not a zero-length number
     frame[WINDOW_START] = window_start
     frame[EXTRACTED_AT] = extracted_at
     frame[RUN_ID] = run_id
     frame[SOURCE] = source
+    frame[DATE_TIME_ZONES] = json.dumps(shown_in, sort_keys=True)
     frame[ROW_NUMBER] = pd.Series(range(first_row, first_row + len(frame)), index=frame.index, dtype="int64")
     return frame
 
@@ -256,7 +262,11 @@ def _run(
 
     zone = _result_zone(query, spec, client, delivery)
     spec_table = TableSpec(
-        name=table, key=(), modified_column=None, types={**types, ROW_NUMBER: ColumnType.INTEGER}, snapshot=True
+        name=table,
+        key=(),
+        modified_column=None,
+        types={**types, ROW_NUMBER: ColumnType.INTEGER, DATE_TIME_ZONES: ColumnType.STRING},
+        snapshot=True,
     )
     extracted_at = datetime.now(UTC)
     window_start = window.start if window is not None else None

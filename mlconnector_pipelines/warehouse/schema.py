@@ -37,6 +37,9 @@ PARENT_ID = "_parent_id"
 PARENT_VERSION_ID = "_parent_version_id"
 SOURCE = "_source"  # where a snapshot's rows came from: the API, or a delivery's id
 ROW_NUMBER = "_row_number"  # a snapshot row's place in the result (1-based): what a journal line traces to
+# A Looker result's: the zone whose wall-clock time Looker showed each date-time column in, as JSON
+# {"<column>": "<zone>"} (they land as UTC moments; a journal reads its posting date on the day Looker showed).
+DATE_TIME_ZONES = "_date_time_zones"
 # Change log only: TRUE on a tombstone, the version that says a record was deleted at the source
 # (NULL on every other version). Current state never holds one, so it has no such column.
 DELETED = "_deleted"

@@ -75,7 +75,7 @@ def test_lines_keep_exact_amounts_and_an_offset_line_balances_the_journal():
     assert offset.kind == "offset" and offset.account == "220500" and offset.credit == Decimal("12345678901.23")
     assert plan.balance == 0 and plan_problems(plan) == []
     # Rounding is shown, never dropped: 12345678901.234567891 → .23 and -0.004 → 0.00.
-    assert plan.rounding_difference == Decimal("-0.004567891") + Decimal("0.004") == Decimal("-0.000567891")
+    assert plan.rounding_difference == {"USD": Decimal("-0.004567891") + Decimal("0.004")}
     assert plan.header == {"journal_name": "Alloc", "posting_date": "2026-11-29"}
     assert plan.document_key == "MLC fees 2026-11-23"
 
@@ -92,7 +92,7 @@ def test_rounding_each_line_can_unbalance_rows_that_balance_and_the_difference_i
     booked, problems = build(mapping(balancing={"mode": "rows_balance"}, rounding_account="999000"), looker)
     assert problems == [] and booked.balance == 0
     assert booked.lines[-1].kind == "rounding" and booked.lines[-1].credit == Decimal("0.01")
-    assert booked.rounding_difference == Decimal("0.010")
+    assert booked.rounding_difference == {"USD": Decimal("0.010")}
 
 
 def test_half_cents_round_away_from_zero_and_currencies_keep_their_own_precision():
@@ -302,4 +302,149 @@ def test_a_number_dimension_as_the_warehouse_types_it_is_the_account_and_mapping
     assert [(line.account, line.dimensions) for line in plan.lines if line.kind == "row"] == [
         ("601200", (("CostCenter", "007"),)),
         ("601300", (("CostCenter", "009"),)),
+    ]
+
+
+def _warehouse_of(backend: str, tmp_path, monkeypatch):
+    """An empty warehouse of this backend (Snowflake faked by fakesnow, patched for the caller's `with`)."""
+    from contextlib import nullcontext
+
+    from mlconnector_pipelines.config import parse_config
+    from mlconnector_pipelines.warehouse.resource import WarehouseResource
+
+    if backend == "duckdb":
+        settings, patch = {"backend": "duckdb", "duckdb_path": str(tmp_path / "w.duckdb")}, nullcontext()
+    else:
+        import fakesnow
+
+        monkeypatch.setenv("SNOWFLAKE_TEST_PASSWORD", "fake-password")
+        patch = fakesnow.patch()
+        settings = {"backend": "snowflake", "snowflake": {
+            "account": "acme-test", "user": "LOADER", "password": {"env": "SNOWFLAKE_TEST_PASSWORD"},
+            "database": "ANALYTICS", "schema": "ERP", "warehouse": "LOAD_WH"}}  # fmt: skip
+    cfg = parse_config({"profile": "sandbox", "data_dir": str(tmp_path), "warehouse": settings})
+    return patch, lambda: WarehouseResource.from_config(cfg).process_config_and_initialize().open()
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "snowflake"])
+def test_a_date_time_posting_date_is_the_day_looker_showed_in_the_query_zone(backend, tmp_path, monkeypatch):
+    """A query run in Europe/Berlin shows both rows on 2026-03-02 (00:30 and 23:30 local). The Looker asset lands
+    them as UTC moments (DuckDB hands them back in UTC, Snowflake's NTZ naive): the date of the UTC moment put the
+    first row on 2026-03-01, and the journal was refused for carrying two posting dates. A `convert_tz: no` field
+    lands as Looker wrote it, and reads so."""
+    from datetime import UTC, datetime
+
+    from mlconnector_pipelines.core.types import ColumnType
+    from mlconnector_pipelines.engine.journal import looker_rows
+    from mlconnector_pipelines.flows.looker import result_frame
+    from mlconnector_pipelines.warehouse.schema import ROW_NUMBER, TableSpec
+
+    fields = ["fees.area", "fees.amount", "fees.booked_at", "fees.entered_at"]
+    types = {"fees_area": ColumnType.STRING, "fees_amount": ColumnType.DECIMAL,
+             "fees_booked_at": ColumnType.TIMESTAMP, "fees_entered_at": ColumnType.TIMESTAMP}  # fmt: skip
+    looker = [
+        {"fees.area": "NORTH", "fees.amount": Decimal("10"), "fees.booked_at": "2026-03-02 00:30:00",
+         "fees.entered_at": "2026-03-02 23:30:00"},
+        {"fees.area": "SOUTH", "fees.amount": Decimal("-10"), "fees.booked_at": "2026-03-02 23:30:00",
+         "fees.entered_at": None},
+    ]  # fmt: skip
+    frame = result_frame(
+        looker, fields, types, window_start=None, extracted_at=datetime.now(UTC), run_id="r",
+        source="looker api", timezone="Europe/Berlin", unconverted={"fees_entered_at"},
+    )  # fmt: skip
+    table = TableSpec("looker_fees", (), None, {**types, ROW_NUMBER: ColumnType.INTEGER}, snapshot=True)
+    patch, open_warehouse = _warehouse_of(backend, tmp_path, monkeypatch)
+    with patch:
+        warehouse = open_warehouse()
+        with warehouse.replace_snapshot(table, None) as load:
+            load.write(table, frame)
+        rows = looker_rows("looker/fees", warehouse.read_table("looker_fees"), fields)
+    assert [(values["fees.booked_at"], values["fees.entered_at"]) for _, values in rows.rows] == [
+        ("2026-03-02T00:30:00+01:00", "2026-03-02T23:30:00+00:00"),
+        ("2026-03-02T23:30:00+01:00", None),
+    ]
+    m = mapping(posting_date_column="fees.booked_at", balancing={"mode": "rows_balance"})
+    plan, problems = build_plan(
+        SPEC, m, rows, flow="erp/fees_journal", partition="", partition_last_day=None, dimensions=DIMENSIONS
+    )
+    assert problems == []
+    assert plan.header["posting_date"] == "2026-03-02" and plan.document_key == "MLC fees 2026-03-02"
+
+
+@pytest.mark.parametrize("amount", ["NaN", "Infinity", "-inf", "sNaN"])
+def test_an_amount_that_is_no_finite_number_is_a_problem_naming_its_row(amount):
+    """Decimal reads NaN and Infinity from a text field; rounding one raised decimal.InvalidOperation (no
+    ValueError), and the plan step crashed without naming the row."""
+    looker = LookerRows("looker/fees", [])
+    for number, row in enumerate(
+        [{"fees.area": "NORTH", "fees.amount": amount}, {"fees.area": "SOUTH", "fees.amount": "5"}], 1
+    ):
+        looker.rows.append((SourceRow("looker/fees", "looker api", "run-1", None, number, row), row))
+    plan, problems = build(mapping(), looker)
+    assert [(p.line.source.row_number, p.reason) for p in problems] == [
+        (1, f"fees.amount = {amount!r} is not a finite number")
+    ]
+    assert [line.source.row_number for line in plan.lines if line.source] == [2]
+
+
+def test_number_fields_in_the_line_text_read_as_looker_wrote_them():
+    """A LookML number is DECIMAL(38,9) in the warehouse: the text showed `7.000000000` and `5.500000000`,
+    eating the 60 characters, where the account and mapping key were already read as Looker wrote them."""
+    nine = Decimal("1E-9")
+    row = {"fees.area": Decimal("7").quantize(nine), "fees.amount": Decimal("5.5").quantize(nine)}
+    looker = LookerRows("looker/fees", [(SourceRow("looker/fees", "looker api", "run-1", None, 1, row), row)])
+    plan, problems = build(mapping(text="Fees centre {fees.area} amount {fees.amount}"), looker, dims=[])
+    assert problems == []
+    assert plan.lines[0].text == "Fees centre 7 amount 5.5"
+
+
+def test_a_padded_value_finds_its_mapping_entry_not_the_default():
+    """A CHAR column pads 'NORTH' to 'NORTH ': it missed the table and took the default account, silently."""
+    m = mapping(account={"column": "fees.area", "map": {"NORTH": "618200"}, "default": "699999"})
+    plan, problems = build(m, rows(("NORTH ", "5"), (" SOUTH", "-5")), dims=[])
+    assert problems == []
+    assert [line.account for line in plan.lines if line.kind == "row"] == ["618200", "699999"]
+
+
+def test_the_rounding_difference_is_kept_and_shown_per_currency():
+    """-0.4 JPY and -0.004 USD were one figure, -0.404, in the plan's metadata: no currency's difference."""
+    from mlconnector_pipelines.flows.journals import _plan_metadata
+
+    looker = LookerRows("looker/fees", [])
+    for number, (amount, currency) in enumerate([("100.4", "JPY"), ("1.004", "USD"), ("2", "USD")], start=1):
+        row = {"fees.area": "NORTH", "fees.amount": Decimal(amount), "fees.currency": currency}
+        looker.rows.append((SourceRow("looker/fees", "looker api", "run-1", None, number, row), row))
+    plan, problems = build(mapping(currency={"column": "fees.currency"}), looker)
+    assert problems == []
+    assert plan.rounding_difference == {"JPY": Decimal("-0.4"), "USD": Decimal("-0.004")}
+    assert _plan_metadata(plan, plan, None, [], 3)["rounding_difference"] == "JPY -0.4, USD -0.004"
+
+
+def test_currency_precision_is_found_whatever_the_case_of_its_code():
+    """Lines look a currency up in upper case: `jpy: 1` was silently never used (JPY kept its 0 places)."""
+    plan, _ = build(mapping(currency={"constant": "JPY"}, currency_precision={" jpy": 1}), rows(("NORTH", "2.25")))
+    assert plan.lines[0].amount == Decimal("2.3")
+    with pytest.raises(ValueError, match="currency JPY is given twice"):
+        mapping(currency_precision={"jpy": 1, "JPY": 0})
+
+
+def test_rows_on_several_posting_dates_are_named_per_date():
+    """A journal has one posting date; the problem said only which dates the rows carried, not which rows."""
+    days = [
+        "2026-03-01",
+        "2026-03-02",
+        "2026-03-01",
+        "2026-03-02",
+        "2026-03-02",
+        "2026-03-02",
+        "2026-03-02",
+        "2026-03-02",
+    ]
+    looker = LookerRows("looker/fees", [])
+    for number, day in enumerate(days, start=1):
+        row = {"fees.area": "NORTH", "fees.amount": Decimal("1"), "fees.day": day}
+        looker.rows.append((SourceRow("looker/fees", "looker api", "run-1", None, number, row), row))
+    _, problems = build(mapping(posting_date_column="fees.day"), looker)
+    assert [p.describe() for p in problems] == [
+        "the rows carry 2 posting dates (2026-03-01: rows 1, 3; 2026-03-02: rows 2, 4, 5, 6, 7, …); a journal has one"
     ]
