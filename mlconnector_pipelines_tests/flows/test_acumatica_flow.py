@@ -45,12 +45,12 @@ def config(admin, data_dir, **acumatica):
     return parse_config(raw)
 
 
-def run(cfg, first: str = "2026-03-01", last: str = "2026-03-07") -> dg.ExecuteInProcessResult:
+def run(cfg, first: str = "2026-03-01", last: str = "2026-03-07", instance=None) -> dg.ExecuteInProcessResult:
     return (
         build_definitions(cfg)
         .resolve_job_def("acumatica_to_warehouse")
         .execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
+            instance=instance or dg.DagsterInstance.ephemeral(),
             tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
             raise_on_error=False,
         )
@@ -180,3 +180,52 @@ def test_a_vendor_and_an_unreleased_bill_deleted_in_acumatica_are_ended_by_recon
         f["passed"] for f in check_deletions(cfg, "acumatica", ["acumatica_vendors", "acumatica_bills"]).values()
     )
     assert acumatica.state("acumatica")["open_sessions"] == 0  # the check and the job signed out
+
+
+def test_a_site_that_answers_lists_without_details_still_has_every_line_loaded(acumatica, tmp_path):
+    """Some sites leave `$expand`ed details out of a list answer and fill them only for a record read alone
+    (dialect `details_in_lists: false`). The load took that as documents without lines: the bill lines of the
+    week went to none, the run passed, and a re-run replaced the lines loaded before by none. Each record so
+    answered is read again by its id; a site that fills them costs no request more."""
+    acumatica.reset()
+    in_week = {
+        entity: [r for r in held(acumatica, entity) if START <= moment(r["LastModifiedDateTime"]) < END]
+        for entity in ("Bill", "Check", "JournalTransaction")
+    }
+    tables = {
+        "Bill": "acumatica_bill_lines",
+        "Check": "acumatica_check_applications",
+        "JournalTransaction": "acumatica_journal_transaction_lines",
+    }
+    expected = {
+        tables[e]: sorted(line["id"] for r in records for line in r["Details"]) for e, records in in_week.items()
+    }
+    assert all(expected.values())
+
+    def loaded() -> dict[str, list[str]]:
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+            return {t: sorted(r[0] for r in con.sql(f"SELECT id FROM {t}").fetchall()) for t in expected}
+
+    def read_alone(result, instance) -> tuple[int, int]:
+        """(records read again by id, as the run's figures say; GET requests of those entities the site saw)"""
+        figures = instance.get_run_by_id(result.run_id).tags
+        requests = acumatica.state("acumatica")["requests"]
+        return int(figures["mlconnector/details_read_by_id"]), sum(requests.get(f"GET {e}", 0) for e in tables)
+
+    cfg = config(acumatica, tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    result = run(cfg, instance=instance)
+    assert result.success and loaded() == expected
+    counted, requests = read_alone(result, instance)
+    assert counted == 0
+    acumatica.http.post("/_sandbox/acumatica/dialect", json={"details_in_lists": False}).raise_for_status()
+    try:
+        result = run(cfg, instance=instance)  # a re-run over the same week: the lines loaded before must stay
+        assert result.success
+        assert loaded() == expected
+        counted, more_requests = read_alone(result, instance)
+        # Each document once at least (one on a slice boundary is in both slices' answers), each counted.
+        assert counted >= sum(len(records) for records in in_week.values())
+        assert counted == more_requests - 2 * requests
+    finally:
+        acumatica.reset()

@@ -85,7 +85,11 @@ class AcumaticaSession:
     def run_metadata(self) -> dict[str, Any]:
         auth = self.client.auth
         figures = {k: getattr(auth, k) for k in ("grants", "refreshes", "logins", "logouts") if hasattr(auth, k)}
-        return {**self.client.http.stats.as_metadata("http_"), **figures}
+        return {
+            **self.client.http.stats.as_metadata("http_"),
+            **figures,
+            "details_read_by_id": self.client.details_read_by_id,
+        }
 
     def close(self) -> None:
         self.client.close()
