@@ -182,6 +182,15 @@ def test_a_vendor_and_an_unreleased_bill_deleted_in_acumatica_are_ended_by_recon
     assert acumatica.state("acumatica")["open_sessions"] == 0  # the check and the job signed out
 
 
+def _column_types(tmp_path, table: str) -> dict[str, str]:
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        return dict(
+            con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
+            ).fetchall()
+        )
+
+
 def test_a_site_that_answers_lists_without_details_still_has_every_line_loaded(acumatica, tmp_path):
     """Some sites leave `$expand`ed details out of a list answer and fill them only for a record read alone
     (dialect `details_in_lists: false`). The load took that as documents without lines: the bill lines of the
@@ -229,3 +238,28 @@ def test_a_site_that_answers_lists_without_details_still_has_every_line_loaded(a
         assert counted == more_requests - 2 * requests
     finally:
         acumatica.reset()
+
+
+def test_a_field_empty_on_the_first_page_takes_the_type_of_its_first_value(acumatica, tmp_path):
+    """Acumatica writes a field without a value as `{}`. One empty on every record of the first slice was
+    made a text column for good: the payment card number that came later was stored as text. Undeclared in
+    the catalog, the column waits for its first value, which types it."""
+    acumatica.reset()
+    payments = sorted(
+        (p for p in held(acumatica, "Payment") if START <= moment(p["LastModifiedDateTime"]) < END),
+        key=lambda p: moment(p["LastModifiedDateTime"]),
+    )
+    assert len(payments) > 5 and not any(p.get("CardAccountNbr") for p in payments)  # the first slice of 5: none
+    last = payments[-1]
+    acumatica.http.post(
+        "/_sandbox/acumatica/records/Payment",
+        json={
+            "record": {k: last[k] for k in ("id", "Type", "ReferenceNbr", "LastModifiedDateTime")}
+            | {"CardAccountNbr": 4111}
+        },
+    ).raise_for_status()
+    assert run(config(acumatica, tmp_path)).success
+    assert _column_types(tmp_path, "acumatica_payments")["card_account_nbr"].startswith("DECIMAL")
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        card = con.execute("SELECT card_account_nbr FROM acumatica_payments WHERE id = ?", [last["id"]]).fetchall()
+    assert card == [(Decimal(4111),)]
