@@ -263,3 +263,56 @@ def test_a_field_empty_on_the_first_page_takes_the_type_of_its_first_value(acuma
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         card = con.execute("SELECT card_account_nbr FROM acumatica_payments WHERE id = ?", [last["id"]]).fetchall()
     assert card == [(Decimal(4111),)]
+
+
+def test_the_contracts_amounts_moments_and_flags_have_their_types_whatever_the_first_page_held(acumatica, tmp_path):
+    """A column's type came from the first page: an amount no payment of the week had (`AppliedToOrders`,
+    `{}` throughout) was text, and `CreatedDateTime` was a timestamp or text depending on whether the first
+    stamps were whole seconds. The catalog declares the contract's DecimalValue, DateTimeValue and
+    BooleanValue fields."""
+    acumatica.reset()
+    assert run(config(acumatica, tmp_path)).success
+    payments = _column_types(tmp_path, "acumatica_payments")
+    batches = _column_types(tmp_path, "acumatica_journal_transactions")
+    bills = _column_types(tmp_path, "acumatica_bills")
+    assert payments["applied_to_orders"] == payments["payment_amount"] == "DECIMAL(38,9)"
+    assert batches["created_date_time"] == batches["last_modified_date_time"] == "TIMESTAMP WITH TIME ZONE"
+    assert (bills["date"], bills["due_date"], bills["hold"]) == ("DATE", "DATE", "BOOLEAN")
+
+
+def test_document_dates_of_a_site_east_of_utc_land_on_the_day_the_site_wrote(acumatica, tmp_path):
+    """A site writes its date-times with its own offset: in UTC+10 a bill dated 1 March is
+    `2026-03-01T00:00:00+10:00`. Converted to UTC it was loaded as 28 February; a business date is the
+    calendar date as written."""
+    acumatica.reset()
+    dialect = {"site_utc_offset_hours": 10, "dates_at_site_offset": True}
+    acumatica.http.post("/_sandbox/acumatica/dialect", json=dialect).raise_for_status()
+    try:
+        cfg = config(acumatica, tmp_path)
+        client = AcumaticaResource.from_section(cfg.acumatica, cfg.data_dir).client()
+        try:
+            served = client.records("Bill", select=["Date"], top=1)
+        finally:
+            client.close()
+        assert str(served[0]["Date"]).endswith("T00:00:00+10:00")  # the case
+        assert run(cfg).success
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+            bills = {
+                i: (str(d), str(due))
+                for i, d, due in con.sql("SELECT id, date, due_date FROM acumatica_bills").fetchall()
+            }
+            checks = dict(con.sql("SELECT id, CAST(application_date AS VARCHAR) FROM acumatica_checks").fetchall())
+            batches = dict(
+                con.sql("SELECT id, CAST(transaction_date AS VARCHAR) FROM acumatica_journal_transactions").fetchall()
+            )
+        assert bills and bills == {
+            b["id"]: (b["Date"], b["DueDate"]) for b in held(acumatica, "Bill") if b["id"] in bills
+        }
+        assert checks and checks == {
+            c["id"]: c["ApplicationDate"] for c in held(acumatica, "Check") if c["id"] in checks
+        }
+        assert batches and batches == {
+            j["id"]: j["TransactionDate"] for j in held(acumatica, "JournalTransaction") if j["id"] in batches
+        }
+    finally:
+        acumatica.reset()

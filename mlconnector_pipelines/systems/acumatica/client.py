@@ -411,6 +411,13 @@ def without_details(page: pa.Table, details: Sequence[str], only_absent: bool = 
     return pc.indices_nonzero(missing).to_pylist()
 
 
+def calendar_dates(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Business dates (a bill's `Date`) as the site wrote them: midnight of its own time zone, with its
+    offset (`2026-03-01T00:00:00+10:00`). The date is the one written; converted to UTC, a site east of
+    UTC had every document on the day before."""
+    return pc.cast(pc.utf8_slice_codeunits(column, 0, 10), pa.date32())
+
+
 def utc_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """Stamps as Acumatica wrote them (any offset) → canonical UTC text, which sorts and windows as time."""
     moments = utc_moments(column)
