@@ -45,12 +45,12 @@ def config(admin, data_dir, **acumatica):
     return parse_config(raw)
 
 
-def run(cfg, first: str = "2026-03-01", last: str = "2026-03-07") -> dg.ExecuteInProcessResult:
+def run(cfg, first: str = "2026-03-01", last: str = "2026-03-07", instance=None) -> dg.ExecuteInProcessResult:
     return (
         build_definitions(cfg)
         .resolve_job_def("acumatica_to_warehouse")
         .execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
+            instance=instance or dg.DagsterInstance.ephemeral(),
             tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
             raise_on_error=False,
         )
@@ -180,3 +180,139 @@ def test_a_vendor_and_an_unreleased_bill_deleted_in_acumatica_are_ended_by_recon
         f["passed"] for f in check_deletions(cfg, "acumatica", ["acumatica_vendors", "acumatica_bills"]).values()
     )
     assert acumatica.state("acumatica")["open_sessions"] == 0  # the check and the job signed out
+
+
+def _column_types(tmp_path, table: str) -> dict[str, str]:
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        return dict(
+            con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
+            ).fetchall()
+        )
+
+
+def test_a_site_that_answers_lists_without_details_still_has_every_line_loaded(acumatica, tmp_path):
+    """Some sites leave `$expand`ed details out of a list answer and fill them only for a record read alone
+    (dialect `details_in_lists: false`). The load took that as documents without lines: the bill lines of the
+    week went to none, the run passed, and a re-run replaced the lines loaded before by none. Each record so
+    answered is read again by its id; a site that fills them costs no request more."""
+    acumatica.reset()
+    in_week = {
+        entity: [r for r in held(acumatica, entity) if START <= moment(r["LastModifiedDateTime"]) < END]
+        for entity in ("Bill", "Check", "JournalTransaction")
+    }
+    tables = {
+        "Bill": "acumatica_bill_lines",
+        "Check": "acumatica_check_applications",
+        "JournalTransaction": "acumatica_journal_transaction_lines",
+    }
+    expected = {
+        tables[e]: sorted(line["id"] for r in records for line in r["Details"]) for e, records in in_week.items()
+    }
+    assert all(expected.values())
+
+    def loaded() -> dict[str, list[str]]:
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+            return {t: sorted(r[0] for r in con.sql(f"SELECT id FROM {t}").fetchall()) for t in expected}
+
+    def read_alone(result, instance) -> tuple[int, int]:
+        """(records read again by id, as the run's figures say; GET requests of those entities the site saw)"""
+        figures = instance.get_run_by_id(result.run_id).tags
+        requests = acumatica.state("acumatica")["requests"]
+        return int(figures["mlconnector/details_read_by_id"]), sum(requests.get(f"GET {e}", 0) for e in tables)
+
+    cfg = config(acumatica, tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    result = run(cfg, instance=instance)
+    assert result.success and loaded() == expected
+    counted, requests = read_alone(result, instance)
+    assert counted == 0
+    acumatica.http.post("/_sandbox/acumatica/dialect", json={"details_in_lists": False}).raise_for_status()
+    try:
+        result = run(cfg, instance=instance)  # a re-run over the same week: the lines loaded before must stay
+        assert result.success
+        assert loaded() == expected
+        counted, more_requests = read_alone(result, instance)
+        # Each document once at least (one on a slice boundary is in both slices' answers), each counted.
+        assert counted >= sum(len(records) for records in in_week.values())
+        assert counted == more_requests - 2 * requests
+    finally:
+        acumatica.reset()
+
+
+def test_a_field_empty_on_the_first_page_takes_the_type_of_its_first_value(acumatica, tmp_path):
+    """Acumatica writes a field without a value as `{}`. One empty on every record of the first slice was
+    made a text column for good: the payment card number that came later was stored as text. Undeclared in
+    the catalog, the column waits for its first value, which types it."""
+    acumatica.reset()
+    payments = sorted(
+        (p for p in held(acumatica, "Payment") if START <= moment(p["LastModifiedDateTime"]) < END),
+        key=lambda p: moment(p["LastModifiedDateTime"]),
+    )
+    assert len(payments) > 5 and not any(p.get("CardAccountNbr") for p in payments)  # the first slice of 5: none
+    last = payments[-1]
+    acumatica.http.post(
+        "/_sandbox/acumatica/records/Payment",
+        json={
+            "record": {k: last[k] for k in ("id", "Type", "ReferenceNbr", "LastModifiedDateTime")}
+            | {"CardAccountNbr": 4111}
+        },
+    ).raise_for_status()
+    assert run(config(acumatica, tmp_path)).success
+    assert _column_types(tmp_path, "acumatica_payments")["card_account_nbr"].startswith("DECIMAL")
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        card = con.execute("SELECT card_account_nbr FROM acumatica_payments WHERE id = ?", [last["id"]]).fetchall()
+    assert card == [(Decimal(4111),)]
+
+
+def test_the_contracts_amounts_moments_and_flags_have_their_types_whatever_the_first_page_held(acumatica, tmp_path):
+    """A column's type came from the first page: an amount no payment of the week had (`AppliedToOrders`,
+    `{}` throughout) was text, and `CreatedDateTime` was a timestamp or text depending on whether the first
+    stamps were whole seconds. The catalog declares the contract's DecimalValue, DateTimeValue and
+    BooleanValue fields."""
+    acumatica.reset()
+    assert run(config(acumatica, tmp_path)).success
+    payments = _column_types(tmp_path, "acumatica_payments")
+    batches = _column_types(tmp_path, "acumatica_journal_transactions")
+    bills = _column_types(tmp_path, "acumatica_bills")
+    assert payments["applied_to_orders"] == payments["payment_amount"] == "DECIMAL(38,9)"
+    assert batches["created_date_time"] == batches["last_modified_date_time"] == "TIMESTAMP WITH TIME ZONE"
+    assert (bills["date"], bills["due_date"], bills["hold"]) == ("DATE", "DATE", "BOOLEAN")
+
+
+def test_document_dates_of_a_site_east_of_utc_land_on_the_day_the_site_wrote(acumatica, tmp_path):
+    """A site writes its date-times with its own offset: in UTC+10 a bill dated 1 March is
+    `2026-03-01T00:00:00+10:00`. Converted to UTC it was loaded as 28 February; a business date is the
+    calendar date as written."""
+    acumatica.reset()
+    dialect = {"site_utc_offset_hours": 10, "dates_at_site_offset": True}
+    acumatica.http.post("/_sandbox/acumatica/dialect", json=dialect).raise_for_status()
+    try:
+        cfg = config(acumatica, tmp_path)
+        client = AcumaticaResource.from_section(cfg.acumatica, cfg.data_dir).client()
+        try:
+            served = client.records("Bill", select=["Date"], top=1)
+        finally:
+            client.close()
+        assert str(served[0]["Date"]).endswith("T00:00:00+10:00")  # the case
+        assert run(cfg).success
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+            bills = {
+                i: (str(d), str(due))
+                for i, d, due in con.sql("SELECT id, date, due_date FROM acumatica_bills").fetchall()
+            }
+            checks = dict(con.sql("SELECT id, CAST(application_date AS VARCHAR) FROM acumatica_checks").fetchall())
+            batches = dict(
+                con.sql("SELECT id, CAST(transaction_date AS VARCHAR) FROM acumatica_journal_transactions").fetchall()
+            )
+        assert bills and bills == {
+            b["id"]: (b["Date"], b["DueDate"]) for b in held(acumatica, "Bill") if b["id"] in bills
+        }
+        assert checks and checks == {
+            c["id"]: c["ApplicationDate"] for c in held(acumatica, "Check") if c["id"] in checks
+        }
+        assert batches and batches == {
+            j["id"]: j["TransactionDate"] for j in held(acumatica, "JournalTransaction") if j["id"] in batches
+        }
+    finally:
+        acumatica.reset()

@@ -45,6 +45,12 @@ class Dialect(BaseModel):
         description="The site's time zone. A date sent with an offset is converted to it before its date is "
         "taken (as .NET reads a DateTimeOffset into a local DateTime); one sent without an offset is its date.",
     )
+    dates_at_site_offset: bool = Field(
+        False,
+        description="Date-only fields (a bill's Date, DueDate) are answered as midnight UTC, or as midnight of "
+        "the site's time zone with its offset (`site_utc_offset_hours`; `2026-03-01T00:00:00+10:00` east of "
+        "UTC), as a site writes its local date-times.",
+    )
     action_location: bool = Field(
         True,
         description="A long-running action (a release) is answered 202 with a Location to poll, or 202 without "

@@ -48,6 +48,11 @@ class ContractApi:
     def site_offset(self) -> timedelta:
         return timedelta(hours=self.dialect.site_utc_offset_hours)
 
+    def render(self, row: dict, entity: Entity, version: str, *args, **kwargs) -> dict:
+        """A record as this site answers it (wire.render, in the dialect's time zone for dates)."""
+        offset = self.site_offset() if self.dialect.dates_at_site_offset else None
+        return render(row, entity, version, *args, date_offset=offset, **kwargs)
+
     def base(self, version: str) -> str:
         return f"{self.site}/entity/Default/{version}"
 
@@ -86,7 +91,7 @@ class ContractApi:
         if method == "GET" and len(rest) == 3 and rest[0] in actions and rest[1] == "status":
             return self.status(version, entity, rest[2])
         if method == "GET" and rest == ["$adHocSchema"]:
-            return json(render({"id": None}, entity, version, 1, None, expand=set(entity.details)))
+            return json(self.render({"id": None}, entity, version, 1, None, expand=set(entity.details)))
         if entity.inquiry:
             if method != "PUT" or rest:
                 return error_response(405, f"The requested resource does not support http method '{method}'.")
@@ -130,7 +135,7 @@ class ContractApi:
         page = rows[query.skip : end]
         expand = query.expand if self.dialect.details_in_lists else query.expand - set(entity.details)
         body = [
-            render(row, entity, version, number, self.link(version, entity, row), query.select, expand)
+            self.render(row, entity, version, number, self.link(version, entity, row), query.select, expand)
             for number, row in enumerate(page, start=1)
         ]
         if not self.dialect.stamp_offsets:
@@ -140,13 +145,13 @@ class ContractApi:
     def read(self, request: Request, version: str, entity: Entity, rest: list[str]) -> Response:
         query = parse_query(request.query_params, entity)
         row = self._find(entity, rest)
-        body = render(row, entity, version, 1, self.link(version, entity, row), query.select, query.expand)
+        body = self.render(row, entity, version, 1, self.link(version, entity, row), query.select, query.expand)
         return json(body if self.dialect.stamp_offsets else without_offsets(body))
 
     def inquiry(self, request: Request, version: str, entity: Entity) -> Response:
         query = parse_query(request.query_params, entity)
         row = {"id": "00000000-0000-0000-0000-000000000000", "Results": list(self.model.branches.values())}
-        return json(render(row, entity, version, 1, None, query.select, query.expand))
+        return json(self.render(row, entity, version, 1, None, query.select, query.expand))
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -167,16 +172,16 @@ class ContractApi:
             return error_response(412, f"The {entity.label} record {exists}.")
         except Invalid as refused:
             candidate = {**refused.candidate, "id": refused.candidate.get("id") or str(uuid.uuid4())}
-            body = render(candidate, entity, version, 1, None, expand=set(entity.details))
+            body = self.render(candidate, entity, version, 1, None, expand=set(entity.details))
             return json(attach_errors(body, refused.problems, refused.summary), 422)
-        return json(render(row, entity, version, 1, self.link(version, entity, row), query.select, query.expand))
+        return json(self.render(row, entity, version, 1, self.link(version, entity, row), query.select, query.expand))
 
     def delete(self, version: str, entity: Entity, rest: list[str]) -> Response:
         row = self._find(entity, rest)
         try:
             self.model.delete(entity.name, row)
         except Invalid as refused:
-            body = render(row, entity, version, 1, self.link(version, entity, row))
+            body = self.render(row, entity, version, 1, self.link(version, entity, row))
             return json(attach_errors(body, refused.problems, refused.problems.record[0]), 422)
         return Response(status_code=204)
 

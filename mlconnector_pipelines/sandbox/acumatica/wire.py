@@ -81,11 +81,18 @@ def site_date(text: str, site_offset: timedelta) -> date:
     return moment.astimezone(timezone(site_offset)).date()
 
 
-def to_wire(kind: str, value):
+def format_site_date(day: date, site_offset: timedelta) -> str:
+    """A date-only field as a site in another time zone writes it: midnight there, with its offset."""
+    day = day.date() if isinstance(day, datetime) else day
+    return datetime(day.year, day.month, day.day, tzinfo=timezone(site_offset)).isoformat()
+
+
+def to_wire(kind: str, value, *, date_offset: timedelta | None = None):
+    """`date_offset`: the value is a date-only field written at the site's offset (else midnight UTC)."""
     if value is None:
         return None
     if kind == "T":
-        return format_stamp(value)
+        return format_stamp(value) if date_offset is None else format_site_date(value, date_offset)
     return value
 
 
@@ -210,14 +217,17 @@ def render(
     self_link: str | None,
     select: set[str] | None = None,
     expand: set[str] = frozenset(),
+    date_offset: timedelta | None = None,
 ) -> dict:
     """A stored record as the API answers it: system fields, every selected field wrapped (`{}` when empty),
-    detail lists only when expanded."""
+    detail lists only when expanded; date-only fields at `date_offset` when given (dialect
+    `dates_at_site_offset`)."""
     body: dict = {"id": record["id"], "rowNumber": row, "note": {"value": record.get("note") or ""}}
     top = None if select is None else {s.split("/")[0] for s in select}
     for name in sorted(entity.scalars, key=str.lower):
         if top is None or name in top:
-            value = to_wire(entity.fields[name], record.get(name))
+            offset = date_offset if entity.is_date(name) else None
+            value = to_wire(entity.fields[name], record.get(name), date_offset=offset)
             body[name] = {} if value is None else {"value": value}
     for name, child in entity.details.items():
         if name not in expand:
@@ -225,7 +235,8 @@ def render(
         inner = None if select is None else {s.split("/", 1)[1] for s in select if s.startswith(f"{name}/")} or None
         lines = record.get(name) or []
         body[name] = [
-            render(line, detail(version, child), version, i, None, inner) for i, line in enumerate(lines, start=1)
+            render(line, detail(version, child), version, i, None, inner, date_offset=date_offset)
+            for i, line in enumerate(lines, start=1)
         ]
     for name, kind in entity.fields.items():
         if kind.startswith("<") and name in expand:

@@ -9,9 +9,10 @@ from typing import Any
 import pyarrow as pa
 
 from ...core.catalog import SourceEntity
+from ...core.types import ColumnType
 from ..resource_base import SystemResource
-from .catalog import wrapped_read_fields
-from .client import AcumaticaClient, modified_in, utc_text
+from .catalog import wrapped_read_fields, written_as_text
+from .client import AcumaticaClient, calendar_dates, modified_in, utc_text
 from .config import AcumaticaConfig
 
 
@@ -66,8 +67,7 @@ class AcumaticaSession:
         for page in self.client.window(
             entity.entity_set, entity.modified_field, start, end, expand=expand, read_fields=wrapped_read_fields(entity)
         ):
-            index = page.column_names.index(entity.modified_field)
-            yield page.set_column(index, entity.modified_field, utc_text(page.column(index)))
+            yield with_dates_read(page, entity)
 
     def count(self, company_id: str, entity: SourceEntity, start: datetime, end: datetime) -> int:
         """Acumatica counts nothing itself: the light scan of the window's stamps is the count."""
@@ -85,10 +85,25 @@ class AcumaticaSession:
     def run_metadata(self) -> dict[str, Any]:
         auth = self.client.auth
         figures = {k: getattr(auth, k) for k in ("grants", "refreshes", "logins", "logouts") if hasattr(auth, k)}
-        return {**self.client.http.stats.as_metadata("http_"), **figures}
+        return {
+            **self.client.http.stats.as_metadata("http_"),
+            **figures,
+            "details_read_by_id": self.client.details_read_by_id,
+        }
 
     def close(self) -> None:
         self.client.close()
+
+
+def with_dates_read(page: pa.Table, entity: SourceEntity) -> pa.Table:
+    """A page's date-time fields (read as text, see catalog.written_as_text) as the warehouse takes them:
+    moments as canonical UTC text, which sorts and windows as time; business dates as calendar dates."""
+    for name in written_as_text(entity):
+        if name in page.column_names:
+            index = page.column_names.index(name)
+            convert = calendar_dates if entity.types.get(name) is ColumnType.DATE else utc_text
+            page = page.set_column(index, name, convert(page.column(index)))
+    return page
 
 
 def snapshot_table(client: AcumaticaClient, entity: str) -> pa.Table:

@@ -107,8 +107,10 @@ def field_errors(record: Mapping[str, Any], prefix: str = "") -> list[str]:
 def unwrap_table(table: pa.Table) -> pa.Table:
     """Columns read as struct<value: T> become T; detail lists of such structs become lists of T rows.
 
-    A field no record on the page has a value for arrives as `{}` (a struct with no fields): it becomes
-    an empty text column. Linked entities (objects of fields, only there when expanded) are left out.
+    A field no record on the page has a value for arrives as `{}` (a struct with no fields): it becomes a
+    column of Arrow's null type, which the warehouse types by the field's first value (a later page's, or
+    the catalog's declared type); made text, an amount or date first seen empty stayed text for good.
+    Linked entities (objects of fields, only there when expanded) are left out.
     """
     return _unwrap_fields(table.column_names, [c.combine_chunks() for c in table.columns], pa.table)
 
@@ -131,7 +133,7 @@ def _unwrap_array(array: pa.Array) -> pa.Array | None:
         if kind.get_field_index("value") >= 0:
             return pc.struct_field(array, "value")
         if kind.num_fields == 0:
-            return pa.nulls(len(array), pa.string())
+            return pa.nulls(len(array))
         return None  # a linked entity
     if pa.types.is_list(kind) and pa.types.is_struct(kind.value_type):
         lines = array.values
