@@ -18,7 +18,7 @@ from pydantic import Field
 
 from ..audit.config import AuditConfig
 from ..audit.store import open_audit_store
-from ..core.errors import ConnectorError, about_the_system
+from ..core.errors import ConfigError, ConnectorError, about_the_system
 from ..engine.post import PostingRefused
 from ..ingest.store import open_delivery_store
 from ..systems.business_central.sales_target import as_code
@@ -52,9 +52,14 @@ class ConfirmConfig(dg.Config):
 def build_dynamics_sales(cfg: DataverseConfig, ctx: FlowContext) -> dg.Definitions:
     warehouse = build_sales_tables(cfg, ctx.warehouse_kind)
     sync = cfg.sales_to_business_central
-    bc = getattr(ctx.config, "business_central", None) if ctx.config is not None else None
-    if sync is None or not sync.enabled or bc is None or not bc.enabled:
+    if sync is None or not sync.enabled:
         return warehouse
+    bc = getattr(ctx.config, "business_central", None)
+    if bc is None or not bc.enabled:  # left out without a word, the deals waited with nothing saying why
+        raise ConfigError(
+            "dataverse.sales_to_business_central writes into Business Central: configure and enable the "
+            "business_central section, or set dataverse.sales_to_business_central.enabled: false"
+        )
     audit_cfg = (ctx.config.audit if ctx.config is not None else None) or AuditConfig()
     flow = _SalesFlow(sync, audit_cfg, ctx.data_dir)
     job, confirm_job, numbers_job = flow.jobs()

@@ -38,7 +38,12 @@ def acumatica(tmp_path_factory):
 def config(admin, data_dir, **acumatica):
     raw = sandbox_profile(admin.data_dir, admin.url)
     raw.update(
-        data_dir=str(data_dir), sap_business_one=None, looker=None, finance_operations=None, business_central=None
+        data_dir=str(data_dir),
+        sap_business_one=None,
+        looker=None,
+        finance_operations=None,
+        business_central=None,
+        dataverse=None,
     )
     raw["acumatica"].update(http=dict(FAST_HTTP), page_size=5, journals=[], **acumatica)
     raw["acumatica"]["partitions"]["start"] = "2026-03-01"

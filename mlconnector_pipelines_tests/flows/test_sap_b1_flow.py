@@ -22,6 +22,7 @@ def config(sap, tmp_path, **overrides):  # noqa: F811
             "profile": "sandbox",
             "data_dir": str(tmp_path),
             "business_central": None,
+            "dataverse": None,
             "sap_business_one": {
                 "base_url": f"{sap.url}/b1s/v1",
                 "ca_bundle": str(sap.running.certificates.ca_pem),

@@ -166,6 +166,22 @@ def test_the_sandbox_profiles_code_location_loads_with_every_job_resolved():
     assert definitions.resolve_asset_graph().get_all_asset_keys()
 
 
+@pytest.mark.parametrize("business_central", [None, {"enabled": False}])
+def test_sales_to_bc_without_business_central_is_a_config_error_not_a_flow_left_out(business_central, tmp_path):
+    """Sales → BC switched on with no Business Central to write into: the flow was left out without a word, and
+    won deals waited with nothing saying why. Like journals without Looker, it is a configuration error."""
+    from mlconnector_pipelines.config import parse_config, sandbox_profile
+    from mlconnector_pipelines.core.errors import ConfigError
+    from mlconnector_pipelines.definitions import build_definitions
+
+    raw = sandbox_profile(tmp_path, "https://127.0.0.1:47800")
+    raw["business_central"] = None if business_central is None else {**raw["business_central"], **business_central}
+    with pytest.raises(ConfigError, match=r"dataverse\.sales_to_business_central.*business_central section"):
+        build_definitions(parse_config(raw))
+    raw["dataverse"]["sales_to_business_central"]["enabled"] = False
+    assert "dynamics_sales_changes" not in {s.name for s in build_definitions(parse_config(raw)).sensors or []}
+
+
 def test_every_step_that_talks_to_an_erp_is_in_that_systems_pool():
     """dagster.yaml bounds each system's concurrent steps by its pool: a step outside it (a journal's writes,
     a Sales deal, BC's deletions and subscriptions, a reconciliation) ran beside the loads, past the bound."""
