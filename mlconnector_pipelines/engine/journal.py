@@ -19,12 +19,13 @@ from typing import Any
 import pandas as pd
 from pandas.api.types import is_datetime64_any_dtype
 
+from ..audit.store import FINISHED, DocumentRecord
 from ..core.errors import ConfigError
 from ..core.journal_mapping import JournalMapping, ValueSource, closing_lines, lines_from_rows, posting_date
 from ..core.memory import cyclic_gc_paused
 from ..core.posting import ZERO, Plan, PostingTarget, Problem, SourceRow, WrittenDocument, WrittenLine, balances
 from ..warehouse.schema import DATE_TIME_ZONES, ROW_NUMBER, RUN_ID, SOURCE, WINDOW_START, column_name
-from .post import PlanChanged, PostingEngine, difference_lines
+from .post import PlanChanged, PostingEngine, as_written, difference_lines, line_figures
 
 
 @dataclass(frozen=True)
@@ -212,21 +213,85 @@ class Decision:
     existing: WrittenDocument | None = None
 
 
-def choose_document(engine: PostingEngine, spec: JournalSpec, mapping: JournalMapping, plan: Plan) -> Decision:
-    """The original journal if nothing is posted yet or it holds these figures; else refuse or adjust."""
+def choose_document(
+    engine: PostingEngine, spec: JournalSpec, mapping: JournalMapping, plan: Plan, *, preview: bool = False
+) -> Decision:
+    """The original journal if nothing is posted yet or it holds these figures; else refuse or adjust.
+
+    Figures are only ever compared with a whole journal: one an earlier run left unfinished with other figures is
+    first finished with its recorded plan, as replay would (in a preview, nothing is written: the decision is
+    made against the journal as it will be once finished)."""
     existing = engine.find(plan)
     if existing is None:
         _refuse_beside_an_undated_journal(engine, spec, mapping, plan)
         return Decision(plan, "new", f"no journal {plan.document_key} yet: it will be created")
+    record = engine.audit.find_document(plan.flow, plan.partition, plan.document_key)
+    unfinished = record is not None and record.state not in FINISHED
+    if unfinished and record.digest != plan.digest:
+        existing, finished = _finish_earlier_plan(engine, record, existing, preview)
+        decision = _decide(engine, spec, mapping, plan, existing, resuming=False)
+        return replace(decision, note=f"{finished}; then {decision.note}")
+    # Lines missing from the target are this plan's still to write only when a run of this very plan stopped
+    # midway; missing from a finished journal (or one with no record), they are new figures.
+    resuming = (
+        (record is None or unfinished)
+        and not existing.posted
+        and not getattr(engine.target, "lines_with_header", False)
+    )
+    return _decide(engine, spec, mapping, plan, existing, resuming=resuming)
+
+
+def _finish_earlier_plan(
+    engine: PostingEngine, record: DocumentRecord, existing: WrittenDocument, preview: bool
+) -> tuple[WrittenDocument, str]:
+    """The journal once its recorded plan is written whole, and what was (or would be) done for that."""
+    recorded = engine.audit.plan(record)
+    said = f"{record.document_key} ({existing.number}) was left unfinished by an earlier run with other figures"
+    if preview:
+        whole = replace(existing, lines=[as_written(line) for line in recorded.lines])
+        return whole, f"{said}: it would be finished with its recorded figures first"
+    engine.progress(f"{said}: finishing it with its recorded figures first, as replay would")
+    engine.run(recorded, adjusts=record.adjusts)
+    return engine.find(recorded), f"{said}: finished with its recorded figures first"
+
+
+def _decide(engine, spec, mapping, plan: Plan, existing: WrittenDocument, *, resuming: bool) -> Decision:
     try:
-        engine._check_same_plan(plan, existing)
+        engine._check_same_plan(plan, existing, whole=not resuming)
     except PlanChanged as changed:
+        reordered = _in_target_order(plan, existing)
+        if reordered is not None:
+            return Decision(
+                reordered,
+                "unchanged",
+                f"{plan.document_key} exists as {existing.number} with these figures (in another row order: its "
+                "line numbers are kept)",
+                existing=existing,
+            )
         if mapping.on_change == "fail":
             raise
         return _adjustment(engine, spec, mapping, plan, existing, changed)
     return Decision(
         plan, "unchanged", f"{plan.document_key} exists as {existing.number} with these figures", existing=existing
     )
+
+
+def _in_target_order(plan: Plan, existing: WrittenDocument) -> Plan | None:
+    """The plan numbered as the target holds its lines, when the target holds exactly these lines in another
+    order (Looker's rows come back reordered from a query without sorts, or with ties); else None. Each line
+    keeps its Looker row."""
+    numbers: dict[tuple, list[int]] = {}
+    for line in sorted(existing.lines, key=lambda line: line.number):
+        numbers.setdefault(line_figures(line), []).append(line.number)
+    renumbered = []
+    for line in plan.lines:
+        held = numbers.get(line_figures(line))
+        if not held:
+            return None
+        renumbered.append(replace(line, number=held.pop(0)))
+    if any(numbers.values()):
+        return None
+    return replace(plan, lines=tuple(sorted(renumbered, key=lambda line: line.number)))
 
 
 def _refuse_beside_an_undated_journal(engine: PostingEngine, spec: JournalSpec, mapping: JournalMapping, plan: Plan):

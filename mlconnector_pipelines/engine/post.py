@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -149,27 +150,45 @@ class PostingEngine:
 
     @cyclic_gc_paused()
     def validate(self, plan: Plan, record: DocumentRecord, problems: list[Problem] | None = None) -> None:
-        """Raise PostingRefused naming every bad line; nothing is written either way."""
+        """Raise PostingRefused naming every bad line; nothing is written either way. A document an earlier run
+        wrote whole with these figures is not validated again (a period closed since it was saved refused what
+        the target holds, and the refusal called it missing): it goes on to be verified as posted."""
         problems = self.problems(plan) if problems is None else problems
-        if problems:
-            reasons = {p.line.number: p.reason for p in problems if p.line is not None}
-            self.audit.refuse_lines(record.id, reasons)
-            text = [p.describe() for p in problems]
-            self.audit.set_state(
-                record.id,
-                "refused",
-                run_id=self.run_id,
-                error="\n".join(text[:200]),
-                event="validation_failed",
-                detail=f"{len(problems)} problem(s)",
-            )
-            raise PostingRefused(
-                f"{plan.system}: {plan.document_key} was not posted: {len(problems)} problem(s); "
-                + self._discard_unfinished(plan, record),
-                text,
-            )
-        if record.state in ("planned", "refused"):
-            self.audit.set_state(record.id, "validated", run_id=self.run_id, line_state="validated")
+        if not problems:
+            if record.state in ("planned", "refused"):
+                self.audit.set_state(record.id, "validated", run_id=self.run_id, line_state="validated")
+            return
+        if record.document_number is None:
+            self._refuse(plan, record, problems, "nothing was written")
+        with self._writing_lease(plan):  # no run writes the document while it is looked up (and deleted)
+            found = self.find(plan)
+            if found is not None and not self._differences(plan, found, whole=True):
+                self.audit.event(
+                    record.id, self.run_id, "found_whole", f"{found.number}: {len(problems)} problem(s) not applied"
+                )
+                self.progress(
+                    f"{plan.document_key}: {_named(found)} already holds these figures whole: it is verified as "
+                    f"posted, not validated again (now: {problems[0].describe()})"
+                )
+                return
+            self._refuse(plan, record, problems, self._discard_unfinished(plan, record, found))
+
+    def _refuse(self, plan: Plan, record: DocumentRecord, problems: list[Problem], left: str) -> None:
+        """Record the refusal and raise it; `left` says what the target holds of the document."""
+        reasons = {p.line.number: p.reason for p in problems if p.line is not None}
+        self.audit.refuse_lines(record.id, reasons)
+        text = [p.describe() for p in problems]
+        self.audit.set_state(
+            record.id,
+            "refused",
+            run_id=self.run_id,
+            error="\n".join(text[:200]),
+            event="validation_failed",
+            detail=f"{len(problems)} problem(s)",
+        )
+        raise PostingRefused(
+            f"{plan.system}: {plan.document_key} was not posted: {len(problems)} problem(s); {left}", text
+        )
 
     @cyclic_gc_paused()
     def post(self, plan: Plan, record: DocumentRecord) -> PostingResult:
@@ -202,30 +221,33 @@ class PostingEngine:
                 [f"plan {plan.digest[:12]} replaced by {stored.digest[:12]} in the audit store"],
             )
 
-    def _discard_unfinished(self, plan: Plan, record: DocumentRecord) -> str:
+    def _discard_unfinished(self, plan: Plan, record: DocumentRecord, found: WrittenDocument | None) -> str:
         """What a refused plan leaves in the target. A journal an earlier run began and left half written
         (stopped between its changesets) is deleted, as one the target refused a line of is, so that no half of
-        it stays to be posted (said to hold nothing, it held part of the journal); a whole one is left."""
-        if record.document_number is None or getattr(self.target, "lines_with_header", False):
+        it stays to be posted (said to hold nothing, it held part of the journal); a whole one is left, named with
+        its status (a target that saves a document whole holds no other kind)."""
+        if found is None:
             return "nothing was written"
-        lease = writing_lease(plan)
-        self._wait_for_lease(lease)  # no run is writing it meanwhile
+        whole = found.posted or len(found.lines) >= len(plan.lines) or getattr(self.target, "lines_with_header", False)
+        if whole:  # a person may post or fix it
+            return f"{_named(found)}, written by an earlier run, is left as it is"
         try:
-            found = self.find(plan)
-            if found is None:
-                return "nothing was written"
-            if found.posted or len(found.lines) >= len(plan.lines):  # whole: a person may post or fix it
-                return f"{found.number}, written by an earlier run, is left as it is"
-            try:
-                self.target.discard(plan, found.number)
-            except Exception as exc:  # the problems stay the refusal's; the half journal is named
-                return f"{found.number}, which an earlier run began, could not be deleted ({exc}): delete it by hand"
-        finally:
-            self.audit.release_lease(lease, self.run_id)
+            self.target.discard(plan, found.number)
+        except Exception as exc:  # the problems stay the refusal's; the half journal is named
+            return f"{found.number}, which an earlier run began, could not be deleted ({exc}): delete it by hand"
         self.audit.event(record.id, self.run_id, "discarded", f"{found.number}: {len(found.lines)} line(s) deleted")
         return (
             f"{found.number}, which an earlier run began ({len(found.lines)} of {len(plan.lines)} lines), was deleted"
         )
+
+    @contextmanager
+    def _writing_lease(self, plan: Plan) -> Iterator[None]:
+        lease = writing_lease(plan)
+        self._wait_for_lease(lease)
+        try:
+            yield
+        finally:
+            self.audit.release_lease(lease, self.run_id)
 
     def _wait_for_lease(self, lease: str) -> None:
         """Another run writing this partition finishes first; then this one finds what it wrote."""
@@ -354,11 +376,7 @@ class PostingEngine:
         for record in reversed(self.audit.by_number(number, plan.company)):
             entries = self.audit.line_records(record.id) if record.system == plan.system else []
             if entries and all(entry.state in ("created", "verified") for entry in entries):
-                return [
-                    WrittenLine(e.line.number, e.line.account, e.line.dimensions, e.line.debit, e.line.credit,
-                                e.line.currency, e.line.text)
-                    for e in entries
-                ]  # fmt: skip
+                return [as_written(entry.line) for entry in entries]
         return []
 
     def _hold_while_unsettled(self, plan: Plan, record: DocumentRecord) -> None:
@@ -524,14 +542,10 @@ class PostingEngine:
             [problem.describe()],
         )
 
-    def _check_same_plan(self, plan: Plan, existing: WrittenDocument) -> None:
-        """The lines the target holds are the plan's (a prefix of them, when a run stopped midway)."""
-        planned = {line.number: line for line in plan.lines}
-        differences = [
-            _difference(planned.get(line.number), line)
-            for line in existing.lines
-            if planned.get(line.number) is None or not same_line(planned[line.number], line)
-        ]
+    def _check_same_plan(self, plan: Plan, existing: WrittenDocument, *, whole: bool = False) -> None:
+        """The lines the target holds are the plan's: all of them with `whole`, else a prefix of them too (a
+        run stopped midway: the rest is written now)."""
+        differences = self._differences(plan, existing, whole=whole)
         if differences:
             raise PlanChanged(
                 f"{plan.system}: a journal for {plan.partition or 'this document'} already exists as "
@@ -540,6 +554,23 @@ class PostingEngine:
                 differences,
                 existing,
             )
+
+    @staticmethod
+    def _differences(plan: Plan, existing: WrittenDocument, *, whole: bool) -> list[str]:
+        planned = {line.number: line for line in plan.lines}
+        differences = [
+            _difference(planned.get(line.number), line)
+            for line in existing.lines
+            if planned.get(line.number) is None or not same_line(planned[line.number], line)
+        ]
+        if whole:
+            held = {line.number for line in existing.lines}
+            differences += [
+                f"line {line.number}: in the new plan ({_describe(as_written(line))}), not in the target"
+                for line in plan.lines
+                if line.number not in held
+            ]
+        return differences
 
     def _verify(self, plan: Plan, number: str, held: list[WrittenLine]) -> None:
         by_number = {line.number: line for line in held}
@@ -567,14 +598,23 @@ def _every_line(plan: Plan, record: DocumentRecord) -> list[int] | None:
 
 
 def same_line(planned: PlannedLine, written: WrittenLine) -> bool:
-    return (
-        planned.account == written.account
-        and tuple(planned.dimensions) == tuple(written.dimensions)
-        and planned.debit == written.debit
-        and planned.credit == written.credit
-        and planned.currency.upper() == written.currency.upper()
-        and planned.text == written.text
-    )
+    return line_figures(planned) == line_figures(written)
+
+
+def line_figures(line: PlannedLine | WrittenLine) -> tuple:
+    """What a line holds, whatever its number: account, dimensions, amounts, currency (in any case), text."""
+    return (line.account, tuple(line.dimensions), line.debit, line.credit, line.currency.upper(), line.text)
+
+
+def as_written(line: PlannedLine) -> WrittenLine:
+    """A planned line as the target holds it once written."""
+    return WrittenLine(line.number, line.account, line.dimensions, line.debit, line.credit, line.currency, line.text)
+
+
+def _named(found: WrittenDocument) -> str:
+    """A document found in the target, with its status there (Acumatica's: Balanced, Released, …)."""
+    status = found.detail.get("status") or ("posted" if found.posted else "not posted")
+    return f"{found.number} ({status})"
 
 
 def _describe(line: WrittenLine | None) -> str:

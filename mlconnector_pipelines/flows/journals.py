@@ -26,7 +26,7 @@ from ..core.errors import ConfigError
 from ..core.journal_mapping import JournalMapping
 from ..core.posting import Plan, PostingTarget, Problem
 from ..engine.journal import Decision, JournalSpec, LookerRows, build_plan, choose_document, looker_rows, plan_preview
-from ..engine.post import PlanChanged, PostingEngine, PostingRefused, VerificationFailed, plan_problems
+from ..engine.post import PostingEngine, PostingRefused, VerificationFailed, plan_problems
 from ..systems.looker.config import LookerConfig, LookerQueryConfig
 from .looker import asset_key as looker_asset_key
 from .looker import table_name as looker_table
@@ -126,9 +126,13 @@ def _plan_step(journal: _Journal, context, preview: bool):
         problems += plan_problems(built)
         if preview:
             problems += engine.target.validate(built)
+        if _figures_gone_from_a_journal(engine, built, problems):
+            problems = []  # a change like any other: reversed by a difference journal, or refused naming it
+        decision = None
         try:
-            decision = None if problems else choose_document(engine, journal.flow.spec, journal.mapping, built)
-        except PlanChanged as changed:
+            if not problems:
+                decision = choose_document(engine, journal.flow.spec, journal.mapping, built, preview=preview)
+        except PostingRefused as changed:  # figures changed; or a journal left unfinished could not be finished
             raise dg.Failure(
                 description=str(changed), metadata={"differences": _problems_md(changed.problems)}
             ) from None
@@ -150,6 +154,12 @@ def _plan_step(journal: _Journal, context, preview: bool):
             _record_decision(engine, decision)
     if not preview:
         yield dg.Output(None, metadata=metadata)
+
+
+def _figures_gone_from_a_journal(engine: PostingEngine, plan: Plan, problems: list[Problem]) -> bool:
+    """The period's figures went to nothing (no rows, or none with an amount) while a journal is posted for it.
+    Its plan has no lines, plan_problems' only problem for it; with nothing under the key it is refused as such."""
+    return not plan.lines and len(problems) == 1 and engine.find(plan) is not None
 
 
 def _refuse_figures_replaced_since(journal: _Journal, context, rows: LookerRows, upstream: str) -> None:

@@ -8,6 +8,7 @@ Looker rows and with the sandbox's own journals; `mlconnector trace` walks a lin
 from __future__ import annotations
 
 import json
+from datetime import date
 from decimal import Decimal
 
 import dagster as dg
@@ -260,6 +261,50 @@ def test_late_data_is_refused_by_default_and_adjust_posts_a_difference_journal(e
     )
     assert amounts == [Decimal("-25"), Decimal("25")]  # 2.5% of the late 1,000 sale, and its offset
     assert journals(env, KEY) == [original]  # posted entries are never edited
+
+
+def test_figures_gone_to_nothing_are_refused_by_default_and_adjust_reverses_the_posted_journal(env):
+    """A week whose Looker figures went to nothing (the sales behind them were reversed) while its journal is posted:
+    its plan has no lines, and the run stopped at 'the document has no lines', so even `on_change: adjust` could not
+    take the journal back. It is a change like any other: refused naming the journal, or reversed by a difference
+    journal."""
+    from mlconnector_pipelines.audit.store import open_audit_store
+    from mlconnector_pipelines.core.posting import SourceRow
+    from mlconnector_pipelines.engine.journal import LookerRows, build_plan
+    from mlconnector_pipelines.engine.post import PostingEngine
+    from mlconnector_pipelines.flows.finance_operations import SPEC
+    from mlconnector_pipelines.systems.finance_operations.resource import FinanceOperationsResource
+
+    week, job = "2026-03-09", "finance_operations_fee_gone_journal"  # a week the warehouse has no sales of
+    cfg = env.config(name="fee_gone")
+    mapping = cfg.finance_operations.journals[0]
+    target = FinanceOperationsResource.from_section(cfg.finance_operations, cfg.data_dir).journal_target()
+    audit = open_audit_store(cfg.audit, cfg.data_dir)
+    values = {"fee_allocation.area": "NORTH", "fee_allocation.fee_amount": Decimal("12.50")}
+    rows = LookerRows(
+        "looker/fee_allocation", [(SourceRow("looker/fee_allocation", "looker api", "r", week, 1, values), values)]
+    )
+    posted, _ = build_plan(SPEC, mapping, rows, flow="finance_operations/fee_gone_journal", partition=week,
+                           partition_last_day=date(2026, 3, 15), dimensions=SPEC.dimensions(mapping, target))  # fmt: skip
+    PostingEngine(target, audit, run_id="earlier").run(posted)  # as the week's figures were then
+    target.close()
+    audit.close()
+    [original] = journals(env, posted.document_key)
+    assert run(cfg, "looker_fee_allocation", partition=week).success  # the week's figures: none now
+
+    refused = run(cfg, job, partition=week)
+    assert not refused.success
+    failure = next(e for e in refused.all_events if e.event_type_value == "STEP_FAILURE")
+    assert f"already exists as {original['JournalBatchNumber']}" in failure.event_specific_data.error.to_string()
+
+    assert run(env.config(name="fee_gone", on_change="adjust"), job, partition=week).success
+    [difference] = journals(env, f"{posted.document_key} adj1")
+    amounts = sorted(
+        (line["AccountDisplayValue"], Decimal(str(line["DebitAmount"])) - Decimal(str(line["CreditAmount"])))
+        for line in difference["lines"]
+    )
+    assert amounts == [("220500-002", Decimal("12.5")), ("618200-002-001-025", Decimal("-12.5"))]
+    assert journals(env, posted.document_key) == [original]
 
 
 def test_approval_required_previews_the_plan_and_writes_nothing(env):

@@ -309,6 +309,95 @@ def test_a_changed_plan_is_refused_and_adjust_posts_a_difference_batch(sandbox, 
     assert_posted_once(sandbox, original)  # never edited
 
 
+def test_late_rows_after_the_posted_lines_get_a_difference_batch(sandbox, cfg, posting):
+    """rows_balance: late rows that sort after the posted ones left the batch's lines a prefix of the new plan,
+    taken for a batch still being written: 'unchanged', and the run then failed (a batch takes no more lines)."""
+    balanced = mapping(balancing={"mode": "rows_balance"}, on_change="adjust")
+    rows = [("61000", "100-000", "100"), ("61100", "100-100", "-100")]
+    original = plan_for(cfg, balanced, rows=rows)
+    posting().run(original)
+    late = plan_for(cfg, balanced, rows=[*rows, ("61000", "000-000", "40"), ("61100", "000-000", "-40")])
+    decision = choose_document(posting("run-2"), journal_flow(cfg.acumatica).spec, balanced, late)
+    assert decision.outcome == "adjustment"
+    posting("run-2").run(decision.plan)
+    difference = assert_posted_once(sandbox, decision.plan)
+    assert sorted((l["Account"], l["Subaccount"], Decimal(str(l["DebitAmount"])) - Decimal(str(l["CreditAmount"])))
+                  for l in difference["Details"]) == [("61000", "000-000", 40), ("61100", "000-000", -40)]  # fmt: skip
+    assert_posted_once(sandbox, original)
+
+
+def close_the_weeks_period(sandbox) -> None:
+    sandbox.http.post("/_sandbox/acumatica/periods", json={"period": "112026", "closed": True}).raise_for_status()
+
+
+@pytest.fixture
+def rerun(resource, posting):
+    """An engine of a later run with a target of its own (nothing the earlier run read is cached in it)."""
+    targets = []
+
+    def engine(run_id: str) -> PostingEngine:
+        targets.append(resource.journal_target())
+        return PostingEngine(targets[-1], posting().audit, run_id=run_id)
+
+    yield engine
+    for target in targets:
+        target.close()
+
+
+def test_a_released_batch_whose_run_died_before_its_record_is_verified_after_its_period_closed(
+    sandbox, cfg, posting, rerun
+):
+    """Run 1 saves, verifies and releases the batch, and dies before the audit store records it. Month end closes
+    the period. The rerun validated the plan again: refused, 'not posted … nothing was written', the record and
+    its lines refused, although Acumatica holds the released batch. A batch that holds the plan whole is not
+    validated again: it is verified as posted (and not released a second time)."""
+    plan = plan_for(cfg, mapping(release=True))
+
+    def dies_once_released(message: str) -> None:
+        if "released" in message:
+            raise SimulatedCrash(message)
+
+    first = posting("run-1")
+    first.progress = dies_once_released
+    with pytest.raises(SimulatedCrash):
+        first.run(plan)
+    batch = assert_posted_once(sandbox, plan)
+    assert batch["Status"] in ("Posted", "Unposted")  # the case: released
+    close_the_weeks_period(sandbox)
+
+    result = rerun("run-2").run(plan)
+
+    assert (result.number, result.outcome, result.document.state) == (batch["BatchNbr"], "already_posted", "verified")
+    assert {line.state for line in first.audit.line_records(result.document.id)} == {"verified"}
+    assert [b["Status"] for b in batches(sandbox, plan.document_key)] == [batch["Status"]]
+
+
+def test_other_figures_refused_beside_a_saved_batch_name_it_and_its_status_not_nothing_written(
+    sandbox, cfg, posting, rerun
+):
+    """Run 1 saves the batch and dies; the period closes; the rerun brings other figures. The refusal said
+    'nothing was written' of a batch Acumatica holds, ready to be released: it names the batch and its status."""
+    plan = plan_for(cfg)
+    with pytest.raises(SimulatedCrash):
+        posting("run-1", checkpoint=lambda name: _crash_at(name, "after_header")).run(plan)
+    [batch] = batches(sandbox, plan.document_key)
+    close_the_weeks_period(sandbox)
+    changed = plan_for(cfg, rows=[*ROWS[:-1], ("64000", "100-000", "10")])
+
+    with pytest.raises(PostingRefused) as refused:
+        rerun("run-2").run(changed)
+
+    message = str(refused.value)
+    assert f"{batch['BatchNbr']} (Balanced), written by an earlier run, is left as it is" in message, message
+    assert "nothing was written" not in message
+    assert batches(sandbox, plan.document_key) == [batch]
+
+
+def _crash_at(name: str, point: str) -> None:
+    if name == point:
+        raise SimulatedCrash(name)
+
+
 def test_a_wrong_endpoint_version_is_a_configuration_error_naming_the_versions_published(sandbox, cfg, tmp_path):
     from mlconnector_pipelines.systems.acumatica.ping import ping
 

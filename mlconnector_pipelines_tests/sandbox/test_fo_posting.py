@@ -314,15 +314,25 @@ def test_an_open_period_that_gives_the_general_ledger_no_access_is_refused_befor
     assert journals(sandbox) == [] and sandbox.state("finance_operations")["requests"].get("POST", 0) == writes
 
 
-def test_a_whole_journal_a_stopped_run_left_unverified_is_kept_when_its_plan_then_fails_validation(sandbox, posting):
+def test_a_whole_journal_a_stopped_run_left_unverified_is_verified_as_it_stands_when_validation_now_fails(
+    sandbox, posting
+):
+    """A run stops once every line is written; the period is then put on hold. Validating the plan again refused
+    what F&O already holds whole, and the record stayed refused: the journal is verified as it stands instead.
+    Other figures than the journal's are refused, and the whole journal is left as it is (named, not deleted)."""
     plan, _ = plan_for(posting().target)
     with pytest.raises(SimulatedCrash):
         posting("run-crashed", checkpoint=crash_at("after_lines")).run(plan)
     set_week_period(sandbox, "OnHold")
-    with pytest.raises(PostingRefused, match="written by an earlier run, is left as it is"):
-        posting("run-2").run(plan)
     [whole] = journals(sandbox)
-    assert len(whole["lines"]) == len(plan.lines)
+    number = whole["JournalBatchNumber"]
+    changed, _ = plan_for(posting().target, rows=[*DEFAULT_ROWS[:-1], ("618200", "009", "10")])
+    with pytest.raises(PostingRefused, match=f"{number} \\(not posted\\), written by an earlier run, is left as it is"):
+        posting("run-2").run(changed)
+    assert journals(sandbox) == [whole]
+    result = posting("run-3").run(plan)
+    assert (result.number, result.outcome, result.document.state) == (number, "already_posted", "verified")
+    assert_posted_once(sandbox, plan)
 
 
 @pytest.mark.parametrize("fault", ["commit_then_drop", "commit_then_504", "commit_then_cut"])
@@ -776,6 +786,140 @@ def test_a_changed_plan_is_refused_by_default_and_adjust_posts_only_the_differen
     assert_posted_once(sandbox, original)
     again = choose_document(posting("run-3"), SPEC, adjust, changed)
     assert again.outcome == "no_change"
+
+
+def posted_totals(sandbox) -> dict[str, Decimal]:
+    """Debit less credit per account and dimensions over every journal in F&O (zeros left out)."""
+    totals: dict[str, Decimal] = {}
+    for journal in journals(sandbox):
+        for line in journal["lines"]:
+            net = Decimal(str(line["DebitAmount"])) - Decimal(str(line["CreditAmount"]))
+            totals[line["AccountDisplayValue"]] = totals.get(line["AccountDisplayValue"], Decimal(0)) + net
+    return {account: net for account, net in totals.items() if net}
+
+
+def planned_totals(target, plan) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for line in plan.lines:
+        account = target.display_value(line.account, line.dimensions)
+        totals[account] = totals.get(account, Decimal(0)) + line.amount
+    return {account: net for account, net in totals.items() if net}
+
+
+@pytest.mark.parametrize("balancing", ["offset", "rows_balance"])
+def test_late_figures_for_a_journal_a_crashed_run_left_half_written_are_posted_once(sandbox, posting, balancing):
+    """A run writes the header and the first changeset and dies; late data then corrects row 1. The half journal
+    was taken for the posted one: the difference journal carried the unwritten lines in full (refused as not
+    balancing in offset mode), and replay then finished the original from its recorded plan, so its figures
+    landed twice. The half journal is finished with its recorded figures first; the difference is taken from it
+    whole, and everything posted for the week adds up to the late figures."""
+    adjust = mapping(on_change="adjust", balancing={"mode": "offset", "account": "220500"})
+    rows = DEFAULT_ROWS
+    if balancing == "rows_balance":
+        adjust = mapping(on_change="adjust", balancing={"mode": "rows_balance"})
+        rows = [("618200", "001", "100"), ("618100", "002", "-100"), ("618200", "003", "50"),
+                ("618100", "004", "-50"), ("618200", "005", "30"), ("618100", "006", "-30")]  # fmt: skip
+    engine = posting()
+    original, _ = plan_for(engine.target, adjust, rows=rows)
+    with pytest.raises(SimulatedCrash):
+        posting("run-1", checkpoint=crash_at("mid_lines")).run(original)
+    [half] = journals(sandbox)
+    assert 0 < len(half["lines"]) < len(original.lines)  # the case
+    late, _ = plan_for(engine.target, adjust, rows=[(rows[0][0], rows[0][1], "7"), *rows[1:]])
+    if balancing == "rows_balance":
+        late, _ = plan_for(engine.target, adjust, rows=[("618200", "001", "70"), ("618100", "002", "-70"), *rows[2:]])
+
+    decision = choose_document(posting("run-2"), SPEC, adjust, late)
+
+    assert decision.outcome == "adjustment" and decision.plan.document_key == f"{original.document_key} adj1"
+    assert f"({half['JournalBatchNumber']}) was left unfinished by an earlier run with other figures: finished " in (
+        decision.note
+    )
+    assert_posted_once(sandbox, original)  # whole, with the figures it was begun with
+    assert engine.audit.find_document(original.flow, original.partition, original.document_key).state == "verified"
+    posting("run-2").run(decision.plan)
+    for record in engine.audit.unfinished():  # what `mlconnector replay` would still do: nothing
+        posting("replay").run(engine.audit.plan(record), adjusts=record.adjusts)
+    assert posted_totals(sandbox) == planned_totals(engine.target, late)
+    assert len(journals(sandbox)) == 2
+
+
+def test_a_preview_of_late_figures_for_a_half_written_journal_writes_nothing_and_says_it_would_finish_it(
+    sandbox, posting
+):
+    """In a preview nothing is written: the decision says the half journal would be finished with its recorded
+    figures first, and the difference it shows is taken from the journal as it will then be."""
+    adjust = mapping(on_change="adjust")
+    engine = posting()
+    original, _ = plan_for(engine.target, adjust)
+    with pytest.raises(SimulatedCrash):
+        posting("run-1", checkpoint=crash_at("mid_lines")).run(original)
+    before = journals(sandbox)
+    late, _ = plan_for(engine.target, adjust, rows=[("618200", "001", "7"), *DEFAULT_ROWS[1:]])
+
+    decision = choose_document(posting("preview"), SPEC, adjust, late, preview=True)
+
+    assert journals(sandbox) == before
+    assert "it would be finished with its recorded figures first; then " in decision.note
+    assert sorted((line.account, line.amount) for line in decision.plan.lines) == [
+        ("220500", Decimal("123456789012338.68")),  # the offset takes the difference back
+        ("618200", Decimal("-123456789012338.68")),  # 123456789012345.68 → 7.00
+    ]
+
+
+BALANCED = [("618200", "001", "100"), ("618100", "002", "-100")]
+LATE_ROWS = [*BALANCED, ("618200", "003", "40"), ("618100", "004", "-40")]  # late rows, after the others
+
+
+def test_late_rows_after_the_posted_lines_are_a_change_not_the_rest_of_the_journal(sandbox, posting):
+    """rows_balance has no offset line at the end, so late rows that sort after the others leave the posted lines
+    a prefix of the new plan, which was taken for a journal a stopped run left half written: the late lines were
+    added to the verified journal although on_change is fail, and once a person had posted it `adjust` failed
+    ('a posted journal cannot take more lines'). They are differences: refused by default, naming them; with
+    adjust, a difference journal."""
+    balanced = mapping(balancing={"mode": "rows_balance"})
+    engine = posting()
+    original, _ = plan_for(engine.target, balanced, rows=BALANCED)
+    engine.run(original)
+    late, _ = plan_for(engine.target, balanced, rows=LATE_ROWS)
+    with pytest.raises(PlanChanged) as refusal:
+        choose_document(posting("run-2"), SPEC, balanced, late)
+    assert (
+        "line 3: in the new plan (618200 [BusinessUnit=002, CostCenter=003] debit 40.00 credit 0 USD), not in"
+        in str(refusal.value)
+    )
+    assert_posted_once(sandbox, original)
+
+    [journal] = journals(sandbox)
+    sandbox.http.post(f"/_sandbox/finance_operations/journals/usrt/{journal['JournalBatchNumber']}/post")
+    adjust = mapping(balancing={"mode": "rows_balance"}, on_change="adjust")
+    decision = choose_document(posting("run-3"), SPEC, adjust, late)
+    assert decision.outcome == "adjustment"
+    posting("run-3").run(decision.plan)
+    assert posted_totals(sandbox) == planned_totals(engine.target, late)
+    assert_posted_once(sandbox, original)
+
+
+def test_the_same_figures_in_another_row_order_are_found_unchanged_under_the_journals_line_numbers(sandbox, posting):
+    """Looker may answer a query without sorts (or with ties in its sort) in another row order. Line numbers follow
+    the rows, so the same figures were refused as other figures. They are the journal's: unchanged, planned
+    under the line numbers the journal holds them at, each line still naming its own Looker row."""
+    engine = posting()
+    text = mapping(text="Fees {fees.cost_center}")  # a text that does not render the row number
+    original, _ = plan_for(engine.target, text)
+    engine.run(original)
+    reordered, _ = plan_for(engine.target, text, rows=list(reversed(DEFAULT_ROWS)))
+    assert reordered.digest != original.digest  # the case
+
+    decision = choose_document(posting("run-2"), SPEC, text, reordered)
+
+    assert decision.outcome == "unchanged" and decision.plan.digest == original.digest
+    first = decision.plan.lines[0]
+    assert (first.number, first.source.row_number, first.source.values["fees.cost_center"]) == (1, 9, "001")
+    again = posting("run-2")
+    assert again.run(decision.plan).outcome == "already_posted"
+    assert again.target.client.http.stats.by_method.get("POST", 0) == 0
+    assert_posted_once(sandbox, original)
 
 
 def test_an_unpartitioned_journal_is_one_per_posting_date_not_one_adjusted_for_ever(sandbox, posting):
