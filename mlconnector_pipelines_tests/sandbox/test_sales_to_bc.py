@@ -428,6 +428,29 @@ def test_a_deal_in_a_currency_bc_has_not_set_up_is_refused_and_named_before_anyt
     assert bc_documents(sandbox, quote["quotenumber"]) == []
 
 
+def server_page_size(sandbox, size: int | None) -> None:
+    """BC's own page size (its `Max Page Size`): every collection is paged at this many records, asked or not."""
+    sandbox.http.post("/_sandbox/business_central/dialect", json={"max_page_size": size}).raise_for_status()
+
+
+def test_a_currency_bc_serves_on_a_later_page_is_set_up(cfg, sandbox):
+    """BC pages every collection, set-up lists too, and says where the rest is (`@odata.nextLink`). Only the first
+    page of Currencies was read, so a deal in a currency on a later page was refused as one BC had not set up."""
+    _, quote, order = win_deal(sandbox)
+    served = [c["code"] for c in bc(sandbox, "currencies")]  # in the order BC pages them
+    code = [c for c in served if c in ("EUR", "JPY")][-1]  # both are Sales currencies too
+    assert served.index(code) > 0, "the currency is on the first page: the case is not exercised"
+    set_order_currency(sandbox, order, code)
+    server_page_size(sandbox, 1)
+    try:
+        outcome = run_sync(cfg, "salesorders", order["salesorderid"])
+    finally:
+        server_page_size(sandbox, None)
+    assert outcome.outcome == "posted"
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    assert document["currencyCode"] == code
+
+
 def test_a_deal_in_the_local_currency_verifies_where_bc_answers_its_code_blank(cfg, sandbox):
     """BC keeps the local currency as a blank Currency Code; its API pages answer the LCY Code, a server that
     answers the field as stored answers blank. A dollar deal in a dollar company is the same order either way."""
