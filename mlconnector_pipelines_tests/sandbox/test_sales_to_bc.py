@@ -9,6 +9,7 @@ connection or answering 504.
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from decimal import Decimal
 
@@ -17,6 +18,7 @@ import pytest
 
 from mlconnector_pipelines.audit.store import AuditStore
 from mlconnector_pipelines.config import parse_config, sandbox_profile
+from mlconnector_pipelines.core.odata import json_body
 from mlconnector_pipelines.engine.post import PostingRefused
 from mlconnector_pipelines.ingest.app import create_app
 from mlconnector_pipelines.ingest.store import open_delivery_store
@@ -635,6 +637,74 @@ def test_an_order_invoiced_in_bc_is_not_made_again_and_its_invoice_number_goes_b
     assert result.success
     held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
     assert held["mlc_bcinvoicenumber"] == invoice["number"] and held["mlc_bcstatus"] == invoice["status"]
+
+
+def invoice_in_two_parts(sandbox, bc_order: dict, numbers: tuple[str, str]) -> None:
+    """BC's user ships and invoices the order in two parts, then BC deletes the fully invoiced order (the sandbox
+    does not post partial shipments, so its admin API writes what BC leaves): two posted invoices, each with the
+    order's number and External Document No., each line's quantity and discount split between them."""
+    company, lines = company_id(sandbox), lines_of(sandbox, bc_order)
+    invoice_fields = set(bc(sandbox, "salesInvoices")[0]) - {"salesInvoiceLines"}
+    for part, number in enumerate(numbers):
+        split = []
+        for line in lines:
+            quantity, discount = Decimal(str(line["quantity"])), Decimal(str(line["discountAmount"]))
+            first = (quantity / 2).to_integral_value()
+            share = (discount * first / quantity).quantize(Decimal("0.01")) if quantity else Decimal(0)
+            taken = (first, share) if part == 0 else (quantity - first, discount - share)
+            split.append({**line, "id": str(uuid.uuid4()), "quantity": taken[0], "discountAmount": taken[1]})
+        header = {k: v for k, v in bc_order.items() if k in invoice_fields}
+        header |= {"id": str(uuid.uuid4()), "number": number, "status": "Open", "orderId": bc_order["id"],
+                   "orderNumber": bc_order["number"]}  # fmt: skip
+        sandbox.http.post(f"/_sandbox/business_central/companies/{company}/salesInvoices",
+                          content=json_body({"record": header, "lines": split})).raise_for_status()  # fmt: skip
+    sandbox.http.delete(
+        f"/_sandbox/business_central/companies/{company}/salesOrders/{bc_order['id']}"
+    ).raise_for_status()
+
+
+def test_an_order_invoiced_in_two_parts_is_found_whole_and_both_invoice_numbers_go_back(cfg, sandbox):
+    """BC invoices an order shipped in parts once per part and removes the order when all is invoiced. A rerun
+    took one part for the whole order (PlanChanged: quantity 1 against 2, on every run), and the write-back
+    carried whichever part came first. The parts' lines together are the order; both numbers go back."""
+    from mlconnector_pipelines.definitions import build_definitions
+
+    _, quote, order = win_deal(sandbox, lines=2)
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    [bc_order] = bc_documents(sandbox, quote["quotenumber"])
+    assert any(Decimal(str(line["quantity"])) > 1 for line in lines_of(sandbox, bc_order)), "no line to split"
+    invoice_in_two_parts(sandbox, bc_order, ("PS-INV900001", "PS-INV900002"))
+    server_page_size(sandbox, 1)  # each part on a page of its own
+    try:
+        again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+        result = (
+            build_definitions(cfg)
+            .resolve_job_def("sales_invoice_numbers_to_sales")
+            .execute_in_process(instance=dg.DagsterInstance.ephemeral())
+        )
+    finally:
+        server_page_size(sandbox, None)
+    assert (again.outcome, again.document_number) == ("already_posted", first.document_number)
+    assert result.success
+    held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
+    assert (held["mlc_bcinvoicenumber"], held["mlc_bcstatus"]) == ("PS-INV900001, PS-INV900002", "Open")
+    assert sandbox.state("business_central")["writes"]["POST salesOrders"] == 1
+
+
+def test_an_order_one_part_of_which_is_still_to_invoice_is_not_taken_for_a_whole_one(cfg, sandbox):
+    """Only the parts BC posted count: the order's second part left out of BC's invoices is a changed plan,
+    named, never "already posted"."""
+    _, quote, order = win_deal(sandbox, lines=2)
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    [bc_order] = bc_documents(sandbox, quote["quotenumber"])
+    invoice_in_two_parts(sandbox, bc_order, ("PS-INV900001", "PS-INV900002"))
+    [second] = [i for i in bc(sandbox, "salesInvoices") if i["number"] == "PS-INV900002"]
+    sandbox.http.delete(f"/_sandbox/business_central/companies/{company_id(sandbox)}/salesInvoices/{second['id']}"
+                        ).raise_for_status()  # fmt: skip
+    with pytest.raises(PostingRefused) as refused:
+        run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    assert first.document_number in str(refused.value), refused.value
+    assert any("quantity" in problem for problem in refused.value.problems), refused.value.problems
 
 
 def test_a_deal_whose_number_cannot_go_back_is_named_and_the_other_deals_numbers_still_go(cfg, sandbox):
