@@ -960,6 +960,81 @@ def test_a_customer_changed_in_bc_meanwhile_gets_the_sales_change_on_top(cfg, sa
     assert customer["phoneNumber"] == "+1 555 0100" and customer["website"] == "https://edited-in-bc.example"
 
 
+def edit_account(sandbox, account_id: str, **changes) -> None:
+    sandbox.http.post(
+        "/_sandbox/dataverse/actions/edit-account", json={"account_id": account_id, "changes": changes}
+    ).raise_for_status()
+
+
+def test_city_county_and_country_bc_takes_from_its_post_code_table_do_not_block_the_deal(cfg, sandbox):
+    """BC's customers API validates the post code after city and state, and a code in BC's Post Code table
+    overwrites City, County and Country with the table's. The customer was saved, yet the deal was refused
+    ('saved, but city, state differ from what was sent') on every run. BC's values are kept and recorded."""
+    from mlconnector_pipelines.systems.dataverse.to_business_central import CUSTOMER_FLOW
+
+    _, quote, order = win_deal(sandbox)
+    account_id = order["_customerid_value"]
+    edit_account(sandbox, account_id, accountnumber=None, address1_city="atlanta midtown",
+                 address1_stateorprovince="Georgia", address1_postalcode="30303", address1_country="USA")  # fmt: skip
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    [customer] = customers_named(sandbox, first.customer)
+    assert (customer["city"], customer["state"], customer["country"]) == ("Atlanta", "GA", "US")  # BC's table's
+    edit_account(sandbox, account_id, telephone1="+1 404 555 0100")  # a new account version: compared again
+    again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    assert (first.outcome, again.outcome, again.customer_action) == ("posted", "already_posted", "updated")
+    audit = AuditStore.sqlite(cfg.data_dir / "audit.sqlite")
+    try:
+        events = [e["detail"] for r in audit.of_flow(CUSTOMER_FLOW) for e in audit.history(r.id)]
+    finally:
+        audit.close()
+    assert any("city is 'Atlanta' as Business Central derives it" in (d or "") for d in events), events
+    assert any("state is 'GA' as Business Central derives it" in (d or "") for d in events), events
+
+
+def test_a_customer_field_bc_saves_otherwise_than_sent_and_does_not_derive_is_still_refused(cfg, sandbox, monkeypatch):
+    """Only what BC derives from the post code is BC's to choose: an address saved otherwise is still named."""
+    from mlconnector_pipelines.engine.records import RecordsRefused
+    from mlconnector_pipelines.systems.business_central.client import BusinessCentralClient
+
+    create = BusinessCentralClient.create
+
+    def saved_otherwise(self, company, entity_set, record, read=lambda r: r):
+        if entity_set == "customers":
+            record = {**record, "addressLine1": "Somewhere else 1"}
+        return create(self, company, entity_set, record, read)
+
+    monkeypatch.setattr(BusinessCentralClient, "create", saved_otherwise)
+    _, quote, order = win_deal(sandbox)
+    edit_account(sandbox, order["_customerid_value"], accountnumber=None, address1_postalcode="30303")
+    with pytest.raises(RecordsRefused) as refused:
+        run_sync(cfg, "salesorders", order["salesorderid"])
+    assert "saved, but addressLine1 differ from what was sent" in str(refused.value), refused.value
+
+
+@pytest.mark.parametrize(
+    "column, value, said",
+    [
+        ("address1_city", "Llanfairpwllgwyngyll-gogerychwyrn", "is 33 characters; BC's City holds 30"),
+        ("address1_line2", "Building 7, " + "x" * 40, "is 52 characters; BC's Address 2 holds 50"),
+        ("emailaddress1", "a" * 75 + "@example.com", "is 87 characters; BC's E-Mail holds 80"),
+        ("telephone1", "+1 555 0100 ext 7", "has letters in it, which BC's Phone No. refuses"),
+    ],
+)
+def test_an_account_value_bc_cannot_hold_is_named_before_anything_is_written(cfg, sandbox, column, value, said):
+    """BC refuses a value longer than its field, or a phone number with letters: the customer was refused
+    mid-run. The Sales record and column are named before the first write, and nothing is written."""
+    _, quote, order = win_deal(sandbox)
+    account_id = order["_customerid_value"]
+    edit_account(sandbox, account_id, **{column: value})
+    writes = dict(sandbox.state("business_central")["writes"])
+    with pytest.raises(PostingRefused) as refused:
+        run_sync(cfg, "salesorders", order["salesorderid"])
+    [problem] = refused.value.problems
+    assert "Sales account" in problem and f"({account_id}) {column}: {value!r} {said}" in problem, problem
+    assert sandbox.state("business_central")["writes"] == writes  # not even the customer
+    assert bc_documents(sandbox, quote["quotenumber"]) == []
+
+
 # -- the sensor: webhooks and change tracking ---------------------------------------------------------------
 
 

@@ -60,12 +60,43 @@ def line_amount(quantity: Any, unit_price: Any, discount: Any) -> Decimal:
     return Decimal(str(quantity or 0)) * Decimal(str(unit_price or 0)) - Decimal(str(discount or 0))
 
 
+# The customer fields the product writes: BC's name for each (Customer table, table 18) and the most it holds.
+CUSTOMER_FIELDS = {
+    "displayName": ("Name", 100),
+    "addressLine1": ("Address", 100),
+    "addressLine2": ("Address 2", 50),
+    "city": ("City", 30),
+    "state": ("County", 30),
+    "postalCode": ("Post Code", 20),
+    "email": ("E-Mail", 80),
+    "phoneNumber": ("Phone No.", 30),
+    "website": ("Home Page", 80),
+}
+
+
+def customer_field_problems(customer: dict[str, Any]) -> dict[str, str]:
+    """Why BC would refuse a customer's field, by field: longer than BC's field holds, or a phone number with a
+    letter in it (Phone No.'s OnValidate refuses any). Said before the first write, so nothing is half written."""
+    problems = {}
+    for field, (name, most) in CUSTOMER_FIELDS.items():
+        value = str(customer.get(field) or "")
+        if len(value) > most:
+            problems[field] = f"{value!r} is {len(value)} characters; BC's {name} holds {most}"
+    phone = str(customer.get("phoneNumber") or "")
+    if any(ch.isalpha() for ch in phone):
+        problems["phoneNumber"] = f"{phone!r} has letters in it, which BC's Phone No. refuses"
+    return problems
+
+
 class BusinessCentralCustomers:
     """BC customers kept equal to Sales accounts, by customer number (engine/records.py's RecordTarget)."""
 
     system = SYSTEM
     entity = "customer"
     key = "number"
+    # Customer."Post Code"'s validation overwrites these from BC's Post Code table when the code is there (the
+    # customers API sets postalCode after them): BC's values are kept, not called a refusal (engine/records.py).
+    derived_from = {field: ("postalCode",) for field in ("city", "state", "country")}
 
     def __init__(self, client: BusinessCentralClient, company_id: str):
         self.client, self.company_id = client, company_id
