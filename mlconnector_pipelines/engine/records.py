@@ -201,6 +201,8 @@ class RecordSync:
             self.progress(f"{self.target.entity} {key} refused: {reason}")
             return
         differs = [f for f in changed if not self._same(saved, f, wanted[f])]
+        derived = {f: saved.get(f) for f in differs if self._derived(f, send)}  # the target's own, accepted
+        differs = [f for f in differs if f not in derived]
         if differs:
             result.refused[key] = f"saved, but {', '.join(differs)} differ from what was sent"
             self.audit.refuse_lines(record.id, {line.number: result.refused[key]})
@@ -210,6 +212,12 @@ class RecordSync:
         else:
             result.updated[key] = changed
         self.audit.lines_written(record.id, [line.number], "verified")
+        kept = "".join(f"; {f} is {value!r} as {self.target.system} derives it" for f, value in derived.items())
         self.audit.event(
-            record.id, self.run_id, "inserted" if held is None else "updated", f"{key}: {', '.join(changed)}"
+            record.id, self.run_id, "inserted" if held is None else "updated", f"{key}: {', '.join(changed)}" + kept
         )
+
+    def _derived(self, field: str, sent: Mapping[str, str]) -> bool:
+        """Whether the target fills `field` itself from another field sent with it (`derived_from` of the target:
+        BC's post code gives a customer its city, county and country), so its value is the target's to choose."""
+        return any(source in sent for source in getattr(self.target, "derived_from", {}).get(field, ()))

@@ -177,6 +177,24 @@ def test_the_company_list_is_read_past_its_first_page(sandbox, tmp_path):
         client.close()
 
 
+def test_a_lookup_and_a_set_up_list_are_read_on_every_page_bc_serves_them_in(sandbox, tmp_path):
+    """BC pages a filtered lookup and a small set-up list as any collection (its own page size, asked or not):
+    reading only the first page missed payment terms and the records a lookup should have found."""
+    sandbox.reset()
+    company = next(c["id"] for c in sandbox.companies() if c["name"] == "CRONUS USA, Inc.")
+    inventory = sorted(i["number"] for i in sandbox.records(company, "items") if i["type"] == "Inventory")
+    terms = sorted(t["code"] for t in sandbox.records(company, "paymentTerms"))
+    sandbox.http.post("/_sandbox/business_central/dialect", json={"max_page_size": 2}).raise_for_status()
+    client = resource(sandbox, tmp_path).client()
+    try:
+        assert sorted(i["number"] for i in client.find(company, "items", "type", "Inventory")) == inventory
+        assert sorted(t["code"] for t in client.records(company, "paymentTerms")) == terms
+    finally:
+        client.close()
+        sandbox.http.post("/_sandbox/business_central/dialect", json={"max_page_size": None}).raise_for_status()
+    assert len(inventory) > 2 and len(terms) > 2, "one page holds them all: the case is not exercised"
+
+
 def test_untrusted_certificate_is_refused_with_a_hint(sandbox, tmp_path):
     """Without the sandbox CA the TLS handshake fails: verification is on."""
     import ssl

@@ -9,6 +9,7 @@ connection or answering 504.
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from decimal import Decimal
 
@@ -17,6 +18,7 @@ import pytest
 
 from mlconnector_pipelines.audit.store import AuditStore
 from mlconnector_pipelines.config import parse_config, sandbox_profile
+from mlconnector_pipelines.core.odata import json_body
 from mlconnector_pipelines.engine.post import PostingRefused
 from mlconnector_pipelines.ingest.app import create_app
 from mlconnector_pipelines.ingest.store import open_delivery_store
@@ -428,6 +430,29 @@ def test_a_deal_in_a_currency_bc_has_not_set_up_is_refused_and_named_before_anyt
     assert bc_documents(sandbox, quote["quotenumber"]) == []
 
 
+def server_page_size(sandbox, size: int | None) -> None:
+    """BC's own page size (its `Max Page Size`): every collection is paged at this many records, asked or not."""
+    sandbox.http.post("/_sandbox/business_central/dialect", json={"max_page_size": size}).raise_for_status()
+
+
+def test_a_currency_bc_serves_on_a_later_page_is_set_up(cfg, sandbox):
+    """BC pages every collection, set-up lists too, and says where the rest is (`@odata.nextLink`). Only the first
+    page of Currencies was read, so a deal in a currency on a later page was refused as one BC had not set up."""
+    _, quote, order = win_deal(sandbox)
+    served = [c["code"] for c in bc(sandbox, "currencies")]  # in the order BC pages them
+    code = [c for c in served if c in ("EUR", "JPY")][-1]  # both are Sales currencies too
+    assert served.index(code) > 0, "the currency is on the first page: the case is not exercised"
+    set_order_currency(sandbox, order, code)
+    server_page_size(sandbox, 1)
+    try:
+        outcome = run_sync(cfg, "salesorders", order["salesorderid"])
+    finally:
+        server_page_size(sandbox, None)
+    assert outcome.outcome == "posted"
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    assert document["currencyCode"] == code
+
+
 def test_a_deal_in_the_local_currency_verifies_where_bc_answers_its_code_blank(cfg, sandbox):
     """BC keeps the local currency as a blank Currency Code; its API pages answer the LCY Code, a server that
     answers the field as stored answers blank. A dollar deal in a dollar company is the same order either way."""
@@ -612,6 +637,74 @@ def test_an_order_invoiced_in_bc_is_not_made_again_and_its_invoice_number_goes_b
     assert result.success
     held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
     assert held["mlc_bcinvoicenumber"] == invoice["number"] and held["mlc_bcstatus"] == invoice["status"]
+
+
+def invoice_in_two_parts(sandbox, bc_order: dict, numbers: tuple[str, str]) -> None:
+    """BC's user ships and invoices the order in two parts, then BC deletes the fully invoiced order (the sandbox
+    does not post partial shipments, so its admin API writes what BC leaves): two posted invoices, each with the
+    order's number and External Document No., each line's quantity and discount split between them."""
+    company, lines = company_id(sandbox), lines_of(sandbox, bc_order)
+    invoice_fields = set(bc(sandbox, "salesInvoices")[0]) - {"salesInvoiceLines"}
+    for part, number in enumerate(numbers):
+        split = []
+        for line in lines:
+            quantity, discount = Decimal(str(line["quantity"])), Decimal(str(line["discountAmount"]))
+            first = (quantity / 2).to_integral_value()
+            share = (discount * first / quantity).quantize(Decimal("0.01")) if quantity else Decimal(0)
+            taken = (first, share) if part == 0 else (quantity - first, discount - share)
+            split.append({**line, "id": str(uuid.uuid4()), "quantity": taken[0], "discountAmount": taken[1]})
+        header = {k: v for k, v in bc_order.items() if k in invoice_fields}
+        header |= {"id": str(uuid.uuid4()), "number": number, "status": "Open", "orderId": bc_order["id"],
+                   "orderNumber": bc_order["number"]}  # fmt: skip
+        sandbox.http.post(f"/_sandbox/business_central/companies/{company}/salesInvoices",
+                          content=json_body({"record": header, "lines": split})).raise_for_status()  # fmt: skip
+    sandbox.http.delete(
+        f"/_sandbox/business_central/companies/{company}/salesOrders/{bc_order['id']}"
+    ).raise_for_status()
+
+
+def test_an_order_invoiced_in_two_parts_is_found_whole_and_both_invoice_numbers_go_back(cfg, sandbox):
+    """BC invoices an order shipped in parts once per part and removes the order when all is invoiced. A rerun
+    took one part for the whole order (PlanChanged: quantity 1 against 2, on every run), and the write-back
+    carried whichever part came first. The parts' lines together are the order; both numbers go back."""
+    from mlconnector_pipelines.definitions import build_definitions
+
+    _, quote, order = win_deal(sandbox, lines=2)
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    [bc_order] = bc_documents(sandbox, quote["quotenumber"])
+    assert any(Decimal(str(line["quantity"])) > 1 for line in lines_of(sandbox, bc_order)), "no line to split"
+    invoice_in_two_parts(sandbox, bc_order, ("PS-INV900001", "PS-INV900002"))
+    server_page_size(sandbox, 1)  # each part on a page of its own
+    try:
+        again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+        result = (
+            build_definitions(cfg)
+            .resolve_job_def("sales_invoice_numbers_to_sales")
+            .execute_in_process(instance=dg.DagsterInstance.ephemeral())
+        )
+    finally:
+        server_page_size(sandbox, None)
+    assert (again.outcome, again.document_number) == ("already_posted", first.document_number)
+    assert result.success
+    held = next(o for o in sales(sandbox, "salesorders") if o["salesorderid"] == order["salesorderid"])
+    assert (held["mlc_bcinvoicenumber"], held["mlc_bcstatus"]) == ("PS-INV900001, PS-INV900002", "Open")
+    assert sandbox.state("business_central")["writes"]["POST salesOrders"] == 1
+
+
+def test_an_order_one_part_of_which_is_still_to_invoice_is_not_taken_for_a_whole_one(cfg, sandbox):
+    """Only the parts BC posted count: the order's second part left out of BC's invoices is a changed plan,
+    named, never "already posted"."""
+    _, quote, order = win_deal(sandbox, lines=2)
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    [bc_order] = bc_documents(sandbox, quote["quotenumber"])
+    invoice_in_two_parts(sandbox, bc_order, ("PS-INV900001", "PS-INV900002"))
+    [second] = [i for i in bc(sandbox, "salesInvoices") if i["number"] == "PS-INV900002"]
+    sandbox.http.delete(f"/_sandbox/business_central/companies/{company_id(sandbox)}/salesInvoices/{second['id']}"
+                        ).raise_for_status()  # fmt: skip
+    with pytest.raises(PostingRefused) as refused:
+        run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    assert first.document_number in str(refused.value), refused.value
+    assert any("quantity" in problem for problem in refused.value.problems), refused.value.problems
 
 
 def test_a_deal_whose_number_cannot_go_back_is_named_and_the_other_deals_numbers_still_go(cfg, sandbox):
@@ -865,6 +958,81 @@ def test_a_customer_changed_in_bc_meanwhile_gets_the_sales_change_on_top(cfg, sa
     assert second.customer_action == "updated" and edits
     [customer] = customers_named(sandbox, first.customer)
     assert customer["phoneNumber"] == "+1 555 0100" and customer["website"] == "https://edited-in-bc.example"
+
+
+def edit_account(sandbox, account_id: str, **changes) -> None:
+    sandbox.http.post(
+        "/_sandbox/dataverse/actions/edit-account", json={"account_id": account_id, "changes": changes}
+    ).raise_for_status()
+
+
+def test_city_county_and_country_bc_takes_from_its_post_code_table_do_not_block_the_deal(cfg, sandbox):
+    """BC's customers API validates the post code after city and state, and a code in BC's Post Code table
+    overwrites City, County and Country with the table's. The customer was saved, yet the deal was refused
+    ('saved, but city, state differ from what was sent') on every run. BC's values are kept and recorded."""
+    from mlconnector_pipelines.systems.dataverse.to_business_central import CUSTOMER_FLOW
+
+    _, quote, order = win_deal(sandbox)
+    account_id = order["_customerid_value"]
+    edit_account(sandbox, account_id, accountnumber=None, address1_city="atlanta midtown",
+                 address1_stateorprovince="Georgia", address1_postalcode="30303", address1_country="USA")  # fmt: skip
+    first = run_sync(cfg, "salesorders", order["salesorderid"])
+    [customer] = customers_named(sandbox, first.customer)
+    assert (customer["city"], customer["state"], customer["country"]) == ("Atlanta", "GA", "US")  # BC's table's
+    edit_account(sandbox, account_id, telephone1="+1 404 555 0100")  # a new account version: compared again
+    again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    assert (first.outcome, again.outcome, again.customer_action) == ("posted", "already_posted", "updated")
+    audit = AuditStore.sqlite(cfg.data_dir / "audit.sqlite")
+    try:
+        events = [e["detail"] for r in audit.of_flow(CUSTOMER_FLOW) for e in audit.history(r.id)]
+    finally:
+        audit.close()
+    assert any("city is 'Atlanta' as Business Central derives it" in (d or "") for d in events), events
+    assert any("state is 'GA' as Business Central derives it" in (d or "") for d in events), events
+
+
+def test_a_customer_field_bc_saves_otherwise_than_sent_and_does_not_derive_is_still_refused(cfg, sandbox, monkeypatch):
+    """Only what BC derives from the post code is BC's to choose: an address saved otherwise is still named."""
+    from mlconnector_pipelines.engine.records import RecordsRefused
+    from mlconnector_pipelines.systems.business_central.client import BusinessCentralClient
+
+    create = BusinessCentralClient.create
+
+    def saved_otherwise(self, company, entity_set, record, read=lambda r: r):
+        if entity_set == "customers":
+            record = {**record, "addressLine1": "Somewhere else 1"}
+        return create(self, company, entity_set, record, read)
+
+    monkeypatch.setattr(BusinessCentralClient, "create", saved_otherwise)
+    _, quote, order = win_deal(sandbox)
+    edit_account(sandbox, order["_customerid_value"], accountnumber=None, address1_postalcode="30303")
+    with pytest.raises(RecordsRefused) as refused:
+        run_sync(cfg, "salesorders", order["salesorderid"])
+    assert "saved, but addressLine1 differ from what was sent" in str(refused.value), refused.value
+
+
+@pytest.mark.parametrize(
+    "column, value, said",
+    [
+        ("address1_city", "Llanfairpwllgwyngyll-gogerychwyrn", "is 33 characters; BC's City holds 30"),
+        ("address1_line2", "Building 7, " + "x" * 40, "is 52 characters; BC's Address 2 holds 50"),
+        ("emailaddress1", "a" * 75 + "@example.com", "is 87 characters; BC's E-Mail holds 80"),
+        ("telephone1", "+1 555 0100 ext 7", "has letters in it, which BC's Phone No. refuses"),
+    ],
+)
+def test_an_account_value_bc_cannot_hold_is_named_before_anything_is_written(cfg, sandbox, column, value, said):
+    """BC refuses a value longer than its field, or a phone number with letters: the customer was refused
+    mid-run. The Sales record and column are named before the first write, and nothing is written."""
+    _, quote, order = win_deal(sandbox)
+    account_id = order["_customerid_value"]
+    edit_account(sandbox, account_id, **{column: value})
+    writes = dict(sandbox.state("business_central")["writes"])
+    with pytest.raises(PostingRefused) as refused:
+        run_sync(cfg, "salesorders", order["salesorderid"])
+    [problem] = refused.value.problems
+    assert "Sales account" in problem and f"({account_id}) {column}: {value!r} {said}" in problem, problem
+    assert sandbox.state("business_central")["writes"] == writes  # not even the customer
+    assert bc_documents(sandbox, quote["quotenumber"]) == []
 
 
 # -- the sensor: webhooks and change tracking ---------------------------------------------------------------

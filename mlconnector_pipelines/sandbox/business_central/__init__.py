@@ -28,6 +28,14 @@ class Dialect(BaseModel):
         "sandbox serves in pages of the same size (`.../salesInvoices(id)/salesInvoiceLines?$skip=N`). "
         "None: every line inline, as BC sends them.",
     )
+    max_page_size: int | None = Field(
+        None,
+        ge=1,
+        description="The server's most records per page (BC's OData `Max Page Size` setting: 20,000 online, an "
+        "on-premises server sets its own): every collection, a small set-up list or a filtered lookup too, is "
+        "served in pages of at most this many, whatever `odata.maxpagesize` asks, the rest behind "
+        "`@odata.nextLink`. None: 20,000.",
+    )
     page_ids: Literal["live", "fixed_at_first_page", "offset", "offset_token"] = Field(
         "live",
         description="Which records a paged read serves: each page the filter as it matches then (BC's skip "

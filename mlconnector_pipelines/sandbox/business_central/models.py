@@ -32,7 +32,7 @@ from importlib import resources
 
 from ..core.odata_filter import Comparison
 from . import BusinessCentralSettings
-from .seed import LINE_ENTITY, CompanyData, generate_company, iso_ms, share_ids
+from .seed import LINE_ENTITY, POST_CODES, CompanyData, generate_company, iso_ms, share_ids
 
 LMD = "lastModifiedDateTime"
 NULL_GUID = "00000000-0000-0000-0000-000000000000"
@@ -563,6 +563,7 @@ class BusinessCentralModel:
         if "paymentTermsId" in fields:
             self._payment_terms(company, fields["paymentTermsId"])
         fields["currencyCode"] = self._currency_code(company, fields.get("currencyCode"), "Customer")  # blank: LCY
+        fields |= from_post_code(fields, fields)
         customer = self.upsert(company_id, "customers", {**fields, "id": "", "number": number})
         company.created.add(customer["id"])  # the live mode leaves a client's customer alone
         return customer
@@ -591,6 +592,8 @@ class BusinessCentralModel:
                 )
         if "paymentTermsId" in fields:
             self._payment_terms(company, fields["paymentTermsId"])
+        if entity_set == "customers":
+            fields |= from_post_code(fields, {**record, **fields})
         return self._save(company, entity_set, {**record, **fields})
 
     def _currency_code(self, company: Company, code: str | None, table: str) -> str:
@@ -1193,6 +1196,20 @@ class BusinessCentralModel:
         if order["id"] in company.created:
             company.created.add(invoice["id"])
         return self._save(company, "salesInvoices", invoice)
+
+
+def from_post_code(sent: dict, customer: dict) -> dict:
+    """What Customer."Post Code"'s OnValidate (Post Code table, ValidatePostCode) overwrites when a post code is
+    sent: a code in the Post Code table gives the customer that entry's city, county (`state`) and country, the
+    customer's own country's entry first (the table's key order, Code then City, among several). The APIV2
+    customers page validates postalCode after city, state and country, so the table's values are what BC saves,
+    whatever was sent with it. A city sent alone is kept as sent (ValidateCity exits in a session without a UI)."""
+    code = sent.get("postalCode")
+    entries = sorted(entry for entry in POST_CODES if entry[0] == code) if code else []
+    if not entries:
+        return {}
+    _, city, county, country = next((e for e in entries if e[3] == customer.get("country")), entries[0])
+    return {"city": city, "state": county, "country": country}
 
 
 def next_number(numbers: list) -> str:

@@ -343,6 +343,20 @@ def generate_company(index: int, *, seed: int, start: datetime, end: datetime, v
     return company
 
 
+# The companies' Post Code table (Post Codes page): code, city, county (the API's `state`), country/region.
+# A customer's post code found here gives it the table's city, county and country (models.py).
+POST_CODES = (
+    ("02108", "Boston", "MA", "US"),
+    ("30303", "Atlanta", "GA", "US"),
+    ("33101", "Miami", "FL", "US"),
+    ("60601", "Chicago", "IL", "US"),
+    ("73301", "Austin", "TX", "US"),
+    ("80202", "Denver", "CO", "US"),
+    ("97201", "Portland", "OR", "US"),
+    ("98101", "Seattle", "WA", "US"),
+)
+
+
 # Currencies a company has set up besides its local one (BC's Currencies table never holds the LCY):
 # code, name, symbol, amount decimal places, amount rounding precision (CRONUS's).
 CURRENCIES = (

@@ -230,7 +230,7 @@ class BusinessCentralSimulator(SimulatedService):
         params = request.query_params
         comparisons = self._filter(request, entity_set)
         expand = self._expand(request, entity_set)
-        page_size, applied = _page_size(request)
+        page_size, applied = _page_size(request, self.dialect.max_page_size)
         top = int(params["$top"]) if "$top" in params else None
         fixed = self.dialect.page_ids == "fixed_at_first_page"
         by_offset = self.dialect.page_ids in ("offset", "offset_token")
@@ -286,7 +286,7 @@ class BusinessCentralSimulator(SimulatedService):
     def _company_list(self, request: Request) -> Response:
         """The environment's companies, paged like any collection (`Prefer: odata.maxpagesize`)."""
         companies = list(self.companies.values())
-        size, applied = _page_size(request)
+        size, applied = _page_size(request, self.dialect.max_page_size)
         after = request.query_params.get("$skiptoken")  # the id of the last company served
         ids = [c.data.id for c in companies]
         rest = companies[ids.index(after) + 1 :] if after in ids else companies
@@ -779,10 +779,12 @@ def build(settings: BusinessCentralSettings, context) -> BusinessCentralSimulato
     return BusinessCentralSimulator(settings, entra=entra, tenant_id=tenant_id, ca_bundle=ca_bundle)
 
 
-def _page_size(request: Request) -> tuple[int, str | None]:
-    """Rows a page holds, and the preference applied: `Prefer: odata.maxpagesize` (at most MAX_PAGE_SIZE)."""
+def _page_size(request: Request, server_most: int | None) -> tuple[int, str | None]:
+    """Rows a page holds, and the preference applied: `Prefer: odata.maxpagesize`, at most the server's own
+    page size (MAX_PAGE_SIZE unless the dialect sets `max_page_size`), which applies with no preference too."""
+    most = server_most or MAX_PAGE_SIZE
     match = re.search(r"odata\.maxpagesize=(\d+)", request.headers.get("prefer", ""))
     if match is None:
-        return MAX_PAGE_SIZE, None
-    size = max(1, min(int(match.group(1)), MAX_PAGE_SIZE))
+        return most, None
+    size = max(1, min(int(match.group(1)), most))
     return size, f"odata.maxpagesize={size}"

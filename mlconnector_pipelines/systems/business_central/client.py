@@ -21,7 +21,6 @@ from ...core.odata import (
     half_open_window_filter,
     json_body,
     page_and_next_link,
-    page_values,
     read_page_table,
     string_literal,
 )
@@ -73,22 +72,30 @@ class BusinessCentralClient:
         return self.http.read_written(response, lambda answer: read(self.parse(answer)))
 
     def records(self, company_id: str, entity_set: str) -> list[dict]:
-        """Every record of a small set-up entity (payment terms, currencies, the company's information)."""
-        response = self.http.request("GET", f"{self.base_path}/companies({company_id})/{entity_set}")
-        return page_values(self.http, response, self.parse(response))
+        """Every record of a small set-up entity (payment terms, currencies, the company's information), on
+        every page BC serves them in: a currency on a later page is set up all the same."""
+        pages = NextLinkPages(self.http, f"{self.base_path}/companies({company_id})/{entity_set}",
+                              self._records_and_next_link)  # fmt: skip
+        return [record for page in pages for record in page]
 
     def find(
         self, company_id: str, entity_set: str, field: str, value: str, *, expand: str | None = None
     ) -> list[dict]:
-        """Records whose `field` equals `value` (a natural key: a number, an externalDocumentNumber)."""
+        """Records whose `field` equals `value` (a natural key: a number, an externalDocumentNumber), from every
+        page: a lookup that missed a document on a later page would have it written twice."""
         params = {"$filter": f"{field} eq {string_literal(value)}"}
         if expand:
             params["$expand"] = expand
-        response = self.http.request("GET", f"{self.base_path}/companies({company_id})/{entity_set}", params=params)
-        records = page_values(self.http, response, self.parse(response))
-        for navigation in expand.split(",") if expand else ():
-            self._complete_lines(records, navigation.strip(), str(response.url))
-        return records
+        navigations = [navigation.strip() for navigation in expand.split(",")] if expand else []
+
+        def read(response: httpx.Response) -> tuple[list[dict], str | None]:
+            records, next_link = self._records_and_next_link(response)
+            for navigation in navigations:  # nested links resolve against the page they came in
+                self._complete_lines(records, navigation, str(response.url))
+            return records, next_link
+
+        pages = NextLinkPages(self.http, f"{self.base_path}/companies({company_id})/{entity_set}", read, params)
+        return [record for page in pages for record in page]
 
     def _complete_lines(self, records: list[dict], navigation: str, page_url: str) -> None:
         """Each record's `navigation` with every line: BC may page an expanded collection, leaving the rest

@@ -60,12 +60,43 @@ def line_amount(quantity: Any, unit_price: Any, discount: Any) -> Decimal:
     return Decimal(str(quantity or 0)) * Decimal(str(unit_price or 0)) - Decimal(str(discount or 0))
 
 
+# The customer fields the product writes: BC's name for each (Customer table, table 18) and the most it holds.
+CUSTOMER_FIELDS = {
+    "displayName": ("Name", 100),
+    "addressLine1": ("Address", 100),
+    "addressLine2": ("Address 2", 50),
+    "city": ("City", 30),
+    "state": ("County", 30),
+    "postalCode": ("Post Code", 20),
+    "email": ("E-Mail", 80),
+    "phoneNumber": ("Phone No.", 30),
+    "website": ("Home Page", 80),
+}
+
+
+def customer_field_problems(customer: dict[str, Any]) -> dict[str, str]:
+    """Why BC would refuse a customer's field, by field: longer than BC's field holds, or a phone number with a
+    letter in it (Phone No.'s OnValidate refuses any). Said before the first write, so nothing is half written."""
+    problems = {}
+    for field, (name, most) in CUSTOMER_FIELDS.items():
+        value = str(customer.get(field) or "")
+        if len(value) > most:
+            problems[field] = f"{value!r} is {len(value)} characters; BC's {name} holds {most}"
+    phone = str(customer.get("phoneNumber") or "")
+    if any(ch.isalpha() for ch in phone):
+        problems["phoneNumber"] = f"{phone!r} has letters in it, which BC's Phone No. refuses"
+    return problems
+
+
 class BusinessCentralCustomers:
     """BC customers kept equal to Sales accounts, by customer number (engine/records.py's RecordTarget)."""
 
     system = SYSTEM
     entity = "customer"
     key = "number"
+    # Customer."Post Code"'s validation overwrites these from BC's Post Code table when the code is there (the
+    # customers API sets postalCode after them): BC's values are kept, not called a refusal (engine/records.py).
+    derived_from = {field: ("postalCode",) for field in ("city", "state", "country")}
 
     def __init__(self, client: BusinessCentralClient, company_id: str):
         self.client, self.company_id = client, company_id
@@ -225,6 +256,13 @@ class BusinessCentralSalesDocuments:
                 return _written(orders[0], "salesOrders", posted=False, currency=self._currency_of(orders[0], plan))
         invoices = self.client.find(self.company_id, "salesInvoices", "externalDocumentNumber", key,
                                     expand="salesInvoiceLines")  # fmt: skip
+        if self.entity_set == "salesOrders":
+            parts = self._posted_invoices_of_the_order(invoices)
+            if parts:  # the order was invoiced (in one part or several) and BC removed it: it lives on in them
+                invoiced = _invoiced_order(parts)
+                document = _written(invoiced, "salesInvoices", posted=True, currency=self._currency_of(invoiced, plan))
+                document.number = str(invoiced["orderNumber"])
+                return document
         if not invoices:
             return None
         invoice = sorted(invoices, key=lambda i: not _posted(i))[0]  # a posted one first
@@ -233,6 +271,18 @@ class BusinessCentralSalesDocuments:
         if self.entity_set == "salesOrders":  # the order was invoiced and BC removed it: it lives on in the invoice
             document.number = str(invoice.get("orderNumber") or invoice["number"])
         return document
+
+    def _posted_invoices_of_the_order(self, invoices: list[dict]) -> list[dict]:
+        """Every posted invoice of the order the key's posted invoices came from, by number. BC invoices an order
+        shipped in parts once per part, each carrying the order's External Document No. and number
+        (`orderNumber`); one whose External Document No. a person changed is found by the order's number."""
+        posted = {str(i["id"]): i for i in invoices if _posted(i) and i.get("orderNumber")}
+        for order_number in sorted({str(i["orderNumber"]) for i in posted.values()}):
+            for invoice in self.client.find(self.company_id, "salesInvoices", "orderNumber", order_number,
+                                            expand="salesInvoiceLines"):  # fmt: skip
+                if _posted(invoice):
+                    posted.setdefault(str(invoice["id"]), invoice)
+        return sorted(posted.values(), key=lambda i: str(i["number"]))
 
     def _currency_of(self, document: dict, plan: Plan) -> str:
         """The document's currency as the plan's lines name it: its code, the local one when BC keeps it blank;
@@ -335,6 +385,27 @@ def _written(document: dict, entity_set: str, *, posted: bool, currency: str) ->
             "entity_set": entity_set,
         },  # fmt: skip
     )
+
+
+def _invoiced_order(invoices: list[dict]) -> dict:
+    """An order as the invoices it was posted in hold it together: each order line's quantity and discount summed
+    over its parts (a posted invoice line keeps its order line's Line No., `sequence`; a part at another price
+    stays a line of its own, so it is named, not added up), the invoices' numbers and statuses each once, in
+    order ("PS-INV103001, PS-INV103002")."""
+    lines: dict[tuple, dict] = {}
+    for invoice in invoices:
+        for line in invoice.get(LINE_SETS["salesInvoices"]) or []:
+            part = (line.get("sequence"), line.get("lineObjectNumber"), decimal_text(line.get("unitPrice")))
+            whole = lines.setdefault(part, {**line, "quantity": 0, "discountAmount": 0})
+            for name in ("quantity", "discountAmount"):
+                whole[name] = Decimal(str(whole[name])) + Decimal(str(line.get(name) or 0))
+    statuses = dict.fromkeys(str(i.get("status") or "") for i in invoices)
+    return {
+        **invoices[0],
+        "number": ", ".join(str(i["number"]) for i in invoices),
+        "status": ", ".join(statuses),
+        LINE_SETS["salesInvoices"]: list(lines.values()),
+    }
 
 
 def _lines_refused(lines: Sequence[PlannedLine], exc: RequestFailedError) -> LinesRefused:

@@ -77,7 +77,8 @@ class SalesToBusinessCentral(Strict):
     customer_number_prefix: str = Field(
         "D365-",
         max_length=8,
-        description="A Sales account without an account number becomes BC customer <prefix><16 characters of its id>.",
+        description="A Sales account without an account number becomes BC customer <prefix><its id without hyphens>, "
+        "cut to the 20 characters BC's customer number holds (D365- and 15 of the id).",
     )
     write_back: WriteBack = WriteBack()
     poll_seconds: int = Field(60, ge=15, description="How often the sensor asks Sales for changes.")

@@ -30,10 +30,12 @@ from ..business_central.client import SYSTEM as BC
 from ..business_central.client import BusinessCentralClient
 from ..business_central.sales_target import (
     AMOUNT_PRECISION,
+    CUSTOMER_FIELDS,
     BusinessCentralCustomers,
     BusinessCentralSalesDocuments,
     as_code,
     bc_amount,
+    customer_field_problems,
     decimal_text,
     line_amount,
 )
@@ -105,21 +107,38 @@ def same_name(one: Any, other: Any) -> bool:
     return letters(one) == letters(other)
 
 
+# BC customer field ← the Sales account's column; email and phone are the primary contact's when the account has none
+ACCOUNT_COLUMNS = {
+    "displayName": "name",
+    "addressLine1": "address1_line1",
+    "addressLine2": "address1_line2",
+    "city": "address1_city",
+    "state": "address1_stateorprovince",
+    "postalCode": "address1_postalcode",
+    "email": "emailaddress1",
+    "phoneNumber": "telephone1",
+    "website": "websiteurl",
+}
+FROM_CONTACT_TOO = frozenset({"email", "phoneNumber"})
+
+
+def sales_value(deal: Deal, field: str) -> tuple[Any, str]:
+    """A BC customer field's value in Sales, and where it is there (the record and its column)."""
+    account, contact, column = deal.account, deal.primary_contact or {}, ACCOUNT_COLUMNS[field]
+    if field in FROM_CONTACT_TOO and not account.get(column) and contact.get(column):
+        return contact[column], f"Sales contact {contact.get('fullname')!r} ({contact.get('contactid')}) {column}"
+    return account.get(column), f"Sales account {account.get('name')!r} ({account['accountid']}) {column}"
+
+
 def customer_fields(deal: Deal, sync: SalesToBusinessCentral, terms: Callable[[str], str]) -> dict[str, Any]:
-    """The BC customer as Sales says it should be (only fields Sales holds; BC keeps the rest)."""
-    account, contact = deal.account, deal.primary_contact or {}
-    fields: dict[str, Any] = {
-        "number": customer_number(account, sync),
-        "displayName": str(account.get("name") or "")[:100],
-        "addressLine1": account.get("address1_line1"),
-        "addressLine2": account.get("address1_line2"),
-        "city": account.get("address1_city"),
-        "state": account.get("address1_stateorprovince"),
-        "postalCode": as_code(account.get("address1_postalcode")),
-        "email": account.get("emailaddress1") or contact.get("emailaddress1"),
-        "phoneNumber": account.get("telephone1") or contact.get("telephone1"),
-        "website": account.get("websiteurl"),
-    }
+    """The BC customer as Sales says it should be (only fields Sales holds; BC keeps the rest). The name is cut to
+    what BC's Name holds (still the customer's name); a field cut would be wrong data, so those are refused
+    before writing (SalesSync._refuse_customer_fields_bc_cannot_hold)."""
+    account = deal.account
+    fields: dict[str, Any] = {"number": customer_number(account, sync)}
+    fields |= {field: sales_value(deal, field)[0] for field in ACCOUNT_COLUMNS}
+    fields["displayName"] = str(fields["displayName"] or "")[: CUSTOMER_FIELDS["displayName"][1]]
+    fields["postalCode"] = as_code(fields["postalCode"])
     country = str(account.get("address1_country") or "")
     if 0 < len(country) <= 3:  # BC takes a country/region code; a country's name is left to people
         fields["country"] = country.upper()
@@ -265,6 +284,7 @@ class SalesSync:
         try:
             self._refuse_a_second_order(deal, record)
             self._refuse_taking_over_another_customer(deal, number)
+            self._refuse_customer_fields_bc_cannot_hold(deal)
         except PostingRefused as refused:  # kept with the deal, for the person who fixes it and for replay
             if record.document_number is None:  # nothing of it in BC yet: refused until fixed
                 self.audit.set_state(record.id, "refused", run_id=self.run_id, error="\n".join(refused.problems),
@@ -345,6 +365,17 @@ class SalesSync:
         raise PostingRefused(
             f"{BC}: {deal.key} was not written: its customer is another BC customer's number", [problem]
         )
+
+    def _refuse_customer_fields_bc_cannot_hold(self, deal: Deal) -> None:
+        """A Sales value BC's customer field cannot hold (too long, a phone number with letters) is named with its
+        Sales record and column before anything is written: BC refused it with the customer written half."""
+        fields = customer_fields(deal, self.sync, terms=lambda code: code)  # the terms' id is not checked here
+        problems = [
+            f"{sales_value(deal, field)[1]}: {reason} — shorten or correct it in Sales, then replay"
+            for field, reason in customer_field_problems(fields).items()
+        ]
+        if problems:
+            raise PostingRefused(f"{BC}: {deal.key} was not written: its customer's fields do not fit BC", problems)
 
     def _customer(self, deal: Deal) -> str:
         fields = customer_fields(deal, self.sync, self.customers.payment_terms_id)
