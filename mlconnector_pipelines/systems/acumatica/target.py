@@ -384,18 +384,54 @@ def _refused_line(plan: Plan, errors: list[str]) -> PlannedLine | None:
 
 
 class AcumaticaRecordTarget:
-    """Records of one entity (e.g. Vendor) inserted or updated by their key (engine/records.py)."""
+    """Records of one entity (e.g. Vendor) inserted or updated by their natural key (engine/records.py).
+
+    A record is looked up with `$filter=<key> eq '<key>'`, never with the key in the URL path: a key with a
+    slash cannot be addressed there (the guide says to use the record's id), and IIS refuses a path holding
+    `& : * % ? \\` with 400. An update goes to the id the lookup found (matched by id: sending it twice does
+    what sending it once did, so a lost answer may be sent again). An insert is not: a key Acumatica numbers
+    itself ignores the one sent, so a second PUT is a second record; its lost answer is settled by a lookup.
+    """
 
     system = SYSTEM
 
     def __init__(self, client: AcumaticaClient, entity: str, key: str):
         self.client, self.entity, self.key = client, entity, key
+        # key (casefolded) → the id of the record the last lookup by it found (None: it found none); a sync looks
+        # each record up just before writing it, so the write goes by what that lookup saw.
+        self._looked_up: dict[str, str | None] = {}
 
     def current(self, key: str) -> dict | None:
-        return self.client.record(self.entity, [key])
+        found = self.client.records(self.entity, filter=f"{self.key} eq {text_literal(key)}")
+        if len(found) > 1:
+            raise RequestFailedError(
+                SYSTEM, f"{len(found)} {self.entity} records have {self.key} {key!r}: keep one, or key them otherwise"
+            )
+        held = found[0] if found else None
+        self._looked_up[key.casefold()] = str(held["id"]) if held and held.get("id") else None
+        return held
 
     def upsert(self, record: dict) -> dict:
-        return self.client.put(self.entity, record, key=str(record.get(self.key)), by_key=True)
+        key = str(record[self.key])
+        if key.casefold() not in self._looked_up:
+            self.current(key)
+        record_id = self._looked_up.pop(key.casefold())
+        if record_id is not None:
+            changes = {name: value for name, value in record.items() if name != self.key}
+            return self.client.put(self.entity, {"id": record_id, **changes}, key=key, by_key=True)
+        try:
+            return self.client.put(self.entity, record, key=key)
+        except OutcomeUnknown as lost:
+            saved = self.current(key)
+            if saved is None:
+                raise OutcomeUnknown(
+                    SYSTEM,
+                    f"{lost}. No {self.entity} has {self.key} {key!r} now; it was not sent again: the next run (or "
+                    "replay) looks it up first",
+                    method=lost.method,
+                    url=lost.url,
+                ) from None
+            return saved
 
     def metadata(self) -> dict[str, Any]:
         return self.client.http.stats.as_metadata("http_")
