@@ -703,7 +703,11 @@ def test_one_record_asked_for_twice_differently_writes_nothing_and_names_both_ro
 
 def test_the_read_back_names_a_line_acumatica_saved_otherwise(sandbox, cfg, posting):
     """The read-back is the PUT's own answer: it must still show what Acumatica saved, not what was sent.
-    A mapping that assumes 3 decimals for USD sends 3.333; Acumatica keeps USD at 2 and saves 3.33."""
+    A mapping that assumes 3 decimals for USD sends 3.333; Acumatica keeps USD at 2 and saves 3.33 (on a site
+    whose Currency record does not say its precision, so validation cannot refuse the line first)."""
+    sandbox.http.post(
+        "/_sandbox/acumatica/records/Currency", json={"record": {"CurrencyID": "USD", "DecimalPrecision": None}}
+    ).raise_for_status()
     plan = plan_for(cfg, mapping(currency_precision={"USD": 3}))
     engine = posting()
     with pytest.raises(VerificationFailed) as failed:
@@ -712,10 +716,26 @@ def test_the_read_back_names_a_line_acumatica_saved_otherwise(sandbox, cfg, post
     assert "line 4: planned line 4: 64000 [Subaccount=100-000, Branch=HQ] debit 3.333 USD" in message
     assert "the target holds 64000 [Subaccount=100-000, Branch=HQ] debit 3.33 credit 0 USD" in message
     assert "line 2:" not in message and "line 3:" not in message  # lines saved as planned are not named
-    # the period, accounts and subaccounts, and the lookup by key: the batch itself was not read again
-    assert engine.target.client.http.stats.by_method == {"GET": 4, "PUT": 2}
+    # the period, accounts, subaccounts, the currency, and the lookup by key: the batch itself was not read again
+    assert engine.target.client.http.stats.by_method == {"GET": 5, "PUT": 2}
     record = engine.audit.find_document(plan.flow, plan.partition, plan.document_key)
     assert record is not None and record.state != "verified" and record.document_number
+
+
+def test_amounts_finer_than_acumaticas_currency_precision_are_refused_before_anything_is_written(sandbox, cfg, posting):
+    """Acumatica keeps USD to 2 places (its Currency record, CM202000). A mapping that rounds USD to 3 was saved
+    rounded, failed its read-back, and every rerun then found the batch "with other figures". Validation reads
+    the currency's precision and names each line with more places; nothing is written."""
+    plan = plan_for(cfg, mapping(currency_precision={"USD": 3}))
+    engine = posting()
+    with pytest.raises(PostingRefused) as refused:
+        engine.run(plan)
+    named = [line for line in refused.value.problems if "keeps USD amounts to 2 decimal places" in line]
+    assert [line.split(" → ")[1].split(":")[0] for line in named] == ["line 1", "line 4", "line 5"]
+    assert "currency_precision for USD to 2" in named[0]
+    assert batches(sandbox, plan.document_key) == []
+    assert "PUT JournalTransaction" not in sandbox.state("acumatica")["requests"]
+    assert posting("run-2").run(plan_for(cfg)).document.state == "verified"  # rounded to 2, it posts
 
 
 def test_an_offset_dimension_acumatica_has_no_field_for_is_refused_not_dropped(cfg):

@@ -5,7 +5,8 @@ it with errors on its fields). The batch number is Acumatica's own (auto-numbere
 is not kept), so the natural key is the batch Description (`MLC <journal> <partition>`), found
 with an exact filter before every create; each line's ReferenceNbr carries its planned number,
 which maps read-back lines to planned ones. Validation reads accounts, subaccounts, branches (the
-CompaniesStructure inquiry: the Default endpoint has no Branch entity) and the financial period.
+CompaniesStructure inquiry: the Default endpoint has no Branch entity), the financial period and the currency's
+decimal precision (the Currency entity, CM202000: an amount with more places would be saved rounded).
 Release (`release: true`) runs ReleaseJournalTransaction after the batch is verified; a release
 whose answer was lost is settled by reading the batch's status.
 """
@@ -20,7 +21,16 @@ from typing import Any
 import msgspec
 
 from ...core.errors import OutcomeUnknown, RecordRefused, RequestFailedError
-from ...core.posting import ZERO, LinesRefused, Plan, PlannedLine, Problem, WrittenDocument, WrittenLine
+from ...core.posting import (
+    ZERO,
+    LinesRefused,
+    Plan,
+    PlannedLine,
+    Problem,
+    WrittenDocument,
+    WrittenLine,
+    round_to,
+)
 from .auth import SYSTEM
 from .client import AcumaticaClient, text_literal
 from .config import AcumaticaConfig
@@ -77,6 +87,7 @@ class AcumaticaJournalTarget:
         self._subaccounts: dict[str, dict] | None = None
         self._branches: set[str] | None = None
         self._periods: dict[int, list[dict]] = {}
+        self._currencies: dict[str, dict | None] = {}  # currency ID → its Currency record (None: there is none)
         self._saved: _SavedBatch | None = None  # the last batch this target saved, as Acumatica answered the PUT
 
     def close(self) -> None:
@@ -99,6 +110,7 @@ class AcumaticaJournalTarget:
             if line.currency != currency:  # the batch has one CurrencyID, which every line would be booked in
                 problems.append(Problem(line, f"a batch has one currency: this line is {line.currency}, the first "
                                               f"is {currency} (map each currency to a journal of its own)"))  # fmt: skip
+            problems += self._precision_problems(line)
             dims = dict(line.dimensions)
             account = accounts.get(line.account.upper())
             if account is None:
@@ -117,6 +129,26 @@ class AcumaticaJournalTarget:
             if branch and branches and branch.upper() not in branches:
                 problems.append(Problem(line, f"branch {branch} does not exist (have: {', '.join(sorted(branches))})"))
         return problems
+
+    def _precision_problems(self, line: PlannedLine) -> list[Problem]:
+        """An amount with more places than Acumatica keeps for its currency would be saved rounded: the batch
+        would then fail verification, and every rerun find it "with other figures"."""
+        if line.currency not in self._currencies:
+            self._currencies[line.currency] = self.client.record("Currency", [line.currency])
+        currency = self._currencies[line.currency]
+        if currency is None:
+            return [Problem(line, f"currency {line.currency} does not exist in Acumatica (Currencies, CM202000)")]
+        places = currency.get("DecimalPrecision")
+        if places is None or all(round_to(amount, int(places)) == amount for amount in (line.debit, line.credit)):
+            return []
+        return [
+            Problem(
+                line,
+                f"Acumatica keeps {line.currency} amounts to {places} decimal places (Currencies, CM202000): this "
+                f"one would be saved rounded and the batch fail its read-back. Set the journal's currency_precision "
+                f"for {line.currency} to {places} (or drop it)",
+            )
+        ]
 
     def _reference(self) -> tuple[dict[str, dict], dict[str, dict], set[str]]:
         if self._accounts is None:
