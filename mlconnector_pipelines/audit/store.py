@@ -324,15 +324,22 @@ class AuditStore:
             self._event(c, document_id, run_id, event or state, detail or error)
 
     def lines_written(
-        self, document_id: int, numbers: Iterable[int] | None, state: str, *, attempt: bool = True
+        self,
+        document_id: int,
+        numbers: Iterable[int] | None,
+        state: str,
+        *,
+        attempt: bool = True,
+        target_line: str | None = None,
     ) -> None:
         """Lines the target now holds (`created`) or has been checked to hold as planned (`verified`);
-        `numbers` None: every line of the document (one statement, not one per 900 lines)."""
+        `numbers` None: every line of the document (one statement, not one per 900 lines). `target_line`: where
+        the target holds them when that is not their planned number (a record under a key the target gave it)."""
         values: dict[str, Any] = {
             "state": state,
             "updated_at": _now(),
             "error": None,
-            "target_line": sa.cast(line_states.c.line_number, sa.String),
+            "target_line": sa.cast(line_states.c.line_number, sa.String) if target_line is None else target_line,
         }
         if attempt:
             values["attempts"] = line_states.c.attempts + 1
@@ -468,6 +475,20 @@ class AuditStore:
         )
         with self.engine.connect() as c:
             return c.execute(query).first() is not None
+
+    def target_lines(self, flow: str, state: str) -> dict[str, str]:
+        """Planned account (a record's key) → where the target holds it, for the flow's lines in `state`, across
+        all its documents."""
+        query = (
+            sa.select(lines.c.account, line_states.c.target_line)
+            .join(line_states, (line_states.c.document_id == lines.c.document_id)
+                  & (line_states.c.line_number == lines.c.line_number))
+            .join(documents, documents.c.id == lines.c.document_id)
+            .where(documents.c.flow == flow, line_states.c.state == state)
+            .order_by(lines.c.id)
+        )  # fmt: skip
+        with self.engine.connect() as c:
+            return {row.account: row.target_line for row in c.execute(query).all()}
 
     def by_number(self, document_number: str, company: str | None = None) -> list[DocumentRecord]:
         query = sa.select(documents).where(documents.c.document_number == document_number)

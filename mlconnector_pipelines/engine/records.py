@@ -5,6 +5,11 @@ is named with its field and reason, and the others still land. Each record is re
 first, and only the fields that differ are sent (a PUT matched by key: sending it again does what
 sending it once did). Every record is a line of one audit document per run's partition, so a
 refused one is replayed from the audit store once its data or the ERP is fixed.
+
+A record the ERP saves under a key of its own (a key it numbers itself ignores the one sent) cannot be
+found by its key again: each run would save another. It is recorded as written under the ERP's key
+(line state `renumbered`), never sent again by any run of the flow, and the sync fails with a
+configuration error: such records need another natural key.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from ..audit.store import FINISHED, AuditStore, DocumentRecord
-from ..core.errors import ConnectorError, RecordRefused
+from ..core.errors import ConfigError, ConnectorError, RecordRefused
 from ..core.posting import ZERO, Plan, PlannedLine, SourceRow
+
+RENUMBERED = "renumbered"  # a line's record, saved under a key the target assigned (its target_line)
 
 
 class RecordTarget(Protocol):
@@ -41,13 +48,15 @@ class SyncResult:
     updated: dict[str, list[str]] = field(default_factory=dict)  # key → fields changed
     unchanged: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # key → reason
+    renumbered: dict[str, str] = field(default_factory=dict)  # key sent → the key the target saved it under
     document: DocumentRecord | None = None
 
     def summary(self) -> str:
         return (
             f"{len(self.inserted)} inserted, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
-            f"{len(self.refused)} refused"
-        )
+            f"{len(self.refused)} refused" + (f", {len(self.renumbered)} saved under a key of the target's" if
+                                              self.renumbered else "")
+        )  # fmt: skip
 
 
 class ConflictingRecords(ConnectorError):
@@ -68,6 +77,20 @@ class RecordsRefused(ConnectorError):
             f"{len(result.refused)} {entity} record(s) refused ({result.summary()}); the rest landed. "
             + "; ".join(f"{key}: {reason}" for key, reason in list(result.refused.items())[:20])
             + " — fix them and replay (`mlconnector replay`)"
+        )
+
+
+class KeyAssignedByTarget(ConfigError):
+    """The target numbers the records' key itself: a record sent by it was saved under another key."""
+
+    def __init__(self, result: SyncResult, system: str, entity: str, key: str):
+        self.result = result
+        saved = "; ".join(f"{sent} was saved as {kept}" for sent, kept in list(result.renumbered.items())[:20])
+        super().__init__(
+            f"{system} assigns the {entity} {key} itself (a numbering sequence), so the {key} sent is not kept and "
+            f"the record cannot be found by it again: {saved}. Each is recorded as written under {system}'s key "
+            f"and is not sent again. Key these {entity} records by another natural key, a field {system} saves as "
+            f"sent ({result.summary()})"
         )
 
 
@@ -148,6 +171,7 @@ class RecordSync:
         # What the target should hold is now this set: an earlier set left unfinished is not replayed over it.
         self.audit.supersede(plan.flow, plan.partition, record.id, self.run_id)
         result = SyncResult()
+        renumbered = {key.casefold(): kept for key, kept in self.audit.target_lines(plan.flow, RENUMBERED).items()}
         # A replay resumes: records an unfinished attempt synced are not read again. A finished document's are:
         # the target may have changed since (another set of records sent in between, or a person's edit).
         done = (
@@ -159,11 +183,17 @@ class RecordSync:
             if line.number in done:
                 result.unchanged.append(line.account)
                 continue
+            if line.account.casefold() in renumbered:  # saved before under the target's key: never sent again
+                self._renumbered(record, line, renumbered[line.account.casefold()], result, attempt=False)
+                continue
             self._sync(record, line, result)
-        state = "verified" if not result.refused else "failed"
+        errors = {**result.refused, **{k: f"saved as {v}" for k, v in result.renumbered.items()}}
+        state = "verified" if not errors else "failed"
         self.audit.set_state(record.id, state, run_id=self.run_id, event="synced", detail=result.summary(),
-                             error="; ".join(f"{k}: {v}" for k, v in result.refused.items()) or None)  # fmt: skip
+                             error="; ".join(f"{k}: {v}" for k, v in errors.items()) or None)  # fmt: skip
         result.document = self.audit.document(record.id)
+        if result.renumbered:
+            raise KeyAssignedByTarget(result, self.target.system, self.target.entity, self.target.key)
         if result.refused:
             raise RecordsRefused(result, self.target.entity)
         return result
@@ -200,6 +230,11 @@ class RecordSync:
             self.audit.refuse_lines(record.id, {line.number: reason})
             self.progress(f"{self.target.entity} {key} refused: {reason}")
             return
+        kept = saved.get(self.target.key)
+        if held is None and kept not in (None, "") and not self._same(saved, self.target.key, key):
+            self._renumbered(record, line, str(kept), result)
+            self.audit.event(record.id, self.run_id, "inserted", f"{key}: saved as {kept}, a key the target assigned")
+            return
         differs = [f for f in changed if not self._same(saved, f, wanted[f])]
         derived = {f: saved.get(f) for f in differs if self._derived(f, send)}  # the target's own, accepted
         differs = [f for f in differs if f not in derived]
@@ -212,12 +247,22 @@ class RecordSync:
         else:
             result.updated[key] = changed
         self.audit.lines_written(record.id, [line.number], "verified")
-        kept = "".join(f"; {f} is {value!r} as {self.target.system} derives it" for f, value in derived.items())
+        as_derived = "".join(f"; {f} is {value!r} as {self.target.system} derives it" for f, value in derived.items())
         self.audit.event(
-            record.id, self.run_id, "inserted" if held is None else "updated", f"{key}: {', '.join(changed)}" + kept
+            record.id,
+            self.run_id,
+            "inserted" if held is None else "updated",
+            f"{key}: {', '.join(changed)}" + as_derived,
         )
 
     def _derived(self, field: str, sent: Mapping[str, str]) -> bool:
         """Whether the target fills `field` itself from another field sent with it (`derived_from` of the target:
         BC's post code gives a customer its city, county and country), so its value is the target's to choose."""
         return any(source in sent for source in getattr(self.target, "derived_from", {}).get(field, ()))
+
+    def _renumbered(
+        self, record: DocumentRecord, line: PlannedLine, kept: str, result: SyncResult, *, attempt: bool = True
+    ) -> None:
+        result.renumbered[line.account] = kept
+        self.audit.lines_written(record.id, [line.number], RENUMBERED, attempt=attempt, target_line=kept)
+        self.progress(f"{self.target.entity} {line.account} is held as {kept}, a key the target assigned")

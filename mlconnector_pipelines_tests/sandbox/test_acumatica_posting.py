@@ -15,7 +15,7 @@ import pytest
 
 from mlconnector_pipelines.audit.store import AuditStore
 from mlconnector_pipelines.config import parse_config, sandbox_profile
-from mlconnector_pipelines.core.errors import ConfigError, RequestFailedError
+from mlconnector_pipelines.core.errors import ConfigError, OutcomeUnknown, RequestFailedError
 from mlconnector_pipelines.core.posting import SourceRow
 from mlconnector_pipelines.engine.journal import LookerRows, build_plan, choose_document
 from mlconnector_pipelines.engine.post import (
@@ -25,7 +25,7 @@ from mlconnector_pipelines.engine.post import (
     PostingRefused,
     VerificationFailed,
 )
-from mlconnector_pipelines.engine.records import RecordsRefused, RecordSync, records_plan
+from mlconnector_pipelines.engine.records import KeyAssignedByTarget, RecordsRefused, RecordSync, records_plan
 from mlconnector_pipelines.flows.acumatica import journal_flow
 from mlconnector_pipelines.systems.acumatica.catalog import ENTITIES
 from mlconnector_pipelines.systems.acumatica.config import AcumaticaJournal
@@ -689,6 +689,92 @@ def test_a_key_acumatica_keeps_upper_case_is_the_same_record_whatever_its_case(s
     audit.close()
 
 
+def vendors(sandbox) -> list[dict]:
+    return json.loads(sandbox.http.get("/_sandbox/acumatica/records/Vendor").content)
+
+
+def vendor_plan(*records: dict):
+    rows = [(SourceRow("looker/vendors", "looker api", "r", None, n, r), r) for n, r in enumerate(records, start=1)]
+    return records_plan(flow="acumatica/approved_vendors", partition="", system="Acumatica", company="Vendor",
+                        entity="Vendor", key="VendorID", rows=rows)  # fmt: skip
+
+
+def vendor_puts(sandbox) -> int:
+    return sandbox.state("acumatica")["requests"].get("PUT Vendor", 0)
+
+
+def test_a_record_whose_key_acumatica_numbers_is_saved_once_and_the_sync_asks_for_another_key(
+    sandbox, cfg, resource, tmp_path
+):
+    """On a site whose VENDOR segmented key has auto-numbering (Segmented Keys, CS202000), a new vendor takes the
+    next number whatever VendorID was sent (acumatica-facts §6). The vendor was called refused ("saved, but
+    VendorID differ") and every later run looked NEWV1 up, found nothing and saved another: one vendor per run.
+    It is recorded under Acumatica's number and never sent again, by a rerun or by a later set of records, and
+    the sync fails with a configuration error naming the record and the number."""
+    sandbox.http.post("/_sandbox/acumatica/dialect", json={"numbered_keys": ["Vendor"]}).raise_for_status()
+    klass = vendors(sandbox)[0]["VendorClass"]
+    wanted = {"VendorID": "NEWV1", "VendorName": "Numbered Supplier", "VendorClass": klass}
+    audit = AuditStore.sqlite(tmp_path / "audit.sqlite")
+    with pytest.raises(KeyAssignedByTarget) as first:
+        RecordSync(resource.record_target("Vendor", "VendorID"), audit, run_id="run-1").run(vendor_plan(wanted))
+    [number] = [v["VendorID"] for v in vendors(sandbox) if v["VendorName"] == "Numbered Supplier"]
+    assert number != "NEWV1" and isinstance(first.value, ConfigError)
+    assert f"NEWV1 was saved as {number}" in str(first.value) and "another natural key" in str(first.value)
+    [line] = audit.line_records(first.value.result.document.id)
+    assert (line.state, line.target_line) == ("renumbered", number)
+    renamed = {"VendorID": "V00001", "VendorName": "Renamed under numbering", "VendorClass": klass}
+    puts = vendor_puts(sandbox)
+    for run_id, plan in (("run-2", vendor_plan(wanted)), ("run-3", vendor_plan(renamed, wanted))):
+        with pytest.raises(KeyAssignedByTarget, match=f"NEWV1 was saved as {number}") as again:
+            RecordSync(resource.record_target("Vendor", "VendorID"), audit, run_id=run_id).run(plan)
+    assert again.value.result.updated == {"V00001": ["VendorName"]}  # the other records still land
+    assert vendor_puts(sandbox) == puts + 1  # the rename only: NEWV1 was not sent again
+    assert [v["VendorID"] for v in vendors(sandbox) if v["VendorName"] == "Numbered Supplier"] == [number]
+    audit.close()
+
+
+@pytest.mark.parametrize("numbered", [False, True], ids=["key-as-sent", "key-numbered"])
+def test_an_insert_whose_answer_was_lost_is_looked_up_never_sent_again(sandbox, cfg, resource, tmp_path, numbered):
+    """An insert was sent as a PUT safe to repeat, so a lost answer made the client send it again: with a key
+    Acumatica numbers, a second vendor. The lookup by key settles it: found, it is the insert; not found (the
+    key was not kept), nothing more is sent and the next run looks it up first."""
+    sandbox.http.post("/_sandbox/acumatica/dialect", json={"numbered_keys": ["Vendor"] if numbered else []})
+    klass = vendors(sandbox)[0]["VendorClass"]
+    wanted = {"VendorID": "V90088", "VendorName": "Lost answer supplier", "VendorClass": klass}
+    sandbox.faults({"kind": "commit_then_drop", "path_contains": "/Vendor", "count": 1}, service="acumatica")
+    audit = AuditStore.sqlite(tmp_path / "audit.sqlite")
+    sync = RecordSync(resource.record_target("Vendor", "VendorID"), audit, run_id="run-1")
+    if numbered:
+        with pytest.raises(OutcomeUnknown, match="it was not sent again"):
+            sync.run(vendor_plan(wanted))
+    else:
+        assert sync.run(vendor_plan(wanted)).inserted == ["V90088"]
+    assert vendor_puts(sandbox) == 1
+    assert len([v for v in vendors(sandbox) if v["VendorName"] == "Lost answer supplier"]) == 1
+    audit.close()
+
+
+@pytest.mark.parametrize("key", ["AB/01", "AT&T", "A|B", "R:1"])
+def test_a_record_whose_key_cannot_go_in_a_url_path_is_found_by_filter(sandbox, cfg, resource, tmp_path, key):
+    """A key holding a slash or a vertical bar names two key values in a path (the guide: address such a record
+    by its id), and IIS refuses a path with `&` or `:` (400): the record was never found (inserted again on
+    every run) or the whole sync stopped. It is looked up with a $filter on the key."""
+    target = resource.record_target("Vendor", "VendorID")
+    with pytest.raises(RequestFailedError) as in_path:  # the sandbox answers such a path as IIS does
+        target.client.record("Vendor", ["AT&T"])
+    assert in_path.value.status == 400
+    klass = vendors(sandbox)[0]["VendorClass"]
+    wanted = {"VendorID": key, "VendorName": f"Supplier {key}", "VendorClass": klass}
+    audit = AuditStore.sqlite(tmp_path / "audit.sqlite")
+    assert RecordSync(target, audit, run_id="run-1").run(vendor_plan(wanted)).inserted == [key]
+    again = RecordSync(resource.record_target("Vendor", "VendorID"), audit, run_id="run-2").run(
+        vendor_plan({**wanted, "VendorName": f"Renamed {key}"})
+    )
+    assert again.updated == {key: ["VendorName"]} and again.inserted == []
+    assert [v["VendorName"] for v in vendors(sandbox) if v["VendorID"] == key] == [f"Renamed {key}"]
+    audit.close()
+
+
 def test_one_record_asked_for_twice_differently_writes_nothing_and_names_both_rows():
     from mlconnector_pipelines.engine.records import ConflictingRecords
 
@@ -706,7 +792,11 @@ def test_one_record_asked_for_twice_differently_writes_nothing_and_names_both_ro
 
 def test_the_read_back_names_a_line_acumatica_saved_otherwise(sandbox, cfg, posting):
     """The read-back is the PUT's own answer: it must still show what Acumatica saved, not what was sent.
-    A mapping that assumes 3 decimals for USD sends 3.333; Acumatica keeps USD at 2 and saves 3.33."""
+    A mapping that assumes 3 decimals for USD sends 3.333; Acumatica keeps USD at 2 and saves 3.33 (on a site
+    whose Currency record does not say its precision, so validation cannot refuse the line first)."""
+    sandbox.http.post(
+        "/_sandbox/acumatica/records/Currency", json={"record": {"CurrencyID": "USD", "DecimalPrecision": None}}
+    ).raise_for_status()
     plan = plan_for(cfg, mapping(currency_precision={"USD": 3}))
     engine = posting()
     with pytest.raises(VerificationFailed) as failed:
@@ -715,10 +805,26 @@ def test_the_read_back_names_a_line_acumatica_saved_otherwise(sandbox, cfg, post
     assert "line 4: planned line 4: 64000 [Subaccount=100-000, Branch=HQ] debit 3.333 USD" in message
     assert "the target holds 64000 [Subaccount=100-000, Branch=HQ] debit 3.33 credit 0 USD" in message
     assert "line 2:" not in message and "line 3:" not in message  # lines saved as planned are not named
-    # the period, accounts and subaccounts, and the lookup by key: the batch itself was not read again
-    assert engine.target.client.http.stats.by_method == {"GET": 4, "PUT": 2}
+    # the period, accounts, subaccounts, the currency, and the lookup by key: the batch itself was not read again
+    assert engine.target.client.http.stats.by_method == {"GET": 5, "PUT": 2}
     record = engine.audit.find_document(plan.flow, plan.partition, plan.document_key)
     assert record is not None and record.state != "verified" and record.document_number
+
+
+def test_amounts_finer_than_acumaticas_currency_precision_are_refused_before_anything_is_written(sandbox, cfg, posting):
+    """Acumatica keeps USD to 2 places (its Currency record, CM202000). A mapping that rounds USD to 3 was saved
+    rounded, failed its read-back, and every rerun then found the batch "with other figures". Validation reads
+    the currency's precision and names each line with more places; nothing is written."""
+    plan = plan_for(cfg, mapping(currency_precision={"USD": 3}))
+    engine = posting()
+    with pytest.raises(PostingRefused) as refused:
+        engine.run(plan)
+    named = [line for line in refused.value.problems if "keeps USD amounts to 2 decimal places" in line]
+    assert [line.split(" → ")[1].split(":")[0] for line in named] == ["line 1", "line 4", "line 5"]
+    assert "currency_precision for USD to 2" in named[0]
+    assert batches(sandbox, plan.document_key) == []
+    assert "PUT JournalTransaction" not in sandbox.state("acumatica")["requests"]
+    assert posting("run-2").run(plan_for(cfg)).document.state == "verified"  # rounded to 2, it posts
 
 
 def test_an_offset_dimension_acumatica_has_no_field_for_is_refused_not_dropped(cfg):

@@ -72,6 +72,12 @@ class Dialect(BaseModel):
         "path of more than one key value matches nothing (the docs show only single keys and ids: a site may "
         "read it otherwise) and a record is read by its id.",
     )
+    numbered_keys: list[str] = Field(
+        default_factory=list,
+        description="Entities whose key a numbering sequence fills on insert, as on a site whose segmented key "
+        "(e.g. VENDOR, Segmented Keys CS202000) has auto-numbering: the key sent with a new record is ignored and "
+        "the next number taken, as for a batch's BatchNbr (acumatica-facts §6). Default: none, keyed as sent.",
+    )
 
 
 class AcumaticaSettings(BaseModel):

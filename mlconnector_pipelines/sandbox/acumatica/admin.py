@@ -69,7 +69,9 @@ def admin_routes(simulator) -> list[Route]:
         """Switch behaviour the docs leave open (see `Dialect`); a reset restores the default."""
         body = await request.json()
         try:
-            simulator.api.dialect = Dialect.model_validate({**simulator.api.dialect.model_dump(), **body})
+            dialect = Dialect.model_validate({**simulator.api.dialect.model_dump(), **body})
+            model.number_keys(dialect.numbered_keys)
+            simulator.api.dialect = dialect
         except ValueError as exc:
             return json({"error": str(exc)}, 400)
         return json(simulator.api.dialect.model_dump())

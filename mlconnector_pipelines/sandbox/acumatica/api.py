@@ -28,6 +28,9 @@ from .wire import WireError, attach_errors, error_response, json, read_record, r
 NO_ENTITY = "PX.Api.ContractBased.NoEntitySatisfiesTheConditionException"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y", "%d-%b-%Y")
+# ASP.NET's default requestPathInvalidCharacters, checked on the decoded path before any handler runs (IIS
+# decodes %2F to a slash first, so a key holding one becomes two path segments).
+_UNSAFE_IN_PATH = "<>*%&:\\?"
 
 
 def not_found_error() -> Response:
@@ -66,7 +69,14 @@ class ContractApi:
         endpoint, version = request.path_params["endpoint"], request.path_params["version"]
         if endpoint != "Default" or version not in self.settings.versions:
             return error_response(404, f"The {endpoint}/{version} endpoint is not found on this site.")
-        parts = [p for p in request.path_params.get("rest", "").split("/") if p]
+        rest = request.path_params.get("rest", "")
+        unsafe = next((ch for ch in rest if ch in _UNSAFE_IN_PATH), None)
+        if unsafe is not None:
+            return error_response(
+                400, f"A potentially dangerous Request.Path value was detected from the client ({unsafe})."
+            )
+        # Key values are separated by slashes or by vertical bars (IDG: "Retrieve a Record by Key Fields").
+        parts = [p for p in rest.replace("|", "/").split("/") if p]
         contract = entities(version)
         if not parts or parts[0] not in contract:
             name = parts[0] if parts else ""

@@ -81,6 +81,8 @@ _FIELDS = {
     "CompaniesStructure": "Results:[CompaniesStructureDetail]",
     "CompaniesStructureDetail": """BaseCurrencyID:S BranchCountry:S BranchID:S BranchName:S BranchStatus:B
         CompanyID:S CompanyName:S CompanyStatus:B CompanyType:S""",
+    "Currency": """Active:B CreatedDateTime:T CurrencyID:S CurrencySymbol:S DecimalPrecision:H Description:S
+        LastModifiedDateTime:T UseForAccounting:B""",
     "Ledger": """Branches:[LedgerBranches] Companies:[LedgerCompanies] ConsolidationSource:B Currency:S
         Description:S LastModifiedDateTime:T LedgerID:S Type:S""",
 }
@@ -139,6 +141,7 @@ _TOP = {  # entity -> (label, keys, numbered key)
     "JournalTransaction": ("Batch", ("Module", "BatchNbr"), "BatchNbr"),
     "FinancialPeriod": ("Financial Year", ("FinancialYear",), None),
     "Ledger": ("Ledger", ("LedgerID",), None),
+    "Currency": ("Currency", ("CurrencyID",), None),
     "CompaniesStructure": ("Companies Structure", (), None),
 }
 DETAIL_KEYS = {"JournalTransactionDetail": "LineNbr", "FinancialPeriodDetail": "PeriodNbr"}

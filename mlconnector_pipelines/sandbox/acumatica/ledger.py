@@ -101,7 +101,7 @@ def check_journaltransaction(model: AcumaticaModel, batch: dict, existing, ctx: 
     if model.get("Ledger", batch["LedgerID"]) is None:
         problems.fields["LedgerID"] = "'Ledger' cannot be found in the system."
     batch["CurrencyID"] = batch.get("CurrencyID") or "USD"
-    if batch["CurrencyID"] not in ("USD", "EUR", "CAD", "GBP"):
+    if model.get("Currency", batch["CurrencyID"]) is None:
         problems.fields["CurrencyID"] = "'Currency' cannot be found in the system."
     batch["TransactionDate"] = batch.get("TransactionDate") or ctx.business_date
     given = batch.get("PostPeriod")

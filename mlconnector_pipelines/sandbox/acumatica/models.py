@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -124,7 +124,7 @@ class AcumaticaModel:
         from . import rules  # here, not at the top: the rules import this module's types
 
         self.rules = rules
-        self.entities = entities(LATEST)
+        self.entities = dict(entities(LATEST))  # a copy: `number_keys` changes it, never the contract
         data = seed.build(self.settings)
         data["CompaniesStructure"] = []
         self.tables = {name: Table(entity, data.get(name, [])) for name, entity in self.entities.items()}
@@ -135,6 +135,20 @@ class AcumaticaModel:
             if e.numbered
         }
         self.operations: dict[str, Operation] = {}
+
+    def number_keys(self, names: list[str]) -> None:
+        """Dialect `numbered_keys`: these entities' key is filled by a numbering sequence from now on (the
+        others keyed as sent). A new number continues after the digits of the highest key held."""
+        contract = entities(LATEST)
+        for name in names:
+            if name not in contract or len(contract[name].keys) != 1 or contract[name].numbered:
+                raise ValueError(f"{name} is not an entity with one key typed in by hand")
+        for name, entity in contract.items():
+            numbered = name in names
+            self.entities[name] = replace(entity, numbered=entity.keys[0]) if numbered else entity
+            if numbered and name not in self.next_numbers:
+                digits = ("".join(ch for ch in str(r[entity.keys[0]]) if ch.isdigit()) for r in self.rows(name))
+                self.next_numbers[name] = 1 + max((int(d) for d in digits if d), default=0)
 
     # -- lookups the rules use ---------------------------------------------------------------------
 

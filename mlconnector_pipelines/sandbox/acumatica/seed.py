@@ -20,9 +20,12 @@ from .wire import CENT
 COMPANY = ("MLC", "MLC Distribution")
 BRANCH_NAMES = {"HQ": "Headquarters", "EAST": "East Coast", "WEST": "West Coast"}
 LEDGER = "ACTUAL"
-CURRENCIES = ("USD", "EUR", "CAD", "GBP")
 VENDOR_CLASSES = {"DEFAULT": "Default vendors", "LOCAL": "Local suppliers", "INTL": "International suppliers"}
 VENDOR_CLASSES |= {"SERVICES": "Service providers", "UTILITY": "Utilities"}
+# Currencies (CM202000): code, description, symbol, decimal precision. Amounts in these are kept to 2 places
+# (wire.round_money), so every seeded one has precision 2.
+CURRENCIES = [("USD", "US Dollar", "$", 2), ("EUR", "Euro", "€", 2), ("CAD", "Canadian Dollar", "C$", 2)]
+CURRENCIES += [("GBP", "Pound Sterling", "£", 2)]
 BIG_AMOUNT = Decimal("123456789012345.67")
 INACTIVE_ACCOUNT = "19900"
 INACTIVE_SUBACCOUNT = "999-999"
@@ -142,6 +145,12 @@ def build(settings: AcumaticaSettings) -> dict[str, list[dict]]:
             | {"ConsolidationSource": False, "LastModifiedDateTime": before}
         ],
         "FinancialPeriod": calendar(rng, settings, before),
+        "Currency": [
+            {"id": str(uuid.uuid5(uuid.NAMESPACE_OID, f"currency/{code}")), "CurrencyID": code, "Description": name}
+            | {"CurrencySymbol": symbol, "DecimalPrecision": places}
+            | {"Active": True, "UseForAccounting": True, "CreatedDateTime": before, "LastModifiedDateTime": before}
+            for code, name, symbol, places in CURRENCIES
+        ],
     }
     clock = Clock(rng, start, end)
     data["Vendor"] = vendors(rng, clock, volumes.vendors, settings.branches, before)

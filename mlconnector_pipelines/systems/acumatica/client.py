@@ -322,8 +322,9 @@ class AcumaticaClient:
         as_type: Any = None,
     ) -> Any:
         """Insert or update `record` (plain values; wrapped here); the saved record as plain values, or decoded
-        as `as_type`. `by_key`: the record is matched by its key fields, so sending it twice does what sending
-        it once does (a lost answer may be sent again)."""
+        as `as_type`. `by_key`: the PUT changes a record that exists, matched by its id or key fields, so sending
+        it twice does what sending it once does (a lost answer may be sent again). Never an insert: a key
+        Acumatica numbers itself ignores the one sent, so an insert sent twice is two records."""
         try:
             response = self._request(
                 "PUT",

@@ -5,7 +5,8 @@ it with errors on its fields). The batch number is Acumatica's own (auto-numbere
 is not kept), so the natural key is the batch Description (`MLC <journal> <partition>`), found
 with an exact filter before every create; each line's ReferenceNbr carries its planned number,
 which maps read-back lines to planned ones. Validation reads accounts, subaccounts, branches (the
-CompaniesStructure inquiry: the Default endpoint has no Branch entity) and the financial period.
+CompaniesStructure inquiry: the Default endpoint has no Branch entity), the financial period and the currency's
+decimal precision (the Currency entity, CM202000: an amount with more places would be saved rounded).
 Release (`release: true`) runs ReleaseJournalTransaction after the batch is verified; a release
 whose answer was lost is settled by reading the batch's status.
 """
@@ -20,7 +21,16 @@ from typing import Any
 import msgspec
 
 from ...core.errors import OutcomeUnknown, RecordRefused, RequestFailedError
-from ...core.posting import ZERO, LinesRefused, Plan, PlannedLine, Problem, WrittenDocument, WrittenLine
+from ...core.posting import (
+    ZERO,
+    LinesRefused,
+    Plan,
+    PlannedLine,
+    Problem,
+    WrittenDocument,
+    WrittenLine,
+    round_to,
+)
 from .auth import SYSTEM
 from .client import AcumaticaClient, text_literal
 from .config import AcumaticaConfig
@@ -77,6 +87,7 @@ class AcumaticaJournalTarget:
         self._subaccounts: dict[str, dict] | None = None
         self._branches: set[str] | None = None
         self._periods: dict[int, list[dict]] = {}
+        self._currencies: dict[str, dict | None] = {}  # currency ID → its Currency record (None: there is none)
         self._saved: _SavedBatch | None = None  # the last batch this target saved, as Acumatica answered the PUT
 
     def close(self) -> None:
@@ -99,6 +110,7 @@ class AcumaticaJournalTarget:
             if line.currency != currency:  # the batch has one CurrencyID, which every line would be booked in
                 problems.append(Problem(line, f"a batch has one currency: this line is {line.currency}, the first "
                                               f"is {currency} (map each currency to a journal of its own)"))  # fmt: skip
+            problems += self._precision_problems(line)
             dims = dict(line.dimensions)
             account = accounts.get(line.account.upper())
             if account is None:
@@ -117,6 +129,26 @@ class AcumaticaJournalTarget:
             if branch and branches and branch.upper() not in branches:
                 problems.append(Problem(line, f"branch {branch} does not exist (have: {', '.join(sorted(branches))})"))
         return problems
+
+    def _precision_problems(self, line: PlannedLine) -> list[Problem]:
+        """An amount with more places than Acumatica keeps for its currency would be saved rounded: the batch
+        would then fail verification, and every rerun find it "with other figures"."""
+        if line.currency not in self._currencies:
+            self._currencies[line.currency] = self.client.record("Currency", [line.currency])
+        currency = self._currencies[line.currency]
+        if currency is None:
+            return [Problem(line, f"currency {line.currency} does not exist in Acumatica (Currencies, CM202000)")]
+        places = currency.get("DecimalPrecision")
+        if places is None or all(round_to(amount, int(places)) == amount for amount in (line.debit, line.credit)):
+            return []
+        return [
+            Problem(
+                line,
+                f"Acumatica keeps {line.currency} amounts to {places} decimal places (Currencies, CM202000): this "
+                f"one would be saved rounded and the batch fail its read-back. Set the journal's currency_precision "
+                f"for {line.currency} to {places} (or drop it)",
+            )
+        ]
 
     def _reference(self) -> tuple[dict[str, dict], dict[str, dict], set[str]]:
         if self._accounts is None:
@@ -384,18 +416,54 @@ def _refused_line(plan: Plan, errors: list[str]) -> PlannedLine | None:
 
 
 class AcumaticaRecordTarget:
-    """Records of one entity (e.g. Vendor) inserted or updated by their key (engine/records.py)."""
+    """Records of one entity (e.g. Vendor) inserted or updated by their natural key (engine/records.py).
+
+    A record is looked up with `$filter=<key> eq '<key>'`, never with the key in the URL path: a key with a
+    slash cannot be addressed there (the guide says to use the record's id), and IIS refuses a path holding
+    `& : * % ? \\` with 400. An update goes to the id the lookup found (matched by id: sending it twice does
+    what sending it once did, so a lost answer may be sent again). An insert is not: a key Acumatica numbers
+    itself ignores the one sent, so a second PUT is a second record; its lost answer is settled by a lookup.
+    """
 
     system = SYSTEM
 
     def __init__(self, client: AcumaticaClient, entity: str, key: str):
         self.client, self.entity, self.key = client, entity, key
+        # key (casefolded) → the id of the record the last lookup by it found (None: it found none); a sync looks
+        # each record up just before writing it, so the write goes by what that lookup saw.
+        self._looked_up: dict[str, str | None] = {}
 
     def current(self, key: str) -> dict | None:
-        return self.client.record(self.entity, [key])
+        found = self.client.records(self.entity, filter=f"{self.key} eq {text_literal(key)}")
+        if len(found) > 1:
+            raise RequestFailedError(
+                SYSTEM, f"{len(found)} {self.entity} records have {self.key} {key!r}: keep one, or key them otherwise"
+            )
+        held = found[0] if found else None
+        self._looked_up[key.casefold()] = str(held["id"]) if held and held.get("id") else None
+        return held
 
     def upsert(self, record: dict) -> dict:
-        return self.client.put(self.entity, record, key=str(record.get(self.key)), by_key=True)
+        key = str(record[self.key])
+        if key.casefold() not in self._looked_up:
+            self.current(key)
+        record_id = self._looked_up.pop(key.casefold())
+        if record_id is not None:
+            changes = {name: value for name, value in record.items() if name != self.key}
+            return self.client.put(self.entity, {"id": record_id, **changes}, key=key, by_key=True)
+        try:
+            return self.client.put(self.entity, record, key=key)
+        except OutcomeUnknown as lost:
+            saved = self.current(key)
+            if saved is None:
+                raise OutcomeUnknown(
+                    SYSTEM,
+                    f"{lost}. No {self.entity} has {self.key} {key!r} now; it was not sent again: the next run (or "
+                    "replay) looks it up first",
+                    method=lost.method,
+                    url=lost.url,
+                ) from None
+            return saved
 
     def metadata(self) -> dict[str, Any]:
         return self.client.http.stats.as_metadata("http_")
