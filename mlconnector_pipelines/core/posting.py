@@ -213,8 +213,10 @@ class PostingTarget(Protocol):
     # still be saving it. The engine creates the document again only after this (HttpPolicy's setting).
     outcome_settle_seconds: float
     # Optional: `lines_with_header = True` for a target that saves a document and its lines in one atomic
-    # write (create_document takes them all; create_lines is never called), and `finish(plan, number)`
-    # for a step after verification (Acumatica's release), returning what it did or None.
+    # write (create_document takes them all; create_lines is never called), `finish(plan, number)`
+    # for a step after verification (Acumatica's release), returning what it did or None, and
+    # `on_other_figures`: what a person does when the target holds the document with other figures
+    # (else a journal's: a difference journal, or a reversal).
 
     def validate(self, plan: Plan) -> list[Problem]:
         """Every reason the target would refuse the plan (accounts, dimensions, period), read without writing."""

@@ -117,6 +117,7 @@ def plan_problems(plan: Plan) -> list[Problem]:
     return problems
 
 
+JOURNAL_OTHER_FIGURES = "Post the difference with `on_change: adjust`, or reverse it in the ERP first"
 LINES_UNKNOWN = "lines_outcome_unknown"  # the audit event of a write of lines whose answer was lost, not found
 
 
@@ -280,7 +281,9 @@ class PostingEngine:
                 carried = len(plan.lines)
         if existing is not None:
             number = existing.number
-            self._check_same_plan(plan, existing)
+            # A target that saves a document whole never holds half of it: a line it lacks is a change, not the
+            # rest of the document (create_lines, which it has not, was called).
+            self._check_same_plan(plan, existing, whole=getattr(self.target, "lines_with_header", False))
             if existing.posted and len(existing.lines) < len(plan.lines):
                 raise VerificationFailed(
                     f"{plan.system}: {plan.document_key} is posted as {number} with {len(existing.lines)} of "
@@ -547,10 +550,10 @@ class PostingEngine:
         run stopped midway: the rest is written now)."""
         differences = self._differences(plan, existing, whole=whole)
         if differences:
+            advice = getattr(self.target, "on_other_figures", JOURNAL_OTHER_FIGURES)
             raise PlanChanged(
-                f"{plan.system}: a journal for {plan.partition or 'this document'} already exists as "
-                f"{existing.number} ({plan.document_key}) with other figures; nothing was written. Post the "
-                "difference with `on_change: adjust`, or reverse it in the ERP first",
+                f"{plan.system}: {plan.document_key} ({plan.partition or 'this document'}) already exists as "
+                f"{existing.number} with other figures; nothing was written. {advice}",
                 differences,
                 existing,
             )

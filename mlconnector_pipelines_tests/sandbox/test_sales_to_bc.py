@@ -298,6 +298,49 @@ def test_a_second_order_of_a_quote_already_in_bc_is_refused_and_named_not_taken_
     assert run_sync(cfg, "salesorders", first["salesorderid"], run_id="run-3").outcome == "already_posted"
 
 
+def _order_details(sandbox, order_id) -> list[dict]:
+    return [d for d in sales(sandbox, "salesorderdetails") if d["_salesorderid_value"] == order_id]
+
+
+@pytest.mark.parametrize("edit", ["line added", "quantity changed"])
+def test_an_active_order_edited_after_its_bc_order_was_made_is_refused_naming_both_and_bc_is_left_as_it_is(
+    cfg, sandbox, edit
+):
+    """A rep edits an active Sales order whose BC order the connector already made. A line added crashed the run
+    (the engine took the whole-written BC order for a half-written one and called create_lines, which a deep
+    insert has not: NotImplementedError, every replay the same); a quantity changed was refused with a
+    journal's advice (`on_change: adjust`, which the Sales flow has not). Both are refused, naming the BC order
+    and the lines, with what a person does; nothing is written to BC."""
+    _, quote, order = win_deal(sandbox)
+    assert run_sync(cfg, "salesorders", order["salesorderid"]).outcome == "posted"
+    [detail] = _order_details(sandbox, order["salesorderid"])[:1]
+    if edit == "line added":
+        copied = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in detail.items() if "@" not in k}
+        copied.update(salesorderdetailid="5a1e5a1e-0000-4000-8000-000000000001",
+                      sequencenumber=(detail.get("sequencenumber") or 0) + 100,
+                      lineitemnumber=(detail.get("lineitemnumber") or 0) + 100)  # fmt: skip
+        for derived in ("extendedamount", "baseamount", "tax", "extendedamount_base", "baseamount_base"):
+            copied.pop(derived, None)
+        change = copied
+    else:
+        change = {
+            "salesorderdetailid": detail["salesorderdetailid"],
+            "quantity": str(Decimal(str(detail["quantity"])) + 1),
+        }
+    sandbox.http.post("/_sandbox/dataverse/records/salesorderdetails", json=change).raise_for_status()
+    writes = dict(sandbox.state("business_central")["writes"])
+    with pytest.raises(PostingRefused) as refused:
+        run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    text = str(refused.value)
+    assert document["number"] in text and "does not change documents in Business Central" in text, text
+    assert "on_change" not in text and "journal" not in text, text
+    assert any(
+        ("not in the target" if edit == "line added" else "the target holds") in p for p in refused.value.problems
+    )
+    assert sandbox.state("business_central")["writes"] == writes  # nothing written to BC
+
+
 def test_a_discount_with_more_places_than_bc_keeps_is_planned_as_bc_holds_it(cfg, sandbox):
     """Dataverse money keeps four places, BC rounds a line's discount to cents: planned as 1.0050 against BC's
     1.01, the order failed verification after it was created, and every rerun called it a changed plan."""

@@ -173,6 +173,12 @@ class BusinessCentralSalesDocuments:
     max_lines_per_write = 10_000
     writes_in_flight = 1
     lines_with_header = True  # a deep insert: the document and its lines in one atomic request
+    # A Sales document changed after its BC document was made (a line added to an active order): the connector
+    # changes no document in BC, and the Sales flow has no difference documents.
+    on_other_figures = (
+        "The connector does not change documents in Business Central: make the change there by hand, or delete "
+        "the BC document (if nothing was posted from it) and run the deal again"
+    )
 
     def __init__(self, client: BusinessCentralClient, company_id: str, document: str):
         self.client, self.company_id = client, company_id
