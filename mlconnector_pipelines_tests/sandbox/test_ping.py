@@ -197,13 +197,17 @@ def closed_port() -> int:
         return listening.getsockname()[1]
 
 
-def answered_within(seconds: float, ask):
-    """What `ask()` returned, failing the test when it had not returned after `seconds` (it may hang for minutes)."""
+def answered_within(seconds: float, ask, *, release=lambda: None):
+    """What `ask()` returned, failing the test when it had not returned after `seconds` (it may hang for minutes).
+    `release` then ends what held it up, so that a late answer ends before the interpreter does."""
     answer = {}
     asking = threading.Thread(target=lambda: answer.setdefault("value", ask()), daemon=True)
     asking.start()
     asking.join(seconds)
-    assert "value" in answer, f"no answer after {seconds} s"
+    answered = "value" in answer
+    release()
+    asking.join(seconds)
+    assert answered, f"no answer after {seconds} s"
     return answer["value"]
 
 
@@ -231,7 +235,9 @@ def test_a_system_that_never_answers_is_named_at_the_deadline_while_the_others_a
     as_they_came = []
     try:
         results = answered_within(
-            30, lambda: run_pings(parse_config(raw), deadline_seconds=3, on_result=as_they_came.append)
+            30,
+            lambda: run_pings(parse_config(raw), deadline_seconds=3, on_result=as_they_came.append),
+            release=silent.close,
         )
     finally:
         silent.close()
@@ -272,12 +278,16 @@ def test_a_warehouse_file_another_process_holds_is_that_rows_answer(sandbox, tmp
          f"con = duckdb.connect({str(cfg.duckdb_path)!r}); print('locked', flush=True); time.sleep(120)"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        warehouse, bc = answered_within(30, lambda: run_pings(cfg))
-    finally:
+
+    def release():
         holder.kill()
         holder.wait()
+
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        warehouse, bc = answered_within(30, lambda: run_pings(cfg), release=release)
+    finally:
+        release()
     assert not warehouse.ok and "locked by another process" in warehouse.detail, warehouse.detail
     assert f"PID {holder.pid}" in warehouse.detail
     assert warehouse.fix.startswith("close the other DuckDB session on the file")
