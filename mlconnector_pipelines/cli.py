@@ -120,11 +120,11 @@ def _assign(raw: dict, path: str, value) -> None:
 def ping(config_path: Path | None) -> None:
     """Check each configured system: authenticate, make one cheap read, print a table."""
     from .config import load_config
-    from .core.ping import render_table
+    from .core.ping import render_line, render_table
     from .ping import run_pings
 
-    results = run_pings(load_config(config_path))
-    click.echo(render_table(results))
+    results = run_pings(load_config(config_path), on_result=lambda result: click.echo(render_line(result)))
+    click.echo("\n" + render_table(results))
     failed = [r for r in results if not r.ok]
     click.echo(f"\n{len(results) - len(failed)} of {len(results)} system(s) OK")
     sys.exit(1 if failed else 0)

@@ -2,9 +2,10 @@
 
 Retries (tenacity): 429, 502, 503, 504, connection errors and timeouts. `Retry-After` is
 honoured when the server sends it; otherwise exponential back-off with full jitter, capped.
-Other 4xx are never retried, nor is a server certificate that is not trusted (that is
-configuration, not a passing fault). A 401 renews the credential it was refused with and
-retries; a request fails only when a credential it renewed itself is refused again.
+Other 4xx are never retried, nor is a TLS handshake that failed on the server's certificate or
+on a port that does not speak TLS (that is configuration, not a passing fault). A 401 renews
+the credential it was refused with and retries; a request fails only when a credential it
+renewed itself is refused again.
 
 Writes are repeated only when the server provably did not process them: none of these ERPs
 has an idempotency key, so a repeated POST is a second journal or customer. GET, HEAD,
@@ -36,7 +37,7 @@ from pyrate_limiter import Duration, Limiter, Rate, StateBucket, TokenBucket
 
 from .errors import AuthenticationError, OutcomeUnknown, RequestFailedError
 from .redact import redact
-from .tls import untrusted_certificate
+from .tls import handshake_refused, tls_fix
 
 log = logging.getLogger("mlconnector.http")
 T = TypeVar("T")
@@ -74,6 +75,11 @@ class HttpPolicy(BaseModel):
     )
     requests_burst: int | None = Field(
         None, gt=0, description="Requests allowed back to back before pacing starts; default a tenth of a minute's."
+    )
+    retry_connection_failures: bool = Field(
+        True,
+        description="Try again after a connection that could not be made (refused, or a host name that did not "
+        "resolve): a restart or a DNS blip passes. `mlconnector ping` turns it off, to answer at once.",
     )
 
 
@@ -188,7 +194,9 @@ def _retrying(
     before_sleep: Callable[[tenacity.RetryCallState], None],
 ) -> tenacity.Retrying:
     """The house retry: the server's Retry-After, else full jitter; at most `max_attempts`, and none at all when
-    told to wait longer than `max_retry_after_seconds`."""
+    told to wait longer than `max_retry_after_seconds`, nor after a failed connection unless the policy says so."""
+    if not policy.retry_connection_failures:
+        retry = retry & tenacity.retry_if_not_exception_type(httpx.ConnectError)
     return tenacity.Retrying(
         retry=retry,
         wait=_RetryAfterOrFullJitter(
@@ -457,8 +465,8 @@ class ThrottledClient:
         try:
             return retrying(self._send_once, method, url, auth, stream, **kwargs)
         except (_RetryableResponse, httpx.TransportError) as exc:
-            # A handshake that refused the server's certificate sent nothing: no unknown outcome, a trust fix.
-            if not repeatable and not _not_processed(exc) and not untrusted_certificate(exc):
+            # A failed handshake sent nothing: no unknown outcome, a TLS fix.
+            if not repeatable and not _not_processed(exc) and not handshake_refused(exc):
                 raise self._outcome_unknown(method, url, exc) from None
             raise self._failed(method, url, exc, retrying.statistics.get("attempt_number", 1)) from None
 
@@ -550,10 +558,10 @@ class ThrottledClient:
 
 
 def _transient(exc: BaseException) -> bool:
-    """Worth another attempt: a retryable status or a network fault, but not an untrusted certificate."""
+    """Worth another attempt: a retryable status or a network fault, but not a TLS handshake that no retry changes."""
     if isinstance(exc, _RetryableResponse):
         return True
-    return isinstance(exc, httpx.TransportError) and not untrusted_certificate(exc)
+    return isinstance(exc, httpx.TransportError) and not handshake_refused(exc)
 
 
 def _not_processed(exc: BaseException) -> bool:
@@ -561,7 +569,7 @@ def _not_processed(exc: BaseException) -> bool:
     if isinstance(exc, _RetryableResponse):
         status = exc.response.status_code
         return status == 429 or (status == 503 and exc.response.headers.get("Retry-After") is not None)
-    return isinstance(exc, _NOT_SENT) and not untrusted_certificate(exc)
+    return isinstance(exc, _NOT_SENT) and not handshake_refused(exc)
 
 
 def _path_of(url: httpx.URL) -> str:
@@ -570,12 +578,11 @@ def _path_of(url: httpx.URL) -> str:
 
 
 def _tls_fix(exc: Exception) -> str | None:
-    if untrusted_certificate(exc):
-        return (
-            "the server's TLS certificate is not trusted: set `ca_bundle` for this system in connector.yaml "
-            "to the CA that signed it (verification stays on)"
-        )
-    return None
+    return tls_fix(
+        exc,
+        unknown_issuer="the server's TLS certificate is not trusted: set `ca_bundle` for this system in "
+        "connector.yaml to the CA that signed it (verification stays on)",
+    )
 
 
 def _generic_error_message(response: httpx.Response) -> tuple[str, str | None]:

@@ -47,6 +47,11 @@ def render_table(results: list[PingResult]) -> str:
     return tabulate(rows, headers=["system", "url", "auth", "read", "latency", "result"], tablefmt="simple")
 
 
+def render_line(result: PingResult) -> str:
+    """One system's answer as soon as it is in: ok, or what failed (the table that follows has the fix)."""
+    return f"{result.system}: {'ok' if result.ok else 'FAILED'} ({result.latency_ms:,.0f} ms) {result.detail}"
+
+
 def render_markdown(results: list[PingResult]) -> str:
     lines = ["| system | url | auth | read | latency | result | fix |", "|---|---|---|---|---|---|---|"]
     for r in results:

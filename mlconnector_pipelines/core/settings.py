@@ -7,6 +7,7 @@ from these; `config.py` only assembles the sections the registry declares.
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +40,13 @@ def https_url(value: str) -> str:
     return value.rstrip("/")
 
 
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HOW_TO_GIVE_A_SECRET = (
+    "give {env: VARIABLE} (an environment variable holding it) or {credential: NAME} (stored with "
+    "`mlconnector credentials set NAME`)"
+)
+
+
 class SecretRef(Strict):
     """Where a secret comes from: an environment variable or the encrypted credential store.
 
@@ -55,9 +63,18 @@ class SecretRef(Strict):
     @classmethod
     def _not_the_secret_itself(cls, value: Any) -> Any:
         if isinstance(value, str):  # its value written where its reference goes: said how, never echoed
+            raise ValueError(f"a secret is not written in connector.yaml: {_HOW_TO_GIVE_A_SECRET}")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _a_variable_name(cls, value: str | None) -> str | None:
+        # A secret written where its variable's name goes would be shown wherever the name is (ping, run metadata):
+        # refused without echoing it.
+        if value is not None and not _VARIABLE_NAME.fullmatch(value):
             raise ValueError(
-                "a secret is not written in connector.yaml: give {env: VARIABLE} (an environment variable holding "
-                "it) or {credential: NAME} (stored with `mlconnector credentials set NAME`)"
+                "is not an environment variable's name (letters, digits and _, not starting with a digit); if it is "
+                f"the secret itself, it is not written in connector.yaml: {_HOW_TO_GIVE_A_SECRET}"
             )
         return value
 

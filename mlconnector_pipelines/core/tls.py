@@ -6,13 +6,55 @@ import ssl
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, RequestFailedError
+
+# OpenSSL's words for a handshake answered by something that is not TLS (a plain-HTTP port behind an https:// URL),
+# as OpenSSL 1.1 to 3.x say it.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL")
+NOT_TLS_FIX = (
+    "the port does not speak TLS: check the URL's port (is it the server's plain-HTTP port?) and whether the "
+    "server offers https at all"
+)
+NAME_MISMATCH_FIX = (
+    "the server's certificate is issued to another name than the URL's host: use the name it was issued to in the "
+    "URL (a CA bundle does not change this)"
+)
+EXPIRED_FIX = "the server's certificate has expired: it must be renewed on the server (no setting here can fix that)"
 
 
 def untrusted_certificate(error: BaseException | str) -> bool:
-    """Whether a connection failed because the server's certificate chain is not trusted."""
+    """Whether a connection failed because the server's certificate was not accepted."""
     text = str(error)
     return "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text
+
+
+def speaks_no_tls(error: BaseException | str) -> bool:
+    """Whether the TLS handshake was answered by something that does not speak TLS."""
+    text = str(error)
+    return any(code in text for code in _NOT_TLS)
+
+
+def handshake_refused(error: BaseException | str) -> bool:
+    """Whether a connection failed in its TLS handshake for a reason no retry changes; nothing of a request was sent."""
+    return untrusted_certificate(error) or speaks_no_tls(error)
+
+
+def tls_fix(error: BaseException | str, *, unknown_issuer: str) -> str | None:
+    """The likely fix for a failed TLS handshake, None when the failure was not one.
+
+    `unknown_issuer` is the system's own advice for a certificate whose issuer is not trusted (which of its
+    settings takes the CA); a certificate for another name, or an expired one, is fixed elsewhere.
+    """
+    text = str(error)
+    if speaks_no_tls(text):
+        return NOT_TLS_FIX
+    if not untrusted_certificate(text):
+        return None
+    if "mismatch" in text:  # OpenSSL: "Hostname mismatch" / "IP address mismatch, certificate is not valid for …"
+        return NAME_MISMATCH_FIX
+    if "certificate has expired" in text:
+        return EXPIRED_FIX
+    return unknown_issuer
 
 
 def ssl_context(ca_bundle: str | Path | None, *, what: str) -> ssl.SSLContext:
@@ -41,21 +83,31 @@ def _context(cafile: str | None, mtime_ns: int, size: int) -> ssl.SSLContext:
     return context
 
 
-def pinned_ssl_context(host: str, port: int, sha256: str, *, what: str) -> ssl.SSLContext:
+def pinned_ssl_context(
+    host: str, port: int, sha256: str, *, what: str, system: str, timeout_seconds: float
+) -> ssl.SSLContext:
     """Trust exactly the certificate whose SHA-256 fingerprint the customer gave us.
 
     The server's certificate is fetched once and compared with the pin; it then becomes the only
     trust anchor, so every later connection is verified against it. The name it was issued to is not compared
     with the URL's host: the pin is its identity, and an on-premise server's certificate is often issued to
     the machine's name (CN=B1SERVER) while it is reached by address, which no other setting could then fix.
+    A server that cannot be reached for its certificate is `system`'s network failure (host, port), not the pin's.
     """
     import hashlib
 
     expected = sha256.replace(":", "").lower()
     try:
-        pem = ssl.get_server_certificate((host, port), timeout=30)
+        pem = ssl.get_server_certificate((host, port), timeout=timeout_seconds)
     except OSError as exc:
-        raise ConfigError(f"{what}: could not fetch the certificate of {host}:{port} to check the pin: {exc}") from None
+        failed = RequestFailedError(
+            system,
+            f"could not fetch the certificate of {host}:{port} to check {what}.pinned_sha256: "
+            f"{type(exc).__name__}: {exc}",
+            fix=NOT_TLS_FIX if speaks_no_tls(exc) else None,
+        )
+        failed.unreachable = True  # no answer at all: the system, not one record (core.errors.about_the_system)
+        raise failed from None
     actual = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
     if actual != expected:
         raise ConfigError(

@@ -3,14 +3,14 @@
 import dagster as dg
 
 from ..config import ConnectorConfig
-from ..core.ping import render_markdown, render_table
+from ..core.ping import render_line, render_markdown, render_table
 from ..ping import run_pings
 
 
 def build_connectivity(cfg: ConnectorConfig) -> dg.Definitions:
     @dg.op(description="Authenticate to each configured system and make one cheap read.", out=dg.Out(dg.Nothing))
     def ping_systems(context: dg.OpExecutionContext):
-        results = run_pings(cfg)
+        results = run_pings(cfg, on_result=lambda result: context.log.info(render_line(result)))
         context.log.info("\n" + render_table(results))
         table = dg.MetadataValue.md(render_markdown(results))
         failed = [r.system for r in results if not r.ok]

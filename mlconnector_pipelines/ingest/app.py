@@ -2,7 +2,8 @@
 
 `POST /looker/scheduled-plans/{secret}` takes Looker's scheduled-plan payload. The secret is
 compared in constant time; a wrong one gets 404 and leaves no trace in any log (uvicorn's
-access log is off, and a filter masks the path segment should anything log it). A delivery is fsynced to disk
+access log is off, and a filter masks the path segment, and Dataverse's key in the query, should anything log
+them). A delivery is fsynced to disk
 before the 2xx; the `looker_scheduled_plan_deliveries` sensor turns it into a run.
 
 Answers: 202 stored, 200 already stored (a repeat), 400 malformed (nothing stored), 404 wrong
@@ -27,7 +28,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -51,21 +52,38 @@ _SECRET_IN_PATH = re.compile(r"(/looker/scheduled-plans/)[^/\s\"?]+")
 
 
 class _HideUrlSecrets(logging.Filter):
-    """Masks the URL secret in any server log line (access logs included, whoever turns them on)."""
+    """Masks the URL secrets in any server log line (access logs included, whoever turns them on): Looker's path
+    segment and the values of `query_parameters` (Dataverse's webhook key)."""
+
+    def __init__(self, query_parameters: Iterable[str] = ()):
+        super().__init__()
+        names = "|".join(re.escape(n) for n in query_parameters)
+        self._in_query = re.compile(rf"([?&](?:{names})=)[^&\s\"#]+") if names else None
+
+    def _masked(self, text: str) -> str:
+        text = _SECRET_IN_PATH.sub(r"\1<secret>", text)
+        return self._in_query.sub(r"\1<secret>", text) if self._in_query else text
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(_SECRET_IN_PATH.sub(r"\1<secret>", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(self._masked(a) if isinstance(a, str) else a for a in record.args)
         if isinstance(record.msg, str):
-            record.msg = _SECRET_IN_PATH.sub(r"\1<secret>", record.msg)
+            record.msg = self._masked(record.msg)
         return True
 
 
-def _hide_url_secrets_in_server_logs() -> None:
+def _hide_url_secrets_in_server_logs(cfg: ConnectorConfig) -> None:
+    """The filter for this configuration's secrets, in place of one an earlier app installed."""
+    from ..systems.dataverse.webhooks import key_parameter
+
+    dataverse = getattr(cfg, "dataverse", None)
+    webhook = dataverse.webhook if dataverse is not None and dataverse.enabled else None
+    parameter = key_parameter(webhook) if webhook is not None else None
     for name in ("uvicorn.access", "uvicorn.error", "uvicorn"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _HideUrlSecrets) for f in logger.filters):
-            logger.addFilter(_HideUrlSecrets())
+        for old in [f for f in logger.filters if isinstance(f, _HideUrlSecrets)]:
+            logger.removeFilter(old)
+        logger.addFilter(_HideUrlSecrets([parameter] if parameter else []))
 
 
 def looker_delivery_secret(cfg: ConnectorConfig) -> str:
@@ -88,7 +106,7 @@ def looker_delivery_secret(cfg: ConnectorConfig) -> str:
 
 def create_app(cfg: ConnectorConfig, *, clock: Callable[[], float] = time.time) -> Starlette:
     """The receiver. `clock` (seconds since the epoch) dates deliveries and drives the retention (tests move it)."""
-    _hide_url_secrets_in_server_logs()
+    _hide_url_secrets_in_server_logs(cfg)
     routes = [Route("/health", _health)]
     if cfg.looker is not None and cfg.looker.enabled and cfg.looker.delivery_secret is not None:
         routes.append(_looker_route(cfg, clock))

@@ -20,9 +20,9 @@ from ..core.errors import AuthenticationError, RequestFailedError
 from ..core.http import RETRYABLE_STATUSES, HttpPolicy, sign_in
 from ..core.redact import redact
 from ..core.settings import SecretRef, Strict
-from ..core.tls import ssl_context, untrusted_certificate
+from ..core.tls import ssl_context, tls_fix
 
-# What Entra's error codes mean for the person setting this up.
+# What Entra's error codes mean for the person setting this up (a system may say its own, see `for_section`).
 _FIXES = {
     "AADSTS7000215": "the client secret is wrong or expired: create a new secret in the app registration",
     "AADSTS7000222": "the client secret has expired: create a new one in the app registration",
@@ -96,10 +96,13 @@ class EntraTokenProvider:
         scope: str,
         what: str,
         policy: HttpPolicy,
+        fixes: Mapping[str, str] | None = None,
     ):
         """`what` names the config section (e.g. business_central.auth) in trust errors; `policy` is the system's
-        (its timeout, attempts and back-off serve its token requests too)."""
+        (its timeout, attempts and back-off serve its token requests too); `fixes` are the system's own advice for
+        Entra error codes, in place of the general one."""
         self.system = system
+        self._fixes = {**_FIXES, **(fixes or {})}
         self.scope = scope
         self._secret = client_secret
         self._lock = threading.Lock()
@@ -112,7 +115,9 @@ class EntraTokenProvider:
         self._app: msal.ConfidentialClientApplication | None = None
 
     @classmethod
-    def for_section(cls, section, *, system: str, client_secret: str, name: str) -> EntraTokenProvider:
+    def for_section(
+        cls, section, *, system: str, client_secret: str, name: str, fixes: Mapping[str, str] | None = None
+    ) -> EntraTokenProvider:
         """The token of a Microsoft system's config section `name` (its `auth`, `scope` and `http` policy)."""
         return cls(
             section.auth,
@@ -121,6 +126,7 @@ class EntraTokenProvider:
             scope=section.scope,
             what=f"{name}.auth",
             policy=section.http,
+            fixes=fixes,
         )
 
     def _application(self) -> msal.ConfidentialClientApplication:
@@ -152,15 +158,12 @@ class EntraTokenProvider:
                         f"AADSTS90002: Entra ID at {self._authority_host} has no tenant {self._tenant_id!r} (it "
                         "refused the tenant's OpenID configuration)",
                         code="AADSTS90002",
-                        fix=_FIXES["AADSTS90002"],
+                        fix=self._fixes["AADSTS90002"],
                     ) from None
-                fix = (
-                    (
-                        "the login host's TLS certificate is not trusted: set `auth.ca_bundle` to the CA that "
-                        "signed it (verification stays on)"
-                    )
-                    if untrusted_certificate(exc)
-                    else None
+                fix = tls_fix(
+                    exc,
+                    unknown_issuer="the login host's TLS certificate is not trusted: set `auth.ca_bundle` to the CA "
+                    "that signed it (verification stays on)",
                 )
                 raise AuthenticationError(
                     self.system,
@@ -216,7 +219,7 @@ class EntraTokenProvider:
         description = str(result.get("error_description") or result.get("error") or "unknown error")
         first_line = description.split(" Trace ID:")[0]
         codes = [f"AADSTS{c}" for c in result.get("error_codes") or []]
-        fix = next((_FIXES[c] for c in codes if c in _FIXES), None)
+        fix = next((self._fixes[c] for c in codes if c in self._fixes), None)
         message = f"Entra ID refused the token request for scope {self.scope}: {first_line}"
         return redact(message, [self._secret]), fix
 

@@ -32,7 +32,7 @@ class FlowContext:
 class SystemSpec:
     key: str  # connector.yaml section, Dagster resource key, asset group and concurrency pool
     title: str  # as users name it, e.g. "Business Central"
-    config_model: type[BaseModel]  # the section; must have `enabled: bool`
+    config_model: type[BaseModel]  # the section; must have `enabled: bool` and `http: HttpPolicy` (ping bounds it)
     # The section's assets, jobs, schedules, sensors and checks, with its resource under `key`.
     definitions: Callable[[Any, FlowContext], dg.Definitions]
     ping: Callable[[Any, Path], PingResult]  # one cheap authenticated read

@@ -38,6 +38,12 @@ _NULLABLE = {
 }
 
 
+class WarehouseLocked(ConnectorError):
+    """Another process held the DuckDB file's lock for longer than this one waits."""
+
+    fix = "close the other DuckDB session on the file (a DuckDB CLI, a notebook), or wait for the step writing it"
+
+
 def _is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
@@ -67,9 +73,9 @@ class DuckDBWarehouse(SqlWarehouse):
         try:
             con = opener(duckdb.connect, str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
-            raise ConnectorError(
-                f"warehouse {self.path} stayed locked by another process for {self.lock_timeout_seconds:g}s "
-                f"(close other DuckDB sessions on it): {exc}"
+            raise WarehouseLocked(
+                f"warehouse file {self.path} locked by another process ({exc}); waited "
+                f"{self.lock_timeout_seconds:g}s: {WarehouseLocked.fix}"
             ) from None
         try:
             con.execute("SET TimeZone = 'UTC'")

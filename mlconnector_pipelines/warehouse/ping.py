@@ -6,32 +6,43 @@ from ..core.ping import CONFIG_FIX, PingResult, known_fix, run_check
 from .resource import WarehouseResource
 
 SYSTEM = "Warehouse"
+# A DuckDB file another process holds (a DuckDB CLI or notebook left open, a step writing) is that row's answer: a
+# step waits minutes for the lock, a person waiting for the ping does not.
+LOCK_WAIT_SECONDS = 3.0
 
 
 class _Opened:
     """run_check closes what it connects; a Warehouse opens a connection per call and holds none."""
 
     def __init__(self, resource: WarehouseResource):
-        self.warehouse = resource.open()
+        self.warehouse = resource.open(lock_wait_seconds=LOCK_WAIT_SECONDS)
 
     def close(self) -> None:
         pass
 
 
-def ping(cfg) -> PingResult:
+def title(cfg) -> str:
+    """The warehouse's row in the ping table."""
+    return f"{SYSTEM} ({cfg.warehouse.backend})"
+
+
+def where(cfg) -> str:
+    """Where the warehouse is, as ping shows it."""
     w = cfg.warehouse
-    where = {
+    return {
         "duckdb": str(cfg.duckdb_path),
         "snowflake": w.snowflake and f"{w.snowflake.account}/{w.snowflake.database}.{w.snowflake.schema_name}",
         "bigquery": w.bigquery and f"{w.bigquery.project}.{w.bigquery.dataset}",
     }[w.backend]
 
+
+def ping(cfg) -> PingResult:
     def read(opened: _Opened) -> str:
-        return f"{w.backend}: queries run"
+        return f"{cfg.warehouse.backend}: queries run"
 
     return run_check(
-        f"{SYSTEM} ({w.backend})",
-        where,
+        title(cfg),
+        where(cfg),
         connect=lambda: _Opened(WarehouseResource.from_config(cfg)),
         authenticate=lambda opened: opened.warehouse.query("SELECT 1"),
         read=read,

@@ -31,17 +31,20 @@ class WarehouseResource(dg.ConfigurableResource):
     def duckdb_path(self) -> Path:
         return self.section.duckdb_path or Path(self.data_dir) / "warehouse.duckdb"
 
-    def open(self) -> Warehouse:
-        warehouse = self._backend()
+    def open(self, *, lock_wait_seconds: float | None = None) -> Warehouse:
+        """The configured warehouse. `lock_wait_seconds`: how long a DuckDB file locked by another process is waited
+        for (by default a step's wait, long enough for another step's swap)."""
+        warehouse = self._backend(lock_wait_seconds)
         warehouse.staging_root = Path(self.data_dir) / "staging"
         return warehouse
 
-    def _backend(self):
+    def _backend(self, lock_wait_seconds: float | None):
         cfg = self.section
         if cfg.backend == "duckdb":
             from .duckdb_backend import DuckDBWarehouse
 
-            return DuckDBWarehouse(self.duckdb_path, memory_limit=cfg.duckdb_memory_limit)
+            waits = {} if lock_wait_seconds is None else {"lock_timeout_seconds": lock_wait_seconds}
+            return DuckDBWarehouse(self.duckdb_path, memory_limit=cfg.duckdb_memory_limit, **waits)
         if cfg.backend == "snowflake":
             from .snowflake_backend import SnowflakeWarehouse
 

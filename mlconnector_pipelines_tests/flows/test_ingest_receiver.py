@@ -336,3 +336,37 @@ def test_a_delivery_secret_that_cannot_be_one_url_segment_is_refused_at_start(en
     looker = cfg.looker.model_copy(update={"delivery_secret": SecretRef(env="MLC_TEST_DELIVERY_SECRET")})
     with pytest.raises(ConfigError, match="one segment of the URL"):
         looker_delivery_secret(cfg.model_copy(update={"looker": looker}))
+
+
+@pytest.mark.parametrize(
+    "webhook, url",
+    [
+        ({"type": "webhook_key"}, "/dataverse/webhooks?code=DataverseKey0123456"),
+        ({"type": "http_query_string", "name": "sig"}, "/dataverse/webhooks?x=1&sig=DataverseKey0123456"),
+    ],
+    ids=["webhook-key", "query-string"],
+)
+def test_server_logs_mask_the_dataverse_webhook_key_in_the_query(tmp_path, webhook, url):
+    """The receiver's log filter masked Looker's URL secret only: Dataverse's key arrives in the query (`?code=` for
+    a WebhookKey, the configured name for HttpQueryString) and stood in any access log line, whoever turns it on."""
+    import logging
+
+    from mlconnector_pipelines.config import parse_config, sandbox_profile
+
+    raw = sandbox_profile(tmp_path / "sandbox", "https://127.0.0.1:1")
+    raw["data_dir"] = str(tmp_path)
+    raw["dataverse"]["webhook"] = {**webhook, "key": {"env": "MLC_TEST_UNSET", "sandbox_default": "x" * 20}}
+    create_app(parse_config(raw))
+    access_log = logging.getLogger("uvicorn.access")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    access_log.addHandler(handler)
+    try:
+        for path in (url, "/looker/scheduled-plans/LookerSecret0123456"):
+            access_log.warning('%s - "%s %s HTTP/%s" %d', "1.2.3.4:5", "POST", path, "1.1", 202)  # uvicorn's shape
+    finally:
+        access_log.removeHandler(handler)
+    dataverse, looker = (r.getMessage() for r in records)
+    assert "DataverseKey0123456" not in dataverse and "=<secret>" in dataverse, dataverse
+    assert "LookerSecret0123456" not in looker

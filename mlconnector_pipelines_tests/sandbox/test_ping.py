@@ -1,16 +1,27 @@
 """`mlconnector ping` and the `ping` job against the sandbox, for success and each failure cause."""
 
+import http.server
+import socket
+import socketserver
+import ssl
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+
 import pytest
 import trustme
 import yaml
 from click.testing import CliRunner
 
 from mlconnector_pipelines.cli import main
+from mlconnector_pipelines.config import ConnectorConfig, parse_config, sandbox_profile
 from mlconnector_pipelines.core.credentials import CredentialStore
+from mlconnector_pipelines.core.tls import EXPIRED_FIX, NAME_MISMATCH_FIX, NOT_TLS_FIX
 from mlconnector_pipelines.definitions import build_definitions
 from mlconnector_pipelines.ping import run_pings
 
-from ..conftest import make_config
+from ..conftest import FAST_HTTP, make_config
 
 
 def ping_one(cfg):
@@ -64,10 +75,6 @@ def test_a_proxy_page_in_place_of_one_systems_answers_is_named_and_the_other_sys
 ):
     """A sign-in page answered 200 where Acumatica's JSON belongs: that system's check says what came back
     from which request, and Business Central's and Dataverse's checks still run and pass."""
-    from mlconnector_pipelines.config import parse_config, sandbox_profile
-
-    from ..conftest import FAST_HTTP
-
     raw = sandbox_profile(sandbox.data_dir, sandbox.url)
     raw.update(data_dir=str(tmp_path), sap_business_one=None, looker=None, finance_operations=None)
     raw["acumatica"]["http"] = dict(FAST_HTTP)
@@ -138,6 +145,7 @@ def test_cli_ping_exit_codes(sandbox, tmp_path, monkeypatch):
     ok = runner.invoke(main, ["ping", "--config", str(good)])
     assert ok.exit_code == 0, ok.output
     assert "Business Central" in ok.output and "Warehouse (duckdb)" in ok.output and "2 of 2 system(s) OK" in ok.output
+    assert ok.output.startswith(("Warehouse (duckdb): ok (", "Business Central: ok ("))  # each as it is in
     failed = runner.invoke(main, ["ping", "--config", str(bad)])
     assert failed.exit_code == 1
     assert "Environment 'prod' does not exist" in failed.output and "fix:" in failed.output
@@ -157,3 +165,227 @@ def test_ping_job_in_dagster(sandbox, tmp_path):
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "not reachable or not authorised: Business Central" in failure.step_failure_data.error.message
     assert "must match the environment name" in failure.step_failure_data.user_failure_data.metadata["results"].value
+
+
+# -- a ping answers soon, whatever the network does ------------------------------------------------------------
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers: a firewall or proxy that swallows requests."""
+
+    def __init__(self):
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                self.accepted.append(self.socket.accept()[0])
+            except OSError:  # closed
+                return
+
+    def close(self):
+        self.socket.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+def closed_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        return listening.getsockname()[1]
+
+
+def answered_within(seconds: float, ask, *, release=lambda: None):
+    """What `ask()` returned, failing the test when it had not returned after `seconds` (it may hang for minutes).
+    `release` then ends what held it up, so that a late answer ends before the interpreter does."""
+    answer = {}
+    asking = threading.Thread(target=lambda: answer.setdefault("value", ask()), daemon=True)
+    asking.start()
+    asking.join(seconds)
+    answered = "value" in answer
+    release()
+    asking.join(seconds)
+    assert answered, f"no answer after {seconds} s"
+    return answer["value"]
+
+
+def only(sandbox, tmp_path, system: str, **settings) -> ConnectorConfig:
+    """The sandbox profile with one ERP system, its settings overridden."""
+    raw = sandbox_profile(sandbox.data_dir, sandbox.url)
+    raw["data_dir"] = str(tmp_path)
+    for key in ("business_central", "sap_business_one", "looker", "finance_operations", "acumatica", "dataverse"):
+        if key != system:
+            raw[key] = None
+    raw[system] = {**raw[system], "http": dict(FAST_HTTP), **settings}
+    return parse_config(raw)
+
+
+def test_a_system_that_never_answers_is_named_at_the_deadline_while_the_others_answer(sandbox, tmp_path):
+    """A host that accepts the connection and stays silent kept the ping for attempts × timeout (16 minutes with
+    the production policy), checking one system after another and printing nothing before the end. Now the checks
+    run side by side, each row is handed on as it finishes, and at the deadline the silent one is named with the
+    network fix."""
+    silent = SilentServer()
+    raw = sandbox_profile(sandbox.data_dir, sandbox.url)
+    raw.update(data_dir=str(tmp_path), sap_business_one=None, looker=None, finance_operations=None, acumatica=None)
+    raw["business_central"]["api_base_url"] = f"https://127.0.0.1:{silent.port}"
+    raw["dataverse"]["http"] = dict(FAST_HTTP)
+    as_they_came = []
+    try:
+        results = answered_within(
+            30,
+            lambda: run_pings(parse_config(raw), deadline_seconds=3, on_result=as_they_came.append),
+            release=silent.close,
+        )
+    finally:
+        silent.close()
+    assert [r.system for r in results] == ["Warehouse (duckdb)", "Business Central", "Dynamics 365 Sales"]
+    warehouse, bc, dataverse = results
+    assert warehouse.ok and dataverse.ok, results
+    assert (bc.ok, bc.detail) == (False, "timed out: no answer within the ping's 3 s")
+    assert "host and port" in bc.fix and "firewall" in bc.fix
+    assert as_they_came[-1] is bc and set(map(id, as_they_came)) == set(map(id, results))
+
+
+def test_a_refused_port_is_the_answer_at_once_not_retried(sandbox, tmp_path):
+    """Nothing listens at the URL's port: one attempt, the refusal and the network fix (the production policy tried
+    again and again with back-off, 93 s with its defaults)."""
+    port = closed_port()
+    cfg = make_config(sandbox, tmp_path, api_base_url=f"https://127.0.0.1:{port}")
+    _, bc = answered_within(30, lambda: run_pings(cfg, deadline_seconds=20))
+    assert bc.system == "Business Central" and bc.auth_ok is True and bc.read_ok is False
+    assert "after 1 attempt:" in bc.detail and "Connection refused" in bc.detail, bc.detail
+    assert bc.fix.startswith("the host is not reachable") and "firewall" in bc.fix
+
+
+def test_the_ping_job_checks_with_the_pings_policy(sandbox, tmp_path):
+    """The Dagster job is the same ping: a refused port is its answer after one attempt."""
+    cfg = make_config(sandbox, tmp_path, api_base_url=f"https://127.0.0.1:{closed_port()}")
+    result = build_definitions(cfg).resolve_job_def("ping").execute_in_process(raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    table = failure.step_failure_data.user_failure_data.metadata["results"].value
+    assert "after 1 attempt:" in table and "the host is not reachable" in table
+
+
+def test_a_warehouse_file_another_process_holds_is_that_rows_answer(sandbox, tmp_path):
+    """A DuckDB session left open on the warehouse (the DuckDB CLI, a notebook) held the whole ping for the step's
+    lock wait, ten minutes, before any system was checked."""
+    cfg = make_config(sandbox, tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time\n"
+         f"con = duckdb.connect({str(cfg.duckdb_path)!r}); print('locked', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def release():
+        holder.kill()
+        holder.wait()
+
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        warehouse, bc = answered_within(30, lambda: run_pings(cfg), release=release)
+    finally:
+        release()
+    assert not warehouse.ok and "locked by another process" in warehouse.detail, warehouse.detail
+    assert f"PID {holder.pid}" in warehouse.detail
+    assert warehouse.fix.startswith("close the other DuckDB session on the file")
+    assert bc.ok
+
+
+# -- each failure's likely fix ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "system, setting, url",
+    [
+        ("finance_operations", "environment_url", "https://mlc-sandbox-typo.operations.dynamics.com"),
+        ("dataverse", "org_url", "https://mlc-sandbox-typo.crm.dynamics.com"),
+    ],
+)
+def test_a_resource_entra_does_not_know_is_blamed_on_the_url_that_names_it(sandbox, tmp_path, system, setting, url):
+    """F&O's and Dataverse's token scope is built from their URL and needs no API permission in Entra, so
+    AADSTS500011 (resource principal not found) means the URL is wrong; it was answered "add the application
+    permission and grant admin consent", which holds for Business Central only."""
+    _, result = run_pings(only(sandbox, tmp_path, system, **{setting: url}))
+    assert result.auth_ok is False and "AADSTS500011" in result.detail
+    assert f"check {system}.{setting}" in result.fix and "same tenant" in result.fix, result.fix
+    assert "consent" not in result.fix
+
+
+@pytest.mark.parametrize("mode", ["oauth", "legacy"])
+def test_an_acumatica_site_path_that_is_not_there_names_base_url(sandbox, tmp_path, mode):
+    """An on-premise site lives under its virtual directory (https://erp.example.com/AcumaticaERP): a base_url
+    without it, or mistyped, has its sign-in answered 404, which was told "retry later"."""
+    auth = {"mode": "legacy", "client_id": None, "client_secret": None} if mode == "legacy" else {}
+    raw_auth = {**sandbox_profile(sandbox.data_dir, sandbox.url)["acumatica"]["auth"], **auth}
+    cfg = only(sandbox, tmp_path, "acumatica", base_url=f"{sandbox.url}/AcumaticaERPX", auth=raw_auth)
+    _, result = run_pings(cfg)
+    assert result.auth_ok is False and "HTTP 404" in result.detail, result.detail
+    assert result.fix.startswith("no Acumatica site at this path: check acumatica.base_url"), result.fix
+
+
+class _PlainHttp(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_port_that_speaks_plain_http_is_named_not_retried_as_an_outage(sandbox, tmp_path):
+    """A https:// URL on a server's plain-HTTP port fails its handshake (WRONG_VERSION_NUMBER): that was retried
+    like a network fault and told "the host is not reachable"."""
+    server = socketserver.TCPServer(("127.0.0.1", 0), _PlainHttp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _, result = run_pings(
+            make_config(sandbox, tmp_path, api_base_url=f"https://127.0.0.1:{server.server_address[1]}")
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "after 1 attempt:" in result.detail, result.detail
+    assert result.fix == NOT_TLS_FIX
+
+
+@pytest.fixture(scope="module")
+def private_ca():
+    return trustme.CA()
+
+
+def _served_with(certificate, tmp_path) -> socketserver.TCPServer:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate.configure_cert(context)
+    server = socketserver.TCPServer(("127.0.0.1", 0), _PlainHttp)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(
+    "issued, fix",
+    [
+        (dict(identities=["erp.example.com"]), NAME_MISMATCH_FIX),
+        (dict(identities=["127.0.0.1"], not_after=datetime(2020, 1, 1, tzinfo=UTC)), EXPIRED_FIX),
+    ],
+    ids=["issued-to-another-name", "expired"],
+)
+def test_a_certificate_the_ca_bundle_cannot_fix_is_told_apart(sandbox, tmp_path, private_ca, issued, fix):
+    """Every failed verification was told "set ca_bundle to the CA that signed the server", also when the bundle is
+    right and the certificate names another host, or has expired."""
+    identities = issued.pop("identities")
+    server = _served_with(private_ca.issue_cert(*identities, **issued), tmp_path)
+    bundle = tmp_path / "ca.pem"
+    private_ca.cert_pem.write_to_path(str(bundle))
+    try:
+        cfg = make_config(
+            sandbox, tmp_path, api_base_url=f"https://127.0.0.1:{server.server_address[1]}", ca_bundle=str(bundle)
+        )
+        _, result = run_pings(cfg)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "CERTIFICATE_VERIFY_FAILED" in result.detail and result.fix == fix, result

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import socket
 import ssl
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -280,6 +281,19 @@ def test_ping_explains_sap_failures(sap, tmp_path, monkeypatch, overrides, auth_
     result = sap_ping(sap, tmp_path, **overrides)
     assert result.auth_ok is auth_ok and not result.ok
     assert fix in result.fix, result
+
+
+def test_ping_of_a_pinned_server_that_is_down_says_host_and_port_not_connector_yaml(sap, tmp_path, monkeypatch):
+    """With pinned_sha256, the certificate is fetched before anything else: a server down or a wrong port there was
+    a ConfigError, told "fix connector.yaml as the message says". It is the network's failure, and its fix."""
+    monkeypatch.setenv("SAP_PASSWORD_UNDER_TEST", "sandbox-b1-password")
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        port = listening.getsockname()[1]
+    result = sap_ping(
+        sap, tmp_path, base_url=f"https://127.0.0.1:{port}/b1s/v2", ca_bundle=None, pinned_sha256="AB" * 32
+    )
+    assert result.auth_ok is False and f"127.0.0.1:{port}" in result.detail and "refused" in result.detail
+    assert result.fix.startswith("check the host and port"), result.fix
 
 
 def test_ping_wrong_password_is_not_echoed(sap, tmp_path, monkeypatch):

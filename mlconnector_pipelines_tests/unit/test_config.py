@@ -132,3 +132,16 @@ def test_a_secret_reference_names_exactly_one_source():
         )
     cfg = parse_config({"profile": "sandbox", "business_central": {"auth": {"client_secret": {"credential": "b"}}}})
     assert cfg.business_central.auth.client_secret.env is None  # replaced whole, not merged with the default
+
+
+def test_a_secret_written_where_its_variable_name_goes_is_refused_without_echoing_it():
+    """`client_secret: {env: <the secret>}` was accepted; ping then printed the value ("environment variable … is
+    not set", "export …=") and the ping job stored it in run metadata. An Entra secret is never a variable name."""
+    secret = "Abc8Q~x1yZ.EXAMPLE_secret-value~42"
+    with pytest.raises(ConfigError) as error:
+        parse_config({"profile": "sandbox", "business_central": {"auth": {"client_secret": {"env": secret}}}})
+    message = str(error.value)
+    assert "business_central.auth.client_secret.env: Value error, is not an environment variable's name" in message
+    assert "{credential: NAME}" in message and secret not in message
+    cfg = parse_config({"profile": "sandbox", "business_central": {"auth": {"client_secret": {"env": "_BC_SECRET2"}}}})
+    assert cfg.business_central.auth.client_secret.env == "_BC_SECRET2"

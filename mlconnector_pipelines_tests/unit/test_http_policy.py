@@ -17,6 +17,7 @@ import pytest
 from mlconnector_pipelines.core.errors import AuthenticationError, OutcomeUnknown, RequestFailedError
 from mlconnector_pipelines.core.http import HttpPolicy, ThrottledClient
 from mlconnector_pipelines.core.odata import datetime_literal, half_open_window_filter, iterate_record_tables
+from mlconnector_pipelines.core.tls import NOT_TLS_FIX
 
 
 def scripted(*responses):
@@ -93,6 +94,30 @@ def test_connection_errors_and_timeouts_are_retried():
     c = client(transport, sleeps)
     assert c.get_json("/x") == {"value": [1]}
     assert c.stats.transport_errors == 2 and len(sleeps) == 2
+
+
+def test_a_policy_without_connection_retries_answers_a_failed_connection_at_once_and_still_retries_a_timeout():
+    """`mlconnector ping`'s policy: a refused connection (or a name that does not resolve) is the answer; a timeout,
+    which may pass, is tried again within its attempts."""
+    transport, seen = scripted(httpx.ConnectError("[Errno 111] Connection refused"), (200, {}))
+    with pytest.raises(RequestFailedError, match="after 1 attempt: ConnectError") as error:
+        client(transport, [], retry_connection_failures=False).get_json("/x")
+    assert len(seen) == 1 and error.value.unreachable
+    transport, seen = scripted(httpx.ReadTimeout("slow"), (200, {}))
+    assert client(transport, [], retry_connection_failures=False).get_json("/x") == {"value": [1]} and len(seen) == 2
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_port_that_does_not_speak_tls_fails_at_once_with_the_fix(method):
+    """A plain-HTTP port behind an https:// URL is configuration, not a passing fault: it was retried max_attempts
+    times with back-off and then told "host not reachable". Nothing of a POST left (no unknown outcome)."""
+    failure = httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
+    transport, seen = scripted(failure, (200, {}))
+    sleeps = []
+    with pytest.raises(RequestFailedError) as error:
+        client(transport, sleeps).request(method, "/x", json={"n": 1} if method == "POST" else None)
+    assert len(seen) == 1 and sleeps == [] and not isinstance(error.value, OutcomeUnknown)
+    assert error.value.fix == NOT_TLS_FIX
 
 
 def test_retries_run_out_with_a_clear_error():

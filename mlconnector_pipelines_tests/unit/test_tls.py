@@ -67,7 +67,9 @@ def test_a_pinned_certificate_is_the_servers_identity_whoever_signed_it_and_what
     try:
         port = server.server_address[1]
         pin = hashlib.sha256(ssl.PEM_cert_to_DER_cert(certs.server_cert_pem.read_text())).hexdigest()
-        context = pinned_ssl_context("127.0.0.1", port, pin, what="sap_business_one")
+        context = pinned_ssl_context(
+            "127.0.0.1", port, pin, what="sap_business_one", system="SAP Business One", timeout_seconds=30
+        )
         with httpx.Client(verify=context) as client:
             assert client.get(f"https://127.0.0.1:{port}/").text == "ok"
             assert client.get(f"https://127.0.0.1:{port}/", extensions={"sni_hostname": "b1server"}).text == "ok"

@@ -134,7 +134,7 @@ class OAuthTokens:
             SYSTEM,
             f"the token endpoint refused the {form['grant_type'].replace('_', ' ')} grant: {text}",
             status=response.status_code,
-            fix=_fix(text),
+            fix=_fix(response.status_code, text),
         )
 
     def close(self) -> None:
@@ -201,7 +201,9 @@ class CookieSession:
             raise AuthenticationError(SYSTEM, f"could not reach the login: {type(exc).__name__}: {exc}") from None
         if response.status_code not in (200, 204):
             text = redact(_error_text(response), self._secrets)
-            raise AuthenticationError(SYSTEM, f"login refused: {text}", status=response.status_code, fix=_fix(text))
+            raise AuthenticationError(
+                SYSTEM, f"login refused: {text}", status=response.status_code, fix=_fix(response.status_code, text)
+            )
         self._cookies = "; ".join(f"{name}={value}" for name, value in response.cookies.items())
         self.logins += 1
 
@@ -217,7 +219,13 @@ class CookieSession:
             pass  # the session closes after ten idle minutes
 
 
-def _fix(text: str) -> str | None:
+def _fix(status: int, text: str) -> str | None:
+    """What a refused sign-in (its status and error text) most likely needs."""
+    if status == 404:  # the sign-in endpoint itself is not there: the site's path, not a passing fault
+        return (
+            "no Acumatica site at this path: check acumatica.base_url including the site's virtual directory "
+            "(e.g. https://erp.example.com/AcumaticaERP)"
+        )
     lowered = text.lower()
     if "login limit" in lowered:
         return LOGIN_LIMIT_FIX

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
 from ...core.ping import CONFIG_FIX, PingResult, known_fix, run_check
-from ...core.tls import untrusted_certificate
+from ...core.tls import tls_fix
 from .auth import SYSTEM
 from .config import AcumaticaConfig
 from .resource import AcumaticaResource
@@ -33,8 +33,12 @@ def ping(cfg: AcumaticaConfig, data_dir: Path) -> PingResult:
 
 
 def likely_fix(exc: Exception) -> str:
-    if untrusted_certificate(exc):
-        return "TLS not trusted: set acumatica.ca_bundle to the CA that signed the site's certificate"
+    tls = tls_fix(
+        exc,
+        unknown_issuer="TLS not trusted: set acumatica.ca_bundle to the CA that signed the site's certificate",
+    )
+    if tls:
+        return tls
     fix = known_fix(exc)
     if fix:
         return fix

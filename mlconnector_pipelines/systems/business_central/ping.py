@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
 from ...core.ping import CONFIG_FIX, PingResult, known_fix, run_check
-from ...core.tls import untrusted_certificate
+from ...core.tls import tls_fix
 from .client import SYSTEM
 from .config import BusinessCentralConfig
 from .resource import BusinessCentralResource
@@ -55,8 +55,13 @@ def ping(cfg: BusinessCentralConfig, data_dir: Path) -> PingResult:
 
 def likely_fix(exc: Exception) -> str:
     text = str(exc)
-    if untrusted_certificate(exc):
-        return "TLS not trusted: set business_central.ca_bundle (or auth.ca_bundle) to the CA that signed the server"
+    tls = tls_fix(
+        exc,
+        unknown_issuer="TLS not trusted: set business_central.ca_bundle (or auth.ca_bundle) to the CA that signed the "
+        "server",
+    )
+    if tls:
+        return tls
     fix = known_fix(exc)
     if fix:
         return fix

@@ -25,6 +25,12 @@ from ..entra import EntraTokenProvider
 from .config import DataverseConfig
 
 SYSTEM = "Dynamics 365 Sales"
+# The token's scope is the organisation URL (config.scope), and Dataverse needs no API permission in Entra: a
+# resource Entra does not know is a mistyped URL.
+ENTRA_FIXES = {
+    "AADSTS500011": "no Dataverse organisation at that address in this tenant: check dataverse.org_url (exactly the "
+    "organisation's URL, e.g. https://contoso.crm.dynamics.com, lower case, in the same tenant as the app)"
+}
 _JSON = "application/json"
 
 # Dataverse's "version stamp expired: perform a full sync" (ExpiredVersionStamp), in either spelling.
@@ -72,7 +78,9 @@ class Changes:
 class DataverseClient:
     def __init__(self, cfg: DataverseConfig, *, client_secret: str):
         self.cfg = cfg
-        self.tokens = EntraTokenProvider.for_section(cfg, system=SYSTEM, client_secret=client_secret, name="dataverse")
+        self.tokens = EntraTokenProvider.for_section(
+            cfg, system=SYSTEM, client_secret=client_secret, name="dataverse", fixes=ENTRA_FIXES
+        )
         self.http = ThrottledClient(
             SYSTEM,
             base_url=cfg.api_url,

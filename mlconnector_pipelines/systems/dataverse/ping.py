@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
 from ...core.ping import CONFIG_FIX, PingResult, known_fix, run_check
-from ...core.tls import untrusted_certificate
+from ...core.tls import tls_fix
 from .client import SYSTEM
 from .config import DataverseConfig
 from .resource import DataverseResource
@@ -59,8 +59,12 @@ def ping(cfg: DataverseConfig, data_dir: Path) -> PingResult:
 
 
 def likely_fix(exc: Exception) -> str:
-    if untrusted_certificate(exc):
-        return "TLS not trusted: set dataverse.ca_bundle (or auth.ca_bundle) to the CA that signed the server"
+    tls = tls_fix(
+        exc,
+        unknown_issuer="TLS not trusted: set dataverse.ca_bundle (or auth.ca_bundle) to the CA that signed the server",
+    )
+    if tls:
+        return tls
     fix = known_fix(exc)
     if fix:
         return fix

@@ -31,12 +31,21 @@ class WebhookRejected(Exception):
         super().__init__(reason)
 
 
+def key_parameter(auth: WebhookAuth) -> str | None:
+    """The query parameter that carries the key (webhook_key appends ?code=…; http_query_string the configured
+    pair); None when a header carries it."""
+    if auth.type == "http_header":
+        return None
+    return "code" if auth.type == "webhook_key" else auth.name
+
+
 def authenticated(auth: WebhookAuth, secret: str, headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
     """Whether the call carries the service endpoint's key (compared in constant time)."""
-    if auth.type == "http_header":
+    parameter = key_parameter(auth)
+    if parameter is None:
         given = headers.get(auth.name.lower()) or headers.get(auth.name) or ""
-    else:  # webhook_key appends ?code=…; http_query_string the configured pair
-        given = query.get("code" if auth.type == "webhook_key" else auth.name) or ""
+    else:
+        given = query.get(parameter) or ""
     return hmac.compare_digest(given.encode(), secret.encode())
 
 

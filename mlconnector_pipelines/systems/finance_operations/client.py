@@ -33,6 +33,12 @@ from ..entra import EntraTokenProvider
 from .config import FinanceOperationsConfig
 
 SYSTEM = "Finance and Operations"
+# The token's scope is the environment URL (config.scope), and F&O needs no API permission in Entra: a resource
+# Entra does not know is a mistyped URL.
+ENTRA_FIXES = {
+    "AADSTS500011": "no F&O environment at that address in this tenant: check finance_operations.environment_url "
+    "(exactly the environment's URL, lower case, in the same tenant as the app)"
+}
 _JSON = "application/json"
 
 
@@ -84,7 +90,7 @@ class FinanceOperationsClient:
     def __init__(self, cfg: FinanceOperationsConfig, *, client_secret: str):
         self.cfg = cfg
         self.tokens = EntraTokenProvider.for_section(
-            cfg, system=SYSTEM, client_secret=client_secret, name="finance_operations"
+            cfg, system=SYSTEM, client_secret=client_secret, name="finance_operations", fixes=ENTRA_FIXES
         )
         self.http = ThrottledClient(
             SYSTEM,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
 from ...core.ping import CONFIG_FIX, PingResult, known_fix, run_check
-from ...core.tls import untrusted_certificate
+from ...core.tls import tls_fix
 from .client import SYSTEM, literal
 from .config import FinanceOperationsConfig
 from .resource import FinanceOperationsResource
@@ -60,8 +60,13 @@ def ping(cfg: FinanceOperationsConfig, data_dir: Path) -> PingResult:
 
 def likely_fix(exc: Exception) -> str:
     text = str(exc)
-    if untrusted_certificate(exc):
-        return "TLS not trusted: set finance_operations.ca_bundle (or auth.ca_bundle) to the CA that signed the server"
+    tls = tls_fix(
+        exc,
+        unknown_issuer="TLS not trusted: set finance_operations.ca_bundle (or auth.ca_bundle) to the CA that signed "
+        "the server",
+    )
+    if tls:
+        return tls
     fix = known_fix(exc)
     if fix:
         return fix

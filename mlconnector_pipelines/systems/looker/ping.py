@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
 from ...core.ping import CONFIG_FIX, PingResult, known_fix, run_check
-from ...core.tls import untrusted_certificate
+from ...core.tls import tls_fix
 from .config import LookerConfig
 from .resource import LookerResource
 from .session import SYSTEM
@@ -53,8 +53,12 @@ def ping(cfg: LookerConfig, data_dir: Path) -> PingResult:
 
 
 def likely_fix(exc: Exception) -> str:
-    if untrusted_certificate(exc):
-        return "TLS not trusted: set looker.ca_bundle to the CA that signed the Looker host's certificate"
+    tls = tls_fix(
+        exc,
+        unknown_issuer="TLS not trusted: set looker.ca_bundle to the CA that signed the Looker host's certificate",
+    )
+    if tls:
+        return tls
     fix = known_fix(exc)
     if fix:
         return fix

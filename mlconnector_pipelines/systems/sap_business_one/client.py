@@ -46,7 +46,14 @@ class ServiceLayerClient:
                 f"sap_business_one.base_url: expected https://<host>:<port>/b1s/v1 or /b1s/v2, got {cfg.base_url!r}"
             )
         if cfg.pinned_sha256:
-            verify = pinned_ssl_context(parts.hostname, parts.port or 443, cfg.pinned_sha256, what="sap_business_one")
+            verify = pinned_ssl_context(
+                parts.hostname,
+                parts.port or 443,
+                cfg.pinned_sha256,
+                what="sap_business_one",
+                system=SYSTEM,
+                timeout_seconds=cfg.http.timeout_seconds,
+            )
         else:
             verify = ssl_context(cfg.ca_bundle, what="sap_business_one")
         self.page_size = cfg.page_size

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ...core.errors import AuthenticationError, ConfigError, RequestFailedError
 from ...core.ping import CONFIG_FIX, PingResult, known_fix, run_check
-from ...core.tls import untrusted_certificate
+from ...core.tls import tls_fix
 from .config import SapBusinessOneConfig
 from .resource import SapBusinessOneResource, SapBusinessOneSession
 from .session import SYSTEM
@@ -69,11 +69,13 @@ def _sets_without_update_date(client, cfg: SapBusinessOneConfig) -> list[str]:
 
 
 def likely_fix(exc: Exception) -> str:
-    if untrusted_certificate(exc):
-        return (
-            "TLS not trusted: set sap_business_one.ca_bundle to the server's certificate (self-signed servers) "
-            "or sap_business_one.pinned_sha256 to its fingerprint"
-        )
+    tls = tls_fix(
+        exc,
+        unknown_issuer="TLS not trusted: set sap_business_one.ca_bundle to the server's certificate (self-signed "
+        "servers) or sap_business_one.pinned_sha256 to its fingerprint",
+    )
+    if tls:
+        return tls
     if isinstance(exc, ConfigError) and "UpdateDate" in str(exc):
         return "remove the sets named from sap_business_one.entities (SAP keeps no UpdateDate for them)"
     if isinstance(exc, ConfigError) and "pinned" in str(exc):
