@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
@@ -40,7 +41,6 @@ def settled_window_schedule(
     job, cfg: PartitionConfig, partitions: dg.TimeWindowPartitionsDefinition, name: str
 ) -> dg.ScheduleDefinition:
     """Runs `settle_lag_minutes` after each window closes and loads that window."""
-    lag = timedelta(minutes=cfg.settle_lag_minutes)
     minute, hour = cfg.settle_lag_minutes % 60, (cfg.settle_lag_minutes // 60) % 24
     days = cfg.settle_lag_minutes // (24 * 60)  # a lag of a whole day: the tick moves a day on, not to 00:00
     cron = _CRON[cfg.cadence].format(m=minute, h=hour, w=1 + days, d=1 + days)
@@ -54,11 +54,32 @@ def settled_window_schedule(
         "(late-committed rows settle first).",
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
-        # In UTC: wall-clock arithmetic in the schedule's zone picks the wrong window across a DST change (an
-        # open one, or one asked for twice while its neighbour is never loaded).
-        closed_at = context.scheduled_execution_time.astimezone(UTC) - lag - timedelta(microseconds=1)
-        key = partitions.get_partition_key_for_timestamp(closed_at.timestamp())
-        # The window containing `closed_at` is the one that has just closed and settled.
+        key = _settled_window_key(partitions, cfg, context.scheduled_execution_time)
+        if key is None:
+            return dg.SkipReason(f"no window has closed and settled yet (the first starts {partitions.start})")
         return dg.RunRequest(run_key=key, partition_key=key)
 
     return _schedule
+
+
+def _settled_window_key(
+    partitions: dg.TimeWindowPartitionsDefinition, cfg: PartitionConfig, moment: datetime
+) -> str | None:
+    """The newest window that had closed `settle_lag_minutes` before `moment` (None before the first one had)."""
+    lag = timedelta(minutes=cfg.settle_lag_minutes)
+    if cfg.cadence == "hourly":
+        # An hour's window and its lag are elapsed time: on the wall clock, the two ticks in the hour repeated in
+        # autumn would ask for one window twice and never for the one between.
+        settled_by = moment.astimezone(UTC) - lag
+    else:
+        # A day (week, month) ends at midnight on the zone's clock and its tick is a time of day there: the lag is
+        # counted on that clock. Counted in elapsed time, a 25-hour day's tick asked for the day still open and the
+        # day before was never loaded.
+        zone = ZoneInfo(cfg.timezone)
+        settled_by = (moment.astimezone(zone).replace(tzinfo=None) - lag).replace(tzinfo=zone)
+    still_open = partitions.time_window_for_partition_key(
+        partitions.get_partition_key_for_timestamp(settled_by.timestamp())
+    )
+    if still_open.start <= partitions.start:
+        return None
+    return partitions.get_partition_key_for_timestamp(still_open.start.timestamp(), end_closed=True)
