@@ -10,6 +10,12 @@ import dagster as dg
 from ..core.settings import PartitionConfig
 from ..core.windows import TimeWindow
 
+# A schedule that fell behind (the daemon down, the schedule switched off) asks for the windows it missed, oldest
+# first, at most this many a tick; the rest follow on the next ticks. A schedule's first tick asks for one window.
+CATCH_UP_WINDOWS = 24
+SCHEDULE_NAME_TAG = "dagster/schedule_name"  # Dagster's tags on a scheduled run
+PARTITION_TAG = "dagster/partition"
+
 # `d`: the days of the lag, past the window's first day (a week's Monday, a month's 1st)
 _CRON = {"hourly": "{m} * * * *", "daily": "{m} {h} * * *", "weekly": "{m} {h} * * {w}", "monthly": "{m} {h} {d} * *"}
 
@@ -40,7 +46,7 @@ def partition_windows(context: dg.AssetExecutionContext) -> dict[str, TimeWindow
 def settled_window_schedule(
     job, cfg: PartitionConfig, partitions: dg.TimeWindowPartitionsDefinition, name: str
 ) -> dg.ScheduleDefinition:
-    """Runs `settle_lag_minutes` after each window closes and loads that window."""
+    """Runs `settle_lag_minutes` after each window closes and loads every settled window not asked for yet."""
     minute, hour = cfg.settle_lag_minutes % 60, (cfg.settle_lag_minutes // 60) % 24
     days = cfg.settle_lag_minutes // (24 * 60)  # a lag of a whole day: the tick moves a day on, not to 00:00
     cron = _CRON[cfg.cadence].format(m=minute, h=hour, w=1 + days, d=1 + days)
@@ -51,13 +57,17 @@ def settled_window_schedule(
         job=job,
         execution_timezone=cfg.timezone,
         description=f"Loads each {cfg.cadence} window {cfg.settle_lag_minutes} min after it closes "
-        "(late-committed rows settle first).",
+        "(late-committed rows settle first), and any it missed (the daemon down, the schedule off), "
+        f"up to {CATCH_UP_WINDOWS} a tick.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
-        key = _settled_window_key(partitions, cfg, context.scheduled_execution_time)
-        if key is None:
+        settled = _settled_window_key(partitions, cfg, context.scheduled_execution_time)
+        if settled is None:
             return dg.SkipReason(f"no window has closed and settled yet (the first starts {partitions.start})")
-        return dg.RunRequest(run_key=key, partition_key=key)
+        due = _windows_not_asked_for(context, partitions, name, settled)
+        if not due:
+            return dg.SkipReason(f"every window up to {settled} was asked for already")
+        return [dg.RunRequest(run_key=key, partition_key=key) for key in due]
 
     return _schedule
 
@@ -83,3 +93,26 @@ def _settled_window_key(
     if still_open.start <= partitions.start:
         return None
     return partitions.get_partition_key_for_timestamp(still_open.start.timestamp(), end_closed=True)
+
+
+def _windows_not_asked_for(
+    context: dg.ScheduleEvaluationContext, partitions: dg.TimeWindowPartitionsDefinition, name: str, settled: str
+) -> list[str]:
+    """The settled windows after the newest one this schedule asked for, oldest first, at most CATCH_UP_WINDOWS;
+    only `settled` when it never asked for one (history is a backfill's)."""
+    runs = context.instance.get_runs(filters=dg.RunsFilter(tags={SCHEDULE_NAME_TAG: name}), limit=CATCH_UP_WINDOWS)
+    asked = [run.tags.get(PARTITION_TAG) for run in runs]
+    asked = [key for key in asked if key and partitions.has_partition_key(key)]  # keys of other partitions: none
+    if not asked:
+        return [settled]
+    newest = max(asked, key=lambda key: partitions.time_window_for_partition_key(key).start)
+    if not partitions.less_than(newest, settled):
+        return []
+    following = partitions.get_next_partition_key(newest)
+    due = list(partitions.get_partition_keys_in_range(dg.PartitionKeyRange(following, settled)))
+    if len(due) > CATCH_UP_WINDOWS:
+        context.log.warning(
+            f"{len(due)} settled windows were not loaded ({due[0]} to {due[-1]}): asking for the oldest "
+            f"{CATCH_UP_WINDOWS} now, the rest on the next ticks (a backfill loads them at once)"
+        )
+    return due[:CATCH_UP_WINDOWS]
