@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -44,12 +45,20 @@ def partition_windows(context: dg.AssetExecutionContext) -> dict[str, TimeWindow
 
 
 def settled_window_schedule(
-    job, cfg: PartitionConfig, partitions: dg.TimeWindowPartitionsDefinition, name: str
+    job,
+    cfg: PartitionConfig,
+    partitions: dg.TimeWindowPartitionsDefinition,
+    name: str,
+    upstream: Sequence[dg.AssetKey] = (),
 ) -> dg.ScheduleDefinition:
-    """Runs `settle_lag_minutes` after each window closes and loads every settled window not asked for yet."""
+    """Runs `settle_lag_minutes` after each window closes and loads every settled window not asked for yet.
+
+    With `upstream`, a window is asked for only once each upstream asset has loaded the window's end, and the
+    schedule ticks every hour (at the lag's minute) to ask for it soon after they have."""
     minute, hour = cfg.settle_lag_minutes % 60, (cfg.settle_lag_minutes // 60) % 24
     days = cfg.settle_lag_minutes // (24 * 60)  # a lag of a whole day: the tick moves a day on, not to 00:00
-    cron = _CRON[cfg.cadence].format(m=minute, h=hour, w=1 + days, d=1 + days)
+    cron = _CRON["hourly" if upstream else cfg.cadence].format(m=minute, h=hour, w=1 + days, d=1 + days)
+    waits = f" once {', '.join(k.to_user_string() for k in upstream)} loaded its end" if upstream else ""
 
     @dg.schedule(
         name=name,
@@ -57,7 +66,7 @@ def settled_window_schedule(
         job=job,
         execution_timezone=cfg.timezone,
         description=f"Loads each {cfg.cadence} window {cfg.settle_lag_minutes} min after it closes "
-        "(late-committed rows settle first), and any it missed (the daemon down, the schedule off), "
+        f"(late-committed rows settle first){waits}, and any it missed (the daemon down, the schedule off), "
         f"up to {CATCH_UP_WINDOWS} a tick.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
@@ -65,9 +74,15 @@ def settled_window_schedule(
         if settled is None:
             return dg.SkipReason(f"no window has closed and settled yet (the first starts {partitions.start})")
         due = _windows_not_asked_for(context, partitions, name, settled)
-        if not due:
-            return dg.SkipReason(f"every window up to {settled} was asked for already")
-        return [dg.RunRequest(run_key=key, partition_key=key) for key in due]
+        requests = []
+        for key in due:
+            waiting = _upstream_without(context, upstream, partitions.time_window_for_partition_key(key))
+            if waiting:  # later windows wait too: asked for in order, none is passed over
+                if not requests:
+                    return dg.SkipReason(f"window {key} waits for {'; '.join(waiting)}")
+                break
+            requests.append(dg.RunRequest(run_key=key, partition_key=key))
+        return requests or dg.SkipReason(f"every window up to {settled} was asked for already")
 
     return _schedule
 
@@ -116,3 +131,38 @@ def _windows_not_asked_for(
             f"{CATCH_UP_WINDOWS} now, the rest on the next ticks (a backfill loads them at once)"
         )
     return due[:CATCH_UP_WINDOWS]
+
+
+def _upstream_without(
+    context: dg.ScheduleEvaluationContext, upstream: Sequence[dg.AssetKey], window: dg.TimeWindow
+) -> list[str]:
+    """The upstream assets that have not loaded the window's end yet, each with what it lacks.
+
+    A time-partitioned one needs the partition holding the window's last moment materialized after that partition
+    closed: one re-read while still open (a change notification's run) lacks the rest of it. Any other needs a
+    materialization after the window closed."""
+    waiting = []
+    for key in upstream:
+        own, partition, closed = _time_partitions_of(context, key), None, window.end
+        if own is not None:
+            last = own.get_partition_key_for_timestamp(window.end.timestamp(), end_closed=True)
+            if not own.has_partition_key(last):
+                continue  # before the upstream's first window: nothing of it to wait for
+            partition, closed = last, own.time_window_for_partition_key(last).end
+        found = dg.AssetRecordsFilter(
+            asset_key=key,
+            asset_partitions=[partition] if partition else None,
+            after_timestamp=closed.timestamp(),
+        )
+        if not context.instance.fetch_materializations(found, limit=1).records:
+            what = f" partition {partition}" if partition else ""
+            waiting.append(f"{key.to_user_string()}{what} to be loaded after {closed.isoformat()}")
+    return waiting
+
+
+def _time_partitions_of(
+    context: dg.ScheduleEvaluationContext, key: dg.AssetKey
+) -> dg.TimeWindowPartitionsDefinition | None:
+    graph = context.repository_def.asset_graph
+    partitions = graph.get(key).partitions_def if graph.has(key) else None
+    return partitions if isinstance(partitions, dg.TimeWindowPartitionsDefinition) else None
