@@ -207,11 +207,12 @@ def _notifications_sensor(
     reconcile_job,
 ) -> dg.SensorDefinition:
     partitions = partitions_def(partitions_cfg)
-    first_window = datetime.combine(partitions_cfg.start, datetime.min.time(), UTC)
 
     def keys_of(moment: datetime) -> list[str]:
-        if moment < first_window:
-            moment = first_window
+        # Before the first window (`start` in the partitions' zone, not UTC: west of UTC its midnight comes later)
+        # there is no window to name: the first one is read.
+        if moment < partitions.start:
+            moment = partitions.start
         newest = partitions.get_last_partition_window()  # the window still open
         if newest is not None and moment >= newest.end:
             # Stamped by a BC clock ahead of ours: its window does not exist yet (the tick failed on it, and on

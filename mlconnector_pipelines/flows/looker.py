@@ -54,6 +54,10 @@ def asset_key(query: LookerQueryConfig) -> dg.AssetKey:
     return dg.AssetKey([GROUP, query.name])
 
 
+def upstream_keys(query: LookerQueryConfig) -> list[dg.AssetKey]:
+    return [dg.AssetKey.from_user_string(u) for u in query.upstream]
+
+
 def table_name(query: LookerQueryConfig) -> str:
     return f"looker_{query.name}"
 
@@ -183,7 +187,7 @@ def _looker_asset(query: LookerQueryConfig, warehouse_kind: str, open_store: Cal
         group_name=GROUP,
         kinds={"looker", warehouse_kind},
         partitions_def=partitions,
-        deps=[dg.AssetKey.from_user_string(u) for u in query.upstream],
+        deps=upstream_keys(query),
         pool=GROUP,
         check_specs=checks,
         io_manager_key="warehouse_io",
@@ -409,7 +413,11 @@ def build_looker(cfg: LookerConfig, warehouse_kind: str, data_dir, ingest=None) 
         if query.partition is not None:
             schedules.append(
                 settled_window_schedule(
-                    job, query.partition, asset.partitions_def, name=f"looker_{query.name}_schedule"
+                    job,
+                    query.partition,
+                    asset.partitions_def,
+                    name=f"looker_{query.name}_schedule",
+                    upstream=upstream_keys(query),
                 )
             )
     delivered = {q.name: q for q in cfg.queries if q.scheduled_plan_id}

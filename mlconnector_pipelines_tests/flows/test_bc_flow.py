@@ -592,10 +592,13 @@ def test_schedule_loads_the_window_that_just_settled(sandbox, tmp_path):
     defs = build_definitions(make_config(sandbox, tmp_path))
     schedule = defs.resolve_schedule_def(f"{JOB}_schedule")
     assert schedule.cron_schedule == "30 0 * * *"
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 3, 5, 0, 30, tzinfo=UTC), repository_def=defs.get_repository_def()
-    )
-    requests = schedule.evaluate_tick(context).run_requests
+    with dg.instance_for_test() as instance:  # the schedule asked for no window before: none to catch up
+        context = dg.build_schedule_context(
+            instance,
+            scheduled_execution_time=datetime(2026, 3, 5, 0, 30, tzinfo=UTC),
+            repository_def=defs.get_repository_def(),
+        )
+        requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2026-03-04"]
 
 

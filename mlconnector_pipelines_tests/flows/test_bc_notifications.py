@@ -8,7 +8,9 @@ companies share record ids (a Copy Company), so a deletion in one must leave the
 from __future__ import annotations
 
 import socket
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import duckdb
@@ -42,8 +44,8 @@ def bc(tmp_path_factory):
     running.stop()
 
 
-@pytest.fixture
-def product(bc, tmp_path):
+@contextmanager
+def receiving(bc, tmp_path, **business_central):
     """A private warehouse and store, and `mlconnector ingest` serving BC's notifications on loopback."""
     bc.reset()
     sock = socket.socket()
@@ -56,9 +58,16 @@ def product(bc, tmp_path):
             "notification_url": url,
             "client_state": {"env": "MLC_TEST_UNSET", "sandbox_default": CLIENT_STATE},
         },
+        **business_central,
     )
     with serve(create_app(cfg), sock) as receiver:
         yield cfg, receiver
+
+
+@pytest.fixture
+def product(bc, tmp_path):
+    with receiving(bc, tmp_path) as served:
+        yield served
 
 
 def run_job(cfg, name: str, **kwargs) -> dg.ExecuteInProcessResult:
@@ -195,6 +204,29 @@ def test_a_notice_stamped_by_a_bc_clock_ahead_of_ours_runs_the_newest_window_and
     data = tick(cfg, instance)
     (request,) = data.run_requests
     assert request.partition_key == datetime.now(UTC).strftime("%Y-%m-%d") and CUSTOMERS in request.asset_selection
+    assert launch(cfg, request, instance).success
+    assert tick(cfg, instance, data.cursor).run_requests == []
+
+
+def test_a_notice_from_before_the_first_window_west_of_utc_runs_the_first_window_and_jams_nothing(bc, tmp_path):
+    """Windows cut in New York start at `partitions.start` 00:00 there, five hours after it begins in UTC. A notice
+    stamped before the first window was moved to UTC midnight, which in New York is the evening before: a window that
+    does not exist, so the tick failed, and every tick after it (the cursor moves only on success). The first window
+    is read instead, and the next tick moves on."""
+    new_york = ZoneInfo("America/New_York")
+    first_day = datetime.now(new_york).date().isoformat()
+    with receiving(bc, tmp_path, partitions={"timezone": "America/New_York", "start": first_day}) as (cfg, _):
+        assert run_job(cfg, "business_central_subscriptions").success
+        # BC's clock two days behind ours (a server writing its local time labelled Z is hours behind, too)
+        bc.http.post(f"{ADMIN}/dialect", json={"clock_ahead_seconds": -2 * 86400}).raise_for_status()
+        company = bc.companies()[0]
+        customer = bc.records(company["id"], "customers")[0]
+        bc.upsert(company["id"], "customers", {"id": customer["id"], "displayName": "Renamed by a slow BC clock"})
+        assert [a["status"] for a in flush(bc) if a["kind"] == "notification"] == [202]
+    instance = dg.DagsterInstance.ephemeral()
+    data = tick(cfg, instance)
+    (request,) = data.run_requests
+    assert request.partition_key == first_day and CUSTOMERS in request.asset_selection
     assert launch(cfg, request, instance).success
     assert tick(cfg, instance, data.cursor).run_requests == []
 

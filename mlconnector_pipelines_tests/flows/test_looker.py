@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -446,6 +446,50 @@ def test_a_look_with_a_custom_filter_is_refused_rather_than_rebuilt_without_it(e
     after = looker_stats(env)
     for ran in ("query_runs", "query_tasks"):  # refused before any query ran
         assert after.get(ran, 0) == before.get(ran, 0)
+
+
+# -- the schedule waits for the data the query reads -----------------------------------------------------
+
+
+def test_a_period_is_queried_only_once_its_upstream_assets_loaded_its_last_day_after_that_day_closed(tmp_path):
+    """BC's daily load and Looker's weekly fee query settle in the same hour: Looker's tick asked for the week before
+    BC had loaded its Sunday, and the journal sensor posted the week without it. Now the tick waits, naming what for,
+    and the hourly tick after BC's Sunday landed asks for the week. A Sunday re-read while it was still open (a
+    change notification's run) is not the whole Sunday."""
+    from dagster._core.test_utils import freeze_time
+
+    defs = build_definitions(parse_config(sandbox_profile(tmp_path)))
+    schedule = defs.resolve_schedule_def("looker_fee_allocation_schedule")  # weekly, 120 min, upstream BC G/L
+    assert schedule.cron_schedule == "0 * * * *"  # tries every hour, not only each Monday
+    entries, dimensions = (
+        dg.AssetKey(["business_central", table])
+        for table in ("bc_general_ledger_entries", "bc_general_ledger_entry_dimensions")
+    )
+
+    sunday_closed = datetime(2026, 11, 9, tzinfo=UTC)  # the week of 2 November ends with Sunday the 8th
+    with dg.instance_for_test() as instance:
+
+        def loaded(key: dg.AssetKey, day: str, at: datetime) -> None:
+            with freeze_time(at):
+                instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=day))
+
+        def tick(at: datetime):
+            context = dg.build_schedule_context(
+                instance, scheduled_execution_time=at, repository_def=defs.get_repository_def()
+            )
+            return schedule.evaluate_tick(context)
+
+        loaded(entries, "2026-11-08", datetime(2026, 11, 8, 15, tzinfo=UTC))  # re-read while Sunday was open
+        loaded(dimensions, "2026-11-08", sunday_closed + timedelta(minutes=31))
+        waiting = tick(sunday_closed + timedelta(hours=2))
+        assert waiting.run_requests == []
+        assert waiting.skip_message == (
+            "window 2026-11-02 waits for business_central/bc_general_ledger_entries partition 2026-11-08 to be loaded "
+            "after 2026-11-09T00:00:00+00:00"
+        )
+        loaded(entries, "2026-11-08", sunday_closed + timedelta(minutes=33))  # BC's scheduled load of Sunday
+        (request,) = tick(sunday_closed + timedelta(hours=3)).run_requests
+        assert request.partition_key == "2026-11-02"
 
 
 # -- the client: auth, throttling, large results ---------------------------------------------------
