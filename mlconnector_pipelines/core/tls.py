@@ -6,6 +6,8 @@ import ssl
 from functools import lru_cache
 from pathlib import Path
 
+import httpx
+
 from .errors import ConfigError, RequestFailedError
 
 # OpenSSL's words for a handshake answered by something that is not TLS (a plain-HTTP port behind an https:// URL),
@@ -34,9 +36,12 @@ def speaks_no_tls(error: BaseException | str) -> bool:
     return any(code in text for code in _NOT_TLS)
 
 
-def handshake_refused(error: BaseException | str) -> bool:
-    """Whether a connection failed in its TLS handshake for a reason no retry changes; nothing of a request was sent."""
-    return untrusted_certificate(error) or speaks_no_tls(error)
+def handshake_refused(error: BaseException) -> bool:
+    """Whether a connection failed in its TLS handshake for a reason no retry changes; nothing of a request was sent.
+
+    Only while connecting: OpenSSL says the same words when an established session reads bytes that are not TLS,
+    after the request went out (its outcome is then unknown, not refused)."""
+    return isinstance(error, httpx.ConnectError) and (untrusted_certificate(error) or speaks_no_tls(error))
 
 
 def tls_fix(error: BaseException | str, *, unknown_issuer: str) -> str | None:

@@ -246,6 +246,23 @@ def test_a_write_whose_handshake_refused_the_certificate_was_not_sent():
     assert len(seen) == 1
 
 
+@pytest.mark.parametrize(
+    "words", ["[SSL: WRONG_VERSION_NUMBER] wrong version number", "[SSL: CERTIFICATE_VERIFY_FAILED]"]
+)
+def test_tls_words_on_reading_an_answer_are_an_unknown_outcome_not_a_refused_handshake(words):
+    """OpenSSL says WRONG_VERSION_NUMBER (and the like) also when an established session reads bytes that are
+    not TLS, after the POST went out: that was taken for a refused handshake, a plain failure with no unknown
+    outcome recorded and no settle hold, so a re-run could create the document again. Only a connect error is
+    a refused handshake; a GET failing so on its read is tried again."""
+    transport, seen = scripted(httpx.ReadError(words), (201, {}))
+    with pytest.raises(OutcomeUnknown):
+        client(transport, []).request("POST", "/records", json={"n": 1})
+    assert len(seen) == 1
+    transport, seen = scripted(httpx.ReadError(words), (200, {}))
+    client(transport, []).get_json("/x")
+    assert len(seen) == 2
+
+
 SECRET = "s3cr3t-value"
 
 
