@@ -25,7 +25,7 @@ from ..core.journal_mapping import JournalMapping, ValueSource, closing_lines, l
 from ..core.memory import cyclic_gc_paused
 from ..core.posting import ZERO, Plan, PostingTarget, Problem, SourceRow, WrittenDocument, WrittenLine, balances
 from ..warehouse.schema import DATE_TIME_ZONES, ROW_NUMBER, RUN_ID, SOURCE, WINDOW_START, column_name
-from .post import PlanChanged, PostingEngine, as_written, difference_lines, line_figures
+from .post import PlanChanged, PostingEngine, as_written, difference_lines, line_amounts
 
 
 @dataclass(frozen=True)
@@ -259,13 +259,13 @@ def _decide(engine, spec, mapping, plan: Plan, existing: WrittenDocument, *, res
     try:
         engine._check_same_plan(plan, existing, whole=not resuming)
     except PlanChanged as changed:
-        reordered = _in_target_order(plan, existing)
-        if reordered is not None:
+        held = _as_held(plan, existing)
+        if held is not None:
+            plan_as_held, kept = held
             return Decision(
-                reordered,
+                plan_as_held,
                 "unchanged",
-                f"{plan.document_key} exists as {existing.number} with these figures (in another row order: its "
-                "line numbers are kept)",
+                f"{plan.document_key} exists as {existing.number} with these figures; its {kept} are kept as posted",
                 existing=existing,
             )
         if mapping.on_change == "fail":
@@ -276,22 +276,29 @@ def _decide(engine, spec, mapping, plan: Plan, existing: WrittenDocument, *, res
     )
 
 
-def _in_target_order(plan: Plan, existing: WrittenDocument) -> Plan | None:
-    """The plan numbered as the target holds its lines, when the target holds exactly these lines in another
-    order (Looker's rows come back reordered from a query without sorts, or with ties); else None. Each line
-    keeps its Looker row."""
-    numbers: dict[tuple, list[int]] = {}
+def _as_held(plan: Plan, existing: WrittenDocument) -> tuple[Plan, str] | None:
+    """The plan as the target holds it, when the target books exactly its lines (account, dimensions, amounts,
+    currency) under other line numbers or texts; else None. Looker's rows come back reordered from a query without
+    sorts, or with ties; a text rendered otherwise (a template edited, numbers written as Looker wrote them since
+    an upgrade) changes no figure, and posted lines are never edited. Each line keeps its Looker row."""
+    held: dict[tuple, list[WrittenLine]] = {}
     for line in sorted(existing.lines, key=lambda line: line.number):
-        numbers.setdefault(line_figures(line), []).append(line.number)
-    renumbered = []
+        held.setdefault(line_amounts(line), []).append(line)
+    as_held, moved, retexted = [], False, False
     for line in plan.lines:
-        held = numbers.get(line_figures(line))
-        if not held:
+        candidates = held.get(line_amounts(line))
+        if not candidates:
             return None
-        renumbered.append(replace(line, number=held.pop(0)))
-    if any(numbers.values()):
+        same_text = [c for c in candidates if c.text == line.text]
+        written = (same_text or candidates)[0]
+        candidates.remove(written)
+        moved |= written.number != line.number
+        retexted |= written.text != line.text
+        as_held.append(replace(line, number=written.number, text=written.text))
+    if any(held.values()):
         return None
-    return replace(plan, lines=tuple(sorted(renumbered, key=lambda line: line.number)))
+    kept = " and ".join([*(["line numbers"] if moved else []), *(["texts"] if retexted else [])]) or "lines"
+    return replace(plan, lines=tuple(sorted(as_held, key=lambda line: line.number))), kept
 
 
 def _refuse_beside_an_undated_journal(engine: PostingEngine, spec: JournalSpec, mapping: JournalMapping, plan: Plan):

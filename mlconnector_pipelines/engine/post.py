@@ -604,9 +604,14 @@ def same_line(planned: PlannedLine, written: WrittenLine) -> bool:
     return line_figures(planned) == line_figures(written)
 
 
+def line_amounts(line: PlannedLine | WrittenLine) -> tuple:
+    """What a line books, whatever its number and text: account, dimensions, amounts, currency (in any case)."""
+    return (line.account, tuple(line.dimensions), line.debit, line.credit, line.currency.upper())
+
+
 def line_figures(line: PlannedLine | WrittenLine) -> tuple:
-    """What a line holds, whatever its number: account, dimensions, amounts, currency (in any case), text."""
-    return (line.account, tuple(line.dimensions), line.debit, line.credit, line.currency.upper(), line.text)
+    """What a line holds, whatever its number: what it books, and its text."""
+    return (*line_amounts(line), line.text)
 
 
 def as_written(line: PlannedLine) -> WrittenLine:

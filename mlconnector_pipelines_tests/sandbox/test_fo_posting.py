@@ -922,6 +922,32 @@ def test_the_same_figures_in_another_row_order_are_found_unchanged_under_the_jou
     assert_posted_once(sandbox, original)
 
 
+def test_the_same_figures_under_other_texts_are_unchanged_and_keep_the_posted_texts(sandbox, posting):
+    """A line's text rendered otherwise with the same figures (a text template edited; numbers in texts written as
+    Looker wrote them since this release, `7` where `7.000000000` was posted) was refused as other figures under
+    the default `on_change: fail`. No figure moved and posted lines are never edited: unchanged, verified under
+    the texts the journal holds. A changed amount beside a changed text is still a change."""
+    engine = posting()
+    original, _ = plan_for(engine.target, mapping(text="Fees {fees.cost_center}"))
+    engine.run(original)
+    retexted, _ = plan_for(engine.target, mapping(text="Marketplace fees, centre {fees.cost_center}"))
+
+    decision = choose_document(
+        posting("run-2"), SPEC, mapping(text="Marketplace fees, centre {fees.cost_center}"), retexted
+    )
+
+    assert decision.outcome == "unchanged" and "texts are kept as posted" in decision.note, decision.note
+    assert [line.text for line in decision.plan.lines] == [line.text for line in original.lines]
+    again = posting("run-2")
+    assert again.run(decision.plan).outcome == "already_posted"
+    assert again.target.client.http.stats.by_method.get("POST", 0) == 0
+    assert_posted_once(sandbox, original)
+    moved = [(DEFAULT_ROWS[0][0], DEFAULT_ROWS[0][1], "7"), *DEFAULT_ROWS[1:]]
+    changed, _ = plan_for(engine.target, mapping(text="Marketplace fees, centre {fees.cost_center}"), rows=moved)
+    with pytest.raises(PlanChanged):
+        choose_document(posting("run-3"), SPEC, mapping(text="Marketplace fees, centre {fees.cost_center}"), changed)
+
+
 def test_an_unpartitioned_journal_is_one_per_posting_date_not_one_adjusted_for_ever(sandbox, posting):
     """A query without partitions (deliveries feed it) gives each period's figures with their own posting date.
     Under one key for the journal, February's delivery was taken for a change to January's journal: refused, or
