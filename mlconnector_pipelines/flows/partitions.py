@@ -16,6 +16,8 @@ from ..core.windows import TimeWindow
 CATCH_UP_WINDOWS = 24
 SCHEDULE_NAME_TAG = "dagster/schedule_name"  # Dagster's tags on a scheduled run
 PARTITION_TAG = "dagster/partition"
+PARENT_RUN_TAG = "dagster/parent_run_id"  # on a re-execution
+_RUNS_PAGE = 100  # the schedule's runs read at a time for the newest window it asked for
 
 # `d`: the days of the lag, past the window's first day (a week's Monday, a month's 1st)
 _CRON = {"hourly": "{m} * * * *", "daily": "{m} {h} * * *", "weekly": "{m} {h} * * {w}", "monthly": "{m} {h} {d} * *"}
@@ -58,7 +60,11 @@ def settled_window_schedule(
     minute, hour = cfg.settle_lag_minutes % 60, (cfg.settle_lag_minutes // 60) % 24
     days = cfg.settle_lag_minutes // (24 * 60)  # a lag of a whole day: the tick moves a day on, not to 00:00
     cron = _CRON["hourly" if upstream else cfg.cadence].format(m=minute, h=hour, w=1 + days, d=1 + days)
-    waits = f" once {', '.join(k.to_user_string() for k in upstream)} loaded its end" if upstream else ""
+    waits = (
+        f" once {', '.join(k.to_user_string() for k in upstream)} (those loaded here) loaded its end"
+        if upstream
+        else ""
+    )
 
     @dg.schedule(
         name=name,
@@ -115,12 +121,9 @@ def _windows_not_asked_for(
 ) -> list[str]:
     """The settled windows after the newest one this schedule asked for, oldest first, at most CATCH_UP_WINDOWS;
     only `settled` when it never asked for one (history is a backfill's)."""
-    runs = context.instance.get_runs(filters=dg.RunsFilter(tags={SCHEDULE_NAME_TAG: name}), limit=CATCH_UP_WINDOWS)
-    asked = [run.tags.get(PARTITION_TAG) for run in runs]
-    asked = [key for key in asked if key and partitions.has_partition_key(key)]  # keys of other partitions: none
-    if not asked:
+    newest = _newest_asked_for(context, partitions, name)
+    if newest is None:
         return [settled]
-    newest = max(asked, key=lambda key: partitions.time_window_for_partition_key(key).start)
     if not partitions.less_than(newest, settled):
         return []
     following = partitions.get_next_partition_key(newest)
@@ -133,6 +136,28 @@ def _windows_not_asked_for(
     return due[:CATCH_UP_WINDOWS]
 
 
+def _newest_asked_for(
+    context: dg.ScheduleEvaluationContext, partitions: dg.TimeWindowPartitionsDefinition, name: str
+) -> str | None:
+    """The newest window this schedule's ticks asked for, from its runs, newest first, a page at a time.
+
+    A re-execution (from the UI, or the run-retry daemon) keeps its parent's tags: re-runs of old windows are not
+    what the schedule asked for last (taken so, the next tick asked for windows loaded already). A run of another
+    partitioning (the cadence changed since) is none of these windows."""
+    cursor = None
+    while True:
+        runs = context.instance.get_runs(
+            filters=dg.RunsFilter(tags={SCHEDULE_NAME_TAG: name}), cursor=cursor, limit=_RUNS_PAGE
+        )
+        asked = [run.tags.get(PARTITION_TAG) for run in runs if PARENT_RUN_TAG not in run.tags]
+        asked = [key for key in asked if key and partitions.has_partition_key(key)]
+        if asked:  # ticks launch their windows oldest first: the newest is on the first page holding any
+            return max(asked, key=lambda key: partitions.time_window_for_partition_key(key).start)
+        if len(runs) < _RUNS_PAGE:
+            return None
+        cursor = runs[-1].run_id
+
+
 def _upstream_without(
     context: dg.ScheduleEvaluationContext, upstream: Sequence[dg.AssetKey], window: dg.TimeWindow
 ) -> list[str]:
@@ -143,6 +168,11 @@ def _upstream_without(
     materialization after the window closed."""
     waiting = []
     for key in upstream:
+        graph = context.repository_def.asset_graph
+        if not graph.has(key) or not graph.get(key).is_materializable:
+            # Named for lineage only (a dbt model, a table another tool loads, a system switched off): nothing here
+            # loads it, and waiting for it held every period for good.
+            continue
         own, partition, closed = _time_partitions_of(context, key), None, window.end
         if own is not None:
             last = own.get_partition_key_for_timestamp(window.end.timestamp(), end_closed=True)
@@ -163,6 +193,5 @@ def _upstream_without(
 def _time_partitions_of(
     context: dg.ScheduleEvaluationContext, key: dg.AssetKey
 ) -> dg.TimeWindowPartitionsDefinition | None:
-    graph = context.repository_def.asset_graph
-    partitions = graph.get(key).partitions_def if graph.has(key) else None
+    partitions = context.repository_def.asset_graph.get(key).partitions_def
     return partitions if isinstance(partitions, dg.TimeWindowPartitionsDefinition) else None

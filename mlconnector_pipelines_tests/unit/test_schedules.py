@@ -151,6 +151,7 @@ def daemon_running_the_schedule(started_at: datetime, tmp_path):
                 launched = [run for run in instance.get_runs() if run.run_id not in before]
                 return sorted(run.tags["dagster/partition"] for run in launched)
 
+            daemon_pass.instance = instance  # for a test adding runs of its own
             yield daemon_pass
 
 
@@ -174,3 +175,57 @@ def test_a_long_outage_is_caught_up_a_bounded_number_of_windows_a_tick_oldest_fi
         assert daemon_pass(first_tick) == ["2026-03-09"]
         assert daemon_pass(first_tick + timedelta(days=30)) == missed[:CATCH_UP_WINDOWS]
         assert daemon_pass(first_tick + timedelta(days=31)) == missed[CATCH_UP_WINDOWS:] + ["2026-04-09"]
+
+
+def test_re_executions_of_old_windows_do_not_make_the_next_tick_load_windows_again(tmp_path):
+    """Re-executed runs (the UI's re-execute, the run-retry daemon) keep their parent's schedule, partition and run
+    key tags. Re-runs of March windows pushed the schedule's newest window out of the runs it looked at, and the
+    next tick loaded a week again (a repeated run key on another tick is not dropped for schedules). More of them
+    than a page of runs: the newest window is still found."""
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    first_tick = datetime(2026, 3, 10, 0, 30, tzinfo=UTC)
+    with daemon_running_the_schedule(first_tick - timedelta(minutes=10), tmp_path) as daemon_pass:
+        assert daemon_pass(first_tick) == ["2026-03-09"]
+        assert len(daemon_pass(first_tick + timedelta(days=30))) == CATCH_UP_WINDOWS
+        assert daemon_pass(first_tick + timedelta(days=31))[-1] == "2026-04-09"
+        instance = daemon_pass.instance
+        for n in range(150):
+            key = (date(2026, 3, 10) + timedelta(days=n % CATCH_UP_WINDOWS)).isoformat()
+            instance.add_run(DagsterRun(job_name="load_windows", tags={
+                "dagster/schedule_name": "load_windows_schedule", "dagster/partition": key, "dagster/run_key": key,
+                "dagster/parent_run_id": "a-failed-run", "dagster/root_run_id": "a-failed-run"}))  # fmt: skip
+        assert daemon_pass(first_tick + timedelta(days=33)) == ["2026-04-10", "2026-04-11"]  # a tick missed too
+
+
+def test_an_upstream_named_for_lineage_only_holds_no_period_and_one_loaded_here_still_does():
+    """`upstream` also names what nothing here loads (a dbt model, a table another tool fills, a system switched
+    off): waiting for its materialization held every period for good, tick after tick, with only a skip reason.
+    Only upstream assets this code location materializes hold a period until they have loaded its end."""
+    cfg = PartitionConfig(cadence="daily", start=date(2026, 1, 1), settle_lag_minutes=90)
+    days = partitions_def(cfg)
+    loaded, lineage = dg.AssetKey(["erp", "entries"]), dg.AssetKey(["dbt", "fct_fees"])
+
+    @dg.asset(partitions_def=days, key=loaded)
+    def entries() -> None:
+        pass
+
+    @dg.asset(partitions_def=days, key=["looker", "fees"], deps=[loaded, lineage])
+    def fees() -> None:
+        pass
+
+    job = dg.define_asset_job("looker_fees", selection=[fees], partitions_def=days)
+    schedule = settled_window_schedule(job, cfg, days, "looker_fees_schedule", upstream=[loaded, lineage])
+    repository = dg.Definitions(assets=[entries, fees], jobs=[job], schedules=[schedule]).get_repository_def()
+    tick = datetime(2026, 3, 10, 1, 30, tzinfo=UTC)
+    with dg.instance_for_test() as instance:
+
+        def evaluate():
+            context = dg.build_schedule_context(instance, scheduled_execution_time=tick, repository_def=repository)
+            return schedule.evaluate_tick(context)
+
+        waiting = evaluate()
+        assert not waiting.run_requests and "erp/entries" in waiting.skip_message, waiting.skip_message
+        assert "dbt/fct_fees" not in waiting.skip_message
+        instance.report_runless_asset_event(dg.AssetMaterialization(loaded, partition="2026-03-09"))
+        assert [r.partition_key for r in evaluate().run_requests] == ["2026-03-09"]
