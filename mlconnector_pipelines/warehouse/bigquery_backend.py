@@ -143,12 +143,8 @@ class _BigQuerySession(SqlSession):
             self.w.run(";\n".join(self.script))
             self.script = []
 
-    def existing_columns(self, table: str) -> set[str]:
-        try:
-            found = self.w.client.get_table(f"{self.w.cfg.project}.{self.w.cfg.dataset}.{validate_identifier(table)}")
-        except NotFound:
-            return set()
-        return {field.name for field in found.schema}
+    def existing_columns(self, table: str) -> dict[str, ColumnType]:
+        return self.w.column_types(table)
 
     def load_stage(self, table: TableSpec, staging: ParquetStaging, columns: dict[str, ColumnType], token: str) -> str:
         name = f"_stage_{table.name}_{token}"

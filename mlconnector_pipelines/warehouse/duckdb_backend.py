@@ -21,7 +21,7 @@ import tenacity
 
 from ..core.errors import ConnectorError
 from . import DUCKDB_DEFAULT_MEMORY_LIMIT
-from .schema import ColumnType, TableSpec
+from .schema import ColumnType, TableSpec, column_type_of
 from .sql_warehouse import SqlDialect, SqlSession, SqlWarehouse
 from .staging import ParquetStaging
 
@@ -136,12 +136,12 @@ class _DuckDBSession(SqlSession):
     def execute(self, sql: str) -> None:
         self.con.execute(sql)
 
-    def existing_columns(self, table: str) -> set[str]:
+    def existing_columns(self, table: str) -> dict[str, ColumnType]:
         return {
-            r[0]
+            r[0]: column_type_of(r[1])
             for r in self.con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
-                "AND table_schema = 'main' AND table_name = ?",
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = "
+                "current_database() AND table_schema = 'main' AND table_name = ?",
                 [table],
             ).fetchall()
         }

@@ -18,7 +18,7 @@ from snowflake.connector.pandas_tools import write_pandas
 
 from ..core.errors import ConfigError
 from .config import SnowflakeConfig
-from .schema import ColumnType, TableSpec, validate_identifier
+from .schema import ColumnType, TableSpec, column_type_of, validate_identifier
 from .sql_warehouse import SqlDialect, SqlSession, SqlWarehouse
 from .staging import ParquetStaging
 
@@ -133,13 +133,13 @@ class _SnowflakeSession(SqlSession):
     def execute(self, sql: str) -> None:
         self.cursor.execute(sql)
 
-    def existing_columns(self, table: str) -> set[str]:
+    def existing_columns(self, table: str) -> dict[str, ColumnType]:
         rows = self.cursor.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = CURRENT_SCHEMA() "
-            "AND table_name = ?",
+            "SELECT column_name, data_type, numeric_scale FROM information_schema.columns WHERE table_schema = "
+            "CURRENT_SCHEMA() AND table_name = ?",
             [validate_identifier(table).upper()],
         ).fetchall()
-        return {r[0].lower() for r in rows}
+        return {r[0].lower(): column_type_of(str(r[1]), r[2]) for r in rows}
 
     def load_stage(self, table: TableSpec, staging: ParquetStaging, columns: dict[str, ColumnType], token: str) -> str:
         name = f"_stage_{table.name}_{token}"

@@ -233,7 +233,8 @@ class SqlSession:
     def execute(self, sql: str) -> None: ...
 
     @abstractmethod
-    def existing_columns(self, table: str) -> set[str]: ...
+    def existing_columns(self, table: str) -> dict[str, ColumnType]:
+        """The table's columns with their types; none when it does not exist yet."""
 
     @abstractmethod
     def load_stage(self, table: TableSpec, staging: ParquetStaging, columns: dict[str, ColumnType], token: str) -> str:
@@ -267,9 +268,9 @@ class SqlWarehouse(Warehouse):
             release_free_memory()  # the batches are on disk now; the swap needs the memory they used
             token = uuid.uuid4().hex[:12]
             with self._explaining_cast_failures(staging), self.session() as s:
-                for table in tables:
-                    self._ensure_columns(s, table.changes_table, self._change_log_columns(table, staging))
+                for table in tables:  # current state first: a type it holds is the one staged
                     self._ensure_columns(s, table.name, staging.columns[table.name])
+                    self._ensure_columns(s, table.changes_table, self._change_log_columns(table, staging))
                 stages = {t.name: s.load_stage(t, staging, staging.columns[t.name], token) for t in tables}
                 staged = {t.name: list(staging.columns[t.name]) for t in tables}
                 held = {t.name: sorted(s.existing_columns(t.name)) for t in tables}
@@ -437,6 +438,11 @@ class SqlWarehouse(Warehouse):
         for column, column_type in columns.items():
             if column not in existing:  # a field new in the source: a new nullable column
                 s.execute(f"ALTER TABLE {d.table(name)} ADD COLUMN {d.column(column)} {d.types[column_type]}")
+            elif existing[column] is not column_type:
+                # A column an earlier release typed otherwise (a business date held as a timestamp, an amount as
+                # text) keeps its type, and the batch is staged in it: BigQuery refused the swap whole, a DATE
+                # beside a TIMESTAMP in one UNION ALL.
+                columns[column] = existing[column]
 
     # -- reads ------------------------------------------------------------------------------------
 

@@ -225,6 +225,28 @@ class FakeBigQuery:
         }
         return JSONResponse(result)
 
+    def _refuse_what_bigquery_does_not_coerce_on_insert(self, statement: str) -> None:
+        """GoogleSQL coerces a query column into the table's only along its coercion rules (INT64 to NUMERIC or
+        FLOAT64, NUMERIC to FLOAT64, DATE to DATETIME); a DATE into a TIMESTAMP, text into a number, is refused:
+        `Query column N has type DATE which cannot be inserted into column c, which has type TIMESTAMP`.
+        (DuckDB casts them.)"""
+        parsed = sqlglot.parse_one(statement, read="duckdb")
+        query = parsed.expression
+        schema = parsed.this
+        if not isinstance(schema, sqlglot.exp.Schema) or not isinstance(query, sqlglot.exp.Query):
+            return
+        table = schema.this.sql(dialect="duckdb")
+        names = [c.name for c in schema.expressions]
+        held = {str(r[0]): _bq_type(str(r[1])) for r in self.db.execute(f"DESCRIBE {table}").fetchall()}
+        given = [str(r[1]) for r in self.db.execute(f"DESCRIBE {query.sql(dialect='duckdb')}").fetchall()]
+        for number, (name, duck_type) in enumerate(zip(names, given, strict=False), start=1):
+            kind, wanted = _bq_type(duck_type), held.get(name)
+            if wanted and duck_type != '"NULL"' and kind != wanted and (kind, wanted) not in _COERCIBLE:
+                raise duckdb.ConversionException(
+                    f"Query column {number} has type {kind} which cannot be inserted into column {name}, which has "
+                    f"type {wanted}"
+                )
+
     def _run_script(self, script: str, params: list) -> tuple[list[tuple[str, str]], list[tuple]]:
         _refuse_a_line_break_in_a_quoted_string(script)
         statements = sqlglot.transpile(script, read="bigquery", write="duckdb")
@@ -234,6 +256,8 @@ class FakeBigQuery:
         try:
             for statement in statements:
                 upper = statement.strip().upper()
+                if upper.startswith("INSERT INTO") and "?" not in statement:
+                    self._refuse_what_bigquery_does_not_coerce_on_insert(statement)
                 cursor = self.db.execute(statement, params if "?" in statement else None)
                 if upper.startswith("BEGIN"):
                     in_transaction = True
@@ -340,6 +364,14 @@ class FakeBigQuery:
 
 
 TRIPLE_QUOTES = ("'" * 3, '"' * 3)
+
+
+_COERCIBLE = {
+    ("INTEGER", "NUMERIC"),
+    ("INTEGER", "FLOAT"),
+    ("NUMERIC", "FLOAT"),
+    ("DATE", "DATETIME"),
+}  # _bq_type's names
 
 
 def _refuse_a_line_break_in_a_quoted_string(script: str) -> None:

@@ -285,6 +285,25 @@ def test_a_field_that_is_empty_in_the_first_window_is_typed_by_its_first_values(
     assert pd.isna(held[1]) and Decimal(str(held[2])) == Decimal("12345678901.234567891")
 
 
+def test_a_column_an_earlier_release_typed_otherwise_keeps_its_type_and_takes_the_new_values(warehouse):
+    """A business date an earlier release inferred as a timestamp (Acumatica's `Date`, now declared a DATE) keeps
+    its column type: the batch is staged in it. Staged as a DATE, BigQuery refused every later load of the table
+    (a DATE cannot be inserted into a TIMESTAMP column), and the fake now refuses it as BigQuery does."""
+    from dataclasses import replace as copy
+
+    earlier = copy(PARENT, types={**PARENT.types, "due": T.TIMESTAMP})
+    now = copy(PARENT, types={**PARENT.types, "due": T.DATE})
+    with warehouse.replace_windows([earlier, LINES], ReplaceScope(("A",), DAY, NEXT)) as load:
+        load.write(earlier, docs("A", [1], due=["2026-03-01T00:00:00+00:00"]))
+    with warehouse.replace_windows([now, LINES], ReplaceScope(("A",), NEXT, AFTER)) as load:
+        load.write(now, docs("A", [2], modified="2026-03-02T10:00:00.000Z", window=NEXT, due=[date(2026, 3, 2)]))
+    assert warehouse.column_types("docs")["due"] == T.TIMESTAMP
+    held = table(warehouse, "docs").set_index(table(warehouse, "docs")["doc_entry"].astype(int))["due"]
+    assert [pd.Timestamp(held[n]).tz_localize(None) if pd.Timestamp(held[n]).tzinfo is None else
+            pd.Timestamp(held[n]).tz_convert(None) for n in (1, 2)] == [
+        pd.Timestamp("2026-03-01"), pd.Timestamp("2026-03-02")]  # fmt: skip
+
+
 def test_replacing_a_window_replaces_exactly_its_rows(warehouse):
     with warehouse.replace_windows([PARENT, LINES], ReplaceScope(("A", "B"), DAY, NEXT)) as load:
         load.write(PARENT, pd.concat([docs("A", [1, 2]), docs("B", [1])]))
