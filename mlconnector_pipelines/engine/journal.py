@@ -256,9 +256,15 @@ def _finish_earlier_plan(
 
 
 def _decide(engine, spec, mapping, plan: Plan, existing: WrittenDocument, *, resuming: bool) -> Decision:
+    if mapping.on_change == "adjust" and engine.find(
+        replace(plan, document_key=spec.document_key(mapping.name, plan.partition, 1))
+    ):
+        # The period's figures are the original and its difference journals together: compared with the original
+        # alone, figures back to it looked unchanged, and the difference journals stayed in the ledger.
+        return _adjustment(engine, spec, mapping, plan, existing)
     try:
         engine._check_same_plan(plan, existing, whole=not resuming)
-    except PlanChanged as changed:
+    except PlanChanged:
         held = _as_held(plan, existing)
         if held is not None:
             plan_as_held, kept = held
@@ -270,7 +276,7 @@ def _decide(engine, spec, mapping, plan: Plan, existing: WrittenDocument, *, res
             )
         if mapping.on_change == "fail":
             raise
-        return _adjustment(engine, spec, mapping, plan, existing, changed)
+        return _adjustment(engine, spec, mapping, plan, existing)
     return Decision(
         plan, "unchanged", f"{plan.document_key} exists as {existing.number} with these figures", existing=existing
     )
@@ -319,7 +325,7 @@ def _refuse_beside_an_undated_journal(engine: PostingEngine, spec: JournalSpec, 
         )  # fmt: skip
 
 
-def _adjustment(engine, spec, mapping, plan: Plan, original: WrittenDocument, changed: PlanChanged) -> Decision:
+def _adjustment(engine, spec, mapping, plan: Plan, original: WrittenDocument) -> Decision:
     posted: list[list[WrittenLine]] = [original.lines]
     number = 1
     while True:

@@ -788,6 +788,30 @@ def test_a_changed_plan_is_refused_by_default_and_adjust_posts_only_the_differen
     assert again.outcome == "no_change"
 
 
+@pytest.mark.parametrize("order", ["as posted", "another row order"])
+def test_figures_back_to_the_posted_journals_reverse_its_difference_journal(sandbox, posting, order):
+    """Posted, then a difference journal for late figures, then the figures went back to the first ones. Compared
+    with the original journal alone they looked unchanged, and the difference journal stayed in the ledger: F&O
+    held the late figures while Looker said the first. The period's figures are the original and its
+    difference journals together: a second difference journal reverses the first."""
+    adjust = mapping(on_change="adjust", text="Fees {fees.cost_center}")
+    engine = posting()
+    original, _ = plan_for(engine.target, adjust)
+    engine.run(original)
+    late, _ = plan_for(engine.target, adjust, rows=[*DEFAULT_ROWS[:-1], ("618200", "009", "10")])
+    posting("run-2").run(choose_document(posting("run-2"), SPEC, adjust, late).plan)
+    assert posted_totals(sandbox) == planned_totals(engine.target, late)
+    rows = DEFAULT_ROWS if order == "as posted" else list(reversed(DEFAULT_ROWS))
+    back, _ = plan_for(engine.target, adjust, rows=rows)
+
+    decision = choose_document(posting("run-3"), SPEC, adjust, back)
+
+    assert decision.outcome == "adjustment" and decision.plan.document_key.endswith("adj2"), decision.note
+    posting("run-3").run(decision.plan)
+    assert posted_totals(sandbox) == planned_totals(engine.target, original)
+    assert choose_document(posting("run-4"), SPEC, adjust, back).outcome == "no_change"
+
+
 def posted_totals(sandbox) -> dict[str, Decimal]:
     """Debit less credit per account and dimensions over every journal in F&O (zeros left out)."""
     totals: dict[str, Decimal] = {}
