@@ -222,6 +222,12 @@ class RecordSync:
             self.audit.lines_written(record.id, [line.number], "verified", attempt=False)
             return
         send = {self.target.key: key, **{f: wanted[f] for f in changed if f != self.target.key}}
+        # A field the target derives (BC's city from its post code) goes with its source, so the target derives it
+        # again: sent alone (the post code unchanged), BC kept Sales' spelling over the one it had derived.
+        for derived in changed:
+            for source in getattr(self.target, "derived_from", {}).get(derived, ()):
+                if source in wanted:
+                    send.setdefault(source, wanted[source])
         try:
             saved = self.target.upsert(send)
         except RecordRefused as refused:

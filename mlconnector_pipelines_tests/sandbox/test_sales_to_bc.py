@@ -1025,6 +1025,8 @@ def test_city_county_and_country_bc_takes_from_its_post_code_table_do_not_block_
     edit_account(sandbox, account_id, telephone1="+1 404 555 0100")  # a new account version: compared again
     again = run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
     assert (first.outcome, again.outcome, again.customer_action) == ("posted", "already_posted", "updated")
+    [customer] = customers_named(sandbox, first.customer)  # sent with its post code, derived again: not Sales'
+    assert (customer["city"], customer["state"], customer["country"]) == ("Atlanta", "GA", "US")
     audit = AuditStore.sqlite(cfg.data_dir / "audit.sqlite")
     try:
         events = [e["detail"] for r in audit.of_flow(CUSTOMER_FLOW) for e in audit.history(r.id)]
