@@ -459,7 +459,9 @@ class AcumaticaRecordTarget:
                 raise OutcomeUnknown(
                     SYSTEM,
                     f"{lost}. No {self.entity} has {self.key} {key!r} now; it was not sent again: the next run (or "
-                    "replay) looks it up first",
+                    f"replay) looks it up first and sends it only if still not found. Where the site numbers "
+                    f"{self.entity} keys itself the lookup cannot find it: check for a {self.entity} saved just now "
+                    "before running again",
                     method=lost.method,
                     url=lost.url,
                 ) from None
