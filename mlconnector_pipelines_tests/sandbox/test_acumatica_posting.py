@@ -827,6 +827,22 @@ def test_amounts_finer_than_acumaticas_currency_precision_are_refused_before_any
     assert posting("run-2").run(plan_for(cfg)).document.state == "verified"  # rounded to 2, it posts
 
 
+@pytest.mark.parametrize("missing_record_status", [500, 404], ids=["no-entity-500", "not-found-404"])
+def test_a_currency_acumatica_does_not_have_is_refused_before_anything_is_written(
+    sandbox, cfg, posting, missing_record_status
+):
+    """A currency with no Currency record (CHF on a site that has not set it up) is named on every line; the site
+    says so with its 500 "No entity satisfies the condition", or with a 404 on a site reading the docs as REST."""
+    sandbox.http.post(
+        "/_sandbox/acumatica/dialect", json={"missing_record_status": missing_record_status}
+    ).raise_for_status()
+    plan = plan_for(cfg, mapping(currency={"constant": "CHF"}))
+    with pytest.raises(PostingRefused) as refused:
+        posting().run(plan)
+    assert any("currency CHF does not exist in Acumatica" in problem for problem in refused.value.problems)
+    assert batches(sandbox, plan.document_key) == []
+
+
 def test_an_offset_dimension_acumatica_has_no_field_for_is_refused_not_dropped(cfg):
     misspelt = mapping(balancing={"mode": "offset", "account": "20100", "dimensions": {"Subacount": "000-000"}})
     with pytest.raises(ConfigError, match=r"balancing\.dimensions: Subacount is neither Subaccount nor Branch"):
