@@ -54,6 +54,7 @@ def raw_config(data_dir: Path, page_size: int) -> dict:
     raw = sandbox_profile(data_dir, f"https://127.0.0.1:{PORT}")
     raw.update(data_dir=str(data_dir / "product"), sap_business_one=None, looker=None, finance_operations=None)
     raw["business_central"] = None
+    raw["dataverse"] = None  # its Sales → BC flow needs Business Central
     raw["acumatica"].update(entities=["Bill"], page_size=page_size, journals=[])
     raw["acumatica"]["partitions"]["start"] = start.date().isoformat()
     return raw

@@ -83,6 +83,7 @@ def run_product(data_dir: Path, page_size: int) -> dict:
     raw = sandbox_profile(data_dir, f"https://127.0.0.1:{PORT}")
     raw["data_dir"] = str(data_dir / "product")
     raw["business_central"] = None
+    raw["dataverse"] = None  # its Sales → BC flow needs Business Central
     raw["sap_business_one"].update({"page_size": page_size})
     raw["sap_business_one"]["partitions"]["start"] = start.date().isoformat()
     result, seconds = run_job_over_history(raw, "sap_business_one_to_warehouse")
