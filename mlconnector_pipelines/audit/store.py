@@ -236,19 +236,33 @@ class AuditStore:
                         "wrote"
                     )
                 if replaces:
-                    c.execute(line_states.delete().where(line_states.c.document_id == document_id))
-                    c.execute(lines.delete().where(lines.c.document_id == document_id))
-                    self._insert_lines(c, document_id, plan.lines, now)
-                    c.execute(
-                        documents.update()
-                        .where(documents.c.id == document_id)
-                        .values(header=_json(plan.header), digest=plan.digest, state="planned", error=None)
-                    )
+                    self._replace_lines(c, document_id, plan, now)
                     self._event(c, document_id, run_id, "replanned", f"digest {row.digest[:12]} → {plan.digest[:12]}")
                 c.execute(
                     documents.update().where(documents.c.id == document_id).values(last_run_id=run_id, updated_at=now)
                 )
         return self.document(document_id)
+
+    def replan_gone(self, document_id: int, plan: Plan, run_id: str, gone: str) -> DocumentRecord:
+        """Record a new plan for a document whose written one the target no longer holds (a person deleted it, as a
+        refusal advised, to have it written again): its lines were kept beside the new document's verification."""
+        now = _now()
+        with self.engine.begin() as c:
+            old = c.execute(sa.select(documents.c.digest).where(documents.c.id == document_id)).scalar_one()
+            self._replace_lines(c, document_id, plan, now)
+            c.execute(documents.update().where(documents.c.id == document_id).values(document_number=None))
+            self._event(c, document_id, run_id, "replanned", f"{gone}; digest {old[:12]} → {plan.digest[:12]}")
+        return self.document(document_id)
+
+    def _replace_lines(self, c, document_id: int, plan: Plan, now: datetime) -> None:
+        c.execute(line_states.delete().where(line_states.c.document_id == document_id))
+        c.execute(lines.delete().where(lines.c.document_id == document_id))
+        self._insert_lines(c, document_id, plan.lines, now)
+        c.execute(
+            documents.update()
+            .where(documents.c.id == document_id)
+            .values(header=_json(plan.header), digest=plan.digest, state="planned", error=None)
+        )
 
     def _insert_lines(self, c, document_id: int, planned: Sequence[PlannedLine], now: datetime) -> None:
         rows = []

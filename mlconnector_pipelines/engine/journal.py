@@ -222,10 +222,17 @@ def choose_document(
     first finished with its recorded plan, as replay would (in a preview, nothing is written: the decision is
     made against the journal as it will be once finished)."""
     existing = engine.find(plan)
+    record = engine.audit.find_document(plan.flow, plan.partition, plan.document_key)
     if existing is None:
         _refuse_beside_an_undated_journal(engine, spec, mapping, plan)
+        if record is not None and record.document_number is not None and record.digest != plan.digest:
+            # Written once, deleted in the target since (a person): the steps after this one write what the audit
+            # store holds, which was still the first plan, not these figures.
+            gone = f"{record.document_number} is no longer in {plan.system}"
+            if not preview:
+                engine.audit.replan_gone(record.id, plan, engine.run_id, gone)
+            return Decision(plan, "new", f"{gone}: {plan.document_key} will be created with these figures")
         return Decision(plan, "new", f"no journal {plan.document_key} yet: it will be created")
-    record = engine.audit.find_document(plan.flow, plan.partition, plan.document_key)
     unfinished = record is not None and record.state not in FINISHED
     if unfinished and record.digest != plan.digest:
         existing, finished = _finish_earlier_plan(engine, record, existing, preview)

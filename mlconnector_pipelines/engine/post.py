@@ -270,6 +270,11 @@ class PostingEngine:
         existing = self.find(plan)
         resumed = existing is not None
         carried = 0  # lines written with the header, by a target that saves a document whole
+        if existing is None and record.document_number is not None and record.digest != plan.digest:
+            # The document written under the recorded plan is gone from the target, and this plan is written in
+            # its place: recorded first, so the audit store holds the lines the new document will.
+            gone = f"{record.document_number} is no longer in {plan.system}"
+            record = self.audit.replan_gone(record.id, plan, self.run_id, gone)
         if existing is None:
             self._hold_while_unsettled(plan, record)
             self.checkpoint("before_header")

@@ -812,6 +812,27 @@ def test_figures_back_to_the_posted_journals_reverse_its_difference_journal(sand
     assert choose_document(posting("run-4"), SPEC, adjust, back).outcome == "no_change"
 
 
+def test_new_figures_for_a_journal_a_person_deleted_are_the_ones_written_and_audited(sandbox, posting):
+    """A verified journal deleted in F&O by a person, then new figures: the decision said they would be created,
+    but the audit store kept the first plan (a verified record's plan is never replaced), and the Dagster steps,
+    which write what the store holds, posted the first figures again. The new plan is recorded first."""
+    engine = posting()
+    original, _ = plan_for(engine.target)
+    engine.run(original)
+    [journal] = journals(sandbox)
+    engine.target.discard(original, journal["JournalBatchNumber"])  # what a person does in F&O
+    late, _ = plan_for(engine.target, rows=[*DEFAULT_ROWS[:-1], ("618200", "009", "10")])
+
+    decision = choose_document(posting("run-2"), SPEC, mapping(), late)
+
+    record = engine.audit.find_document(late.flow, late.partition, late.document_key)
+    assert decision.outcome == "new" and "is no longer in" in decision.note
+    stored = engine.audit.plan(record)  # what the validate, post and verify steps take
+    assert stored.digest == late.digest and record.document_number is None
+    posting("run-2").run(stored)
+    assert posted_totals(sandbox) == planned_totals(engine.target, late)
+
+
 def posted_totals(sandbox) -> dict[str, Decimal]:
     """Debit less credit per account and dimensions over every journal in F&O (zeros left out)."""
     totals: dict[str, Decimal] = {}

@@ -341,6 +341,41 @@ def test_an_active_order_edited_after_its_bc_order_was_made_is_refused_naming_bo
     assert sandbox.state("business_central")["writes"] == writes  # nothing written to BC
 
 
+def test_an_edited_order_whose_bc_order_a_person_deleted_as_advised_is_made_again_and_audited_as_made(cfg, sandbox):
+    """The refusal of an edited order advises deleting the BC order and running the deal again. The new order was
+    made, but the audit store kept the first plan's lines (a verified record's plan is never replaced) and marked
+    them verified beside it: the trail said quantity 4 where BC held 5. The plan is recorded anew first."""
+    from mlconnector_pipelines.replay import replay
+
+    _, quote, order = win_deal(sandbox)
+    assert run_sync(cfg, "salesorders", order["salesorderid"]).outcome == "posted"
+    [detail] = _order_details(sandbox, order["salesorderid"])[:1]
+    more = str(Decimal(str(detail["quantity"])) + 1)
+    sandbox.http.post("/_sandbox/dataverse/records/salesorderdetails",
+                      json={"salesorderdetailid": detail["salesorderdetailid"], "quantity": more}).raise_for_status()  # fmt: skip
+    with pytest.raises(PostingRefused):
+        run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-2")
+    [first] = bc_documents(sandbox, quote["quotenumber"])
+    sandbox.http.delete(
+        f"/_sandbox/business_central/companies/{company_id(sandbox)}/salesOrders/{first['id']}"
+    ).raise_for_status()
+    with pytest.raises(SimulatedCrash):  # stopped once BC saved the new order: replay finishes it
+        run_sync(cfg, "salesorders", order["salesorderid"], run_id="run-3", checkpoint=crash_at("after_header"))
+    replay(cfg, flow=FLOW)
+    [document] = bc_documents(sandbox, quote["quotenumber"])
+    audit = AuditStore.sqlite(cfg.data_dir / "audit.sqlite")
+    try:
+        [record] = audit.of_flow(FLOW)
+        audited = [dict(entry.line.dimensions)["quantity"] for entry in audit.line_records(record.id)]
+        events = [e["event"] for e in audit.history(record.id)]
+    finally:
+        audit.close()
+    in_bc = [str(line["quantity"]) for line in lines_of(sandbox, document)]
+    assert (record.state, record.document_number) == ("verified", document["number"])
+    assert [Decimal(q) for q in audited] == [Decimal(q) for q in in_bc] and Decimal(more) in map(Decimal, in_bc)
+    assert "replanned" in events
+
+
 def test_a_discount_with_more_places_than_bc_keeps_is_planned_as_bc_holds_it(cfg, sandbox):
     """Dataverse money keeps four places, BC rounds a line's discount to cents: planned as 1.0050 against BC's
     1.01, the order failed verification after it was created, and every rerun called it a changed plan."""
