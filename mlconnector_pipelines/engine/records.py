@@ -199,9 +199,15 @@ class RecordSync:
         return result
 
     def preview(self, plan: Plan) -> list[tuple[str, str, list[str]]]:
-        """(key, insert | update | unchanged, fields that differ) per record, read without writing anything."""
+        """(key, insert | update | unchanged | held as <target's key>, fields that differ) per record, read without
+        writing anything. A record saved before under a key the target assigned is never sent again: a person
+        approving the preview was shown an insert the run would not make."""
+        renumbered = {key.casefold(): kept for key, kept in self.audit.target_lines(plan.flow, RENUMBERED).items()}
         changes = []
         for line in plan.lines:
+            if line.account.casefold() in renumbered:
+                changes.append((line.account, f"held as {renumbered[line.account.casefold()]}", []))
+                continue
             held = self.target.current(line.account)
             wanted = dict(line.dimensions)
             changed = [f for f, value in wanted.items() if held is None or not self._same(held, f, value)]

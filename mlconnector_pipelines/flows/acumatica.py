@@ -207,6 +207,7 @@ def _preview(changes: list[tuple[str, str, list[str]]]) -> dict:
         f"| {key} | {action} | {', '.join(fields)} |" for key, action, fields in changes if action != "unchanged"
     ]
     counts = {action: sum(1 for _, a, _ in changes if a == action) for action in ("insert", "update", "unchanged")}
+    counts["held"] = sum(1 for _, a, _ in changes if a.startswith("held as"))  # under a key the site assigned
     return {"plan": "preview", **counts, "changes": dg.MetadataValue.md("\n".join(rows))}
 
 

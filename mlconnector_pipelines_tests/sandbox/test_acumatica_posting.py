@@ -723,6 +723,10 @@ def test_a_record_whose_key_acumatica_numbers_is_saved_once_and_the_sync_asks_fo
     [line] = audit.line_records(first.value.result.document.id)
     assert (line.state, line.target_line) == ("renumbered", number)
     renamed = {"VendorID": "V00001", "VendorName": "Renamed under numbering", "VendorClass": klass}
+    preview = RecordSync(resource.record_target("Vendor", "VendorID"), audit, run_id="run-2").preview(
+        vendor_plan(renamed, wanted)
+    )  # what a person approving the next set sees: no insert of NEWV1
+    assert preview == [("V00001", "update", ["VendorName"]), ("NEWV1", f"held as {number}", [])]
     puts = vendor_puts(sandbox)
     for run_id, plan in (("run-2", vendor_plan(wanted)), ("run-3", vendor_plan(renamed, wanted))):
         with pytest.raises(KeyAssignedByTarget, match=f"NEWV1 was saved as {number}") as again:
