@@ -197,13 +197,9 @@ class PostingEngine:
 
         One run at a time writes a flow's partition: two runs that both found nothing would both create it.
         """
-        lease = writing_lease(plan)
-        self._wait_for_lease(lease)
-        try:
+        with self._writing_lease(plan):
             self._refuse_a_plan_replaced_meanwhile(plan, record)
             return self._post(plan, record)
-        finally:
-            self.audit.release_lease(lease, self.run_id)
 
     def _refuse_a_plan_replaced_meanwhile(self, plan: Plan, record: DocumentRecord) -> None:
         """Another run recorded new figures for the document after this one recorded its plan (a replay beside a
@@ -243,6 +239,7 @@ class PostingEngine:
 
     @contextmanager
     def _writing_lease(self, plan: Plan) -> Iterator[None]:
+        """This run alone writes (or deletes) the plan's document meanwhile."""
         lease = writing_lease(plan)
         self._wait_for_lease(lease)
         try:

@@ -171,7 +171,7 @@ class RecordSync:
         # What the target should hold is now this set: an earlier set left unfinished is not replayed over it.
         self.audit.supersede(plan.flow, plan.partition, record.id, self.run_id)
         result = SyncResult()
-        renumbered = {key.casefold(): kept for key, kept in self.audit.target_lines(plan.flow, RENUMBERED).items()}
+        renumbered = self._held_under_target_keys(plan.flow)
         # A replay resumes: records an unfinished attempt synced are not read again. A finished document's are:
         # the target may have changed since (another set of records sent in between, or a person's edit).
         done = (
@@ -202,7 +202,7 @@ class RecordSync:
         """(key, insert | update | unchanged | held as <target's key>, fields that differ) per record, read without
         writing anything. A record saved before under a key the target assigned is never sent again: a person
         approving the preview was shown an insert the run would not make."""
-        renumbered = {key.casefold(): kept for key, kept in self.audit.target_lines(plan.flow, RENUMBERED).items()}
+        renumbered = self._held_under_target_keys(plan.flow)
         changes = []
         for line in plan.lines:
             if line.account.casefold() in renumbered:
@@ -214,6 +214,10 @@ class RecordSync:
             action = "insert" if held is None else "update" if changed else "unchanged"
             changes.append((line.account, action, changed if held is not None else sorted(wanted)))
         return changes
+
+    def _held_under_target_keys(self, flow: str) -> dict[str, str]:
+        """{our key (any case): the key the target assigned} of the flow's records saved under a key of its own."""
+        return {key.casefold(): kept for key, kept in self.audit.target_lines(flow, RENUMBERED).items()}
 
     def _same(self, record: Mapping[str, Any], field: str, wanted: str) -> bool:
         return _same(record.get(field), wanted, key=field == self.target.key)

@@ -98,6 +98,15 @@ def test_every_record_lands_once_though_ties_straddle_slices_and_window_boundari
     assert state["open_sessions"] == 0  # the run signed out
 
 
+def as_served(cfg, entity: str, **query) -> list[dict]:
+    """Records as the site serves them (the case a test sets up, checked before the load)."""
+    client = AcumaticaResource.from_section(cfg.acumatica, cfg.data_dir).client()
+    try:
+        return client.records(entity, **query)
+    finally:
+        client.close()
+
+
 def test_stamps_written_without_an_offset_land_each_bill_once_in_its_window(acumatica, tmp_path):
     """A site writing `2026-03-02T10:00:00` (no offset): the scan read it as UTC, the load failed on it with
     Arrow's "expected a zone offset". Both read it as UTC; every bill of the week lands once."""
@@ -105,11 +114,7 @@ def test_stamps_written_without_an_offset_land_each_bill_once_in_its_window(acum
     acumatica.http.post("/_sandbox/acumatica/dialect", json={"stamp_offsets": False}).raise_for_status()
     try:
         cfg = config(acumatica, tmp_path)
-        client = AcumaticaResource.from_section(cfg.acumatica, cfg.data_dir).client()
-        try:
-            served = client.records("Bill", select=["LastModifiedDateTime"], top=3)
-        finally:
-            client.close()
+        served = as_served(cfg, "Bill", select=["LastModifiedDateTime"], top=3)
         assert served and all(len(str(r["LastModifiedDateTime"])) <= 23 for r in served), served  # the case
         bills = held(acumatica, "Bill")
         result = run(cfg)
@@ -294,11 +299,7 @@ def test_document_dates_of_a_site_east_of_utc_land_on_the_day_the_site_wrote(acu
     acumatica.http.post("/_sandbox/acumatica/dialect", json=dialect).raise_for_status()
     try:
         cfg = config(acumatica, tmp_path)
-        client = AcumaticaResource.from_section(cfg.acumatica, cfg.data_dir).client()
-        try:
-            served = client.records("Bill", select=["Date"], top=1)
-        finally:
-            client.close()
+        served = as_served(cfg, "Bill", select=["Date"], top=1)
         assert str(served[0]["Date"]).endswith("T00:00:00+10:00")  # the case
         assert run(cfg).success
         with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
